@@ -1,0 +1,73 @@
+"""The `ztb` command line. Each area adds its commands from `ztb_core/commands/<area>.py`
+(a `register(app)` function); heavy libraries are imported inside the commands so `ztb --help`
+stays fast. Only the `tui` command imports the console, lazily."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from . import __version__
+from .errors import ZtbError
+
+#: modules whose `register(app)` adds commands; a command appears here only once it works.
+COMMAND_MODULES = [
+    "ztb_core.commands.core",
+]
+
+app = typer.Typer(
+    name="ztb",
+    help="ztb: pretrain, train, evaluate and trade ML trading agents, and supervise it all.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ztb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
+    """ztb: an operations console and headless core for ML trading research."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user-facing errors print one clear line and exit non-zero, no traceback."""
+    from rich.console import Console
+
+    try:
+        app(args=argv, prog_name="ztb", standalone_mode=False)
+    except ZtbError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        Console(stderr=True).print("aborted")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

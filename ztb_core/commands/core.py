@@ -1,0 +1,167 @@
+"""Foundation commands: doctor, runs, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+    app.command("runs")(runs)
+    app.command("stop")(stop)
+
+
+REQUIRED = ("textual", "rich", "typer", "torch", "lightning", "transformers", "pandas", "pyarrow",
+            "stable-baselines3", "gymnasium", "psutil", "nvidia-ml-py", "zstandard", "ccxt", "pydantic",
+            "pyyaml", "arch", "matplotlib", "jsonschema")
+
+
+def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Check Python, packages, torch/CUDA, NVML and the artifacts folder; exit 1 if something required is missing."""
+    from importlib import metadata
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..ops.telemetry import NvmlSource
+    from ..paths import artifacts_dir
+
+    checks: list[dict] = []
+
+    def add(name: str, ok: bool, detail: str, required: bool = True, fix: str = "") -> None:
+        checks.append({"check": name, "ok": ok, "detail": detail, "required": required, "fix": fix})
+
+    add("python", sys.version_info >= (3, 11), sys.version.split()[0], fix="install Python 3.11 or newer")
+    for pkg in REQUIRED:
+        try:
+            add(pkg, True, metadata.version(pkg))
+        except metadata.PackageNotFoundError:
+            add(pkg, False, "missing", fix=f"pip install '{pkg}' (or rerun `make test` to install everything)")
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        detail = f"{torch.__version__}; CUDA {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available (CPU build or no GPU)'}"
+        add("torch/cuda", True, detail)
+    except Exception as exc:
+        add("torch/cuda", False, f"import failed: {exc}", fix="pip install torch==2.13.0 (CPU) or a CUDA build")
+    nvml = NvmlSource()
+    if nvml.available:
+        gpus = "; ".join(f"{g.index}:{g.name} {g.mem_total_mb:.0f} MiB" for g in nvml.gpus())
+        add("nvml", True, f"driver {nvml.driver_version}; {gpus}", required=False)
+    else:
+        add("nvml", False, f"unavailable: {nvml.reason}", required=False,
+            fix="GPU panels show 'unavailable'; install the NVIDIA driver on GPU boxes")
+    art = artifacts_dir()
+    try:
+        art.mkdir(parents=True, exist_ok=True)
+        probe = art / f".doctor-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+        free_gb = shutil.disk_usage(art).free / 2**30
+        add("artifacts", free_gb > 1.0, f"{art} writable, {free_gb:.1f} GiB free",
+            fix="free disk space or set ZTB_ARTIFACTS to a larger disk")
+    except OSError as exc:
+        add("artifacts", False, f"{art}: {exc.strerror}", fix="set ZTB_ARTIFACTS to a writable folder")
+    failed = [c for c in checks if c["required"] and not c["ok"]]
+    if json_out:
+        typer.echo(json.dumps({"ok": not failed, "checks": checks}, indent=2))
+    else:
+        table = Table(title="ztb doctor")
+        for col in ("check", "status", "detail"):
+            table.add_column(col)
+        for c in checks:
+            mark = "[green]ok[/]" if c["ok"] else ("[red]MISSING[/]" if c["required"] else "[yellow]warn[/]")
+            table.add_row(c["check"], mark, c["detail"] + (f"\n→ {c['fix']}" if not c["ok"] and c["fix"] else ""))
+        Console().print(table)
+        if failed:
+            Console(stderr=True).print(f"[red]{len(failed)} required check(s) failed[/]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _fmt_age(age: float | None) -> str:
+    if age is None:
+        return "-"
+    if age < 120:
+        return f"{age:.0f}s"
+    if age < 7200:
+        return f"{age / 60:.0f}m"
+    return f"{age / 3600:.1f}h"
+
+
+def runs(json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+         stale_after: float = typer.Option(30.0, help="Heartbeat age (s) after which an active run is stale/dead."),
+         artifacts: Optional[Path] = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts).")) -> None:
+    """List runs: id, kind, state, step/total, heartbeat age, pid alive."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..runs import list_runs
+
+    items = list_runs(artifacts, stale_after_s=stale_after)
+    if json_out:
+        typer.echo(json.dumps([{
+            "run_id": r.run_id, "kind": r.kind, "state": r.state, "liveness": r.liveness, "step": r.step,
+            "total_steps": r.total_steps, "heartbeat_age_s": r.heartbeat_age_s, "pid": r.pid,
+            "pid_alive": r.pid_alive, "dir": str(r.dir), "message": r.message} for r in items], indent=2))
+        return
+    if not items:
+        typer.echo("no runs yet — start one with `ztb train --headless` (or `make demo`)")
+        return
+    colors = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "fatal": "red",
+              "dead": "red", "stale": "magenta"}
+    table = Table(title=f"runs ({len(items)})")
+    for col in ("run id", "kind", "state", "step/total", "heartbeat", "pid"):
+        table.add_column(col)
+    for r in items:
+        c = colors.get(r.liveness, "white")
+        total = f"{r.step:,}/{r.total_steps:,}" if r.total_steps else f"{r.step:,}"
+        pid = f"{r.pid} ({'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'other host'})" if r.pid else "-"
+        table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, _fmt_age(r.heartbeat_age_s), pid)
+    Console().print(table)
+
+
+def stop(run_id: Optional[str] = typer.Argument(None, help="Run id (or unique prefix) to stop."),
+         all_runs: bool = typer.Option(False, "--all", help="Stop every run (writes the global kill-file)."),
+         wait: bool = typer.Option(False, "--wait", help="Wait until the run reaches a final state."),
+         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for a safe stop."),
+         force: bool = typer.Option(False, "--force", help="After --timeout: SIGTERM the process group, then SIGKILL."),
+         kill_timeout: float = typer.Option(10.0, "--kill-timeout", help="Seconds between SIGTERM and SIGKILL."),
+         artifacts: Optional[Path] = typer.Option(None, help="Artifacts folder.")) -> None:
+    """Ask a run (or all runs) to stop safely through the kill-file; optionally wait and escalate."""
+    from rich.console import Console
+
+    from ..errors import ZtbError
+    from ..ops.killfile import request_stop
+    from ..ops.stopper import stop_run
+    from ..paths import global_kill_file
+    from ..runs import ACTIVE_STATES, find_run, list_runs
+
+    console = Console()
+    if bool(run_id) == bool(all_runs):
+        raise ZtbError("give exactly one of RUN_ID or --all")
+    if all_runs:
+        path = request_stop(global_kill_file(artifacts), reason="ztb stop --all")
+        console.print(f"wrote global kill-file {path} (remove it before starting new runs)")
+        targets = [r.dir for r in list_runs(artifacts) if r.state in ACTIVE_STATES]
+    else:
+        targets = [find_run(run_id, artifacts)]
+    failed = False
+    for run_dir in targets:
+        outcome = stop_run(run_dir, wait=wait, timeout_s=timeout, force=force, kill_timeout_s=kill_timeout)
+        for action in outcome.actions:
+            console.print(f"{outcome.run_id}: {action}")
+        if wait or force:
+            console.print(f"{outcome.run_id}: final state [bold]{outcome.final_state}[/]")
+            failed |= not outcome.stopped
+    if failed:
+        raise typer.Exit(1)
