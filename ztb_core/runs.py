@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+import orjson
+
 from . import __version__
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .errors import RunError
@@ -111,6 +113,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 class JsonlAppender:
     """Append-only JSON-lines writer.
 
@@ -124,7 +129,7 @@ class JsonlAppender:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _repair_torn_tail(self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._buf: list[str] = []
+        self._buf: list[bytes] = []
         self._buf_bytes = 0
         self._lock = threading.Lock()
         self._max = max_buffer_bytes
@@ -135,7 +140,8 @@ class JsonlAppender:
         self._thread.start()
 
     def append(self, record: dict, flush: bool = False) -> None:
-        line = json.dumps(record, separators=(",", ":"), default=str, allow_nan=False) + "\n"
+        # orjson: ~5x faster than json here, maps NaN/inf to null and serialises numpy scalars
+        line = orjson.dumps(record, option=_ORJSON_OPTS, default=str) + b"\n"
         with self._lock:
             if self._closed:
                 raise RunError(f"{self.path}: appender is closed")
@@ -151,7 +157,7 @@ class JsonlAppender:
     def _flush_locked(self) -> None:
         if not self._buf or self._closed:
             return
-        data = "".join(self._buf).encode("utf-8")
+        data = b"".join(self._buf)
         self._buf.clear()
         self._buf_bytes = 0
         view = memoryview(data)
@@ -335,12 +341,11 @@ class RunWriter:
     # ---- metrics / events -------------------------------------------------------------
     def metric(self, step: int, split: str, values: dict[str, Any], flush: bool = False) -> None:
         record = {"time": round(time.time(), 3), "step": int(step), "split": split}
-        for key, value in values.items():
-            record[key] = _clean(value)
+        record.update(values)
         self.metrics.append(record, flush=flush)
 
-    def event(self, kind: str, **data: Any) -> None:
-        record = {"time": round(time.time(), 3), "event": kind, **{k: _clean(v) for k, v in data.items()}}
+    def event(self, name: str, /, **data: Any) -> None:
+        record = {"time": round(time.time(), 3), "event": name, **{k: _clean(v) for k, v in data.items()}}
         self.events.append(record, flush=True)
 
     def error_event(self, exc: BaseException) -> dict:
@@ -365,8 +370,8 @@ class RunWriter:
                 if not line.endswith(b"\n"):
                     continue
                 try:
-                    rec_step = json.loads(line).get("step", 0)
-                except json.JSONDecodeError:
+                    rec_step = orjson.loads(line).get("step", 0)
+                except orjson.JSONDecodeError:
                     continue
                 if isinstance(rec_step, (int, float)) and rec_step > step:
                     removed += 1
@@ -500,8 +505,8 @@ class JsonlTail:
             if not line:
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
                 self.bad_lines += 1
         return TailResult(records, reset)
 
