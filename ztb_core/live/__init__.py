@@ -1,0 +1,1 @@
+"""Live trading through ccxt: exchange adapter, loopback emulator, secrets, orders, risk, runner."""

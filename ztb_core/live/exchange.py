@@ -1,0 +1,676 @@
+"""Exchange adapter over the ccxt unified API: one place for rate limits, retries, error mapping,
+latency measurement and Decimal results.
+
+Retry policy (the point of this module):
+- reads and cancels: retried with exponential backoff + jitter on NetworkError, RateLimitExceeded,
+  ExchangeNotAvailable, RequestTimeout and malformed responses, up to `retry.max_attempts`;
+- order placement: retried only when the exchange said plainly that it did not take the request
+  (HTTP 429). A timeout, reset, 5xx or unreadable answer leaves the outcome unknown: the adapter
+  raises `OrderOutcomeUnknown` carrying our client order id, and the journal resolves it from open
+  orders / fills before anything else is placed;
+- never retried: InvalidOrder, InsufficientFunds, AuthenticationError, other exchange rejections.
+Error messages name the exchange, the call and what went wrong, and are scrubbed of the keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from ..errors import ConfigError, ZtbError
+from .exchange_config import ExchangeConfig
+from .secrets import Credentials, redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+# ---- errors -------------------------------------------------------------------------------
+class ExchangeCallError(ZtbError):
+    """An exchange call failed; `kind` says how (rate_limited, timeout, network, unavailable,
+    bad_response, auth, insufficient_funds, invalid_order, not_found, rejected)."""
+
+    def __init__(self, message: str, kind: str = "rejected", method: str = "", attempts: int = 1) -> None:
+        super().__init__(message)
+        self.kind, self.method, self.attempts = kind, method, attempts
+
+
+class ExchangeUnavailable(ExchangeCallError):
+    """Retryable failures persisted through every attempt."""
+
+
+class AuthError(ExchangeCallError):
+    """The exchange refused the keys (or the signature)."""
+
+
+class OrderRejected(ExchangeCallError):
+    """The exchange answered and did not take the order (invalid order, funds, other rejection)."""
+
+
+class InsufficientFundsError(OrderRejected):
+    """Not enough free balance for the order."""
+
+
+class OrderNotFoundError(ExchangeCallError):
+    """The exchange does not know the order (or it is no longer open)."""
+
+
+class OrderOutcomeUnknown(ExchangeCallError):
+    """An order was sent but we cannot tell whether the exchange took it. Never retry blindly:
+    look for it (open orders, fills; `ExchangeAdapter.locate_order`) first."""
+
+    def __init__(self, message: str, client_id: str, side: str, amount: Decimal, price: Decimal,
+                 sent_at_ms: int, kind: str = "network", method: str = "create_order") -> None:
+        super().__init__(message, kind=kind, method=method)
+        self.client_id, self.side, self.amount, self.price, self.sent_at_ms = client_id, side, amount, price, sent_at_ms
+
+
+RETRYABLE = frozenset({"rate_limited", "timeout", "network", "unavailable", "bad_response", "nonce"})
+#: kinds where an order placement may have reached the exchange
+OUTCOME_UNKNOWN = frozenset({"timeout", "network", "unavailable", "bad_response"})
+
+
+# ---- results ------------------------------------------------------------------------------
+def dec(value: Any) -> Decimal | None:
+    """ccxt numbers (floats or strings) as exact Decimals via their shortest repr."""
+    if value is None:
+        return None
+    return Decimal(str(value))
+
+
+@dataclass(frozen=True)
+class MarketLimits:
+    symbol: str
+    min_amount: Decimal
+    min_cost: Decimal
+    amount_step: Decimal
+    price_step: Decimal
+
+    def round_amount(self, amount: Decimal) -> Decimal:
+        """Down to the amount step (never more than asked)."""
+        return (amount / self.amount_step).to_integral_value(rounding=ROUND_DOWN) * self.amount_step
+
+    def round_price(self, price: Decimal, side: str | None = None) -> Decimal:
+        """To the price step: a buy rounds down, a sell up (never a worse price than asked)."""
+        rounding = {"buy": ROUND_FLOOR, "sell": ROUND_CEILING}.get(side or "", "ROUND_HALF_EVEN")
+        return (price / self.price_step).to_integral_value(rounding=rounding) * self.price_step
+
+    def check(self, amount: Decimal, price: Decimal) -> str | None:
+        """Why an order of `amount` at `price` is not acceptable, or None."""
+        if amount <= 0 or price <= 0:
+            return f"amount {amount} and price {price} must be positive"
+        if amount % self.amount_step:
+            return f"amount {amount} is not a multiple of the amount step {self.amount_step}"
+        if price % self.price_step:
+            return f"price {price} is not a multiple of the price step {self.price_step}"
+        if amount < self.min_amount:
+            return f"amount {amount} is below the minimum {self.min_amount}"
+        if amount * price < self.min_cost:
+            return f"notional {amount * price} is below the minimum {self.min_cost}"
+        return None
+
+
+@dataclass(frozen=True)
+class Ticker:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class OrderBook:
+    symbol: str
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class PublicTrade:
+    id: str
+    timestamp_ms: int
+    price: Decimal
+    amount: Decimal
+    side: str | None
+
+
+@dataclass(frozen=True)
+class Fill:
+    id: str
+    order_id: str | None
+    timestamp_ms: int
+    side: str
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_currency: str | None
+    taker_or_maker: str | None
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    exchange_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    remaining: Decimal
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True)
+class OrderAck:
+    client_id: str
+    exchange_id: str
+    symbol: str
+    side: str
+    amount: Decimal
+    price: Decimal
+    sent_at_ms: int
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    exchange_id: str
+    status: str          # open | partially_filled | filled | cancelled | unknown
+    amount: Decimal | None
+    filled: Decimal | None
+    remaining: Decimal | None
+    price: Decimal | None
+    side: str | None
+
+
+@dataclass(frozen=True)
+class Balance:
+    free: dict[str, Decimal]
+    used: dict[str, Decimal]
+    total: dict[str, Decimal]
+
+
+# ---- plumbing -----------------------------------------------------------------------------
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` stored; `acquire` waits for one."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate, self.burst = float(rate), float(burst)
+        self.tokens, self._clock, self._sleep = float(burst), clock, sleep
+        self.stamp = clock()
+        self.lock = threading.Lock()
+        self.waited_s = 0.0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def acquire(self) -> float:
+        """Take a token, sleeping as needed; returns seconds waited."""
+        waited = 0.0
+        while True:
+            with self.lock:
+                self._refill()
+                if self.tokens >= 1.0:
+                    self.tokens -= 1.0
+                    self.waited_s += waited
+                    return waited
+                need = (1.0 - self.tokens) / self.rate
+            self._sleep(need)
+            waited += need
+
+    def headroom(self) -> float:
+        with self.lock:
+            self._refill()
+            return self.tokens
+
+
+class _MonotonicNonce:
+    """Millisecond nonces that strictly increase even for two requests in the same millisecond
+    (Coincheck rejects a nonce not larger than the previous one)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self.lock:
+            self.last = max(self.last + 1, int(time.time() * 1000))
+            return self.last
+
+
+def _broad_errors(exchange_id: str) -> dict[str, Any]:
+    """Message fragments -> ccxt error classes, for exchanges whose ccxt class maps every
+    `success: false` answer to a plain ExchangeError (coincheck)."""
+    import ccxt
+
+    if exchange_id != "coincheck":
+        return {}
+    return {"Insufficient": ccxt.InsufficientFunds, "not enough": ccxt.InsufficientFunds,
+            "not found": ccxt.OrderNotFound, "too small": ccxt.InvalidOrder, "is invalid": ccxt.InvalidOrder,
+            "Nonce must be incremented": ccxt.InvalidNonce}
+
+
+def make_exchange(cfg: ExchangeConfig, credentials: Credentials | None = None) -> Any:
+    """A configured ccxt client: REST URL override, timeout, keys, strict nonces, error patterns."""
+    import ccxt
+
+    if cfg.exchange not in ccxt.exchanges:
+        close = [e for e in ccxt.exchanges if e.startswith(cfg.exchange[:3])][:5]
+        raise ConfigError(f"exchange.exchange: {cfg.exchange!r} is not a ccxt exchange id"
+                          + (f" (close: {', '.join(close)})" if close else ""))
+    options: dict[str, Any] = {"enableRateLimit": cfg.rate_limit.ccxt_rate_limit, "timeout": cfg.timeout_ms}
+    if cfg.api_url:
+        options["urls"] = {"api": {"rest": cfg.api_url.rstrip("/")}}
+    if credentials is not None:
+        options["apiKey"], options["secret"] = credentials.api_key, credentials.secret
+    exchange = getattr(ccxt, cfg.exchange)(options)
+    exchange.enableLastJsonResponse = True
+    exchange.exceptions.setdefault("broad", {}).update(_broad_errors(cfg.exchange))
+    exchange.nonce = _MonotonicNonce()
+    return exchange
+
+
+def _classify(exc: BaseException, status: int | None) -> str:
+    import ccxt
+
+    if status == 429 or isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+        return "rate_limited"
+    if isinstance(exc, ccxt.InvalidNonce):
+        return "nonce"
+    if isinstance(exc, ccxt.AuthenticationError):
+        return "auth"
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return "insufficient_funds"
+    if isinstance(exc, ccxt.OrderNotFound):
+        return "not_found"
+    if isinstance(exc, ccxt.InvalidOrder):
+        return "invalid_order"
+    if isinstance(exc, ccxt.RequestTimeout):
+        return "timeout"
+    if isinstance(exc, ccxt.ExchangeNotAvailable) or (status is not None and status >= 500):
+        return "unavailable"
+    if isinstance(exc, ccxt.NetworkError):
+        return "network"
+    if isinstance(exc, (ccxt.BadResponse, _Malformed)):
+        return "bad_response"
+    if isinstance(exc, ccxt.ExchangeError):
+        return "rejected"
+    return "bad_response"  # a parser tripped over an unexpected payload
+
+
+_KIND_TEXT = {
+    "rate_limited": "rate limited (HTTP 429)", "timeout": "request timed out", "network": "network error",
+    "unavailable": "exchange unavailable (HTTP 5xx)", "bad_response": "unreadable response",
+    "auth": "authentication failed (check the API key, secret and clock)", "nonce": "nonce rejected",
+    "insufficient_funds": "insufficient funds", "not_found": "order not found",
+    "invalid_order": "invalid order", "rejected": "rejected by the exchange",
+}
+
+
+class _Malformed(Exception):
+    """The HTTP body was not the JSON the call expected."""
+
+
+@dataclass
+class CallStats:
+    latencies_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    retries: int = 0
+
+
+class ExchangeAdapter:
+    """The exchange as ztb uses it. Thread-safe (calls are serialised: a ccxt client is not)."""
+
+    def __init__(self, cfg: ExchangeConfig, credentials: Credentials | None = None, exchange: Any = None,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+        self.cfg, self.credentials = cfg, credentials
+        self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials)
+        self.symbol = cfg.symbol
+        self.bucket = TokenBucket(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst, sleep=sleep)
+        self.stats = CallStats()
+        self.client_ids: dict[str, str] = {}   # exchange order id -> our client id (this session)
+        self.on_call: list[Callable[[str, float, str | None], None]] = []
+        self._sleep, self._rng = sleep, rng or random.Random()
+        self._lock = threading.RLock()
+        self.last_status: int | None = None
+        self.last_headers: dict[str, str] = {}
+        self._hook_responses()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _hook_responses(self) -> None:
+        """Record each HTTP status: coincheck's ccxt class turns a JSON `success: false` 429/5xx
+        into a plain ExchangeError, so the status is what tells a throttle from a rejection."""
+        original = getattr(self.exchange, "on_rest_response", None)
+        if original is None:
+            return
+
+        def hook(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
+            self.last_status = int(code) if code is not None else None
+            self.last_headers = dict(headers or {})
+            return original(code, reason, url, method, headers, body, *rest)
+
+        self.exchange.on_rest_response = hook
+
+    def _message(self, method: str, kind: str, exc: BaseException | None, attempts: int) -> str:
+        detail = redact(str(exc) if exc is not None else "", self.credentials).strip()
+        if len(detail) > 300:
+            detail = detail[:300] + "..."
+        tries = f" after {attempts} attempt{'s' if attempts != 1 else ''}" if attempts > 1 else ""
+        text = f"{self.cfg.exchange} {method}: {_KIND_TEXT.get(kind, kind)}{tries}"
+        return f"{text} ({detail})" if detail else text
+
+    def backoff_s(self, attempt: int) -> float:
+        r = self.cfg.retry
+        base = min(r.max_delay_ms, r.base_delay_ms * (2 ** (attempt - 1))) / 1000.0
+        return base * (1.0 - r.jitter * self._rng.random())
+
+    def _once(self, method: str, fn: Callable[[], Any], check: Callable[[Any], bool] | None) -> Any:
+        ex = self.exchange
+        self.last_status = None
+        ex.last_json_response = None
+        ex.last_http_response = None
+        result = fn()
+        body = ex.last_http_response
+        if body and ex.last_json_response is None and str(body).lstrip()[:1] in ("{", "["):
+            raise _Malformed(f"{self.cfg.exchange} {method}: body is not valid JSON")
+        if check is not None and not check(result):
+            raise _Malformed(f"{self.cfg.exchange} {method}: response lacks expected fields")
+        return result
+
+    def _call(self, method: str, fn: Callable[[], Any], check: Callable[[Any], bool] | None = None,
+              placement: dict | None = None) -> Any:
+        """Run one ccxt call under the bucket, timing it, retrying per the policy in the docstring."""
+        with self._lock:
+            attempts = self.cfg.retry.max_attempts
+            for attempt in range(1, attempts + 1):
+                self.bucket.acquire()
+                t0 = time.perf_counter()
+                try:
+                    result = self._once(method, fn, check)
+                except Exception as exc:  # noqa: BLE001 - every failure is classified below
+                    elapsed = (time.perf_counter() - t0) * 1000.0
+                    kind = _classify(exc, self.last_status)
+                    self._record(method, elapsed, kind)
+                    if placement is not None and kind in OUTCOME_UNKNOWN:
+                        raise OrderOutcomeUnknown(
+                            self._message(method, kind, exc, attempt) + "; the order may or may not exist: "
+                            f"resolve client id {placement['client_id']} from open orders and fills before "
+                            "placing another", kind=kind, **placement) from None
+                    if kind not in RETRYABLE:
+                        raise self._error(method, kind, exc, attempt) from None
+                    if attempt == attempts:
+                        raise ExchangeUnavailable(self._message(method, kind, exc, attempt), kind=kind,
+                                                  method=method, attempts=attempt) from None
+                    self.stats.retries += 1
+                    delay = self.backoff_s(attempt)
+                    log.info("%s %s: %s, retry %d/%d in %.3fs", self.cfg.exchange, method, _KIND_TEXT[kind],
+                             attempt, attempts - 1, delay)
+                    self._sleep(delay)
+                    continue
+                self._record(method, (time.perf_counter() - t0) * 1000.0, None)
+                return result
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _error(self, method: str, kind: str, exc: BaseException, attempts: int) -> ExchangeCallError:
+        cls = {"auth": AuthError, "insufficient_funds": InsufficientFundsError, "invalid_order": OrderRejected,
+               "not_found": OrderNotFoundError}.get(kind, OrderRejected if method == "create_order"
+                                                    else ExchangeCallError)
+        return cls(self._message(method, kind, exc, attempts), kind=kind, method=method, attempts=attempts)
+
+    def _record(self, method: str, ms: float, failure: str | None) -> None:
+        self.stats.calls[method] += 1
+        self.stats.latencies_ms[method].append(ms)
+        if failure:
+            self.stats.failures[method] += 1
+        for cb in self.on_call:
+            cb(method, ms, failure)
+
+    def latency_summary(self) -> dict[str, dict[str, float]]:
+        """Per call: count, p50 and p95 latency (ms) of the calls made so far."""
+        import numpy as np
+
+        out = {}
+        for method, values in self.stats.latencies_ms.items():
+            arr = np.fromiter(values, float)
+            if len(arr):
+                out[method] = {"n": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
+                               "p95_ms": float(np.percentile(arr, 95))}
+        return out
+
+    # ---- markets ----------------------------------------------------------------------------
+    def load_markets(self) -> dict:
+        return self._call("load_markets", lambda: self.exchange.load_markets())
+
+    def market_limits(self, symbol: str | None = None) -> MarketLimits:
+        """Limits from the config (or the built-in table for coincheck/zaif), else from ccxt's market."""
+        symbol = symbol or self.symbol
+        override = self.cfg.market_override(symbol)
+        if override is not None:
+            return MarketLimits(symbol, override.min_amount, override.min_cost, override.amount_step,
+                                override.price_step)
+        markets = self.load_markets()
+        market = markets.get(symbol)
+        if market is None:
+            raise ConfigError(f"exchange.symbol: {self.cfg.exchange} has no market {symbol!r}")
+        precision, limits = market.get("precision") or {}, market.get("limits") or {}
+        steps = [self._step(precision.get("amount")), self._step(precision.get("price"))]
+        if None in steps:
+            raise ConfigError(f"{self.cfg.exchange} {symbol}: ccxt has no precision for this market; set "
+                              f"exchange.markets.{symbol}.amount_step and .price_step in the config")
+        min_amount = dec((limits.get("amount") or {}).get("min")) or Decimal(0)
+        min_cost = dec((limits.get("cost") or {}).get("min")) or Decimal(0)
+        return MarketLimits(symbol, min_amount, min_cost, steps[0], steps[1])
+
+    def _step(self, value: Any) -> Decimal | None:
+        if value is None:
+            return None
+        import ccxt
+
+        if self.exchange.precisionMode == ccxt.TICK_SIZE:
+            return dec(value)
+        if self.exchange.precisionMode == ccxt.DECIMAL_PLACES:
+            return Decimal(1).scaleb(-int(value))
+        return None
+
+    # ---- public data ------------------------------------------------------------------------
+    def fetch_ticker(self, symbol: str | None = None) -> Ticker:
+        symbol = symbol or self.symbol
+        t = self._call("fetch_ticker", lambda: self.exchange.fetch_ticker(symbol),
+                       check=lambda r: isinstance(r, dict) and r.get("last") is not None)
+        return Ticker(symbol, dec(t.get("bid")), dec(t.get("ask")), dec(t.get("last")), t.get("timestamp"))
+
+    def fetch_order_book(self, symbol: str | None = None, limit: int | None = None) -> OrderBook:
+        symbol = symbol or self.symbol
+        ob = self._call("fetch_order_book", lambda: self.exchange.fetch_order_book(symbol, limit),
+                        check=lambda r: isinstance(r, dict) and "bids" in r and "asks" in r)
+        side = lambda rows: [(dec(p), dec(a)) for p, a, *_ in rows]  # noqa: E731
+        return OrderBook(symbol, side(ob["bids"]), side(ob["asks"]), ob.get("timestamp"))
+
+    def fetch_trades(self, symbol: str | None = None, limit: int | None = None, since_ms: int | None = None,
+                     params: dict | None = None) -> list[PublicTrade]:
+        """Recent public trades, oldest first."""
+        symbol = symbol or self.symbol
+        rows = self._call("fetch_trades", lambda: self.exchange.fetch_trades(symbol, since_ms, limit, params or {}),
+                          check=lambda r: isinstance(r, list))
+        out = [PublicTrade(str(t["id"]), int(t["timestamp"]), dec(t["price"]), abs(dec(t["amount"])), t.get("side"))
+               for t in rows if t.get("timestamp") is not None and t.get("price") is not None]
+        out.sort(key=lambda t: (t.timestamp_ms, _id_key(t.id)))
+        return out
+
+    def iter_trade_pages(self, since_ms: int, until_ms: int | None = None, older_than: str | None = None,
+                         page: int = 100) -> Iterator[list[PublicTrade]]:
+        """Public trades from newest back to `since_ms` (cursor pagination, coincheck) or forward from
+        `since_ms` (since pagination, other exchanges). Each page is oldest-first."""
+        if self.cfg.exchange == "coincheck":
+            cursor = older_than
+            while True:
+                params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
+                trades = self.fetch_trades(limit=page, params=params)
+                if until_ms is not None:
+                    trades = [t for t in trades if t.timestamp_ms < until_ms]
+                if not trades and cursor is None:
+                    return
+                kept = [t for t in trades if t.timestamp_ms >= since_ms]
+                if kept:
+                    yield kept
+                if not trades or len(kept) < len(trades):
+                    return
+                cursor = trades[0].id
+                if len(trades) < page:
+                    # a short page is the oldest the exchange has
+                    return
+        else:
+            cursor_ms = since_ms
+            seen: set[str] = set()
+            while True:
+                trades = [t for t in self.fetch_trades(limit=page, since_ms=cursor_ms) if t.id not in seen]
+                if until_ms is not None:
+                    trades = [t for t in trades if t.timestamp_ms < until_ms]
+                if not trades:
+                    return
+                yield trades
+                seen = {t.id for t in trades if t.timestamp_ms == trades[-1].timestamp_ms}
+                cursor_ms = trades[-1].timestamp_ms
+
+    def fetch_ohlcv_or_build(self, timeframe: str = "1m", since_ms: int | None = None, limit: int | None = None,
+                             now_ms: int | None = None) -> "pd.DataFrame":
+        """Completed bars: the exchange's OHLCV where ccxt has it, else built from public trades
+        (coincheck, zaif, bitflyer). Schema of `ztb_core.data.schema` (UTC `time` index)."""
+        from .fetch import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
+
+        tf = ccxt_timeframe(timeframe)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        span = timeframe_ms(tf)
+        if since_ms is None:
+            since_ms = now_ms - span * (limit or 60)
+        if self.exchange.has.get("fetchOHLCV"):
+            rows = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self.symbol, tf, since_ms, limit),
+                              check=lambda r: isinstance(r, list))
+            bars = ohlcv_to_bars(rows)
+        else:
+            trades = [t for page in self.iter_trade_pages(since_ms) for t in page]
+            bars = trades_to_bars(trades, tf)
+        done = bars.index.asi8 // 1_000_000 + span <= now_ms
+        bars = bars[done]
+        return bars.iloc[-limit:] if limit else bars
+
+    # ---- private: account and orders ---------------------------------------------------------
+    def fetch_balance(self) -> Balance:
+        b = self._call("fetch_balance", lambda: self.exchange.fetch_balance(),
+                       check=lambda r: isinstance(r, dict) and isinstance(r.get("free"), dict))
+        pick = lambda key: {c: dec(v) for c, v in (b.get(key) or {}).items() if v is not None}  # noqa: E731
+        return Balance(pick("free"), pick("used"), pick("total"))
+
+    def create_limit_order(self, side: str, amount: Decimal, price: Decimal, client_id: str,
+                           symbol: str | None = None) -> OrderAck:
+        """Place a limit order. Raises OrderRejected (not placed), OrderOutcomeUnknown (maybe placed)."""
+        symbol = symbol or self.symbol
+        if side not in ("buy", "sell"):
+            raise OrderRejected(f"side must be buy or sell, got {side!r}", kind="invalid_order", method="create_order")
+        amount, price = Decimal(amount), Decimal(price)
+        limits = self.market_limits(symbol)
+        problem = limits.check(amount, price)
+        if problem:
+            raise OrderRejected(f"{self.cfg.exchange} create_order {client_id}: not sent: {problem}",
+                                kind="invalid_order", method="create_order")
+        sent_at = int(time.time() * 1000)
+        placement = {"client_id": client_id, "side": side, "amount": amount, "price": price, "sent_at_ms": sent_at}
+        t0 = time.perf_counter()
+        order = self._call("create_order",
+                           lambda: self.exchange.create_order(symbol, "limit", side, float(amount), float(price)),
+                           check=lambda r: isinstance(r, dict) and r.get("id") not in (None, ""),
+                           placement=placement)
+        exchange_id = str(order["id"])
+        self.client_ids[exchange_id] = client_id
+        return OrderAck(client_id, exchange_id, symbol, side, amount, price, sent_at,
+                        (time.perf_counter() - t0) * 1000.0)
+
+    def cancel_order(self, exchange_id: str, symbol: str | None = None) -> None:
+        """Cancel; retried on transient failures. OrderNotFoundError when it is not open (anymore)."""
+        symbol = symbol or self.symbol
+        self._call("cancel_order", lambda: self.exchange.cancel_order(str(exchange_id), symbol),
+                   check=lambda r: isinstance(r, dict))
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        symbol = symbol or self.symbol
+        rows = self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol),
+                          check=lambda r: isinstance(r, list))
+        return [OpenOrder(str(o["id"]), o.get("symbol") or symbol, o["side"], dec(o["price"]),
+                          dec(o.get("remaining") if o.get("remaining") is not None else o.get("amount")),
+                          o.get("timestamp"))
+                for o in rows if o.get("symbol") in (None, symbol)]
+
+    def fetch_my_trades(self, symbol: str | None = None, since_ms: int | None = None,
+                        limit: int | None = None) -> list[Fill]:
+        """Our fills, oldest first."""
+        symbol = symbol or self.symbol
+        rows = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
+                          check=lambda r: isinstance(r, list))
+        fills = []
+        for t in rows:
+            fee = t.get("fee") or {}
+            fills.append(Fill(str(t["id"]), str(t["order"]) if t.get("order") is not None else None,
+                              int(t["timestamp"]), t["side"], dec(t["price"]), abs(dec(t["amount"])),
+                              dec(fee.get("cost")) or Decimal(0), fee.get("currency"), t.get("takerOrMaker")))
+        fills.sort(key=lambda f: (f.timestamp_ms, _id_key(f.id)))
+        return fills
+
+    def fetch_order(self, exchange_id: str, symbol: str | None = None) -> OrderStatus:
+        """One order's state: ccxt's fetchOrder, or coincheck's GET exchange/orders/{id}."""
+        symbol = symbol or self.symbol
+        if self.cfg.exchange == "coincheck":
+            raw = self._call("fetch_order", lambda: self.exchange.privateGetExchangeOrdersId({"id": str(exchange_id)}),
+                             check=lambda r: isinstance(r, dict) and "status" in r)
+            status = {"NEW": "open", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled",
+                      "CANCELED": "cancelled", "PARTIALLY_FILLED_CANCELED": "cancelled",
+                      "EXPIRED": "cancelled", "PARTIALLY_FILLED_EXPIRED": "cancelled"}.get(raw["status"], "unknown")
+            amount, filled = dec(raw.get("amount")), dec(raw.get("executed_amount"))
+            remaining = amount - filled if amount is not None and filled is not None else None
+            return OrderStatus(str(raw["id"]), status, amount, filled, remaining, dec(raw.get("rate")),
+                               raw.get("order_type"))
+        if not self.exchange.has.get("fetchOrder"):
+            raise ExchangeCallError(f"{self.cfg.exchange} has no fetchOrder: use open orders and fills",
+                                    kind="rejected", method="fetch_order")
+        o = self._call("fetch_order", lambda: self.exchange.fetch_order(str(exchange_id), symbol),
+                       check=lambda r: isinstance(r, dict))
+        status = {"open": "open", "closed": "filled", "canceled": "cancelled", "expired": "cancelled",
+                  "rejected": "cancelled"}.get(o.get("status"), "unknown")
+        if status == "open" and (o.get("filled") or 0) > 0:
+            status = "partially_filled"
+        return OrderStatus(str(o["id"]), status, dec(o.get("amount")), dec(o.get("filled")), dec(o.get("remaining")),
+                           dec(o.get("price")), o.get("side"))
+
+    def locate_order(self, side: str, amount: Decimal, price: Decimal, since_ms: int,
+                     symbol: str | None = None, slack_ms: int = 60_000) -> tuple[str, Any]:
+        """Find an order whose placement outcome is unknown, by side/price/amount and time.
+        Returns ("open", OpenOrder), ("filled", [Fill...]) or ("absent", None)."""
+        symbol = symbol or self.symbol
+        for o in self.fetch_open_orders(symbol):
+            if o.side == side and o.price == price and o.remaining <= amount and \
+                    (o.timestamp_ms is None or o.timestamp_ms >= since_ms - slack_ms):
+                return "open", o
+        at_or_better = (lambda p: p <= price) if side == "buy" else (lambda p: p >= price)
+        fills = [f for f in self.fetch_my_trades(symbol) if f.side == side and at_or_better(f.price)
+                 and f.timestamp_ms >= since_ms - slack_ms]
+        by_order: dict[str | None, list[Fill]] = defaultdict(list)
+        for f in fills:
+            by_order[f.order_id].append(f)
+        for order_fills in by_order.values():
+            if sum((f.amount for f in order_fills), Decimal(0)) <= amount:
+                return "filled", order_fills
+        return "absent", None
+
+
+def _id_key(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (0, value)
