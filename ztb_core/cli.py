@@ -14,6 +14,7 @@ from .errors import ZtbError
 
 #: modules whose `register(app)` adds commands; a command appears here only once it works.
 COMMAND_MODULES = [
+    "ztb_core.commands.data",
     "ztb_core.commands.core",
 ]
 

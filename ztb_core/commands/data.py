@@ -1,0 +1,158 @@
+"""`ztb data import|info|validate`: the market-data store from the command line.
+
+`data_app` is module-level so other areas can add commands to it (e.g. `fetch`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+data_app = typer.Typer(name="data", help="Import, inspect and validate market data (the parquet store).",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")
+
+
+def _load_cfg(config: Optional[Path], overrides: List[str], data_dir: Optional[Path]):
+    from ..config import load_config
+    from ..data.ingest import DataConfig
+
+    cfg = load_config(DataConfig, config, overrides)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data_dir": str(data_dir)})
+    return cfg
+
+
+def _column_map(text: Optional[str], cfg):
+    """`time=Date,open=Open` -> updated CsvColumns (unknown keys are errors)."""
+    if not text:
+        return cfg
+    from ..config import validate_config
+    from ..data.importers import CsvColumns
+
+    data = cfg.csv.model_dump()
+    for part in text.split(","):
+        if "=" not in part:
+            from ..errors import ConfigError
+            raise ConfigError(f"--column-map {text!r}: expected KEY=COLUMN pairs separated by commas, e.g. time=Date,open=Open")
+        key, value = part.split("=", 1)
+        key = key.strip()
+        data[key] = [v for v in value.split("+")] if key == "time" and "+" in value else (value or None)
+    return cfg.model_copy(update={"csv": validate_config(CsvColumns, data, source="--column-map")})
+
+
+def _print_report(lines: list[str], ok: bool) -> None:
+    from rich.console import Console
+
+    con = Console()
+    con.print(("[green]OK[/] " if ok else "[yellow]ATTENTION[/] ") + lines[0], highlight=False)
+    for line in lines[1:]:
+        con.print(line, highlight=False, markup=False)
+
+
+@data_app.command("import")
+def import_cmd(
+    paths: List[Path] = typer.Argument(..., help="Files to import (.gz read directly)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="histdata | csv | parquet | bitflyer-trades"),
+    symbol: str = typer.Option(..., "--symbol", "-s", help="Store symbol, e.g. USDJPY or BTC_JPY."),
+    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive timestamps (histdata: UTC-5; csv/parquet: UTC)."),
+    market: Optional[str] = typer.Option(None, "--market", help="fx | crypto (default from the format or the stored symbol)."),
+    column_map: Optional[str] = typer.Option(None, "--column-map", help="csv: KEY=COLUMN,..., e.g. time=Date+Time,open=Open"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.gaps=error"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder (default $ZTB_DATA or artifacts/data)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Validate files and merge them into the store (nothing is written if anything fails)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ..data.ingest import import_files
+    from ..data.schema import check_market
+
+    cfg = _column_map(column_map, _load_cfg(config, overrides, data_dir))
+    if market is not None:
+        check_market(market)
+    with Progress(TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  transient=True, disable=json_out) as bar:
+        task = bar.add_task("files", total=len(paths))
+        result = import_files(paths, fmt, symbol, market, tz, cfg,
+                              progress=lambda i, n, p: bar.update(task, completed=i, description=p.name))
+    m = result.merge
+    if json_out:
+        typer.echo(json.dumps({"symbol": result.symbol, "market": result.market, "report": result.report.to_dict(),
+                               "store": {"path": str(m.path), "rows_before": m.rows_before, "rows_added": m.rows_added,
+                                         "rows_replaced": m.rows_replaced, "rows_after": m.rows_after},
+                               "timeframes": result.timeframes}, indent=2, default=str))
+        return
+    _print_report(result.report.lines(), result.report.gaps_unexpected == 0 and result.report.jumps_total == 0)
+    typer.echo(f"stored {result.symbol} M1: {m.rows_before} -> {m.rows_after} bars (+{m.rows_added} new, "
+               f"{m.rows_replaced} replaced) at {m.path}")
+    if result.timeframes:
+        typer.echo("rebuilt: " + ", ".join(f"{tf} {n}" for tf, n in result.timeframes.items()))
+
+
+@data_app.command("info")
+def info_cmd(
+    symbol: str = typer.Argument(..., help="Stored symbol."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config key."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Ranges, row counts and the gap summary of a stored symbol."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..data.ingest import dataset_info
+
+    info = dataset_info(symbol, _load_cfg(config, overrides, data_dir))
+    if json_out:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    table = Table(title=f"{info['symbol']} ({info['market']})")
+    for col in ("timeframe", "rows", "first", "last", "partial"):
+        table.add_column(col)
+    for tf, e in info["timeframes"].items():
+        table.add_row(tf, str(e["rows"]), str(e["first"]), str(e["last"]), str(e.get("partial_bars", "-")))
+    con = Console()
+    con.print(table)
+    g = info["timeframes"]["M1"]["gaps"]
+    con.print(f"M1 gaps: {g['total']} = {g['quiet']} quiet + {g['market_closed']} market closed + "
+              f"{g['unexpected']} unexpected; {g['missing_open_minutes']} open-market minutes without a bar",
+              highlight=False)
+    for gap in g["unexpected_list"]:
+        con.print(f"  unexpected: {gap['start']} -> {gap['end']} ({gap['minutes']} min)", highlight=False)
+    con.print(f"sources: {len(info['sources'])} file(s); last import {info['imported_at']}", highlight=False)
+
+
+@data_app.command("validate")
+def validate_cmd(
+    targets: List[str] = typer.Argument(..., help="A stored symbol, or files to check without importing (with --format)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Check files of this format instead of a stored symbol."),
+    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive timestamps in files."),
+    market: Optional[str] = typer.Option(None, "--market", help="fx | crypto (files only)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.max_jump=0.05"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run the validation checks and print the report; exit 2 when a check fails."""
+    from ..data.ingest import DEFAULT_MARKET, read_and_validate, validate_stored
+    from ..errors import DataError
+
+    cfg = _load_cfg(config, overrides, data_dir)
+    if fmt is None:
+        if len(targets) != 1:
+            raise DataError("validate: give one stored symbol, or files together with --format")
+        report = validate_stored(targets[0], cfg)
+    else:
+        _, report = read_and_validate([Path(t) for t in targets], fmt, market or DEFAULT_MARKET.get(fmt, "fx"), cfg, tz)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(report.lines(), report.gaps_unexpected == 0 and report.jumps_total == 0)
