@@ -554,6 +554,7 @@ class ExchangeAdapter:
         span = timeframe_ms(tf)
         if since_ms is None:
             since_ms = now_ms - span * (limit or 60)
+        since_ms = since_ms // span * span  # from a bar boundary, or the first bar would be partial
         if self.exchange.has.get("fetchOHLCV"):
             rows = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self.symbol, tf, since_ms, limit),
                               check=lambda r: isinstance(r, list))

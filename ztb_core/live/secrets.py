@@ -111,7 +111,10 @@ class SecretsFilter(logging.Filter):
         return True
 
 
-def install_log_filter(credentials: Credentials, loggers: tuple[str, ...] = ("", "ccxt", "ztb_core")) -> SecretsFilter:
+DEFAULT_LOGGERS = ("", "ccxt", "ccxt.base.exchange", "ztb_core")
+
+
+def install_log_filter(credentials: Credentials, loggers: tuple[str, ...] = DEFAULT_LOGGERS) -> SecretsFilter:
     """Attach one `SecretsFilter` to the named loggers and to every handler of the root logger.
     Returns it so a caller can remove it again (`remove_log_filter`)."""
     filt = SecretsFilter(credentials)
@@ -122,7 +125,7 @@ def install_log_filter(credentials: Credentials, loggers: tuple[str, ...] = ("",
     return filt
 
 
-def remove_log_filter(filt: SecretsFilter, loggers: tuple[str, ...] = ("", "ccxt", "ztb_core")) -> None:
+def remove_log_filter(filt: SecretsFilter, loggers: tuple[str, ...] = DEFAULT_LOGGERS) -> None:
     for name in loggers:
         logging.getLogger(name).removeFilter(filt)
     for handler in logging.getLogger().handlers:
