@@ -1,0 +1,179 @@
+"""Lightning glue to the run directory: a logger into `metrics.jsonl`, the kill-file stop, the
+checkpoint manifest and the heartbeat."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+from ..manifest import Manifest, sha256_file
+from ..ops.killfile import KillSwitch
+
+LAST = "last.ckpt"
+
+
+class RunWriterLogger(Logger):
+    """Forwards Lightning metrics to `RunWriter.metric`: keys `train/x` go to split "train" as
+    `x`, `val/x` (and `val_loss`) to split "val", so the console can draw sparklines per split."""
+
+    def __init__(self, writer):
+        super().__init__()
+        self.writer = writer
+
+    @property
+    def name(self) -> str:
+        return "ztb"
+
+    @property
+    def version(self) -> str:
+        return self.writer.run_id
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        return self.writer
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        # the resolved config is already the run's config.yaml
+        return None
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        by_split: dict[str, dict[str, float]] = {}
+        for key, value in metrics.items():
+            if key == "epoch":
+                continue
+            if key == "val_loss":
+                split, name = "val", "loss"
+            elif "/" in key:
+                split, name = key.split("/", 1)
+            else:
+                split, name = "train", key
+            by_split.setdefault(split, {})[name] = float(value)
+        for split, values in by_split.items():
+            values["epoch"] = metrics.get("epoch")
+            self.writer.metric(int(step or 0), split, values)
+
+
+def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """`trainer.save_checkpoint` into a temp file, then `os.replace`: never a torn last.ckpt."""
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp)
+    if trainer.is_global_zero:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+class ManifestCallback(L.Callback):
+    """Keeps `checkpoints/manifest.json` (step, sha256, size, created_at) in step with the .ckpt
+    files Lightning and the kill-file callback write, and drops entries of deleted files."""
+
+    def __init__(self, ckpt_dir: Path, writer=None):
+        self.dir = Path(ckpt_dir)
+        self.manifest = Manifest(self.dir)
+        self.writer = writer
+        self._seen: dict[str, float] = {}
+
+    def sync(self, step_hint: int | None = None) -> None:
+        present = {p.name: p for p in self.dir.glob("*.ckpt")}
+        for entry in self.manifest.entries():
+            if entry["file"] not in present:
+                self.manifest.remove(entry["file"], delete_file=False)
+        for name, path in present.items():
+            mtime = path.stat().st_mtime
+            if self._seen.get(name) == mtime:
+                continue
+            self._seen[name] = mtime
+            step = _step_from(path, step_hint)
+            self.manifest.add({"file": name, "step": step, "sha256": sha256_file(path),
+                               "size": path.stat().st_size,
+                               "created_at": datetime.fromtimestamp(mtime, timezone.utc).isoformat()})
+            if self.writer is not None:
+                self.writer.event("checkpoint_saved", file=name, step=step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.is_global_zero and batch_idx == 0:
+            self.sync()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.sync()
+
+
+def _step_from(path: Path, hint: int | None) -> int:
+    """Step of a checkpoint: from `step=NNN` in its file name, else read from the file itself."""
+    stem = path.stem
+    if "step=" in stem:
+        try:
+            return int(stem.split("step=")[1].split("-")[0])
+        except ValueError:
+            pass
+    if hint is not None:
+        return hint
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+    except Exception:
+        return 0
+
+
+class KillFileCallback(L.Callback):
+    """Stops at the next optimizer-step boundary when the kill-file appears: saves `last.ckpt`
+    itself (Lightning's `should_stop` does not refresh it) and asks the trainer to stop."""
+
+    def __init__(self, run_dir: Path, ckpt_dir: Path, writer=None, manifest: ManifestCallback | None = None,
+                 accumulate: int = 1):
+        self.switch = KillSwitch(run_dir)
+        self.ckpt_dir = Path(ckpt_dir)
+        self.writer = writer
+        self.manifest = manifest
+        self.accumulate = accumulate
+        self.stopped_at: int | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % self.accumulate:
+            return
+        if self.writer is not None:
+            self.writer.heartbeat(step=trainer.global_step)
+        if not self.switch.requested():
+            return
+        step = trainer.global_step
+        if self.writer is not None:
+            self.writer.event("stop_requested", reason=self.switch.reason, step=step)
+            self.writer.set_status("stopping", step=step, message=f"stopping: {self.switch.reason}")
+        atomic_save_checkpoint(trainer, self.ckpt_dir / LAST)
+        if self.manifest is not None and trainer.is_global_zero:
+            self.manifest.sync(step_hint=step)
+        self.stopped_at = step
+        trainer.should_stop = True
+
+
+class ProgressLog(L.Callback):
+    """Headless progress: one log line every `every` steps (step, loss, samples/s, ETA)."""
+
+    def __init__(self, logger, total_steps: int, every: int = 10):
+        self.log, self.total, self.every = logger, total_steps, every
+        self._t0: float | None = None
+        self._s0 = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self._t0 is None:
+            self._t0, self._s0 = time.perf_counter(), step
+            return
+        if step % self.every or step == self._s0:
+            return
+        rate = (step - self._s0) / max(time.perf_counter() - self._t0, 1e-9)
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
+        self.log.info("step %d/%d loss %.4f  %.2f it/s  ETA %.0fs", step, self.total, float(loss), rate, eta)

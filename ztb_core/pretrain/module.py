@@ -1,0 +1,189 @@
+"""Lightning module and data module of the Stage-1 pretraining."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .baselines import BASELINES, fill
+from .config import PretrainConfig
+from .dataset import FixedMaskSet, RandomMaskBatches
+from .losses import total_loss
+from .metrics import ReconstructionMetrics
+from .model import MultiTimeframeAutoencoder
+
+
+def inputs(batch: dict[str, torch.Tensor], timeframes: list[str]) -> dict[str, torch.Tensor]:
+    return {tf: batch[f"x:{tf}"] for tf in timeframes}
+
+
+class PretrainModule(L.LightningModule):
+    def __init__(self, config: dict, lengths: dict[str, int], aux_stats: dict, data_info: dict | None = None,
+                 t5_config: dict | None = None, backbone_module: torch.nn.Module | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone_module"])
+        self.cfg = PretrainConfig.model_validate(config)
+        self.timeframes = list(self.cfg.window.timeframes)
+        if t5_config is not None and backbone_module is None:
+            # restoring from a checkpoint: rebuild the stored T5 architecture (weights follow from the
+            # state dict), so evaluation never needs the original pretrained folder
+            from transformers import T5Config, T5EncoderModel
+
+            backbone_module = T5EncoderModel(T5Config.from_dict(t5_config))
+        self.model = MultiTimeframeAutoencoder(self.timeframes, lengths, self.cfg.model, backbone_module=backbone_module)
+        if self.model.is_t5:
+            self.hparams["t5_config"] = self.model.backbone.config.to_dict()
+        self._val: ReconstructionMetrics | None = None
+        self._val_loss: list[float] = []
+        self._t_last: float | None = None
+        self._samples = 0
+
+    # ---- staged unfreezing (T5) ------------------------------------------------------------
+    def _set_backbone_trainable(self, trainable: bool) -> None:
+        for p in self.model.backbone_parameters():
+            p.requires_grad_(trainable)
+
+    def on_train_epoch_start(self) -> None:
+        if self.model.is_t5:
+            self._set_backbone_trainable(self.current_epoch >= self.cfg.model.t5.freeze_epochs)
+
+    # ---- steps --------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        recon, _ = self.model(inputs(batch, self.timeframes))
+        loss, parts = total_loss(recon, batch, self.timeframes, self.cfg.loss)
+        bs = batch["positions"].shape[0]
+        self._samples += bs
+        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, on_step=True, on_epoch=False,
+                      batch_size=bs, prog_bar=False)
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=bs)
+        opt = self.optimizers(use_pl_optimizer=False)
+        if opt is not None:
+            self.log("train/lr", float(opt.param_groups[0]["lr"]), on_step=True, batch_size=bs)
+        now = time.perf_counter()
+        if self._t_last is None:
+            self._t_last = now
+            self._samples = 0
+        elif now - self._t_last >= 2.0:
+            self.log("train/samples_per_s", self._samples / (now - self._t_last), on_step=True, batch_size=bs)
+            self._t_last, self._samples = now, 0
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = ReconstructionMetrics(self.timeframes, self.cfg.loss.consistency_tol)
+        self._val_loss = []
+
+    def validation_step(self, batch, batch_idx):
+        recon, _ = self.model(inputs(batch, self.timeframes))
+        loss, _ = total_loss(recon, batch, self.timeframes, self.cfg.loss)
+        self._val_loss.append(float(loss))
+        recon = {tf: r.float() for tf, r in recon.items()}
+        self._val.update("model", recon, batch)
+        for kind in BASELINES:
+            self._val.update(kind, {tf: fill(kind, batch[f"y:{tf}"], batch[f"mask:{tf}"]) for tf in self.timeframes}, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val is None or not self._val_loss:
+            return
+        res = self._val.compute()
+        values = {"val_loss": float(np.mean(self._val_loss))}
+        for tf in self.timeframes:
+            m, lin = res["model"][tf], res["linear"][tf]
+            values[f"val/corr_return_{tf}"] = m["corr_return"]
+            values[f"val/corr_return_linear_{tf}"] = lin["corr_return"]
+            values[f"val/mse_{tf}"] = m["mse"]
+            values[f"val/mse_linear_{tf}"] = lin["mse"]
+            values[f"val/corr_level_{tf}"] = m["corr_level"]
+        clean = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+        self.log_dict(clean, on_epoch=True, sync_dist=True)
+        self.last_val_results = res
+
+    # ---- optimisation -----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        backbone = {id(p) for p in self.model.backbone_parameters()}
+        base = [p for p in self.model.parameters() if id(p) not in backbone]
+        groups = [{"params": base, "lr": o.lr}]
+        max_lr = [o.lr]
+        if backbone:
+            bb_lr = o.lr / self.cfg.model.t5.lr_ratio
+            groups.append({"params": self.model.backbone_parameters(), "lr": bb_lr})
+            max_lr.append(bb_lr)
+        opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=self.cfg.trainer.max_steps + 1,
+                                                    pct_start=o.pct_start)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+
+class EpochBatchSampler(Sampler):
+    """Batches of a fresh permutation per epoch, seeded by (seed, epoch): the data order is a
+    function of the epoch alone, and a resumed epoch skips the batches it had already trained on."""
+
+    def __init__(self, n: int, batch_size: int, batches_per_epoch: int, seed: int):
+        self.n, self.batch_size, self.batches, self.seed = n, batch_size, batches_per_epoch, seed
+        self.epoch = 0
+        self.resume_epoch = -1
+        self.resume_offset = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _offset(self) -> int:
+        return self.resume_offset if self.epoch == self.resume_epoch else 0
+
+    def __len__(self) -> int:
+        return max(self.batches - self._offset(), 0)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        need = self.batches * self.batch_size
+        reps = -(-need // self.n)
+        order = np.concatenate([rng.permutation(self.n) for _ in range(reps)])[:need]
+        for b in range(self._offset(), self.batches):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+
+class PretrainDataModule(L.LightningDataModule):
+    def __init__(self, cfg: PretrainConfig, prepared):
+        super().__init__()
+        self.cfg = cfg
+        self.prepared = prepared
+        self.sampler: EpochBatchSampler | None = None
+
+    def _loader_kwargs(self) -> dict:
+        t = self.cfg.trainer
+        kw: dict = {"num_workers": t.num_workers, "pin_memory": torch.cuda.is_available()}
+        if t.num_workers > 0:
+            kw.update(prefetch_factor=t.prefetch_factor, persistent_workers=t.persistent_workers)
+        return kw
+
+    def train_dataloader(self) -> DataLoader:
+        t = self.cfg.trainer
+        arrays = self.prepared.arrays
+        pos = arrays.index.split("train")
+        ds = RandomMaskBatches(arrays, pos, self.cfg.mask, self.cfg.seed)
+        batches = t.epoch_steps * self.cfg.optim.accumulate
+        self.sampler = EpochBatchSampler(len(pos), t.batch_size, batches, self.cfg.seed)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.global_step > 0:
+            done = trainer.global_step * self.cfg.optim.accumulate - trainer.current_epoch * batches
+            if 0 < done < batches:
+                self.sampler.resume_epoch, self.sampler.resume_offset = trainer.current_epoch, done
+        return DataLoader(ds, batch_size=None, sampler=self.sampler, **self._loader_kwargs())
+
+    def fixed_set(self, split: str) -> FixedMaskSet:
+        arrays = self.prepared.arrays
+        return FixedMaskSet(arrays, arrays.index.split(split), self.cfg.mask, self.cfg.mask.val_samples)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.fixed_loader("val")
+
+    def fixed_loader(self, split: str, batch_size: int | None = None) -> DataLoader:
+        ds = self.fixed_set(split)
+        bs = batch_size or self.cfg.trainer.batch_size
+        batches = [list(range(i, min(i + bs, len(ds)))) for i in range(0, len(ds), bs)]
+        return DataLoader(ds, batch_size=None, sampler=batches, **self._loader_kwargs())

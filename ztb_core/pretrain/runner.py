@@ -1,0 +1,149 @@
+"""`ztb pretrain`: one run directory, a Lightning fit, a safe stop, exact resume, encoder export.
+
+Scale-out is Lightning's: `trainer.devices` / `trainer.num_nodes` with `trainer.strategy: ddp`,
+launched with `torchrun` (or SLURM's `srun`) on each node; every rank draws the same batch order and
+takes every world_size-th batch, so no sample is trained twice per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from ..config import changed_keys, config_to_dict, load_config, validate_config
+from ..errors import CheckpointError, ConfigError, RunError
+from ..logs import setup_logging
+from ..ops.killfile import clear_run_stop
+from ..runs import RunWriter, find_run, list_runs
+from .config import PretrainConfig
+
+log = logging.getLogger("ztb.pretrain")
+
+
+def resolve_resume(resume: str) -> Path:
+    """`latest` -> the newest pretrain run; otherwise a run id, prefix or path."""
+    if resume == "latest":
+        runs = [r for r in list_runs() if r.kind == "pretrain"]
+        if not runs:
+            raise RunError("--resume latest: no pretrain run found (see `ztb runs`)")
+        return runs[-1].dir
+    return find_run(resume)
+
+
+def verified_last_checkpoint(run_dir: Path) -> Path | None:
+    """last.ckpt of a run, verified against the manifest's sha256 (None if the run never saved)."""
+    from ..manifest import Manifest
+    from .callbacks import LAST
+
+    ckpt_dir = run_dir / "checkpoints"
+    path = ckpt_dir / LAST
+    if not path.exists():
+        return None
+    entry = next((e for e in Manifest(ckpt_dir).entries() if e.get("file") == LAST), None)
+    if entry is None:
+        raise CheckpointError(f"{path}: not listed in {ckpt_dir / 'manifest.json'}; refusing to load an unverified checkpoint")
+    ok, why = Manifest(ckpt_dir).verify(entry)
+    if not ok:
+        raise CheckpointError(f"{path}: failed verification ({why}); the file is corrupt or was replaced")
+    return path
+
+
+def run_pretrain(config_path: str | None = None, overrides: list[str] | None = None, *, headless: bool = True,
+                 fast_dev_run: bool = False, resume: str | None = None, argv: list[str] | None = None) -> Path:
+    """Run (or resume) a pretraining; returns the run directory. A kill-file stop returns normally."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+
+    from ..ops.telemetry import TelemetryThread
+    from .callbacks import KillFileCallback, ManifestCallback, ProgressLog, RunWriterLogger
+    from .evaluate import write_report
+    from .export import save_encoder
+    from .module import PretrainDataModule, PretrainModule
+    from .prepare import prepare
+
+    overrides = list(overrides or [])
+    ckpt_path: Path | None = None
+    if resume:
+        run_dir = resolve_resume(resume)
+        stored = validate_config(PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+        cfg = load_config(PretrainConfig, run_dir / "config.yaml", overrides) if overrides else stored
+        bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
+        if bad:
+            raise ConfigError(f"--resume keeps the run's config; only trainer.* may change, not {', '.join(bad)}")
+        writer = RunWriter.open(run_dir)
+        ckpt_path = verified_last_checkpoint(run_dir)
+        clear_run_stop(run_dir)
+    else:
+        cfg = load_config(PretrainConfig, config_path, overrides)
+        writer = RunWriter.create("pretrain", cfg, argv=argv if argv is not None else sys.argv,
+                                  seeds={"seed": cfg.seed}, total_steps=cfg.trainer.max_steps)
+    setup_logging(writer.dir, console=True)
+    with writer:
+        start_step = 0
+        if ckpt_path is not None:
+            start_step = int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("global_step", 0))
+            removed = writer.rewind_metrics(start_step)
+            writer.event("resumed", step=start_step, checkpoint=ckpt_path.name, metrics_rows_dropped=removed)
+            log.info("resuming %s from step %d", writer.run_id, start_step)
+        writer.set_status("starting", step=start_step, total_steps=cfg.trainer.max_steps, message="preparing data")
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        prepared = prepare(cfg)
+        writer.event("data_ready", windows_train=len(prepared.split_positions("train")),
+                     windows_val=len(prepared.split_positions("val")), windows_test=len(prepared.split_positions("test")),
+                     index_key=prepared.index_key, index_cached=prepared.index_cached,
+                     **{k: round(v, 3) for k, v in prepared.timings.items()})
+        module = PretrainModule(config_to_dict(cfg), prepared.arrays.lengths, prepared.stats.to_dict(),
+                                data_info={"market": prepared.market, "index_key": prepared.index_key})
+        dm = PretrainDataModule(cfg, prepared)
+        t = cfg.trainer
+        manifest = ManifestCallback(writer.checkpoints_dir, writer)
+        kill = KillFileCallback(writer.dir, writer.checkpoints_dir, writer, manifest, cfg.optim.accumulate)
+        callbacks: list = [kill, manifest, ProgressLog(log, t.max_steps, t.log_every)]
+        if not fast_dev_run:
+            callbacks.insert(0, ModelCheckpoint(dirpath=writer.checkpoints_dir, filename="best-{step}-{val_loss:.4f}",
+                                                monitor="val_loss", mode="min", save_top_k=t.save_top_k,
+                                                save_last=True, every_n_epochs=1, auto_insert_metric_name=True))
+        if not headless:
+            callbacks.append(RichProgressBar())
+        trainer = L.Trainer(
+            max_steps=t.max_steps, max_epochs=-1, limit_train_batches=t.epoch_steps * cfg.optim.accumulate,
+            limit_val_batches=t.val_batches, accumulate_grad_batches=cfg.optim.accumulate,
+            gradient_clip_val=cfg.optim.grad_clip or None, precision=t.precision, accelerator=t.accelerator,
+            devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=RunWriterLogger(writer),
+            callbacks=callbacks, log_every_n_steps=t.log_every, num_sanity_val_steps=0,
+            enable_progress_bar=not headless, enable_model_summary=False, default_root_dir=writer.dir,
+            fast_dev_run=fast_dev_run, use_distributed_sampler=False, deterministic=False,
+        )
+        writer.set_status("running", step=start_step, message="fast-dev-run" if fast_dev_run else "training")
+        writer.event("started", resumed=ckpt_path is not None, fast_dev_run=fast_dev_run)
+        telemetry = TelemetryThread(writer, interval_s=5.0).start()
+        writer.start_heartbeat()
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        finally:
+            telemetry.stop()
+        manifest.sync()
+        step = trainer.global_step
+        if kill.stopped_at is not None:
+            writer.set_status("stopped", step=step, message=f"stopped safely at step {step}; resume with "
+                                                            f"`ztb pretrain --resume {writer.run_id}`")
+            writer.event("stopped", step=step)
+            log.info("stopped safely at step %d (checkpoint saved)", step)
+            return writer.dir
+        if trainer.is_global_zero and not fast_dev_run:
+            enc = save_encoder(module, writer.dir / "encoder")
+            writer.event("encoder_exported", path=str(enc))
+            writer.set_status("running", step=step, message="evaluating on the test split")
+            report = write_report(module, prepared, cfg, writer.reports_dir, split="test")
+            writer.event("report_written", path=str(report))
+        writer.set_status("completed", step=step, message="fast-dev-run passed" if fast_dev_run else "completed")
+        writer.event("completed", step=step)
+    return writer.dir
+
+
+def _read_yaml(path: Path) -> dict:
+    from ..config import read_yaml
+
+    return read_yaml(path)

@@ -1,0 +1,47 @@
+"""T5 encoder backbone, from local files only.
+
+Weights come from a local folder (`save_pretrained` layout) or the local Hugging Face cache;
+nothing is ever downloaded (`local_files_only=True`, and `HF_HUB_OFFLINE=1` is set as well).
+Asking for pretrained weights that are not there is an error, never a silent random start.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ConfigError
+from .config import T5Options
+
+
+def _offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def build_t5_encoder(opts: T5Options):
+    """A `T5EncoderModel` per the options (see the module docstring)."""
+    _offline()
+    from transformers import T5Config, T5EncoderModel
+
+    if opts.init == "pretrained":
+        if not opts.path:
+            raise ConfigError("model.t5.init=pretrained needs model.t5.path: a local folder with config.json and "
+                              "model.safetensors (or a model id already in the local Hugging Face cache); "
+                              "or set model.t5.init=random")
+        try:
+            return T5EncoderModel.from_pretrained(opts.path, local_files_only=True)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ConfigError(
+                f"model.t5.path={opts.path!r}: pretrained T5 weights not found locally (looked in that folder and the "
+                f"local Hugging Face cache; ztb never downloads). Put config.json + model.safetensors there, or set "
+                f"model.t5.init=random. ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if opts.path:
+        try:
+            config = T5Config.from_pretrained(opts.path, local_files_only=True)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ConfigError(f"model.t5.path={opts.path!r}: no T5 config.json found locally "
+                              f"({exc.__class__.__name__}); drop model.t5.path to use the inline size settings") from None
+    else:
+        config = T5Config(vocab_size=8, d_model=opts.d_model, d_kv=opts.d_kv, d_ff=opts.d_ff,
+                          num_layers=opts.num_layers, num_heads=opts.num_heads, dropout_rate=0.1)
+    return T5EncoderModel(config)
