@@ -16,6 +16,7 @@ from .errors import ZtbError
 COMMAND_MODULES = [
     "ztb_core.commands.data",
     "ztb_core.commands.core",
+    "ztb_core.commands.tui",
 ]
 
 app = typer.Typer(

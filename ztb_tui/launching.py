@@ -1,0 +1,107 @@
+"""Starting runs from the console: argv for each kind of job, detached in its own session with
+its output in `<artifacts>/launches/`, so the run outlives the console and the SSH session."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ztb_core.errors import ZtbError
+from ztb_core.ops.procs import launch_detached, ztb_argv
+from ztb_core.paths import configs_dir
+from ztb_core.runs import new_run_id
+
+
+@dataclass(frozen=True)
+class JobKind:
+    label: str
+    run_kind: str  # the `kind` its run.json will carry (run ids start with it)
+    args: tuple[str, ...]
+    config: str  # default config file under configs/
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    "pretrain": JobKind("pretrain (Stage 1 encoder)", "pretrain", ("pretrain", "--headless"), "pretrain.yaml"),
+    "train": JobKind("train (PPO)", "train", ("train", "--headless"), "train.yaml"),
+    "live-dry-run": JobKind("live dry-run (paper)", "live", ("live", "--dry-run"), "live.yaml"),
+    "live-minimal": JobKind("live minimal (one min order)", "live", ("live", "--minimal"), "live.yaml"),
+}
+
+
+@dataclass
+class Launched:
+    run_id: str
+    argv: list[str]
+    output: Path
+    proc: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def available_configs(root: Path | None = None) -> list[Path]:
+    root = root or configs_dir()
+    return sorted(root.glob("*.yaml")) if root.is_dir() else []
+
+
+def parse_overrides(text: str) -> list[str]:
+    """`a.b=1 c="x y"` -> ["a.b=1", "c=x y"]; each must be key=value."""
+    try:
+        items = shlex.split(text)
+    except ValueError as exc:
+        raise ZtbError(f"overrides {text!r}: {exc}") from None
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ZtbError(f"override {item!r}: expected key=value (e.g. ppo.total_timesteps=20000)")
+    return items
+
+
+def launches_dir(artifacts: Path) -> Path:
+    return Path(artifacts) / "launches"
+
+
+def launch_output(artifacts: Path, run_id: str) -> list[Path]:
+    """The console output files of launches for this run (first start and resumes)."""
+    d = launches_dir(artifacts)
+    return sorted(d.glob(f"{run_id}*.out")) if d.is_dir() else []
+
+
+def build_argv(kind: str, config: Path | None = None, overrides: list[str] | None = None,
+               run_id: str | None = None, extra: list[str] | None = None) -> list[str]:
+    if kind not in JOB_KINDS:
+        raise ZtbError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
+    args = list(JOB_KINDS[kind].args)
+    if config is not None:
+        args += ["--config", str(config)]
+    for item in overrides or []:
+        args += ["--set", item]
+    if run_id:
+        args += ["--run-id", run_id]
+    args += list(extra or [])
+    return ztb_argv(*args)
+
+
+def launch(kind: str, artifacts: Path, config: Path | None = None, overrides: list[str] | None = None,
+           run_id: str | None = None) -> Launched:
+    run_id = run_id or new_run_id(JOB_KINDS[kind].run_kind if kind in JOB_KINDS else kind)
+    argv = build_argv(kind, config, overrides, run_id)
+    out = launches_dir(artifacts) / f"{run_id}.out"
+    proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})
+    return Launched(run_id, argv, out, proc)
+
+
+def resume(run_kind: str, run_dir: Path, checkpoint: Path, artifacts: Path) -> Launched:
+    """Resume a run from one checkpoint (`ztb <kind> --headless --resume <file>`), detached."""
+    kind = {"train": "train", "pretrain": "pretrain"}.get(run_kind)
+    if kind is None:
+        raise ZtbError(f"run {run_dir.name}: kind {run_kind!r} has no resume (only train and pretrain do)")
+    argv = build_argv(kind, extra=["--resume", str(checkpoint)])
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = launches_dir(artifacts) / f"{run_dir.name}-resume-{stamp}.out"
+    proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})
+    return Launched(run_dir.name, argv, out, proc)

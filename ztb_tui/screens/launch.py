@@ -1,0 +1,97 @@
+"""The launch dialog: job kind, config file, overrides, optional run id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from ztb_core.errors import ZtbError
+
+from ..launching import JOB_KINDS, available_configs, parse_overrides
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    kind: str
+    config: Path | None
+    overrides: list[str]
+    run_id: str | None
+
+
+class LaunchScreen(ModalScreen[LaunchRequest | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+l", "launch", "Launch")]
+
+    def __init__(self, configs_root: Path | None = None, global_stop: Path | None = None, kind: str = "train"):
+        super().__init__()
+        self.configs = available_configs(configs_root)
+        self.global_stop = global_stop
+        self.initial_kind = kind
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog launch-dialog"):
+            yield Label("[b]Launch a run[/] (detached: it keeps running if the console or SSH goes away)")
+            if self.global_stop is not None:
+                yield Static(f"[b yellow]global kill-file present:[/] {self.global_stop} — new runs stop at once; "
+                             "clear it from the command palette first", id="global-warning")
+            yield Label("job")
+            yield Select([(k.label, key) for key, k in JOB_KINDS.items()], value=self.initial_kind,
+                         allow_blank=False, id="kind")
+            yield Label("config")
+            yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
+            yield Label("overrides (key=value ...)")
+            yield Input(placeholder="ppo.total_timesteps=20000 seed=1", id="overrides")
+            yield Label("run id (empty: automatic)")
+            yield Input(placeholder="automatic", id="run-id")
+            yield Static("", id="launch-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Launch (ctrl+l)", id="launch", variant="success")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self._pick_config(self.initial_kind)
+        self.query_one("#kind", Select).focus()
+
+    def _pick_config(self, kind: str) -> None:
+        default = JOB_KINDS[kind].config
+        for p in self.configs:
+            if p.name == default:
+                self.query_one("#config", Select).value = str(p)
+                return
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "kind" and isinstance(event.value, str):
+            self._pick_config(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "launch":
+            self.action_launch()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_launch(self) -> None:
+        kind = self.query_one("#kind", Select).value
+        config = self.query_one("#config", Select).value
+        try:
+            overrides = parse_overrides(self.query_one("#overrides", Input).value)
+        except ZtbError as exc:
+            self.query_one("#launch-error", Static).update(f"[red]{exc}[/]")
+            return
+        run_id = self.query_one("#run-id", Input).value.strip() or None
+        if run_id and not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            self.query_one("#launch-error", Static).update("[red]run id: use letters, digits, '-', '_' and '.'[/]")
+            return
+        self.dismiss(LaunchRequest(str(kind), Path(str(config)) if isinstance(config, str) else None,
+                                   overrides, run_id))

@@ -1,0 +1,133 @@
+"""Sparkline rows (name, live history, last/min/max and the step) grouped into panels."""
+
+from __future__ import annotations
+
+import math
+from statistics import fmean
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
+
+from ..fmt import num, steps
+from ..sources import MetricsSnapshot, SeriesView
+
+
+def _mean(values: Sequence[float]) -> float:
+    # Losses and rates are averaged per cell: Sparkline's default (max) would draw every
+    # loss curve by its spikes.
+    return fmean(values)
+
+
+class MetricRow(Horizontal):
+    """One metric: label, sparkline of its recent history, and last [min, max] @step."""
+
+    DEFAULT_CSS = """
+    MetricRow { height: 1; }
+    MetricRow > .metric-name { width: 14; color: $text-muted; }
+    MetricRow > Sparkline { width: 1fr; min-width: 8; margin: 0 1 0 0; }
+    MetricRow > .metric-stats { width: 36; }
+    """
+
+    def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.key = key
+        self.label = label
+        self.unit = unit
+        self.total_key = total_key
+        self.view: SeriesView | None = None
+        self.total: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label[:13], classes="metric-name")
+        yield Sparkline([], summary_function=_mean)
+        yield Label("waiting for data", classes="metric-stats")
+
+    def show(self, view: SeriesView | None, total: float | None = None) -> None:
+        if view is None or (view == self.view and total == self.total):
+            return
+        self.view, self.total = view, total
+        if self.is_mounted:
+            self._render_view()
+
+    def on_mount(self) -> None:
+        # rows are mounted asynchronously: data that arrived before the children existed is drawn now
+        if self.view is not None:
+            self._render_view()
+
+    def _render_view(self) -> None:
+        view, total = self.view, self.total
+        assert view is not None
+        self.query_one(Sparkline).data = list(view.values)
+        last = num(view.last) + self.unit
+        if total is not None and math.isfinite(total):
+            last = f"{num(view.last)}/{num(total)}{self.unit}"
+        self.query_one(".metric-stats", Label).update(
+            f"[b]{last}[/] [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]")
+
+
+#: curve rows per run kind: (split/name, label). Rows appear once their metric does.
+CURVES = {
+    "train": [("train/ep_rew_mean", "ep reward"), ("eval/sharpe", "eval Sharpe"), ("eval/return", "eval return"),
+              ("eval/max_drawdown", "eval max DD"), ("train/policy_loss", "policy loss"),
+              ("train/value_loss", "value loss"), ("train/entropy_loss", "entropy loss"),
+              ("train/approx_kl", "approx KL"), ("train/clip_fraction", "clip frac"),
+              ("train/explained_variance", "explained var"), ("train/fps", "fps"),
+              ("train/learning_rate", "learning rate")],
+    "pretrain": [("train/loss", "train loss"), ("val/loss", "val loss")],
+    "live": [("live/equity", "equity"), ("live/pnl", "P&L"), ("live/position", "position"),
+             ("live/open_orders", "open orders"), ("live/latency_ms", "latency ms")],
+}
+MAX_EXTRA_ROWS = 8
+
+
+def curve_keys(kind: str, snapshot: MetricsSnapshot) -> list[tuple[str, str]]:
+    """The rows to show, in order: the kind's own curves, then other losses and correlations
+    found in the metrics (any split but `sys`), so a new metric shows up without code changes."""
+    wanted = [(k, label) for k, label in CURVES.get(kind, []) if k in snapshot.series]
+    seen = {k for k, _ in wanted}
+    extra = []
+    for key in sorted(snapshot.series):
+        split, name = key.split("/", 1)
+        if key in seen or split == "sys":
+            continue
+        if "loss" in name or name.startswith("corr") or kind not in CURVES:
+            extra.append((key, f"{split} {name}" if split not in ("train",) else name))
+    return wanted + extra[:MAX_EXTRA_ROWS]
+
+
+class MetricPanel(VerticalScroll):
+    """A titled panel of MetricRows that grows as new metrics appear."""
+
+    DEFAULT_CSS = """
+    MetricPanel { height: auto; max-height: 100%; border: round $panel-lighten-2; padding: 0 1; }
+    MetricPanel > .panel-note { color: $text-muted; }
+    """
+
+    def __init__(self, title: str, empty: str, **kwargs):
+        super().__init__(**kwargs)
+        self.border_title = title
+        self.empty = empty
+        self.rows: dict[str, MetricRow] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.empty, classes="panel-note", id="note")
+
+    def clear_rows(self) -> None:
+        for row in self.rows.values():
+            row.remove()
+        self.rows.clear()
+
+    def ensure_rows(self, specs: list[tuple[str, str]], units: dict[str, str] | None = None) -> None:
+        new = [MetricRow(key, label, (units or {}).get(key, "")) for key, label in specs if key not in self.rows]
+        for row in new:
+            self.rows[row.key] = row
+        if new:
+            self.mount_all(new)
+        note = self.query_one("#note", Static)
+        note.display = not self.rows
+
+    def show(self, snapshot: MetricsSnapshot, totals: dict[str, float] | None = None) -> None:
+        for key, row in self.rows.items():
+            row.show(snapshot.series.get(key), (totals or {}).get(key))
