@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ztb_core.data.schema import BAR_COLUMNS
+from ztb_core.data.synthetic import SyntheticConfig, generate_market
+from ztb_core.errors import ConfigError
+from ztb_core.config import validate_config
+
+
+def _rets(df: pd.DataFrame) -> np.ndarray:
+    return np.diff(np.log(df["close"].to_numpy()))
+
+
+def test_same_seed_same_bars_and_schema():
+    cfg = SyntheticConfig(seed=7, n_bars=5000)
+    a, b = generate_market(cfg), generate_market(cfg)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 5000
+    assert list(a.columns) == list(BAR_COLUMNS)
+    assert str(a.index.dtype) == "datetime64[ns, UTC]" and a.index.name == "time"
+    assert all(a[c].dtype == np.float64 for c in a.columns)
+    assert a.index.is_monotonic_increasing and a.index.is_unique
+    c = generate_market(SyntheticConfig(seed=8, n_bars=5000))
+    assert not np.allclose(a["close"].to_numpy(), c["close"].to_numpy())
+
+
+def test_ohlc_invariants_hold():
+    df = generate_market(SyntheticConfig(seed=1, n_bars=20000, market="crypto"))
+    assert (df["high"] >= df[["open", "close"]].max(axis=1)).all()
+    assert (df["low"] <= df[["open", "close"]].min(axis=1)).all()
+    assert (df["low"] > 0).all() and (df["volume"] > 0).all() and (df["trades"] >= 1).all()
+
+
+def test_fx_has_no_weekend_bars_and_gaps_at_the_sunday_open():
+    df = generate_market(SyntheticConfig(seed=2, n_bars=30000, market="fx"))
+    ny = df.index.tz_convert("America/New_York")
+    minutes = ny.hour * 60 + ny.minute
+    weekend = ((ny.day_of_week == 4) & (minutes >= 17 * 60)) | (ny.day_of_week == 5) | ((ny.day_of_week == 6) & (minutes < 17 * 60))
+    assert not weekend.any()
+    step = np.diff(df.index.asi8) // 60_000_000_000
+    assert (step > 1).sum() >= 2  # ~3 weeks of data: at least two weekends
+    reopen = np.flatnonzero(step > 600) + 1
+    gaps = np.log(df["open"].to_numpy()[reopen] / df["close"].to_numpy()[reopen - 1])
+    assert np.all(gaps != 0)
+    assert (df["volume"] == 0).all() and "trades" not in df.columns
+
+
+def test_crypto_trades_every_minute():
+    df = generate_market(SyntheticConfig(seed=3, n_bars=10000, market="crypto"))
+    assert (np.diff(df.index.asi8) == 60_000_000_000).all()
+
+
+def test_stylised_facts_fat_tails_clustering_seasonality():
+    df = generate_market(SyntheticConfig(seed=4, n_bars=200_000, market="crypto"))
+    r = _rets(df)
+    z = (r - r.mean()) / r.std()
+    assert (z ** 4).mean() > 5.0  # excess kurtosis: fat tails
+    a = np.abs(r)
+    assert np.corrcoef(a[1:], a[:-1])[0, 1] > 0.1  # volatility clustering
+    assert abs(np.corrcoef(r[1:], r[:-1])[0, 1]) < 0.02  # no free signal by default
+    hour = df.index.hour[1:]
+    assert a[hour == 14].mean() > 1.5 * a[hour == 2].mean()  # intraday cycle peaks at 14 UTC
+
+
+def test_signal_strength_makes_returns_predictable():
+    cfg = SyntheticConfig(seed=5, n_bars=100_000, market="crypto", signal_strength=0.3, signal_persistence=0.9)
+    r = _rets(generate_market(cfg))
+    rho = np.corrcoef(r[1:], r[:-1])[0, 1]
+    assert rho == pytest.approx(0.3 * 0.9, abs=0.04)
+    # a momentum rule (sign of the last 5 returns) earns a positive mean return
+    past = pd.Series(r).rolling(5).sum().to_numpy()[:-1]
+    pnl = np.sign(past[5:]) * r[6:]
+    assert pnl.mean() > 0.2 * r.std() / np.sqrt(10)
+
+
+def test_config_rejects_bad_values_with_key_names():
+    with pytest.raises(ConfigError, match="tail_df"):
+        validate_config(SyntheticConfig, {"tail_df": 1.5})
+    with pytest.raises(ConfigError, match="signal_strength"):
+        validate_config(SyntheticConfig, {"signal_strength": 2})
