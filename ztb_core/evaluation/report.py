@@ -1,0 +1,324 @@
+"""`evaluate_positions`: the full honest-evaluation report of one position series, and
+`quick_evaluation`, the cheap version training calls every few thousand steps."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import config_to_dict
+from ..pnl import CostConfig, bar_returns, position_returns
+from .backtest import backtest
+from .baselines import buy_and_hold, flat, random_policy, sma_crossover
+from .bootstrap import bootstrap_statistics, percentile_interval, point_statistics
+from .calendar import bars_for_days, periods_per_year
+from .config import EvalConfig
+from .costs import cost_sensitivity
+from .errors import EvaluationError
+from .metrics import drawdown_series, performance_metrics
+from .montecarlo import monte_carlo_risk
+from .robustness import bar_times, per_period, start_offset_sensitivity, start_offsets
+from .sharpe_stats import sharpe_inference
+from .validation import check_positions, check_prices, check_returns
+
+SCHEMA_VERSION = 1
+
+#: progress hook: (stage description, stages done, stages total)
+Progress = Callable[[str, int, int], None]
+
+_STAGES = ("backtest", "baselines", "random policies", "bootstrap", "Monte Carlo", "cost sensitivity", "robustness", "curves")
+
+_BASELINE_KEYS = ("total_return", "annualised_return", "annualised_volatility", "sharpe", "sortino",
+                  "max_drawdown", "turnover", "trades", "fees_paid")
+
+
+def _histogram(values: np.ndarray, bins: int, clip_quantile: float = 0.001) -> dict:
+    """Histogram with the extreme tails folded into the end bins (so one spike does not
+    flatten the picture); says how many values were folded."""
+    lo, hi = np.quantile(values, [clip_quantile, 1.0 - clip_quantile]) if values.size > 20 else (values.min(), values.max())
+    if hi <= lo:
+        lo, hi = lo - 1e-12, hi + 1e-12
+    counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist(),
+            "folded": int(np.count_nonzero((values < lo) | (values > hi)))}
+
+
+def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> dict:
+    """Equity and drawdown downsampled to at most `points` buckets: last equity and the
+    deepest drawdown of each bucket (so the worst drawdown survives the downsampling)."""
+    dd = np.concatenate(([0.0], drawdown_series(equity[1:] / equity[:-1] - 1.0)))
+    n = equity.size
+    edges = np.unique(np.linspace(0, n, min(points, n) + 1).astype(int))
+    starts, last = edges[:-1], edges[1:] - 1
+    out = {
+        "bar": last.tolist(),
+        "equity": equity[last].tolist(),
+        "drawdown": np.minimum.reduceat(dd, starts).tolist(),
+        "benchmark_equity": benchmark[last].tolist(),
+        "time": None if times is None else [t.isoformat() for t in times[last]],
+    }
+    return out
+
+
+def _diff(agent: np.ndarray, other: np.ndarray, est: float, confidence: float) -> dict:
+    lo, hi = percentile_interval(agent - other, confidence)
+    return {"estimate": float(est), "low": lo, "high": hi}
+
+
+def _summary(values: np.ndarray) -> dict:
+    p05, p50, p95 = np.quantile(values, [0.05, 0.5, 0.95])
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "p05": float(p05),
+            "median": float(p50), "p95": float(p95)}
+
+
+def evaluate_positions(
+    positions: object,
+    open_: object,
+    close: object,
+    index: object | None,
+    costs: CostConfig,
+    timeframe: str,
+    market: str,
+    config: EvalConfig | None = None,
+    n_trials: int | None = None,
+    trial_sharpes: Sequence[float] | None = None,
+    episode_positions: Sequence[tuple[int, np.ndarray]] | None = None,
+    meta: dict | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Full evaluation of `positions` (one target per bar, decided after its close) on the bars.
+
+    `n_trials` (default: config) and `trial_sharpes` (per-period Sharpes of every variant tried)
+    feed the DSR. `episode_positions` are (start offset, positions for bars[offset:]) from
+    re-running the policy at later starts; without them the main decisions are trimmed to each
+    offset (measuring start-date sensitivity only). `meta` (model, symbol, split, ...) is copied
+    into the report. Returns a JSON-ready dict that validates against the report schema.
+    """
+    cfg = config or EvalConfig()
+    o, c = check_prices(open_, close)
+    pos = check_positions(positions, o.size)
+    ppy = periods_per_year(timeframe, market)
+    times = bar_times(index, o.size) if index is not None else None
+    seed = cfg.seed
+    trials = cfg.sharpe.n_trials if n_trials is None else int(n_trials)
+    conf = cfg.bootstrap.confidence
+    done = 0
+
+    def step(stage: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(stage, done, len(_STAGES))
+
+    # --- agent ---------------------------------------------------------------------------
+    bt = backtest(pos, o, c, costs)
+    check_returns(bt.returns, name="agent returns")  # constant returns: a clear error, not NaN
+    metrics = performance_metrics(bt.returns, ppy, positions=pos, costs_paid=bt.costs, trade_returns=bt.trade_pnl)
+    if times is not None:
+        metrics["max_drawdown_duration_days"] = _dd_duration_days(bt.returns, times)
+    var_pp = None if cfg.sharpe.trial_sharpe_variance is None else cfg.sharpe.trial_sharpe_variance / ppy
+    inference = sharpe_inference(bt.returns, n_trials=trials, trial_sharpes=trial_sharpes,
+                                 var_trial_sharpe=var_pp, benchmark=cfg.sharpe.psr_benchmark_sharpe / math.sqrt(ppy))
+    inference["expected_max_sharpe_annualised"] = inference["expected_max_sharpe_per_period"] * math.sqrt(ppy)
+    inference["psr_benchmark_sharpe"] = cfg.sharpe.psr_benchmark_sharpe
+    step("backtest")
+
+    # --- deterministic baselines on the same bars and costs --------------------------------
+    bl = cfg.baselines
+    base_pos = {
+        "buy_and_hold": buy_and_hold(o.size),
+        "sma_crossover": sma_crossover(c, bl.sma_fast, bl.sma_slow, bl.sma_allow_short),
+        "flat": flat(o.size),
+    }
+    base_bt = {k: backtest(p, o, c, costs) for k, p in base_pos.items()}
+    base_metrics = {
+        k: performance_metrics(b.returns, ppy, positions=b.positions, costs_paid=b.costs, allow_constant=True)
+        for k, b in base_bt.items()
+    }
+    step("baselines")
+
+    # --- random policies with the agent's turnover: a distribution over seeds ---------------
+    switch = bl.random_switch_prob
+    if switch is None:
+        switch = min(1.0, max(metrics["position_changes"] / bt.returns.size, 1.0 / bt.returns.size))
+    rets = bar_returns(o, c)
+    rand_seeds = [seed * 100_003 + s for s in range(bl.random_seeds)]
+    rand_sharpe, rand_total = np.empty(len(rand_seeds)), np.empty(len(rand_seeds))
+    for i, s in enumerate(rand_seeds):
+        rp = random_policy(o.size, [s], switch_prob=switch, levels=bl.random_levels)[0]
+        rr, _ = position_returns(rp, rets, costs.rate)
+        st = point_statistics(rr, ppy, ("sharpe", "total_return"))
+        rand_sharpe[i], rand_total[i] = st["sharpe"][0], st["total_return"][0]
+    step("random policies")
+
+    # --- one joint block bootstrap: agent and baselines on the same resampled bars ----------
+    names = list(base_bt)
+    matrix = np.column_stack([bt.returns] + [base_bt[k].returns for k in names])
+    boot, block = bootstrap_statistics(matrix, ppy, cfg.bootstrap.n_resamples, cfg.bootstrap.block_length,
+                                       cfg.bootstrap.method, seed, drawdown_columns=[0])
+    point = point_statistics(matrix, ppy, ("sharpe", "total_return"))
+    agent_sharpe = boot["sharpe"][:, 0]
+    intervals = {}
+    for stat in ("sharpe", "total_return", "max_drawdown"):
+        lo, hi = percentile_interval(boot[stat][:, 0], conf)
+        est = metrics[stat]
+        intervals[stat] = {"estimate": float(est if est is not None else 0.0), "low": lo, "high": hi}
+    baselines: dict = {}
+    for j, k in enumerate(names, start=1):
+        entry = {"metrics": {key: base_metrics[k].get(key) for key in _BASELINE_KEYS},
+                 "difference": {
+                     "sharpe": _diff(agent_sharpe, boot["sharpe"][:, j], point["sharpe"][0] - point["sharpe"][j], conf),
+                     "total_return": _diff(boot["total_return"][:, 0], boot["total_return"][:, j],
+                                           point["total_return"][0] - point["total_return"][j], conf),
+                 }}
+        baselines[k] = entry
+    baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
+    # agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together
+    rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
+    rand_tot_draw = rand_total[np.arange(agent_sharpe.size) % rand_total.size]
+    baselines["random"] = {
+        "n_seeds": len(rand_seeds),
+        "switch_prob": float(switch),
+        "levels": list(bl.random_levels),
+        "sharpe": _summary(rand_sharpe),
+        "total_return": _summary(rand_total),
+        "agent_sharpe_percentile": float(np.mean(rand_sharpe < point["sharpe"][0])),
+        "difference": {
+            "sharpe": _diff(agent_sharpe, rand_draw, point["sharpe"][0] - float(rand_sharpe.mean()), conf),
+            "total_return": _diff(boot["total_return"][:, 0], rand_tot_draw,
+                                  point["total_return"][0] - float(rand_total.mean()), conf),
+        },
+    }
+    bootstrap = {
+        "method": cfg.bootstrap.method,
+        "block_length": block,
+        "block_length_source": "config" if cfg.bootstrap.block_length is not None else "politis_white",
+        "n_resamples": cfg.bootstrap.n_resamples,
+        "confidence": conf,
+        "intervals": intervals,
+        "sharpe_histogram": _histogram(agent_sharpe, cfg.report.histogram_bins, clip_quantile=0.0),
+    }
+    step("bootstrap")
+
+    # --- Monte Carlo risk over the horizon ------------------------------------------------
+    mc_cfg = cfg.monte_carlo
+    horizon = bars_for_days(mc_cfg.horizon_days, timeframe, market)
+    mc = monte_carlo_risk(bt.returns, horizon, mc_cfg.n_paths, block, cfg.bootstrap.method,
+                          mc_cfg.levels, mc_cfg.drawdown_thresholds, seed=seed + 1)
+    mc["horizon_days"] = mc_cfg.horizon_days
+    step("Monte Carlo")
+
+    cs_cfg = cfg.cost_sensitivity
+    sensitivity = cost_sensitivity(bt, costs, ppy, cs_cfg.fee_bps_grid, cs_cfg.slippage_bps_grid, cs_cfg.curve_points)
+    step("cost sensitivity")
+
+    # --- robustness: calendar periods and episode start ------------------------------------
+    robustness: dict = {"monthly": None, "quarterly": None}
+    if times is not None:
+        robustness["monthly"] = per_period(bt.returns, times[1:], "M", ppy)
+        robustness["quarterly"] = per_period(bt.returns, times[1:], "Q", ppy)
+    if episode_positions is None:
+        offsets = start_offsets(o.size, cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
+        episode_positions = [(k, pos[k:]) for k in offsets]
+        robustness["start_offset_source"] = "trimmed"
+    else:
+        robustness["start_offset_source"] = "rerun"
+    robustness["start_offsets"] = start_offset_sensitivity(episode_positions, o, c, costs, ppy, times)
+    step("robustness")
+
+    curves = _curves(bt.equity, base_bt["buy_and_hold"].equity, times, cfg.report.curve_points)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "eval_report",
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "meta": {
+            **{k: v for k, v in (meta or {}).items()},
+            "timeframe": timeframe,
+            "market": market,
+            "periods_per_year": ppy,
+            "n_bars": int(o.size),
+            "start": None if times is None else times[0].isoformat(),
+            "end": None if times is None else times[-1].isoformat(),
+            "costs": {**config_to_dict(costs), "cost_rate_bps": costs.rate * 1e4},
+            "seed": seed,
+            "config": config_to_dict(cfg),
+        },
+        "metrics": metrics,
+        "sharpe_inference": inference,
+        "bootstrap": bootstrap,
+        "monte_carlo": mc,
+        "baselines": baselines,
+        "cost_sensitivity": sensitivity,
+        "robustness": robustness,
+        "curves": curves,
+        "return_histogram": _histogram(bt.returns, cfg.report.histogram_bins),
+    }
+    report["verdict"] = verdict(report)
+    step("curves")
+    return report
+
+
+def _dd_duration_days(returns: np.ndarray, times) -> float:
+    """Calendar days of the longest stretch under water, from the peak to the recovery (or the
+    end). Return k is earned over bar k+1, so the equity after it is stamped times[k+1]."""
+    n = returns.size
+    dd = drawdown_series(returns)
+    edges = np.diff(np.concatenate(([0], (dd < 0.0).astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.size == 0:
+        return 0.0
+    span = times[np.minimum(ends + 1, n)] - times[starts]  # peak stamped times[s], recovery times[e+1]
+    return float(span.max().total_seconds() / 86400.0)
+
+
+def verdict(report: dict) -> dict:
+    """Plain-language reading of the numbers a user decides on."""
+    b = report["bootstrap"]["intervals"]["sharpe"]
+    inf = report["sharpe_inference"]
+    bh = report["baselines"]["buy_and_hold"]["difference"]["sharpe"]
+    rnd = report["baselines"]["random"]["difference"]["sharpe"]
+    be = report["cost_sensitivity"]["break_even_cost_bps"]
+    actual = report["cost_sensitivity"]["actual_cost_bps"]
+    checks = {
+        "sharpe_ci_above_zero": b["low"] > 0,
+        "psr_above_0_95": inf["psr"] > 0.95,
+        "dsr_above_0_95": inf["dsr"] > 0.95,
+        "beats_buy_and_hold": bh["low"] > 0,
+        "beats_random": rnd["low"] > 0,
+        "survives_costs_x2": be is not None and be > 2.0 * actual,
+    }
+    passed = sum(checks.values())
+    if checks["dsr_above_0_95"] and checks["sharpe_ci_above_zero"] and checks["beats_random"] and checks["survives_costs_x2"]:
+        text = "evidence of skill that survives selection, luck and doubled costs"
+    elif checks["psr_above_0_95"]:
+        text = "positive Sharpe, but not robust to every check below; treat with caution"
+    else:
+        text = "no reliable evidence of skill: the result is consistent with luck"
+    return {**checks, "passed": passed, "total": len(checks), "summary": text}
+
+
+def quick_evaluation(positions: object, open_: object, close: object, costs: CostConfig, timeframe: str,
+                     market: str, sma_fast: int = 20, sma_slow: int = 100) -> dict:
+    """Cheap metrics for periodic evaluation during training (no bootstrap, no pictures):
+    Sharpe, max drawdown and total return of the agent, buy-and-hold and SMA crossover, as a
+    flat dict ready for `RunWriter.metric`. A Sharpe that is undefined (a policy that never
+    trades) is None rather than an error, so a flat early policy does not stop training."""
+    o, c = check_prices(open_, close)
+    pos = check_positions(positions, o.size)
+    ppy = periods_per_year(timeframe, market)
+    out: dict = {}
+    fast, slow = (sma_fast, sma_slow) if sma_slow < o.size else (max(1, o.size // 8), max(2, o.size // 4))
+    for name, p in (("agent", pos), ("buy_and_hold", buy_and_hold(o.size)), ("sma_crossover", sma_crossover(c, fast, slow))):
+        b = backtest(p, o, c, costs)
+        m = performance_metrics(b.returns, ppy, positions=p, allow_constant=True)
+        prefix = "" if name == "agent" else f"{name}_"
+        out[f"{prefix}sharpe"] = m["sharpe"]
+        out[f"{prefix}max_drawdown"] = m["max_drawdown"]
+        out[f"{prefix}total_return"] = m["total_return"]
+        if name == "agent":
+            out["turnover"] = m["turnover"]
+            out["exposure"] = m["exposure"]
+    return out
