@@ -1,0 +1,150 @@
+"""The gymnasium trading environment.
+
+One step = one bar. After bar t has closed the agent sees the last `lookback` rows of features
+(rows t-lookback+1 .. t) plus its current position, and picks a target position; the order fills
+at the open of bar t+1 and the reward is the change in log equity over bar t+1 net of costs,
+computed by `ztb_core.pnl.step_return` — the same convention as the evaluation backtest and the
+paper broker, so their numbers agree.
+
+Speed: everything is precomputed. Features live in one contiguous float32 array, so a window is
+a contiguous slice copied into a preallocated buffer; bar returns are Python floats (scalar
+indexing into lists is several times faster than into numpy arrays); `step` touches no pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..errors import DataError
+from ..pnl import bar_returns, step_return
+from .config import EnvConfig
+
+
+def obs_dim(lookback: int, n_features: int) -> int:
+    """Length of a flat observation: the window, then the current position."""
+    return lookback * n_features + 1
+
+
+class TradingEnv(gym.Env):
+    """Trade one instrument bar by bar. See the module docstring for timing and reward.
+
+    `features` (T, F) float32, `open_`/`close` (T,) prices of the same bars. Episodes start at a
+    random decision index (the first one with a full window onwards) unless `reset(options=
+    {"start": t})` names one; they end on the equity floor (terminated), after
+    `episode_length` steps or at the last bar (truncated).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, features: np.ndarray, open_: np.ndarray, close: np.ndarray, cfg: EnvConfig):
+        super().__init__()
+        feats = np.ascontiguousarray(features, dtype=np.float32)
+        if feats.ndim != 2:
+            raise DataError(f"TradingEnv: features must be 2-D (T, F), got shape {feats.shape}")
+        n, f = feats.shape
+        if len(open_) != n or len(close) != n:
+            raise DataError(f"TradingEnv: {n} feature rows but {len(open_)} opens and {len(close)} closes")
+        if n < cfg.lookback + 1:
+            raise DataError(f"TradingEnv: {n} bars is too few for a {cfg.lookback}-bar lookback plus one step")
+        if not np.isfinite(feats).all():
+            bad = int(np.argwhere(~np.isfinite(feats))[0][0])
+            raise DataError(f"TradingEnv: non-finite feature value in row {bad}")
+        self.cfg = cfg
+        self.n_bars, self.n_features, self.lookback = n, f, cfg.lookback
+        self._flat = feats.reshape(-1)
+        self._win = cfg.lookback * f
+        rets = bar_returns(open_, close)
+        self._gap: list[float] = rets.gap.tolist()
+        self._intra: list[float] = rets.intra.tolist()
+        self._rate = cfg.costs.rate
+        self._first = cfg.lookback - 1  # first decision index with a full window
+        self._last = n - 2  # last decision index that still has a next bar to fill on
+        self._ep_len = cfg.episode_length
+        self._log_floor = math.log(cfg.equity_floor)
+        self._dd_w = cfg.reward.drawdown_penalty if cfg.reward.kind == "log_return_drawdown" else 0.0
+        self._scale = cfg.reward.scale
+        big = float(np.finfo(np.float32).max)  # finite bounds: features are finite by construction
+        self.observation_space = spaces.Box(-big, big, shape=(obs_dim(cfg.lookback, f),), dtype=np.float32)
+        if cfg.actions == "discrete":
+            self._table = tuple(float(p) for p in cfg.positions)
+            self.action_space = spaces.Discrete(len(self._table))
+        else:
+            self._table = ()
+            self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self._max_pos = cfg.max_position
+        self._buf = np.zeros(self.observation_space.shape, dtype=np.float32)
+        self._t = self._first
+        self._pos = 0.0
+        self._log_eq = 0.0
+        self._peak = 0.0
+        self._steps = 0
+
+    # ---- helpers ------------------------------------------------------------------------
+    def position_for(self, action: Any) -> float:
+        """The target position an action stands for."""
+        if self._table:
+            return self._table[int(action)]
+        return max(-1.0, min(1.0, float(np.asarray(action).reshape(-1)[0]))) * self._max_pos
+
+    def _obs(self) -> np.ndarray:
+        s = (self._t - self._first) * self.n_features
+        buf = self._buf
+        buf[:-1] = self._flat[s:s + self._win]
+        buf[-1] = self._pos
+        return buf.copy()
+
+    @property
+    def equity(self) -> float:
+        return math.exp(self._log_eq)
+
+    @property
+    def position(self) -> float:
+        return self._pos
+
+    @property
+    def t(self) -> int:
+        """Index of the last closed bar (the decision index)."""
+        return self._t
+
+    # ---- gymnasium API ------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if options and "start" in options:
+            start = int(options["start"])
+            if not self._first <= start <= self._last:
+                raise DataError(f"TradingEnv.reset: start {start} outside [{self._first}, {self._last}]")
+        else:
+            start = int(self.np_random.integers(self._first, self._last + 1))
+        self._t = start
+        self._pos = float(options.get("position", 0.0)) if options else 0.0
+        self._log_eq = 0.0
+        self._peak = 0.0
+        self._steps = 0
+        return self._obs(), {"t": start}
+
+    def step(self, action):
+        new = self._table[int(action)] if self._table else self.position_for(action)
+        t1 = self._t + 1
+        r, cost = step_return(self._pos, new, self._gap[t1], self._intra[t1], self._rate)
+        growth = 1.0 + r
+        log_r = math.log(growth) if growth > 1e-12 else -30.0
+        self._log_eq += log_r
+        reward = log_r
+        if self._dd_w:
+            dd_before = self._peak - (self._log_eq - log_r)
+            self._peak = max(self._peak, self._log_eq)
+            reward -= self._dd_w * max(0.0, (self._peak - self._log_eq) - dd_before)
+        else:
+            self._peak = max(self._peak, self._log_eq)
+        self._pos = new
+        self._t = t1
+        self._steps += 1
+        terminated = self._log_eq < self._log_floor
+        truncated = not terminated and (self._steps >= self._ep_len or t1 >= self._last + 1)
+        info = {"equity": math.exp(self._log_eq), "position": new, "cost": cost}
+        return self._obs(), reward * self._scale, terminated, truncated, info

@@ -1,0 +1,100 @@
+"""The market a training run sees: bars, features and splits, rebuilt from its config.
+
+`prepare_market(cfg, split)` is the single place that turns a `TrainConfig` into arrays, so
+training, the periodic evaluation, `ztb eval` and live trading all use exactly the same data,
+features (plus frozen encoder embeddings when configured) and chronological split.
+
+Rows in warm-up (a feature still undefined) are dropped *before* splitting, so every consumer
+splits the same valid rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import TrainConfig
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class MarketSlice:
+    """One chronological split of the valid rows, ready for the env or a backtest."""
+
+    split: str
+    bars: "pd.DataFrame"  # M1 bars of the split (canonical schema)
+    features: np.ndarray  # float32 (T, F), row t uses only bars closed by bar t's close
+    feature_names: list[str]
+    open: np.ndarray  # float64 (T,)
+    close: np.ndarray  # float64 (T,)
+    index: "pd.DatetimeIndex"
+    timeframe: str = "M1"
+    market: str = "fx"
+    symbol: str = ""
+    rows: tuple[int, int] = field(default=(0, 0))  # [start, stop) within the valid rows
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
+def _embeddings(cfg: "TrainConfig", bars: "pd.DataFrame") -> tuple[np.ndarray, list[str]]:
+    try:
+        from ..pretrain.export import load_encoder
+    except ImportError as exc:
+        raise ConfigError(f"encoder.path is set ({cfg.encoder.path}) but the pretrain export module is unavailable: {exc}") from None
+    bundle = load_encoder(cfg.encoder.path)
+    emb = np.asarray(bundle.embed_bars(bars, cfg.data.market), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(bars):
+        raise DataError(f"encoder {cfg.encoder.path}: embeddings have shape {emb.shape}, expected ({len(bars)}, D)")
+    return emb, [f"enc_{i}" for i in range(emb.shape[1])]
+
+
+def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict[str, MarketSlice]:
+    """Load bars, compute features once, drop warm-up rows, split chronologically."""
+    from ..data.features import compute_feature_set
+    from ..data.source import load_bars
+
+    for name in splits:
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+    bars = load_bars(cfg.data)
+    fm = compute_feature_set(cfg.features, bars, cfg.data.market)
+    values, names = fm.values, list(fm.names)
+    valid = fm.valid.copy()
+    if cfg.encoder.path:
+        emb, emb_names = _embeddings(cfg, bars)
+        valid &= np.isfinite(emb).all(axis=1)
+        values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
+        names += emb_names
+    keep = np.flatnonzero(valid)
+    if len(keep) == 0:
+        raise DataError(f"data {cfg.data.kind}:{cfg.data.symbol}: no rows left after the feature warm-up "
+                        f"({len(bars)} bars); use more data")
+    bars_v = bars.iloc[keep]
+    values_v = np.ascontiguousarray(values[keep], dtype=np.float32)
+    open_v = bars_v["open"].to_numpy(np.float64)
+    close_v = bars_v["close"].to_numpy(np.float64)
+    bounds = cfg.splits.slices(len(keep))
+    out: dict[str, MarketSlice] = {}
+    for name in splits:
+        s = bounds[name]
+        if s.stop - s.start < cfg.env.lookback + 1:
+            raise DataError(f"split {name!r} has {s.stop - s.start} rows; it needs at least env.lookback + 1 = "
+                            f"{cfg.env.lookback + 1} (use more data or change splits.*)")
+        out[name] = MarketSlice(split=name, bars=bars_v.iloc[s], features=values_v[s], feature_names=names,
+                                open=open_v[s], close=close_v[s], index=bars_v.index[s], timeframe="M1",
+                                market=cfg.data.market, symbol=cfg.data.symbol, rows=(s.start, s.stop))
+    return out
+
+
+def prepare_market(train_config: "TrainConfig", split: str) -> MarketSlice:
+    """Exactly the bars/features of `split` that the run with this config trained or validated on."""
+    return prepare_splits(train_config, (split,))[split]

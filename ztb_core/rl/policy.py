@@ -1,0 +1,68 @@
+"""Pieces shared by training and the loaded agent so both see identical observations:
+the observation/action spaces, the policy's constructor arguments, observation normalisation
+(VecNormalize's formula) and batched window building."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import EnvConfig, PPOConfig
+from .env import obs_dim
+
+
+def spaces_for(env_cfg: EnvConfig, n_features: int):
+    from gymnasium import spaces
+
+    big = float(np.finfo(np.float32).max)
+    obs = spaces.Box(-big, big, shape=(obs_dim(env_cfg.lookback, n_features),), dtype=np.float32)
+    if env_cfg.actions == "discrete":
+        act = spaces.Discrete(len(env_cfg.positions))
+    else:
+        act = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    return obs, act
+
+
+def policy_kwargs(ppo: PPOConfig) -> dict[str, Any]:
+    import torch
+
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[ppo.activation]
+    return {"net_arch": {"pi": list(ppo.net_arch), "vf": list(ppo.net_arch)}, "activation_fn": act}
+
+
+@dataclass(frozen=True)
+class ObsNormalizer:
+    """VecNormalize's observation transform with frozen statistics (training=False)."""
+
+    mean: np.ndarray | None
+    var: np.ndarray | None
+    clip: float = 10.0
+    epsilon: float = 1e-8
+
+    @classmethod
+    def from_state(cls, st: dict | None) -> "ObsNormalizer":
+        if not st or not st.get("norm_obs"):
+            return cls(None, None)
+        return cls(st["obs_mean"], st["obs_var"], st["clip_obs"], st["epsilon"])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            return np.asarray(obs, dtype=np.float32)
+        out = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
+        return out.astype(np.float32)
+
+
+def window_rows(features: np.ndarray, lookback: int, start: int, stop: int, position: float) -> np.ndarray:
+    """Flat observations for decision indices start..stop-1 (each needs index >= lookback-1),
+    all with the same current `position`: (stop-start, lookback*F + 1) float32."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    f = features.shape[1]
+    win = sliding_window_view(features, (lookback, f))[:, 0]  # (T-L+1, L, F) view
+    rows = win[start - (lookback - 1): stop - (lookback - 1)].reshape(stop - start, lookback * f)
+    out = np.empty((stop - start, lookback * f + 1), dtype=np.float32)
+    out[:, :-1] = rows
+    out[:, -1] = position
+    return out

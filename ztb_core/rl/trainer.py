@@ -1,0 +1,259 @@
+"""`run_training`: create or continue a training run and drive PPO to the configured total.
+
+Resume contract (see REFERENCE.md, stable-baselines3): a resumed model is rebuilt from the
+config, its state restored from the newest valid checkpoint, and `learn(total - num_timesteps,
+reset_num_timesteps=False)` trains exactly the remainder, so the run ends at the total rounded up
+to whole rollouts however often it is interrupted. Metrics after the checkpoint's step are
+rewound so they stay monotonic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import config_hash, config_to_dict, config_to_yaml, changed_keys, read_yaml
+from ..errors import ConfigError, RunError
+from ..manifest import Manifest
+from ..atomic import atomic_write_text
+from ..runs import RunReader, RunWriter, find_run, list_runs
+from .config import INCOMPATIBLE_PREFIXES, TrainConfig
+
+log = logging.getLogger("ztb.rl.train")
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    state: str  # completed | stopped | noop
+    step: int
+    total: int
+    checkpoint: Path | None
+    message: str
+    block_ms: list[float] = field(default_factory=list)
+    fps: float = 0.0
+
+
+def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
+    """(run dir, specific checkpoint file or None) for `--resume latest|PATH|none`."""
+    if resume is None or resume.lower() in ("", "none", "no"):
+        return None, None
+    if resume.lower() == "latest":
+        if run_id:
+            return find_run(run_id), None
+        runs = [r for r in list_runs() if r.kind == "train"]
+        if not runs:
+            raise RunError("--resume latest: there is no training run yet (start one without --resume)")
+        return runs[-1].dir, None
+    p = Path(resume)
+    if p.is_file():
+        run_dir = p.resolve().parent.parent
+        if not (run_dir / "run.json").exists():
+            raise RunError(f"--resume {resume}: the checkpoint is not inside a run's checkpoints/ folder")
+        return run_dir, p.resolve()
+    return find_run(resume), None
+
+
+def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
+    """Raise ConfigError naming every incompatible key; return the compatible keys that changed."""
+    new = config_to_dict(cfg)
+    bad = changed_keys(recorded, new, only=INCOMPATIBLE_PREFIXES)
+    if bad:
+        from ..config import flatten
+
+        a, b = flatten(recorded), flatten(new)
+        detail = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in bad[:12])
+        raise ConfigError(f"cannot resume {where}: the config changed in ways the checkpoint cannot follow "
+                          f"({', '.join(bad)}). {detail}. Start a new run instead (omit --resume).")
+    return changed_keys(recorded, new)
+
+
+def _make_env(features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any):
+    from .env import TradingEnv
+
+    return TradingEnv(features, open_, close, env_cfg)
+
+
+def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
+    """(outermost VecEnv, VecNormalize or None): DummyVecEnv|SubprocVecEnv -> VecMonitor -> VecNormalize."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+
+    fns = [partial(_make_env, market.features, market.open, market.close, cfg.env) for _ in range(cfg.ppo.n_envs)]
+    venv = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
+    venv = VecMonitor(venv, info_keywords=("equity",))
+    norm = cfg.ppo.normalize
+    if not norm.enabled:
+        return venv, None
+    vn = VecNormalize(venv, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs,
+                      clip_reward=norm.clip_reward, gamma=cfg.ppo.gamma)
+    return vn, vn
+
+
+def build_model(cfg: TrainConfig, venv: Any) -> Any:
+    import torch
+    from stable_baselines3 import PPO
+
+    from .policy import policy_kwargs
+
+    if cfg.ppo.torch_threads:
+        torch.set_num_threads(cfg.ppo.torch_threads)
+    p = cfg.ppo
+    return PPO(p.policy, venv, learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
+               n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+               ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+               policy_kwargs=policy_kwargs(p), seed=cfg.seed, device=p.device, verbose=0)
+
+
+class _Progress:
+    """Rich progress bar: steps, fps, ETA. A no-op when disabled."""
+
+    def __init__(self, enabled: bool, total: int, start: int, label: str, console: Any = None):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[fps]:>6.0f} fps"), TextColumn("elapsed"), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), console=console, refresh_per_second=4)
+        self.task = self.bar.add_task(label, total=total, completed=start, fps=0.0)
+        self.bar.start()
+
+    def update(self, step: int, fps: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, fps=fps)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Path | None = None,
+                 resume_file: Path | None = None, argv: list[str] | None = None, progress: bool = True,
+                 console: Any = None, say: Callable[[str], None] | None = None) -> TrainOutcome:
+    """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`."""
+    from ..logs import setup_logging
+    from ..ops.killfile import KillSwitch, clear_run_stop
+    from ..ops.telemetry import TelemetryThread
+    from .callbacks import TrainingCallback
+    from .checkpoints import CheckpointSaver, capture_state, load_checkpoint_file, load_latest_valid, restore_state
+    from .evaluate import PeriodicEvaluator
+    from .market import prepare_splits
+
+    say = say or (lambda msg: log.info(msg))
+    total = cfg.rounded_total()
+    cfg_dict, cfg_hash = config_to_dict(cfg), config_hash(cfg)
+    entry, state = None, None
+    if resume_dir is not None:
+        recorded = read_yaml(resume_dir / "config.yaml")
+        soft_changes = check_compatible(recorded, cfg, f"run {resume_dir.name}")
+        writer = RunWriter.open(resume_dir)
+
+        def invalid(e: dict, why: str) -> None:
+            writer.event("checkpoint_invalid", file=e.get("file"), step=e.get("step"), reason=why)
+            say(f"checkpoint {e.get('file')} is invalid ({why}); falling back to the previous one")
+
+        if resume_file is not None:
+            entry, state = load_checkpoint_file(resume_file)
+            newer = [e for e in Manifest(writer.checkpoints_dir).entries() if e.get("step", 0) > entry["step"]]
+            for e in newer:  # resuming an older checkpoint abandons the branch after it
+                Manifest(writer.checkpoints_dir).remove(e["file"])
+            if newer:
+                writer.event("checkpoints_discarded", files=[e["file"] for e in newer], resumed_from=entry["file"])
+        else:
+            found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
+            entry, state = found if found else (None, None)
+        if state is not None:
+            check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
+        step0 = int(state["num_timesteps"]) if state is not None else 0
+        if step0 >= cfg.total_timesteps:
+            msg = (f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
+                   f"(pass a larger --total-timesteps to train further)")
+            if writer.status.get("state") != "completed":
+                writer.set_status("completed", step=step0, total_steps=total, message=msg)
+            writer.close()
+            return TrainOutcome(resume_dir, "noop", step0, total,
+                                writer.checkpoints_dir / entry["file"] if entry else None, msg)
+        clear_run_stop(resume_dir)
+        removed = writer.rewind_metrics(step0)
+        if soft_changes:
+            atomic_write_text(resume_dir / "config.yaml", config_to_yaml(cfg))
+            writer.event("config_changed", keys=soft_changes)
+        writer.event("resumed", step=step0, checkpoint=entry["file"] if entry else None, metrics_rows_rewound=removed)
+    else:
+        writer = RunWriter.create("train", cfg, run_id=run_id, argv=argv, seeds={"seed": cfg.seed}, total_steps=total)
+        step0 = 0
+    setup_logging(writer.dir, console=not progress)
+    kill = KillSwitch(writer.dir)
+    kill.install_signal_handlers()
+    bar = None
+    saver = None
+    telemetry = None
+    with writer:
+        writer.set_status("starting", step=step0, total_steps=total, message="loading data")
+        writer.start_heartbeat(2.0)
+        t_data = time.perf_counter()
+        splits = prepare_splits(cfg, ("train", cfg.eval.split))
+        writer.event("data_ready", seconds=round(time.perf_counter() - t_data, 2),
+                     train_rows=len(splits["train"]), eval_rows=len(splits[cfg.eval.split]),
+                     n_features=int(splits["train"].features.shape[1]))
+        venv, vecnorm = build_vec_env(cfg, splits["train"])
+        model = build_model(cfg, venv)
+        if state is not None:
+            restore_state(model, vecnorm, state)
+            venv.seed(cfg.seed + step0)  # deterministic fresh episodes after a resume
+        saver = CheckpointSaver(writer.checkpoints_dir, level=cfg.checkpoint.compression_level,
+                                max_pending=cfg.checkpoint.max_pending, when_busy=cfg.checkpoint.when_busy,
+                                keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best,
+                                on_saved=lambda e: writer.event("checkpoint_saved", **{k: e[k] for k in (
+                                    "file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e}),
+                                on_error=lambda s, exc: writer.event("checkpoint_failed", step=s, error=str(exc)[:300]))
+        evaluator = PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir) if cfg.eval.every_steps else None
+        bar = _Progress(progress, total, step0, writer.run_id, console)
+        cb = TrainingCallback(cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator,
+                              on_progress=bar.update, start_step=step0)
+        telemetry = TelemetryThread(writer, cfg.telemetry_interval_s, step_fn=lambda: model.num_timesteps).start()
+        writer.set_status("running", step=step0, total_steps=total, message="training")
+        writer.event("started", step=step0, total_steps=total, rollout=cfg.rollout_steps, resumed=state is not None)
+        try:
+            model.learn(total_timesteps=cfg.total_timesteps - step0, callback=cb, reset_num_timesteps=False,
+                        log_interval=1, progress_bar=False)
+            if cb.stop_reason is not None:
+                snap = cb.last_snapshot
+                if snap is not None and int(snap["num_timesteps"]) != cb.last_saved_step:
+                    cb.save(snap, 0.0, final=True)
+                elif snap is None:  # stopped before the first rollout finished: keep the start state
+                    snap = capture_state(model, vecnorm, cfg_dict, cfg_hash)
+                    cb.save(snap, 0.0, final=True)
+                saver.wait(60)
+                final_step = int(snap["num_timesteps"])
+                outcome_state = "stopped"
+                message = f"stopped at step {final_step:,} ({cb.stop_reason})"
+            else:
+                final_step = int(model.num_timesteps)
+                cb._train_row(final_step)
+                score = cb.evaluate(final_step) if evaluator is not None else None
+                snap, block = cb.snapshot()
+                cb.save(snap, block, score, final=True)
+                saver.wait(120)
+                outcome_state = "completed"
+                message = f"completed {final_step:,} steps"
+        finally:
+            bar.stop()
+            telemetry.stop()
+            if saver is not None:
+                saver.close(timeout=120)
+        entries = Manifest(writer.checkpoints_dir).entries()
+        last = next((e for e in reversed(entries) if e["step"] == final_step), None)
+        writer.set_status(outcome_state, step=final_step, total_steps=total, message=message)
+        writer.close(outcome_state, message=message)
+        venv.close()
+    return TrainOutcome(writer.dir, outcome_state, final_step, total,
+                        writer.checkpoints_dir / last["file"] if last else None, message, cb.block_ms, cb.fps())
