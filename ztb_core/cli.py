@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "ztb_core.commands.data",
     "ztb_core.commands.core",
     "ztb_core.commands.tui",
+    "ztb_core.commands.exchange",
 ]
 
 app = typer.Typer(
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     try:
-        app(args=argv, prog_name="ztb", standalone_mode=False)
+        # with standalone_mode=False click returns (not raises) a command's typer.Exit code
+        result = app(args=argv, prog_name="ztb", standalone_mode=False)
     except ZtbError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
         return exc.exit_code
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -516,20 +516,15 @@ class ExchangeAdapter:
             cursor = older_than
             while True:
                 params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
-                trades = self.fetch_trades(limit=page, params=params)
-                if until_ms is not None:
-                    trades = [t for t in trades if t.timestamp_ms < until_ms]
-                if not trades and cursor is None:
-                    return
-                kept = [t for t in trades if t.timestamp_ms >= since_ms]
+                raw = self.fetch_trades(limit=page, params=params)
+                kept = [t for t in raw if t.timestamp_ms >= since_ms
+                        and (until_ms is None or t.timestamp_ms < until_ms)]
                 if kept:
                     yield kept
-                if not trades or len(kept) < len(trades):
+                # stop at `since`, or at a short page: the oldest trades the exchange has
+                if not raw or raw[0].timestamp_ms < since_ms or len(raw) < page:
                     return
-                cursor = trades[0].id
-                if len(trades) < page:
-                    # a short page is the oldest the exchange has
-                    return
+                cursor = raw[0].id
         else:
             cursor_ms = since_ms
             seen: set[str] = set()

@@ -1,0 +1,145 @@
+"""History download into the data store (pagination, resume), bars from trades, and the
+`ztb data fetch` / `ztb exchange health` commands, all against the emulator."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ztb_core.cli import app
+from ztb_core.data import store
+from ztb_core.live.emulator import FaultRule
+from ztb_core.live.exchange import ExchangeAdapter, ExchangeUnavailable, PublicTrade
+from ztb_core.live.fetch import fetch_history, ohlcv_to_bars, store_timeframe, trades_to_bars
+
+MIN = 60_000
+
+
+def emulator_now(emulator) -> int:
+    return emulator.state.clock.report_ms(emulator.state.clock.tape_now_ms())
+
+
+def tape_bars(emulator, lo_ms: int, hi_ms: int) -> pd.DataFrame:
+    """The bars the emulator's tape implies for [lo, hi), built independently of the adapter."""
+    clock, tape = emulator.state.clock, emulator.tape
+    ts = np.array([clock.report_ms(t) for t in tape.ts_ms[:emulator.state.visible]])
+    keep = (ts >= lo_ms) & (ts < hi_ms)
+    trades = pd.DataFrame({"timestamp_ms": ts[keep], "price": tape.price[:emulator.state.visible][keep],
+                           "amount": tape.size[:emulator.state.visible][keep]})
+    return trades_to_bars(trades, "1m")
+
+
+def test_trades_to_bars_ohlcv_and_gaps():
+    t0 = 1_700_000_000_000 // (5 * MIN) * (5 * MIN)
+    trades = [PublicTrade("1", t0 + 1_000, Decimal("100"), Decimal("1"), "buy"),
+              PublicTrade("2", t0 + 20_000, Decimal("105"), Decimal("2"), "sell"),
+              PublicTrade("3", t0 + 59_999, Decimal("98"), Decimal("0.5"), "buy"),
+              PublicTrade("4", t0 + 3 * MIN, Decimal("99"), Decimal("1"), "buy")]
+    bars = trades_to_bars(list(reversed(trades)), "1m")
+    assert list(bars.index.asi8 // 1_000_000) == [t0, t0 + 3 * MIN]  # empty minutes are absent
+    assert bars.iloc[0][["open", "high", "low", "close", "volume", "trades"]].tolist() == [100, 105, 98, 98, 3.5, 3]
+    assert str(bars.index.tz) == "UTC" and bars.index.name == "time"
+    five = trades_to_bars(trades, "5m")
+    assert len(five) == 1 and five.iloc[0]["close"] == 99 and five.iloc[0]["trades"] == 4
+    ohlcv = ohlcv_to_bars([[t0 + MIN, 1, 2, 0.5, 1.5, 10], [t0, 1, 1, 1, 1, 1], [t0 + MIN, 1, 3, 0.5, 2, 11]])
+    assert list(ohlcv["high"]) == [1, 3] and store_timeframe("1h") == "H1"
+
+
+def test_fetch_history_pages_back_to_since_and_stores_complete_bars(exchange_adapter, emulator, tmp_path):
+    now = emulator_now(emulator)
+    since = now - 40 * MIN
+    result = fetch_history(exchange_adapter, "1m", since, data_dir=tmp_path, now_ms=now)
+    assert result.pages > 10 and result.trades_fetched > 1000 and not result.resumed
+    stored = store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)
+    expected = tape_bars(emulator, since // MIN * MIN, now // MIN * MIN)
+    assert len(stored) == len(expected) == result.bars_written >= 38
+    np.testing.assert_allclose(stored[["open", "high", "low", "close", "volume", "trades"]].to_numpy(),
+                               expected[["open", "high", "low", "close", "volume", "trades"]].to_numpy())
+    assert store.read_meta("BTC/JPY", "M1", tmp_path)["exchange"] == "coincheck"
+    # a later run only fetches what is new since the last stored bar
+    emulator.advance(300)
+    later = fetch_history(exchange_adapter, "1m", since, data_dir=tmp_path, now_ms=now + 300_000)
+    assert 4 <= later.bars_written <= 6 and later.pages < result.pages
+    assert len(store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)) == len(expected) + later.bars_written
+
+
+def test_interrupted_fetch_resumes_from_its_checkpoint(exchange_config, test_credentials, emulator, tmp_path):
+    now = emulator_now(emulator)
+    since = now - 40 * MIN
+    adapter = ExchangeAdapter(exchange_config, test_credentials)
+    emulator.add_fault(FaultRule(kind="http_5xx", endpoint="trades", after=15, times=None))
+    with pytest.raises(ExchangeUnavailable):
+        fetch_history(adapter, "1m", since, data_dir=tmp_path, now_ms=now, checkpoint_every=5)
+    state_file = next((tmp_path / ".fetch").glob("*.json"))
+    state = json.loads(state_file.read_text())
+    assert state["pages"] == 15 and state["cursor"]
+    assert not store.has_dataset("BTC/JPY", "M1", tmp_path)  # nothing half-written into the store
+    emulator.faults.clear()
+    before = emulator.requests["trades"]
+    resumed = fetch_history(adapter, "1m", since, data_dir=tmp_path, now_ms=now)
+    assert resumed.resumed and resumed.pages > 15
+    # it continued from the cursor instead of starting over
+    assert emulator.requests["trades"] - before == resumed.pages - 15
+    stored = store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)
+    expected = tape_bars(emulator, since // MIN * MIN, now // MIN * MIN)
+    np.testing.assert_allclose(stored[["open", "close", "volume", "trades"]].to_numpy(),
+                               expected[["open", "close", "volume", "trades"]].to_numpy())
+    assert not state_file.exists()
+
+
+class _OhlcvExchange:
+    """A stand-in for a ccxt exchange that has fetchOHLCV (no such exchange is on loopback)."""
+
+    has = {"fetchOHLCV": True}
+    rateLimit = 0
+    last_json_response = last_http_response = None
+
+    def __init__(self, t0: int, n: int) -> None:
+        self.rows = [[t0 + i * MIN, 100 + i, 101 + i, 99 + i, 100.5 + i, 1.0] for i in range(n)]
+        self.calls = []
+
+    def fetch_ohlcv(self, symbol, timeframe, since, limit):
+        self.calls.append(since)
+        return [r for r in self.rows if r[0] >= since][:3]
+
+
+def test_fetch_uses_exchange_ohlcv_with_forward_paging(exchange_config, tmp_path):
+    t0 = 1_700_000_000_000 // MIN * MIN
+    fake = _OhlcvExchange(t0, 10)
+    adapter = ExchangeAdapter(exchange_config.model_copy(update={"exchange": "binance"}), exchange=fake)
+    result = fetch_history(adapter, "1m", t0, until_ms=t0 + 8 * MIN, data_dir=tmp_path, now_ms=t0 + 60 * MIN)
+    stored = store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)
+    assert result.bars_written == len(stored) == 8 and list(stored["open"]) == [100 + i for i in range(8)]
+    assert fake.calls[:3] == [t0, t0 + 3 * MIN, t0 + 6 * MIN]
+    again = fetch_history(adapter, "1m", t0, until_ms=t0 + 10 * MIN, data_dir=tmp_path, now_ms=t0 + 60 * MIN)
+    assert again.resumed and again.bars_written == 2
+
+
+def test_cli_data_fetch_and_exchange_health(emulator, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZTB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(tmp_path / "artifacts"))
+    fast = ["--set", "rate_limit.ccxt_rate_limit=false", "--set", "rate_limit.requests_per_s=10000",
+            "--set", "rate_limit.burst=10000"]
+    since = pd.Timestamp(emulator_now(emulator) - 20 * MIN, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M")
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "fetch", "--exchange", "coincheck", "--symbol", "BTC/JPY", "--timeframe", "1m",
+                              "--since", since, "--api-url", emulator.base_url, *fast])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"stored \d+ bars", res.output)
+    assert len(store.read_bars("BTC/JPY", "M1")) >= 18
+    res = runner.invoke(app, ["exchange", "health", "--exchange", "coincheck", "--symbol", "BTC/JPY",
+                              "--api-url", emulator.base_url, "--samples", "3", *fast])
+    assert res.exit_code == 0, res.output
+    for needle in ("reachable", "yes", "p50", "p95", "clock skew", "HTTP Date header", "min 0.005"):
+        assert needle in res.output
+    dead = runner.invoke(app, ["exchange", "health", "--api-url", "http://127.0.0.1:1/api",
+                               "--set", "retry.max_attempts=1", *fast])
+    assert dead.exit_code == 1 and "NO:" in dead.output
+    bad = runner.invoke(app, ["data", "fetch", "--since", "yesterday-ish", "--api-url", emulator.base_url])
+    assert bad.exit_code != 0 and "not a date" in str(bad.exception)

@@ -1,0 +1,172 @@
+"""Exchange commands: `ztb emulator` (loopback Coincheck), `ztb exchange health`, and `ztb data fetch`
+(added to the data command group). ccxt and the emulator are imported inside the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+exchange_app = typer.Typer(name="exchange", help="Check an exchange connection (ccxt).", no_args_is_help=True,
+                           add_completion=False)
+
+
+def _exchange_config(exchange: str, symbol: str, api_url: Optional[str], config: Optional[Path],
+                     overrides: List[str], timeout_ms: Optional[int]):
+    from ..config import load_config
+    from ..live.exchange_config import ExchangeConfig
+
+    sets = list(overrides) + [f"exchange={exchange}", f"symbol={symbol}"]
+    if api_url:
+        sets.append(f"api_url={api_url}")
+    if timeout_ms:
+        sets.append(f"timeout_ms={timeout_ms}")
+    if config is None:
+        return ExchangeConfig.model_validate(_apply(sets))
+    return load_config(ExchangeConfig, config, sets)
+
+
+def _apply(sets: list[str]) -> dict:
+    from ..config import apply_overrides
+
+    data, _ = apply_overrides({}, sets)
+    return data
+
+
+def emulator_cmd(
+    port: int = typer.Option(8765, "--port", help="TCP port on 127.0.0.1 (0 = any free port)"),
+    source: str = typer.Option("synthetic", "--source", help="Trade stream to replay: bitflyer | synthetic"),
+    api_key: str = typer.Option("emulator-key", "--api-key", help="The API key the emulator accepts"),
+    secret: str = typer.Option("emulator-secret", "--secret", help="Its signing secret"),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Replay speed (tape s per wall s; 0 = frozen)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="EmulatorConfig YAML (fault table etc.)"),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set spread_bps=5"),
+) -> None:
+    """Run the loopback exchange emulator until Ctrl-C (point ccxt's urls.api.rest at the printed URL)."""
+    import time
+
+    from rich.console import Console
+
+    from ..config import load_config
+    from ..live.emulator import EmulatorConfig, EmulatorServer
+
+    sets = list(set_) + [f"port={port}", f"source={source}", f"api_key={api_key}", f"secret={secret}"]
+    if speed is not None:
+        sets.append(f"speed={speed}")
+    cfg = (load_config(EmulatorConfig, config, sets) if config
+           else EmulatorConfig.model_validate(_apply(sets)))
+    console = Console()
+    with console.status(f"loading the {cfg.source} trade tape..."):
+        server = EmulatorServer(cfg)
+    url = server.start()
+    console.print(f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
+                  f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n"
+                  f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
+                  "  Ctrl-C stops it.")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        console.print(f"emulator stopped; requests served: {sum(server.requests.values())}")
+
+
+@exchange_app.command("health")
+def health_cmd(
+    exchange: str = typer.Option("coincheck", "--exchange", help="ccxt exchange id"),
+    symbol: str = typer.Option("BTC/JPY", "--symbol", help="Market symbol"),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
+    samples: int = typer.Option(5, "--samples", min=1, help="Ticker calls used to measure latency and skew"),
+    timeout_ms: Optional[int] = typer.Option(None, "--timeout-ms", help="HTTP timeout per request"),
+    config: Optional[Path] = typer.Option(None, "--config", help="ExchangeConfig YAML"),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set retry.max_attempts=1"),
+) -> None:
+    """Reachability, latency p50/p95, clock skew, rate-limit headroom and market limits. Exit 1 when
+    the exchange is unreachable. Keys (if set) are used only to check that the private API answers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..live.exchange import ExchangeAdapter
+    from ..live.health import check_health
+    from ..live.secrets import install_log_filter, load_credentials
+
+    cfg = _exchange_config(exchange, symbol, api_url, config, set_, timeout_ms)
+    creds = load_credentials(cfg, required=False)
+    if creds is not None:
+        install_log_filter(creds)
+    report = check_health(ExchangeAdapter(cfg, creds), samples=samples)
+    table = Table(title=f"exchange health: {cfg.exchange} {cfg.symbol}", show_header=False)
+    table.add_column("check", style="bold")
+    table.add_column("result")
+    for name, value in report.rows():
+        style = "red" if (name == "reachable" and not report.reachable) or value.startswith("failed") else None
+        table.add_row(name, value, style=style)
+    Console().print(table)
+    if not report.reachable:
+        raise typer.Exit(1)
+
+
+def fetch_cmd(
+    exchange: str = typer.Option("coincheck", "--exchange", help="ccxt exchange id"),
+    symbol: str = typer.Option("BTC/JPY", "--symbol", help="Market symbol"),
+    timeframe: str = typer.Option("1m", "--timeframe", help="Bar timeframe: 1m 5m 15m 30m 1h 4h 1d"),
+    since: str = typer.Option(..., "--since", help="Start (UTC date or ISO time), e.g. 2024-01-01"),
+    until: Optional[str] = typer.Option(None, "--until", help="End, exclusive (default: now)"),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store root (default $ZTB_DATA)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="ExchangeConfig YAML"),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key"),
+) -> None:
+    """Download history into the data store (paginated, rate-limited, resumable; bars are built from
+    trades where the exchange has no OHLCV endpoint)."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..errors import ConfigError
+    from ..live.exchange import ExchangeAdapter
+    from ..live.fetch import fetch_history
+
+    cfg = _exchange_config(exchange, symbol, api_url, config, set_, None)
+
+    def ms(text: str, name: str) -> int:
+        try:
+            ts = pd.Timestamp(text)
+        except ValueError:
+            raise ConfigError(f"--{name} {text!r}: not a date or ISO time (e.g. 2024-01-01 or 2024-01-01T09:00)") from None
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.value // 1_000_000)
+
+    since_ms = ms(since, "since")
+    until_ms = ms(until, "until") if until else None
+    if until_ms is not None and until_ms <= since_ms:
+        raise ConfigError(f"--until {until} is not after --since {since}")
+    adapter = ExchangeAdapter(cfg)
+    console = Console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"fetch {cfg.exchange} {cfg.symbol} {timeframe}", total=None, info="")
+
+        def on_page(pages: int, count: int, at_ms: int) -> None:
+            at = pd.Timestamp(at_ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+            progress.update(task, info=f"{pages} pages, {count:,} rows, at {at}")
+
+        result = fetch_history(adapter, timeframe, since_ms, until_ms, data_dir=data_dir, on_page=on_page)
+    if result.path is None:
+        console.print("nothing new: the store already holds every completed bar in that range")
+        return
+    console.print(f"{'resumed and ' if result.resumed else ''}stored {result.bars_written:,} bars "
+                  f"({result.first_bar} .. {result.last_bar}) from {result.trades_fetched:,} trades in "
+                  f"{result.pages} pages -> {result.path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("emulator")(emulator_cmd)
+    app.add_typer(exchange_app, name="exchange")
+    # `ztb data fetch` lives with the other exchange code; it joins the data group defined there
+    from .data import data_app
+
+    data_app.command("fetch")(fetch_cmd)
