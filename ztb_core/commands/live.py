@@ -1,0 +1,223 @@
+"""`ztb live`: trade a policy through ccxt — dry run (paper fills on live quotes), `--minimal`
+(one unfillable order placed and cancelled), or real trading (keys + --confirm-live)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+TRUTHY = ("1", "true", "yes", "on")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("live")(live)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in TRUTHY
+
+
+def live(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Paper trading on live quotes; no private endpoint "
+                                                          "is called (also DRY_RUN=1)."),
+    minimal: bool = typer.Option(False, "--minimal", help="Place one minimum-size order that cannot fill, confirm, "
+                                                          "cancel, check balances (also LIVE_MINIMAL=1)."),
+    confirm_live: bool = typer.Option(False, "--confirm-live", help="Really trade with real money (mode: live)."),
+    disable_risk_limits: bool = typer.Option(False, "--disable-risk-limits",
+                                             help="Turn every risk limit and breaker off. Dangerous."),
+    reset_breakers: bool = typer.Option(False, "--reset-breakers", help="Clear latched circuit breakers first."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Trained checkpoint or training run dir "
+                                                                         "(implies policy.kind=agent)."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="agent or sma (overrides policy.kind)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set risk.max_trades_per_day=10"),
+    max_bars: Optional[int] = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run directory."),
+) -> None:
+    """Run the live decision loop (dry run by default) or the --minimal API check."""
+    from rich.console import Console
+
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..live.live_config import LiveConfig
+
+    console = Console(stderr=True)
+    sets = list(overrides) + ([f"policy.kind={policy}"] if policy else [])
+    cfg = load_config(LiveConfig, config, sets)
+    if policy and policy not in ("agent", "sma"):
+        raise ConfigError(f"--policy {policy!r}: use agent or sma")
+    if disable_risk_limits:
+        cfg.risk.enabled = False
+    if minimal or _env_flag("LIVE_MINIMAL"):
+        raise typer.Exit(_minimal(cfg, console, run_id))
+    mode = "dry_run" if (dry_run or _env_flag("DRY_RUN") or cfg.mode == "dry_run") else "live"
+    raise typer.Exit(_session(cfg, mode, console, confirm_live or cfg.confirm_live, checkpoint, max_bars, run_id,
+                              disable_risk_limits, reset_breakers))
+
+
+def _risk_banner(cfg, mode: str, console, credentials_source: str | None) -> None:
+    from rich.panel import Panel
+
+    r = cfg.risk
+    lines = [f"mode           {mode.upper()}  ({cfg.exchange.exchange} {cfg.exchange.symbol})",
+             f"keys           {credentials_source or 'none (public endpoints only)'}",
+             f"policy         {cfg.policy.kind}" + (f" {cfg.policy.checkpoint}" if cfg.policy.checkpoint else ""),
+             f"capital        {cfg.capital:,.0f}"]
+    if r.enabled:
+        lines += [f"daily loss     {r.daily_loss_limit:,} (quote)", f"trades/day     {r.max_trades_per_day}",
+                  f"stop-loss      {r.stop_loss_pct:.1%} from entry",
+                  f"max position   {r.max_position} (base), notional {r.max_notional:,}",
+                  f"breakers       errors>={r.max_consecutive_errors}, data>{r.stale_data_s:.0f}s, "
+                  f"jump>{r.max_price_jump_pct:.1%}, spread>{r.max_spread_bps:.0f}bps -> reduce-only"]
+    else:
+        lines += ["RISK LIMITS    DISABLED (--disable-risk-limits)"]
+    style = "bold red" if mode == "live" else "cyan"
+    console.print(Panel("\n".join(lines), title=f"ztb live: {mode}", border_style=style))
+
+
+def _loud_warning(console) -> None:
+    from rich.panel import Panel
+
+    console.print(Panel("RISK LIMITS ARE DISABLED.\nNo daily loss limit, no trade count, no stop-loss, no position "
+                        "limit, no circuit breakers.\nEvery order the policy asks for will be sent.",
+                        title="WARNING", border_style="bold red", style="bold red"))
+
+
+def _secrets_guard(credentials):
+    """Scrub the keys from every log handler of this process, the ztb run log included."""
+    import logging
+
+    from ..live.secrets import install_log_filter
+
+    if credentials is None:
+        return None
+    filt = install_log_filter(credentials, loggers=("", "ccxt", "ztb_core", "ztb"))
+    for handler in logging.getLogger("ztb").handlers:
+        handler.addFilter(filt)
+    return filt
+
+
+def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, max_bars: int | None,
+             run_id: str | None, risk_disabled: bool, reset_breakers: bool) -> int:
+    from ..errors import ZtbError
+    from ..live.exchange import ExchangeAdapter
+    from ..live.journal import Journal
+    from ..live.paper import PaperVenue
+    from ..live.policy import make_policy
+    from ..live.runner import LiveRunner
+    from ..live.secrets import load_credentials, redact
+    from ..logs import setup_logging
+    from ..ops.killfile import KillSwitch
+    from ..runs import RunWriter
+
+    credentials = None
+    if mode == "live":
+        credentials = load_credentials(cfg.exchange)  # raises, naming the variables / file it looked for
+        if not confirmed:
+            raise ZtbError("real trading needs an explicit --confirm-live (or confirm_live: true in the config); "
+                           "use --dry-run to paper trade on live quotes")
+    cfg.mode = mode
+    if risk_disabled:
+        _loud_warning(console)
+    _risk_banner(cfg, mode, console, credentials.source if credentials else None)
+    policy = make_policy(cfg.policy, cfg.sizing.allow_short, checkpoint)
+    if checkpoint is not None:
+        cfg.policy.kind, cfg.policy.checkpoint = "agent", checkpoint
+    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
+    setup_logging(writer.dir)
+    guard = _secrets_guard(credentials)
+    journal = None
+    try:
+        if risk_disabled:
+            writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
+        adapter = ExchangeAdapter(cfg.exchange, credentials)
+        journal = Journal(cfg.resolved_journal_path(), "paper" if mode == "dry_run" else "live",
+                          cfg.exchange.exchange, cfg.exchange.symbol)
+        venue = PaperVenue(adapter, journal, cfg.costs, cfg.paper) if mode == "dry_run" else adapter
+        kill = KillSwitch(writer.dir)
+        kill.install_signal_handlers()
+        runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode)
+        if reset_breakers:
+            writer.event("breakers_reset", cleared=runner.risk.reset_breakers())
+        state = runner.run(max_bars)
+        console.print(f"[bold]{state}[/]: {runner.stats.bars} bars, {runner.stats.orders} orders; run "
+                      f"{writer.dir}", highlight=False)
+        return 0
+    except BaseException as exc:
+        writer.error_event(type(exc)(redact(str(exc), credentials)) if credentials else exc)
+        writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+        writer.close()
+        if guard is not None:
+            from ..live.secrets import remove_log_filter
+
+            remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
+
+
+def _minimal(cfg, console, run_id: str | None) -> int:
+    from rich.table import Table
+
+    from ..atomic import atomic_write_json
+    from ..live.exchange import ExchangeAdapter
+    from ..live.journal import Journal
+    from ..live.minimal import flow_qty_from_env, run_minimal
+    from ..live.secrets import CredentialsError, load_credentials, redact
+    from ..logs import setup_logging
+    from ..runs import RunWriter
+
+    try:
+        credentials = load_credentials(cfg.exchange)
+    except CredentialsError as exc:
+        raise CredentialsError(f"--minimal places a real order and needs API keys: {exc}") from None
+    qty = flow_qty_from_env()
+    cfg.mode = "live"
+    _risk_banner(cfg, "minimal", console, credentials.source)
+    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=9)
+    setup_logging(writer.dir)
+    guard = _secrets_guard(credentials)
+    journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)
+    try:
+        writer.set_status("running", message="minimal flow")
+        adapter = ExchangeAdapter(cfg.exchange, credentials)
+        steps = []
+
+        def on_step(s) -> None:
+            steps.append(s)
+            writer.event("minimal_step", step=s.name, ok=s.ok, latency_ms=s.latency_ms, detail=s.detail)
+            writer.heartbeat(len(steps))
+
+        report = run_minimal(adapter, journal, qty=qty, on_step=on_step)
+        data = report.as_dict()
+        for s in data["steps"]:
+            s["detail"] = redact(s["detail"], credentials)
+        atomic_write_json(writer.dir / "reports" / "minimal.json", data)
+        table = Table(title=f"ztb live --minimal: {cfg.exchange.exchange} {cfg.exchange.symbol}")
+        for col in ("step", "result", "ms", "detail"):
+            table.add_column(col)
+        for s in data["steps"]:
+            table.add_row(s["name"], "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]", f"{s['latency_ms']:.1f}",
+                          s["detail"])
+        console.print(table)
+        verdict = "PASSED" if report.passed else "FAILED"
+        console.print(f"[bold {'green' if report.passed else 'red'}]minimal flow {verdict}[/] (run {writer.dir})")
+        writer.set_status("completed" if report.passed else "failed", step=len(steps),
+                          message=f"minimal flow {verdict.lower()}")
+        writer.event("minimal_done", passed=report.passed)
+        return 0 if report.passed else 1
+    except BaseException as exc:
+        writer.error_event(type(exc)(redact(str(exc), credentials)))
+        writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
+        raise
+    finally:
+        journal.close()
+        writer.close()
+        if guard is not None:
+            from ..live.secrets import remove_log_filter
+
+            remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))

@@ -1,0 +1,280 @@
+"""The order journal: a SQLite file (WAL, synchronous=FULL) holding every order intent, every state
+transition, every fill and the risk state, so a restart (even after kill -9) knows exactly what was
+asked of the exchange and what came of it.
+
+Write-ahead rule (enforced by `broker.OrderManager`): an order is journaled as `new`, then moved to
+`submitted` and committed *before* the exchange call; the outcome is written after it. A process
+killed in between leaves a `submitted` order, which `reconcile` resolves against the exchange's
+open orders and recent fills before any new order may be placed. Fills are keyed by the exchange's
+trade id, so recording one twice is a no-op and a fill is never counted twice.
+
+A journal belongs to one mode (`paper` or `live`) and one exchange/symbol; opening it for another
+raises, so a dry run can never mix its simulated orders into the real book.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import ZtbError
+from .orders import LIVE, NEW, UNRESOLVED, Fill, Order, now_ms
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    client_id TEXT PRIMARY KEY, symbol TEXT NOT NULL, side TEXT NOT NULL, amount TEXT NOT NULL,
+    price TEXT NOT NULL, state TEXT NOT NULL, exchange_id TEXT, filled TEXT NOT NULL, avg_price TEXT,
+    created_ms INTEGER NOT NULL, submitted_ms INTEGER, updated_ms INTEGER NOT NULL, reason TEXT,
+    reduce_only INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX IF NOT EXISTS orders_exchange_id ON orders(exchange_id) WHERE exchange_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_state ON orders(state);
+CREATE TABLE IF NOT EXISTS transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS transitions_client ON transitions(client_id);
+CREATE TABLE IF NOT EXISTS fills (
+    trade_id TEXT PRIMARY KEY, client_id TEXT, exchange_order_id TEXT, side TEXT NOT NULL, amount TEXT NOT NULL,
+    price TEXT NOT NULL, fee TEXT NOT NULL, fee_currency TEXT, time_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS fills_client ON fills(client_id);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_ms INTEGER NOT NULL);
+"""
+
+
+class JournalError(ZtbError):
+    """The journal file is unusable, belongs to another mode/market, or disagrees with a write."""
+
+
+def _d(value: str | None) -> Decimal | None:
+    return Decimal(value) if value is not None else None
+
+
+def _row_order(row: sqlite3.Row) -> Order:
+    return Order(client_id=row["client_id"], symbol=row["symbol"], side=row["side"], amount=Decimal(row["amount"]),
+                 price=Decimal(row["price"]), state=row["state"], exchange_id=row["exchange_id"],
+                 filled=Decimal(row["filled"]), avg_price=_d(row["avg_price"]), created_ms=row["created_ms"],
+                 submitted_ms=row["submitted_ms"], updated_ms=row["updated_ms"], reason=row["reason"],
+                 reduce_only=bool(row["reduce_only"]))
+
+
+def _row_fill(row: sqlite3.Row) -> Fill:
+    return Fill(trade_id=row["trade_id"], client_id=row["client_id"], exchange_order_id=row["exchange_order_id"],
+                side=row["side"], amount=Decimal(row["amount"]), price=Decimal(row["price"]), fee=Decimal(row["fee"]),
+                fee_currency=row["fee_currency"] or "", time_ms=row["time_ms"])
+
+
+class Journal:
+    """One SQLite journal file. Every write is its own committed transaction (fsynced by
+    synchronous=FULL) before the method returns."""
+
+    def __init__(self, path: str | Path, mode: str, exchange: str, symbol: str) -> None:
+        if mode not in ("paper", "live"):
+            raise JournalError(f"journal mode must be paper or live, got {mode!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode, self.exchange, self.symbol = mode, exchange, symbol
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{self.path}: not a usable SQLite journal ({exc})") from None
+        self._check_identity()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def _check_identity(self) -> None:
+        want = {"schema": str(SCHEMA_VERSION), "mode": self.mode, "exchange": self.exchange, "symbol": self.symbol}
+        with self._lock:
+            have = {r["key"]: r["value"] for r in self._db.execute("SELECT key, value FROM meta")}
+            if not have:
+                with self._tx() as db:
+                    db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(want.items()))
+                return
+        for key, value in want.items():
+            if have.get(key) != value:
+                raise JournalError(f"{self.path}: this journal is for {key}={have.get(key)!r}, not {value!r}; "
+                                   f"use a separate journal.path per mode and market")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    class _Tx:
+        def __init__(self, journal: "Journal") -> None:
+            self.j = journal
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.j._lock.acquire()
+            self.j._db.execute("BEGIN IMMEDIATE")
+            return self.j._db
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            try:
+                self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.j._lock.release()
+
+    def _tx(self) -> "Journal._Tx":
+        return Journal._Tx(self)
+
+    # ---- orders ----------------------------------------------------------------------------
+    def _write_order(self, db: sqlite3.Connection, o: Order) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO orders(client_id, symbol, side, amount, price, state, exchange_id, filled, avg_price,"
+            " created_ms, submitted_ms, updated_ms, reason, reduce_only) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (o.client_id, o.symbol, o.side, str(o.amount), str(o.price), o.state, o.exchange_id, str(o.filled),
+             None if o.avg_price is None else str(o.avg_price), o.created_ms, o.submitted_ms, o.updated_ms, o.reason,
+             int(o.reduce_only)))
+
+    def record_intent(self, order: Order, detail: dict | None = None) -> Order:
+        """Journal a new order (state `new`) before anything is sent."""
+        if order.state != NEW:
+            raise JournalError(f"order {order.client_id}: an intent must be in state new, not {order.state}")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM orders WHERE client_id=?", (order.client_id,)).fetchone():
+                raise JournalError(f"order {order.client_id}: client id already journaled")
+            self._write_order(db, order)
+            self._write_transition(db, order.client_id, None, NEW, detail)
+        return order
+
+    def _write_transition(self, db: sqlite3.Connection, client_id: str, old: str | None, new: str,
+                          detail: dict | None) -> None:
+        db.execute("INSERT INTO transitions(client_id, from_state, to_state, time_ms, detail) VALUES (?,?,?,?,?)",
+                   (client_id, old, new, now_ms(), json.dumps(detail, default=str) if detail else None))
+
+    def save(self, before: Order, after: Order, detail: dict | None = None) -> Order:
+        """Persist `after` (the next version of `before`), refusing if the journal no longer holds
+        `before` — two writers disagreeing about an order is a bug, never silently resolved."""
+        with self._tx() as db:
+            row = db.execute("SELECT state, filled FROM orders WHERE client_id=?", (before.client_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"order {before.client_id}: not in the journal")
+            if row["state"] != before.state or Decimal(row["filled"]) != before.filled:
+                raise JournalError(f"order {before.client_id}: journal holds state {row['state']} filled {row['filled']},"
+                                   f" expected {before.state} filled {before.filled}")
+            self._write_order(db, after)
+            if after.state != before.state or detail:
+                self._write_transition(db, after.client_id, before.state, after.state, detail)
+        return after
+
+    def transition(self, order: Order, state: str, detail: dict | None = None, **changes: Any) -> Order:
+        """Validate and persist `order` moving to `state`; returns the new version."""
+        return self.save(order, order.transition(state, **changes), detail)
+
+    def get(self, client_id: str) -> Order | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM orders WHERE client_id=?", (client_id,)).fetchone()
+        return _row_order(row) if row else None
+
+    def by_exchange_id(self, exchange_id: str) -> Order | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM orders WHERE exchange_id=?", (str(exchange_id),)).fetchone()
+        return _row_order(row) if row else None
+
+    def orders(self, states: Iterable[str] | None = None) -> list[Order]:
+        with self._lock:
+            if states is None:
+                rows = self._db.execute("SELECT * FROM orders ORDER BY created_ms, client_id").fetchall()
+            else:
+                st = list(states)
+                rows = self._db.execute(f"SELECT * FROM orders WHERE state IN ({','.join('?' * len(st))}) "
+                                        f"ORDER BY created_ms, client_id", st).fetchall()
+        return [_row_order(r) for r in rows]
+
+    def live_orders(self) -> list[Order]:
+        """Orders that may rest at the exchange (including unresolved ones)."""
+        return self.orders(LIVE)
+
+    def unresolved(self) -> list[Order]:
+        """Orders whose placement outcome is not known (submitted or unknown)."""
+        return self.orders(UNRESOLVED)
+
+    def transitions(self, client_id: str | None = None) -> list[dict]:
+        with self._lock:
+            if client_id is None:
+                rows = self._db.execute("SELECT * FROM transitions ORDER BY seq").fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM transitions WHERE client_id=? ORDER BY seq", (client_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def known_exchange_ids(self) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT exchange_id FROM orders WHERE exchange_id IS NOT NULL").fetchall()
+        return {r[0] for r in rows}
+
+    # ---- fills -----------------------------------------------------------------------------
+    def record_fill(self, fill: Fill) -> bool:
+        """Record a fill once; False when its trade id was already journaled."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO fills(trade_id, client_id, exchange_order_id, side, amount, price, fee,"
+                " fee_currency, time_ms, recorded_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (str(fill.trade_id), fill.client_id, fill.exchange_order_id, fill.side, str(fill.amount),
+                 str(fill.price), str(fill.fee), fill.fee_currency, int(fill.time_ms), now_ms()))
+            return cur.rowcount == 1
+
+    def has_fill(self, trade_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM fills WHERE trade_id=?", (str(trade_id),)).fetchone() is not None
+
+    def fills(self, client_id: str | None = None, since_ms: int | None = None) -> list[Fill]:
+        sql, args = "SELECT * FROM fills WHERE 1=1", []
+        if client_id is not None:
+            sql += " AND client_id=?"
+            args.append(client_id)
+        if since_ms is not None:
+            sql += " AND time_ms>=?"
+            args.append(int(since_ms))
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY time_ms, trade_id", args).fetchall()
+        return [_row_fill(r) for r in rows]
+
+    def filled_of(self, client_id: str) -> tuple[Decimal, Decimal | None]:
+        """(total filled amount, volume-weighted average price) of one order's fills."""
+        fills = self.fills(client_id)
+        total = sum((f.amount for f in fills), Decimal(0))
+        if total == 0:
+            return Decimal(0), None
+        return total, sum((f.amount * f.price for f in fills), Decimal(0)) / total
+
+    def position(self) -> Decimal:
+        """Net base-currency position built by our fills (buys minus sells)."""
+        return sum((f.signed_amount for f in self.fills()), Decimal(0))
+
+    def cash_flow(self) -> Decimal:
+        """Net quote currency received by our fills, fees included."""
+        return sum((f.cash_flow for f in self.fills()), Decimal(0))
+
+    # ---- key/value state (risk) ------------------------------------------------------------
+    def get_state(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_state(self, key: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO kv(key, value, updated_ms) VALUES (?,?,?)",
+                       (key, json.dumps(value, default=str), now_ms()))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM orders GROUP BY state").fetchall()
+            fills = self._db.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+        out = {r[0]: r[1] for r in rows}
+        out["fills"] = fills
+        return out

@@ -1,0 +1,195 @@
+"""`ztb live --minimal`: prove the whole private API path with one order that cannot fill.
+
+Steps (each timed, each pass/fail): balances before; ticker; market limits; place one
+minimum-size buy limit order `far_pct` below the bid (so it cannot fill); confirm it is open;
+cancel it; confirm it is gone; balances after equal balances before. The order goes through the
+order manager, so it is journaled like any live order and a crash mid-flow is reconciled (and
+the order cancelled) by the next start. `TEST_FLOW_QTY` overrides the size. Without keys the flow
+refuses to start and says which variables or file it looked for.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Callable
+
+from ..errors import ZtbError
+from .broker import OrderManager
+from .exchange import ExchangeCallError
+from .journal import Journal
+from .orders import CANCELLED, OPEN, UNKNOWN
+
+FAR_PCT = Decimal("0.30")
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    latency_ms: float
+    detail: str
+
+
+@dataclass
+class MinimalReport:
+    steps: list[StepResult] = field(default_factory=list)
+    order_client_id: str | None = None
+    order_exchange_id: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.steps) and all(s.ok for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "order_client_id": self.order_client_id,
+                "order_exchange_id": self.order_exchange_id, "steps": [asdict(s) for s in self.steps]}
+
+
+class _StepFailed(Exception):
+    pass
+
+
+def flow_qty_from_env(env: dict | None = None) -> Decimal | None:
+    raw = (env if env is not None else os.environ).get("TEST_FLOW_QTY", "").strip()
+    if not raw:
+        return None
+    try:
+        qty = Decimal(raw)
+    except Exception:
+        raise ZtbError(f"TEST_FLOW_QTY={raw!r}: expected a positive number (base currency amount)") from None
+    if not qty.is_finite() or qty <= 0:
+        raise ZtbError(f"TEST_FLOW_QTY={raw!r}: expected a positive number (base currency amount)")
+    return qty
+
+
+def _totals(balance: Any, currencies: tuple[str, str]) -> dict[str, Decimal]:
+    return {c: balance.total.get(c, Decimal(0)) or Decimal(0) for c in currencies}
+
+
+def run_minimal(adapter: Any, journal: Journal, qty: Decimal | None = None, far_pct: Decimal = FAR_PCT,
+                confirm_tries: int = 5, confirm_wait_s: float = 0.5,
+                on_step: Callable[[StepResult], None] | None = None) -> MinimalReport:
+    """Run the flow; never raises for exchange failures (they become failed steps)."""
+    report = MinimalReport()
+    symbol = adapter.symbol
+    currencies = tuple(symbol.split("/"))
+    manager = OrderManager(adapter, journal, symbol, grace_ms=0)
+    state: dict[str, Any] = {}
+
+    def step(name: str, fn: Callable[[], str]) -> None:
+        t0 = time.perf_counter()
+        try:
+            detail, ok = fn(), True
+        except (_StepFailed, ExchangeCallError, ZtbError) as exc:
+            detail, ok = str(exc), False
+        result = StepResult(name, ok, round((time.perf_counter() - t0) * 1000.0, 2), detail)
+        report.steps.append(result)
+        if on_step:
+            on_step(result)
+        if not ok:
+            raise _StepFailed(name)
+
+    def balances_before() -> str:
+        state["before"] = _totals(adapter.fetch_balance(), currencies)
+        return ", ".join(f"{c} {v}" for c, v in state["before"].items())
+
+    def reconcile_first() -> str:
+        rep = manager.reconcile()
+        if rep.still_unresolved:
+            raise _StepFailed(f"earlier order(s) {rep.still_unresolved} still have an unknown outcome")
+        return f"journal agrees with the exchange ({len(rep.orphans)} foreign open order(s) left alone)"
+
+    def ticker() -> str:
+        t = adapter.fetch_ticker()
+        if not t.bid and not t.last:
+            raise _StepFailed("ticker has neither bid nor last price")
+        state["ticker"] = t
+        return f"bid {t.bid} ask {t.ask} last {t.last}"
+
+    def limits() -> str:
+        lim = adapter.market_limits(symbol)
+        ref = state["ticker"].bid or state["ticker"].last
+        price = lim.round_price(ref * (1 - far_pct), "buy")
+        if qty is not None:
+            amount = lim.round_amount(qty)
+        else:
+            # the minimum amount, raised until the notional clears the minimum cost at the far price
+            need = max(lim.min_amount, (lim.min_cost / price) if price > 0 else lim.min_amount)
+            amount = (need / lim.amount_step).to_integral_value(rounding=ROUND_CEILING) * lim.amount_step
+        problem = lim.check(amount, price)
+        if problem:
+            raise _StepFailed(f"test order {amount} @ {price} is not acceptable: {problem}")
+        state["amount"], state["price"] = amount, price
+        return f"order {amount} {currencies[0]} @ {price} ({far_pct:.0%} below the bid; min amount " \
+               f"{lim.min_amount}, min cost {lim.min_cost})"
+
+    def place() -> str:
+        order = manager.place("buy", state["amount"], state["price"], detail={"flow": "minimal"})
+        report.order_client_id = order.client_id
+        if order.state == UNKNOWN:
+            manager.reconcile(grace_ms=0)
+            order = journal.get(order.client_id)
+        if order.state != OPEN or not order.exchange_id:
+            raise _StepFailed(f"order {order.client_id} is {order.state}: {order.reason or 'not placed'}")
+        report.order_exchange_id = order.exchange_id
+        state["order"] = order
+        return f"placed {order.client_id} as exchange order {order.exchange_id}"
+
+    def confirm(present: bool) -> str:
+        eid = state["order"].exchange_id
+        for i in range(confirm_tries):
+            ids = {o.exchange_id for o in adapter.fetch_open_orders(symbol)}
+            if (eid in ids) == present:
+                return f"order {eid} {'is' if present else 'is no longer'} among the open orders (try {i + 1})"
+            time.sleep(confirm_wait_s)
+        raise _StepFailed(f"order {eid} {'never appeared among' if present else 'is still among'} the open orders")
+
+    def cancel() -> str:
+        manager.cancel(journal.get(state["order"].client_id))
+        return f"cancel of {state['order'].exchange_id} accepted"
+
+    def confirm_cancelled() -> str:
+        detail = confirm(False)
+        manager.reconcile()
+        order = journal.get(state["order"].client_id)
+        if order.state != CANCELLED:
+            raise _StepFailed(f"journal has order {order.client_id} as {order.state}, expected cancelled")
+        return detail + "; journal: cancelled"
+
+    def balances_after() -> str:
+        after = _totals(adapter.fetch_balance(), currencies)
+        changed = {c: (state["before"][c], after[c]) for c in currencies if after[c] != state["before"][c]}
+        if changed:
+            raise _StepFailed("balances changed: " + ", ".join(f"{c} {a} -> {b}" for c, (a, b) in changed.items()))
+        return "unchanged: " + ", ".join(f"{c} {v}" for c, v in after.items())
+
+    plan = [("balances_before", balances_before), ("reconcile", reconcile_first), ("ticker", ticker),
+            ("market_limits", limits), ("place_order", place), ("confirm_open", lambda: confirm(True)),
+            ("cancel_order", cancel), ("confirm_cancelled", confirm_cancelled), ("balances_unchanged", balances_after)]
+    try:
+        for name, fn in plan:
+            step(name, fn)
+    except _StepFailed:
+        _cleanup(manager, journal, report)
+    return report
+
+
+def _cleanup(manager: OrderManager, journal: Journal, report: MinimalReport) -> None:
+    """After a failure, make sure the test order does not stay on the book."""
+    if report.order_client_id is None:
+        return
+    order = journal.get(report.order_client_id)
+    if order is None or order.terminal:
+        return
+    t0 = time.perf_counter()
+    try:
+        manager.cancel_all()
+        order = journal.get(report.order_client_id)
+        ok = order is not None and order.terminal
+        detail = f"test order is {order.state if order else 'missing'}"
+    except (ExchangeCallError, ZtbError) as exc:
+        ok, detail = False, f"could not cancel the test order {report.order_exchange_id}: {exc}; cancel it by hand"
+    report.steps.append(StepResult("cleanup", ok, round((time.perf_counter() - t0) * 1000.0, 2), detail))

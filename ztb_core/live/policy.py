@@ -1,0 +1,124 @@
+"""Decision policies for the live loop: a trained agent, or a moving-average rule for demos.
+
+Both answer one question on each bar close: given the M1 bars so far (oldest first, the last one
+just closed) and the position held (as the policy's own signal, a fraction of equity), what target
+position now? The answer is a float in -1..1 that `sizing` turns into an order.
+
+The agent computes its features online exactly as training did: the same
+`compute_feature_set(train_config.features, bars, train_config.data.market)` (plus the frozen
+encoder embeddings when the run used them) over a rolling buffer of the latest bars, of which the
+last `lookback` rows form the observation. Features are causal, and the buffer is long enough
+(`buffer_bars`, default 6000 M1 bars, more than the daily-context warm-up) that the rows equal the
+rows computed offline over the full history — `tests/live/test_policy.py` checks this.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .live_config import PolicyConfig
+
+log = logging.getLogger("ztb.live.policy")
+
+
+class NotReady(DataError):
+    """Not enough history yet for a decision (warm-up)."""
+
+
+class Policy(Protocol):
+    name: str
+    #: M1 bars of history the policy needs before its first decision
+    warmup_bars: int
+    #: bars kept in the rolling buffer passed to `decide`
+    buffer_bars: int
+
+    def decide(self, bars: "pd.DataFrame", position: float) -> float: ...
+
+
+class SmaPolicy:
+    """Long (1) while the fast SMA of closes is above the slow one, else flat (0) — or short (-1)
+    when shorts are allowed. A transparent baseline for dry-run demos and tests."""
+
+    def __init__(self, fast: int = 10, slow: int = 30, allow_short: bool = False) -> None:
+        if fast >= slow:
+            raise ConfigError(f"policy: sma_fast ({fast}) must be smaller than sma_slow ({slow})")
+        self.fast, self.slow, self.allow_short = fast, slow, allow_short
+        self.name = f"sma({fast},{slow})"
+        self.warmup_bars = slow
+        self.buffer_bars = slow + 1
+
+    def decide(self, bars: "pd.DataFrame", position: float) -> float:
+        close = bars["close"].to_numpy(np.float64)
+        if len(close) < self.slow:
+            raise NotReady(f"{self.name}: {len(close)} bars, needs {self.slow}")
+        fast, slow = close[-self.fast:].mean(), close[-self.slow:].mean()
+        if fast > slow:
+            return 1.0
+        return -1.0 if self.allow_short and fast < slow else 0.0
+
+
+class OnlineFeatures:
+    """The training feature pipeline applied to a rolling buffer of bars."""
+
+    def __init__(self, feature_set: str, market: str, lookback: int, encoder_path: str | None = None) -> None:
+        self.feature_set, self.market, self.lookback = feature_set, market, lookback
+        self.encoder = None
+        if encoder_path:
+            from ..pretrain.export import load_encoder
+
+            self.encoder = load_encoder(encoder_path)
+
+    def window(self, bars: "pd.DataFrame") -> np.ndarray:
+        """The last `lookback` feature rows (float32, oldest first) for the bars given."""
+        from ..data.features import compute_feature_set
+
+        fm = compute_feature_set(self.feature_set, bars, self.market)
+        values, valid = fm.values, fm.valid
+        if self.encoder is not None:
+            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)
+            valid = valid & np.isfinite(emb).all(axis=1)
+            values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
+        if len(values) < self.lookback or not valid[-self.lookback:].all():
+            have = int(valid[::-1].cumprod().sum()) if len(valid) else 0
+            raise NotReady(f"features {self.feature_set}: {have} valid rows at the end of {len(bars)} bars, "
+                           f"the policy needs {self.lookback} (more history / warm-up)")
+        return np.ascontiguousarray(values[-self.lookback:], dtype=np.float32)
+
+
+class AgentPolicy:
+    """A trained PPO agent (`ztb_core.rl.agent.load_agent`) deciding on online features."""
+
+    def __init__(self, checkpoint: str | Path, buffer_bars: int = 6000, deterministic: bool = True) -> None:
+        from ..rl.agent import load_agent
+
+        self.agent = load_agent(checkpoint)
+        cfg = self.agent.train_config
+        self.features = OnlineFeatures(cfg.features, cfg.data.market, self.agent.lookback, cfg.encoder.path)
+        self.deterministic = deterministic
+        self.name = f"agent({Path(self.agent.checkpoint_path).name}@{self.agent.step})"
+        self.buffer_bars = buffer_bars
+        self.warmup_bars = buffer_bars
+        self.market = cfg.data.market
+
+    def decide(self, bars: "pd.DataFrame", position: float) -> float:
+        window = self.features.window(bars)
+        return self.agent.act(window, position, deterministic=self.deterministic)
+
+
+def make_policy(cfg: "PolicyConfig", allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:
+    """The policy a config asks for (`checkpoint` overrides `policy.checkpoint`)."""
+    path = checkpoint or cfg.checkpoint
+    if cfg.kind == "agent" or checkpoint is not None:
+        if path is None:
+            raise ConfigError("policy.kind is agent but no checkpoint is given: set policy.checkpoint or --checkpoint")
+        return AgentPolicy(path, buffer_bars=cfg.buffer_bars, deterministic=cfg.deterministic)
+    return SmaPolicy(cfg.sma_fast, cfg.sma_slow, allow_short=allow_short)

@@ -1,0 +1,243 @@
+"""Risk limits and circuit breakers, with their state kept in the journal so a restart cannot
+forget a tripped breaker or reset the day's loss and trade count.
+
+Two kinds of protection:
+- **limits** checked on every order: daily loss (default 10,000 JPY), daily trade count (50),
+  maximum position (base currency) and notional (quote currency) — an order that would exceed a
+  size limit is cut down to what fits; the daily limits block new exposure until the next day;
+- **circuit breakers** that latch reduce-only until someone resets them (`reset_breakers`,
+  `ztb live --reset-breakers`): consecutive exchange errors, stale market data, a price jump,
+  a spread too wide, and the emergency stop-loss (default 5% adverse move from the entry price,
+  which also asks the runner to flatten).
+
+Reduce-only (nautilus_trader's REDUCING): orders that increase exposure are denied, orders that
+reduce it are allowed. With `enabled: false` (`--disable-risk-limits`) nothing is checked; the CLI
+prints a loud warning and the run records it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+
+from ..config import ZtbModel
+from .journal import Journal
+
+log = logging.getLogger("ztb.live.risk")
+
+STATE_KEY = "risk_state"
+BREAKERS = ("consecutive_errors", "stale_data", "price_jump", "spread_too_wide", "stop_loss", "manual")
+
+
+class RiskConfig(ZtbModel):
+    """Limits in force while trading (the CLI banner prints them)."""
+
+    enabled: bool = Field(True, description="false only via --disable-risk-limits (loud warning)")
+    daily_loss_limit: Decimal = Field(Decimal("10000"), gt=0, description="Max loss per day, quote currency (JPY)")
+    max_trades_per_day: int = Field(50, ge=1, description="Orders placed per day; at the limit only reducing orders pass")
+    stop_loss_pct: float = Field(0.05, gt=0, lt=1, description="Emergency stop: adverse move from entry, fraction")
+    max_position: Decimal = Field(Decimal("0.02"), gt=0, description="Largest absolute position, base currency")
+    max_notional: Decimal = Field(Decimal("200000"), gt=0, description="Largest absolute position value, quote")
+    max_consecutive_errors: int = Field(5, ge=1, description="Exchange errors in a row that trip the breaker")
+    stale_data_s: float = Field(300.0, gt=0, description="Market data older than this trips the breaker, seconds")
+    max_price_jump_pct: float = Field(0.05, gt=0, description="Bar-to-bar close move that trips the breaker")
+    max_spread_bps: float = Field(50.0, gt=0, description="Bid/ask spread that trips the breaker, bps of mid")
+    day_timezone: str = Field("Asia/Tokyo", description="Timezone whose midnight starts a new trading day")
+
+    @field_validator("day_timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"an IANA timezone name like Asia/Tokyo, got {value!r}") from None
+        return value
+
+
+@dataclass
+class RiskState:
+    day: str = ""
+    day_start_equity: str | None = None
+    trades_today: int = 0
+    daily_pnl: str = "0"
+    consecutive_errors: int = 0
+    breakers: dict[str, str] = field(default_factory=dict)  # name -> reason (latched)
+    daily_halt: str | None = None                             # reason the day's limits stopped new exposure
+
+    @property
+    def reduce_only(self) -> bool:
+        return bool(self.breakers) or self.daily_halt is not None
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    allowed: bool
+    amount: Decimal
+    reason: str | None = None
+    reducing: bool = False
+
+
+class RiskManager:
+    """Checks orders against the limits; trips and persists breakers."""
+
+    def __init__(self, config: RiskConfig, journal: Journal, clock_ms: Any = None) -> None:
+        self.cfg, self.journal = config, journal
+        self._clock_ms = clock_ms
+        raw = journal.get_state(STATE_KEY)
+        self.state = RiskState(**raw) if isinstance(raw, dict) else RiskState()
+        self._roll_day(self._now_ms())
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        if self._clock_ms is not None:
+            return int(self._clock_ms())
+        return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+    def _day_of(self, ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, ZoneInfo(self.cfg.day_timezone)).strftime("%Y-%m-%d")
+
+    def _roll_day(self, ms: int) -> None:
+        day = self._day_of(ms)
+        if day != self.state.day:
+            # A new day resets the day's counters, never the latched breakers.
+            self.state.day, self.state.trades_today, self.state.daily_pnl = day, 0, "0"
+            self.state.day_start_equity, self.state.daily_halt = None, None
+            self.save()
+
+    def save(self) -> None:
+        self.journal.set_state(STATE_KEY, asdict(self.state))
+
+    def summary(self) -> dict[str, Any]:
+        return {"reduce_only": self.state.reduce_only, "breakers": dict(self.state.breakers),
+                "daily_halt": self.state.daily_halt, "daily_pnl": float(Decimal(self.state.daily_pnl)),
+                "trades_today": self.state.trades_today, "consecutive_errors": self.state.consecutive_errors,
+                "enabled": self.cfg.enabled}
+
+    def trip(self, breaker: str, reason: str) -> None:
+        if breaker not in BREAKERS:
+            raise ValueError(f"unknown breaker {breaker!r}")
+        if breaker not in self.state.breakers:
+            log.warning("circuit breaker %s tripped: %s -> reduce-only until reset", breaker, reason)
+            self.state.breakers[breaker] = reason
+            self.save()
+
+    def reset_breakers(self) -> list[str]:
+        """Clear the latched breakers (a person decided it is safe); returns the ones cleared."""
+        cleared = sorted(self.state.breakers)
+        self.state.breakers, self.state.consecutive_errors = {}, 0
+        self.save()
+        return cleared
+
+    # ---- observations -----------------------------------------------------------------------
+    def record_error(self, what: str) -> None:
+        self.state.consecutive_errors += 1
+        if self.cfg.enabled and self.state.consecutive_errors >= self.cfg.max_consecutive_errors:
+            self.trip("consecutive_errors", f"{self.state.consecutive_errors} exchange errors in a row (last: {what})")
+        else:
+            self.save()
+
+    def record_success(self) -> None:
+        if self.state.consecutive_errors:
+            self.state.consecutive_errors = 0
+            self.save()
+
+    def observe_market(self, price: Decimal, bid: Decimal | None, ask: Decimal | None, data_age_s: float,
+                       prev_close: Decimal | None = None) -> None:
+        """Trip the market-data breakers: stale data, price jump, spread too wide."""
+        if not self.cfg.enabled:
+            return
+        if data_age_s > self.cfg.stale_data_s:
+            self.trip("stale_data", f"market data is {data_age_s:.0f}s old (limit {self.cfg.stale_data_s:.0f}s)")
+        if prev_close is not None and prev_close > 0:
+            jump = abs(float(price / prev_close) - 1.0)
+            if jump > self.cfg.max_price_jump_pct:
+                self.trip("price_jump", f"price moved {jump:.2%} in one bar ({prev_close} -> {price}; "
+                                        f"limit {self.cfg.max_price_jump_pct:.2%})")
+        if bid is not None and ask is not None and bid > 0 and ask > 0:
+            mid = (bid + ask) / 2
+            spread_bps = float((ask - bid) / mid) * 10_000
+            if spread_bps > self.cfg.max_spread_bps:
+                self.trip("spread_too_wide", f"spread {spread_bps:.1f} bps (bid {bid}, ask {ask}; "
+                                             f"limit {self.cfg.max_spread_bps:.1f} bps)")
+
+    def update_pnl(self, equity: Decimal, position: Decimal, entry_price: Decimal | None, price: Decimal) -> bool:
+        """Mark the day's P&L; trip the daily loss limit and the emergency stop-loss.
+        Returns True when the position must be flattened now (stop-loss)."""
+        self._roll_day(self._now_ms())
+        if self.state.day_start_equity is None:
+            self.state.day_start_equity = str(equity)
+        pnl = equity - Decimal(self.state.day_start_equity)
+        self.state.daily_pnl = str(pnl)
+        flatten = False
+        if self.cfg.enabled:
+            if pnl <= -self.cfg.daily_loss_limit and self.state.daily_halt is None:
+                self.state.daily_halt = f"daily loss {-pnl:.0f} reached the limit {self.cfg.daily_loss_limit}"
+                log.warning("risk: %s -> reduce-only for the rest of the day", self.state.daily_halt)
+            if position != 0 and entry_price is not None and entry_price > 0:
+                adverse = float((entry_price - price) / entry_price) if position > 0 else \
+                    float((price - entry_price) / entry_price)
+                if adverse >= self.cfg.stop_loss_pct:
+                    self.trip("stop_loss", f"price {price} is {adverse:.2%} against the entry {entry_price} "
+                                           f"(limit {self.cfg.stop_loss_pct:.2%})")
+                    flatten = True
+        self.save()
+        return flatten
+
+    # ---- the order check ----------------------------------------------------------------------
+    def check_order(self, side: str, amount: Decimal, price: Decimal, position: Decimal) -> RiskDecision:
+        """May an order of `amount` on `side` be placed with `position` (incl. pending) held?
+        Reducing orders are always allowed; increasing ones face every limit and are cut to fit
+        the size limits."""
+        self._roll_day(self._now_ms())
+        signed = amount if side == "buy" else -amount
+        after = position + signed
+        reducing = abs(after) < abs(position) and (after == 0 or (after > 0) == (position > 0))
+        if reducing or not self.cfg.enabled:
+            return RiskDecision(True, amount, None, reducing)
+        if self.state.breakers:
+            names = ", ".join(sorted(self.state.breakers))
+            return RiskDecision(False, Decimal(0), f"reduce-only: circuit breaker(s) {names} tripped")
+        if self.state.daily_halt:
+            return RiskDecision(False, Decimal(0), f"reduce-only: {self.state.daily_halt}")
+        if self.state.trades_today >= self.cfg.max_trades_per_day:
+            return RiskDecision(False, Decimal(0), f"daily trade count {self.state.trades_today} reached the limit "
+                                                   f"{self.cfg.max_trades_per_day}")
+        # the largest position that fits both size limits
+        cap = min(self.cfg.max_position, self.cfg.max_notional / price)
+        room = cap - abs(position) if (after > 0) == (position > 0) or position == 0 else cap + abs(position)
+        allowed = min(amount, max(room, Decimal(0)))
+        if allowed <= 0:
+            return RiskDecision(False, Decimal(0), f"position limit: |position| would exceed {cap:.8f} "
+                                                   f"(max_position {self.cfg.max_position}, max_notional "
+                                                   f"{self.cfg.max_notional} at {price})")
+        reason = None if allowed == amount else f"cut from {amount} to {allowed} by the position limit"
+        return RiskDecision(True, allowed, reason)
+
+    def record_trade(self) -> None:
+        self._roll_day(self._now_ms())
+        self.state.trades_today += 1
+        self.save()
+
+
+def entry_price(fills: list) -> Decimal | None:
+    """Average entry price of the position the fills leave (average cost, reset when flat or flipped)."""
+    pos, cost = Decimal(0), Decimal(0)
+    for f in fills:
+        signed = f.amount if f.side == "buy" else -f.amount
+        if pos == 0 or (pos > 0) == (signed > 0):
+            pos, cost = pos + signed, cost + signed * f.price
+            continue
+        if abs(signed) <= abs(pos):  # reducing keeps the average entry
+            avg = cost / pos
+            pos += signed
+            cost = avg * pos
+        else:  # flipped through zero: the remainder opens at this fill's price
+            pos += signed
+            cost = pos * f.price
+    return (cost / pos) if pos != 0 else None

@@ -1,0 +1,369 @@
+"""The live decision loop, run on every bar close, the same for dry runs and real trading.
+
+    poll  -> ticker + completed bars (adapter.fetch_ohlcv_or_build, in the exchange's clock)
+    bar   -> market breakers -> sync fills (reconcile) -> P&L, stop-loss -> policy -> sizing
+          -> risk check -> cancel what still rests -> place (journaled) -> metrics
+
+It writes the run directory the console reads: live metrics (split "live": equity, pnl, position,
+open_orders, latency_ms, risk_state), events (orders, reconciliation, breakers, errors) and a
+final report. The kill-file (per-run or global) or SIGTERM stops it safely: open orders are
+cancelled, the position is closed if `flatten_on_stop`, the status becomes `stopped`, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..atomic import atomic_write_json
+from ..ops.killfile import KillSwitch
+from ..runs import RunWriter
+from .broker import OrderBlocked, OrderManager
+from .exchange import ExchangeCallError
+from .fetch import ccxt_timeframe, store_timeframe, timeframe_ms
+from .journal import Journal
+from .live_config import LiveConfig
+from .policy import NotReady, Policy
+from .risk import RiskManager, entry_price
+from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("ztb.live.runner")
+
+
+@dataclass
+class LoopStats:
+    bars: int = 0
+    decisions: int = 0
+    orders: int = 0
+    skipped: int = 0
+    denied: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    equity: list[float] = field(default_factory=list)
+
+
+def _periods_per_year(timeframe: str, market: str) -> float:
+    minutes = timeframe_ms(timeframe) / 60_000
+    days = 365.0 if market == "crypto" else 260.0
+    return days * 1440.0 / minutes
+
+
+class LiveRunner:
+    """One live or paper session. `venue` is the ExchangeAdapter (live) or a PaperVenue (dry run);
+    `market` provides public data (bars, limits) and is the adapter in both cases."""
+
+    def __init__(self, cfg: LiveConfig, market: Any, venue: Any, journal: Journal, policy: Policy,
+                 writer: RunWriter, kill: KillSwitch | None = None, mode: str = "dry_run") -> None:
+        self.cfg, self.market, self.venue, self.journal, self.policy = cfg, market, venue, journal, policy
+        self.writer, self.mode = writer, mode
+        self.kill = kill or KillSwitch(writer.dir)
+        self.symbol = cfg.exchange.symbol
+        self.tf = ccxt_timeframe(cfg.bar_timeframe)
+        self.span_ms = timeframe_ms(self.tf)
+        self.ppy = _periods_per_year(self.tf, cfg.market)
+        self.manager = OrderManager(venue, journal, self.symbol, grace_ms=int(cfg.reconcile_grace_s * 1000),
+                                    on_event=writer.event)
+        self.risk = RiskManager(cfg.risk, journal)
+        self.limits = market.market_limits(self.symbol)
+        self.stats = LoopStats()
+        self.bars: "pd.DataFrame | None" = None
+        self.held_signal = 0.0
+        self.capital = Decimal(repr(cfg.capital))
+        self.last_ticker: Any = None
+
+    # ---- helpers --------------------------------------------------------------------------------
+    def equity(self, price: Decimal) -> Decimal:
+        return self.capital + self.journal.cash_flow() + self.journal.position() * price
+
+    def _now_ms(self, ticker: Any) -> int:
+        ts = getattr(ticker, "timestamp_ms", None)
+        return int(ts) if ts else int(time.time() * 1000)
+
+    def _load_history(self, now_ms: int) -> "pd.DataFrame":
+        need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
+        bars = self.market.fetch_ohlcv_or_build(self.tf, since_ms=now_ms - need * self.span_ms, now_ms=now_ms)
+        if len(bars) < need:
+            bars = self._seed_from_store(bars, need)
+        return bars
+
+    def _seed_from_store(self, bars: "pd.DataFrame", need: int) -> "pd.DataFrame":
+        """Older bars from the local data store (`ztb data fetch`) when the exchange's recent trades
+        do not cover the policy's warm-up."""
+        import pandas as pd
+
+        try:
+            from ..data.store import has_dataset, read_bars
+
+            tf = store_timeframe(self.tf)
+            if not has_dataset(self.symbol, tf):
+                return bars
+            stored = read_bars(self.symbol, tf)
+        except Exception as exc:  # the store is a convenience; the exchange stays the source of truth
+            log.warning("could not read stored history for %s: %s", self.symbol, exc)
+            return bars
+        if len(bars):
+            stored = stored[stored.index < bars.index[0]]
+        merged = pd.concat([stored[list(bars.columns)] if len(bars) else stored, bars]) if len(stored) else bars
+        log.info("seeded %d bars of history from the data store", len(merged) - len(bars))
+        return merged.iloc[-max(need, self.policy.buffer_bars):]
+
+    def _append(self, new: "pd.DataFrame") -> None:
+        import pandas as pd
+
+        if self.bars is None or len(self.bars) == 0:
+            merged = new
+        else:
+            new = new[new.index > self.bars.index[-1]]
+            merged = pd.concat([self.bars, new]) if len(new) else self.bars
+        keep = max(self.policy.buffer_bars, self.cfg.warmup_bars, self.cfg.sizing.vol_lookback_bars + 1)
+        self.bars = merged.iloc[-keep:]
+
+    def _metric(self, price: Decimal, latency_ms: float | None, extra: dict | None = None) -> None:
+        eq = self.equity(price)
+        pos = self.journal.position()
+        summary = self.risk.summary()
+        values = {"equity": float(eq), "pnl": float(eq - self.capital), "daily_pnl": summary["daily_pnl"],
+                  "position": float(pos), "position_value": float(pos * price), "price": float(price),
+                  "open_orders": self.manager.open_count(), "latency_ms": latency_ms,
+                  "risk_state": "reduce_only" if summary["reduce_only"] else "normal",
+                  "trades_today": summary["trades_today"], "signal": self.held_signal}
+        values.update(extra or {})
+        self.stats.equity.append(float(eq))
+        self.writer.metric(self.stats.bars, "live", values, flush=True)
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def start(self) -> None:
+        report = self.manager.reconcile()
+        self.writer.event("reconciled_at_start", **report.as_dict())
+        self.last_ticker = self.venue.fetch_ticker()
+        self.bars = self._load_history(self._now_ms(self.last_ticker))
+        pos = self.journal.position()
+        if pos != 0 and self.last_ticker.last:
+            eq = self.equity(self.last_ticker.last)
+            lev = leverage(self.cfg.sizing, realised_vol(self.bars["close"].to_numpy(), self.ppy,
+                                                         self.cfg.sizing.vol_lookback_bars))
+            self.held_signal = float(pos * self.last_ticker.last / eq) / lev if eq > 0 and lev > 0 else 0.0
+        self.writer.event("live_started", mode=self.mode, policy=self.policy.name, history_bars=len(self.bars),
+                          position=str(pos), risk=self.risk.summary())
+
+    def poll(self) -> bool:
+        """One poll; True when a new bar closed and a decision was made."""
+        try:
+            ticker = self.venue.fetch_ticker()
+            now = self._now_ms(ticker)
+            since = (int(self.bars.index[-1].value // 1_000_000) + self.span_ms) if self.bars is not None and \
+                len(self.bars) else now - self.cfg.warmup_bars * self.span_ms
+            new = self.market.fetch_ohlcv_or_build(self.tf, since_ms=since, now_ms=now)
+            self.risk.record_success()
+        except ExchangeCallError as exc:
+            self._error("poll", exc)
+            return False
+        self.last_ticker = ticker
+        if len(new) == 0:
+            if self.manager.open_count():
+                self._sync()
+            return False
+        t_bar = time.perf_counter()
+        prev_close = Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) \
+            else None
+        self._append(new)
+        self.stats.bars += 1
+        self.decide(ticker, now, prev_close, t_bar)
+        return True
+
+    def _error(self, what: str, exc: BaseException) -> None:
+        self.stats.errors += 1
+        self.risk.record_error(f"{what}: {exc}")
+        self.writer.event("exchange_error", where=what, error=str(exc)[:400],
+                          consecutive=self.risk.state.consecutive_errors)
+        log.warning("%s failed: %s", what, exc)
+
+    def _sync(self) -> None:
+        try:
+            self.manager.reconcile()
+        except ExchangeCallError as exc:
+            self._error("sync", exc)
+
+    def decide(self, ticker: Any, now_ms: int, prev_close: Decimal | None, t_bar: float) -> None:
+        close = Decimal(repr(float(self.bars["close"].iloc[-1])))
+        last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
+        self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0),
+                                 prev_close)
+        self._sync()
+        price = ticker.last or close
+        position = self.journal.position()
+        flatten = self.risk.update_pnl(self.equity(price), position, entry_price(self.journal.fills()), price)
+        latency: float | None = None
+        try:
+            signal = 0.0 if flatten else float(self.policy.decide(self.bars, self.held_signal))
+        except NotReady as exc:
+            self.writer.event("not_ready", reason=str(exc))
+            self._metric(price, None)
+            return
+        self.stats.decisions += 1
+        self._cancel_resting()
+        pending = self.manager.pending()
+        vol = realised_vol(self.bars["close"].to_numpy(np.float64), self.ppy, self.cfg.sizing.vol_lookback_bars)
+        sized = size_order(self.cfg.sizing, signal, self.equity(price), position, pending, ticker.bid, ticker.ask,
+                           price, vol, self.limits)
+        outcome = "skip"
+        if isinstance(sized, SizedOrder):
+            decision = self.risk.check_order(sized.side, sized.amount, sized.price, position + pending)
+            amount = self.limits.round_amount(decision.amount)
+            problem = self.limits.check(amount, sized.price) if decision.allowed and amount > 0 else None
+            if not decision.allowed or amount <= 0 or problem:
+                self.stats.denied += 1
+                reason = decision.reason or problem or "rounds to zero"
+                self.writer.event("order_denied", side=sized.side, amount=str(sized.amount), reason=reason,
+                                  risk=self.risk.summary())
+                log.info("order denied: %s", reason)
+                outcome = "denied"
+            else:
+                if decision.reason:
+                    log.info("risk: %s", decision.reason)
+                outcome = self._place(sized.side, amount, sized.price, decision.reducing, t_bar)
+                latency = self.stats.latencies_ms[-1] if outcome == "placed" else None
+        else:
+            self.stats.skipped += 1
+            if sized.reason != "at target":
+                log.info("no order: %s", sized.reason)
+        if outcome in ("placed", "skip"):
+            self.held_signal = signal
+        self._metric(price, latency, {"decision": outcome, "vol": vol if np.isfinite(vol) else None})
+
+    def _cancel_resting(self) -> None:
+        """Each decision replaces what is still resting from the previous one."""
+        if not any(o.state in ("open", "partially_filled") for o in self.journal.live_orders()):
+            return
+        try:
+            asked = self.manager.cancel_all()
+            if asked:
+                self.writer.event("orders_cancelled", client_ids=asked, why="replaced by the new decision")
+        except ExchangeCallError as exc:
+            self._error("cancel", exc)
+
+    def _place(self, side: str, amount: Decimal, price: Decimal, reducing: bool, t_bar: float | None) -> str:
+        try:
+            order = self.manager.place(side, amount, price, reduce_only=reducing)
+        except OrderBlocked as exc:
+            self.writer.event("order_blocked", reason=str(exc))
+            return "blocked"
+        except ExchangeCallError as exc:
+            self._error("place", exc)
+            return "error"
+        if t_bar is not None and self.manager.last_send_perf is not None:
+            self.stats.latencies_ms.append((self.manager.last_send_perf - t_bar) * 1000.0)
+        self.risk.record_trade()
+        self.stats.orders += 1
+        return "placed" if order.state not in ("rejected",) else "rejected"
+
+    def flatten(self) -> None:
+        """Close the position with a marketable order (allowed in reduce-only)."""
+        pos = self.journal.position()
+        amount = self.limits.round_amount(abs(pos))
+        if amount <= 0 or amount < self.limits.min_amount:
+            if pos != 0:
+                self.writer.event("flatten_skipped", position=str(pos), reason="below the market minimum amount")
+            return
+        ticker = self.venue.fetch_ticker()
+        side = "sell" if pos > 0 else "buy"
+        price = limit_price(self.cfg.sizing, side, ticker.bid, ticker.ask, ticker.last, self.limits)
+        self._place(side, amount, price, True, None)
+        self._sync()
+
+    def run(self, max_bars: int | None = None) -> str:
+        """Loop until the kill-file, a signal or `max_bars` decisions; returns the final state."""
+        max_bars = max_bars or self.cfg.max_bars
+        self.start()
+        self.writer.set_status("running", step=0, total_steps=max_bars, message=f"{self.mode} {self.symbol}")
+        state = "completed"
+        while True:
+            if self.kill.requested():
+                state = "stopped"
+                break
+            decided = self.poll()
+            self.writer.heartbeat(self.stats.bars, message=f"{self.mode} {self.symbol} bars={self.stats.bars}")
+            if max_bars and self.stats.bars >= max_bars:
+                break
+            if not decided:
+                self._sleep(self.cfg.poll_interval_s)
+        self.shutdown(state)
+        return state
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.kill.requested():
+            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+
+    def shutdown(self, state: str) -> None:
+        if state == "stopped":
+            self.writer.event("stop_requested", reason=self.kill.reason)
+            self.writer.set_status("stopping", message=f"stopping: {self.kill.reason}")
+            try:
+                asked = self.manager.cancel_all()
+                self.writer.event("orders_cancelled", client_ids=asked, why="stop")
+                if self.cfg.flatten_on_stop:
+                    self.flatten()
+            except ExchangeCallError as exc:
+                self._error("stop", exc)
+        self.write_report()
+        self.writer.set_status(state, step=self.stats.bars, message=f"{state}: {self.stats.orders} orders, "
+                                                                    f"{self.stats.bars} bars")
+        self.writer.event(state, bars=self.stats.bars, orders=self.stats.orders)
+
+    def write_report(self) -> dict:
+        price = (self.last_ticker.last if self.last_ticker is not None and self.last_ticker.last else
+                 Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars)
+                 else Decimal(0))
+        lat = np.asarray(self.stats.latencies_ms, dtype=float)
+        report: dict[str, Any] = {
+            "mode": self.mode, "symbol": self.symbol, "policy": self.policy.name, "bars": self.stats.bars,
+            "decisions": self.stats.decisions, "orders": self.stats.orders, "skipped": self.stats.skipped,
+            "denied": self.stats.denied, "errors": self.stats.errors,
+            "equity": float(self.equity(price)) if price else None, "capital": float(self.capital),
+            "position": str(self.journal.position()), "journal": str(self.journal.path),
+            "journal_counts": self.journal.counts(), "risk": self.risk.summary(),
+            "decision_latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                                    "n": int(len(lat))} if len(lat) else None,
+        }
+        eq = np.asarray(self.stats.equity, dtype=float)
+        if len(eq) > 2 and np.all(eq > 0):
+            try:
+                from ..evaluation.metrics import performance_metrics
+
+                report["performance"] = performance_metrics(np.diff(eq) / eq[:-1], self.ppy, allow_constant=True)
+            except Exception as exc:  # noqa: BLE001 - the report is still useful without the metrics
+                report["performance"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+        atomic_write_json(self.writer.dir / "reports" / "live_report.json", report)
+        self._plot(eq)
+        return report
+
+    def _plot(self, eq: np.ndarray) -> None:
+        if len(eq) < 2:
+            return
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.plot(eq, lw=1.2)
+        ax.axhline(float(self.capital), color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{self.mode} {self.symbol} equity ({self.policy.name})")
+        ax.set_xlabel("bar")
+        ax.set_ylabel("equity")
+        fig.tight_layout()
+        tmp = self.writer.dir / "reports" / ".equity.png.tmp.png"
+        fig.savefig(tmp, dpi=90)
+        plt.close(fig)
+        tmp.replace(self.writer.dir / "reports" / "equity.png")
