@@ -87,3 +87,15 @@ def test_filter_handles_records_with_arguments():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "headers %r", ({"ACCESS-KEY": KEY},), None)
     assert SecretsFilter(creds).filter(record) is True
     assert KEY not in record.getMessage() and "***" in record.getMessage()
+
+
+def test_bundled_configs_match_the_model_defaults():
+    """configs/exchange.yaml and configs/emulator.yaml document the defaults, so they must equal them."""
+    from ztb_core.config import load_config
+    from ztb_core.live.emulator import EmulatorConfig
+
+    assert load_config(ExchangeConfig) == ExchangeConfig()
+    assert load_config(EmulatorConfig) == EmulatorConfig()
+    cfg = load_config(ExchangeConfig, overrides=["markets.BTC/JPY.amount_step=0.001", "markets.BTC/JPY.price_step=5",
+                                                 "markets.BTC/JPY.min_amount=0.001"])
+    assert str(cfg.market_override("BTC/JPY").amount_step) == "0.001"
