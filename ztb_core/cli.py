@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "ztb_core.commands.core",
     "ztb_core.commands.tui",
     "ztb_core.commands.exchange",
+    "ztb_core.commands.live",
 ]
 
 app = typer.Typer(
