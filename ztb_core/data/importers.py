@@ -139,11 +139,18 @@ def read_histdata(path: str | Path, tz: str | None = None) -> SourceBars:
         raise DataError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise DataError(f"{path}: not a HistData Generic ASCII M1 file ({exc})") from None
+    if len(raw) == 0:
+        raise DataError(f"{path}: file is empty")
     if raw.shape[1] != 6 or (raw["volume"].isna().all() and raw["close"].isna().all()):
         raise DataError(f"{path}: expected 6 ';'-separated fields `YYYYMMDD HHMMSS;open;high;low;close;volume`")
     numeric = names[1:]
     if any(raw[c].dtype == object or str(raw[c].dtype).startswith("str") for c in numeric):
         _bad_numeric(path, raw, numeric, 1)
+    # strptime accepts single-digit fields ("1001" as 10:00:01): insist on the fixed width first
+    wrong = np.flatnonzero(raw["time"].str.len().to_numpy() != 15)
+    if len(wrong):
+        i = int(wrong[0])
+        raise DataError(f"{path}, row {i + 1}, column time: {raw['time'].iloc[i]!r} is not format 'YYYYMMDD HHMMSS'")
     times = _parse_times(path, raw["time"], "%Y%m%d %H%M%S", 1, "time")
     idx = localize(times, parse_tz(tz, "UTC-5"), path)
     bars = pd.DataFrame({c: raw[c].to_numpy(np.float64) for c in numeric}, index=idx)
