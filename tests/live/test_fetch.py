@@ -143,3 +143,60 @@ def test_cli_data_fetch_and_exchange_health(emulator, tmp_path, monkeypatch):
     assert dead.exit_code == 1 and "NO:" in dead.output
     bad = runner.invoke(app, ["data", "fetch", "--since", "yesterday-ish", "--api-url", emulator.base_url])
     assert bad.exit_code != 0 and "not a date" in str(bad.exception)
+
+
+def test_ticker_polling_builds_bars_when_no_trades_endpoint_helps():
+    from ztb_core.live.fetch import TickerBarBuilder
+
+    t0 = 1_700_000_000_000 // MIN * MIN
+    builder = TickerBarBuilder("1m")
+    out = [builder.update(t0 + s * 1000, p) for s, p in [(0, 10.0), (20, 12.0), (40, 9.0), (59, 11.0)]]
+    assert all(len(b) == 0 for b in out)  # the minute is still open
+    closed = builder.update(t0 + MIN + 5_000, 13.0)
+    assert closed.iloc[0][["open", "high", "low", "close", "trades"]].tolist() == [10, 12, 9, 11, 4]
+    assert closed.index[0].value // 1_000_000 == t0
+    assert len(builder.update(t0 + 30_000, 99.0)) == 0  # a late poll does not reopen a closed bar
+    later = builder.update(t0 + 3 * MIN, 14.0)
+    assert later.iloc[0][["open", "close", "trades"]].tolist() == [13, 13, 1]
+
+
+def test_cli_emulator_serves_until_interrupted(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time as _time
+
+    import requests
+
+    env = {**os.environ, "ZTB_ARTIFACTS": str(tmp_path), "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "ztb_core.cli", "emulator", "--port", "0", "--speed", "0",
+                             "--set", "synthetic_days=0.1", "--set", "history_s=600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url = None
+        deadline = _time.time() + 30
+        while url is None and _time.time() < deadline:
+            line = proc.stdout.readline()
+            match = re.search(r"REST URL: (http://127\.0\.0\.1:\d+/api)", line)
+            url = match.group(1) if match else None
+        assert url, "the emulator printed its URL"
+        assert requests.get(f"{url}/ticker?pair=btc_jpy", timeout=5).json()["last"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "emulator stopped; requests served: 1" in out
+
+
+def test_health_reports_rate_limit_headroom_and_private_access(emulator_config, test_credentials, exchange_config):
+    from ztb_core.live.emulator import EmulatorServer, TradeTape
+    from ztb_core.live.health import check_health
+
+    cfg = emulator_config.model_copy(update={"rate_limit_per_s": 50.0, "rate_limit_burst": 40})
+    with EmulatorServer(cfg, tape=TradeTape.random_walk(n=3000)) as emu:
+        adapter = ExchangeAdapter(exchange_config.model_copy(update={"api_url": emu.base_url}), test_credentials)
+        report = check_health(adapter, samples=4)
+    assert report.reachable and report.status == "ok" and report.latency["n"] == 4
+    assert report.rate_limit["limit"] == "40" and 30 <= int(report.rate_limit["remaining"]) < 40
+    assert abs(report.clock_skew_ms) < 1500 and report.private.startswith("ok")
+    assert report.limits.min_amount == Decimal("0.005")

@@ -260,3 +260,33 @@ def _fetch_ohlcv(adapter: "ExchangeAdapter", tf: str, span: int, since_ms: int, 
         if on_page:
             on_page(pages, written, cursor)
     return FetchResult(path, written, 0, pages, resumed, first, last)
+
+
+class TickerBarBuilder:
+    """Bars from polled tickers, for exchanges whose trades endpoint is unusable: each poll's last
+    price is a tick (volume: the change of the ticker's rolling volume is not a per-bar volume, so
+    bars carry volume 0 and `trades` = polls). `update` returns the bars a poll completed."""
+
+    def __init__(self, timeframe: str = "1m") -> None:
+        self.span = timeframe_ms(timeframe)
+        self._start: int | None = None
+        self._ohlc: list[float] = []
+        self._polls = 0
+
+    def update(self, timestamp_ms: int, price: float) -> "pd.DataFrame":
+        start = timestamp_ms // self.span * self.span
+        done = _bars_frame(np.empty(0, np.int64), {c: np.empty(0) for c in
+                                                   ("open", "high", "low", "close", "volume", "trades")})
+        if self._start is not None and start < self._start:
+            return done  # a late, out-of-order poll: its bar is already closed
+        if self._start is not None and start > self._start:
+            o, h, lo, c = self._ohlc
+            done = _bars_frame(np.array([self._start]), {"open": [o], "high": [h], "low": [lo], "close": [c],
+                                                         "volume": [0.0], "trades": [float(self._polls)]})
+            self._start = None
+        if self._start is None:
+            self._start, self._ohlc, self._polls = start, [price, price, price, price], 0
+        o, h, lo, _ = self._ohlc
+        self._ohlc = [o, max(h, price), min(lo, price), price]
+        self._polls += 1
+        return done
