@@ -16,9 +16,12 @@ from .errors import ZtbError
 COMMAND_MODULES = [
     "ztb_core.commands.data",
     "ztb_core.commands.core",
+    "ztb_core.commands.pretrain",
     "ztb_core.commands.tui",
     "ztb_core.commands.exchange",
     "ztb_core.commands.live",
+    "ztb_core.commands.eval",
+    "ztb_core.commands.train",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,195 @@
+"""Training commands: `ztb train`, `ztb supervise`, `ztb watch`, `ztb rollup`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+CONFIG_HELP = "Train config YAML (default: configs/train.yaml; when resuming, the run's recorded config)."
+RESUME_HELP = "latest (newest checkpoint of --run-id or of the newest training run), a run id/dir, a checkpoint file, or none."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("supervise")(supervise)
+    app.command("watch")(watch)
+    app.command("rollup")(rollup)
+
+
+def _load(config: Optional[Path], resume: Optional[str], run_id: Optional[str], total_timesteps: Optional[int],
+          sets: List[str]):
+    from ..config import load_config
+    from ..rl.config import TrainConfig
+    from ..rl.trainer import resolve_resume
+
+    resume_dir, resume_file = resolve_resume(resume, run_id)
+    overrides = list(sets or []) + ([f"total_timesteps={total_timesteps}"] if total_timesteps else [])
+    base = config if config is not None else (resume_dir / "config.yaml" if resume_dir is not None else None)
+    return load_config(TrainConfig, base, overrides), resume_dir, resume_file
+
+
+def _passthrough(config, total_timesteps, sets, resume=None) -> list[str]:
+    args: list[str] = []
+    if config is not None:
+        args += ["--config", str(Path(config).resolve())]
+    if total_timesteps:
+        args += ["--total-timesteps", str(total_timesteps)]
+    for s in sets or []:
+        args += ["--set", s]
+    if resume:
+        args += ["--resume", resume]
+    return args
+
+
+def train(
+    headless: bool = typer.Option(False, "--headless", help="Train in this terminal with a progress bar (the main job). "
+                                  "Without it the run starts in the background and this command returns."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    total_timesteps: Optional[int] = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total (default 1,000,000)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help=RESUME_HELP),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set ppo.n_envs=8 (repeatable)."),
+    supervise_: bool = typer.Option(False, "--supervise", help="Run under the supervisor: restart after crashes from the latest checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the rich progress bar."),
+) -> None:
+    """Train the PPO agent (kill-file stop, checkpoints, exact resume)."""
+    from rich.console import Console
+
+    console = Console()
+    if not headless:
+        _launch_background(console, config, total_timesteps, resume, run_id, sets, supervise_)
+        return
+    if supervise_:
+        supervise(config=config, total_timesteps=total_timesteps, resume=resume, run_id=run_id, sets=sets)
+        return
+    from ..rl.trainer import run_training
+
+    cfg, resume_dir, resume_file = _load(config, resume, run_id, total_timesteps, sets or [])
+    if resume_dir is not None:
+        console.print(f"resuming run [bold]{resume_dir.name}[/] ({resume_dir})")
+    outcome = run_training(cfg, run_id=run_id if resume_dir is None else None, resume_dir=resume_dir,
+                           resume_file=resume_file, argv=["ztb", *sys.argv[1:]], progress=progress and console.is_terminal,
+                           console=console, say=lambda m: console.print(m, highlight=False))
+    _report(console, outcome)
+
+
+def _launch_background(console, config, total_timesteps, resume, run_id, sets, supervised: bool) -> None:
+    from ..ops.procs import launch_detached, ztb_argv
+    from ..paths import artifacts_dir
+    from ..rl.trainer import resolve_resume
+    from ..runs import new_run_id
+
+    resume_dir, _ = resolve_resume(resume, run_id)
+    rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
+    args = ["supervise" if supervised else "train", *([] if supervised else ["--headless", "--no-progress"]),
+            *_passthrough(config, total_timesteps, sets, resume), "--run-id", rid]
+    log_path = artifacts_dir() / "logs" / f"{rid}.out"
+    proc = launch_detached(ztb_argv(*args), log_path)
+    console.print(f"started run [bold]{rid}[/] in the background (pid {proc.pid}{', supervised' if supervised else ''})\n"
+                  f"  output:  {log_path}\n  follow:  ztb runs | ztb tui | ztb rollup {rid}\n  stop:    ztb stop {rid}",
+                  highlight=False)
+
+
+def _report(console, outcome) -> None:
+    from ..manifest import Manifest
+    from ..ops.rollup import write_rollup
+
+    d = outcome.run_dir
+    try:
+        write_rollup(d)
+    except Exception as exc:  # a summary must never turn a finished run into an error
+        console.print(f"[yellow]could not write the rollup: {exc}[/]")
+    entries = [e for e in Manifest(d / "checkpoints").entries() if not e.get("invalid")]
+    best = next((e for e in entries if e.get("best")), None)
+    rid = d.name
+    lines = [f"[bold]{outcome.state}[/]: {outcome.message}",
+             f"  run:          {d}",
+             f"  checkpoints:  {d / 'checkpoints'} ({len(entries)} kept; newest step {entries[-1]['step']:,}"
+             f"{'; best ' + best['file'] if best else ''})" if entries else f"  checkpoints:  {d / 'checkpoints'} (none)",
+             f"  metrics:      {d / 'metrics.jsonl'}  (events: {d / 'events.jsonl'})",
+             f"  summary:      {d / 'reports' / 'summary.md'}"]
+    if (d / "reports" / "eval-latest.json").exists():
+        lines.append(f"  evaluation:   {d / 'reports' / 'eval-latest.json'}")
+    if outcome.state == "stopped":
+        lines.append(f"  resume:       ztb train --headless --resume {rid}")
+    if outcome.step < 1_000_000:
+        lines.append(f"  full 1M run:  ztb train --headless --resume {rid} --total-timesteps 1000000   "
+                     f"(or a fresh one: ztb train --headless)")
+    lines.append(f"  evaluate:     ztb eval {rid}")
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def supervise(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    total_timesteps: Optional[int] = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Supervise an existing run (latest, run id or dir)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run to create or continue."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+) -> None:
+    """Run `ztb train --headless` as a child process group; restart it after crashes with backoff."""
+    from rich.console import Console
+
+    from ..rl.supervisor import Supervisor
+    from ..runs import new_run_id
+
+    console = Console()
+    cfg, resume_dir, _ = _load(config, resume, run_id, total_timesteps, sets or [])
+    rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
+    sup = Supervisor(rid, _passthrough(config, total_timesteps, sets), cfg.supervisor,
+                     say=lambda m: console.print(m, highlight=False))
+    sup.install_signal_handlers()
+    state = sup.run()
+    console.print(f"supervisor: run {rid} ended [bold]{state}[/] after {sup.restarts} restart(s)", highlight=False)
+    if state not in ("completed", "stopped"):
+        raise typer.Exit(1)
+
+
+def watch(
+    run: str = typer.Argument(..., help="Run id (or unique prefix, or directory)."),
+    once: bool = typer.Option(False, "--once", help="Check once and exit (for cron)."),
+    interval: float = typer.Option(30.0, "--interval", min=0.1, help="Seconds between checks."),
+    repeat_min: float = typer.Option(30.0, "--repeat-min", min=0.0, help="Do not repeat an alert within this many minutes."),
+) -> None:
+    """Alert on heartbeat stalls and resource thresholds (ZTB_WATCH_* override the run's config)."""
+    from rich.console import Console
+
+    from ..ops.watcher import Thresholds, watch as watch_loop, watch_once
+    from ..runs import find_run
+
+    console = Console()
+    run_dir = find_run(run)
+    th = Thresholds.resolve(run_dir)
+    show = lambda a: console.print(f"[red]alert[/] {run_dir.name}: {a.check}: {a.message}", highlight=False)  # noqa: E731
+    if once:
+        alerts = watch_once(run_dir, th, repeat_min)
+        for a in alerts:
+            show(a)
+        if not alerts:
+            console.print(f"{run_dir.name}: no new alerts", highlight=False)
+        return
+    console.print(f"watching {run_dir.name} every {interval:g}s (thresholds {th})", highlight=False)
+    watch_loop(run_dir, th, interval, repeat_min, on_alert=show)
+    console.print(f"{run_dir.name}: run is no longer active; watcher done", highlight=False)
+
+
+def rollup(
+    run: str = typer.Argument(..., help="Run id (or unique prefix, or directory)."),
+    interval_minutes: Optional[float] = typer.Option(None, "--interval-minutes", min=0.01,
+                                                     help="Rewrite the summary this often until the run ends (default: once)."),
+) -> None:
+    """Write reports/summary.json and summary.md for a run."""
+    from rich.console import Console
+
+    from ..ops.rollup import rollup_loop, write_rollup
+    from ..runs import find_run
+
+    console = Console()
+    run_dir = find_run(run)
+    if interval_minutes is None:
+        js, md = write_rollup(run_dir)
+        console.print(f"wrote {js} and {md}", highlight=False)
+        return
+    rollup_loop(run_dir, interval_minutes, on_write=lambda p: console.print(f"wrote {p[0]}", highlight=False))
