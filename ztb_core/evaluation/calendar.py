@@ -30,7 +30,8 @@ def bars_per_day(timeframe: str, market: str) -> float:
 
 def periods_per_year(timeframe: str, market: str) -> float:
     """Bars a year: trading days (FX 260, crypto 365) times bars a day."""
-    return TRADING_DAYS[market] * bars_per_day(timeframe, market)
+    per_day = bars_per_day(timeframe, market)  # validates both names first
+    return TRADING_DAYS[market] * per_day
 
 
 def bars_for_days(days: float, timeframe: str, market: str) -> int:
