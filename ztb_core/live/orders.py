@@ -1,4 +1,4 @@
-"""The order state machine and our own client order ids.
+r"""The order state machine and our own client order ids.
 
 Coincheck and zaif accept no client order id, so every order gets ours (`new_client_id`) and the
 journal maps it to the exchange id once known. States and the moves between them:

@@ -1,0 +1,110 @@
+"""Risk limits and circuit breakers: reduce-only denies new exposure but allows reducing; the
+state survives a restart (it lives in the journal)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ztb_core.live.journal import Journal
+from ztb_core.live.orders import Fill
+from ztb_core.live.risk import RiskConfig, RiskManager, entry_price
+
+P = Decimal("1000000")
+DAY_MS = 1_800_000_000_000  # a fixed instant; the clock is injected
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY")
+    yield j
+    j.close()
+
+
+def rm(journal, clock=lambda: DAY_MS, **cfg) -> RiskManager:
+    return RiskManager(RiskConfig(**cfg), journal, clock_ms=clock)
+
+
+def test_position_and_notional_limits_cut_orders(journal):
+    r = rm(journal, max_position=Decimal("0.02"), max_notional=Decimal("15000"))
+    d = r.check_order("buy", Decimal("0.05"), P, Decimal("0"))
+    assert d.allowed and d.amount == Decimal("0.015") and "cut" in d.reason  # notional 15000 / 1M
+    assert not r.check_order("buy", Decimal("0.01"), P, Decimal("0.015")).allowed
+    d = r.check_order("sell", Decimal("0.01"), P, Decimal("0.015"))
+    assert d.allowed and d.reducing and d.amount == Decimal("0.01")
+
+
+def test_breaker_makes_reduce_only_until_reset_and_survives_restart(journal):
+    r = rm(journal, max_price_jump_pct=0.02)
+    r.observe_market(Decimal("1030000"), None, None, 1.0, prev_close=P)
+    assert r.state.reduce_only and "price_jump" in r.state.breakers
+    assert not r.check_order("buy", Decimal("0.01"), P, Decimal("0")).allowed
+    assert r.check_order("sell", Decimal("0.01"), P, Decimal("0.01")).allowed         # reducing
+    assert not r.check_order("sell", Decimal("0.03"), P, Decimal("0.01")).allowed     # flip = new exposure
+    again = rm(journal, max_price_jump_pct=0.02)                                       # a restart
+    assert again.state.breakers.keys() == {"price_jump"}
+    assert "price_jump" in again.check_order("buy", Decimal("0.01"), P, Decimal("0")).reason
+    assert again.reset_breakers() == ["price_jump"]
+    assert rm(journal).check_order("buy", Decimal("0.01"), P, Decimal("0")).allowed
+
+
+@pytest.mark.parametrize("call,breaker", [
+    (lambda r: r.observe_market(P, Decimal("990000"), Decimal("1010000"), 1.0), "spread_too_wide"),
+    (lambda r: r.observe_market(P, None, None, 999.0), "stale_data"),
+    (lambda r: [r.record_error("x") for _ in range(3)], "consecutive_errors"),
+])
+def test_each_breaker_trips(journal, call, breaker):
+    r = rm(journal, max_spread_bps=50, stale_data_s=300, max_consecutive_errors=3)
+    call(r)
+    assert breaker in r.state.breakers and r.summary()["reduce_only"]
+
+
+def test_errors_reset_on_success(journal):
+    r = rm(journal, max_consecutive_errors=3)
+    r.record_error("a"), r.record_error("b"), r.record_success(), r.record_error("c")
+    assert not r.state.breakers and r.state.consecutive_errors == 1
+
+
+def test_daily_loss_and_trade_count_reset_next_day(journal):
+    now = [DAY_MS]
+    r = rm(journal, clock=lambda: now[0], daily_loss_limit=Decimal("10000"), max_trades_per_day=2)
+    r.update_pnl(Decimal("100000"), Decimal(0), None, P)
+    r.update_pnl(Decimal("89999"), Decimal(0), None, P)
+    assert r.state.daily_halt and not r.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed
+    now[0] += 86_400_000
+    r2 = rm(journal, clock=lambda: now[0], max_trades_per_day=2)   # restart on the next day
+    assert r2.state.daily_halt is None and r2.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed
+    r2.record_trade(), r2.record_trade()
+    assert "trade count" in rm(journal, clock=lambda: now[0], max_trades_per_day=2).check_order(
+        "buy", Decimal("0.001"), P, Decimal(0)).reason
+    # at the count limit reducing is still allowed
+    assert r2.check_order("sell", Decimal("0.001"), P, Decimal("0.002")).allowed
+
+
+def test_stop_loss_flattens_and_latches(journal):
+    r = rm(journal, stop_loss_pct=0.05)
+    assert not r.update_pnl(Decimal("100000"), Decimal("0.01"), P, Decimal("960000"))
+    assert r.update_pnl(Decimal("99000"), Decimal("0.01"), P, Decimal("949000"))
+    assert "stop_loss" in r.state.breakers
+    # a short stops out on the way up
+    r2 = rm(journal, stop_loss_pct=0.05)
+    r2.reset_breakers()
+    assert r2.update_pnl(Decimal("99000"), Decimal("-0.01"), P, Decimal("1051000"))
+
+
+def test_disabled_limits_allow_everything(journal):
+    r = rm(journal, enabled=False, max_position=Decimal("0.001"))
+    r.observe_market(P, Decimal("1"), Decimal("9999999"), 1e6, prev_close=Decimal("1"))
+    assert not r.state.breakers
+    assert r.check_order("buy", Decimal("5"), P, Decimal("0")).allowed
+
+
+def test_entry_price_average_cost():
+    def f(side, amount, price):
+        return Fill("t", None, None, side, Decimal(amount), Decimal(price), Decimal(0), "JPY", 0)
+
+    assert entry_price([f("buy", "1", "100"), f("buy", "1", "200")]) == Decimal("150")
+    assert entry_price([f("buy", "2", "100"), f("sell", "1", "300")]) == Decimal("100")
+    assert entry_price([f("buy", "1", "100"), f("sell", "1", "120")]) is None
+    assert entry_price([f("buy", "1", "100"), f("sell", "3", "120")]) == Decimal("120")
