@@ -1,6 +1,7 @@
 """On the real files in ../shared/data (skipped with a reason when absent)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ztb_core.data import store
@@ -33,7 +34,7 @@ def test_usdjpy_histdata_import_and_features(shared_data):
     assert (resample(ny, "D", "fx")["n_bars"].iloc[1:-1] > 1000).all()
     fm = compute_feature_set("technical-66", bars, "fx")
     assert np.isfinite(fm.values).all() and fm.valid.mean() > 0.9
-    brexit = fm.index.get_indexer([np.datetime64("2016-06-24T00:00")], method="bfill")[0]
+    brexit = int(fm.index.searchsorted(pd.Timestamp("2016-06-24", tz="UTC")))
     assert abs(fm.column("ret_60")[brexit: brexit + 600]).max() > 0.01
 
 
