@@ -229,3 +229,16 @@ def test_bars_built_from_trades_when_the_exchange_has_no_ohlcv(exchange_adapter,
     assert (expected[["open", "high", "low", "close", "trades"]].to_numpy() ==
             bars[["open", "high", "low", "close", "trades"]].to_numpy()).all()
     assert abs(expected["volume"] - bars["volume"]).max() < 1e-6
+
+
+def test_my_trades_walks_every_page_back_to_since(exchange_adapter, emulator):
+    ask = exchange_adapter.fetch_ticker().ask
+    sent = int(time.time() * 1000) - 1000
+    # more fills than one page holds (coincheck pages 20 by default; the adapter asks 100 a page)
+    for i in range(130):
+        exchange_adapter.create_limit_order("buy", Decimal("0.005"), ask + 5_000, client_id=f"m{i}")
+    fills = exchange_adapter.fetch_my_trades(since_ms=sent)
+    assert len(fills) == 130 and len({f.id for f in fills}) == 130
+    assert [int(f.id) for f in fills] == sorted(int(f.id) for f in fills)
+    assert len(exchange_adapter.fetch_my_trades()) == 100
+    assert [f.id for f in exchange_adapter.fetch_my_trades(limit=5)] == [f.id for f in fills[-5:]]

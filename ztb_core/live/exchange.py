@@ -583,8 +583,11 @@ class ExchangeAdapter:
         sent_at = int(time.time() * 1000)
         placement = {"client_id": client_id, "side": side, "amount": amount, "price": price, "sent_at_ms": sent_at}
         t0 = time.perf_counter()
+        # coincheck sends the values as given: plain decimal strings, never a float's 1e-05 form
+        amt, px = ((format(amount, "f"), format(price, "f")) if self.cfg.exchange == "coincheck"
+                   else (float(amount), float(price)))
         order = self._call("create_order",
-                           lambda: self.exchange.create_order(symbol, "limit", side, float(amount), float(price)),
+                           lambda: self.exchange.create_order(symbol, "limit", side, amt, px),
                            check=lambda r: isinstance(r, dict) and r.get("id") not in (None, ""),
                            placement=placement)
         exchange_id = str(order["id"])
@@ -611,8 +614,11 @@ class ExchangeAdapter:
                         limit: int | None = None) -> list[Fill]:
         """Our fills, oldest first."""
         symbol = symbol or self.symbol
-        rows = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
-                          check=lambda r: isinstance(r, list))
+        if self.cfg.exchange == "coincheck":
+            rows = self._coincheck_my_trades(symbol, since_ms, limit)
+        else:
+            rows = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
+                              check=lambda r: isinstance(r, list))
         fills = []
         for t in rows:
             fee = t.get("fee") or {}
@@ -621,6 +627,27 @@ class ExchangeAdapter:
                               dec(fee.get("cost")) or Decimal(0), fee.get("currency"), t.get("takerOrMaker")))
         fills.sort(key=lambda f: (f.timestamp_ms, _id_key(f.id)))
         return fills
+
+    def _coincheck_my_trades(self, symbol: str, since_ms: int | None, limit: int | None) -> list[dict]:
+        """Coincheck answers 20 fills a page by default: walk back (100 a page) to `since_ms`, or take
+        the newest `limit` (100 when neither is given)."""
+        rows: list[dict] = []
+        cursor: str | None = None
+        want = limit or (None if since_ms is not None else 100)
+        while True:
+            params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
+            page = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, None, 100, params),
+                              check=lambda r: isinstance(r, list))
+            rows.extend(page)
+            oldest = min((t for t in page), key=lambda t: (t["timestamp"], _id_key(str(t["id"]))), default=None)
+            if (len(page) < 100 or oldest is None or (want is not None and len(rows) >= want)
+                    or (since_ms is not None and oldest["timestamp"] < since_ms)):
+                break
+            cursor = str(oldest["id"])
+        if since_ms is not None:
+            rows = [t for t in rows if t["timestamp"] >= since_ms]
+        rows.sort(key=lambda t: (t["timestamp"], _id_key(str(t["id"]))))
+        return rows[-want:] if want else rows
 
     def fetch_order(self, exchange_id: str, symbol: str | None = None) -> OrderStatus:
         """One order's state: ccxt's fetchOrder, or coincheck's GET exchange/orders/{id}."""

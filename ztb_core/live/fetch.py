@@ -215,12 +215,14 @@ def fetch_history(adapter: "ExchangeAdapter", timeframe: str, since_ms: int, unt
     except BaseException:
         checkpoint()  # keep what was fetched: the next run resumes from the cursor
         raise
-    merged = {k: np.concatenate([c[k] for c in chunks]) for k in cols}
-    _, first = np.unique(merged["id"], return_index=True) if (merged["id"] >= 0).all() else (None, np.arange(len(merged["id"])))
     import pandas as pd
 
-    trades = pd.DataFrame({"timestamp_ms": merged["ts"][first], "price": merged["price"][first],
-                           "amount": merged["amount"][first]})
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in cols}
+    # a page re-read after a resume may repeat trades: keep each id once (ids are numeric on coincheck)
+    ids = merged["id"]
+    keep = np.unique(ids, return_index=True)[1] if len(ids) and (ids >= 0).all() else np.arange(len(ids))
+    trades = pd.DataFrame({"timestamp_ms": merged["ts"][keep], "price": merged["price"][keep],
+                           "amount": merged["amount"][keep]})
     trades = trades[(trades["timestamp_ms"] >= start_ms) & (trades["timestamp_ms"] < until_ms)]
     bars = trades_to_bars(trades, tf)
     result = FetchResult(None, 0, fetched, pages, resumed, None, None)
