@@ -162,7 +162,7 @@ class ProgressLog(L.Callback):
     """Headless progress: one log line every `every` steps (step, loss, samples/s, ETA)."""
 
     def __init__(self, logger, total_steps: int, every: int = 10):
-        self.log, self.total, self.every = logger, total_steps, every
+        self._log, self.total, self.every = logger, total_steps, every
         self._t0: float | None = None
         self._s0 = 0
 
@@ -176,4 +176,4 @@ class ProgressLog(L.Callback):
         rate = (step - self._s0) / max(time.perf_counter() - self._t0, 1e-9)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         eta = (self.total - step) / rate if rate > 0 else float("nan")
-        self.log.info("step %d/%d loss %.4f  %.2f it/s  ETA %.0fs", step, self.total, float(loss), rate, eta)
+        self._log.info("step %d/%d loss %.4f  %.2f it/s  ETA %.0fs", step, self.total, float(loss), rate, eta)

@@ -46,6 +46,17 @@ def evaluate_module(module: PretrainModule, prepared, cfg: PretrainConfig, split
     return acc.compute()
 
 
+def _json_safe(obj):
+    """NaN/inf -> None (JSON has neither), recursively."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def verdicts(results: dict) -> dict[str, str]:
     out = {}
     for tf, m in results["model"].items():
@@ -114,7 +125,7 @@ def write_report(module: PretrainModule, prepared, cfg: PretrainConfig, out_dir:
     report = {"kind": "pretrain-eval", "split": split, "source": source, "masked_windows": cfg.mask.val_samples,
               "mask_seed": cfg.mask.val_seed, "timeframes": tfs, "results": results, "verdict": verdicts(results),
               "ablation": ablation, "backbone": cfg.model.backbone}
-    atomic_write_json(out_dir / "pretrain-eval.json", report)
+    atomic_write_json(out_dir / "pretrain-eval.json", _json_safe(report))
     md = [f"# Pretraining evaluation ({split} split)", "",
           f"Source: {source or 'end of run'}. Fixed masks (seed {cfg.mask.val_seed}); every method is scored on the "
           "same masked positions. mse/mae are in normalised units, *_price in price units. corr_level is no target "
