@@ -53,7 +53,7 @@ def check_returns(returns: object, name: str = "returns", allow_constant: bool =
         raise EvaluationError(f"{name}: a return of {r[first]} at row {first} wipes out the equity (returns must be > -1)")
     if not allow_constant and np.ptp(r) == 0.0:
         raise EvaluationError(
-            f"{name}: all {r.size} returns equal {r[0]!r}; volatility is zero so Sharpe, Sortino, PSR and "
+            f"{name}: all {r.size} returns equal {float(r[0])}; volatility is zero so Sharpe, Sortino, PSR and "
             "bootstrap intervals are undefined (a policy that never holds a position produces this)"
         )
     return r
