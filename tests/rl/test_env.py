@@ -1,0 +1,120 @@
+"""The trading environment: API conformance, the shared P&L convention, no look-ahead."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ztb_core.errors import DataError
+from ztb_core.pnl import CostConfig, bar_returns, position_returns
+from ztb_core.rl.config import EnvConfig
+from ztb_core.rl.env import TradingEnv
+
+
+def _market(n: int = 400, f: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    feats = rng.standard_normal((n, f)).astype(np.float32)
+    close = 100 * np.exp(np.cumsum(rng.standard_normal(n) * 1e-3))
+    open_ = np.r_[close[0], close[:-1]] * (1 + rng.standard_normal(n) * 2e-4)  # gaps between bars
+    return feats, open_, close
+
+
+@pytest.mark.parametrize("actions", ["discrete", "target"])
+def test_env_passes_gymnasium_and_sb3_checks(actions):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    feats, o, c = _market()
+    cfg = EnvConfig(lookback=8, actions=actions)
+    check_env(TradingEnv(feats, o, c, cfg), skip_render_check=True)
+    sb3_check_env(TradingEnv(feats, o, c, cfg), warn=False)
+
+
+def test_hand_computed_pnl_and_costs():
+    # 4 bars; decide after bar 0 to go long, after bar 1 to flip short, after bar 2 to go flat
+    open_ = np.array([100.0, 101.0, 103.0, 102.0])
+    close = np.array([100.5, 102.0, 102.5, 101.0])
+    feats = np.zeros((4, 1), dtype=np.float32)
+    costs = CostConfig(fee_bps=10, spread_bps=20, slippage_bps=5)  # rate = (10 + 10 + 5) / 1e4 = 0.0025
+    env = TradingEnv(feats, open_, close, EnvConfig(lookback=1, costs=costs, positions=[0.0, 1.0, -1.0]))
+    env.reset(options={"start": 0})
+    # step 1: flat -> long, fills at open[1]=101: earns close[1]/open[1]-1, pays 1 * 0.0025
+    r1 = (102.0 / 101.0 - 1) - 0.0025
+    _, rew, *_ , info = env.step(1)
+    assert rew == pytest.approx(math.log(1 + r1), rel=1e-12)
+    assert info["cost"] == pytest.approx(0.0025)
+    # step 2: long -> short: the long earns the gap open[2]/close[1]-1, the short earns -(close[2]/open[2]-1),
+    # the flip changes position by 2 units: cost 0.005
+    r2 = (103.0 / 102.0 - 1) - (102.5 / 103.0 - 1) - 0.005
+    _, rew, *_ = env.step(2)
+    assert rew == pytest.approx(math.log(1 + r2), rel=1e-12)
+    # step 3: short -> flat: the short earns -(gap), flat earns nothing intrabar, cost 0.0025
+    r3 = -(102.0 / 102.5 - 1) - 0.0025
+    _, rew, term, trunc, info = env.step(0)
+    assert rew == pytest.approx(math.log(1 + r3), rel=1e-12)
+    assert info["equity"] == pytest.approx((1 + r1) * (1 + r2) * (1 + r3), rel=1e-12)
+    assert trunc and not term  # the last bar: nothing left to fill on
+
+
+def test_env_equity_matches_vectorised_pnl_for_the_same_actions():
+    feats, o, c = _market(600, seed=3)
+    cfg = EnvConfig(lookback=10, costs=CostConfig(fee_bps=2, spread_bps=1, slippage_bps=1), episode_length=10_000)
+    env = TradingEnv(feats, o, c, cfg)
+    start = 50
+    env.reset(options={"start": start})
+    rng = np.random.default_rng(7)
+    actions = rng.integers(0, 3, size=300)
+    for a in actions:
+        *_, info = env.step(a)
+    table = np.array(cfg.positions)
+    positions = table[actions]
+    r, _ = position_returns(np.r_[positions, 0.0], bar_returns(o[start:start + 302], c[start:start + 302]), cfg.costs.rate)
+    expected = float(np.prod(1 + r[:300]))
+    assert info["equity"] == pytest.approx(expected, rel=1e-10)
+
+
+def test_observation_is_the_causal_window_plus_position():
+    feats, o, c = _market(100, f=3)
+    env = TradingEnv(feats, o, c, EnvConfig(lookback=4))
+    obs, _ = env.reset(options={"start": 20})
+    np.testing.assert_array_equal(obs[:-1], feats[17:21].ravel())  # rows t-3..t, nothing from t+1
+    assert obs[-1] == 0.0
+    obs, *_ = env.step(1)
+    np.testing.assert_array_equal(obs[:-1], feats[18:22].ravel())
+    assert obs[-1] == 1.0
+    assert obs.dtype == np.float32
+
+
+def test_equity_floor_terminates_and_episode_length_truncates():
+    n = 50
+    close = 100 * 0.8 ** np.arange(n)  # every bar loses 20%
+    open_ = close.copy()
+    open_[1:] = close[:-1]
+    feats = np.zeros((n, 1), dtype=np.float32)
+    env = TradingEnv(feats, open_, close, EnvConfig(lookback=1, equity_floor=0.5, costs=CostConfig(fee_bps=0, spread_bps=0, slippage_bps=0)))
+    env.reset(options={"start": 0})
+    done_at = None
+    for i in range(10):
+        _, _, term, trunc, info = env.step(1)  # long into a crash
+        if term:
+            done_at = i + 1
+            break
+    assert done_at == 4 and info["equity"] < 0.5  # 0.8^4 = 0.41 < 0.5 <= 0.8^3
+    env2 = TradingEnv(feats, open_, close, EnvConfig(lookback=1, episode_length=5))
+    env2.reset(options={"start": 0})
+    flags = [env2.step(0)[3] for _ in range(5)]
+    assert flags == [False] * 4 + [True]
+
+
+def test_bad_inputs_raise_clear_errors():
+    feats, o, c = _market(20)
+    with pytest.raises(DataError, match="too few"):
+        TradingEnv(feats[:5], o[:5], c[:5], EnvConfig(lookback=8))
+    bad = feats.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(DataError, match="row 7"):
+        TradingEnv(bad, o, c, EnvConfig(lookback=4))
+    with pytest.raises(DataError, match="start"):
+        TradingEnv(feats, o, c, EnvConfig(lookback=4)).reset(options={"start": 1})
