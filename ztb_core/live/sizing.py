@@ -38,8 +38,8 @@ class SizingConfig(ZtbModel):
     vol_lookback_bars: int = Field(1440, ge=10, description="Bars of log returns in the realised volatility")
     vol_floor: float = Field(0.05, gt=0, description="Realised vol never taken below this (annualised)")
     allow_short: bool = Field(False, description="Allow negative positions (false on a spot account)")
-    aggressiveness_bps: float = Field(5.0, ge=0, le=500, description="Limit price beyond the touch, bps "
-                                                                      "(buys above the ask, sells below the bid)")
+    aggressiveness_bps: float = Field(5.0, ge=-500, le=500, description="Limit price beyond the touch, bps (buys "
+                                      "above the ask, sells below the bid); negative = passive, resting inside the book")
     min_change_fraction: float = Field(0.05, ge=0, le=1, description="Skip rebalances smaller than this share "
                                                                        "of the target position")
 
@@ -90,16 +90,16 @@ def target_position(cfg: SizingConfig, signal: float, equity: Decimal, price: De
 
 def limit_price(cfg: SizingConfig, side: str, bid: Decimal | None, ask: Decimal | None, last: Decimal,
                 limits: MarketLimits) -> Decimal:
-    """A marketable limit price: beyond the touch by `aggressiveness_bps`, on the tick grid, and
-    never inside the touch after rounding."""
+    """A limit price `aggressiveness_bps` beyond the touch, on the tick grid. Marketable settings
+    (>= 0) never end up inside the touch after rounding; negative ones rest passively."""
     k = _to_dec(cfg.aggressiveness_bps / 10_000.0)
     if side == "buy":
         touch = ask if ask is not None and ask > 0 else last
         raw = limits.round_price(touch * (1 + k), "buy")
-        return max(raw, limits.round_price(touch, "sell"))  # at least the ask, on a tick
+        return max(raw, limits.round_price(touch, "sell")) if k >= 0 else raw  # at least the ask, on a tick
     touch = bid if bid is not None and bid > 0 else last
     raw = limits.round_price(touch * (1 - k), "sell")
-    return min(raw, limits.round_price(touch, "buy"))
+    return min(raw, limits.round_price(touch, "buy")) if k >= 0 else raw
 
 
 def size_order(cfg: SizingConfig, signal: float, equity: Decimal, position: Decimal, pending: Decimal,

@@ -1,0 +1,94 @@
+"""The decision loop end to end through `ztb live`, against the emulator with the real ccxt client:
+a dry run writes the run directory the console reads; the kill-file stops it safely."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ztb_core.cli import main
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
+from ztb_core.live.journal import Journal
+from ztb_core.runs import list_runs
+
+from .conftest import TEST_KEY, TEST_SECRET
+
+PRIVATE = {"create_order", "cancel_order", "open_orders", "balance", "transactions", "accounts", "order"}
+
+
+@pytest.fixture
+def fast_emulator():
+    """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar."""
+    cfg = EmulatorConfig(speed=120, clock="tape", history_s=3 * 3600, api_key=TEST_KEY, secret=TEST_SECRET,
+                         balances={"jpy": 1_000_000.0, "btc": 0.1})
+    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+        yield emu
+
+
+def live_args(emu: EmulatorServer, *extra: str) -> list[str]:
+    return ["live", "--set", f"exchange.api_url={emu.base_url}", "--set", "exchange.rate_limit.requests_per_s=10000",
+            "--set", "exchange.rate_limit.burst=10000", "--set", "exchange.rate_limit.ccxt_rate_limit=false",
+            "--set", "exchange.timeout_ms=2000", "--set", "poll_interval_s=0.05", "--set", "warmup_bars=40",
+            "--set", "policy.sma_fast=2", "--set", "policy.sma_slow=4", "--set", "sizing.min_change_fraction=0",
+            "--set", "sizing.vol_lookback_bars=30", *extra]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_dry_run_session_end_to_end(fast_emulator, artifacts):
+    assert main(live_args(fast_emulator, "--dry-run", "--max-bars", "8")) == 0
+    (run,) = list_runs()
+    assert run.kind == "live" and run.state == "completed" and run.step == 8
+    metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
+    assert len(metrics) == 8
+    for key in ("equity", "pnl", "position", "open_orders", "latency_ms", "risk_state"):
+        assert key in metrics[-1]
+    events = [e["event"] for e in read_jsonl(run.dir / "events.jsonl")]
+    assert "reconciled_at_start" in events and "live_started" in events and events[-1] == "completed"
+    report = json.loads((run.dir / "reports" / "live_report.json").read_text())
+    assert report["mode"] == "dry_run" and report["bars"] == 8
+    assert (run.dir / "reports" / "equity.png").stat().st_size > 1000
+    # the dry run never touched a private endpoint, and kept its own journal
+    assert not (set(fast_emulator.requests) & PRIVATE), dict(fast_emulator.requests)
+    journal = artifacts / "live" / "journal-paper-coincheck-BTC_JPY.sqlite"
+    with Journal(journal, "paper", "coincheck", "BTC/JPY") as j:
+        assert report["orders"] == len(j.orders())
+        if report["orders"]:
+            placed = [m for m in metrics if m.get("decision") == "placed"]
+            assert placed and all(m["latency_ms"] is not None and m["latency_ms"] < 1000 for m in placed)
+
+
+def test_kill_file_cancels_open_orders_and_stops(fast_emulator, artifacts, monkeypatch):
+    monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
+    monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
+    runs_root = artifacts / "runs"
+
+    def drop_kill_file_when_running():
+        for _ in range(600):
+            for d in runs_root.glob("*") if runs_root.exists() else []:
+                status = d / "status.json"
+                if status.exists() and json.loads(status.read_text()).get("step", 0) >= 2:
+                    (d / "ztb.stop").write_text("stop\n")
+                    return
+            time.sleep(0.05)
+
+    th = threading.Thread(target=drop_kill_file_when_running, daemon=True)
+    th.start()
+    # passive prices (far below the touch) so orders rest and have to be cancelled on stop
+    rc = main(live_args(fast_emulator, "--set", "mode=live", "--confirm-live", "--set", "sizing.aggressiveness_bps=-300",
+                        "--set", "policy.kind=sma", "--max-bars", "400"))
+    th.join(5)
+    assert rc == 0
+    (run,) = list_runs()
+    assert run.state == "stopped"
+    events = read_jsonl(run.dir / "events.jsonl")
+    assert any(e["event"] == "stop_requested" for e in events)
+    assert not any(o.open for o in fast_emulator.state.orders.values()), "an order was left open"
+    stop_cancels = [e for e in events if e["event"] == "orders_cancelled" and e.get("why") == "stop"]
+    assert stop_cancels and len(fast_emulator.state.orders) >= 1
