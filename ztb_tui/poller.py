@@ -1,5 +1,8 @@
 """Background polling that never blocks the UI and never overlaps.
 
+Polling pauses while the owner's screen is not the current one (another screen or a modal is
+on top) and resumes with an immediate poll when it comes back, so hidden panels cost nothing.
+
 Each source gets one `Poller`: a timer starts a *thread* worker that calls `fetch()`; the
 result is handed back to the UI thread with `call_from_thread`, applied, and only then is the
 next timer armed. So at most one poll per source is ever in flight, a slow disk only slows that
@@ -29,6 +32,17 @@ class Poller(Generic[T]):
         self._again = False
         self._timer: Any = None
         self._stopped = False
+        self.paused = False
+
+    def visible(self) -> bool:
+        from textual.app import App
+
+        if isinstance(self.owner, App):
+            return True
+        try:
+            return self.owner.screen is self.owner.app.screen
+        except Exception:
+            return False
 
     def start(self, delay: float = 0.0) -> "Poller[T]":
         self._stopped = False
@@ -45,6 +59,7 @@ class Poller(Generic[T]):
         """Poll as soon as possible; if a poll is in flight, run another right after it."""
         if self._stopped:
             return
+        self.paused = False
         if self.in_flight:
             self._again = True
             return
@@ -65,6 +80,9 @@ class Poller(Generic[T]):
         if self._stopped or self.in_flight:
             return
         self._timer = None
+        if not self.visible():
+            self.paused = True  # re-armed by poll_now() when the screen is current again
+            return
         self.in_flight = True
         self.owner.run_worker(self._work, name=f"poll-{self.name}", group=f"poll-{self.name}",
                               thread=True, exit_on_error=False)

@@ -299,23 +299,24 @@ class TextFollower:
             st = os.stat(self.path)
         except FileNotFoundError:
             return TailLines([])
-        chunks: list[bytes] = []
+        data = b""
         reset = False
         if self._fh is None:
             self._open(st, first=True)
         elif st.st_ino != self._inode:
-            chunks.append(self._read())  # the rest of the rotated file
-            if self._partial or chunks[-1]:
-                chunks[-1] = self._partial + chunks[-1] + (b"" if chunks[-1].endswith(b"\n") else b"\n")
-                self._partial = b""
+            rest = self._partial + self._read()  # what was left in the rotated file
+            if rest and not rest.endswith(b"\n"):
+                rest += b"\n"
+            data = rest
             self._open(st, first=False)
         elif st.st_size < self.offset:
             reset = True
             self.offset, self._partial = 0, b""
         if st.st_size > self.offset:
-            chunks.append(self._partial + self._read())
+            data += self._partial + self._read()
             self._partial = b""
-        data = b"".join(chunks)
+        elif not data:
+            return TailLines([], reset)
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial = data

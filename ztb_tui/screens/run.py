@@ -21,6 +21,7 @@ from ..launching import launch_output
 from ..poller import Poller
 from ..sources import (CheckpointRow, CheckpointsSource, EventsSource, LogsSource, MetricsSnapshot, MetricsSource,
                        RunRow, TailLines, event_severity, event_text)
+from ..widgets import set_display, set_text
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 
@@ -116,6 +117,10 @@ class RunScreen(Screen):
         for p in self.pollers:
             p.start()
 
+    def on_screen_resume(self) -> None:
+        for p in self.pollers:
+            p.poll_now()
+
     def on_unmount(self) -> None:
         for p in self.pollers:
             p.stop()
@@ -147,29 +152,34 @@ class RunScreen(Screen):
 
     # ---- pollers ----------------------------------------------------------------------
     def apply_status(self, row: RunRow) -> None:
+        if row == self.row:
+            return
         self.row = row
         style = STATE_STYLE.get(row.liveness, "")
         pid = f"pid {row.pid}" + ("" if row.pid_alive else " (gone)" if row.pid_alive is False else " (other host)") \
             if row.pid else "no pid"
         msg = f" · {row.message}" if row.message else ""
-        self.query_one("#run-title", Static).update(
-            f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}" if style else
-            f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}")
+        set_text(self.query_one("#run-title", Static),
+                 f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}" if style else
+                 f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}")
         bar = self.query_one("#progress", ProgressBar)
         # live runs have no total: no bar, just the step
-        bar.display = bool(row.total_steps)
+        set_display(bar, bool(row.total_steps))
         if row.total_steps:
             bar.update(total=row.total_steps, progress=min(row.step, row.total_steps))
         total = f"/{steps(row.total_steps)}" if row.total_steps else ""
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
-        self.query_one("#eta", Static).update(f"step {steps(row.step)}{total}{fps}{eta}")
+        set_text(self.query_one("#eta", Static), f"step {steps(row.step)}{total}{fps}{eta}")
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
-        button.disabled = final
-        button.label = "■ STOP" if not final else row.liveness
+        if button.disabled != final:
+            button.disabled = final
+            button.label = "■ STOP" if not final else row.liveness
 
     def apply_metrics(self, snap: MetricsSnapshot) -> None:
+        if self.snapshot is not None and not snap.reset and snap.rows_read == self.snapshot.rows_read:
+            return  # nothing new
         self.snapshot = snap
         curves = self.query_one("#curves", MetricPanel)
         if snap.reset:
@@ -181,8 +191,8 @@ class RunScreen(Screen):
     def apply_checkpoints(self, rows: list[CheckpointRow]) -> None:
         new = {r.file: r for r in rows}
         table = self.query_one("#checkpoints", DataTable)
-        self.query_one("#ckpt-empty", Static).display = not rows
-        table.display = bool(rows)
+        set_display(self.query_one("#ckpt-empty", Static), not rows)
+        set_display(table, bool(rows))
         if list(new) != list(self.ckpt_rows) or any(new[k] != self.ckpt_rows[k] for k in new):
             selected = self.selected_checkpoint()
             table.clear()
@@ -212,6 +222,8 @@ class RunScreen(Screen):
 
     def apply_events(self, got: tuple[list[dict], bool]) -> None:
         records, reset = got
+        if not records and not reset:
+            return
         view = self.query_one("#events", RichLog)
         if reset:
             view.clear()

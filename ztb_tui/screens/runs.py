@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..poller import Poller
 from ..sources import RunRow
+from ..widgets import set_display, set_text
 from ..widgets.resources import HostBar
 
 COLUMNS = (("run", "run"), ("kind", "kind"), ("state", "state"), ("progress", "progress"), ("fps", "fps"),
@@ -92,7 +93,7 @@ class RunsScreen(Screen):
         new = {r.run_id: r for r in rows}
         empty = self.query_one("#empty", Static)
         if not rows:
-            empty.update(
+            set_text(empty, 
                 f"[b]No runs yet[/] under {self.app.artifacts_label}.\n\n"  # type: ignore[attr-defined]
                 + ("Press [b]n[/] to launch one here, or start one from a shell:\n" if not self.app.readonly  # type: ignore[attr-defined]
                    else "Start one from a shell:\n")
@@ -100,8 +101,8 @@ class RunsScreen(Screen):
                   "  ztb pretrain --headless         Stage 1 encoder\n"
                   "  ztb live --dry-run              paper trading\n"
                   "New runs appear here by themselves.")
-        empty.display = not rows
-        table.display = bool(rows)
+        set_display(empty, not rows)
+        set_display(table, bool(rows))
         order_same = list(new) == list(self.rows)
         if not order_same:
             selected = self.selected_id()
@@ -134,7 +135,7 @@ class RunsScreen(Screen):
         return self.rows.get(rid) if rid else None
 
     def _show_detail(self) -> None:
-        self.query_one("#run-detail", Static).update(detail_text(self.selected()))
+        set_text(self.query_one("#run-detail", Static), detail_text(self.selected()))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -12,6 +12,7 @@ from textual.widgets import Label, Sparkline, Static
 
 from ..fmt import num, steps
 from ..sources import MetricsSnapshot, SeriesView
+from . import set_display, set_text
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -63,7 +64,7 @@ class MetricRow(Horizontal):
         last = num(view.last) + self.unit
         if total is not None and math.isfinite(total):
             last = f"{num(view.last)}/{num(total)}{self.unit}"
-        self.query_one(".metric-stats", Label).update(
+        set_text(self.query_one(".metric-stats", Label), 
             f"[b]{last}[/] [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]")
 
 
@@ -125,8 +126,8 @@ class MetricPanel(VerticalScroll):
             self.rows[row.key] = row
         if new:
             self.mount_all(new)
-        note = self.query_one("#note", Static)
-        note.display = not self.rows
+        if new or not self.rows:
+            set_display(self.query_one("#note", Static), not self.rows)
 
     def show(self, snapshot: MetricsSnapshot, totals: dict[str, float] | None = None) -> None:
         for key, row in self.rows.items():

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from ..fmt import num
 from ..sources import HostSample, MetricsSnapshot
+from . import set_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
@@ -58,7 +59,7 @@ class ResourcesPanel(MetricPanel):
                     if total is not None:
                         totals[key] = total.last
         self.ensure_rows(specs, units)
-        self.query_one("#gpu-line", Static).update(gpu_line(snapshot))
+        set_text(self.query_one("#gpu-line", Static), gpu_line(snapshot))
         for key, row in self.rows.items():
             row.show(snapshot.series.get(key), totals.get(key))
 
@@ -90,4 +91,4 @@ class HostBar(Static):
         self.show(getattr(self.app, "host_sample", None))
 
     def show(self, sample: HostSample | None) -> None:
-        self.update(host_text(sample))
+        set_text(self, host_text(sample))
