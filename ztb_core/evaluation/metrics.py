@@ -78,7 +78,7 @@ def performance_metrics(
     sr = mean / sd if sd > 0 else math.nan
     downside = math.sqrt(float(np.sum(np.minimum(r, 0.0) ** 2)) / n)
     dd = drawdown_series(r)
-    max_dd = float(-dd.min())
+    max_dd = 0.0 - float(dd.min())  # 0.0 - x: never a negative zero
     wins, losses = r[r > 0], r[r < 0]
     nonzero = wins.size + losses.size
     loss_sum = float(-losses.sum())

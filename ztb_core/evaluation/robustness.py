@@ -34,7 +34,7 @@ def _segment_stats(r: np.ndarray, ppy: float) -> dict:
         "n_bars": int(r.size),
         "total_return": float(np.expm1(np.log1p(r).sum())),
         "sharpe": float(r.mean() / sd * math.sqrt(ppy)) if sd > 0 else None,
-        "max_drawdown": float(-drawdown_series(r).min()),
+        "max_drawdown": 0.0 - float(drawdown_series(r).min()),
     }
 
 

@@ -1,0 +1,87 @@
+"""`ztb eval` end to end on a real (tiny) trained agent: run directory, schema-valid report,
+pictures, metrics row; a bad checkpoint gives a clear error and no run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ztb_core.config import load_config
+from ztb_core.evaluation import load_schema
+
+TINY_TRAIN = [
+    "data.synthetic.n_bars=12000", "splits.embargo=0", "env.lookback=8", "env.episode_length=256",
+    "ppo.n_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=2", "ppo.net_arch=[32,32]",
+    "checkpoint.every_steps=256", "eval.every_steps=0", "total_timesteps=256",
+]
+FAST_EVAL = ["bootstrap.n_resamples=100", "monte_carlo.n_paths=200", "monte_carlo.horizon_days=0.5",
+             "baselines.random_seeds=5", "report.curve_points=100"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.trainer import run_training
+
+    root = tmp_path_factory.mktemp("evalcli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
+        mp.setenv("ZTB_KILL", str(root / "global.stop"))
+        cfg = load_config(TrainConfig, None, TINY_TRAIN)
+        outcome = run_training(cfg, run_id="agent", progress=False)
+    return outcome.run_dir
+
+
+def _set(pairs):
+    return [a for p in pairs for a in ("--set", p)]
+
+
+def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeypatch, capsys):
+    from ztb_core.cli import main
+    from ztb_core.paths import runs_dir
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(trained_run.parent.parent))
+    code = main(["eval", "--model", str(trained_run), "--split", "test", "--episodes", "2", "--n-trials", "4",
+                 "--seed", "3", "--run-id", "ev1", *_set(FAST_EVAL)])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, out + captured.err
+    run = runs_dir() / "ev1"
+    info = json.loads((run / "run.json").read_text())
+    assert info["kind"] == "eval"
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+    report = json.loads((run / "reports" / "eval_ev1.json").read_text())
+    import jsonschema
+
+    jsonschema.Draft202012Validator(load_schema()).validate(report)
+    assert report["meta"]["split"] == "test" and report["meta"]["run_id"] == "ev1"
+    assert report["sharpe_inference"]["n_trials"] == 4
+    assert report["robustness"]["start_offset_source"] == "rerun"
+    assert len(report["robustness"]["start_offsets"]["episodes"]) == 2
+    # the costs are the ones the agent trained with
+    assert report["meta"]["costs"]["fee_bps"] == 1.0 and report["meta"]["costs"]["slippage_bps"] == 0.5
+    for suffix in (".md", "_equity.png", "_returns.png", "_bootstrap_sharpe.png", "_cost_sensitivity.png"):
+        assert (run / "reports" / f"eval_ev1{suffix}").exists(), suffix
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["split"] == "test" and "dsr" in rows[-1]
+    assert "ztb eval" in out and "buy and hold" in out  # the summary table
+
+
+def test_ztb_eval_with_a_bad_checkpoint_fails_clearly_without_a_run(tmp_path, capsys):
+    from ztb_core.cli import main
+    from ztb_core.paths import runs_dir
+
+    code = main(["eval", "--model", str(tmp_path / "missing.ckpt")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.ckpt" in err and "no such checkpoint" in err
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())
+
+
+def test_ztb_eval_rejects_a_bad_override(tmp_path, capsys):
+    from ztb_core.cli import main
+
+    code = main(["eval", "--model", str(tmp_path), "--set", "bootstrap.method=jackknife"])
+    assert code == 2
+    assert "bootstrap.method" in capsys.readouterr().err
