@@ -138,3 +138,19 @@ def test_empty_and_garbage_files(tmp_path, write_text):
     with pytest.raises(DataError, match="file not found"):
         import_files([tmp_path / "nope.csv"], "histdata", "USDJPY")
     assert store.list_datasets() == []
+
+
+def test_fast_and_careful_histdata_readers_agree(tmp_path):
+    from ztb_core.data.importers import _read_histdata_careful, _read_histdata_fast
+    from ztb_core.data.synthetic import SyntheticConfig, generate_market
+    bars = generate_market(SyntheticConfig(seed=9, n_bars=3000))
+    est = (bars.index - pd.Timedelta(hours=5)).strftime("%Y%m%d %H%M%S")
+    lines = [f"{t};{o:.6f};{h:.6f};{lo:.6f};{c:.6f};0" for t, o, h, lo, c in
+             zip(est, bars["open"], bars["high"], bars["low"], bars["close"])]
+    path = histdata(tmp_path, lines, "good.csv")
+    fast, careful = _read_histdata_fast(path), _read_histdata_careful(path)
+    assert fast is not None
+    assert (fast[0] == careful[0]).all()
+    for col in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(fast[1][col], careful[1][col])
+    assert _read_histdata_fast(histdata(tmp_path, replace(1, 0, "20160105 1001"), "w.csv")) is None

@@ -129,10 +129,94 @@ def _parse_times(path: Path, text: pd.Series, fmt: str | None, line_offset: int,
     return pd.DatetimeIndex(parsed)
 
 
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), vectorised."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_compact_times(path: Path, text: pd.Series, line_offset: int) -> pd.DatetimeIndex:
+    """`YYYYMMDD HHMMSS` strings -> naive DatetimeIndex, by digit arithmetic: strptime takes about
+    3 s per million rows, this about 0.3 s. Any malformed value raises with its row."""
+    if text.isna().any():
+        i = int(np.flatnonzero(text.isna().to_numpy())[0])
+        raise DataError(f"{path}, row {i + line_offset}, column time: empty; expected 'YYYYMMDD HHMMSS'")
+    raw = np.asarray(text.to_numpy(), dtype="S16")  # 16 bytes: a 16th character reveals over-long values
+    u = raw.view(np.uint8).reshape(len(raw), 16)
+    digit_cols = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14]
+    dig = u[:, digit_cols].astype(np.int32) - 48
+    bad = (dig < 0).any(axis=1) | (dig > 9).any(axis=1) | (u[:, 8] != 32) | (u[:, 15] != 0)
+
+    def num(a: int, b: int) -> np.ndarray:
+        out = np.zeros(len(u), np.int64)
+        for col in range(a, b):
+            out = out * 10 + dig[:, col]
+        return out
+
+    y, mo, d, hh, mi, ss = num(0, 4), num(4, 6), num(6, 8), num(8, 10), num(10, 12), num(12, 14)
+    bad |= (mo < 1) | (mo > 12) | (d < 1) | (d > 31) | (hh > 23) | (mi > 59) | (ss > 59)
+    days = _days_from_civil(y, np.clip(mo, 1, 12), d)
+    # day 31 of a 30-day month lands in the next month: catch it by the round trip
+    back = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
+    bad |= back != mo
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}, row {i + line_offset}, column time: {text.iloc[i]!r} is not format 'YYYYMMDD HHMMSS'"
+                        f" ({int(bad.sum())} such row(s))")
+    ns = (days * 86_400 + hh * 3600 + mi * 60 + ss) * 1_000_000_000
+    return pd.DatetimeIndex(ns.astype("datetime64[ns]"))
+
+
+HISTDATA_NAMES = ["time", "open", "high", "low", "close", "volume"]
+
+
+def _read_histdata_fast(path: Path) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]] | None:
+    """pyarrow's multi-threaded CSV reader and strptime: about 5x faster than pandas + strptime.
+    Returns None for anything unusual so the careful reader can name the offending row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    types = {"time": pa.string(), **{c: pa.float64() for c in HISTDATA_NAMES[1:]}}
+    try:
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=HISTDATA_NAMES),
+                               parse_options=pacsv.ParseOptions(delimiter=";"),
+                               convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    t = table["time"]
+    if t.null_count or pc.any(pc.not_equal(pc.utf8_length(t), 15)).as_py():
+        return None
+    ts = pc.strptime(t, format="%Y%m%d %H%M%S", unit="s", error_is_null=True)
+    if ts.null_count:
+        return None
+    times = pd.DatetimeIndex(ts.to_numpy().astype("datetime64[ns]"))
+    cols = {c: table[c].to_numpy().astype(np.float64, copy=False) for c in HISTDATA_NAMES[1:]}
+    return times, cols
+
+
 def read_histdata(path: str | Path, tz: str | None = None) -> SourceBars:
     """HistData Generic ASCII M1: no header, `;`, `YYYYMMDD HHMMSS;o;h;l;c;v`, EST (UTC-5, no DST)."""
     path = _open_text(Path(path))
-    names = ["time", "open", "high", "low", "close", "volume"]
+    fast = _read_histdata_fast(path)
+    if fast is not None:
+        times, cols = fast
+    else:
+        times, cols = _read_histdata_careful(path)
+    idx = localize(times, parse_tz(tz, "UTC-5"), path)
+    bars = pd.DataFrame(cols, index=idx)
+    return SourceBars(path, bars, np.arange(1, len(bars) + 1), [f"time zone {tz or 'UTC-5 (HistData EST)'}"])
+
+
+def _read_histdata_careful(path: Path) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
+    """pandas reader that names file, row, column and value of the first malformed cell."""
+    names = HISTDATA_NAMES
     try:
         raw = pd.read_csv(path, sep=";", header=None, names=names, dtype={"time": str}, engine="c")
     except pd.errors.EmptyDataError:
@@ -146,15 +230,8 @@ def read_histdata(path: str | Path, tz: str | None = None) -> SourceBars:
     numeric = names[1:]
     if any(raw[c].dtype == object or str(raw[c].dtype).startswith("str") for c in numeric):
         _bad_numeric(path, raw, numeric, 1)
-    # strptime accepts single-digit fields ("1001" as 10:00:01): insist on the fixed width first
-    wrong = np.flatnonzero(raw["time"].str.len().to_numpy() != 15)
-    if len(wrong):
-        i = int(wrong[0])
-        raise DataError(f"{path}, row {i + 1}, column time: {raw['time'].iloc[i]!r} is not format 'YYYYMMDD HHMMSS'")
-    times = _parse_times(path, raw["time"], "%Y%m%d %H%M%S", 1, "time")
-    idx = localize(times, parse_tz(tz, "UTC-5"), path)
-    bars = pd.DataFrame({c: raw[c].to_numpy(np.float64) for c in numeric}, index=idx)
-    return SourceBars(path, bars, np.arange(1, len(bars) + 1), [f"time zone {tz or 'UTC-5 (HistData EST)'}"])
+    times = parse_compact_times(path, raw["time"], 1)
+    return times, {c: raw[c].to_numpy(np.float64) for c in numeric}
 
 
 def read_csv_bars(path: str | Path, columns: CsvColumns | None = None, tz: str | None = None) -> SourceBars:
