@@ -35,19 +35,23 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog launch-dialog"):
-            yield Label("[b]Launch a run[/] (detached: it keeps running if the console or SSH goes away)")
+            yield Label("[b]Launch a run[/] · detached: survives the console and SSH", id="launch-title")
             if self.global_stop is not None:
                 yield Static(f"[b yellow]global kill-file present:[/] {self.global_stop} — new runs stop at once; "
                              "clear it from the command palette first", id="global-warning")
-            yield Label("job")
-            yield Select([(k.label, key) for key, k in JOB_KINDS.items()], value=self.initial_kind,
-                         allow_blank=False, id="kind")
-            yield Label("config")
-            yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
-            yield Label("overrides (key=value ...)")
-            yield Input(placeholder="ppo.total_timesteps=20000 seed=1", id="overrides")
-            yield Label("run id (empty: automatic)")
-            yield Input(placeholder="automatic", id="run-id")
+            with Horizontal(classes="field"):
+                yield Label("job")
+                yield Select([(k.label, key) for key, k in JOB_KINDS.items()], value=self.initial_kind,
+                             allow_blank=False, id="kind")
+            with Horizontal(classes="field"):
+                yield Label("config")
+                yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
+            with Horizontal(classes="field"):
+                yield Label("overrides")
+                yield Input(placeholder="key=value ... e.g. seed=1", id="overrides")
+            with Horizontal(classes="field"):
+                yield Label("run id")
+                yield Input(placeholder="automatic", id="run-id")
             yield Static("", id="launch-error")
             with Horizontal(classes="buttons"):
                 yield Button("Launch (ctrl+l)", id="launch", variant="success")

@@ -170,7 +170,7 @@ class RunScreen(Screen):
         total = f"/{steps(row.total_steps)}" if row.total_steps else ""
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
-        set_text(self.query_one("#eta", Static), f"step {steps(row.step)}{total}{fps}{eta}")
+        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}")
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
         if button.disabled != final:
