@@ -9,6 +9,10 @@ Statistics are computed vectorised over chunks of resamples so memory stays boun
 from __future__ import annotations
 
 import math
+import os
+import queue
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -21,6 +25,8 @@ METHODS = ("stationary", "circular", "non_overlapping")
 STATISTICS = ("sharpe", "total_return", "max_drawdown")
 #: elements gathered per chunk (resamples x bars x series): ~32 MB of float64 per array
 _CHUNK_ELEMENTS = 4_000_000
+#: threads computing resample statistics (numpy kernels release the GIL)
+_WORKERS = 2
 
 
 def estimate_block_length(returns: np.ndarray, method: str = "stationary") -> float:
@@ -163,31 +169,55 @@ def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: i
     moments_src = np.concatenate([arr, arr * arr, logr], axis=1)  # (n, 3k)
     dd_src = [np.ascontiguousarray(logr[:, c]) for c in dd_cols]
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // n))
-    gathered, cum, peak = (np.empty((chunk, n)) for _ in range(3))
-    parts: dict[str, list[np.ndarray]] = {w: [] for w in which}
-    for idx in resample_index_chunks(n, n_resamples, block_length, method, seed, chunk):
+    # numpy releases the GIL in the heavy kernels: two workers use both cores while this thread
+    # draws the next indices with arch. Each worker owns a set of buffers (no fresh page faults).
+    workers = max(1, min(_WORKERS, os.cpu_count() or 1))
+    buffers: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(workers):
+        buffers.put(tuple(np.empty((chunk, n)) for _ in range(3)))
+
+    def work(idx: np.ndarray) -> dict[str, np.ndarray]:
         m = idx.shape[0]
+        res: dict[str, np.ndarray] = {}
         flat = (idx + (np.arange(m, dtype=np.int64)[:, None] * n)).ravel()
         counts = np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
         sums = counts @ moments_src  # (m, 3k)
         s1, s2, sl = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k :]
         if "sharpe" in which:
             mean = s1 / n
-            var = np.maximum(s2 - n * mean * mean, 0.0) / (n - 1)
-            sd = np.sqrt(var)
+            sd = np.sqrt(np.maximum(s2 - n * mean * mean, 0.0) / (n - 1))
             # a resample with no variation (a flat policy) has no risk and no return: Sharpe 0
-            parts["sharpe"].append(np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300)
-                                   * math.sqrt(periods_per_year))
+            res["sharpe"] = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300) * math.sqrt(periods_per_year)
         if "total_return" in which:
-            parts["total_return"].append(np.expm1(sl))
+            res["total_return"] = np.expm1(sl)
         if "max_drawdown" in which:
-            dd = np.empty((m, len(dd_cols)))
-            for j, src in enumerate(dd_src):
-                np.take(src, idx, out=gathered[:m])
-                dd[:, j] = _max_drawdown_rows(gathered[:m], cum[:m], peak[:m])
-            parts["max_drawdown"].append(dd)
-        if progress is not None:
-            progress(m)
+            gathered, cum, peak = buffers.get()
+            try:
+                dd = np.empty((m, len(dd_cols)))
+                for j, src in enumerate(dd_src):
+                    np.take(src, idx, out=gathered[:m])
+                    dd[:, j] = _max_drawdown_rows(gathered[:m], cum[:m], peak[:m])
+                res["max_drawdown"] = dd
+            finally:
+                buffers.put((gathered, cum, peak))
+        return res
+
+    results: list[dict[str, np.ndarray]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ztb-bootstrap") as pool:
+        pending: deque = deque()
+        for idx in resample_index_chunks(n, n_resamples, block_length, method, seed, chunk):
+            pending.append((pool.submit(work, idx), idx.shape[0]))
+            while len(pending) > workers:  # bound memory: at most `workers` chunks in flight
+                fut, m = pending.popleft()
+                results.append(fut.result())
+                if progress is not None:
+                    progress(m)
+        while pending:
+            fut, m = pending.popleft()
+            results.append(fut.result())
+            if progress is not None:
+                progress(m)
+    parts = {w: [r[w] for r in results] for w in which}
     return {w: np.concatenate(parts[w], axis=0) for w in which}, float(block_length)
 
 
