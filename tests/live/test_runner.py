@@ -69,16 +69,15 @@ def test_kill_file_cancels_open_orders_and_stops(fast_emulator, artifacts, monke
     monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
     runs_root = artifacts / "runs"
 
-    def drop_kill_file_when_running():
+    def drop_kill_file_when_an_order_rests():
         for _ in range(600):
-            for d in runs_root.glob("*") if runs_root.exists() else []:
-                status = d / "status.json"
-                if status.exists() and json.loads(status.read_text()).get("step", 0) >= 2:
-                    (d / "ztb.stop").write_text("stop\n")
-                    return
+            resting = any(o.open for o in list(fast_emulator.state.orders.values()))
+            for d in runs_root.glob("*") if runs_root.exists() and resting else []:
+                (d / "ztb.stop").write_text("stop\n")
+                return
             time.sleep(0.05)
 
-    th = threading.Thread(target=drop_kill_file_when_running, daemon=True)
+    th = threading.Thread(target=drop_kill_file_when_an_order_rests, daemon=True)
     th.start()
     # passive prices (far below the touch) so orders rest and have to be cancelled on stop
     rc = main(live_args(fast_emulator, "--set", "mode=live", "--confirm-live", "--set", "sizing.aggressiveness_bps=-300",

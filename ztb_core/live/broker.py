@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 from ..errors import ZtbError
 from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
 from .journal import Journal
-from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, SUBMITTED, UNKNOWN, Order
+from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order
 from .reconcile import ReconcileReport, reconcile
 
 log = logging.getLogger("ztb.live.broker")
@@ -74,8 +74,7 @@ class OrderManager:
     def place(self, side: str, amount: Decimal, price: Decimal, reduce_only: bool = False,
               detail: dict | None = None) -> Order:
         self._ensure_resolved()
-        order = self.journal.record_intent(Order.create(self.symbol, side, amount, price, reduce_only), detail)
-        order = self.journal.transition(order, SUBMITTED)
+        order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
         self.last_send_perf = time.perf_counter()
         try:
             ack = self.venue.create_limit_order(side, amount, price, order.client_id, self.symbol)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ZtbError
-from .orders import LIVE, NEW, UNRESOLVED, Fill, Order, now_ms
+from .orders import LIVE, NEW, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
 
 SCHEMA_VERSION = 1
 
@@ -151,6 +151,18 @@ class Journal:
             self._write_order(db, order)
             self._write_transition(db, order.client_id, None, NEW, detail)
         return order
+
+    def record_submission(self, order: Order, detail: dict | None = None) -> Order:
+        """Journal a new order as intent and `submitted` in one fsynced transaction: the state the
+        write-ahead rule needs before the exchange call, at the cost of one disk flush, not two."""
+        submitted = order.transition(SUBMITTED)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM orders WHERE client_id=?", (order.client_id,)).fetchone():
+                raise JournalError(f"order {order.client_id}: client id already journaled")
+            self._write_order(db, submitted)
+            self._write_transition(db, order.client_id, None, NEW, detail)
+            self._write_transition(db, order.client_id, NEW, SUBMITTED, None)
+        return submitted
 
     def _write_transition(self, db: sqlite3.Connection, client_id: str, old: str | None, new: str,
                           detail: dict | None) -> None:

@@ -170,6 +170,7 @@ class RiskManager:
         """Mark the day's P&L; trip the daily loss limit and the emergency stop-loss.
         Returns True when the position must be flattened now (stop-loss)."""
         self._roll_day(self._now_ms())
+        before = (self.state.day_start_equity, self.state.daily_halt, len(self.state.breakers))
         if self.state.day_start_equity is None:
             self.state.day_start_equity = str(equity)
         pnl = equity - Decimal(self.state.day_start_equity)
@@ -186,7 +187,9 @@ class RiskManager:
                     self.trip("stop_loss", f"price {price} is {adverse:.2%} against the entry {entry_price} "
                                            f"(limit {self.cfg.stop_loss_pct:.2%})")
                     flatten = True
-        self.save()
+        # the P&L itself is recomputed every bar from day_start_equity: persist only what must survive
+        if (self.state.day_start_equity, self.state.daily_halt, len(self.state.breakers)) != before:
+            self.save()
         return flatten
 
     # ---- the order check ----------------------------------------------------------------------
