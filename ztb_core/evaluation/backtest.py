@@ -79,9 +79,9 @@ def _trades(pos: np.ndarray, gap_pnl: np.ndarray, intra_pnl: np.ndarray, turnove
     return pnl[keep], starts[keep] + 1, np.minimum(ends[keep] + 1, n)
 
 
-def backtest(positions: object, open_: object, close: object, costs: CostConfig) -> BacktestResult:
+def backtest(positions: object, open: object, close: object, costs: CostConfig) -> BacktestResult:  # noqa: A002
     """Backtest `positions` (one target per bar, decided after that bar's close) on the bars."""
-    o, c = check_prices(open_, close)
+    o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
     rets = bar_returns(o, c)
     rate = costs.rate

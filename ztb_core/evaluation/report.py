@@ -76,7 +76,7 @@ def _summary(values: np.ndarray) -> dict:
 
 def evaluate_positions(
     positions: object,
-    open_: object,
+    open: object,  # noqa: A002 - the contract's name; the builtin is not needed here
     close: object,
     index: object | None,
     costs: CostConfig,
@@ -98,7 +98,7 @@ def evaluate_positions(
     into the report. Returns a JSON-ready dict that validates against the report schema.
     """
     cfg = config or EvalConfig()
-    o, c = check_prices(open_, close)
+    o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
     ppy = periods_per_year(timeframe, market)
     times = bar_times(index, o.size) if index is not None else None
@@ -300,13 +300,13 @@ def verdict(report: dict) -> dict:
     return {**checks, "passed": passed, "total": len(checks), "summary": text}
 
 
-def quick_evaluation(positions: object, open_: object, close: object, costs: CostConfig, timeframe: str,
+def quick_evaluation(positions: object, open: object, close: object, costs: CostConfig, timeframe: str,  # noqa: A002
                      market: str, sma_fast: int = 20, sma_slow: int = 100) -> dict:
     """Cheap metrics for periodic evaluation during training (no bootstrap, no pictures):
     Sharpe, max drawdown and total return of the agent, buy-and-hold and SMA crossover, as a
     flat dict ready for `RunWriter.metric`. A Sharpe that is undefined (a policy that never
     trades) is None rather than an error, so a flat early policy does not stop training."""
-    o, c = check_prices(open_, close)
+    o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
     ppy = periods_per_year(timeframe, market)
     out: dict = {}
