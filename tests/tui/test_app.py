@@ -76,11 +76,11 @@ async def test_runs_list_shows_kind_state_progress_fps_heartbeat(make_app, fleet
         await wait_for(pilot, lambda: run_table(app).row_count == 4)
         rows = {str(run_table(app).get_row_at(i)[0]): [str(c) for c in run_table(app).get_row_at(i)]
                 for i in range(4)}
-        assert rows["train-20260101-100000-a1b2"][1:] == ["train", "running", "███░░░░░  41%", "812.5", "2s"]
+        assert rows["train-20260101-100000-a1b2"][1:] == ["train", "running", "███░░░░  41%", "812.5", "2s"]
         assert rows["live-20260101-110000-e5f6"][2] == "stale"
         assert rows["train-20260101-080000-dead"][2] == "dead"
         assert rows["train-20260101-080000-dead"][4] == "-"  # no rate for a dead run
-        assert rows["pretrain-20260101-090000-c3d4"][2:4] == ["completed", "████████ 100%"]
+        assert rows["pretrain-20260101-090000-c3d4"][2:4] == ["completed", "███████ 100%"]
         # newest first
         assert str(run_table(app).get_row_at(0)[0]) == "live-20260101-110000-e5f6"
 

@@ -26,8 +26,8 @@ from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 
 TABS = ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config")
-CKPT_COLUMNS = (("step", "step"), ("saved (UTC)", "time"), ("size", "size"), ("ratio", "ratio"),
-                ("checksum", "check"), ("file", "file"))
+CKPT_COLUMNS = (("step", "step", 9), ("saved (UTC)", "time", 19), ("size", "size", 9), ("ratio", "ratio", 5),
+                ("checksum", "check", 12), ("file", "file", None))
 SEVERITY_STYLE = {"alert": "bold red", "notice": "yellow", "info": ""}
 
 
@@ -84,8 +84,8 @@ class RunScreen(Screen):
                         yield ResourcesPanel(id="resources")
             with TabPane("2 Checkpoints", id="tab-checkpoints"):
                 table: DataTable = DataTable(id="checkpoints", cursor_type="row")
-                for label, key in CKPT_COLUMNS:
-                    table.add_column(label, key=key)
+                for label, key, width in CKPT_COLUMNS:
+                    table.add_column(label, key=key, width=width)
                 yield table
                 yield Static("no checkpoints yet", id="ckpt-empty")
             with TabPane("3 Logs", id="tab-logs"):

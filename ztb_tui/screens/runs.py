@@ -14,8 +14,9 @@ from ..sources import RunRow
 from ..widgets import set_display, set_text
 from ..widgets.resources import HostBar
 
-COLUMNS = (("run", "run"), ("kind", "kind"), ("state", "state"), ("progress", "progress"), ("fps", "fps"),
-           ("beat", "beat"))
+# fixed widths: columns never jump as values change (no flicker), and fit 80 columns
+COLUMNS = (("run", "run", 29), ("kind", "kind", 8), ("state", "state", 9), ("progress", "progress", 12),
+           ("fps", "fps", 6), ("beat", "beat", 4))
 
 
 def state_text(row: RunRow) -> Text:
@@ -26,8 +27,8 @@ def state_text(row: RunRow) -> Text:
 def progress_text(row: RunRow) -> Text:
     frac = row.progress
     if frac is None:
-        return Text(f"{steps(row.step):>13}", style="dim")
-    return Text(f"{bar(frac, 8)} {frac * 100:3.0f}%")
+        return Text(f"{steps(row.step):>12}", style="dim")
+    return Text(f"{bar(frac, 7)} {frac * 100:3.0f}%")
 
 
 def cells(row: RunRow) -> list:
@@ -66,8 +67,8 @@ class RunsScreen(Screen):
         yield Header()
         yield Static("", id="empty")
         table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
         yield table
         yield Static("", id="run-detail")
         yield HostBar(id="host")
@@ -114,7 +115,7 @@ class RunsScreen(Screen):
         else:
             for r in rows:
                 if r != self.rows[r.run_id]:
-                    for (_, key), value in zip(COLUMNS, cells(r)):
+                    for (_, key, _w), value in zip(COLUMNS, cells(r)):
                         table.update_cell(r.run_id, key, value)
         self.rows = new
         self._show_detail()
