@@ -7,7 +7,7 @@ computed by `ztb_core.pnl.step_return` — the same convention as the evaluation
 paper broker, so their numbers agree.
 
 Speed: everything is precomputed. Features live in one contiguous float32 array, so a window is
-a contiguous slice copied into a preallocated buffer; bar returns are Python floats (scalar
+a contiguous slice taken with a single copy; bar returns are Python floats (scalar
 indexing into lists is several times faster than into numpy arrays); `step` touches no pandas.
 """
 
@@ -56,7 +56,9 @@ class TradingEnv(gym.Env):
             raise DataError(f"TradingEnv: non-finite feature value in row {bad}")
         self.cfg = cfg
         self.n_bars, self.n_features, self.lookback = n, f, cfg.lookback
-        self._flat = feats.reshape(-1)
+        # one spare element at the end: an observation is copied as window + 1 element in a single
+        # copy and that last element is then overwritten with the position (never a feature value)
+        self._flat = np.concatenate([feats.reshape(-1), np.zeros(1, dtype=np.float32)])
         self._win = cfg.lookback * f
         rets = bar_returns(open_, close)
         self._gap: list[float] = rets.gap.tolist()
@@ -77,7 +79,6 @@ class TradingEnv(gym.Env):
             self._table = ()
             self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self._max_pos = cfg.max_position
-        self._buf = np.zeros(self.observation_space.shape, dtype=np.float32)
         self._t = self._first
         self._pos = 0.0
         self._log_eq = 0.0
@@ -93,10 +94,9 @@ class TradingEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         s = (self._t - self._first) * self.n_features
-        buf = self._buf
-        buf[:-1] = self._flat[s:s + self._win]
-        buf[-1] = self._pos
-        return buf.copy()
+        obs = self._flat[s:s + self._win + 1].copy()
+        obs[-1] = self._pos
+        return obs
 
     @property
     def equity(self) -> float:
@@ -128,23 +128,26 @@ class TradingEnv(gym.Env):
         return self._obs(), {"t": start}
 
     def step(self, action):
-        new = self._table[int(action)] if self._table else self.position_for(action)
+        # hot path: locals only, one copy for the observation, no numpy scalars
+        new = self._table[action] if self._table else self.position_for(action)
         t1 = self._t + 1
         r, cost = step_return(self._pos, new, self._gap[t1], self._intra[t1], self._rate)
-        growth = 1.0 + r
-        log_r = math.log(growth) if growth > 1e-12 else -30.0
-        self._log_eq += log_r
+        log_r = math.log1p(r) if r > -1.0 + 1e-12 else -30.0
+        log_eq = self._log_eq + log_r
         reward = log_r
         if self._dd_w:
-            dd_before = self._peak - (self._log_eq - log_r)
-            self._peak = max(self._peak, self._log_eq)
-            reward -= self._dd_w * max(0.0, (self._peak - self._log_eq) - dd_before)
-        else:
-            self._peak = max(self._peak, self._log_eq)
+            dd_before = self._peak - self._log_eq
+            peak = self._peak = max(self._peak, log_eq)
+            reward -= self._dd_w * max(0.0, (peak - log_eq) - dd_before)
+        elif log_eq > self._peak:
+            self._peak = log_eq
+        self._log_eq = log_eq
         self._pos = new
         self._t = t1
         self._steps += 1
-        terminated = self._log_eq < self._log_floor
-        truncated = not terminated and (self._steps >= self._ep_len or t1 >= self._last + 1)
-        info = {"equity": math.exp(self._log_eq), "position": new, "cost": cost}
-        return self._obs(), reward * self._scale, terminated, truncated, info
+        terminated = log_eq < self._log_floor
+        truncated = not terminated and (self._steps >= self._ep_len or t1 > self._last)
+        s = (t1 - self._first) * self.n_features
+        obs = self._flat[s:s + self._win + 1].copy()
+        obs[-1] = new
+        return obs, reward * self._scale, terminated, truncated, {"equity": math.exp(log_eq), "position": new, "cost": cost}

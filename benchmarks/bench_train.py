@@ -1,0 +1,196 @@
+"""Benchmark of the main job (`ztb train`), each figure next to its target in the same run:
+
+1. environment steps/s (one env, technical-66, 32-bar lookback, random actions) vs
+   gym-anytrading's ForexEnv on the same bars (target: >= 2x);
+2. PPO fps with the default config and the share of wall time spent inside the env
+   (targets: >= 2,000 fps, env share < 10%);
+3. checkpoints: median time the training loop blocks (target < 50 ms), save time, size, ratio;
+4. stop latency: kill-file creation to process exit, final checkpoint included (target < 5 s).
+
+gym-anytrading is installed for this benchmark only, outside the project's dependencies:
+    .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading
+Without it the ForexEnv column is skipped with a message.
+
+Usage: .venv/bin/python benchmarks/bench_train.py [--ppo-steps 40960] [--env-steps 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+REF = REPO / "benchmarks" / ".venv-ref"
+console = Console()
+rows: list[tuple[str, str, str, str]] = []
+
+
+def verdict(ok: bool) -> str:
+    return "[green]PASS[/]" if ok else "[red]FAIL[/]"
+
+
+def bench_env(n_steps: int) -> None:
+    from ztb_core.config import load_config
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.env import TradingEnv
+    from ztb_core.rl.market import prepare_market
+
+    cfg = load_config(TrainConfig)
+    m = prepare_market(cfg, "train")
+    env = TradingEnv(m.features, m.open, m.close, cfg.env.model_copy(update={"episode_length": 10_000_000}))
+    acts = np.random.default_rng(0).integers(0, 3, n_steps).tolist()
+
+    def run_ours() -> float:
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for a in acts:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        return n_steps / (time.perf_counter() - t0)
+
+    ours = max(run_ours() for _ in range(3))
+    console.print(f"TradingEnv: obs {env.observation_space.shape}, {ours:,.0f} steps/s")
+    ref = None
+    if REF.is_dir():
+        sys.path.insert(0, str(REF))
+    try:
+        import pandas as pd
+        from gym_anytrading.envs import ForexEnv
+
+        df = pd.DataFrame({"Close": m.close, "Open": m.open})
+        n = min(len(df), n_steps + 64)
+
+        def run_ref() -> float:
+            fx = ForexEnv(df.iloc[:n].reset_index(drop=True), window_size=cfg.env.lookback, frame_bound=(cfg.env.lookback, n))
+            fx.reset(seed=0)
+            k = 0
+            t0 = time.perf_counter()
+            for a in acts[: n - cfg.env.lookback - 1]:
+                _, _, term, trunc, _ = fx.step(a % 2)
+                k += 1
+                if term or trunc:
+                    break
+            return k / (time.perf_counter() - t0)
+
+        ref = max(run_ref() for _ in range(3))
+        console.print(f"gym-anytrading ForexEnv: {ref:,.0f} steps/s")
+    except ImportError as exc:
+        console.print(f"[yellow]gym-anytrading not installed ({exc}); skipping the ForexEnv column. Install it for the "
+                      f"benchmark only: .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading[/]")
+    if ref:
+        rows.append(("env steps/s (technical-66, lookback 32)", f"{ours:,.0f}  (ForexEnv {ref:,.0f}, {ours / ref:.1f}x)",
+                     ">= 2x ForexEnv", verdict(ours >= 2 * ref)))
+    else:
+        rows.append(("env steps/s (technical-66, lookback 32)", f"{ours:,.0f}", ">= 2x ForexEnv", "[yellow]no reference[/]"))
+
+
+def bench_ppo(steps: int, art: Path) -> None:
+    from ztb_core.config import load_config
+    from ztb_core.rl import env as env_mod
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.trainer import run_training
+
+    os.environ["ZTB_ARTIFACTS"] = str(art)
+    os.environ["ZTB_KILL"] = str(art / "none.stop")
+    cfg = load_config(TrainConfig, None, [f"total_timesteps={steps}", "eval.every_steps=0"])
+    spent = [0.0]
+    real_step = env_mod.TradingEnv.step
+
+    def timed(self, action):
+        t0 = time.perf_counter()
+        out = real_step(self, action)
+        spent[0] += time.perf_counter() - t0
+        return out
+
+    env_mod.TradingEnv.step = timed
+    try:
+        t0 = time.perf_counter()
+        out = run_training(cfg, run_id="bench-ppo", progress=False)
+    finally:
+        env_mod.TradingEnv.step = real_step
+    wall = time.perf_counter() - t0
+    share = spent[0] / wall
+    rows.append((f"PPO fps (default config, {out.step:,} steps)", f"{out.fps:,.0f}", ">= 2,000", verdict(out.fps >= 2000)))
+    rows.append(("env share of wall time", f"{share * 100:.1f}%  (whole command {wall:.1f}s incl. data + setup)", "< 10%",
+                 verdict(share < 0.10)))
+    from ztb_core.manifest import Manifest
+
+    blocks = [b for b in out.block_ms]
+    entries = Manifest(out.run_dir / "checkpoints").entries()
+    med = statistics.median(blocks)
+    rows.append(("checkpoint: loop blocked, median", f"{med:.2f} ms (max {max(blocks):.2f}, n={len(blocks)})", "< 50 ms",
+                 verdict(med < 50)))
+    saves = [e["save_seconds"] for e in entries]
+    e = entries[-1]
+    rows.append(("checkpoint: background save (serialise+zstd+fsync)", f"{statistics.median(saves) * 1000:.0f} ms median",
+                 "-", ""))
+    rows.append(("checkpoint: size / raw / zstd ratio", f"{e['size'] / 1e6:.2f} MB / {e['raw_size'] / 1e6:.2f} MB / {e['ratio']:.3f}",
+                 "-", ""))
+
+
+def bench_stop(art: Path, repeats: int) -> None:
+    env = {**os.environ, "ZTB_ARTIFACTS": str(art), "ZTB_KILL": str(art / "none.stop")}
+    lat = []
+    for i in range(repeats):
+        rid = f"bench-stop-{i}"
+        proc = subprocess.Popen([sys.executable, "-m", "ztb_core.cli", "train", "--headless", "--no-progress", "--run-id", rid],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        status = art / "runs" / rid / "status.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                st = json.loads(status.read_text())
+                if st.get("state") == "running" and st.get("step", 0) >= 3000 + 1000 * i:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        (art / "runs" / rid / "ztb.stop").write_text("bench\n")
+        rc = proc.wait(timeout=60)
+        lat.append(time.monotonic() - t0)
+        st = json.loads(status.read_text())
+        ok = rc == 0 and st["state"] == "stopped"
+        console.print(f"stop {i}: {lat[-1]:.2f}s, exit {rc}, state {st['state']}, step {st['step']}{'' if ok else '  [red]NOT CLEAN[/]'}")
+    rows.append(("stop latency: kill-file -> exit (final ckpt incl.)", f"{max(lat):.2f} s max of {repeats} (median {statistics.median(lat):.2f})",
+                 "< 5 s", verdict(max(lat) < 5.0)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--env-steps", type=int, default=200_000)
+    ap.add_argument("--ppo-steps", type=int, default=40_960)
+    ap.add_argument("--stop-repeats", type=int, default=2)
+    ap.add_argument("--only", choices=("env", "ppo", "stop"), help="run one part only")
+    args = ap.parse_args()
+    console.print(f"bench_train: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="ztb-bench-train-") as tmp:
+        art = Path(tmp) / "artifacts"
+        if args.only in (None, "env"):
+            bench_env(args.env_steps)
+        if args.only in (None, "ppo"):
+            bench_ppo(args.ppo_steps, art)
+        if args.only in (None, "stop"):
+            bench_stop(art, args.stop_repeats)
+    table = Table(title="ztb train benchmark")
+    for col in ("measure", "result", "target", ""):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
