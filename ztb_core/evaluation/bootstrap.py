@@ -179,27 +179,28 @@ def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: i
     def work(idx: np.ndarray) -> dict[str, np.ndarray]:
         m = idx.shape[0]
         res: dict[str, np.ndarray] = {}
-        flat = (idx + (np.arange(m, dtype=np.int64)[:, None] * n)).ravel()
-        counts = np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
-        sums = counts @ moments_src  # (m, 3k)
-        s1, s2, sl = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k :]
-        if "sharpe" in which:
-            mean = s1 / n
-            sd = np.sqrt(np.maximum(s2 - n * mean * mean, 0.0) / (n - 1))
-            # a resample with no variation (a flat policy) has no risk and no return: Sharpe 0
-            res["sharpe"] = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300) * math.sqrt(periods_per_year)
-        if "total_return" in which:
-            res["total_return"] = np.expm1(sl)
-        if "max_drawdown" in which:
-            gathered, cum, peak = buffers.get()
-            try:
+        gathered, cum, peak = buffers.get()
+        try:
+            counts = gathered[:m]
+            for i in range(m):  # row by row: each count vector stays in cache
+                counts[i] = np.bincount(idx[i], minlength=n)
+            sums = counts @ moments_src  # (m, 3k)
+            s1, s2, sl = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k :]
+            if "sharpe" in which:
+                mean = s1 / n
+                sd = np.sqrt(np.maximum(s2 - n * mean * mean, 0.0) / (n - 1))
+                # a resample with no variation (a flat policy) has no risk and no return: Sharpe 0
+                res["sharpe"] = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300) * math.sqrt(periods_per_year)
+            if "total_return" in which:
+                res["total_return"] = np.expm1(sl)
+            if "max_drawdown" in which:
                 dd = np.empty((m, len(dd_cols)))
                 for j, src in enumerate(dd_src):
                     np.take(src, idx, out=gathered[:m])
                     dd[:, j] = _max_drawdown_rows(gathered[:m], cum[:m], peak[:m])
                 res["max_drawdown"] = dd
-            finally:
-                buffers.put((gathered, cum, peak))
+        finally:
+            buffers.put((gathered, cum, peak))
         return res
 
     results: list[dict[str, np.ndarray]] = []

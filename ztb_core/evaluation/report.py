@@ -155,7 +155,8 @@ def evaluate_positions(
     step("random policies")
 
     # --- one joint block bootstrap: agent and baselines on the same resampled bars ----------
-    names = list(base_bt)
+    # the flat baseline earns exactly nothing on every resample: no need to resample it
+    names = [k for k in base_bt if k != "flat"]
     matrix = np.column_stack([bt.returns] + [base_bt[k].returns for k in names])
     boot, block = bootstrap_statistics(matrix, ppy, cfg.bootstrap.n_resamples, cfg.bootstrap.block_length,
                                        cfg.bootstrap.method, seed, drawdown_columns=[0])
@@ -175,6 +176,11 @@ def evaluate_positions(
                                            point["total_return"][0] - point["total_return"][j], conf),
                  }}
         baselines[k] = entry
+    baselines["flat"] = {"metrics": {key: base_metrics["flat"].get(key) for key in _BASELINE_KEYS},
+                         "difference": {
+                             "sharpe": _diff(agent_sharpe, np.zeros_like(agent_sharpe), point["sharpe"][0], conf),
+                             "total_return": _diff(boot["total_return"][:, 0], 0.0, point["total_return"][0], conf),
+                         }}
     baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
     # agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together
     rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
