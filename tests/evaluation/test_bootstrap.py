@@ -123,3 +123,9 @@ def test_bad_series():
         bootstrap_ci([0.01, np.nan, 0.02, 0.0])
     with pytest.raises(EvaluationError, match="volatility is zero"):
         bootstrap_ci(np.full(100, 0.001))
+
+
+def test_very_short_series_resample_single_bars_instead_of_failing():
+    r = np.array([0.01, -0.02, 0.015, -0.005])
+    ci = bootstrap_ci(r, n_resamples=50, seed=0)
+    assert ci.block_length == 1.0 and ci.low <= ci.high

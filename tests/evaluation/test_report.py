@@ -148,3 +148,9 @@ def test_bundled_config_matches_the_model_defaults():
         load_config(EvalConfig, None, ["bootstrap.n_resampels=5"])
     with pytest.raises(ConfigError, match="sma_fast"):
         load_config(EvalConfig, None, ["baselines.sma_fast=200"])
+
+
+def test_too_few_bars_for_a_full_evaluation_is_a_clear_error():
+    open_, close, index = make_bars(20, seed=1)
+    with pytest.raises(EvaluationError, match="at least 30 bars, got 20"):
+        evaluate_positions(np.where(np.arange(20) % 2, 1.0, -1.0), open_, close, index, CostConfig(), "M5", "fx")

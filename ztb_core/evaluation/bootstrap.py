@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,9 +35,13 @@ def estimate_block_length(returns: np.ndarray, method: str = "stationary") -> fl
     from arch.bootstrap import optimal_block_length
 
     r = np.asarray(returns, dtype=np.float64)
-    if np.ptp(r) == 0.0:
-        return 1.0
-    est = optimal_block_length(r)
+    if r.size < 16 or np.ptp(r) == 0.0:
+        return 1.0  # too short (or flat) to estimate any dependence: resample single bars
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # arch divides by a zero variance on short or piecewise-constant series; the result is
+        # then non-finite and handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        est = optimal_block_length(r)
     col = "stationary" if method == "stationary" else "circular"
     b = float(est[col].iloc[0])
     if not math.isfinite(b):

@@ -25,6 +25,8 @@ from .sharpe_stats import sharpe_inference
 from .validation import check_positions, check_prices, check_returns
 
 SCHEMA_VERSION = 1
+#: fewer bars than this make every interval and tail estimate meaningless
+MIN_BARS = 30
 
 #: progress hook: (stage description, stages done, stages total)
 Progress = Callable[[str, int, int], None]
@@ -100,6 +102,9 @@ def evaluate_positions(
     cfg = config or EvalConfig()
     o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
+    if o.size < MIN_BARS:
+        raise EvaluationError(f"a full evaluation needs at least {MIN_BARS} bars, got {o.size}; "
+                              "use a longer split (quick_evaluation works on fewer)")
     ppy = periods_per_year(timeframe, market)
     times = bar_times(index, o.size) if index is not None else None
     seed = cfg.seed
