@@ -154,3 +154,13 @@ def test_too_few_bars_for_a_full_evaluation_is_a_clear_error():
     open_, close, index = make_bars(20, seed=1)
     with pytest.raises(EvaluationError, match="at least 30 bars, got 20"):
         evaluate_positions(np.where(np.arange(20) % 2, 1.0, -1.0), open_, close, index, CostConfig(), "M5", "fx")
+
+
+def test_random_baseline_changes_position_as_often_as_the_agent(report):
+    from ztb_core.evaluation import random_policy
+
+    rnd = report["baselines"]["random"]
+    agent_rate = report["metrics"]["position_changes"] / report["metrics"]["n_bars"]
+    paths = random_policy(200_000, seeds=[0], switch_prob=rnd["switch_prob"], levels=rnd["levels"])
+    rate = np.count_nonzero(np.diff(paths[0])) / (paths.shape[1] - 1)
+    assert rate == pytest.approx(agent_rate, rel=0.15)

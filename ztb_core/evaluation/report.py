@@ -148,7 +148,11 @@ def evaluate_positions(
     # --- random policies with the agent's turnover: a distribution over seeds ---------------
     switch = bl.random_switch_prob
     if switch is None:
-        switch = min(1.0, max(metrics["position_changes"] / bt.returns.size, 1.0 / bt.returns.size))
+        # a redraw lands on the level already held 1/L of the time: scale up so the random
+        # policies change position as often as the agent does (same turnover, same costs)
+        n_levels = len(set(bl.random_levels))
+        rate = max(metrics["position_changes"], 1) / bt.returns.size
+        switch = min(1.0, rate * n_levels / max(n_levels - 1, 1))
     rets = bar_returns(o, c)
     rand_seeds = [seed * 100_003 + s for s in range(bl.random_seeds)]
     rand_sharpe, rand_total = np.empty(len(rand_seeds)), np.empty(len(rand_seeds))
