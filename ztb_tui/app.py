@@ -51,6 +51,8 @@ class ZtbApp(App):
         self.launched: list[Launched] = []
         self.initial_run = open_run
         self.first_paint_at: float | None = None
+        #: called with (what, wall time) when a screen first shows its data (benchmarks, tests)
+        self.on_paint: Callable[[str, float], None] | None = None
 
     @property
     def artifacts_label(self) -> str:
@@ -75,6 +77,13 @@ class ZtbApp(App):
             if screen is not self.screen:
                 for bar in screen.query(HostBar):
                     bar.show(sample)
+
+    def mark_painted(self, what: str) -> None:
+        now = time.time()
+        if what == "runs" and self.first_paint_at is None:
+            self.first_paint_at = now
+        if self.on_paint is not None:
+            self.on_paint(what, now)
 
     # ---- navigation ------------------------------------------------------------------
     def open_run(self, run_dir: Path) -> None:

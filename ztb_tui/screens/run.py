@@ -60,6 +60,7 @@ class RunScreen(Screen):
         self.verified: dict[str, tuple[bool, str]] = {}
         self.pollers: list[Poller] = []
         self.alerts = 0
+        self.painted_at: float | None = None
 
     def app_artifacts(self) -> Path:
         # the run folder is <artifacts>/runs/<run_id>
@@ -161,7 +162,7 @@ class RunScreen(Screen):
         msg = f" · {row.message}" if row.message else ""
         set_text(self.query_one("#run-title", Static),
                  f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}" if style else
-                 f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}")
+                 f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}", layout=False)
         bar = self.query_one("#progress", ProgressBar)
         # live runs have no total: no bar, just the step
         set_display(bar, bool(row.total_steps))
@@ -170,7 +171,7 @@ class RunScreen(Screen):
         total = f"/{steps(row.total_steps)}" if row.total_steps else ""
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
-        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}")
+        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}", layout=False)
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
         if button.disabled != final:
@@ -187,6 +188,14 @@ class RunScreen(Screen):
         curves.ensure_rows(curve_keys(self.kind, snap))
         curves.show(snap)
         self.query_one("#resources", ResourcesPanel).update_from(snap)
+        if self.painted_at is None:
+            self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        import time
+
+        self.painted_at = time.time()
+        self.app.mark_painted(f"run:{self.run_dir.name}")  # type: ignore[attr-defined]
 
     def apply_checkpoints(self, rows: list[CheckpointRow]) -> None:
         new = {r.file: r for r in rows}

@@ -119,6 +119,8 @@ class RunsScreen(Screen):
                         table.update_cell(r.run_id, key, value)
         self.rows = new
         self._show_detail()
+        if self.app.first_paint_at is None:  # type: ignore[attr-defined]
+            self.call_after_refresh(self.app.mark_painted, "runs")  # type: ignore[attr-defined]
         self.app.runs_snapshot = rows  # type: ignore[attr-defined]
 
     def selected_id(self) -> str | None:

@@ -1,12 +1,13 @@
 """Console widgets: metric sparkline rows and panels, host bar, log and event views."""
 
 
-def set_text(widget, content) -> None:
-    """Update a Static only when its content changed: an update re-lays out and repaints, and
-    pollers deliver mostly-unchanged data every second."""
+def set_text(widget, content, layout: bool = True) -> None:
+    """Update a Static only when its content changed: an update repaints, and pollers deliver
+    mostly-unchanged data every second. `layout=False` for fixed-size widgets skips the
+    re-layout of the whole screen (the main CPU cost of a 1 s refresh)."""
     if getattr(widget, "_ztb_last", None) != content:
         widget._ztb_last = content
-        widget.update(content)
+        widget.update(content, layout=layout)
 
 
 def set_display(widget, shown: bool) -> None:

@@ -28,7 +28,7 @@ class MetricRow(Horizontal):
     MetricRow { height: 1; }
     MetricRow > .metric-name { width: 14; color: $text-muted; }
     MetricRow > Sparkline { width: 1fr; min-width: 8; margin: 0 1 0 0; }
-    MetricRow > .metric-stats { width: 36; }
+    MetricRow > .metric-stats { width: 36; height: 1; }
     """
 
     def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None, **kwargs):
@@ -64,8 +64,8 @@ class MetricRow(Horizontal):
         last = num(view.last) + self.unit
         if total is not None and math.isfinite(total):
             last = f"{num(view.last)}/{num(total)}{self.unit}"
-        set_text(self.query_one(".metric-stats", Label), 
-            f"[b]{last}[/] [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]")
+        set_text(self.query_one(".metric-stats", Label),
+                 f"[b]{last}[/] [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]", layout=False)
 
 
 #: curve rows per run kind: (split/name, label). Rows appear once their metric does.
