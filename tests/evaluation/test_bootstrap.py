@@ -129,3 +129,15 @@ def test_very_short_series_resample_single_bars_instead_of_failing():
     r = np.array([0.01, -0.02, 0.015, -0.005])
     ci = bootstrap_ci(r, n_resamples=50, seed=0)
     assert ci.block_length == 1.0 and ci.low <= ci.high
+
+
+def test_results_do_not_depend_on_threads_or_chunking_order(monkeypatch):
+    import ztb_core.evaluation.bootstrap as bmod
+
+    r = np.random.default_rng(2).normal(0.0001, 0.01, 200_000)  # 20 resamples a chunk -> 3 chunks
+    two, _ = bootstrap_statistics(r, 252, 45, 8.0, "stationary", seed=5)
+    monkeypatch.setattr(bmod, "_WORKERS", 1)
+    one, _ = bootstrap_statistics(r, 252, 45, 8.0, "stationary", seed=5)
+    for key in two:
+        np.testing.assert_array_equal(two[key], one[key])
+    assert len(set(np.round(two["sharpe"][:, 0], 12))) == 45  # every resample is a different draw

@@ -12,7 +12,6 @@ import math
 import os
 import queue
 import warnings
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -83,42 +82,47 @@ def block_indices(n: int, length: int, n_paths: int, block_length: float, method
     return (starts[rows, last] + (j - last)) % mod
 
 
-def resample_index_chunks(n: int, n_resamples: int, block_length: float, method: str, seed: int | None,
-                          chunk: int) -> Iterator[np.ndarray]:
-    """Chunks (≤ chunk, n) of full-length resample indices (int32 when n allows)."""
+def chunk_sizes(n_resamples: int, chunk: int) -> list[int]:
+    return [min(chunk, n_resamples - start) for start in range(0, n_resamples, chunk)]
+
+
+def chunk_indices(n: int, m: int, block_length: float, method: str, rng: np.random.Generator) -> np.ndarray:
+    """(m, n) full-length resample indices drawn with `rng`."""
     _check_method(method)
-    rng = np.random.default_rng(seed)
     if method == "non_overlapping":
-        done = 0
-        while done < n_resamples:
-            m = min(chunk, n_resamples - done)
-            yield block_indices(n, n, m, block_length, method, rng)
-            done += m
-        return
+        return block_indices(n, n, m, block_length, method, rng)
     from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap
 
     cls = StationaryBootstrap if method == "stationary" else CircularBlockBootstrap
     # arch resamples the data it is given; giving it 0..n-1 hands back the indices themselves
-    base = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-    bs = cls(block_length if method == "stationary" else max(1, int(round(block_length))), base, seed=rng)
-    buf: list[np.ndarray] = []
-    for data, _ in bs.bootstrap(n_resamples):
-        buf.append(data[0])
-        if len(buf) == chunk:
-            yield np.stack(buf)
-            buf = []
-    if buf:
-        yield np.stack(buf)
+    # (as numpy's own index type, so take/bincount need no conversion)
+    bs = cls(block_length if method == "stationary" else max(1, int(round(block_length))),
+             np.arange(n, dtype=np.intp), seed=rng)
+    return np.stack([data[0] for data, _ in bs.bootstrap(m)])
+
+
+def chunk_generators(seed: int | None, n_chunks: int) -> list[np.random.Generator]:
+    """One independent generator per chunk: results do not depend on which thread ran which
+    chunk, so the same seed always gives the same intervals."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_chunks)]
+
+
+def resample_index_chunks(n: int, n_resamples: int, block_length: float, method: str, seed: int | None,
+                          chunk: int) -> Iterator[np.ndarray]:
+    """The chunks (≤ chunk, n) of resample indices `bootstrap_statistics` uses for this seed."""
+    sizes = chunk_sizes(n_resamples, chunk)
+    for m, rng in zip(sizes, chunk_generators(seed, len(sizes))):
+        yield chunk_indices(n, m, block_length, method, rng)
 
 
 def _max_drawdown_rows(logr: np.ndarray, cum: np.ndarray, peak: np.ndarray) -> np.ndarray:
-    """Max drawdown (positive fraction) of each row of log returns, using caller buffers:
-    large temporaries would be page-faulted in afresh on every chunk."""
-    np.cumsum(logr, axis=1, out=cum)
-    np.maximum.accumulate(cum, axis=1, out=peak)
+    """Max drawdown (positive fraction) along the last axis of log returns, using caller
+    buffers: large temporaries would be page-faulted in afresh on every call."""
+    np.cumsum(logr, axis=-1, out=cum)
+    np.maximum.accumulate(cum, axis=-1, out=peak)
     np.maximum(peak, 0.0, out=peak)  # equity starts at 1: the first peak is the start
     np.subtract(cum, peak, out=cum)
-    return -np.expm1(cum.min(axis=1))
+    return -np.expm1(cum.min(axis=-1))
 
 
 def point_statistics(series: np.ndarray, periods_per_year: float,
@@ -174,19 +178,19 @@ def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: i
     moments_src = np.concatenate([arr, arr * arr, logr], axis=1)  # (n, 3k)
     dd_src = [np.ascontiguousarray(logr[:, c]) for c in dd_cols]
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // n))
-    # numpy releases the GIL in the heavy kernels: two workers use both cores while this thread
-    # draws the next indices with arch. Each worker owns a set of buffers (no fresh page faults).
+    # numpy releases the GIL in the heavy kernels: two workers (each drawing its chunks' indices
+    # with arch, then computing) use both cores. Each owns a set of buffers (no fresh page faults).
     workers = max(1, min(_WORKERS, os.cpu_count() or 1))
     buffers: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(workers):
-        buffers.put(tuple(np.empty((chunk, n)) for _ in range(3)))
+        buffers.put((np.empty((chunk, n)), np.empty(n), np.empty(n), np.empty(n)))
 
     def work(idx: np.ndarray) -> dict[str, np.ndarray]:
         m = idx.shape[0]
         res: dict[str, np.ndarray] = {}
-        gathered, cum, peak = buffers.get()
+        counts_buf, gathered, cum, peak = buffers.get()
         try:
-            counts = gathered[:m]
+            counts = counts_buf[:m]
             for i in range(m):  # row by row: each count vector stays in cache
                 counts[i] = np.bincount(idx[i], minlength=n)
             sums = counts @ moments_src  # (m, 3k)
@@ -199,30 +203,30 @@ def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: i
             if "total_return" in which:
                 res["total_return"] = np.expm1(sl)
             if "max_drawdown" in which:
+                # one resample at a time: its three working arrays stay in the CPU cache
                 dd = np.empty((m, len(dd_cols)))
-                for j, src in enumerate(dd_src):
-                    np.take(src, idx, out=gathered[:m])
-                    dd[:, j] = _max_drawdown_rows(gathered[:m], cum[:m], peak[:m])
+                for i in range(m):
+                    for j, src in enumerate(dd_src):
+                        np.take(src, idx[i], out=gathered)
+                        dd[i, j] = _max_drawdown_rows(gathered, cum, peak)
                 res["max_drawdown"] = dd
         finally:
-            buffers.put((gathered, cum, peak))
+            buffers.put((counts_buf, gathered, cum, peak))
         return res
+
+    sizes = chunk_sizes(n_resamples, chunk)
+    rngs = chunk_generators(seed, len(sizes))
+
+    def draw_and_work(c: int) -> dict[str, np.ndarray]:
+        return work(chunk_indices(n, sizes[c], block_length, method, rngs[c]))
 
     results: list[dict[str, np.ndarray]] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ztb-bootstrap") as pool:
-        pending: deque = deque()
-        for idx in resample_index_chunks(n, n_resamples, block_length, method, seed, chunk):
-            pending.append((pool.submit(work, idx), idx.shape[0]))
-            while len(pending) > workers:  # bound memory: at most `workers` chunks in flight
-                fut, m = pending.popleft()
-                results.append(fut.result())
-                if progress is not None:
-                    progress(m)
-        while pending:
-            fut, m = pending.popleft()
-            results.append(fut.result())
+        # map keeps chunk order; each worker draws its own indices, so both cores stay busy
+        for c, res in enumerate(pool.map(draw_and_work, range(len(sizes)))):
+            results.append(res)
             if progress is not None:
-                progress(m)
+                progress(sizes[c])
     parts = {w: [r[w] for r in results] for w in which}
     return {w: np.concatenate(parts[w], axis=0) for w in which}, float(block_length)
 
