@@ -98,6 +98,18 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
         out += ["", f"Sharpe across starts: {_f(d['mean'])} ± {_f(d['std'])} (min {_f(d['min'])}, max {_f(d['max'])}).", ""]
     out += ["## Checks", ""] + [f"- [{'x' if v[k] else ' '}] {k.replace('_', ' ')}" for k in v
                                  if isinstance(v[k], bool)] + [""]
+    out += ["## How these numbers are made", "",
+            f"- Returns are per-bar changes of the equity curve (not per trade), net of costs; annualised with "
+            f"{meta['periods_per_year']:,.0f} bars a year ({meta['market']} calendar: "
+            + ("260 trading days" if meta["market"] == "fx" else "365 days") + ").",
+            "- PSR and DSR (Bailey & López de Prado) use the per-bar Sharpe, skewness and raw kurtosis; the DSR tests "
+            "against the best Sharpe expected from the stated number of skill-less trials.",
+            f"- Intervals are {b['method'].replace('_', '-')} block-bootstrap percentiles; agent-minus-baseline intervals "
+            "resample the agent and the baseline on the same bars (paired). The random baseline changes position as "
+            "often as the agent, so it pays similar costs.",
+            "- Break-even cost: the cost per unit traded at which the mean net return per bar (and so the Sharpe) is zero.",
+            "- Monte Carlo: block-bootstrapped paths of the horizon's length; VaR/CVaR are losses of the compounded "
+            "horizon return.", ""]
     if images:
         out += ["## Pictures", ""] + [f"![{k}]({name})" for k, name in images.items()] + [""]
     return "\n".join(out)
