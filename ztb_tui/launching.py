@@ -21,10 +21,12 @@ class JobKind:
     run_kind: str  # the `kind` its run.json will carry (run ids start with it)
     args: tuple[str, ...]
     config: str  # default config file under configs/
+    run_id_option: bool = True  # the command takes --run-id (pretrain names its own runs)
 
 
 JOB_KINDS: dict[str, JobKind] = {
-    "pretrain": JobKind("pretrain (Stage 1 encoder)", "pretrain", ("pretrain", "--headless"), "pretrain.yaml"),
+    "pretrain": JobKind("pretrain (Stage 1 encoder)", "pretrain", ("pretrain", "--headless"), "pretrain.yaml",
+                        run_id_option=False),
     "train": JobKind("train (PPO)", "train", ("train", "--headless"), "train.yaml"),
     "live-dry-run": JobKind("live dry-run (paper)", "live", ("live", "--dry-run"), "live.yaml"),
     "live-minimal": JobKind("live minimal (one min order)", "live", ("live", "--minimal"), "live.yaml"),
@@ -81,6 +83,8 @@ def build_argv(kind: str, config: Path | None = None, overrides: list[str] | Non
     for item in overrides or []:
         args += ["--set", item]
     if run_id:
+        if not JOB_KINDS[kind].run_id_option:
+            raise ZtbError(f"{kind} names its own runs: leave the run id empty")
         args += ["--run-id", run_id]
     args += list(extra or [])
     return ztb_argv(*args)
@@ -88,19 +92,30 @@ def build_argv(kind: str, config: Path | None = None, overrides: list[str] | Non
 
 def launch(kind: str, artifacts: Path, config: Path | None = None, overrides: list[str] | None = None,
            run_id: str | None = None) -> Launched:
-    run_id = run_id or new_run_id(JOB_KINDS[kind].run_kind if kind in JOB_KINDS else kind)
-    argv = build_argv(kind, config, overrides, run_id)
+    job = JOB_KINDS.get(kind)
+    if job is None:
+        raise ZtbError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
+    if job.run_id_option:
+        run_id = run_id or new_run_id(job.run_kind)
+        argv = build_argv(kind, config, overrides, run_id)
+    else:
+        argv = build_argv(kind, config, overrides, run_id)  # raises if a run id was given
+        run_id = f"{job.run_kind}-launch-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
     out = launches_dir(artifacts) / f"{run_id}.out"
     proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})
     return Launched(run_id, argv, out, proc)
 
 
 def resume(run_kind: str, run_dir: Path, checkpoint: Path, artifacts: Path) -> Launched:
-    """Resume a run from one checkpoint (`ztb <kind> --headless --resume <file>`), detached."""
-    kind = {"train": "train", "pretrain": "pretrain"}.get(run_kind)
-    if kind is None:
+    """Resume a run, detached: training from this checkpoint (`ztb train --headless --resume
+    <file>`); pretraining from its newest checkpoint (`ztb pretrain --headless --resume <run>`),
+    which is all `ztb pretrain` offers."""
+    if run_kind == "train":
+        argv = build_argv("train", extra=["--resume", str(checkpoint)])
+    elif run_kind == "pretrain":
+        argv = build_argv("pretrain", extra=["--resume", str(run_dir)])
+    else:
         raise ZtbError(f"run {run_dir.name}: kind {run_kind!r} has no resume (only train and pretrain do)")
-    argv = build_argv(kind, extra=["--resume", str(checkpoint)])
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = launches_dir(artifacts) / f"{run_dir.name}-resume-{stamp}.out"
     proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})

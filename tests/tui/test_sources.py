@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -123,3 +124,21 @@ def test_event_severity() -> None:
     assert event_severity({"event": "stop_escalated"}) == "alert"
     assert event_severity({"event": "stop_requested"}) == "notice"
     assert event_severity({"event": "checkpoint_saved"}) == "info"
+
+
+def test_pretrain_names_its_own_runs_and_resumes_from_its_run(tmp_path: Path, monkeypatch) -> None:
+    from ztb_tui import launching
+
+    with pytest.raises(ZtbError, match="names its own runs"):
+        build_argv("pretrain", run_id="pretrain-x")
+    assert build_argv("pretrain", overrides=["seed=2"])[3:] == ["pretrain", "--headless", "--set", "seed=2"]
+    calls = []
+    monkeypatch.setattr(launching, "launch_detached", lambda argv, out, env=None: calls.append((argv, out)) or
+                        subprocess.Popen([sys.executable, "-c", "pass"]))
+    run = tmp_path / "artifacts" / "runs" / "pretrain-1"
+    launching.resume("pretrain", run, run / "checkpoints" / "epoch-3.ckpt", tmp_path / "artifacts")
+    assert calls[-1][0][3:] == ["pretrain", "--headless", "--resume", str(run)]
+    launched = launching.launch("pretrain", tmp_path / "artifacts")
+    assert launched.run_id.startswith("pretrain-launch-") and "--run-id" not in calls[-1][0]
+    with pytest.raises(ZtbError, match="no resume"):
+        launching.resume("live", run, run, tmp_path / "artifacts")
