@@ -123,8 +123,10 @@ class EpochBatchSampler(Sampler):
     """Batches of a fresh permutation per epoch, seeded by (seed, epoch): the data order is a
     function of the epoch alone, and a resumed epoch skips the batches it had already trained on."""
 
-    def __init__(self, n: int, batch_size: int, batches_per_epoch: int, seed: int):
+    def __init__(self, n: int, batch_size: int, batches_per_epoch: int, seed: int, rank: int = 0, world: int = 1):
         self.n, self.batch_size, self.batches, self.seed = n, batch_size, batches_per_epoch, seed
+        # DDP: every rank draws the same order and takes every world-th batch (no sample twice per step)
+        self.rank, self.world = rank, world
         self.epoch = 0
         self.resume_epoch = -1
         self.resume_offset = 0
@@ -140,11 +142,12 @@ class EpochBatchSampler(Sampler):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        need = self.batches * self.batch_size
+        need = self.batches * self.world * self.batch_size
         reps = -(-need // self.n)
         order = np.concatenate([rng.permutation(self.n) for _ in range(reps)])[:need]
         for b in range(self._offset(), self.batches):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+            k = b * self.world + self.rank
+            yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -167,8 +170,9 @@ class PretrainDataModule(L.LightningDataModule):
         pos = arrays.index.split("train")
         ds = RandomMaskBatches(arrays, pos, self.cfg.mask, self.cfg.seed)
         batches = t.epoch_steps * self.cfg.optim.accumulate
-        self.sampler = EpochBatchSampler(len(pos), t.batch_size, batches, self.cfg.seed)
         trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        self.sampler = EpochBatchSampler(len(pos), t.batch_size, batches, self.cfg.seed, rank, world)
         if trainer is not None and trainer.global_step > 0:
             done = trainer.global_step * self.cfg.optim.accumulate - trainer.current_epoch * batches
             if 0 < done < batches:
