@@ -48,7 +48,9 @@ def bench_env(n_steps: int) -> None:
 
     cfg = load_config(TrainConfig)
     m = prepare_market(cfg, "train")
-    env = TradingEnv(m.features, m.open, m.close, cfg.env.model_copy(update={"episode_length": 10_000_000}))
+    # the reference shape: technical-66 with a 32-bar window (the default config uses 8)
+    env = TradingEnv(m.features, m.open, m.close,
+                     cfg.env.model_copy(update={"episode_length": 10_000_000, "lookback": 32}))
     acts = np.random.default_rng(0).integers(0, 3, n_steps).tolist()
 
     def run_ours() -> float:
@@ -73,11 +75,11 @@ def bench_env(n_steps: int) -> None:
         n = min(len(df), n_steps + 64)
 
         def run_ref() -> float:
-            fx = ForexEnv(df.iloc[:n].reset_index(drop=True), window_size=cfg.env.lookback, frame_bound=(cfg.env.lookback, n))
+            fx = ForexEnv(df.iloc[:n].reset_index(drop=True), window_size=32, frame_bound=(32, n))
             fx.reset(seed=0)
             k = 0
             t0 = time.perf_counter()
-            for a in acts[: n - cfg.env.lookback - 1]:
+            for a in acts[: n - 32 - 1]:
                 _, _, term, trunc, _ = fx.step(a % 2)
                 k += 1
                 if term or trunc:

@@ -118,7 +118,7 @@ def _report(console, outcome) -> None:
     if outcome.step < 1_000_000:
         lines.append(f"  full 1M run:  ztb train --headless --resume {rid} --total-timesteps 1000000   "
                      f"(or a fresh one: ztb train --headless)")
-    lines.append(f"  evaluate:     ztb eval {rid}")
+    lines.append(f"  evaluate:     ztb eval --model {rid}")
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 

@@ -30,7 +30,7 @@ class RewardConfig(ZtbModel):
 
 
 class EnvConfig(ZtbModel):
-    lookback: int = Field(32, ge=1, le=4096, description="bars of features in each observation window")
+    lookback: int = Field(8, ge=1, le=4096, description="bars of features in each observation window")
     actions: Literal["discrete", "target"] = Field(
         "discrete", description="discrete: pick one of `positions`; target: a continuous target in [-max_position, max_position]")
     positions: list[float] = Field([0.0, 1.0, -1.0], min_length=2, description="discrete actions: the target position of each (flat, long, short)")
