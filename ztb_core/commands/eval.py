@@ -35,6 +35,7 @@ def eval_command(
     from ..config import load_config
     from ..evaluation import EvalConfig
     from ..logs import setup_logging
+    from ..ops.telemetry import TelemetryThread
     from ..rl.agent import load_agent
     from ..runs import RunWriter
 
@@ -53,7 +54,8 @@ def eval_command(
         agent = load_agent(model)
     writer = RunWriter.create("eval", config=cfg, run_id=run_id, argv=sys.argv, seeds={"seed": cfg.seed}, total_steps=10)
     setup_logging(writer.dir, console=False)
-    with writer:
+    with writer, TelemetryThread(writer, interval_s=5.0):
+        writer.start_heartbeat()
         writer.set_status("running", step=0, message=f"evaluating {agent.checkpoint_path}")
         report, paths = run_evaluation(agent, cfg, writer, data=data, console=console)
         writer.close("completed", message=f"report {paths['json'].name}")

@@ -111,6 +111,7 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
     from ..live.secrets import load_credentials, redact
     from ..logs import setup_logging
     from ..ops.killfile import KillSwitch
+    from ..ops.telemetry import TelemetryThread
     from ..runs import RunWriter
 
     credentials = None
@@ -130,6 +131,9 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = None
+    # a slow exchange call must not make the run look dead; the step still shows stalls
+    writer.start_heartbeat()
+    telemetry = TelemetryThread(writer, interval_s=cfg.telemetry_interval_s).start()
     try:
         if risk_disabled:
             writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
@@ -151,6 +155,7 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
         writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
         raise
     finally:
+        telemetry.stop()
         if journal is not None:
             journal.close()
         writer.close()

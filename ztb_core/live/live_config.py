@@ -59,6 +59,7 @@ class LiveConfig(ZtbModel):
     reconcile_grace_s: float = Field(10.0, ge=0, description="An unknown order not found at the exchange after "
                                                                "this long was never placed")
     max_bars: int | None = Field(None, ge=1, description="Stop (completed) after this many decisions")
+    telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between resource samples (metrics split `sys`)")
 
     @field_validator("bar_timeframe")
     @classmethod
