@@ -140,7 +140,14 @@ def default_config_path(model_cls: type[ZtbModel]) -> Path | None:
 
 def load_config(model_cls: type[M], path: str | Path | None = None, overrides: Iterable[str] = ()) -> M:
     """Load `path` (or the model's bundled default file), apply overrides, validate."""
-    path = Path(path) if path is not None else default_config_path(model_cls)
+    if path is None:
+        # the bundled file documents the model's defaults; outside a checkout (a plain wheel
+        # install) the model's own defaults are the same values
+        path = default_config_path(model_cls)
+        if path is not None and not path.exists():
+            path = None
+    else:
+        path = Path(path)
     data = read_yaml(path) if path is not None else {}
     data, touched = apply_overrides(data, list(overrides))
     return validate_config(model_cls, data, source=str(path) if path else "defaults", overridden=touched)

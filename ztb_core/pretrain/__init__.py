@@ -1,0 +1,1 @@
+"""Stage 1: self-supervised multi-timeframe masked reconstruction pretraining (Lightning)."""
