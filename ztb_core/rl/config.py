@@ -119,7 +119,7 @@ class TrainConfig(ZtbModel):
 
     total_timesteps: int = Field(1_000_000, ge=1, description="steps to train in total (rounded up to whole rollouts)")
     seed: int = Field(0, ge=0, description="seed for torch, numpy and the environments")
-    data: DataSourceConfig = Field(default_factory=DataSourceConfig, description="where the M1 bars come from")
+    data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="optional frozen Stage-1 embeddings")
     splits: SplitConfig = Field(default_factory=lambda: SplitConfig(embargo=240), description="chronological train/val/test split of the valid rows")
@@ -147,3 +147,10 @@ class TrainConfig(ZtbModel):
         """The step count a run really ends at: the total rounded up to whole rollouts."""
         r = self.rollout_steps
         return -(-self.total_timesteps // r) * r
+
+
+def _demo_market() -> DataSourceConfig:
+    """The default market: synthetic bars with a learnable signal, so a run with no data of its
+    own has something to learn (a pure random walk would teach nothing)."""
+    src = DataSourceConfig()
+    return src.model_copy(update={"synthetic": src.synthetic.model_copy(update={"signal_strength": 0.1})})

@@ -1,0 +1,40 @@
+"""Every bundled configs/*.yaml loads into its typed model, and documents exactly the model's
+defaults (so the YAML a user reads is what runs when they pass no --config)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from ztb_core.config import config_to_dict, load_config, read_yaml
+from ztb_core.paths import configs_dir
+
+MODELS = {
+    "data.yaml": "ztb_core.data.ingest:DataConfig",
+    "emulator.yaml": "ztb_core.live.emulator.config:EmulatorConfig",
+    "eval.yaml": "ztb_core.evaluation.config:EvalConfig",
+    "exchange.yaml": "ztb_core.live.exchange_config:ExchangeConfig",
+    "live.yaml": "ztb_core.live.live_config:LiveConfig",
+    "pretrain.yaml": "ztb_core.pretrain.config:PretrainConfig",
+    "train.yaml": "ztb_core.rl.config:TrainConfig",
+}
+
+
+def _model(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_every_bundled_config_has_a_model():
+    assert sorted(p.name for p in configs_dir().glob("*.yaml")) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bundled_config_equals_model_defaults(name):
+    model = _model(MODELS[name])
+    assert model.default_file == name
+    loaded = load_config(model, configs_dir() / name)
+    assert config_to_dict(loaded) == config_to_dict(model()), f"{name} and {model.__name__} defaults differ"
+    text = (configs_dir() / name).read_text()
+    assert text.count("#") >= len(read_yaml(configs_dir() / name)), f"{name}: keys need comments"
