@@ -28,15 +28,19 @@ class MetricRow(Horizontal):
     MetricRow { height: 1; }
     MetricRow > .metric-name { width: 14; color: $text-muted; }
     MetricRow > Sparkline { width: 1fr; min-width: 8; margin: 0 1 0 0; }
-    MetricRow > .metric-stats { width: 36; height: 1; }
+    MetricRow > .metric-stats { width: 44; height: 1; }
     """
 
-    def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None, **kwargs):
+    def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None,
+                 ref_key: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.key = key
         self.label = label
         self.unit = unit
         self.total_key = total_key
+        #: a baseline drawn beside the last value (pretraining: linear interpolation on the same masks)
+        self.ref_key = ref_key
+        self.ref: float | None = None
         self.view: SeriesView | None = None
         self.total: float | None = None
 
@@ -45,10 +49,10 @@ class MetricRow(Horizontal):
         yield Sparkline([], summary_function=_mean)
         yield Label("waiting for data", classes="metric-stats")
 
-    def show(self, view: SeriesView | None, total: float | None = None) -> None:
-        if view is None or (view == self.view and total == self.total):
+    def show(self, view: SeriesView | None, total: float | None = None, ref: float | None = None) -> None:
+        if view is None or (view == self.view and total == self.total and ref == self.ref):
             return
-        self.view, self.total = view, total
+        self.view, self.total, self.ref = view, total, ref
         if self.is_mounted:
             self._render_view()
 
@@ -64,8 +68,9 @@ class MetricRow(Horizontal):
         last = num(view.last) + self.unit
         if total is not None and math.isfinite(total):
             last = f"{num(view.last)}/{num(total)}{self.unit}"
+        ref = f" [yellow]lin {num(self.ref)}[/]" if self.ref is not None else ""
         set_text(self.query_one(".metric-stats", Label),
-                 f"[b]{last}[/] [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]", layout=False)
+                 f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]", layout=False)
 
 
 #: curve rows per run kind: (split/name, label). Rows appear once their metric does.
@@ -76,11 +81,23 @@ CURVES = {
               ("train/approx_kl", "approx KL"), ("train/clip_fraction", "clip frac"),
               ("train/explained_variance", "explained var"), ("train/fps", "fps"),
               ("train/learning_rate", "learning rate")],
-    "pretrain": [("train/loss", "train loss"), ("val/loss", "val loss")],
+    # the honest pretraining number is the correlation of one-step returns inside masked spans,
+    # shown beside linear interpolation's on the same masks (level correlation proves little)
+    "pretrain": [("train/loss", "train loss"), ("val/loss", "val loss"),
+                 *((f"val/corr_return_{tf}", f"ret corr {tf}") for tf in ("M1", "M5", "M15", "H1", "H4", "D"))],
     "live": [("live/equity", "equity"), ("live/pnl", "P&L"), ("live/position", "position"),
              ("live/open_orders", "open orders"), ("live/latency_ms", "latency ms")],
 }
 MAX_EXTRA_ROWS = 8
+
+
+def reference_key(key: str) -> str | None:
+    """`val/corr_return_M1` -> `val/corr_return_linear_M1` (the baseline on the same masks)."""
+    split, _, name = key.partition("/")
+    for metric in ("corr_return_", "mse_"):
+        if name.startswith(metric) and "_linear_" not in name:
+            return f"{split}/{metric}linear_{name[len(metric):]}"
+    return None
 
 
 def curve_keys(kind: str, snapshot: MetricsSnapshot) -> list[tuple[str, str]]:
@@ -93,6 +110,8 @@ def curve_keys(kind: str, snapshot: MetricsSnapshot) -> list[tuple[str, str]]:
         split, name = key.split("/", 1)
         if key in seen or split == "sys":
             continue
+        if "_linear_" in name or name.startswith("corr_level"):
+            continue  # baselines are drawn beside their model row; level correlation proves little
         if "loss" in name or name.startswith("corr") or kind not in CURVES:
             extra.append((key, f"{split} {name}" if split not in ("train",) else name))
     return wanted + extra[:MAX_EXTRA_ROWS]
@@ -121,7 +140,8 @@ class MetricPanel(VerticalScroll):
         self.rows.clear()
 
     def ensure_rows(self, specs: list[tuple[str, str]], units: dict[str, str] | None = None) -> None:
-        new = [MetricRow(key, label, (units or {}).get(key, "")) for key, label in specs if key not in self.rows]
+        new = [MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key))
+               for key, label in specs if key not in self.rows]
         for row in new:
             self.rows[row.key] = row
         if new:
@@ -131,4 +151,5 @@ class MetricPanel(VerticalScroll):
 
     def show(self, snapshot: MetricsSnapshot, totals: dict[str, float] | None = None) -> None:
         for key, row in self.rows.items():
-            row.show(snapshot.series.get(key), (totals or {}).get(key))
+            ref = snapshot.series.get(row.ref_key) if row.ref_key else None
+            row.show(snapshot.series.get(key), (totals or {}).get(key), ref.last if ref is not None else None)
