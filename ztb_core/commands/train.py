@@ -120,6 +120,35 @@ def _report(console, outcome) -> None:
                      f"(or a fresh one: ztb train --headless)")
     lines.append(f"  evaluate:     ztb eval --model {rid}")
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    _print_latest_eval(console, d / "reports" / "eval-latest.json")
+
+
+def _print_latest_eval(console, path) -> None:
+    """The agent against the baselines on the same validation bars and costs: the first thing a
+    person wants to know after a run."""
+    import json
+
+    from rich.table import Table
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    res = data.get("result", {})
+    table = Table(title=f"{data.get('split', 'val')} split at step {data.get('step', 0):,}: "
+                        f"{data.get('bars', 0):,.0f} bars, same costs", title_justify="left")
+    for col in ("policy", "Sharpe (ann.)", "total return", "max drawdown"):
+        table.add_column(col, justify="right" if col != "policy" else "left")
+
+    def fmt(v, pct=False, sign=True):
+        return "-" if v is None else (f"{v:{'+' if sign else ''}.2%}" if pct else f"{v:.2f}")
+
+    for name, prefix in (("agent", ""), ("buy and hold", "buy_and_hold_"), ("SMA crossover", "sma_crossover_")):
+        table.add_row(name, fmt(res.get(prefix + "sharpe")), fmt(res.get(prefix + "total_return"), True),
+                      fmt(res.get(prefix + "max_drawdown"), True, sign=False))
+    console.print(table)
+    console.print("[dim]a periodic check, not a verdict: `ztb eval --model RUN --split test` gives the full report "
+                  "(PSR/DSR, bootstrap intervals, costs)[/]", highlight=False)
 
 
 def supervise(
