@@ -21,12 +21,10 @@ class JobKind:
     run_kind: str  # the `kind` its run.json will carry (run ids start with it)
     args: tuple[str, ...]
     config: str  # default config file under configs/
-    run_id_option: bool = True  # the command takes --run-id (pretrain names its own runs)
 
 
 JOB_KINDS: dict[str, JobKind] = {
-    "pretrain": JobKind("pretrain (Stage 1 encoder)", "pretrain", ("pretrain", "--headless"), "pretrain.yaml",
-                        run_id_option=False),
+    "pretrain": JobKind("pretrain (Stage 1 encoder)", "pretrain", ("pretrain", "--headless"), "pretrain.yaml"),
     "train": JobKind("train (PPO)", "train", ("train", "--headless"), "train.yaml"),
     "live-dry-run": JobKind("live dry-run (paper)", "live", ("live", "--dry-run"), "live.yaml"),
     "live-minimal": JobKind("live minimal (one min order)", "live", ("live", "--minimal"), "live.yaml"),
@@ -83,8 +81,6 @@ def build_argv(kind: str, config: Path | None = None, overrides: list[str] | Non
     for item in overrides or []:
         args += ["--set", item]
     if run_id:
-        if not JOB_KINDS[kind].run_id_option:
-            raise ZtbError(f"{kind} names its own runs: leave the run id empty")
         args += ["--run-id", run_id]
     args += list(extra or [])
     return ztb_argv(*args)
@@ -95,25 +91,19 @@ def launch(kind: str, artifacts: Path, config: Path | None = None, overrides: li
     job = JOB_KINDS.get(kind)
     if job is None:
         raise ZtbError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
-    if job.run_id_option:
-        run_id = run_id or new_run_id(job.run_kind)
-        argv = build_argv(kind, config, overrides, run_id)
-    else:
-        argv = build_argv(kind, config, overrides, run_id)  # raises if a run id was given
-        run_id = f"{job.run_kind}-launch-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    # the console picks the id, so the launch output (named after it) is the run view's to show
+    run_id = run_id or new_run_id(job.run_kind)
+    argv = build_argv(kind, config, overrides, run_id)
     out = launches_dir(artifacts) / f"{run_id}.out"
     proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})
     return Launched(run_id, argv, out, proc)
 
 
 def resume(run_kind: str, run_dir: Path, checkpoint: Path, artifacts: Path) -> Launched:
-    """Resume a run, detached: training from this checkpoint (`ztb train --headless --resume
-    <file>`); pretraining from its newest checkpoint (`ztb pretrain --headless --resume <run>`),
-    which is all `ztb pretrain` offers."""
-    if run_kind == "train":
-        argv = build_argv("train", extra=["--resume", str(checkpoint)])
-    elif run_kind == "pretrain":
-        argv = build_argv("pretrain", extra=["--resume", str(run_dir)])
+    """Resume a training or pretraining run from this checkpoint, detached
+    (`ztb train|pretrain --headless --resume <file>`)."""
+    if run_kind in ("train", "pretrain"):
+        argv = build_argv(run_kind, extra=["--resume", str(checkpoint)])
     else:
         raise ZtbError(f"run {run_dir.name}: kind {run_kind!r} has no resume (only train and pretrain do)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -126,19 +126,27 @@ def test_event_severity() -> None:
     assert event_severity({"event": "checkpoint_saved"}) == "info"
 
 
-def test_pretrain_names_its_own_runs_and_resumes_from_its_run(tmp_path: Path, monkeypatch) -> None:
+def test_pretrain_launches_with_a_run_id_and_resumes_from_the_chosen_checkpoint(tmp_path: Path, monkeypatch) -> None:
     from ztb_tui import launching
 
-    with pytest.raises(ZtbError, match="names its own runs"):
-        build_argv("pretrain", run_id="pretrain-x")
-    assert build_argv("pretrain", overrides=["seed=2"])[3:] == ["pretrain", "--headless", "--set", "seed=2"]
+    assert build_argv("pretrain", overrides=["seed=2"], run_id="pretrain-x")[3:] == [
+        "pretrain", "--headless", "--set", "seed=2", "--run-id", "pretrain-x"]
     calls = []
     monkeypatch.setattr(launching, "launch_detached", lambda argv, out, env=None: calls.append((argv, out)) or
                         subprocess.Popen([sys.executable, "-c", "pass"]))
-    run = tmp_path / "artifacts" / "runs" / "pretrain-1"
-    launching.resume("pretrain", run, run / "checkpoints" / "epoch-3.ckpt", tmp_path / "artifacts")
-    assert calls[-1][0][3:] == ["pretrain", "--headless", "--resume", str(run)]
-    launched = launching.launch("pretrain", tmp_path / "artifacts")
-    assert launched.run_id.startswith("pretrain-launch-") and "--run-id" not in calls[-1][0]
+    art = tmp_path / "artifacts"
+    launched = launching.launch("pretrain", art)
+    launched.proc.wait()
+    # the console names the run, so its launch output is the one the run view shows
+    assert launched.run_id.startswith("pretrain-") and calls[-1][0][-2:] == ["--run-id", launched.run_id]
+    assert calls[-1][1] == art / "launches" / f"{launched.run_id}.out"
+    calls[-1][1].parent.mkdir(parents=True, exist_ok=True)
+    calls[-1][1].write_text("started")
+    assert launching.launch_output(art, launched.run_id) == [calls[-1][1]]
+    run = art / "runs" / launched.run_id
+    ckpt = run / "checkpoints" / "best-step=20-val_loss=0.1000.ckpt"
+    launching.resume("pretrain", run, ckpt, art).proc.wait()
+    assert calls[-1][0][3:] == ["pretrain", "--headless", "--resume", str(ckpt)]
+    assert calls[-1][1].parent == art / "launches" and calls[-1][1].name.startswith(f"{launched.run_id}-resume-")
     with pytest.raises(ZtbError, match="no resume"):
         launching.resume("live", run, run, tmp_path / "artifacts")

@@ -17,7 +17,10 @@ def pretrain(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config YAML (default configs/pretrain.yaml)."),
     headless: bool = typer.Option(False, "--headless", help="No progress bar; plain log lines (for supervisors and SSH)."),
     fast_dev_run: bool = typer.Option(False, "--fast-dev-run", help="One training and one validation batch, then stop."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a run id/path: continue from its last checkpoint."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a run: 'latest' (newest checkpoint of --run-id "
+                                         "or of the newest pretrain run), a run id/dir (its last checkpoint) or a "
+                                         "checkpoint file in a run's checkpoints/."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
     overrides: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set trainer.max_steps=2000 (repeatable)."),
 ) -> None:
     """Self-supervised multi-timeframe masked-reconstruction pretraining. Drop ztb.stop into the
@@ -27,7 +30,7 @@ def pretrain(
     from ..pretrain.runner import run_pretrain
 
     run_dir = run_pretrain(str(config) if config else None, overrides, headless=headless, fast_dev_run=fast_dev_run,
-                           resume=resume, argv=sys.argv)
+                           resume=resume, run_id=run_id, argv=sys.argv)
     typer.echo(f"run directory: {run_dir}")
 
 

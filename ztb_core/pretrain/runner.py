@@ -21,26 +21,32 @@ from .config import PretrainConfig
 log = logging.getLogger("ztb.pretrain")
 
 
-def resolve_resume(resume: str) -> Path:
-    """`latest` -> the newest pretrain run; otherwise a run id, prefix or path."""
+def resolve_resume(resume: str, run_id: str | None = None) -> tuple[Path, Path | None]:
+    """(run dir, checkpoint file or None) for `--resume`: `latest` -> the run named by `run_id`, else
+    the newest pretrain run; a checkpoint file inside a run's checkpoints/ -> that run and file;
+    otherwise a run id, prefix or path. None as the file means "its last.ckpt"."""
     if resume == "latest":
+        if run_id:
+            return find_run(run_id), None
         runs = [r for r in list_runs() if r.kind == "pretrain"]
         if not runs:
             raise RunError("--resume latest: no pretrain run found (see `ztb runs`)")
-        return runs[-1].dir
-    return find_run(resume)
+        return runs[-1].dir, None
+    p = Path(resume)
+    if p.is_file():
+        run_dir = p.resolve().parent.parent
+        if p.resolve().parent.name != "checkpoints" or not (run_dir / "run.json").exists():
+            raise RunError(f"--resume {resume}: the checkpoint is not inside a run's checkpoints/ folder")
+        return run_dir, p.resolve()
+    return find_run(resume), None
 
 
-def verified_last_checkpoint(run_dir: Path) -> Path | None:
-    """last.ckpt of a run, verified against the manifest's sha256 (None if the run never saved)."""
+def verified_checkpoint(path: Path) -> Path:
+    """A checkpoint file, verified against its folder's manifest (sha256) before anything loads it."""
     from ..manifest import Manifest
-    from .callbacks import LAST
 
-    ckpt_dir = run_dir / "checkpoints"
-    path = ckpt_dir / LAST
-    if not path.exists():
-        return None
-    entry = next((e for e in Manifest(ckpt_dir).entries() if e.get("file") == LAST), None)
+    ckpt_dir = path.parent
+    entry = next((e for e in Manifest(ckpt_dir).entries() if e.get("file") == path.name), None)
     if entry is None:
         raise CheckpointError(f"{path}: not listed in {ckpt_dir / 'manifest.json'}; refusing to load an unverified checkpoint")
     ok, why = Manifest(ckpt_dir).verify(entry)
@@ -49,9 +55,35 @@ def verified_last_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
+def verified_last_checkpoint(run_dir: Path) -> Path | None:
+    """last.ckpt of a run, verified against the manifest's sha256 (None if the run never saved)."""
+    from .callbacks import LAST
+
+    path = run_dir / "checkpoints" / LAST
+    return verified_checkpoint(path) if path.exists() else None
+
+
 def run_pretrain(config_path: str | None = None, overrides: list[str] | None = None, *, headless: bool = True,
-                 fast_dev_run: bool = False, resume: str | None = None, argv: list[str] | None = None) -> Path:
-    """Run (or resume) a pretraining; returns the run directory. A kill-file stop returns normally."""
+                 fast_dev_run: bool = False, resume: str | None = None, run_id: str | None = None,
+                 argv: list[str] | None = None) -> Path:
+    """Run (or resume) a pretraining; returns the run directory. A kill-file stop returns normally.
+
+    `run_id` names a new run, or with `resume="latest"` picks the run to continue."""
+    overrides = list(overrides or [])
+    ckpt_path: Path | None = None
+    run_dir: Path | None = None
+    if resume:
+        run_dir, ckpt_file = resolve_resume(resume, run_id)
+        if run_id and run_dir.name != run_id and resume != "latest":
+            raise RunError(f"--run-id {run_id} and --resume {resume} name different runs ({run_dir.name})")
+        stored = validate_config(PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+        cfg = load_config(PretrainConfig, run_dir / "config.yaml", overrides) if overrides else stored
+        bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
+        if bad:
+            raise ConfigError(f"--resume keeps the run's config; only trainer.* may change, not {', '.join(bad)}")
+        ckpt_path = verified_checkpoint(ckpt_file) if ckpt_file is not None else verified_last_checkpoint(run_dir)
+    else:
+        cfg = load_config(PretrainConfig, config_path, overrides)
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -63,21 +95,11 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
     from .module import PretrainDataModule, PretrainModule
     from .prepare import prepare
 
-    overrides = list(overrides or [])
-    ckpt_path: Path | None = None
-    if resume:
-        run_dir = resolve_resume(resume)
-        stored = validate_config(PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
-        cfg = load_config(PretrainConfig, run_dir / "config.yaml", overrides) if overrides else stored
-        bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
-        if bad:
-            raise ConfigError(f"--resume keeps the run's config; only trainer.* may change, not {', '.join(bad)}")
+    if run_dir is not None:
         writer = RunWriter.open(run_dir)
-        ckpt_path = verified_last_checkpoint(run_dir)
         clear_run_stop(run_dir)
     else:
-        cfg = load_config(PretrainConfig, config_path, overrides)
-        writer = RunWriter.create("pretrain", cfg, argv=argv if argv is not None else sys.argv,
+        writer = RunWriter.create("pretrain", cfg, run_id=run_id, argv=argv if argv is not None else sys.argv,
                                   seeds={"seed": cfg.seed}, total_steps=cfg.trainer.max_steps)
     setup_logging(writer.dir, console=True)
     with writer:

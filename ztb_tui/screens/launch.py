@@ -62,11 +62,6 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.query_one("#kind", Select).focus()
 
     def _pick_config(self, kind: str) -> None:
-        run_id = self.query_one("#run-id", Input)
-        run_id.disabled = not JOB_KINDS[kind].run_id_option
-        run_id.placeholder = "automatic" if JOB_KINDS[kind].run_id_option else "chosen by ztb pretrain"
-        if run_id.disabled:
-            run_id.value = ""
         default = JOB_KINDS[kind].config
         for p in self.configs:
             if p.name == default:

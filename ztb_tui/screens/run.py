@@ -312,11 +312,7 @@ class RunScreen(Screen):
             if yes:
                 self.app.resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)  # type: ignore[attr-defined]
 
-        if self.kind == "pretrain":
-            detail = (f"starts `ztb pretrain --headless --resume {self.run_dir.name}` detached; pretraining "
-                      "always continues from its newest checkpoint")
-        else:
-            detail = f"starts `ztb {self.kind} --headless --resume {row.file}` detached"
+        detail = f"starts `ztb {self.kind} --headless --resume {row.file}` detached"
         self.app.push_screen(ConfirmScreen(f"Resume {self.run_dir.name} from step {row.step:,}?", detail,
                                            yes="Resume", danger=False), go)
 
