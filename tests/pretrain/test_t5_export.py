@@ -94,3 +94,33 @@ def test_encoder_embeddings_are_causal_and_match_the_model(tmp_path):
     changed = m1.copy()
     changed.iloc[cut:, :4] *= 1.01
     np.testing.assert_allclose(bundle.embed_bars(changed)[:cut], full[:cut], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sets, says", [
+    (["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={missing}"],
+     "pretrained T5 weights not found locally (no folder {missing}"),
+    (["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={config_only}"],
+     "folder {config_only} has no model.safetensors"),
+    (["data.kind=store", "data.symbol=NOPE"], "data.symbol='NOPE': no M1 data at"),
+])
+def test_bad_config_fails_before_any_run_folder_exists(tmp_path, t5_folder, sets, says):
+    import os
+    import subprocess
+    import sys
+
+    from ztb_core.paths import REPO_ROOT
+
+    folder, _ = t5_folder
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text((folder / "config.json").read_text())
+    names = {"missing": str(tmp_path / "no-such-t5"), "config_only": str(config_only)}
+    art = tmp_path / "art"
+    env = {**os.environ, "ZTB_ARTIFACTS": str(art), "ZTB_DATA": str(tmp_path / "data"), "PYTHONPATH": str(REPO_ROOT)}
+    argv = [sys.executable, "-m", "ztb_core.cli", "pretrain", "--headless"]
+    for item in sets:
+        argv += ["--set", item.format(**names)]
+    res = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert says.format(**names) in " ".join(res.stderr.split()), res.stderr  # rich may wrap long lines
+    assert not (art / "runs").exists() or not any((art / "runs").iterdir())

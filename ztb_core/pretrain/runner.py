@@ -63,12 +63,36 @@ def verified_last_checkpoint(run_dir: Path) -> Path | None:
     return verified_checkpoint(path) if path.exists() else None
 
 
+def preflight(cfg: PretrainConfig) -> None:
+    """Config errors that show without loading data or building the model, checked before any
+    run folder exists (a run that could never start leaves nothing behind)."""
+    import pandas as pd
+
+    from ..data.store import dataset_path, list_datasets
+    from ..errors import DataError
+    from .t5 import check_t5_source
+
+    d = cfg.data
+    start, end = (None if t is None else _as_utc(pd.Timestamp(t)) for t in (d.start, d.end))
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"data.end {end} must be after data.start {start}")
+    if d.kind == "store":
+        path = dataset_path(d.symbol, "M1", d.data_dir)
+        if not path.exists():
+            have = list_datasets(d.data_dir)
+            hint = f"; stored: {', '.join(f'{s}/{tf}' for s, tf in have)}" if have else "; the store is empty"
+            raise DataError(f"data.symbol={d.symbol!r}: no M1 data at {path}{hint} (import with `ztb data import`)")
+    if cfg.model.backbone == "t5":
+        check_t5_source(cfg.model.t5)
+
+
 def run_pretrain(config_path: str | None = None, overrides: list[str] | None = None, *, headless: bool = True,
                  fast_dev_run: bool = False, resume: str | None = None, run_id: str | None = None,
                  argv: list[str] | None = None) -> Path:
     """Run (or resume) a pretraining; returns the run directory. A kill-file stop returns normally.
 
-    `run_id` names a new run, or with `resume="latest"` picks the run to continue."""
+    `run_id` names a new run, or with `resume="latest"` picks the run to continue. Config errors
+    that can be seen up front raise before a run folder is created or touched."""
     overrides = list(overrides or [])
     ckpt_path: Path | None = None
     run_dir: Path | None = None
@@ -81,9 +105,12 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
         bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
         if bad:
             raise ConfigError(f"--resume keeps the run's config; only trainer.* may change, not {', '.join(bad)}")
+        preflight(cfg)
         ckpt_path = verified_checkpoint(ckpt_file) if ckpt_file is not None else verified_last_checkpoint(run_dir)
     else:
         cfg = load_config(PretrainConfig, config_path, overrides)
+        preflight(cfg)
+    # heavy imports only after the cheap checks: a bad config fails in a second
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -163,6 +190,10 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
         writer.set_status("completed", step=step, message="fast-dev-run passed" if fast_dev_run else "completed")
         writer.event("completed", step=step)
     return writer.dir
+
+
+def _as_utc(t):  # naive times in configs mean UTC (as in DataSourceConfig)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _read_yaml(path: Path) -> dict:

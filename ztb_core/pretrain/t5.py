@@ -8,9 +8,13 @@ Asking for pretrained weights that are not there is an error, never a silent ran
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..errors import ConfigError
 from .config import T5Options
+
+#: the file names `from_pretrained` reads weights from (single file or sharded index)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def _offline() -> None:
@@ -18,16 +22,50 @@ def _offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def build_t5_encoder(opts: T5Options):
-    """A `T5EncoderModel` per the options (see the module docstring)."""
-    _offline()
-    from transformers import T5Config, T5EncoderModel
+def _has_local_file(path: str, name: str) -> bool:
+    """`name` in the folder `path`, or in the local HF cache when `path` is a model id."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return (folder / name).is_file()
+    from huggingface_hub import try_to_load_from_cache
 
+    try:
+        hit = try_to_load_from_cache(path, name)
+    except ValueError:  # not a valid model id (e.g. a folder path that does not exist)
+        return False
+    return isinstance(hit, str)
+
+
+def check_t5_source(opts: T5Options) -> None:
+    """The files `build_t5_encoder` will need are there: a cheap check (no model is loaded), so
+    `ztb pretrain` can refuse before it creates a run folder."""
+    _offline()  # before huggingface_hub is first imported: it reads the flag once
     if opts.init == "pretrained":
         if not opts.path:
             raise ConfigError("model.t5.init=pretrained needs model.t5.path: a local folder with config.json and "
                               "model.safetensors (or a model id already in the local Hugging Face cache); "
                               "or set model.t5.init=random")
+        folder = Path(opts.path).expanduser()
+        need = [] if _has_local_file(opts.path, "config.json") else ["config.json"]
+        if not any(_has_local_file(opts.path, n) for n in WEIGHT_FILES):
+            need.append("model.safetensors or pytorch_model.bin")
+        if need:
+            where = (f"folder {folder} has no {' and no '.join(need)}" if folder.is_dir() else
+                     f"no folder {folder}, and no model {opts.path!r} in the local Hugging Face cache")
+            raise ConfigError(f"model.t5.path={opts.path!r}: pretrained T5 weights not found locally ({where}; ztb never "
+                              f"downloads). Put config.json + model.safetensors there, or set model.t5.init=random.")
+    elif opts.path and not _has_local_file(opts.path, "config.json"):
+        raise ConfigError(f"model.t5.path={opts.path!r}: no T5 config.json found locally (looked in that folder and the "
+                          f"local Hugging Face cache); drop model.t5.path to use the inline size settings")
+
+
+def build_t5_encoder(opts: T5Options):
+    """A `T5EncoderModel` per the options (see the module docstring)."""
+    _offline()
+    check_t5_source(opts)
+    from transformers import T5Config, T5EncoderModel
+
+    if opts.init == "pretrained":
         try:
             return T5EncoderModel.from_pretrained(opts.path, local_files_only=True)
         except (OSError, ValueError, EnvironmentError) as exc:
