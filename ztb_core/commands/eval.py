@@ -106,9 +106,9 @@ def run_evaluation(agent, cfg, writer, data: str | None = None, console=None) ->
         tick("loading market data", 1)
         market = prepare_market(train_cfg, cfg.split)
         tick(f"policy rollout over {len(market):,} bars", 2)
-        positions = agent.positions(market.features)
+        positions = agent.positions(market)  # the slice: fine-tuned encoders need its windows
         offsets = start_offsets(len(market), cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
-        episodes = [(0, positions)] + [(k, agent.positions(market.features[k:])) for k in offsets if k > 0]
+        episodes = [(0, positions)] + [(k, agent.positions(market.slice(k))) for k in offsets if k > 0]
         meta = {
             "model": str(agent.checkpoint_path),
             "checkpoint_step": int(agent.step),

@@ -9,6 +9,12 @@ the position decided after bar t depends on the window ending at t *and* on the 
 like in `TradingEnv`. For a deterministic discrete policy this is exact and fast: the policy is
 evaluated in batch for every window and every possible held position, then the sequence is
 threaded through in numpy. Other cases step sequentially.
+
+With a Stage-1 encoder (`encoder.path`) the agent loads it too and checks that it is the very
+file the agent was trained with (sha256 recorded in every checkpoint). Frozen mode needs nothing
+else: the embeddings are columns of the features. Fine-tune mode needs the encoder's raw windows
+of each decision bar: pass the `MarketSlice` from `prepare_market` to `positions` (it carries
+them), and the bars to `act`; the encoder runs once per bar, not once per held position.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from ..errors import CheckpointError, DataError
 from .checkpoints import load_checkpoint_file, load_latest_valid
 from .config import TrainConfig
-from .policy import ObsNormalizer, policy_kwargs, spaces_for, window_rows
+from .policy import ObsNormalizer, spaces_for, window_rows
 
 log = logging.getLogger("ztb.rl.agent")
 _CHUNK = 4096
@@ -38,6 +44,12 @@ class LoadedAgent:
     step: int
     n_features: int
     entry: dict
+    encoder: Any = None  # EncoderBundle when the run used one (frozen or finetune)
+    raw_shapes: dict | None = None  # finetune: {tf: (L, 7)} of the encoder's raw windows
+
+    @property
+    def finetune(self) -> bool:
+        return self.raw_shapes is not None
 
     @property
     def lookback(self) -> int:
@@ -53,13 +65,25 @@ class LoadedAgent:
             return np.asarray(env.positions, dtype=np.float64)[actions.astype(np.int64).reshape(-1)]
         return np.clip(actions.reshape(-1).astype(np.float64), -1.0, 1.0) * env.max_position
 
-    def _actions(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+    def _tensor(self, obs: Any) -> Any:
+        import torch
+
+        obs = self.normalizer(obs)
+        if isinstance(obs, dict):
+            return {k: torch.as_tensor(v, device=self.policy.device) for k, v in obs.items()}
+        return torch.as_tensor(obs, device=self.policy.device)
+
+    def _actions(self, obs: Any, deterministic: bool) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            t = torch.as_tensor(self.normalizer(obs), device=self.policy.device)
-            actions = self.policy._predict(t, deterministic=deterministic)
+            actions = self.policy._predict(self._tensor(obs), deterministic=deterministic)
         return actions.cpu().numpy()
+
+    def _dict_obs(self, flat: np.ndarray, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .encoder import FEATURES_KEY, POSITION_KEY
+
+        return {FEATURES_KEY: flat[:, :-1], POSITION_KEY: flat[:, -1:], **raw}
 
     def _check(self, features: np.ndarray) -> np.ndarray:
         feats = np.ascontiguousarray(features, dtype=np.float32)
@@ -67,42 +91,85 @@ class LoadedAgent:
             raise DataError(f"agent {self.checkpoint_path.name}: expected features (T, {self.n_features}), got {feats.shape}")
         return feats
 
-    def act(self, window: np.ndarray, position: float, deterministic: bool = True) -> float:
-        """One decision: `window` is the last `lookback` feature rows (oldest first)."""
+    def act(self, window: np.ndarray, position: float, deterministic: bool = True,
+            bars: "Any | None" = None) -> float:
+        """One decision: `window` is the last `lookback` feature rows (oldest first). Fine-tune
+        mode also needs `bars`, the M1 bars up to the decision bar (the encoder's windows)."""
         w = self._check(window)
         if w.shape[0] != self.lookback:
             raise DataError(f"agent: window has {w.shape[0]} rows, the policy was trained on {self.lookback}")
         obs = np.empty((1, w.size + 1), dtype=np.float32)
         obs[0, :-1] = w.reshape(-1)
         obs[0, -1] = position
+        if self.finetune:
+            if bars is None:
+                raise DataError(f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: act() needs the "
+                                f"M1 bars up to the decision bar (bars=...)")
+            from .encoder import raw_windows_for_bars
+
+            raw = raw_windows_for_bars(self.encoder, bars, self.train_config.data.market, np.array([len(bars) - 1]))
+            return float(self._to_positions(self._actions(self._dict_obs(obs, raw.batch(np.array([0]))),
+                                                          deterministic))[0])
         return float(self._to_positions(self._actions(obs, deterministic))[0])
 
-    def positions(self, features: np.ndarray, deterministic: bool = True, initial_position: float = 0.0) -> np.ndarray:
-        """Target position decided after each bar (T,); flat before the first full window."""
+    def positions(self, features: "np.ndarray | Any", deterministic: bool = True,
+                  initial_position: float = 0.0) -> np.ndarray:
+        """Target position decided after each bar (T,); flat before the first full window.
+
+        `features` is a feature matrix, or a `MarketSlice` (required in fine-tune mode: it
+        carries the encoder's raw windows)."""
+        windows = getattr(features, "windows", None)
+        if hasattr(features, "features"):
+            features = features.features
+        if self.finetune and windows is None:
+            raise DataError(f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: pass the MarketSlice "
+                            f"from prepare_market (it carries the encoder's windows), not a bare feature matrix")
         feats = self._check(features)
         n, lb = len(feats), self.lookback
         out = np.full(n, 0.0)
         if n < lb:
             return out
         if self.discrete and deterministic:
-            return self._positions_discrete(feats, initial_position)
+            return self._positions_discrete(feats, initial_position, windows if self.finetune else None)
         pos = initial_position
         for t in range(lb - 1, n):
             obs = window_rows(feats, lb, t, t + 1, pos)
+            if self.finetune:
+                obs = self._dict_obs(obs, windows.batch(np.array([t])))
             pos = float(self._to_positions(self._actions(obs, deterministic))[0])
             out[t] = pos
         return out
 
-    def _positions_discrete(self, feats: np.ndarray, initial_position: float) -> np.ndarray:
+    def _greedy_finetune(self, feats: np.ndarray, windows: Any, s: int, e: int, held: list[float]) -> np.ndarray:
+        """(e-s, len(held)) greedy actions; the encoder runs once per bar, the heads once per held position."""
+        import torch
+
+        pol = self.policy
+        ext = pol.features_extractor
+        with torch.no_grad():
+            raw = {k: torch.as_tensor(v) for k, v in windows.batch(np.arange(s, e)).items()}
+            emb = ext.embed(raw)
+            out = np.empty((e - s, len(held)), dtype=np.int64)
+            for j, p in enumerate(held):
+                obs = self.normalizer(self._dict_obs(window_rows(feats, self.lookback, s, e, p), {}))
+                x = ext.combine(*(torch.as_tensor(obs[k]) for k in ext_keys()), emb)
+                dist = pol._get_action_dist_from_latent(pol.mlp_extractor.forward_actor(x))
+                out[:, j] = dist.get_actions(deterministic=True).cpu().numpy().reshape(-1)
+        return out
+
+    def _positions_discrete(self, feats: np.ndarray, initial_position: float, windows: Any = None) -> np.ndarray:
         table = np.asarray(self.train_config.env.positions, dtype=np.float64)
         held = sorted(set(table.tolist()) | {float(initial_position)})
         n, lb = len(feats), self.lookback
         first = lb - 1
         # greedy action for every (decision index, held position) pair
         choice = np.empty((n - first, len(held)), dtype=np.int64)
-        for j, p in enumerate(held):
-            for s in range(first, n, _CHUNK):
-                e = min(n, s + _CHUNK)
+        for s in range(first, n, _CHUNK):
+            e = min(n, s + _CHUNK)
+            if windows is not None:
+                choice[s - first:e - first] = self._greedy_finetune(feats, windows, s, e, held)
+                continue
+            for j, p in enumerate(held):
                 choice[s - first:e - first, j] = self._actions(window_rows(feats, lb, s, e, p), True).reshape(-1)
         state_of = {p: j for j, p in enumerate(held)}
         next_state = np.array([state_of[float(p)] for p in table], dtype=np.int64)
@@ -116,12 +183,24 @@ class LoadedAgent:
         return out
 
 
-def _build_policy(cfg: TrainConfig, n_features: int, state: dict) -> Any:
-    import torch
-    from stable_baselines3.common.policies import ActorCriticPolicy
+def ext_keys() -> tuple[str, str]:
+    from .encoder import FEATURES_KEY, POSITION_KEY
 
-    obs_space, act_space = spaces_for(cfg.env, n_features)
-    policy = ActorCriticPolicy(obs_space, act_space, lambda _: 0.0, **policy_kwargs(cfg.ppo))
+    return FEATURES_KEY, POSITION_KEY
+
+
+def _build_policy(cfg: TrainConfig, n_features: int, state: dict, raw_shapes: dict | None = None) -> Any:
+    import torch
+
+    from .trainer import model_policy
+
+    obs_space, act_space = spaces_for(cfg.env, n_features, raw_shapes)
+    policy_cls, kwargs = model_policy(cfg)
+    if isinstance(policy_cls, str):
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        policy_cls = ActorCriticPolicy
+    policy = policy_cls(obs_space, act_space, lambda _: 0.0, **kwargs)
     try:
         policy.load_state_dict(state["policy"])
     except RuntimeError as exc:
@@ -130,13 +209,31 @@ def _build_policy(cfg: TrainConfig, n_features: int, state: dict) -> Any:
     return policy.to(torch.device("cpu"))
 
 
-def _n_features(cfg: TrainConfig, state: dict) -> int:
-    weight = next(v for k, v in state["policy"].items() if k.endswith("weight") and v.ndim == 2)
-    n_in = int(weight.shape[1])
+def _n_features(cfg: TrainConfig, state: dict, embedding_dim: int = 0) -> int:
+    """Feature columns per row, from the width of the policy MLP's first layer (lookback * F + 1,
+    plus the embedding in fine-tune mode, where the encoder computes it inside the policy)."""
+    pol = state["policy"]
+    key = "mlp_extractor.policy_net.0.weight"
+    weight = pol[key] if key in pol else next(v for k, v in pol.items() if k.endswith("weight") and v.ndim == 2)
+    n_in = int(weight.shape[1]) - embedding_dim
     n_features, rem = divmod(n_in - 1, cfg.env.lookback)
-    if rem:
+    if rem or n_features < 1:
         raise CheckpointError(f"checkpoint input width {n_in} does not fit lookback {cfg.env.lookback}")
     return n_features
+
+
+def check_encoder_fingerprint(cfg: TrainConfig, state: dict, where: str) -> None:
+    """Refuse an encoder file that is not the one the checkpoint was trained with."""
+    from ..errors import ConfigError
+    from .encoder import encoder_fingerprint
+
+    want = state.get("encoder_sha256")
+    if not cfg.encoder.path or not want:
+        return
+    have = encoder_fingerprint(cfg.encoder.path)
+    if have != want:
+        raise ConfigError(f"{where}: encoder.path {cfg.encoder.path} is not the encoder this agent was trained with "
+                          f"(sha256 {have[:12]}..., trained with {want[:12]}...); it was re-exported or replaced")
 
 
 def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, dict]:
@@ -157,10 +254,24 @@ def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, d
 
 
 def load_agent(path: str | Path) -> LoadedAgent:
-    """Load the agent from a checkpoint file or the newest valid checkpoint of a run directory."""
+    """Load the agent from a checkpoint file or the newest valid checkpoint of a run directory
+    (and its Stage-1 encoder, when the run used one)."""
+    from .trainer import finetune
+
     file, entry, state = resolve_checkpoint(path)
     cfg = TrainConfig.model_validate(state["config"])
-    n_features = _n_features(cfg, state)
-    return LoadedAgent(policy=_build_policy(cfg, n_features, state),
+    encoder, raw_shapes = None, None
+    if cfg.encoder.path:
+        from .encoder import load_encoder_checked
+
+        encoder = load_encoder_checked(cfg.encoder.path)
+        check_encoder_fingerprint(cfg, state, f"checkpoint {file}")
+        if finetune(cfg):
+            from ..pretrain.dataset import IN_CHANNELS
+
+            raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
+    n_features = _n_features(cfg, state, encoder.embedding_dim if raw_shapes is not None else 0)
+    return LoadedAgent(policy=_build_policy(cfg, n_features, state, raw_shapes),
                        normalizer=ObsNormalizer.from_state(state.get("vecnormalize")), train_config=cfg,
-                       checkpoint_path=file, step=int(state["num_timesteps"]), n_features=n_features, entry=entry)
+                       checkpoint_path=file, step=int(state["num_timesteps"]), n_features=n_features, entry=entry,
+                       encoder=encoder, raw_shapes=raw_shapes)

@@ -41,6 +41,16 @@ class InjectedCrash(RuntimeError):
     """Raised by the fault-injection hook (tests of the supervisor)."""
 
 
+def encoder_state(cfg: TrainConfig) -> dict:
+    """What a checkpoint records about the Stage-1 encoder: the sha256 of its file, so an agent
+    is never paired with a different encoder than the one it was trained with."""
+    if not cfg.encoder.path:
+        return {}
+    from .encoder import encoder_fingerprint
+
+    return {"encoder_sha256": encoder_fingerprint(cfg.encoder.path)}
+
+
 def next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
@@ -54,6 +64,7 @@ class TrainingCallback(BaseCallback):
         self.config_dict, self.config_hash = config_dict, config_hash
         self.vecnorm, self.evaluator, self.on_progress = vecnorm, evaluator, on_progress
         self.start_step = start_step
+        self.extra_state = encoder_state(cfg)
         self.next_ckpt = next_multiple(start_step, cfg.checkpoint.every_steps)
         self.next_eval = next_multiple(start_step, cfg.eval.every_steps) if cfg.eval.every_steps else None
         self.last_train_row = start_step
@@ -78,7 +89,7 @@ class TrainingCallback(BaseCallback):
 
     def snapshot(self) -> tuple[dict, float]:
         t0 = time.perf_counter()
-        state = capture_state(self.model, self.vecnorm, self.config_dict, self.config_hash)
+        state = capture_state(self.model, self.vecnorm, self.config_dict, self.config_hash, self.extra_state)
         return state, (time.perf_counter() - t0) * 1000.0
 
     def save(self, state: dict, block_ms: float, score: float | None = None, final: bool = False) -> bool:

@@ -60,10 +60,20 @@ def vecnormalize_state(vn: Any) -> dict[str, Any] | None:
     discounted returns and its settings."""
     if vn is None:
         return None
+    if isinstance(vn.obs_rms, dict):  # Dict observations (fine-tune mode): statistics per normalised key
+        obs = {
+            "obs_mean": {k: np.array(r.mean, dtype=np.float64, copy=True) for k, r in vn.obs_rms.items()},
+            "obs_var": {k: np.array(r.var, dtype=np.float64, copy=True) for k, r in vn.obs_rms.items()},
+            "obs_count": {k: float(r.count) for k, r in vn.obs_rms.items()},
+        }
+    else:
+        obs = {
+            "obs_mean": np.array(vn.obs_rms.mean, dtype=np.float64, copy=True),
+            "obs_var": np.array(vn.obs_rms.var, dtype=np.float64, copy=True),
+            "obs_count": float(vn.obs_rms.count),
+        }
     return {
-        "obs_mean": np.array(vn.obs_rms.mean, dtype=np.float64, copy=True),
-        "obs_var": np.array(vn.obs_rms.var, dtype=np.float64, copy=True),
-        "obs_count": float(vn.obs_rms.count),
+        **obs,
         "ret_mean": np.array(vn.ret_rms.mean, dtype=np.float64, copy=True),
         "ret_var": np.array(vn.ret_rms.var, dtype=np.float64, copy=True),
         "ret_count": float(vn.ret_rms.count),
@@ -77,10 +87,22 @@ def vecnormalize_state(vn: Any) -> dict[str, Any] | None:
 def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
     if vn is None or st is None:
         return
-    if vn.obs_rms.mean.shape != st["obs_mean"].shape:
-        raise CheckpointError(f"checkpoint VecNormalize statistics have shape {st['obs_mean'].shape}, "
-                              f"the environment's observations {vn.obs_rms.mean.shape}")
-    vn.obs_rms.mean, vn.obs_rms.var, vn.obs_rms.count = st["obs_mean"].copy(), st["obs_var"].copy(), st["obs_count"]
+    if isinstance(vn.obs_rms, dict) != isinstance(st["obs_mean"], dict):
+        raise CheckpointError("checkpoint VecNormalize statistics do not match the observation kind "
+                              "(flat vs Dict: was encoder.mode changed?)")
+    if isinstance(vn.obs_rms, dict):
+        if set(vn.obs_rms) != set(st["obs_mean"]):
+            raise CheckpointError(f"checkpoint VecNormalize keys {sorted(st['obs_mean'])} differ from the "
+                                  f"environment's {sorted(vn.obs_rms)}")
+        pairs = [(vn.obs_rms[k], st["obs_mean"][k], st["obs_var"][k], st["obs_count"][k]) for k in vn.obs_rms]
+    else:
+        pairs = [(vn.obs_rms, st["obs_mean"], st["obs_var"], st["obs_count"])]
+    for rms, mean, var, count in pairs:
+        if rms.mean.shape != mean.shape:
+            raise CheckpointError(f"checkpoint VecNormalize statistics have shape {mean.shape}, "
+                                  f"the environment's observations {rms.mean.shape}")
+    for rms, mean, var, count in pairs:
+        rms.mean, rms.var, rms.count = mean.copy(), var.copy(), count
     vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = st["ret_mean"].copy(), st["ret_var"].copy(), st["ret_count"]
     if np.shape(st["returns"]) == np.shape(vn.returns):
         vn.returns = st["returns"].copy()
@@ -108,9 +130,12 @@ def restore_rng(st: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def capture_state(model: Any, vecnorm: Any, config: dict, config_hash: str) -> dict[str, Any]:
-    """The blocking part of a checkpoint: copy all state to CPU memory (no I/O)."""
+def capture_state(model: Any, vecnorm: Any, config: dict, config_hash: str,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The blocking part of a checkpoint: copy all state to CPU memory (no I/O). `extra`
+    (e.g. the Stage-1 encoder's sha256) is stored alongside."""
     return {
+        **(extra or {}),
         "format": FORMAT_VERSION,
         "num_timesteps": int(model.num_timesteps),
         "n_updates": int(getattr(model, "_n_updates", 0)),

@@ -110,8 +110,16 @@ class WatchConfig(ZtbModel):
 
 
 class EncoderConfig(ZtbModel):
-    path: str | None = Field(None, description="exported Stage-1 encoder; its per-bar embeddings are appended to the features (none = off)")
-    mode: Literal["frozen"] = Field("frozen", description="frozen: embeddings precomputed once per bar (fine-tuning inside PPO is too slow)")
+    """The Stage-1 encoder hand-off (an export of `ztb pretrain`: its `encoder/encoder.pt`, that
+    folder, or the pretrain run folder)."""
+
+    path: str | None = Field(None, description="exported Stage-1 encoder (none = off)")
+    mode: Literal["frozen", "finetune"] = Field(
+        "frozen", description="frozen: embeddings precomputed once per bar and appended to the features (PPO keeps its "
+                              "speed); finetune: the encoder runs inside the policy on per-timeframe raw windows and PPO "
+                              "trains its weights (a transformer in PPO's loop: roughly 10-20x fewer steps/s)")
+    lr_scale: float = Field(0.1, gt=0, le=10, description="finetune: the encoder's learning rate = ppo.learning_rate * this "
+                                                          "(small, so PPO's noisy gradients do not wipe the pretraining)")
 
 
 class TrainConfig(ZtbModel):
@@ -121,7 +129,7 @@ class TrainConfig(ZtbModel):
     seed: int = Field(0, ge=0, description="seed for torch, numpy and the environments")
     data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="optional frozen Stage-1 embeddings")
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="optional Stage-1 encoder, frozen or fine-tuned")
     splits: SplitConfig = Field(default_factory=lambda: SplitConfig(embargo=240), description="chronological train/val/test split of the valid rows")
     env: EnvConfig = Field(default_factory=EnvConfig, description="trading environment")
     ppo: PPOConfig = Field(default_factory=PPOConfig, description="PPO hyper-parameters")

@@ -151,3 +151,51 @@ class TradingEnv(gym.Env):
         obs = self._flat[s:s + self._win + 1].copy()
         obs[-1] = new
         return obs, reward * self._scale, terminated, truncated, {"equity": math.exp(log_eq), "position": new, "cost": cost}
+
+
+class EncoderTradingEnv(TradingEnv):
+    """`TradingEnv` for fine-tune mode: a `spaces.Dict` observation.
+
+    `features` (lookback * F,) is the same flat window as `TradingEnv`'s (without the position),
+    `position` (1,) the position held, and `x:{tf}` (L_tf, 7) the Stage-1 encoder's input window
+    of each timeframe for the decision bar, gathered from `windows` (a `RawWindows` aligned with
+    `features` row for row). Timing, reward and costs are `TradingEnv`'s.
+    """
+
+    def __init__(self, features: np.ndarray, open_: np.ndarray, close: np.ndarray, cfg: EnvConfig, windows: Any):
+        super().__init__(features, open_, close, cfg)
+        from .encoder import FEATURES_KEY, POSITION_KEY
+
+        if len(windows) != self.n_bars:
+            raise DataError(f"EncoderTradingEnv: {self.n_bars} feature rows but {len(windows)} encoder window rows")
+        self.windows = windows
+        self._fkey, self._pkey = FEATURES_KEY, POSITION_KEY
+        self.observation_space = dict_space(cfg.lookback, self.n_features, windows.shapes)
+
+    def _dict_obs(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        obs = self.windows.at(self._t)
+        obs[self._fkey] = flat[:-1]
+        obs[self._pkey] = flat[-1:]
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        flat, info = super().reset(seed=seed, options=options)
+        return self._dict_obs(flat), info
+
+    def step(self, action):
+        flat, reward, terminated, truncated, info = super().step(action)
+        return self._dict_obs(flat), reward, terminated, truncated, info
+
+
+def dict_space(lookback: int, n_features: int, raw_shapes: dict[str, tuple[int, int]]) -> spaces.Dict:
+    """Fine-tune mode's observation space (see `EncoderTradingEnv`)."""
+    from .encoder import FEATURES_KEY, POSITION_KEY, raw_key
+
+    big = float(np.finfo(np.float32).max)
+    parts: dict[str, spaces.Space] = {
+        FEATURES_KEY: spaces.Box(-big, big, shape=(lookback * n_features,), dtype=np.float32),
+        POSITION_KEY: spaces.Box(-big, big, shape=(1,), dtype=np.float32),
+    }
+    for tf, shape in raw_shapes.items():
+        parts[raw_key(tf)] = spaces.Box(-big, big, shape=tuple(shape), dtype=np.float32)
+    return spaces.Dict(parts)

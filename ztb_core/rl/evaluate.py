@@ -45,9 +45,9 @@ class PeriodicEvaluator:
     def __init__(self, cfg: TrainConfig, market: MarketSlice, reports_dir: Path):
         self.cfg = cfg
         n = min(len(market), cfg.eval.max_bars)
-        self.features = market.features[:n]
-        self.open, self.close = market.open[:n], market.close[:n]
-        self.market = market
+        self.market = market.slice(0, n)  # keeps the encoder windows (fine-tune mode) aligned
+        self.features = self.market.features
+        self.open, self.close = self.market.open, self.market.close
         self.reports_dir = Path(reports_dir)
 
     def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, float], float | None]:
@@ -56,8 +56,9 @@ class PeriodicEvaluator:
         t0 = time.perf_counter()
         agent = LoadedAgent(policy=model.policy, normalizer=ObsNormalizer.from_state(vecnormalize_state(vecnorm)),
                             train_config=self.cfg, checkpoint_path=Path("<live policy>"), step=step,
-                            n_features=self.features.shape[1], entry={})
-        positions = agent.positions(self.features, deterministic=self.cfg.eval.deterministic)
+                            n_features=self.features.shape[1], entry={},
+                            raw_shapes=self.market.windows.shapes if self.market.windows is not None else None)
+        positions = agent.positions(self.market, deterministic=self.cfg.eval.deterministic)
         result = quick_evaluation(positions, self.open, self.close, self.cfg.env.costs,
                                   self.market.timeframe, self.market.market)
         flat = flatten_scores(result)

@@ -2,7 +2,10 @@
 
 `prepare_market(cfg, split)` is the single place that turns a `TrainConfig` into arrays, so
 training, the periodic evaluation, `ztb eval` and live trading all use exactly the same data,
-features (plus frozen encoder embeddings when configured) and chronological split.
+features and chronological split. With `encoder.path` set, frozen mode appends the encoder's
+per-bar embeddings to the features; fine-tune mode keeps the features as they are and attaches
+`RawWindows` (the encoder's input windows, built on demand) to each slice. Either way rows still
+in the encoder's warm-up count as warm-up.
 
 Rows in warm-up (a feature still undefined) are dropped *before* splitting, so every consumer
 splits the same valid rows.
@@ -10,7 +13,7 @@ splits the same valid rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .config import TrainConfig
+    from .encoder import RawWindows
 
 SPLITS = ("train", "val", "test")
 
@@ -40,20 +44,30 @@ class MarketSlice:
     market: str = "fx"
     symbol: str = ""
     rows: tuple[int, int] = field(default=(0, 0))  # [start, stop) within the valid rows
+    windows: "RawWindows | None" = None  # fine-tune mode: the encoder's raw input windows of these rows
 
     def __len__(self) -> int:
         return len(self.close)
 
+    def slice(self, start: int = 0, stop: int | None = None) -> "MarketSlice":
+        """Rows [start, stop) of this slice, features, prices and encoder windows kept aligned."""
+        n = len(self)
+        a, b, _ = slice(start, stop).indices(n)
+        b = max(a, b)
+        return replace(self, bars=self.bars.iloc[a:b], features=self.features[a:b], open=self.open[a:b],
+                       close=self.close[a:b], index=self.index[a:b], rows=(self.rows[0] + a, self.rows[0] + b),
+                       windows=self.windows[a:b] if self.windows is not None else None)
+
 
 def _embeddings(cfg: "TrainConfig", bars: "pd.DataFrame") -> tuple[np.ndarray, list[str]]:
-    try:
-        from ..pretrain.export import load_encoder
-    except ImportError as exc:
-        raise ConfigError(f"encoder.path is set ({cfg.encoder.path}) but the pretrain export module is unavailable: {exc}") from None
-    bundle = load_encoder(cfg.encoder.path)
+    from .encoder import load_encoder_checked
+
+    bundle = load_encoder_checked(cfg.encoder.path)
     emb = np.asarray(bundle.embed_bars(bars, cfg.data.market), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(bars):
         raise DataError(f"encoder {cfg.encoder.path}: embeddings have shape {emb.shape}, expected ({len(bars)}, D)")
+    # warm-up rows (windows not yet available) are zeros in embed_bars: mark them invalid like feature warm-up
+    emb[~bundle.last_valid] = np.nan
     return emb, [f"enc_{i}" for i in range(emb.shape[1])]
 
 
@@ -69,11 +83,17 @@ def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict
     fm = compute_feature_set(cfg.features, bars, cfg.data.market)
     values, names = fm.values, list(fm.names)
     valid = fm.valid.copy()
-    if cfg.encoder.path:
+    builder = None
+    if cfg.encoder.path and cfg.encoder.mode == "frozen":
         emb, emb_names = _embeddings(cfg, bars)
         valid &= np.isfinite(emb).all(axis=1)
         values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         names += emb_names
+    elif cfg.encoder.path:  # finetune: the policy embeds raw windows itself
+        from .encoder import load_encoder_checked
+
+        builder = load_encoder_checked(cfg.encoder.path).window_builder(bars, cfg.data.market)
+        valid &= builder.valid
     keep = np.flatnonzero(valid)
     if len(keep) == 0:
         raise DataError(f"data {cfg.data.kind}:{cfg.data.symbol}: no rows left after the feature warm-up "
@@ -89,9 +109,15 @@ def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict
         if s.stop - s.start < cfg.env.lookback + 1:
             raise DataError(f"split {name!r} has {s.stop - s.start} rows; it needs at least env.lookback + 1 = "
                             f"{cfg.env.lookback + 1} (use more data or change splits.*)")
+        windows = None
+        if builder is not None:
+            from .encoder import RawWindows
+
+            windows = RawWindows(builder, keep[s].astype(np.int64))
         out[name] = MarketSlice(split=name, bars=bars_v.iloc[s], features=values_v[s], feature_names=names,
                                 open=open_v[s], close=close_v[s], index=bars_v.index[s], timeframe="M1",
-                                market=cfg.data.market, symbol=cfg.data.symbol, rows=(s.start, s.stop))
+                                market=cfg.data.market, symbol=cfg.data.symbol, rows=(s.start, s.stop),
+                                windows=windows)
     return out
 
 

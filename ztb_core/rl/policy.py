@@ -13,11 +13,17 @@ from .config import EnvConfig, PPOConfig
 from .env import obs_dim
 
 
-def spaces_for(env_cfg: EnvConfig, n_features: int):
+def spaces_for(env_cfg: EnvConfig, n_features: int, raw_shapes: dict[str, tuple[int, int]] | None = None):
+    """(observation space, action space); `raw_shapes` (fine-tune mode) makes it the Dict space."""
     from gymnasium import spaces
 
+    from .env import dict_space
+
     big = float(np.finfo(np.float32).max)
-    obs = spaces.Box(-big, big, shape=(obs_dim(env_cfg.lookback, n_features),), dtype=np.float32)
+    if raw_shapes is not None:
+        obs = dict_space(env_cfg.lookback, n_features, raw_shapes)
+    else:
+        obs = spaces.Box(-big, big, shape=(obs_dim(env_cfg.lookback, n_features),), dtype=np.float32)
     if env_cfg.actions == "discrete":
         act = spaces.Discrete(len(env_cfg.positions))
     else:
@@ -34,10 +40,14 @@ def policy_kwargs(ppo: PPOConfig) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ObsNormalizer:
-    """VecNormalize's observation transform with frozen statistics (training=False)."""
+    """VecNormalize's observation transform with frozen statistics (training=False).
 
-    mean: np.ndarray | None
-    var: np.ndarray | None
+    For a Dict observation (fine-tune mode) `mean`/`var` are dicts over the normalised keys;
+    the other keys (the encoder's raw windows) pass through unchanged, as in VecNormalize with
+    `norm_obs_keys`."""
+
+    mean: np.ndarray | dict | None
+    var: np.ndarray | dict | None
     clip: float = 10.0
     epsilon: float = 1e-8
 
@@ -47,11 +57,20 @@ class ObsNormalizer:
             return cls(None, None)
         return cls(st["obs_mean"], st["obs_var"], st["clip_obs"], st["epsilon"])
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def _one(self, obs: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+        out = np.clip((obs - mean) / np.sqrt(var + self.epsilon), -self.clip, self.clip)
+        return out.astype(np.float32)
+
+    def __call__(self, obs):
+        if isinstance(obs, dict):
+            out = {k: np.asarray(v, dtype=np.float32) for k, v in obs.items()}
+            if isinstance(self.mean, dict):
+                for k in self.mean:
+                    out[k] = self._one(obs[k], self.mean[k], self.var[k])
+            return out
         if self.mean is None:
             return np.asarray(obs, dtype=np.float32)
-        out = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip, self.clip)
-        return out.astype(np.float32)
+        return self._one(obs, self.mean, self.var)
 
 
 def window_rows(features: np.ndarray, lookback: int, start: int, stop: int, position: float) -> np.ndarray:

@@ -74,40 +74,74 @@ def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
     return changed_keys(recorded, new)
 
 
-def _make_env(features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any):
-    from .env import TradingEnv
+def _make_env(features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any, windows: Any = None):
+    from .env import EncoderTradingEnv, TradingEnv
 
+    if windows is not None:
+        return EncoderTradingEnv(features, open_, close, env_cfg, windows)
     return TradingEnv(features, open_, close, env_cfg)
+
+
+def finetune(cfg: TrainConfig) -> bool:
+    """True when the policy runs (and trains) the Stage-1 encoder itself."""
+    return bool(cfg.encoder.path) and cfg.encoder.mode == "finetune"
 
 
 def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
     """(outermost VecEnv, VecNormalize or None): DummyVecEnv|SubprocVecEnv -> VecMonitor -> VecNormalize."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
 
-    fns = [partial(_make_env, market.features, market.open, market.close, cfg.env) for _ in range(cfg.ppo.n_envs)]
+    windows = market.windows if finetune(cfg) else None
+    if finetune(cfg) and windows is None:
+        raise ConfigError("encoder.mode is finetune but the market has no encoder windows (prepare it with this config)")
+    fns = [partial(_make_env, market.features, market.open, market.close, cfg.env, windows) for _ in range(cfg.ppo.n_envs)]
     venv = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
     venv = VecMonitor(venv, info_keywords=("equity",))
     norm = cfg.ppo.normalize
     if not norm.enabled:
         return venv, None
+    extra: dict[str, Any] = {}
+    if windows is not None:
+        from .encoder import NORM_KEYS
+
+        extra["norm_obs_keys"] = list(NORM_KEYS)  # raw windows are already normalised per window
     vn = VecNormalize(venv, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs,
-                      clip_reward=norm.clip_reward, gamma=cfg.ppo.gamma)
+                      clip_reward=norm.clip_reward, gamma=cfg.ppo.gamma, **extra)
     return vn, vn
+
+
+def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """(policy class or name, policy_kwargs) for this config; shared by training and `load_agent`."""
+    from .policy import policy_kwargs
+
+    kwargs = policy_kwargs(cfg.ppo)
+    if not finetune(cfg):
+        return cfg.ppo.policy, kwargs
+    from ..pretrain.sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
+
+    kwargs.update(features_extractor_class=PretrainedEncoderExtractor,
+                  features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
+                  encoder_lr_scale=cfg.encoder.lr_scale)
+    return EncoderActorCriticPolicy, kwargs
 
 
 def build_model(cfg: TrainConfig, venv: Any) -> Any:
     import torch
     from stable_baselines3 import PPO
 
-    from .policy import policy_kwargs
-
     if cfg.ppo.torch_threads:
         torch.set_num_threads(cfg.ppo.torch_threads)
+    algo = PPO
+    if finetune(cfg):
+        from ..pretrain.sb3_extractor import EncoderPPO
+
+        algo = EncoderPPO
+    policy, kwargs = model_policy(cfg)
     p = cfg.ppo
-    return PPO(p.policy, venv, learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
-               n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-               ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-               policy_kwargs=policy_kwargs(p), seed=cfg.seed, device=p.device, verbose=0)
+    return algo(policy, venv, learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
+                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
+                policy_kwargs=kwargs, seed=cfg.seed, device=p.device, verbose=0)
 
 
 class _Progress:
@@ -148,6 +182,10 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
     from .market import prepare_splits
 
     say = say or (lambda msg: log.info(msg))
+    if cfg.encoder.path:  # a wrong encoder.path fails here, before a run folder exists
+        from .encoder import load_encoder_checked
+
+        load_encoder_checked(cfg.encoder.path)
     total = cfg.rounded_total()
     cfg_dict, cfg_hash = config_to_dict(cfg), config_hash(cfg)
     entry, state = None, None
@@ -171,7 +209,10 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
             found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
             entry, state = found if found else (None, None)
         if state is not None:
+            from .agent import check_encoder_fingerprint
+
             check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
+            check_encoder_fingerprint(cfg, state, f"cannot resume from checkpoint {entry['file']}")
         step0 = int(state["num_timesteps"]) if state is not None else 0
         if step0 >= cfg.total_timesteps:
             msg = (f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
@@ -230,7 +271,7 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
                 if snap is not None and int(snap["num_timesteps"]) != cb.last_saved_step:
                     cb.save(snap, 0.0, final=True)
                 elif snap is None:  # stopped before the first rollout finished: keep the start state
-                    snap = capture_state(model, vecnorm, cfg_dict, cfg_hash)
+                    snap = capture_state(model, vecnorm, cfg_dict, cfg_hash, cb.extra_state)
                     cb.save(snap, 0.0, final=True)
                 saver.wait(60)
                 final_step = int(snap["num_timesteps"])

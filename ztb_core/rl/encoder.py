@@ -1,0 +1,114 @@
+"""The Stage-1 encoder as training sees it (`encoder.path` / `encoder.mode` in `configs/train.yaml`).
+
+* frozen: `prepare_splits` appends `EncoderBundle.embed_bars` of the bars to the features, once;
+  the environment and the policy are the plain ones.
+* finetune: the environment adds, to each observation, the encoder's raw input windows for the
+  decision bar (`x:{tf}`, shape (L_tf, 7), one per timeframe) and the policy runs the encoder in
+  its features extractor. `RawWindows` serves those windows: the encoder's `WindowBuilder` holds
+  per-timeframe arrays computed once, and a window is an index gather into them (no pandas per
+  step, no window materialised before it is asked for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from ..pretrain.export import EncoderBundle, WindowBuilder
+
+#: observation keys of fine-tune mode besides the raw windows
+FEATURES_KEY, POSITION_KEY = "features", "position"
+#: VecNormalize normalises these keys only; raw windows are normalised per window by the encoder's input pipeline
+NORM_KEYS = [FEATURES_KEY, POSITION_KEY]
+
+
+def raw_key(tf: str) -> str:
+    return f"x:{tf}"
+
+
+def load_encoder_checked(path: str | Path) -> "EncoderBundle":
+    """`load_encoder` with the error a training config deserves: it names `encoder.path` and the file."""
+    from ..pretrain.export import load_encoder
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"encoder.path {str(path)!r}: no such file or folder (point it at a pretrain run's "
+                          f"encoder/encoder.pt, that folder, or the run folder)")
+    try:
+        return load_encoder(p)
+    except CheckpointError as exc:
+        raise ConfigError(f"encoder.path {str(path)!r} is not a usable Stage-1 encoder: {exc}") from None
+
+
+def encoder_fingerprint(path: str | Path) -> str:
+    """sha256 of the encoder file a config points at (a folder resolves like `load_encoder`)."""
+    from ..pretrain.export import FILE
+
+    p = Path(path)
+    if p.is_dir():
+        p = next((c for c in (p / FILE, p / "encoder" / FILE) if c.exists()), p / FILE)
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RawWindows:
+    """Encoder input windows for the rows of one market slice.
+
+    `rows[i]` is the M1 bar (index into the bars the builder was made from) of slice row i.
+    Slicing (`windows[a:b]`) keeps the builder and narrows the rows, so a slice of a market and
+    its windows stay aligned.
+    """
+
+    builder: "WindowBuilder"
+    rows: np.ndarray  # int64 (T,)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: slice) -> "RawWindows":
+        if not isinstance(item, slice):
+            raise TypeError("RawWindows supports slices only; use at(i) or batch(idx) for windows")
+        return RawWindows(self.builder, self.rows[item])
+
+    @property
+    def timeframes(self) -> list[str]:
+        return list(self.builder.timeframes)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        from ..pretrain.dataset import IN_CHANNELS
+
+        return {tf: (int(self.builder.lengths[tf]), IN_CHANNELS) for tf in self.builder.timeframes}
+
+    def batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """{`x:{tf}`: (N, L_tf, 7) float32} for slice rows `idx`."""
+        got = self.builder.inputs(self.rows[np.asarray(idx, dtype=np.int64)])
+        return {raw_key(tf): x for tf, x in got.items()}
+
+    def at(self, i: int) -> dict[str, np.ndarray]:
+        """{`x:{tf}`: (L_tf, 7)} for slice row i (the environment's per-step call)."""
+        return {k: v[0] for k, v in self.batch(np.array([i])).items()}
+
+
+def raw_windows_for_bars(bundle: "EncoderBundle", bars: Any, market: str, rows: np.ndarray) -> RawWindows:
+    """Windows for the given rows of `bars` (raises when a row is still in the encoder's warm-up)."""
+    from ..errors import DataError
+
+    wb = bundle.window_builder(bars, market)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and not wb.valid[rows].all():
+        bad = int(rows[~wb.valid[rows]][0])
+        raise DataError(f"encoder windows: bar {bad} ({bars.index[bad]}) is in the encoder's warm-up "
+                        f"(needs more history before it)")
+    return RawWindows(wb, rows)
