@@ -91,3 +91,51 @@ def test_kill_file_cancels_open_orders_and_stops(fast_emulator, artifacts, monke
     assert not any(o.open for o in fast_emulator.state.orders.values()), "an order was left open"
     stop_cancels = [e for e in events if e["event"] == "orders_cancelled" and e.get("why") == "stop"]
     assert stop_cancels and len(fast_emulator.state.orders) >= 1
+
+
+def test_daily_report_at_each_utc_day_rollover(artifacts):
+    """Manual exchange clock (speed 0) in tape time, 20 minutes before midnight UTC: a thread
+    moves time on a minute at a time while the dry run trades across midnight."""
+    from datetime import datetime, timezone
+
+    from ztb_core.live.emulator import TradeTape
+
+    start = datetime(2018, 1, 20, 23, 0, tzinfo=timezone.utc)
+    cfg = EmulatorConfig(speed=0, clock="tape", history_s=40 * 60, api_key=TEST_KEY, secret=TEST_SECRET,
+                         balances={"jpy": 1_000_000.0, "btc": 0.1})
+    with EmulatorServer(cfg, tape=TradeTape.random_walk(start_ms=int(start.timestamp() * 1000), seed=1)) as emu:
+        done = threading.Event()
+
+        def clock() -> None:  # once the loop runs: one minute of exchange time every 100 ms until it ends
+            while not done.wait(0.05) and not any(
+                    '"running"' in (d / "status.json").read_text() for d in (artifacts / "runs").glob("*/")
+                    if (d / "status.json").exists()):
+                pass
+            while not done.wait(0.1):
+                emu.advance(60)
+
+        th = threading.Thread(target=clock, daemon=True)
+        th.start()
+        try:
+            # 30 decisions take at least 30 minutes of exchange time: midnight is crossed once
+            rc = main(live_args(emu, "--dry-run", "--max-bars", "30"))
+        finally:
+            done.set()
+            th.join(5)
+    assert rc == 0
+    (run,) = list_runs()
+    reports = run.dir / "reports"
+    events = read_jsonl(run.dir / "events.jsonl")
+    daily = [e for e in events if e["event"] == "daily_report"]
+    assert [e["date"] for e in daily] == ["2018-01-20"], [e["event"] for e in events]
+    report = json.loads((reports / "live_report_2018-01-20.json").read_text())
+    assert report["date"] == "2018-01-20" and report["mode"] == "dry_run"
+    metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
+    assert 1 <= report["bars"] < len(metrics) == 30  # the day's decisions, not the whole session
+    before = metrics[report["bars"] - 1]["equity"]  # the last point of that day
+    assert report["equity_close"] == pytest.approx(before)
+    assert report["equity_open"] == pytest.approx(100_000.0)  # the capital: the session began that day
+    assert report["pnl"] == pytest.approx(report["equity_close"] - report["equity_open"])
+    assert (reports / "equity_2018-01-20.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (reports / "live_report_2018-01-21.json").exists()  # the day in progress is in the stop report
+    assert (reports / "live_report.json").exists()

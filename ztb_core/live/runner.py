@@ -5,8 +5,8 @@
           -> risk check -> cancel what still rests -> place (journaled) -> metrics
 
 It writes the run directory the console reads: live metrics (split "live": equity, pnl, position,
-open_orders, latency_ms, risk_state), events (orders, reconciliation, breakers, errors) and a
-final report. The kill-file (per-run or global) or SIGTERM stops it safely: open orders are
+open_orders, latency_ms, risk_state), events (orders, reconciliation, breakers, errors), a report
+for each UTC day (exchange clock) when the next one begins, and a final report. The kill-file (per-run or global) or SIGTERM stops it safely: open orders are
 cancelled, the position is closed if `flatten_on_stop`, the status becomes `stopped`, exit 0.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +80,9 @@ class LiveRunner:
         self.held_signal = 0.0
         self.capital = Decimal(repr(cfg.capital))
         self.last_ticker: Any = None
+        # the UTC day (exchange clock) being reported, and where its points start in the series
+        self.day: str | None = None
+        self._day_start = {"point": 0, "orders": 0, "denied": 0, "errors": 0}
 
     # ---- helpers --------------------------------------------------------------------------------
     def equity(self, price: Decimal) -> Decimal:
@@ -144,6 +149,7 @@ class LiveRunner:
         report = self.manager.reconcile()
         self.writer.event("reconciled_at_start", **report.as_dict())
         self.last_ticker = self.venue.fetch_ticker()
+        self.day = _utc_day(self._now_ms(self.last_ticker))
         self.bars = self._load_history(self._now_ms(self.last_ticker))
         pos = self.journal.position()
         if pos != 0 and self.last_ticker.last:
@@ -193,6 +199,7 @@ class LiveRunner:
             self._error("sync", exc)
 
     def decide(self, ticker: Any, now_ms: int, prev_close: Decimal | None, t_bar: float) -> None:
+        self._roll_day(now_ms)
         close = Decimal(repr(float(self.bars["close"].iloc[-1])))
         last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
         self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0),
@@ -335,18 +342,67 @@ class LiveRunner:
                                     "n": int(len(lat))} if len(lat) else None,
         }
         eq = np.asarray(self.stats.equity, dtype=float)
-        if len(eq) > 2 and np.all(eq > 0):
-            try:
-                from ..evaluation.metrics import performance_metrics
-
-                report["performance"] = performance_metrics(np.diff(eq) / eq[:-1], self.ppy, allow_constant=True)
-            except Exception as exc:  # noqa: BLE001 - the report is still useful without the metrics
-                report["performance"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+        if len(eq) > 2:
+            report["performance"] = self._performance(eq)
         atomic_write_json(self.writer.dir / "reports" / "live_report.json", report)
-        self._plot(eq)
+        self._plot(eq, self.writer.dir / "reports" / "equity.png", "equity")
         return report
 
-    def _plot(self, eq: np.ndarray) -> None:
+    # ---- daily reports --------------------------------------------------------------------------
+    def _roll_day(self, now_ms: int) -> None:
+        """On the first decision of a new UTC day, report the day that ended."""
+        day = _utc_day(now_ms)
+        if self.day is None or day == self.day:
+            self.day = day
+            return
+        ended, self.day = self.day, day
+        try:
+            self.write_daily_report(ended)
+        except Exception as exc:  # noqa: BLE001 - a report must never stop trading; the event says why
+            log.warning("daily report for %s failed: %s", ended, exc)
+            self.writer.event("daily_report_failed", date=ended, error=f"{type(exc).__name__}: {exc}"[:300])
+        self._day_start = {"point": len(self.stats.equity), "orders": self.stats.orders,
+                           "denied": self.stats.denied, "errors": self.stats.errors}
+
+    def write_daily_report(self, day: str) -> dict:
+        """reports/live_report_<day>.json + equity_<day>.png over that day's decisions; the day opens
+        at the previous day's last equity (or the capital on the first day)."""
+        first = self._day_start["point"]
+        points = np.asarray(self.stats.equity[first:], dtype=float)
+        opening = self.stats.equity[first - 1] if first > 0 else float(self.capital)
+        eq = np.concatenate([[opening], points])
+        report: dict[str, Any] = {
+            "date": day, "mode": self.mode, "symbol": self.symbol, "policy": self.policy.name,
+            "bars": int(len(points)), "orders": self.stats.orders - self._day_start["orders"],
+            "denied": self.stats.denied - self._day_start["denied"],
+            "errors": self.stats.errors - self._day_start["errors"],
+            "equity_open": float(opening), "equity_close": float(eq[-1]), "pnl": float(eq[-1] - opening),
+            "return": float(eq[-1] / opening - 1.0) if opening > 0 else None,
+            "position": str(self.journal.position()), "risk": self.risk.summary(),
+        }
+        if len(eq) > 2:
+            report["performance"] = self._performance(eq)
+        reports = self.writer.dir / "reports"
+        path = reports / f"live_report_{day}.json"
+        atomic_write_json(path, report)
+        self._plot(eq, reports / f"equity_{day}.png", f"equity {day} UTC")
+        self.writer.event("daily_report", date=day, path=str(path), bars=report["bars"], orders=report["orders"],
+                          pnl=report["pnl"])
+        log.info("daily report %s: %d bars, %d orders, P&L %.0f", day, report["bars"], report["orders"], report["pnl"])
+        return report
+
+    def _performance(self, eq: np.ndarray) -> dict:
+        """Per-bar return metrics of an equity series, through the evaluation package."""
+        if not np.all(eq > 0):
+            return {"unavailable": "equity not positive throughout"}
+        try:
+            from ..evaluation.metrics import performance_metrics
+
+            return performance_metrics(np.diff(eq) / eq[:-1], self.ppy, allow_constant=True)
+        except Exception as exc:  # noqa: BLE001 - the report is still useful without the metrics
+            return {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+
+    def _plot(self, eq: np.ndarray, path: Path, what: str) -> None:
         if len(eq) < 2:
             return
         try:
@@ -359,11 +415,15 @@ class LiveRunner:
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.plot(eq, lw=1.2)
         ax.axhline(float(self.capital), color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{self.mode} {self.symbol} equity ({self.policy.name})")
+        ax.set_title(f"{self.mode} {self.symbol} {what} ({self.policy.name})")
         ax.set_xlabel("bar")
         ax.set_ylabel("equity")
         fig.tight_layout()
-        tmp = self.writer.dir / "reports" / ".equity.png.tmp.png"
+        tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=90)
         plt.close(fig)
-        tmp.replace(self.writer.dir / "reports" / "equity.png")
+        tmp.replace(path)
+
+
+def _utc_day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%d")
