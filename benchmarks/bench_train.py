@@ -12,6 +12,7 @@ gym-anytrading is installed for this benchmark only, outside the project's depen
 Without it the ForexEnv column is skipped with a message.
 
 Usage: .venv/bin/python benchmarks/bench_train.py [--ppo-steps 40960] [--env-steps 200000]
+       .venv/bin/python benchmarks/bench_train.py --encoder --only encoder [--encoder-steps 8192]
 """
 
 from __future__ import annotations
@@ -170,12 +171,60 @@ def bench_stop(art: Path, repeats: int) -> None:
                  "< 5 s", verdict(max(lat) < 5.0)))
 
 
+def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> None:
+    from ztb_core.config import config_to_dict, load_config
+    from ztb_core.pretrain.config import PretrainConfig
+    from ztb_core.pretrain.export import load_encoder, save_encoder
+    from ztb_core.pretrain.module import PretrainModule
+    from ztb_core.pretrain.prepare import prepare
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.trainer import run_training
+    from ztb_core.runs import RunReader
+
+    os.environ["ZTB_ARTIFACTS"] = str(art)
+    os.environ["ZTB_KILL"] = str(art / "none.stop")
+    # the default pretrain architecture (configs/pretrain.yaml defaults); statistics from a small sample
+    pcfg = load_config(PretrainConfig, None, ["data.synthetic.n_bars=60000", f"cache_dir={art / 'cache'}"])
+    p = prepare(pcfg)
+    enc = save_encoder(PretrainModule(config_to_dict(pcfg), p.arrays.lengths, p.stats.to_dict()), art / "encoder")
+    bundle = load_encoder(enc)
+    n_params = sum(t.numel() for t in bundle.model.parameters())
+    console.print(f"encoder: timeframes {bundle.timeframes}, lengths {bundle.lengths}, D={bundle.embedding_dim}, "
+                  f"{n_params:,} parameters (decoders included)")
+    base = [f"data.synthetic.n_bars={n_bars}", "eval.every_steps=0", f"checkpoint.every_steps={10 * steps}"]
+    fps: dict[str, float] = {}
+    for mode, total in (("none", steps), ("frozen", steps), ("finetune", finetune_steps)):
+        extra = [] if mode == "none" else [f"encoder.path={enc}", f"encoder.mode={mode}"]
+        cfg = load_config(TrainConfig, None, [*base, f"total_timesteps={total}", *extra])
+        t0 = time.perf_counter()
+        out = run_training(cfg, run_id=f"bench-enc-{mode}", progress=False)
+        wall = time.perf_counter() - t0
+        ready = next(e for e in RunReader(out.run_dir).events() if e.get("event") == "data_ready")
+        fps[mode] = out.fps
+        console.print(f"encoder {mode}: {out.step:,} steps at {out.fps:,.0f} fps; data {ready['seconds']:.1f}s "
+                      f"({ready['n_features']} features/bar), command {wall:.1f}s")
+        label = {"none": "PPO fps, no encoder (same bars)", "frozen": "PPO fps, frozen encoder",
+                 "finetune": "PPO fps, fine-tuned encoder"}[mode]
+        note = f"{out.fps:,.0f}"
+        if mode != "none":
+            note += f"  ({out.fps / fps['none']:.2f}x of no encoder)"
+        if mode == "frozen":
+            note += f"; embeddings of {n_bars:,} bars precomputed in {ready['seconds']:.1f}s (data step)"
+        target = {"none": ">= 2,000", "frozen": "~ no-encoder fps", "finetune": "ref. ~90-150"}[mode]
+        ok = {"none": out.fps >= 2000, "frozen": out.fps >= 0.7 * fps["none"], "finetune": None}[mode]
+        rows.append((label, note, target, "" if ok is None else verdict(ok)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env-steps", type=int, default=200_000)
     ap.add_argument("--ppo-steps", type=int, default=40_960)
     ap.add_argument("--stop-repeats", type=int, default=2)
-    ap.add_argument("--only", choices=("env", "ppo", "stop"), help="run one part only")
+    ap.add_argument("--only", choices=("env", "ppo", "stop", "encoder"), help="run one part only")
+    ap.add_argument("--encoder", action="store_true", help="also measure PPO with a Stage-1 encoder (frozen, finetune)")
+    ap.add_argument("--encoder-steps", type=int, default=8192, help="PPO steps of the no-encoder and frozen rows")
+    ap.add_argument("--finetune-steps", type=int, default=4096, help="PPO steps of the fine-tune row (2 rollouts)")
+    ap.add_argument("--encoder-bars", type=int, default=60_000, help="synthetic M1 bars of the encoder rows")
     args = ap.parse_args()
     console.print(f"bench_train: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="ztb-bench-train-") as tmp:
@@ -186,6 +235,8 @@ def main() -> None:
             bench_ppo(args.ppo_steps, art)
         if args.only in (None, "stop"):
             bench_stop(art, args.stop_repeats)
+        if args.encoder or args.only == "encoder":
+            bench_encoder(args.encoder_steps, args.finetune_steps, args.encoder_bars, art)
     table = Table(title="ztb train benchmark")
     for col in ("measure", "result", "target", ""):
         table.add_column(col)

@@ -102,7 +102,9 @@ class AgentPolicy:
 
         self.agent = load_agent(checkpoint)
         cfg = self.agent.train_config
-        self.features = OnlineFeatures(cfg.features, cfg.data.market, self.agent.lookback, cfg.encoder.path)
+        # fine-tune mode: the policy embeds the bars itself (decide passes them), no embedding columns
+        frozen_encoder = cfg.encoder.path if not self.agent.finetune else None
+        self.features = OnlineFeatures(cfg.features, cfg.data.market, self.agent.lookback, frozen_encoder)
         self.deterministic = deterministic
         self.name = f"agent({Path(self.agent.checkpoint_path).name}@{self.agent.step})"
         self.buffer_bars = buffer_bars
@@ -111,7 +113,8 @@ class AgentPolicy:
 
     def decide(self, bars: "pd.DataFrame", position: float) -> float:
         window = self.features.window(bars)
-        return self.agent.act(window, position, deterministic=self.deterministic)
+        return self.agent.act(window, position, deterministic=self.deterministic,
+                              bars=bars if self.agent.finetune else None)
 
 
 def make_policy(cfg: "PolicyConfig", allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:
