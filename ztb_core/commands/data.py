@@ -103,6 +103,9 @@ def info_cmd(
     overrides: List[str] = typer.Option([], "--set", help="Override a config key."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="PATH.png|auto",
+                                       help="Also draw close price with gaps marked and daily volatility to this PNG "
+                                            "('auto': <store>/<SYMBOL>/M1.png)."),
 ) -> None:
     """Ranges, row counts and the gap summary of a stored symbol."""
     from rich.console import Console
@@ -110,7 +113,10 @@ def info_cmd(
 
     from ..data.ingest import dataset_info
 
-    info = dataset_info(symbol, _load_cfg(config, overrides, data_dir))
+    cfg = _load_cfg(config, overrides, data_dir)
+    info = dataset_info(symbol, cfg)
+    if plot is not None:
+        info["plot"] = str(_plot(info, cfg, plot))
     if json_out:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -128,6 +134,23 @@ def info_cmd(
     for gap in g["unexpected_list"]:
         con.print(f"  unexpected: {gap['start']} -> {gap['end']} ({gap['minutes']} min)", highlight=False)
     con.print(f"sources: {len(info['sources'])} file(s); last import {info['imported_at']}", highlight=False)
+    if plot is not None:
+        con.print(f"plot: {info['plot']}", highlight=False)
+
+
+def _plot(info: dict, cfg, target: str) -> Path:
+    from ..data import store
+    from ..data.plot import plot_dataset
+    from ..errors import DataError
+
+    symbol, market = info["symbol"], info["market"]
+    path = store.dataset_path(symbol, "M1", cfg.data_dir).with_suffix(".png") if target == "auto" else Path(target)
+    if path.suffix.lower() != ".png":
+        raise DataError(f"--plot {target}: the picture is a PNG; give a path ending in .png (or 'auto')")
+    bars = store.read_bars(symbol, "M1", data_dir=cfg.data_dir)
+    fx = market == "fx"
+    return plot_dataset(bars, path, symbol=symbol, market=market, cfg=cfg.validation,
+                        day_close=cfg.fx_day_close if fx else None, day_tz=cfg.fx_day_tz if fx else None)
 
 
 @data_app.command("validate")
