@@ -19,7 +19,7 @@ from ztb_core.rl.env import EncoderTradingEnv, TradingEnv
 from ztb_core.rl.market import prepare_market, prepare_splits
 from ztb_core.rl.trainer import run_training
 
-from .conftest import events, tiny_cfg
+from .conftest import events, metrics, tiny_cfg
 
 N_TECH = 66  # technical-66
 #: a 2-timeframe, 32-bar, 1-layer 32-wide encoder trained for 8 steps: seconds, and a real export
@@ -75,7 +75,8 @@ def finetuned(encoder_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root)
-        extra = (f"encoder.path={encoder_dir}", "encoder.mode=finetune", "encoder.lr_scale=0.1")
+        extra = (f"encoder.path={encoder_dir}", "encoder.mode=finetune", "encoder.lr_scale=0.1",
+                 "eval.every_steps=256", "eval.max_bars=500")
         first = run_training(tiny_cfg(*extra, total=256), run_id="ft", progress=False)
         assert first.state == "completed" and first.step == 256
         _, _, state256 = resolve_checkpoint(first.checkpoint)
@@ -231,6 +232,8 @@ def test_finetune_trains_the_encoder_and_resumes(finetuned, encoder_dir):
     outcome, cfg, _, state256 = finetuned
     assert outcome.state == "completed" and outcome.step == 512
     assert any(e["event"] == "resumed" and e["step"] == 256 for e in events(outcome.run_dir))
+    val = metrics(outcome.run_dir, "val")  # periodic evaluation runs the fine-tuned policy on its windows
+    assert [r["step"] for r in val] == [256, 512] and all(np.isfinite(r["bars"]) for r in val)
     _, _, state = resolve_checkpoint(outcome.run_dir)
     assert state["num_timesteps"] == 512
     exported = load_encoder(encoder_dir).model.state_dict()
