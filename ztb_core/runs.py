@@ -388,6 +388,14 @@ class RunWriter:
             self.metrics = JsonlAppender(path)
         return removed
 
+    def discard(self) -> None:
+        """Remove a run this process has just created, when its input turned out to be bad before
+        any work was done (bad input leaves no half-written run behind)."""
+        import shutil
+
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     # ---- paths --------------------------------------------------------------------------
     @property
     def logs_dir(self) -> Path:

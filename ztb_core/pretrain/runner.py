@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import changed_keys, config_to_dict, load_config, validate_config
-from ..errors import CheckpointError, ConfigError, RunError
+from ..errors import CheckpointError, ConfigError, RunError, ZtbError
 from ..logs import setup_logging
 from ..ops.killfile import clear_run_stop
 from ..runs import RunWriter, find_run, list_runs
@@ -138,7 +138,12 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
             log.info("resuming %s from step %d", writer.run_id, start_step)
         writer.set_status("starting", step=start_step, total_steps=cfg.trainer.max_steps, message="preparing data")
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        prepared = prepare(cfg)
+        try:
+            prepared = prepare(cfg)
+        except ZtbError:
+            if run_dir is None:  # a new run whose data is unusable: leave nothing behind
+                writer.discard()
+            raise
         writer.event("data_ready", windows_train=len(prepared.split_positions("train")),
                      windows_val=len(prepared.split_positions("val")), windows_test=len(prepared.split_positions("test")),
                      index_key=prepared.index_key, index_cached=prepared.index_cached,
