@@ -280,6 +280,10 @@ def test_finetune_agent_reproduces_positions_acts_and_evaluates(finetuned, monke
     assert agent.act(m.features[t - lb + 1:t + 1], pos[t - 1], bars=bars.iloc[:rows[t] + 1]) == pos[t]
     with pytest.raises(DataError, match="bars"):
         agent.act(m.features[t - lb + 1:t + 1], pos[t - 1])
+    from ztb_core.rl.encoder import EncoderWarmupError  # the live loop turns it into "not ready yet"
+
+    with pytest.raises(EncoderWarmupError, match="warm-up"):
+        agent.act(m.features[t - lb + 1:t + 1], pos[t - 1], bars=bars.iloc[:100])
     from ztb_core.live.policy import AgentPolicy  # the live loop decides from the bars alone
 
     assert AgentPolicy(outcome.run_dir).decide(bars.iloc[:rows[t] + 1], pos[t - 1]) == pos[t]

@@ -85,7 +85,7 @@ class OnlineFeatures:
         values, valid = fm.values, fm.valid
         if self.encoder is not None:
             emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)
-            valid = valid & np.isfinite(emb).all(axis=1)
+            valid = valid & np.isfinite(emb).all(axis=1) & self.encoder.last_valid  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         if len(values) < self.lookback or not valid[-self.lookback:].all():
             have = int(valid[::-1].cumprod().sum()) if len(valid) else 0
@@ -113,8 +113,13 @@ class AgentPolicy:
 
     def decide(self, bars: "pd.DataFrame", position: float) -> float:
         window = self.features.window(bars)
-        return self.agent.act(window, position, deterministic=self.deterministic,
-                              bars=bars if self.agent.finetune else None)
+        from ..rl.encoder import EncoderWarmupError
+
+        try:
+            return self.agent.act(window, position, deterministic=self.deterministic,
+                                  bars=bars if self.agent.finetune else None)
+        except EncoderWarmupError as exc:  # more history needed (raise policy.buffer_bars if it persists)
+            raise NotReady(str(exc)) from None
 
 
 def make_policy(cfg: "PolicyConfig", allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:

@@ -99,6 +99,13 @@ def _payload_from(path: Path) -> dict:
     raise CheckpointError(f"{path}: not a ztb encoder ({FORMAT}) nor a pretrain Lightning checkpoint")
 
 
+def embed_tokens(model: MultiTimeframeAutoencoder, xs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, D) embedding: per-timeframe mean of the bottleneck tokens, concatenated (the model's
+    `forward` embedding without running the decoders). Frozen and fine-tune mode both use it."""
+    parts = model.split_tokens(model.encode(xs))
+    return torch.cat([parts[tf].mean(dim=1) for tf in model.timeframes], dim=1)
+
+
 @dataclass
 class EncoderBundle:
     model: MultiTimeframeAutoencoder
@@ -129,8 +136,7 @@ class EncoderBundle:
         for i in range(0, len(rows), batch_size):
             r = rows[i:i + batch_size]
             xs = {tf: torch.from_numpy(x).to(device) for tf, x in wb.inputs(r).items()}
-            _, emb = model(xs)
-            out[r] = emb.float().cpu().numpy()
+            out[r] = embed_tokens(model, xs).float().cpu().numpy()
         self.last_valid = wb.valid
         return out
 

@@ -62,9 +62,9 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
 
     def embed(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) embedding: per-timeframe mean of the bottleneck tokens, concatenated (as `embed_bars`)."""
-        z = self.encoder.encode({tf: obs[k] for tf, k in zip(self.timeframes, self._keys)})
-        parts = self.encoder.split_tokens(z)
-        return torch.cat([parts[tf].mean(dim=1) for tf in self.timeframes], dim=1)
+        from .export import embed_tokens
+
+        return embed_tokens(self.encoder, {tf: obs[k] for tf, k in zip(self.timeframes, self._keys)})
 
     def combine(self, features: torch.Tensor, position: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return torch.cat([features, position, embedding], dim=1)

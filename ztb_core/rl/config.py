@@ -117,7 +117,8 @@ class EncoderConfig(ZtbModel):
     mode: Literal["frozen", "finetune"] = Field(
         "frozen", description="frozen: embeddings precomputed once per bar and appended to the features (PPO keeps its "
                               "speed); finetune: the encoder runs inside the policy on per-timeframe raw windows and PPO "
-                              "trains its weights (a transformer in PPO's loop: roughly 10-20x fewer steps/s)")
+                              "trains its weights (a transformer in PPO's loop: tens of steps/s on CPU with the default "
+                              "pretrain architecture; see benchmarks/bench_train.py --encoder)")
     lr_scale: float = Field(0.1, gt=0, le=10, description="finetune: the encoder's learning rate = ppo.learning_rate * this "
                                                           "(small, so PPO's noisy gradients do not wipe the pretraining)")
 

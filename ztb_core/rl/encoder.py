@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     from ..pretrain.export import EncoderBundle, WindowBuilder
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 FEATURES_KEY, POSITION_KEY = "features", "position"
 #: VecNormalize normalises these keys only; raw windows are normalised per window by the encoder's input pipeline
 NORM_KEYS = [FEATURES_KEY, POSITION_KEY]
+
+
+class EncoderWarmupError(DataError):
+    """A decision bar still in the encoder's warm-up: its longest window needs more history."""
 
 
 def raw_key(tf: str) -> str:
@@ -102,13 +106,11 @@ class RawWindows:
 
 
 def raw_windows_for_bars(bundle: "EncoderBundle", bars: Any, market: str, rows: np.ndarray) -> RawWindows:
-    """Windows for the given rows of `bars` (raises when a row is still in the encoder's warm-up)."""
-    from ..errors import DataError
-
+    """Windows for the given rows of `bars` (EncoderWarmupError when a row is still in the encoder's warm-up)."""
     wb = bundle.window_builder(bars, market)
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) and not wb.valid[rows].all():
         bad = int(rows[~wb.valid[rows]][0])
-        raise DataError(f"encoder windows: bar {bad} ({bars.index[bad]}) is in the encoder's warm-up "
-                        f"(needs more history before it)")
+        raise EncoderWarmupError(f"encoder windows: bar {bad} ({bars.index[bad]}) is in the encoder's warm-up: its "
+                                 f"windows ({dict(wb.lengths)} bars per timeframe) need more history before it")
     return RawWindows(wb, rows)
