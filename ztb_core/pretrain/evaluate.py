@@ -187,11 +187,19 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", ablation: bool = 
     """Evaluate a Lightning checkpoint (or a run directory: its last.ckpt); report into the run's reports/."""
     from .prepare import prepare
 
+    from ..manifest import MANIFEST
+    from ..runs import find_run
+    from .runner import verified_checkpoint
+
     path = Path(path)
+    if not path.exists() and path.suffix != ".ckpt":
+        path = find_run(str(path))  # a run id (or unique prefix), like every other command takes
     if path.is_dir():
         path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if (path.parent / MANIFEST).exists():
+        verified_checkpoint(path)  # never load a file that fails its checksum
     try:
         module = PretrainModule.load_from_checkpoint(str(path), map_location="cpu")
     except Exception as exc:
