@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import config_hash, config_to_dict, config_to_yaml, changed_keys, read_yaml
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, ZtbError
 from ..manifest import Manifest
 from ..atomic import atomic_write_text
 from ..runs import RunReader, RunWriter, find_run, list_runs
@@ -241,7 +241,12 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
         writer.set_status("starting", step=step0, total_steps=total, message="loading data")
         writer.start_heartbeat(2.0)
         t_data = time.perf_counter()
-        splits = prepare_splits(cfg, ("train", cfg.eval.split))
+        try:
+            splits = prepare_splits(cfg, ("train", cfg.eval.split))
+        except ZtbError:
+            if resume_dir is None:  # a new run whose data is unusable: leave nothing behind
+                writer.discard()
+            raise
         writer.event("data_ready", seconds=round(time.perf_counter() - t_data, 2),
                      train_rows=len(splits["train"]), eval_rows=len(splits[cfg.eval.split]),
                      n_features=int(splits["train"].features.shape[1]))
