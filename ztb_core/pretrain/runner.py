@@ -21,6 +21,16 @@ from .config import PretrainConfig
 log = logging.getLogger("ztb.pretrain")
 
 
+class _NoAdverts(logging.Filter):
+    """Lightning logs a product advert at every Trainer start; headless logs are for the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
+
+
 def resolve_resume(resume: str, run_id: str | None = None) -> tuple[Path, Path | None]:
     """(run dir, checkpoint file or None) for `--resume`: `latest` -> the run named by `run_id`, else
     the newest pretrain run; a checkpoint file inside a run's checkpoints/ -> that run and file;
