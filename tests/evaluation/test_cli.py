@@ -42,7 +42,8 @@ def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeyp
     from ztb_core.paths import runs_dir
 
     monkeypatch.setenv("ZTB_ARTIFACTS", str(trained_run.parent.parent))
-    code = main(["eval", "--model", str(trained_run), "--split", "test", "--episodes", "2", "--n-trials", "4",
+    # by run id, as `ztb train` suggests at the end of a run (paths are covered in tests/rl)
+    code = main(["eval", "--model", trained_run.name, "--split", "test", "--episodes", "2", "--n-trials", "4",
                  "--seed", "3", "--run-id", "ev1", *_set(FAST_EVAL)])
     captured = capsys.readouterr()
     out = captured.out

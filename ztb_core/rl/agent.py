@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, DataError, RunError
 from .checkpoints import load_checkpoint_file, load_latest_valid
 from .config import TrainConfig
 from .policy import ObsNormalizer, spaces_for, window_rows
@@ -237,8 +237,16 @@ def check_encoder_fingerprint(cfg: TrainConfig, state: dict, where: str) -> None
 
 
 def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, dict]:
-    """(file, manifest entry, state) for a checkpoint file, a checkpoints folder or a run folder."""
+    """(file, manifest entry, state) for a checkpoint file, a checkpoints folder, a run folder or a
+    run id (or unique prefix) under the artifacts folder."""
     p = Path(path)
+    if not p.exists() and len(p.parts) == 1:
+        from ..runs import find_run
+
+        try:
+            p = find_run(str(path))
+        except RunError:
+            raise CheckpointError(f"{path}: no such checkpoint file, run directory or run id (see `ztb runs`)") from None
     if p.is_file():
         entry, state = load_checkpoint_file(p)
         return p, entry, state
