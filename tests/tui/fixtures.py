@@ -69,11 +69,15 @@ def make_run(artifacts: Path, run_id: str, kind: str = "train", state: str = "ru
                                        "value_loss": 0.8 * math.exp(-3 * x), "entropy_loss": -1.2 + 0.4 * x,
                                        "approx_kl": 0.01 + 0.002 * math.sin(i), "fps": 850.0 + i})
             if i % 5 == 4:
-                writer.metric(s, "eval", {"sharpe": 0.2 + 1.1 * x, "max_drawdown": -0.2 + 0.1 * x, "return": 0.3 * x})
+                # the shape the trainer's periodic evaluation writes (split = eval.split)
+                writer.metric(s, "val", {"sharpe": 0.2 + 1.1 * x, "max_drawdown": 0.2 - 0.1 * x, "total_return": 0.3 * x,
+                                         "buy_and_hold_sharpe": 0.5, "buy_and_hold_max_drawdown": 0.15,
+                                         "buy_and_hold_total_return": 0.05})
         elif kind == "pretrain":
             writer.metric(s, "train", {"loss": 1.5 * math.exp(-2 * x) + 0.05})
             if i % 4 == 3:
-                writer.metric(s, "val", {"loss": 1.6 * math.exp(-2 * x) + 0.08, "corr_close": 0.2 + 0.6 * x})
+                writer.metric(s, "val", {"loss": 1.6 * math.exp(-2 * x) + 0.08, "corr_return_M1": 0.2 + 0.2 * x,
+                                         "corr_return_linear_M1": 0.27, "corr_level_M1": 0.8})
         else:
             writer.metric(s, "live", {"equity": 10_000 + 150 * x, "pnl": 150 * x, "position": (-1) ** i * 0.5,
                                       "latency_ms": 40 + 5 * math.sin(i)})

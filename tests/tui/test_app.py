@@ -93,10 +93,13 @@ async def test_run_view_curves_resources_progress(make_app, fleet) -> None:
         screen = await open_run(pilot, app, "train-20260101-100000-a1b2")
         await wait_for(pilot, lambda: "train/ep_rew_mean" in screen.query_one("#curves").rows)
         curves = screen.query_one("#curves").rows
-        assert list(curves)[:2] == ["train/ep_rew_mean", "eval/sharpe"]
+        assert list(curves)[:2] == ["train/ep_rew_mean", "val/sharpe"]
         assert "train/value_loss" in curves and "train/policy_loss" in curves
-        await wait_for(pilot, lambda: curves["eval/sharpe"].view is not None)
-        assert curves["eval/sharpe"].view.last == pytest.approx(1.3)
+        await wait_for(pilot, lambda: curves["val/sharpe"].view is not None)
+        assert curves["val/sharpe"].view.last == pytest.approx(1.3)
+        # the periodic evaluation is drawn beside buy-and-hold on the same bars
+        await wait_for(pilot, lambda: curves["val/sharpe"].ref is not None)
+        assert curves["val/sharpe"].ref == pytest.approx(0.5) and curves["val/sharpe"].ref_label == "B&H"
         res = screen.query_one("#resources").rows
         await wait_for(pilot, lambda: "sys/gpu0_util_pct" in res)
         assert {"sys/cpu_pct", "sys/rss_mb", "sys/sys_mem_pct", "sys/proc_vram_mb", "sys/gpu0_mem_used_mb",
@@ -139,8 +142,13 @@ async def test_kind_specific_curves(make_app, fleet) -> None:
         assert not screen.query_one("#progress").display  # a live run has no total
         await pilot.press("escape")
         screen = await open_run(pilot, app, "pretrain-20260101-090000-c3d4")
-        await wait_for(pilot, lambda: "val/corr_close" in screen.query_one("#curves").rows)
-        assert {"train/loss", "val/loss"} <= set(screen.query_one("#curves").rows)
+        await wait_for(pilot, lambda: "val/corr_return_M1" in screen.query_one("#curves").rows)
+        rows = screen.query_one("#curves").rows
+        assert {"train/loss", "val/loss"} <= set(rows)
+        # baselines sit beside their model row; level correlation (no target) is not drawn
+        assert "val/corr_return_linear_M1" not in rows and "val/corr_level_M1" not in rows
+        await wait_for(pilot, lambda: rows["val/corr_return_M1"].ref is not None)
+        assert rows["val/corr_return_M1"].ref == pytest.approx(0.27) and rows["val/corr_return_M1"].ref_label == "lin"
         assert screen.query_one("#stop", Button).disabled  # nothing to stop in a completed run
 
 

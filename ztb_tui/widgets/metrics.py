@@ -32,14 +32,15 @@ class MetricRow(Horizontal):
     """
 
     def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None,
-                 ref_key: str | None = None, **kwargs):
+                 ref_key: tuple[str, str] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.key = key
         self.label = label
         self.unit = unit
         self.total_key = total_key
-        #: a baseline drawn beside the last value (pretraining: linear interpolation on the same masks)
-        self.ref_key = ref_key
+        #: a baseline drawn beside the last value: (metric key, short label)
+        self.ref_key = ref_key[0] if ref_key else None
+        self.ref_label = ref_key[1] if ref_key else ""
         self.ref: float | None = None
         self.view: SeriesView | None = None
         self.total: float | None = None
@@ -68,15 +69,18 @@ class MetricRow(Horizontal):
         last = num(view.last) + self.unit
         if total is not None and math.isfinite(total):
             last = f"{num(view.last)}/{num(total)}{self.unit}"
-        ref = f" [yellow]lin {num(self.ref)}[/]" if self.ref is not None else ""
+        ref = f" [yellow]{self.ref_label} {num(self.ref)}[/]" if self.ref is not None else ""
         set_text(self.query_one(".metric-stats", Label),
                  f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]", layout=False)
 
 
 #: curve rows per run kind: (split/name, label). Rows appear once their metric does.
 CURVES = {
-    "train": [("train/ep_rew_mean", "ep reward"), ("eval/sharpe", "eval Sharpe"), ("eval/return", "eval return"),
-              ("eval/max_drawdown", "eval max DD"), ("train/policy_loss", "policy loss"),
+    # periodic evaluation rows carry the split they were measured on (eval.split: val, or test)
+    "train": [("train/ep_rew_mean", "ep reward"),
+              *((f"{split}/{name}", f"{split} {label}") for split in ("val", "test")
+                for name, label in (("sharpe", "Sharpe"), ("total_return", "return"), ("max_drawdown", "max DD"))),
+              ("train/policy_loss", "policy loss"),
               ("train/value_loss", "value loss"), ("train/entropy_loss", "entropy loss"),
               ("train/approx_kl", "approx KL"), ("train/clip_fraction", "clip frac"),
               ("train/explained_variance", "explained var"), ("train/fps", "fps"),
@@ -91,12 +95,15 @@ CURVES = {
 MAX_EXTRA_ROWS = 8
 
 
-def reference_key(key: str) -> str | None:
-    """`val/corr_return_M1` -> `val/corr_return_linear_M1` (the baseline on the same masks)."""
+def reference_key(key: str) -> tuple[str, str] | None:
+    """The baseline measured beside a metric, and its short label: pretraining's linear
+    interpolation on the same masks; PPO's buy-and-hold on the same bars and costs."""
     split, _, name = key.partition("/")
     for metric in ("corr_return_", "mse_"):
         if name.startswith(metric) and "_linear_" not in name:
-            return f"{split}/{metric}linear_{name[len(metric):]}"
+            return f"{split}/{metric}linear_{name[len(metric):]}", "lin"
+    if name in ("sharpe", "total_return", "max_drawdown") and split in ("val", "test"):
+        return f"{split}/buy_and_hold_{name}", "B&H"
     return None
 
 
