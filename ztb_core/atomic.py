@@ -6,27 +6,33 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+@contextmanager
+def atomic_file(path: str | Path, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file handle on a temp file beside `path`: on success it is flushed, fsynced and
+    renamed over `path`; on any error the temp file is removed and `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    with atomic_file(path, fsync=fsync) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, ClassVar, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import Field
 

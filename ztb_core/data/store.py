@@ -10,9 +10,7 @@ caller learns how many stored rows changed value.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import paths
+from ..atomic import atomic_file
 from ..errors import DataError
 from .schema import BAR_COLUMNS, TIMEFRAMES, check_timeframe, normalize_bars, utc_index
 
@@ -67,19 +66,8 @@ def write_bars(bars: pd.DataFrame, symbol: str, timeframe: str = "M1", data_dir:
     path = dataset_path(symbol, timeframe, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = _to_table(bars, meta or {})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd", compression_level=3)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path) as fh:
+        pq.write_table(table, fh, compression="zstd", compression_level=3)
     return path
 
 

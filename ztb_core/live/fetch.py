@@ -116,20 +116,10 @@ def _state_paths(data_root: Path, exchange: str, symbol: str, timeframe: str) ->
 
 
 def _save_trades(path: Path, cols: dict[str, np.ndarray]) -> None:
-    import os
-    import tempfile
+    from ..atomic import atomic_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **cols)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        np.savez(fh, **cols)
 
 
 def _load_trades(path: Path) -> dict[str, np.ndarray]:

@@ -8,7 +8,6 @@ so their whole tree shares one process group that can be signalled at once.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time

@@ -9,7 +9,6 @@ weights exist), each trained with the same budget and scored on the same masks.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..data.resample import last_completed
 from ..data.splits import SPLIT_NAMES, chronological_splits
 from ..errors import DataError
@@ -110,16 +109,8 @@ def save_index(path: Path, index: WindowIndex) -> None:
     arrays = {"anchors": index.anchors, "split_of": index.split_of,
               "lengths": np.array(json.dumps(index.lengths))}
     arrays.update({f"end_{tf}": e for tf, e in index.ends.items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def load_index(path: Path) -> WindowIndex:

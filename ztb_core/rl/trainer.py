@@ -22,7 +22,7 @@ from ..config import config_hash, config_to_dict, config_to_yaml, changed_keys, 
 from ..errors import ConfigError, RunError, ZtbError
 from ..manifest import Manifest
 from ..atomic import atomic_write_text
-from ..runs import RunReader, RunWriter, find_run, list_runs
+from ..runs import RunWriter, find_run, list_runs
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
 
 log = logging.getLogger("ztb.rl.train")

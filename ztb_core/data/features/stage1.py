@@ -8,7 +8,6 @@ bar itself. Normalisation is the pretraining pipeline's job (per window, masked 
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .htf import align

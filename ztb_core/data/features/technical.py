@@ -40,7 +40,7 @@ def _specs() -> list[FeatureSpec]:
     s: list[FeatureSpec] = []
     s += [FeatureSpec(f"ret_{k}", f"ln(close_t / close_(t-{k}))", f"{k + 1} bars") for k in RET_HORIZONS]
     s += [FeatureSpec(f"rvol_{n}", "sqrt(mean(r^2)), r = 1-bar log return", f"{n + 1} bars") for n in RVOL_WINDOWS]
-    s += [FeatureSpec(f"rsi_{n}", f"RSI (Wilder, TA-Lib) / 100", f"{n + 1} bars") for n in RSI_WINDOWS]
+    s += [FeatureSpec(f"rsi_{n}", "RSI (Wilder, TA-Lib) / 100", f"{n + 1} bars") for n in RSI_WINDOWS]
     s += [
         FeatureSpec("macd", "(EMA12 - EMA26) / close", "26 bars"),
         FeatureSpec("macd_signal", "EMA9(EMA12 - EMA26) / close", "34 bars"),
