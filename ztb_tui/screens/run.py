@@ -21,7 +21,7 @@ from ..launching import launch_output
 from ..poller import Poller
 from ..sources import (CheckpointRow, CheckpointsSource, EventsSource, LogsSource, MetricsSnapshot, MetricsSource,
                        RunRow, TailLines, event_severity, event_text)
-from ..widgets import set_display, set_text
+from ..widgets import cursor_key, set_display, set_text
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 
@@ -266,14 +266,8 @@ class RunScreen(Screen):
         self.app.confirm_stop(self.run_dir, on_done=lambda _: self.pollers[0].poll_now())  # type: ignore[attr-defined]
 
     def selected_checkpoint(self) -> CheckpointRow | None:
-        table = self.query_one("#checkpoints", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return self.ckpt_rows.get(key.value) if key is not None else None
+        key = cursor_key(self.query_one("#checkpoints", DataTable))
+        return self.ckpt_rows.get(key) if key is not None else None
 
     def _need_checkpoint(self) -> CheckpointRow | None:
         row = self.selected_checkpoint()

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..poller import Poller
 from ..sources import RunRow
-from ..widgets import set_display, set_text
+from ..widgets import cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
 # fixed widths: columns never jump as values change (no flicker), and fit 80 columns
@@ -124,14 +124,7 @@ class RunsScreen(Screen):
         self.app.runs_snapshot = rows  # type: ignore[attr-defined]
 
     def selected_id(self) -> str | None:
-        table = self.query_one("#runs", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return key.value if key is not None else None
+        return cursor_key(self.query_one("#runs", DataTable))
 
     def selected(self) -> RunRow | None:
         rid = self.selected_id()

@@ -13,3 +13,14 @@ def set_text(widget, content, layout: bool = True) -> None:
 def set_display(widget, shown: bool) -> None:
     if widget.display != shown:
         widget.display = shown
+
+
+def cursor_key(table) -> str | None:
+    """The row key under a DataTable's cursor (None for an empty table)."""
+    if table.row_count == 0:
+        return None
+    try:
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    except Exception:  # the cursor can briefly point past a table that just shrank
+        return None
+    return key.value if key is not None else None
