@@ -153,3 +153,18 @@ def test_resume_of_completed_run_is_noop_and_incompatible_change_is_refused(trai
         with pytest.raises(ConfigError, match=r"env\.lookback.*seed|seed.*env\.lookback"):
             run_training(changed, resume_dir=outcome.run_dir, progress=False)
     assert not any(e["event"] == "resumed" for e in events(outcome.run_dir))
+
+
+def test_saver_start_removes_files_a_killed_save_left_behind(tmp_path):
+    """SIGKILL between the rename and the manifest update leaves an unlisted checkpoint; one during
+    the write leaves a temp file. Neither can be verified, so a new saver removes both."""
+    d = tmp_path / "checkpoints"
+    state = {"format": ck.FORMAT_VERSION, "num_timesteps": 128, "payload": np.arange(10)}
+    saver = ck.CheckpointSaver(d)
+    saver.submit(dict(state))
+    saver.close(10)
+    listed = Manifest(d).entries()[0]["file"]
+    (d / ck.checkpoint_name(256)).write_bytes(b"renamed but never listed")
+    (d / ".step-0000000384.ckpt.zst.abc.tmp").write_bytes(b"half written")
+    ck.CheckpointSaver(d).close(10)
+    assert sorted(p.name for p in d.iterdir()) == sorted([listed, "manifest.json"])

@@ -268,10 +268,14 @@ class CheckpointSaver:
         self._remove_temp_files()
 
     def _remove_temp_files(self) -> None:
-        # a process killed mid-write leaves `.step-....tmp`; it was never in the manifest
-        for tmp in self.dir.glob(".*.tmp"):
+        # A process killed mid-write leaves `.step-....tmp`; one killed between the rename and the
+        # manifest update (or between a prune's manifest update and its unlink) leaves a checkpoint
+        # file the manifest does not list. Neither can be verified, so neither is ever loaded.
+        listed = {e.get("file") for e in self.manifest.entries()}
+        strays = [*self.dir.glob(".*.tmp"), *(p for p in self.dir.glob("step-*.ckpt.zst") if p.name not in listed)]
+        for path in strays:
             try:
-                tmp.unlink()
+                path.unlink()
             except OSError:
                 pass
 
