@@ -36,7 +36,9 @@ def m1_bars(draw):
 def brute_day_start(t: pd.Timestamp, market: str) -> pd.Timestamp:
     if market == "crypto":
         return t.floor("D")
-    local = t.tz_convert("America/New_York")
+    # wall-clock arithmetic: subtracting 17 h from an aware timestamp is absolute time and would
+    # cross the DST switch at 02:00 on the Sunday it happens (a wrong day for Sunday 17:00-18:00)
+    local = t.tz_convert("America/New_York").tz_localize(None)
     day = (local - pd.Timedelta(hours=17)).date()
     return pd.Timestamp(f"{day} 17:00").tz_localize("America/New_York").tz_convert("UTC")
 
@@ -150,3 +152,15 @@ def test_unsorted_input_and_unknown_timeframe_raise():
         resample(_bars_at(["2020-01-06 10:00"]), "M2", "fx")
     with pytest.raises(DataError, match="unknown market"):
         resample(_bars_at(["2020-01-06 10:00"]), "M5", "stocks")
+
+
+def test_fx_day_after_the_spring_dst_switch_starts_at_17_new_york():
+    """2016-03-13: New York moves to EDT at 02:00, so that Sunday's session opens at 21:00 UTC;
+    the hour 21:00-22:00 UTC belongs to the new day, not to the one that opened on Saturday."""
+    t = pd.DatetimeIndex(["2016-03-12 23:00", "2016-03-13 07:00", "2016-03-13 20:59", "2016-03-13 21:43",
+                          "2016-03-13 22:10"], tz="UTC", name="time")
+    m1 = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "close": [1.0, 2.0, 3.0, 4.0, 5.0],
+                       "volume": 0.0}, index=t)
+    day = resample(m1, "D", "fx")
+    assert list(day.index) == [pd.Timestamp("2016-03-12 22:00", tz="UTC"), pd.Timestamp("2016-03-13 21:00", tz="UTC")]
+    assert day["close"].tolist() == [3.0, 5.0] and day["n_bars"].tolist() == [3, 2]
