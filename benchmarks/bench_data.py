@@ -63,16 +63,20 @@ def main() -> int:
         csv = work / "DAT_ASCII_SYNTH_M1.csv"
         t = time.perf_counter()
         write_histdata_csv(bars, csv)
-        print(f"wrote {csv} ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s (setup, not timed)")
+        print(
+            f"wrote {csv} ({csv.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s (setup, not timed)"
+        )
 
         cfg = DataConfig(data_dir=str(work / "store"))
         t = time.perf_counter()
         res = import_files([csv], "histdata", "SYNTH", cfg=cfg)
         results["import_validate_s"] = time.perf_counter() - t
         assert res.merge.rows_after == len(bars), (res.merge.rows_after, len(bars))
-        print(f"import+validate+store (M1 + {len(res.timeframes)} timeframes): {results['import_validate_s']:.2f} s; "
-              f"gaps {res.report.gaps_total} ({res.report.gaps_market_closed} market closed, "
-              f"{res.report.gaps_unexpected} unexpected)")
+        print(
+            f"import+validate+store (M1 + {len(res.timeframes)} timeframes): {results['import_validate_s']:.2f} s; "
+            f"gaps {res.report.gaps_total} ({res.report.gaps_market_closed} market closed, "
+            f"{res.report.gaps_unexpected} unexpected)"
+        )
 
         t = time.perf_counter()
         sizes = {tf: len(resample(bars, tf, "fx")) for tf in TIMEFRAMES if tf != "M1"}
@@ -84,9 +88,11 @@ def main() -> int:
         results["technical66_s"] = time.perf_counter() - t
         cpu = time.process_time() - cpu
         assert np.isfinite(fm.values).all()
-        print(f"technical-66: {fm.values.shape} float32, {fm.values.nbytes / 2**20:.0f} MiB, first valid row "
-              f"{fm.first_valid}: {results['technical66_s']:.2f} s wall, {cpu:.2f} s CPU "
-              f"(wall >> CPU means other processes share the cores; load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"technical-66: {fm.values.shape} float32, {fm.values.nbytes / 2**20:.0f} MiB, first valid row "
+            f"{fm.first_valid}: {results['technical66_s']:.2f} s wall, {cpu:.2f} s CPU "
+            f"(wall >> CPU means other processes share the cores; load average {os.getloadavg()[0]:.1f})"
+        )
         del fm
 
         t = time.perf_counter()

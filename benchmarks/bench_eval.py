@@ -52,8 +52,19 @@ def main() -> int:
 
     t_eval = time.perf_counter()
     last[0] = t_eval
-    report = evaluate_positions(positions, open_, close, bars.index, CostConfig(), "M1", "fx", cfg, n_trials=10,
-                                meta={"model": "sma-30-240", "symbol": "SYNTH", "split": "benchmark"}, progress=progress)
+    report = evaluate_positions(
+        positions,
+        open_,
+        close,
+        bars.index,
+        CostConfig(),
+        "M1",
+        "fx",
+        cfg,
+        n_trials=10,
+        meta={"model": "sma-30-240", "symbol": "SYNTH", "split": "benchmark"},
+        progress=progress,
+    )
     eval_s = time.perf_counter() - t_eval
     out_dir = args.keep or Path(tempfile.mkdtemp(prefix="bench_eval_"))
     t = time.perf_counter()
@@ -66,20 +77,28 @@ def main() -> int:
     load1 = os.getloadavg()[0]
 
     m, b = report["metrics"], report["bootstrap"]
-    print(f"bars: {len(close):,} M1 ({report['meta']['start']} .. {report['meta']['end']}), "
-          f"resamples {b['n_resamples']:,} (block {b['block_length']:.1f}), MC paths {report['monte_carlo']['n_paths']:,}, "
-          f"random seeds {report['baselines']['random']['n_seeds']}")
+    print(
+        f"bars: {len(close):,} M1 ({report['meta']['start']} .. {report['meta']['end']}), "
+        f"resamples {b['n_resamples']:,} (block {b['block_length']:.1f}), MC paths {report['monte_carlo']['n_paths']:,}, "
+        f"random seeds {report['baselines']['random']['n_seeds']}"
+    )
     print(f"setup (not timed against the target): imports {import_s:.2f} s, synthetic bars {gen_s:.2f} s")
     print("stage timings:")
     for stage, s in stages:
         print(f"  {stage:<18} {s:7.2f} s")
     print(f"  {'write report+PNGs':<18} {write_s:7.2f} s")
-    print(f"evaluation + report: {total_s:.2f} s (target < {TARGET_S:.0f} s) -> {'PASS' if total_s < TARGET_S else 'FAIL'}")
-    print(f"peak RSS: {rss_mb:,.0f} MiB; process CPU time {cpu_s:.1f} s (whole script); "
-          f"1-min load average {load1:.1f} on {os.cpu_count()} cores"
-          + (" — other processes compete for the cores, wall times are inflated" if load1 > (os.cpu_count() or 1) else ""))
-    print(f"agent Sharpe {m['sharpe']:.2f} [{b['intervals']['sharpe']['low']:.2f}, {b['intervals']['sharpe']['high']:.2f}], "
-          f"PSR {report['sharpe_inference']['psr']:.3f}, DSR {report['sharpe_inference']['dsr']:.3f}")
+    print(
+        f"evaluation + report: {total_s:.2f} s (target < {TARGET_S:.0f} s) -> {'PASS' if total_s < TARGET_S else 'FAIL'}"
+    )
+    print(
+        f"peak RSS: {rss_mb:,.0f} MiB; process CPU time {cpu_s:.1f} s (whole script); "
+        f"1-min load average {load1:.1f} on {os.cpu_count()} cores"
+        + (" — other processes compete for the cores, wall times are inflated" if load1 > (os.cpu_count() or 1) else "")
+    )
+    print(
+        f"agent Sharpe {m['sharpe']:.2f} [{b['intervals']['sharpe']['low']:.2f}, {b['intervals']['sharpe']['high']:.2f}], "
+        f"PSR {report['sharpe_inference']['psr']:.3f}, DSR {report['sharpe_inference']['dsr']:.3f}"
+    )
     print(f"report: {paths['json']} (+ {len(paths) - 1} files)")
     return 0 if total_s < TARGET_S else 1
 

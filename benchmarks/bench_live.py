@@ -56,8 +56,11 @@ def bench_decisions(policy, label: str, decisions: int, bars) -> dict:
 
     emu_cfg = EmulatorConfig(speed=0, api_key=KEY, secret=SECRET, balances={"jpy": 1e9, "btc": 100.0})
     with EmulatorServer(emu_cfg, tape=load_synthetic(1.0, seed=5)) as emu:
-        ex = ExchangeConfig(api_url=emu.base_url, timeout_ms=5000,
-                            rate_limit=RateLimitConfig(requests_per_s=1e6, burst=10**6, ccxt_rate_limit=False))
+        ex = ExchangeConfig(
+            api_url=emu.base_url,
+            timeout_ms=5000,
+            rate_limit=RateLimitConfig(requests_per_s=1e6, burst=10**6, ccxt_rate_limit=False),
+        )
         cfg = LiveConfig(exchange=ex, mode="live", capital=1e7, warmup_bars=100)
         cfg.risk.max_position, cfg.risk.max_notional = Decimal("100"), Decimal("1e9")
         cfg.risk.max_trades_per_day, cfg.risk.max_price_jump_pct = 10**6, 0.5
@@ -70,7 +73,7 @@ def bench_decisions(policy, label: str, decisions: int, bars) -> dict:
         writer = RunWriter.create("live", cfg, run_id=f"bench-{label.split()[0]}-{os.getpid()}")
         runner = LiveRunner(cfg, adapter, adapter, journal, policy, writer, mode="live")
         runner.start()
-        runner.bars = bars.iloc[-policy.buffer_bars:] if len(bars) else runner.bars
+        runner.bars = bars.iloc[-policy.buffer_bars :] if len(bars) else runner.bars
         total, excl = [], []
         for _ in range(decisions):
             ticker = adapter.fetch_ticker()
@@ -80,15 +83,24 @@ def bench_decisions(policy, label: str, decisions: int, bars) -> dict:
             if runner.manager.last_send_perf is not None and runner.manager.last_send_perf >= t_bar:
                 ms = (runner.manager.last_send_perf - t_bar) * 1000.0
                 # exchange calls before the send (sync, cancels); the placement itself is after it
-                before_send = exchange_ms[0] - (adapter.stats.latencies_ms["create_order"][-1]
-                                                if adapter.stats.latencies_ms["create_order"] else 0.0)
+                before_send = exchange_ms[0] - (
+                    adapter.stats.latencies_ms["create_order"][-1]
+                    if adapter.stats.latencies_ms["create_order"]
+                    else 0.0
+                )
                 total.append(ms)
                 excl.append(max(ms - before_send, 0.0))
         writer.close()
         journal.close()
     t, e = np.asarray(total), np.asarray(excl)
-    return {"label": label, "n": len(t), "p50_total": np.percentile(t, 50), "p95_total": np.percentile(t, 95),
-            "p50": np.percentile(e, 50), "p95": np.percentile(e, 95)}
+    return {
+        "label": label,
+        "n": len(t),
+        "p50_total": np.percentile(t, 50),
+        "p95_total": np.percentile(t, 95),
+        "p50": np.percentile(e, 50),
+        "p95": np.percentile(e, 95),
+    }
 
 
 def bench_journal(n: int) -> dict:
@@ -102,8 +114,9 @@ def bench_journal(n: int) -> dict:
         o = j.record_intent(Order.create("BTC/JPY", "buy", Decimal("0.01"), Decimal("1000000")))
         o = j.transition(o, SUBMITTED)
         o = j.transition(o, OPEN, exchange_id=str(i))
-        j.record_fill(Fill(f"t{i}", o.client_id, str(i), "buy", Decimal("0.01"), Decimal("1000000"), Decimal(0), "JPY",
-                           0))
+        j.record_fill(
+            Fill(f"t{i}", o.client_id, str(i), "buy", Decimal("0.01"), Decimal("1000000"), Decimal(0), "JPY", 0)
+        )
         j.save(o, o.with_fills(Decimal("0.01"), Decimal("1000000")))
     dt = time.perf_counter() - t0
     assert j.counts()[FILLED] == n
@@ -117,10 +130,25 @@ def tiny_agent(root: Path):
     from ztb_core.rl.config import TrainConfig
     from ztb_core.rl.trainer import run_training
 
-    cfg = load_config(TrainConfig, None, [
-        "data.synthetic.n_bars=7000", "data.synthetic.market=crypto", "data.market=crypto", "splits.embargo=0",
-        "env.lookback=32", "env.episode_length=256", "ppo.n_envs=2", "ppo.n_steps=64", "ppo.batch_size=64",
-        "ppo.n_epochs=1", "checkpoint.every_steps=128", "eval.every_steps=0", "total_timesteps=256"])
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [
+            "data.synthetic.n_bars=7000",
+            "data.synthetic.market=crypto",
+            "data.market=crypto",
+            "splits.embargo=0",
+            "env.lookback=32",
+            "env.episode_length=256",
+            "ppo.n_envs=2",
+            "ppo.n_steps=64",
+            "ppo.batch_size=64",
+            "ppo.n_epochs=1",
+            "checkpoint.every_steps=128",
+            "eval.every_steps=0",
+            "total_timesteps=256",
+        ],
+    )
     outcome = run_training(cfg, run_id="bench-agent", progress=False)
     from ztb_core.data.source import load_bars
 
@@ -138,9 +166,9 @@ def main() -> int:
     import logging
 
     logging.getLogger("ztb").setLevel(logging.WARNING)
-    from ztb_core.live.policy import SmaPolicy
-
     import pandas as pd
+
+    from ztb_core.live.policy import SmaPolicy
 
     rows = [bench_decisions(FlipPolicy(SmaPolicy(10, 30)), "sma", args.decisions, pd.DataFrame())]
     agent, bars = tiny_agent(root)
@@ -153,8 +181,10 @@ def main() -> int:
         ok &= r["p95"] < TARGET_P95_MS
     print(f"target: p95 < {TARGET_P95_MS:.0f} ms excluding exchange round trips -> {'MET' if ok else 'MISSED'}")
     j = bench_journal(args.journal_orders)
-    print(f"journal (SQLite WAL, synchronous=FULL): {j['orders_per_s']:.0f} complete orders/s "
-          f"({j['writes_per_s']:.0f} fsynced transactions/s) over {args.journal_orders} orders")
+    print(
+        f"journal (SQLite WAL, synchronous=FULL): {j['orders_per_s']:.0f} complete orders/s "
+        f"({j['writes_per_s']:.0f} fsynced transactions/s) over {args.journal_orders} orders"
+    )
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ from ztb_core.config import config_to_dict
 from ztb_core.data.schema import index_ns
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.pretrain.config import PretrainConfig
-from ztb_core.pretrain.dataset import RandomMaskBatches, to_tensors
+from ztb_core.pretrain.dataset import RandomMaskBatches
 from ztb_core.pretrain.losses import total_loss
 from ztb_core.pretrain.module import PretrainModule, inputs
 from ztb_core.pretrain.prepare import build_bars, prepare
@@ -51,13 +51,16 @@ def bench_index(rows: int) -> None:
         idx = build_window_index(m1_ns, bars, cfg.window.lengths(), sp.train, sp.val, sp.test, sp.embargo)
         best = min(best, time.perf_counter() - t0)
     verdict = "PASS" if best < INDEX_TARGET_S else "FAIL"
-    print(f"   window-index build:        {best:6.3f} s  ({len(idx.anchors):,} anchors)  target < {INDEX_TARGET_S:.0f} s "
-          f"[{verdict}]; earlier system {INDEX_REFERENCE_S:.0f} s -> {INDEX_REFERENCE_S / best:.0f}x faster")
+    print(
+        f"   window-index build:        {best:6.3f} s  ({len(idx.anchors):,} anchors)  target < {INDEX_TARGET_S:.0f} s "
+        f"[{verdict}]; earlier system {INDEX_REFERENCE_S:.0f} s -> {INDEX_REFERENCE_S / best:.0f}x faster"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cached_window_index(Path(tmp), m1_ns, bars, "fx", cfg.window.lengths(), sp.train, sp.val, sp.test, sp.embargo)
         t0 = time.perf_counter()
-        _, _, hit = cached_window_index(Path(tmp), m1_ns, bars, "fx", cfg.window.lengths(), sp.train, sp.val, sp.test,
-                                        sp.embargo)
+        _, _, hit = cached_window_index(
+            Path(tmp), m1_ns, bars, "fx", cfg.window.lengths(), sp.train, sp.val, sp.test, sp.embargo
+        )
         print(f"   cached index load (hash + read): {time.perf_counter() - t0:6.3f} s (hit={hit})")
 
 
@@ -67,8 +70,10 @@ def bench_cpu() -> None:
         cfg = PretrainConfig(cache_dir=tmp)
         prepared = prepare(cfg)
     bs = cfg.trainer.batch_size
-    print(f"== CPU pipeline vs model (default config: batch {bs}, {len(cfg.window.timeframes)} timeframes, "
-          f"d_model {cfg.model.d_model}, {cfg.model.n_layers} layers, torch threads {torch.get_num_threads()})")
+    print(
+        f"== CPU pipeline vs model (default config: batch {bs}, {len(cfg.window.timeframes)} timeframes, "
+        f"d_model {cfg.model.d_model}, {cfg.model.n_layers} layers, torch threads {torch.get_num_threads()})"
+    )
     pos = prepared.split_positions("train")
     ds = RandomMaskBatches(prepared.arrays, pos, cfg.mask, 0)
     rng = np.random.default_rng(0)

@@ -78,12 +78,16 @@ def main() -> None:
         p50, p99 = statistics.median(lat) * 1e3, sorted(lat)[int(0.99 * len(lat))] * 1e3
 
     print(f"metrics file: {n:,} lines, {size_mb:.1f} MiB")
-    print(f"append: {n / append_s:,.0f} lines/s ({append_s:.2f} s for {n:,}; target < 10 s) "
-          f"{'PASS' if append_s < 10 else 'FAIL'}")
+    print(
+        f"append: {n / append_s:,.0f} lines/s ({append_s:.2f} s for {n:,}; target < 10 s) "
+        f"{'PASS' if append_s < 10 else 'FAIL'}"
+    )
     print(f"concurrent reader during append: {seen:,} lines in {len(chunk_sizes)} polls")
     print(f"tail (fresh reader, 4 MiB chunks): {total / tail_s:,.0f} lines/s ({tail_s:.2f} s)")
-    print(f"incremental poll with nothing new on the {n:,}-line file: p50 {p50:.4f} ms, p99 {p99:.4f} ms "
-          f"(target < 1 ms) {'PASS' if p99 < 1 else 'FAIL'}")
+    print(
+        f"incremental poll with nothing new on the {n:,}-line file: p50 {p50:.4f} ms, p99 {p99:.4f} ms "
+        f"(target < 1 ms) {'PASS' if p99 < 1 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

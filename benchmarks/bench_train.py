@@ -50,8 +50,9 @@ def bench_env(n_steps: int) -> None:
     cfg = load_config(TrainConfig)
     m = prepare_market(cfg, "train")
     # the reference shape: technical-66 with a 32-bar window (the default config uses 8)
-    env = TradingEnv(m.features, m.open, m.close,
-                     cfg.env.model_copy(update={"episode_length": 10_000_000, "lookback": 32}))
+    env = TradingEnv(
+        m.features, m.open, m.close, cfg.env.model_copy(update={"episode_length": 10_000_000, "lookback": 32})
+    )
     acts = np.random.default_rng(0).integers(0, 3, n_steps).tolist()
 
     def run_ours() -> float:
@@ -90,13 +91,23 @@ def bench_env(n_steps: int) -> None:
         ref = max(run_ref() for _ in range(3))
         console.print(f"gym-anytrading ForexEnv: {ref:,.0f} steps/s")
     except ImportError as exc:
-        console.print(f"[yellow]gym-anytrading not installed ({exc}); skipping the ForexEnv column. Install it for the "
-                      f"benchmark only: .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading[/]")
+        console.print(
+            f"[yellow]gym-anytrading not installed ({exc}); skipping the ForexEnv column. Install it for the "
+            f"benchmark only: .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading[/]"
+        )
     if ref:
-        rows.append(("env steps/s (technical-66, lookback 32)", f"{ours:,.0f}  (ForexEnv {ref:,.0f}, {ours / ref:.1f}x)",
-                     ">= 2x ForexEnv", verdict(ours >= 2 * ref)))
+        rows.append(
+            (
+                "env steps/s (technical-66, lookback 32)",
+                f"{ours:,.0f}  (ForexEnv {ref:,.0f}, {ours / ref:.1f}x)",
+                ">= 2x ForexEnv",
+                verdict(ours >= 2 * ref),
+            )
+        )
     else:
-        rows.append(("env steps/s (technical-66, lookback 32)", f"{ours:,.0f}", ">= 2x ForexEnv", "[yellow]no reference[/]"))
+        rows.append(
+            ("env steps/s (technical-66, lookback 32)", f"{ours:,.0f}", ">= 2x ForexEnv", "[yellow]no reference[/]")
+        )
 
 
 def bench_ppo(steps: int, art: Path) -> None:
@@ -125,22 +136,48 @@ def bench_ppo(steps: int, art: Path) -> None:
         env_mod.TradingEnv.step = real_step
     wall = time.perf_counter() - t0
     share = spent[0] / wall
-    rows.append((f"PPO fps (default config, {out.step:,} steps)", f"{out.fps:,.0f}", ">= 2,000", verdict(out.fps >= 2000)))
-    rows.append(("env share of wall time", f"{share * 100:.1f}%  (whole command {wall:.1f}s incl. data + setup)", "< 10%",
-                 verdict(share < 0.10)))
+    rows.append(
+        (f"PPO fps (default config, {out.step:,} steps)", f"{out.fps:,.0f}", ">= 2,000", verdict(out.fps >= 2000))
+    )
+    rows.append(
+        (
+            "env share of wall time",
+            f"{share * 100:.1f}%  (whole command {wall:.1f}s incl. data + setup)",
+            "< 10%",
+            verdict(share < 0.10),
+        )
+    )
     from ztb_core.manifest import Manifest
 
     blocks = [b for b in out.block_ms]
     entries = Manifest(out.run_dir / "checkpoints").entries()
     med = statistics.median(blocks)
-    rows.append(("checkpoint: loop blocked, median", f"{med:.2f} ms (max {max(blocks):.2f}, n={len(blocks)})", "< 50 ms",
-                 verdict(med < 50)))
+    rows.append(
+        (
+            "checkpoint: loop blocked, median",
+            f"{med:.2f} ms (max {max(blocks):.2f}, n={len(blocks)})",
+            "< 50 ms",
+            verdict(med < 50),
+        )
+    )
     saves = [e["save_seconds"] for e in entries]
     e = entries[-1]
-    rows.append(("checkpoint: background save (serialise+zstd+fsync)", f"{statistics.median(saves) * 1000:.0f} ms median",
-                 "-", ""))
-    rows.append(("checkpoint: size / raw / zstd ratio", f"{e['size'] / 1e6:.2f} MB / {e['raw_size'] / 1e6:.2f} MB / {e['ratio']:.3f}",
-                 "-", ""))
+    rows.append(
+        (
+            "checkpoint: background save (serialise+zstd+fsync)",
+            f"{statistics.median(saves) * 1000:.0f} ms median",
+            "-",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "checkpoint: size / raw / zstd ratio",
+            f"{e['size'] / 1e6:.2f} MB / {e['raw_size'] / 1e6:.2f} MB / {e['ratio']:.3f}",
+            "-",
+            "",
+        )
+    )
 
 
 def bench_stop(art: Path, repeats: int) -> None:
@@ -148,8 +185,14 @@ def bench_stop(art: Path, repeats: int) -> None:
     lat = []
     for i in range(repeats):
         rid = f"bench-stop-{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "ztb_core.cli", "train", "--headless", "--no-progress", "--run-id", rid],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ztb_core.cli", "train", "--headless", "--no-progress", "--run-id", rid],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         status = art / "runs" / rid / "status.json"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -166,9 +209,17 @@ def bench_stop(art: Path, repeats: int) -> None:
         lat.append(time.monotonic() - t0)
         st = json.loads(status.read_text())
         ok = rc == 0 and st["state"] == "stopped"
-        console.print(f"stop {i}: {lat[-1]:.2f}s, exit {rc}, state {st['state']}, step {st['step']}{'' if ok else '  [red]NOT CLEAN[/]'}")
-    rows.append(("stop latency: kill-file -> exit (final ckpt incl.)", f"{max(lat):.2f} s max of {repeats} (median {statistics.median(lat):.2f})",
-                 "< 5 s", verdict(max(lat) < 5.0)))
+        console.print(
+            f"stop {i}: {lat[-1]:.2f}s, exit {rc}, state {st['state']}, step {st['step']}{'' if ok else '  [red]NOT CLEAN[/]'}"
+        )
+    rows.append(
+        (
+            "stop latency: kill-file -> exit (final ckpt incl.)",
+            f"{max(lat):.2f} s max of {repeats} (median {statistics.median(lat):.2f})",
+            "< 5 s",
+            verdict(max(lat) < 5.0),
+        )
+    )
 
 
 def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> None:
@@ -189,8 +240,10 @@ def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> No
     enc = save_encoder(PretrainModule(config_to_dict(pcfg), p.arrays.lengths, p.stats.to_dict()), art / "encoder")
     bundle = load_encoder(enc)
     n_params = sum(t.numel() for t in bundle.model.parameters())
-    console.print(f"encoder: timeframes {bundle.timeframes}, lengths {bundle.lengths}, D={bundle.embedding_dim}, "
-                  f"{n_params:,} parameters (decoders included)")
+    console.print(
+        f"encoder: timeframes {bundle.timeframes}, lengths {bundle.lengths}, D={bundle.embedding_dim}, "
+        f"{n_params:,} parameters (decoders included)"
+    )
     import torch
 
     threads = torch.get_num_threads()  # what a fresh `ztb train` process starts with (training sets ppo.torch_threads)
@@ -205,10 +258,15 @@ def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> No
         wall = time.perf_counter() - t0
         ready = next(e for e in RunReader(out.run_dir).events() if e.get("event") == "data_ready")
         fps[mode] = out.fps
-        console.print(f"encoder {mode}: {out.step:,} steps at {out.fps:,.0f} fps; data {ready['seconds']:.1f}s "
-                      f"({ready['n_features']} features/bar), command {wall:.1f}s")
-        label = {"none": "PPO fps, no encoder (same bars)", "frozen": "PPO fps, frozen encoder",
-                 "finetune": "PPO fps, fine-tuned encoder"}[mode]
+        console.print(
+            f"encoder {mode}: {out.step:,} steps at {out.fps:,.0f} fps; data {ready['seconds']:.1f}s "
+            f"({ready['n_features']} features/bar), command {wall:.1f}s"
+        )
+        label = {
+            "none": "PPO fps, no encoder (same bars)",
+            "frozen": "PPO fps, frozen encoder",
+            "finetune": "PPO fps, fine-tuned encoder",
+        }[mode]
         note = f"{out.fps:,.0f}"
         if mode != "none":
             note += f"  ({out.fps / fps['none']:.2f}x of no encoder)"

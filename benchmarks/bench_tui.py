@@ -32,6 +32,7 @@ PAINT_TARGET_S = 1.0
 # roles run in subprocesses
 # ---------------------------------------------------------------------------------------
 
+
 def writer_main(run_dir: Path, seconds: float) -> None:
     """An active run: 10 train rows/s and 1 sys row/s, heartbeat, like a PPO run."""
     from ztb_core.runs import RunWriter
@@ -43,11 +44,15 @@ def writer_main(run_dir: Path, seconds: float) -> None:
     i = 0
     while time.monotonic() < end:
         step += 205
-        writer.metric(step, "train", {"value_loss": 1.0 / (1 + step / 1e5), "policy_loss": 0.01,
-                                      "ep_rew_mean": step / 1e6, "fps": 2050.0})
+        writer.metric(
+            step,
+            "train",
+            {"value_loss": 1.0 / (1 + step / 1e5), "policy_loss": 0.01, "ep_rew_mean": step / 1e6, "fps": 2050.0},
+        )
         if i % 10 == 0:
-            writer.metric(step, "sys", {"rss_mb": 1500.0, "cpu_pct": 95.0, "sys_mem_pct": 40.0,
-                                        "gpu": "unavailable: benchmark"})
+            writer.metric(
+                step, "sys", {"rss_mb": 1500.0, "cpu_pct": 95.0, "sys_mem_pct": 40.0, "gpu": "unavailable: benchmark"}
+            )
         writer.heartbeat(step)
         i += 1
         time.sleep(0.1)
@@ -85,6 +90,7 @@ def console_main(artifacts: Path, seconds: float, refresh: float, open_run: str)
 # the benchmark
 # ---------------------------------------------------------------------------------------
 
+
 def make_big_run(artifacts: Path, run_id: str, lines: int) -> Path:
     from ztb_core.runs import RunWriter
 
@@ -94,10 +100,13 @@ def make_big_run(artifacts: Path, run_id: str, lines: int) -> Path:
     chunk = 100_000
     with open(writer.dir / "metrics.jsonl", "w") as fh:
         for start in range(0, lines, chunk):
-            fh.write("".join(
-                f'{{"time":{t0 + i * 0.1:.1f},"step":{i * 2},"split":"train","value_loss":{1.0 / (1 + i):.6g},'
-                f'"policy_loss":0.01,"ep_rew_mean":{i / lines:.6f},"fps":2050.0}}\n'
-                for i in range(start, min(start + chunk, lines))))
+            fh.write(
+                "".join(
+                    f'{{"time":{t0 + i * 0.1:.1f},"step":{i * 2},"split":"train","value_loss":{1.0 / (1 + i):.6g},'
+                    f'"policy_loss":0.01,"ep_rew_mean":{i / lines:.6f},"fps":2050.0}}\n'
+                    for i in range(start, min(start + chunk, lines))
+                )
+            )
     status = json.loads((writer.dir / "status.json").read_text())
     status["step"] = lines * 2
     (writer.dir / "status.json").write_text(json.dumps(status))
@@ -128,8 +137,12 @@ def main() -> int:
     console = Console()
     tmp = Path(tempfile.mkdtemp(prefix="ztb-bench-tui-"))
     artifacts = tmp / "artifacts"
-    env = {**os.environ, "ZTB_ARTIFACTS": str(artifacts), "ZTB_KILL": str(tmp / "ztb.stop"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "ZTB_ARTIFACTS": str(artifacts),
+        "ZTB_KILL": str(tmp / "ztb.stop"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     procs: list[subprocess.Popen] = []
     try:
         run_ids = [f"train-bench-{i}" for i in range(3)]
@@ -141,13 +154,34 @@ def main() -> int:
         size_mb = sum((artifacts / "runs" / r / "metrics.jsonl").stat().st_size for r in run_ids) / 2**20
         me = [sys.executable, __file__]
         for rid in run_ids:
-            procs.append(subprocess.Popen(me + ["--role", "writer", "--dir", str(artifacts / "runs" / rid),
-                                                "--seconds", str(args.seconds + 30)], env=env))
+            procs.append(
+                subprocess.Popen(
+                    me
+                    + ["--role", "writer", "--dir", str(artifacts / "runs" / rid), "--seconds", str(args.seconds + 30)],
+                    env=env,
+                )
+            )
         time.sleep(1.0)
         spawn = time.time()
-        con = subprocess.Popen(me + ["--role", "console", "--dir", str(artifacts), "--seconds", str(args.seconds),
-                                     "--refresh", str(args.refresh), "--open", run_ids[0]],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        con = subprocess.Popen(
+            me
+            + [
+                "--role",
+                "console",
+                "--dir",
+                str(artifacts),
+                "--seconds",
+                str(args.seconds),
+                "--refresh",
+                str(args.refresh),
+                "--open",
+                run_ids[0],
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append(con)
         ps = psutil.Process(con.pid)
         rss_peak = 0.0
@@ -186,22 +220,36 @@ def main() -> int:
         else:
             cpu_pct, steady_rss = float("nan"), float("nan")
         first_paint = runs_paint - spawn
-        table = Table(title=f"bench_tui: 3 active runs, {args.lines:,}-line metrics each ({size_mb:,.0f} MiB), "
-                            f"refresh {args.refresh:g} s, {args.seconds:.0f} s headless")
+        table = Table(
+            title=f"bench_tui: 3 active runs, {args.lines:,}-line metrics each ({size_mb:,.0f} MiB), "
+            f"refresh {args.refresh:g} s, {args.seconds:.0f} s headless"
+        )
         for col in ("figure", "value", "target", "verdict"):
             table.add_column(col)
 
         def verdict(ok: bool) -> str:
             return "[green]PASS[/]" if ok else "[red]FAIL[/]"
 
-        table.add_row("console CPU (steady state, run view open)", f"{cpu_pct:.2f} % of one core",
-                      f"< {CPU_TARGET_PCT:g} %", verdict(cpu_pct < CPU_TARGET_PCT))
-        table.add_row("start -> first full paint (runs list), from spawn", f"{first_paint:.3f} s",
-                      f"< {PAINT_TARGET_S:g} s", verdict(first_paint < PAINT_TARGET_S))
+        table.add_row(
+            "console CPU (steady state, run view open)",
+            f"{cpu_pct:.2f} % of one core",
+            f"< {CPU_TARGET_PCT:g} %",
+            verdict(cpu_pct < CPU_TARGET_PCT),
+        )
+        table.add_row(
+            "start -> first full paint (runs list), from spawn",
+            f"{first_paint:.3f} s",
+            f"< {PAINT_TARGET_S:g} s",
+            verdict(first_paint < PAINT_TARGET_S),
+        )
         table.add_row("  of which Python interpreter start", f"{start - spawn:.3f} s", "", "")
         if run_paint is not None:
-            table.add_row(f"open run -> curves painted ({args.lines:,}-line file, tail read)", f"{run_paint - opened:.3f} s",
-                          f"< {PAINT_TARGET_S:g} s", verdict(run_paint - opened < PAINT_TARGET_S))
+            table.add_row(
+                f"open run -> curves painted ({args.lines:,}-line file, tail read)",
+                f"{run_paint - opened:.3f} s",
+                f"< {PAINT_TARGET_S:g} s",
+                verdict(run_paint - opened < PAINT_TARGET_S),
+            )
         table.add_row("console RSS (end / peak)", f"{steady_rss:.0f} / {rss_peak:.0f} MiB", "-", "")
         console.print(table)
         return 0

@@ -13,8 +13,9 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -92,8 +93,9 @@ def _valid_keys_at(model_cls: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(cls.model_fields) if cls is not None else []
 
 
-def format_validation_error(exc: ValidationError, model_cls: type[BaseModel], source: str,
-                            overridden: set[str] | None = None) -> str:
+def format_validation_error(
+    exc: ValidationError, model_cls: type[BaseModel], source: str, overridden: set[str] | None = None
+) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])

@@ -8,8 +8,9 @@ from pathlib import Path
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(run_dir: Path | None = None, level: int = logging.INFO, console: bool = True,
-                  filename: str = "run.log") -> logging.Logger:
+def setup_logging(
+    run_dir: Path | None = None, level: int = logging.INFO, console: bool = True, filename: str = "run.log"
+) -> logging.Logger:
     """Configure the `ztb` logger once per process: a file handler in `run_dir/logs/` and a rich
     console handler. Safe to call again (handlers are replaced, not duplicated)."""
     logger = logging.getLogger("ztb")

@@ -17,16 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from .config import ZtbModel
-from pydantic import Field
 
 
 class CostConfig(ZtbModel):
     """Trading costs, applied per unit of position changed."""
 
     fee_bps: float = Field(1.0, ge=0, le=1000, description="exchange/broker fee per side, basis points")
-    spread_bps: float = Field(1.0, ge=0, le=1000, description="quoted bid/ask spread, basis points (half paid per side)")
+    spread_bps: float = Field(
+        1.0, ge=0, le=1000, description="quoted bid/ask spread, basis points (half paid per side)"
+    )
     slippage_bps: float = Field(0.5, ge=0, le=1000, description="extra adverse fill price per side, basis points")
 
     @property
@@ -55,13 +57,17 @@ def bar_returns(open_: np.ndarray, close: np.ndarray) -> BarReturns:
     return BarReturns(gap=gap, intra=intra)
 
 
-def step_return(prev_pos: float, new_pos: float, gap_next: float, intra_next: float, rate: float) -> tuple[float, float]:
+def step_return(
+    prev_pos: float, new_pos: float, gap_next: float, intra_next: float, rate: float
+) -> tuple[float, float]:
     """Simple return of equity over the next bar and the cost paid (as a fraction of equity)."""
     cost = abs(new_pos - prev_pos) * rate
     return prev_pos * gap_next + new_pos * intra_next - cost, cost
 
 
-def position_returns(positions: np.ndarray, rets: BarReturns, rate: float, initial_position: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def position_returns(
+    positions: np.ndarray, rets: BarReturns, rate: float, initial_position: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised P&L of a position series.
 
     `positions[t]` is the target decided after bar t closed. Returns `(r, cost)` of length

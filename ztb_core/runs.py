@@ -30,10 +30,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -49,23 +50,40 @@ STOP_FILE = "ztb.stop"
 #: A heartbeat older than this (seconds) marks an active run as stale.
 DEFAULT_STALE_AFTER_S = 30.0
 
-_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "lightning", "transformers", "stable-baselines3",
-             "gymnasium", "textual", "rich", "typer", "psutil", "nvidia-ml-py", "zstandard", "ccxt", "pydantic")
+_PACKAGES = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "torch",
+    "lightning",
+    "transformers",
+    "stable-baselines3",
+    "gymnasium",
+    "textual",
+    "rich",
+    "typer",
+    "psutil",
+    "nvidia-ml-py",
+    "zstandard",
+    "ccxt",
+    "pydantic",
+)
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def new_run_id(kind: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{kind}-{stamp}-{secrets.token_hex(2)}"
 
 
 def _git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=2)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -220,8 +238,16 @@ class RunWriter:
 
     # ---- creation -------------------------------------------------------------------
     @classmethod
-    def create(cls, kind: str, config: Any = None, run_id: str | None = None, argv: list[str] | None = None,
-               seeds: dict | None = None, artifacts: Path | None = None, total_steps: int | None = None) -> "RunWriter":
+    def create(
+        cls,
+        kind: str,
+        config: Any = None,
+        run_id: str | None = None,
+        argv: list[str] | None = None,
+        seeds: dict | None = None,
+        artifacts: Path | None = None,
+        total_steps: int | None = None,
+    ) -> RunWriter:
         from .config import config_hash, config_to_dict, config_to_yaml
 
         root = runs_dir(artifacts)
@@ -249,15 +275,16 @@ class RunWriter:
             **host_facts(),
         }
         atomic_write_json(run_dir / "run.json", info)
-        atomic_write_text(run_dir / "config.yaml",
-                          config_to_yaml(config) if hasattr(config, "model_dump") else _yaml_dump(cfg_dict))
+        atomic_write_text(
+            run_dir / "config.yaml", config_to_yaml(config) if hasattr(config, "model_dump") else _yaml_dump(cfg_dict)
+        )
         writer = cls(run_dir, info)
         writer.set_status("starting", step=0, total_steps=total_steps)
         writer.event("created", run_id=run_id, kind=kind)
         return writer
 
     @classmethod
-    def open(cls, run_dir: Path) -> "RunWriter":
+    def open(cls, run_dir: Path) -> RunWriter:
         """Re-open an existing run (resume / restart): appends continue where they stopped."""
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
@@ -275,8 +302,14 @@ class RunWriter:
         with self._status_lock:
             return dict(self._status)
 
-    def set_status(self, state: str | None = None, step: int | None = None, total_steps: int | None = None,
-                   message: str | None = None, **extra: Any) -> None:
+    def set_status(
+        self,
+        state: str | None = None,
+        step: int | None = None,
+        total_steps: int | None = None,
+        message: str | None = None,
+        **extra: Any,
+    ) -> None:
         if state is not None and state not in STATES:
             raise ValueError(f"unknown run state {state!r}")
         now = time.time()
@@ -350,9 +383,11 @@ class RunWriter:
 
     def error_event(self, exc: BaseException) -> dict:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        digest = {"error": f"{type(exc).__name__}: {exc}"[:500],
-                  "traceback_sha1": hashlib.sha1(tb.encode()).hexdigest()[:12],
-                  "traceback_tail": tb.strip().splitlines()[-6:]}
+        digest = {
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "traceback_sha1": hashlib.sha1(tb.encode()).hexdigest()[:12],
+            "traceback_tail": tb.strip().splitlines()[-6:],
+        }
         self.event("error", **digest)
         return digest
 
@@ -427,7 +462,7 @@ class RunWriter:
         self.events.close()
         self._closed = True
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -450,6 +485,7 @@ def _yaml_dump(data: dict) -> str:
 # ======================================================================================
 # Reading side
 # ======================================================================================
+
 
 @dataclass
 class TailResult:
@@ -508,7 +544,7 @@ class JsonlTail:
         if cut < 0:
             self._partial = data
             return TailResult([], reset)
-        self._partial = data[cut + 1:]
+        self._partial = data[cut + 1 :]
         for line in data[: cut + 1].splitlines():
             if not line:
                 continue
@@ -553,7 +589,9 @@ def pid_alive(pid: int | None, create_time: float | None = None, host: str | Non
         return False
 
 
-def liveness(status: dict, now: float | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> tuple[str, bool | None]:
+def liveness(
+    status: dict, now: float | None = None, stale_after_s: float = DEFAULT_STALE_AFTER_S
+) -> tuple[str, bool | None]:
     """(label, pid_alive). Final states are reported as they are; an active state whose heartbeat
     is stale is `stale` while its pid lives and `dead` once the pid is gone."""
     state = status.get("state", "unknown")
@@ -613,12 +651,19 @@ class RunReader:
         label, alive = liveness(status, stale_after_s=stale_after_s) if status else ("unknown", None)
         updated = status.get("updated_at")
         return RunSummary(
-            run_id=self.dir.name, dir=self.dir, kind=info.get("kind", status.get("kind", "?")),
-            state=status.get("state", "unknown"), liveness=label, step=int(status.get("step", 0) or 0),
+            run_id=self.dir.name,
+            dir=self.dir,
+            kind=info.get("kind", status.get("kind", "?")),
+            state=status.get("state", "unknown"),
+            liveness=label,
+            step=int(status.get("step", 0) or 0),
             total_steps=status.get("total_steps"),
             heartbeat_age_s=(time.time() - float(updated)) if updated else None,
-            pid=status.get("pid"), pid_alive=alive, created_at=info.get("created_at"),
-            message=status.get("message"), status=status,
+            pid=status.get("pid"),
+            pid_alive=alive,
+            created_at=info.get("created_at"),
+            message=status.get("message"),
+            status=status,
         )
 
     @property

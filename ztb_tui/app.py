@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -32,10 +33,20 @@ class ZtbApp(App):
     TITLE = "ztb"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
-    def __init__(self, artifacts: Path, readonly: bool = False, refresh_s: float = 1.0,
-                 stop_timeout_s: float = 30.0, kill_timeout_s: float = 10.0, gpu: Any = None,
-                 host: HostSource | None = None, now: Callable[[], float] = time.time,
-                 configs: Path | None = None, stale_after_s: float = 30.0, open_run: str | None = None):
+    def __init__(
+        self,
+        artifacts: Path,
+        readonly: bool = False,
+        refresh_s: float = 1.0,
+        stop_timeout_s: float = 30.0,
+        kill_timeout_s: float = 10.0,
+        gpu: Any = None,
+        host: HostSource | None = None,
+        now: Callable[[], float] = time.time,
+        configs: Path | None = None,
+        stale_after_s: float = 30.0,
+        open_run: str | None = None,
+    ):
         super().__init__()
         self.artifacts = Path(artifacts).resolve()
         self.readonly = readonly
@@ -147,11 +158,16 @@ class ZtbApp(App):
             if yes:
                 self.push_screen(StopScreen([run_dir], self.stop_timeout_s, self.kill_timeout_s), on_done)
 
-        self.push_screen(ConfirmScreen(
-            f"STOP {row.run_id}?",
-            f"Writes its kill-file (finish the step, checkpoint, exit). If it is still running after "
-            f"{self.stop_timeout_s:.0f}s: SIGTERM to its process group, then SIGKILL after "
-            f"{self.kill_timeout_s:.0f}s more.", yes="STOP"), go)
+        self.push_screen(
+            ConfirmScreen(
+                f"STOP {row.run_id}?",
+                f"Writes its kill-file (finish the step, checkpoint, exit). If it is still running after "
+                f"{self.stop_timeout_s:.0f}s: SIGTERM to its process group, then SIGKILL after "
+                f"{self.kill_timeout_s:.0f}s more.",
+                yes="STOP",
+            ),
+            go,
+        )
 
     def action_stop_all(self) -> None:
         if self.readonly:
@@ -166,10 +182,15 @@ class ZtbApp(App):
             self.notify(f"wrote global kill-file {path}; remove it before starting new runs", timeout=8)
             self.push_screen(StopScreen(active, self.stop_timeout_s, self.kill_timeout_s, reason="console stop all"))
 
-        self.push_screen(ConfirmScreen(
-            f"STOP ALL {len(active)} active run(s)?",
-            f"Writes the global kill-file {path}, which stops every run (and any run started while it "
-            f"exists), then escalates per run like STOP.", yes="STOP ALL"), go)
+        self.push_screen(
+            ConfirmScreen(
+                f"STOP ALL {len(active)} active run(s)?",
+                f"Writes the global kill-file {path}, which stops every run (and any run started while it "
+                f"exists), then escalates per run like STOP.",
+                yes="STOP ALL",
+            ),
+            go,
+        )
 
     def action_clear_global_stop(self) -> None:
         path = global_kill_file(self.artifacts)
@@ -191,11 +212,16 @@ class ZtbApp(App):
         if not self.readonly:
             yield SystemCommand("Launch a run", "pretrain / train / live dry-run / live minimal", self.action_launch)
             yield SystemCommand("Stop all runs", "Write the global kill-file and escalate", self.action_stop_all)
-            yield SystemCommand("Clear global kill-file", "Allow new runs again after a stop-all",
-                                self.action_clear_global_stop)
+            yield SystemCommand(
+                "Clear global kill-file", "Allow new runs again after a stop-all", self.action_clear_global_stop
+            )
         for row in self.runs_snapshot:
-            yield SystemCommand(f"Open run {row.run_id}", f"{row.kind} · {row.liveness}",
-                                lambda d=row.dir: self.open_run(d), discover=False)
+            yield SystemCommand(
+                f"Open run {row.run_id}",
+                f"{row.kind} · {row.liveness}",
+                lambda d=row.dir: self.open_run(d),
+                discover=False,
+            )
 
 
 def _last_lines(path: Path, n: int) -> str:

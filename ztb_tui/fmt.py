@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STATE_STYLE = {
-    "running": "green", "starting": "cyan", "stopping": "yellow", "stopped": "yellow",
-    "completed": "cyan", "failed": "bold red", "fatal": "bold red", "dead": "bold red",
-    "stale": "magenta", "unknown": "dim",
+    "running": "green",
+    "starting": "cyan",
+    "stopping": "yellow",
+    "stopped": "yellow",
+    "completed": "cyan",
+    "failed": "bold red",
+    "fatal": "bold red",
+    "dead": "bold red",
+    "stale": "magenta",
+    "unknown": "dim",
 }
 
 
@@ -88,7 +95,7 @@ def clock_time(value: float | str | None) -> str:
         return "-"
     try:
         if isinstance(value, (int, float)):
-            dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
+            dt = datetime.fromtimestamp(float(value), tz=UTC)
         else:
             dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except (ValueError, OSError):

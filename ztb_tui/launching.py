@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ztb_core.errors import ZtbError
@@ -71,8 +71,13 @@ def launch_output(artifacts: Path, run_id: str) -> list[Path]:
     return sorted(d.glob(f"{run_id}*.out")) if d.is_dir() else []
 
 
-def build_argv(kind: str, config: Path | None = None, overrides: list[str] | None = None,
-               run_id: str | None = None, extra: list[str] | None = None) -> list[str]:
+def build_argv(
+    kind: str,
+    config: Path | None = None,
+    overrides: list[str] | None = None,
+    run_id: str | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
     if kind not in JOB_KINDS:
         raise ZtbError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
     args = list(JOB_KINDS[kind].args)
@@ -86,8 +91,13 @@ def build_argv(kind: str, config: Path | None = None, overrides: list[str] | Non
     return ztb_argv(*args)
 
 
-def launch(kind: str, artifacts: Path, config: Path | None = None, overrides: list[str] | None = None,
-           run_id: str | None = None) -> Launched:
+def launch(
+    kind: str,
+    artifacts: Path,
+    config: Path | None = None,
+    overrides: list[str] | None = None,
+    run_id: str | None = None,
+) -> Launched:
     job = JOB_KINDS.get(kind)
     if job is None:
         raise ZtbError(f"unknown job kind {kind!r}; choose one of {', '.join(JOB_KINDS)}")
@@ -106,7 +116,7 @@ def resume(run_kind: str, run_dir: Path, checkpoint: Path, artifacts: Path) -> L
         argv = build_argv(run_kind, extra=["--resume", str(checkpoint)])
     else:
         raise ZtbError(f"run {run_dir.name}: kind {run_kind!r} has no resume (only train and pretrain do)")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = launches_dir(artifacts) / f"{run_dir.name}-resume-{stamp}.out"
     proc = launch_detached(argv, out, env={"ZTB_ARTIFACTS": str(artifacts)})
     return Launched(run_dir.name, argv, out, proc)

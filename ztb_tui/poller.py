@@ -11,7 +11,8 @@ source, and a poll that raises shows its error and tries again on the next tick.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from textual.dom import DOMNode
 
@@ -19,8 +20,15 @@ T = TypeVar("T")
 
 
 class Poller(Generic[T]):
-    def __init__(self, owner: DOMNode, name: str, fetch: Callable[[], T], apply: Callable[[T], None],
-                 interval_s: float, on_error: Callable[[BaseException], None] | None = None):
+    def __init__(
+        self,
+        owner: DOMNode,
+        name: str,
+        fetch: Callable[[], T],
+        apply: Callable[[T], None],
+        interval_s: float,
+        on_error: Callable[[BaseException], None] | None = None,
+    ):
         self.owner = owner
         self.name = name
         self.fetch = fetch
@@ -44,7 +52,7 @@ class Poller(Generic[T]):
         except Exception:
             return False
 
-    def start(self, delay: float = 0.0) -> "Poller[T]":
+    def start(self, delay: float = 0.0) -> Poller[T]:
         self._stopped = False
         self._arm(delay)
         return self
@@ -84,8 +92,9 @@ class Poller(Generic[T]):
             self.paused = True  # re-armed by poll_now() when the screen is current again
             return
         self.in_flight = True
-        self.owner.run_worker(self._work, name=f"poll-{self.name}", group=f"poll-{self.name}",
-                              thread=True, exit_on_error=False)
+        self.owner.run_worker(
+            self._work, name=f"poll-{self.name}", group=f"poll-{self.name}", thread=True, exit_on_error=False
+        )
 
     def _work(self) -> None:
         try:

@@ -13,12 +13,12 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from ztb_core.runs import (ACTIVE_STATES, DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, liveness,
-                           runs_dir)
+from ztb_core.runs import ACTIVE_STATES, DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, liveness, runs_dir
 
 Clock = Callable[[], float]
 
@@ -33,6 +33,7 @@ HISTORY = 240  # points kept per series: wider than any terminal's sparkline
 # ---------------------------------------------------------------------------------------
 # runs list
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunRow:
@@ -117,12 +118,20 @@ class RunsSource:
         step = int(status.get("step", 0) or 0)
         updated = status.get("updated_at")
         return RunRow(
-            run_id=run_dir.name, dir=run_dir, kind=str(info.get("kind", status.get("kind", "?"))),
-            state=str(status.get("state", "unknown")), liveness=label, step=step,
-            total_steps=status.get("total_steps"), fps=self._shown_rate(label, self._rate(run_dir.name, status, step)),
+            run_id=run_dir.name,
+            dir=run_dir,
+            kind=str(info.get("kind", status.get("kind", "?"))),
+            state=str(status.get("state", "unknown")),
+            liveness=label,
+            step=step,
+            total_steps=status.get("total_steps"),
+            fps=self._shown_rate(label, self._rate(run_dir.name, status, step)),
             heartbeat_age_s=max(0.0, now - float(updated)) if updated else None,
-            pid=status.get("pid"), pid_alive=alive, created_at=str(info.get("created_at") or ""),
-            message=status.get("message"), status=status,
+            pid=status.get("pid"),
+            pid_alive=alive,
+            created_at=str(info.get("created_at") or ""),
+            message=status.get("message"),
+            status=status,
         )
 
     def _rate(self, run_id: str, status: dict, step: int) -> float | None:
@@ -148,6 +157,7 @@ class RunsSource:
 # ---------------------------------------------------------------------------------------
 # metrics: incremental series per (split, name)
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Series:
@@ -249,6 +259,7 @@ class MetricsSource:
 # text logs and events
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TailLines:
     lines: list[str]
@@ -321,7 +332,7 @@ class TextFollower:
         if cut < 0:
             self._partial = data
             return TailLines([], reset)
-        self._partial = data[cut + 1:]
+        self._partial = data[cut + 1 :]
         text = data[: cut + 1].decode("utf-8", errors="replace")
         return TailLines(text.splitlines(), reset)
 
@@ -390,6 +401,7 @@ def event_text(record: dict) -> str:
 # checkpoints
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CheckpointRow:
     file: str
@@ -420,10 +432,20 @@ class CheckpointsSource:
             return []
         if mtime != self._mtime:
             self._mtime = mtime
-            self._rows = [CheckpointRow(
-                file=str(e.get("file")), step=int(e.get("step", 0) or 0), created_at=str(e.get("created_at", "")),
-                size=e.get("size"), ratio=e.get("ratio"), save_seconds=e.get("save_seconds"),
-                sha256=e.get("sha256"), best=bool(e.get("best")), entry=dict(e)) for e in self.manifest.entries()]
+            self._rows = [
+                CheckpointRow(
+                    file=str(e.get("file")),
+                    step=int(e.get("step", 0) or 0),
+                    created_at=str(e.get("created_at", "")),
+                    size=e.get("size"),
+                    ratio=e.get("ratio"),
+                    save_seconds=e.get("save_seconds"),
+                    sha256=e.get("sha256"),
+                    best=bool(e.get("best")),
+                    entry=dict(e),
+                )
+                for e in self.manifest.entries()
+            ]
         return list(self._rows)
 
     def verify(self, row: CheckpointRow) -> tuple[bool, str]:
@@ -437,6 +459,7 @@ class CheckpointsSource:
 # ---------------------------------------------------------------------------------------
 # the console host: its own CPU/memory and GPUs
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HostSample:
@@ -471,6 +494,12 @@ class HostSource:
             available, reason = bool(self.gpu.available), str(self.gpu.reason)
         except Exception as exc:  # a driver hiccup must not take the console down
             gpus, available, reason = (), False, f"{exc.__class__.__name__}: {exc}"
-        return HostSample(cpu_pct=float(self._cpu()), mem_pct=float(vm.percent),
-                          mem_used_mb=(vm.total - vm.available) / 2**20, mem_total_mb=vm.total / 2**20,
-                          gpu_available=available, gpu_reason=reason, gpus=gpus)
+        return HostSample(
+            cpu_pct=float(self._cpu()),
+            mem_pct=float(vm.percent),
+            mem_used_mb=(vm.total - vm.available) / 2**20,
+            mem_total_mb=vm.total / 2**20,
+            gpu_available=available,
+            gpu_reason=reason,
+            gpus=gpus,
+        )

@@ -63,6 +63,7 @@ def test_stage1_values_are_the_aligned_bars(fx_bars):
     fm = compute_feature_set("stage1-ohlc", fx_bars, "fx")
     np.testing.assert_allclose(fm.column("M1_close"), fx_bars["close"].to_numpy(np.float32))
     from ztb_core.data.resample import last_completed, resample
+
     h1 = resample(fx_bars, "H1", "fx")
     pos = last_completed(fx_bars.index, h1, "H1")
     rows = np.flatnonzero(pos >= 1)
@@ -71,8 +72,10 @@ def test_stage1_values_are_the_aligned_bars(fx_bars):
     np.testing.assert_allclose(fm.column("H1_delta_close")[rows], delta.astype(np.float32), atol=1e-5)
 
 
-@pytest.mark.parametrize("name,market", [("technical-66", "fx"), ("stage1-ohlc", "fx"), ("technical-66", "crypto"),
-                                         ("stage1-ohlc", "crypto")])
+@pytest.mark.parametrize(
+    "name,market",
+    [("technical-66", "fx"), ("stage1-ohlc", "fx"), ("technical-66", "crypto"), ("stage1-ohlc", "crypto")],
+)
 @pytest.mark.parametrize("cut_frac", [0.35, 0.8])
 def test_causality_rows_after_t_do_not_change_anything_at_or_before_t(fx_bars, crypto_bars, name, market, cut_frac):
     bars = fx_bars if market == "fx" else crypto_bars
@@ -87,15 +90,15 @@ def test_causality_rows_after_t_do_not_change_anything_at_or_before_t(fx_bars, c
     rng = np.random.default_rng(0)
     scale = np.exp(rng.normal(0, 0.05, len(bars) - t - 1))
     for col in ("open", "high", "low", "close"):
-        altered.iloc[t + 1:, altered.columns.get_loc(col)] *= scale
-    altered.iloc[t + 1:, altered.columns.get_loc("volume")] += 1000.0
+        altered.iloc[t + 1 :, altered.columns.get_loc(col)] *= scale
+    altered.iloc[t + 1 :, altered.columns.get_loc("volume")] += 1000.0
     extra = bars.iloc[-50:].copy()
     extra.index = extra.index + pd.Timedelta(days=30)
     altered = pd.concat([altered, extra])
     changed = compute_feature_set(name, altered, market)
     np.testing.assert_array_equal(changed.values[: t + 1], full.values[: t + 1])
     np.testing.assert_array_equal(changed.valid[: t + 1], full.valid[: t + 1])
-    assert not np.array_equal(changed.values[t + 1: len(bars)], full.values[t + 1:])
+    assert not np.array_equal(changed.values[t + 1 : len(bars)], full.values[t + 1 :])
 
 
 def _hlc(bars):
@@ -157,8 +160,9 @@ def test_technical_columns_are_the_documented_formulas(crypto_bars):
 
 def test_flat_prices_give_neutral_values_not_nan():
     idx = pd.date_range("2021-01-04", periods=3000, freq="min", tz="UTC", name="time")
-    flat = pd.DataFrame({c: np.full(3000, 100.0) for c in ("open", "high", "low", "close")} | {"volume": np.zeros(3000)},
-                        index=idx)
+    flat = pd.DataFrame(
+        {c: np.full(3000, 100.0) for c in ("open", "high", "low", "close")} | {"volume": np.zeros(3000)}, index=idx
+    )
     fm = compute_feature_set("technical-66", flat, "crypto")
     assert fm.valid[-1] and np.isfinite(fm.values).all()
     assert fm.column("rsi_14")[-1] == pytest.approx(0.5)

@@ -1,25 +1,29 @@
 """Importers (time zones, column maps, gzip, trades -> bars), the store (merge, atomicity), the data
 source, splits and the CLI."""
 
-import gzip
-import json
-import os
-
-import numpy as np
 import pandas as pd
 import pytest
 
 from ztb_core.cli import main
 from ztb_core.data import store
-from ztb_core.data.importers import CsvColumns, parse_tz, read_csv_bars, read_histdata, read_trades_bitflyer, trades_to_bars
+from ztb_core.data.importers import (
+    CsvColumns,
+    parse_tz,
+    read_csv_bars,
+    read_histdata,
+    read_trades_bitflyer,
+    trades_to_bars,
+)
 from ztb_core.data.ingest import DataConfig, import_files
 from ztb_core.data.source import DataSourceConfig, load_bars
 from ztb_core.data.splits import SplitConfig, chronological_splits
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.errors import ConfigError, DataError
 
-BITFLYER_HEADER = ('"domain","product_code","loaded","id","exec_date","side","price","size",'
-                   '"buy_child_order_acceptance_id","sell_child_order_acceptance_id"')
+BITFLYER_HEADER = (
+    '"domain","product_code","loaded","id","exec_date","side","price","size",'
+    '"buy_child_order_acceptance_id","sell_child_order_acceptance_id"'
+)
 
 
 def bf_row(i, when, price, size):
@@ -43,9 +47,19 @@ def test_parse_tz_forms():
 
 
 def test_generic_csv_with_column_map_and_tz(tmp_path, write_text):
-    path = write_text(tmp_path / "x.csv", "Date;Time;O;H;L;C\n2020.01.06;09:00;1;2;0.5;1.5\n2020.01.06;09:01;1.5;2;1;1\n")
-    cols = CsvColumns(time=["Date", "Time"], open="O", high="H", low="L", close="C", volume=None, delimiter=";",
-                      time_format="%Y.%m.%d %H:%M")
+    path = write_text(
+        tmp_path / "x.csv", "Date;Time;O;H;L;C\n2020.01.06;09:00;1;2;0.5;1.5\n2020.01.06;09:01;1.5;2;1;1\n"
+    )
+    cols = CsvColumns(
+        time=["Date", "Time"],
+        open="O",
+        high="H",
+        low="L",
+        close="C",
+        volume=None,
+        delimiter=";",
+        time_format="%Y.%m.%d %H:%M",
+    )
     src = read_csv_bars(path, cols, tz="+09:00")
     assert str(src.bars.index[0]) == "2020-01-06 00:00:00+00:00"
     assert (src.bars["volume"] == 0).all() and list(src.rows) == [2, 3]
@@ -67,15 +81,20 @@ def test_parquet_import_and_cli_roundtrip(tmp_path):
 
 
 def test_bitflyer_trades_to_bars_sorted_by_time_then_id(tmp_path, write_text):
-    rows = [BITFLYER_HEADER,
-            bf_row(5, "2018-01-21T09:00:30.000+09:00", 100.0, 0.5),
-            bf_row(4, "2018-01-21T09:00:10.000+09:00", 102.0, 0.1),  # earlier: first in the minute
-            bf_row(6, "2018-01-21T09:00:30.000+09:00", 99.0, 0.2),  # same time, higher id: later
-            '"bitflyer.jp","BTC_JPY","2018-01-21T09:01:05.000+09:00","7","","SELL","98.0","1.0","A","B"',
-            bf_row(8, "2018-01-21T09:02:01.000+09:00", 101.0, 1.0)]
+    rows = [
+        BITFLYER_HEADER,
+        bf_row(5, "2018-01-21T09:00:30.000+09:00", 100.0, 0.5),
+        bf_row(4, "2018-01-21T09:00:10.000+09:00", 102.0, 0.1),  # earlier: first in the minute
+        bf_row(6, "2018-01-21T09:00:30.000+09:00", 99.0, 0.2),  # same time, higher id: later
+        '"bitflyer.jp","BTC_JPY","2018-01-21T09:01:05.000+09:00","7","","SELL","98.0","1.0","A","B"',
+        bf_row(8, "2018-01-21T09:02:01.000+09:00", 101.0, 1.0),
+    ]
     path = write_text(tmp_path / "bitflyer.execution.20180121.BTC_JPY.csv.gz", "\n".join(rows) + "\n")
     trades = read_trades_bitflyer(path)
-    assert list(trades["id"]) == [4, 5, 6, 8] and "dropped 1 trade(s) with an empty exec_date (first at row 5)" in trades.attrs["notes"][0]
+    assert (
+        list(trades["id"]) == [4, 5, 6, 8]
+        and "dropped 1 trade(s) with an empty exec_date (first at row 5)" in trades.attrs["notes"][0]
+    )
     bars = trades_to_bars(trades)
     assert [str(t) for t in bars.index] == ["2018-01-21 00:00:00+00:00", "2018-01-21 00:02:00+00:00"]
     first = bars.iloc[0]
@@ -83,7 +102,9 @@ def test_bitflyer_trades_to_bars_sorted_by_time_then_id(tmp_path, write_text):
     assert first["volume"] == pytest.approx(0.8) and first["trades"] == 3
     with pytest.raises(DataError, match=r"row 5, column exec_date: empty"):
         read_trades_bitflyer(path, missing_time="error")
-    bad = write_text(tmp_path / "bad.csv.gz", "\n".join(rows[:2] + [bf_row(9, "2018-01-21T09:03:00+09:00", -1, 1)]) + "\n")
+    bad = write_text(
+        tmp_path / "bad.csv.gz", "\n".join(rows[:2] + [bf_row(9, "2018-01-21T09:03:00+09:00", -1, 1)]) + "\n"
+    )
     with pytest.raises(DataError, match=r"bad.csv.gz, row 3, column price: value '-1' is not a positive number"):
         read_trades_bitflyer(bad)
 
@@ -95,7 +116,12 @@ def test_reimport_overlap_merges_without_duplicates(tmp_path):
     bars.iloc[800:].to_parquet(b)
     r1 = import_files([a], "parquet", "X", "crypto")
     r2 = import_files([b], "parquet", "X", "crypto")
-    assert (r1.merge.rows_after, r2.merge.rows_added, r2.merge.rows_replaced, r2.merge.rows_after) == (1200, 800, 0, 2000)
+    assert (r1.merge.rows_after, r2.merge.rows_added, r2.merge.rows_replaced, r2.merge.rows_after) == (
+        1200,
+        800,
+        0,
+        2000,
+    )
     got = store.read_bars("X")
     assert got.index.is_unique and len(got) == 2000
     pd.testing.assert_frame_equal(got, bars)
@@ -129,8 +155,12 @@ def test_store_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_data_source_synthetic_and_store(tmp_path):
-    cfg = DataSourceConfig(market="crypto", synthetic=SyntheticConfig(n_bars=3000, seed=1),
-                           start="2020-01-06T00:00:00Z", end="2020-01-06T12:00:00Z")
+    cfg = DataSourceConfig(
+        market="crypto",
+        synthetic=SyntheticConfig(n_bars=3000, seed=1),
+        start="2020-01-06T00:00:00Z",
+        end="2020-01-06T12:00:00Z",
+    )
     bars = load_bars(cfg)
     assert "trades" in bars.columns  # the source's market drives the generator
     assert bars.index[0] == pd.Timestamp("2020-01-06", tz="UTC") and len(bars) == 720
@@ -152,12 +182,14 @@ def test_chronological_splits():
     with pytest.raises(ConfigError, match="val split is empty"):
         chronological_splits(10, 0.7, 0.15, 0.15, embargo=5)
     from ztb_core.config import validate_config
+
     with pytest.raises(ConfigError, match="must be <= 1"):
         validate_config(SplitConfig, {"train": 0.9, "val": 0.2})
 
 
 def test_bundled_config_loads():
     from ztb_core.config import load_config
+
     cfg = load_config(DataConfig)
     assert cfg.validation.duplicates == "report" and cfg.fx_day_close == "17:00"
     with pytest.raises(ConfigError, match="validation.gaps"):

@@ -22,7 +22,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def fx_with_outage() -> pd.DataFrame:
     """Two weeks of FX M1 (weekend gaps) with a 3-hour outage on a Wednesday."""
     bars = generate_market(SyntheticConfig(n_bars=14_000, seed=4, market="fx"))
-    hole = (bars.index >= pd.Timestamp("2020-01-08 10:00", tz="UTC")) & (bars.index < pd.Timestamp("2020-01-08 13:00", tz="UTC"))
+    hole = (bars.index >= pd.Timestamp("2020-01-08 10:00", tz="UTC")) & (
+        bars.index < pd.Timestamp("2020-01-08 13:00", tz="UTC")
+    )
     assert hole.sum() == 180
     return bars[~hole]
 
@@ -55,15 +57,20 @@ def test_gaps_are_marked_closed_or_unexpected(fx_with_outage) -> None:
     spans = gap_spans(fx_with_outage.index, "fx")
     bad = [s for s in spans if not s.expected]
     assert [(pd.Timestamp(s.start_ns, tz="UTC"), pd.Timestamp(s.end_ns, tz="UTC")) for s in bad] == [
-        (pd.Timestamp("2020-01-08 10:00", tz="UTC"), pd.Timestamp("2020-01-08 13:00", tz="UTC"))]
+        (pd.Timestamp("2020-01-08 10:00", tz="UTC"), pd.Timestamp("2020-01-08 13:00", tz="UTC"))
+    ]
     weekends = [s for s in spans if s.expected]
     assert len(weekends) >= 1 and all((s.end_ns - s.start_ns) / 3.6e12 > 40 for s in weekends)
 
 
 def test_daily_realised_vol_by_hand() -> None:
     # crypto days close at 00:00 UTC: two bars late on day 1, three on day 2, then a gap (left out)
-    idx = utc_index(pd.to_datetime(["2021-03-01 23:58", "2021-03-01 23:59", "2021-03-02 00:00", "2021-03-02 00:01",
-                                    "2021-03-02 05:00"], utc=True))
+    idx = utc_index(
+        pd.to_datetime(
+            ["2021-03-01 23:58", "2021-03-01 23:59", "2021-03-02 00:00", "2021-03-02 00:01", "2021-03-02 05:00"],
+            utc=True,
+        )
+    )
     close = np.array([100.0, 101.0, 99.0, 99.5, 120.0])
     bars = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=idx)
     vol = daily_realised_vol(bars, "crypto")

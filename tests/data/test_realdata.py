@@ -35,7 +35,7 @@ def test_usdjpy_histdata_import_and_features(shared_data):
     fm = compute_feature_set("technical-66", bars, "fx")
     assert np.isfinite(fm.values).all() and fm.valid.mean() > 0.9
     brexit = int(fm.index.searchsorted(pd.Timestamp("2016-06-24", tz="UTC")))
-    assert abs(fm.column("ret_60")[brexit: brexit + 600]).max() > 0.01
+    assert abs(fm.column("ret_60")[brexit : brexit + 600]).max() > 0.01
 
 
 def test_bitflyer_trades_import(shared_data):
@@ -51,4 +51,6 @@ def test_bitflyer_trades_import(shared_data):
     assert (bars["trades"] >= 1).all() and bars["trades"].sum() > 900_000
     h1 = resample(bars, "H1", "crypto")
     pos = last_completed(bars.index, h1, "H1")
-    assert (h1["close_time"].to_numpy()[pos[pos >= 0]] <= (bars.index[pos >= 0] + np.timedelta64(1, "m")).to_numpy()).all()
+    assert (
+        h1["close_time"].to_numpy()[pos[pos >= 0]] <= (bars.index[pos >= 0] + np.timedelta64(1, "m")).to_numpy()
+    ).all()

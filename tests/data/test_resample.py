@@ -51,13 +51,24 @@ def brute_resample(m1: pd.DataFrame, tf: str, market: str) -> pd.DataFrame:
         else:
             key = t.floor({"M5": "5min", "M15": "15min", "M30": "30min", "H1": "h", "H4": "4h"}[tf])
         groups.setdefault(key, []).append(row)
-    out = {k: {"open": r[0]["open"], "high": max(x["high"] for x in r), "low": min(x["low"] for x in r),
-               "close": r[-1]["close"], "volume": sum(x["volume"] for x in r), "n_bars": len(r)} for k, r in groups.items()}
+    out = {
+        k: {
+            "open": r[0]["open"],
+            "high": max(x["high"] for x in r),
+            "low": min(x["low"] for x in r),
+            "close": r[-1]["close"],
+            "volume": sum(x["volume"] for x in r),
+            "n_bars": len(r),
+        }
+        for k, r in groups.items()
+    }
     return pd.DataFrame.from_dict(out, orient="index").sort_index()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m1=m1_bars(), tf=st.sampled_from(["M5", "M15", "M30", "H1", "H4", "D"]), market=st.sampled_from(["fx", "crypto"]))
+@given(
+    m1=m1_bars(), tf=st.sampled_from(["M5", "M15", "M30", "H1", "H4", "D"]), market=st.sampled_from(["fx", "crypto"])
+)
 def test_resample_equals_brute_force_and_keeps_invariants(m1, tf, market):
     got = resample(m1, tf, market)
     want = brute_resample(m1, tf, market)
@@ -76,8 +87,12 @@ def test_resample_equals_brute_force_and_keeps_invariants(m1, tf, market):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(m1=m1_bars(), tf=st.sampled_from(["M5", "H1", "H4", "D"]), market=st.sampled_from(["fx", "crypto"]),
-       cut=st.floats(0, 1))
+@given(
+    m1=m1_bars(),
+    tf=st.sampled_from(["M5", "H1", "H4", "D"]),
+    market=st.sampled_from(["fx", "crypto"]),
+    cut=st.floats(0, 1),
+)
 def test_last_completed_is_causal_and_matches_brute_force(m1, tf, market, cut):
     htf = resample(m1, tf, market)
     pos = last_completed(m1.index, htf, tf)
@@ -110,8 +125,12 @@ def test_fx_day_closes_at_17_new_york_in_winter_and_summer():
     # winter: 17:00 EST = 22:00 UTC; summer: 17:00 EDT = 21:00 UTC
     m1 = _bars_at(["2016-01-05 21:59", "2016-01-05 22:00", "2016-07-05 20:59", "2016-07-05 21:00"])
     d = resample(m1, "D", "fx")
-    assert [str(t) for t in d.index] == ["2016-01-04 22:00:00+00:00", "2016-01-05 22:00:00+00:00",
-                                         "2016-07-04 21:00:00+00:00", "2016-07-05 21:00:00+00:00"]
+    assert [str(t) for t in d.index] == [
+        "2016-01-04 22:00:00+00:00",
+        "2016-01-05 22:00:00+00:00",
+        "2016-07-04 21:00:00+00:00",
+        "2016-07-05 21:00:00+00:00",
+    ]
     assert str(d["close_time"].iloc[0]) == "2016-01-05 22:00:00+00:00"
     crypto = resample(_bars_at(["2018-01-21 23:59", "2018-01-22 00:00"]), "D", "crypto")
     assert [str(t) for t in crypto.index] == ["2018-01-21 00:00:00+00:00", "2018-01-22 00:00:00+00:00"]
@@ -157,10 +176,14 @@ def test_unsorted_input_and_unknown_timeframe_raise():
 def test_fx_day_after_the_spring_dst_switch_starts_at_17_new_york():
     """2016-03-13: New York moves to EDT at 02:00, so that Sunday's session opens at 21:00 UTC;
     the hour 21:00-22:00 UTC belongs to the new day, not to the one that opened on Saturday."""
-    t = pd.DatetimeIndex(["2016-03-12 23:00", "2016-03-13 07:00", "2016-03-13 20:59", "2016-03-13 21:43",
-                          "2016-03-13 22:10"], tz="UTC", name="time")
-    m1 = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "close": [1.0, 2.0, 3.0, 4.0, 5.0],
-                       "volume": 0.0}, index=t)
+    t = pd.DatetimeIndex(
+        ["2016-03-12 23:00", "2016-03-13 07:00", "2016-03-13 20:59", "2016-03-13 21:43", "2016-03-13 22:10"],
+        tz="UTC",
+        name="time",
+    )
+    m1 = pd.DataFrame(
+        {"open": 100.0, "high": 101.0, "low": 99.0, "close": [1.0, 2.0, 3.0, 4.0, 5.0], "volume": 0.0}, index=t
+    )
     day = resample(m1, "D", "fx")
     assert list(day.index) == [pd.Timestamp("2016-03-12 22:00", tz="UTC"), pd.Timestamp("2016-03-13 21:00", tz="UTC")]
     assert day["close"].tolist() == [3.0, 5.0] and day["n_bars"].tolist() == [3, 2]

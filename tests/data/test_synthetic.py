@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ztb_core.config import validate_config
 from ztb_core.data.schema import BAR_COLUMNS
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.errors import ConfigError
-from ztb_core.config import validate_config
 
 
 def _rets(df: pd.DataFrame) -> np.ndarray:
@@ -36,7 +36,11 @@ def test_fx_has_no_weekend_bars_and_gaps_at_the_sunday_open():
     df = generate_market(SyntheticConfig(seed=2, n_bars=30000, market="fx"))
     ny = df.index.tz_convert("America/New_York")
     minutes = ny.hour * 60 + ny.minute
-    weekend = ((ny.day_of_week == 4) & (minutes >= 17 * 60)) | (ny.day_of_week == 5) | ((ny.day_of_week == 6) & (minutes < 17 * 60))
+    weekend = (
+        ((ny.day_of_week == 4) & (minutes >= 17 * 60))
+        | (ny.day_of_week == 5)
+        | ((ny.day_of_week == 6) & (minutes < 17 * 60))
+    )
     assert not weekend.any()
     step = np.diff(df.index.asi8) // 60_000_000_000
     assert (step > 1).sum() >= 2  # ~3 weeks of data: at least two weekends
@@ -55,7 +59,7 @@ def test_stylised_facts_fat_tails_clustering_seasonality():
     df = generate_market(SyntheticConfig(seed=4, n_bars=200_000, market="crypto"))
     r = _rets(df)
     z = (r - r.mean()) / r.std()
-    assert (z ** 4).mean() > 5.0  # excess kurtosis: fat tails
+    assert (z**4).mean() > 5.0  # excess kurtosis: fat tails
     a = np.abs(r)
     assert np.corrcoef(a[1:], a[:-1])[0, 1] > 0.1  # volatility clustering
     assert abs(np.corrcoef(r[1:], r[:-1])[0, 1]) < 0.02  # no free signal by default

@@ -31,18 +31,21 @@ def replace(i: int, field: int, value: str) -> list[str]:
     return [";".join(r) for r in rows]
 
 
-@pytest.mark.parametrize("lines,match", [
-    (replace(2, 4, "nan"), r"row 3, column close: value nan is not a finite number"),
-    (replace(1, 2, "inf"), r"row 2, column high: value inf is not a finite number"),
-    (replace(2, 3, "0"), r"row 3, column low: price 0.0 is not positive"),
-    (replace(3, 1, "-120.0"), r"row 4, column open: price -120.0 is not positive"),
-    (replace(1, 2, "120.001"), r"row 2, column high: value 120.001 is below max\(open, close\) = 120.01"),
-    (replace(2, 3, "120.012"), r"row 3, column low: value 120.012 is above min\(open, close\) = 120.002"),
-    (replace(0, 5, "-3"), r"row 1, column volume: value -3.0 is negative"),
-    (replace(2, 4, "12O.0"), r"row 3, column close: value '12O.0' is not a number"),
-    (replace(1, 0, "20160105 1001"), r"row 2, column time: '20160105 1001' is not format"),
-    ([GOOD[0], GOOD[2], GOOD[1], GOOD[3]], r"row 3, column time: 2016-01-05T15:01:00\+00:00 is earlier than"),
-])
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        (replace(2, 4, "nan"), r"row 3, column close: value nan is not a finite number"),
+        (replace(1, 2, "inf"), r"row 2, column high: value inf is not a finite number"),
+        (replace(2, 3, "0"), r"row 3, column low: price 0.0 is not positive"),
+        (replace(3, 1, "-120.0"), r"row 4, column open: price -120.0 is not positive"),
+        (replace(1, 2, "120.001"), r"row 2, column high: value 120.001 is below max\(open, close\) = 120.01"),
+        (replace(2, 3, "120.012"), r"row 3, column low: value 120.012 is above min\(open, close\) = 120.002"),
+        (replace(0, 5, "-3"), r"row 1, column volume: value -3.0 is negative"),
+        (replace(2, 4, "12O.0"), r"row 3, column close: value '12O.0' is not a number"),
+        (replace(1, 0, "20160105 1001"), r"row 2, column time: '20160105 1001' is not format"),
+        ([GOOD[0], GOOD[2], GOOD[1], GOOD[3]], r"row 3, column time: 2016-01-05T15:01:00\+00:00 is earlier than"),
+    ],
+)
 def test_structural_errors_name_file_row_column_value(tmp_path, lines, match):
     path = histdata(tmp_path, lines)
     with pytest.raises(DataError, match=match) as err:
@@ -63,8 +66,9 @@ def test_duplicate_policies(tmp_path):
     with pytest.raises(DataError, match=r"conf.csv, row 3: duplicate timestamp .* different values"):
         read_and_validate([conflicting], "histdata", "fx", DataConfig())
     # drop: keep the first row of the timestamp, and say so
-    bars, rep = read_and_validate([conflicting], "histdata", "fx",
-                                  DataConfig(validation=ValidationConfig(duplicates="drop")))
+    bars, rep = read_and_validate(
+        [conflicting], "histdata", "fx", DataConfig(validation=ValidationConfig(duplicates="drop"))
+    )
     assert len(bars) == 4 and rep.duplicates_conflicting == 1
     assert bars["close"].iloc[1] == pytest.approx(120.010)
     assert any("removed 1 duplicate" in n for n in rep.notes)
@@ -101,7 +105,8 @@ def test_gap_classification_fx_weekend_holiday_quiet_and_unexpected():
         validate_bars(_bars(times), "fx", ValidationConfig(gaps="error"))
     # Christmas: closed from 17:00 New York on the 24th to 17:00 on the 25th
     xmas = pd.date_range("2015-12-24 21:50", "2015-12-24 21:59", freq="min").append(
-        pd.date_range("2015-12-25 22:00", "2015-12-25 22:10", freq="min"))
+        pd.date_range("2015-12-25 22:00", "2015-12-25 22:10", freq="min")
+    )
     _, rep = validate_bars(_bars(xmas), "fx")
     assert rep.gaps_market_closed == 1 and rep.gaps_unexpected == 0
     _, rep = validate_bars(_bars(xmas), "fx", ValidationConfig(fx_holidays=[]))
@@ -110,7 +115,8 @@ def test_gap_classification_fx_weekend_holiday_quiet_and_unexpected():
 
 def test_gap_classification_crypto_is_24_7_with_optional_maintenance():
     times = pd.date_range("2018-01-20 18:50", "2018-01-20 18:59", freq="min").append(
-        pd.date_range("2018-01-20 19:12", "2018-01-20 19:20", freq="min"))
+        pd.date_range("2018-01-20 19:12", "2018-01-20 19:20", freq="min")
+    )
     _, rep = validate_bars(_bars(times), "crypto")
     assert rep.gaps_unexpected == 1  # 12 min > 10 min quiet limit; crypto never closes
     _, rep = validate_bars(_bars(times), "crypto", ValidationConfig(daily_maintenance_utc=["19:00-19:15"]))
@@ -143,10 +149,13 @@ def test_empty_and_garbage_files(tmp_path, write_text):
 def test_fast_and_careful_histdata_readers_agree(tmp_path):
     from ztb_core.data.importers import _read_histdata_careful, _read_histdata_fast
     from ztb_core.data.synthetic import SyntheticConfig, generate_market
+
     bars = generate_market(SyntheticConfig(seed=9, n_bars=3000))
     est = (bars.index - pd.Timedelta(hours=5)).strftime("%Y%m%d %H%M%S")
-    lines = [f"{t};{o:.6f};{h:.6f};{lo:.6f};{c:.6f};0" for t, o, h, lo, c in
-             zip(est, bars["open"], bars["high"], bars["low"], bars["close"])]
+    lines = [
+        f"{t};{o:.6f};{h:.6f};{lo:.6f};{c:.6f};0"
+        for t, o, h, lo, c in zip(est, bars["open"], bars["high"], bars["low"], bars["close"])
+    ]
     path = histdata(tmp_path, lines, "good.csv")
     fast, careful = _read_histdata_fast(path), _read_histdata_careful(path)
     assert fast is not None

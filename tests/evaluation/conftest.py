@@ -27,10 +27,12 @@ def bars():
 @pytest.fixture
 def fast_config() -> EvalConfig:
     """Small resample/path counts: the statistics are exercised, the suite stays fast."""
-    return EvalConfig.model_validate({
-        "bootstrap": {"n_resamples": 200},
-        "monte_carlo": {"n_paths": 300, "horizon_days": 1},
-        "baselines": {"random_seeds": 10, "sma_fast": 10, "sma_slow": 40},
-        "robustness": {"episodes": 3},
-        "report": {"curve_points": 200, "histogram_bins": 20},
-    })
+    return EvalConfig.model_validate(
+        {
+            "bootstrap": {"n_resamples": 200},
+            "monte_carlo": {"n_paths": 300, "horizon_days": 1},
+            "baselines": {"random_seeds": 10, "sma_fast": 10, "sma_slow": 40},
+            "robustness": {"episodes": 3},
+            "report": {"curve_points": 200, "histogram_bins": 20},
+        }
+    )

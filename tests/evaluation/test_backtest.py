@@ -46,13 +46,16 @@ def test_agrees_with_pnl_module_and_trades_sum_to_net_pnl():
     assert np.all(bt.trade_entry < bt.trade_exit)
 
 
-@pytest.mark.parametrize("pos, open_, close, match", [
-    ([1, 1], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "positions has 2 values but there are 3 bars"),
-    ([1, 1, 1], [1.0, 2.0], [1.0, 2.0, 3.0], "open has 2 bars but close has 3"),
-    ([1, np.nan, 1], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "positions: 1 value"),
-    ([1, 1, 1], [1.0, 0.0, 3.0], [1.0, 2.0, 3.0], "open: prices must be positive .row 1"),
-    ([], [], [], "is empty"),
-])
+@pytest.mark.parametrize(
+    "pos, open_, close, match",
+    [
+        ([1, 1], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "positions has 2 values but there are 3 bars"),
+        ([1, 1, 1], [1.0, 2.0], [1.0, 2.0, 3.0], "open has 2 bars but close has 3"),
+        ([1, np.nan, 1], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "positions: 1 value"),
+        ([1, 1, 1], [1.0, 0.0, 3.0], [1.0, 2.0, 3.0], "open: prices must be positive .row 1"),
+        ([], [], [], "is empty"),
+    ],
+)
 def test_bad_inputs(pos, open_, close, match):
     with pytest.raises(EvaluationError, match=match):
         backtest(pos, open_, close, CostConfig())

@@ -50,8 +50,9 @@ def test_max_drawdown_and_total_return_intervals():
 def test_joint_resampling_keeps_columns_paired():
     rng = np.random.default_rng(9)
     r = rng.normal(0.0, 0.01, 800)
-    samples, _ = bootstrap_statistics(np.column_stack([r, r, 2 * r]), 252, 100, 5.0, "stationary", seed=3,
-                                      drawdown_columns=[0, 1])
+    samples, _ = bootstrap_statistics(
+        np.column_stack([r, r, 2 * r]), 252, 100, 5.0, "stationary", seed=3, drawdown_columns=[0, 1]
+    )
     np.testing.assert_allclose(samples["sharpe"][:, 0], samples["sharpe"][:, 1])
     np.testing.assert_allclose(samples["sharpe"][:, 0], samples["sharpe"][:, 2], rtol=1e-9)  # scale-free
     np.testing.assert_allclose(samples["max_drawdown"][:, 0], samples["max_drawdown"][:, 1])
@@ -103,13 +104,16 @@ def test_samplers_draw_blocks_of_the_requested_shape():
     np.testing.assert_array_equal((cb[:, 1:10] - cb[:, :9]) % 1000, 1)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "jackknife"}, "bootstrap method 'jackknife'"),
-    ({"statistic": "sortino"}, "unknown bootstrap statistic"),
-    ({"n_resamples": 5}, "at least 10"),
-    ({"block_length": 0.5}, "block_length must be >= 1"),
-    ({"confidence": 0.3}, "confidence"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "jackknife"}, "bootstrap method 'jackknife'"),
+        ({"statistic": "sortino"}, "unknown bootstrap statistic"),
+        ({"n_resamples": 5}, "at least 10"),
+        ({"block_length": 0.5}, "block_length must be >= 1"),
+        ({"confidence": 0.3}, "confidence"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     r = np.random.default_rng(0).normal(0, 0.01, 100)
     with pytest.raises(EvaluationError, match=match):

@@ -11,12 +11,26 @@ from ztb_core.config import load_config
 from ztb_core.evaluation import load_schema
 
 TINY_TRAIN = [
-    "data.synthetic.n_bars=12000", "splits.embargo=0", "env.lookback=8", "env.episode_length=256",
-    "ppo.n_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=2", "ppo.net_arch=[32,32]",
-    "checkpoint.every_steps=256", "eval.every_steps=0", "total_timesteps=256",
+    "data.synthetic.n_bars=12000",
+    "splits.embargo=0",
+    "env.lookback=8",
+    "env.episode_length=256",
+    "ppo.n_envs=2",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "ppo.n_epochs=2",
+    "ppo.net_arch=[32,32]",
+    "checkpoint.every_steps=256",
+    "eval.every_steps=0",
+    "total_timesteps=256",
 ]
-FAST_EVAL = ["bootstrap.n_resamples=100", "monte_carlo.n_paths=200", "monte_carlo.horizon_days=0.5",
-             "baselines.random_seeds=5", "report.curve_points=100"]
+FAST_EVAL = [
+    "bootstrap.n_resamples=100",
+    "monte_carlo.n_paths=200",
+    "monte_carlo.horizon_days=0.5",
+    "baselines.random_seeds=5",
+    "report.curve_points=100",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +57,24 @@ def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeyp
 
     monkeypatch.setenv("ZTB_ARTIFACTS", str(trained_run.parent.parent))
     # by run id, as `ztb train` suggests at the end of a run (paths are covered in tests/rl)
-    code = main(["eval", "--model", trained_run.name, "--split", "test", "--episodes", "2", "--n-trials", "4",
-                 "--seed", "3", "--run-id", "ev1", *_set(FAST_EVAL)])
+    code = main(
+        [
+            "eval",
+            "--model",
+            trained_run.name,
+            "--split",
+            "test",
+            "--episodes",
+            "2",
+            "--n-trials",
+            "4",
+            "--seed",
+            "3",
+            "--run-id",
+            "ev1",
+            *_set(FAST_EVAL),
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, out + captured.err

@@ -75,16 +75,19 @@ def test_trade_statistics_from_trade_returns():
     assert m["trade_profit_factor"] == pytest.approx(0.05 / 0.03)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ([], "is empty"),
-    ([0.01], "has 1 value"),
-    ([0.01, float("nan"), 0.02], "NaN or infinite .*row 1"),
-    ([0.01, float("inf")], "NaN or infinite"),
-    ([0.001] * 50, "volatility is zero"),
-    ([0.0] * 50, "never holds a position"),
-    ([0.1, -1.0, 0.2], "wipes out"),
-    ([[0.1, 0.2], [0.3, 0.4]], "1-D"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ([], "is empty"),
+        ([0.01], "has 1 value"),
+        ([0.01, float("nan"), 0.02], "NaN or infinite .*row 1"),
+        ([0.01, float("inf")], "NaN or infinite"),
+        ([0.001] * 50, "volatility is zero"),
+        ([0.0] * 50, "never holds a position"),
+        ([0.1, -1.0, 0.2], "wipes out"),
+        ([[0.1, 0.2], [0.3, 0.4]], "1-D"),
+    ],
+)
 def test_bad_returns_raise_a_clear_error(bad, match):
     with pytest.raises(EvaluationError, match=match):
         performance_metrics(bad, 252)

@@ -29,10 +29,25 @@ def test_real_usdjpy_sma_report_is_complete_and_honest():
     bars = _usdjpy()
     open_, close = bars["open"].to_numpy(), bars["close"].to_numpy()
     pos = sma_crossover(close, 60, 600)
-    cfg = EvalConfig.model_validate({"bootstrap": {"n_resamples": 100}, "monte_carlo": {"n_paths": 200},
-                                     "baselines": {"random_seeds": 5}, "robustness": {"episodes": 2}})
-    rep = evaluate_positions(pos, open_, close, bars.index, CostConfig(fee_bps=0.0, spread_bps=0.6, slippage_bps=0.2),
-                             "M1", "fx", cfg, meta={"symbol": "USDJPY", "split": "2016-01..02"})
+    cfg = EvalConfig.model_validate(
+        {
+            "bootstrap": {"n_resamples": 100},
+            "monte_carlo": {"n_paths": 200},
+            "baselines": {"random_seeds": 5},
+            "robustness": {"episodes": 2},
+        }
+    )
+    rep = evaluate_positions(
+        pos,
+        open_,
+        close,
+        bars.index,
+        CostConfig(fee_bps=0.0, spread_bps=0.6, slippage_bps=0.2),
+        "M1",
+        "fx",
+        cfg,
+        meta={"symbol": "USDJPY", "split": "2016-01..02"},
+    )
     data = validate_report(rep)
     assert data["meta"]["periods_per_year"] == 260 * 1440
     # months are UTC: the last EST evening of February is already March 1st in UTC

@@ -29,16 +29,30 @@ from .conftest import make_bars
 @pytest.fixture(scope="module")
 def report():
     open_, close, index = make_bars(4000, seed=0)
-    cfg = EvalConfig.model_validate({
-        "bootstrap": {"n_resamples": 200}, "monte_carlo": {"n_paths": 300, "horizon_days": 1},
-        "baselines": {"random_seeds": 10, "sma_fast": 10, "sma_slow": 40}, "robustness": {"episodes": 3},
-        "report": {"curve_points": 200, "histogram_bins": 20},
-    })
+    cfg = EvalConfig.model_validate(
+        {
+            "bootstrap": {"n_resamples": 200},
+            "monte_carlo": {"n_paths": 300, "horizon_days": 1},
+            "baselines": {"random_seeds": 10, "sma_fast": 10, "sma_slow": 40},
+            "robustness": {"episodes": 3},
+            "report": {"curve_points": 200, "histogram_bins": 20},
+        }
+    )
     pos = sma_crossover(close, 8, 50)
     stages = []
-    rep = evaluate_positions(pos, open_, close, index, CostConfig(), "M5", "fx", cfg, n_trials=5,
-                             meta={"model": "sma-8-50", "symbol": "SYN", "split": "test"},
-                             progress=lambda s, d, t: stages.append((s, d, t)))
+    rep = evaluate_positions(
+        pos,
+        open_,
+        close,
+        index,
+        CostConfig(),
+        "M5",
+        "fx",
+        cfg,
+        n_trials=5,
+        meta={"model": "sma-8-50", "symbol": "SYN", "split": "test"},
+        progress=lambda s, d, t: stages.append((s, d, t)),
+    )
     rep["_stages"] = stages
     return rep
 
@@ -75,8 +89,15 @@ def test_write_report_writes_json_markdown_and_four_pictures(report, tmp_path):
     assert data["eval_id"] == "abc123"
     jsonschema.Draft202012Validator(load_schema()).validate(data)
     md = paths["markdown"].read_text()
-    for heading in ("## Performance", "## Is the Sharpe real?", "## Monte Carlo risk", "## Baselines",
-                    "## Cost sensitivity", "## Robustness", "eval_abc123_equity.png"):
+    for heading in (
+        "## Performance",
+        "## Is the Sharpe real?",
+        "## Monte Carlo risk",
+        "## Baselines",
+        "## Cost sensitivity",
+        "## Robustness",
+        "eval_abc123_equity.png",
+    ):
         assert heading in md
     assert not list((tmp_path / "reports").glob(".*"))  # no temp files left behind
 
@@ -97,15 +118,20 @@ def test_an_invalid_report_is_refused_and_nothing_is_written(report, tmp_path):
 
 def test_reports_from_other_settings_validate_too(tmp_path):
     open_, close, index = make_bars(1500, seed=5, freq="1h")
-    cfg = EvalConfig.model_validate({
-        "bootstrap": {"n_resamples": 50, "method": "non_overlapping", "block_length": 5},
-        "monte_carlo": {"n_paths": 200, "horizon_days": 2}, "baselines": {"random_seeds": 3, "sma_fast": 5, "sma_slow": 20},
-        "sharpe": {"trial_sharpe_variance": 0.5, "n_trials": 50}, "report": {"plots": False},
-    })
+    cfg = EvalConfig.model_validate(
+        {
+            "bootstrap": {"n_resamples": 50, "method": "non_overlapping", "block_length": 5},
+            "monte_carlo": {"n_paths": 200, "horizon_days": 2},
+            "baselines": {"random_seeds": 3, "sma_fast": 5, "sma_slow": 20},
+            "sharpe": {"trial_sharpe_variance": 0.5, "n_trials": 50},
+            "report": {"plots": False},
+        }
+    )
     pos = -sma_crossover(close, 3, 12)
     episodes = [(0, pos), (100, pos[100:]), (300, np.zeros(len(pos) - 300) + 1.0)]
-    rep = evaluate_positions(pos, open_, close, None, CostConfig(fee_bps=3), "H1", "crypto", cfg,
-                             episode_positions=episodes)
+    rep = evaluate_positions(
+        pos, open_, close, None, CostConfig(fee_bps=3), "H1", "crypto", cfg, episode_positions=episodes
+    )
     validate_report(rep)
     assert rep["meta"]["start"] is None and rep["robustness"]["monthly"] is None
     assert rep["robustness"]["start_offset_source"] == "rerun"
@@ -115,12 +141,15 @@ def test_reports_from_other_settings_validate_too(tmp_path):
     assert set(paths) == {"json", "markdown"}
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda p, o, c: (np.zeros_like(p), o, c), "agent returns: all .* returns equal 0.0"),
-    (lambda p, o, c: (p, o, np.where(np.arange(c.size) == 7, np.nan, c)), "close: 1 value.*row 7"),
-    (lambda p, o, c: (p[:0], o[:0], c[:0]), "is empty"),
-    (lambda p, o, c: (p[:-1], o, c), "positions has"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda p, o, c: (np.zeros_like(p), o, c), "agent returns: all .* returns equal 0.0"),
+        (lambda p, o, c: (p, o, np.where(np.arange(c.size) == 7, np.nan, c)), "close: 1 value.*row 7"),
+        (lambda p, o, c: (p[:0], o[:0], c[:0]), "is empty"),
+        (lambda p, o, c: (p[:-1], o, c), "positions has"),
+    ],
+)
 def test_bad_inputs_give_clear_errors_not_nan_reports(mutate, match):
     open_, close, index = make_bars(500, seed=1)
     pos = sma_crossover(close, 5, 20)
@@ -132,8 +161,16 @@ def test_bad_inputs_give_clear_errors_not_nan_reports(mutate, match):
 def test_quick_evaluation_is_cheap_and_tolerates_a_flat_policy():
     open_, close, _ = make_bars(2000, seed=2)
     out = quick_evaluation(sma_crossover(close, 5, 20), open_, close, CostConfig(), "M5", "fx")
-    for key in ("sharpe", "max_drawdown", "total_return", "buy_and_hold_sharpe", "sma_crossover_sharpe",
-                "sma_crossover_total_return", "turnover", "exposure"):
+    for key in (
+        "sharpe",
+        "max_drawdown",
+        "total_return",
+        "buy_and_hold_sharpe",
+        "sma_crossover_sharpe",
+        "sma_crossover_total_return",
+        "turnover",
+        "exposure",
+    ):
         assert isinstance(out[key], float), key
     flat_out = quick_evaluation(np.zeros(2000), open_, close, CostConfig(), "M5", "fx")
     assert flat_out["sharpe"] is None and flat_out["total_return"] == 0.0

@@ -72,15 +72,21 @@ def test_sharpe_inference_from_returns_reports_moments_and_variance_source():
     assert out2["trial_sharpe_variance_per_period"] == pytest.approx(np.var(trials, ddof=1))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: probabilistic_sharpe_ratio(float("nan"), 100), "sharpe is nan"),
-    (lambda: probabilistic_sharpe_ratio(0.1, 1), "n_obs"),
-    (lambda: probabilistic_sharpe_ratio(3.0, 100, skew=5.0, kurtosis=3.0), "non-positive variance"),
-    (lambda: expected_max_sharpe(0, 0.1), "n_trials"),
-    (lambda: expected_max_sharpe(10, -1.0), "variance of trial Sharpes"),
-    (lambda: sharpe_inference(np.ones(100) * 0.01), "volatility is zero"),
-    (lambda: sharpe_inference(np.random.default_rng(0).normal(0, 0.01, size=50), trial_sharpes=[0.1]), "at least two"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: probabilistic_sharpe_ratio(float("nan"), 100), "sharpe is nan"),
+        (lambda: probabilistic_sharpe_ratio(0.1, 1), "n_obs"),
+        (lambda: probabilistic_sharpe_ratio(3.0, 100, skew=5.0, kurtosis=3.0), "non-positive variance"),
+        (lambda: expected_max_sharpe(0, 0.1), "n_trials"),
+        (lambda: expected_max_sharpe(10, -1.0), "variance of trial Sharpes"),
+        (lambda: sharpe_inference(np.ones(100) * 0.01), "volatility is zero"),
+        (
+            lambda: sharpe_inference(np.random.default_rng(0).normal(0, 0.01, size=50), trial_sharpes=[0.1]),
+            "at least two",
+        ),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(call, match):
     with pytest.raises(EvaluationError, match=match):
         call()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -84,8 +83,12 @@ def test_stop_wait_obeying_run(artifacts):
 
 def test_stop_force_escalates_to_sigterm(artifacts):
     run_dir, proc = start_child("ignore_kill_file")
-    out = subprocess.run(ztb_cmd("stop", run_dir.name, "--force", "--timeout", "1", "--kill-timeout", "5"),
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ztb_cmd("stop", run_dir.name, "--force", "--timeout", "1", "--kill-timeout", "5"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.wait(timeout=10) == -15
     assert "sent SIGTERM" in out.stdout and "SIGKILL" not in out.stdout, out.stdout
     events = [e for e in RunReader(run_dir).events()]
@@ -95,8 +98,12 @@ def test_stop_force_escalates_to_sigterm(artifacts):
 
 def test_stop_force_escalates_to_sigkill(artifacts):
     run_dir, proc = start_child("ignore_term")
-    out = subprocess.run(ztb_cmd("stop", run_dir.name, "--force", "--timeout", "0.5", "--kill-timeout", "1"),
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ztb_cmd("stop", run_dir.name, "--force", "--timeout", "0.5", "--kill-timeout", "1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.wait(timeout=10) == -9
     assert "sent SIGTERM" in out.stdout and "sent SIGKILL" in out.stdout, out.stdout
     assert out.returncode == 0

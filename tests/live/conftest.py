@@ -23,8 +23,9 @@ def test_credentials() -> Credentials:
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     """Manual clock (speed 0: time moves only with `emulator.advance`), one hour of history."""
-    return EmulatorConfig(speed=0, history_s=3600, api_key=TEST_KEY, secret=TEST_SECRET,
-                          balances={"jpy": 1_000_000.0, "btc": 0.1})
+    return EmulatorConfig(
+        speed=0, history_s=3600, api_key=TEST_KEY, secret=TEST_SECRET, balances={"jpy": 1_000_000.0, "btc": 0.1}
+    )
 
 
 @pytest.fixture
@@ -37,9 +38,14 @@ def emulator(emulator_config: EmulatorConfig):
 @pytest.fixture
 def exchange_config(emulator: EmulatorServer) -> ExchangeConfig:
     """Coincheck via the emulator; tiny timeouts/backoff and no rate-limit sleeps so tests stay fast."""
-    return ExchangeConfig(exchange="coincheck", symbol="BTC/JPY", api_url=emulator.base_url, timeout_ms=400,
-                          retry=RetryConfig(max_attempts=3, base_delay_ms=1, max_delay_ms=5),
-                          rate_limit=RateLimitConfig(requests_per_s=10_000, burst=10_000, ccxt_rate_limit=False))
+    return ExchangeConfig(
+        exchange="coincheck",
+        symbol="BTC/JPY",
+        api_url=emulator.base_url,
+        timeout_ms=400,
+        retry=RetryConfig(max_attempts=3, base_delay_ms=1, max_delay_ms=5),
+        rate_limit=RateLimitConfig(requests_per_s=10_000, burst=10_000, ccxt_rate_limit=False),
+    )
 
 
 @pytest.fixture

@@ -51,8 +51,13 @@ print(json.dumps({"placed": placed, "position": str(journal.position()), "pendin
 
 
 def run_child(emulator, journal_path, mode, price, env):
-    return subprocess.run([sys.executable, "-c", CHILD, emulator.base_url, str(journal_path), mode, str(price)],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, emulator.base_url, str(journal_path), mode, str(price)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 @pytest.fixture

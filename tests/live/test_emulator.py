@@ -22,8 +22,15 @@ from .conftest import TEST_KEY, TEST_SECRET
 
 
 def client(emulator: EmulatorServer, key: str = TEST_KEY, secret: str = TEST_SECRET) -> ccxt.coincheck:
-    ex = ccxt.coincheck({"urls": {"api": {"rest": emulator.base_url}}, "apiKey": key, "secret": secret,
-                         "enableRateLimit": False, "timeout": 2000})
+    ex = ccxt.coincheck(
+        {
+            "urls": {"api": {"rest": emulator.base_url}},
+            "apiKey": key,
+            "secret": secret,
+            "enableRateLimit": False,
+            "timeout": 2000,
+        }
+    )
     # ccxt's millisecond nonce repeats within a millisecond; Coincheck (and the emulator) reject that
     ex.nonce = _MonotonicNonce()
     return ex
@@ -42,7 +49,7 @@ def test_public_endpoints_match_the_tape(emulator):
     assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
     trades = ex.fetch_trades("BTC/JPY", limit=5)
     assert [int(t["id"]) for t in trades] == list(range(visible - 4, visible + 1))
-    assert [t["price"] for t in trades] == list(tape.price[visible - 5:visible])
+    assert [t["price"] for t in trades] == list(tape.price[visible - 5 : visible])
     status = ex.fetch_status()
     assert status["status"] == "ok"
 
@@ -143,8 +150,12 @@ def test_signature_and_nonce_checks(emulator):
     nonce = str(int(time.time() * 1000) + 10_000)
     signed = "amount=0.01&order_type=buy&pair=btc_jpy&rate=1"
     sig = hmac.new(TEST_SECRET.encode(), (nonce + url + signed).encode(), hashlib.sha256).hexdigest()
-    headers = {"ACCESS-KEY": TEST_KEY, "ACCESS-NONCE": nonce, "ACCESS-SIGNATURE": sig,
-               "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {
+        "ACCESS-KEY": TEST_KEY,
+        "ACCESS-NONCE": nonce,
+        "ACCESS-SIGNATURE": sig,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     tampered = requests.post(url, data="amount=9&order_type=buy&pair=btc_jpy&rate=1", headers=headers, timeout=2)
     assert tampered.status_code == 401 and tampered.json()["error"] == "invalid authentication"
     ok = requests.post(url, data=signed, headers=headers, timeout=2)
@@ -192,8 +203,10 @@ def _swallow(fn):
 
 def test_fault_table_from_yaml(tmp_path):
     path = tmp_path / "emulator.yaml"
-    path.write_text("speed: 0\nfaults:\n  - {kind: http_5xx, endpoint: ticker, status: 502, times: 2}\n"
-                    "  - {kind: latency, latency_ms: 5, times: null}\n")
+    path.write_text(
+        "speed: 0\nfaults:\n  - {kind: http_5xx, endpoint: ticker, status: 502, times: 2}\n"
+        "  - {kind: latency, latency_ms: 5, times: null}\n"
+    )
     cfg = load_config(EmulatorConfig, path)
     assert [r.kind for r in cfg.faults] == ["http_5xx", "latency"] and cfg.faults[0].status == 502
     bad = tmp_path / "bad.yaml"

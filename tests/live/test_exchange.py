@@ -11,9 +11,18 @@ import pytest
 
 from ztb_core.errors import ConfigError
 from ztb_core.live.emulator import FaultRule
-from ztb_core.live.exchange import (AuthError, ExchangeAdapter, ExchangeUnavailable, InsufficientFundsError,
-                                    MarketLimits, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected,
-                                    TokenBucket, make_exchange)
+from ztb_core.live.exchange import (
+    AuthError,
+    ExchangeAdapter,
+    ExchangeUnavailable,
+    InsufficientFundsError,
+    MarketLimits,
+    OrderNotFoundError,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    TokenBucket,
+    make_exchange,
+)
 from ztb_core.live.exchange_config import ExchangeConfig, MarketOverride
 from ztb_core.live.fetch import trades_to_bars
 from ztb_core.live.secrets import Credentials
@@ -66,7 +75,9 @@ def test_partial_fill_is_visible_through_the_adapter(exchange_adapter, emulator)
     status = exchange_adapter.fetch_order(ack.exchange_id)
     assert (status.status, status.filled, status.remaining) == ("partially_filled", Decimal("0.01"), Decimal("0.01"))
     fills = exchange_adapter.fetch_my_trades()
-    assert [(f.order_id, f.amount, f.price, f.taker_or_maker) for f in fills] == [(ack.exchange_id, Decimal("0.01"), ask, "taker")]
+    assert [(f.order_id, f.amount, f.price, f.taker_or_maker) for f in fills] == [
+        (ack.exchange_id, Decimal("0.01"), ask, "taker")
+    ]
 
 
 # ---- the fault table: (kind, extra rule fields, read outcome, placement outcome) -----------------------
@@ -143,8 +154,18 @@ def test_no_retry_on_invalid_order_funds_or_auth(exchange_adapter, emulator, exc
         exchange_adapter.create_limit_order("sell", Decimal("1"), last, client_id="big")
     assert emulator.requests["create_order"] == 1
     # the emulator's minimum is stricter than the configured one: the exchange rejects, no retry
-    loose = exchange_config.model_copy(update={"markets": {"BTC/JPY": MarketOverride(
-        amount_step=Decimal("0.001"), price_step=Decimal("1"), min_amount=Decimal("0.001"), min_cost=Decimal(0))}})
+    loose = exchange_config.model_copy(
+        update={
+            "markets": {
+                "BTC/JPY": MarketOverride(
+                    amount_step=Decimal("0.001"),
+                    price_step=Decimal("1"),
+                    min_amount=Decimal("0.001"),
+                    min_cost=Decimal(0),
+                )
+            }
+        }
+    )
     adapter = ExchangeAdapter(loose, Credentials(TEST_KEY, TEST_SECRET))
     with pytest.raises(OrderRejected) as info:
         adapter.create_limit_order("buy", Decimal("0.002"), last, client_id="tiny")
@@ -165,8 +186,13 @@ def test_order_below_market_minimum_is_not_sent(exchange_adapter, emulator):
 
 
 def test_backoff_grows_exponentially_with_jitter(exchange_config, test_credentials):
-    cfg = exchange_config.model_copy(update={"retry": exchange_config.retry.model_copy(
-        update={"base_delay_ms": 100, "max_delay_ms": 1000, "jitter": 0.5})})
+    cfg = exchange_config.model_copy(
+        update={
+            "retry": exchange_config.retry.model_copy(
+                update={"base_delay_ms": 100, "max_delay_ms": 1000, "jitter": 0.5}
+            )
+        }
+    )
     adapter = ExchangeAdapter(cfg, test_credentials, rng=random.Random(0))
     delays = [adapter.backoff_s(a) for a in range(1, 7)]
     caps = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
@@ -223,11 +249,18 @@ def test_bars_built_from_trades_when_the_exchange_has_no_ohlcv(exchange_adapter,
     # the same bars straight from the tape, rebased to the emulator's clock
     tape, clock = emulator.tape, emulator.state.clock
     from ztb_core.live.exchange import PublicTrade
-    trades = [PublicTrade(str(i + 1), clock.report_ms(tape.ts_ms[i]), Decimal(str(tape.price[i])),
-                          Decimal(str(tape.size[i])), None) for i in range(emulator.state.visible)]
+
+    trades = [
+        PublicTrade(
+            str(i + 1), clock.report_ms(tape.ts_ms[i]), Decimal(str(tape.price[i])), Decimal(str(tape.size[i])), None
+        )
+        for i in range(emulator.state.visible)
+    ]
     expected = trades_to_bars(trades, "1m").loc[bars.index]
-    assert (expected[["open", "high", "low", "close", "trades"]].to_numpy() ==
-            bars[["open", "high", "low", "close", "trades"]].to_numpy()).all()
+    assert (
+        expected[["open", "high", "low", "close", "trades"]].to_numpy()
+        == bars[["open", "high", "low", "close", "trades"]].to_numpy()
+    ).all()
     assert abs(expected["volume"] - bars["volume"]).max() < 1e-6
 
 

@@ -28,19 +28,26 @@ def emulator_now(emulator) -> int:
 def tape_bars(emulator, lo_ms: int, hi_ms: int) -> pd.DataFrame:
     """The bars the emulator's tape implies for [lo, hi), built independently of the adapter."""
     clock, tape = emulator.state.clock, emulator.tape
-    ts = np.array([clock.report_ms(t) for t in tape.ts_ms[:emulator.state.visible]])
+    ts = np.array([clock.report_ms(t) for t in tape.ts_ms[: emulator.state.visible]])
     keep = (ts >= lo_ms) & (ts < hi_ms)
-    trades = pd.DataFrame({"timestamp_ms": ts[keep], "price": tape.price[:emulator.state.visible][keep],
-                           "amount": tape.size[:emulator.state.visible][keep]})
+    trades = pd.DataFrame(
+        {
+            "timestamp_ms": ts[keep],
+            "price": tape.price[: emulator.state.visible][keep],
+            "amount": tape.size[: emulator.state.visible][keep],
+        }
+    )
     return trades_to_bars(trades, "1m")
 
 
 def test_trades_to_bars_ohlcv_and_gaps():
     t0 = 1_700_000_000_000 // (5 * MIN) * (5 * MIN)
-    trades = [PublicTrade("1", t0 + 1_000, Decimal("100"), Decimal("1"), "buy"),
-              PublicTrade("2", t0 + 20_000, Decimal("105"), Decimal("2"), "sell"),
-              PublicTrade("3", t0 + 59_999, Decimal("98"), Decimal("0.5"), "buy"),
-              PublicTrade("4", t0 + 3 * MIN, Decimal("99"), Decimal("1"), "buy")]
+    trades = [
+        PublicTrade("1", t0 + 1_000, Decimal("100"), Decimal("1"), "buy"),
+        PublicTrade("2", t0 + 20_000, Decimal("105"), Decimal("2"), "sell"),
+        PublicTrade("3", t0 + 59_999, Decimal("98"), Decimal("0.5"), "buy"),
+        PublicTrade("4", t0 + 3 * MIN, Decimal("99"), Decimal("1"), "buy"),
+    ]
     bars = trades_to_bars(list(reversed(trades)), "1m")
     assert list(bars.index.asi8 // 1_000_000) == [t0, t0 + 3 * MIN]  # empty minutes are absent
     assert bars.iloc[0][["open", "high", "low", "close", "volume", "trades"]].tolist() == [100, 105, 98, 98, 3.5, 3]
@@ -59,8 +66,10 @@ def test_fetch_history_pages_back_to_since_and_stores_complete_bars(exchange_ada
     stored = store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)
     expected = tape_bars(emulator, since // MIN * MIN, now // MIN * MIN)
     assert len(stored) == len(expected) == result.bars_written >= 38
-    np.testing.assert_allclose(stored[["open", "high", "low", "close", "volume", "trades"]].to_numpy(),
-                               expected[["open", "high", "low", "close", "volume", "trades"]].to_numpy())
+    np.testing.assert_allclose(
+        stored[["open", "high", "low", "close", "volume", "trades"]].to_numpy(),
+        expected[["open", "high", "low", "close", "volume", "trades"]].to_numpy(),
+    )
     assert store.read_meta("BTC/JPY", "M1", tmp_path)["exchange"] == "coincheck"
     # a later run only fetches what is new since the last stored bar
     emulator.advance(300)
@@ -92,8 +101,10 @@ def test_interrupted_fetch_resumes_from_its_checkpoint(exchange_config, test_cre
     assert resumed.pages - done <= new_requests < resumed.pages
     stored = store.read_bars("BTC/JPY", "M1", data_dir=tmp_path)
     expected = tape_bars(emulator, since // MIN * MIN, now // MIN * MIN)
-    np.testing.assert_allclose(stored[["open", "close", "volume", "trades"]].to_numpy(),
-                               expected[["open", "close", "volume", "trades"]].to_numpy())
+    np.testing.assert_allclose(
+        stored[["open", "close", "volume", "trades"]].to_numpy(),
+        expected[["open", "close", "volume", "trades"]].to_numpy(),
+    )
     assert not state_file.exists()
 
 
@@ -128,22 +139,59 @@ def test_fetch_uses_exchange_ohlcv_with_forward_paging(exchange_config, tmp_path
 def test_cli_data_fetch_and_exchange_health(emulator, tmp_path, monkeypatch):
     monkeypatch.setenv("ZTB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("ZTB_ARTIFACTS", str(tmp_path / "artifacts"))
-    fast = ["--set", "rate_limit.ccxt_rate_limit=false", "--set", "rate_limit.requests_per_s=10000",
-            "--set", "rate_limit.burst=10000"]
+    fast = [
+        "--set",
+        "rate_limit.ccxt_rate_limit=false",
+        "--set",
+        "rate_limit.requests_per_s=10000",
+        "--set",
+        "rate_limit.burst=10000",
+    ]
     since = pd.Timestamp(emulator_now(emulator) - 20 * MIN, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M")
     runner = CliRunner()
-    res = runner.invoke(app, ["data", "fetch", "--exchange", "coincheck", "--symbol", "BTC/JPY", "--timeframe", "1m",
-                              "--since", since, "--api-url", emulator.base_url, *fast])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "fetch",
+            "--exchange",
+            "coincheck",
+            "--symbol",
+            "BTC/JPY",
+            "--timeframe",
+            "1m",
+            "--since",
+            since,
+            "--api-url",
+            emulator.base_url,
+            *fast,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert re.search(r"stored \d+ bars", res.output)
     assert len(store.read_bars("BTC/JPY", "M1")) >= 18
-    res = runner.invoke(app, ["exchange", "health", "--exchange", "coincheck", "--symbol", "BTC/JPY",
-                              "--api-url", emulator.base_url, "--samples", "3", *fast])
+    res = runner.invoke(
+        app,
+        [
+            "exchange",
+            "health",
+            "--exchange",
+            "coincheck",
+            "--symbol",
+            "BTC/JPY",
+            "--api-url",
+            emulator.base_url,
+            "--samples",
+            "3",
+            *fast,
+        ],
+    )
     assert res.exit_code == 0, res.output
     for needle in ("reachable", "yes", "p50", "p95", "clock skew", "HTTP Date header", "min 0.005"):
         assert needle in res.output
-    dead = runner.invoke(app, ["exchange", "health", "--api-url", "http://127.0.0.1:1/api",
-                               "--set", "retry.max_attempts=1", *fast])
+    dead = runner.invoke(
+        app, ["exchange", "health", "--api-url", "http://127.0.0.1:1/api", "--set", "retry.max_attempts=1", *fast]
+    )
     assert dead.exit_code == 1 and "NO:" in dead.output
     bad = runner.invoke(app, ["data", "fetch", "--since", "yesterday-ish", "--api-url", emulator.base_url])
     assert bad.exit_code != 0 and "not a date" in str(bad.exception)
@@ -174,9 +222,26 @@ def test_cli_emulator_serves_until_interrupted(tmp_path):
     import requests
 
     env = {**os.environ, "ZTB_ARTIFACTS": str(tmp_path), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "ztb_core.cli", "emulator", "--port", "0", "--speed", "0",
-                             "--set", "synthetic_days=0.1", "--set", "history_s=600"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ztb_core.cli",
+            "emulator",
+            "--port",
+            "0",
+            "--speed",
+            "0",
+            "--set",
+            "synthetic_days=0.1",
+            "--set",
+            "history_s=600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         url = None
         deadline = _time.time() + 30

@@ -11,7 +11,7 @@ import pytest
 from ztb_core.live.broker import OrderBlocked, OrderManager
 from ztb_core.live.emulator import FaultRule
 from ztb_core.live.journal import Journal, JournalError
-from ztb_core.live.orders import (CANCELLED, FILLED, NEW, OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order)
+from ztb_core.live.orders import CANCELLED, FILLED, NEW, OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
 
 AMOUNT = Decimal("0.01")
 

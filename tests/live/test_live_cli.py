@@ -38,9 +38,14 @@ def test_dry_run_env_var_and_risk_disabled_warning(fast_emulator, monkeypatch, c
     assert "enabled: false" in (run.dir / "config.yaml").read_text()
 
 
-@pytest.mark.parametrize("override,needle", [("risk.daily_loss_limit=-5", "risk.daily_loss_limit"),
-                                             ("policy.sma_fast=50", "sma_fast"),
-                                             ("bar_timeframe=M1", "bar_timeframe")])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("risk.daily_loss_limit=-5", "risk.daily_loss_limit"),
+        ("policy.sma_fast=50", "sma_fast"),
+        ("bar_timeframe=M1", "bar_timeframe"),
+    ],
+)
 def test_bad_config_is_a_clear_error(override, needle, capsys):
     assert main(["live", "--dry-run", "--set", override]) == 2
     assert needle in capsys.readouterr().err

@@ -8,20 +8,33 @@ from decimal import Decimal
 import pytest
 
 from ztb_core.cli import main
+from ztb_core.errors import ZtbError
 from ztb_core.live.emulator import FaultRule
 from ztb_core.live.journal import Journal
 from ztb_core.live.minimal import flow_qty_from_env, run_minimal
-from ztb_core.errors import ZtbError
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
 
 
 def args(emulator, *extra):
-    return ["live", "--minimal", "--set", f"exchange.api_url={emulator.base_url}",
-            "--set", "exchange.rate_limit.requests_per_s=10000", "--set", "exchange.rate_limit.burst=10000",
-            "--set", "exchange.rate_limit.ccxt_rate_limit=false", "--set", "exchange.timeout_ms=500",
-            "--set", "exchange.retry.base_delay_ms=1", *extra]
+    return [
+        "live",
+        "--minimal",
+        "--set",
+        f"exchange.api_url={emulator.base_url}",
+        "--set",
+        "exchange.rate_limit.requests_per_s=10000",
+        "--set",
+        "exchange.rate_limit.burst=10000",
+        "--set",
+        "exchange.rate_limit.ccxt_rate_limit=false",
+        "--set",
+        "exchange.timeout_ms=500",
+        "--set",
+        "exchange.retry.base_delay_ms=1",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -40,8 +53,17 @@ def test_minimal_passes_every_step(emulator, keys, capsys):
     run, rep = report_of()
     assert rep["passed"] and run.state == "completed"
     names = [s["name"] for s in rep["steps"]]
-    assert names == ["balances_before", "reconcile", "ticker", "market_limits", "place_order", "confirm_open",
-                     "cancel_order", "confirm_cancelled", "balances_unchanged"]
+    assert names == [
+        "balances_before",
+        "reconcile",
+        "ticker",
+        "market_limits",
+        "place_order",
+        "confirm_open",
+        "cancel_order",
+        "confirm_cancelled",
+        "balances_unchanged",
+    ]
     assert all(s["latency_ms"] >= 0 for s in rep["steps"])
     (order,) = emulator.state.orders.values()
     assert order.status == "CANCELED" and order.amount == Decimal("0.005")  # coincheck's minimum
@@ -65,12 +87,18 @@ def test_test_flow_qty_overrides_and_is_validated(emulator, keys, monkeypatch):
         flow_qty_from_env({"TEST_FLOW_QTY": "-1"})
 
 
-@pytest.mark.parametrize("setup,failed_step", [
-    (lambda emu, mp: mp.setenv("COINCHECK_API_SECRET", "wrong-secret"), "balances_before"),
-    (lambda emu, mp: emu.state.totals.update({"jpy": Decimal(0)}), "place_order"),
-    (lambda emu, mp: emu.add_fault(FaultRule(kind="http_5xx", endpoint="cancel_order", times=None)), "cancel_order"),
-    (lambda emu, mp: emu.add_fault(FaultRule(kind="http_5xx", endpoint="ticker", times=None)), "ticker"),
-])
+@pytest.mark.parametrize(
+    "setup,failed_step",
+    [
+        (lambda emu, mp: mp.setenv("COINCHECK_API_SECRET", "wrong-secret"), "balances_before"),
+        (lambda emu, mp: emu.state.totals.update({"jpy": Decimal(0)}), "place_order"),
+        (
+            lambda emu, mp: emu.add_fault(FaultRule(kind="http_5xx", endpoint="cancel_order", times=None)),
+            "cancel_order",
+        ),
+        (lambda emu, mp: emu.add_fault(FaultRule(kind="http_5xx", endpoint="ticker", times=None)), "ticker"),
+    ],
+)
 def test_minimal_failure_paths(emulator, keys, monkeypatch, setup, failed_step):
     setup(emulator, monkeypatch)
     assert main(args(emulator)) == 1

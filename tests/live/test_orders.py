@@ -6,9 +6,23 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.orders import (CANCEL_REQUESTED, CANCELLED, FILLED, NEW, OPEN, PARTIALLY_FILLED, REJECTED,
-                                  SUBMITTED, TERMINAL, TRANSITIONS, UNKNOWN, IllegalTransition, Order, OrderError,
-                                  new_client_id)
+from ztb_core.live.orders import (
+    CANCEL_REQUESTED,
+    CANCELLED,
+    FILLED,
+    NEW,
+    OPEN,
+    PARTIALLY_FILLED,
+    REJECTED,
+    SUBMITTED,
+    TERMINAL,
+    TRANSITIONS,
+    UNKNOWN,
+    IllegalTransition,
+    Order,
+    OrderError,
+    new_client_id,
+)
 
 
 def make(**kw) -> Order:
@@ -37,8 +51,19 @@ def test_cancel_path_and_fill_racing_the_cancel():
     assert late.state == CANCELLED and late.filled == Decimal("0.003")
 
 
-@pytest.mark.parametrize("old,new", [(NEW, OPEN), (NEW, FILLED), (SUBMITTED, CANCEL_REQUESTED), (OPEN, SUBMITTED),
-                                     (FILLED, OPEN), (CANCELLED, OPEN), (REJECTED, SUBMITTED), (OPEN, UNKNOWN)])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        (NEW, OPEN),
+        (NEW, FILLED),
+        (SUBMITTED, CANCEL_REQUESTED),
+        (OPEN, SUBMITTED),
+        (FILLED, OPEN),
+        (CANCELLED, OPEN),
+        (REJECTED, SUBMITTED),
+        (OPEN, UNKNOWN),
+    ],
+)
 def test_illegal_transitions_raise(old, new):
     o = Order("c1", "BTC/JPY", "buy", Decimal("1"), Decimal("1"), state=old)
     with pytest.raises(IllegalTransition, match=f"{old} -> {new}"):

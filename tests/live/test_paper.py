@@ -14,8 +14,16 @@ from ztb_core.live.orders import FILLED, OPEN
 from ztb_core.live.paper import PaperConfig, PaperVenue
 from ztb_core.pnl import CostConfig
 
-PRIVATE = {"create_order", "cancel_order", "open_orders", "balance", "transactions", "accounts", "order",
-           "cancel_status"}
+PRIVATE = {
+    "create_order",
+    "cancel_order",
+    "open_orders",
+    "balance",
+    "transactions",
+    "accounts",
+    "order",
+    "cancel_status",
+}
 
 
 @pytest.fixture

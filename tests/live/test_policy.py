@@ -25,10 +25,10 @@ def test_online_features_equal_offline(bars, feature_set):
     offline = compute_feature_set(feature_set, bars, "crypto")
     online = OnlineFeatures(feature_set, "crypto", lookback=8)
     for t in range(len(bars) - 12, len(bars)):
-        buffer = bars.iloc[max(0, t + 1 - BUFFER): t + 1]  # what the runner holds after bar t closed
+        buffer = bars.iloc[max(0, t + 1 - BUFFER) : t + 1]  # what the runner holds after bar t closed
         window = online.window(buffer)
-        np.testing.assert_allclose(window, offline.values[t - 7: t + 1], rtol=0, atol=1e-6)
-        assert offline.valid[t - 7: t + 1].all()
+        np.testing.assert_allclose(window, offline.values[t - 7 : t + 1], rtol=0, atol=1e-6)
+        assert offline.valid[t - 7 : t + 1].all()
 
 
 def test_online_features_refuse_during_warmup(bars):
@@ -71,5 +71,5 @@ def test_agent_decides_live_as_offline(tmp_path_factory):
     offline = policy.agent.positions(fm.values[first:])  # the agent over the offline matrix
     held = float(offline[len(offline) - 21])
     for t in range(len(bars) - 20, len(bars)):
-        held = policy.decide(bars.iloc[max(0, t + 1 - BUFFER): t + 1], held)
+        held = policy.decide(bars.iloc[max(0, t + 1 - BUFFER) : t + 1], held)
         assert held == offline[t - first], f"bar {t}: live {held} != offline {offline[t - first]}"

@@ -40,20 +40,23 @@ def test_breaker_makes_reduce_only_until_reset_and_survives_restart(journal):
     r.observe_market(Decimal("1030000"), None, None, 1.0, prev_close=P)
     assert r.state.reduce_only and "price_jump" in r.state.breakers
     assert not r.check_order("buy", Decimal("0.01"), P, Decimal("0")).allowed
-    assert r.check_order("sell", Decimal("0.01"), P, Decimal("0.01")).allowed         # reducing
-    assert not r.check_order("sell", Decimal("0.03"), P, Decimal("0.01")).allowed     # flip = new exposure
-    again = rm(journal, max_price_jump_pct=0.02)                                       # a restart
+    assert r.check_order("sell", Decimal("0.01"), P, Decimal("0.01")).allowed  # reducing
+    assert not r.check_order("sell", Decimal("0.03"), P, Decimal("0.01")).allowed  # flip = new exposure
+    again = rm(journal, max_price_jump_pct=0.02)  # a restart
     assert again.state.breakers.keys() == {"price_jump"}
     assert "price_jump" in again.check_order("buy", Decimal("0.01"), P, Decimal("0")).reason
     assert again.reset_breakers() == ["price_jump"]
     assert rm(journal).check_order("buy", Decimal("0.01"), P, Decimal("0")).allowed
 
 
-@pytest.mark.parametrize("call,breaker", [
-    (lambda r: r.observe_market(P, Decimal("990000"), Decimal("1010000"), 1.0), "spread_too_wide"),
-    (lambda r: r.observe_market(P, None, None, 999.0), "stale_data"),
-    (lambda r: [r.record_error("x") for _ in range(3)], "consecutive_errors"),
-])
+@pytest.mark.parametrize(
+    "call,breaker",
+    [
+        (lambda r: r.observe_market(P, Decimal("990000"), Decimal("1010000"), 1.0), "spread_too_wide"),
+        (lambda r: r.observe_market(P, None, None, 999.0), "stale_data"),
+        (lambda r: [r.record_error("x") for _ in range(3)], "consecutive_errors"),
+    ],
+)
 def test_each_breaker_trips(journal, call, breaker):
     r = rm(journal, max_spread_bps=50, stale_data_s=300, max_consecutive_errors=3)
     call(r)
@@ -73,11 +76,15 @@ def test_daily_loss_and_trade_count_reset_next_day(journal):
     r.update_pnl(Decimal("89999"), Decimal(0), None, P)
     assert r.state.daily_halt and not r.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed
     now[0] += 86_400_000
-    r2 = rm(journal, clock=lambda: now[0], max_trades_per_day=2)   # restart on the next day
+    r2 = rm(journal, clock=lambda: now[0], max_trades_per_day=2)  # restart on the next day
     assert r2.state.daily_halt is None and r2.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed
     r2.record_trade(), r2.record_trade()
-    assert "trade count" in rm(journal, clock=lambda: now[0], max_trades_per_day=2).check_order(
-        "buy", Decimal("0.001"), P, Decimal(0)).reason
+    assert (
+        "trade count"
+        in rm(journal, clock=lambda: now[0], max_trades_per_day=2)
+        .check_order("buy", Decimal("0.001"), P, Decimal(0))
+        .reason
+    )
     # at the count limit reducing is still allowed
     assert r2.check_order("sell", Decimal("0.001"), P, Decimal("0.002")).allowed
 

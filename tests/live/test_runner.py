@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,45 @@ PRIVATE = {"create_order", "cancel_order", "open_orders", "balance", "transactio
 @pytest.fixture
 def fast_emulator():
     """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar."""
-    cfg = EmulatorConfig(speed=120, clock="tape", history_s=3 * 3600, api_key=TEST_KEY, secret=TEST_SECRET,
-                         balances={"jpy": 1_000_000.0, "btc": 0.1})
+    cfg = EmulatorConfig(
+        speed=120,
+        clock="tape",
+        history_s=3 * 3600,
+        api_key=TEST_KEY,
+        secret=TEST_SECRET,
+        balances={"jpy": 1_000_000.0, "btc": 0.1},
+    )
     with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
         yield emu
 
 
 def live_args(emu: EmulatorServer, *extra: str) -> list[str]:
-    return ["live", "--set", f"exchange.api_url={emu.base_url}", "--set", "exchange.rate_limit.requests_per_s=10000",
-            "--set", "exchange.rate_limit.burst=10000", "--set", "exchange.rate_limit.ccxt_rate_limit=false",
-            "--set", "exchange.timeout_ms=2000", "--set", "poll_interval_s=0.05", "--set", "warmup_bars=40",
-            "--set", "policy.sma_fast=2", "--set", "policy.sma_slow=4", "--set", "sizing.min_change_fraction=0",
-            "--set", "sizing.vol_lookback_bars=30", *extra]
+    return [
+        "live",
+        "--set",
+        f"exchange.api_url={emu.base_url}",
+        "--set",
+        "exchange.rate_limit.requests_per_s=10000",
+        "--set",
+        "exchange.rate_limit.burst=10000",
+        "--set",
+        "exchange.rate_limit.ccxt_rate_limit=false",
+        "--set",
+        "exchange.timeout_ms=2000",
+        "--set",
+        "poll_interval_s=0.05",
+        "--set",
+        "warmup_bars=40",
+        "--set",
+        "policy.sma_fast=2",
+        "--set",
+        "policy.sma_slow=4",
+        "--set",
+        "sizing.min_change_fraction=0",
+        "--set",
+        "sizing.vol_lookback_bars=30",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -80,8 +108,20 @@ def test_kill_file_cancels_open_orders_and_stops(fast_emulator, artifacts, monke
     th = threading.Thread(target=drop_kill_file_when_an_order_rests, daemon=True)
     th.start()
     # passive prices (far below the touch) so orders rest and have to be cancelled on stop
-    rc = main(live_args(fast_emulator, "--set", "mode=live", "--confirm-live", "--set", "sizing.aggressiveness_bps=-300",
-                        "--set", "policy.kind=sma", "--max-bars", "400"))
+    rc = main(
+        live_args(
+            fast_emulator,
+            "--set",
+            "mode=live",
+            "--confirm-live",
+            "--set",
+            "sizing.aggressiveness_bps=-300",
+            "--set",
+            "policy.kind=sma",
+            "--max-bars",
+            "400",
+        )
+    )
     th.join(5)
     assert rc == 0
     (run,) = list_runs()
@@ -96,20 +136,28 @@ def test_kill_file_cancels_open_orders_and_stops(fast_emulator, artifacts, monke
 def test_daily_report_at_each_utc_day_rollover(artifacts):
     """Manual exchange clock (speed 0) in tape time, 20 minutes before midnight UTC: a thread
     moves time on a minute at a time while the dry run trades across midnight."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ztb_core.live.emulator import TradeTape
 
-    start = datetime(2018, 1, 20, 23, 0, tzinfo=timezone.utc)
-    cfg = EmulatorConfig(speed=0, clock="tape", history_s=40 * 60, api_key=TEST_KEY, secret=TEST_SECRET,
-                         balances={"jpy": 1_000_000.0, "btc": 0.1})
+    start = datetime(2018, 1, 20, 23, 0, tzinfo=UTC)
+    cfg = EmulatorConfig(
+        speed=0,
+        clock="tape",
+        history_s=40 * 60,
+        api_key=TEST_KEY,
+        secret=TEST_SECRET,
+        balances={"jpy": 1_000_000.0, "btc": 0.1},
+    )
     with EmulatorServer(cfg, tape=TradeTape.random_walk(start_ms=int(start.timestamp() * 1000), seed=1)) as emu:
         done = threading.Event()
 
         def clock() -> None:  # once the loop runs: one minute of exchange time every 100 ms until it ends
             while not done.wait(0.05) and not any(
-                    '"running"' in (d / "status.json").read_text() for d in (artifacts / "runs").glob("*/")
-                    if (d / "status.json").exists()):
+                '"running"' in (d / "status.json").read_text()
+                for d in (artifacts / "runs").glob("*/")
+                if (d / "status.json").exists()
+            ):
                 pass
             while not done.wait(0.1):
                 emu.advance(60)

@@ -9,15 +9,23 @@ import pytest
 
 from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.exchange_config import ExchangeConfig
-from ztb_core.live.secrets import (Credentials, CredentialsError, SecretsFilter, install_log_filter,
-                                   load_credentials, redact, remove_log_filter)
+from ztb_core.live.secrets import (
+    Credentials,
+    CredentialsError,
+    SecretsFilter,
+    install_log_filter,
+    load_credentials,
+    redact,
+    remove_log_filter,
+)
 
 KEY, SECRET = "AKIA-live-key-98765", "s3cr3t-value-abcdef"
 
 
 def test_env_vars_named_after_the_exchange():
-    creds = load_credentials(ExchangeConfig(exchange="coincheck"),
-                             env={"COINCHECK_API_KEY": KEY, "COINCHECK_API_SECRET": SECRET})
+    creds = load_credentials(
+        ExchangeConfig(exchange="coincheck"), env={"COINCHECK_API_KEY": KEY, "COINCHECK_API_SECRET": SECRET}
+    )
     assert (creds.api_key, creds.secret, creds.source) == (KEY, SECRET, "env:COINCHECK_API_KEY")
     zaif = load_credentials(ExchangeConfig(exchange="zaif"), env={"ZAIF_API_KEY": "k", "ZAIF_API_SECRET": "s"})
     assert zaif.api_key == "k"
@@ -71,8 +79,9 @@ def test_log_filter_scrubs_ccxt_debug_logging_of_signed_requests(exchange_config
         with caplog.at_level(logging.DEBUG):
             adapter = ExchangeAdapter(exchange_config, test_credentials)
             adapter.fetch_balance()
-            logging.getLogger("ztb_core.live").warning("oops key=%s secret=%s", test_credentials.api_key,
-                                                       test_credentials.secret)
+            logging.getLogger("ztb_core.live").warning(
+                "oops key=%s secret=%s", test_credentials.api_key, test_credentials.secret
+            )
     finally:
         caplog.handler.removeFilter(filt)
         remove_log_filter(filt, loggers=("", "ccxt", "ccxt.base.exchange"))
@@ -96,6 +105,12 @@ def test_bundled_configs_match_the_model_defaults():
 
     assert load_config(ExchangeConfig) == ExchangeConfig()
     assert load_config(EmulatorConfig) == EmulatorConfig()
-    cfg = load_config(ExchangeConfig, overrides=["markets.BTC/JPY.amount_step=0.001", "markets.BTC/JPY.price_step=5",
-                                                 "markets.BTC/JPY.min_amount=0.001"])
+    cfg = load_config(
+        ExchangeConfig,
+        overrides=[
+            "markets.BTC/JPY.amount_step=0.001",
+            "markets.BTC/JPY.price_step=5",
+            "markets.BTC/JPY.min_amount=0.001",
+        ],
+    )
     assert str(cfg.market_override("BTC/JPY").amount_step) == "0.001"

@@ -9,19 +9,32 @@ import numpy as np
 import pytest
 
 from ztb_core.live.exchange import MarketLimits
-from ztb_core.live.sizing import (SizedOrder, SizingConfig, Skip, leverage, limit_price, realised_vol, size_order,
-                                  target_position)
+from ztb_core.live.sizing import (
+    SizedOrder,
+    SizingConfig,
+    Skip,
+    leverage,
+    limit_price,
+    realised_vol,
+    size_order,
+    target_position,
+)
 
-LIM = MarketLimits("BTC/JPY", min_amount=Decimal("0.005"), min_cost=Decimal("500"),
-                   amount_step=Decimal("0.0001"), price_step=Decimal("5"))
+LIM = MarketLimits(
+    "BTC/JPY",
+    min_amount=Decimal("0.005"),
+    min_cost=Decimal("500"),
+    amount_step=Decimal("0.0001"),
+    price_step=Decimal("5"),
+)
 P = Decimal("1200000")
 
 
 def test_leverage_is_min_of_vol_target_half_kelly_and_cap():
     cfg = SizingConfig(target_vol=0.10, kelly_fraction=0.5, expected_sharpe=1.0, max_leverage=10)
-    assert leverage(cfg, 0.20) == pytest.approx(0.5)           # vol target 0.5 < half Kelly 2.5
+    assert leverage(cfg, 0.20) == pytest.approx(0.5)  # vol target 0.5 < half Kelly 2.5
     cfg2 = SizingConfig(target_vol=0.10, kelly_fraction=0.5, expected_sharpe=0.1, max_leverage=10)
-    assert leverage(cfg2, 0.20) == pytest.approx(0.25)         # half Kelly 0.25 < vol target 0.5
+    assert leverage(cfg2, 0.20) == pytest.approx(0.25)  # half Kelly 0.25 < vol target 0.5
     assert leverage(SizingConfig(max_leverage=1.0), 0.01) == 1.0  # low vol: capped
     assert leverage(SizingConfig(vol_floor=0.05), float("nan")) == pytest.approx(1.0)  # no vol yet: the floor
 
@@ -60,11 +73,14 @@ def test_size_order_moves_toward_target_counting_pending():
     assert isinstance(flat, SizedOrder) and flat.side == "sell" and flat.amount == Decimal("0.02")
 
 
-@pytest.mark.parametrize("equity,position,why", [
-    (Decimal("100000"), Decimal("0.0416"), "at target"),
-    (Decimal("100000"), Decimal("0.040"), "below the market minimum 0.005"),   # 0.0016 BTC < min amount
-    (Decimal("-5"), Decimal("0"), "not positive"),
-])
+@pytest.mark.parametrize(
+    "equity,position,why",
+    [
+        (Decimal("100000"), Decimal("0.0416"), "at target"),
+        (Decimal("100000"), Decimal("0.040"), "below the market minimum 0.005"),  # 0.0016 BTC < min amount
+        (Decimal("-5"), Decimal("0"), "not positive"),
+    ],
+)
 def test_small_orders_are_skipped_with_a_reason(equity, position, why):
     cfg = SizingConfig(max_leverage=1.0, min_change_fraction=0.0)
     out = size_order(cfg, 1.0, equity, position, Decimal(0), None, None, P, 0.2, LIM)
@@ -73,6 +89,16 @@ def test_small_orders_are_skipped_with_a_reason(equity, position, why):
 
 def test_min_notional_skip():
     lim = MarketLimits("X/JPY", Decimal("0.001"), Decimal("5000"), Decimal("0.001"), Decimal("1"))
-    out = size_order(SizingConfig(min_change_fraction=0.0), 1.0, Decimal("3000"), Decimal(0), Decimal(0), None,
-                     None, Decimal("1000"), 0.2, lim)
+    out = size_order(
+        SizingConfig(min_change_fraction=0.0),
+        1.0,
+        Decimal("3000"),
+        Decimal(0),
+        Decimal(0),
+        None,
+        None,
+        Decimal("1000"),
+        0.2,
+        lim,
+    )
     assert isinstance(out, Skip) and "notional" in out.reason and "5000" in out.reason

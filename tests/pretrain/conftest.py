@@ -27,8 +27,14 @@ def tiny_config(tmp_path, **over) -> PretrainConfig:
         "window": {"timeframes": ["M1", "M5"], "seq_len": 32, "seq_len_per_tf": {}},
         "mask": {"val_samples": 256},
         "model": {"d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "bottleneck": 8},
-        "trainer": {"max_steps": 40, "batch_size": 32, "epoch_steps": 20, "val_batches": 2, "log_every": 5,
-                    "accelerator": "cpu"},
+        "trainer": {
+            "max_steps": 40,
+            "batch_size": 32,
+            "epoch_steps": 20,
+            "val_batches": 2,
+            "log_every": 5,
+            "accelerator": "cpu",
+        },
         "cache_dir": str(tmp_path / "cache"),
     }
     for key, value in over.items():
@@ -40,7 +46,9 @@ def tiny_config(tmp_path, **over) -> PretrainConfig:
     return PretrainConfig.model_validate(data)
 
 
-def sine_market(n: int = 40_000, period: float = 11.0, amp: float = 2e-3, noise: float = 5e-5, seed: int = 0) -> pd.DataFrame:
+def sine_market(
+    n: int = 40_000, period: float = 11.0, amp: float = 2e-3, noise: float = 5e-5, seed: int = 0
+) -> pd.DataFrame:
     """A 24/7 market whose log price is a sine wave plus a little noise: learnable, and linear
     interpolation across a 5-9 bar gap misses most of its swings."""
     rng = np.random.default_rng(seed)

@@ -30,13 +30,26 @@ def _status(run_dir: Path) -> dict:
 
 def test_kill_file_stops_with_checkpoint_and_resume_from_an_older_checkpoint_finishes(tmp_path):
     art = tmp_path / "art"
-    env = {**os.environ, "ZTB_ARTIFACTS": str(art), "ZTB_KILL": str(tmp_path / "global.stop"),
-           "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        "ZTB_ARTIFACTS": str(art),
+        "ZTB_KILL": str(tmp_path / "global.stop"),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     cfg = tiny_config(tmp_path, **{"trainer.max_steps": 100_000, "trainer.epoch_steps": 10})
     cfg_path = tmp_path / "pretrain.yaml"
     cfg_path.write_text(yaml.safe_dump(config_to_dict(cfg)))
-    cmd = [sys.executable, "-m", "ztb_core.cli", "pretrain", "--headless", "--config", str(cfg_path),
-           "--run-id", "pretrain-cli-1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ztb_core.cli",
+        "pretrain",
+        "--headless",
+        "--config",
+        str(cfg_path),
+        "--run-id",
+        "pretrain-cli-1",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120
@@ -67,14 +80,29 @@ def test_kill_file_stops_with_checkpoint_and_resume_from_an_older_checkpoint_fin
     older = min((e for e in manifest if e["file"] != "last.ckpt"), key=lambda e: e["step"])
     assert older["step"] < stopped_at
     target = stopped_at + 6
-    res = subprocess.run(cmd[:4] + ["--headless", "--resume", str(run_dir / "checkpoints" / older["file"]),
-                                    "--set", f"trainer.max_steps={target}"],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        cmd[:4]
+        + [
+            "--headless",
+            "--resume",
+            str(run_dir / "checkpoints" / older["file"]),
+            "--set",
+            f"trainer.max_steps={target}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     st = _status(run_dir)
     assert st["state"] == "completed" and st["step"] == target
-    train_steps = [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
-                   if r["split"] == "train"]
+    train_steps = [
+        r["step"]
+        for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if r["split"] == "train"
+    ]
     assert train_steps == sorted(train_steps) and len(train_steps) == len(set(train_steps))
     assert (run_dir / "encoder" / "encoder.pt").exists()
     assert (run_dir / "reports" / "pretrain-eval.json").exists()

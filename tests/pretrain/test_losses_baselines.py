@@ -12,9 +12,9 @@ from ztb_core.pretrain.metrics import ReconstructionMetrics
 def test_masked_huber_counts_masked_positions_only():
     pred = torch.zeros(1, 3, 4)
     target = torch.zeros(1, 3, 4)
-    target[0, 0] = 10.0          # visible: ignored
-    target[0, 1] = 0.5           # masked, quadratic zone: 0.5 * 0.25 = 0.125
-    target[0, 2] = 3.0           # masked, linear zone: 1 * (3 - 0.5) = 2.5
+    target[0, 0] = 10.0  # visible: ignored
+    target[0, 1] = 0.5  # masked, quadratic zone: 0.5 * 0.25 = 0.125
+    target[0, 2] = 3.0  # masked, linear zone: 1 * (3 - 0.5) = 2.5
     mask = torch.tensor([[False, True, True]])
     assert masked_huber(pred, target, mask, delta=1.0).item() == pytest.approx((0.125 + 2.5) / 2)
 
@@ -22,7 +22,7 @@ def test_masked_huber_counts_masked_positions_only():
 def _np_stft_mag(x: np.ndarray, n: int) -> np.ndarray:
     hop = max(1, n // 4)
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann, as torch.hann_window
-    frames = np.stack([x[..., i:i + n] * win for i in range(0, x.shape[-1] - n + 1, hop)], axis=-1)
+    frames = np.stack([x[..., i : i + n] * win for i in range(0, x.shape[-1] - n + 1, hop)], axis=-1)
     return np.abs(np.fft.rfft(frames, axis=-2))
 
 
@@ -41,7 +41,9 @@ def test_stft_loss_matches_a_hand_computed_spectrum():
     assert exp_val == pytest.approx(float(np.mean(expected)), rel=1e-4)
     assert stft_loss(torch.tensor(t), torch.tensor(t), [8, 16]).item() == pytest.approx(0.0, abs=1e-6)
     # bf16 inputs are computed in float32 (CPU FFT rejects bf16)
-    assert math.isfinite(stft_loss(torch.tensor(p, dtype=torch.bfloat16), torch.tensor(t, dtype=torch.bfloat16), [8]).item())
+    assert math.isfinite(
+        stft_loss(torch.tensor(p, dtype=torch.bfloat16), torch.tensor(t, dtype=torch.bfloat16), [8]).item()
+    )
     assert math.isfinite(got.item())
 
 
@@ -96,11 +98,17 @@ def test_metrics_pool_correlations_and_price_errors():
     y = torch.linspace(-1, 1, L).reshape(1, L, 1).repeat(1, 1, 4)
     mask = torch.zeros(1, L, dtype=torch.bool)
     mask[0, 2:5] = True
-    batch = {"y:M1": y, "mask:M1": mask, "mu:M1": torch.tensor([math.log(100.0)], dtype=torch.float64),
-             "sigma:M1": torch.tensor([0.01], dtype=torch.float64)}
+    batch = {
+        "y:M1": y,
+        "mask:M1": mask,
+        "mu:M1": torch.tensor([math.log(100.0)], dtype=torch.float64),
+        "sigma:M1": torch.tensor([0.01], dtype=torch.float64),
+    }
     acc = ReconstructionMetrics(["M1"])
     acc.update("model", {"M1": y + 0.1}, batch)
     r = acc.compute()["model"]["M1"]
     assert r["mse"] == pytest.approx(0.01, rel=1e-6)
-    assert r["mae_price"] == pytest.approx(np.mean(100 * np.exp(0.01 * (y[0, 2:5, 0].numpy() + 0.1)) - 100 * np.exp(0.01 * y[0, 2:5, 0].numpy())), rel=1e-4)
+    assert r["mae_price"] == pytest.approx(
+        np.mean(100 * np.exp(0.01 * (y[0, 2:5, 0].numpy() + 0.1)) - 100 * np.exp(0.01 * y[0, 2:5, 0].numpy())), rel=1e-4
+    )
     assert r["corr_level"] == pytest.approx(1.0)

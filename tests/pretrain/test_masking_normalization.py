@@ -24,7 +24,7 @@ def test_masks_are_synchronised_across_timeframes(tmp_path, fx_market):
         fm = batch[f"mask:{fine}"].numpy()
         fo = arrays.bars[fine].open_ns[arrays.index.rows(fine, pos)]
         fc = arrays.bars[fine].close_ns[arrays.index.rows(fine, pos)]
-        for coarse in tfs[i + 1:]:
+        for coarse in tfs[i + 1 :]:
             cm = batch[f"mask:{coarse}"].numpy()
             co = arrays.bars[coarse].open_ns[arrays.index.rows(coarse, pos)]
             cc = arrays.bars[coarse].close_ns[arrays.index.rows(coarse, pos)]
@@ -62,7 +62,7 @@ def test_statistics_are_fitted_on_the_train_split_only(fx_market):
     later = bars["M1"].close_ns > cut
     bars["M1"].aux[later, 1] += 100.0  # wreck everything after the train split
     assert fit_aux_stats(bars, cut, "x").mean == base.mean
-    bars["M1"].aux[~later, 1] += 1.0   # ...but the train part moves them
+    bars["M1"].aux[~later, 1] += 1.0  # ...but the train part moves them
     assert fit_aux_stats(bars, cut, "x").mean["M1"][1] != base.mean["M1"][1]
 
 

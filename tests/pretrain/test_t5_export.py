@@ -47,8 +47,15 @@ def test_missing_t5_weights_is_a_clear_error_never_a_random_fallback(t5_folder, 
 
 def test_t5_backbone_trains_with_frozen_stage_and_differential_lr(tmp_path, t5_folder):
     folder, _ = t5_folder
-    cfg = tiny_config(tmp_path, **{"model.backbone": "t5", "model.t5.init": "pretrained", "model.t5.path": str(folder),
-                                   "model.t5.patch_len": 8})
+    cfg = tiny_config(
+        tmp_path,
+        **{
+            "model.backbone": "t5",
+            "model.t5.init": "pretrained",
+            "model.t5.path": str(folder),
+            "model.t5.patch_len": 8,
+        },
+    )
     p = prepare(cfg, m1=sine_market(8_000))
     module = PretrainModule(config_to_dict(cfg), p.arrays.lengths, p.stats.to_dict())
     opt = module.configure_optimizers()["optimizer"]
@@ -96,13 +103,20 @@ def test_encoder_embeddings_are_causal_and_match_the_model(tmp_path):
     np.testing.assert_allclose(bundle.embed_bars(changed)[:cut], full[:cut], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("sets, says", [
-    (["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={missing}"],
-     "pretrained T5 weights not found locally (no folder {missing}"),
-    (["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={config_only}"],
-     "folder {config_only} has no model.safetensors"),
-    (["data.kind=store", "data.symbol=NOPE"], "data.symbol='NOPE': no M1 data at"),
-])
+@pytest.mark.parametrize(
+    "sets, says",
+    [
+        (
+            ["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={missing}"],
+            "pretrained T5 weights not found locally (no folder {missing}",
+        ),
+        (
+            ["model.backbone=t5", "model.t5.init=pretrained", "model.t5.path={config_only}"],
+            "folder {config_only} has no model.safetensors",
+        ),
+        (["data.kind=store", "data.symbol=NOPE"], "data.symbol='NOPE': no M1 data at"),
+    ],
+)
 def test_bad_config_fails_before_any_run_folder_exists(tmp_path, t5_folder, sets, says):
     import os
     import subprocess

@@ -16,10 +16,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: tiny but complete: 2 envs x 64 steps = 128-step rollouts, 2 epochs, checkpoints every 256 steps
 TINY = [
-    "data.synthetic.n_bars=12000", "splits.embargo=0", "env.lookback=8", "env.episode_length=256",
-    "ppo.n_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=2", "ppo.net_arch=[32,32]",
-    "checkpoint.every_steps=256", "eval.every_steps=0", "eval.max_bars=1000", "telemetry_interval_s=0.5",
-    "supervisor.backoff_s=0.1", "supervisor.backoff_max_s=0.5",
+    "data.synthetic.n_bars=12000",
+    "splits.embargo=0",
+    "env.lookback=8",
+    "env.episode_length=256",
+    "ppo.n_envs=2",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "ppo.n_epochs=2",
+    "ppo.net_arch=[32,32]",
+    "checkpoint.every_steps=256",
+    "eval.every_steps=0",
+    "eval.max_bars=1000",
+    "telemetry_interval_s=0.5",
+    "supervisor.backoff_s=0.1",
+    "supervisor.backoff_max_s=0.5",
 ]
 
 
@@ -41,8 +52,15 @@ def tiny_cfg(*extra: str, total: int = 1024):
 
 def ztb(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
     """Start the real CLI in a subprocess (its own session, like a real run)."""
-    return subprocess.Popen([sys.executable, "-m", "ztb_core.cli", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ztb_core.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def train_args(run_id: str, total: int, *extra: str) -> list[str]:

@@ -7,8 +7,12 @@ import sys
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ztb_core.cli", "train", "--headless", "--no-progress", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ztb_core.cli", "train", "--headless", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_missing_store_symbol_leaves_no_run(art):

@@ -52,8 +52,17 @@ def test_run_completes_with_verified_manifest_and_monotonic_metrics(trained):
     assert {"sharpe", "buy_and_hold_sharpe", "sma_crossover_sharpe", "max_drawdown", "total_return"} <= set(val[-1])
     assert (outcome.run_dir / "reports" / "eval-latest.json").exists()
     row = metrics(outcome.run_dir, "train")[-1]
-    for key in ("policy_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "explained_variance",
-                "learning_rate", "fps", "ep_rew_mean"):
+    for key in (
+        "policy_loss",
+        "value_loss",
+        "entropy_loss",
+        "approx_kl",
+        "clip_fraction",
+        "explained_variance",
+        "learning_rate",
+        "fps",
+        "ep_rew_mean",
+    ):
         assert key in row
 
 
@@ -73,7 +82,7 @@ def test_loaded_agent_replays_the_env_decision_loop(trained):
         assert cfg.env.positions[int(a)] == pos[t], f"decision {t}"
         obs, *_ = env.step(a)
     t = 300
-    assert agent.act(feats[t - cfg.env.lookback + 1:t + 1], pos[t - 1]) == pos[t]
+    assert agent.act(feats[t - cfg.env.lookback + 1 : t + 1], pos[t - 1]) == pos[t]
 
 
 def test_obs_normalizer_matches_vecnormalize(trained):
@@ -85,10 +94,14 @@ def test_obs_normalizer_matches_vecnormalize(trained):
 
     _, _, state = resolve_checkpoint(outcome.run_dir)
     m = prepare_market(cfg, "train")
-    vn = VecNormalize(DummyVecEnv([lambda: TradingEnv(m.features, m.open, m.close, cfg.env)]), training=False, norm_reward=False)
+    vn = VecNormalize(
+        DummyVecEnv([lambda: TradingEnv(m.features, m.open, m.close, cfg.env)]), training=False, norm_reward=False
+    )
     ck.restore_vecnormalize(vn, state["vecnormalize"])
     obs = np.random.default_rng(0).standard_normal((5, vn.observation_space.shape[0])).astype(np.float32) * 3
-    np.testing.assert_allclose(ObsNormalizer.from_state(state["vecnormalize"])(obs), vn.normalize_obs(obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ObsNormalizer.from_state(state["vecnormalize"])(obs), vn.normalize_obs(obs), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip"])

@@ -29,11 +29,22 @@ TINY_PRETRAIN = {
     "window": {"timeframes": ["M1", "M5"], "seq_len": 32, "seq_len_per_tf": {}},
     "mask": {"val_samples": 64},
     "model": {"d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "bottleneck": 8},
-    "trainer": {"max_steps": 8, "batch_size": 32, "epoch_steps": 4, "val_batches": 1, "log_every": 4,
-                "accelerator": "cpu"},
+    "trainer": {
+        "max_steps": 8,
+        "batch_size": 32,
+        "epoch_steps": 4,
+        "val_batches": 1,
+        "log_every": 4,
+        "accelerator": "cpu",
+    },
 }
-FAST_EVAL = ["bootstrap.n_resamples=100", "monte_carlo.n_paths=200", "monte_carlo.horizon_days=0.5",
-             "baselines.random_seeds=5", "report.curve_points=100"]
+FAST_EVAL = [
+    "bootstrap.n_resamples=100",
+    "monte_carlo.n_paths=200",
+    "monte_carlo.horizon_days=0.5",
+    "baselines.random_seeds=5",
+    "report.curve_points=100",
+]
 
 
 def _env(mp, root):
@@ -75,8 +86,13 @@ def finetuned(encoder_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root)
-        extra = (f"encoder.path={encoder_dir}", "encoder.mode=finetune", "encoder.lr_scale=0.1",
-                 "eval.every_steps=256", "eval.max_bars=500")
+        extra = (
+            f"encoder.path={encoder_dir}",
+            "encoder.mode=finetune",
+            "encoder.lr_scale=0.1",
+            "eval.every_steps=256",
+            "eval.max_bars=500",
+        )
         first = run_training(tiny_cfg(*extra, total=256), run_id="ft", progress=False)
         assert first.state == "completed" and first.step == 256
         _, _, state256 = resolve_checkpoint(first.checkpoint)
@@ -96,7 +112,7 @@ def _bar_rows(cfg, market):
 def _scrambled_after(bars, cut: int):
     """The same timestamps, but the bars after bar `cut` in reverse order: valid OHLC, a different future."""
     changed = bars.copy()
-    changed.iloc[cut + 1:] = bars.iloc[cut + 1:].to_numpy()[::-1]
+    changed.iloc[cut + 1 :] = bars.iloc[cut + 1 :].to_numpy()[::-1]
     return changed
 
 
@@ -160,9 +176,21 @@ def test_frozen_agent_reproduces_positions_and_evaluates(frozen, monkeypatch, ca
 
     bars, rows = _bar_rows(cfg, m)
     t = 200
-    assert AgentPolicy(outcome.run_dir).decide(bars.iloc[:rows[t] + 1], pos[t - 1]) == pos[t]
-    code = main(["eval", "--model", str(outcome.run_dir), "--split", "test", "--episodes", "2",
-                 "--run-id", "ev-frozen", *[x for s in FAST_EVAL for x in ("--set", s)]])
+    assert AgentPolicy(outcome.run_dir).decide(bars.iloc[: rows[t] + 1], pos[t - 1]) == pos[t]
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(outcome.run_dir),
+            "--split",
+            "test",
+            "--episodes",
+            "2",
+            "--run-id",
+            "ev-frozen",
+            *[x for s in FAST_EVAL for x in ("--set", s)],
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     report = json.loads((root / "artifacts" / "runs" / "ev-frozen" / "reports" / "eval_ev-frozen.json").read_text())
@@ -177,8 +205,12 @@ def test_bad_encoder_path_is_a_clear_error_before_any_run_folder(art, tmp_path):
     bogus.write_bytes(b"this is not a torch file")
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
-    for path, why in ((missing, "no such file"), (bogus, "cannot read"), (other, "not a ztb encoder"),
-                      (tmp_path, "no encoder.pt")):
+    for path, why in (
+        (missing, "no such file"),
+        (bogus, "cannot read"),
+        (other, "not a ztb encoder"),
+        (tmp_path, "no encoder.pt"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(str(path))) as err:
             run_training(tiny_cfg(f"encoder.path={path}", total=128), run_id="bad", progress=False)
         assert why in str(err.value) and "encoder.path" in str(err.value)
@@ -202,7 +234,7 @@ def test_finetune_env_feeds_the_encoder_the_frozen_inputs(encoder_dir, art, monk
     assert env.observation_space["x:M5"].shape == (bundle.lengths["M5"], 7)
     obs, _ = env.reset(options={"start": 50, "position": 1.0})
     lb = cfg.env.lookback
-    np.testing.assert_array_equal(obs["features"], m.features[50 - lb + 1:51].reshape(-1))
+    np.testing.assert_array_equal(obs["features"], m.features[50 - lb + 1 : 51].reshape(-1))
     assert obs["position"][0] == 1.0
     # the extractor's embedding of the env's windows equals the frozen embedding of the same bars
     ext = PretrainedEncoderExtractor(env.observation_space, str(encoder_dir))
@@ -216,7 +248,7 @@ def test_finetune_env_feeds_the_encoder_the_frozen_inputs(encoder_dir, art, monk
     with torch.no_grad():
         out = ext(one)
     assert out.shape == (1, lb * N_TECH + 1 + bundle.embedding_dim)
-    np.testing.assert_allclose(out[0, -bundle.embedding_dim:].numpy(), full[rows[50]], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[0, -bundle.embedding_dim :].numpy(), full[rows[50]], rtol=1e-5, atol=1e-5)
     # no look-ahead: a different future leaves every window up to the cut unchanged
     cut = int(rows[len(rows) // 2])
     monkeypatch.setattr(source, "load_bars", lambda _cfg: _scrambled_after(bars, cut))
@@ -239,7 +271,7 @@ def test_finetune_trains_the_encoder_and_resumes(finetuned, encoder_dir):
     exported = load_encoder(encoder_dir).model.state_dict()
     pol = state["policy"]
     prefix = "features_extractor.encoder."
-    enc = {k[len(prefix):]: v for k, v in pol.items() if k.startswith(prefix)}
+    enc = {k[len(prefix) :]: v for k, v in pol.items() if k.startswith(prefix)}
     assert enc and not any(k.startswith("decoders.") for k in enc)
     assert set(enc) == {k for k in exported if not k.startswith("decoders.")}
     moved = {k for k in enc if not torch.equal(enc[k], exported[k])}
@@ -277,17 +309,29 @@ def test_finetune_agent_reproduces_positions_acts_and_evaluates(finetuned, monke
     # one live-style decision from the bars themselves
     bars, rows = _bar_rows(cfg, m)
     t, lb = 200, cfg.env.lookback
-    assert agent.act(m.features[t - lb + 1:t + 1], pos[t - 1], bars=bars.iloc[:rows[t] + 1]) == pos[t]
+    assert agent.act(m.features[t - lb + 1 : t + 1], pos[t - 1], bars=bars.iloc[: rows[t] + 1]) == pos[t]
     with pytest.raises(DataError, match="bars"):
-        agent.act(m.features[t - lb + 1:t + 1], pos[t - 1])
+        agent.act(m.features[t - lb + 1 : t + 1], pos[t - 1])
     from ztb_core.rl.encoder import EncoderWarmupError  # the live loop turns it into "not ready yet"
 
     with pytest.raises(EncoderWarmupError, match="warm-up"):
-        agent.act(m.features[t - lb + 1:t + 1], pos[t - 1], bars=bars.iloc[:100])
+        agent.act(m.features[t - lb + 1 : t + 1], pos[t - 1], bars=bars.iloc[:100])
     from ztb_core.live.policy import AgentPolicy  # the live loop decides from the bars alone
 
-    assert AgentPolicy(outcome.run_dir).decide(bars.iloc[:rows[t] + 1], pos[t - 1]) == pos[t]
-    code = main(["eval", "--model", str(outcome.run_dir), "--split", "test", "--episodes", "2",
-                 "--run-id", "ev-ft", *[x for s in FAST_EVAL for x in ("--set", s)]])
+    assert AgentPolicy(outcome.run_dir).decide(bars.iloc[: rows[t] + 1], pos[t - 1]) == pos[t]
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(outcome.run_dir),
+            "--split",
+            "test",
+            "--episodes",
+            "2",
+            "--run-id",
+            "ev-ft",
+            *[x for s in FAST_EVAL for x in ("--set", s)],
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err

@@ -42,7 +42,7 @@ def test_hand_computed_pnl_and_costs():
     env.reset(options={"start": 0})
     # step 1: flat -> long, fills at open[1]=101: earns close[1]/open[1]-1, pays 1 * 0.0025
     r1 = (102.0 / 101.0 - 1) - 0.0025
-    _, rew, *_ , info = env.step(1)
+    _, rew, *_, info = env.step(1)
     assert rew == pytest.approx(math.log(1 + r1), rel=1e-12)
     assert info["cost"] == pytest.approx(0.0025)
     # step 2: long -> short: the long earns the gap open[2]/close[1]-1, the short earns -(close[2]/open[2]-1),
@@ -70,7 +70,9 @@ def test_env_equity_matches_vectorised_pnl_for_the_same_actions():
         *_, info = env.step(a)
     table = np.array(cfg.positions)
     positions = table[actions]
-    r, _ = position_returns(np.r_[positions, 0.0], bar_returns(o[start:start + 302], c[start:start + 302]), cfg.costs.rate)
+    r, _ = position_returns(
+        np.r_[positions, 0.0], bar_returns(o[start : start + 302], c[start : start + 302]), cfg.costs.rate
+    )
     expected = float(np.prod(1 + r[:300]))
     assert info["equity"] == pytest.approx(expected, rel=1e-10)
 
@@ -93,7 +95,12 @@ def test_equity_floor_terminates_and_episode_length_truncates():
     open_ = close.copy()
     open_[1:] = close[:-1]
     feats = np.zeros((n, 1), dtype=np.float32)
-    env = TradingEnv(feats, open_, close, EnvConfig(lookback=1, equity_floor=0.5, costs=CostConfig(fee_bps=0, spread_bps=0, slippage_bps=0)))
+    env = TradingEnv(
+        feats,
+        open_,
+        close,
+        EnvConfig(lookback=1, equity_floor=0.5, costs=CostConfig(fee_bps=0, spread_bps=0, slippage_bps=0)),
+    )
     env.reset(options={"start": 0})
     done_at = None
     for i in range(10):

@@ -21,10 +21,20 @@ def _log_return(positions, m, rate):
 
 @pytest.mark.slow
 def test_ppo_beats_random_policy_on_a_learnable_signal(art):
-    cfg = tiny_cfg("data.synthetic.n_bars=30000", "data.synthetic.signal_strength=0.5",
-                   "data.synthetic.signal_persistence=0.9", "env.lookback=4", "env.costs.fee_bps=0",
-                   "env.costs.spread_bps=0", "env.costs.slippage_bps=0", "ppo.n_envs=4", "ppo.n_steps=256",
-                   "ppo.n_epochs=4", "checkpoint.every_steps=100000", total=16384)
+    cfg = tiny_cfg(
+        "data.synthetic.n_bars=30000",
+        "data.synthetic.signal_strength=0.5",
+        "data.synthetic.signal_persistence=0.9",
+        "env.lookback=4",
+        "env.costs.fee_bps=0",
+        "env.costs.spread_bps=0",
+        "env.costs.slippage_bps=0",
+        "ppo.n_envs=4",
+        "ppo.n_steps=256",
+        "ppo.n_epochs=4",
+        "checkpoint.every_steps=100000",
+        total=16384,
+    )
     out = run_training(cfg, run_id="learn", progress=False)
     assert out.state == "completed"
     agent = load_agent(out.run_dir)

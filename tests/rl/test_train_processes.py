@@ -19,8 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _stepping(run_dir, min_step: int = 1, pid: int | None = None):
     st = status(run_dir)
-    return (st.get("state") == "running" and st.get("step", 0) >= min_step
-            and (pid is None or st.get("pid") == pid))
+    return st.get("state") == "running" and st.get("step", 0) >= min_step and (pid is None or st.get("pid") == pid)
 
 
 def test_kill_file_stops_safely_with_a_checkpoint(art):

@@ -18,7 +18,9 @@ from .conftest import events
 
 
 def _run(art, run_id="w", config=None):
-    w = RunWriter.create("train", config or {"watch": {"stall_min": 5.0, "rss_mb": 100.0}}, run_id=run_id, total_steps=1000)
+    w = RunWriter.create(
+        "train", config or {"watch": {"stall_min": 5.0, "rss_mb": 100.0}}, run_id=run_id, total_steps=1000
+    )
     w.set_status("running", step=250, total_steps=1000)
     return w
 
@@ -55,8 +57,23 @@ def test_rollup_writes_progress_eval_checkpoints_alerts(art):
     w.metric(250, "train", {"fps": 100.0, "policy_loss": 0.1}, flush=True)
     w.metric(250, "val", {"sharpe": 1.5, "buy_and_hold_sharpe": 0.2}, flush=True)
     w.event("alert", check="rss", message="too big")
-    (w.dir / "checkpoints" / "manifest.json").write_text(json.dumps({"version": 1, "checkpoints": [
-        {"file": "step-0000000250.ckpt.zst", "step": 250, "size": 1000, "ratio": 1.1, "save_seconds": 0.1, "best": True}]}))
+    (w.dir / "checkpoints" / "manifest.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "checkpoints": [
+                    {
+                        "file": "step-0000000250.ckpt.zst",
+                        "step": 250,
+                        "size": 1000,
+                        "ratio": 1.1,
+                        "save_seconds": 0.1,
+                        "best": True,
+                    }
+                ],
+            }
+        )
+    )
     s = build_summary(w.dir)
     assert s["progress"] == {"step": 250, "total_steps": 1000, "fraction": 0.25}
     assert s["fps"] == 100.0 and s["eta_seconds"] == pytest.approx(7.5)

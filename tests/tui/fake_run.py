@@ -33,9 +33,15 @@ def main() -> int:
         if kill.requested() and not stubborn:
             name = f"step-{step:09d}.zip"
             (writer.checkpoints_dir / name).write_bytes(b"weights" * 100)
-            Manifest(writer.checkpoints_dir).add({"file": name, "step": step,
-                                                  "sha256": sha256_file(writer.checkpoints_dir / name),
-                                                  "size": 700, "created_at": "2026-01-01T00:00:00+00:00"})
+            Manifest(writer.checkpoints_dir).add(
+                {
+                    "file": name,
+                    "step": step,
+                    "sha256": sha256_file(writer.checkpoints_dir / name),
+                    "size": 700,
+                    "created_at": "2026-01-01T00:00:00+00:00",
+                }
+            )
             writer.event("checkpoint_saved", step=step, file=name)
             writer.set_status(step=step)
             writer.close("stopped", message=kill.reason)

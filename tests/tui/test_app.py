@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -11,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures import NOW, make_run
 from textual.command import CommandPalette
 from textual.widgets import Button, DataTable, Input, Log, RichLog, Select, Sparkline, Static, TabbedContent
 
-from fixtures import NOW, make_run
 from ztb_core.manifest import Manifest
 from ztb_core.runs import RunReader
 from ztb_tui import launching
@@ -58,6 +57,7 @@ async def open_run(pilot, app, run_id: str) -> RunScreen:
 
 # ---- runs list --------------------------------------------------------------------------
 
+
 async def test_empty_state_says_how_to_start_and_new_runs_appear(make_app, artifacts: Path) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -74,8 +74,7 @@ async def test_runs_list_shows_kind_state_progress_fps_heartbeat(make_app, fleet
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: run_table(app).row_count == 4)
-        rows = {str(run_table(app).get_row_at(i)[0]): [str(c) for c in run_table(app).get_row_at(i)]
-                for i in range(4)}
+        rows = {str(run_table(app).get_row_at(i)[0]): [str(c) for c in run_table(app).get_row_at(i)] for i in range(4)}
         assert rows["train-20260101-100000-a1b2"][1:] == ["train", "running", "███░░░░  41%", "812.5", "2s"]
         assert rows["live-20260101-110000-e5f6"][2] == "stale"
         assert rows["train-20260101-080000-dead"][2] == "dead"
@@ -86,6 +85,7 @@ async def test_runs_list_shows_kind_state_progress_fps_heartbeat(make_app, fleet
 
 
 # ---- run view ---------------------------------------------------------------------------
+
 
 async def test_run_view_curves_resources_progress(make_app, fleet) -> None:
     app = make_app()
@@ -102,8 +102,15 @@ async def test_run_view_curves_resources_progress(make_app, fleet) -> None:
         assert curves["val/sharpe"].ref == pytest.approx(0.5) and curves["val/sharpe"].ref_label == "B&H"
         res = screen.query_one("#resources").rows
         await wait_for(pilot, lambda: "sys/gpu0_util_pct" in res)
-        assert {"sys/cpu_pct", "sys/rss_mb", "sys/sys_mem_pct", "sys/proc_vram_mb", "sys/gpu0_mem_used_mb",
-                "sys/gpu0_temp_c", "sys/gpu0_power_w"} <= set(res)
+        assert {
+            "sys/cpu_pct",
+            "sys/rss_mb",
+            "sys/sys_mem_pct",
+            "sys/proc_vram_mb",
+            "sys/gpu0_mem_used_mb",
+            "sys/gpu0_temp_c",
+            "sys/gpu0_power_w",
+        } <= set(res)
         await wait_for(pilot, lambda: "81,559" in str(res["sys/gpu0_mem_used_mb"].query_one(".metric-stats").render()))
         eta = str(screen.query_one("#eta", Static).render())
         assert "41.0k/100.0k · 812.5 steps/s" in eta and "ETA 1:13" in eta
@@ -180,6 +187,7 @@ async def test_logs_follow_and_events_highlight_alerts(make_app, fleet) -> None:
 
 # ---- checkpoints ------------------------------------------------------------------------
 
+
 async def test_checkpoint_verify_and_delete_with_confirmation(make_app, fleet) -> None:
     run = fleet["train"]
     manifest = Manifest(run / "checkpoints")
@@ -190,8 +198,13 @@ async def test_checkpoint_verify_and_delete_with_confirmation(make_app, fleet) -
         await pilot.press("2")
         table = screen.query_one("#checkpoints", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
-        assert [str(c) for c in table.get_row_at(1)][:5] == ["40,960 ★", "2026-01-01 11:11:00", "20.5 KiB", "3.00",
-                                                            "unverified"]
+        assert [str(c) for c in table.get_row_at(1)][:5] == [
+            "40,960 ★",
+            "2026-01-01 11:11:00",
+            "20.5 KiB",
+            "3.00",
+            "unverified",
+        ]
         await pilot.press("v")
         await wait_for(pilot, lambda: str(table.get_row_at(0)[4]) == "ok")
         (run / "checkpoints" / first).write_bytes(b"x" * manifest.entries()[0]["size"])  # same size, new bytes
@@ -218,8 +231,12 @@ def spy_launch(monkeypatch, tmp_path):
 
     def fake(argv, log_path, env=None, cwd=None):
         calls.append({"argv": argv, "log": log_path, "env": env})
-        return real([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(20)"],
-                    log_path, env=env, cwd=cwd)
+        return real(
+            [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(20)"],
+            log_path,
+            env=env,
+            cwd=cwd,
+        )
 
     monkeypatch.setattr(launching, "launch_detached", fake)
     yield calls
@@ -252,6 +269,7 @@ async def test_resume_from_checkpoint_launches_detached(make_app, fleet, spy_lau
 
 # ---- launch -----------------------------------------------------------------------------
 
+
 async def test_launch_dialog_starts_a_detached_run(make_app, spy_launch, artifacts: Path) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -280,26 +298,41 @@ async def test_launch_dialog_starts_a_detached_run(make_app, spy_launch, artifac
 
 async def test_failed_launch_is_reported(make_app, monkeypatch, artifacts: Path) -> None:
     real = launching.launch_detached
-    monkeypatch.setattr(launching, "launch_detached", lambda argv, log, env=None, cwd=None: real(
-        [sys.executable, "-c", "import sys; print('no such config'); sys.exit(2)"], log, env=env))
+    monkeypatch.setattr(
+        launching,
+        "launch_detached",
+        lambda argv, log, env=None, cwd=None: real(
+            [sys.executable, "-c", "import sys; print('no such config'); sys.exit(2)"], log, env=env
+        ),
+    )
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: any("exited with code 2: no such config" in n.message
-                                          for n in app._notifications), timeout=10)
+        await wait_for(
+            pilot,
+            lambda: any("exited with code 2: no such config" in n.message for n in app._notifications),
+            timeout=10,
+        )
         assert app.launched == []  # reaped
 
 
 # ---- STOP -------------------------------------------------------------------------------
 
+
 def start_fake_run(artifacts: Path, run_id: str, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, str(FAKE_RUN), str(artifacts), run_id, *extra],
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE_RUN), str(artifacts), run_id, *extra],
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if RunReader(artifacts / "runs" / run_id).status().get("state") == "running" if (
-                artifacts / "runs" / run_id).is_dir() else False:
+        if (
+            RunReader(artifacts / "runs" / run_id).status().get("state") == "running"
+            if (artifacts / "runs" / run_id).is_dir()
+            else False
+        ):
             return proc
         time.sleep(0.05)
     proc.kill()
@@ -379,11 +412,14 @@ async def test_stop_all_writes_the_global_kill_file(make_app, artifacts: Path) -
 
 # ---- read-only, keyboard, palette -------------------------------------------------------
 
+
 async def test_readonly_hides_launch_stop_delete(make_app, fleet) -> None:
     app = make_app(readonly=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: run_table(app).row_count == 4)
-        keys = {b.binding.key for b in app.screen.active_bindings.values() if app.screen.check_action(b.binding.action, ())}
+        keys = {
+            b.binding.key for b in app.screen.active_bindings.values() if app.screen.check_action(b.binding.action, ())
+        }
         assert not {"n", "s", "S"} & keys
         await pilot.press("n", "s", "S")
         assert isinstance(app.screen, RunsScreen)
@@ -417,10 +453,14 @@ async def test_command_palette_and_keyboard_navigation(make_app, fleet) -> None:
 
 
 def test_tui_command_is_registered_and_lazy() -> None:
-    out = subprocess.run([sys.executable, "-c", "import sys, ztb_core.cli; "
-                          "print('textual' in sys.modules, 'ztb_tui' in sys.modules)"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, ztb_core.cli; print('textual' in sys.modules, 'ztb_tui' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.split() == ["False", "False"]
-    help_out = subprocess.run([sys.executable, "-m", "ztb_core.cli", "tui", "--help"], capture_output=True,
-                              text=True, timeout=60)
+    help_out = subprocess.run(
+        [sys.executable, "-m", "ztb_core.cli", "tui", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert help_out.returncode == 0 and "--readonly" in help_out.stdout and "--kill-timeout" in help_out.stdout

@@ -21,14 +21,17 @@ from ztb_tui.screens.stop import StopScreen
 pytestmark = pytest.mark.anyio
 
 #: the training helper's tiny-but-complete settings: 128-step rollouts, checkpoints every 256 steps
-TINY = ("data.synthetic.n_bars=12000 splits.embargo=0 env.lookback=8 env.episode_length=256 ppo.n_envs=2 "
-        "ppo.n_steps=64 ppo.batch_size=64 ppo.n_epochs=2 ppo.net_arch=[32,32] checkpoint.every_steps=256 "
-        "eval.every_steps=0 telemetry_interval_s=0.5 total_timesteps=1000000")
+TINY = (
+    "data.synthetic.n_bars=12000 splits.embargo=0 env.lookback=8 env.episode_length=256 ppo.n_envs=2 "
+    "ppo.n_steps=64 ppo.batch_size=64 ppo.n_epochs=2 ppo.net_arch=[32,32] checkpoint.every_steps=256 "
+    "eval.every_steps=0 telemetry_interval_s=0.5 total_timesteps=1000000"
+)
 
 
 def train_command_available() -> bool:
-    out = subprocess.run([sys.executable, "-m", "ztb_core.cli", "train", "--help"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ztb_core.cli", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     return out.returncode == 0 and "--headless" in out.stdout
 
 
@@ -57,12 +60,17 @@ async def test_launch_watch_and_stop_a_real_training_run(make_app, artifacts: Pa
             await pilot.press("ctrl+l")
             await wait_for(pilot, lambda: (run_dir / "run.json").exists(), 90, "the run folder")
             app.open_run(run_dir)
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query("#curves"), 10,
-                           "the run view")
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.query("#curves"), 10, "the run view"
+            )
             screen = app.screen
             curves = screen.query_one("#curves")
-            await wait_for(pilot, lambda: "train/value_loss" in curves.rows
-                           and curves.rows["train/value_loss"].view is not None, 120, "the first loss value")
+            await wait_for(
+                pilot,
+                lambda: "train/value_loss" in curves.rows and curves.rows["train/value_loss"].view is not None,
+                120,
+                "the first loss value",
+            )
             spark = curves.rows["train/value_loss"].query_one(Sparkline)
             first = len(spark.data)
             await wait_for(pilot, lambda: len(spark.data) >= first + 2, 120, "the loss sparkline to grow")

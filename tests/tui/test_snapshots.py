@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures import NOW, FakeGpu, FakeHost, make_fleet, make_run
 
-from fixtures import FakeGpu, FakeHost, NOW, make_fleet, make_run
 from ztb_tui.app import ZtbApp
 
 CONFIGS = Path(__file__).with_name("configs")
@@ -20,8 +20,9 @@ def console(artifacts: Path, monkeypatch):
     monkeypatch.chdir(artifacts.parent)  # the header shows the artifacts folder relative to here
 
     def build(gpu: bool = True, **kwargs) -> ZtbApp:
-        return ZtbApp(artifacts, now=lambda: NOW, host=FakeHost(FakeGpu(available=gpu)), refresh_s=0.2,
-                      configs=CONFIGS, **kwargs)
+        return ZtbApp(
+            artifacts, now=lambda: NOW, host=FakeHost(FakeGpu(available=gpu)), refresh_s=0.2, configs=CONFIGS, **kwargs
+        )
 
     return build
 
@@ -42,8 +43,13 @@ def runs_loaded(pilot) -> bool:
 
 def run_view_ready(pilot) -> bool:
     screen = pilot.app.screen
-    return (screen.__class__.__name__ == "RunScreen" and screen.row is not None and screen.snapshot is not None
-            and pilot.app.host_sample is not None and all(r.view is not None for r in screen.query_one("#curves").rows.values()))
+    return (
+        screen.__class__.__name__ == "RunScreen"
+        and screen.row is not None
+        and screen.snapshot is not None
+        and pilot.app.host_sample is not None
+        and all(r.view is not None for r in screen.query_one("#curves").rows.values())
+    )
 
 
 def open_first_train(pilot) -> None:
@@ -99,8 +105,13 @@ def test_run_view_tabs(snap_compare, console, artifacts, tab) -> None:
         open_first_train(pilot)
         await settle(pilot, lambda: run_view_ready(pilot))
         await pilot.press(tab)
-        await settle(pilot, lambda: pilot.app.screen.query_one("#checkpoints").row_count == 2
-                     and pilot.app.screen.query_one("#log").line_count >= 30)
+        await settle(
+            pilot,
+            lambda: (
+                pilot.app.screen.query_one("#checkpoints").row_count == 2
+                and pilot.app.screen.query_one("#log").line_count >= 30
+            ),
+        )
 
     assert snap_compare(console(), terminal_size=(80, 24), run_before=before)
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fixtures import NOW, make_run
+
 from ztb_core.errors import ZtbError
 from ztb_tui.launching import build_argv, parse_overrides
 from ztb_tui.sources import MetricsSource, RunsSource, TextFollower, event_severity
@@ -73,7 +73,9 @@ def test_metrics_source_is_incremental_and_resets_on_rewrite(artifacts: Path) ->
     snap2 = src.poll()
     assert src.tail.offset > offset and src.rows_read == snap.rows_read + 1  # only the new row was read
     assert snap2.get("train", "ep_rew_mean").last == 7.5 and snap2.get("train", "ep_rew_mean").step == 99_999
-    (run / "metrics.jsonl").write_text(json.dumps({"time": NOW, "step": 1, "split": "train", "ep_rew_mean": 0.5}) + "\n")
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"time": NOW, "step": 1, "split": "train", "ep_rew_mean": 0.5}) + "\n"
+    )
     snap3 = src.poll()
     assert snap3.reset and len(snap3.get("train", "ep_rew_mean").values) == 1
 
@@ -81,8 +83,12 @@ def test_metrics_source_is_incremental_and_resets_on_rewrite(artifacts: Path) ->
 def test_metrics_first_read_of_a_huge_file_reads_only_its_tail(artifacts: Path) -> None:
     run = make_run(artifacts, "train-big", rows=1)
     with open(run / "metrics.jsonl", "a") as fh:
-        fh.write("".join(json.dumps({"time": NOW, "step": i, "split": "train", "value_loss": 1.0 / (i + 1)}) + "\n"
-                         for i in range(200_000)))
+        fh.write(
+            "".join(
+                json.dumps({"time": NOW, "step": i, "split": "train", "value_loss": 1.0 / (i + 1)}) + "\n"
+                for i in range(200_000)
+            )
+        )
     src = MetricsSource(run, tail_bytes=64 << 10)
     snap = src.poll()
     assert snap.rows_read < 2000
@@ -112,8 +118,16 @@ def test_overrides_and_argv() -> None:
         parse_overrides("oops")
     argv = build_argv("train", Path("configs/train.yaml"), ["seed=3"], "train-abc")
     assert argv[:3] == [sys.executable, "-m", "ztb_core.cli"]
-    assert argv[3:] == ["train", "--headless", "--config", "configs/train.yaml", "--set", "seed=3", "--run-id",
-                        "train-abc"]
+    assert argv[3:] == [
+        "train",
+        "--headless",
+        "--config",
+        "configs/train.yaml",
+        "--set",
+        "seed=3",
+        "--run-id",
+        "train-abc",
+    ]
     assert build_argv("live-minimal")[3:5] == ["live", "--minimal"]
     with pytest.raises(ZtbError, match="unknown job kind"):
         build_argv("backtest")
@@ -130,10 +144,19 @@ def test_pretrain_launches_with_a_run_id_and_resumes_from_the_chosen_checkpoint(
     from ztb_tui import launching
 
     assert build_argv("pretrain", overrides=["seed=2"], run_id="pretrain-x")[3:] == [
-        "pretrain", "--headless", "--set", "seed=2", "--run-id", "pretrain-x"]
+        "pretrain",
+        "--headless",
+        "--set",
+        "seed=2",
+        "--run-id",
+        "pretrain-x",
+    ]
     calls = []
-    monkeypatch.setattr(launching, "launch_detached", lambda argv, out, env=None: calls.append((argv, out)) or
-                        subprocess.Popen([sys.executable, "-c", "pass"]))
+    monkeypatch.setattr(
+        launching,
+        "launch_detached",
+        lambda argv, out, env=None: calls.append((argv, out)) or subprocess.Popen([sys.executable, "-c", "pass"]),
+    )
     art = tmp_path / "artifacts"
     launched = launching.launch("pretrain", art)
     launched.proc.wait()

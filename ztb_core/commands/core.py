@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,9 +17,27 @@ def register(app: typer.Typer) -> None:
     app.command("stop")(stop)
 
 
-REQUIRED = ("textual", "rich", "typer", "torch", "lightning", "transformers", "pandas", "pyarrow",
-            "stable-baselines3", "gymnasium", "psutil", "nvidia-ml-py", "zstandard", "ccxt", "pydantic",
-            "pyyaml", "arch", "matplotlib", "jsonschema")
+REQUIRED = (
+    "textual",
+    "rich",
+    "typer",
+    "torch",
+    "lightning",
+    "transformers",
+    "pandas",
+    "pyarrow",
+    "stable-baselines3",
+    "gymnasium",
+    "psutil",
+    "nvidia-ml-py",
+    "zstandard",
+    "ccxt",
+    "pydantic",
+    "pyyaml",
+    "arch",
+    "matplotlib",
+    "jsonschema",
+)
 
 
 def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
@@ -57,8 +74,13 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable
         gpus = "; ".join(f"{g.index}:{g.name} {g.mem_total_mb:.0f} MiB" for g in nvml.gpus())
         add("nvml", True, f"driver {nvml.driver_version}; {gpus}", required=False)
     else:
-        add("nvml", False, f"unavailable: {nvml.reason}", required=False,
-            fix="GPU panels show 'unavailable'; install the NVIDIA driver on GPU boxes")
+        add(
+            "nvml",
+            False,
+            f"unavailable: {nvml.reason}",
+            required=False,
+            fix="GPU panels show 'unavailable'; install the NVIDIA driver on GPU boxes",
+        )
     art = artifacts_dir()
     try:
         art.mkdir(parents=True, exist_ok=True)
@@ -66,8 +88,12 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable
         probe.write_text("ok")
         probe.unlink()
         free_gb = shutil.disk_usage(art).free / 2**30
-        add("artifacts", free_gb > 1.0, f"{art} writable, {free_gb:.1f} GiB free",
-            fix="free disk space or set ZTB_ARTIFACTS to a larger disk")
+        add(
+            "artifacts",
+            free_gb > 1.0,
+            f"{art} writable, {free_gb:.1f} GiB free",
+            fix="free disk space or set ZTB_ARTIFACTS to a larger disk",
+        )
     except OSError as exc:
         add("artifacts", False, f"{art}: {exc.strerror}", fix="set ZTB_ARTIFACTS to a writable folder")
     failed = [c for c in checks if c["required"] and not c["ok"]]
@@ -97,9 +123,11 @@ def _fmt_age(age: float | None) -> str:
     return f"{age / 3600:.1f}h"
 
 
-def runs(json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-         stale_after: float = typer.Option(30.0, help="Heartbeat age (s) after which an active run is stale/dead."),
-         artifacts: Optional[Path] = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts).")) -> None:
+def runs(
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    stale_after: float = typer.Option(30.0, help="Heartbeat age (s) after which an active run is stale/dead."),
+    artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),
+) -> None:
     """List runs: id, kind, state, step/total, heartbeat age, pid alive."""
     from rich.console import Console
     from rich.table import Table
@@ -108,34 +136,64 @@ def runs(json_out: bool = typer.Option(False, "--json", help="Machine-readable o
 
     items = list_runs(artifacts, stale_after_s=stale_after)
     if json_out:
-        typer.echo(json.dumps([{
-            "run_id": r.run_id, "kind": r.kind, "state": r.state, "liveness": r.liveness, "step": r.step,
-            "total_steps": r.total_steps, "heartbeat_age_s": r.heartbeat_age_s, "pid": r.pid,
-            "pid_alive": r.pid_alive, "dir": str(r.dir), "message": r.message} for r in items], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "run_id": r.run_id,
+                        "kind": r.kind,
+                        "state": r.state,
+                        "liveness": r.liveness,
+                        "step": r.step,
+                        "total_steps": r.total_steps,
+                        "heartbeat_age_s": r.heartbeat_age_s,
+                        "pid": r.pid,
+                        "pid_alive": r.pid_alive,
+                        "dir": str(r.dir),
+                        "message": r.message,
+                    }
+                    for r in items
+                ],
+                indent=2,
+            )
+        )
         return
     if not items:
         typer.echo("no runs yet — start one with `ztb train --headless` (or `make demo`)")
         return
-    colors = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "fatal": "red",
-              "dead": "red", "stale": "magenta"}
+    colors = {
+        "running": "green",
+        "completed": "cyan",
+        "stopped": "yellow",
+        "failed": "red",
+        "fatal": "red",
+        "dead": "red",
+        "stale": "magenta",
+    }
     table = Table(title=f"runs ({len(items)})")
     for col in ("run id", "kind", "state", "step/total", "heartbeat", "pid"):
         table.add_column(col)
     for r in items:
         c = colors.get(r.liveness, "white")
         total = f"{r.step:,}/{r.total_steps:,}" if r.total_steps else f"{r.step:,}"
-        pid = f"{r.pid} ({'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'other host'})" if r.pid else "-"
+        pid = (
+            f"{r.pid} ({'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'other host'})"
+            if r.pid
+            else "-"
+        )
         table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, _fmt_age(r.heartbeat_age_s), pid)
     Console().print(table)
 
 
-def stop(run_id: Optional[str] = typer.Argument(None, help="Run id (or unique prefix) to stop."),
-         all_runs: bool = typer.Option(False, "--all", help="Stop every run (writes the global kill-file)."),
-         wait: bool = typer.Option(False, "--wait", help="Wait until the run reaches a final state."),
-         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for a safe stop."),
-         force: bool = typer.Option(False, "--force", help="After --timeout: SIGTERM the process group, then SIGKILL."),
-         kill_timeout: float = typer.Option(10.0, "--kill-timeout", help="Seconds between SIGTERM and SIGKILL."),
-         artifacts: Optional[Path] = typer.Option(None, help="Artifacts folder.")) -> None:
+def stop(
+    run_id: str | None = typer.Argument(None, help="Run id (or unique prefix) to stop."),
+    all_runs: bool = typer.Option(False, "--all", help="Stop every run (writes the global kill-file)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the run reaches a final state."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for a safe stop."),
+    force: bool = typer.Option(False, "--force", help="After --timeout: SIGTERM the process group, then SIGKILL."),
+    kill_timeout: float = typer.Option(10.0, "--kill-timeout", help="Seconds between SIGTERM and SIGKILL."),
+    artifacts: Path | None = typer.Option(None, help="Artifacts folder."),
+) -> None:
     """Ask a run (or all runs) to stop safely through the kill-file; optionally wait and escalate."""
     from rich.console import Console
 

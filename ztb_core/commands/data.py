@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-data_app = typer.Typer(name="data", help="Import, inspect and validate market data (the parquet store).",
-                       no_args_is_help=True)
+data_app = typer.Typer(
+    name="data", help="Import, inspect and validate market data (the parquet store).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-def _load_cfg(config: Optional[Path], overrides: List[str], data_dir: Optional[Path]):
+def _load_cfg(config: Path | None, overrides: list[str], data_dir: Path | None):
     from ..config import load_config
     from ..data.ingest import DataConfig
 
@@ -28,7 +28,7 @@ def _load_cfg(config: Optional[Path], overrides: List[str], data_dir: Optional[P
     return cfg
 
 
-def _column_map(text: Optional[str], cfg):
+def _column_map(text: str | None, cfg):
     """`time=Date,open=Open` -> updated CsvColumns (unknown keys are errors)."""
     if not text:
         return cfg
@@ -39,7 +39,10 @@ def _column_map(text: Optional[str], cfg):
     for part in text.split(","):
         if "=" not in part:
             from ..errors import ConfigError
-            raise ConfigError(f"--column-map {text!r}: expected KEY=COLUMN pairs separated by commas, e.g. time=Date,open=Open")
+
+            raise ConfigError(
+                f"--column-map {text!r}: expected KEY=COLUMN pairs separated by commas, e.g. time=Date,open=Open"
+            )
         key, value = part.split("=", 1)
         key = key.strip()
         data[key] = [v for v in value.split("+")] if key == "time" and "+" in value else (value or None)
@@ -57,15 +60,23 @@ def _print_report(lines: list[str], ok: bool) -> None:
 
 @data_app.command("import")
 def import_cmd(
-    paths: List[Path] = typer.Argument(..., help="Files to import (.gz read directly)."),
+    paths: list[Path] = typer.Argument(..., help="Files to import (.gz read directly)."),
     fmt: str = typer.Option(..., "--format", "-f", help="histdata | csv | parquet | bitflyer-trades"),
     symbol: str = typer.Option(..., "--symbol", "-s", help="Store symbol, e.g. USDJPY or BTC_JPY."),
-    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive timestamps (histdata: UTC-5; csv/parquet: UTC)."),
-    market: Optional[str] = typer.Option(None, "--market", help="fx | crypto (default from the format or the stored symbol)."),
-    column_map: Optional[str] = typer.Option(None, "--column-map", help="csv: KEY=COLUMN,..., e.g. time=Date+Time,open=Open"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.gaps=error"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder (default $ZTB_DATA or artifacts/data)."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of naive timestamps (histdata: UTC-5; csv/parquet: UTC)."
+    ),
+    market: str | None = typer.Option(
+        None, "--market", help="fx | crypto (default from the format or the stored symbol)."
+    ),
+    column_map: str | None = typer.Option(
+        None, "--column-map", help="csv: KEY=COLUMN,..., e.g. time=Date+Time,open=Open"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.gaps=error"),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Store folder (default $ZTB_DATA or artifacts/data)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Validate files and merge them into the store (nothing is written if anything fails)."""
@@ -77,21 +88,46 @@ def import_cmd(
     cfg = _column_map(column_map, _load_cfg(config, overrides, data_dir))
     if market is not None:
         check_market(market)
-    with Progress(TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  transient=True, disable=json_out) as bar:
+    with Progress(
+        TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(), transient=True, disable=json_out
+    ) as bar:
         task = bar.add_task("files", total=len(paths))
-        result = import_files(paths, fmt, symbol, market, tz, cfg,
-                              progress=lambda i, n, p: bar.update(task, completed=i, description=p.name))
+        result = import_files(
+            paths,
+            fmt,
+            symbol,
+            market,
+            tz,
+            cfg,
+            progress=lambda i, n, p: bar.update(task, completed=i, description=p.name),
+        )
     m = result.merge
     if json_out:
-        typer.echo(json.dumps({"symbol": result.symbol, "market": result.market, "report": result.report.to_dict(),
-                               "store": {"path": str(m.path), "rows_before": m.rows_before, "rows_added": m.rows_added,
-                                         "rows_replaced": m.rows_replaced, "rows_after": m.rows_after},
-                               "timeframes": result.timeframes}, indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                {
+                    "symbol": result.symbol,
+                    "market": result.market,
+                    "report": result.report.to_dict(),
+                    "store": {
+                        "path": str(m.path),
+                        "rows_before": m.rows_before,
+                        "rows_added": m.rows_added,
+                        "rows_replaced": m.rows_replaced,
+                        "rows_after": m.rows_after,
+                    },
+                    "timeframes": result.timeframes,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     _print_report(result.report.lines(), result.report.gaps_unexpected == 0 and result.report.jumps_total == 0)
-    typer.echo(f"stored {result.symbol} M1: {m.rows_before} -> {m.rows_after} bars (+{m.rows_added} new, "
-               f"{m.rows_replaced} replaced) at {m.path}")
+    typer.echo(
+        f"stored {result.symbol} M1: {m.rows_before} -> {m.rows_after} bars (+{m.rows_added} new, "
+        f"{m.rows_replaced} replaced) at {m.path}"
+    )
     if result.timeframes:
         typer.echo("rebuilt: " + ", ".join(f"{tf} {n}" for tf, n in result.timeframes.items()))
 
@@ -99,13 +135,17 @@ def import_cmd(
 @data_app.command("info")
 def info_cmd(
     symbol: str = typer.Argument(..., help="Stored symbol."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config key."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Store folder."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
-    plot: Optional[str] = typer.Option(None, "--plot", metavar="PATH.png|auto",
-                                       help="Also draw close price with gaps marked and daily volatility to this PNG "
-                                            "('auto': <store>/<SYMBOL>/M1.png)."),
+    plot: str | None = typer.Option(
+        None,
+        "--plot",
+        metavar="PATH.png|auto",
+        help="Also draw close price with gaps marked and daily volatility to this PNG "
+        "('auto': <store>/<SYMBOL>/M1.png).",
+    ),
 ) -> None:
     """Ranges, row counts and the gap summary of a stored symbol."""
     from rich.console import Console
@@ -128,9 +168,11 @@ def info_cmd(
     con = Console()
     con.print(table)
     g = info["timeframes"]["M1"]["gaps"]
-    con.print(f"M1 gaps: {g['total']} = {g['quiet']} quiet + {g['market_closed']} market closed + "
-              f"{g['unexpected']} unexpected; {g['missing_open_minutes']} open-market minutes without a bar",
-              highlight=False)
+    con.print(
+        f"M1 gaps: {g['total']} = {g['quiet']} quiet + {g['market_closed']} market closed + "
+        f"{g['unexpected']} unexpected; {g['missing_open_minutes']} open-market minutes without a bar",
+        highlight=False,
+    )
     for gap in g["unexpected_list"]:
         con.print(f"  unexpected: {gap['start']} -> {gap['end']} ({gap['minutes']} min)", highlight=False)
     con.print(f"sources: {len(info['sources'])} file(s); last import {info['imported_at']}", highlight=False)
@@ -149,19 +191,30 @@ def _plot(info: dict, cfg, target: str) -> Path:
         raise DataError(f"--plot {target}: the picture is a PNG; give a path ending in .png (or 'auto')")
     bars = store.read_bars(symbol, "M1", data_dir=cfg.data_dir)
     fx = market == "fx"
-    return plot_dataset(bars, path, symbol=symbol, market=market, cfg=cfg.validation,
-                        day_close=cfg.fx_day_close if fx else None, day_tz=cfg.fx_day_tz if fx else None)
+    return plot_dataset(
+        bars,
+        path,
+        symbol=symbol,
+        market=market,
+        cfg=cfg.validation,
+        day_close=cfg.fx_day_close if fx else None,
+        day_tz=cfg.fx_day_tz if fx else None,
+    )
 
 
 @data_app.command("validate")
 def validate_cmd(
-    targets: List[str] = typer.Argument(..., help="A stored symbol, or files to check without importing (with --format)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Check files of this format instead of a stored symbol."),
-    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive timestamps in files."),
-    market: Optional[str] = typer.Option(None, "--market", help="fx | crypto (files only)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.max_jump=0.05"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store folder."),
+    targets: list[str] = typer.Argument(
+        ..., help="A stored symbol, or files to check without importing (with --format)."
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="Check files of this format instead of a stored symbol."
+    ),
+    tz: str | None = typer.Option(None, "--tz", help="Time zone of naive timestamps in files."),
+    market: str | None = typer.Option(None, "--market", help="fx | crypto (files only)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.max_jump=0.05"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Store folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Run the validation checks and print the report; exit 2 when a check fails."""

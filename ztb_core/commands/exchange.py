@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-exchange_app = typer.Typer(name="exchange", help="Check an exchange connection (ccxt).", no_args_is_help=True,
-                           add_completion=False)
+exchange_app = typer.Typer(
+    name="exchange", help="Check an exchange connection (ccxt).", no_args_is_help=True, add_completion=False
+)
 
 
-def _exchange_config(exchange: str, symbol: str, api_url: Optional[str], config: Optional[Path],
-                     overrides: List[str], timeout_ms: Optional[int]):
+def _exchange_config(
+    exchange: str, symbol: str, api_url: str | None, config: Path | None, overrides: list[str], timeout_ms: int | None
+):
     from ..config import load_config
     from ..live.exchange_config import ExchangeConfig
 
@@ -39,9 +40,9 @@ def emulator_cmd(
     source: str = typer.Option("synthetic", "--source", help="Trade stream to replay: bitflyer | synthetic"),
     api_key: str = typer.Option("emulator-key", "--api-key", help="The API key the emulator accepts"),
     secret: str = typer.Option("emulator-secret", "--secret", help="Its signing secret"),
-    speed: Optional[float] = typer.Option(None, "--speed", help="Replay speed (tape s per wall s; 0 = frozen)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="EmulatorConfig YAML (fault table etc.)"),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set spread_bps=5"),
+    speed: float | None = typer.Option(None, "--speed", help="Replay speed (tape s per wall s; 0 = frozen)"),
+    config: Path | None = typer.Option(None, "--config", help="EmulatorConfig YAML (fault table etc.)"),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set spread_bps=5"),
 ) -> None:
     """Run the loopback exchange emulator until Ctrl-C (point ccxt's urls.api.rest at the printed URL)."""
     import time
@@ -54,16 +55,17 @@ def emulator_cmd(
     sets = list(set_) + [f"port={port}", f"source={source}", f"api_key={api_key}", f"secret={secret}"]
     if speed is not None:
         sets.append(f"speed={speed}")
-    cfg = (load_config(EmulatorConfig, config, sets) if config
-           else EmulatorConfig.model_validate(_apply(sets)))
+    cfg = load_config(EmulatorConfig, config, sets) if config else EmulatorConfig.model_validate(_apply(sets))
     console = Console()
     with console.status(f"loading the {cfg.source} trade tape..."):
         server = EmulatorServer(cfg)
     url = server.start()
-    console.print(f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
-                  f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n"
-                  f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
-                  "  Ctrl-C stops it.")
+    console.print(
+        f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
+        f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n"
+        f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
+        "  Ctrl-C stops it."
+    )
     try:
         while True:
             time.sleep(1.0)
@@ -78,11 +80,11 @@ def emulator_cmd(
 def health_cmd(
     exchange: str = typer.Option("coincheck", "--exchange", help="ccxt exchange id"),
     symbol: str = typer.Option("BTC/JPY", "--symbol", help="Market symbol"),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
+    api_url: str | None = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
     samples: int = typer.Option(5, "--samples", min=1, help="Ticker calls used to measure latency and skew"),
-    timeout_ms: Optional[int] = typer.Option(None, "--timeout-ms", help="HTTP timeout per request"),
-    config: Optional[Path] = typer.Option(None, "--config", help="ExchangeConfig YAML"),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set retry.max_attempts=1"),
+    timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="HTTP timeout per request"),
+    config: Path | None = typer.Option(None, "--config", help="ExchangeConfig YAML"),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set retry.max_attempts=1"),
 ) -> None:
     """Reachability, latency p50/p95, clock skew, rate-limit headroom and market limits. Exit 1 when
     the exchange is unreachable. Keys (if set) are used only to check that the private API answers."""
@@ -114,11 +116,11 @@ def fetch_cmd(
     symbol: str = typer.Option("BTC/JPY", "--symbol", help="Market symbol"),
     timeframe: str = typer.Option("1m", "--timeframe", help="Bar timeframe: 1m 5m 15m 30m 1h 4h 1d"),
     since: str = typer.Option(..., "--since", help="Start (UTC date or ISO time), e.g. 2024-01-01"),
-    until: Optional[str] = typer.Option(None, "--until", help="End, exclusive (default: now)"),
-    api_url: Optional[str] = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store root (default $ZTB_DATA)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="ExchangeConfig YAML"),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key"),
+    until: str | None = typer.Option(None, "--until", help="End, exclusive (default: now)"),
+    api_url: str | None = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Store root (default $ZTB_DATA)"),
+    config: Path | None = typer.Option(None, "--config", help="ExchangeConfig YAML"),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key"),
 ) -> None:
     """Download history into the data store (paginated, rate-limited, resumable; bars are built from
     trades where the exchange has no OHLCV endpoint)."""
@@ -136,7 +138,9 @@ def fetch_cmd(
         try:
             ts = pd.Timestamp(text)
         except ValueError:
-            raise ConfigError(f"--{name} {text!r}: not a date or ISO time (e.g. 2024-01-01 or 2024-01-01T09:00)") from None
+            raise ConfigError(
+                f"--{name} {text!r}: not a date or ISO time (e.g. 2024-01-01 or 2024-01-01T09:00)"
+            ) from None
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         return int(ts.value // 1_000_000)
 
@@ -146,8 +150,13 @@ def fetch_cmd(
         raise ConfigError(f"--until {until} is not after --since {since}")
     adapter = ExchangeAdapter(cfg)
     console = Console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task(f"fetch {cfg.exchange} {cfg.symbol} {timeframe}", total=None, info="")
 
         def on_page(pages: int, count: int, at_ms: int) -> None:
@@ -158,9 +167,11 @@ def fetch_cmd(
     if result.path is None:
         console.print("nothing new: the store already holds every completed bar in that range")
         return
-    console.print(f"{'resumed and ' if result.resumed else ''}stored {result.bars_written:,} bars "
-                  f"({result.first_bar} .. {result.last_bar}) from {result.trades_fetched:,} trades in "
-                  f"{result.pages} pages -> {result.path}")
+    console.print(
+        f"{'resumed and ' if result.resumed else ''}stored {result.bars_written:,} bars "
+        f"({result.first_bar} .. {result.last_bar}) from {result.trades_fetched:,} trades in "
+        f"{result.pages} pages -> {result.path}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,21 +20,27 @@ def _env_flag(name: str) -> bool:
 
 
 def live(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Paper trading on live quotes; no private endpoint "
-                                                          "is called (also DRY_RUN=1)."),
-    minimal: bool = typer.Option(False, "--minimal", help="Place one minimum-size order that cannot fill, confirm, "
-                                                          "cancel, check balances (also LIVE_MINIMAL=1)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Paper trading on live quotes; no private endpoint is called (also DRY_RUN=1)."
+    ),
+    minimal: bool = typer.Option(
+        False,
+        "--minimal",
+        help="Place one minimum-size order that cannot fill, confirm, cancel, check balances (also LIVE_MINIMAL=1).",
+    ),
     confirm_live: bool = typer.Option(False, "--confirm-live", help="Really trade with real money (mode: live)."),
-    disable_risk_limits: bool = typer.Option(False, "--disable-risk-limits",
-                                             help="Turn every risk limit and breaker off. Dangerous."),
+    disable_risk_limits: bool = typer.Option(
+        False, "--disable-risk-limits", help="Turn every risk limit and breaker off. Dangerous."
+    ),
     reset_breakers: bool = typer.Option(False, "--reset-breakers", help="Clear latched circuit breakers first."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Trained checkpoint or training run dir "
-                                                                         "(implies policy.kind=agent)."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="agent or sma (overrides policy.kind)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Trained checkpoint or training run dir (implies policy.kind=agent)."
+    ),
+    policy: str | None = typer.Option(None, "--policy", help="agent or sma (overrides policy.kind)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set risk.max_trades_per_day=10"),
-    max_bars: Optional[int] = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run directory."),
+    max_bars: int | None = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Name of the run directory."),
 ) -> None:
     """Run the live decision loop (dry run by default) or the --minimal API check."""
     from rich.console import Console
@@ -54,24 +59,40 @@ def live(
     if minimal or _env_flag("LIVE_MINIMAL"):
         raise typer.Exit(_minimal(cfg, console, run_id))
     mode = "dry_run" if (dry_run or _env_flag("DRY_RUN") or cfg.mode == "dry_run") else "live"
-    raise typer.Exit(_session(cfg, mode, console, confirm_live or cfg.confirm_live, checkpoint, max_bars, run_id,
-                              disable_risk_limits, reset_breakers))
+    raise typer.Exit(
+        _session(
+            cfg,
+            mode,
+            console,
+            confirm_live or cfg.confirm_live,
+            checkpoint,
+            max_bars,
+            run_id,
+            disable_risk_limits,
+            reset_breakers,
+        )
+    )
 
 
 def _risk_banner(cfg, mode: str, console, credentials_source: str | None) -> None:
     from rich.panel import Panel
 
     r = cfg.risk
-    lines = [f"mode           {mode.upper()}  ({cfg.exchange.exchange} {cfg.exchange.symbol})",
-             f"keys           {credentials_source or 'none (public endpoints only)'}",
-             f"policy         {cfg.policy.kind}" + (f" {cfg.policy.checkpoint}" if cfg.policy.checkpoint else ""),
-             f"capital        {cfg.capital:,.0f}"]
+    lines = [
+        f"mode           {mode.upper()}  ({cfg.exchange.exchange} {cfg.exchange.symbol})",
+        f"keys           {credentials_source or 'none (public endpoints only)'}",
+        f"policy         {cfg.policy.kind}" + (f" {cfg.policy.checkpoint}" if cfg.policy.checkpoint else ""),
+        f"capital        {cfg.capital:,.0f}",
+    ]
     if r.enabled:
-        lines += [f"daily loss     {r.daily_loss_limit:,} (quote)", f"trades/day     {r.max_trades_per_day}",
-                  f"stop-loss      {r.stop_loss_pct:.1%} from entry",
-                  f"max position   {r.max_position} (base), notional {r.max_notional:,}",
-                  f"breakers       errors>={r.max_consecutive_errors}, data>{r.stale_data_s:.0f}s, "
-                  f"jump>{r.max_price_jump_pct:.1%}, spread>{r.max_spread_bps:.0f}bps -> reduce-only"]
+        lines += [
+            f"daily loss     {r.daily_loss_limit:,} (quote)",
+            f"trades/day     {r.max_trades_per_day}",
+            f"stop-loss      {r.stop_loss_pct:.1%} from entry",
+            f"max position   {r.max_position} (base), notional {r.max_notional:,}",
+            f"breakers       errors>={r.max_consecutive_errors}, data>{r.stale_data_s:.0f}s, "
+            f"jump>{r.max_price_jump_pct:.1%}, spread>{r.max_spread_bps:.0f}bps -> reduce-only",
+        ]
     else:
         lines += ["RISK LIMITS    DISABLED (--disable-risk-limits)"]
     style = "bold red" if mode == "live" else "cyan"
@@ -81,9 +102,15 @@ def _risk_banner(cfg, mode: str, console, credentials_source: str | None) -> Non
 def _loud_warning(console) -> None:
     from rich.panel import Panel
 
-    console.print(Panel("RISK LIMITS ARE DISABLED.\nNo daily loss limit, no trade count, no stop-loss, no position "
-                        "limit, no circuit breakers.\nEvery order the policy asks for will be sent.",
-                        title="WARNING", border_style="bold red", style="bold red"))
+    console.print(
+        Panel(
+            "RISK LIMITS ARE DISABLED.\nNo daily loss limit, no trade count, no stop-loss, no position "
+            "limit, no circuit breakers.\nEvery order the policy asks for will be sent.",
+            title="WARNING",
+            border_style="bold red",
+            style="bold red",
+        )
+    )
 
 
 def _secrets_guard(credentials):
@@ -100,8 +127,17 @@ def _secrets_guard(credentials):
     return filt
 
 
-def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, max_bars: int | None,
-             run_id: str | None, risk_disabled: bool, reset_breakers: bool) -> int:
+def _session(
+    cfg,
+    mode: str,
+    console,
+    confirmed: bool,
+    checkpoint: Path | None,
+    max_bars: int | None,
+    run_id: str | None,
+    risk_disabled: bool,
+    reset_breakers: bool,
+) -> int:
     from ..errors import ZtbError
     from ..live.exchange import ExchangeAdapter
     from ..live.journal import Journal
@@ -118,8 +154,10 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
     if mode == "live":
         credentials = load_credentials(cfg.exchange)  # raises, naming the variables / file it looked for
         if not confirmed:
-            raise ZtbError("real trading needs an explicit --confirm-live (or confirm_live: true in the config); "
-                           "use --dry-run to paper trade on live quotes")
+            raise ZtbError(
+                "real trading needs an explicit --confirm-live (or confirm_live: true in the config); "
+                "use --dry-run to paper trade on live quotes"
+            )
     cfg.mode = mode
     if risk_disabled:
         _loud_warning(console)
@@ -138,8 +176,12 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
         if risk_disabled:
             writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
         adapter = ExchangeAdapter(cfg.exchange, credentials)
-        journal = Journal(cfg.resolved_journal_path(), "paper" if mode == "dry_run" else "live",
-                          cfg.exchange.exchange, cfg.exchange.symbol)
+        journal = Journal(
+            cfg.resolved_journal_path(),
+            "paper" if mode == "dry_run" else "live",
+            cfg.exchange.exchange,
+            cfg.exchange.symbol,
+        )
         venue = PaperVenue(adapter, journal, cfg.costs, cfg.paper) if mode == "dry_run" else adapter
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
@@ -147,8 +189,10 @@ def _session(cfg, mode: str, console, confirmed: bool, checkpoint: Path | None, 
         if reset_breakers:
             writer.event("breakers_reset", cleared=runner.risk.reset_breakers())
         state = runner.run(max_bars)
-        console.print(f"[bold]{state}[/]: {runner.stats.bars} bars, {runner.stats.orders} orders; run "
-                      f"{writer.dir}", highlight=False)
+        console.print(
+            f"[bold]{state}[/]: {runner.stats.bars} bars, {runner.stats.orders} orders; run {writer.dir}",
+            highlight=False,
+        )
         return 0
     except BaseException as exc:
         writer.error_event(type(exc)(redact(str(exc), credentials)) if credentials else exc)
@@ -206,13 +250,15 @@ def _minimal(cfg, console, run_id: str | None) -> int:
         for col in ("step", "result", "ms", "detail"):
             table.add_column(col)
         for s in data["steps"]:
-            table.add_row(s["name"], "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]", f"{s['latency_ms']:.1f}",
-                          s["detail"])
+            table.add_row(
+                s["name"], "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]", f"{s['latency_ms']:.1f}", s["detail"]
+            )
         console.print(table)
         verdict = "PASSED" if report.passed else "FAILED"
         console.print(f"[bold {'green' if report.passed else 'red'}]minimal flow {verdict}[/] (run {writer.dir})")
-        writer.set_status("completed" if report.passed else "failed", step=len(steps),
-                          message=f"minimal flow {verdict.lower()}")
+        writer.set_status(
+            "completed" if report.passed else "failed", step=len(steps), message=f"minimal flow {verdict.lower()}"
+        )
         writer.event("minimal_done", passed=report.passed)
         return 0 if report.passed else 1
     except BaseException as exc:

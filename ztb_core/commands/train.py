@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 CONFIG_HELP = "Train config YAML (default: configs/train.yaml; when resuming, the run's recorded config)."
-RESUME_HELP = "latest (newest checkpoint of --run-id or of the newest training run), a run id/dir, a checkpoint file, or none."
+RESUME_HELP = (
+    "latest (newest checkpoint of --run-id or of the newest training run), a run id/dir, a checkpoint file, or none."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,8 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command("rollup")(rollup)
 
 
-def _load(config: Optional[Path], resume: Optional[str], run_id: Optional[str], total_timesteps: Optional[int],
-          sets: List[str]):
+def _load(config: Path | None, resume: str | None, run_id: str | None, total_timesteps: int | None, sets: list[str]):
     from ..config import load_config
     from ..rl.config import TrainConfig
     from ..rl.trainer import resolve_resume
@@ -45,14 +45,24 @@ def _passthrough(config, total_timesteps, sets, resume=None) -> list[str]:
 
 
 def train(
-    headless: bool = typer.Option(False, "--headless", help="Train in this terminal with a progress bar (the main job). "
-                                  "Without it the run starts in the background and this command returns."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    total_timesteps: Optional[int] = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total (default 1,000,000)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help=RESUME_HELP),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set ppo.n_envs=8 (repeatable)."),
-    supervise_: bool = typer.Option(False, "--supervise", help="Run under the supervisor: restart after crashes from the latest checkpoint."),
+    headless: bool = typer.Option(
+        False,
+        "--headless",
+        help="Train in this terminal with a progress bar (the main job). "
+        "Without it the run starts in the background and this command returns.",
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    total_timesteps: int | None = typer.Option(
+        None, "--total-timesteps", "-n", min=1, help="Steps in total (default 1,000,000)."
+    ),
+    resume: str | None = typer.Option(None, "--resume", help=RESUME_HELP),
+    run_id: str | None = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", help="Override a config key, e.g. --set ppo.n_envs=8 (repeatable)."
+    ),
+    supervise_: bool = typer.Option(
+        False, "--supervise", help="Run under the supervisor: restart after crashes from the latest checkpoint."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the rich progress bar."),
 ) -> None:
     """Train the PPO agent (kill-file stop, checkpoints, exact resume)."""
@@ -70,9 +80,16 @@ def train(
     cfg, resume_dir, resume_file = _load(config, resume, run_id, total_timesteps, sets or [])
     if resume_dir is not None:
         console.print(f"resuming run [bold]{resume_dir.name}[/] ({resume_dir})")
-    outcome = run_training(cfg, run_id=run_id if resume_dir is None else None, resume_dir=resume_dir,
-                           resume_file=resume_file, argv=["ztb", *sys.argv[1:]], progress=progress and console.is_terminal,
-                           console=console, say=lambda m: console.print(m, highlight=False))
+    outcome = run_training(
+        cfg,
+        run_id=run_id if resume_dir is None else None,
+        resume_dir=resume_dir,
+        resume_file=resume_file,
+        argv=["ztb", *sys.argv[1:]],
+        progress=progress and console.is_terminal,
+        console=console,
+        say=lambda m: console.print(m, highlight=False),
+    )
     _report(console, outcome)
 
 
@@ -84,13 +101,20 @@ def _launch_background(console, config, total_timesteps, resume, run_id, sets, s
 
     resume_dir, _ = resolve_resume(resume, run_id)
     rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
-    args = ["supervise" if supervised else "train", *([] if supervised else ["--headless", "--no-progress"]),
-            *_passthrough(config, total_timesteps, sets, resume), "--run-id", rid]
+    args = [
+        "supervise" if supervised else "train",
+        *([] if supervised else ["--headless", "--no-progress"]),
+        *_passthrough(config, total_timesteps, sets, resume),
+        "--run-id",
+        rid,
+    ]
     log_path = artifacts_dir() / "logs" / f"{rid}.out"
     proc = launch_detached(ztb_argv(*args), log_path)
-    console.print(f"started run [bold]{rid}[/] in the background (pid {proc.pid}{', supervised' if supervised else ''})\n"
-                  f"  output:  {log_path}\n  follow:  ztb runs | ztb tui | ztb rollup {rid}\n  stop:    ztb stop {rid}",
-                  highlight=False)
+    console.print(
+        f"started run [bold]{rid}[/] in the background (pid {proc.pid}{', supervised' if supervised else ''})\n"
+        f"  output:  {log_path}\n  follow:  ztb runs | ztb tui | ztb rollup {rid}\n  stop:    ztb stop {rid}",
+        highlight=False,
+    )
 
 
 def _report(console, outcome) -> None:
@@ -105,19 +129,25 @@ def _report(console, outcome) -> None:
     entries = [e for e in Manifest(d / "checkpoints").entries() if not e.get("invalid")]
     best = next((e for e in entries if e.get("best")), None)
     rid = d.name
-    lines = [f"[bold]{outcome.state}[/]: {outcome.message}",
-             f"  run:          {d}",
-             f"  checkpoints:  {d / 'checkpoints'} ({len(entries)} kept; newest step {entries[-1]['step']:,}"
-             f"{'; best ' + best['file'] if best else ''})" if entries else f"  checkpoints:  {d / 'checkpoints'} (none)",
-             f"  metrics:      {d / 'metrics.jsonl'}  (events: {d / 'events.jsonl'})",
-             f"  summary:      {d / 'reports' / 'summary.md'}"]
+    lines = [
+        f"[bold]{outcome.state}[/]: {outcome.message}",
+        f"  run:          {d}",
+        f"  checkpoints:  {d / 'checkpoints'} ({len(entries)} kept; newest step {entries[-1]['step']:,}"
+        f"{'; best ' + best['file'] if best else ''})"
+        if entries
+        else f"  checkpoints:  {d / 'checkpoints'} (none)",
+        f"  metrics:      {d / 'metrics.jsonl'}  (events: {d / 'events.jsonl'})",
+        f"  summary:      {d / 'reports' / 'summary.md'}",
+    ]
     if (d / "reports" / "eval-latest.json").exists():
         lines.append(f"  evaluation:   {d / 'reports' / 'eval-latest.json'}")
     if outcome.state == "stopped":
         lines.append(f"  resume:       ztb train --headless --resume {rid}")
     if outcome.step < 1_000_000:
-        lines.append(f"  full 1M run:  ztb train --headless --resume {rid} --total-timesteps 1000000   "
-                     f"(or a fresh one: ztb train --headless)")
+        lines.append(
+            f"  full 1M run:  ztb train --headless --resume {rid} --total-timesteps 1000000   "
+            f"(or a fresh one: ztb train --headless)"
+        )
     lines.append(f"  evaluate:     ztb eval --model {rid}")
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
     _print_latest_eval(console, d / "reports" / "eval-latest.json")
@@ -135,8 +165,11 @@ def _print_latest_eval(console, path) -> None:
     except (OSError, ValueError):
         return
     res = data.get("result", {})
-    table = Table(title=f"{data.get('split', 'val')} split at step {data.get('step', 0):,}: "
-                        f"{data.get('bars', 0):,.0f} bars, same costs", title_justify="left")
+    table = Table(
+        title=f"{data.get('split', 'val')} split at step {data.get('step', 0):,}: "
+        f"{data.get('bars', 0):,.0f} bars, same costs",
+        title_justify="left",
+    )
     for col in ("policy", "Sharpe (ann.)", "total return", "max drawdown"):
         table.add_column(col, justify="right" if col != "policy" else "left")
 
@@ -144,19 +177,26 @@ def _print_latest_eval(console, path) -> None:
         return "-" if v is None else (f"{v:{'+' if sign else ''}.2%}" if pct else f"{v:.2f}")
 
     for name, prefix in (("agent", ""), ("buy and hold", "buy_and_hold_"), ("SMA crossover", "sma_crossover_")):
-        table.add_row(name, fmt(res.get(prefix + "sharpe")), fmt(res.get(prefix + "total_return"), True),
-                      fmt(res.get(prefix + "max_drawdown"), True, sign=False))
+        table.add_row(
+            name,
+            fmt(res.get(prefix + "sharpe")),
+            fmt(res.get(prefix + "total_return"), True),
+            fmt(res.get(prefix + "max_drawdown"), True, sign=False),
+        )
     console.print(table)
-    console.print("[dim]a periodic check, not a verdict: `ztb eval --model RUN --split test` gives the full report "
-                  "(PSR/DSR, bootstrap intervals, costs)[/]", highlight=False)
+    console.print(
+        "[dim]a periodic check, not a verdict: `ztb eval --model RUN --split test` gives the full report "
+        "(PSR/DSR, bootstrap intervals, costs)[/]",
+        highlight=False,
+    )
 
 
 def supervise(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    total_timesteps: Optional[int] = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Supervise an existing run (latest, run id or dir)."),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="Run to create or continue."),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    total_timesteps: int | None = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total."),
+    resume: str | None = typer.Option(None, "--resume", help="Supervise an existing run (latest, run id or dir)."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run to create or continue."),
+    sets: list[str] | None = typer.Option(None, "--set", help="Override a config key (repeatable)."),
 ) -> None:
     """Run `ztb train --headless` as a child process group; restart it after crashes with backoff."""
     from rich.console import Console
@@ -167,8 +207,12 @@ def supervise(
     console = Console()
     cfg, resume_dir, _ = _load(config, resume, run_id, total_timesteps, sets or [])
     rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
-    sup = Supervisor(rid, _passthrough(config, total_timesteps, sets), cfg.supervisor,
-                     say=lambda m: console.print(m, highlight=False))
+    sup = Supervisor(
+        rid,
+        _passthrough(config, total_timesteps, sets),
+        cfg.supervisor,
+        say=lambda m: console.print(m, highlight=False),
+    )
     sup.install_signal_handlers()
     state = sup.run()
     console.print(f"supervisor: run {rid} ended [bold]{state}[/] after {sup.restarts} restart(s)", highlight=False)
@@ -180,12 +224,15 @@ def watch(
     run: str = typer.Argument(..., help="Run id (or unique prefix, or directory)."),
     once: bool = typer.Option(False, "--once", help="Check once and exit (for cron)."),
     interval: float = typer.Option(30.0, "--interval", min=0.1, help="Seconds between checks."),
-    repeat_min: float = typer.Option(30.0, "--repeat-min", min=0.0, help="Do not repeat an alert within this many minutes."),
+    repeat_min: float = typer.Option(
+        30.0, "--repeat-min", min=0.0, help="Do not repeat an alert within this many minutes."
+    ),
 ) -> None:
     """Alert on heartbeat stalls and resource thresholds (ZTB_WATCH_* override the run's config)."""
     from rich.console import Console
 
-    from ..ops.watcher import Thresholds, watch as watch_loop, watch_once
+    from ..ops.watcher import Thresholds, watch_once
+    from ..ops.watcher import watch as watch_loop
     from ..runs import find_run
 
     console = Console()
@@ -206,8 +253,9 @@ def watch(
 
 def rollup(
     run: str = typer.Argument(..., help="Run id (or unique prefix, or directory)."),
-    interval_minutes: Optional[float] = typer.Option(None, "--interval-minutes", min=0.01,
-                                                     help="Rewrite the summary this often until the run ends (default: once)."),
+    interval_minutes: float | None = typer.Option(
+        None, "--interval-minutes", min=0.01, help="Rewrite the summary this often until the run ends (default: once)."
+    ),
 ) -> None:
     """Write reports/summary.json and summary.md for a run."""
     from rich.console import Console

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone, tzinfo
+from datetime import UTC, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +32,9 @@ FORMATS: tuple[str, ...] = ("histdata", "csv", "parquet", "bitflyer-trades")
 class CsvColumns(ZtbModel):
     """Which CSV column holds what (generic CSV import)."""
 
-    time: str | list[str] = Field("time", description="timestamp column, or [date column, time column] joined by a space")
+    time: str | list[str] = Field(
+        "time", description="timestamp column, or [date column, time column] joined by a space"
+    )
     open: str = Field("open", description="open price column")
     high: str = Field("high", description="high price column")
     low: str = Field("low", description="low price column")
@@ -41,7 +43,10 @@ class CsvColumns(ZtbModel):
     trades: str | None = Field(None, description="trade-count column, if the file has one")
     delimiter: str = Field(",", min_length=1, max_length=1, description="field separator")
     header: bool = Field(True, description="first line holds column names; false = use 0-based positions as names")
-    time_format: str | None = Field(None, description="strptime format of the timestamp; null = ISO 8601 / inferred; 'epoch_s'/'epoch_ms' for Unix times")
+    time_format: str | None = Field(
+        None,
+        description="strptime format of the timestamp; null = ISO 8601 / inferred; 'epoch_s'/'epoch_ms' for Unix times",
+    )
 
 
 @dataclass
@@ -64,7 +69,7 @@ def parse_tz(text: str | None, default: str = "UTC") -> tzinfo:
     """`UTC`, a fixed offset (`UTC-5`, `+09:00`, `-0500`) or an IANA name (`America/New_York`)."""
     text = (text or default).strip()
     if text.upper() in ("UTC", "Z", "GMT"):
-        return timezone.utc
+        return UTC
     m = re.fullmatch(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", text, flags=re.I)
     if m:
         sign = 1 if m.group(1) == "+" else -1
@@ -75,8 +80,10 @@ def parse_tz(text: str | None, default: str = "UTC") -> tzinfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise DataError(f"unknown time zone {text!r}: use UTC, a fixed offset like UTC-5 or +09:00, "
-                        f"or an IANA name like America/New_York") from None
+        raise DataError(
+            f"unknown time zone {text!r}: use UTC, a fixed offset like UTC-5 or +09:00, "
+            f"or an IANA name like America/New_York"
+        ) from None
 
 
 def localize(naive: pd.DatetimeIndex, tz: tzinfo, path: Path) -> pd.DatetimeIndex:
@@ -108,8 +115,10 @@ def _bad_numeric(path: Path, raw: pd.DataFrame, cols: list[str], line_offset: in
         bad = np.flatnonzero(parsed.isna().to_numpy() & raw[col].notna().to_numpy())
         if len(bad):
             i = int(bad[0])
-            raise DataError(f"{path}, row {i + line_offset}, column {col}: value {raw[col].iloc[i]!r} is not a number"
-                            f" ({len(bad)} such row(s))")
+            raise DataError(
+                f"{path}, row {i + line_offset}, column {col}: value {raw[col].iloc[i]!r} is not a number"
+                f" ({len(bad)} such row(s))"
+            )
 
 
 def _parse_times(path: Path, text: pd.Series, fmt: str | None, line_offset: int, column: str) -> pd.DatetimeIndex:
@@ -165,8 +174,10 @@ def parse_compact_times(path: Path, text: pd.Series, line_offset: int) -> pd.Dat
     bad |= back != mo
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}, row {i + line_offset}, column time: {text.iloc[i]!r} is not format 'YYYYMMDD HHMMSS'"
-                        f" ({int(bad.sum())} such row(s))")
+        raise DataError(
+            f"{path}, row {i + line_offset}, column time: {text.iloc[i]!r} is not format 'YYYYMMDD HHMMSS'"
+            f" ({int(bad.sum())} such row(s))"
+        )
     ns = (days * 86_400 + hh * 3600 + mi * 60 + ss) * 1_000_000_000
     return pd.DatetimeIndex(ns.astype("datetime64[ns]"))
 
@@ -183,9 +194,12 @@ def _read_histdata_fast(path: Path) -> tuple[pd.DatetimeIndex, dict[str, np.ndar
 
     types = {"time": pa.string(), **{c: pa.float64() for c in HISTDATA_NAMES[1:]}}
     try:
-        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(column_names=HISTDATA_NAMES),
-                               parse_options=pacsv.ParseOptions(delimiter=";"),
-                               convert_options=pacsv.ConvertOptions(column_types=types))
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=HISTDATA_NAMES),
+            parse_options=pacsv.ParseOptions(delimiter=";"),
+            convert_options=pacsv.ConvertOptions(column_types=types),
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, ValueError):
         return None
     if table.num_rows == 0:
@@ -254,8 +268,10 @@ def read_csv_bars(path: str | Path, columns: CsvColumns | None = None, tz: str |
         raw.columns = [str(c) for c in raw.columns]
     missing = [c for c in time_cols + list(wanted.values()) if c not in raw.columns]
     if missing:
-        raise DataError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; the file has "
-                        f"{', '.join(map(repr, raw.columns))} (set the column map, e.g. --column-map time=Date)")
+        raise DataError(
+            f"{path}: column(s) {', '.join(map(repr, missing))} not found; the file has "
+            f"{', '.join(map(repr, raw.columns))} (set the column map, e.g. --column-map time=Date)"
+        )
     offset = 2 if cm.header else 1
     text = raw[time_cols[0]] if len(time_cols) == 1 else raw[time_cols].astype(str).agg(" ".join, axis=1)
     times = _parse_times(path, text, cm.time_format, offset, "+".join(time_cols))
@@ -266,8 +282,10 @@ def read_csv_bars(path: str | Path, columns: CsvColumns | None = None, tz: str |
         bad = np.flatnonzero(num.isna().to_numpy() & raw[col].notna().to_numpy())
         if len(bad):
             i = int(bad[0])
-            raise DataError(f"{path}, row {i + offset}, column {col}: value {raw[col].iloc[i]!r} is not a number"
-                            f" ({len(bad)} such row(s))")
+            raise DataError(
+                f"{path}, row {i + offset}, column {col}: value {raw[col].iloc[i]!r} is not a number"
+                f" ({len(bad)} such row(s))"
+            )
         data[key] = num.to_numpy(np.float64)
     if "volume" not in data:
         data["volume"] = np.zeros(len(raw))
@@ -338,14 +356,18 @@ def read_trades_bitflyer(path: str | Path, missing_time: Literal["error", "drop"
         # bitFlyer's own history has executions without exec_date: never guess their time
         first = int(lines[np.flatnonzero(empty)[0]])
         if missing_time == "error":
-            raise DataError(f"{path}, row {first}, column exec_date: empty ({int(empty.sum())} such row(s); "
-                            f"set trades_missing_time: drop to import without them)")
+            raise DataError(
+                f"{path}, row {first}, column exec_date: empty ({int(empty.sum())} such row(s); "
+                f"set trades_missing_time: drop to import without them)"
+            )
         notes.append(f"dropped {int(empty.sum())} trade(s) with an empty exec_date (first at row {first})")
         raw, lines = raw[~empty].reset_index(drop=True), lines[~empty]
     times = pd.to_datetime(raw["exec_date"], format="ISO8601", utc=True, errors="coerce")
     if times.isna().any():
         i = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise DataError(f"{path}, row {lines[i]}, column exec_date: {raw['exec_date'].iloc[i]!r} is not an ISO 8601 time")
+        raise DataError(
+            f"{path}, row {lines[i]}, column exec_date: {raw['exec_date'].iloc[i]!r} is not an ISO 8601 time"
+        )
     out = pd.DataFrame({"time": times.dt.as_unit("ns")})
     for col in ("id", "price", "size"):
         num = pd.to_numeric(raw[col], errors="coerce")
@@ -355,8 +377,10 @@ def read_trades_bitflyer(path: str | Path, missing_time: Literal["error", "drop"
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             need = "a positive number" if col != "id" else "an integer id"
-            raise DataError(f"{path}, row {lines[i]}, column {col}: value {raw[col].iloc[i]!r} is not {need}"
-                            f" ({int(bad.sum())} such row(s))")
+            raise DataError(
+                f"{path}, row {lines[i]}, column {col}: value {raw[col].iloc[i]!r} is not {need}"
+                f" ({int(bad.sum())} such row(s))"
+            )
         out[col] = num.to_numpy(np.float64)
     out["line"] = lines
     out = out.sort_values(["time", "id"], kind="stable").reset_index(drop=True)
@@ -375,10 +399,17 @@ def trades_to_bars(trades: pd.DataFrame) -> pd.DataFrame:
     last = np.r_[first[1:] - 1, len(t) - 1]
     price = trades["price"].to_numpy(np.float64)
     size = trades["size"].to_numpy(np.float64)
-    bars = pd.DataFrame({
-        "open": price[first], "high": np.maximum.reduceat(price, first), "low": np.minimum.reduceat(price, first),
-        "close": price[last], "volume": np.add.reduceat(size, first), "trades": (last - first + 1).astype(np.float64),
-    }, index=utc_index(minute[first]))
+    bars = pd.DataFrame(
+        {
+            "open": price[first],
+            "high": np.maximum.reduceat(price, first),
+            "low": np.minimum.reduceat(price, first),
+            "close": price[last],
+            "volume": np.add.reduceat(size, first),
+            "trades": (last - first + 1).astype(np.float64),
+        },
+        index=utc_index(minute[first]),
+    )
     return bars
 
 
@@ -389,8 +420,13 @@ def read_bitflyer_bars(path: str | Path, missing_time: Literal["error", "drop"] 
     return SourceBars(Path(path), bars, None, notes)
 
 
-def read_source(path: str | Path, fmt: str, tz: str | None = None, columns: CsvColumns | None = None,
-                trades_missing_time: Literal["error", "drop"] = "drop") -> SourceBars:
+def read_source(
+    path: str | Path,
+    fmt: str,
+    tz: str | None = None,
+    columns: CsvColumns | None = None,
+    trades_missing_time: Literal["error", "drop"] = "drop",
+) -> SourceBars:
     if fmt == "histdata":
         return read_histdata(path, tz)
     if fmt == "csv":

@@ -7,10 +7,11 @@ rebuilt from the merged M1 bars. `DataConfig` (configs/data.yaml) holds the poli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import pandas as pd
 from pydantic import Field
@@ -35,10 +36,14 @@ class DataConfig(ZtbModel):
     validation: ValidationConfig = Field(default_factory=ValidationConfig, description="checks and policies")
     csv: CsvColumns = Field(default_factory=CsvColumns, description="column map for --format csv")
     trades_missing_time: Literal["error", "drop"] = Field(
-        "drop", description="bitflyer-trades: executions with an empty exec_date: drop (counted in the report) or error")
+        "drop", description="bitflyer-trades: executions with an empty exec_date: drop (counted in the report) or error"
+    )
     store_timeframes: list[Literal["M5", "M15", "M30", "H1", "H4", "D"]] = Field(
-        ["M5", "M15", "M30", "H1", "H4", "D"], description="higher timeframes rebuilt and stored after each import")
-    fx_day_close: str = Field(FX_DAY_CLOSE, pattern=r"^\d{2}:\d{2}$", description="FX daily bar close, local time HH:MM")
+        ["M5", "M15", "M30", "H1", "H4", "D"], description="higher timeframes rebuilt and stored after each import"
+    )
+    fx_day_close: str = Field(
+        FX_DAY_CLOSE, pattern=r"^\d{2}:\d{2}$", description="FX daily bar close, local time HH:MM"
+    )
     fx_day_tz: str = Field(FX_DAY_TZ, description="time zone of fx_day_close")
 
 
@@ -70,8 +75,14 @@ def _read_bitflyer_batch(paths: list[Path], cfg: DataConfig, report: ValidationR
     return SourceBars(Path(name), bars, None, [])
 
 
-def read_and_validate(paths: list[str | Path], fmt: str, market: str, cfg: DataConfig, tz: str | None = None,
-                      progress: Callable[[int, int, Path], None] | None = None) -> tuple[pd.DataFrame, ValidationReport]:
+def read_and_validate(
+    paths: list[str | Path],
+    fmt: str,
+    market: str,
+    cfg: DataConfig,
+    tz: str | None = None,
+    progress: Callable[[int, int, Path], None] | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Read every file, validate each (rows named per file), combine them, check gaps."""
     files = [Path(p) for p in paths]
     if not files:
@@ -128,9 +139,15 @@ def read_and_validate(paths: list[str | Path], fmt: str, market: str, cfg: DataC
     return combined, report
 
 
-def import_files(paths: list[str | Path], fmt: str, symbol: str, market: MarketKind | None = None,
-                 tz: str | None = None, cfg: DataConfig | None = None,
-                 progress: Callable[[int, int, Path], None] | None = None) -> ImportResult:
+def import_files(
+    paths: list[str | Path],
+    fmt: str,
+    symbol: str,
+    market: MarketKind | None = None,
+    tz: str | None = None,
+    cfg: DataConfig | None = None,
+    progress: Callable[[int, int, Path], None] | None = None,
+) -> ImportResult:
     """Import source files into the store (see module docstring). Raises DataError, writing nothing,
     when a file is malformed or a policy says fail."""
     cfg = cfg or DataConfig()
@@ -142,16 +159,25 @@ def import_files(paths: list[str | Path], fmt: str, symbol: str, market: MarketK
     if stored_market and stored_market != market:
         raise DataError(f"symbol {symbol} is stored as market {stored_market!r}; cannot import it as {market!r}")
     bars, report = read_and_validate(paths, fmt, market, cfg, tz, progress)
-    meta = {"market": market, "format": fmt, "sources": sorted(str(Path(p).resolve()) for p in paths),
-            "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = {
+        "market": market,
+        "format": fmt,
+        "sources": sorted(str(Path(p).resolve()) for p in paths),
+        "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     merge = store.merge_into_store(bars, symbol, "M1", cfg.data_dir, meta)
     if merge.rows_replaced:
         report.notes.append(f"{merge.rows_replaced} stored bar(s) replaced by different values from this import")
     full = store.read_bars(symbol, "M1", data_dir=cfg.data_dir)
     result = ImportResult(symbol, market, report, merge)
     for tf in cfg.store_timeframes:
-        htf = resample(full, tf, market, day_close=cfg.fx_day_close if market == "fx" else None,
-                       day_tz=cfg.fx_day_tz if market == "fx" else None)
+        htf = resample(
+            full,
+            tf,
+            market,
+            day_close=cfg.fx_day_close if market == "fx" else None,
+            day_tz=cfg.fx_day_tz if market == "fx" else None,
+        )
         store.write_bars(htf, symbol, tf, cfg.data_dir, {"market": market, "resampled_from": "M1"})
         result.timeframes[tf] = len(htf)
     return result
@@ -163,27 +189,42 @@ def dataset_info(symbol: str, cfg: DataConfig | None = None) -> dict:
     symbol = store.check_symbol(symbol)
     if not store.has_dataset(symbol, "M1", cfg.data_dir):
         have = sorted({s for s, _ in store.list_datasets(cfg.data_dir)})
-        raise DataError(f"symbol {symbol!r} is not in the store {store.dataset_path(symbol, 'M1', cfg.data_dir).parent.parent}"
-                        f" ({'stored: ' + ', '.join(have) if have else 'the store is empty'})")
+        raise DataError(
+            f"symbol {symbol!r} is not in the store {store.dataset_path(symbol, 'M1', cfg.data_dir).parent.parent}"
+            f" ({'stored: ' + ', '.join(have) if have else 'the store is empty'})"
+        )
     meta = store.read_meta(symbol, "M1", cfg.data_dir)
     market = meta.get("market", "fx")
-    out: dict = {"symbol": symbol, "market": market, "sources": meta.get("sources", []),
-                 "imported_at": meta.get("imported_at"), "timeframes": {}}
+    out: dict = {
+        "symbol": symbol,
+        "market": market,
+        "sources": meta.get("sources", []),
+        "imported_at": meta.get("imported_at"),
+        "timeframes": {},
+    }
     for tf in TIMEFRAMES:
         if not store.has_dataset(symbol, tf, cfg.data_dir):
             continue
         df = store.read_bars(symbol, tf, data_dir=cfg.data_dir)
-        entry = {"rows": len(df), "first": df.index[0].isoformat() if len(df) else None,
-                 "last": df.index[-1].isoformat() if len(df) else None,
-                 "file": str(store.dataset_path(symbol, tf, cfg.data_dir))}
+        entry = {
+            "rows": len(df),
+            "first": df.index[0].isoformat() if len(df) else None,
+            "last": df.index[-1].isoformat() if len(df) else None,
+            "file": str(store.dataset_path(symbol, tf, cfg.data_dir)),
+        }
         if "complete" in df.columns:
             entry["partial_bars"] = int((~df["complete"].astype(bool)).sum())
         if tf == "M1":
             rep = ValidationReport(source=symbol, market=market)
             gap_check(df, market, cfg.validation.model_copy(update={"gaps": "report"}), rep)
-            entry["gaps"] = {"total": rep.gaps_total, "quiet": rep.gaps_quiet, "market_closed": rep.gaps_market_closed,
-                             "unexpected": rep.gaps_unexpected, "missing_open_minutes": rep.missing_open_minutes,
-                             "unexpected_list": [g.__dict__ for g in rep.unexpected_gaps]}
+            entry["gaps"] = {
+                "total": rep.gaps_total,
+                "quiet": rep.gaps_quiet,
+                "market_closed": rep.gaps_market_closed,
+                "unexpected": rep.gaps_unexpected,
+                "missing_open_minutes": rep.missing_open_minutes,
+                "unexpected_list": [g.__dict__ for g in rep.unexpected_gaps],
+            }
         out["timeframes"][tf] = entry
     return out
 

@@ -29,7 +29,7 @@ from .validate import ValidationConfig, ValidationReport, classify_gaps
 @dataclass(frozen=True)
 class GapSpan:
     start_ns: int  # close of the last bar before the gap
-    end_ns: int    # open of the first bar after it
+    end_ns: int  # open of the first bar after it
     expected: bool
 
 
@@ -47,8 +47,13 @@ def gap_spans(index: pd.DatetimeIndex, market: str, cfg: ValidationConfig | None
     return [GapSpan(int(t[i]) + NS_PER_MINUTE, int(t[i + 1]), int(t[i]) + NS_PER_MINUTE not in bad) for i in long]
 
 
-def daily_realised_vol(bars: pd.DataFrame, market: str, cfg: ValidationConfig | None = None,
-                       day_close: str | None = None, day_tz: str | None = None) -> pd.Series:
+def daily_realised_vol(
+    bars: pd.DataFrame,
+    market: str,
+    cfg: ValidationConfig | None = None,
+    day_close: str | None = None,
+    day_tz: str | None = None,
+) -> pd.Series:
     """Realised volatility per trading day (fraction, not annualised), indexed by the day's open (UTC)."""
     cfg = cfg or ValidationConfig()
     t = index_ns(bars.index)
@@ -73,9 +78,17 @@ def _break_at_gaps(close: pd.Series, step: int, quiet: int) -> tuple[pd.Datetime
     return times, np.insert(v, cut, np.nan)
 
 
-def plot_dataset(bars: pd.DataFrame, path: str | Path, *, symbol: str, market: str,
-                 cfg: ValidationConfig | None = None, day_close: str | None = None, day_tz: str | None = None,
-                 max_points: int = 20_000) -> Path:
+def plot_dataset(
+    bars: pd.DataFrame,
+    path: str | Path,
+    *,
+    symbol: str,
+    market: str,
+    cfg: ValidationConfig | None = None,
+    day_close: str | None = None,
+    day_tz: str | None = None,
+    max_points: int = 20_000,
+) -> Path:
     """Draw `bars` (M1, canonical schema) to `path` as PNG; returns the path."""
     import matplotlib
 
@@ -94,14 +107,25 @@ def plot_dataset(bars: pd.DataFrame, path: str | Path, *, symbol: str, market: s
     x, y = _break_at_gaps(close, step, cfg.fx_max_quiet_minutes if market == "fx" else cfg.crypto_max_quiet_minutes)
     ax.plot(x, y, lw=0.7, color="#1f4e79")
     for s in spans:
-        ax.axvspan(pd.Timestamp(s.start_ns, tz="UTC"), pd.Timestamp(s.end_ns, tz="UTC"), lw=0,
-                   color="0.85" if s.expected else "#d62728", alpha=0.6 if s.expected else 0.35)
+        ax.axvspan(
+            pd.Timestamp(s.start_ns, tz="UTC"),
+            pd.Timestamp(s.end_ns, tz="UTC"),
+            lw=0,
+            color="0.85" if s.expected else "#d62728",
+            alpha=0.6 if s.expected else 0.35,
+        )
     bad = [pd.Timestamp(s.start_ns, tz="UTC") for s in spans if not s.expected]
     if bad:  # a marker as well: a short outage is thinner than a pixel on a years-long axis
         ax.plot(bad, [0.97] * len(bad), "v", color="#d62728", ms=6, transform=ax.get_xaxis_transform())
-    ax.legend(handles=[Patch(color="0.85", label=f"market closed ({len(spans) - len(bad)})"),
-                       Patch(color="#d62728", alpha=0.35, label=f"unexpected gap ({len(bad)})")],
-              loc="best", fontsize=8, framealpha=0.8)
+    ax.legend(
+        handles=[
+            Patch(color="0.85", label=f"market closed ({len(spans) - len(bad)})"),
+            Patch(color="#d62728", alpha=0.35, label=f"unexpected gap ({len(bad)})"),
+        ],
+        loc="best",
+        fontsize=8,
+        framealpha=0.8,
+    )
     first, last = bars.index[0], bars.index[-1]
     ax.set_title(f"{symbol} M1 close ({market}), {first:%Y-%m-%d} to {last:%Y-%m-%d}, {len(bars):,} bars")
     ax.set_ylabel("close")

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .schema import (NS_PER_MINUTE, TIMEFRAME_MINUTES, check_market, check_timeframe, index_ns,
-                     utc_index)
+from .schema import NS_PER_MINUTE, TIMEFRAME_MINUTES, check_market, check_timeframe, index_ns, utc_index
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 FX_DAY_CLOSE = "17:00"
@@ -56,8 +55,9 @@ def _daily_labels(t_ns: np.ndarray, close_hhmm: str, tz: str) -> tuple[np.ndarra
     return starts_ns[pos], starts_ns[pos + 1]
 
 
-def bucket_bounds(t_ns: np.ndarray, timeframe: str, market: str, day_close: str | None = None,
-                  day_tz: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def bucket_bounds(
+    t_ns: np.ndarray, timeframe: str, market: str, day_close: str | None = None, day_tz: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For each timestamp (UTC ns) the open and close (exclusive) of its `timeframe` bucket."""
     check_timeframe(timeframe)
     check_market(market)
@@ -70,8 +70,9 @@ def bucket_bounds(t_ns: np.ndarray, timeframe: str, market: str, day_close: str 
     return start, start + width
 
 
-def resample(m1: pd.DataFrame, timeframe: str, market: str = "fx", *, day_close: str | None = None,
-             day_tz: str | None = None) -> pd.DataFrame:
+def resample(
+    m1: pd.DataFrame, timeframe: str, market: str = "fx", *, day_close: str | None = None, day_tz: str | None = None
+) -> pd.DataFrame:
     """Aggregate M1 bars (sorted, unique times) to `timeframe`.
 
     Columns: open (first), high (max), low (min), close (last), volume (sum), trades (sum, when
@@ -116,9 +117,11 @@ def resample(m1: pd.DataFrame, timeframe: str, market: str = "fx", *, day_close:
     return out
 
 
-def resample_all(m1: pd.DataFrame, market: str = "fx", timeframes: tuple[str, ...] | None = None,
-                 **kwargs: str | None) -> dict[str, pd.DataFrame]:
+def resample_all(
+    m1: pd.DataFrame, market: str = "fx", timeframes: tuple[str, ...] | None = None, **kwargs: str | None
+) -> dict[str, pd.DataFrame]:
     from .schema import TIMEFRAMES
+
     return {tf: resample(m1, tf, market, **kwargs) for tf in (timeframes or TIMEFRAMES)}
 
 

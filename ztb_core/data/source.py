@@ -21,13 +21,24 @@ from .synthetic import SyntheticConfig, generate_market
 class DataSourceConfig(ZtbModel):
     """M1 bars for a job: the synthetic market (default, runs anywhere) or a stored symbol."""
 
-    kind: Literal["synthetic", "store"] = Field("synthetic", description="synthetic: generated market; store: imported data")
-    symbol: str = Field("SYNTH", min_length=1, description="store symbol (e.g. USDJPY, BTC_JPY); a label for synthetic data")
-    market: MarketKind = Field("fx", description="fx (17:00 New York day, weekend gaps) or crypto (24/7, 00:00 UTC day); "
-                                                 "also sets the synthetic market's calendar")
-    start: datetime | None = Field(None, description="first bar open time to use (UTC if no offset); none = from the beginning")
+    kind: Literal["synthetic", "store"] = Field(
+        "synthetic", description="synthetic: generated market; store: imported data"
+    )
+    symbol: str = Field(
+        "SYNTH", min_length=1, description="store symbol (e.g. USDJPY, BTC_JPY); a label for synthetic data"
+    )
+    market: MarketKind = Field(
+        "fx",
+        description="fx (17:00 New York day, weekend gaps) or crypto (24/7, 00:00 UTC day); "
+        "also sets the synthetic market's calendar",
+    )
+    start: datetime | None = Field(
+        None, description="first bar open time to use (UTC if no offset); none = from the beginning"
+    )
     end: datetime | None = Field(None, description="exclusive end time (UTC if no offset); none = to the end")
-    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="generator settings when kind=synthetic")
+    synthetic: SyntheticConfig = Field(
+        default_factory=SyntheticConfig, description="generator settings when kind=synthetic"
+    )
     data_dir: str | None = Field(None, description="store folder; none = $ZTB_DATA or artifacts/data")
 
 
@@ -52,9 +63,11 @@ def load_bars(cfg: DataSourceConfig) -> pd.DataFrame:
             bars = bars[bars.index < end]
     else:
         from .store import read_bars
+
         bars = read_bars(cfg.symbol, "M1", start, end, cfg.data_dir)
     if len(bars) == 0:
-        raise DataError(f"data source {cfg.kind}:{cfg.symbol}: no M1 bars between {start or 'the start'} "
-                        f"and {end or 'the end'}")
+        raise DataError(
+            f"data source {cfg.kind}:{cfg.symbol}: no M1 bars between {start or 'the start'} and {end or 'the end'}"
+        )
     bars.index = utc_index(bars.index)
     return bars

@@ -20,10 +20,12 @@ class SplitConfig(ZtbModel):
     train: float = Field(0.7, gt=0, le=1, description="fraction of rows for training (earliest)")
     val: float = Field(0.15, ge=0, le=1, description="fraction of rows for validation (after train)")
     test: float = Field(0.15, ge=0, le=1, description="fraction of rows for the final test (latest)")
-    embargo: int = Field(0, ge=0, description="rows skipped at each split boundary (>= the longest feature window avoids overlap)")
+    embargo: int = Field(
+        0, ge=0, description="rows skipped at each split boundary (>= the longest feature window avoids overlap)"
+    )
 
     @model_validator(mode="after")
-    def _fractions_sum_to_at_most_one(self) -> "SplitConfig":
+    def _fractions_sum_to_at_most_one(self) -> SplitConfig:
         total = self.train + self.val + self.test
         if total > 1.0 + 1e-9:
             raise ValueError(f"train + val + test must be <= 1, got {total:g}")
@@ -33,8 +35,9 @@ class SplitConfig(ZtbModel):
         return chronological_splits(n, self.train, self.val, self.test, self.embargo)
 
 
-def chronological_splits(n: int, train: float = 0.7, val: float = 0.15, test: float = 0.15,
-                         embargo: int = 0) -> dict[str, slice]:
+def chronological_splits(
+    n: int, train: float = 0.7, val: float = 0.15, test: float = 0.15, embargo: int = 0
+) -> dict[str, slice]:
     """Row slices `{"train", "val", "test"}` over `n` time-ordered rows.
 
     Boundaries are `floor(n * cumulative fraction)`; the first `embargo` rows of val and test are
@@ -56,6 +59,8 @@ def chronological_splits(n: int, train: float = 0.7, val: float = 0.15, test: fl
     for name, frac in (("train", train), ("val", val), ("test", test)):
         s = out[name]
         if frac > 0 and s.stop - s.start <= 0:
-            raise ConfigError(f"splits: the {name} split is empty ({n} rows, {name}={frac}, embargo={embargo}); "
-                              f"use more data or a smaller embargo")
+            raise ConfigError(
+                f"splits: the {name} split is empty ({n} rows, {name}={frac}, embargo={embargo}); "
+                f"use more data or a smaller embargo"
+            )
     return out

@@ -60,8 +60,9 @@ def _to_table(bars: pd.DataFrame, meta: dict) -> pa.Table:
     return table.replace_schema_metadata(schema_meta)
 
 
-def write_bars(bars: pd.DataFrame, symbol: str, timeframe: str = "M1", data_dir: str | Path | None = None,
-               meta: dict | None = None) -> Path:
+def write_bars(
+    bars: pd.DataFrame, symbol: str, timeframe: str = "M1", data_dir: str | Path | None = None, meta: dict | None = None
+) -> Path:
     """Replace the dataset atomically with `bars` (already validated, sorted, unique)."""
     path = dataset_path(symbol, timeframe, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,8 +84,9 @@ def has_dataset(symbol: str, timeframe: str = "M1", data_dir: str | Path | None 
     return dataset_path(symbol, timeframe, data_dir).exists()
 
 
-def read_bars(symbol: str, timeframe: str = "M1", start: object = None, end: object = None,
-              data_dir: str | Path | None = None) -> pd.DataFrame:
+def read_bars(
+    symbol: str, timeframe: str = "M1", start: object = None, end: object = None, data_dir: str | Path | None = None
+) -> pd.DataFrame:
     """Stored bars with open time in [start, end) (either bound optional)."""
     path = dataset_path(symbol, timeframe, data_dir)
     if not path.exists():
@@ -93,11 +95,25 @@ def read_bars(symbol: str, timeframe: str = "M1", start: object = None, end: obj
         raise DataError(f"no {timeframe} data for symbol {symbol!r} at {path}{hint} (import with `ztb data import`)")
     filters = []
     if start is not None:
-        filters.append(("time", ">=", pd.Timestamp(start).tz_convert("UTC") if pd.Timestamp(start).tzinfo
-                        else pd.Timestamp(start).tz_localize("UTC")))
+        filters.append(
+            (
+                "time",
+                ">=",
+                pd.Timestamp(start).tz_convert("UTC")
+                if pd.Timestamp(start).tzinfo
+                else pd.Timestamp(start).tz_localize("UTC"),
+            )
+        )
     if end is not None:
-        filters.append(("time", "<", pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo
-                        else pd.Timestamp(end).tz_localize("UTC")))
+        filters.append(
+            (
+                "time",
+                "<",
+                pd.Timestamp(end).tz_convert("UTC")
+                if pd.Timestamp(end).tzinfo
+                else pd.Timestamp(end).tz_localize("UTC"),
+            )
+        )
     try:
         df = pq.read_table(path, filters=filters or None).to_pandas()
     except (pa.ArrowException, OSError) as exc:
@@ -126,8 +142,9 @@ def merge_bars(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, int,
     return merged, len(new) - len(common), replaced
 
 
-def merge_into_store(bars: pd.DataFrame, symbol: str, timeframe: str = "M1",
-                     data_dir: str | Path | None = None, meta: dict | None = None) -> MergeResult:
+def merge_into_store(
+    bars: pd.DataFrame, symbol: str, timeframe: str = "M1", data_dir: str | Path | None = None, meta: dict | None = None
+) -> MergeResult:
     """Merge validated bars into the stored dataset (creating it), atomically."""
     bars = normalize_bars(bars) if not set(bars.columns) - set(BAR_COLUMNS) - {"trades"} else bars
     path = dataset_path(symbol, timeframe, data_dir)

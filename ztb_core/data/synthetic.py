@@ -20,7 +20,7 @@ The same seed gives the same bars, bit for bit.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -40,21 +40,35 @@ class SyntheticConfig(ZtbModel):
 
     seed: int = Field(0, ge=0, description="random seed; the same seed gives identical bars")
     n_bars: int = Field(200_000, ge=1, le=50_000_000, description="number of 1-minute bars to generate")
-    start: datetime = Field(datetime(2020, 1, 5, 22, 0, tzinfo=timezone.utc),
-                            description="first candidate bar open time (UTC); FX skips to the next open minute")
+    start: datetime = Field(
+        datetime(2020, 1, 5, 22, 0, tzinfo=UTC),
+        description="first candidate bar open time (UTC); FX skips to the next open minute",
+    )
     market: MarketKind = Field("fx", description="fx: Sun 17:00-Fri 17:00 New York with weekend gaps; crypto: 24/7")
     base_price: float = Field(100.0, gt=0, description="price at the start")
     bar_vol: float = Field(1.5e-4, gt=0, le=0.1, description="average standard deviation of a 1-minute log return")
     vol_persistence: float = Field(0.998, ge=0, lt=1, description="AR(1) coefficient of log-volatility per minute")
     vol_of_vol: float = Field(0.5, ge=0, le=3, description="stationary standard deviation of log-volatility")
-    tail_df: float = Field(4.0, gt=2, le=1000, description="Student-t degrees of freedom of return shocks (lower = fatter tails)")
+    tail_df: float = Field(
+        4.0, gt=2, le=1000, description="Student-t degrees of freedom of return shocks (lower = fatter tails)"
+    )
     intraday_amplitude: float = Field(0.4, ge=0, lt=1, description="strength of the intraday volatility cycle")
     intraday_peak_utc: float = Field(14.0, ge=0, lt=24, description="UTC hour of peak intraday volatility")
-    weekend_gap_vol: float = Field(0.002, ge=0, le=0.5, description="FX: standard deviation of the Sunday-open gap log return")
-    missing_prob: float = Field(0.0, ge=0, lt=1, description="FX: probability that a trading minute has no bar (no quote)")
-    signal_strength: float = Field(0.0, ge=0, le=1, description="fraction of return variance from a predictable AR(1) component (0 = none)")
-    signal_persistence: float = Field(0.95, ge=0, lt=1, description="AR(1) coefficient of the predictable component per minute")
-    wick_scale: float = Field(0.5, ge=0, le=5, description="size of high/low excursions beyond open/close, in bar volatilities")
+    weekend_gap_vol: float = Field(
+        0.002, ge=0, le=0.5, description="FX: standard deviation of the Sunday-open gap log return"
+    )
+    missing_prob: float = Field(
+        0.0, ge=0, lt=1, description="FX: probability that a trading minute has no bar (no quote)"
+    )
+    signal_strength: float = Field(
+        0.0, ge=0, le=1, description="fraction of return variance from a predictable AR(1) component (0 = none)"
+    )
+    signal_persistence: float = Field(
+        0.95, ge=0, lt=1, description="AR(1) coefficient of the predictable component per minute"
+    )
+    wick_scale: float = Field(
+        0.5, ge=0, le=5, description="size of high/low excursions beyond open/close, in bar volatilities"
+    )
     volume_scale: float = Field(1.0, gt=0, description="crypto: mean volume per bar at average volatility")
 
 
@@ -112,8 +126,8 @@ def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
     h = _ar1(rng, n, cfg.vol_persistence, cfg.vol_of_vol)
     minute = (t % NS_PER_DAY) // NS_PER_MINUTE
     season = 1.0 + cfg.intraday_amplitude * np.cos(2 * np.pi * (minute - cfg.intraday_peak_utc * 60.0) / 1440.0)
-    season /= np.sqrt(1.0 + cfg.intraday_amplitude ** 2 / 2.0)
-    sigma = cfg.bar_vol * season * np.exp(h - cfg.vol_of_vol ** 2)
+    season /= np.sqrt(1.0 + cfg.intraday_amplitude**2 / 2.0)
+    sigma = cfg.bar_vol * season * np.exp(h - cfg.vol_of_vol**2)
 
     # shocks: unit-variance Student-t plus the predictable component
     shocks = rng.standard_t(cfg.tail_df, n) * np.sqrt((cfg.tail_df - 2.0) / cfg.tail_df)

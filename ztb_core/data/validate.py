@@ -35,28 +35,43 @@ class ValidationConfig(ZtbModel):
     """What counts as bad data and what to do about it."""
 
     duplicates: Literal["error", "drop", "report"] = Field(
-        "report", description="duplicate timestamps: error = fail; report = collapse identical rows, fail on conflicting ones; "
-                              "drop = keep the first row of each timestamp")
+        "report",
+        description="duplicate timestamps: error = fail; report = collapse identical rows, fail on conflicting ones; "
+        "drop = keep the first row of each timestamp",
+    )
     gaps: Literal["error", "report"] = Field("report", description="unexpected gaps: error = fail; report = list them")
-    jumps: Literal["error", "report"] = Field("error", description="implausible one-bar jumps: error = fail; report = list them")
+    jumps: Literal["error", "report"] = Field(
+        "error", description="implausible one-bar jumps: error = fail; report = list them"
+    )
     max_jump: float = Field(0.2, gt=0, description="implausible jump threshold, |ln(close/previous close)|")
-    fx_max_quiet_minutes: int = Field(30, ge=0, description="FX: longest pause (open-market minutes without a bar) that is normal")
-    crypto_max_quiet_minutes: int = Field(10, ge=0, description="crypto: longest pause (minutes without a trade) that is normal")
-    fx_holidays: list[str] = Field(["12-25", "01-01"], description="FX: MM-DD dates (New York) the market is closed; "
-                                                                   "the session from 17:00 the evening before is closed too")
+    fx_max_quiet_minutes: int = Field(
+        30, ge=0, description="FX: longest pause (open-market minutes without a bar) that is normal"
+    )
+    crypto_max_quiet_minutes: int = Field(
+        10, ge=0, description="crypto: longest pause (minutes without a trade) that is normal"
+    )
+    fx_holidays: list[str] = Field(
+        ["12-25", "01-01"],
+        description="FX: MM-DD dates (New York) the market is closed; "
+        "the session from 17:00 the evening before is closed too",
+    )
     fx_close_tolerance_minutes: int = Field(
-        120, ge=0, description="FX: open-market minutes a market-closed gap may also cover (brokers and DST move the weekly "
-                               "open/close by an hour)")
+        120,
+        ge=0,
+        description="FX: open-market minutes a market-closed gap may also cover (brokers and DST move the weekly "
+        "open/close by an hour)",
+    )
     daily_maintenance_utc: list[str] = Field(
-        [], description="daily windows 'HH:MM-HH:MM' (UTC) when the venue is closed, e.g. bitFlyer ['19:00-19:15']")
+        [], description="daily windows 'HH:MM-HH:MM' (UTC) when the venue is closed, e.g. bitFlyer ['19:00-19:15']"
+    )
     max_listed: int = Field(20, ge=1, description="how many gaps/jumps the report lists in full")
 
 
 @dataclass
 class Gap:
-    start: str      # close time of the last bar before the gap (UTC)
-    end: str        # open time of the first bar after it (UTC)
-    minutes: int    # missing minutes
+    start: str  # close time of the last bar before the gap (UTC)
+    end: str  # open time of the first bar after it (UTC)
+    minutes: int  # missing minutes
     open_minutes: int  # of which the market was open
 
 
@@ -87,12 +102,18 @@ class ValidationReport:
     def lines(self) -> list[str]:
         out = [f"{self.source}: {self.rows_out} bars ({self.market}) {self.first} .. {self.last}"]
         if self.duplicates_identical or self.duplicates_conflicting:
-            out.append(f"  duplicates: {self.duplicates_identical} identical, {self.duplicates_conflicting} conflicting, "
-                       f"{self.duplicates_removed} row(s) removed")
-        out.append(f"  gaps: {self.gaps_total} total = {self.gaps_quiet} quiet + {self.gaps_market_closed} market closed + "
-                   f"{self.gaps_unexpected} unexpected")
+            out.append(
+                f"  duplicates: {self.duplicates_identical} identical, {self.duplicates_conflicting} conflicting, "
+                f"{self.duplicates_removed} row(s) removed"
+            )
+        out.append(
+            f"  gaps: {self.gaps_total} total = {self.gaps_quiet} quiet + {self.gaps_market_closed} market closed + "
+            f"{self.gaps_unexpected} unexpected"
+        )
         for g in self.unexpected_gaps:
-            out.append(f"    unexpected gap {g.start} -> {g.end}: {g.minutes} min missing ({g.open_minutes} while open)")
+            out.append(
+                f"    unexpected gap {g.start} -> {g.end}: {g.minutes} min missing ({g.open_minutes} while open)"
+            )
         if self.jumps_total:
             out.append(f"  jumps over threshold: {self.jumps_total}")
             for j in self.jumps:
@@ -116,14 +137,18 @@ def check_structure(bars: pd.DataFrame, source: str, rows: np.ndarray | None = N
         bad = ~np.isfinite(arrays[c])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{_where(source, rows, idx, i)}, column {c}: value {arrays[c][i]} is not a finite number "
-                            f"({int(bad.sum())} such row(s))")
+            raise DataError(
+                f"{_where(source, rows, idx, i)}, column {c}: value {arrays[c][i]} is not a finite number "
+                f"({int(bad.sum())} such row(s))"
+            )
     for c in ("open", "high", "low", "close"):
         bad = arrays[c] <= 0
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{_where(source, rows, idx, i)}, column {c}: price {arrays[c][i]} is not positive "
-                            f"({int(bad.sum())} such row(s))")
+            raise DataError(
+                f"{_where(source, rows, idx, i)}, column {c}: price {arrays[c][i]} is not positive "
+                f"({int(bad.sum())} such row(s))"
+            )
     for c in ("volume", "trades"):
         if c in arrays and (arrays[c] < 0).any():
             i = int(np.flatnonzero(arrays[c] < 0)[0])
@@ -132,25 +157,32 @@ def check_structure(bars: pd.DataFrame, source: str, rows: np.ndarray | None = N
     bad = h < np.maximum(o, c_)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{_where(source, rows, idx, i)}, column high: value {h[i]} is below max(open, close) = "
-                        f"{max(o[i], c_[i])} ({int(bad.sum())} such row(s))")
+        raise DataError(
+            f"{_where(source, rows, idx, i)}, column high: value {h[i]} is below max(open, close) = "
+            f"{max(o[i], c_[i])} ({int(bad.sum())} such row(s))"
+        )
     bad = lo > np.minimum(o, c_)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{_where(source, rows, idx, i)}, column low: value {lo[i]} is above min(open, close) = "
-                        f"{min(o[i], c_[i])} ({int(bad.sum())} such row(s))")
+        raise DataError(
+            f"{_where(source, rows, idx, i)}, column low: value {lo[i]} is above min(open, close) = "
+            f"{min(o[i], c_[i])} ({int(bad.sum())} such row(s))"
+        )
 
 
-def _dedupe(bars: pd.DataFrame, rows: np.ndarray | None, source: str, cfg: ValidationConfig,
-            report: ValidationReport) -> tuple[pd.DataFrame, np.ndarray | None]:
+def _dedupe(
+    bars: pd.DataFrame, rows: np.ndarray | None, source: str, cfg: ValidationConfig, report: ValidationReport
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     t = index_ns(bars.index)
     d = np.diff(t)
     back = np.flatnonzero(d < 0)
     if len(back):
         i = int(back[0]) + 1
-        raise DataError(f"{_where(source, rows, bars.index, i)}, column time: {bars.index[i].isoformat()} is earlier than "
-                        f"the previous row's {bars.index[i - 1].isoformat()} (timestamps must increase; "
-                        f"{len(back)} such row(s))")
+        raise DataError(
+            f"{_where(source, rows, bars.index, i)}, column time: {bars.index[i].isoformat()} is earlier than "
+            f"the previous row's {bars.index[i - 1].isoformat()} (timestamps must increase; "
+            f"{len(back)} such row(s))"
+        )
     dup = np.flatnonzero(d == 0) + 1  # rows repeating the previous timestamp
     if len(dup) == 0:
         return bars, rows
@@ -160,12 +192,16 @@ def _dedupe(bars: pd.DataFrame, rows: np.ndarray | None, source: str, cfg: Valid
     report.duplicates_conflicting = int((~same).sum())
     if cfg.duplicates == "error":
         i = int(dup[0])
-        raise DataError(f"{_where(source, rows, bars.index, i)}, column time: duplicate timestamp {bars.index[i].isoformat()} "
-                        f"({len(dup)} duplicate row(s); duplicates policy is 'error')")
+        raise DataError(
+            f"{_where(source, rows, bars.index, i)}, column time: duplicate timestamp {bars.index[i].isoformat()} "
+            f"({len(dup)} duplicate row(s); duplicates policy is 'error')"
+        )
     if cfg.duplicates == "report" and (~same).any():
         i = int(dup[~same][0])
-        raise DataError(f"{_where(source, rows, bars.index, i)}: duplicate timestamp {bars.index[i].isoformat()} with "
-                        f"different values ({int((~same).sum())} such row(s); set duplicates: drop to keep the first)")
+        raise DataError(
+            f"{_where(source, rows, bars.index, i)}: duplicate timestamp {bars.index[i].isoformat()} with "
+            f"different values ({int((~same).sum())} such row(s); set duplicates: drop to keep the first)"
+        )
     keep = np.ones(len(bars), bool)
     keep[dup] = False
     report.duplicates_removed = int(len(dup))
@@ -239,14 +275,27 @@ def classify_gaps(index: pd.DatetimeIndex, market: str, cfg: ValidationConfig, r
     report.gaps_quiet = int(quiet.sum())
     report.gaps_market_closed = int(closed.sum())
     report.gaps_unexpected = int(unexpected.sum())
-    gaps = [Gap(pd.Timestamp(t[i] + NS_PER_MINUTE, tz="UTC").isoformat(), pd.Timestamp(t[i + 1], tz="UTC").isoformat(),
-                int(m), int(om)) for i, m, om in zip(at[unexpected], missing[unexpected], open_min[unexpected])]
+    gaps = [
+        Gap(
+            pd.Timestamp(t[i] + NS_PER_MINUTE, tz="UTC").isoformat(),
+            pd.Timestamp(t[i + 1], tz="UTC").isoformat(),
+            int(m),
+            int(om),
+        )
+        for i, m, om in zip(at[unexpected], missing[unexpected], open_min[unexpected])
+    ]
     return gaps
 
 
-def validate_bars(bars: pd.DataFrame, market: str, cfg: ValidationConfig | None = None, source: str = "bars",
-                  rows: np.ndarray | None = None, check_gaps: bool = True,
-                  report: ValidationReport | None = None) -> tuple[pd.DataFrame, ValidationReport]:
+def validate_bars(
+    bars: pd.DataFrame,
+    market: str,
+    cfg: ValidationConfig | None = None,
+    source: str = "bars",
+    rows: np.ndarray | None = None,
+    check_gaps: bool = True,
+    report: ValidationReport | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
     """Check `bars` (as read, unsorted is an error) and apply the policies. Returns the bars to
     keep and the report; raises DataError for anything the policies say must fail."""
     cfg = cfg or ValidationConfig()
@@ -260,13 +309,17 @@ def validate_bars(bars: pd.DataFrame, market: str, cfg: ValidationConfig | None 
         jump = np.abs(np.diff(np.log(close)))
         big = np.flatnonzero(jump > cfg.max_jump) + 1
         report.jumps_total = int(len(big))
-        report.jumps = [{"where": _where(source, rows, bars.index, int(i)), "value": float(np.log(close[i] / close[i - 1]))}
-                        for i in big[: cfg.max_listed]]
+        report.jumps = [
+            {"where": _where(source, rows, bars.index, int(i)), "value": float(np.log(close[i] / close[i - 1]))}
+            for i in big[: cfg.max_listed]
+        ]
         if len(big) and cfg.jumps == "error":
             i = int(big[0])
-            raise DataError(f"{_where(source, rows, bars.index, i)}, column close: value {close[i]} jumps "
-                            f"{np.log(close[i] / close[i - 1]):+.3f} in log terms from the previous close {close[i - 1]} "
-                            f"(max_jump {cfg.max_jump}; {len(big)} such bar(s); set jumps: report to accept)")
+            raise DataError(
+                f"{_where(source, rows, bars.index, i)}, column close: value {close[i]} jumps "
+                f"{np.log(close[i] / close[i - 1]):+.3f} in log terms from the previous close {close[i - 1]} "
+                f"(max_jump {cfg.max_jump}; {len(big)} such bar(s); set jumps: report to accept)"
+            )
     if check_gaps:
         gap_check(bars, market, cfg, report)
     report.rows_out = len(bars)
@@ -280,5 +333,7 @@ def gap_check(bars: pd.DataFrame, market: str, cfg: ValidationConfig, report: Va
     report.unexpected_gaps = gaps[: cfg.max_listed]
     if gaps and cfg.gaps == "error":
         g = gaps[0]
-        raise DataError(f"{report.source}: unexpected gap {g.start} -> {g.end} ({g.minutes} minutes missing, "
-                        f"{g.open_minutes} while the market was open; {len(gaps)} such gap(s); gaps policy is 'error')")
+        raise DataError(
+            f"{report.source}: unexpected gap {g.start} -> {g.end} ({g.minutes} minutes missing, "
+            f"{g.open_minutes} while the market was open; {len(gaps)} such gap(s); gaps policy is 'error')"
+        )

@@ -95,6 +95,14 @@ def backtest(positions: object, open: object, close: object, costs: CostConfig) 
     equity = np.concatenate(([1.0], np.cumprod(1.0 + net)))
     pnl, entry, exit_ = _trades(pos, gap_pnl, intra_pnl, turnover, rate)
     return BacktestResult(
-        positions=pos, returns=net, gross_returns=gross, costs=cost, turnover=turnover, equity=equity,
-        trade_pnl=pnl, trade_entry=entry, trade_exit=exit_, cost_rate=rate,
+        positions=pos,
+        returns=net,
+        gross_returns=gross,
+        costs=cost,
+        turnover=turnover,
+        equity=equity,
+        trade_pnl=pnl,
+        trade_entry=entry,
+        trade_exit=exit_,
+        cost_rate=rate,
     )

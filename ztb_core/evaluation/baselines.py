@@ -4,7 +4,7 @@ future either."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +33,9 @@ def sma_crossover(close: object, fast: int, slow: int, allow_short: bool = True)
     `allow_short=False`) while below; flat until the slow average has `slow` closes."""
     c = as_series(close, "close", min_len=2)
     if not (isinstance(fast, (int, np.integer)) and isinstance(slow, (int, np.integer)) and 1 <= fast < slow):
-        raise EvaluationError(f"sma_crossover: need integer windows with 1 <= fast < slow, got fast={fast}, slow={slow}")
+        raise EvaluationError(
+            f"sma_crossover: need integer windows with 1 <= fast < slow, got fast={fast}, slow={slow}"
+        )
     csum = np.concatenate(([0.0], np.cumsum(c)))
     pos = np.zeros(c.size)
     if slow > c.size:
@@ -46,8 +48,9 @@ def sma_crossover(close: object, fast: int, slow: int, allow_short: bool = True)
     return pos
 
 
-def random_policy(n: int, seeds: Sequence[int], switch_prob: float = 0.01,
-                  levels: Sequence[float] = (-1.0, 0.0, 1.0)) -> np.ndarray:
+def random_policy(
+    n: int, seeds: Sequence[int], switch_prob: float = 0.01, levels: Sequence[float] = (-1.0, 0.0, 1.0)
+) -> np.ndarray:
     """(len(seeds), n) random position paths: at each bar, with probability `switch_prob`, a new
     position is drawn uniformly from `levels`; start flat. Matching `switch_prob` to the agent's
     rate of position changes gives a baseline with similar turnover and costs."""

@@ -12,9 +12,9 @@ import math
 import os
 import queue
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,8 +53,9 @@ def _check_method(method: str) -> None:
         raise EvaluationError(f"bootstrap method {method!r} is not supported; expected one of {', '.join(METHODS)}")
 
 
-def block_indices(n: int, length: int, n_paths: int, block_length: float, method: str,
-                  rng: np.random.Generator) -> np.ndarray:
+def block_indices(
+    n: int, length: int, n_paths: int, block_length: float, method: str, rng: np.random.Generator
+) -> np.ndarray:
     """(n_paths, length) indices into a series of n bars, drawn in blocks (vectorised).
 
     stationary: geometric block lengths with mean `block_length`, wrapping around (Politis–Romano);
@@ -96,8 +97,11 @@ def chunk_indices(n: int, m: int, block_length: float, method: str, rng: np.rand
     cls = StationaryBootstrap if method == "stationary" else CircularBlockBootstrap
     # arch resamples the data it is given; giving it 0..n-1 hands back the indices themselves
     # (as numpy's own index type, so take/bincount need no conversion)
-    bs = cls(block_length if method == "stationary" else max(1, int(round(block_length))),
-             np.arange(n, dtype=np.intp), seed=rng)
+    bs = cls(
+        block_length if method == "stationary" else max(1, int(round(block_length))),
+        np.arange(n, dtype=np.intp),
+        seed=rng,
+    )
     return np.stack([data[0] for data, _ in bs.bootstrap(m)])
 
 
@@ -107,8 +111,9 @@ def chunk_generators(seed: int | None, n_chunks: int) -> list[np.random.Generato
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_chunks)]
 
 
-def resample_index_chunks(n: int, n_resamples: int, block_length: float, method: str, seed: int | None,
-                          chunk: int) -> Iterator[np.ndarray]:
+def resample_index_chunks(
+    n: int, n_resamples: int, block_length: float, method: str, seed: int | None, chunk: int
+) -> Iterator[np.ndarray]:
     """The chunks (≤ chunk, n) of resample indices `bootstrap_statistics` uses for this seed."""
     sizes = chunk_sizes(n_resamples, chunk)
     for m, rng in zip(sizes, chunk_generators(seed, len(sizes))):
@@ -125,8 +130,9 @@ def _max_drawdown_rows(logr: np.ndarray, cum: np.ndarray, peak: np.ndarray) -> n
     return -np.expm1(cum.min(axis=-1))
 
 
-def point_statistics(series: np.ndarray, periods_per_year: float,
-                     which: Sequence[str] = STATISTICS) -> dict[str, np.ndarray]:
+def point_statistics(
+    series: np.ndarray, periods_per_year: float, which: Sequence[str] = STATISTICS
+) -> dict[str, np.ndarray]:
     """The statistics of the original (un-resampled) series, per column."""
     s = np.asarray(series, dtype=np.float64)
     s = s.reshape(s.shape[0], -1)
@@ -143,10 +149,17 @@ def point_statistics(series: np.ndarray, periods_per_year: float,
     return out
 
 
-def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: int = 1000,
-                         block_length: float | None = None, method: str = "stationary", seed: int | None = None,
-                         which: Sequence[str] = STATISTICS, drawdown_columns: Sequence[int] | None = None,
-                         progress: Callable[[int], None] | None = None) -> tuple[dict[str, np.ndarray], float]:
+def bootstrap_statistics(
+    series: object,
+    periods_per_year: float,
+    n_resamples: int = 1000,
+    block_length: float | None = None,
+    method: str = "stationary",
+    seed: int | None = None,
+    which: Sequence[str] = STATISTICS,
+    drawdown_columns: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], float]:
     """Resampled statistics of one series (n,) or several aligned series (n, k) resampled
     jointly (the same resampled bars for every column, so differences stay paired).
 
@@ -199,7 +212,9 @@ def bootstrap_statistics(series: object, periods_per_year: float, n_resamples: i
                 mean = s1 / n
                 sd = np.sqrt(np.maximum(s2 - n * mean * mean, 0.0) / (n - 1))
                 # a resample with no variation (a flat policy) has no risk and no return: Sharpe 0
-                res["sharpe"] = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300) * math.sqrt(periods_per_year)
+                res["sharpe"] = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-300) * math.sqrt(
+                    periods_per_year
+                )
             if "total_return" in which:
                 res["total_return"] = np.expm1(sl)
             if "max_drawdown" in which:
@@ -254,9 +269,16 @@ def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, 
     return float(lo), float(hi)
 
 
-def bootstrap_ci(returns: object, statistic: str = "sharpe", periods_per_year: float = 1.0,
-                 n_resamples: int = 1000, block_length: float | None = None, method: str = "stationary",
-                 confidence: float = 0.95, seed: int | None = None) -> BootstrapCI:
+def bootstrap_ci(
+    returns: object,
+    statistic: str = "sharpe",
+    periods_per_year: float = 1.0,
+    n_resamples: int = 1000,
+    block_length: float | None = None,
+    method: str = "stationary",
+    confidence: float = 0.95,
+    seed: int | None = None,
+) -> BootstrapCI:
     """Percentile confidence interval of `statistic` (sharpe, annualised with `periods_per_year`;
     total_return; max_drawdown as a positive fraction) from a block bootstrap."""
     r = check_returns(returns)

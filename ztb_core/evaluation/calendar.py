@@ -17,7 +17,9 @@ TRADING_DAYS: dict[str, float] = {"fx": 260.0, "crypto": 365.0}
 
 def _check(timeframe: str, market: str) -> None:
     if timeframe not in TIMEFRAME_MINUTES:
-        raise EvaluationError(f"timeframe {timeframe!r} is not supported; expected one of {', '.join(TIMEFRAME_MINUTES)}")
+        raise EvaluationError(
+            f"timeframe {timeframe!r} is not supported; expected one of {', '.join(TIMEFRAME_MINUTES)}"
+        )
     if market not in TRADING_DAYS:
         raise EvaluationError(f"market {market!r} is not supported; expected one of {', '.join(TRADING_DAYS)}")
 

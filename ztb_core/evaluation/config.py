@@ -10,23 +10,41 @@ from ..config import ZtbModel
 
 
 class SharpeConfig(ZtbModel):
-    n_trials: int = Field(1, ge=1, le=1_000_000, description="how many strategy variants were tried before this one (DSR deflates for selection)")
-    trial_sharpe_variance: float | None = Field(None, ge=0, description="variance of the trials' annualised Sharpe ratios; null = the sampling variance of this Sharpe (all trials skill-less)")
+    n_trials: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="how many strategy variants were tried before this one (DSR deflates for selection)",
+    )
+    trial_sharpe_variance: float | None = Field(
+        None,
+        ge=0,
+        description="variance of the trials' annualised Sharpe ratios; null = the sampling variance of this Sharpe (all trials skill-less)",
+    )
     psr_benchmark_sharpe: float = Field(0.0, ge=-10, le=10, description="annualised Sharpe the PSR tests against")
 
 
 class BootstrapConfig(ZtbModel):
-    method: Literal["stationary", "circular", "non_overlapping"] = Field("stationary", description="stationary (random block lengths), circular (overlapping fixed blocks) or non_overlapping (fixed blocks at multiples of the length)")
+    method: Literal["stationary", "circular", "non_overlapping"] = Field(
+        "stationary",
+        description="stationary (random block lengths), circular (overlapping fixed blocks) or non_overlapping (fixed blocks at multiples of the length)",
+    )
     n_resamples: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples")
-    block_length: float | None = Field(None, ge=1, description="mean/fixed block length in bars; null = Politis-White optimal length")
+    block_length: float | None = Field(
+        None, ge=1, description="mean/fixed block length in bars; null = Politis-White optimal length"
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="two-sided confidence level of every interval")
 
 
 class MonteCarloConfig(ZtbModel):
     n_paths: int = Field(2000, ge=100, le=1_000_000, description="simulated paths")
-    horizon_days: float = Field(5.0, gt=0, le=3650, description="risk horizon in trading days (bars = days x bars a day)")
+    horizon_days: float = Field(
+        5.0, gt=0, le=3650, description="risk horizon in trading days (bars = days x bars a day)"
+    )
     levels: list[float] = Field([0.95, 0.99], min_length=1, description="VaR/CVaR confidence levels")
-    drawdown_thresholds: list[float] = Field([0.05, 0.10, 0.20], min_length=1, description="drawdown fractions whose exceedance probability is reported")
+    drawdown_thresholds: list[float] = Field(
+        [0.05, 0.10, 0.20], min_length=1, description="drawdown fractions whose exceedance probability is reported"
+    )
 
     @field_validator("levels")
     @classmethod
@@ -48,19 +66,29 @@ class BaselineConfig(ZtbModel):
     sma_slow: int = Field(100, ge=2, description="slow SMA window (bars)")
     sma_allow_short: bool = Field(True, description="short when fast < slow (else flat)")
     random_seeds: int = Field(100, ge=2, le=10_000, description="random-policy seeds (a distribution, not one draw)")
-    random_levels: list[float] = Field([-1.0, 0.0, 1.0], min_length=1, description="positions a random policy draws from")
-    random_switch_prob: float | None = Field(None, gt=0, le=1, description="chance a random policy changes position each bar; null = the agent's own rate")
+    random_levels: list[float] = Field(
+        [-1.0, 0.0, 1.0], min_length=1, description="positions a random policy draws from"
+    )
+    random_switch_prob: float | None = Field(
+        None, gt=0, le=1, description="chance a random policy changes position each bar; null = the agent's own rate"
+    )
 
     @model_validator(mode="after")
-    def _windows(self) -> "BaselineConfig":
+    def _windows(self) -> BaselineConfig:
         if self.sma_fast >= self.sma_slow:
             raise ValueError(f"sma_fast ({self.sma_fast}) must be smaller than sma_slow ({self.sma_slow})")
         return self
 
 
 class CostSensitivityConfig(ZtbModel):
-    fee_bps_grid: list[float] = Field([0.0, 0.5, 1.0, 2.0, 5.0, 10.0], min_length=1, description="fees per side (bps) to re-price the agent's trades at")
-    slippage_bps_grid: list[float] = Field([0.0, 0.5, 1.0, 2.0], min_length=1, description="slippage per side (bps) to re-price at")
+    fee_bps_grid: list[float] = Field(
+        [0.0, 0.5, 1.0, 2.0, 5.0, 10.0],
+        min_length=1,
+        description="fees per side (bps) to re-price the agent's trades at",
+    )
+    slippage_bps_grid: list[float] = Field(
+        [0.0, 0.5, 1.0, 2.0], min_length=1, description="slippage per side (bps) to re-price at"
+    )
     curve_points: int = Field(25, ge=3, le=500, description="points on the cost-sensitivity curve")
 
     @field_validator("fee_bps_grid", "slippage_bps_grid")
@@ -72,12 +100,18 @@ class CostSensitivityConfig(ZtbModel):
 
 
 class RobustnessConfig(ZtbModel):
-    episodes: int = Field(1, ge=1, le=100, description="evaluation episodes, each starting at a later bar (start-offset sensitivity)")
-    max_start_offset_fraction: float = Field(0.25, ge=0, lt=1, description="latest episode start, as a fraction of the split")
+    episodes: int = Field(
+        1, ge=1, le=100, description="evaluation episodes, each starting at a later bar (start-offset sensitivity)"
+    )
+    max_start_offset_fraction: float = Field(
+        0.25, ge=0, lt=1, description="latest episode start, as a fraction of the split"
+    )
 
 
 class ReportConfig(ZtbModel):
-    curve_points: int = Field(2000, ge=10, le=100_000, description="points kept of the equity/drawdown curve in the report")
+    curve_points: int = Field(
+        2000, ge=10, le=100_000, description="points kept of the equity/drawdown curve in the report"
+    )
     histogram_bins: int = Field(60, ge=5, le=1000, description="bins of the return and bootstrap-Sharpe histograms")
     plots: bool = Field(True, description="write PNG pictures beside the JSON and Markdown")
 

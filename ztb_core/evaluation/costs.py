@@ -5,7 +5,7 @@ net(rate) = gross − |Δposition| · rate."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,9 +26,14 @@ def _stats(r: np.ndarray, ppy: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return sharpe, total, annual
 
 
-def cost_sensitivity(bt: BacktestResult, costs: CostConfig, periods_per_year: float,
-                     fee_bps_grid: Sequence[float], slippage_bps_grid: Sequence[float],
-                     curve_points: int = 25) -> dict:
+def cost_sensitivity(
+    bt: BacktestResult,
+    costs: CostConfig,
+    periods_per_year: float,
+    fee_bps_grid: Sequence[float],
+    slippage_bps_grid: Sequence[float],
+    curve_points: int = 25,
+) -> dict:
     """Re-price the backtest's trades; the break-even is the per-side cost (bps) at which the
     mean net return per bar (hence the Sharpe) reaches zero: Σ gross / Σ |Δposition|."""
     gross, turn = bt.gross_returns, bt.turnover
@@ -42,8 +47,15 @@ def cost_sensitivity(bt: BacktestResult, costs: CostConfig, periods_per_year: fl
     rates = np.array([cost_rate(f, sp, s) for f, sp, s in grid])
     sharpe, total, annual = _stats(gross[None, :] - turn[None, :] * rates[:, None], periods_per_year)
     rows = [
-        {"fee_bps": f, "spread_bps": sp, "slippage_bps": s, "cost_bps": float(rate * 1e4),
-         "sharpe": float(sh), "total_return": float(tr), "annualised_return": float(ar)}
+        {
+            "fee_bps": f,
+            "spread_bps": sp,
+            "slippage_bps": s,
+            "cost_bps": float(rate * 1e4),
+            "sharpe": float(sh),
+            "total_return": float(tr),
+            "annualised_return": float(ar),
+        }
         for (f, sp, s), rate, sh, tr, ar in zip(grid, rates, sharpe, total, annual)
     ]
     top = max([actual_bps * 2.0, float(rates.max()) * 1e4, (break_even or 0.0) * 1.5, 1.0])
@@ -55,6 +67,8 @@ def cost_sensitivity(bt: BacktestResult, costs: CostConfig, periods_per_year: fl
         "profitable_before_costs": bool(gross.sum() > 0),
         "turnover": total_turn,
         "grid": rows,
-        "curve": [{"cost_bps": float(c), "sharpe": float(s), "total_return": float(t)}
-                  for c, s, t in zip(curve_bps, c_sharpe, c_total)],
+        "curve": [
+            {"cost_bps": float(c), "sharpe": float(s), "total_return": float(t)}
+            for c, s, t in zip(curve_bps, c_sharpe, c_total)
+        ],
     }

@@ -23,60 +23,100 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
     src = ", ".join(f"{k}: {meta[k]}" for k in ("model", "symbol", "split", "run_id") if meta.get(k) is not None)
     out = [f"# Evaluation report{(' — ' + src) if src else ''}", ""]
     out += [f"**Verdict:** {v['summary']} ({v['passed']}/{v['total']} checks passed).", ""]
-    out += [f"- Bars: {meta['n_bars']:,} {meta['timeframe']} ({meta['market']}, {meta['periods_per_year']:,.0f} bars a year)"
-            + (f", {meta['start']} .. {meta['end']}" if meta.get("start") else ""),
-            f"- Costs: fee {meta['costs']['fee_bps']} bps, spread {meta['costs']['spread_bps']} bps, slippage "
-            f"{meta['costs']['slippage_bps']} bps → {meta['costs']['cost_rate_bps']:.2f} bps per unit traded",
-            "- Fills: decided after the close of bar t, filled at the open of bar t+1 (the training convention)", ""]
+    out += [
+        f"- Bars: {meta['n_bars']:,} {meta['timeframe']} ({meta['market']}, {meta['periods_per_year']:,.0f} bars a year)"
+        + (f", {meta['start']} .. {meta['end']}" if meta.get("start") else ""),
+        f"- Costs: fee {meta['costs']['fee_bps']} bps, spread {meta['costs']['spread_bps']} bps, slippage "
+        f"{meta['costs']['slippage_bps']} bps → {meta['costs']['cost_rate_bps']:.2f} bps per unit traded",
+        "- Fills: decided after the close of bar t, filled at the open of bar t+1 (the training convention)",
+        "",
+    ]
     out += ["## Performance", "", "| metric | value |", "|---|---|"]
     rows = [
-        ("total return", _p(m["total_return"])), ("annualised return", _p(m["annualised_return"])),
-        ("annualised volatility", _p(m["annualised_volatility"])), ("Sharpe (annualised)", _f(m["sharpe"])),
-        ("Sortino", _f(m["sortino"])), ("Calmar", _f(m["calmar"])), ("max drawdown", _p(m["max_drawdown"])),
-        ("max drawdown duration", f"{m['max_drawdown_duration_bars']:,} bars"
-         + (f" ({m['max_drawdown_duration_days']:.1f} days)" if "max_drawdown_duration_days" in m else "")),
-        ("profit factor (bars)", _f(m["profit_factor"])), ("win rate (bars)", _p(m["win_rate"])),
+        ("total return", _p(m["total_return"])),
+        ("annualised return", _p(m["annualised_return"])),
+        ("annualised volatility", _p(m["annualised_volatility"])),
+        ("Sharpe (annualised)", _f(m["sharpe"])),
+        ("Sortino", _f(m["sortino"])),
+        ("Calmar", _f(m["calmar"])),
+        ("max drawdown", _p(m["max_drawdown"])),
+        (
+            "max drawdown duration",
+            f"{m['max_drawdown_duration_bars']:,} bars"
+            + (f" ({m['max_drawdown_duration_days']:.1f} days)" if "max_drawdown_duration_days" in m else ""),
+        ),
+        ("profit factor (bars)", _f(m["profit_factor"])),
+        ("win rate (bars)", _p(m["win_rate"])),
         ("expectancy per active bar", _f(m["expectancy"] * 1e4, ".3f") + " bps"),
-        ("trades", f"{m['trades']:,}"), ("trade win rate", _p(m.get("trade_win_rate"))),
+        ("trades", f"{m['trades']:,}"),
+        ("trade win rate", _p(m.get("trade_win_rate"))),
         ("trade expectancy", "n/a" if m.get("trade_expectancy") is None else f"{m['trade_expectancy'] * 1e4:.2f} bps"),
         ("turnover (per year)", f"{m['turnover']:.1f} ({m['turnover_per_year']:.1f})"),
-        ("exposure", _p(m["exposure"])), ("fees paid (fraction of initial equity)", _p(m["fees_paid"])),
+        ("exposure", _p(m["exposure"])),
+        ("fees paid (fraction of initial equity)", _p(m["fees_paid"])),
     ]
     out += [f"| {k} | {val} |" for k, val in rows] + [""]
-    out += ["## Is the Sharpe real?", "",
-            f"- Probabilistic Sharpe Ratio (vs {inf['psr_benchmark_sharpe']:.2f} annualised): **{inf['psr']:.4f}**"
-            f" (per-bar Sharpe {inf['sharpe_per_period']:.5f}, skew {inf['skew']:.2f}, kurtosis {inf['kurtosis']:.1f}, "
-            f"{inf['n_obs']:,} bars)",
-            f"- Deflated Sharpe Ratio over {inf['n_trials']} trial(s): **{inf['dsr']:.4f}** — expected best Sharpe of "
-            f"skill-less trials {inf['expected_max_sharpe_annualised']:.2f} annualised "
-            f"(trial variance from {inf['trial_sharpe_variance_source'].replace('_', ' ')})",
-            f"- {conf} block-bootstrap intervals ({b['method']}, block {b['block_length']:.1f} bars, {b['n_resamples']:,} resamples):",
-            f"  - Sharpe {_ci(b['intervals']['sharpe'])}",
-            f"  - total return {_ci(b['intervals']['total_return'], pct=True)}",
-            f"  - max drawdown {_ci(b['intervals']['max_drawdown'], pct=True)}", ""]
-    out += [f"## Monte Carlo risk over {mc['horizon_days']:g} trading days ({mc['horizon_bars']:,} bars, {mc['n_paths']:,} paths)", "",
-            "| level | VaR | CVaR |", "|---|---|---|"]
+    out += [
+        "## Is the Sharpe real?",
+        "",
+        f"- Probabilistic Sharpe Ratio (vs {inf['psr_benchmark_sharpe']:.2f} annualised): **{inf['psr']:.4f}**"
+        f" (per-bar Sharpe {inf['sharpe_per_period']:.5f}, skew {inf['skew']:.2f}, kurtosis {inf['kurtosis']:.1f}, "
+        f"{inf['n_obs']:,} bars)",
+        f"- Deflated Sharpe Ratio over {inf['n_trials']} trial(s): **{inf['dsr']:.4f}** — expected best Sharpe of "
+        f"skill-less trials {inf['expected_max_sharpe_annualised']:.2f} annualised "
+        f"(trial variance from {inf['trial_sharpe_variance_source'].replace('_', ' ')})",
+        f"- {conf} block-bootstrap intervals ({b['method']}, block {b['block_length']:.1f} bars, {b['n_resamples']:,} resamples):",
+        f"  - Sharpe {_ci(b['intervals']['sharpe'])}",
+        f"  - total return {_ci(b['intervals']['total_return'], pct=True)}",
+        f"  - max drawdown {_ci(b['intervals']['max_drawdown'], pct=True)}",
+        "",
+    ]
+    out += [
+        f"## Monte Carlo risk over {mc['horizon_days']:g} trading days ({mc['horizon_bars']:,} bars, {mc['n_paths']:,} paths)",
+        "",
+        "| level | VaR | CVaR |",
+        "|---|---|---|",
+    ]
     out += [f"| {float(k):.0%} | {_p(mc['var'][k])} | {_p(mc['cvar'][k])} |" for k in mc["var"]] + [""]
     out += [f"- P(drawdown > {d['threshold']:.0%}) = {d['probability']:.2%}" for d in mc["drawdown_probability"]] + [""]
-    out += ["## Baselines (same bars, same costs)", "",
-            f"| baseline | Sharpe | total return | agent − baseline Sharpe ({conf} CI) | agent − baseline return ({conf} CI) |",
-            "|---|---|---|---|---|"]
+    out += [
+        "## Baselines (same bars, same costs)",
+        "",
+        f"| baseline | Sharpe | total return | agent − baseline Sharpe ({conf} CI) | agent − baseline return ({conf} CI) |",
+        "|---|---|---|---|---|",
+    ]
     for k in ("buy_and_hold", "sma_crossover", "flat"):
         e = report["baselines"][k]
-        out.append(f"| {k.replace('_', ' ')} | {_f(e['metrics']['sharpe'])} | {_p(e['metrics']['total_return'])} | "
-                   f"{_ci(e['difference']['sharpe'])} | {_ci(e['difference']['total_return'], pct=True)} |")
+        out.append(
+            f"| {k.replace('_', ' ')} | {_f(e['metrics']['sharpe'])} | {_p(e['metrics']['total_return'])} | "
+            f"{_ci(e['difference']['sharpe'])} | {_ci(e['difference']['total_return'], pct=True)} |"
+        )
     r = report["baselines"]["random"]
-    out.append(f"| random ({r['n_seeds']} seeds, mean) | {_f(r['sharpe']['mean'])} | {_p(r['total_return']['mean'])} | "
-               f"{_ci(r['difference']['sharpe'])} | {_ci(r['difference']['total_return'], pct=True)} |")
-    out += ["", f"The agent's Sharpe beats {r['agent_sharpe_percentile']:.0%} of {r['n_seeds']} random policies with the "
-            f"same rate of position changes (random Sharpe 5–95%: {r['sharpe']['p05']:.2f} .. {r['sharpe']['p95']:.2f}).", ""]
+    out.append(
+        f"| random ({r['n_seeds']} seeds, mean) | {_f(r['sharpe']['mean'])} | {_p(r['total_return']['mean'])} | "
+        f"{_ci(r['difference']['sharpe'])} | {_ci(r['difference']['total_return'], pct=True)} |"
+    )
+    out += [
+        "",
+        f"The agent's Sharpe beats {r['agent_sharpe_percentile']:.0%} of {r['n_seeds']} random policies with the "
+        f"same rate of position changes (random Sharpe 5–95%: {r['sharpe']['p05']:.2f} .. {r['sharpe']['p95']:.2f}).",
+        "",
+    ]
     be = cs["break_even_cost_bps"]
-    out += ["## Cost sensitivity", "",
-            f"Break-even cost: **{_f(be)} bps per side** (trained with {cs['actual_cost_bps']:.2f} bps)"
-            + ("" if cs["profitable_before_costs"] else " — the agent loses money even before costs") + ".", "",
-            "| fee bps | slippage bps | cost bps | Sharpe | total return |", "|---|---|---|---|---|"]
-    out += [f"| {g['fee_bps']:g} | {g['slippage_bps']:g} | {g['cost_bps']:.2f} | {g['sharpe']:.2f} | {_p(g['total_return'])} |"
-            for g in cs["grid"]] + [""]
+    out += [
+        "## Cost sensitivity",
+        "",
+        f"Break-even cost: **{_f(be)} bps per side** (trained with {cs['actual_cost_bps']:.2f} bps)"
+        + ("" if cs["profitable_before_costs"] else " — the agent loses money even before costs")
+        + ".",
+        "",
+        "| fee bps | slippage bps | cost bps | Sharpe | total return |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {g['fee_bps']:g} | {g['slippage_bps']:g} | {g['cost_bps']:.2f} | {g['sharpe']:.2f} | {_p(g['total_return'])} |"
+        for g in cs["grid"]
+    ] + [""]
     rb = report["robustness"]
     out += ["## Robustness", ""]
     for key, title in (("monthly", "Month"), ("quarterly", "Quarter")):
@@ -84,32 +124,57 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
         if not sec:
             continue
         out += [f"| {title} | bars | return | Sharpe | max drawdown |", "|---|---|---|---|---|"]
-        out += [f"| {p['period']} | {p['n_bars']:,} | {_p(p['total_return'])} | {_f(p['sharpe'])} | {_p(p['max_drawdown'])} |"
-                for p in sec["periods"]]
+        out += [
+            f"| {p['period']} | {p['n_bars']:,} | {_p(p['total_return'])} | {_f(p['sharpe'])} | {_p(p['max_drawdown'])} |"
+            for p in sec["periods"]
+        ]
         d = sec["return_dispersion"]
-        out += ["", f"{title}ly returns: mean {_p(d['mean'])}, std {_p(d['std'])}, "
-                f"{_p(d['fraction_positive'])} positive.", ""]
+        out += [
+            "",
+            f"{title}ly returns: mean {_p(d['mean'])}, std {_p(d['std'])}, {_p(d['fraction_positive'])} positive.",
+            "",
+        ]
     so = rb["start_offsets"]
     if len(so["episodes"]) > 1:
         how = "policy re-run from each start" if rb["start_offset_source"] == "rerun" else "same decisions, later start"
-        out += [f"Start-offset sensitivity ({how}):", "", "| start bar | start | Sharpe | total return |", "|---|---|---|---|"]
-        out += [f"| {e['offset']:,} | {e['start'] or '-'} | {_f(e['sharpe'])} | {_p(e['total_return'])} |" for e in so["episodes"]]
+        out += [
+            f"Start-offset sensitivity ({how}):",
+            "",
+            "| start bar | start | Sharpe | total return |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {e['offset']:,} | {e['start'] or '-'} | {_f(e['sharpe'])} | {_p(e['total_return'])} |"
+            for e in so["episodes"]
+        ]
         d = so["sharpe_dispersion"]
-        out += ["", f"Sharpe across starts: {_f(d['mean'])} ± {_f(d['std'])} (min {_f(d['min'])}, max {_f(d['max'])}).", ""]
-    out += ["## Checks", ""] + [f"- [{'x' if v[k] else ' '}] {k.replace('_', ' ')}" for k in v
-                                 if isinstance(v[k], bool)] + [""]
-    out += ["## How these numbers are made", "",
-            f"- Returns are per-bar changes of the equity curve (not per trade), net of costs; annualised with "
-            f"{meta['periods_per_year']:,.0f} bars a year ({meta['market']} calendar: "
-            + ("260 trading days" if meta["market"] == "fx" else "365 days") + ").",
-            "- PSR and DSR (Bailey & López de Prado) use the per-bar Sharpe, skewness and raw kurtosis; the DSR tests "
-            "against the best Sharpe expected from the stated number of skill-less trials.",
-            f"- Intervals are {b['method'].replace('_', '-')} block-bootstrap percentiles; agent-minus-baseline intervals "
-            "resample the agent and the baseline on the same bars (paired). The random baseline changes position as "
-            "often as the agent, so it pays similar costs.",
-            "- Break-even cost: the cost per unit traded at which the mean net return per bar (and so the Sharpe) is zero.",
-            "- Monte Carlo: block-bootstrapped paths of the horizon's length; VaR/CVaR are losses of the compounded "
-            "horizon return.", ""]
+        out += [
+            "",
+            f"Sharpe across starts: {_f(d['mean'])} ± {_f(d['std'])} (min {_f(d['min'])}, max {_f(d['max'])}).",
+            "",
+        ]
+    out += (
+        ["## Checks", ""]
+        + [f"- [{'x' if v[k] else ' '}] {k.replace('_', ' ')}" for k in v if isinstance(v[k], bool)]
+        + [""]
+    )
+    out += [
+        "## How these numbers are made",
+        "",
+        f"- Returns are per-bar changes of the equity curve (not per trade), net of costs; annualised with "
+        f"{meta['periods_per_year']:,.0f} bars a year ({meta['market']} calendar: "
+        + ("260 trading days" if meta["market"] == "fx" else "365 days")
+        + ").",
+        "- PSR and DSR (Bailey & López de Prado) use the per-bar Sharpe, skewness and raw kurtosis; the DSR tests "
+        "against the best Sharpe expected from the stated number of skill-less trials.",
+        f"- Intervals are {b['method'].replace('_', '-')} block-bootstrap percentiles; agent-minus-baseline intervals "
+        "resample the agent and the baseline on the same bars (paired). The random baseline changes position as "
+        "often as the agent, so it pays similar costs.",
+        "- Break-even cost: the cost per unit traded at which the mean net return per bar (and so the Sharpe) is zero.",
+        "- Monte Carlo: block-bootstrapped paths of the horizon's length; VaR/CVaR are losses of the compounded "
+        "horizon return.",
+        "",
+    ]
     if images:
         out += ["## Pictures", ""] + [f"![{k}]({name})" for k, name in images.items()] + [""]
     return "\n".join(out)

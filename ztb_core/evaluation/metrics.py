@@ -113,13 +113,15 @@ def performance_metrics(
         prev = np.concatenate(([0.0], pos[:-1]))
         turnover = float(np.abs(pos - prev).sum())
         changes = int(np.count_nonzero(pos != prev))
-        out.update({
-            "turnover": turnover,
-            "turnover_per_year": turnover / years,
-            "exposure": float(np.mean(pos != 0.0)),
-            "mean_abs_position": float(np.mean(np.abs(pos))),
-            "position_changes": changes,
-        })
+        out.update(
+            {
+                "turnover": turnover,
+                "turnover_per_year": turnover / years,
+                "exposure": float(np.mean(pos != 0.0)),
+                "mean_abs_position": float(np.mean(np.abs(pos))),
+                "position_changes": changes,
+            }
+        )
         if trade_returns is None:
             # a trade = a run of one constant non-zero position
             starts = pos != prev
@@ -137,12 +139,14 @@ def performance_metrics(
             raise EvaluationError("trade_returns: contains NaN or infinite values")
         tw, tl = t[t > 0], t[t < 0]
         tl_sum = float(-tl.sum())
-        out.update({
-            "trades": int(t.size),
-            "trade_win_rate": tw.size / t.size if t.size else None,
-            "trade_expectancy": float(t.mean()) if t.size else None,
-            "trade_profit_factor": float(tw.sum()) / tl_sum if tl_sum > 0 else None,
-            "avg_win": float(tw.mean()) if tw.size else None,
-            "avg_loss": float(tl.mean()) if tl.size else None,
-        })
+        out.update(
+            {
+                "trades": int(t.size),
+                "trade_win_rate": tw.size / t.size if t.size else None,
+                "trade_expectancy": float(t.mean()) if t.size else None,
+                "trade_profit_factor": float(tw.sum()) / tl_sum if tl_sum > 0 else None,
+                "avg_win": float(tw.mean()) if tw.size else None,
+                "avg_loss": float(tl.mean()) if tl.size else None,
+            }
+        )
     return out

@@ -3,20 +3,27 @@ probability that the drawdown within the horizon exceeds given thresholds."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .bootstrap import block_indices, estimate_block_length, _check_method
+from .bootstrap import _check_method, block_indices, estimate_block_length
 from .errors import EvaluationError
 from .validation import check_returns
 
 _CHUNK_ELEMENTS = 2_000_000
 
 
-def monte_carlo_risk(returns: object, horizon_bars: int, n_paths: int = 2000, block_length: float | None = None,
-                     method: str = "stationary", levels: Sequence[float] = (0.95, 0.99),
-                     drawdown_thresholds: Sequence[float] = (0.05, 0.10, 0.20), seed: int | None = None) -> dict:
+def monte_carlo_risk(
+    returns: object,
+    horizon_bars: int,
+    n_paths: int = 2000,
+    block_length: float | None = None,
+    method: str = "stationary",
+    levels: Sequence[float] = (0.95, 0.99),
+    drawdown_thresholds: Sequence[float] = (0.05, 0.10, 0.20),
+    seed: int | None = None,
+) -> dict:
     """Risk of the next `horizon_bars` bars, from `n_paths` block-bootstrapped paths.
 
     VaR and CVaR are losses (positive numbers) of the horizon's compounded return at each
@@ -64,7 +71,8 @@ def monte_carlo_risk(returns: object, horizon_bars: int, n_paths: int = 2000, bl
         "expected_return": float(hr.mean()),
         "var": var,
         "cvar": cvar,
-        "drawdown_probability": [{"threshold": float(t), "probability": float(np.mean(dd > t))}
-                                 for t in drawdown_thresholds],
+        "drawdown_probability": [
+            {"threshold": float(t), "probability": float(np.mean(dd > t))} for t in drawdown_thresholds
+        ],
         "median_max_drawdown": float(np.median(dd)),
     }

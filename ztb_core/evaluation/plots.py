@@ -50,8 +50,10 @@ def plot_equity(report: dict, path: Path) -> Path:
     ax1.axhline(1.0, color="black", lw=0.6, alpha=0.5)
     ax1.set_ylabel("equity (start = 1)")
     m = report["metrics"]
-    ax1.set_title(f"Equity — Sharpe {_fmt(m['sharpe'])}, total return {m['total_return']:.2%}, "
-                  f"max drawdown {m['max_drawdown']:.2%}")
+    ax1.set_title(
+        f"Equity — Sharpe {_fmt(m['sharpe'])}, total return {m['total_return']:.2%}, "
+        f"max drawdown {m['max_drawdown']:.2%}"
+    )
     ax1.legend(loc="best")
     dd = np.asarray(curves["drawdown"]) * 100.0
     ax2.fill_between(x, dd, 0.0, color="tab:red", alpha=0.4, step="post")
@@ -66,8 +68,10 @@ def plot_return_distribution(report: dict, path: Path) -> Path:
     fig, ax = _figure(1, 4.0)
     ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge", color="tab:blue", alpha=0.75)
     m = report["metrics"]
-    ax.set_title(f"Per-bar returns (bps) — skew {m['skew']:.2f}, kurtosis {m['kurtosis']:.1f}"
-                 + (f"; {h['folded']} extreme values folded into the end bins" if h["folded"] else ""))
+    ax.set_title(
+        f"Per-bar returns (bps) — skew {m['skew']:.2f}, kurtosis {m['kurtosis']:.1f}"
+        + (f"; {h['folded']} extreme values folded into the end bins" if h["folded"] else "")
+    )
     ax.set_xlabel("return per bar (bps)")
     ax.set_ylabel("bars")
     ax.set_yscale("log")
@@ -82,11 +86,15 @@ def plot_bootstrap_sharpe(report: dict, path: Path) -> Path:
     ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge", color="tab:green", alpha=0.7)
     ci = b["intervals"]["sharpe"]
     ax.axvline(ci["estimate"], color="black", lw=1.5, label=f"observed {ci['estimate']:.2f}")
-    ax.axvline(ci["low"], color="tab:red", ls="--", label=f"{b['confidence']:.0%} CI [{ci['low']:.2f}, {ci['high']:.2f}]")
+    ax.axvline(
+        ci["low"], color="tab:red", ls="--", label=f"{b['confidence']:.0%} CI [{ci['low']:.2f}, {ci['high']:.2f}]"
+    )
     ax.axvline(ci["high"], color="tab:red", ls="--")
     ax.axvline(0.0, color="gray", lw=0.8)
-    ax.set_title(f"Bootstrap distribution of the annualised Sharpe ({b['method']}, block {b['block_length']:.1f} bars, "
-                 f"{b['n_resamples']} resamples)")
+    ax.set_title(
+        f"Bootstrap distribution of the annualised Sharpe ({b['method']}, block {b['block_length']:.1f} bars, "
+        f"{b['n_resamples']} resamples)"
+    )
     ax.set_xlabel("annualised Sharpe")
     ax.set_ylabel("resamples")
     ax.legend(loc="best")
@@ -101,7 +109,9 @@ def plot_cost_sensitivity(report: dict, path: Path) -> Path:
     ax.axhline(0.0, color="gray", lw=0.8)
     ax.axvline(cs["actual_cost_bps"], color="black", ls=":", label=f"trained cost {cs['actual_cost_bps']:.2f} bps")
     if cs["break_even_cost_bps"] is not None:
-        ax.axvline(cs["break_even_cost_bps"], color="tab:red", ls="--", label=f"break-even {cs['break_even_cost_bps']:.2f} bps")
+        ax.axvline(
+            cs["break_even_cost_bps"], color="tab:red", ls="--", label=f"break-even {cs['break_even_cost_bps']:.2f} bps"
+        )
     ax.set_xlabel("cost per side (bps: fee + half spread + slippage)")
     ax.set_ylabel("annualised Sharpe")
     ax2 = ax.twinx()

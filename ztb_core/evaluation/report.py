@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -31,21 +31,44 @@ MIN_BARS = 30
 #: progress hook: (stage description, stages done, stages total)
 Progress = Callable[[str, int, int], None]
 
-_STAGES = ("backtest", "baselines", "random policies", "bootstrap", "Monte Carlo", "cost sensitivity", "robustness", "curves")
+_STAGES = (
+    "backtest",
+    "baselines",
+    "random policies",
+    "bootstrap",
+    "Monte Carlo",
+    "cost sensitivity",
+    "robustness",
+    "curves",
+)
 
-_BASELINE_KEYS = ("total_return", "annualised_return", "annualised_volatility", "sharpe", "sortino",
-                  "max_drawdown", "turnover", "trades", "fees_paid")
+_BASELINE_KEYS = (
+    "total_return",
+    "annualised_return",
+    "annualised_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "turnover",
+    "trades",
+    "fees_paid",
+)
 
 
 def _histogram(values: np.ndarray, bins: int, clip_quantile: float = 0.001) -> dict:
     """Histogram with the extreme tails folded into the end bins (so one spike does not
     flatten the picture); says how many values were folded."""
-    lo, hi = np.quantile(values, [clip_quantile, 1.0 - clip_quantile]) if values.size > 20 else (values.min(), values.max())
+    lo, hi = (
+        np.quantile(values, [clip_quantile, 1.0 - clip_quantile]) if values.size > 20 else (values.min(), values.max())
+    )
     if hi <= lo:
         lo, hi = lo - 1e-12, hi + 1e-12
     counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
-    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist(),
-            "folded": int(np.count_nonzero((values < lo) | (values > hi)))}
+    return {
+        "edges": edges.tolist(),
+        "counts": counts.astype(int).tolist(),
+        "folded": int(np.count_nonzero((values < lo) | (values > hi))),
+    }
 
 
 def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> dict:
@@ -72,8 +95,13 @@ def _diff(agent: np.ndarray, other: np.ndarray, est: float, confidence: float) -
 
 def _summary(values: np.ndarray) -> dict:
     p05, p50, p95 = np.quantile(values, [0.05, 0.5, 0.95])
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "p05": float(p05),
-            "median": float(p50), "p95": float(p95)}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)),
+        "p05": float(p05),
+        "median": float(p50),
+        "p95": float(p95),
+    }
 
 
 def evaluate_positions(
@@ -103,8 +131,10 @@ def evaluate_positions(
     o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
     if o.size < MIN_BARS:
-        raise EvaluationError(f"a full evaluation needs at least {MIN_BARS} bars, got {o.size}; "
-                              "use a longer split (quick_evaluation works on fewer)")
+        raise EvaluationError(
+            f"a full evaluation needs at least {MIN_BARS} bars, got {o.size}; "
+            "use a longer split (quick_evaluation works on fewer)"
+        )
     ppy = periods_per_year(timeframe, market)
     times = bar_times(index, o.size) if index is not None else None
     seed = cfg.seed
@@ -125,8 +155,13 @@ def evaluate_positions(
     if times is not None:
         metrics["max_drawdown_duration_days"] = _dd_duration_days(bt.returns, times)
     var_pp = None if cfg.sharpe.trial_sharpe_variance is None else cfg.sharpe.trial_sharpe_variance / ppy
-    inference = sharpe_inference(bt.returns, n_trials=trials, trial_sharpes=trial_sharpes,
-                                 var_trial_sharpe=var_pp, benchmark=cfg.sharpe.psr_benchmark_sharpe / math.sqrt(ppy))
+    inference = sharpe_inference(
+        bt.returns,
+        n_trials=trials,
+        trial_sharpes=trial_sharpes,
+        var_trial_sharpe=var_pp,
+        benchmark=cfg.sharpe.psr_benchmark_sharpe / math.sqrt(ppy),
+    )
     inference["expected_max_sharpe_annualised"] = inference["expected_max_sharpe_per_period"] * math.sqrt(ppy)
     inference["psr_benchmark_sharpe"] = cfg.sharpe.psr_benchmark_sharpe
     step("backtest")
@@ -167,8 +202,15 @@ def evaluate_positions(
     # the flat baseline earns exactly nothing on every resample: no need to resample it
     names = [k for k in base_bt if k != "flat"]
     matrix = np.column_stack([bt.returns] + [base_bt[k].returns for k in names])
-    boot, block = bootstrap_statistics(matrix, ppy, cfg.bootstrap.n_resamples, cfg.bootstrap.block_length,
-                                       cfg.bootstrap.method, seed, drawdown_columns=[0])
+    boot, block = bootstrap_statistics(
+        matrix,
+        ppy,
+        cfg.bootstrap.n_resamples,
+        cfg.bootstrap.block_length,
+        cfg.bootstrap.method,
+        seed,
+        drawdown_columns=[0],
+    )
     point = point_statistics(matrix, ppy, ("sharpe", "total_return"))
     agent_sharpe = boot["sharpe"][:, 0]
     intervals = {}
@@ -178,18 +220,26 @@ def evaluate_positions(
         intervals[stat] = {"estimate": float(est if est is not None else 0.0), "low": lo, "high": hi}
     baselines: dict = {}
     for j, k in enumerate(names, start=1):
-        entry = {"metrics": {key: base_metrics[k].get(key) for key in _BASELINE_KEYS},
-                 "difference": {
-                     "sharpe": _diff(agent_sharpe, boot["sharpe"][:, j], point["sharpe"][0] - point["sharpe"][j], conf),
-                     "total_return": _diff(boot["total_return"][:, 0], boot["total_return"][:, j],
-                                           point["total_return"][0] - point["total_return"][j], conf),
-                 }}
+        entry = {
+            "metrics": {key: base_metrics[k].get(key) for key in _BASELINE_KEYS},
+            "difference": {
+                "sharpe": _diff(agent_sharpe, boot["sharpe"][:, j], point["sharpe"][0] - point["sharpe"][j], conf),
+                "total_return": _diff(
+                    boot["total_return"][:, 0],
+                    boot["total_return"][:, j],
+                    point["total_return"][0] - point["total_return"][j],
+                    conf,
+                ),
+            },
+        }
         baselines[k] = entry
-    baselines["flat"] = {"metrics": {key: base_metrics["flat"].get(key) for key in _BASELINE_KEYS},
-                         "difference": {
-                             "sharpe": _diff(agent_sharpe, np.zeros_like(agent_sharpe), point["sharpe"][0], conf),
-                             "total_return": _diff(boot["total_return"][:, 0], 0.0, point["total_return"][0], conf),
-                         }}
+    baselines["flat"] = {
+        "metrics": {key: base_metrics["flat"].get(key) for key in _BASELINE_KEYS},
+        "difference": {
+            "sharpe": _diff(agent_sharpe, np.zeros_like(agent_sharpe), point["sharpe"][0], conf),
+            "total_return": _diff(boot["total_return"][:, 0], 0.0, point["total_return"][0], conf),
+        },
+    }
     baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
     # agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together
     rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
@@ -203,8 +253,9 @@ def evaluate_positions(
         "agent_sharpe_percentile": float(np.mean(rand_sharpe < point["sharpe"][0])),
         "difference": {
             "sharpe": _diff(agent_sharpe, rand_draw, point["sharpe"][0] - float(rand_sharpe.mean()), conf),
-            "total_return": _diff(boot["total_return"][:, 0], rand_tot_draw,
-                                  point["total_return"][0] - float(rand_total.mean()), conf),
+            "total_return": _diff(
+                boot["total_return"][:, 0], rand_tot_draw, point["total_return"][0] - float(rand_total.mean()), conf
+            ),
         },
     }
     bootstrap = {
@@ -221,8 +272,16 @@ def evaluate_positions(
     # --- Monte Carlo risk over the horizon ------------------------------------------------
     mc_cfg = cfg.monte_carlo
     horizon = bars_for_days(mc_cfg.horizon_days, timeframe, market)
-    mc = monte_carlo_risk(bt.returns, horizon, mc_cfg.n_paths, block, cfg.bootstrap.method,
-                          mc_cfg.levels, mc_cfg.drawdown_thresholds, seed=seed + 1)
+    mc = monte_carlo_risk(
+        bt.returns,
+        horizon,
+        mc_cfg.n_paths,
+        block,
+        cfg.bootstrap.method,
+        mc_cfg.levels,
+        mc_cfg.drawdown_thresholds,
+        seed=seed + 1,
+    )
     mc["horizon_days"] = mc_cfg.horizon_days
     step("Monte Carlo")
 
@@ -248,7 +307,7 @@ def evaluate_positions(
     report = {
         "schema_version": SCHEMA_VERSION,
         "kind": "eval_report",
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "meta": {
             **{k: v for k, v in (meta or {}).items()},
             "timeframe": timeframe,
@@ -306,7 +365,12 @@ def verdict(report: dict) -> dict:
         "survives_costs_x2": be is not None and be > 2.0 * actual,
     }
     passed = sum(checks.values())
-    if checks["dsr_above_0_95"] and checks["sharpe_ci_above_zero"] and checks["beats_random"] and checks["survives_costs_x2"]:
+    if (
+        checks["dsr_above_0_95"]
+        and checks["sharpe_ci_above_zero"]
+        and checks["beats_random"]
+        and checks["survives_costs_x2"]
+    ):
         text = "evidence of skill that survives selection, luck and doubled costs"
     elif checks["psr_above_0_95"]:
         text = "positive Sharpe, but not robust to every check below; treat with caution"
@@ -315,8 +379,16 @@ def verdict(report: dict) -> dict:
     return {**checks, "passed": passed, "total": len(checks), "summary": text}
 
 
-def quick_evaluation(positions: object, open: object, close: object, costs: CostConfig, timeframe: str,  # noqa: A002
-                     market: str, sma_fast: int = 20, sma_slow: int = 100) -> dict:
+def quick_evaluation(
+    positions: object,
+    open: object,
+    close: object,
+    costs: CostConfig,
+    timeframe: str,  # noqa: A002
+    market: str,
+    sma_fast: int = 20,
+    sma_slow: int = 100,
+) -> dict:
     """Cheap metrics for periodic evaluation during training (no bootstrap, no pictures):
     Sharpe, max drawdown and total return of the agent, buy-and-hold and SMA crossover, as a
     flat dict ready for `RunWriter.metric`. A Sharpe that is undefined (a policy that never
@@ -326,7 +398,11 @@ def quick_evaluation(positions: object, open: object, close: object, costs: Cost
     ppy = periods_per_year(timeframe, market)
     out: dict = {}
     fast, slow = (sma_fast, sma_slow) if sma_slow < o.size else (max(1, o.size // 8), max(2, o.size // 4))
-    for name, p in (("agent", pos), ("buy_and_hold", buy_and_hold(o.size)), ("sma_crossover", sma_crossover(c, fast, slow))):
+    for name, p in (
+        ("agent", pos),
+        ("buy_and_hold", buy_and_hold(o.size)),
+        ("sma_crossover", sma_crossover(c, fast, slow)),
+    ):
         b = backtest(p, o, c, costs)
         m = performance_metrics(b.returns, ppy, positions=p, allow_constant=True)
         prefix = "" if name == "agent" else f"{name}_"

@@ -4,7 +4,7 @@ result to where the evaluation episode starts."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,8 +76,14 @@ def start_offsets(n_bars: int, episodes: int, max_fraction: float) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, last, episodes)})
 
 
-def start_offset_sensitivity(episodes: Sequence[tuple[int, np.ndarray]], open_: np.ndarray, close: np.ndarray,
-                             costs: CostConfig, ppy: float, times: pd.DatetimeIndex | None) -> dict:
+def start_offset_sensitivity(
+    episodes: Sequence[tuple[int, np.ndarray]],
+    open_: np.ndarray,
+    close: np.ndarray,
+    costs: CostConfig,
+    ppy: float,
+    times: pd.DatetimeIndex | None,
+) -> dict:
     """Metrics of episodes that start at different bars. Each episode is (offset, positions for
     bars[offset:]); every episode starts flat, like a fresh evaluation run. `times` are the
     bars' open times (`bar_times`)."""
@@ -85,7 +91,9 @@ def start_offset_sensitivity(episodes: Sequence[tuple[int, np.ndarray]], open_: 
     for offset, pos in episodes:
         pos = np.asarray(pos, dtype=np.float64)
         if offset < 0 or offset + pos.size != open_.size:
-            raise EvaluationError(f"episode starting at bar {offset} has {pos.size} positions; expected {open_.size - offset}")
+            raise EvaluationError(
+                f"episode starting at bar {offset} has {pos.size} positions; expected {open_.size - offset}"
+            )
         if pos.size < 3:
             continue
         r, _ = position_returns(pos, bar_returns(open_[offset:], close[offset:]), costs.rate)

@@ -40,8 +40,9 @@ def sharpe_estimator_variance(sharpe: float, n_obs: int, skew: float = 0.0, kurt
     return _sharpe_sd_factor(sharpe, skew, kurtosis) / (n_obs - 1)
 
 
-def probabilistic_sharpe_ratio(sharpe: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0,
-                               benchmark: float = 0.0) -> float:
+def probabilistic_sharpe_ratio(
+    sharpe: float, n_obs: int, skew: float = 0.0, kurtosis: float = 3.0, benchmark: float = 0.0
+) -> float:
     """Probability that the true per-period Sharpe exceeds `benchmark` given the observed one."""
     for name, v in (("sharpe", sharpe), ("skew", skew), ("kurtosis", kurtosis), ("benchmark", benchmark)):
         if not math.isfinite(v):
@@ -66,18 +67,23 @@ def expected_max_sharpe(n_trials: int, var_trial_sharpe: float) -> float:
     return float(math.sqrt(var_trial_sharpe) * ((1.0 - EULER_GAMMA) * z1 + EULER_GAMMA * z2))
 
 
-def deflated_sharpe_ratio(sharpe: float, n_obs: int, n_trials: int, var_trial_sharpe: float,
-                          skew: float = 0.0, kurtosis: float = 3.0) -> dict:
+def deflated_sharpe_ratio(
+    sharpe: float, n_obs: int, n_trials: int, var_trial_sharpe: float, skew: float = 0.0, kurtosis: float = 3.0
+) -> dict:
     """DSR: PSR against the Sharpe the best of `n_trials` skill-less trials would reach.
 
     `sharpe` and `var_trial_sharpe` are per period. Returns the DSR and the benchmark SR0."""
     sr0 = expected_max_sharpe(n_trials, var_trial_sharpe)
-    return {"dsr": probabilistic_sharpe_ratio(sharpe, n_obs, skew, kurtosis, benchmark=sr0),
-            "expected_max_sharpe": sr0}
+    return {"dsr": probabilistic_sharpe_ratio(sharpe, n_obs, skew, kurtosis, benchmark=sr0), "expected_max_sharpe": sr0}
 
 
-def sharpe_inference(returns: object, n_trials: int = 1, trial_sharpes: object | None = None,
-                     var_trial_sharpe: float | None = None, benchmark: float = 0.0) -> dict:
+def sharpe_inference(
+    returns: object,
+    n_trials: int = 1,
+    trial_sharpes: object | None = None,
+    var_trial_sharpe: float | None = None,
+    benchmark: float = 0.0,
+) -> dict:
     """PSR and DSR for a return series.
 
     The variance of trial Sharpes (per period) comes from, in order: `trial_sharpes` (the

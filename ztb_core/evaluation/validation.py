@@ -22,7 +22,9 @@ def as_series(values: object, name: str, min_len: int = 1) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise EvaluationError(f"{name}: {int(bad.sum())} value(s) are NaN or infinite (first at row {first}: {arr[first]})")
+        raise EvaluationError(
+            f"{name}: {int(bad.sum())} value(s) are NaN or infinite (first at row {first}: {arr[first]})"
+        )
     return arr
 
 
@@ -42,7 +44,9 @@ def check_prices(open_: object, close: object) -> tuple[np.ndarray, np.ndarray]:
 def check_positions(positions: object, n_bars: int) -> np.ndarray:
     pos = as_series(positions, "positions", min_len=2)
     if pos.size != n_bars:
-        raise EvaluationError(f"positions has {pos.size} values but there are {n_bars} bars; one target position per bar is expected")
+        raise EvaluationError(
+            f"positions has {pos.size} values but there are {n_bars} bars; one target position per bar is expected"
+        )
     return pos
 
 
@@ -50,7 +54,9 @@ def check_returns(returns: object, name: str = "returns", allow_constant: bool =
     r = as_series(returns, name, min_len=2)
     if (r <= -1.0).any():
         first = int(np.flatnonzero(r <= -1.0)[0])
-        raise EvaluationError(f"{name}: a return of {r[first]} at row {first} wipes out the equity (returns must be > -1)")
+        raise EvaluationError(
+            f"{name}: a return of {r[first]} at row {first} wipes out the equity (returns must be > -1)"
+        )
     if not allow_constant and np.ptp(r) == 0.0:
         raise EvaluationError(
             f"{name}: all {r.size} returns equal {float(r[0])}; volatility is zero so Sharpe, Sortino, PSR and "

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..errors import ZtbError
 from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
@@ -34,20 +35,28 @@ class OrderBlocked(ZtbError):
 class TradingVenue(Protocol):
     """The calls the order manager makes (ExchangeAdapter and PaperVenue both provide them)."""
 
-    def create_limit_order(self, side: str, amount: Decimal, price: Decimal, client_id: str,
-                           symbol: str | None = None) -> Any: ...
+    def create_limit_order(
+        self, side: str, amount: Decimal, price: Decimal, client_id: str, symbol: str | None = None
+    ) -> Any: ...
 
     def cancel_order(self, exchange_id: str, symbol: str | None = None) -> None: ...
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[Any]: ...
 
-    def fetch_my_trades(self, symbol: str | None = None, since_ms: int | None = None,
-                        limit: int | None = None) -> list[Any]: ...
+    def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Any]: ...
 
 
 class OrderManager:
-    def __init__(self, venue: TradingVenue, journal: Journal, symbol: str, grace_ms: int = 5_000,
-                 on_event: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        venue: TradingVenue,
+        journal: Journal,
+        symbol: str,
+        grace_ms: int = 5_000,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
         self.venue, self.journal, self.symbol = venue, journal, symbol
         self.grace_ms = grace_ms
         self.on_event = on_event or (lambda kind, **data: None)
@@ -56,8 +65,9 @@ class OrderManager:
 
     # ---- reconciliation -----------------------------------------------------------------------
     def reconcile(self, grace_ms: int | None = None) -> ReconcileReport:
-        report = reconcile(self.journal, self.venue, self.symbol, grace_ms=self.grace_ms if grace_ms is None
-                           else grace_ms)
+        report = reconcile(
+            self.journal, self.venue, self.symbol, grace_ms=self.grace_ms if grace_ms is None else grace_ms
+        )
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
         return report
@@ -67,12 +77,15 @@ class OrderManager:
             return
         report = self.reconcile()
         if report.still_unresolved:
-            raise OrderBlocked(f"order(s) {', '.join(report.still_unresolved)} have an unknown outcome; no new "
-                               f"order until reconciliation finds them at the exchange or rules them out")
+            raise OrderBlocked(
+                f"order(s) {', '.join(report.still_unresolved)} have an unknown outcome; no new "
+                f"order until reconciliation finds them at the exchange or rules them out"
+            )
 
     # ---- placement ----------------------------------------------------------------------------
-    def place(self, side: str, amount: Decimal, price: Decimal, reduce_only: bool = False,
-              detail: dict | None = None) -> Order:
+    def place(
+        self, side: str, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
+    ) -> Order:
         self._ensure_resolved()
         order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
         self.last_send_perf = time.perf_counter()
@@ -88,18 +101,30 @@ class OrderManager:
             return order
         except ExchangeCallError as exc:
             # auth failures and exhausted rate-limit retries: the exchange answered, nothing was placed
-            order = self.journal.transition(order, REJECTED, detail={"error": str(exc), "kind": exc.kind},
-                                            reason=str(exc)[:300])
+            order = self.journal.transition(
+                order, REJECTED, detail={"error": str(exc), "kind": exc.kind}, reason=str(exc)[:300]
+            )
             self.on_event("order_rejected", client_id=order.client_id, error=str(exc)[:300])
             raise
         except BaseException as exc:
             # anything else (a bug, KeyboardInterrupt) happened with the request possibly sent
             self.journal.transition(order, UNKNOWN, detail={"error": f"{type(exc).__name__}"})
             raise
-        order = self.journal.transition(order, OPEN, exchange_id=str(ack.exchange_id),
-                                        detail={"latency_ms": round(getattr(ack, "latency_ms", 0.0), 3)})
-        self.on_event("order_placed", client_id=order.client_id, exchange_id=order.exchange_id, side=side,
-                      amount=str(amount), price=str(price), reduce_only=reduce_only)
+        order = self.journal.transition(
+            order,
+            OPEN,
+            exchange_id=str(ack.exchange_id),
+            detail={"latency_ms": round(getattr(ack, "latency_ms", 0.0), 3)},
+        )
+        self.on_event(
+            "order_placed",
+            client_id=order.client_id,
+            exchange_id=order.exchange_id,
+            side=side,
+            amount=str(amount),
+            price=str(price),
+            reduce_only=reduce_only,
+        )
         return order
 
     # ---- cancellation -------------------------------------------------------------------------
@@ -139,4 +164,3 @@ class OrderManager:
 
     def open_count(self) -> int:
         return len(self.journal.live_orders())
-

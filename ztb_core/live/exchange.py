@@ -19,9 +19,10 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ZtbError
 from .exchange_config import ExchangeConfig
@@ -67,8 +68,17 @@ class OrderOutcomeUnknown(ExchangeCallError):
     """An order was sent but we cannot tell whether the exchange took it. Never retry blindly:
     look for it (open orders, fills; `ExchangeAdapter.locate_order`) first."""
 
-    def __init__(self, message: str, client_id: str, side: str, amount: Decimal, price: Decimal,
-                 sent_at_ms: int, kind: str = "network", method: str = "create_order") -> None:
+    def __init__(
+        self,
+        message: str,
+        client_id: str,
+        side: str,
+        amount: Decimal,
+        price: Decimal,
+        sent_at_ms: int,
+        kind: str = "network",
+        method: str = "create_order",
+    ) -> None:
         super().__init__(message, kind=kind, method=method)
         self.client_id, self.side, self.amount, self.price, self.sent_at_ms = client_id, side, amount, price, sent_at_ms
 
@@ -182,7 +192,7 @@ class OrderAck:
 @dataclass(frozen=True)
 class OrderStatus:
     exchange_id: str
-    status: str          # open | partially_filled | filled | cancelled | unknown
+    status: str  # open | partially_filled | filled | cancelled | unknown
     amount: Decimal | None
     filled: Decimal | None
     remaining: Decimal | None
@@ -201,8 +211,13 @@ class Balance:
 class TokenBucket:
     """`rate` tokens per second, at most `burst` stored; `acquire` waits for one."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate, self.burst = float(rate), float(burst)
         self.tokens, self._clock, self._sleep = float(burst), clock, sleep
         self.stamp = clock()
@@ -255,9 +270,14 @@ def _broad_errors(exchange_id: str) -> dict[str, Any]:
 
     if exchange_id != "coincheck":
         return {}
-    return {"Insufficient": ccxt.InsufficientFunds, "not enough": ccxt.InsufficientFunds,
-            "not found": ccxt.OrderNotFound, "too small": ccxt.InvalidOrder, "is invalid": ccxt.InvalidOrder,
-            "Nonce must be incremented": ccxt.InvalidNonce}
+    return {
+        "Insufficient": ccxt.InsufficientFunds,
+        "not enough": ccxt.InsufficientFunds,
+        "not found": ccxt.OrderNotFound,
+        "too small": ccxt.InvalidOrder,
+        "is invalid": ccxt.InvalidOrder,
+        "Nonce must be incremented": ccxt.InvalidNonce,
+    }
 
 
 def make_exchange(cfg: ExchangeConfig, credentials: Credentials | None = None) -> Any:
@@ -266,8 +286,10 @@ def make_exchange(cfg: ExchangeConfig, credentials: Credentials | None = None) -
 
     if cfg.exchange not in ccxt.exchanges:
         close = [e for e in ccxt.exchanges if e.startswith(cfg.exchange[:3])][:5]
-        raise ConfigError(f"exchange.exchange: {cfg.exchange!r} is not a ccxt exchange id"
-                          + (f" (close: {', '.join(close)})" if close else ""))
+        raise ConfigError(
+            f"exchange.exchange: {cfg.exchange!r} is not a ccxt exchange id"
+            + (f" (close: {', '.join(close)})" if close else "")
+        )
     options: dict[str, Any] = {"enableRateLimit": cfg.rate_limit.ccxt_rate_limit, "timeout": cfg.timeout_ms}
     if cfg.api_url:
         options["urls"] = {"api": {"rest": cfg.api_url.rstrip("/")}}
@@ -309,11 +331,17 @@ def _classify(exc: BaseException, status: int | None) -> str:
 
 
 _KIND_TEXT = {
-    "rate_limited": "rate limited (HTTP 429)", "timeout": "request timed out", "network": "network error",
-    "unavailable": "exchange unavailable (HTTP 5xx)", "bad_response": "unreadable response",
-    "auth": "authentication failed (check the API key, secret and clock)", "nonce": "nonce rejected",
-    "insufficient_funds": "insufficient funds", "not_found": "order not found",
-    "invalid_order": "invalid order", "rejected": "rejected by the exchange",
+    "rate_limited": "rate limited (HTTP 429)",
+    "timeout": "request timed out",
+    "network": "network error",
+    "unavailable": "exchange unavailable (HTTP 5xx)",
+    "bad_response": "unreadable response",
+    "auth": "authentication failed (check the API key, secret and clock)",
+    "nonce": "nonce rejected",
+    "insufficient_funds": "insufficient funds",
+    "not_found": "order not found",
+    "invalid_order": "invalid order",
+    "rejected": "rejected by the exchange",
 }
 
 
@@ -332,14 +360,20 @@ class CallStats:
 class ExchangeAdapter:
     """The exchange as ztb uses it. Thread-safe (calls are serialised: a ccxt client is not)."""
 
-    def __init__(self, cfg: ExchangeConfig, credentials: Credentials | None = None, exchange: Any = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ExchangeConfig,
+        credentials: Credentials | None = None,
+        exchange: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.cfg, self.credentials = cfg, credentials
         self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials)
         self.symbol = cfg.symbol
         self.bucket = TokenBucket(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst, sleep=sleep)
         self.stats = CallStats()
-        self.client_ids: dict[str, str] = {}   # exchange order id -> our client id (this session)
+        self.client_ids: dict[str, str] = {}  # exchange order id -> our client id (this session)
         self.on_call: list[Callable[[str, float, str | None], None]] = []
         self._sleep, self._rng = sleep, rng or random.Random()
         self._lock = threading.RLock()
@@ -388,8 +422,13 @@ class ExchangeAdapter:
             raise _Malformed(f"{self.cfg.exchange} {method}: response lacks expected fields")
         return result
 
-    def _call(self, method: str, fn: Callable[[], Any], check: Callable[[Any], bool] | None = None,
-              placement: dict | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        fn: Callable[[], Any],
+        check: Callable[[Any], bool] | None = None,
+        placement: dict | None = None,
+    ) -> Any:
         """Run one ccxt call under the bucket, timing it, retrying per the policy in the docstring."""
         with self._lock:
             attempts = self.cfg.retry.max_attempts
@@ -406,16 +445,27 @@ class ExchangeAdapter:
                         raise OrderOutcomeUnknown(
                             self._message(method, kind, exc, attempt) + "; the order may or may not exist: "
                             f"resolve client id {placement['client_id']} from open orders and fills before "
-                            "placing another", kind=kind, **placement) from None
+                            "placing another",
+                            kind=kind,
+                            **placement,
+                        ) from None
                     if kind not in RETRYABLE:
                         raise self._error(method, kind, exc, attempt) from None
                     if attempt == attempts:
-                        raise ExchangeUnavailable(self._message(method, kind, exc, attempt), kind=kind,
-                                                  method=method, attempts=attempt) from None
+                        raise ExchangeUnavailable(
+                            self._message(method, kind, exc, attempt), kind=kind, method=method, attempts=attempt
+                        ) from None
                     self.stats.retries += 1
                     delay = self.backoff_s(attempt)
-                    log.info("%s %s: %s, retry %d/%d in %.3fs", self.cfg.exchange, method, _KIND_TEXT[kind],
-                             attempt, attempts - 1, delay)
+                    log.info(
+                        "%s %s: %s, retry %d/%d in %.3fs",
+                        self.cfg.exchange,
+                        method,
+                        _KIND_TEXT[kind],
+                        attempt,
+                        attempts - 1,
+                        delay,
+                    )
                     self._sleep(delay)
                     continue
                 self._record(method, (time.perf_counter() - t0) * 1000.0, None)
@@ -423,9 +473,12 @@ class ExchangeAdapter:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _error(self, method: str, kind: str, exc: BaseException, attempts: int) -> ExchangeCallError:
-        cls = {"auth": AuthError, "insufficient_funds": InsufficientFundsError, "invalid_order": OrderRejected,
-               "not_found": OrderNotFoundError}.get(kind, OrderRejected if method == "create_order"
-                                                    else ExchangeCallError)
+        cls = {
+            "auth": AuthError,
+            "insufficient_funds": InsufficientFundsError,
+            "invalid_order": OrderRejected,
+            "not_found": OrderNotFoundError,
+        }.get(kind, OrderRejected if method == "create_order" else ExchangeCallError)
         return cls(self._message(method, kind, exc, attempts), kind=kind, method=method, attempts=attempts)
 
     def _record(self, method: str, ms: float, failure: str | None) -> None:
@@ -444,8 +497,11 @@ class ExchangeAdapter:
         for method, values in self.stats.latencies_ms.items():
             arr = np.fromiter(values, float)
             if len(arr):
-                out[method] = {"n": float(len(arr)), "p50_ms": float(np.percentile(arr, 50)),
-                               "p95_ms": float(np.percentile(arr, 95))}
+                out[method] = {
+                    "n": float(len(arr)),
+                    "p50_ms": float(np.percentile(arr, 50)),
+                    "p95_ms": float(np.percentile(arr, 95)),
+                }
         return out
 
     # ---- markets ----------------------------------------------------------------------------
@@ -457,8 +513,9 @@ class ExchangeAdapter:
         symbol = symbol or self.symbol
         override = self.cfg.market_override(symbol)
         if override is not None:
-            return MarketLimits(symbol, override.min_amount, override.min_cost, override.amount_step,
-                                override.price_step)
+            return MarketLimits(
+                symbol, override.min_amount, override.min_cost, override.amount_step, override.price_step
+            )
         markets = self.load_markets()
         market = markets.get(symbol)
         if market is None:
@@ -466,8 +523,10 @@ class ExchangeAdapter:
         precision, limits = market.get("precision") or {}, market.get("limits") or {}
         steps = [self._step(precision.get("amount")), self._step(precision.get("price"))]
         if None in steps:
-            raise ConfigError(f"{self.cfg.exchange} {symbol}: ccxt has no precision for this market; set "
-                              f"exchange.markets.{symbol}.amount_step and .price_step in the config")
+            raise ConfigError(
+                f"{self.cfg.exchange} {symbol}: ccxt has no precision for this market; set "
+                f"exchange.markets.{symbol}.amount_step and .price_step in the config"
+            )
         min_amount = dec((limits.get("amount") or {}).get("min")) or Decimal(0)
         min_cost = dec((limits.get("cost") or {}).get("min")) or Decimal(0)
         return MarketLimits(symbol, min_amount, min_cost, steps[0], steps[1])
@@ -486,30 +545,48 @@ class ExchangeAdapter:
     # ---- public data ------------------------------------------------------------------------
     def fetch_ticker(self, symbol: str | None = None) -> Ticker:
         symbol = symbol or self.symbol
-        t = self._call("fetch_ticker", lambda: self.exchange.fetch_ticker(symbol),
-                       check=lambda r: isinstance(r, dict) and r.get("last") is not None)
+        t = self._call(
+            "fetch_ticker",
+            lambda: self.exchange.fetch_ticker(symbol),
+            check=lambda r: isinstance(r, dict) and r.get("last") is not None,
+        )
         return Ticker(symbol, dec(t.get("bid")), dec(t.get("ask")), dec(t.get("last")), t.get("timestamp"))
 
     def fetch_order_book(self, symbol: str | None = None, limit: int | None = None) -> OrderBook:
         symbol = symbol or self.symbol
-        ob = self._call("fetch_order_book", lambda: self.exchange.fetch_order_book(symbol, limit),
-                        check=lambda r: isinstance(r, dict) and "bids" in r and "asks" in r)
+        ob = self._call(
+            "fetch_order_book",
+            lambda: self.exchange.fetch_order_book(symbol, limit),
+            check=lambda r: isinstance(r, dict) and "bids" in r and "asks" in r,
+        )
         side = lambda rows: [(dec(p), dec(a)) for p, a, *_ in rows]  # noqa: E731
         return OrderBook(symbol, side(ob["bids"]), side(ob["asks"]), ob.get("timestamp"))
 
-    def fetch_trades(self, symbol: str | None = None, limit: int | None = None, since_ms: int | None = None,
-                     params: dict | None = None) -> list[PublicTrade]:
+    def fetch_trades(
+        self,
+        symbol: str | None = None,
+        limit: int | None = None,
+        since_ms: int | None = None,
+        params: dict | None = None,
+    ) -> list[PublicTrade]:
         """Recent public trades, oldest first."""
         symbol = symbol or self.symbol
-        rows = self._call("fetch_trades", lambda: self.exchange.fetch_trades(symbol, since_ms, limit, params or {}),
-                          check=lambda r: isinstance(r, list))
-        out = [PublicTrade(str(t["id"]), int(t["timestamp"]), dec(t["price"]), abs(dec(t["amount"])), t.get("side"))
-               for t in rows if t.get("timestamp") is not None and t.get("price") is not None]
+        rows = self._call(
+            "fetch_trades",
+            lambda: self.exchange.fetch_trades(symbol, since_ms, limit, params or {}),
+            check=lambda r: isinstance(r, list),
+        )
+        out = [
+            PublicTrade(str(t["id"]), int(t["timestamp"]), dec(t["price"]), abs(dec(t["amount"])), t.get("side"))
+            for t in rows
+            if t.get("timestamp") is not None and t.get("price") is not None
+        ]
         out.sort(key=lambda t: (t.timestamp_ms, _id_key(t.id)))
         return out
 
-    def iter_trade_pages(self, since_ms: int, until_ms: int | None = None, older_than: str | None = None,
-                         page: int = 100) -> Iterator[list[PublicTrade]]:
+    def iter_trade_pages(
+        self, since_ms: int, until_ms: int | None = None, older_than: str | None = None, page: int = 100
+    ) -> Iterator[list[PublicTrade]]:
         """Public trades from newest back to `since_ms` (cursor pagination, coincheck) or forward from
         `since_ms` (since pagination, other exchanges). Each page is oldest-first."""
         if self.cfg.exchange == "coincheck":
@@ -517,8 +594,9 @@ class ExchangeAdapter:
             while True:
                 params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
                 raw = self.fetch_trades(limit=page, params=params)
-                kept = [t for t in raw if t.timestamp_ms >= since_ms
-                        and (until_ms is None or t.timestamp_ms < until_ms)]
+                kept = [
+                    t for t in raw if t.timestamp_ms >= since_ms and (until_ms is None or t.timestamp_ms < until_ms)
+                ]
                 if kept:
                     yield kept
                 # stop at `since`, or at a short page: the oldest trades the exchange has
@@ -538,8 +616,9 @@ class ExchangeAdapter:
                 seen = {t.id for t in trades if t.timestamp_ms == trades[-1].timestamp_ms}
                 cursor_ms = trades[-1].timestamp_ms
 
-    def fetch_ohlcv_or_build(self, timeframe: str = "1m", since_ms: int | None = None, limit: int | None = None,
-                             now_ms: int | None = None) -> "pd.DataFrame":
+    def fetch_ohlcv_or_build(
+        self, timeframe: str = "1m", since_ms: int | None = None, limit: int | None = None, now_ms: int | None = None
+    ) -> pd.DataFrame:
         """Completed bars: the exchange's OHLCV where ccxt has it, else built from public trades
         (coincheck, zaif, bitflyer). Schema of `ztb_core.data.schema` (UTC `time` index)."""
         from .fetch import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
@@ -551,8 +630,11 @@ class ExchangeAdapter:
             since_ms = now_ms - span * (limit or 60)
         since_ms = since_ms // span * span  # from a bar boundary, or the first bar would be partial
         if self.exchange.has.get("fetchOHLCV"):
-            rows = self._call("fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(self.symbol, tf, since_ms, limit),
-                              check=lambda r: isinstance(r, list))
+            rows = self._call(
+                "fetch_ohlcv",
+                lambda: self.exchange.fetch_ohlcv(self.symbol, tf, since_ms, limit),
+                check=lambda r: isinstance(r, list),
+            )
             bars = ohlcv_to_bars(rows)
         else:
             trades = [t for page in self.iter_trade_pages(since_ms) for t in page]
@@ -563,13 +645,17 @@ class ExchangeAdapter:
 
     # ---- private: account and orders ---------------------------------------------------------
     def fetch_balance(self) -> Balance:
-        b = self._call("fetch_balance", lambda: self.exchange.fetch_balance(),
-                       check=lambda r: isinstance(r, dict) and isinstance(r.get("free"), dict))
+        b = self._call(
+            "fetch_balance",
+            lambda: self.exchange.fetch_balance(),
+            check=lambda r: isinstance(r, dict) and isinstance(r.get("free"), dict),
+        )
         pick = lambda key: {c: dec(v) for c, v in (b.get(key) or {}).items() if v is not None}  # noqa: E731
         return Balance(pick("free"), pick("used"), pick("total"))
 
-    def create_limit_order(self, side: str, amount: Decimal, price: Decimal, client_id: str,
-                           symbol: str | None = None) -> OrderAck:
+    def create_limit_order(
+        self, side: str, amount: Decimal, price: Decimal, client_id: str, symbol: str | None = None
+    ) -> OrderAck:
         """Place a limit order. Raises OrderRejected (not placed), OrderOutcomeUnknown (maybe placed)."""
         symbol = symbol or self.symbol
         if side not in ("buy", "sell"):
@@ -578,53 +664,88 @@ class ExchangeAdapter:
         limits = self.market_limits(symbol)
         problem = limits.check(amount, price)
         if problem:
-            raise OrderRejected(f"{self.cfg.exchange} create_order {client_id}: not sent: {problem}",
-                                kind="invalid_order", method="create_order")
+            raise OrderRejected(
+                f"{self.cfg.exchange} create_order {client_id}: not sent: {problem}",
+                kind="invalid_order",
+                method="create_order",
+            )
         sent_at = int(time.time() * 1000)
         placement = {"client_id": client_id, "side": side, "amount": amount, "price": price, "sent_at_ms": sent_at}
         t0 = time.perf_counter()
         # coincheck sends the values as given: plain decimal strings, never a float's 1e-05 form
-        amt, px = ((format(amount, "f"), format(price, "f")) if self.cfg.exchange == "coincheck"
-                   else (float(amount), float(price)))
-        order = self._call("create_order",
-                           lambda: self.exchange.create_order(symbol, "limit", side, amt, px),
-                           check=lambda r: isinstance(r, dict) and r.get("id") not in (None, ""),
-                           placement=placement)
+        amt, px = (
+            (format(amount, "f"), format(price, "f"))
+            if self.cfg.exchange == "coincheck"
+            else (float(amount), float(price))
+        )
+        order = self._call(
+            "create_order",
+            lambda: self.exchange.create_order(symbol, "limit", side, amt, px),
+            check=lambda r: isinstance(r, dict) and r.get("id") not in (None, ""),
+            placement=placement,
+        )
         exchange_id = str(order["id"])
         self.client_ids[exchange_id] = client_id
-        return OrderAck(client_id, exchange_id, symbol, side, amount, price, sent_at,
-                        (time.perf_counter() - t0) * 1000.0)
+        return OrderAck(
+            client_id, exchange_id, symbol, side, amount, price, sent_at, (time.perf_counter() - t0) * 1000.0
+        )
 
     def cancel_order(self, exchange_id: str, symbol: str | None = None) -> None:
         """Cancel; retried on transient failures. OrderNotFoundError when it is not open (anymore)."""
         symbol = symbol or self.symbol
-        self._call("cancel_order", lambda: self.exchange.cancel_order(str(exchange_id), symbol),
-                   check=lambda r: isinstance(r, dict))
+        self._call(
+            "cancel_order",
+            lambda: self.exchange.cancel_order(str(exchange_id), symbol),
+            check=lambda r: isinstance(r, dict),
+        )
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
         symbol = symbol or self.symbol
-        rows = self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol),
-                          check=lambda r: isinstance(r, list))
-        return [OpenOrder(str(o["id"]), o.get("symbol") or symbol, o["side"], dec(o["price"]),
-                          dec(o.get("remaining") if o.get("remaining") is not None else o.get("amount")),
-                          o.get("timestamp"))
-                for o in rows if o.get("symbol") in (None, symbol)]
+        rows = self._call(
+            "fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol), check=lambda r: isinstance(r, list)
+        )
+        return [
+            OpenOrder(
+                str(o["id"]),
+                o.get("symbol") or symbol,
+                o["side"],
+                dec(o["price"]),
+                dec(o.get("remaining") if o.get("remaining") is not None else o.get("amount")),
+                o.get("timestamp"),
+            )
+            for o in rows
+            if o.get("symbol") in (None, symbol)
+        ]
 
-    def fetch_my_trades(self, symbol: str | None = None, since_ms: int | None = None,
-                        limit: int | None = None) -> list[Fill]:
+    def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Fill]:
         """Our fills, oldest first."""
         symbol = symbol or self.symbol
         if self.cfg.exchange == "coincheck":
             rows = self._coincheck_my_trades(symbol, since_ms, limit)
         else:
-            rows = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
-                              check=lambda r: isinstance(r, list))
+            rows = self._call(
+                "fetch_my_trades",
+                lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
+                check=lambda r: isinstance(r, list),
+            )
         fills = []
         for t in rows:
             fee = t.get("fee") or {}
-            fills.append(Fill(str(t["id"]), str(t["order"]) if t.get("order") is not None else None,
-                              int(t["timestamp"]), t["side"], dec(t["price"]), abs(dec(t["amount"])),
-                              dec(fee.get("cost")) or Decimal(0), fee.get("currency"), t.get("takerOrMaker")))
+            fills.append(
+                Fill(
+                    str(t["id"]),
+                    str(t["order"]) if t.get("order") is not None else None,
+                    int(t["timestamp"]),
+                    t["side"],
+                    dec(t["price"]),
+                    abs(dec(t["amount"])),
+                    dec(fee.get("cost")) or Decimal(0),
+                    fee.get("currency"),
+                    t.get("takerOrMaker"),
+                )
+            )
         fills.sort(key=lambda f: (f.timestamp_ms, _id_key(f.id)))
         return fills
 
@@ -636,12 +757,19 @@ class ExchangeAdapter:
         want = limit or (None if since_ms is not None else 100)
         while True:
             params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
-            page = self._call("fetch_my_trades", lambda: self.exchange.fetch_my_trades(symbol, None, 100, params),
-                              check=lambda r: isinstance(r, list))
+            page = self._call(
+                "fetch_my_trades",
+                lambda: self.exchange.fetch_my_trades(symbol, None, 100, params),
+                check=lambda r: isinstance(r, list),
+            )
             rows.extend(page)
             oldest = min((t for t in page), key=lambda t: (t["timestamp"], _id_key(str(t["id"]))), default=None)
-            if (len(page) < 100 or oldest is None or (want is not None and len(rows) >= want)
-                    or (since_ms is not None and oldest["timestamp"] < since_ms)):
+            if (
+                len(page) < 100
+                or oldest is None
+                or (want is not None and len(rows) >= want)
+                or (since_ms is not None and oldest["timestamp"] < since_ms)
+            ):
                 break
             cursor = str(oldest["id"])
         if since_ms is not None:
@@ -653,39 +781,81 @@ class ExchangeAdapter:
         """One order's state: ccxt's fetchOrder, or coincheck's GET exchange/orders/{id}."""
         symbol = symbol or self.symbol
         if self.cfg.exchange == "coincheck":
-            raw = self._call("fetch_order", lambda: self.exchange.privateGetExchangeOrdersId({"id": str(exchange_id)}),
-                             check=lambda r: isinstance(r, dict) and "status" in r)
-            status = {"NEW": "open", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled",
-                      "CANCELED": "cancelled", "PARTIALLY_FILLED_CANCELED": "cancelled",
-                      "EXPIRED": "cancelled", "PARTIALLY_FILLED_EXPIRED": "cancelled"}.get(raw["status"], "unknown")
+            raw = self._call(
+                "fetch_order",
+                lambda: self.exchange.privateGetExchangeOrdersId({"id": str(exchange_id)}),
+                check=lambda r: isinstance(r, dict) and "status" in r,
+            )
+            status = {
+                "NEW": "open",
+                "PARTIALLY_FILLED": "partially_filled",
+                "FILLED": "filled",
+                "CANCELED": "cancelled",
+                "PARTIALLY_FILLED_CANCELED": "cancelled",
+                "EXPIRED": "cancelled",
+                "PARTIALLY_FILLED_EXPIRED": "cancelled",
+            }.get(raw["status"], "unknown")
             amount, filled = dec(raw.get("amount")), dec(raw.get("executed_amount"))
             remaining = amount - filled if amount is not None and filled is not None else None
-            return OrderStatus(str(raw["id"]), status, amount, filled, remaining, dec(raw.get("rate")),
-                               raw.get("order_type"))
+            return OrderStatus(
+                str(raw["id"]), status, amount, filled, remaining, dec(raw.get("rate")), raw.get("order_type")
+            )
         if not self.exchange.has.get("fetchOrder"):
-            raise ExchangeCallError(f"{self.cfg.exchange} has no fetchOrder: use open orders and fills",
-                                    kind="rejected", method="fetch_order")
-        o = self._call("fetch_order", lambda: self.exchange.fetch_order(str(exchange_id), symbol),
-                       check=lambda r: isinstance(r, dict))
-        status = {"open": "open", "closed": "filled", "canceled": "cancelled", "expired": "cancelled",
-                  "rejected": "cancelled"}.get(o.get("status"), "unknown")
+            raise ExchangeCallError(
+                f"{self.cfg.exchange} has no fetchOrder: use open orders and fills",
+                kind="rejected",
+                method="fetch_order",
+            )
+        o = self._call(
+            "fetch_order",
+            lambda: self.exchange.fetch_order(str(exchange_id), symbol),
+            check=lambda r: isinstance(r, dict),
+        )
+        status = {
+            "open": "open",
+            "closed": "filled",
+            "canceled": "cancelled",
+            "expired": "cancelled",
+            "rejected": "cancelled",
+        }.get(o.get("status"), "unknown")
         if status == "open" and (o.get("filled") or 0) > 0:
             status = "partially_filled"
-        return OrderStatus(str(o["id"]), status, dec(o.get("amount")), dec(o.get("filled")), dec(o.get("remaining")),
-                           dec(o.get("price")), o.get("side"))
+        return OrderStatus(
+            str(o["id"]),
+            status,
+            dec(o.get("amount")),
+            dec(o.get("filled")),
+            dec(o.get("remaining")),
+            dec(o.get("price")),
+            o.get("side"),
+        )
 
-    def locate_order(self, side: str, amount: Decimal, price: Decimal, since_ms: int,
-                     symbol: str | None = None, slack_ms: int = 60_000) -> tuple[str, Any]:
+    def locate_order(
+        self,
+        side: str,
+        amount: Decimal,
+        price: Decimal,
+        since_ms: int,
+        symbol: str | None = None,
+        slack_ms: int = 60_000,
+    ) -> tuple[str, Any]:
         """Find an order whose placement outcome is unknown, by side/price/amount and time.
         Returns ("open", OpenOrder), ("filled", [Fill...]) or ("absent", None)."""
         symbol = symbol or self.symbol
         for o in self.fetch_open_orders(symbol):
-            if o.side == side and o.price == price and o.remaining <= amount and \
-                    (o.timestamp_ms is None or o.timestamp_ms >= since_ms - slack_ms):
+            if (
+                o.side == side
+                and o.price == price
+                and o.remaining <= amount
+                and (o.timestamp_ms is None or o.timestamp_ms >= since_ms - slack_ms)
+            ):
                 return "open", o
         at_or_better = (lambda p: p <= price) if side == "buy" else (lambda p: p >= price)
-        fills = [f for f in self.fetch_my_trades(symbol) if f.side == side and at_or_better(f.price)
-                 and f.timestamp_ms >= since_ms - slack_ms]
+        fills = [
+            f
+            for f in self.fetch_my_trades(symbol)
+            if f.side == side and at_or_better(f.price) and f.timestamp_ms >= since_ms - slack_ms
+        ]
         by_order: dict[str | None, list[Fill]] = defaultdict(list)
         for f in fills:
             by_order[f.order_id].append(f)

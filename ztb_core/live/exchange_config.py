@@ -73,8 +73,9 @@ class ExchangeConfig(ZtbModel):
     timeout_ms: int = Field(10000, ge=50, description="HTTP timeout of one request")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
-    markets: dict[str, MarketOverride] = Field(default_factory=dict,
-                                               description="Per-symbol precision/limits where ccxt has none")
+    markets: dict[str, MarketOverride] = Field(
+        default_factory=dict, description="Per-symbol precision/limits where ccxt has none"
+    )
     credentials: CredentialsConfig = Field(default_factory=CredentialsConfig)
 
     @field_validator("exchange")
@@ -100,5 +101,7 @@ class ExchangeConfig(ZtbModel):
 
     def key_env_names(self) -> tuple[str, str]:
         prefix = self.exchange.upper().replace("-", "_")
-        return (self.credentials.api_key_env or f"{prefix}_API_KEY",
-                self.credentials.api_secret_env or f"{prefix}_API_SECRET")
+        return (
+            self.credentials.api_key_env or f"{prefix}_API_KEY",
+            self.credentials.api_secret_env or f"{prefix}_API_SECRET",
+        )

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,8 +38,10 @@ def ccxt_timeframe(timeframe: str) -> str:
     for ccxt_tf, store_tf in TIMEFRAMES.items():
         if timeframe == store_tf:
             return ccxt_tf
-    raise DataError(f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)} "
-                    f"(or {', '.join(TIMEFRAMES.values())})")
+    raise DataError(
+        f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)} "
+        f"(or {', '.join(TIMEFRAMES.values())})"
+    )
 
 
 def store_timeframe(timeframe: str) -> str:
@@ -51,7 +54,7 @@ def timeframe_ms(timeframe: str) -> int:
     return int(tf[:-1]) * unit
 
 
-def _bars_frame(times_ms: np.ndarray, cols: dict[str, np.ndarray]) -> "pd.DataFrame":
+def _bars_frame(times_ms: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
     import pandas as pd
 
     from ..data.schema import utc_index
@@ -60,7 +63,7 @@ def _bars_frame(times_ms: np.ndarray, cols: dict[str, np.ndarray]) -> "pd.DataFr
     return pd.DataFrame({k: np.asarray(v, np.float64) for k, v in cols.items()}, index=index)
 
 
-def trades_to_bars(trades: Sequence["PublicTrade"] | "pd.DataFrame", timeframe: str = "1m") -> "pd.DataFrame":
+def trades_to_bars(trades: Sequence[PublicTrade] | pd.DataFrame, timeframe: str = "1m") -> pd.DataFrame:
     """OHLCV (+ trades count) per bar from trades; bars without trades are absent (not zero-filled)."""
     span = timeframe_ms(timeframe)
     if hasattr(trades, "columns"):
@@ -79,13 +82,20 @@ def trades_to_bars(trades: Sequence["PublicTrade"] | "pd.DataFrame", timeframe: 
     bucket = ts // span * span
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], len(ts)]
-    return _bars_frame(bucket[starts], {
-        "open": price[starts], "high": np.maximum.reduceat(price, starts),
-        "low": np.minimum.reduceat(price, starts), "close": price[ends - 1],
-        "volume": np.add.reduceat(amount, starts), "trades": (ends - starts).astype(np.float64)})
+    return _bars_frame(
+        bucket[starts],
+        {
+            "open": price[starts],
+            "high": np.maximum.reduceat(price, starts),
+            "low": np.minimum.reduceat(price, starts),
+            "close": price[ends - 1],
+            "volume": np.add.reduceat(amount, starts),
+            "trades": (ends - starts).astype(np.float64),
+        },
+    )
 
 
-def ohlcv_to_bars(rows: Iterable[Sequence[Any]]) -> "pd.DataFrame":
+def ohlcv_to_bars(rows: Iterable[Sequence[Any]]) -> pd.DataFrame:
     """ccxt OHLCV rows [ms, o, h, l, c, v] -> bars (duplicates: the last row wins)."""
     arr = np.array([r[:6] for r in rows], dtype=np.float64).reshape(-1, 6)
     if len(arr):
@@ -98,11 +108,11 @@ def ohlcv_to_bars(rows: Iterable[Sequence[Any]]) -> "pd.DataFrame":
 # ---- history download ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FetchResult:
-    path: Path | None          # the store file written (None when nothing new was complete)
+    path: Path | None  # the store file written (None when nothing new was complete)
     bars_written: int
     trades_fetched: int
     pages: int
-    resumed: bool              # continued an interrupted download
+    resumed: bool  # continued an interrupted download
     first_bar: str | None
     last_bar: str | None
 
@@ -144,9 +154,16 @@ def _store_from(data_root: Path, symbol: str, tf: str, since_ms: int) -> int:
     return max(since_ms, int(last) + span) if first <= since_ms else since_ms
 
 
-def fetch_history(adapter: "ExchangeAdapter", timeframe: str, since_ms: int, until_ms: int | None = None,
-                  data_dir: str | Path | None = None, on_page: Callable[[int, int, int], None] | None = None,
-                  checkpoint_every: int = 10, now_ms: int | None = None) -> FetchResult:
+def fetch_history(
+    adapter: ExchangeAdapter,
+    timeframe: str,
+    since_ms: int,
+    until_ms: int | None = None,
+    data_dir: str | Path | None = None,
+    on_page: Callable[[int, int, int], None] | None = None,
+    checkpoint_every: int = 10,
+    now_ms: int | None = None,
+) -> FetchResult:
     """Download bars for [since, until) into the store, resuming an interrupted download.
     `on_page(pages, trades_or_bars, oldest_or_newest_ms)` reports progress."""
     from .. import paths
@@ -191,9 +208,14 @@ def fetch_history(adapter: "ExchangeAdapter", timeframe: str, since_ms: int, unt
         cursor = state.get("cursor")
         for page in adapter.iter_trade_pages(start_ms, until_ms=until_ms, older_than=cursor):
             ids = np.array([int(t.id) if t.id.isdigit() else -1 for t in page], np.int64)
-            chunks.append({"id": ids, "ts": np.array([t.timestamp_ms for t in page], np.int64),
-                           "price": np.array([float(t.price) for t in page]),
-                           "amount": np.array([float(t.amount) for t in page])})
+            chunks.append(
+                {
+                    "id": ids,
+                    "ts": np.array([t.timestamp_ms for t in page], np.int64),
+                    "price": np.array([float(t.price) for t in page]),
+                    "amount": np.array([float(t.amount) for t in page]),
+                }
+            )
             pages += 1
             fetched += len(page)
             if adapter.cfg.exchange == "coincheck":
@@ -211,22 +233,33 @@ def fetch_history(adapter: "ExchangeAdapter", timeframe: str, since_ms: int, unt
     # a page re-read after a resume may repeat trades: keep each id once (ids are numeric on coincheck)
     ids = merged["id"]
     keep = np.unique(ids, return_index=True)[1] if len(ids) and (ids >= 0).all() else np.arange(len(ids))
-    trades = pd.DataFrame({"timestamp_ms": merged["ts"][keep], "price": merged["price"][keep],
-                           "amount": merged["amount"][keep]})
+    trades = pd.DataFrame(
+        {"timestamp_ms": merged["ts"][keep], "price": merged["price"][keep], "amount": merged["amount"][keep]}
+    )
     trades = trades[(trades["timestamp_ms"] >= start_ms) & (trades["timestamp_ms"] < until_ms)]
     bars = trades_to_bars(trades, tf)
     result = FetchResult(None, 0, fetched, pages, resumed, None, None)
     if len(bars):
         merged_result = store.merge_into_store(bars, symbol, store_timeframe(tf), root, meta=meta)
-        result = FetchResult(merged_result.path, len(bars), fetched, pages, resumed,
-                             str(bars.index[0]), str(bars.index[-1]))
+        result = FetchResult(
+            merged_result.path, len(bars), fetched, pages, resumed, str(bars.index[0]), str(bars.index[-1])
+        )
     state_path.unlink(missing_ok=True)
     trades_path.unlink(missing_ok=True)
     return result
 
 
-def _fetch_ohlcv(adapter: "ExchangeAdapter", tf: str, span: int, since_ms: int, until_ms: int, root: Path,
-                 meta: dict, on_page: Callable[[int, int, int], None] | None, page: int = 500) -> FetchResult:
+def _fetch_ohlcv(
+    adapter: ExchangeAdapter,
+    tf: str,
+    span: int,
+    since_ms: int,
+    until_ms: int,
+    root: Path,
+    meta: dict,
+    on_page: Callable[[int, int, int], None] | None,
+    page: int = 500,
+) -> FetchResult:
     """Forward paging of the exchange's own OHLCV; each page is merged into the store at once,
     so the store itself is the resume point."""
     from ..data import store
@@ -237,8 +270,11 @@ def _fetch_ohlcv(adapter: "ExchangeAdapter", tf: str, span: int, since_ms: int, 
     first = last = None
     path = None
     while cursor < until_ms:
-        rows = adapter._call("fetch_ohlcv", lambda: adapter.exchange.fetch_ohlcv(adapter.symbol, tf, cursor, page),
-                             check=lambda r: isinstance(r, list))
+        rows = adapter._call(
+            "fetch_ohlcv",
+            lambda: adapter.exchange.fetch_ohlcv(adapter.symbol, tf, cursor, page),
+            check=lambda r: isinstance(r, list),
+        )
         bars = ohlcv_to_bars(rows)
         bars = bars[(bars.index.asi8 // 1_000_000 >= cursor) & (bars.index.asi8 // 1_000_000 < until_ms)]
         pages += 1
@@ -265,16 +301,19 @@ class TickerBarBuilder:
         self._ohlc: list[float] = []
         self._polls = 0
 
-    def update(self, timestamp_ms: int, price: float) -> "pd.DataFrame":
+    def update(self, timestamp_ms: int, price: float) -> pd.DataFrame:
         start = timestamp_ms // self.span * self.span
-        done = _bars_frame(np.empty(0, np.int64), {c: np.empty(0) for c in
-                                                   ("open", "high", "low", "close", "volume", "trades")})
+        done = _bars_frame(
+            np.empty(0, np.int64), {c: np.empty(0) for c in ("open", "high", "low", "close", "volume", "trades")}
+        )
         if self._start is not None and start < self._start:
             return done  # a late, out-of-order poll: its bar is already closed
         if self._start is not None and start > self._start:
             o, h, lo, c = self._ohlc
-            done = _bars_frame(np.array([self._start]), {"open": [o], "high": [h], "low": [lo], "close": [c],
-                                                         "volume": [0.0], "trades": [float(self._polls)]})
+            done = _bars_frame(
+                np.array([self._start]),
+                {"open": [o], "high": [h], "low": [lo], "close": [c], "volume": [0.0], "trades": [float(self._polls)]},
+            )
             self._start = None
         if self._start is None:
             self._start, self._ohlc, self._polls = start, [price, price, price, price], 0

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ZtbError
 from .orders import LIVE, NEW, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
@@ -56,17 +57,36 @@ def _d(value: str | None) -> Decimal | None:
 
 
 def _row_order(row: sqlite3.Row) -> Order:
-    return Order(client_id=row["client_id"], symbol=row["symbol"], side=row["side"], amount=Decimal(row["amount"]),
-                 price=Decimal(row["price"]), state=row["state"], exchange_id=row["exchange_id"],
-                 filled=Decimal(row["filled"]), avg_price=_d(row["avg_price"]), created_ms=row["created_ms"],
-                 submitted_ms=row["submitted_ms"], updated_ms=row["updated_ms"], reason=row["reason"],
-                 reduce_only=bool(row["reduce_only"]))
+    return Order(
+        client_id=row["client_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        amount=Decimal(row["amount"]),
+        price=Decimal(row["price"]),
+        state=row["state"],
+        exchange_id=row["exchange_id"],
+        filled=Decimal(row["filled"]),
+        avg_price=_d(row["avg_price"]),
+        created_ms=row["created_ms"],
+        submitted_ms=row["submitted_ms"],
+        updated_ms=row["updated_ms"],
+        reason=row["reason"],
+        reduce_only=bool(row["reduce_only"]),
+    )
 
 
 def _row_fill(row: sqlite3.Row) -> Fill:
-    return Fill(trade_id=row["trade_id"], client_id=row["client_id"], exchange_order_id=row["exchange_order_id"],
-                side=row["side"], amount=Decimal(row["amount"]), price=Decimal(row["price"]), fee=Decimal(row["fee"]),
-                fee_currency=row["fee_currency"] or "", time_ms=row["time_ms"])
+    return Fill(
+        trade_id=row["trade_id"],
+        client_id=row["client_id"],
+        exchange_order_id=row["exchange_order_id"],
+        side=row["side"],
+        amount=Decimal(row["amount"]),
+        price=Decimal(row["price"]),
+        fee=Decimal(row["fee"]),
+        fee_currency=row["fee_currency"] or "",
+        time_ms=row["time_ms"],
+    )
 
 
 class Journal:
@@ -101,21 +121,23 @@ class Journal:
                 return
         for key, value in want.items():
             if have.get(key) != value:
-                raise JournalError(f"{self.path}: this journal is for {key}={have.get(key)!r}, not {value!r}; "
-                                   f"use a separate journal.path per mode and market")
+                raise JournalError(
+                    f"{self.path}: this journal is for {key}={have.get(key)!r}, not {value!r}; "
+                    f"use a separate journal.path per mode and market"
+                )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "Journal":
+    def __enter__(self) -> Journal:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     class _Tx:
-        def __init__(self, journal: "Journal") -> None:
+        def __init__(self, journal: Journal) -> None:
             self.j = journal
 
         def __enter__(self) -> sqlite3.Connection:
@@ -129,7 +151,7 @@ class Journal:
             finally:
                 self.j._lock.release()
 
-    def _tx(self) -> "Journal._Tx":
+    def _tx(self) -> Journal._Tx:
         return Journal._Tx(self)
 
     # ---- orders ----------------------------------------------------------------------------
@@ -137,9 +159,23 @@ class Journal:
         db.execute(
             "INSERT OR REPLACE INTO orders(client_id, symbol, side, amount, price, state, exchange_id, filled, avg_price,"
             " created_ms, submitted_ms, updated_ms, reason, reduce_only) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (o.client_id, o.symbol, o.side, str(o.amount), str(o.price), o.state, o.exchange_id, str(o.filled),
-             None if o.avg_price is None else str(o.avg_price), o.created_ms, o.submitted_ms, o.updated_ms, o.reason,
-             int(o.reduce_only)))
+            (
+                o.client_id,
+                o.symbol,
+                o.side,
+                str(o.amount),
+                str(o.price),
+                o.state,
+                o.exchange_id,
+                str(o.filled),
+                None if o.avg_price is None else str(o.avg_price),
+                o.created_ms,
+                o.submitted_ms,
+                o.updated_ms,
+                o.reason,
+                int(o.reduce_only),
+            ),
+        )
 
     def record_intent(self, order: Order, detail: dict | None = None) -> Order:
         """Journal a new order (state `new`) before anything is sent."""
@@ -164,10 +200,13 @@ class Journal:
             self._write_transition(db, order.client_id, NEW, SUBMITTED, None)
         return submitted
 
-    def _write_transition(self, db: sqlite3.Connection, client_id: str, old: str | None, new: str,
-                          detail: dict | None) -> None:
-        db.execute("INSERT INTO transitions(client_id, from_state, to_state, time_ms, detail) VALUES (?,?,?,?,?)",
-                   (client_id, old, new, now_ms(), json.dumps(detail, default=str) if detail else None))
+    def _write_transition(
+        self, db: sqlite3.Connection, client_id: str, old: str | None, new: str, detail: dict | None
+    ) -> None:
+        db.execute(
+            "INSERT INTO transitions(client_id, from_state, to_state, time_ms, detail) VALUES (?,?,?,?,?)",
+            (client_id, old, new, now_ms(), json.dumps(detail, default=str) if detail else None),
+        )
 
     def save(self, before: Order, after: Order, detail: dict | None = None) -> Order:
         """Persist `after` (the next version of `before`), refusing if the journal no longer holds
@@ -177,8 +216,10 @@ class Journal:
             if row is None:
                 raise JournalError(f"order {before.client_id}: not in the journal")
             if row["state"] != before.state or Decimal(row["filled"]) != before.filled:
-                raise JournalError(f"order {before.client_id}: journal holds state {row['state']} filled {row['filled']},"
-                                   f" expected {before.state} filled {before.filled}")
+                raise JournalError(
+                    f"order {before.client_id}: journal holds state {row['state']} filled {row['filled']},"
+                    f" expected {before.state} filled {before.filled}"
+                )
             self._write_order(db, after)
             if after.state != before.state or detail:
                 self._write_transition(db, after.client_id, before.state, after.state, detail)
@@ -204,8 +245,10 @@ class Journal:
                 rows = self._db.execute("SELECT * FROM orders ORDER BY created_ms, client_id").fetchall()
             else:
                 st = list(states)
-                rows = self._db.execute(f"SELECT * FROM orders WHERE state IN ({','.join('?' * len(st))}) "
-                                        f"ORDER BY created_ms, client_id", st).fetchall()
+                rows = self._db.execute(
+                    f"SELECT * FROM orders WHERE state IN ({','.join('?' * len(st))}) ORDER BY created_ms, client_id",
+                    st,
+                ).fetchall()
         return [_row_order(r) for r in rows]
 
     def live_orders(self) -> list[Order]:
@@ -221,7 +264,9 @@ class Journal:
             if client_id is None:
                 rows = self._db.execute("SELECT * FROM transitions ORDER BY seq").fetchall()
             else:
-                rows = self._db.execute("SELECT * FROM transitions WHERE client_id=? ORDER BY seq", (client_id,)).fetchall()
+                rows = self._db.execute(
+                    "SELECT * FROM transitions WHERE client_id=? ORDER BY seq", (client_id,)
+                ).fetchall()
         return [dict(r) for r in rows]
 
     def known_exchange_ids(self) -> set[str]:
@@ -236,8 +281,19 @@ class Journal:
             cur = db.execute(
                 "INSERT OR IGNORE INTO fills(trade_id, client_id, exchange_order_id, side, amount, price, fee,"
                 " fee_currency, time_ms, recorded_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (str(fill.trade_id), fill.client_id, fill.exchange_order_id, fill.side, str(fill.amount),
-                 str(fill.price), str(fill.fee), fill.fee_currency, int(fill.time_ms), now_ms()))
+                (
+                    str(fill.trade_id),
+                    fill.client_id,
+                    fill.exchange_order_id,
+                    fill.side,
+                    str(fill.amount),
+                    str(fill.price),
+                    str(fill.fee),
+                    fill.fee_currency,
+                    int(fill.time_ms),
+                    now_ms(),
+                ),
+            )
             return cur.rowcount == 1
 
     def has_fill(self, trade_id: str) -> bool:
@@ -280,8 +336,10 @@ class Journal:
 
     def set_state(self, key: str, value: Any) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO kv(key, value, updated_ms) VALUES (?,?,?)",
-                       (key, json.dumps(value, default=str), now_ms()))
+            db.execute(
+                "INSERT OR REPLACE INTO kv(key, value, updated_ms) VALUES (?,?,?)",
+                (key, json.dumps(value, default=str), now_ms()),
+            )
 
     def counts(self) -> dict[str, int]:
         with self._lock:

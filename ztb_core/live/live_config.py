@@ -20,8 +20,10 @@ from .sizing import SizingConfig
 class PolicyConfig(ZtbModel):
     """What decides the target position on each bar close."""
 
-    kind: Literal["agent", "sma"] = Field("sma", description="agent: a trained PPO checkpoint; sma: moving-average "
-                                                            "crossover (demos and dry-run smoke tests)")
+    kind: Literal["agent", "sma"] = Field(
+        "sma",
+        description="agent: a trained PPO checkpoint; sma: moving-average crossover (demos and dry-run smoke tests)",
+    )
     checkpoint: Path | None = Field(None, description="agent: checkpoint file or training run directory")
     deterministic: bool = Field(True, description="agent: act deterministically (the policy's mean action)")
     buffer_bars: int = Field(6000, ge=100, description="agent: M1 bars kept for online features (>= training warm-up)")
@@ -29,7 +31,7 @@ class PolicyConfig(ZtbModel):
     sma_slow: int = Field(30, ge=2, description="sma: slow window, bars")
 
     @model_validator(mode="after")
-    def _check(self) -> "PolicyConfig":
+    def _check(self) -> PolicyConfig:
         if self.sma_fast >= self.sma_slow:
             raise ValueError(f"sma_fast ({self.sma_fast}) must be smaller than sma_slow ({self.sma_slow})")
         return self
@@ -38,8 +40,9 @@ class PolicyConfig(ZtbModel):
 class LiveConfig(ZtbModel):
     default_file: ClassVar[str | None] = "live.yaml"
 
-    mode: Literal["dry_run", "live"] = Field("dry_run", description="dry_run: paper fills against live quotes; "
-                                                                     "live: real orders (needs keys + confirm)")
+    mode: Literal["dry_run", "live"] = Field(
+        "dry_run", description="dry_run: paper fills against live quotes; live: real orders (needs keys + confirm)"
+    )
     confirm_live: bool = Field(False, description="Same as --confirm-live: real orders are really meant")
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -47,19 +50,24 @@ class LiveConfig(ZtbModel):
     sizing: SizingConfig = Field(default_factory=SizingConfig)
     costs: CostConfig = Field(default_factory=CostConfig)
     paper: PaperConfig = Field(default_factory=PaperConfig)
-    capital: float = Field(100000.0, gt=0, description="Quote currency the strategy trades with (its equity at "
-                                                        "start); P&L is added to it")
+    capital: float = Field(
+        100000.0, gt=0, description="Quote currency the strategy trades with (its equity at start); P&L is added to it"
+    )
     market: Literal["crypto", "fx"] = Field("crypto", description="Market kind (calendar of the features)")
     bar_timeframe: str = Field("1m", description="Decision bar length (ccxt timeframe; the agent needs 1m)")
     warmup_bars: int = Field(300, ge=2, description="Bars of history loaded before the first decision")
     poll_interval_s: float = Field(5.0, gt=0, description="Seconds between market polls")
-    journal_path: Path | None = Field(None, description="SQLite order journal; default artifacts/live/"
-                                                        "journal-<mode>-<exchange>-<symbol>.sqlite")
+    journal_path: Path | None = Field(
+        None, description="SQLite order journal; default artifacts/live/journal-<mode>-<exchange>-<symbol>.sqlite"
+    )
     flatten_on_stop: bool = Field(False, description="On a kill-file stop, also close the position")
-    reconcile_grace_s: float = Field(10.0, ge=0, description="An unknown order not found at the exchange after "
-                                                               "this long was never placed")
+    reconcile_grace_s: float = Field(
+        10.0, ge=0, description="An unknown order not found at the exchange after this long was never placed"
+    )
     max_bars: int | None = Field(None, ge=1, description="Stop (completed) after this many decisions")
-    telemetry_interval_s: float = Field(10.0, gt=0, description="Seconds between resource samples (metrics split `sys`)")
+    telemetry_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between resource samples (metrics split `sys`)"
+    )
 
     @field_validator("bar_timeframe")
     @classmethod

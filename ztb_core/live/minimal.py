@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ZtbError
 from .broker import OrderManager
@@ -44,8 +45,12 @@ class MinimalReport:
         return bool(self.steps) and all(s.ok for s in self.steps)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "order_client_id": self.order_client_id,
-                "order_exchange_id": self.order_exchange_id, "steps": [asdict(s) for s in self.steps]}
+        return {
+            "passed": self.passed,
+            "order_client_id": self.order_client_id,
+            "order_exchange_id": self.order_exchange_id,
+            "steps": [asdict(s) for s in self.steps],
+        }
 
 
 class _StepFailed(Exception):
@@ -69,9 +74,15 @@ def _totals(balance: Any, currencies: tuple[str, str]) -> dict[str, Decimal]:
     return {c: balance.total.get(c, Decimal(0)) or Decimal(0) for c in currencies}
 
 
-def run_minimal(adapter: Any, journal: Journal, qty: Decimal | None = None, far_pct: Decimal = FAR_PCT,
-                confirm_tries: int = 5, confirm_wait_s: float = 0.5,
-                on_step: Callable[[StepResult], None] | None = None) -> MinimalReport:
+def run_minimal(
+    adapter: Any,
+    journal: Journal,
+    qty: Decimal | None = None,
+    far_pct: Decimal = FAR_PCT,
+    confirm_tries: int = 5,
+    confirm_wait_s: float = 0.5,
+    on_step: Callable[[StepResult], None] | None = None,
+) -> MinimalReport:
     """Run the flow; never raises for exchange failures (they become failed steps)."""
     report = MinimalReport()
     symbol = adapter.symbol
@@ -123,8 +134,10 @@ def run_minimal(adapter: Any, journal: Journal, qty: Decimal | None = None, far_
         if problem:
             raise _StepFailed(f"test order {amount} @ {price} is not acceptable: {problem}")
         state["amount"], state["price"] = amount, price
-        return f"order {amount} {currencies[0]} @ {price} ({far_pct:.0%} below the bid; min amount " \
-               f"{lim.min_amount}, min cost {lim.min_cost})"
+        return (
+            f"order {amount} {currencies[0]} @ {price} ({far_pct:.0%} below the bid; min amount "
+            f"{lim.min_amount}, min cost {lim.min_cost})"
+        )
 
     def place() -> str:
         order = manager.place("buy", state["amount"], state["price"], detail={"flow": "minimal"})
@@ -166,9 +179,17 @@ def run_minimal(adapter: Any, journal: Journal, qty: Decimal | None = None, far_
             raise _StepFailed("balances changed: " + ", ".join(f"{c} {a} -> {b}" for c, (a, b) in changed.items()))
         return "unchanged: " + ", ".join(f"{c} {v}" for c, v in after.items())
 
-    plan = [("balances_before", balances_before), ("reconcile", reconcile_first), ("ticker", ticker),
-            ("market_limits", limits), ("place_order", place), ("confirm_open", lambda: confirm(True)),
-            ("cancel_order", cancel), ("confirm_cancelled", confirm_cancelled), ("balances_unchanged", balances_after)]
+    plan = [
+        ("balances_before", balances_before),
+        ("reconcile", reconcile_first),
+        ("ticker", ticker),
+        ("market_limits", limits),
+        ("place_order", place),
+        ("confirm_open", lambda: confirm(True)),
+        ("cancel_order", cancel),
+        ("confirm_cancelled", confirm_cancelled),
+        ("balances_unchanged", balances_after),
+    ]
     try:
         for name, fn in plan:
             step(name, fn)

@@ -23,10 +23,26 @@ from typing import Literal
 from ..errors import ZtbError
 
 NEW, SUBMITTED, OPEN, PARTIALLY_FILLED, FILLED = "new", "submitted", "open", "partially_filled", "filled"
-CANCEL_REQUESTED, CANCELLED, REJECTED, EXPIRED, UNKNOWN = "cancel_requested", "cancelled", "rejected", "expired", "unknown"
+CANCEL_REQUESTED, CANCELLED, REJECTED, EXPIRED, UNKNOWN = (
+    "cancel_requested",
+    "cancelled",
+    "rejected",
+    "expired",
+    "unknown",
+)
 
-STATES: tuple[str, ...] = (NEW, SUBMITTED, OPEN, PARTIALLY_FILLED, FILLED, CANCEL_REQUESTED, CANCELLED,
-                           REJECTED, EXPIRED, UNKNOWN)
+STATES: tuple[str, ...] = (
+    NEW,
+    SUBMITTED,
+    OPEN,
+    PARTIALLY_FILLED,
+    FILLED,
+    CANCEL_REQUESTED,
+    CANCELLED,
+    REJECTED,
+    EXPIRED,
+    UNKNOWN,
+)
 TERMINAL: frozenset[str] = frozenset({FILLED, CANCELLED, REJECTED, EXPIRED})
 #: states in which the order may rest at the exchange (counted as pending exposure)
 LIVE: frozenset[str] = frozenset({SUBMITTED, OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED, UNKNOWN})
@@ -108,8 +124,15 @@ class Order:
             raise OrderError(f"order {self.client_id}: unknown state {self.state!r}")
 
     @classmethod
-    def create(cls, symbol: str, side: Side, amount: Decimal, price: Decimal, reduce_only: bool = False,
-               client_id: str | None = None) -> "Order":
+    def create(
+        cls,
+        symbol: str,
+        side: Side,
+        amount: Decimal,
+        price: Decimal,
+        reduce_only: bool = False,
+        client_id: str | None = None,
+    ) -> Order:
         return cls(client_id or new_client_id(), symbol, side, Decimal(amount), Decimal(price), reduce_only=reduce_only)
 
     @property
@@ -124,14 +147,14 @@ class Order:
     def signed_remaining(self) -> Decimal:
         return self.remaining if self.side == "buy" else -self.remaining
 
-    def transition(self, state: str, **changes) -> "Order":
+    def transition(self, state: str, **changes) -> Order:
         """The next version of this order in `state` (validated), with `changes` applied."""
         check_transition(self.client_id, self.state, state)
         if state == SUBMITTED and "submitted_ms" not in changes:
             changes["submitted_ms"] = now_ms()
         return replace(self, state=state, updated_ms=now_ms(), **changes)
 
-    def with_fills(self, filled: Decimal, avg_price: Decimal | None) -> "Order":
+    def with_fills(self, filled: Decimal, avg_price: Decimal | None) -> Order:
         """This order with its filled amount updated and the state that amount implies
         (partially_filled / filled); a resting or cancelling order keeps its state otherwise."""
         if filled > self.amount:

@@ -60,8 +60,14 @@ class PaperVenue:
 
     name = "paper"
 
-    def __init__(self, market: Any, journal: Journal, costs: CostConfig, paper: PaperConfig | None = None,
-                 symbol: str | None = None) -> None:
+    def __init__(
+        self,
+        market: Any,
+        journal: Journal,
+        costs: CostConfig,
+        paper: PaperConfig | None = None,
+        symbol: str | None = None,
+    ) -> None:
         self.market, self.journal, self.costs = market, journal, costs
         self.paper = paper or PaperConfig()
         self.symbol = symbol or market.symbol
@@ -78,15 +84,17 @@ class PaperVenue:
         max_order = 0
         for o in self.journal.orders([OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED]):
             if o.exchange_id and o.exchange_id.startswith("P"):
-                self.book[o.exchange_id] = _Resting(o.exchange_id, o.client_id, o.side, o.price, o.remaining,
-                                                    o.submitted_ms or o.created_ms)
+                self.book[o.exchange_id] = _Resting(
+                    o.exchange_id, o.client_id, o.side, o.price, o.remaining, o.submitted_ms or o.created_ms
+                )
         for o in self.journal.orders():
             if o.exchange_id and o.exchange_id.startswith("P") and o.exchange_id[1:].isdigit():
                 max_order = max(max_order, int(o.exchange_id[1:]))
         max_fill = 0
         for f in self.journal.fills():
-            self.fills.append(Fill(f.trade_id, f.exchange_order_id, f.time_ms, f.side, f.price, f.amount, f.fee,
-                                   f.fee_currency, None))
+            self.fills.append(
+                Fill(f.trade_id, f.exchange_order_id, f.time_ms, f.side, f.price, f.amount, f.fee, f.fee_currency, None)
+            )
             if f.trade_id.startswith("PF") and f.trade_id[2:].isdigit():
                 max_fill = max(max_fill, int(f.trade_id[2:]))
         self._order_seq = itertools.count(max_order + 1)
@@ -111,8 +119,11 @@ class PaperVenue:
 
     def _fill(self, r: _Resting, price: Decimal, amount: Decimal, liquidity: str) -> None:
         fee = (amount * price * _d(self.costs.fee_bps) / _BPS).quantize(Decimal("0.001"))
-        self.fills.append(Fill(f"PF{next(self._fill_seq)}", r.exchange_id, self._now_ms(), r.side, price, amount,
-                               fee, "JPY", liquidity))
+        self.fills.append(
+            Fill(
+                f"PF{next(self._fill_seq)}", r.exchange_id, self._now_ms(), r.side, price, amount, fee, "JPY", liquidity
+            )
+        )
         r.remaining -= amount
         if r.remaining <= 0:
             self.book.pop(r.exchange_id, None)
@@ -132,30 +143,40 @@ class PaperVenue:
         self._match()
         base, quote = self.symbol.split("/")
         pos = sum((f.amount if f.side == "buy" else -f.amount for f in self.fills), Decimal(0))
-        cash = sum(((-f.amount * f.price if f.side == "buy" else f.amount * f.price) - f.fee for f in self.fills),
-                   Decimal(0))
+        cash = sum(
+            ((-f.amount * f.price if f.side == "buy" else f.amount * f.price) - f.fee for f in self.fills), Decimal(0)
+        )
         total = {base: self.paper.start_base + pos, quote: self.paper.start_quote + cash}
-        used = {base: sum((r.remaining for r in self.book.values() if r.side == "sell"), Decimal(0)),
-                quote: sum((r.remaining * r.price for r in self.book.values() if r.side == "buy"), Decimal(0))}
+        used = {
+            base: sum((r.remaining for r in self.book.values() if r.side == "sell"), Decimal(0)),
+            quote: sum((r.remaining * r.price for r in self.book.values() if r.side == "buy"), Decimal(0)),
+        }
         return Balance({c: total[c] - used[c] for c in total}, used, total)
 
-    def create_limit_order(self, side: str, amount: Decimal, price: Decimal, client_id: str,
-                           symbol: str | None = None) -> OrderAck:
+    def create_limit_order(
+        self, side: str, amount: Decimal, price: Decimal, client_id: str, symbol: str | None = None
+    ) -> OrderAck:
         limits = self.market_limits()
         problem = limits.check(amount, price)
         if problem:
-            raise OrderRejected(f"paper create_order {client_id}: not sent: {problem}", kind="invalid_order",
-                                method="create_order")
+            raise OrderRejected(
+                f"paper create_order {client_id}: not sent: {problem}", kind="invalid_order", method="create_order"
+            )
         bal = self.fetch_balance()
         base, quote = self.symbol.split("/")
         if side == "buy" and bal.free.get(quote, Decimal(0)) < amount * price:
-            raise OrderRejected(f"paper create_order {client_id}: insufficient {quote} "
-                                f"({bal.free.get(quote)} free, {amount * price} needed)", kind="insufficient_funds",
-                                method="create_order")
+            raise OrderRejected(
+                f"paper create_order {client_id}: insufficient {quote} "
+                f"({bal.free.get(quote)} free, {amount * price} needed)",
+                kind="insufficient_funds",
+                method="create_order",
+            )
         if side == "sell" and bal.free.get(base, Decimal(0)) < amount:
-            raise OrderRejected(f"paper create_order {client_id}: insufficient {base} "
-                                f"({bal.free.get(base)} free, {amount} needed)", kind="insufficient_funds",
-                                method="create_order")
+            raise OrderRejected(
+                f"paper create_order {client_id}: insufficient {base} ({bal.free.get(base)} free, {amount} needed)",
+                kind="insufficient_funds",
+                method="create_order",
+            )
         t0 = time.perf_counter()
         ticker = self.last_ticker if self.last_ticker is not None else self.fetch_ticker()
         bid, ask = self._touch(ticker)
@@ -166,20 +187,32 @@ class PaperVenue:
             self._fill(r, min(price, ask * (1 + slip)), amount, "taker")
         elif side == "sell" and price <= bid:
             self._fill(r, max(price, bid * (1 - slip)), amount, "taker")
-        return OrderAck(client_id, r.exchange_id, self.symbol, side, amount, price, r.timestamp_ms,
-                        (time.perf_counter() - t0) * 1000.0)
+        return OrderAck(
+            client_id,
+            r.exchange_id,
+            self.symbol,
+            side,
+            amount,
+            price,
+            r.timestamp_ms,
+            (time.perf_counter() - t0) * 1000.0,
+        )
 
     def cancel_order(self, exchange_id: str, symbol: str | None = None) -> None:
         if self.book.pop(str(exchange_id), None) is None:
-            raise OrderNotFoundError(f"paper cancel_order: order {exchange_id} is not open", kind="not_found",
-                                     method="cancel_order")
+            raise OrderNotFoundError(
+                f"paper cancel_order: order {exchange_id} is not open", kind="not_found", method="cancel_order"
+            )
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
         self._match(self.last_ticker)
-        return [OpenOrder(r.exchange_id, self.symbol, r.side, r.price, r.remaining, r.timestamp_ms)
-                for r in self.book.values()]
+        return [
+            OpenOrder(r.exchange_id, self.symbol, r.side, r.price, r.remaining, r.timestamp_ms)
+            for r in self.book.values()
+        ]
 
-    def fetch_my_trades(self, symbol: str | None = None, since_ms: int | None = None,
-                        limit: int | None = None) -> list[Fill]:
+    def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Fill]:
         out = [f for f in self.fills if since_ms is None or f.timestamp_ms >= since_ms]
         return out[-limit:] if limit else out

@@ -41,7 +41,7 @@ class Policy(Protocol):
     #: bars kept in the rolling buffer passed to `decide`
     buffer_bars: int
 
-    def decide(self, bars: "pd.DataFrame", position: float) -> float: ...
+    def decide(self, bars: pd.DataFrame, position: float) -> float: ...
 
 
 class SmaPolicy:
@@ -56,11 +56,11 @@ class SmaPolicy:
         self.warmup_bars = slow
         self.buffer_bars = slow + 1
 
-    def decide(self, bars: "pd.DataFrame", position: float) -> float:
+    def decide(self, bars: pd.DataFrame, position: float) -> float:
         close = bars["close"].to_numpy(np.float64)
         if len(close) < self.slow:
             raise NotReady(f"{self.name}: {len(close)} bars, needs {self.slow}")
-        fast, slow = close[-self.fast:].mean(), close[-self.slow:].mean()
+        fast, slow = close[-self.fast :].mean(), close[-self.slow :].mean()
         if fast > slow:
             return 1.0
         return -1.0 if self.allow_short and fast < slow else 0.0
@@ -77,7 +77,7 @@ class OnlineFeatures:
 
             self.encoder = load_encoder(encoder_path)
 
-    def window(self, bars: "pd.DataFrame") -> np.ndarray:
+    def window(self, bars: pd.DataFrame) -> np.ndarray:
         """The last `lookback` feature rows (float32, oldest first) for the bars given."""
         from ..data.features import compute_feature_set
 
@@ -87,11 +87,13 @@ class OnlineFeatures:
             emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)
             valid = valid & np.isfinite(emb).all(axis=1) & self.encoder.last_valid  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
-        if len(values) < self.lookback or not valid[-self.lookback:].all():
+        if len(values) < self.lookback or not valid[-self.lookback :].all():
             have = int(valid[::-1].cumprod().sum()) if len(valid) else 0
-            raise NotReady(f"features {self.feature_set}: {have} valid rows at the end of {len(bars)} bars, "
-                           f"the policy needs {self.lookback} (more history / warm-up)")
-        return np.ascontiguousarray(values[-self.lookback:], dtype=np.float32)
+            raise NotReady(
+                f"features {self.feature_set}: {have} valid rows at the end of {len(bars)} bars, "
+                f"the policy needs {self.lookback} (more history / warm-up)"
+            )
+        return np.ascontiguousarray(values[-self.lookback :], dtype=np.float32)
 
 
 class AgentPolicy:
@@ -111,18 +113,19 @@ class AgentPolicy:
         self.warmup_bars = buffer_bars
         self.market = cfg.data.market
 
-    def decide(self, bars: "pd.DataFrame", position: float) -> float:
+    def decide(self, bars: pd.DataFrame, position: float) -> float:
         window = self.features.window(bars)
         from ..rl.encoder import EncoderWarmupError
 
         try:
-            return self.agent.act(window, position, deterministic=self.deterministic,
-                                  bars=bars if self.agent.finetune else None)
+            return self.agent.act(
+                window, position, deterministic=self.deterministic, bars=bars if self.agent.finetune else None
+            )
         except EncoderWarmupError as exc:  # more history needed (raise policy.buffer_bars if it persists)
             raise NotReady(str(exc)) from None
 
 
-def make_policy(cfg: "PolicyConfig", allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:
+def make_policy(cfg: PolicyConfig, allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:
     """The policy a config asks for (`checkpoint` overrides `policy.checkpoint`)."""
     path = checkpoint or cfg.checkpoint
     if cfg.kind == "agent" or checkpoint is not None:

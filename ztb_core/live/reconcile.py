@@ -38,18 +38,19 @@ class Venue(Protocol):
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[Any]: ...
 
-    def fetch_my_trades(self, symbol: str | None = None, since_ms: int | None = None,
-                        limit: int | None = None) -> list[Any]: ...
+    def fetch_my_trades(
+        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
+    ) -> list[Any]: ...
 
 
 @dataclass
 class ReconcileReport:
-    resolved: list[str] = field(default_factory=list)        # unresolved orders matched to the exchange
-    not_placed: list[str] = field(default_factory=list)      # unresolved orders the exchange never took
+    resolved: list[str] = field(default_factory=list)  # unresolved orders matched to the exchange
+    not_placed: list[str] = field(default_factory=list)  # unresolved orders the exchange never took
     still_unresolved: list[str] = field(default_factory=list)
-    new_fills: list[str] = field(default_factory=list)       # trade ids recorded this pass
-    closed: list[str] = field(default_factory=list)          # orders that left the book
-    orphans: list[str] = field(default_factory=list)         # exchange open orders not in the journal
+    new_fills: list[str] = field(default_factory=list)  # trade ids recorded this pass
+    closed: list[str] = field(default_factory=list)  # orders that left the book
+    orphans: list[str] = field(default_factory=list)  # exchange open orders not in the journal
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) for k, v in self.__dict__.items()}
@@ -60,24 +61,36 @@ class ReconcileReport:
 
 
 def _to_fill(t: Any, client_id: str | None) -> Fill:
-    return Fill(trade_id=str(t.id), client_id=client_id, exchange_order_id=t.order_id, side=t.side,
-                amount=Decimal(t.amount), price=Decimal(t.price), fee=Decimal(t.fee or 0),
-                fee_currency=t.fee_currency or "", time_ms=int(t.timestamp_ms))
+    return Fill(
+        trade_id=str(t.id),
+        client_id=client_id,
+        exchange_order_id=t.order_id,
+        side=t.side,
+        amount=Decimal(t.amount),
+        price=Decimal(t.price),
+        fee=Decimal(t.fee or 0),
+        fee_currency=t.fee_currency or "",
+        time_ms=int(t.timestamp_ms),
+    )
 
 
 def _price_ok(order: Order, price: Decimal) -> bool:
     return price <= order.price if order.side == "buy" else price >= order.price
 
 
-def reconcile(journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000,
-              fills_limit: int = 100) -> ReconcileReport:
+def reconcile(
+    journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000, fills_limit: int = 100
+) -> ReconcileReport:
     report = ReconcileReport()
     live = journal.live_orders()
     started = now_ms()
     open_orders = venue.fetch_open_orders(symbol)
     oldest = min((o.submitted_ms or o.created_ms for o in live), default=started) - slack_ms
-    trades = [t for t in venue.fetch_my_trades(symbol, since_ms=oldest, limit=fills_limit)
-              if t.timestamp_ms is None or t.timestamp_ms >= oldest]
+    trades = [
+        t
+        for t in venue.fetch_my_trades(symbol, since_ms=oldest, limit=fills_limit)
+        if t.timestamp_ms is None or t.timestamp_ms >= oldest
+    ]
     open_by_id = {str(o.exchange_id): o for o in open_orders}
     trades_by_order: dict[str, list[Any]] = defaultdict(list)
     for t in trades:
@@ -88,8 +101,11 @@ def reconcile(journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000
     # -- 2. resolve orders whose placement outcome we do not know, oldest first ------------------
     for order in [o for o in live if o.state in (SUBMITTED, UNKNOWN)]:
         if order.state == SUBMITTED:
-            order = journal.transition(order, UNKNOWN, detail={"why": "found in submitted state by reconciliation "
-                                                                      "(the process stopped during placement)"})
+            order = journal.transition(
+                order,
+                UNKNOWN,
+                detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
+            )
         sent = order.submitted_ms or order.created_ms
         candidates: list[tuple[int, str]] = []
         for eid, o in open_by_id.items():
@@ -114,13 +130,18 @@ def reconcile(journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000
             eid = min(candidates)[1]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
-            order = journal.transition(order, OPEN, detail={"why": "matched by side/price/amount/time",
-                                                            "exchange_id": eid}, exchange_id=eid)
+            order = journal.transition(
+                order, OPEN, detail={"why": "matched by side/price/amount/time", "exchange_id": eid}, exchange_id=eid
+            )
             report.resolved.append(order.client_id)
             log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
         elif started - sent >= grace_ms:
-            journal.transition(order, REJECTED, detail={"why": "not found at the exchange by reconciliation"},
-                               reason="not found at the exchange: it was never placed")
+            journal.transition(
+                order,
+                REJECTED,
+                detail={"why": "not found at the exchange by reconciliation"},
+                reason="not found at the exchange: it was never placed",
+            )
             report.not_placed.append(order.client_id)
             log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
         else:
@@ -160,7 +181,9 @@ def reconcile(journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000
 
     report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
     if report.orphans:
-        log.warning("reconcile: %d open order(s) at the exchange are not in the journal (left alone): %s",
-                    len(report.orphans), ", ".join(report.orphans))
+        log.warning(
+            "reconcile: %d open order(s) at the exchange are not in the journal (left alone): %s",
+            len(report.orphans),
+            ", ".join(report.orphans),
+        )
     return report
-

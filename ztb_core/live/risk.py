@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,7 +40,9 @@ class RiskConfig(ZtbModel):
 
     enabled: bool = Field(True, description="false only via --disable-risk-limits (loud warning)")
     daily_loss_limit: Decimal = Field(Decimal("10000"), gt=0, description="Max loss per day, quote currency (JPY)")
-    max_trades_per_day: int = Field(50, ge=1, description="Orders placed per day; at the limit only reducing orders pass")
+    max_trades_per_day: int = Field(
+        50, ge=1, description="Orders placed per day; at the limit only reducing orders pass"
+    )
     stop_loss_pct: float = Field(0.05, gt=0, lt=1, description="Emergency stop: adverse move from entry, fraction")
     max_position: Decimal = Field(Decimal("0.02"), gt=0, description="Largest absolute position, base currency")
     max_notional: Decimal = Field(Decimal("200000"), gt=0, description="Largest absolute position value, quote")
@@ -68,7 +70,7 @@ class RiskState:
     daily_pnl: str = "0"
     consecutive_errors: int = 0
     breakers: dict[str, str] = field(default_factory=dict)  # name -> reason (latched)
-    daily_halt: str | None = None                             # reason the day's limits stopped new exposure
+    daily_halt: str | None = None  # reason the day's limits stopped new exposure
 
     @property
     def reduce_only(self) -> bool:
@@ -97,7 +99,7 @@ class RiskManager:
     def _now_ms(self) -> int:
         if self._clock_ms is not None:
             return int(self._clock_ms())
-        return int(datetime.now(timezone.utc).timestamp() * 1000)
+        return int(datetime.now(UTC).timestamp() * 1000)
 
     def _day_of(self, ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, ZoneInfo(self.cfg.day_timezone)).strftime("%Y-%m-%d")
@@ -114,10 +116,15 @@ class RiskManager:
         self.journal.set_state(STATE_KEY, asdict(self.state))
 
     def summary(self) -> dict[str, Any]:
-        return {"reduce_only": self.state.reduce_only, "breakers": dict(self.state.breakers),
-                "daily_halt": self.state.daily_halt, "daily_pnl": float(Decimal(self.state.daily_pnl)),
-                "trades_today": self.state.trades_today, "consecutive_errors": self.state.consecutive_errors,
-                "enabled": self.cfg.enabled}
+        return {
+            "reduce_only": self.state.reduce_only,
+            "breakers": dict(self.state.breakers),
+            "daily_halt": self.state.daily_halt,
+            "daily_pnl": float(Decimal(self.state.daily_pnl)),
+            "trades_today": self.state.trades_today,
+            "consecutive_errors": self.state.consecutive_errors,
+            "enabled": self.cfg.enabled,
+        }
 
     def trip(self, breaker: str, reason: str) -> None:
         if breaker not in BREAKERS:
@@ -147,8 +154,14 @@ class RiskManager:
             self.state.consecutive_errors = 0
             self.save()
 
-    def observe_market(self, price: Decimal, bid: Decimal | None, ask: Decimal | None, data_age_s: float,
-                       prev_close: Decimal | None = None) -> None:
+    def observe_market(
+        self,
+        price: Decimal,
+        bid: Decimal | None,
+        ask: Decimal | None,
+        data_age_s: float,
+        prev_close: Decimal | None = None,
+    ) -> None:
         """Trip the market-data breakers: stale data, price jump, spread too wide."""
         if not self.cfg.enabled:
             return
@@ -157,14 +170,19 @@ class RiskManager:
         if prev_close is not None and prev_close > 0:
             jump = abs(float(price / prev_close) - 1.0)
             if jump > self.cfg.max_price_jump_pct:
-                self.trip("price_jump", f"price moved {jump:.2%} in one bar ({prev_close} -> {price}; "
-                                        f"limit {self.cfg.max_price_jump_pct:.2%})")
+                self.trip(
+                    "price_jump",
+                    f"price moved {jump:.2%} in one bar ({prev_close} -> {price}; "
+                    f"limit {self.cfg.max_price_jump_pct:.2%})",
+                )
         if bid is not None and ask is not None and bid > 0 and ask > 0:
             mid = (bid + ask) / 2
             spread_bps = float((ask - bid) / mid) * 10_000
             if spread_bps > self.cfg.max_spread_bps:
-                self.trip("spread_too_wide", f"spread {spread_bps:.1f} bps (bid {bid}, ask {ask}; "
-                                             f"limit {self.cfg.max_spread_bps:.1f} bps)")
+                self.trip(
+                    "spread_too_wide",
+                    f"spread {spread_bps:.1f} bps (bid {bid}, ask {ask}; limit {self.cfg.max_spread_bps:.1f} bps)",
+                )
 
     def update_pnl(self, equity: Decimal, position: Decimal, entry_price: Decimal | None, price: Decimal) -> bool:
         """Mark the day's P&L; trip the daily loss limit and the emergency stop-loss.
@@ -181,11 +199,17 @@ class RiskManager:
                 self.state.daily_halt = f"daily loss {-pnl:.0f} reached the limit {self.cfg.daily_loss_limit}"
                 log.warning("risk: %s -> reduce-only for the rest of the day", self.state.daily_halt)
             if position != 0 and entry_price is not None and entry_price > 0:
-                adverse = float((entry_price - price) / entry_price) if position > 0 else \
-                    float((price - entry_price) / entry_price)
+                adverse = (
+                    float((entry_price - price) / entry_price)
+                    if position > 0
+                    else float((price - entry_price) / entry_price)
+                )
                 if adverse >= self.cfg.stop_loss_pct:
-                    self.trip("stop_loss", f"price {price} is {adverse:.2%} against the entry {entry_price} "
-                                           f"(limit {self.cfg.stop_loss_pct:.2%})")
+                    self.trip(
+                        "stop_loss",
+                        f"price {price} is {adverse:.2%} against the entry {entry_price} "
+                        f"(limit {self.cfg.stop_loss_pct:.2%})",
+                    )
                     flatten = True
         # the P&L itself is recomputed every bar from day_start_equity: persist only what must survive
         if (self.state.day_start_equity, self.state.daily_halt, len(self.state.breakers)) != before:
@@ -209,16 +233,23 @@ class RiskManager:
         if self.state.daily_halt:
             return RiskDecision(False, Decimal(0), f"reduce-only: {self.state.daily_halt}")
         if self.state.trades_today >= self.cfg.max_trades_per_day:
-            return RiskDecision(False, Decimal(0), f"daily trade count {self.state.trades_today} reached the limit "
-                                                   f"{self.cfg.max_trades_per_day}")
+            return RiskDecision(
+                False,
+                Decimal(0),
+                f"daily trade count {self.state.trades_today} reached the limit {self.cfg.max_trades_per_day}",
+            )
         # the largest position that fits both size limits
         cap = min(self.cfg.max_position, self.cfg.max_notional / price)
         room = cap - abs(position) if (after > 0) == (position > 0) or position == 0 else cap + abs(position)
         allowed = min(amount, max(room, Decimal(0)))
         if allowed <= 0:
-            return RiskDecision(False, Decimal(0), f"position limit: |position| would exceed {cap:.8f} "
-                                                   f"(max_position {self.cfg.max_position}, max_notional "
-                                                   f"{self.cfg.max_notional} at {price})")
+            return RiskDecision(
+                False,
+                Decimal(0),
+                f"position limit: |position| would exceed {cap:.8f} "
+                f"(max_position {self.cfg.max_position}, max_notional "
+                f"{self.cfg.max_notional} at {price})",
+            )
         reason = None if allowed == amount else f"cut from {amount} to {allowed} by the position limit"
         return RiskDecision(True, allowed, reason)
 

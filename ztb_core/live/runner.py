@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,8 +62,17 @@ class LiveRunner:
     """One live or paper session. `venue` is the ExchangeAdapter (live) or a PaperVenue (dry run);
     `market` provides public data (bars, limits) and is the adapter in both cases."""
 
-    def __init__(self, cfg: LiveConfig, market: Any, venue: Any, journal: Journal, policy: Policy,
-                 writer: RunWriter, kill: KillSwitch | None = None, mode: str = "dry_run") -> None:
+    def __init__(
+        self,
+        cfg: LiveConfig,
+        market: Any,
+        venue: Any,
+        journal: Journal,
+        policy: Policy,
+        writer: RunWriter,
+        kill: KillSwitch | None = None,
+        mode: str = "dry_run",
+    ) -> None:
         self.cfg, self.market, self.venue, self.journal, self.policy = cfg, market, venue, journal, policy
         self.writer, self.mode = writer, mode
         self.kill = kill or KillSwitch(writer.dir)
@@ -71,12 +80,13 @@ class LiveRunner:
         self.tf = ccxt_timeframe(cfg.bar_timeframe)
         self.span_ms = timeframe_ms(self.tf)
         self.ppy = _periods_per_year(self.tf, cfg.market)
-        self.manager = OrderManager(venue, journal, self.symbol, grace_ms=int(cfg.reconcile_grace_s * 1000),
-                                    on_event=writer.event)
+        self.manager = OrderManager(
+            venue, journal, self.symbol, grace_ms=int(cfg.reconcile_grace_s * 1000), on_event=writer.event
+        )
         self.risk = RiskManager(cfg.risk, journal)
         self.limits = market.market_limits(self.symbol)
         self.stats = LoopStats()
-        self.bars: "pd.DataFrame | None" = None
+        self.bars: pd.DataFrame | None = None
         self.held_signal = 0.0
         self.capital = Decimal(repr(cfg.capital))
         self.last_ticker: Any = None
@@ -92,14 +102,14 @@ class LiveRunner:
         ts = getattr(ticker, "timestamp_ms", None)
         return int(ts) if ts else int(time.time() * 1000)
 
-    def _load_history(self, now_ms: int) -> "pd.DataFrame":
+    def _load_history(self, now_ms: int) -> pd.DataFrame:
         need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
         bars = self.market.fetch_ohlcv_or_build(self.tf, since_ms=now_ms - need * self.span_ms, now_ms=now_ms)
         if len(bars) < need:
             bars = self._seed_from_store(bars, need)
         return bars
 
-    def _seed_from_store(self, bars: "pd.DataFrame", need: int) -> "pd.DataFrame":
+    def _seed_from_store(self, bars: pd.DataFrame, need: int) -> pd.DataFrame:
         """Older bars from the local data store (`ztb data fetch`) when the exchange's recent trades
         do not cover the policy's warm-up."""
         import pandas as pd
@@ -118,9 +128,9 @@ class LiveRunner:
             stored = stored[stored.index < bars.index[0]]
         merged = pd.concat([stored[list(bars.columns)] if len(bars) else stored, bars]) if len(stored) else bars
         log.info("seeded %d bars of history from the data store", len(merged) - len(bars))
-        return merged.iloc[-max(need, self.policy.buffer_bars):]
+        return merged.iloc[-max(need, self.policy.buffer_bars) :]
 
-    def _append(self, new: "pd.DataFrame") -> None:
+    def _append(self, new: pd.DataFrame) -> None:
         import pandas as pd
 
         if self.bars is None or len(self.bars) == 0:
@@ -135,11 +145,19 @@ class LiveRunner:
         eq = self.equity(price)
         pos = self.journal.position()
         summary = self.risk.summary()
-        values = {"equity": float(eq), "pnl": float(eq - self.capital), "daily_pnl": summary["daily_pnl"],
-                  "position": float(pos), "position_value": float(pos * price), "price": float(price),
-                  "open_orders": self.manager.open_count(), "latency_ms": latency_ms,
-                  "risk_state": "reduce_only" if summary["reduce_only"] else "normal",
-                  "trades_today": summary["trades_today"], "signal": self.held_signal}
+        values = {
+            "equity": float(eq),
+            "pnl": float(eq - self.capital),
+            "daily_pnl": summary["daily_pnl"],
+            "position": float(pos),
+            "position_value": float(pos * price),
+            "price": float(price),
+            "open_orders": self.manager.open_count(),
+            "latency_ms": latency_ms,
+            "risk_state": "reduce_only" if summary["reduce_only"] else "normal",
+            "trades_today": summary["trades_today"],
+            "signal": self.held_signal,
+        }
         values.update(extra or {})
         self.stats.equity.append(float(eq))
         self.writer.metric(self.stats.bars, "live", values, flush=True)
@@ -154,19 +172,30 @@ class LiveRunner:
         pos = self.journal.position()
         if pos != 0 and self.last_ticker.last:
             eq = self.equity(self.last_ticker.last)
-            lev = leverage(self.cfg.sizing, realised_vol(self.bars["close"].to_numpy(), self.ppy,
-                                                         self.cfg.sizing.vol_lookback_bars))
+            lev = leverage(
+                self.cfg.sizing,
+                realised_vol(self.bars["close"].to_numpy(), self.ppy, self.cfg.sizing.vol_lookback_bars),
+            )
             self.held_signal = float(pos * self.last_ticker.last / eq) / lev if eq > 0 and lev > 0 else 0.0
-        self.writer.event("live_started", mode=self.mode, policy=self.policy.name, history_bars=len(self.bars),
-                          position=str(pos), risk=self.risk.summary())
+        self.writer.event(
+            "live_started",
+            mode=self.mode,
+            policy=self.policy.name,
+            history_bars=len(self.bars),
+            position=str(pos),
+            risk=self.risk.summary(),
+        )
 
     def poll(self) -> bool:
         """One poll; True when a new bar closed and a decision was made."""
         try:
             ticker = self.venue.fetch_ticker()
             now = self._now_ms(ticker)
-            since = (int(self.bars.index[-1].value // 1_000_000) + self.span_ms) if self.bars is not None and \
-                len(self.bars) else now - self.cfg.warmup_bars * self.span_ms
+            since = (
+                (int(self.bars.index[-1].value // 1_000_000) + self.span_ms)
+                if self.bars is not None and len(self.bars)
+                else now - self.cfg.warmup_bars * self.span_ms
+            )
             new = self.market.fetch_ohlcv_or_build(self.tf, since_ms=since, now_ms=now)
             self.risk.record_success()
         except ExchangeCallError as exc:
@@ -178,8 +207,9 @@ class LiveRunner:
                 self._sync()
             return False
         t_bar = time.perf_counter()
-        prev_close = Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) \
-            else None
+        prev_close = (
+            Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
+        )
         self._append(new)
         self.stats.bars += 1
         self.decide(ticker, now, prev_close, t_bar)
@@ -188,8 +218,9 @@ class LiveRunner:
     def _error(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
         self.risk.record_error(f"{what}: {exc}")
-        self.writer.event("exchange_error", where=what, error=str(exc)[:400],
-                          consecutive=self.risk.state.consecutive_errors)
+        self.writer.event(
+            "exchange_error", where=what, error=str(exc)[:400], consecutive=self.risk.state.consecutive_errors
+        )
         log.warning("%s failed: %s", what, exc)
 
     def _sync(self) -> None:
@@ -202,8 +233,7 @@ class LiveRunner:
         self._roll_day(now_ms)
         close = Decimal(repr(float(self.bars["close"].iloc[-1])))
         last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
-        self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0),
-                                 prev_close)
+        self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0), prev_close)
         self._sync()
         price = ticker.last or close
         position = self.journal.position()
@@ -219,8 +249,18 @@ class LiveRunner:
         self._cancel_resting()
         pending = self.manager.pending()
         vol = realised_vol(self.bars["close"].to_numpy(np.float64), self.ppy, self.cfg.sizing.vol_lookback_bars)
-        sized = size_order(self.cfg.sizing, signal, self.equity(price), position, pending, ticker.bid, ticker.ask,
-                           price, vol, self.limits)
+        sized = size_order(
+            self.cfg.sizing,
+            signal,
+            self.equity(price),
+            position,
+            pending,
+            ticker.bid,
+            ticker.ask,
+            price,
+            vol,
+            self.limits,
+        )
         outcome = "skip"
         if isinstance(sized, SizedOrder):
             decision = self.risk.check_order(sized.side, sized.amount, sized.price, position + pending)
@@ -229,8 +269,9 @@ class LiveRunner:
             if not decision.allowed or amount <= 0 or problem:
                 self.stats.denied += 1
                 reason = decision.reason or problem or "rounds to zero"
-                self.writer.event("order_denied", side=sized.side, amount=str(sized.amount), reason=reason,
-                                  risk=self.risk.summary())
+                self.writer.event(
+                    "order_denied", side=sized.side, amount=str(sized.amount), reason=reason, risk=self.risk.summary()
+                )
                 log.info("order denied: %s", reason)
                 outcome = "denied"
             else:
@@ -322,24 +363,43 @@ class LiveRunner:
             except ExchangeCallError as exc:
                 self._error("stop", exc)
         self.write_report()
-        self.writer.set_status(state, step=self.stats.bars, message=f"{state}: {self.stats.orders} orders, "
-                                                                    f"{self.stats.bars} bars")
+        self.writer.set_status(
+            state, step=self.stats.bars, message=f"{state}: {self.stats.orders} orders, {self.stats.bars} bars"
+        )
         self.writer.event(state, bars=self.stats.bars, orders=self.stats.orders)
 
     def write_report(self) -> dict:
-        price = (self.last_ticker.last if self.last_ticker is not None and self.last_ticker.last else
-                 Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars)
-                 else Decimal(0))
+        price = (
+            self.last_ticker.last
+            if self.last_ticker is not None and self.last_ticker.last
+            else Decimal(repr(float(self.bars["close"].iloc[-1])))
+            if self.bars is not None and len(self.bars)
+            else Decimal(0)
+        )
         lat = np.asarray(self.stats.latencies_ms, dtype=float)
         report: dict[str, Any] = {
-            "mode": self.mode, "symbol": self.symbol, "policy": self.policy.name, "bars": self.stats.bars,
-            "decisions": self.stats.decisions, "orders": self.stats.orders, "skipped": self.stats.skipped,
-            "denied": self.stats.denied, "errors": self.stats.errors,
-            "equity": float(self.equity(price)) if price else None, "capital": float(self.capital),
-            "position": str(self.journal.position()), "journal": str(self.journal.path),
-            "journal_counts": self.journal.counts(), "risk": self.risk.summary(),
-            "decision_latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-                                    "n": int(len(lat))} if len(lat) else None,
+            "mode": self.mode,
+            "symbol": self.symbol,
+            "policy": self.policy.name,
+            "bars": self.stats.bars,
+            "decisions": self.stats.decisions,
+            "orders": self.stats.orders,
+            "skipped": self.stats.skipped,
+            "denied": self.stats.denied,
+            "errors": self.stats.errors,
+            "equity": float(self.equity(price)) if price else None,
+            "capital": float(self.capital),
+            "position": str(self.journal.position()),
+            "journal": str(self.journal.path),
+            "journal_counts": self.journal.counts(),
+            "risk": self.risk.summary(),
+            "decision_latency_ms": {
+                "p50": float(np.percentile(lat, 50)),
+                "p95": float(np.percentile(lat, 95)),
+                "n": int(len(lat)),
+            }
+            if len(lat)
+            else None,
         }
         eq = np.asarray(self.stats.equity, dtype=float)
         if len(eq) > 2:
@@ -361,8 +421,12 @@ class LiveRunner:
         except Exception as exc:  # noqa: BLE001 - a report must never stop trading; the event says why
             log.warning("daily report for %s failed: %s", ended, exc)
             self.writer.event("daily_report_failed", date=ended, error=f"{type(exc).__name__}: {exc}"[:300])
-        self._day_start = {"point": len(self.stats.equity), "orders": self.stats.orders,
-                           "denied": self.stats.denied, "errors": self.stats.errors}
+        self._day_start = {
+            "point": len(self.stats.equity),
+            "orders": self.stats.orders,
+            "denied": self.stats.denied,
+            "errors": self.stats.errors,
+        }
 
     def write_daily_report(self, day: str) -> dict:
         """reports/live_report_<day>.json + equity_<day>.png over that day's decisions; the day opens
@@ -372,13 +436,20 @@ class LiveRunner:
         opening = self.stats.equity[first - 1] if first > 0 else float(self.capital)
         eq = np.concatenate([[opening], points])
         report: dict[str, Any] = {
-            "date": day, "mode": self.mode, "symbol": self.symbol, "policy": self.policy.name,
-            "bars": int(len(points)), "orders": self.stats.orders - self._day_start["orders"],
+            "date": day,
+            "mode": self.mode,
+            "symbol": self.symbol,
+            "policy": self.policy.name,
+            "bars": int(len(points)),
+            "orders": self.stats.orders - self._day_start["orders"],
             "denied": self.stats.denied - self._day_start["denied"],
             "errors": self.stats.errors - self._day_start["errors"],
-            "equity_open": float(opening), "equity_close": float(eq[-1]), "pnl": float(eq[-1] - opening),
+            "equity_open": float(opening),
+            "equity_close": float(eq[-1]),
+            "pnl": float(eq[-1] - opening),
             "return": float(eq[-1] / opening - 1.0) if opening > 0 else None,
-            "position": str(self.journal.position()), "risk": self.risk.summary(),
+            "position": str(self.journal.position()),
+            "risk": self.risk.summary(),
         }
         if len(eq) > 2:
             report["performance"] = self._performance(eq)
@@ -386,8 +457,9 @@ class LiveRunner:
         path = reports / f"live_report_{day}.json"
         atomic_write_json(path, report)
         self._plot(eq, reports / f"equity_{day}.png", f"equity {day} UTC")
-        self.writer.event("daily_report", date=day, path=str(path), bars=report["bars"], orders=report["orders"],
-                          pnl=report["pnl"])
+        self.writer.event(
+            "daily_report", date=day, path=str(path), bars=report["bars"], orders=report["orders"], pnl=report["pnl"]
+        )
         log.info("daily report %s: %d bars, %d orders, P&L %.0f", day, report["bars"], report["orders"], report["pnl"])
         return report
 
@@ -426,4 +498,4 @@ class LiveRunner:
 
 
 def _utc_day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC).strftime("%Y-%m-%d")

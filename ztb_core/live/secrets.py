@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -47,8 +47,10 @@ def _read_key_file(path: Path) -> Credentials:
         raise CredentialsError(f"{path}: key file not found") from None
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
-        raise CredentialsError(f"{path}: key file has mode {mode:04o}; it must be 0600 "
-                               f"(readable by its owner only): run `chmod 600 {path}`")
+        raise CredentialsError(
+            f"{path}: key file has mode {mode:04o}; it must be 0600 "
+            f"(readable by its owner only): run `chmod 600 {path}`"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -62,8 +64,9 @@ def _read_key_file(path: Path) -> Credentials:
     return Credentials(str(data["api_key"]).strip(), str(data["secret"]).strip(), source=str(path))
 
 
-def load_credentials(cfg: ExchangeConfig, env: Mapping[str, str] | None = None,
-                     required: bool = True) -> Credentials | None:
+def load_credentials(
+    cfg: ExchangeConfig, env: Mapping[str, str] | None = None, required: bool = True
+) -> Credentials | None:
     """Keys from `<EXCHANGE>_API_KEY`/`<EXCHANGE>_API_SECRET` (or the configured names), else the key
     file. Without keys: `CredentialsError` saying where they were looked for, or None if not required."""
     env = os.environ if env is None else env
@@ -78,8 +81,10 @@ def load_credentials(cfg: ExchangeConfig, env: Mapping[str, str] | None = None,
         return _read_key_file(Path(cfg.credentials.key_file).expanduser())
     if not required:
         return None
-    raise CredentialsError(f"no API keys for {cfg.exchange}: set {key_var} and {secret_var}, "
-                           f"or credentials.key_file (a mode-0600 YAML file with api_key and secret)")
+    raise CredentialsError(
+        f"no API keys for {cfg.exchange}: set {key_var} and {secret_var}, "
+        f"or credentials.key_file (a mode-0600 YAML file with api_key and secret)"
+    )
 
 
 def redact(text: str, credentials: Credentials | None) -> str:

@@ -38,10 +38,16 @@ class SizingConfig(ZtbModel):
     vol_lookback_bars: int = Field(1440, ge=10, description="Bars of log returns in the realised volatility")
     vol_floor: float = Field(0.05, gt=0, description="Realised vol never taken below this (annualised)")
     allow_short: bool = Field(False, description="Allow negative positions (false on a spot account)")
-    aggressiveness_bps: float = Field(5.0, ge=-500, le=500, description="Limit price beyond the touch, bps (buys "
-                                      "above the ask, sells below the bid); negative = passive, resting inside the book")
-    min_change_fraction: float = Field(0.05, ge=0, le=1, description="Skip rebalances smaller than this share "
-                                                                       "of the target position")
+    aggressiveness_bps: float = Field(
+        5.0,
+        ge=-500,
+        le=500,
+        description="Limit price beyond the touch, bps (buys "
+        "above the ask, sells below the bid); negative = passive, resting inside the book",
+    )
+    min_change_fraction: float = Field(
+        0.05, ge=0, le=1, description="Skip rebalances smaller than this share of the target position"
+    )
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Skip:
 
 def realised_vol(close: np.ndarray, periods_per_year: float, lookback: int) -> float:
     """Annualised standard deviation of the last `lookback` bar log returns (nan with < 2 returns)."""
-    close = np.asarray(close, dtype=np.float64)[-(lookback + 1):]
+    close = np.asarray(close, dtype=np.float64)[-(lookback + 1) :]
     if len(close) < 3:
         return float("nan")
     r = np.diff(np.log(close))
@@ -78,8 +84,9 @@ def _to_dec(x: float, places: str = "0.000000000001") -> Decimal:
     return Decimal(repr(float(x))).quantize(Decimal(places))
 
 
-def target_position(cfg: SizingConfig, signal: float, equity: Decimal, price: Decimal, vol: float,
-                    limits: MarketLimits) -> Decimal:
+def target_position(
+    cfg: SizingConfig, signal: float, equity: Decimal, price: Decimal, vol: float, limits: MarketLimits
+) -> Decimal:
     """Target position in base units for `signal` (clipped to -1..1, or 0..1 without shorts)."""
     lo = -1.0 if cfg.allow_short else 0.0
     s = min(max(float(signal), lo), 1.0) if math.isfinite(signal) else 0.0
@@ -88,8 +95,9 @@ def target_position(cfg: SizingConfig, signal: float, equity: Decimal, price: De
     return limits.round_amount(abs(qty)) * (1 if qty >= 0 else -1)
 
 
-def limit_price(cfg: SizingConfig, side: str, bid: Decimal | None, ask: Decimal | None, last: Decimal,
-                limits: MarketLimits) -> Decimal:
+def limit_price(
+    cfg: SizingConfig, side: str, bid: Decimal | None, ask: Decimal | None, last: Decimal, limits: MarketLimits
+) -> Decimal:
     """A limit price `aggressiveness_bps` beyond the touch, on the tick grid. Marketable settings
     (>= 0) never end up inside the touch after rounding; negative ones rest passively."""
     k = _to_dec(cfg.aggressiveness_bps / 10_000.0)
@@ -102,9 +110,18 @@ def limit_price(cfg: SizingConfig, side: str, bid: Decimal | None, ask: Decimal 
     return min(raw, limits.round_price(touch, "buy")) if k >= 0 else raw
 
 
-def size_order(cfg: SizingConfig, signal: float, equity: Decimal, position: Decimal, pending: Decimal,
-               bid: Decimal | None, ask: Decimal | None, last: Decimal, vol: float,
-               limits: MarketLimits) -> SizedOrder | Skip:
+def size_order(
+    cfg: SizingConfig,
+    signal: float,
+    equity: Decimal,
+    position: Decimal,
+    pending: Decimal,
+    bid: Decimal | None,
+    ask: Decimal | None,
+    last: Decimal,
+    vol: float,
+    limits: MarketLimits,
+) -> SizedOrder | Skip:
     """The order moving `position + pending` toward the target for `signal`, or why there is none."""
     if equity <= 0:
         return Skip(f"equity {equity} is not positive")
@@ -122,6 +139,8 @@ def size_order(cfg: SizingConfig, signal: float, equity: Decimal, position: Deci
     if amount < limits.min_amount:
         return Skip(f"amount {amount} is below the market minimum {limits.min_amount}")
     if amount * price < limits.min_cost:
-        return Skip(f"notional {(amount * price).quantize(Decimal('0.01'), ROUND_DOWN)} is below the market "
-                    f"minimum {limits.min_cost}")
+        return Skip(
+            f"notional {(amount * price).quantize(Decimal('0.01'), ROUND_DOWN)} is below the market "
+            f"minimum {limits.min_cost}"
+        )
     return SizedOrder(side, amount, price, target)

@@ -75,8 +75,12 @@ class KillSwitch:
 def request_stop(target: Path, reason: str = "requested", who: str | None = None) -> Path:
     """Write a kill-file. `target` is a run directory or the global kill-file path."""
     path = Path(target) / STOP_FILE if Path(target).is_dir() else Path(target)
-    payload = {"reason": reason, "by": who or f"{os.getenv('USER', 'user')}@{socket.gethostname()}",
-               "pid": os.getpid(), "time": time.time()}
+    payload = {
+        "reason": reason,
+        "by": who or f"{os.getenv('USER', 'user')}@{socket.gethostname()}",
+        "pid": os.getpid(),
+        "time": time.time(),
+    }
     atomic_write_text(path, json.dumps(payload) + "\n")
     return path
 

@@ -72,14 +72,23 @@ def wait_gone(identity: ProcessIdentity, pgid: int | None, timeout_s: float, pol
     return not identity.alive()
 
 
-def launch_detached(argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+def launch_detached(
+    argv: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start a command in its own session, output to a file, so it outlives the console and the
     SSH connection that started it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, cwd=cwd,
-                                env={**os.environ, **(env or {})})
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+        )
 
 
 def ztb_argv(*args: str) -> list[str]:

@@ -41,16 +41,24 @@ def build_summary(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     restarts = [e for e in events if e.get("event") == "restarted"]
     errors = [e for e in events if e.get("event") == "error"]
     return {
-        "run_id": reader.run_id, "kind": info.get("kind"), "generated_at": utc_now_iso(),
-        "state": status.get("state"), "liveness": label, "pid_alive": alive, "message": status.get("message"),
-        "progress": {"step": step, "total_steps": total,
-                     "fraction": round(step / total, 4) if total else None},
-        "fps": fps, "eta_seconds": round(eta, 1) if eta is not None else None,
+        "run_id": reader.run_id,
+        "kind": info.get("kind"),
+        "generated_at": utc_now_iso(),
+        "state": status.get("state"),
+        "liveness": label,
+        "pid_alive": alive,
+        "message": status.get("message"),
+        "progress": {"step": step, "total_steps": total, "fraction": round(step / total, 4) if total else None},
+        "fps": fps,
+        "eta_seconds": round(eta, 1) if eta is not None else None,
         "latest_train": train_rows[-1] if train_rows else None,
         "latest_evaluation": eval_rows[-1] if eval_rows else None,
-        "checkpoints": {"count": len(entries), "newest": entries[-1] if entries else None,
-                        "best": next((e for e in entries if e.get("best")), None),
-                        "invalid": [e["file"] for e in entries if e.get("invalid")]},
+        "checkpoints": {
+            "count": len(entries),
+            "newest": entries[-1] if entries else None,
+            "best": next((e for e in entries if e.get("best")), None),
+            "invalid": [e["file"] for e in entries if e.get("invalid")],
+        },
         "alerts": {"count": len(alerts), "recent": alerts[-10:]},
         "restarts": len(restarts),
         "last_error": errors[-1] if errors else None,
@@ -65,11 +73,15 @@ def render_markdown(s: dict[str, Any]) -> str:
     p = s["progress"]
     total = f"{p['total_steps']:,}" if p["total_steps"] else "?"
     pct = f" ({p['fraction'] * 100:.1f}%)" if p["fraction"] is not None else ""
-    lines = [f"# Run {s['run_id']} ({s['kind']})", "",
-             f"- state: **{s['liveness']}**" + (f" — {s['message']}" if s.get("message") else ""),
-             f"- progress: {p['step']:,} / {total} steps{pct}",
-             f"- fps: {_num(s['fps'], '{:.0f}')}; ETA: {_fmt_duration(s['eta_seconds'])}",
-             f"- restarts: {s['restarts']}; alerts: {s['alerts']['count']}", ""]
+    lines = [
+        f"# Run {s['run_id']} ({s['kind']})",
+        "",
+        f"- state: **{s['liveness']}**" + (f" — {s['message']}" if s.get("message") else ""),
+        f"- progress: {p['step']:,} / {total} steps{pct}",
+        f"- fps: {_num(s['fps'], '{:.0f}')}; ETA: {_fmt_duration(s['eta_seconds'])}",
+        f"- restarts: {s['restarts']}; alerts: {s['alerts']['count']}",
+        "",
+    ]
     ev = s.get("latest_evaluation")
     lines.append("## Latest evaluation")
     if ev:
@@ -87,9 +99,13 @@ def render_markdown(s: dict[str, Any]) -> str:
         if ck["best"] and ck["best"]["file"] != ck["newest"]["file"]:
             rows.append(ck["best"])
         for e in rows:
-            lines.append(f"| {e['file']} | {e['step']:,} | {e.get('size', 0) / 1e6:.2f} | {_num(e.get('ratio'), '{:.2f}')} "
-                         f"| {_num(e.get('save_seconds'))} | {'yes' if e.get('best') else ''} |")
-        lines.append(f"\n{ck['count']} checkpoint(s) kept" + (f"; invalid: {', '.join(ck['invalid'])}" if ck["invalid"] else ""))
+            lines.append(
+                f"| {e['file']} | {e['step']:,} | {e.get('size', 0) / 1e6:.2f} | {_num(e.get('ratio'), '{:.2f}')} "
+                f"| {_num(e.get('save_seconds'))} | {'yes' if e.get('best') else ''} |"
+            )
+        lines.append(
+            f"\n{ck['count']} checkpoint(s) kept" + (f"; invalid: {', '.join(ck['invalid'])}" if ck["invalid"] else "")
+        )
     else:
         lines.append("none yet")
     lines += ["", "## Alerts"]

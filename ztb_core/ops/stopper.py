@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..runs import FINAL_STATES, JsonlAppender, RunReader, liveness, utc_now_iso
 from .killfile import request_stop
@@ -32,9 +32,16 @@ def record_event(run_dir: Path, kind: str, **data) -> None:
         appender.close()
 
 
-def stop_run(run_dir: Path, wait: bool = False, timeout_s: float = 30.0, force: bool = False,
-             kill_timeout_s: float = 10.0, reason: str = "ztb stop",
-             on_progress: Callable[[str, float], None] | None = None, poll_s: float = 0.2) -> StopOutcome:
+def stop_run(
+    run_dir: Path,
+    wait: bool = False,
+    timeout_s: float = 30.0,
+    force: bool = False,
+    kill_timeout_s: float = 10.0,
+    reason: str = "ztb stop",
+    on_progress: Callable[[str, float], None] | None = None,
+    poll_s: float = 0.2,
+) -> StopOutcome:
     """Ask one run to stop. `on_progress(phase, seconds_left)` lets a UI draw a countdown."""
     reader = RunReader(run_dir)
     status = reader.status()
@@ -71,8 +78,14 @@ def stop_run(run_dir: Path, wait: bool = False, timeout_s: float = 30.0, force: 
     return _finish(reader, outcome)
 
 
-def _wait_final(reader: RunReader, identity: ProcessIdentity, timeout_s: float, phase: str,
-                on_progress: Callable[[str, float], None] | None, poll_s: float) -> bool:
+def _wait_final(
+    reader: RunReader,
+    identity: ProcessIdentity,
+    timeout_s: float,
+    phase: str,
+    on_progress: Callable[[str, float], None] | None,
+    poll_s: float,
+) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()

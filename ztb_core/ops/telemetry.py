@@ -81,14 +81,17 @@ class NvmlSource:
             mem = self._q(n.nvmlDeviceGetMemoryInfo, h)
             temp = self._q(n.nvmlDeviceGetTemperature, h, getattr(n, "NVML_TEMPERATURE_GPU", 0))
             power = self._q(n.nvmlDeviceGetPowerUsage, h)
-            out.append(GpuSample(
-                index=i, name=name.decode() if isinstance(name, bytes) else str(name),
-                util_pct=float(util.gpu) if util is not None else None,
-                mem_used_mb=mem.used / 2**20 if mem is not None else None,
-                mem_total_mb=mem.total / 2**20 if mem is not None else None,
-                temp_c=float(temp) if temp is not None else None,
-                power_w=power / 1000.0 if power is not None else None,
-            ))
+            out.append(
+                GpuSample(
+                    index=i,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    util_pct=float(util.gpu) if util is not None else None,
+                    mem_used_mb=mem.used / 2**20 if mem is not None else None,
+                    mem_total_mb=mem.total / 2**20 if mem is not None else None,
+                    temp_c=float(temp) if temp is not None else None,
+                    power_w=power / 1000.0 if power is not None else None,
+                )
+            )
         return out
 
     def process_vram_mb(self, pids: set[int]) -> float | None:
@@ -135,8 +138,14 @@ class TelemetrySampler:
                 continue
         self._cpu_primed = alive
         vm = psutil.virtual_memory()
-        out.update(rss_mb=rss / 2**20, cpu_pct=cpu, n_procs=len(pids), sys_mem_pct=vm.percent,
-                   sys_mem_used_mb=(vm.total - vm.available) / 2**20, sys_mem_total_mb=vm.total / 2**20)
+        out.update(
+            rss_mb=rss / 2**20,
+            cpu_pct=cpu,
+            n_procs=len(pids),
+            sys_mem_pct=vm.percent,
+            sys_mem_used_mb=(vm.total - vm.available) / 2**20,
+            sys_mem_total_mb=vm.total / 2**20,
+        )
         try:
             gpus = self.gpu.gpus()
             if not self.gpu.available:
@@ -145,8 +154,15 @@ class TelemetrySampler:
                 out["gpu"] = "ok"
                 for g in gpus:
                     p = f"gpu{g.index}_"
-                    out.update({p + "util_pct": g.util_pct, p + "mem_used_mb": g.mem_used_mb,
-                                p + "mem_total_mb": g.mem_total_mb, p + "temp_c": g.temp_c, p + "power_w": g.power_w})
+                    out.update(
+                        {
+                            p + "util_pct": g.util_pct,
+                            p + "mem_used_mb": g.mem_used_mb,
+                            p + "mem_total_mb": g.mem_total_mb,
+                            p + "temp_c": g.temp_c,
+                            p + "power_w": g.power_w,
+                        }
+                    )
                 out["proc_vram_mb"] = self.gpu.process_vram_mb(pids)
         except Exception as exc:  # telemetry must never take a run down
             out["gpu"] = f"unavailable: {exc.__class__.__name__}: {exc}"
@@ -156,8 +172,7 @@ class TelemetrySampler:
 class TelemetryThread:
     """Samples every `interval_s` on a daemon thread into the run's metrics as split `sys`."""
 
-    def __init__(self, writer, interval_s: float = 5.0, sampler: TelemetrySampler | None = None,
-                 step_fn=None):
+    def __init__(self, writer, interval_s: float = 5.0, sampler: TelemetrySampler | None = None, step_fn=None):
         self.writer = writer
         self.interval_s = interval_s
         self.sampler = sampler or TelemetrySampler()
@@ -166,7 +181,7 @@ class TelemetryThread:
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
         self.last: dict[str, Any] = {}
 
-    def start(self) -> "TelemetryThread":
+    def start(self) -> TelemetryThread:
         self.sampler.sample()  # prime cpu_percent
         self._thread.start()
         return self
@@ -184,7 +199,7 @@ class TelemetryThread:
         if self._thread.is_alive():
             self._thread.join(timeout=2 * self.interval_s + 1)
 
-    def __enter__(self) -> "TelemetryThread":
+    def __enter__(self) -> TelemetryThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..runs import ACTIVE_STATES, JsonlTail, RunReader, liveness
 from .stopper import record_event
 
-ENV_VARS = {"stall_min": "ZTB_WATCH_STALL_MIN", "rss_mb": "ZTB_WATCH_RSS_MB", "vram_mb": "ZTB_WATCH_VRAM_MB",
-            "cpu_pct": "ZTB_WATCH_CPU_PCT", "mem_pct": "ZTB_WATCH_MEM_PCT"}
+ENV_VARS = {
+    "stall_min": "ZTB_WATCH_STALL_MIN",
+    "rss_mb": "ZTB_WATCH_RSS_MB",
+    "vram_mb": "ZTB_WATCH_VRAM_MB",
+    "cpu_pct": "ZTB_WATCH_CPU_PCT",
+    "mem_pct": "ZTB_WATCH_MEM_PCT",
+}
 
 
 @dataclass
@@ -36,7 +42,7 @@ class Thresholds:
     mem_pct: float = 92.0
 
     @classmethod
-    def resolve(cls, run_dir: Path | None = None, env: dict[str, str] | None = None) -> "Thresholds":
+    def resolve(cls, run_dir: Path | None = None, env: dict[str, str] | None = None) -> Thresholds:
         from ..errors import ConfigError
 
         th = cls()
@@ -100,14 +106,22 @@ def check_run(run_dir: Path, th: Thresholds, now: float | None = None) -> list[A
         moved = float(status.get("step_updated_at") or status.get("updated_at") or now)
         stalled_min = (now - moved) / 60.0
         if th.stall_min and stalled_min > th.stall_min and alive is not False:
-            alerts.append(Alert("stall", f"step {status.get('step')} has not moved for {stalled_min:.1f} min",
-                                round(stalled_min, 2), th.stall_min))
+            alerts.append(
+                Alert(
+                    "stall",
+                    f"step {status.get('step')} has not moved for {stalled_min:.1f} min",
+                    round(stalled_min, 2),
+                    th.stall_min,
+                )
+            )
     sys_row = last_sys_row(run_dir) if state in ACTIVE_STATES else None
     if sys_row:
-        for check, key, limit, unit in (("rss", "rss_mb", th.rss_mb, "MiB RSS"),
-                                         ("vram", "proc_vram_mb", th.vram_mb, "MiB VRAM"),
-                                         ("cpu", "cpu_pct", th.cpu_pct, "% CPU"),
-                                         ("mem", "sys_mem_pct", th.mem_pct, "% system memory")):
+        for check, key, limit, unit in (
+            ("rss", "rss_mb", th.rss_mb, "MiB RSS"),
+            ("vram", "proc_vram_mb", th.vram_mb, "MiB VRAM"),
+            ("cpu", "cpu_pct", th.cpu_pct, "% CPU"),
+            ("mem", "sys_mem_pct", th.mem_pct, "% system memory"),
+        ):
             value = sys_row.get(key)
             if limit and isinstance(value, (int, float)) and value > limit:
                 alerts.append(Alert(check, f"{value:.0f} {unit} > {limit:.0f}", float(value), limit))
@@ -136,8 +150,14 @@ def watch_once(run_dir: Path, th: Thresholds, repeat_min: float = 30.0, now: flo
     return written
 
 
-def watch(run_dir: Path, th: Thresholds, interval_s: float = 30.0, repeat_min: float = 30.0,
-          on_alert: Callable[[Alert], None] | None = None, should_stop: Callable[[], bool] | None = None) -> None:
+def watch(
+    run_dir: Path,
+    th: Thresholds,
+    interval_s: float = 30.0,
+    repeat_min: float = 30.0,
+    on_alert: Callable[[Alert], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
     """Check every `interval_s` until the run reaches a final state (or `should_stop()`)."""
     while True:
         for a in watch_once(run_dir, th, repeat_min):

@@ -33,10 +33,10 @@ class TimeframeBars:
     """Bars of one timeframe as flat arrays (row i = i-th bar in time)."""
 
     tf: str
-    open_ns: np.ndarray   # int64 (N,)
+    open_ns: np.ndarray  # int64 (N,)
     close_ns: np.ndarray  # int64 (N,) exclusive end
-    logp: np.ndarray      # float64 (N, 4) log open/high/low/close
-    aux: np.ndarray       # float32 (N, 2) raw log_volume, log_gap (z-scored later)
+    logp: np.ndarray  # float64 (N, 4) log open/high/low/close
+    aux: np.ndarray  # float32 (N, 2) raw log_volume, log_gap (z-scored later)
     complete: np.ndarray  # bool (N,)
 
     def __len__(self) -> int:

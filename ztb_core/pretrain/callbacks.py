@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,15 @@ class ManifestCallback(L.Callback):
                 continue
             self._seen[name] = mtime
             step = _step_from(path, step_hint)
-            self.manifest.add({"file": name, "step": step, "sha256": sha256_file(path),
-                               "size": path.stat().st_size,
-                               "created_at": datetime.fromtimestamp(mtime, timezone.utc).isoformat()})
+            self.manifest.add(
+                {
+                    "file": name,
+                    "step": step,
+                    "sha256": sha256_file(path),
+                    "size": path.stat().st_size,
+                    "created_at": datetime.fromtimestamp(mtime, UTC).isoformat(),
+                }
+            )
             if self.writer is not None:
                 self.writer.event("checkpoint_saved", file=name, step=step)
 
@@ -131,8 +137,9 @@ class KillFileCallback(L.Callback):
     """Stops at the next optimizer-step boundary when the kill-file appears: saves `last.ckpt`
     itself (Lightning's `should_stop` does not refresh it) and asks the trainer to stop."""
 
-    def __init__(self, run_dir: Path, ckpt_dir: Path, writer=None, manifest: ManifestCallback | None = None,
-                 accumulate: int = 1):
+    def __init__(
+        self, run_dir: Path, ckpt_dir: Path, writer=None, manifest: ManifestCallback | None = None, accumulate: int = 1
+    ):
         self.switch = KillSwitch(run_dir)
         self.ckpt_dir = Path(ckpt_dir)
         self.writer = writer

@@ -20,11 +20,16 @@ PRETRAIN_TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D
 
 
 class WindowConfig(ZtbModel):
-    timeframes: list[str] = Field(list(DEFAULT_TIMEFRAMES), min_length=1,
-                                  description="timeframes, finest first; each gets one window right-aligned at the anchor")
+    timeframes: list[str] = Field(
+        list(DEFAULT_TIMEFRAMES),
+        min_length=1,
+        description="timeframes, finest first; each gets one window right-aligned at the anchor",
+    )
     seq_len: int = Field(48, ge=8, le=4096, description="bars per window (all timeframes unless overridden)")
-    seq_len_per_tf: dict[str, int] = Field(default_factory=lambda: {"D": 16},
-                                           description="per-timeframe override; D defaults to 16 so val/test splits of a few months still hold whole daily windows")
+    seq_len_per_tf: dict[str, int] = Field(
+        default_factory=lambda: {"D": 16},
+        description="per-timeframe override; D defaults to 16 so val/test splits of a few months still hold whole daily windows",
+    )
     anchor_stride: int = Field(1, ge=1, description="use every n-th M1 bar as an anchor (1 = all)")
 
     @field_validator("timeframes")
@@ -39,10 +44,12 @@ class WindowConfig(ZtbModel):
         return v
 
     @model_validator(mode="after")
-    def _overrides_known(self) -> "WindowConfig":
+    def _overrides_known(self) -> WindowConfig:
         for tf, n in self.seq_len_per_tf.items():
             if tf not in PRETRAIN_TIMEFRAMES:
-                raise ValueError(f"seq_len_per_tf: unknown timeframe {tf!r}; expected some of {list(PRETRAIN_TIMEFRAMES)}")
+                raise ValueError(
+                    f"seq_len_per_tf: unknown timeframe {tf!r}; expected some of {list(PRETRAIN_TIMEFRAMES)}"
+                )
             if not 8 <= n <= 4096:
                 raise ValueError(f"seq_len_per_tf.{tf}: expected 8..4096 bars, got {n}")
         return self
@@ -55,42 +62,57 @@ class MaskConfig(ZtbModel):
     ratio: float = Field(0.15, gt=0, lt=0.6, description="target share of masked positions per timeframe")
     min_block: int = Field(5, ge=1, description="shortest masked block (bars)")
     max_block: int = Field(60, ge=1, description="longest masked block (bars; capped by the ratio and the window)")
-    val_seed: int = Field(20240601, ge=0, description="seed of the fixed validation/test mask set (comparable across runs)")
+    val_seed: int = Field(
+        20240601, ge=0, description="seed of the fixed validation/test mask set (comparable across runs)"
+    )
     val_samples: int = Field(2048, ge=16, description="anchors in the fixed validation/test sets")
 
     @model_validator(mode="after")
-    def _blocks(self) -> "MaskConfig":
+    def _blocks(self) -> MaskConfig:
         if self.max_block < self.min_block:
             raise ValueError(f"max_block ({self.max_block}) must be >= min_block ({self.min_block})")
         return self
 
 
 class T5Options(ZtbModel):
-    init: Literal["random", "pretrained"] = Field("random", description="random: fresh weights; pretrained: load language-model weights (local only)")
-    path: str | None = Field(None, description="local folder with config.json (+ weights for pretrained), or a model id already in the local HF cache")
+    init: Literal["random", "pretrained"] = Field(
+        "random", description="random: fresh weights; pretrained: load language-model weights (local only)"
+    )
+    path: str | None = Field(
+        None,
+        description="local folder with config.json (+ weights for pretrained), or a model id already in the local HF cache",
+    )
     patch_len: int = Field(8, ge=1, le=256, description="bars per patch token")
     d_model: int = Field(64, ge=8, description="T5 width when no path is given (random init)")
     d_kv: int = Field(16, ge=4, description="per-head width (random init without path)")
     d_ff: int = Field(128, ge=8, description="feed-forward width (random init without path)")
     num_layers: int = Field(2, ge=1, description="encoder layers (random init without path)")
     num_heads: int = Field(4, ge=1, description="attention heads (random init without path)")
-    freeze_epochs: int = Field(1, ge=0, description="epochs the backbone stays frozen before unfreezing (staged unfreezing)")
+    freeze_epochs: int = Field(
+        1, ge=0, description="epochs the backbone stays frozen before unfreezing (staged unfreezing)"
+    )
     lr_ratio: float = Field(10.0, ge=1, description="base LR : backbone LR (10 means the backbone learns 10x slower)")
 
 
 class ModelConfig(ZtbModel):
-    backbone: Literal["transformer", "t5"] = Field("transformer", description="shared encoder: a plain Transformer or a T5 encoder")
+    backbone: Literal["transformer", "t5"] = Field(
+        "transformer", description="shared encoder: a plain Transformer or a T5 encoder"
+    )
     d_model: int = Field(64, ge=8, description="token width (transformer backbone)")
     n_heads: int = Field(4, ge=1, description="attention heads (transformer backbone)")
     n_layers: int = Field(2, ge=1, description="encoder layers (transformer backbone)")
     d_ff: int = Field(128, ge=8, description="feed-forward width (transformer backbone)")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout in the encoder (CPU: 0, dropout triples attention cost; GPU: 0.1)")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout in the encoder (CPU: 0, dropout triples attention cost; GPU: 0.1)"
+    )
     stem_kernel: int = Field(5, ge=1, description="kernel of the first CNN stem convolution (odd)")
-    bottleneck: int = Field(16, ge=2, description="bottleneck width per token; the exported embedding is timeframes x bottleneck")
+    bottleneck: int = Field(
+        16, ge=2, description="bottleneck width per token; the exported embedding is timeframes x bottleneck"
+    )
     t5: T5Options = Field(default_factory=T5Options, description="T5 backbone options (backbone: t5)")
 
     @model_validator(mode="after")
-    def _heads(self) -> "ModelConfig":
+    def _heads(self) -> ModelConfig:
         if self.backbone == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         if self.stem_kernel % 2 == 0:
@@ -104,8 +126,12 @@ class LossConfig(ZtbModel):
     stft: float = Field(0.1, ge=0, description="weight of the multi-resolution STFT loss (float32)")
     stft_ffts: list[int] = Field([8, 16, 32], min_length=1, description="FFT sizes of the STFT resolutions (hop = n/4)")
     consistency: float = Field(0.1, ge=0, description="weight of the cross-timeframe consistency loss")
-    correlation: float = Field(0.1, ge=0, description="weight of the amplitude/phase correlation loss on masked returns")
-    consistency_tol: float = Field(0.25, gt=0, description="metric: coarse bar matches the fine aggregation within this (coarse-window std units)")
+    correlation: float = Field(
+        0.1, ge=0, description="weight of the amplitude/phase correlation loss on masked returns"
+    )
+    consistency_tol: float = Field(
+        0.25, gt=0, description="metric: coarse bar matches the fine aggregation within this (coarse-window std units)"
+    )
 
 
 class OptimConfig(ZtbModel):
@@ -119,7 +145,9 @@ class OptimConfig(ZtbModel):
 class TrainerOptions(ZtbModel):
     max_steps: int = Field(300, ge=1, description="optimizer steps in total (the one-cycle schedule spans them)")
     batch_size: int = Field(32, ge=1, description="windows per batch (per device)")
-    epoch_steps: int = Field(100, ge=1, description="optimizer steps per epoch: validation, checkpoint and T5 unfreezing happen per epoch")
+    epoch_steps: int = Field(
+        100, ge=1, description="optimizer steps per epoch: validation, checkpoint and T5 unfreezing happen per epoch"
+    )
     val_batches: int = Field(8, ge=1, description="validation batches per check (fixed masks)")
     precision: str = Field("32-true", description="32-true | bf16-mixed (CPU and recent GPUs) | 16-mixed (CUDA)")
     accelerator: str = Field("auto", description="auto | cpu | gpu")
@@ -137,14 +165,20 @@ class PretrainConfig(ZtbModel):
     default_file: ClassVar[str] = "pretrain.yaml"
 
     seed: int = Field(0, ge=0, description="seed for initialisation, batch order and training masks")
-    data: DataSourceConfig = Field(default_factory=lambda: DataSourceConfig(
-        synthetic=SyntheticConfig(n_bars=400_000, signal_strength=0.3)), description="M1 bars to pretrain on")
-    splits: SplitConfig = Field(default_factory=SplitConfig, description="chronological split of anchors (embargo in M1 bars, "
-                                                                          "on top of the automatic no-straddle rule)")
+    data: DataSourceConfig = Field(
+        default_factory=lambda: DataSourceConfig(synthetic=SyntheticConfig(n_bars=400_000, signal_strength=0.3)),
+        description="M1 bars to pretrain on",
+    )
+    splits: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="chronological split of anchors (embargo in M1 bars, on top of the automatic no-straddle rule)",
+    )
     window: WindowConfig = Field(default_factory=WindowConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
-    cache_dir: str | None = Field(None, description="window-index / statistics cache; none = <artifacts>/cache/pretrain")
+    cache_dir: str | None = Field(
+        None, description="window-index / statistics cache; none = <artifacts>/cache/pretrain"
+    )

@@ -27,19 +27,25 @@ IN_CHANNELS = 7
 class PretrainArrays:
     timeframes: list[str]
     lengths: dict[str, int]
-    bars: dict[str, TimeframeBars]          # aux already z-scored with train-only stats
+    bars: dict[str, TimeframeBars]  # aux already z-scored with train-only stats
     index: WindowIndex
     parents: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # fine tf -> (parent, first, last) of next tf
 
-    def make_batch(self, positions: np.ndarray, masks: dict[str, np.ndarray] | None = None,
-                   rng: np.random.Generator | None = None, mask_cfg=None) -> dict[str, np.ndarray]:
+    def make_batch(
+        self,
+        positions: np.ndarray,
+        masks: dict[str, np.ndarray] | None = None,
+        rng: np.random.Generator | None = None,
+        mask_cfg=None,
+    ) -> dict[str, np.ndarray]:
         """Gather windows for anchor `positions`; draw masks with `rng` unless `masks` are given."""
         rows = {tf: self.index.rows(tf, positions) for tf in self.timeframes}
         opens = {tf: self.bars[tf].open_ns[r] for tf, r in rows.items()}
         closes = {tf: self.bars[tf].close_ns[r] for tf, r in rows.items()}
         if masks is None:
-            masks = sample_masks(rng, opens, closes, self.timeframes, mask_cfg.ratio, mask_cfg.min_block,
-                                 mask_cfg.max_block)
+            masks = sample_masks(
+                rng, opens, closes, self.timeframes, mask_cfg.ratio, mask_cfg.min_block, mask_cfg.max_block
+            )
         out: dict[str, np.ndarray] = {"positions": positions}
         for tf in self.timeframes:
             r = rows[tf]
@@ -98,13 +104,21 @@ class FixedMaskSet(Dataset):
         self.arrays, self.positions = arrays, positions
         rows = {tf: arrays.index.rows(tf, positions) for tf in arrays.timeframes}
         rng = np.random.default_rng(mask_cfg.val_seed)
-        self.masks = sample_masks(rng, {tf: arrays.bars[tf].open_ns[r] for tf, r in rows.items()},
-                                  {tf: arrays.bars[tf].close_ns[r] for tf, r in rows.items()},
-                                  arrays.timeframes, mask_cfg.ratio, mask_cfg.min_block, mask_cfg.max_block)
+        self.masks = sample_masks(
+            rng,
+            {tf: arrays.bars[tf].open_ns[r] for tf, r in rows.items()},
+            {tf: arrays.bars[tf].close_ns[r] for tf, r in rows.items()},
+            arrays.timeframes,
+            mask_cfg.ratio,
+            mask_cfg.min_block,
+            mask_cfg.max_block,
+        )
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, items) -> dict[str, torch.Tensor]:
         idx = np.asarray(items, dtype=np.int64)
-        return to_tensors(self.arrays.make_batch(self.positions[idx], masks={tf: m[idx] for tf, m in self.masks.items()}))
+        return to_tensors(
+            self.arrays.make_batch(self.positions[idx], masks={tf: m[idx] for tf, m in self.masks.items()})
+        )

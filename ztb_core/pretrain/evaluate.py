@@ -28,8 +28,9 @@ COLUMNS = ("mse", "mae", "mse_price", "mae_price", "corr_level", "corr_return", 
 
 
 @torch.no_grad()
-def evaluate_module(module: PretrainModule, prepared, cfg: PretrainConfig, split: str = "test",
-                    batch_size: int = 256) -> dict:
+def evaluate_module(
+    module: PretrainModule, prepared, cfg: PretrainConfig, split: str = "test", batch_size: int = 256
+) -> dict:
     dm = PretrainDataModule(cfg, prepared)
     if len(prepared.split_positions(split)) == 0:
         raise CheckpointError(f"pretrain-eval: the {split} split holds no whole window for this data/config")
@@ -65,7 +66,11 @@ def verdicts(results: dict) -> dict[str, str]:
         if better_mse and better_corr:
             out[tf] = "beats linear interpolation (lower masked MSE and higher return correlation)"
         elif better_mse or better_corr:
-            out[tf] = "mixed: " + ("lower MSE" if better_mse else "higher return correlation") + " than linear interpolation, not both"
+            out[tf] = (
+                "mixed: "
+                + ("lower MSE" if better_mse else "higher return correlation")
+                + " than linear interpolation, not both"
+            )
         else:
             out[tf] = "does NOT beat linear interpolation"
     return out
@@ -101,7 +106,9 @@ def _plot(results: dict, timeframes: list[str], path: Path) -> None:
         mse = [results[method][tf]["mse"] for tf in timeframes]
         axes[0].bar(x + i * w, [c if c is not None and math.isfinite(c) else 0 for c in corr], w, label=method)
         axes[1].bar(x + i * w, mse, w, label=method)
-    for ax, title in zip(axes, ("return correlation on masked spans (higher is better)", "masked MSE, normalised (lower is better)")):
+    for ax, title in zip(
+        axes, ("return correlation on masked spans (higher is better)", "masked MSE, normalised (lower is better)")
+    ):
         ax.set_xticks(x + w * (len(METHODS) - 1) / 2, timeframes)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -114,25 +121,54 @@ def _plot(results: dict, timeframes: list[str], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_report(module: PretrainModule, prepared, cfg: PretrainConfig, out_dir: Path, split: str = "test",
-                 ablation: dict | None = None, source: str | None = None) -> Path:
+def write_report(
+    module: PretrainModule,
+    prepared,
+    cfg: PretrainConfig,
+    out_dir: Path,
+    split: str = "test",
+    ablation: dict | None = None,
+    source: str | None = None,
+) -> Path:
     """Write pretrain-eval.{json,md,png} into `out_dir`; returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = evaluate_module(module, prepared, cfg, split)
     tfs = module.timeframes
-    report = {"kind": "pretrain-eval", "split": split, "source": source, "masked_windows": cfg.mask.val_samples,
-              "mask_seed": cfg.mask.val_seed, "timeframes": tfs, "results": results, "verdict": verdicts(results),
-              "ablation": ablation, "backbone": cfg.model.backbone}
+    report = {
+        "kind": "pretrain-eval",
+        "split": split,
+        "source": source,
+        "masked_windows": cfg.mask.val_samples,
+        "mask_seed": cfg.mask.val_seed,
+        "timeframes": tfs,
+        "results": results,
+        "verdict": verdicts(results),
+        "ablation": ablation,
+        "backbone": cfg.model.backbone,
+    }
     atomic_write_json(out_dir / "pretrain-eval.json", _json_safe(report))
-    md = [f"# Pretraining evaluation ({split} split)", "",
-          f"Source: {source or 'end of run'}. Fixed masks (seed {cfg.mask.val_seed}); every method is scored on the "
-          "same masked positions. mse/mae are in normalised units, *_price in price units. corr_level is no target "
-          "(linear interpolation scores ~0.95 on a random walk); corr_return is the honest one.", "",
-          markdown_table(results, tfs), "", "## Verdict", ""]
+    md = [
+        f"# Pretraining evaluation ({split} split)",
+        "",
+        f"Source: {source or 'end of run'}. Fixed masks (seed {cfg.mask.val_seed}); every method is scored on the "
+        "same masked positions. mse/mae are in normalised units, *_price in price units. corr_level is no target "
+        "(linear interpolation scores ~0.95 on a random walk); corr_return is the honest one.",
+        "",
+        markdown_table(results, tfs),
+        "",
+        "## Verdict",
+        "",
+    ]
     md += [f"- **{tf}**: {v}" for tf, v in report["verdict"].items()]
     if ablation:
-        md += ["", "## T5 ablation (same budget, same masks)", "", "| variant | tf | mse | corr_return |", "|---|---|---|---|"]
+        md += [
+            "",
+            "## T5 ablation (same budget, same masks)",
+            "",
+            "| variant | tf | mse | corr_return |",
+            "|---|---|---|---|",
+        ]
         for name, res in ablation.get("variants", {}).items():
             for tf in tfs:
                 md.append(f"| {name} | {tf} | {_fmt(res[tf]['mse'])} | {_fmt(res[tf]['corr_return'])} |")
@@ -151,9 +187,11 @@ def run_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
     from ..config import config_to_dict
     from ..errors import ConfigError
 
-    variants = {"no-t5 (transformer)": {"model.backbone": "transformer"},
-                "t5 random init": {"model.backbone": "t5", "model.t5.init": "random"},
-                "t5 language-model init": {"model.backbone": "t5", "model.t5.init": "pretrained"}}
+    variants = {
+        "no-t5 (transformer)": {"model.backbone": "transformer"},
+        "t5 random init": {"model.backbone": "t5", "model.t5.init": "random"},
+        "t5 language-model init": {"model.backbone": "t5", "model.t5.init": "pretrained"},
+    }
     out: dict = {"variants": {}, "skipped": {}, "steps": cfg.trainer.max_steps}
     for name, changes in variants.items():
         data = config_to_dict(cfg)
@@ -170,24 +208,37 @@ def run_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
             out["skipped"][name] = str(exc).split(";")[0]
             continue
         L.seed_everything(cfg.seed, verbose=False)
-        trainer = L.Trainer(max_steps=vcfg.trainer.max_steps, max_epochs=-1,
-                            limit_train_batches=vcfg.trainer.epoch_steps, limit_val_batches=0, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            accelerator="cpu", precision=vcfg.trainer.precision, gradient_clip_val=vcfg.optim.grad_clip or None,
-                            num_sanity_val_steps=0, use_distributed_sampler=False)
+        trainer = L.Trainer(
+            max_steps=vcfg.trainer.max_steps,
+            max_epochs=-1,
+            limit_train_batches=vcfg.trainer.epoch_steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            precision=vcfg.trainer.precision,
+            gradient_clip_val=vcfg.optim.grad_clip or None,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+        )
         trainer.fit(module, datamodule=PretrainDataModule(vcfg, prepared))
         res = evaluate_module(module, prepared, vcfg, split)
-        out["variants"][name] = {tf: {"mse": r["mse"], "corr_return": r["corr_return"]} for tf, r in res["model"].items()}
+        out["variants"][name] = {
+            tf: {"mse": r["mse"], "corr_return": r["corr_return"]} for tf, r in res["model"].items()
+        }
         log.info("ablation %s done", name)
     return out
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", ablation: bool = True, out_dir: Path | None = None) -> Path:
+def evaluate_checkpoint(
+    path: str | Path, split: str = "test", ablation: bool = True, out_dir: Path | None = None
+) -> Path:
     """Evaluate a Lightning checkpoint (or a run directory: its last.ckpt); report into the run's reports/."""
-    from .prepare import prepare
-
     from ..manifest import MANIFEST
     from ..runs import find_run
+    from .prepare import prepare
     from .runner import verified_checkpoint
 
     path = Path(path)

@@ -80,7 +80,9 @@ def _payload_from(path: Path) -> dict:
                 path = cand
                 break
         else:
-            raise CheckpointError(f"{path}: no {FILE} here or in {path / 'encoder'}; finish (or evaluate) a pretrain run first")
+            raise CheckpointError(
+                f"{path}: no {FILE} here or in {path / 'encoder'}; finish (or evaluate) a pretrain run first"
+            )
     if not path.exists():
         raise CheckpointError(f"{path}: encoder file not found")
     try:
@@ -91,11 +93,18 @@ def _payload_from(path: Path) -> dict:
         return obj
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:  # Lightning checkpoint
         hp = obj["hyper_parameters"]
-        state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         cfg = PretrainConfig.model_validate(hp["config"])
         t5c = hp.get("t5_config")
-        return {"format": FORMAT, "config": hp["config"], "lengths": hp["lengths"], "aux_stats": hp["aux_stats"],
-                "market": cfg.data.market, "t5_config": t5c, "state_dict": state}
+        return {
+            "format": FORMAT,
+            "config": hp["config"],
+            "lengths": hp["lengths"],
+            "aux_stats": hp["aux_stats"],
+            "market": cfg.data.market,
+            "t5_config": t5c,
+            "state_dict": state,
+        }
     raise CheckpointError(f"{path}: not a ztb encoder ({FORMAT}) nor a pretrain Lightning checkpoint")
 
 
@@ -122,19 +131,24 @@ class EncoderBundle:
     def timeframes(self) -> list[str]:
         return list(self.config.window.timeframes)
 
-    def window_builder(self, m1_bars: pd.DataFrame, market: str | None = None) -> "WindowBuilder":
+    def window_builder(self, m1_bars: pd.DataFrame, market: str | None = None) -> WindowBuilder:
         return WindowBuilder(m1_bars, self.timeframes, self.lengths, self.stats, market or self.market)
 
     @torch.no_grad()
-    def embed_bars(self, m1_bars: pd.DataFrame, market: str | None = None, batch_size: int = 1024,
-                   device: str | torch.device = "cpu") -> np.ndarray:
+    def embed_bars(
+        self,
+        m1_bars: pd.DataFrame,
+        market: str | None = None,
+        batch_size: int = 1024,
+        device: str | torch.device = "cpu",
+    ) -> np.ndarray:
         """(T, D) float32 embeddings, one per M1 bar (zeros where windows are not yet available)."""
         wb = self.window_builder(m1_bars, market)
         out = np.zeros((len(m1_bars), self.embedding_dim), np.float32)
         rows = np.flatnonzero(wb.valid)
         model = self.model.to(device).eval()
         for i in range(0, len(rows), batch_size):
-            r = rows[i:i + batch_size]
+            r = rows[i : i + batch_size]
             xs = {tf: torch.from_numpy(x).to(device) for tf, x in wb.inputs(r).items()}
             out[r] = embed_tokens(model, xs).float().cpu().numpy()
         self.last_valid = wb.valid
@@ -188,8 +202,14 @@ def load_encoder(path: str | Path) -> EncoderBundle:
     model = _build_model(cfg, payload["lengths"], payload.get("t5_config"))
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: encoder weights do not match its config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            f"{path}: encoder weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.eval()
-    return EncoderBundle(model=model, config=cfg, lengths=dict(payload["lengths"]),
-                         stats=AuxStats.from_dict(payload["aux_stats"]), market=payload["market"])
+    return EncoderBundle(
+        model=model,
+        config=cfg,
+        lengths=dict(payload["lengths"]),
+        stats=AuxStats.from_dict(payload["aux_stats"]),
+        market=payload["market"],
+    )

@@ -75,16 +75,26 @@ def aggregate_fine(fine: torch.Tensor, cpos: torch.Tensor, n_coarse: int) -> tup
     return torch.where(has[..., None], agg, torch.zeros_like(agg)), has
 
 
-def to_coarse_units(fine_norm: torch.Tensor, mu_f: torch.Tensor, sig_f: torch.Tensor, mu_c: torch.Tensor,
-                    sig_c: torch.Tensor) -> torch.Tensor:
+def to_coarse_units(
+    fine_norm: torch.Tensor, mu_f: torch.Tensor, sig_f: torch.Tensor, mu_c: torch.Tensor, sig_c: torch.Tensor
+) -> torch.Tensor:
     """Re-express fine-window normalised prices in the coarse window's normalisation."""
     ratio = (sig_f / sig_c).float()[:, None, None]
     shift = ((mu_f - mu_c) / sig_c).float()[:, None, None]
     return fine_norm.float() * ratio + shift
 
 
-def consistency_loss(fine: torch.Tensor, coarse: torch.Tensor, cpos: torch.Tensor, coarse_mask: torch.Tensor,
-                     mu_f, sig_f, mu_c, sig_c, delta: float = 1.0) -> torch.Tensor:
+def consistency_loss(
+    fine: torch.Tensor,
+    coarse: torch.Tensor,
+    cpos: torch.Tensor,
+    coarse_mask: torch.Tensor,
+    mu_f,
+    sig_f,
+    mu_c,
+    sig_c,
+    delta: float = 1.0,
+) -> torch.Tensor:
     """Huber distance between coarse reconstructions and the aggregate of fine reconstructions, over
     masked coarse bars that the fine window covers completely. Inputs are composites (visible = truth)."""
     agg, has = aggregate_fine(to_coarse_units(fine, mu_f, sig_f, mu_c, sig_c), cpos, coarse.shape[1])
@@ -122,7 +132,9 @@ def correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
         return phase, amp
 
 
-def total_loss(recon: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], timeframes: list[str], cfg) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def total_loss(
+    recon: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], timeframes: list[str], cfg
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of all losses (averaged over timeframes / timeframe pairs) and the parts."""
     parts: dict[str, list[torch.Tensor]] = {"huber": [], "stft": [], "consistency": [], "phase": [], "amplitude": []}
     comp = {}
@@ -138,9 +150,19 @@ def total_loss(recon: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], t
             parts["amplitude"].append(am)
     if cfg.consistency > 0:
         for fine, coarse in zip(timeframes[:-1], timeframes[1:]):
-            parts["consistency"].append(consistency_loss(
-                comp[fine], comp[coarse], batch[f"cpos:{fine}"], batch[f"mask:{coarse}"], batch[f"mu:{fine}"],
-                batch[f"sigma:{fine}"], batch[f"mu:{coarse}"], batch[f"sigma:{coarse}"], cfg.huber_delta))
+            parts["consistency"].append(
+                consistency_loss(
+                    comp[fine],
+                    comp[coarse],
+                    batch[f"cpos:{fine}"],
+                    batch[f"mask:{coarse}"],
+                    batch[f"mu:{fine}"],
+                    batch[f"sigma:{fine}"],
+                    batch[f"mu:{coarse}"],
+                    batch[f"sigma:{coarse}"],
+                    cfg.huber_delta,
+                )
+            )
     means = {k: torch.stack(v).mean() for k, v in parts.items() if v}
     total = cfg.huber * means["huber"]
     if "stft" in means:

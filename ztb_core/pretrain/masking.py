@@ -28,8 +28,15 @@ def block_plan(L: int, ratio: float, min_block: int, max_block: int) -> tuple[in
     return lo, hi, n_blocks
 
 
-def sample_masks(rng: np.random.Generator, opens: dict[str, np.ndarray], closes: dict[str, np.ndarray],
-                 timeframes: list[str], ratio: float, min_block: int, max_block: int) -> dict[str, np.ndarray]:
+def sample_masks(
+    rng: np.random.Generator,
+    opens: dict[str, np.ndarray],
+    closes: dict[str, np.ndarray],
+    timeframes: list[str],
+    ratio: float,
+    min_block: int,
+    max_block: int,
+) -> dict[str, np.ndarray]:
     """Synchronised masks for a batch.
 
     opens/closes: tf -> (B, L) int64 bar open / close times of each window (finest timeframe first).

@@ -43,8 +43,8 @@ class _Pearson:
     def value(self) -> float:
         if self.n < 3:
             return float("nan")
-        vx = self.n * self.sxx - self.sx ** 2
-        vy = self.n * self.syy - self.sy ** 2
+        vx = self.n * self.sxx - self.sx**2
+        vy = self.n * self.syy - self.sy**2
         if vx <= 0 or vy <= 0:
             return float("nan")
         return (self.n * self.sxy - self.sx * self.sy) / math.sqrt(vx * vy)
@@ -85,8 +85,13 @@ class ReconstructionMetrics:
             s["lse"] += float(lse.sum())
             s["windows"] += lse.numel()
         for fine, coarse in zip(self.timeframes[:-1], self.timeframes[1:]):
-            f_in_c = to_coarse_units(comps[fine], batch[f"mu:{fine}"], batch[f"sigma:{fine}"],
-                                     batch[f"mu:{coarse}"], batch[f"sigma:{coarse}"])
+            f_in_c = to_coarse_units(
+                comps[fine],
+                batch[f"mu:{fine}"],
+                batch[f"sigma:{fine}"],
+                batch[f"mu:{coarse}"],
+                batch[f"sigma:{coarse}"],
+            )
             agg, has = aggregate_fine(f_in_c, batch[f"cpos:{fine}"], comps[coarse].shape[1])
             sel = has & batch[f"mask:{coarse}"]
             dev = (agg.double() - comps[coarse]).abs().amax(dim=2)[sel]
@@ -100,8 +105,10 @@ class ReconstructionMetrics:
         for (method, tf), s in self.sums.items():
             n = max(s["n"], 1.0)
             out[method][tf] = {
-                "mse": s["se"] / n, "mae": s["ae"] / n,
-                "mse_price": s["se_price"] / n, "mae_price": s["ae_price"] / n,
+                "mse": s["se"] / n,
+                "mae": s["ae"] / n,
+                "mse_price": s["se_price"] / n,
+                "mae_price": s["ae_price"] / n,
                 "corr_level": self.level[(method, tf)].value(),
                 "corr_return": self.ret[(method, tf)].value(),
                 "consistency": s["cons_ok"] / s["cons_n"] if s.get("cons_n") else float("nan"),

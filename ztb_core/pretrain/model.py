@@ -23,8 +23,15 @@ from .dataset import IN_CHANNELS
 
 
 class MultiTimeframeAutoencoder(nn.Module):
-    def __init__(self, timeframes: list[str], lengths: dict[str, int], cfg: ModelConfig,
-                 in_channels: int = IN_CHANNELS, out_channels: int = PRICE_CHANNELS, backbone_module: nn.Module | None = None):
+    def __init__(
+        self,
+        timeframes: list[str],
+        lengths: dict[str, int],
+        cfg: ModelConfig,
+        in_channels: int = IN_CHANNELS,
+        out_channels: int = PRICE_CHANNELS,
+        backbone_module: nn.Module | None = None,
+    ):
         super().__init__()
         self.timeframes = list(timeframes)
         self.lengths = dict(lengths)
@@ -45,20 +52,30 @@ class MultiTimeframeAutoencoder(nn.Module):
             d = cfg.d_model
             self.patch = 1
             k = cfg.stem_kernel
-            self.stems = nn.ModuleDict({tf: nn.Sequential(
-                nn.Conv1d(in_channels, d, k, padding=k // 2), nn.GELU(), nn.Conv1d(d, d, 3, padding=1))
-                for tf in timeframes})
+            self.stems = nn.ModuleDict(
+                {
+                    tf: nn.Sequential(
+                        nn.Conv1d(in_channels, d, k, padding=k // 2), nn.GELU(), nn.Conv1d(d, d, 3, padding=1)
+                    )
+                    for tf in timeframes
+                }
+            )
             self.pos = nn.Parameter(torch.randn(max(lengths.values()), d) * 0.02)
-            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout, activation="gelu",
-                                               batch_first=True, norm_first=True)
+            layer = nn.TransformerEncoderLayer(
+                d, cfg.n_heads, cfg.d_ff, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+            )
             self.backbone = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
             self.final_norm = nn.LayerNorm(d)
             self.n_tokens = dict(lengths)
         self.d = d
         self.tf_embed = nn.Parameter(torch.randn(len(timeframes), d) * 0.02)
         self.bottleneck = nn.Linear(d, cfg.bottleneck)
-        self.decoders = nn.ModuleDict({tf: nn.Sequential(
-            nn.Linear(cfg.bottleneck, d), nn.GELU(), nn.Linear(d, self.patch * out_channels)) for tf in timeframes})
+        self.decoders = nn.ModuleDict(
+            {
+                tf: nn.Sequential(nn.Linear(cfg.bottleneck, d), nn.GELU(), nn.Linear(d, self.patch * out_channels))
+                for tf in timeframes
+            }
+        )
 
     @property
     def embedding_dim(self) -> int:
@@ -92,7 +109,7 @@ class MultiTimeframeAutoencoder(nn.Module):
         out, i = {}, 0
         for tf in self.timeframes:
             n = self.n_tokens[tf]
-            out[tf] = z[:, i:i + n]
+            out[tf] = z[:, i : i + n]
             i += n
         return out
 
@@ -105,6 +122,6 @@ class MultiTimeframeAutoencoder(nn.Module):
             out = self.decoders[tf](parts[tf])
             B, P, _ = out.shape
             out = out.reshape(B, P * self.patch, self.out_channels)
-            recon[tf] = out[:, out.shape[1] - self.lengths[tf]:]
+            recon[tf] = out[:, out.shape[1] - self.lengths[tf] :]
         embedding = torch.cat([parts[tf].mean(dim=1) for tf in self.timeframes], dim=1)
         return recon, embedding

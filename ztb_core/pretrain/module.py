@@ -23,8 +23,15 @@ def inputs(batch: dict[str, torch.Tensor], timeframes: list[str]) -> dict[str, t
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, config: dict, lengths: dict[str, int], aux_stats: dict, data_info: dict | None = None,
-                 t5_config: dict | None = None, backbone_module: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        config: dict,
+        lengths: dict[str, int],
+        aux_stats: dict,
+        data_info: dict | None = None,
+        t5_config: dict | None = None,
+        backbone_module: torch.nn.Module | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters(ignore=["backbone_module"])
         self.cfg = PretrainConfig.model_validate(config)
@@ -35,7 +42,9 @@ class PretrainModule(L.LightningModule):
             from transformers import T5Config, T5EncoderModel
 
             backbone_module = T5EncoderModel(T5Config.from_dict(t5_config))
-        self.model = MultiTimeframeAutoencoder(self.timeframes, lengths, self.cfg.model, backbone_module=backbone_module)
+        self.model = MultiTimeframeAutoencoder(
+            self.timeframes, lengths, self.cfg.model, backbone_module=backbone_module
+        )
         if self.model.is_t5:
             self.hparams["t5_config"] = self.model.backbone.config.to_dict()
         self._val: ReconstructionMetrics | None = None
@@ -58,8 +67,13 @@ class PretrainModule(L.LightningModule):
         loss, parts = total_loss(recon, batch, self.timeframes, self.cfg.loss)
         bs = batch["positions"].shape[0]
         self._samples += bs
-        self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, on_step=True, on_epoch=False,
-                      batch_size=bs, prog_bar=False)
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in parts.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=bs,
+            prog_bar=False,
+        )
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, batch_size=bs)
         opt = self.optimizers(use_pl_optimizer=False)
         if opt is not None:
@@ -84,7 +98,9 @@ class PretrainModule(L.LightningModule):
         recon = {tf: r.float() for tf, r in recon.items()}
         self._val.update("model", recon, batch)
         for kind in BASELINES:
-            self._val.update(kind, {tf: fill(kind, batch[f"y:{tf}"], batch[f"mask:{tf}"]) for tf in self.timeframes}, batch)
+            self._val.update(
+                kind, {tf: fill(kind, batch[f"y:{tf}"], batch[f"mask:{tf}"]) for tf in self.timeframes}, batch
+            )
 
     def on_validation_epoch_end(self) -> None:
         if self._val is None or not self._val_loss:
@@ -114,8 +130,9 @@ class PretrainModule(L.LightningModule):
             groups.append({"params": self.model.backbone_parameters(), "lr": bb_lr})
             max_lr.append(bb_lr)
         opt = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=self.cfg.trainer.max_steps + 1,
-                                                    pct_start=o.pct_start)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=max_lr, total_steps=self.cfg.trainer.max_steps + 1, pct_start=o.pct_start
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
 
@@ -147,7 +164,7 @@ class EpochBatchSampler(Sampler):
         order = np.concatenate([rng.permutation(self.n) for _ in range(reps)])[:need]
         for b in range(self._offset(), self.batches):
             k = b * self.world + self.rank
-            yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+            yield order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
 
 
 class PretrainDataModule(L.LightningDataModule):

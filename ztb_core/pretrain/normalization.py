@@ -31,7 +31,7 @@ class AuxStats:
         return {"mean": self.mean, "std": self.std, "fitted_until_ns": int(self.fitted_until_ns), "digest": self.digest}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AuxStats":
+    def from_dict(cls, d: dict) -> AuxStats:
         return cls(mean=d["mean"], std=d["std"], fitted_until_ns=int(d["fitted_until_ns"]), digest=d["digest"])
 
     def apply(self, tf: str, aux: np.ndarray) -> np.ndarray:
@@ -70,7 +70,9 @@ def data_digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def revin(logp: np.ndarray, visible: np.ndarray, min_std: float = MIN_WINDOW_STD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def revin(
+    logp: np.ndarray, visible: np.ndarray, min_std: float = MIN_WINDOW_STD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-window location/scale from the visible positions only.
 
     logp: (B, L, 4) log prices; visible: (B, L) bool. Returns (normalised (B, L, 4) float32,

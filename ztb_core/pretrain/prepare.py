@@ -62,17 +62,22 @@ def prepare(cfg: PretrainConfig, m1: pd.DataFrame | None = None, use_cache: bool
     cache = cache_dir_for(cfg) if use_cache else None
     t0 = time.perf_counter()
     sp = cfg.splits
-    index, key, cached = cached_window_index(cache, m1_ns, bars, market, lengths, sp.train, sp.val, sp.test,
-                                             sp.embargo, cfg.window.anchor_stride)
+    index, key, cached = cached_window_index(
+        cache, m1_ns, bars, market, lengths, sp.train, sp.val, sp.test, sp.embargo, cfg.window.anchor_stride
+    )
     timings["index_s"] = time.perf_counter() - t0
     if len(index.split("train")) == 0:
         longest = max(lengths[tf] for tf in tfs)
-        raise DataError(f"pretrain: no usable training windows in {len(m1)} M1 bars for timeframes {tfs} with "
-                        f"up to {longest} bars per window; use more data or shorter window.seq_len / window.seq_len_per_tf")
+        raise DataError(
+            f"pretrain: no usable training windows in {len(m1)} M1 bars for timeframes {tfs} with "
+            f"up to {longest} bars per window; use more data or shorter window.seq_len / window.seq_len_per_tf"
+        )
     if len(index.split("val")) == 0 and sp.val > 0:
-        raise DataError(f"pretrain: the validation split ({sp.val:.0%} of {len(m1)} M1 bars) holds no whole window: "
-                        f"the longest window spans more time than the split; use more data or shorter windows "
-                        f"(window.seq_len_per_tf, e.g. D: 16)")
+        raise DataError(
+            f"pretrain: the validation split ({sp.val:.0%} of {len(m1)} M1 bars) holds no whole window: "
+            f"the longest window spans more time than the split; use more data or shorter windows "
+            f"(window.seq_len_per_tf, e.g. D: 16)"
+        )
     # statistics: bars that closed by the end of the train split only
     s = chronological_splits(len(m1), sp.train, sp.val, sp.test, sp.embargo)["train"]
     train_until = int(m1_ns[s.stop - 1]) + NS_PER_MINUTE

@@ -58,7 +58,9 @@ def verified_checkpoint(path: Path) -> Path:
     ckpt_dir = path.parent
     entry = next((e for e in Manifest(ckpt_dir).entries() if e.get("file") == path.name), None)
     if entry is None:
-        raise CheckpointError(f"{path}: not listed in {ckpt_dir / 'manifest.json'}; refusing to load an unverified checkpoint")
+        raise CheckpointError(
+            f"{path}: not listed in {ckpt_dir / 'manifest.json'}; refusing to load an unverified checkpoint"
+        )
     ok, why = Manifest(ckpt_dir).verify(entry)
     if not ok:
         raise CheckpointError(f"{path}: failed verification ({why}); the file is corrupt or was replaced")
@@ -96,9 +98,16 @@ def preflight(cfg: PretrainConfig) -> None:
         check_t5_source(cfg.model.t5)
 
 
-def run_pretrain(config_path: str | None = None, overrides: list[str] | None = None, *, headless: bool = True,
-                 fast_dev_run: bool = False, resume: str | None = None, run_id: str | None = None,
-                 argv: list[str] | None = None) -> Path:
+def run_pretrain(
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    headless: bool = True,
+    fast_dev_run: bool = False,
+    resume: str | None = None,
+    run_id: str | None = None,
+    argv: list[str] | None = None,
+) -> Path:
     """Run (or resume) a pretraining; returns the run directory. A kill-file stop returns normally.
 
     `run_id` names a new run, or with `resume="latest"` picks the run to continue. Config errors
@@ -110,7 +119,9 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
         run_dir, ckpt_file = resolve_resume(resume, run_id)
         if run_id and run_dir.name != run_id and resume != "latest":
             raise RunError(f"--run-id {run_id} and --resume {resume} name different runs ({run_dir.name})")
-        stored = validate_config(PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+        stored = validate_config(
+            PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml")
+        )
         cfg = load_config(PretrainConfig, run_dir / "config.yaml", overrides) if overrides else stored
         bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
         if bad:
@@ -136,8 +147,14 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
         writer = RunWriter.open(run_dir)
         clear_run_stop(run_dir)
     else:
-        writer = RunWriter.create("pretrain", cfg, run_id=run_id, argv=argv if argv is not None else sys.argv,
-                                  seeds={"seed": cfg.seed}, total_steps=cfg.trainer.max_steps)
+        writer = RunWriter.create(
+            "pretrain",
+            cfg,
+            run_id=run_id,
+            argv=argv if argv is not None else sys.argv,
+            seeds={"seed": cfg.seed},
+            total_steps=cfg.trainer.max_steps,
+        )
     setup_logging(writer.dir, console=True)
     with writer:
         start_step = 0
@@ -154,31 +171,64 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
             if run_dir is None:  # a new run whose data is unusable: leave nothing behind
                 writer.discard()
             raise
-        writer.event("data_ready", windows_train=len(prepared.split_positions("train")),
-                     windows_val=len(prepared.split_positions("val")), windows_test=len(prepared.split_positions("test")),
-                     index_key=prepared.index_key, index_cached=prepared.index_cached,
-                     **{k: round(v, 3) for k, v in prepared.timings.items()})
-        module = PretrainModule(config_to_dict(cfg), prepared.arrays.lengths, prepared.stats.to_dict(),
-                                data_info={"market": prepared.market, "index_key": prepared.index_key})
+        writer.event(
+            "data_ready",
+            windows_train=len(prepared.split_positions("train")),
+            windows_val=len(prepared.split_positions("val")),
+            windows_test=len(prepared.split_positions("test")),
+            index_key=prepared.index_key,
+            index_cached=prepared.index_cached,
+            **{k: round(v, 3) for k, v in prepared.timings.items()},
+        )
+        module = PretrainModule(
+            config_to_dict(cfg),
+            prepared.arrays.lengths,
+            prepared.stats.to_dict(),
+            data_info={"market": prepared.market, "index_key": prepared.index_key},
+        )
         dm = PretrainDataModule(cfg, prepared)
         t = cfg.trainer
         manifest = ManifestCallback(writer.checkpoints_dir, writer)
         kill = KillFileCallback(writer.dir, writer.checkpoints_dir, writer, manifest, cfg.optim.accumulate)
         callbacks: list = [kill, manifest, ProgressLog(log, t.max_steps, t.log_every)]
         if not fast_dev_run:
-            callbacks.insert(0, ModelCheckpoint(dirpath=writer.checkpoints_dir, filename="best-{step}-{val_loss:.4f}",
-                                                monitor="val_loss", mode="min", save_top_k=t.save_top_k,
-                                                save_last=True, every_n_epochs=1, auto_insert_metric_name=True))
+            callbacks.insert(
+                0,
+                ModelCheckpoint(
+                    dirpath=writer.checkpoints_dir,
+                    filename="best-{step}-{val_loss:.4f}",
+                    monitor="val_loss",
+                    mode="min",
+                    save_top_k=t.save_top_k,
+                    save_last=True,
+                    every_n_epochs=1,
+                    auto_insert_metric_name=True,
+                ),
+            )
         if not headless:
             callbacks.append(RichProgressBar())
         trainer = L.Trainer(
-            max_steps=t.max_steps, max_epochs=-1, limit_train_batches=t.epoch_steps * cfg.optim.accumulate,
-            limit_val_batches=t.val_batches, accumulate_grad_batches=cfg.optim.accumulate,
-            gradient_clip_val=cfg.optim.grad_clip or None, precision=t.precision, accelerator=t.accelerator,
-            devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=RunWriterLogger(writer),
-            callbacks=callbacks, log_every_n_steps=t.log_every, num_sanity_val_steps=0,
-            enable_progress_bar=not headless, enable_model_summary=False, default_root_dir=writer.dir,
-            fast_dev_run=fast_dev_run, use_distributed_sampler=False, deterministic=False,
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            limit_train_batches=t.epoch_steps * cfg.optim.accumulate,
+            limit_val_batches=t.val_batches,
+            accumulate_grad_batches=cfg.optim.accumulate,
+            gradient_clip_val=cfg.optim.grad_clip or None,
+            precision=t.precision,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            logger=RunWriterLogger(writer),
+            callbacks=callbacks,
+            log_every_n_steps=t.log_every,
+            num_sanity_val_steps=0,
+            enable_progress_bar=not headless,
+            enable_model_summary=False,
+            default_root_dir=writer.dir,
+            fast_dev_run=fast_dev_run,
+            use_distributed_sampler=False,
+            deterministic=False,
         )
         writer.set_status("running", step=start_step, message="fast-dev-run" if fast_dev_run else "training")
         writer.event("started", resumed=ckpt_path is not None, fast_dev_run=fast_dev_run)
@@ -191,8 +241,11 @@ def run_pretrain(config_path: str | None = None, overrides: list[str] | None = N
         manifest.sync()
         step = trainer.global_step
         if kill.stopped_at is not None:
-            writer.set_status("stopped", step=step, message=f"stopped safely at step {step}; resume with "
-                                                            f"`ztb pretrain --resume {writer.run_id}`")
+            writer.set_status(
+                "stopped",
+                step=step,
+                message=f"stopped safely at step {step}; resume with `ztb pretrain --resume {writer.run_id}`",
+            )
             writer.event("stopped", step=step)
             log.info("stopped safely at step %d (checkpoint saved)", step)
             return writer.dir

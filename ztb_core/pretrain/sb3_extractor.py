@@ -37,12 +37,16 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
         keys = [raw_key(tf) for tf in bundle.timeframes]
         missing = [k for k in (FEATURES_KEY, POSITION_KEY, *keys) if k not in observation_space.spaces]
         if missing:
-            raise ConfigError(f"encoder {encoder_path}: the observation lacks {missing} (timeframes {bundle.timeframes})")
+            raise ConfigError(
+                f"encoder {encoder_path}: the observation lacks {missing} (timeframes {bundle.timeframes})"
+            )
         for tf, k in zip(bundle.timeframes, keys):
             want = (bundle.lengths[tf],)
             if observation_space[k].shape[:1] != want:
-                raise ConfigError(f"encoder {encoder_path}: {k} has shape {observation_space[k].shape}, "
-                                  f"the encoder takes {bundle.lengths[tf]} bars")
+                raise ConfigError(
+                    f"encoder {encoder_path}: {k} has shape {observation_space[k].shape}, "
+                    f"the encoder takes {bundle.lengths[tf]} bars"
+                )
         n_flat = int(observation_space[FEATURES_KEY].shape[0]) + int(observation_space[POSITION_KEY].shape[0])
         super().__init__(observation_space, n_flat + bundle.embedding_dim)
         model = bundle.model
@@ -55,7 +59,7 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
         self.encoder.requires_grad_(trainable)
         self.encoder.eval()
 
-    def train(self, mode: bool = True) -> "PretrainedEncoderExtractor":
+    def train(self, mode: bool = True) -> PretrainedEncoderExtractor:
         super().train(mode)
         self.encoder.eval()  # no dropout, see the module docstring
         return self

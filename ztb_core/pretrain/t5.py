@@ -14,7 +14,12 @@ from ..errors import ConfigError
 from .config import T5Options
 
 #: the file names `from_pretrained` reads weights from (single file or sharded index)
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def _offline() -> None:
@@ -42,21 +47,30 @@ def check_t5_source(opts: T5Options) -> None:
     _offline()  # before huggingface_hub is first imported: it reads the flag once
     if opts.init == "pretrained":
         if not opts.path:
-            raise ConfigError("model.t5.init=pretrained needs model.t5.path: a local folder with config.json and "
-                              "model.safetensors (or a model id already in the local Hugging Face cache); "
-                              "or set model.t5.init=random")
+            raise ConfigError(
+                "model.t5.init=pretrained needs model.t5.path: a local folder with config.json and "
+                "model.safetensors (or a model id already in the local Hugging Face cache); "
+                "or set model.t5.init=random"
+            )
         folder = Path(opts.path).expanduser()
         need = [] if _has_local_file(opts.path, "config.json") else ["config.json"]
         if not any(_has_local_file(opts.path, n) for n in WEIGHT_FILES):
             need.append("model.safetensors or pytorch_model.bin")
         if need:
-            where = (f"folder {folder} has no {' and no '.join(need)}" if folder.is_dir() else
-                     f"no folder {folder}, and no model {opts.path!r} in the local Hugging Face cache")
-            raise ConfigError(f"model.t5.path={opts.path!r}: pretrained T5 weights not found locally ({where}; ztb never "
-                              f"downloads). Put config.json + model.safetensors there, or set model.t5.init=random.")
+            where = (
+                f"folder {folder} has no {' and no '.join(need)}"
+                if folder.is_dir()
+                else f"no folder {folder}, and no model {opts.path!r} in the local Hugging Face cache"
+            )
+            raise ConfigError(
+                f"model.t5.path={opts.path!r}: pretrained T5 weights not found locally ({where}; ztb never "
+                f"downloads). Put config.json + model.safetensors there, or set model.t5.init=random."
+            )
     elif opts.path and not _has_local_file(opts.path, "config.json"):
-        raise ConfigError(f"model.t5.path={opts.path!r}: no T5 config.json found locally (looked in that folder and the "
-                          f"local Hugging Face cache); drop model.t5.path to use the inline size settings")
+        raise ConfigError(
+            f"model.t5.path={opts.path!r}: no T5 config.json found locally (looked in that folder and the "
+            f"local Hugging Face cache); drop model.t5.path to use the inline size settings"
+        )
 
 
 def build_t5_encoder(opts: T5Options):
@@ -68,18 +82,28 @@ def build_t5_encoder(opts: T5Options):
     if opts.init == "pretrained":
         try:
             return T5EncoderModel.from_pretrained(opts.path, local_files_only=True)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"model.t5.path={opts.path!r}: pretrained T5 weights not found locally (looked in that folder and the "
                 f"local Hugging Face cache; ztb never downloads). Put config.json + model.safetensors there, or set "
-                f"model.t5.init=random. ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+                f"model.t5.init=random. ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
     if opts.path:
         try:
             config = T5Config.from_pretrained(opts.path, local_files_only=True)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise ConfigError(f"model.t5.path={opts.path!r}: no T5 config.json found locally "
-                              f"({exc.__class__.__name__}); drop model.t5.path to use the inline size settings") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"model.t5.path={opts.path!r}: no T5 config.json found locally "
+                f"({exc.__class__.__name__}); drop model.t5.path to use the inline size settings"
+            ) from None
     else:
-        config = T5Config(vocab_size=8, d_model=opts.d_model, d_kv=opts.d_kv, d_ff=opts.d_ff,
-                          num_layers=opts.num_layers, num_heads=opts.num_heads, dropout_rate=0.1)
+        config = T5Config(
+            vocab_size=8,
+            d_model=opts.d_model,
+            d_kv=opts.d_kv,
+            d_ff=opts.d_ff,
+            num_layers=opts.num_layers,
+            num_heads=opts.num_heads,
+            dropout_rate=0.1,
+        )
     return T5EncoderModel(config)

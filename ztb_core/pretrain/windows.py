@@ -32,9 +32,9 @@ INDEX_VERSION = 2
 
 @dataclass
 class WindowIndex:
-    anchors: np.ndarray              # int64 (A,): M1 row of each usable anchor, time order
-    ends: dict[str, np.ndarray]      # tf -> int64 (A,): last window row at that timeframe
-    split_of: np.ndarray             # int8 (A,): 0 train, 1 val, 2 test, -1 none (embargo / straddle)
+    anchors: np.ndarray  # int64 (A,): M1 row of each usable anchor, time order
+    ends: dict[str, np.ndarray]  # tf -> int64 (A,): last window row at that timeframe
+    split_of: np.ndarray  # int8 (A,): 0 train, 1 val, 2 test, -1 none (embargo / straddle)
     lengths: dict[str, int]
 
     def split(self, name: str) -> np.ndarray:
@@ -52,8 +52,16 @@ def times_hash(m1_open_ns: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(m1_open_ns, dtype=np.int64).tobytes(), digest_size=12).hexdigest()
 
 
-def build_window_index(m1_open_ns: np.ndarray, bars: dict[str, TimeframeBars], lengths: dict[str, int],
-                       train: float, val: float, test: float, embargo: int, stride: int = 1) -> WindowIndex:
+def build_window_index(
+    m1_open_ns: np.ndarray,
+    bars: dict[str, TimeframeBars],
+    lengths: dict[str, int],
+    train: float,
+    val: float,
+    test: float,
+    embargo: int,
+    stride: int = 1,
+) -> WindowIndex:
     """Vectorised window index (see the module docstring)."""
     n = len(m1_open_ns)
     candidates = np.arange(0, n, stride, dtype=np.int64)
@@ -84,8 +92,12 @@ def build_window_index(m1_open_ns: np.ndarray, bars: dict[str, TimeframeBars], l
         inside = (candidates >= s.start) & (candidates < s.stop) & ok & (oldest >= start_ns)
         split_of[inside] = code
     keep = ok
-    return WindowIndex(anchors=candidates[keep], ends={tf: e[keep] for tf, e in ends.items()},
-                       split_of=split_of[keep], lengths=dict(lengths))
+    return WindowIndex(
+        anchors=candidates[keep],
+        ends={tf: e[keep] for tf, e in ends.items()},
+        split_of=split_of[keep],
+        lengths=dict(lengths),
+    )
 
 
 def _htf_frame(tfb: TimeframeBars):
@@ -96,18 +108,34 @@ def _htf_frame(tfb: TimeframeBars):
     return pd.DataFrame({"close_time": close, "complete": tfb.complete})
 
 
-def index_cache_key(times_digest: str, market: str, lengths: dict[str, int], train: float, val: float,
-                    test: float, embargo: int, stride: int) -> str:
-    blob = json.dumps({"v": INDEX_VERSION, "times": times_digest, "market": market, "lengths": lengths,
-                       "split": [train, val, test, embargo], "stride": stride}, sort_keys=True)
+def index_cache_key(
+    times_digest: str,
+    market: str,
+    lengths: dict[str, int],
+    train: float,
+    val: float,
+    test: float,
+    embargo: int,
+    stride: int,
+) -> str:
+    blob = json.dumps(
+        {
+            "v": INDEX_VERSION,
+            "times": times_digest,
+            "market": market,
+            "lengths": lengths,
+            "split": [train, val, test, embargo],
+            "stride": stride,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def save_index(path: Path, index: WindowIndex) -> None:
     """Atomic write (temp file + os.replace): a crash never leaves a half-written cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"anchors": index.anchors, "split_of": index.split_of,
-              "lengths": np.array(json.dumps(index.lengths))}
+    arrays = {"anchors": index.anchors, "split_of": index.split_of, "lengths": np.array(json.dumps(index.lengths))}
     arrays.update({f"end_{tf}": e for tf, e in index.ends.items()})
     with atomic_file(path) as fh:
         np.savez(fh, **arrays)
@@ -117,15 +145,30 @@ def load_index(path: Path) -> WindowIndex:
     try:
         with np.load(path) as z:
             lengths = json.loads(str(z["lengths"]))
-            return WindowIndex(anchors=z["anchors"], split_of=z["split_of"], lengths=lengths,
-                               ends={tf: z[f"end_{tf}"] for tf in lengths})
+            return WindowIndex(
+                anchors=z["anchors"],
+                split_of=z["split_of"],
+                lengths=lengths,
+                ends={tf: z[f"end_{tf}"] for tf in lengths},
+            )
     except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable window-index cache ({exc.__class__.__name__}); delete it to rebuild") from None
+        raise DataError(
+            f"{path}: unreadable window-index cache ({exc.__class__.__name__}); delete it to rebuild"
+        ) from None
 
 
-def cached_window_index(cache_dir: Path | None, m1_open_ns: np.ndarray, bars: dict[str, TimeframeBars],
-                        market: str, lengths: dict[str, int], train: float, val: float, test: float,
-                        embargo: int, stride: int = 1) -> tuple[WindowIndex, str, bool]:
+def cached_window_index(
+    cache_dir: Path | None,
+    m1_open_ns: np.ndarray,
+    bars: dict[str, TimeframeBars],
+    market: str,
+    lengths: dict[str, int],
+    train: float,
+    val: float,
+    test: float,
+    embargo: int,
+    stride: int = 1,
+) -> tuple[WindowIndex, str, bool]:
     """Load the index from the cache or build and store it. Returns (index, key, was_cached)."""
     key = index_cache_key(times_hash(m1_open_ns), market, lengths, train, val, test, embargo, stride)
     path = cache_dir / f"windows-{key}.npz" if cache_dir is not None else None

@@ -88,11 +88,12 @@ class LoadedAgent:
     def _check(self, features: np.ndarray) -> np.ndarray:
         feats = np.ascontiguousarray(features, dtype=np.float32)
         if feats.ndim != 2 or feats.shape[1] != self.n_features:
-            raise DataError(f"agent {self.checkpoint_path.name}: expected features (T, {self.n_features}), got {feats.shape}")
+            raise DataError(
+                f"agent {self.checkpoint_path.name}: expected features (T, {self.n_features}), got {feats.shape}"
+            )
         return feats
 
-    def act(self, window: np.ndarray, position: float, deterministic: bool = True,
-            bars: "Any | None" = None) -> float:
+    def act(self, window: np.ndarray, position: float, deterministic: bool = True, bars: Any | None = None) -> float:
         """One decision: `window` is the last `lookback` feature rows (oldest first). Fine-tune
         mode also needs `bars`, the M1 bars up to the decision bar (the encoder's windows)."""
         w = self._check(window)
@@ -103,17 +104,21 @@ class LoadedAgent:
         obs[0, -1] = position
         if self.finetune:
             if bars is None:
-                raise DataError(f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: act() needs the "
-                                f"M1 bars up to the decision bar (bars=...)")
+                raise DataError(
+                    f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: act() needs the "
+                    f"M1 bars up to the decision bar (bars=...)"
+                )
             from .encoder import raw_windows_for_bars
 
             raw = raw_windows_for_bars(self.encoder, bars, self.train_config.data.market, np.array([len(bars) - 1]))
-            return float(self._to_positions(self._actions(self._dict_obs(obs, raw.batch(np.array([0]))),
-                                                          deterministic))[0])
+            return float(
+                self._to_positions(self._actions(self._dict_obs(obs, raw.batch(np.array([0]))), deterministic))[0]
+            )
         return float(self._to_positions(self._actions(obs, deterministic))[0])
 
-    def positions(self, features: "np.ndarray | Any", deterministic: bool = True,
-                  initial_position: float = 0.0) -> np.ndarray:
+    def positions(
+        self, features: np.ndarray | Any, deterministic: bool = True, initial_position: float = 0.0
+    ) -> np.ndarray:
         """Target position decided after each bar (T,); flat before the first full window.
 
         `features` is a feature matrix, or a `MarketSlice` (required in fine-tune mode: it
@@ -122,8 +127,10 @@ class LoadedAgent:
         if hasattr(features, "features"):
             features = features.features
         if self.finetune and windows is None:
-            raise DataError(f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: pass the MarketSlice "
-                            f"from prepare_market (it carries the encoder's windows), not a bare feature matrix")
+            raise DataError(
+                f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: pass the MarketSlice "
+                f"from prepare_market (it carries the encoder's windows), not a bare feature matrix"
+            )
         feats = self._check(features)
         n, lb = len(feats), self.lookback
         out = np.full(n, 0.0)
@@ -167,10 +174,10 @@ class LoadedAgent:
         for s in range(first, n, _CHUNK):
             e = min(n, s + _CHUNK)
             if windows is not None:
-                choice[s - first:e - first] = self._greedy_finetune(feats, windows, s, e, held)
+                choice[s - first : e - first] = self._greedy_finetune(feats, windows, s, e, held)
                 continue
             for j, p in enumerate(held):
-                choice[s - first:e - first, j] = self._actions(window_rows(feats, lb, s, e, p), True).reshape(-1)
+                choice[s - first : e - first, j] = self._actions(window_rows(feats, lb, s, e, p), True).reshape(-1)
         state_of = {p: j for j, p in enumerate(held)}
         next_state = np.array([state_of[float(p)] for p in table], dtype=np.int64)
         out = np.zeros(n)
@@ -232,8 +239,10 @@ def check_encoder_fingerprint(cfg: TrainConfig, state: dict, where: str) -> None
         return
     have = encoder_fingerprint(cfg.encoder.path)
     if have != want:
-        raise ConfigError(f"{where}: encoder.path {cfg.encoder.path} is not the encoder this agent was trained with "
-                          f"(sha256 {have[:12]}..., trained with {want[:12]}...); it was re-exported or replaced")
+        raise ConfigError(
+            f"{where}: encoder.path {cfg.encoder.path} is not the encoder this agent was trained with "
+            f"(sha256 {have[:12]}..., trained with {want[:12]}...); it was re-exported or replaced"
+        )
 
 
 def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, dict]:
@@ -246,7 +255,9 @@ def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, d
         try:
             p = find_run(str(path))
         except RunError:
-            raise CheckpointError(f"{path}: no such checkpoint file, run directory or run id (see `ztb runs`)") from None
+            raise CheckpointError(
+                f"{path}: no such checkpoint file, run directory or run id (see `ztb runs`)"
+            ) from None
     if p.is_file():
         entry, state = load_checkpoint_file(p)
         return p, entry, state
@@ -279,7 +290,14 @@ def load_agent(path: str | Path) -> LoadedAgent:
 
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
     n_features = _n_features(cfg, state, encoder.embedding_dim if raw_shapes is not None else 0)
-    return LoadedAgent(policy=_build_policy(cfg, n_features, state, raw_shapes),
-                       normalizer=ObsNormalizer.from_state(state.get("vecnormalize")), train_config=cfg,
-                       checkpoint_path=file, step=int(state["num_timesteps"]), n_features=n_features, entry=entry,
-                       encoder=encoder, raw_shapes=raw_shapes)
+    return LoadedAgent(
+        policy=_build_policy(cfg, n_features, state, raw_shapes),
+        normalizer=ObsNormalizer.from_state(state.get("vecnormalize")),
+        train_config=cfg,
+        checkpoint_path=file,
+        step=int(state["num_timesteps"]),
+        n_features=n_features,
+        entry=entry,
+        encoder=encoder,
+        raw_shapes=raw_shapes,
+    )

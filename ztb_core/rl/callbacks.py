@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -30,10 +31,15 @@ log = logging.getLogger("ztb.rl.train")
 FAULT_ENV = "ZTB_FAULT_CRASH_AT_STEP"
 
 _LOGGER_KEYS = {
-    "train/policy_gradient_loss": "policy_loss", "train/value_loss": "value_loss",
-    "train/entropy_loss": "entropy_loss", "train/approx_kl": "approx_kl", "train/clip_fraction": "clip_fraction",
-    "train/explained_variance": "explained_variance", "train/learning_rate": "learning_rate",
-    "train/loss": "loss", "train/std": "action_std",
+    "train/policy_gradient_loss": "policy_loss",
+    "train/value_loss": "value_loss",
+    "train/entropy_loss": "entropy_loss",
+    "train/approx_kl": "approx_kl",
+    "train/clip_fraction": "clip_fraction",
+    "train/explained_variance": "explained_variance",
+    "train/learning_rate": "learning_rate",
+    "train/loss": "loss",
+    "train/std": "action_std",
 }
 
 
@@ -56,9 +62,19 @@ def next_multiple(step: int, every: int) -> int:
 
 
 class TrainingCallback(BaseCallback):
-    def __init__(self, cfg: TrainConfig, writer: RunWriter, kill: KillSwitch, saver: CheckpointSaver,
-                 config_dict: dict, config_hash: str, vecnorm: Any, evaluator: Callable | None,
-                 on_progress: Callable[[int, float], None] | None = None, start_step: int = 0):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        writer: RunWriter,
+        kill: KillSwitch,
+        saver: CheckpointSaver,
+        config_dict: dict,
+        config_hash: str,
+        vecnorm: Any,
+        evaluator: Callable | None,
+        on_progress: Callable[[int, float], None] | None = None,
+        start_step: int = 0,
+    ):
         super().__init__(verbose=0)
         self.cfg, self.writer, self.kill, self.saver = cfg, writer, kill, saver
         self.config_dict, self.config_hash = config_dict, config_hash
@@ -95,14 +111,17 @@ class TrainingCallback(BaseCallback):
     def save(self, state: dict, block_ms: float, score: float | None = None, final: bool = False) -> bool:
         """Submit a snapshot; the time blocked (snapshot + waiting for a free slot) is recorded."""
         t0 = time.perf_counter()
-        accepted = self.saver.submit(state, eval_score=score,
-                                     extra={"block_ms": round(block_ms, 3), **({"final": True} if final else {})})
+        accepted = self.saver.submit(
+            state, eval_score=score, extra={"block_ms": round(block_ms, 3), **({"final": True} if final else {})}
+        )
         block = block_ms + (time.perf_counter() - t0) * 1000.0
         self.block_ms.append(block)
         if accepted:
             self.last_saved_step = int(state["num_timesteps"])
         else:
-            self.writer.event("checkpoint_skipped", step=int(state["num_timesteps"]), reason="a save is still in flight")
+            self.writer.event(
+                "checkpoint_skipped", step=int(state["num_timesteps"]), reason="a save is still in flight"
+            )
         return accepted
 
     def _train_row(self, step: int) -> None:
@@ -150,8 +169,13 @@ class TrainingCallback(BaseCallback):
         flat, score = self.evaluator(self.model, self.vecnorm, step)
         self.writer.metric(step, self.cfg.eval.split, flat, flush=True)
         self.last_score = score
-        self.writer.event("evaluated", step=step, split=self.cfg.eval.split, score=score,
-                          seconds=round(flat.get("eval_seconds", 0.0), 3))
+        self.writer.event(
+            "evaluated",
+            step=step,
+            split=self.cfg.eval.split,
+            score=score,
+            seconds=round(flat.get("eval_seconds", 0.0), 3),
+        )
         return score
 
     def _on_step(self) -> bool:

@@ -19,9 +19,10 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,9 +79,12 @@ def vecnormalize_state(vn: Any) -> dict[str, Any] | None:
         "ret_var": np.array(vn.ret_rms.var, dtype=np.float64, copy=True),
         "ret_count": float(vn.ret_rms.count),
         "returns": np.array(vn.returns, dtype=np.float64, copy=True),
-        "norm_obs": bool(vn.norm_obs), "norm_reward": bool(vn.norm_reward),
-        "clip_obs": float(vn.clip_obs), "clip_reward": float(vn.clip_reward),
-        "gamma": float(vn.gamma), "epsilon": float(vn.epsilon),
+        "norm_obs": bool(vn.norm_obs),
+        "norm_reward": bool(vn.norm_reward),
+        "clip_obs": float(vn.clip_obs),
+        "clip_reward": float(vn.clip_reward),
+        "gamma": float(vn.gamma),
+        "epsilon": float(vn.epsilon),
     }
 
 
@@ -88,19 +92,25 @@ def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
     if vn is None or st is None:
         return
     if isinstance(vn.obs_rms, dict) != isinstance(st["obs_mean"], dict):
-        raise CheckpointError("checkpoint VecNormalize statistics do not match the observation kind "
-                              "(flat vs Dict: was encoder.mode changed?)")
+        raise CheckpointError(
+            "checkpoint VecNormalize statistics do not match the observation kind "
+            "(flat vs Dict: was encoder.mode changed?)"
+        )
     if isinstance(vn.obs_rms, dict):
         if set(vn.obs_rms) != set(st["obs_mean"]):
-            raise CheckpointError(f"checkpoint VecNormalize keys {sorted(st['obs_mean'])} differ from the "
-                                  f"environment's {sorted(vn.obs_rms)}")
+            raise CheckpointError(
+                f"checkpoint VecNormalize keys {sorted(st['obs_mean'])} differ from the "
+                f"environment's {sorted(vn.obs_rms)}"
+            )
         pairs = [(vn.obs_rms[k], st["obs_mean"][k], st["obs_var"][k], st["obs_count"][k]) for k in vn.obs_rms]
     else:
         pairs = [(vn.obs_rms, st["obs_mean"], st["obs_var"], st["obs_count"])]
     for rms, mean, var, count in pairs:
         if rms.mean.shape != mean.shape:
-            raise CheckpointError(f"checkpoint VecNormalize statistics have shape {mean.shape}, "
-                                  f"the environment's observations {rms.mean.shape}")
+            raise CheckpointError(
+                f"checkpoint VecNormalize statistics have shape {mean.shape}, "
+                f"the environment's observations {rms.mean.shape}"
+            )
     for rms, mean, var, count in pairs:
         rms.mean, rms.var, rms.count = mean.copy(), var.copy(), count
     vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = st["ret_mean"].copy(), st["ret_var"].copy(), st["ret_count"]
@@ -111,8 +121,11 @@ def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
 def rng_state() -> dict[str, Any]:
     import torch
 
-    out: dict[str, Any] = {"torch": torch.get_rng_state().clone(), "numpy": np.random.get_state(),
-                           "python": random.getstate()}
+    out: dict[str, Any] = {
+        "torch": torch.get_rng_state().clone(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = [s.clone() for s in torch.cuda.get_rng_state_all()]
     return out
@@ -130,8 +143,9 @@ def restore_rng(st: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def capture_state(model: Any, vecnorm: Any, config: dict, config_hash: str,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def capture_state(
+    model: Any, vecnorm: Any, config: dict, config_hash: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The blocking part of a checkpoint: copy all state to CPU memory (no I/O). `extra`
     (e.g. the Stage-1 encoder's sha256) is stored alongside."""
     return {
@@ -190,8 +204,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 InvalidHook = Callable[[dict, str], None]
 
 
-def load_latest_valid(ckpt_dir: Path, on_invalid: InvalidHook | None = None,
-                      max_step: int | None = None) -> tuple[dict, dict] | None:
+def load_latest_valid(
+    ckpt_dir: Path, on_invalid: InvalidHook | None = None, max_step: int | None = None
+) -> tuple[dict, dict] | None:
     """(manifest entry, state) of the newest checkpoint that verifies, or None. Every entry that
     fails (missing, size, sha256, unreadable) is reported once through `on_invalid` and marked
     `invalid` in the manifest so it is never tried again."""
@@ -246,10 +261,18 @@ class CheckpointSaver:
     returns False at once. `on_saved(entry)` / `on_error(step, exc)` run on the saver thread.
     """
 
-    def __init__(self, ckpt_dir: Path, level: int = 3, max_pending: int = 1, when_busy: str = "wait",
-                 keep_last: int = 5, keep_best: bool = True, extra_entry: dict | None = None,
-                 on_saved: Callable[[dict], None] | None = None,
-                 on_error: Callable[[int, BaseException], None] | None = None):
+    def __init__(
+        self,
+        ckpt_dir: Path,
+        level: int = 3,
+        max_pending: int = 1,
+        when_busy: str = "wait",
+        keep_last: int = 5,
+        keep_best: bool = True,
+        extra_entry: dict | None = None,
+        on_saved: Callable[[dict], None] | None = None,
+        on_error: Callable[[int, BaseException], None] | None = None,
+    ):
         self.dir = Path(ckpt_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.dir)
@@ -343,10 +366,17 @@ class CheckpointSaver:
         atomic_write_bytes(self.dir / name, data)
         fsync_dir(self.dir)
         entry = {
-            "file": name, "step": job.step, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-            "raw_size": raw_size, "ratio": round(raw_size / max(len(data), 1), 4),
-            "save_seconds": round(time.perf_counter() - t0, 4), "created_at": utc_now_iso(),
-            "config_hash": job.state.get("config_hash"), **self.extra_entry, **job.extra,
+            "file": name,
+            "step": job.step,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "raw_size": raw_size,
+            "ratio": round(raw_size / max(len(data), 1), 4),
+            "save_seconds": round(time.perf_counter() - t0, 4),
+            "created_at": utc_now_iso(),
+            "config_hash": job.state.get("config_hash"),
+            **self.extra_entry,
+            **job.extra,
         }
         if job.eval_score is not None:
             entry["eval_sharpe"] = float(job.eval_score)
@@ -358,7 +388,7 @@ class CheckpointSaver:
         """Keep the newest `keep_last` checkpoints plus the best by evaluation; flag the best."""
         entries = self.manifest.entries()
         valid = [e for e in entries if not e.get("invalid")]
-        keep = {e["file"] for e in valid[-self.keep_last:]}
+        keep = {e["file"] for e in valid[-self.keep_last :]}
         scored = [e for e in valid if e.get("eval_sharpe") is not None]
         best = max(scored, key=lambda e: (e["eval_sharpe"], e["step"]))["file"] if scored and self.keep_best else None
         if best:

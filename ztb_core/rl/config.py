@@ -23,32 +23,50 @@ INCOMPATIBLE_PREFIXES: tuple[str, ...] = ("data.", "features", "splits.", "env."
 
 class RewardConfig(ZtbModel):
     kind: Literal["log_return", "log_return_drawdown"] = Field(
-        "log_return", description="log_return: change in log equity net of costs; "
-                                  "log_return_drawdown: the same minus drawdown_penalty * increase in drawdown")
-    drawdown_penalty: float = Field(0.0, ge=0, le=100, description="weight of the drawdown increase (log_return_drawdown only)")
-    scale: float = Field(1.0, gt=0, le=1e6, description="multiplies every reward (VecNormalize rescales anyway when norm_reward is on)")
+        "log_return",
+        description="log_return: change in log equity net of costs; "
+        "log_return_drawdown: the same minus drawdown_penalty * increase in drawdown",
+    )
+    drawdown_penalty: float = Field(
+        0.0, ge=0, le=100, description="weight of the drawdown increase (log_return_drawdown only)"
+    )
+    scale: float = Field(
+        1.0, gt=0, le=1e6, description="multiplies every reward (VecNormalize rescales anyway when norm_reward is on)"
+    )
 
 
 class EnvConfig(ZtbModel):
     lookback: int = Field(8, ge=1, le=4096, description="bars of features in each observation window")
     actions: Literal["discrete", "target"] = Field(
-        "discrete", description="discrete: pick one of `positions`; target: a continuous target in [-max_position, max_position]")
-    positions: list[float] = Field([0.0, 1.0, -1.0], min_length=2, description="discrete actions: the target position of each (flat, long, short)")
-    max_position: float = Field(1.0, gt=0, le=10, description="target actions: largest absolute position (fraction of equity)")
-    costs: CostConfig = Field(default_factory=CostConfig, description="fee, spread and slippage per unit of position changed")
+        "discrete",
+        description="discrete: pick one of `positions`; target: a continuous target in [-max_position, max_position]",
+    )
+    positions: list[float] = Field(
+        [0.0, 1.0, -1.0], min_length=2, description="discrete actions: the target position of each (flat, long, short)"
+    )
+    max_position: float = Field(
+        1.0, gt=0, le=10, description="target actions: largest absolute position (fraction of equity)"
+    )
+    costs: CostConfig = Field(
+        default_factory=CostConfig, description="fee, spread and slippage per unit of position changed"
+    )
     reward: RewardConfig = Field(default_factory=RewardConfig, description="reward definition")
     episode_length: int = Field(2048, ge=1, le=10_000_000, description="steps before an episode is truncated")
-    equity_floor: float = Field(0.5, gt=0, lt=1, description="an episode terminates when equity falls below this fraction of its start")
+    equity_floor: float = Field(
+        0.5, gt=0, lt=1, description="an episode terminates when equity falls below this fraction of its start"
+    )
 
     @model_validator(mode="after")
-    def _positions_bounded(self) -> "EnvConfig":
+    def _positions_bounded(self) -> EnvConfig:
         if any(abs(p) > 10 for p in self.positions):
             raise ValueError("env.positions must lie within [-10, 10] (fractions of equity)")
         return self
 
 
 class NormalizeConfig(ZtbModel):
-    enabled: bool = Field(True, description="wrap the environments in VecNormalize (statistics are saved in every checkpoint)")
+    enabled: bool = Field(
+        True, description="wrap the environments in VecNormalize (statistics are saved in every checkpoint)"
+    )
     norm_obs: bool = Field(True, description="normalise observations with running mean/variance")
     norm_reward: bool = Field(True, description="scale rewards by the running std of discounted returns")
     clip_obs: float = Field(10.0, gt=0, description="clip normalised observations to +/- this")
@@ -58,10 +76,16 @@ class NormalizeConfig(ZtbModel):
 class PPOConfig(ZtbModel):
     policy: Literal["MlpPolicy"] = Field("MlpPolicy", description="stable-baselines3 policy class")
     n_envs: int = Field(4, ge=1, le=256, description="parallel environment copies")
-    vec_env: Literal["dummy", "subproc"] = Field("dummy", description="dummy: all envs in this process (fastest for a cheap env); subproc: one process each")
+    vec_env: Literal["dummy", "subproc"] = Field(
+        "dummy", description="dummy: all envs in this process (fastest for a cheap env); subproc: one process each"
+    )
     learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (constant)")
     n_steps: int = Field(512, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs)")
-    batch_size: int = Field(256, ge=2, description="minibatch size (256: with a 2,113-wide observation, 64-sample minibatches spend most time in per-batch overhead)")
+    batch_size: int = Field(
+        256,
+        ge=2,
+        description="minibatch size (256: with a 2,113-wide observation, 64-sample minibatches spend most time in per-batch overhead)",
+    )
     n_epochs: int = Field(10, ge=1, le=100, description="optimisation epochs per rollout")
     gamma: float = Field(0.99, gt=0, le=1, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
@@ -72,41 +96,72 @@ class PPOConfig(ZtbModel):
     net_arch: list[int] = Field([64, 64], min_length=1, description="hidden layer sizes of the policy and value MLPs")
     activation: Literal["tanh", "relu"] = Field("tanh", description="hidden activation")
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig, description="VecNormalize settings")
-    torch_threads: int = Field(1, ge=0, le=256, description="torch intra-op threads (0 = torch default); 1 is fastest for small MLPs on few cores")
-    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="where the policy runs; small MLPs are faster on CPU")
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="torch intra-op threads (0 = torch default); 1 is fastest for small MLPs on few cores",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where the policy runs; small MLPs are faster on CPU"
+    )
 
 
 class CheckpointConfig(ZtbModel):
-    every_steps: int = Field(10_000, ge=1, description="save a checkpoint at the first rollout boundary after each multiple of this")
+    every_steps: int = Field(
+        10_000, ge=1, description="save a checkpoint at the first rollout boundary after each multiple of this"
+    )
     keep_last: int = Field(5, ge=1, le=1000, description="newest checkpoints kept (plus the best by evaluation)")
     keep_best: bool = Field(True, description="also keep the checkpoint with the best validation Sharpe")
-    compression_level: int = Field(3, ge=1, le=22, description="zstd level (1-3 are fast; higher gains little on float weights)")
+    compression_level: int = Field(
+        3, ge=1, le=22, description="zstd level (1-3 are fast; higher gains little on float weights)"
+    )
     max_pending: int = Field(1, ge=1, le=4, description="saves allowed in flight on the background thread")
-    when_busy: Literal["wait", "skip"] = Field("wait", description="when max_pending saves are in flight: wait for one, or skip this checkpoint")
+    when_busy: Literal["wait", "skip"] = Field(
+        "wait", description="when max_pending saves are in flight: wait for one, or skip this checkpoint"
+    )
 
 
 class EvalConfig(ZtbModel):
-    every_steps: int = Field(50_000, ge=0, description="evaluate on the validation split every this many steps (0 = never)")
-    split: Literal["val", "test"] = Field("val", description="split used for periodic evaluation (keep test for the end)")
-    max_bars: int = Field(20_000, ge=100, description="evaluate on at most the first this many bars of the split (bounds the time per evaluation)")
+    every_steps: int = Field(
+        50_000, ge=0, description="evaluate on the validation split every this many steps (0 = never)"
+    )
+    split: Literal["val", "test"] = Field(
+        "val", description="split used for periodic evaluation (keep test for the end)"
+    )
+    max_bars: int = Field(
+        20_000,
+        ge=100,
+        description="evaluate on at most the first this many bars of the split (bounds the time per evaluation)",
+    )
     deterministic: bool = Field(True, description="greedy actions during evaluation")
 
 
 class SupervisorConfig(ZtbModel):
     backoff_s: float = Field(2.0, ge=0, le=3600, description="wait before the first restart; doubles after each crash")
     backoff_max_s: float = Field(120.0, ge=0, le=86_400, description="cap on the wait between restarts")
-    max_crashes: int = Field(5, ge=1, le=1000, description="give up (state fatal) after this many crashes within crash_window_s")
+    max_crashes: int = Field(
+        5, ge=1, le=1000, description="give up (state fatal) after this many crashes within crash_window_s"
+    )
     crash_window_s: float = Field(1800.0, gt=0, description="window in which crashes are counted")
 
 
 class WatchConfig(ZtbModel):
     """Defaults for `ztb watch`; the environment variables ZTB_WATCH_* override them."""
 
-    stall_min: float = Field(10.0, gt=0, description="alert when the step has not moved for this many minutes (ZTB_WATCH_STALL_MIN)")
-    rss_mb: float = Field(16_384.0, ge=0, description="alert above this process-tree RSS in MiB, 0 = off (ZTB_WATCH_RSS_MB)")
+    stall_min: float = Field(
+        10.0, gt=0, description="alert when the step has not moved for this many minutes (ZTB_WATCH_STALL_MIN)"
+    )
+    rss_mb: float = Field(
+        16_384.0, ge=0, description="alert above this process-tree RSS in MiB, 0 = off (ZTB_WATCH_RSS_MB)"
+    )
     vram_mb: float = Field(0.0, ge=0, description="alert above this process VRAM in MiB, 0 = off (ZTB_WATCH_VRAM_MB)")
-    cpu_pct: float = Field(0.0, ge=0, description="alert above this CPU percent (100 = one core), 0 = off (ZTB_WATCH_CPU_PCT)")
-    mem_pct: float = Field(92.0, ge=0, le=100, description="alert above this system memory percent, 0 = off (ZTB_WATCH_MEM_PCT)")
+    cpu_pct: float = Field(
+        0.0, ge=0, description="alert above this CPU percent (100 = one core), 0 = off (ZTB_WATCH_CPU_PCT)"
+    )
+    mem_pct: float = Field(
+        92.0, ge=0, le=100, description="alert above this system memory percent, 0 = off (ZTB_WATCH_MEM_PCT)"
+    )
 
 
 class EncoderConfig(ZtbModel):
@@ -115,12 +170,19 @@ class EncoderConfig(ZtbModel):
 
     path: str | None = Field(None, description="exported Stage-1 encoder (none = off)")
     mode: Literal["frozen", "finetune"] = Field(
-        "frozen", description="frozen: embeddings precomputed once per bar and appended to the features (PPO keeps its "
-                              "speed); finetune: the encoder runs inside the policy on per-timeframe raw windows and PPO "
-                              "trains its weights (a transformer in PPO's loop: tens of steps/s on CPU with the default "
-                              "pretrain architecture; see benchmarks/bench_train.py --encoder)")
-    lr_scale: float = Field(0.1, gt=0, le=10, description="finetune: the encoder's learning rate = ppo.learning_rate * this "
-                                                          "(small, so PPO's noisy gradients do not wipe the pretraining)")
+        "frozen",
+        description="frozen: embeddings precomputed once per bar and appended to the features (PPO keeps its "
+        "speed); finetune: the encoder runs inside the policy on per-timeframe raw windows and PPO "
+        "trains its weights (a transformer in PPO's loop: tens of steps/s on CPU with the default "
+        "pretrain architecture; see benchmarks/bench_train.py --encoder)",
+    )
+    lr_scale: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="finetune: the encoder's learning rate = ppo.learning_rate * this "
+        "(small, so PPO's noisy gradients do not wipe the pretraining)",
+    )
 
 
 class TrainConfig(ZtbModel):
@@ -130,19 +192,32 @@ class TrainConfig(ZtbModel):
     seed: int = Field(0, ge=0, description="seed for torch, numpy and the environments")
     data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig, description="optional Stage-1 encoder, frozen or fine-tuned")
-    splits: SplitConfig = Field(default_factory=lambda: SplitConfig(embargo=240), description="chronological train/val/test split of the valid rows")
+    encoder: EncoderConfig = Field(
+        default_factory=EncoderConfig, description="optional Stage-1 encoder, frozen or fine-tuned"
+    )
+    splits: SplitConfig = Field(
+        default_factory=lambda: SplitConfig(embargo=240),
+        description="chronological train/val/test split of the valid rows",
+    )
     env: EnvConfig = Field(default_factory=EnvConfig, description="trading environment")
     ppo: PPOConfig = Field(default_factory=PPOConfig, description="PPO hyper-parameters")
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, description="checkpoint cadence, retention, compression")
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="checkpoint cadence, retention, compression"
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="periodic evaluation")
-    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig, description="restart policy of `ztb supervise`")
+    supervisor: SupervisorConfig = Field(
+        default_factory=SupervisorConfig, description="restart policy of `ztb supervise`"
+    )
     watch: WatchConfig = Field(default_factory=WatchConfig, description="alert thresholds for `ztb watch`")
-    telemetry_interval_s: float = Field(5.0, gt=0, le=3600, description="seconds between resource samples (metrics split `sys`)")
-    log_interval_s: float = Field(2.0, gt=0, le=3600, description="seconds between `train` metric rows from the step loop")
+    telemetry_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="seconds between resource samples (metrics split `sys`)"
+    )
+    log_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="seconds between `train` metric rows from the step loop"
+    )
 
     @model_validator(mode="after")
-    def _batch_fits_rollout(self) -> "TrainConfig":
+    def _batch_fits_rollout(self) -> TrainConfig:
         rollout = self.ppo.n_steps * self.ppo.n_envs
         if self.ppo.batch_size > rollout:
             raise ValueError(f"ppo.batch_size ({self.ppo.batch_size}) must be <= ppo.n_steps * ppo.n_envs ({rollout})")

@@ -37,14 +37,16 @@ def raw_key(tf: str) -> str:
     return f"x:{tf}"
 
 
-def load_encoder_checked(path: str | Path) -> "EncoderBundle":
+def load_encoder_checked(path: str | Path) -> EncoderBundle:
     """`load_encoder` with the error a training config deserves: it names `encoder.path` and the file."""
     from ..pretrain.export import load_encoder
 
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"encoder.path {str(path)!r}: no such file or folder (point it at a pretrain run's "
-                          f"encoder/encoder.pt, that folder, or the run folder)")
+        raise ConfigError(
+            f"encoder.path {str(path)!r}: no such file or folder (point it at a pretrain run's "
+            f"encoder/encoder.pt, that folder, or the run folder)"
+        )
     try:
         return load_encoder(p)
     except CheckpointError as exc:
@@ -74,13 +76,13 @@ class RawWindows:
     its windows stay aligned.
     """
 
-    builder: "WindowBuilder"
+    builder: WindowBuilder
     rows: np.ndarray  # int64 (T,)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, item: slice) -> "RawWindows":
+    def __getitem__(self, item: slice) -> RawWindows:
         if not isinstance(item, slice):
             raise TypeError("RawWindows supports slices only; use at(i) or batch(idx) for windows")
         return RawWindows(self.builder, self.rows[item])
@@ -105,12 +107,14 @@ class RawWindows:
         return {k: v[0] for k, v in self.batch(np.array([i])).items()}
 
 
-def raw_windows_for_bars(bundle: "EncoderBundle", bars: Any, market: str, rows: np.ndarray) -> RawWindows:
+def raw_windows_for_bars(bundle: EncoderBundle, bars: Any, market: str, rows: np.ndarray) -> RawWindows:
     """Windows for the given rows of `bars` (EncoderWarmupError when a row is still in the encoder's warm-up)."""
     wb = bundle.window_builder(bars, market)
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) and not wb.valid[rows].all():
         bad = int(rows[~wb.valid[rows]][0])
-        raise EncoderWarmupError(f"encoder windows: bar {bad} ({bars.index[bad]}) is in the encoder's warm-up: its "
-                                 f"windows ({dict(wb.lengths)} bars per timeframe) need more history before it")
+        raise EncoderWarmupError(
+            f"encoder windows: bar {bad} ({bars.index[bad]}) is in the encoder's warm-up: its "
+            f"windows ({dict(wb.lengths)} bars per timeframe) need more history before it"
+        )
     return RawWindows(wb, rows)

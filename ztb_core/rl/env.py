@@ -94,7 +94,7 @@ class TradingEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         s = (self._t - self._first) * self.n_features
-        obs = self._flat[s:s + self._win + 1].copy()
+        obs = self._flat[s : s + self._win + 1].copy()
         obs[-1] = self._pos
         return obs
 
@@ -148,9 +148,15 @@ class TradingEnv(gym.Env):
         terminated = log_eq < self._log_floor
         truncated = not terminated and (self._steps >= self._ep_len or t1 > self._last)
         s = (t1 - self._first) * self.n_features
-        obs = self._flat[s:s + self._win + 1].copy()
+        obs = self._flat[s : s + self._win + 1].copy()
         obs[-1] = new
-        return obs, reward * self._scale, terminated, truncated, {"equity": math.exp(log_eq), "position": new, "cost": cost}
+        return (
+            obs,
+            reward * self._scale,
+            terminated,
+            truncated,
+            {"equity": math.exp(log_eq), "position": new, "cost": cost},
+        )
 
 
 class EncoderTradingEnv(TradingEnv):

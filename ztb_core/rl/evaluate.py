@@ -54,18 +54,31 @@ class PeriodicEvaluator:
         from ..evaluation import quick_evaluation
 
         t0 = time.perf_counter()
-        agent = LoadedAgent(policy=model.policy, normalizer=ObsNormalizer.from_state(vecnormalize_state(vecnorm)),
-                            train_config=self.cfg, checkpoint_path=Path("<live policy>"), step=step,
-                            n_features=self.features.shape[1], entry={},
-                            raw_shapes=self.market.windows.shapes if self.market.windows is not None else None)
+        agent = LoadedAgent(
+            policy=model.policy,
+            normalizer=ObsNormalizer.from_state(vecnormalize_state(vecnorm)),
+            train_config=self.cfg,
+            checkpoint_path=Path("<live policy>"),
+            step=step,
+            n_features=self.features.shape[1],
+            entry={},
+            raw_shapes=self.market.windows.shapes if self.market.windows is not None else None,
+        )
         positions = agent.positions(self.market, deterministic=self.cfg.eval.deterministic)
-        result = quick_evaluation(positions, self.open, self.close, self.cfg.env.costs,
-                                  self.market.timeframe, self.market.market)
+        result = quick_evaluation(
+            positions, self.open, self.close, self.cfg.env.costs, self.market.timeframe, self.market.market
+        )
         flat = flatten_scores(result)
         flat["eval_seconds"] = time.perf_counter() - t0
         flat["bars"] = float(len(positions))
-        report = {"step": step, "split": self.cfg.eval.split, "bars": len(positions),
-                  "start": str(self.market.index[0]), "end": str(self.market.index[len(positions) - 1]),
-                  "costs": self.cfg.env.costs.model_dump(), "result": result}
+        report = {
+            "step": step,
+            "split": self.cfg.eval.split,
+            "bars": len(positions),
+            "start": str(self.market.index[0]),
+            "end": str(self.market.index[len(positions) - 1]),
+            "costs": self.cfg.env.costs.model_dump(),
+            "result": result,
+        }
         atomic_write_json(self.reports_dir / "eval-latest.json", report)
         return flat, agent_score(flat)

@@ -34,32 +34,39 @@ class MarketSlice:
     """One chronological split of the valid rows, ready for the env or a backtest."""
 
     split: str
-    bars: "pd.DataFrame"  # M1 bars of the split (canonical schema)
+    bars: pd.DataFrame  # M1 bars of the split (canonical schema)
     features: np.ndarray  # float32 (T, F), row t uses only bars closed by bar t's close
     feature_names: list[str]
     open: np.ndarray  # float64 (T,)
     close: np.ndarray  # float64 (T,)
-    index: "pd.DatetimeIndex"
+    index: pd.DatetimeIndex
     timeframe: str = "M1"
     market: str = "fx"
     symbol: str = ""
     rows: tuple[int, int] = field(default=(0, 0))  # [start, stop) within the valid rows
-    windows: "RawWindows | None" = None  # fine-tune mode: the encoder's raw input windows of these rows
+    windows: RawWindows | None = None  # fine-tune mode: the encoder's raw input windows of these rows
 
     def __len__(self) -> int:
         return len(self.close)
 
-    def slice(self, start: int = 0, stop: int | None = None) -> "MarketSlice":
+    def slice(self, start: int = 0, stop: int | None = None) -> MarketSlice:
         """Rows [start, stop) of this slice, features, prices and encoder windows kept aligned."""
         n = len(self)
         a, b, _ = slice(start, stop).indices(n)
         b = max(a, b)
-        return replace(self, bars=self.bars.iloc[a:b], features=self.features[a:b], open=self.open[a:b],
-                       close=self.close[a:b], index=self.index[a:b], rows=(self.rows[0] + a, self.rows[0] + b),
-                       windows=self.windows[a:b] if self.windows is not None else None)
+        return replace(
+            self,
+            bars=self.bars.iloc[a:b],
+            features=self.features[a:b],
+            open=self.open[a:b],
+            close=self.close[a:b],
+            index=self.index[a:b],
+            rows=(self.rows[0] + a, self.rows[0] + b),
+            windows=self.windows[a:b] if self.windows is not None else None,
+        )
 
 
-def _embeddings(cfg: "TrainConfig", bars: "pd.DataFrame") -> tuple[np.ndarray, list[str]]:
+def _embeddings(cfg: TrainConfig, bars: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     from .encoder import load_encoder_checked
 
     bundle = load_encoder_checked(cfg.encoder.path)
@@ -71,7 +78,7 @@ def _embeddings(cfg: "TrainConfig", bars: "pd.DataFrame") -> tuple[np.ndarray, l
     return emb, [f"enc_{i}" for i in range(emb.shape[1])]
 
 
-def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict[str, MarketSlice]:
+def prepare_splits(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS) -> dict[str, MarketSlice]:
     """Load bars, compute features once, drop warm-up rows, split chronologically."""
     from ..data.features import compute_feature_set
     from ..data.source import load_bars
@@ -96,8 +103,10 @@ def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict
         valid &= builder.valid
     keep = np.flatnonzero(valid)
     if len(keep) == 0:
-        raise DataError(f"data {cfg.data.kind}:{cfg.data.symbol}: no rows left after the feature warm-up "
-                        f"({len(bars)} bars); use more data")
+        raise DataError(
+            f"data {cfg.data.kind}:{cfg.data.symbol}: no rows left after the feature warm-up "
+            f"({len(bars)} bars); use more data"
+        )
     bars_v = bars.iloc[keep]
     values_v = np.ascontiguousarray(values[keep], dtype=np.float32)
     open_v = bars_v["open"].to_numpy(np.float64)
@@ -107,20 +116,32 @@ def prepare_splits(cfg: "TrainConfig", splits: tuple[str, ...] = SPLITS) -> dict
     for name in splits:
         s = bounds[name]
         if s.stop - s.start < cfg.env.lookback + 1:
-            raise DataError(f"split {name!r} has {s.stop - s.start} rows; it needs at least env.lookback + 1 = "
-                            f"{cfg.env.lookback + 1} (use more data or change splits.*)")
+            raise DataError(
+                f"split {name!r} has {s.stop - s.start} rows; it needs at least env.lookback + 1 = "
+                f"{cfg.env.lookback + 1} (use more data or change splits.*)"
+            )
         windows = None
         if builder is not None:
             from .encoder import RawWindows
 
             windows = RawWindows(builder, keep[s].astype(np.int64))
-        out[name] = MarketSlice(split=name, bars=bars_v.iloc[s], features=values_v[s], feature_names=names,
-                                open=open_v[s], close=close_v[s], index=bars_v.index[s], timeframe="M1",
-                                market=cfg.data.market, symbol=cfg.data.symbol, rows=(s.start, s.stop),
-                                windows=windows)
+        out[name] = MarketSlice(
+            split=name,
+            bars=bars_v.iloc[s],
+            features=values_v[s],
+            feature_names=names,
+            open=open_v[s],
+            close=close_v[s],
+            index=bars_v.index[s],
+            timeframe="M1",
+            market=cfg.data.market,
+            symbol=cfg.data.symbol,
+            rows=(s.start, s.stop),
+            windows=windows,
+        )
     return out
 
 
-def prepare_market(train_config: "TrainConfig", split: str) -> MarketSlice:
+def prepare_market(train_config: TrainConfig, split: str) -> MarketSlice:
     """Exactly the bars/features of `split` that the run with this config trained or validated on."""
     return prepare_splits(train_config, (split,))[split]

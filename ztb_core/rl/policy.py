@@ -52,7 +52,7 @@ class ObsNormalizer:
     epsilon: float = 1e-8
 
     @classmethod
-    def from_state(cls, st: dict | None) -> "ObsNormalizer":
+    def from_state(cls, st: dict | None) -> ObsNormalizer:
         if not st or not st.get("norm_obs"):
             return cls(None, None)
         return cls(st["obs_mean"], st["obs_var"], st["clip_obs"], st["epsilon"])
@@ -80,7 +80,7 @@ def window_rows(features: np.ndarray, lookback: int, start: int, stop: int, posi
 
     f = features.shape[1]
     win = sliding_window_view(features, (lookback, f))[:, 0]  # (T-L+1, L, F) view
-    rows = win[start - (lookback - 1): stop - (lookback - 1)].reshape(stop - start, lookback * f)
+    rows = win[start - (lookback - 1) : stop - (lookback - 1)].reshape(stop - start, lookback * f)
     out = np.empty((stop - start, lookback * f + 1), dtype=np.float32)
     out[:, :-1] = rows
     out[:, -1] = position

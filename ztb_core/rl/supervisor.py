@@ -20,8 +20,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..manifest import Manifest
 from ..ops.killfile import request_stop
@@ -63,8 +63,14 @@ def last_error(run_dir: Path) -> dict:
 
 
 class Supervisor:
-    def __init__(self, run_id: str, train_args: list[str], cfg: SupervisorConfig,
-                 say: Callable[[str], None] | None = None, artifacts: Path | None = None):
+    def __init__(
+        self,
+        run_id: str,
+        train_args: list[str],
+        cfg: SupervisorConfig,
+        say: Callable[[str], None] | None = None,
+        artifacts: Path | None = None,
+    ):
         self.run_id = run_id
         self.run_dir = runs_dir(artifacts) / run_id
         self.train_args = _strip_resume(train_args)
@@ -82,8 +88,7 @@ class Supervisor:
         return ztb_argv(*args)
 
     def _stop_wanted(self) -> bool:
-        return (self.stop_requested.is_set() or (self.run_dir / "ztb.stop").exists()
-                or global_kill_file().exists())
+        return self.stop_requested.is_set() or (self.run_dir / "ztb.stop").exists() or global_kill_file().exists()
 
     def install_signal_handlers(self) -> None:
         def handler(signum, frame):  # noqa: ARG001
@@ -155,8 +160,10 @@ class Supervisor:
         err = last_error(self.run_dir)
         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         if len(self.crashes) >= self.cfg.max_crashes:
-            msg = (f"gave up after {len(self.crashes)} crashes within {self.cfg.crash_window_s:.0f}s "
-                   f"(last: {how}{'; ' + err['error'] if err.get('error') else ''})")
+            msg = (
+                f"gave up after {len(self.crashes)} crashes within {self.cfg.crash_window_s:.0f}s "
+                f"(last: {how}{'; ' + err['error'] if err.get('error') else ''})"
+            )
             writer = RunWriter.open(self.run_dir)
             writer.event("fatal", crashes=len(self.crashes), last_exit=how, **err)
             writer.set_status("fatal", message=msg)
@@ -166,8 +173,16 @@ class Supervisor:
         delay = min(self.cfg.backoff_s * 2 ** (len(self.crashes) - 1), self.cfg.backoff_max_s)
         entries = [e for e in Manifest(self.run_dir / "checkpoints").entries() if not e.get("invalid")]
         self.restarts += 1
-        record_event(self.run_dir, "restarted", attempt=self.restarts, last_exit=how, delay_s=delay,
-                     from_step=entries[-1]["step"] if entries else 0, crashes_in_window=len(self.crashes), **err)
+        record_event(
+            self.run_dir,
+            "restarted",
+            attempt=self.restarts,
+            last_exit=how,
+            delay_s=delay,
+            from_step=entries[-1]["step"] if entries else 0,
+            crashes_in_window=len(self.crashes),
+            **err,
+        )
         self.say(f"supervisor: trainer crashed ({how}); restarting from the latest checkpoint in {delay:.1f}s")
         self._sleep(delay)
         return True

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..config import config_hash, config_to_dict, config_to_yaml, changed_keys, read_yaml
+from ..atomic import atomic_write_text
+from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, read_yaml
 from ..errors import ConfigError, RunError, ZtbError
 from ..manifest import Manifest
-from ..atomic import atomic_write_text
 from ..runs import RunWriter, find_run, list_runs
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
 
@@ -69,8 +70,10 @@ def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
 
         a, b = flatten(recorded), flatten(new)
         detail = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in bad[:12])
-        raise ConfigError(f"cannot resume {where}: the config changed in ways the checkpoint cannot follow "
-                          f"({', '.join(bad)}). {detail}. Start a new run instead (omit --resume).")
+        raise ConfigError(
+            f"cannot resume {where}: the config changed in ways the checkpoint cannot follow "
+            f"({', '.join(bad)}). {detail}. Start a new run instead (omit --resume)."
+        )
     return changed_keys(recorded, new)
 
 
@@ -93,8 +96,12 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
 
     windows = market.windows if finetune(cfg) else None
     if finetune(cfg) and windows is None:
-        raise ConfigError("encoder.mode is finetune but the market has no encoder windows (prepare it with this config)")
-    fns = [partial(_make_env, market.features, market.open, market.close, cfg.env, windows) for _ in range(cfg.ppo.n_envs)]
+        raise ConfigError(
+            "encoder.mode is finetune but the market has no encoder windows (prepare it with this config)"
+        )
+    fns = [
+        partial(_make_env, market.features, market.open, market.close, cfg.env, windows) for _ in range(cfg.ppo.n_envs)
+    ]
     venv = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
     venv = VecMonitor(venv, info_keywords=("equity",))
     norm = cfg.ppo.normalize
@@ -105,8 +112,15 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         from .encoder import NORM_KEYS
 
         extra["norm_obs_keys"] = list(NORM_KEYS)  # raw windows are already normalised per window
-    vn = VecNormalize(venv, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs,
-                      clip_reward=norm.clip_reward, gamma=cfg.ppo.gamma, **extra)
+    vn = VecNormalize(
+        venv,
+        norm_obs=norm.norm_obs,
+        norm_reward=norm.norm_reward,
+        clip_obs=norm.clip_obs,
+        clip_reward=norm.clip_reward,
+        gamma=cfg.ppo.gamma,
+        **extra,
+    )
     return vn, vn
 
 
@@ -119,9 +133,11 @@ def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
         return cfg.ppo.policy, kwargs
     from ..pretrain.sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
 
-    kwargs.update(features_extractor_class=PretrainedEncoderExtractor,
-                  features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
-                  encoder_lr_scale=cfg.encoder.lr_scale)
+    kwargs.update(
+        features_extractor_class=PretrainedEncoderExtractor,
+        features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
+        encoder_lr_scale=cfg.encoder.lr_scale,
+    )
     return EncoderActorCriticPolicy, kwargs
 
 
@@ -138,10 +154,24 @@ def build_model(cfg: TrainConfig, venv: Any) -> Any:
         algo = EncoderPPO
     policy, kwargs = model_policy(cfg)
     p = cfg.ppo
-    return algo(policy, venv, learning_rate=p.learning_rate, n_steps=p.n_steps, batch_size=p.batch_size,
-                n_epochs=p.n_epochs, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-                ent_coef=p.ent_coef, vf_coef=p.vf_coef, max_grad_norm=p.max_grad_norm,
-                policy_kwargs=kwargs, seed=cfg.seed, device=p.device, verbose=0)
+    return algo(
+        policy,
+        venv,
+        learning_rate=p.learning_rate,
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm,
+        policy_kwargs=kwargs,
+        seed=cfg.seed,
+        device=p.device,
+        verbose=0,
+    )
 
 
 class _Progress:
@@ -151,12 +181,27 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[fps]:>6.0f} fps"), TextColumn("elapsed"), TimeElapsedColumn(),
-                            TextColumn("ETA"), TimeRemainingColumn(), console=console, refresh_per_second=4)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:>6.0f} fps"),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=4,
+        )
         self.task = self.bar.add_task(label, total=total, completed=start, fps=0.0)
         self.bar.start()
 
@@ -169,9 +214,17 @@ class _Progress:
             self.bar.stop()
 
 
-def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Path | None = None,
-                 resume_file: Path | None = None, argv: list[str] | None = None, progress: bool = True,
-                 console: Any = None, say: Callable[[str], None] | None = None) -> TrainOutcome:
+def run_training(
+    cfg: TrainConfig,
+    *,
+    run_id: str | None = None,
+    resume_dir: Path | None = None,
+    resume_file: Path | None = None,
+    argv: list[str] | None = None,
+    progress: bool = True,
+    console: Any = None,
+    say: Callable[[str], None] | None = None,
+) -> TrainOutcome:
     """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`."""
     from ..logs import setup_logging
     from ..ops.killfile import KillSwitch, clear_run_stop
@@ -215,13 +268,16 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
             check_encoder_fingerprint(cfg, state, f"cannot resume from checkpoint {entry['file']}")
         step0 = int(state["num_timesteps"]) if state is not None else 0
         if step0 >= cfg.total_timesteps:
-            msg = (f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
-                   f"(pass a larger --total-timesteps to train further)")
+            msg = (
+                f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
+                f"(pass a larger --total-timesteps to train further)"
+            )
             if writer.status.get("state") != "completed":
                 writer.set_status("completed", step=step0, total_steps=total, message=msg)
             writer.close()
-            return TrainOutcome(resume_dir, "noop", step0, total,
-                                writer.checkpoints_dir / entry["file"] if entry else None, msg)
+            return TrainOutcome(
+                resume_dir, "noop", step0, total, writer.checkpoints_dir / entry["file"] if entry else None, msg
+            )
         clear_run_stop(resume_dir)
         removed = writer.rewind_metrics(step0)
         if soft_changes:
@@ -247,30 +303,47 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
             if resume_dir is None:  # a new run whose data is unusable: leave nothing behind
                 writer.discard()
             raise
-        writer.event("data_ready", seconds=round(time.perf_counter() - t_data, 2),
-                     train_rows=len(splits["train"]), eval_rows=len(splits[cfg.eval.split]),
-                     n_features=int(splits["train"].features.shape[1]))
+        writer.event(
+            "data_ready",
+            seconds=round(time.perf_counter() - t_data, 2),
+            train_rows=len(splits["train"]),
+            eval_rows=len(splits[cfg.eval.split]),
+            n_features=int(splits["train"].features.shape[1]),
+        )
         venv, vecnorm = build_vec_env(cfg, splits["train"])
         model = build_model(cfg, venv)
         if state is not None:
             restore_state(model, vecnorm, state)
             venv.seed(cfg.seed + step0)  # deterministic fresh episodes after a resume
-        saver = CheckpointSaver(writer.checkpoints_dir, level=cfg.checkpoint.compression_level,
-                                max_pending=cfg.checkpoint.max_pending, when_busy=cfg.checkpoint.when_busy,
-                                keep_last=cfg.checkpoint.keep_last, keep_best=cfg.checkpoint.keep_best,
-                                on_saved=lambda e: writer.event("checkpoint_saved", **{k: e[k] for k in (
-                                    "file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e}),
-                                on_error=lambda s, exc: writer.event("checkpoint_failed", step=s, error=str(exc)[:300]))
+        saver = CheckpointSaver(
+            writer.checkpoints_dir,
+            level=cfg.checkpoint.compression_level,
+            max_pending=cfg.checkpoint.max_pending,
+            when_busy=cfg.checkpoint.when_busy,
+            keep_last=cfg.checkpoint.keep_last,
+            keep_best=cfg.checkpoint.keep_best,
+            on_saved=lambda e: writer.event(
+                "checkpoint_saved",
+                **{k: e[k] for k in ("file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e},
+            ),
+            on_error=lambda s, exc: writer.event("checkpoint_failed", step=s, error=str(exc)[:300]),
+        )
         evaluator = PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir) if cfg.eval.every_steps else None
         bar = _Progress(progress, total, step0, writer.run_id, console)
-        cb = TrainingCallback(cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator,
-                              on_progress=bar.update, start_step=step0)
+        cb = TrainingCallback(
+            cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
+        )
         telemetry = TelemetryThread(writer, cfg.telemetry_interval_s, step_fn=lambda: model.num_timesteps).start()
         writer.set_status("running", step=step0, total_steps=total, message="training")
         writer.event("started", step=step0, total_steps=total, rollout=cfg.rollout_steps, resumed=state is not None)
         try:
-            model.learn(total_timesteps=cfg.total_timesteps - step0, callback=cb, reset_num_timesteps=False,
-                        log_interval=1, progress_bar=False)
+            model.learn(
+                total_timesteps=cfg.total_timesteps - step0,
+                callback=cb,
+                reset_num_timesteps=False,
+                log_interval=1,
+                progress_bar=False,
+            )
             if cb.stop_reason is not None:
                 snap = cb.last_snapshot
                 if snap is not None and int(snap["num_timesteps"]) != cb.last_saved_step:
@@ -301,5 +374,13 @@ def run_training(cfg: TrainConfig, *, run_id: str | None = None, resume_dir: Pat
         writer.set_status(outcome_state, step=final_step, total_steps=total, message=message)
         writer.close(outcome_state, message=message)
         venv.close()
-    return TrainOutcome(writer.dir, outcome_state, final_step, total,
-                        writer.checkpoints_dir / last["file"] if last else None, message, cb.block_ms, cb.fps())
+    return TrainOutcome(
+        writer.dir,
+        outcome_state,
+        final_step,
+        total,
+        writer.checkpoints_dir / last["file"] if last else None,
+        message,
+        cb.block_ms,
+        cb.fps(),
+    )

@@ -37,12 +37,19 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         with Vertical(id="dialog", classes="dialog launch-dialog"):
             yield Label("[b]Launch a run[/] · detached: survives the console and SSH", id="launch-title")
             if self.global_stop is not None:
-                yield Static(f"[b yellow]global kill-file present:[/] {self.global_stop} — new runs stop at once; "
-                             "clear it from the command palette first", id="global-warning")
+                yield Static(
+                    f"[b yellow]global kill-file present:[/] {self.global_stop} — new runs stop at once; "
+                    "clear it from the command palette first",
+                    id="global-warning",
+                )
             with Horizontal(classes="field"):
                 yield Label("job")
-                yield Select([(k.label, key) for key, k in JOB_KINDS.items()], value=self.initial_kind,
-                             allow_blank=False, id="kind")
+                yield Select(
+                    [(k.label, key) for key, k in JOB_KINDS.items()],
+                    value=self.initial_kind,
+                    allow_blank=False,
+                    id="kind",
+                )
             with Horizontal(classes="field"):
                 yield Label("config")
                 yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
@@ -97,5 +104,6 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         if run_id and not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
             self.query_one("#launch-error", Static).update("[red]run id: use letters, digits, '-', '_' and '.'[/]")
             return
-        self.dismiss(LaunchRequest(str(kind), Path(str(config)) if isinstance(config, str) else None,
-                                   overrides, run_id))
+        self.dismiss(
+            LaunchRequest(str(kind), Path(str(config)) if isinstance(config, str) else None, overrides, run_id)
+        )

@@ -11,23 +11,38 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (Button, DataTable, Footer, Header, Log, ProgressBar, RichLog, Static, TabbedContent,
-                             TabPane)
+from textual.widgets import Button, DataTable, Footer, Header, Log, ProgressBar, RichLog, Static, TabbedContent, TabPane
 
 from ztb_core.runs import FINAL_STATES, RunReader
 
 from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
 from ..launching import launch_output
 from ..poller import Poller
-from ..sources import (CheckpointRow, CheckpointsSource, EventsSource, LogsSource, MetricsSnapshot, MetricsSource,
-                       RunRow, TailLines, event_severity, event_text)
+from ..sources import (
+    CheckpointRow,
+    CheckpointsSource,
+    EventsSource,
+    LogsSource,
+    MetricsSnapshot,
+    MetricsSource,
+    RunRow,
+    TailLines,
+    event_severity,
+    event_text,
+)
 from ..widgets import cursor_key, set_display, set_text
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 
 TABS = ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config")
-CKPT_COLUMNS = (("step", "step", 9), ("saved (UTC)", "time", 19), ("size", "size", 9), ("ratio", "ratio", 5),
-                ("checksum", "check", 12), ("file", "file", None))
+CKPT_COLUMNS = (
+    ("step", "step", 9),
+    ("saved (UTC)", "time", 19),
+    ("size", "size", 9),
+    ("ratio", "ratio", 5),
+    ("checksum", "check", 12),
+    ("file", "file", None),
+)
 SEVERITY_STYLE = {"alert": "bold red", "notice": "yellow", "info": ""}
 
 
@@ -157,12 +172,19 @@ class RunScreen(Screen):
             return
         self.row = row
         style = STATE_STYLE.get(row.liveness, "")
-        pid = f"pid {row.pid}" + ("" if row.pid_alive else " (gone)" if row.pid_alive is False else " (other host)") \
-            if row.pid else "no pid"
+        pid = (
+            f"pid {row.pid}" + ("" if row.pid_alive else " (gone)" if row.pid_alive is False else " (other host)")
+            if row.pid
+            else "no pid"
+        )
         msg = f" · {row.message}" if row.message else ""
-        set_text(self.query_one("#run-title", Static),
-                 f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}" if style else
-                 f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}", layout=False)
+        set_text(
+            self.query_one("#run-title", Static),
+            f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}"
+            if style
+            else f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}",
+            layout=False,
+        )
         bar = self.query_one("#progress", ProgressBar)
         # live runs have no total: no bar, just the step
         set_display(bar, bool(row.total_steps))
@@ -212,8 +234,14 @@ class RunScreen(Screen):
         self.ckpt_rows = new
 
     def _ckpt_cells(self, r: CheckpointRow) -> list:
-        return [f"{r.step:,}" + (" ★" if r.best else ""), clock_time(r.created_at), size(r.size),
-                f"{r.ratio:.2f}" if isinstance(r.ratio, (int, float)) else "-", self._check_text(r.file), r.file]
+        return [
+            f"{r.step:,}" + (" ★" if r.best else ""),
+            clock_time(r.created_at),
+            size(r.size),
+            f"{r.ratio:.2f}" if isinstance(r.ratio, (int, float)) else "-",
+            self._check_text(r.file),
+            r.file,
+        ]
 
     def _check_text(self, file: str) -> Text:
         state = self.verified.get(file)
@@ -293,8 +321,9 @@ class RunScreen(Screen):
             self.query_one("#checkpoints", DataTable).update_cell(row.file, "check", self._check_text(row.file))
         except Exception:
             pass  # the row went away meanwhile
-        self.notify(f"{row.file}: {'checksum ok' if ok else 'BAD — ' + reason}",
-                    severity="information" if ok else "error")
+        self.notify(
+            f"{row.file}: {'checksum ok' if ok else 'BAD — ' + reason}", severity="information" if ok else "error"
+        )
 
     def action_resume(self) -> None:
         row = self._need_checkpoint()
@@ -307,8 +336,9 @@ class RunScreen(Screen):
                 self.app.resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)  # type: ignore[attr-defined]
 
         detail = f"starts `ztb {self.kind} --headless --resume {row.file}` detached"
-        self.app.push_screen(ConfirmScreen(f"Resume {self.run_dir.name} from step {row.step:,}?", detail,
-                                           yes="Resume", danger=False), go)
+        self.app.push_screen(
+            ConfirmScreen(f"Resume {self.run_dir.name} from step {row.step:,}?", detail, yes="Resume", danger=False), go
+        )
 
     def action_delete(self) -> None:
         row = self._need_checkpoint()
@@ -324,7 +354,12 @@ class RunScreen(Screen):
                 self.pollers[2].poll_now()
 
         active = self.row is not None and self.row.active
-        self.app.push_screen(ConfirmScreen(
-            f"Delete checkpoint {row.file} (step {row.step:,})?",
-            "The file and its manifest entry are removed; this cannot be undone."
-            + ("\n[b yellow]The run is still active.[/]" if active else ""), yes="Delete"), go)
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete checkpoint {row.file} (step {row.step:,})?",
+                "The file and its manifest entry are removed; this cannot be undone."
+                + ("\n[b yellow]The run is still active.[/]" if active else ""),
+                yes="Delete",
+            ),
+            go,
+        )

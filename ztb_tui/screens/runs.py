@@ -15,8 +15,14 @@ from ..widgets import cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
 # fixed widths: columns never jump as values change (no flicker), and fit 80 columns
-COLUMNS = (("run", "run", 29), ("kind", "kind", 8), ("state", "state", 9), ("progress", "progress", 12),
-           ("fps", "fps", 6), ("beat", "beat", 4))
+COLUMNS = (
+    ("run", "run", 29),
+    ("kind", "kind", 8),
+    ("state", "state", 9),
+    ("progress", "progress", 12),
+    ("fps", "fps", 6),
+    ("beat", "beat", 4),
+)
 
 
 def state_text(row: RunRow) -> Text:
@@ -79,8 +85,14 @@ class RunsScreen(Screen):
         self.title = "ztb"
         self.sub_title = f"runs in {app.artifacts_label}"  # type: ignore[attr-defined]
         self.query_one("#empty", Static).display = False
-        self.poller = Poller(self, "runs", app.runs_source.poll, self.apply, app.refresh_s,  # type: ignore[attr-defined]
-                             on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"))
+        self.poller = Poller(
+            self,
+            "runs",
+            app.runs_source.poll,
+            self.apply,
+            app.refresh_s,  # type: ignore[attr-defined]
+            on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"),
+        )
         self.poller.start()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -94,14 +106,19 @@ class RunsScreen(Screen):
         new = {r.run_id: r for r in rows}
         empty = self.query_one("#empty", Static)
         if not rows:
-            set_text(empty, 
+            set_text(
+                empty,
                 f"[b]No runs yet[/] under {self.app.artifacts_label}.\n\n"  # type: ignore[attr-defined]
-                + ("Press [b]n[/] to launch one here, or start one from a shell:\n" if not self.app.readonly  # type: ignore[attr-defined]
-                   else "Start one from a shell:\n")
+                + (
+                    "Press [b]n[/] to launch one here, or start one from a shell:\n"
+                    if not self.app.readonly  # type: ignore[attr-defined]
+                    else "Start one from a shell:\n"
+                )
                 + "  ztb train --headless            PPO agent (configs/train.yaml)\n"
-                  "  ztb pretrain --headless         Stage 1 encoder\n"
-                  "  ztb live --dry-run              paper trading\n"
-                  "New runs appear here by themselves.")
+                "  ztb pretrain --headless         Stage 1 encoder\n"
+                "  ztb live --dry-run              paper trading\n"
+                "New runs appear here by themselves.",
+            )
         set_display(empty, not rows)
         set_display(table, bool(rows))
         order_same = list(new) == list(self.rows)

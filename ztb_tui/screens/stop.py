@@ -51,14 +51,24 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         outcomes = []
         for run_dir in self.run_dirs:
             try:
-                outcome = stop_run(run_dir, wait=True, timeout_s=self.timeout_s, force=True,
-                                   kill_timeout_s=self.kill_timeout_s, reason=self.reason,
-                                   on_progress=lambda phase, left, rd=run_dir: self.app.call_from_thread(
-                                       self._progress, rd.name, phase, left))
+                outcome = stop_run(
+                    run_dir,
+                    wait=True,
+                    timeout_s=self.timeout_s,
+                    force=True,
+                    kill_timeout_s=self.kill_timeout_s,
+                    reason=self.reason,
+                    on_progress=lambda phase, left, rd=run_dir: self.app.call_from_thread(
+                        self._progress, rd.name, phase, left
+                    ),
+                )
                 record_event(run_dir, "console_stop", final_state=outcome.final_state, actions=outcome.actions)
             except Exception as exc:  # shown to the person; the run folder is left as it was
-                outcome = StopOutcome(run_id=run_dir.name, final_state="unknown",
-                                      actions=[f"stop failed: {exc.__class__.__name__}: {exc}"])
+                outcome = StopOutcome(
+                    run_id=run_dir.name,
+                    final_state="unknown",
+                    actions=[f"stop failed: {exc.__class__.__name__}: {exc}"],
+                )
             outcomes.append(outcome)
         self.app.call_from_thread(self._finished, outcomes)
 

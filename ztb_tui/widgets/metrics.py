@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import fmean
-from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -31,8 +31,15 @@ class MetricRow(Horizontal):
     MetricRow > .metric-stats { width: 44; height: 1; }
     """
 
-    def __init__(self, key: str, label: str, unit: str = "", total_key: str | None = None,
-                 ref_key: tuple[str, str] | None = None, **kwargs):
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        unit: str = "",
+        total_key: str | None = None,
+        ref_key: tuple[str, str] | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.key = key
         self.label = label
@@ -70,27 +77,46 @@ class MetricRow(Horizontal):
         if total is not None and math.isfinite(total):
             last = f"{num(view.last)}/{num(total)}{self.unit}"
         ref = f" [yellow]{self.ref_label} {num(self.ref)}[/]" if self.ref is not None else ""
-        set_text(self.query_one(".metric-stats", Label),
-                 f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]", layout=False)
+        set_text(
+            self.query_one(".metric-stats", Label),
+            f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]",
+            layout=False,
+        )
 
 
 #: curve rows per run kind: (split/name, label). Rows appear once their metric does.
 CURVES = {
     # periodic evaluation rows carry the split they were measured on (eval.split: val, or test)
-    "train": [("train/ep_rew_mean", "ep reward"),
-              *((f"{split}/{name}", f"{split} {label}") for split in ("val", "test")
-                for name, label in (("sharpe", "Sharpe"), ("total_return", "return"), ("max_drawdown", "max DD"))),
-              ("train/policy_loss", "policy loss"),
-              ("train/value_loss", "value loss"), ("train/entropy_loss", "entropy loss"),
-              ("train/approx_kl", "approx KL"), ("train/clip_fraction", "clip frac"),
-              ("train/explained_variance", "explained var"), ("train/fps", "fps"),
-              ("train/learning_rate", "learning rate")],
+    "train": [
+        ("train/ep_rew_mean", "ep reward"),
+        *(
+            (f"{split}/{name}", f"{split} {label}")
+            for split in ("val", "test")
+            for name, label in (("sharpe", "Sharpe"), ("total_return", "return"), ("max_drawdown", "max DD"))
+        ),
+        ("train/policy_loss", "policy loss"),
+        ("train/value_loss", "value loss"),
+        ("train/entropy_loss", "entropy loss"),
+        ("train/approx_kl", "approx KL"),
+        ("train/clip_fraction", "clip frac"),
+        ("train/explained_variance", "explained var"),
+        ("train/fps", "fps"),
+        ("train/learning_rate", "learning rate"),
+    ],
     # the honest pretraining number is the correlation of one-step returns inside masked spans,
     # shown beside linear interpolation's on the same masks (level correlation proves little)
-    "pretrain": [("train/loss", "train loss"), ("val/loss", "val loss"),
-                 *((f"val/corr_return_{tf}", f"ret corr {tf}") for tf in ("M1", "M5", "M15", "H1", "H4", "D"))],
-    "live": [("live/equity", "equity"), ("live/pnl", "P&L"), ("live/position", "position"),
-             ("live/open_orders", "open orders"), ("live/latency_ms", "latency ms")],
+    "pretrain": [
+        ("train/loss", "train loss"),
+        ("val/loss", "val loss"),
+        *((f"val/corr_return_{tf}", f"ret corr {tf}") for tf in ("M1", "M5", "M15", "H1", "H4", "D")),
+    ],
+    "live": [
+        ("live/equity", "equity"),
+        ("live/pnl", "P&L"),
+        ("live/position", "position"),
+        ("live/open_orders", "open orders"),
+        ("live/latency_ms", "latency ms"),
+    ],
 }
 MAX_EXTRA_ROWS = 8
 
@@ -101,7 +127,7 @@ def reference_key(key: str) -> tuple[str, str] | None:
     split, _, name = key.partition("/")
     for metric in ("corr_return_", "mse_"):
         if name.startswith(metric) and "_linear_" not in name:
-            return f"{split}/{metric}linear_{name[len(metric):]}", "lin"
+            return f"{split}/{metric}linear_{name[len(metric) :]}", "lin"
     if name in ("sharpe", "total_return", "max_drawdown") and split in ("val", "test"):
         return f"{split}/buy_and_hold_{name}", "B&H"
     return None
@@ -147,8 +173,11 @@ class MetricPanel(VerticalScroll):
         self.rows.clear()
 
     def ensure_rows(self, specs: list[tuple[str, str]], units: dict[str, str] | None = None) -> None:
-        new = [MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key))
-               for key, label in specs if key not in self.rows]
+        new = [
+            MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key))
+            for key, label in specs
+            if key not in self.rows
+        ]
         for row in new:
             self.rows[row.key] = row
         if new:

@@ -13,10 +13,18 @@ from . import set_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
-_GPU_LABEL = {"util_pct": ("util", "%"), "mem_used_mb": ("VRAM", " MiB"), "temp_c": ("temp", "°C"),
-              "power_w": ("power", " W")}
-_PROC = [("sys/cpu_pct", "CPU (+kids)", "%"), ("sys/rss_mb", "RSS (+kids)", " MiB"),
-         ("sys/sys_mem_pct", "system mem", "%"), ("sys/proc_vram_mb", "run VRAM", " MiB")]
+_GPU_LABEL = {
+    "util_pct": ("util", "%"),
+    "mem_used_mb": ("VRAM", " MiB"),
+    "temp_c": ("temp", "°C"),
+    "power_w": ("power", " W"),
+}
+_PROC = [
+    ("sys/cpu_pct", "CPU (+kids)", "%"),
+    ("sys/rss_mb", "RSS (+kids)", " MiB"),
+    ("sys/sys_mem_pct", "system mem", "%"),
+    ("sys/proc_vram_mb", "run VRAM", " MiB"),
+]
 
 
 def gpu_line(snapshot: MetricsSnapshot) -> str:
@@ -67,14 +75,18 @@ class ResourcesPanel(MetricPanel):
 def host_text(sample: HostSample | None) -> str:
     if sample is None:
         return "host: sampling…"
-    parts = [f"host CPU {sample.cpu_pct:.0f}%",
-             f"mem {sample.mem_pct:.0f}% ({sample.mem_used_mb / 1024:.1f}/{sample.mem_total_mb / 1024:.1f} GiB)"]
+    parts = [
+        f"host CPU {sample.cpu_pct:.0f}%",
+        f"mem {sample.mem_pct:.0f}% ({sample.mem_used_mb / 1024:.1f}/{sample.mem_total_mb / 1024:.1f} GiB)",
+    ]
     if not sample.gpu_available:
         parts.append(f"[yellow]GPU: unavailable — {sample.gpu_reason}[/]")
     else:
         for g in sample.gpus:
-            mem = f"{num(g.mem_used_mb / 1024 if g.mem_used_mb is not None else None)}/" \
-                  f"{num(g.mem_total_mb / 1024 if g.mem_total_mb is not None else None)} GiB"
+            mem = (
+                f"{num(g.mem_used_mb / 1024 if g.mem_used_mb is not None else None)}/"
+                f"{num(g.mem_total_mb / 1024 if g.mem_total_mb is not None else None)} GiB"
+            )
             temp = f" {g.temp_c:.0f}°C" if g.temp_c is not None else ""
             power = f" {g.power_w:.0f} W" if g.power_w is not None else ""
             util = f"{g.util_pct:.0f}%" if g.util_pct is not None else "-"

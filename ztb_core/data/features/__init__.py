@@ -6,7 +6,7 @@ for the RL agent, see docs/features.md) or `stage1-ohlc` (36 channels for the pr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 

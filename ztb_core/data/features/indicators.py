@@ -59,11 +59,11 @@ def _smooth(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
     if len(x) - s < n:
         return out
     seed_at = s + n - 1
-    out[seed_at] = x[s: s + n].mean()
-    rest = x[seed_at + 1:]
+    out[seed_at] = x[s : s + n].mean()
+    rest = x[seed_at + 1 :]
     if len(rest):
         y, _ = lfilter([alpha], [1.0, -(1.0 - alpha)], rest, zi=[(1.0 - alpha) * out[seed_at]])
-        out[seed_at + 1:] = y
+        out[seed_at + 1 :] = y
     return out
 
 
@@ -85,7 +85,9 @@ def rsi(close: np.ndarray, n: int = 14) -> np.ndarray:
     return safe_div(100.0 * ag, ag + al, 50.0)
 
 
-def macd(close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macd(
+    close: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     line = ema(close, fast) - ema(close, slow)
     sig = ema(line, signal)
     return line, sig, line - sig
@@ -107,8 +109,9 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np
     return wilder(true_range(high, low, close), n)
 
 
-def stochastic_fast(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14,
-                    d: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def stochastic_fast(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14, d: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """Fast %K (0..100, 50 for a flat window) and its `d`-bar simple average %D."""
     hh, ll = rolling_max(high, n), rolling_min(low, n)
     k = safe_div(100.0 * (close - ll), hh - ll, 50.0)
@@ -121,8 +124,9 @@ def williams_r(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14
     return safe_div(-100.0 * (hh - close), hh - ll, -50.0)
 
 
-def directional(high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                n: int = 14) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def directional(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(+DI, -DI, ADX), each 0..100 (0 when there was no range at all)."""
     up = np.diff(high, prepend=np.nan)
     down = -np.diff(low, prepend=np.nan)
@@ -146,9 +150,9 @@ def cci(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 20, chunk
     if len(tp) >= n:
         windows = sliding_window_view(tp, n)  # row j = tp[j : j+n], ends at index j+n-1
         for a in range(0, len(windows), chunk):
-            w = windows[a: a + chunk]
-            centre = m[a + n - 1: a + n - 1 + len(w)]
-            mad[a + n - 1: a + n - 1 + len(w)] = np.abs(w - centre[:, None]).mean(axis=1)
+            w = windows[a : a + chunk]
+            centre = m[a + n - 1 : a + n - 1 + len(w)]
+            mad[a + n - 1 : a + n - 1 + len(w)] = np.abs(w - centre[:, None]).mean(axis=1)
     return safe_div(tp - m, 0.015 * mad, 0.0)
 
 

@@ -27,8 +27,10 @@ class FeatureMatrix:
     def __post_init__(self) -> None:
         t, f = self.values.shape if self.values.ndim == 2 else (-1, -1)
         if self.values.ndim != 2 or f != len(self.names) or t != len(self.index) or self.valid.shape != (t,):
-            raise DataError(f"FeatureMatrix: inconsistent shapes values={self.values.shape}, "
-                            f"names={len(self.names)}, index={len(self.index)}, valid={self.valid.shape}")
+            raise DataError(
+                f"FeatureMatrix: inconsistent shapes values={self.values.shape}, "
+                f"names={len(self.names)}, index={len(self.index)}, valid={self.valid.shape}"
+            )
 
     @property
     def n_features(self) -> int:
@@ -40,7 +42,7 @@ class FeatureMatrix:
         hits = np.flatnonzero(self.valid)
         return int(hits[0]) if len(hits) else len(self.index)
 
-    def drop_warmup(self) -> "FeatureMatrix":
+    def drop_warmup(self) -> FeatureMatrix:
         """Only the valid rows (the same rows for every consumer, so splits stay aligned)."""
         keep = self.valid
         return FeatureMatrix(list(self.names), self.values[keep], self.index[keep], self.valid[keep])

@@ -45,7 +45,9 @@ def _specs() -> list[FeatureSpec]:
         FeatureSpec("macd", "(EMA12 - EMA26) / close", "26 bars"),
         FeatureSpec("macd_signal", "EMA9(EMA12 - EMA26) / close", "34 bars"),
         FeatureSpec("macd_hist", "(macd line - signal) / close", "34 bars"),
-        FeatureSpec("bb_pctb_20", "(close - lower) / (upper - lower) - 0.5; bands SMA20 +/- 2 pop. std (0 if flat)", "20 bars"),
+        FeatureSpec(
+            "bb_pctb_20", "(close - lower) / (upper - lower) - 0.5; bands SMA20 +/- 2 pop. std (0 if flat)", "20 bars"
+        ),
         FeatureSpec("bb_width_20", "(upper - lower) / SMA20", "20 bars"),
         FeatureSpec("atr_14", "ATR14 (Wilder) / close", "15 bars"),
         FeatureSpec("atr_60", "ATR60 (Wilder) / close", "61 bars"),
@@ -55,7 +57,9 @@ def _specs() -> list[FeatureSpec]:
         FeatureSpec("plus_di_14", "+DI14 / 100", "15 bars"),
         FeatureSpec("minus_di_14", "-DI14 / 100", "15 bars"),
         FeatureSpec("cci_20", "(tp - SMA20(tp)) / (0.015 * mean abs dev) / 100, tp = (h+l+c)/3", "20 bars"),
-        FeatureSpec("willr_60", "Williams %R60 / 100 + 0.5 = (close - LL60) / (HH60 - LL60) - 0.5 (0 if flat)", "60 bars"),
+        FeatureSpec(
+            "willr_60", "Williams %R60 / 100 + 0.5 = (close - LL60) / (HH60 - LL60) - 0.5 (0 if flat)", "60 bars"
+        ),
     ]
     s += [FeatureSpec(f"dist_sma_{n}", f"ln(close / SMA{n}(close))", f"{n} bars") for n in SMA_WINDOWS]
     s += [FeatureSpec(f"dist_ema_{n}", f"ln(close / EMA{n}(close))", f"{n} bars") for n in EMA_WINDOWS]
@@ -66,14 +70,21 @@ def _specs() -> list[FeatureSpec]:
         FeatureSpec("range", "ln(high / low)", "1 bar"),
         FeatureSpec("gap", "ln(open_t / close_(t-1)) (weekend and missing-minute gaps)", "2 bars"),
         FeatureSpec("zscore_60", "(close - SMA60) / std60 (population; 0 if flat)", "60 bars"),
-        FeatureSpec("volume_z_60", "(ln(1+v) - mean60) / std60 of ln(1+volume); 0 if constant (FX: always 0)", "60 bars"),
+        FeatureSpec(
+            "volume_z_60", "(ln(1+v) - mean60) / std60 of ln(1+volume); 0 if constant (FX: always 0)", "60 bars"
+        ),
     ]
     for tf in HTF_CONTEXT:
         s += [
             FeatureSpec(f"{tf.lower()}_ret", f"ln(C1 / C2): last two completed {tf} closes", f"2 completed {tf} bars"),
-            FeatureSpec(f"{tf.lower()}_dist", f"ln(close_t / C1), C1 = last completed {tf} close", f"1 completed {tf} bar"),
-            FeatureSpec(f"{tf.lower()}_range_pos", f"clip((close_t - L1) / (H1 - L1) - 0.5, -5, 5) of the last completed {tf} bar (0 if flat)",
-                        f"1 completed {tf} bar"),
+            FeatureSpec(
+                f"{tf.lower()}_dist", f"ln(close_t / C1), C1 = last completed {tf} close", f"1 completed {tf} bar"
+            ),
+            FeatureSpec(
+                f"{tf.lower()}_range_pos",
+                f"clip((close_t - L1) / (H1 - L1) - 0.5, -5, 5) of the last completed {tf} bar (0 if flat)",
+                f"1 completed {tf} bar",
+            ),
         ]
     s += [
         FeatureSpec("tod_sin", "sin(2 pi * minute of day (UTC, bar close) / 1440)", "-"),

@@ -10,12 +10,25 @@ from pydantic import Field, model_validator
 from ...config import ZtbModel
 
 #: Names of the endpoints a fault rule can target ("*" targets all of them).
-ENDPOINTS = ("ticker", "order_books", "trades", "exchange_status", "create_order", "cancel_order",
-             "open_orders", "order", "cancel_status", "balance", "transactions", "transactions_pagination",
-             "accounts")
+ENDPOINTS = (
+    "ticker",
+    "order_books",
+    "trades",
+    "exchange_status",
+    "create_order",
+    "cancel_order",
+    "open_orders",
+    "order",
+    "cancel_status",
+    "balance",
+    "transactions",
+    "transactions_pagination",
+    "accounts",
+)
 
-FaultKind = Literal["latency", "timeout", "http_429", "http_5xx", "malformed_json",
-                    "connection_reset", "partial_fill", "response_lost"]
+FaultKind = Literal[
+    "latency", "timeout", "http_429", "http_5xx", "malformed_json", "connection_reset", "partial_fill", "response_lost"
+]
 
 
 class FaultRule(ZtbModel):
@@ -42,7 +55,7 @@ class FaultRule(ZtbModel):
     fill_ratio: float = Field(0.5, gt=0, le=1, description="partial_fill: largest fill as a share of the amount")
 
     @model_validator(mode="after")
-    def _known_endpoint(self) -> "FaultRule":
+    def _known_endpoint(self) -> FaultRule:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; one of: *, {', '.join(ENDPOINTS)}")
         return self
@@ -61,12 +74,14 @@ class EmulatorConfig(ZtbModel):
     seed: int = Field(7, description="Seed of the synthetic market and of fault probabilities")
     speed: float = Field(1.0, ge=0, description="Replay speed (tape seconds per wall second); 0 = manual clock")
     history_s: float = Field(6 * 3600.0, ge=0, description="Tape already visible at start (for bars/history)")
-    clock: Literal["wall", "tape"] = Field("wall", description="wall: report times rebased so now = live; "
-                                                               "tape: the original trade times")
+    clock: Literal["wall", "tape"] = Field(
+        "wall", description="wall: report times rebased so now = live; tape: the original trade times"
+    )
     api_key: str = Field("emulator-key", min_length=1, description="The one API key the emulator accepts")
     secret: str = Field("emulator-secret", min_length=1, description="Its secret (HMAC-SHA256 signing key)")
-    balances: dict[str, float] = Field(default_factory=lambda: {"jpy": 1_000_000.0, "btc": 0.1},
-                                       description="Starting free balances by currency id")
+    balances: dict[str, float] = Field(
+        default_factory=lambda: {"jpy": 1_000_000.0, "btc": 0.1}, description="Starting free balances by currency id"
+    )
     min_amount: float = Field(0.005, ge=0, description="Smallest order amount (BTC), like Coincheck")
     min_cost: float = Field(500.0, ge=0, description="Smallest order notional (JPY)")
     price_step: float = Field(1.0, gt=0, description="Price tick (JPY)")

@@ -12,7 +12,7 @@ from .config import FaultRule
 @dataclass
 class _Armed:
     rule: FaultRule
-    seen: int = 0     # matching requests so far
+    seen: int = 0  # matching requests so far
     fired: int = 0
 
 

@@ -18,8 +18,9 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .config import EmulatorConfig, FaultRule
@@ -55,23 +56,30 @@ class _TokenBucket:
 
 def route(method: str, path: str) -> tuple[str, bool, str | None]:
     """(endpoint name, private?, path id) for an /api/... path; raises ApiError(404) if unknown."""
-    rest = path[len(PREFIX):].strip("/") if path.startswith(PREFIX) else None
+    rest = path[len(PREFIX) :].strip("/") if path.startswith(PREFIX) else None
     if rest is None:
         raise ApiError(f"no such path {path}", status=404)
-    public = {"ticker": "ticker", "order_books": "order_books", "trades": "trades",
-              "exchange_status": "exchange_status"}
+    public = {
+        "ticker": "ticker",
+        "order_books": "order_books",
+        "trades": "trades",
+        "exchange_status": "exchange_status",
+    }
     if method == "GET" and rest in public:
         return public[rest], False, None
-    fixed = {("GET", "accounts/balance"): "balance", ("GET", "accounts"): "accounts",
-             ("GET", "exchange/orders/opens"): "open_orders",
-             ("GET", "exchange/orders/cancel_status"): "cancel_status",
-             ("GET", "exchange/orders/transactions"): "transactions",
-             ("GET", "exchange/orders/transactions_pagination"): "transactions_pagination",
-             ("POST", "exchange/orders"): "create_order"}
+    fixed = {
+        ("GET", "accounts/balance"): "balance",
+        ("GET", "accounts"): "accounts",
+        ("GET", "exchange/orders/opens"): "open_orders",
+        ("GET", "exchange/orders/cancel_status"): "cancel_status",
+        ("GET", "exchange/orders/transactions"): "transactions",
+        ("GET", "exchange/orders/transactions_pagination"): "transactions_pagination",
+        ("POST", "exchange/orders"): "create_order",
+    }
     if (method, rest) in fixed:
         return fixed[(method, rest)], True, None
     if rest.startswith("exchange/orders/"):
-        oid = rest[len("exchange/orders/"):]
+        oid = rest[len("exchange/orders/") :]
         if oid and "/" not in oid:
             if method == "DELETE":
                 return "cancel_order", True, oid
@@ -87,9 +95,11 @@ class EmulatorServer:
     def __init__(self, config: EmulatorConfig | None = None, tape: TradeTape | None = None) -> None:
         self.config = config or EmulatorConfig()
         if tape is None:
-            tape = (load_bitflyer(self.config.bitflyer_days, self.config.data_dir)
-                    if self.config.source == "bitflyer"
-                    else load_synthetic(self.config.synthetic_days, self.config.seed))
+            tape = (
+                load_bitflyer(self.config.bitflyer_days, self.config.data_dir)
+                if self.config.source == "bitflyer"
+                else load_synthetic(self.config.synthetic_days, self.config.seed)
+            )
         self.tape = tape
         self.state = ExchangeState(self.config, tape)
         self.faults = FaultTable(seed=self.config.seed)
@@ -99,8 +109,11 @@ class EmulatorServer:
         self._last_nonce = 0
         self._nonce_lock = threading.Lock()
         self._stop = threading.Event()
-        self._bucket = (_TokenBucket(self.config.rate_limit_per_s, self.config.rate_limit_burst)
-                        if self.config.rate_limit_per_s else None)
+        self._bucket = (
+            _TokenBucket(self.config.rate_limit_per_s, self.config.rate_limit_burst)
+            if self.config.rate_limit_per_s
+            else None
+        )
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -112,8 +125,9 @@ class EmulatorServer:
         self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
         self._httpd.daemon_threads = True
         self._stop.clear()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="ztb-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ztb-emulator", daemon=True
+        )
         self._thread.start()
         return self.base_url
 
@@ -127,7 +141,7 @@ class EmulatorServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         self.start()
         return self
 
@@ -162,8 +176,9 @@ class EmulatorServer:
         nonce = headers.get("ACCESS-NONCE") or ""
         signature = headers.get("ACCESS-SIGNATURE") or ""
         expected = hmac.new(self.config.secret.encode(), (nonce + url + body).encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(key.encode(), self.config.api_key.encode()) or \
-                not hmac.compare_digest(signature.encode(), expected.encode()):
+        if not hmac.compare_digest(key.encode(), self.config.api_key.encode()) or not hmac.compare_digest(
+            signature.encode(), expected.encode()
+        ):
             self.auth_failures += 1
             raise ApiError("invalid authentication", status=401)
         if not nonce.isdigit():
@@ -173,17 +188,22 @@ class EmulatorServer:
                 raise ApiError(f"Nonce must be incremented (got {nonce}, last {self._last_nonce})", status=401)
             self._last_nonce = int(nonce)
 
-    def dispatch(self, endpoint: str, oid: str | None, params: dict[str, str],
-                 fill_ratio: float | None) -> dict:
+    def dispatch(self, endpoint: str, oid: str | None, params: dict[str, str], fill_ratio: float | None) -> dict:
         s = self.state
         handlers: dict[str, Callable[[], dict]] = {
-            "ticker": s.ticker, "order_books": s.order_book, "trades": lambda: s.trades(params),
-            "exchange_status": s.exchange_status, "balance": s.balance, "accounts": s.accounts,
-            "open_orders": s.open_orders, "cancel_status": lambda: s.cancel_status(params.get("id")),
+            "ticker": s.ticker,
+            "order_books": s.order_book,
+            "trades": lambda: s.trades(params),
+            "exchange_status": s.exchange_status,
+            "balance": s.balance,
+            "accounts": s.accounts,
+            "open_orders": s.open_orders,
+            "cancel_status": lambda: s.cancel_status(params.get("id")),
             "transactions": lambda: s.transactions(params, paginated=False),
             "transactions_pagination": lambda: s.transactions(params, paginated=True),
             "create_order": lambda: s.create_order(params, fill_ratio),
-            "cancel_order": lambda: s.cancel_order(oid), "order": lambda: s.order_detail(oid),
+            "cancel_order": lambda: s.cancel_order(oid),
+            "order": lambda: s.order_detail(oid),
         }
         return handlers[endpoint]()
 
@@ -206,8 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
     # ---- plumbing -----------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -277,8 +298,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, b"<html><body>429 Too Many Requests</body></html>", "text/html", extra)
             return
         if kind == "http_5xx":
-            self._send(fault.status, f"<html><body>{fault.status} Server Error</body></html>".encode(),
-                       "text/html", extra)
+            self._send(
+                fault.status, f"<html><body>{fault.status} Server Error</body></html>".encode(), "text/html", extra
+            )
             return
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         if body:

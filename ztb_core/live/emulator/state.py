@@ -54,12 +54,12 @@ def iso(ms: int) -> str:
 @dataclass
 class Order:
     id: int
-    side: str            # buy | sell
+    side: str  # buy | sell
     rate: Decimal
     amount: Decimal
-    created_ms: int      # tape time
+    created_ms: int  # tape time
     remaining: Decimal
-    fill_cap: Decimal | None = None   # partial_fill fault: largest single fill
+    fill_cap: Decimal | None = None  # partial_fill fault: largest single fill
     status: str = "NEW"  # NEW | PARTIALLY_FILLED | FILLED | CANCELED | PARTIALLY_FILLED_CANCELED
 
     @property
@@ -76,7 +76,7 @@ class Fill:
     rate: Decimal
     amount: Decimal
     fee: Decimal
-    liquidity: str       # M | T
+    liquidity: str  # M | T
 
 
 class ReplayClock:
@@ -148,7 +148,7 @@ class ExchangeState:
             self.totals[cur.lower()] = _dec(amount, f"balance {cur}")
         self.orders: dict[int, Order] = {}
         self.fills: list[Fill] = []
-        self.visible = 0          # tape trades printed so far (ids 1..visible)
+        self.visible = 0  # tape trades printed so far (ids 1..visible)
         self._next_order = 1
         self.price_step = _dec(config.price_step, "price_step")
         self.advance(0.0)
@@ -218,10 +218,15 @@ class ExchangeState:
             lo = int(np.searchsorted(self.tape.ts_ms, now - 86_400_000, side="left"))
             hi = max(self.visible, lo + 1)
             window = self.tape.price[lo:hi]
-            return {"last": float(self.last_price()), "bid": float(bid), "ask": float(ask),
-                    "high": float(window.max()), "low": float(window.min()),
-                    "volume": f"{float(self.tape.size[lo:hi].sum()):.8f}",
-                    "timestamp": self.clock.report_ms(now) // 1000}
+            return {
+                "last": float(self.last_price()),
+                "bid": float(bid),
+                "ask": float(ask),
+                "high": float(window.max()),
+                "low": float(window.min()),
+                "volume": f"{float(self.tape.size[lo:hi].sum()):.8f}",
+                "timestamp": self.clock.report_ms(now) // 1000,
+            }
 
     def order_book(self) -> dict:
         with self.lock:
@@ -241,15 +246,31 @@ class ExchangeState:
         with self.lock:
             self.advance()
             ids = paginate(self.visible, params)
-            data = [{"id": i, "amount": f"{self.tape.size[i - 1]:.8f}", "rate": f"{self.tape.price[i - 1]:.1f}",
-                     "pair": PAIR, "order_type": "buy" if self.tape.side[i - 1] > 0 else "sell",
-                     "created_at": iso(self.clock.report_ms(self.tape.ts_ms[i - 1]))} for i in ids]
+            data = [
+                {
+                    "id": i,
+                    "amount": f"{self.tape.size[i - 1]:.8f}",
+                    "rate": f"{self.tape.price[i - 1]:.1f}",
+                    "pair": PAIR,
+                    "order_type": "buy" if self.tape.side[i - 1] > 0 else "sell",
+                    "created_at": iso(self.clock.report_ms(self.tape.ts_ms[i - 1])),
+                }
+                for i in ids
+            ]
             return {"success": True, "pagination": _page_info(params), "data": data}
 
     def exchange_status(self) -> dict:
         now = self.clock.report_ms(self.clock.tape_now_ms()) // 1000
-        return {"exchange_status": [{"pair": PAIR, "status": "available", "timestamp": now,
-                                     "availability": {"order": True, "market_order": False, "cancel": True}}]}
+        return {
+            "exchange_status": [
+                {
+                    "pair": PAIR,
+                    "status": "available",
+                    "timestamp": now,
+                    "availability": {"order": True, "market_order": False, "cancel": True},
+                }
+            ]
+        }
 
     # ---- account ------------------------------------------------------------------------
     def reserved(self) -> dict[str, Decimal]:
@@ -277,9 +298,15 @@ class ExchangeState:
             return body
 
     def accounts(self) -> dict:
-        return {"success": True, "id": 1, "email": "emulator@localhost", "identity_status": "identity_verified",
-                "exchange_fees": {PAIR: {"maker_fee": str(self.cfg.maker_fee_bps / 100),
-                                         "taker_fee": str(self.cfg.taker_fee_bps / 100)}}}
+        return {
+            "success": True,
+            "id": 1,
+            "email": "emulator@localhost",
+            "identity_status": "identity_verified",
+            "exchange_fees": {
+                PAIR: {"maker_fee": str(self.cfg.maker_fee_bps / 100), "taker_fee": str(self.cfg.taker_fee_bps / 100)}
+            },
+        }
 
     # ---- orders -------------------------------------------------------------------------
     def create_order(self, params: dict[str, str], fill_ratio: float | None = None) -> dict:
@@ -315,9 +342,17 @@ class ExchangeState:
                 self._fill(order, ask, min(order.remaining, cap or order.remaining), now, "T")
             elif side == "sell" and rate <= bid:
                 self._fill(order, bid, min(order.remaining, cap or order.remaining), now, "T")
-            return {"success": True, "id": order.id, "rate": _num(rate), "amount": _num(amount),
-                    "order_type": side, "time_in_force": "good_til_cancelled", "stop_loss_rate": None,
-                    "pair": PAIR, "created_at": iso(self.clock.report_ms(now))}
+            return {
+                "success": True,
+                "id": order.id,
+                "rate": _num(rate),
+                "amount": _num(amount),
+                "order_type": side,
+                "time_in_force": "good_til_cancelled",
+                "stop_loss_rate": None,
+                "pair": PAIR,
+                "created_at": iso(self.clock.report_ms(now)),
+            }
 
     def _order(self, raw_id: Any) -> Order:
         try:
@@ -340,48 +375,92 @@ class ExchangeState:
     def cancel_status(self, raw_id: Any) -> dict:
         with self.lock:
             order = self._order(raw_id)
-            return {"success": True, "id": order.id, "cancel": order.status.endswith("CANCELED"),
-                    "created_at": iso(self.clock.report_ms(order.created_ms))}
+            return {
+                "success": True,
+                "id": order.id,
+                "cancel": order.status.endswith("CANCELED"),
+                "created_at": iso(self.clock.report_ms(order.created_ms)),
+            }
 
     def order_detail(self, raw_id: Any) -> dict:
         with self.lock:
             self.advance()
             o = self._order(raw_id)
-            return {"success": True, "id": o.id, "pair": PAIR, "order_type": o.side, "rate": _num(o.rate),
-                    "stop_loss_rate": None, "maker_fee_rate": str(self.cfg.maker_fee_bps / 10_000),
-                    "taker_fee_rate": str(self.cfg.taker_fee_bps / 10_000), "amount": _num(o.amount),
-                    "market_buy_amount": None, "executed_amount": _num(o.amount - o.remaining),
-                    "executed_market_buy_amount": None, "expired_type": None, "prevented_match_id": None,
-                    "expired_amount": "0.0", "expired_market_buy_amount": None,
-                    "time_in_force": "good_til_cancelled", "status": o.status,
-                    "created_at": iso(self.clock.report_ms(o.created_ms))}
+            return {
+                "success": True,
+                "id": o.id,
+                "pair": PAIR,
+                "order_type": o.side,
+                "rate": _num(o.rate),
+                "stop_loss_rate": None,
+                "maker_fee_rate": str(self.cfg.maker_fee_bps / 10_000),
+                "taker_fee_rate": str(self.cfg.taker_fee_bps / 10_000),
+                "amount": _num(o.amount),
+                "market_buy_amount": None,
+                "executed_amount": _num(o.amount - o.remaining),
+                "executed_market_buy_amount": None,
+                "expired_type": None,
+                "prevented_match_id": None,
+                "expired_amount": "0.0",
+                "expired_market_buy_amount": None,
+                "time_in_force": "good_til_cancelled",
+                "status": o.status,
+                "created_at": iso(self.clock.report_ms(o.created_ms)),
+            }
 
     def open_orders(self) -> dict:
         with self.lock:
             self.advance()
-            return {"success": True, "orders": [
-                {"id": o.id, "order_type": o.side, "rate": float(o.rate), "pair": PAIR,
-                 "pending_amount": _num(o.remaining), "pending_market_buy_amount": None, "stop_loss_rate": None,
-                 "created_at": iso(self.clock.report_ms(o.created_ms))}
-                for o in self.orders.values() if o.open]}
+            return {
+                "success": True,
+                "orders": [
+                    {
+                        "id": o.id,
+                        "order_type": o.side,
+                        "rate": float(o.rate),
+                        "pair": PAIR,
+                        "pending_amount": _num(o.remaining),
+                        "pending_market_buy_amount": None,
+                        "stop_loss_rate": None,
+                        "created_at": iso(self.clock.report_ms(o.created_ms)),
+                    }
+                    for o in self.orders.values()
+                    if o.open
+                ],
+            }
 
     def _fill_json(self, f: Fill) -> dict:
         sign = Decimal(1) if f.side == "buy" else Decimal(-1)
-        return {"id": f.id, "order_id": f.order_id, "created_at": iso(self.clock.report_ms(f.tape_ms)),
-                "funds": {BASE: _num(sign * f.amount), QUOTE: _num(-sign * f.rate * f.amount)},
-                "pair": PAIR, "rate": _num(f.rate), "fee_currency": "JPY", "fee": _num(f.fee),
-                "liquidity": f.liquidity, "side": f.side}
+        return {
+            "id": f.id,
+            "order_id": f.order_id,
+            "created_at": iso(self.clock.report_ms(f.tape_ms)),
+            "funds": {BASE: _num(sign * f.amount), QUOTE: _num(-sign * f.rate * f.amount)},
+            "pair": PAIR,
+            "rate": _num(f.rate),
+            "fee_currency": "JPY",
+            "fee": _num(f.fee),
+            "liquidity": f.liquidity,
+            "side": f.side,
+        }
 
     def transactions(self, params: dict[str, str], paginated: bool) -> dict:
         with self.lock:
             self.advance()
             if paginated:
                 ids = paginate(len(self.fills), params)
-                return {"success": True, "pagination": _page_info(params),
-                        "data": [self._fill_json(self.fills[i - 1]) for i in ids]}
+                return {
+                    "success": True,
+                    "pagination": _page_info(params),
+                    "data": [self._fill_json(self.fills[i - 1]) for i in ids],
+                }
             return {"success": True, "transactions": [self._fill_json(f) for f in reversed(self.fills)]}
 
 
 def _page_info(params: dict[str, str]) -> dict:
-    return {"limit": int(params.get("limit") or 20), "order": params.get("order", "desc"),
-            "starting_after": params.get("starting_after"), "ending_before": params.get("ending_before")}
+    return {
+        "limit": int(params.get("limit") or 20),
+        "order": params.get("order", "desc"),
+        "starting_after": params.get("starting_after"),
+        "ending_before": params.get("ending_before"),
+    }

@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TradeTape:
-    ts_ms: np.ndarray   # int64, non-decreasing
-    price: np.ndarray   # float64
-    size: np.ndarray    # float64, > 0
-    side: np.ndarray    # int8: +1 buy aggressor, -1 sell aggressor
+    ts_ms: np.ndarray  # int64, non-decreasing
+    price: np.ndarray  # float64
+    size: np.ndarray  # float64, > 0
+    side: np.ndarray  # int8: +1 buy aggressor, -1 sell aggressor
     name: str = "tape"
 
     def __post_init__(self) -> None:
@@ -44,8 +44,15 @@ class TradeTape:
         return np.arange(1, len(self) + 1, dtype=np.int64)
 
     @classmethod
-    def random_walk(cls, n: int = 20_000, start_ms: int = 1_516_460_400_000, price: float = 1_200_000.0,
-                    mean_gap_ms: float = 500.0, vol_bps: float = 2.0, seed: int = 0) -> "TradeTape":
+    def random_walk(
+        cls,
+        n: int = 20_000,
+        start_ms: int = 1_516_460_400_000,
+        price: float = 1_200_000.0,
+        mean_gap_ms: float = 500.0,
+        vol_bps: float = 2.0,
+        seed: int = 0,
+    ) -> TradeTape:
         """A seeded random-walk tape (log-price steps of `vol_bps`), for tests and demos."""
         rng = np.random.default_rng(seed)
         gaps = rng.exponential(mean_gap_ms, n).astype(np.int64)
@@ -64,13 +71,17 @@ def load_bitflyer(days: int = 1, data_dir: Path | None = None) -> TradeTape:
     folder = Path(data_dir) if data_dir else shared_data_dir() / BITFLYER_DIR
     files = sorted(folder.glob("bitflyer.execution.*.BTC_JPY.csv.gz"))
     if not files:
-        raise DataError(f"{folder}: no bitflyer.execution.*.BTC_JPY.csv.gz files "
-                        f"(set ZTB_SHARED_DATA or use --source synthetic)")
+        raise DataError(
+            f"{folder}: no bitflyer.execution.*.BTC_JPY.csv.gz files (set ZTB_SHARED_DATA or use --source synthetic)"
+        )
     frames = []
     for path in files[:days]:
         try:
-            df = pd.read_csv(path, usecols=["id", "exec_date", "side", "price", "size"],
-                             dtype={"id": "int64", "side": "string", "price": "float64", "size": "float64"})
+            df = pd.read_csv(
+                path,
+                usecols=["id", "exec_date", "side", "price", "size"],
+                dtype={"id": "int64", "side": "string", "price": "float64", "size": "float64"},
+            )
         except (ValueError, OSError) as exc:
             raise DataError(f"{path}: cannot read bitFlyer executions ({exc})") from None
         df["ts"] = pd.to_datetime(df["exec_date"], utc=True, format="ISO8601")
@@ -83,8 +94,13 @@ def load_bitflyer(days: int = 1, data_dir: Path | None = None) -> TradeTape:
         log.info("bitFlyer tape: left out %d executions without exec_date", dropped)
     ts_ms = pd.DatetimeIndex(df["ts"]).as_unit("ms").asi8.astype(np.int64)
     side = np.where(df["side"].fillna("").to_numpy(str) == "SELL", -1, 1).astype(np.int8)
-    return TradeTape(ts_ms, df["price"].to_numpy(np.float64), df["size"].to_numpy(np.float64), side,
-                     name=f"bitflyer {files[0].name}..{files[min(days, len(files)) - 1].name}")
+    return TradeTape(
+        ts_ms,
+        df["price"].to_numpy(np.float64),
+        df["size"].to_numpy(np.float64),
+        side,
+        name=f"bitflyer {files[0].name}..{files[min(days, len(files)) - 1].name}",
+    )
 
 
 def tape_from_bars(bars, seed: int = 0, price_step: float | None = None) -> TradeTape:
@@ -115,6 +131,12 @@ def load_synthetic(days: float, seed: int) -> TradeTape:
     """The data package's synthetic crypto market (24/7 M1 bars at BTC/JPY-like prices) as trades."""
     from ...data.synthetic import SyntheticConfig, generate_market
 
-    cfg = SyntheticConfig(seed=seed, n_bars=max(1, int(days * 1440)), market="crypto",
-                          base_price=1_200_000.0, bar_vol=6e-4, volume_scale=2.0)
+    cfg = SyntheticConfig(
+        seed=seed,
+        n_bars=max(1, int(days * 1440)),
+        market="crypto",
+        base_price=1_200_000.0,
+        bar_vol=6e-4,
+        volume_scale=2.0,
+    )
     return tape_from_bars(generate_market(cfg), seed=seed, price_step=1.0)
