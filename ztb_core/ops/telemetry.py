@@ -1,5 +1,6 @@
 """Resource telemetry: process RSS/CPU (with children), system memory, and per-GPU utilisation,
-VRAM, temperature, power and per-process VRAM through NVML.
+VRAM, temperature, power and per-process VRAM through NVML; the thread adds the free space of the
+run's filesystem (`disk_free_bytes`, `disk_total_bytes`) for disk health.
 
 No GPU or no driver is a state, not an error: `NvmlSource.available` is False and `.reason`
 says why; `sample()` then reports `gpu: "unavailable: <reason>"` and never raises.
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psutil
+
+from .disk import disk_fields
 
 
 @dataclass
@@ -189,7 +192,12 @@ class TelemetryThread:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.last = self.sampler.sample()
+                sample = self.sampler.sample()
+                run_dir = getattr(self.writer, "dir", None)
+                if run_dir is not None:
+                    # free space of the run's filesystem: the history `ztb watch` computes growth from
+                    sample.update(disk_fields(run_dir))
+                self.last = sample
                 self.writer.metric(int(self.step_fn() or 0), "sys", self.last)
             except Exception:
                 continue

@@ -6,7 +6,9 @@ ZTB_WATCH_CPU_PCT, ZTB_WATCH_MEM_PCT; 0 switches a resource check off):
 
 * stall: an active run whose step has not moved for `stall_min` minutes;
 * dead: an active run whose process is gone without writing a final state;
-* rss / vram / cpu / mem: the newest `sys` telemetry row above its threshold.
+* rss / vram / cpu / mem: the newest `sys` telemetry row above its threshold;
+* disk_warn / disk_critical: the run's filesystem is nearly full or fills soon at its growth rate
+  (`ops.disk.disk_health`, thresholds in configs/ops.yaml `disk:`), before a checkpoint fails.
 
 The same alert is not repeated within `repeat_min` minutes, so a watcher run from cron (`--once`)
 and a long-running one behave alike.
@@ -21,7 +23,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..runs import ACTIVE_STATES, JsonlTail, RunReader, liveness
+from .config import DiskConfig, load_ops_config
+from .disk import DiskHealth, DiskSampler, disk_health, disk_history
 from .stopper import record_event
 
 ENV_VARS = {
@@ -43,8 +48,6 @@ class Thresholds:
 
     @classmethod
     def resolve(cls, run_dir: Path | None = None, env: dict[str, str] | None = None) -> Thresholds:
-        from ..errors import ConfigError
-
         th = cls()
         if run_dir is not None:
             cfg = _run_watch_section(Path(run_dir))
@@ -92,8 +95,21 @@ def last_sys_row(run_dir: Path, from_end_bytes: int = 256 << 10) -> dict | None:
     return None
 
 
-def check_run(run_dir: Path, th: Thresholds, now: float | None = None) -> list[Alert]:
-    """Alerts that hold right now (pure reading; writes nothing)."""
+def disk_alert(health: DiskHealth) -> Alert | None:
+    if health.level == "ok":
+        return None
+    return Alert(f"disk_{health.level}", f"disk {health.level}: {health.path}: {health.message()}", health.free_bytes)
+
+
+def check_run(
+    run_dir: Path,
+    th: Thresholds,
+    now: float | None = None,
+    disk: DiskConfig | None = None,
+    disk_sampler: DiskSampler | None = None,
+) -> list[Alert]:
+    """Alerts that hold right now (pure reading; writes nothing). Disk health uses the run's own
+    telemetry history plus `disk_sampler`'s samples when a long-running watcher keeps one."""
     now = time.time() if now is None else now
     reader = RunReader(run_dir)
     status = reader.status()
@@ -125,6 +141,16 @@ def check_run(run_dir: Path, th: Thresholds, now: float | None = None) -> list[A
             value = sys_row.get(key)
             if limit and isinstance(value, (int, float)) and value > limit:
                 alerts.append(Alert(check, f"{value:.0f} {unit} > {limit:.0f}", float(value), limit))
+    if state in ACTIVE_STATES:
+        disk = disk if disk is not None else load_ops_config().disk
+        history = disk_history(run_dir)
+        if disk_sampler is not None:
+            health = disk_sampler.reading(disk, extra=history)
+        else:
+            health = disk_health(run_dir, history, disk, now)
+        found = disk_alert(health)
+        if found is not None:
+            alerts.append(found)
     return alerts
 
 
@@ -136,10 +162,17 @@ def _recent_alerts(run_dir: Path, within_s: float, now: float) -> set[str]:
     return out
 
 
-def watch_once(run_dir: Path, th: Thresholds, repeat_min: float = 30.0, now: float | None = None) -> list[Alert]:
+def watch_once(
+    run_dir: Path,
+    th: Thresholds,
+    repeat_min: float = 30.0,
+    now: float | None = None,
+    disk: DiskConfig | None = None,
+    disk_sampler: DiskSampler | None = None,
+) -> list[Alert]:
     """Check once and write an `alert` event for each new alert; returns the alerts written."""
     now = time.time() if now is None else now
-    found = check_run(run_dir, th, now)
+    found = check_run(run_dir, th, now, disk, disk_sampler)
     recent = _recent_alerts(run_dir, repeat_min * 60.0, now) if found else set()
     written = []
     for a in found:
@@ -157,10 +190,12 @@ def watch(
     repeat_min: float = 30.0,
     on_alert: Callable[[Alert], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    disk: DiskConfig | None = None,
 ) -> None:
     """Check every `interval_s` until the run reaches a final state (or `should_stop()`)."""
+    sampler = DiskSampler(run_dir)
     while True:
-        for a in watch_once(run_dir, th, repeat_min):
+        for a in watch_once(run_dir, th, repeat_min, disk=disk, disk_sampler=sampler):
             if on_alert is not None:
                 on_alert(a)
         state = RunReader(run_dir).status().get("state")

@@ -1,0 +1,171 @@
+"""Disk health: free space, growth rate and time to full for the filesystem holding a path.
+
+`disk_health(path, history)` is a pure reading: `history` is a sequence of earlier
+`(unix_time, free_bytes)` samples of the same filesystem (the telemetry thread records one in every
+`sys` metrics row as `disk_free_bytes`; `disk_history(run_dir)` reads them back, and a long-running
+watcher adds its own). The growth rate is the fall in free space per second over the samples within
+`growth_window_min`; time to full is free space divided by that rate (None when space is not
+shrinking). Levels come from `configs/ops.yaml` `disk:`: critical when free space is under
+`critical_free_mb` or the disk fills within `critical_hours_to_full`, warn likewise with the `warn_`
+keys. `ztb watch` turns a non-ok level into an `alert` event; the console shows the same reading.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from ..runs import JsonlTail
+from .config import DiskConfig
+
+Level = Literal["ok", "warn", "critical"]
+MB = 2**20
+
+
+class Usage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+#: what `disk_health` asks for the numbers (shutil.disk_usage's shape); tests pass a fake filesystem
+UsageFn = Callable[[Path], Any]
+
+
+def read_usage(path: Path) -> Any:
+    """The filesystem's (total, used, free); the one place tests replace to fake a full disk."""
+    return shutil.disk_usage(path)
+
+
+@dataclass(frozen=True)
+class DiskHealth:
+    path: Path
+    free_bytes: int
+    total_bytes: int
+    growth_bytes_per_s: float | None
+    seconds_to_full: float | None
+    level: Level
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def free_pct(self) -> float:
+        return 100.0 * self.free_bytes / self.total_bytes if self.total_bytes else 0.0
+
+    def message(self) -> str:
+        """One line for an alert, a log or the console."""
+        text = f"{fmt_bytes(self.free_bytes)} free of {fmt_bytes(self.total_bytes)} ({self.free_pct:.1f}%)"
+        if self.growth_bytes_per_s is not None and self.growth_bytes_per_s > 0:
+            text += f", growing {fmt_bytes(self.growth_bytes_per_s)}/s"
+        if self.seconds_to_full is not None:
+            text += f", full in {fmt_duration(self.seconds_to_full)}"
+        if self.reasons:
+            text += " — " + "; ".join(self.reasons)
+        return text
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The path itself or its nearest existing parent (an artifacts folder may not exist yet)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def growth_rate(history: Iterable[tuple[float, int]], now: float, free_now: int, window_s: float) -> float | None:
+    """Bytes per second by which free space fell, from the oldest sample within the window to now."""
+    recent = [(t, f) for t, f in history if now - window_s <= t < now]
+    if not recent:
+        return None
+    t0, f0 = min(recent)
+    if now - t0 < 1.0:
+        return None
+    return (f0 - free_now) / (now - t0)
+
+
+def disk_health(
+    path: Path,
+    history: Sequence[tuple[float, int]] = (),
+    config: DiskConfig | None = None,
+    now: float | None = None,
+    usage: UsageFn | None = None,
+) -> DiskHealth:
+    cfg = config or DiskConfig()
+    now = time.time() if now is None else now
+    where = existing_ancestor(path)
+    u = (usage or read_usage)(where)
+    growth = growth_rate(history, now, u.free, cfg.growth_window_min * 60.0)
+    to_full = u.free / growth if growth is not None and growth > 0 else None
+    level: Level = "ok"
+    reasons: list[str] = []
+
+    def raise_to(new: Level, why: str) -> None:
+        nonlocal level
+        reasons.append(why)
+        if new == "critical" or level == "ok":
+            level = new
+
+    free_mb = u.free / MB
+    if cfg.critical_free_mb and free_mb < cfg.critical_free_mb:
+        raise_to("critical", f"under {cfg.critical_free_mb:g} MiB free")
+    elif cfg.warn_free_mb and free_mb < cfg.warn_free_mb:
+        raise_to("warn", f"under {cfg.warn_free_mb:g} MiB free")
+    if to_full is not None:
+        if cfg.critical_hours_to_full and to_full < cfg.critical_hours_to_full * 3600:
+            raise_to("critical", f"full within {cfg.critical_hours_to_full:g} h at this rate")
+        elif cfg.warn_hours_to_full and to_full < cfg.warn_hours_to_full * 3600:
+            raise_to("warn", f"full within {cfg.warn_hours_to_full:g} h at this rate")
+    return DiskHealth(where, int(u.free), int(u.total), growth, to_full, level, tuple(reasons))
+
+
+def disk_fields(path: Path, usage: UsageFn | None = None) -> dict[str, int]:
+    """The two numbers the telemetry thread adds to each `sys` row."""
+    u = (usage or read_usage)(existing_ancestor(path))
+    return {"disk_free_bytes": int(u.free), "disk_total_bytes": int(u.total)}
+
+
+def disk_history(run_dir: Path, from_end_bytes: int = 256 << 10) -> list[tuple[float, int]]:
+    """(time, free bytes) from the `sys` telemetry rows near the end of a run's metrics."""
+    records = JsonlTail(Path(run_dir) / "metrics.jsonl", from_end_bytes=from_end_bytes).poll().records
+    out = []
+    for rec in records:
+        if rec.get("split") == "sys" and isinstance(rec.get("disk_free_bytes"), (int, float)):
+            out.append((float(rec.get("time", 0.0)), int(rec["disk_free_bytes"])))
+    return out
+
+
+class DiskSampler:
+    """Keeps recent samples in memory for a long-running watcher (or the console)."""
+
+    def __init__(self, path: Path, maxlen: int = 720, usage: UsageFn | None = None):
+        self.path = Path(path)
+        self.usage = usage
+        self.samples: deque[tuple[float, int]] = deque(maxlen=maxlen)
+
+    def reading(self, config: DiskConfig | None = None, extra: Iterable[tuple[float, int]] = ()) -> DiskHealth:
+        now = time.time()
+        health = disk_health(self.path, [*extra, *self.samples], config, now, self.usage)
+        self.samples.append((now, health.free_bytes))
+        return health
