@@ -4,12 +4,15 @@ future either."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..pnl import CostConfig, bar_returns, position_returns
 from .errors import EvaluationError
-from .validation import as_series
+from .validation import as_series, check_prices
 
 
 def _n(n: int) -> int:
@@ -72,3 +75,150 @@ def random_policy(
         last = np.maximum.accumulate(np.where(switch, j, -1))
         out[i] = np.where(last >= 0, draw[np.maximum(last, 0)], 0.0)
     return out
+
+
+# --- supervised linear baseline ---------------------------------------------------------------
+# A ridge regression of the next holding-period return on the same features the agent sees,
+# fitted on the train split only, traded with a hysteresis band chosen on the validation split.
+# It is the bar an RL agent has to clear: if a linear model on its own inputs does better, the
+# agent has learnt nothing a regression could not.
+
+
+def holding_returns(open_: object, close: object) -> np.ndarray:
+    """(n,) return the position decided after bar t earns until the next decision can change it:
+    the intra-bar move of t+1 plus the opening gap of t+2 (the `pnl` convention); NaN for the last
+    bar, whose position is never filled."""
+    o, c = np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64)
+    y = np.full(o.size, np.nan)
+    if o.size < 2:
+        return y
+    intra = c[1:] / o[1:] - 1.0  # intra[t] = bar t+1
+    gap = np.zeros(o.size - 1)
+    gap[:-1] = o[2:] / c[1:-1] - 1.0  # the gap into bar t+2 (none after the last bar)
+    y[:-1] = intra + gap
+    return y
+
+
+def hysteresis(score: object, band: float) -> np.ndarray:
+    """Long while the score is above +band, short below -band, and between them keep the position
+    already held (flat before the first signal): a band of one standard deviation turns a noisy
+    forecast into few, deliberate trades."""
+    z = np.asarray(score, dtype=np.float64)
+    if not (math.isfinite(band) and band >= 0):
+        raise EvaluationError(f"hysteresis: band must be a finite number >= 0, got {band}")
+    signal = np.where(z > band, 1.0, np.where(z < -band, -1.0, np.nan))
+    j = np.arange(z.size)
+    last = np.maximum.accumulate(np.where(np.isnan(signal), -1, j)) if z.size else j
+    return np.where(last >= 0, signal[np.maximum(last, 0)], 0.0)
+
+
+@dataclass(frozen=True)
+class RidgeBaseline:
+    """A fitted ridge forecast and the band it trades with. `positions(features)` needs the same
+    feature columns as the fit; the scores are in standard deviations of the train forecasts."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    score_std: float
+    alpha: float
+    band: float
+    allow_short: bool
+    val_sharpe_per_period: float | None
+    train_rows: int
+    val_rows: int
+
+    def scores(self, features: object) -> np.ndarray:
+        x = _feature_matrix(features, self.coef.size)
+        return ((x - self.mean) / self.scale @ self.coef + self.intercept) / self.score_std
+
+    def positions(self, features: object) -> np.ndarray:
+        pos = hysteresis(self.scores(features), self.band)
+        return pos if self.allow_short else np.maximum(pos, 0.0)
+
+    def describe(self) -> dict:
+        return {
+            "alpha": self.alpha,
+            "band_sd": self.band,
+            "allow_short": self.allow_short,
+            "fitted_on": "train",
+            "band_chosen_on": "val",
+            "train_rows": self.train_rows,
+            "val_rows": self.val_rows,
+            "val_sharpe_per_period": self.val_sharpe_per_period,
+        }
+
+
+def _feature_matrix(features: object, n_cols: int | None = None) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or (n_cols is not None and x.shape[1] != n_cols):
+        want = f"(T, {n_cols})" if n_cols is not None else "(T, F)"
+        raise EvaluationError(f"ridge baseline: features must be a {want} matrix, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise EvaluationError("ridge baseline: features contain NaN or infinity (drop the warm-up rows first)")
+    return x
+
+
+def fit_ridge(features: object, target: object, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, scale, coef, intercept) of a ridge regression on standardised features. `alpha` is
+    relative to the features' correlation matrix (0 = least squares, 1 = heavy shrinkage), so it
+    does not depend on the number of rows or the size of the returns. Rows with a NaN target
+    are left out."""
+    x = _feature_matrix(features)
+    y = np.asarray(target, dtype=np.float64)
+    if y.shape != (x.shape[0],):
+        raise EvaluationError(f"ridge baseline: target has shape {y.shape}, expected ({x.shape[0]},)")
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if y.size <= x.shape[1]:
+        raise EvaluationError(f"ridge baseline: {y.size} rows cannot fit {x.shape[1]} features")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)  # a constant column gets weight 0, not a division by 0
+    xs = (x - mean) / scale
+    y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
+    gram = xs.T @ xs / y.size + alpha * np.eye(x.shape[1])
+    coef = np.linalg.solve(gram, xs.T @ ((y - y_mean) / y_sd) / y.size) * y_sd
+    return mean, scale, coef, y_mean
+
+
+def fit_ridge_baseline(
+    train_features: object,
+    train_open: object,
+    train_close: object,
+    val_features: object,
+    val_open: object,
+    val_close: object,
+    costs: CostConfig,
+    alphas: Sequence[float] = (0.01, 0.1, 1.0),
+    bands: Sequence[float] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
+    allow_short: bool = True,
+) -> RidgeBaseline:
+    """Fit ridge forecasts on the train split for each `alpha`, then choose the (alpha, band) pair
+    with the best net Sharpe on the validation split, after the same costs as the agent."""
+    if not alphas or not bands or any(a < 0 for a in alphas) or any(b < 0 for b in bands):
+        raise EvaluationError(f"ridge baseline: need alphas >= 0 and bands >= 0, got {list(alphas)}, {list(bands)}")
+    xt, xv = _feature_matrix(train_features), _feature_matrix(val_features)
+    if xv.shape[1] != xt.shape[1]:
+        raise EvaluationError(f"ridge baseline: train has {xt.shape[1]} features, val {xv.shape[1]}")
+    y = holding_returns(train_open, train_close)
+    vo, vc = check_prices(val_open, val_close)
+    rets = bar_returns(vo, vc)
+    best: tuple[float, RidgeBaseline] | None = None
+    for alpha in alphas:
+        mean, scale, coef, intercept = fit_ridge(xt, y, float(alpha))
+        train_scores = (xt - mean) / scale @ coef + intercept
+        score_std = float(train_scores.std()) or 1.0
+        for band in bands:
+            model = RidgeBaseline(
+                mean, scale, coef, intercept, score_std, float(alpha), float(band), allow_short, None, len(xt), len(xv)
+            )
+            r, _ = position_returns(model.positions(xv), rets, costs.rate)
+            sd = float(r.std())
+            sharpe = float(r.mean() / sd) if sd > 0 else -math.inf  # a band that never trades loses the tie
+            if best is None or sharpe > best[0]:
+                best = (sharpe, model)
+    assert best is not None
+    sharpe, model = best
+    return replace(model, val_sharpe_per_period=None if not math.isfinite(sharpe) else sharpe)

@@ -116,7 +116,7 @@ def resample_index_chunks(
 ) -> Iterator[np.ndarray]:
     """The chunks (≤ chunk, n) of resample indices `bootstrap_statistics` uses for this seed."""
     sizes = chunk_sizes(n_resamples, chunk)
-    for m, rng in zip(sizes, chunk_generators(seed, len(sizes))):
+    for m, rng in zip(sizes, chunk_generators(seed, len(sizes)), strict=True):
         yield chunk_indices(n, m, block_length, method, rng)
 
 

@@ -72,6 +72,22 @@ class BaselineConfig(ZtbModel):
     random_switch_prob: float | None = Field(
         None, gt=0, le=1, description="chance a random policy changes position each bar; null = the agent's own rate"
     )
+    ridge: bool = Field(True, description="score a ridge regression on the agent's features (needs the train split)")
+    ridge_alphas: list[float] = Field(
+        [0.01, 0.1, 1.0], min_length=1, description="ridge penalties tried (relative to the feature correlations)"
+    )
+    ridge_bands: list[float] = Field(
+        [0.0, 0.5, 1.0, 1.5, 2.0, 3.0],
+        min_length=1,
+        description="hysteresis bands tried, in standard deviations of the train forecasts",
+    )
+
+    @field_validator("ridge_alphas", "ridge_bands")
+    @classmethod
+    def _ridge_nonneg(cls, v: list[float]) -> list[float]:
+        if any(not x >= 0 for x in v):
+            raise ValueError("ridge alphas and bands must be >= 0")
+        return v
 
     @model_validator(mode="after")
     def _windows(self) -> BaselineConfig:

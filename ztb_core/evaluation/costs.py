@@ -56,7 +56,7 @@ def cost_sensitivity(
             "total_return": float(tr),
             "annualised_return": float(ar),
         }
-        for (f, sp, s), rate, sh, tr, ar in zip(grid, rates, sharpe, total, annual)
+        for (f, sp, s), rate, sh, tr, ar in zip(grid, rates, sharpe, total, annual, strict=True)
     ]
     top = max([actual_bps * 2.0, float(rates.max()) * 1e4, (break_even or 0.0) * 1.5, 1.0])
     curve_bps = np.linspace(0.0, top, curve_points)
@@ -69,6 +69,6 @@ def cost_sensitivity(
         "grid": rows,
         "curve": [
             {"cost_bps": float(c), "sharpe": float(s), "total_return": float(t)}
-            for c, s, t in zip(curve_bps, c_sharpe, c_total)
+            for c, s, t in zip(curve_bps, c_sharpe, c_total, strict=True)
         ],
     }

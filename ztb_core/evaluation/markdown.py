@@ -23,6 +23,10 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
     src = ", ".join(f"{k}: {meta[k]}" for k in ("model", "symbol", "split", "run_id") if meta.get(k) is not None)
     out = [f"# Evaluation report{(' — ' + src) if src else ''}", ""]
     out += [f"**Verdict:** {v['summary']} ({v['passed']}/{v['total']} checks passed).", ""]
+    if meta.get("selection_used_test"):
+        out += ["> **Warning:** the training run evaluated on the TEST split; these numbers are not out of sample.", ""]
+    if meta.get("checkpoint_choice"):
+        out += [f"Checkpoint: {meta['checkpoint_choice']}", ""]
     out += [
         f"- Bars: {meta['n_bars']:,} {meta['timeframe']} ({meta['market']}, {meta['periods_per_year']:,.0f} bars a year)"
         + (f", {meta['start']} .. {meta['end']}" if meta.get("start") else ""),
@@ -64,7 +68,8 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
         f"{inf['n_obs']:,} bars)",
         f"- Deflated Sharpe Ratio over {inf['n_trials']} trial(s): **{inf['dsr']:.4f}** — expected best Sharpe of "
         f"skill-less trials {inf['expected_max_sharpe_annualised']:.2f} annualised "
-        f"(trial variance from {inf['trial_sharpe_variance_source'].replace('_', ' ')})",
+        f"(trial variance from {inf['trial_sharpe_variance_source'].replace('_', ' ')}; trial count from "
+        f"{inf.get('n_trials_source', 'config')})",
         f"- {conf} block-bootstrap intervals ({b['method']}, block {b['block_length']:.1f} bars, {b['n_resamples']:,} resamples):",
         f"  - Sharpe {_ci(b['intervals']['sharpe'])}",
         f"  - total return {_ci(b['intervals']['total_return'], pct=True)}",
@@ -85,10 +90,13 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
         f"| baseline | Sharpe | total return | agent − baseline Sharpe ({conf} CI) | agent − baseline return ({conf} CI) |",
         "|---|---|---|---|---|",
     ]
-    for k in ("buy_and_hold", "sma_crossover", "flat"):
-        e = report["baselines"][k]
+    for k in ("buy_and_hold", "sma_crossover", "ridge", "flat"):
+        e = report["baselines"].get(k)
+        if e is None:
+            continue
+        star = " (strongest)" if k == v.get("strongest_baseline") else ""
         out.append(
-            f"| {k.replace('_', ' ')} | {_f(e['metrics']['sharpe'])} | {_p(e['metrics']['total_return'])} | "
+            f"| {k.replace('_', ' ')}{star} | {_f(e['metrics']['sharpe'])} | {_p(e['metrics']['total_return'])} | "
             f"{_ci(e['difference']['sharpe'])} | {_ci(e['difference']['total_return'], pct=True)} |"
         )
     r = report["baselines"]["random"]
@@ -96,6 +104,14 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
         f"| random ({r['n_seeds']} seeds, mean) | {_f(r['sharpe']['mean'])} | {_p(r['total_return']['mean'])} | "
         f"{_ci(r['difference']['sharpe'])} | {_ci(r['difference']['total_return'], pct=True)} |"
     )
+    if "ridge" in report["baselines"]:
+        p = report["baselines"]["ridge"]["params"]
+        out += [
+            "",
+            f"Ridge: a linear forecast on the agent's own features fitted on the train split (alpha {p['alpha']:g}), "
+            f"long above +{p['band_sd']:g} sd and short below -{p['band_sd']:g} sd, holding in between (alpha and "
+            "band chosen by net Sharpe on the validation split).",
+        ]
     out += [
         "",
         f"The agent's Sharpe beats {r['agent_sharpe_percentile']:.0%} of {r['n_seeds']} random policies with the "

@@ -18,7 +18,7 @@ from .calendar import bars_for_days, periods_per_year
 from .config import EvalConfig
 from .costs import cost_sensitivity
 from .errors import EvaluationError
-from .metrics import drawdown_series, performance_metrics
+from .metrics import drawdown_series, performance_metrics, sharpe_per_period
 from .montecarlo import monte_carlo_risk
 from .robustness import bar_times, per_period, start_offset_sensitivity, start_offsets
 from .sharpe_stats import sharpe_inference
@@ -118,6 +118,8 @@ def evaluate_positions(
     episode_positions: Sequence[tuple[int, np.ndarray]] | None = None,
     meta: dict | None = None,
     progress: Progress | None = None,
+    extra_baselines: dict[str, tuple[np.ndarray, dict]] | None = None,
+    trials_source: str | None = None,
 ) -> dict:
     """Full evaluation of `positions` (one target per bar, decided after its close) on the bars.
 
@@ -164,6 +166,8 @@ def evaluate_positions(
     )
     inference["expected_max_sharpe_annualised"] = inference["expected_max_sharpe_per_period"] * math.sqrt(ppy)
     inference["psr_benchmark_sharpe"] = cfg.sharpe.psr_benchmark_sharpe
+    # where the trial count came from: the run's trial registry, --n-trials, or the config
+    inference["n_trials_source"] = trials_source or ("argument" if n_trials is not None else "config")
     step("backtest")
 
     # --- deterministic baselines on the same bars and costs --------------------------------
@@ -173,6 +177,9 @@ def evaluate_positions(
         "sma_crossover": sma_crossover(c, bl.sma_fast, bl.sma_slow, bl.sma_allow_short),
         "flat": flat(o.size),
     }
+    # further baselines computed by the caller, which holds what they need (ridge: the train split)
+    extra = {k: (check_positions(p, o.size), params) for k, (p, params) in (extra_baselines or {}).items()}
+    base_pos.update({k: p for k, (p, _) in extra.items()})
     base_bt = {k: backtest(p, o, c, costs) for k, p in base_pos.items()}
     base_metrics = {
         k: performance_metrics(b.returns, ppy, positions=b.positions, costs_paid=b.costs, allow_constant=True)
@@ -241,6 +248,8 @@ def evaluate_positions(
         },
     }
     baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
+    for k, (_, params) in extra.items():
+        baselines[k]["params"] = params
     # agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together
     rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
     rand_tot_draw = rand_total[np.arange(agent_sharpe.size) % rand_total.size]
@@ -349,18 +358,25 @@ def _dd_duration_days(returns: np.ndarray, times) -> float:
 
 
 def verdict(report: dict) -> dict:
-    """Plain-language reading of the numbers a user decides on."""
+    """Plain-language reading of the numbers a user decides on. The agent is compared with the
+    STRONGEST baseline (highest Sharpe among buy-and-hold, SMA crossover, ridge and the random
+    policies' mean): beating only the weakest proves nothing."""
     b = report["bootstrap"]["intervals"]["sharpe"]
     inf = report["sharpe_inference"]
-    bh = report["baselines"]["buy_and_hold"]["difference"]["sharpe"]
-    rnd = report["baselines"]["random"]["difference"]["sharpe"]
+    bls = report["baselines"]
+    sharpes = {k: e["metrics"]["sharpe"] for k, e in bls.items() if k not in ("flat", "random")}
+    sharpes["random"] = bls["random"]["sharpe"]["mean"]
+    strongest = strongest_baseline(sharpes)
+    assert strongest is not None
+    top = bls[strongest[0]]["difference"]["sharpe"]
+    rnd = bls["random"]["difference"]["sharpe"]
     be = report["cost_sensitivity"]["break_even_cost_bps"]
     actual = report["cost_sensitivity"]["actual_cost_bps"]
     checks = {
         "sharpe_ci_above_zero": b["low"] > 0,
         "psr_above_0_95": inf["psr"] > 0.95,
         "dsr_above_0_95": inf["dsr"] > 0.95,
-        "beats_buy_and_hold": bh["low"] > 0,
+        "beats_strongest_baseline": top["low"] > 0,
         "beats_random": rnd["low"] > 0,
         "survives_costs_x2": be is not None and be > 2.0 * actual,
     }
@@ -368,41 +384,74 @@ def verdict(report: dict) -> dict:
     if (
         checks["dsr_above_0_95"]
         and checks["sharpe_ci_above_zero"]
+        and checks["beats_strongest_baseline"]
         and checks["beats_random"]
         and checks["survives_costs_x2"]
     ):
-        text = "evidence of skill that survives selection, luck and doubled costs"
+        text = f"evidence of skill that survives selection, luck, doubled costs and the strongest baseline ({strongest[0]})"
+    elif checks["psr_above_0_95"] and not checks["beats_strongest_baseline"]:
+        text = f"positive Sharpe, but not better than the strongest baseline ({strongest[0]}): no evidence the agent adds anything"
     elif checks["psr_above_0_95"]:
         text = "positive Sharpe, but not robust to every check below; treat with caution"
     else:
         text = "no reliable evidence of skill: the result is consistent with luck"
-    return {**checks, "passed": passed, "total": len(checks), "summary": text}
+    out = {**checks, "passed": passed, "total": len(checks), "summary": text, "strongest_baseline": strongest[0]}
+    if report["meta"].get("selection_used_test"):
+        # the checkpoint was chosen by evaluations on the test split: this is not out of sample
+        out["summary"] = "TEST SPLIT USED FOR SELECTION DURING TRAINING: " + text
+    return out
+
+
+def strongest_baseline(sharpes: dict[str, float | None]) -> tuple[str, float] | None:
+    """(name, Sharpe) of the baseline with the highest Sharpe: the agent is judged against the best
+    simple alternative, not the weakest. Undefined Sharpes (a baseline that never trades) count 0."""
+    scored = {k: (v if v is not None and math.isfinite(v) else 0.0) for k, v in sharpes.items()}
+    if not scored:
+        return None
+    name = max(scored, key=lambda k: scored[k])
+    return name, scored[name]
 
 
 def quick_evaluation(
     positions: object,
-    open: object,
+    open: object,  # noqa: A002
     close: object,
     costs: CostConfig,
-    timeframe: str,  # noqa: A002
+    timeframe: str,
     market: str,
     sma_fast: int = 20,
     sma_slow: int = 100,
+    extra_baselines: dict[str, np.ndarray] | None = None,
+    prior_trial_sharpes: Sequence[float] = (),
+    random_seeds: int = 20,
+    seed: int = 0,
 ) -> dict:
-    """Cheap metrics for periodic evaluation during training (no bootstrap, no pictures):
-    Sharpe, max drawdown and total return of the agent, buy-and-hold and SMA crossover, as a
-    flat dict ready for `RunWriter.metric`. A Sharpe that is undefined (a policy that never
-    trades) is None rather than an error, so a flat early policy does not stop training."""
+    """Cheap metrics for periodic evaluation during training (no bootstrap, no pictures), as a flat
+    dict ready for `RunWriter.metric`:
+
+    * `sharpe`, `total_return`, `max_drawdown`, `turnover`, `exposure` of the agent and the same
+      three prefixed `buy_and_hold_`, `sma_crossover_` and each of `extra_baselines` (e.g. `ridge_`);
+    * `random_sharpe_mean` / `random_sharpe_p95`: random policies with the agent's turnover;
+    * `strongest_baseline` (its name), `strongest_baseline_sharpe`, `excess_sharpe` (agent minus it);
+    * `psr` (P[true Sharpe > 0]), `p_value` (1 - psr), and `dsr` deflated for `dsr_trials` trials:
+      this evaluation plus `prior_trial_sharpes` (per-period Sharpes of the evaluations already run
+      on this split), whose variance is the DSR's trial variance once there are two.
+
+    A Sharpe that is undefined (a policy that never trades) is None rather than an error, so a flat
+    early policy does not stop training; its PSR/DSR are None too."""
     o, c = check_prices(open, close)
     pos = check_positions(positions, o.size)
     ppy = periods_per_year(timeframe, market)
     out: dict = {}
     fast, slow = (sma_fast, sma_slow) if sma_slow < o.size else (max(1, o.size // 8), max(2, o.size // 4))
-    for name, p in (
-        ("agent", pos),
-        ("buy_and_hold", buy_and_hold(o.size)),
-        ("sma_crossover", sma_crossover(c, fast, slow)),
-    ):
+    candidates = {
+        "agent": pos,
+        "buy_and_hold": buy_and_hold(o.size),
+        "sma_crossover": sma_crossover(c, fast, slow),
+        **{k: check_positions(v, o.size) for k, v in (extra_baselines or {}).items()},
+    }
+    agent_returns = None
+    for name, p in candidates.items():
         b = backtest(p, o, c, costs)
         m = performance_metrics(b.returns, ppy, positions=p, allow_constant=True)
         prefix = "" if name == "agent" else f"{name}_"
@@ -410,6 +459,42 @@ def quick_evaluation(
         out[f"{prefix}max_drawdown"] = m["max_drawdown"]
         out[f"{prefix}total_return"] = m["total_return"]
         if name == "agent":
+            agent_returns = b.returns
             out["turnover"] = m["turnover"]
             out["exposure"] = m["exposure"]
+            changes = m["position_changes"]
+    # random policies changing position as often as the agent (see evaluate_positions)
+    rets = bar_returns(o, c)
+    switch = min(1.0, max(changes, 1) / max(o.size - 1, 1) * 1.5)  # 3 levels: a redraw keeps the level 1/3
+    rand = np.empty(random_seeds)
+    for i in range(random_seeds):
+        rp = random_policy(o.size, [seed * 100_003 + i], switch_prob=switch)[0]
+        rr, _ = position_returns(rp, rets, costs.rate)
+        rand[i] = point_statistics(rr, ppy, ("sharpe",))["sharpe"][0]
+    rand = np.where(np.isfinite(rand), rand, 0.0)
+    out["random_sharpe_mean"] = float(rand.mean())
+    out["random_sharpe_p95"] = float(np.quantile(rand, 0.95))
+    best = strongest_baseline(
+        {k: out[f"{k}_sharpe"] for k in candidates if k != "agent"} | {"random": out["random_sharpe_mean"]}
+    )
+    assert best is not None
+    out["strongest_baseline"], out["strongest_baseline_sharpe"] = best
+    out["excess_sharpe"] = None if out["sharpe"] is None else out["sharpe"] - best[1]
+    out.update(_quick_inference(agent_returns, out["sharpe"] is not None, prior_trial_sharpes))
     return out
+
+
+def _quick_inference(returns: np.ndarray, defined: bool, prior: Sequence[float]) -> dict:
+    trials = [float(x) for x in prior if x is not None and math.isfinite(x)]
+    n = len(trials) + 1
+    if not defined:
+        return {"psr": None, "dsr": None, "dsr_trials": n, "p_value": None, "sharpe_per_period": None}
+    sr = sharpe_per_period(returns)
+    inf = sharpe_inference(returns, n_trials=n, trial_sharpes=trials + [sr] if n >= 2 else None)
+    return {
+        "psr": inf["psr"],
+        "dsr": inf["dsr"],
+        "dsr_trials": inf["n_trials"],
+        "p_value": 1.0 - inf["psr"],
+        "sharpe_per_period": inf["sharpe_per_period"],
+    }

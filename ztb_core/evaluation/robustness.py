@@ -59,7 +59,7 @@ def per_period(returns: np.ndarray, times: pd.DatetimeIndex, freq: str, ppy: flo
     codes, uniques = pd.factorize(labels)  # chronological order: bars are sorted
     bounds = np.flatnonzero(np.diff(codes)) + 1
     rows = []
-    for label, seg in zip(uniques, np.split(returns, bounds)):
+    for label, seg in zip(uniques, np.split(returns, bounds), strict=True):
         rows.append({"period": str(label), **_segment_stats(seg, ppy)})
     return {
         "periods": rows,
