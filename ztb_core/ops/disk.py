@@ -12,6 +12,7 @@ keys. `ztb watch` turns a non-ok level into an `alert` event; the console shows 
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from collections import deque
@@ -169,3 +170,13 @@ class DiskSampler:
         health = disk_health(self.path, [*extra, *self.samples], config, now, self.usage)
         self.samples.append((now, health.free_bytes))
         return health
+
+
+def alert_write_failure(writer: Any, what: str, step: int | None, exc: BaseException) -> None:
+    """A write that matters failed (a checkpoint, a journal row): record an `alert` event at once,
+    with the disk's state when the disk is full, so `ztb watch`, the console and notifications see it.
+    The caller keeps its own detailed event (e.g. `checkpoint_failed`)."""
+    message = f"{what} at step {step:,} could not be written: {exc}" if step is not None else f"{what}: {exc}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        message += f" [{disk_health(writer.dir).message()}]"
+    writer.event("alert", check=f"{what.replace(' ', '_')}_failed", message=message[:500], step=step)

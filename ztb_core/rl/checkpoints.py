@@ -8,10 +8,17 @@ file atomically (temp file, fsync, rename) and only then adds the manifest entry
 sha256, so the manifest never names a file that is not complete. A file whose sha256, size or
 contents do not check out is never loaded: `load_latest_valid` falls back to the previous one
 and reports it through `on_invalid`.
+
+A disk that fills up is not silent: a write that fails with "No space left on device" makes the
+saver free what retention allows (stray temp files, checkpoints other than the newest and the
+best) and retry once; `on_error` fires for a save that still fails (the trainer turns it into a
+`checkpoint_failed` event plus an `alert`), and `require_on_disk(final_step)` makes a run whose
+final checkpoint is missing end failed with the number of steps that are not saved.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -29,6 +36,7 @@ import numpy as np
 from ..atomic import atomic_write_bytes
 from ..errors import CheckpointError
 from ..manifest import Manifest
+from ..ops.disk import alert_write_failure
 from ..runs import utc_now_iso
 
 FORMAT_VERSION = 1
@@ -286,6 +294,7 @@ class CheckpointSaver:
         self.saved: list[dict] = []
         self.skipped = 0
         self.errors: list[str] = []
+        self.freed_bytes = 0
         self._thread = threading.Thread(target=self._work, name="checkpoint-saver", daemon=True)
         self._thread.start()
         self._remove_temp_files()
@@ -359,11 +368,70 @@ class CheckpointSaver:
                     self._pending -= 1
                     self._cond.notify_all()
 
+    #: the file write; tests replace it (e.g. to raise ENOSPC) where no tiny filesystem can be mounted
+    write_file: Callable[[Path, bytes], None] = staticmethod(atomic_write_bytes)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            self.write_file(path, data)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            freed = self.free_space()
+            self.freed_bytes += freed
+            if not freed:
+                raise
+            self.write_file(path, data)  # once more after freeing; a second failure is reported
+
+    def free_space(self) -> int:
+        """On a full disk: drop temp files and every checkpoint but the newest valid one and the best
+        (retention's floor), so the next write can land. Returns the bytes freed."""
+        before = sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())
+        self._remove_temp_files()
+        valid = [e for e in self.manifest.entries() if not e.get("invalid")]
+        keep = {e["file"] for e in valid[-1:]} | {e["file"] for e in valid if e.get("best")}
+        for e in self.manifest.entries():
+            if e["file"] not in keep:
+                try:
+                    self.manifest.remove(e["file"])
+                except OSError:
+                    # no room even for the manifest rewrite: drop the file; a listed file that is
+                    # missing is never loaded (load_latest_valid marks it invalid)
+                    (self.dir / e["file"]).unlink(missing_ok=True)
+        return max(0, before - sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()))
+
+    @staticmethod
+    def failure_reporter(writer: Any) -> Callable[[int, BaseException], None]:
+        """An `on_error` that records `checkpoint_failed` and raises an `alert` at once (watch, the
+        console and notifications read alerts)."""
+
+        def report(step: int, exc: BaseException) -> None:
+            writer.event("checkpoint_failed", step=step, error=str(exc)[:300])
+            alert_write_failure(writer, "checkpoint", step, exc)
+
+        return report
+
+    def require_on_disk(self, step: int) -> dict:
+        """The manifest entry of the checkpoint at `step`, its file present with the recorded size;
+        otherwise a CheckpointError saying how many steps of training are not saved."""
+        entries = [e for e in self.manifest.entries() if not e.get("invalid")]
+        for e in reversed(entries):
+            path = self.dir / e["file"]
+            if e["step"] == step and path.exists() and path.stat().st_size == e.get("size", -1):
+                return e
+        newest = max((e["step"] for e in entries if (self.dir / e["file"]).exists()), default=0)
+        why = f" ({self.errors[-1]})" if self.errors else ""
+        raise CheckpointError(
+            f"{self.dir}: the final checkpoint at step {step:,} is not on disk{why}; the newest saved checkpoint "
+            f"is at step {newest:,}, so {step - newest:,} steps of training are not saved. "
+            "Free disk space (`ztb janitor`) and resume the run."
+        )
+
     def _save(self, job: SaveJob) -> dict:
         t0 = time.perf_counter()
         data, raw_size = serialise(job.state, self.level)
         name = checkpoint_name(job.step)
-        atomic_write_bytes(self.dir / name, data)
+        self._write(self.dir / name, data)
         fsync_dir(self.dir)
         entry = {
             "file": name,
