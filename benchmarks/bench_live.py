@@ -46,12 +46,12 @@ class FlipPolicy:
 
 def bench_decisions(policy, label: str, decisions: int, bars) -> dict:
     from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
-    from ztb_core.live.exchange import ExchangeAdapter
     from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig
     from ztb_core.live.journal import Journal
     from ztb_core.live.live_config import LiveConfig
     from ztb_core.live.runner import LiveRunner
     from ztb_core.live.secrets import Credentials
+    from ztb_core.live.venues import make_adapter
     from ztb_core.runs import RunWriter
 
     emu_cfg = EmulatorConfig(speed=0, api_key=KEY, secret=SECRET, balances={"jpy": 1e9, "btc": 100.0})
@@ -66,7 +66,7 @@ def bench_decisions(policy, label: str, decisions: int, bars) -> dict:
         cfg.risk.max_trades_per_day, cfg.risk.max_price_jump_pct = 10**6, 0.5
         cfg.risk.daily_loss_limit, cfg.risk.stale_data_s = Decimal("1e12"), 1e12  # replayed bars: old by design
         cfg.sizing.min_change_fraction = 0.0
-        adapter = ExchangeAdapter(ex, Credentials(KEY, SECRET))
+        adapter = make_adapter(ex, Credentials(KEY, SECRET))
         exchange_ms = [0.0]
         adapter.on_call.append(lambda method, ms, failure: exchange_ms.__setitem__(0, exchange_ms[0] + ms))
         journal = Journal(Path(tempfile.mkdtemp()) / "bench.sqlite", "live", "coincheck", "BTC/JPY")

@@ -10,6 +10,7 @@ from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
 from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
 from ztb_core.live.secrets import Credentials
+from ztb_core.live.venues import make_adapter
 
 TEST_KEY = "tk-7f3e9c0b1d2a"
 TEST_SECRET = "ts-5b8d1e6f4a9c2e7d"
@@ -50,4 +51,4 @@ def exchange_config(emulator: EmulatorServer) -> ExchangeConfig:
 
 @pytest.fixture
 def exchange_adapter(exchange_config: ExchangeConfig, test_credentials: Credentials) -> ExchangeAdapter:
-    return ExchangeAdapter(exchange_config, test_credentials)
+    return make_adapter(exchange_config, test_credentials)

@@ -21,7 +21,7 @@ CHILD = r"""
 import json, os, signal, sys
 from decimal import Decimal
 from ztb_core.live.broker import OrderManager
-from ztb_core.live.exchange import ExchangeAdapter
+from ztb_core.live.venues import CoincheckAdapter, make_adapter
 from ztb_core.live.exchange_config import ExchangeConfig
 from ztb_core.live.journal import Journal
 from ztb_core.live.secrets import load_credentials
@@ -29,16 +29,16 @@ from ztb_core.live.secrets import load_credentials
 url, journal_path, mode, price = sys.argv[1], sys.argv[2], sys.argv[3], Decimal(sys.argv[4])
 cfg = ExchangeConfig(exchange="coincheck", symbol="BTC/JPY", api_url=url, timeout_ms=2000,
                      rate_limit={"requests_per_s": 10000, "burst": 10000, "ccxt_rate_limit": False})
-adapter = ExchangeAdapter(cfg, load_credentials(cfg))
+adapter = make_adapter(cfg, load_credentials(cfg))
 journal = Journal(journal_path, "live", "coincheck", "BTC/JPY")
 manager = OrderManager(adapter, journal, "BTC/JPY", grace_ms=0)
 target = Decimal("0.01")
 if mode == "crash":
-    original = ExchangeAdapter.create_limit_order
+    original = CoincheckAdapter.create_limit_order
     def crash_after_send(self, *args, **kwargs):
         original(self, *args, **kwargs)      # the exchange has the order now ...
         os.kill(os.getpid(), signal.SIGKILL)  # ... and we die before the journal hears of it
-    ExchangeAdapter.create_limit_order = crash_after_send
+    CoincheckAdapter.create_limit_order = crash_after_send
 else:
     report = manager.reconcile()
 # the decision the runner makes: trade the difference to the target, counting pending orders

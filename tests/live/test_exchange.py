@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from ztb_core.data.bars_from_trades import trades_to_bars
 from ztb_core.errors import ConfigError
 from ztb_core.live.emulator import FaultRule
 from ztb_core.live.exchange import (
@@ -24,8 +25,8 @@ from ztb_core.live.exchange import (
     make_exchange,
 )
 from ztb_core.live.exchange_config import ExchangeConfig, MarketOverride
-from ztb_core.live.fetch import trades_to_bars
 from ztb_core.live.secrets import Credentials
+from ztb_core.live.venues import make_adapter
 
 from .conftest import TEST_KEY, TEST_SECRET
 
@@ -166,11 +167,11 @@ def test_no_retry_on_invalid_order_funds_or_auth(exchange_adapter, emulator, exc
             }
         }
     )
-    adapter = ExchangeAdapter(loose, Credentials(TEST_KEY, TEST_SECRET))
+    adapter = make_adapter(loose, Credentials(TEST_KEY, TEST_SECRET))
     with pytest.raises(OrderRejected) as info:
         adapter.create_limit_order("buy", Decimal("0.002"), last, client_id="tiny")
     assert info.value.kind == "invalid_order" and emulator.requests["create_order"] == 2
-    bad = ExchangeAdapter(exchange_config, Credentials(TEST_KEY, "not-the-secret-123"))
+    bad = make_adapter(exchange_config, Credentials(TEST_KEY, "not-the-secret-123"))
     with pytest.raises(AuthError) as auth:
         bad.fetch_balance()
     assert emulator.requests["balance"] == 1
@@ -193,7 +194,7 @@ def test_backoff_grows_exponentially_with_jitter(exchange_config, test_credentia
             )
         }
     )
-    adapter = ExchangeAdapter(cfg, test_credentials, rng=random.Random(0))
+    adapter = make_adapter(cfg, test_credentials, rng=random.Random(0))
     delays = [adapter.backoff_s(a) for a in range(1, 7)]
     caps = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert all(0.5 * c <= d <= c for d, c in zip(delays, caps))
@@ -202,7 +203,7 @@ def test_backoff_grows_exponentially_with_jitter(exchange_config, test_credentia
 
 def test_retry_sleeps_use_the_backoff(exchange_config, test_credentials, emulator):
     slept: list[float] = []
-    adapter = ExchangeAdapter(exchange_config, test_credentials, sleep=slept.append)
+    adapter = make_adapter(exchange_config, test_credentials, sleep=slept.append)
     emulator.add_fault(FaultRule(kind="http_429", endpoint="ticker", times=2))
     adapter.fetch_ticker()
     assert len(slept) == 2 and 0.0005 <= slept[0] <= 0.001 and 0.001 <= slept[1] <= 0.002

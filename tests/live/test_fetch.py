@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 
 from ztb_core.cli import app
 from ztb_core.data import store
+from ztb_core.data.bars_from_trades import ohlcv_to_bars, store_timeframe, trades_to_bars
 from ztb_core.live.emulator import FaultRule
 from ztb_core.live.exchange import ExchangeAdapter, ExchangeUnavailable, PublicTrade
-from ztb_core.live.fetch import fetch_history, ohlcv_to_bars, store_timeframe, trades_to_bars
+from ztb_core.live.fetch import fetch_history
+from ztb_core.live.venues import make_adapter
 
 MIN = 60_000
 
@@ -81,7 +83,7 @@ def test_fetch_history_pages_back_to_since_and_stores_complete_bars(exchange_ada
 def test_interrupted_fetch_resumes_from_its_checkpoint(exchange_config, test_credentials, emulator, tmp_path):
     now = emulator_now(emulator)
     since = now - 40 * MIN
-    adapter = ExchangeAdapter(exchange_config, test_credentials)
+    adapter = make_adapter(exchange_config, test_credentials)
     emulator.add_fault(FaultRule(kind="http_5xx", endpoint="trades", after=15, times=None))
     with pytest.raises(ExchangeUnavailable):
         fetch_history(adapter, "1m", since, data_dir=tmp_path, now_ms=now, checkpoint_every=5)
@@ -198,7 +200,7 @@ def test_cli_data_fetch_and_exchange_health(emulator, tmp_path, monkeypatch):
 
 
 def test_ticker_polling_builds_bars_when_no_trades_endpoint_helps():
-    from ztb_core.live.fetch import TickerBarBuilder
+    from ztb_core.data.bars_from_trades import TickerBarBuilder
 
     t0 = 1_700_000_000_000 // MIN * MIN
     builder = TickerBarBuilder("1m")
@@ -263,7 +265,7 @@ def test_health_reports_rate_limit_headroom_and_private_access(emulator_config, 
 
     cfg = emulator_config.model_copy(update={"rate_limit_per_s": 50.0, "rate_limit_burst": 40})
     with EmulatorServer(cfg, tape=TradeTape.random_walk(n=3000)) as emu:
-        adapter = ExchangeAdapter(exchange_config.model_copy(update={"api_url": emu.base_url}), test_credentials)
+        adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}), test_credentials)
         report = check_health(adapter, samples=4)
     assert report.reachable and report.status == "ok" and report.latency["n"] == 4
     assert report.rate_limit["limit"] == "40" and 30 <= int(report.rate_limit["remaining"]) < 40

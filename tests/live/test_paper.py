@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from ztb_core.live.broker import OrderManager
-from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.journal import Journal
 from ztb_core.live.orders import FILLED, OPEN
 from ztb_core.live.paper import PaperConfig, PaperVenue
+from ztb_core.live.venues import make_adapter
 from ztb_core.pnl import CostConfig
 
 PRIVATE = {
@@ -28,7 +28,7 @@ PRIVATE = {
 
 @pytest.fixture
 def public_adapter(exchange_config):
-    return ExchangeAdapter(exchange_config, None)  # no keys: a private call could not even be signed
+    return make_adapter(exchange_config, None)  # no keys: a private call could not even be signed
 
 
 def make(public_adapter, tmp_path, **costs):

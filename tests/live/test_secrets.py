@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.exchange_config import ExchangeConfig
 from ztb_core.live.secrets import (
     Credentials,
@@ -18,6 +17,7 @@ from ztb_core.live.secrets import (
     redact,
     remove_log_filter,
 )
+from ztb_core.live.venues import make_adapter
 
 KEY, SECRET = "AKIA-live-key-98765", "s3cr3t-value-abcdef"
 
@@ -77,7 +77,7 @@ def test_log_filter_scrubs_ccxt_debug_logging_of_signed_requests(exchange_config
     caplog.handler.addFilter(filt)
     try:
         with caplog.at_level(logging.DEBUG):
-            adapter = ExchangeAdapter(exchange_config, test_credentials)
+            adapter = make_adapter(exchange_config, test_credentials)
             adapter.fetch_balance()
             logging.getLogger("ztb_core.live").warning(
                 "oops key=%s secret=%s", test_credentials.api_key, test_credentials.secret

@@ -91,15 +91,15 @@ def health_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ..live.exchange import ExchangeAdapter
     from ..live.health import check_health
     from ..live.secrets import install_log_filter, load_credentials
+    from ..live.venues import make_adapter
 
     cfg = _exchange_config(exchange, symbol, api_url, config, set_, timeout_ms)
     creds = load_credentials(cfg, required=False)
     if creds is not None:
         install_log_filter(creds)
-    report = check_health(ExchangeAdapter(cfg, creds), samples=samples)
+    report = check_health(make_adapter(cfg, creds), samples=samples)
     table = Table(title=f"exchange health: {cfg.exchange} {cfg.symbol}", show_header=False)
     table.add_column("check", style="bold")
     table.add_column("result")
@@ -129,8 +129,8 @@ def fetch_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..errors import ConfigError
-    from ..live.exchange import ExchangeAdapter
     from ..live.fetch import fetch_history
+    from ..live.venues import make_adapter
 
     cfg = _exchange_config(exchange, symbol, api_url, config, set_, None)
 
@@ -148,7 +148,7 @@ def fetch_cmd(
     until_ms = ms(until, "until") if until else None
     if until_ms is not None and until_ms <= since_ms:
         raise ConfigError(f"--until {until} is not after --since {since}")
-    adapter = ExchangeAdapter(cfg)
+    adapter = make_adapter(cfg)
     console = Console()
     with Progress(
         TextColumn("{task.description}"),

@@ -139,12 +139,12 @@ def _session(
     reset_breakers: bool,
 ) -> int:
     from ..errors import ZtbError
-    from ..live.exchange import ExchangeAdapter
     from ..live.journal import Journal
     from ..live.paper import PaperVenue
     from ..live.policy import make_policy
     from ..live.runner import LiveRunner
     from ..live.secrets import load_credentials, redact
+    from ..live.venues import make_adapter
     from ..logs import setup_logging
     from ..ops.killfile import KillSwitch
     from ..ops.telemetry import TelemetryThread
@@ -175,7 +175,7 @@ def _session(
     try:
         if risk_disabled:
             writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
-        adapter = ExchangeAdapter(cfg.exchange, credentials)
+        adapter = make_adapter(cfg.exchange, credentials)
         journal = Journal(
             cfg.resolved_journal_path(),
             "paper" if mode == "dry_run" else "live",
@@ -213,10 +213,10 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     from rich.table import Table
 
     from ..atomic import atomic_write_json
-    from ..live.exchange import ExchangeAdapter
     from ..live.journal import Journal
     from ..live.minimal import flow_qty_from_env, run_minimal
     from ..live.secrets import CredentialsError, load_credentials, redact
+    from ..live.venues import make_adapter
     from ..logs import setup_logging
     from ..runs import RunWriter
 
@@ -233,7 +233,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)
     try:
         writer.set_status("running", message="minimal flow")
-        adapter = ExchangeAdapter(cfg.exchange, credentials)
+        adapter = make_adapter(cfg.exchange, credentials)
         steps = []
 
         def on_step(s) -> None:

@@ -19,18 +19,18 @@ import random
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
 from ..errors import ConfigError, ZtbError
 from .exchange_config import ExchangeConfig
 from .secrets import Credentials, redact
 
 if TYPE_CHECKING:
     import pandas as pd
-
 log = logging.getLogger(__name__)
 
 
@@ -155,7 +155,9 @@ class PublicTrade:
 
 
 @dataclass(frozen=True)
-class Fill:
+class ExchangeFill:
+    """One of our executions as the exchange reports it (the journal's record is `orders.Fill`)."""
+
     id: str
     order_id: str | None
     timestamp_ms: int
@@ -165,6 +167,15 @@ class Fill:
     fee: Decimal
     fee_currency: str | None
     taker_or_maker: str | None
+
+
+@dataclass(frozen=True)
+class FillSync:
+    """Our fills newer than a sync cursor, oldest first; `cursor` marks how far this read went
+    (pass it as `after` next time; None: the venue pages by time only)."""
+
+    fills: list[ExchangeFill]
+    cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -263,25 +274,11 @@ class _MonotonicNonce:
             return self.last
 
 
-def _broad_errors(exchange_id: str) -> dict[str, Any]:
-    """Message fragments -> ccxt error classes, for exchanges whose ccxt class maps every
-    `success: false` answer to a plain ExchangeError (coincheck)."""
-    import ccxt
-
-    if exchange_id != "coincheck":
-        return {}
-    return {
-        "Insufficient": ccxt.InsufficientFunds,
-        "not enough": ccxt.InsufficientFunds,
-        "not found": ccxt.OrderNotFound,
-        "too small": ccxt.InvalidOrder,
-        "is invalid": ccxt.InvalidOrder,
-        "Nonce must be incremented": ccxt.InvalidNonce,
-    }
-
-
-def make_exchange(cfg: ExchangeConfig, credentials: Credentials | None = None) -> Any:
-    """A configured ccxt client: REST URL override, timeout, keys, strict nonces, error patterns."""
+def make_exchange(
+    cfg: ExchangeConfig, credentials: Credentials | None = None, broad_errors: dict[str, Any] | None = None
+) -> Any:
+    """A configured ccxt client: REST URL override, timeout, keys, strict nonces, and the venue's
+    message patterns -> ccxt error classes (`broad_errors`, from its adapter class)."""
     import ccxt
 
     if cfg.exchange not in ccxt.exchanges:
@@ -297,7 +294,7 @@ def make_exchange(cfg: ExchangeConfig, credentials: Credentials | None = None) -
         options["apiKey"], options["secret"] = credentials.api_key, credentials.secret
     exchange = getattr(ccxt, cfg.exchange)(options)
     exchange.enableLastJsonResponse = True
-    exchange.exceptions.setdefault("broad", {}).update(_broad_errors(cfg.exchange))
+    exchange.exceptions.setdefault("broad", {}).update(broad_errors or {})
     exchange.nonce = _MonotonicNonce()
     return exchange
 
@@ -358,7 +355,20 @@ class CallStats:
 
 
 class ExchangeAdapter:
-    """The exchange as ztb uses it. Thread-safe (calls are serialised: a ccxt client is not)."""
+    """The exchange as ztb uses it, through ccxt's unified API only. Venue quirks (paging, number
+    formats, error texts, order lookup) live in subclasses under `live/venues/`; build one with
+    `live.venues.make_adapter`. Thread-safe (calls are serialised: a ccxt client is not)."""
+
+    #: public trades page newest-first by id cursor (True) or forward by time (False)
+    trade_cursor_paging = False
+    #: fills per page when paging our trade history
+    fills_page = 100
+
+    @classmethod
+    def broad_errors(cls) -> dict[str, Any]:
+        """Message fragments -> ccxt error classes, for venues whose ccxt class maps every
+        `success: false` answer to a plain ExchangeError."""
+        return {}
 
     def __init__(
         self,
@@ -369,7 +379,7 @@ class ExchangeAdapter:
         rng: random.Random | None = None,
     ) -> None:
         self.cfg, self.credentials = cfg, credentials
-        self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials)
+        self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials, self.broad_errors())
         self.symbol = cfg.symbol
         self.bucket = TokenBucket(cfg.rate_limit.requests_per_s, cfg.rate_limit.burst, sleep=sleep)
         self.stats = CallStats()
@@ -587,41 +597,25 @@ class ExchangeAdapter:
     def iter_trade_pages(
         self, since_ms: int, until_ms: int | None = None, older_than: str | None = None, page: int = 100
     ) -> Iterator[list[PublicTrade]]:
-        """Public trades from newest back to `since_ms` (cursor pagination, coincheck) or forward from
-        `since_ms` (since pagination, other exchanges). Each page is oldest-first."""
-        if self.cfg.exchange == "coincheck":
-            cursor = older_than
-            while True:
-                params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
-                raw = self.fetch_trades(limit=page, params=params)
-                kept = [
-                    t for t in raw if t.timestamp_ms >= since_ms and (until_ms is None or t.timestamp_ms < until_ms)
-                ]
-                if kept:
-                    yield kept
-                # stop at `since`, or at a short page: the oldest trades the exchange has
-                if not raw or raw[0].timestamp_ms < since_ms or len(raw) < page:
-                    return
-                cursor = raw[0].id
-        else:
-            cursor_ms = since_ms
-            seen: set[str] = set()
-            while True:
-                trades = [t for t in self.fetch_trades(limit=page, since_ms=cursor_ms) if t.id not in seen]
-                if until_ms is not None:
-                    trades = [t for t in trades if t.timestamp_ms < until_ms]
-                if not trades:
-                    return
-                yield trades
-                seen = {t.id for t in trades if t.timestamp_ms == trades[-1].timestamp_ms}
-                cursor_ms = trades[-1].timestamp_ms
+        """Public trades forward from `since_ms` (since pagination; `older_than` is for cursor venues).
+        Each page is oldest-first."""
+        cursor_ms = since_ms
+        seen: set[str] = set()
+        while True:
+            trades = [t for t in self.fetch_trades(limit=page, since_ms=cursor_ms) if t.id not in seen]
+            if until_ms is not None:
+                trades = [t for t in trades if t.timestamp_ms < until_ms]
+            if not trades:
+                return
+            yield trades
+            seen = {t.id for t in trades if t.timestamp_ms == trades[-1].timestamp_ms}
+            cursor_ms = trades[-1].timestamp_ms
 
     def fetch_ohlcv_or_build(
         self, timeframe: str = "1m", since_ms: int | None = None, limit: int | None = None, now_ms: int | None = None
     ) -> pd.DataFrame:
         """Completed bars: the exchange's OHLCV where ccxt has it, else built from public trades
         (coincheck, zaif, bitflyer). Schema of `ztb_core.data.schema` (UTC `time` index)."""
-        from .fetch import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
 
         tf = ccxt_timeframe(timeframe)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -672,12 +666,7 @@ class ExchangeAdapter:
         sent_at = int(time.time() * 1000)
         placement = {"client_id": client_id, "side": side, "amount": amount, "price": price, "sent_at_ms": sent_at}
         t0 = time.perf_counter()
-        # coincheck sends the values as given: plain decimal strings, never a float's 1e-05 form
-        amt, px = (
-            (format(amount, "f"), format(price, "f"))
-            if self.cfg.exchange == "coincheck"
-            else (float(amount), float(price))
-        )
+        amt, px = self.order_args(amount, price)
         order = self._call(
             "create_order",
             lambda: self.exchange.create_order(symbol, "limit", side, amt, px),
@@ -689,6 +678,10 @@ class ExchangeAdapter:
         return OrderAck(
             client_id, exchange_id, symbol, side, amount, price, sent_at, (time.perf_counter() - t0) * 1000.0
         )
+
+    def order_args(self, amount: Decimal, price: Decimal) -> tuple[Any, Any]:
+        """Amount and price as the venue's ccxt class should send them."""
+        return float(amount), float(price)
 
     def cancel_order(self, exchange_id: str, symbol: str | None = None) -> None:
         """Cancel; retried on transient failures. OrderNotFoundError when it is not open (anymore)."""
@@ -717,89 +710,66 @@ class ExchangeAdapter:
             if o.get("symbol") in (None, symbol)
         ]
 
+    def parse_fill(self, t: dict) -> ExchangeFill:
+        """A ccxt trade structure of ours as an ExchangeFill."""
+        fee = t.get("fee") or {}
+        return ExchangeFill(
+            str(t["id"]),
+            str(t["order"]) if t.get("order") is not None else None,
+            int(t["timestamp"]),
+            t["side"],
+            dec(t["price"]),
+            abs(dec(t["amount"])),
+            dec(fee.get("cost")) or Decimal(0),
+            fee.get("currency"),
+            t.get("takerOrMaker"),
+        )
+
     def fetch_my_trades(
         self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Fill]:
-        """Our fills, oldest first."""
+    ) -> list[ExchangeFill]:
+        """One page of our fills (ccxt's fetchMyTrades), oldest first. Reconciliation uses
+        `fetch_fills`, which reads every page it needs."""
         symbol = symbol or self.symbol
-        if self.cfg.exchange == "coincheck":
-            rows = self._coincheck_my_trades(symbol, since_ms, limit)
-        else:
-            rows = self._call(
-                "fetch_my_trades",
-                lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
-                check=lambda r: isinstance(r, list),
+        if not self.exchange.has.get("fetchMyTrades"):
+            raise ConfigError(
+                f"{self.cfg.exchange}: ccxt has no fetchMyTrades, so ztb cannot read its fills; "
+                "this venue cannot trade live"
             )
-        fills = []
-        for t in rows:
-            fee = t.get("fee") or {}
-            fills.append(
-                Fill(
-                    str(t["id"]),
-                    str(t["order"]) if t.get("order") is not None else None,
-                    int(t["timestamp"]),
-                    t["side"],
-                    dec(t["price"]),
-                    abs(dec(t["amount"])),
-                    dec(fee.get("cost")) or Decimal(0),
-                    fee.get("currency"),
-                    t.get("takerOrMaker"),
-                )
-            )
-        fills.sort(key=lambda f: (f.timestamp_ms, _id_key(f.id)))
-        return fills
+        rows = self._call(
+            "fetch_my_trades",
+            lambda: self.exchange.fetch_my_trades(symbol, since_ms, limit),
+            check=lambda r: isinstance(r, list),
+        )
+        return sorted_fills(self.parse_fill(t) for t in rows)
 
-    def _coincheck_my_trades(self, symbol: str, since_ms: int | None, limit: int | None) -> list[dict]:
-        """Coincheck answers 20 fills a page by default: walk back (100 a page) to `since_ms`, or take
-        the newest `limit` (100 when neither is given)."""
-        rows: list[dict] = []
-        cursor: str | None = None
-        want = limit or (None if since_ms is not None else 100)
+    def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> FillSync:
+        """Every fill of ours from `since_ms` on, paging forward by time until a page adds nothing
+        (the generic venue has no id cursor: `after` is ignored and the cursor is None)."""
+        symbol = symbol or self.symbol
+        cursor_ms = since_ms
+        seen: dict[str, ExchangeFill] = {}
         while True:
-            params = {"order": "desc", **({"starting_after": cursor} if cursor else {})}
-            page = self._call(
-                "fetch_my_trades",
-                lambda: self.exchange.fetch_my_trades(symbol, None, 100, params),
-                check=lambda r: isinstance(r, list),
-            )
-            rows.extend(page)
-            oldest = min((t for t in page), key=lambda t: (t["timestamp"], _id_key(str(t["id"]))), default=None)
-            if (
-                len(page) < 100
-                or oldest is None
-                or (want is not None and len(rows) >= want)
-                or (since_ms is not None and oldest["timestamp"] < since_ms)
-            ):
+            page = self.fetch_my_trades(symbol, cursor_ms, self.fills_page)
+            fresh = [f for f in page if f.id not in seen]
+            for f in fresh:
+                seen[f.id] = f
+            if not fresh or len(page) < self.fills_page:
                 break
-            cursor = str(oldest["id"])
-        if since_ms is not None:
-            rows = [t for t in rows if t["timestamp"] >= since_ms]
-        rows.sort(key=lambda t: (t["timestamp"], _id_key(str(t["id"]))))
-        return rows[-want:] if want else rows
+            cursor_ms = max(f.timestamp_ms for f in page)
+        fills = sorted_fills(f for f in seen.values() if since_ms is None or f.timestamp_ms >= since_ms)
+        return FillSync(fills, None)
+
+    def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None:
+        """How much of an order the exchange says has executed; None where the venue cannot tell
+        (no fetchOrder). Reconciliation keeps an order open while this exceeds its recorded fills."""
+        if not self.exchange.has.get("fetchOrder"):
+            return None
+        return self.fetch_order(exchange_id, symbol).filled
 
     def fetch_order(self, exchange_id: str, symbol: str | None = None) -> OrderStatus:
-        """One order's state: ccxt's fetchOrder, or coincheck's GET exchange/orders/{id}."""
+        """One order's state (ccxt's fetchOrder)."""
         symbol = symbol or self.symbol
-        if self.cfg.exchange == "coincheck":
-            raw = self._call(
-                "fetch_order",
-                lambda: self.exchange.privateGetExchangeOrdersId({"id": str(exchange_id)}),
-                check=lambda r: isinstance(r, dict) and "status" in r,
-            )
-            status = {
-                "NEW": "open",
-                "PARTIALLY_FILLED": "partially_filled",
-                "FILLED": "filled",
-                "CANCELED": "cancelled",
-                "PARTIALLY_FILLED_CANCELED": "cancelled",
-                "EXPIRED": "cancelled",
-                "PARTIALLY_FILLED_EXPIRED": "cancelled",
-            }.get(raw["status"], "unknown")
-            amount, filled = dec(raw.get("amount")), dec(raw.get("executed_amount"))
-            remaining = amount - filled if amount is not None and filled is not None else None
-            return OrderStatus(
-                str(raw["id"]), status, amount, filled, remaining, dec(raw.get("rate")), raw.get("order_type")
-            )
         if not self.exchange.has.get("fetchOrder"):
             raise ExchangeCallError(
                 f"{self.cfg.exchange} has no fetchOrder: use open orders and fills",
@@ -840,7 +810,7 @@ class ExchangeAdapter:
         slack_ms: int = 60_000,
     ) -> tuple[str, Any]:
         """Find an order whose placement outcome is unknown, by side/price/amount and time.
-        Returns ("open", OpenOrder), ("filled", [Fill...]) or ("absent", None)."""
+        Returns ("open", OpenOrder), ("filled", [ExchangeFill...]) or ("absent", None)."""
         symbol = symbol or self.symbol
         for o in self.fetch_open_orders(symbol):
             if (
@@ -853,16 +823,20 @@ class ExchangeAdapter:
         at_or_better = (lambda p: p <= price) if side == "buy" else (lambda p: p >= price)
         fills = [
             f
-            for f in self.fetch_my_trades(symbol)
+            for f in self.fetch_fills(symbol, since_ms=since_ms - slack_ms).fills
             if f.side == side and at_or_better(f.price) and f.timestamp_ms >= since_ms - slack_ms
         ]
-        by_order: dict[str | None, list[Fill]] = defaultdict(list)
+        by_order: dict[str | None, list[ExchangeFill]] = defaultdict(list)
         for f in fills:
             by_order[f.order_id].append(f)
         for order_fills in by_order.values():
             if sum((f.amount for f in order_fills), Decimal(0)) <= amount:
                 return "filled", order_fills
         return "absent", None
+
+
+def sorted_fills(fills: Iterable[ExchangeFill]) -> list[ExchangeFill]:
+    return sorted(fills, key=lambda f: (f.timestamp_ms, _id_key(f.id)))
 
 
 def _id_key(value: str) -> tuple[int, str]:

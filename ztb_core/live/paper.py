@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ..config import ZtbModel
 from ..pnl import CostConfig
-from .exchange import Balance, Fill, OpenOrder, OrderAck, OrderNotFoundError, OrderRejected, Ticker
+from .exchange import Balance, ExchangeFill, FillSync, OpenOrder, OrderAck, OrderNotFoundError, OrderRejected, Ticker
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED
 
@@ -74,7 +74,7 @@ class PaperVenue:
         self._fill_seq = itertools.count(1)
         self._order_seq = itertools.count(1)
         self.book: dict[str, _Resting] = {}
-        self.fills: list[Fill] = []
+        self.fills: list[ExchangeFill] = []
         self.last_ticker: Ticker | None = None
         self._restore()
 
@@ -93,7 +93,9 @@ class PaperVenue:
         max_fill = 0
         for f in self.journal.fills():
             self.fills.append(
-                Fill(f.trade_id, f.exchange_order_id, f.time_ms, f.side, f.price, f.amount, f.fee, f.fee_currency, None)
+                ExchangeFill(
+                    f.trade_id, f.exchange_order_id, f.time_ms, f.side, f.price, f.amount, f.fee, f.fee_currency, None
+                )
             )
             if f.trade_id.startswith("PF") and f.trade_id[2:].isdigit():
                 max_fill = max(max_fill, int(f.trade_id[2:]))
@@ -120,7 +122,7 @@ class PaperVenue:
     def _fill(self, r: _Resting, price: Decimal, amount: Decimal, liquidity: str) -> None:
         fee = (amount * price * _d(self.costs.fee_bps) / _BPS).quantize(Decimal("0.001"))
         self.fills.append(
-            Fill(
+            ExchangeFill(
                 f"PF{next(self._fill_seq)}", r.exchange_id, self._now_ms(), r.side, price, amount, fee, "JPY", liquidity
             )
         )
@@ -213,6 +215,14 @@ class PaperVenue:
 
     def fetch_my_trades(
         self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Fill]:
+    ) -> list[ExchangeFill]:
         out = [f for f in self.fills if since_ms is None or f.timestamp_ms >= since_ms]
         return out[-limit:] if limit else out
+
+    def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> FillSync:
+        """Every simulated fill from `since_ms` on (the paper venue keeps them all in memory)."""
+        return FillSync(self.fetch_my_trades(symbol, since_ms), None)
+
+    def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None:
+        """Executed amount of a paper order: the sum of its simulated fills."""
+        return sum((f.amount for f in self.fills if f.order_id == str(exchange_id)), Decimal(0))

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_write_json
+from ..data.bars_from_trades import ccxt_timeframe, store_timeframe, timeframe_ms
 from ..ops.killfile import KillSwitch
 from ..runs import RunWriter
 from .broker import OrderBlocked, OrderManager
 from .exchange import ExchangeCallError
-from .fetch import ccxt_timeframe, store_timeframe, timeframe_ms
 from .journal import Journal
 from .live_config import LiveConfig
 from .policy import NotReady, Policy

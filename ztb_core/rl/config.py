@@ -135,6 +135,20 @@ class EvalConfig(ZtbModel):
         description="evaluate on at most the first this many bars of the split (bounds the time per evaluation)",
     )
     deterministic: bool = Field(True, description="greedy actions during evaluation")
+    allow_test_split: bool = Field(
+        False,
+        description="permit split: test (checkpoints are then chosen on the test split, which stops being out of "
+        "sample; every evaluation row and report says so)",
+    )
+
+    @model_validator(mode="after")
+    def _test_split_needs_consent(self) -> EvalConfig:
+        if self.split == "test" and not self.allow_test_split:
+            raise ValueError(
+                "split: test makes training choose checkpoints on the test split, so no later number on it is "
+                "out of sample; use val, or set eval.allow_test_split: true to do it anyway (stamped on every report)"
+            )
+        return self
 
 
 class SupervisorConfig(ZtbModel):
