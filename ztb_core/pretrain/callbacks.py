@@ -3,6 +3,7 @@ checkpoint manifest and the heartbeat."""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..manifest import Manifest, sha256_file
+from ..ops.disk import alert_write_failure
 from ..ops.killfile import KillSwitch
 
 LAST = "last.ckpt"
@@ -113,6 +115,39 @@ class ManifestCallback(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             self.sync()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """A checkpoint write that hit a full disk ends the fit (the run fails, never "completed"):
+        raise an alert at once saying how many steps are not saved."""
+        if not (trainer.is_global_zero and is_disk_full(exception) and self.writer is not None):
+            return
+        step = int(trainer.global_step)
+        try:
+            self.sync()  # list what did land, so the count below is right
+        except OSError:
+            pass
+        saved = [e["step"] for e in self.manifest.entries() if (self.dir / e["file"]).exists()]
+        newest = max(saved, default=0)
+        alert_write_failure(self.writer, "checkpoint", step, exception)
+        self.writer.event(
+            "checkpoint_failed",
+            step=step,
+            error=f"{exception}"[:300],
+            newest_saved_step=newest,
+            steps_not_saved=step - newest,
+        )
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC anywhere in the exception chain (torch/fsspec wrap the OSError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _step_from(path: Path, hint: int | None) -> int:
