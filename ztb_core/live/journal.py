@@ -52,6 +52,10 @@ class JournalError(ZtbError):
     """The journal file is unusable, belongs to another mode/market, or disagrees with a write."""
 
 
+class JournalWriteError(JournalError):
+    """A journal write failed (disk full, I/O error): the session must stop placing orders."""
+
+
 def _d(value: str | None) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
@@ -100,6 +104,8 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.mode, self.exchange, self.symbol = mode, exchange, symbol
         self._lock = threading.RLock()
+        #: why writes are refused after a failed one (None while the journal is healthy)
+        self.write_failed: str | None = None
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.row_factory = sqlite3.Row
@@ -141,15 +147,39 @@ class Journal:
             self.j = journal
 
         def __enter__(self) -> sqlite3.Connection:
+            if self.j.write_failed is not None:
+                raise JournalWriteError(self.j.write_failed)
             self.j._lock.acquire()
-            self.j._db.execute("BEGIN IMMEDIATE")
+            try:
+                self.j._db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.j._lock.release()
+                raise
             return self.j._db
 
         def __exit__(self, exc_type, exc, tb) -> None:
             try:
-                self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                try:
+                    self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                except sqlite3.OperationalError as end_exc:
+                    # a failed COMMIT (disk full at fsync) leaves the transaction open; a failed
+                    # ROLLBACK means SQLite already rolled back on the failed write
+                    if exc is None:
+                        exc = end_exc
+                        try:
+                            self.j._db.execute("ROLLBACK")
+                        except sqlite3.OperationalError:
+                            pass
             finally:
                 self.j._lock.release()
+            if isinstance(exc, sqlite3.OperationalError):
+                # a journal that cannot record what is asked of the exchange must stop trading:
+                # every later write (so every new order) is refused with the same message
+                self.j.write_failed = (
+                    f"{self.j.path}: journal write failed ({exc}); no order is placed while the journal "
+                    "cannot record it. Free disk space and restart: reconciliation resolves the last order"
+                )
+                raise JournalWriteError(self.j.write_failed) from exc
 
     def _tx(self) -> Journal._Tx:
         return Journal._Tx(self)
