@@ -4,12 +4,14 @@ Both answer one question on each bar close: given the M1 bars so far (oldest fir
 just closed) and the position held (as the policy's own signal, a fraction of equity), what target
 position now? The answer is a float in -1..1 that `sizing` turns into an order.
 
-The agent computes its features online exactly as training did: the same
-`compute_feature_set(train_config.features, bars, train_config.data.market)` (plus the frozen
-encoder embeddings when the run used them) over a rolling buffer of the latest bars, of which the
-last `lookback` rows form the observation. Features are causal, and the buffer is long enough
-(`buffer_bars`, default 6000 M1 bars, more than the daily-context warm-up) that the rows equal the
-rows computed offline over the full history — `tests/live/test_policy.py` checks this.
+The agent computes its features online with exactly the training definitions. `technical-66` is
+incremental (`data.features.online.OnlineTechnical`): each new bar of the runner's rolling buffer
+updates one row, so a decision costs the same with a 6,000- or a 60,000-bar buffer; the state is
+rebuilt from the buffer at start (`prime`) and whenever the buffer does not continue it. Another
+feature set, and the frozen Stage-1 encoder's embedding columns, are computed over the whole buffer
+(`compute_feature_set`, `embed_bars`) as before. The last `lookback` rows form the observation;
+they equal the rows computed offline over the full history (`tests/live/test_policy.py`,
+`tests/data/test_online_parity.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from ..data.features import compute_feature_set
+from ..data.features.online import OnlineTechnical
 from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -42,6 +46,14 @@ class Policy(Protocol):
     buffer_bars: int
 
     def decide(self, bars: pd.DataFrame, position: float) -> float: ...
+
+
+def prime_policy(policy: Policy, bars: pd.DataFrame) -> None:
+    """Let a policy with incremental state build it from the history loaded at start (no-op for
+    stateless ones)."""
+    prime = getattr(policy, "prime", None)
+    if prime is not None:
+        prime(bars)
 
 
 class SmaPolicy:
@@ -76,24 +88,35 @@ class OnlineFeatures:
             from ..pretrain.export import load_encoder
 
             self.encoder = load_encoder(encoder_path)
+        # technical-66 row by row; other feature sets over the whole buffer
+        self.online = OnlineTechnical(market, keep=lookback) if feature_set == "technical-66" else None
+
+    def prime(self, bars: pd.DataFrame) -> None:
+        """Build the incremental state from the history at start, so the first decision is not the
+        one that pays for it."""
+        if self.online is not None and len(bars):
+            self.online.rebuild(bars)
 
     def window(self, bars: pd.DataFrame) -> np.ndarray:
         """The last `lookback` feature rows (float32, oldest first) for the bars given."""
-        from ..data.features import compute_feature_set
-
-        fm = compute_feature_set(self.feature_set, bars, self.market)
-        values, valid = fm.values, fm.valid
+        if self.online is not None:
+            self.online.sync(bars)
+            values, valid = self.online.window(min(self.lookback, len(bars)))
+        else:
+            fm = compute_feature_set(self.feature_set, bars, self.market)
+            values, valid = fm.values[-self.lookback :], fm.valid[-self.lookback :]
         if self.encoder is not None:
-            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)
-            valid = valid & np.isfinite(emb).all(axis=1) & self.encoder.last_valid  # warm-up rows are zeros
+            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)[-len(values) :]
+            ok = self.encoder.last_valid[-len(values) :] if len(values) else self.encoder.last_valid[:0]
+            valid = valid & np.isfinite(emb).all(axis=1) & ok  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
-        if len(values) < self.lookback or not valid[-self.lookback :].all():
+        if len(values) < self.lookback or not valid.all():
             have = int(valid[::-1].cumprod().sum()) if len(valid) else 0
             raise NotReady(
                 f"features {self.feature_set}: {have} valid rows at the end of {len(bars)} bars, "
                 f"the policy needs {self.lookback} (more history / warm-up)"
             )
-        return np.ascontiguousarray(values[-self.lookback :], dtype=np.float32)
+        return np.ascontiguousarray(values, dtype=np.float32)
 
 
 class AgentPolicy:
@@ -112,6 +135,10 @@ class AgentPolicy:
         self.buffer_bars = buffer_bars
         self.warmup_bars = buffer_bars
         self.market = cfg.data.market
+
+    def prime(self, bars: pd.DataFrame) -> None:
+        """Build the online feature state from the history loaded at start."""
+        self.features.prime(bars)
 
     def decide(self, bars: pd.DataFrame, position: float) -> float:
         window = self.features.window(bars)
