@@ -81,7 +81,7 @@ def test_write_report_writes_json_markdown_and_four_pictures(report, tmp_path):
     rep = {k: v for k, v in report.items() if k != "_stages"}
     paths = write_report(rep, tmp_path / "reports", "abc123")
     assert set(paths) == {"json", "markdown", "equity", "returns", "bootstrap_sharpe", "cost_sensitivity"}
-    for key, p in paths.items():
+    for p in paths.values():
         assert p.exists() and p.stat().st_size > 0
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

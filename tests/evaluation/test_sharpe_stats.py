@@ -53,7 +53,7 @@ def test_one_trial_has_no_selection_and_more_trials_deflate_more():
     psr = probabilistic_sharpe_ratio(sr, 1000)
     assert deflated_sharpe_ratio(sr, 1000, 1, 0.001)["dsr"] == pytest.approx(psr)
     dsrs = [deflated_sharpe_ratio(sr, 1000, k, 0.001)["dsr"] for k in (2, 10, 100, 1000)]
-    assert all(a > b for a, b in zip(dsrs, dsrs[1:]))
+    assert all(a > b for a, b in zip(dsrs, dsrs[1:], strict=False))
 
 
 def test_sharpe_inference_from_returns_reports_moments_and_variance_source():

@@ -118,6 +118,7 @@ class TrialSet:
     n_trials: int
     sharpes_per_period: list[float]
     source: str
+    records: list[dict]
 
     @property
     def has_variance(self) -> bool:
@@ -151,4 +152,4 @@ def collect_trials(run_dir: str | Path, split: str, include_studies: bool = True
     runs = sorted({str(t["run_id"]) for t in trials})
     where = f"run {run_dir.name}" if not studies else f"study {', '.join(s.name for s in studies)} ({len(runs)} runs)"
     source = f"registry: {len(trials)} evaluation(s) on {split} in {where}"
-    return TrialSet(n_trials=len(trials), sharpes_per_period=sharpes, source=source)
+    return TrialSet(n_trials=len(trials), sharpes_per_period=sharpes, source=source, records=trials)

@@ -1,7 +1,9 @@
 """Periodic evaluation during training: the current policy, with the current (frozen) VecNormalize
 statistics, trades the validation split through the same decision loop as `LoadedAgent`; the
-evaluation module scores it next to buy-and-hold and an SMA crossover on the same bars and
-costs."""
+evaluation module scores it next to buy-and-hold, an SMA crossover, a ridge regression on the
+same features (fitted on the train split, band chosen on val) and random policies, on the same
+bars and costs. Each evaluation is a trial in the run's registry (`trials.jsonl`), and its DSR
+is deflated for every evaluation made so far on that split."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_json
+from ..evaluation import quick_evaluation
+from ..evaluation.baselines import RidgeBaseline, fit_ridge_baseline
+from ..evaluation.config import BaselineConfig
+from ..evaluation.trials import TrialRegistry, collect_trials
 from .agent import LoadedAgent
 from .checkpoints import vecnormalize_state
 from .config import TrainConfig
-from .market import MarketSlice
+from .market import MarketSlice, prepare_splits
 from .policy import ObsNormalizer
 
 
@@ -41,18 +47,57 @@ def agent_score(flat: dict[str, float]) -> float | None:
     return None
 
 
+def ridge_for(
+    cfg: TrainConfig, train: MarketSlice, val: MarketSlice, baselines: BaselineConfig | None = None
+) -> RidgeBaseline:
+    """The ridge baseline of a training config: fitted on its train split, alpha and hysteresis
+    band chosen by net Sharpe on its validation split, at the run's costs (eval.yaml's grids)."""
+    bl = baselines or BaselineConfig()
+    return fit_ridge_baseline(
+        train.features,
+        train.open,
+        train.close,
+        val.features,
+        val.open,
+        val.close,
+        cfg.env.costs,
+        alphas=bl.ridge_alphas,
+        bands=bl.ridge_bands,
+        allow_short=bl.sma_allow_short,
+    )
+
+
 class PeriodicEvaluator:
-    def __init__(self, cfg: TrainConfig, market: MarketSlice, reports_dir: Path):
+    """`train` and `val` are the run's other splits (the ridge baseline's fit and band); the ones
+    not passed are prepared from the config, like training did."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        market: MarketSlice,
+        reports_dir: Path,
+        train: MarketSlice | None = None,
+        val: MarketSlice | None = None,
+    ):
         self.cfg = cfg
         n = min(len(market), cfg.eval.max_bars)
         self.market = market.slice(0, n)  # keeps the encoder windows (fine-tune mode) aligned
         self.features = self.market.features
         self.open, self.close = self.market.open, self.market.close
         self.reports_dir = Path(reports_dir)
+        self.run_dir = self.reports_dir.parent
+        self.registry = TrialRegistry(self.run_dir)
+        if val is None and market.split == "val":
+            val = market
+        missing = tuple(name for name, s in (("train", train), ("val", val)) if s is None)
+        if missing:
+            loaded = prepare_splits(cfg, missing)
+            train, val = train or loaded.get("train"), val or loaded.get("val")
+        assert train is not None and val is not None
+        self.ridge = ridge_for(cfg, train, val)
+        self.ridge_positions = self.ridge.positions(self.features)
 
     def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, float], float | None]:
-        from ..evaluation import quick_evaluation
-
         t0 = time.perf_counter()
         agent = LoadedAgent(
             policy=model.policy,
@@ -65,10 +110,35 @@ class PeriodicEvaluator:
             raw_shapes=self.market.windows.shapes if self.market.windows is not None else None,
         )
         positions = agent.positions(self.market, deterministic=self.cfg.eval.deterministic)
+        split = self.cfg.eval.split
+        prior = collect_trials(self.run_dir, split)
+        run_id = self.run_dir.name
         result = quick_evaluation(
-            positions, self.open, self.close, self.cfg.env.costs, self.market.timeframe, self.market.market
+            positions,
+            self.open,
+            self.close,
+            self.cfg.env.costs,
+            self.market.timeframe,
+            self.market.market,
+            extra_baselines={"ridge": self.ridge_positions},
+            prior_trial_sharpes=[
+                s for s, rec in zip(prior.sharpes_per_period, prior.records, strict=True) if rec["step"] != step
+            ],
+            seed=self.cfg.seed,
         )
         flat = flatten_scores(result)
+        flat["strongest_baseline"] = result["strongest_baseline"]  # a name: flatten keeps numbers only
+        if split == "test":
+            flat["test_split_used"] = 1.0  # stamped on every row: this run peeked at the test split
+        self.registry.record(
+            run_id=run_id,
+            split=split,
+            step=step,
+            sharpe=result["sharpe"],
+            sharpe_per_period=result["sharpe_per_period"],
+            n_obs=len(positions) - 1,
+            source="periodic_eval",
+        )
         flat["eval_seconds"] = time.perf_counter() - t0
         flat["bars"] = float(len(positions))
         report = {
@@ -78,6 +148,9 @@ class PeriodicEvaluator:
             "start": str(self.market.index[0]),
             "end": str(self.market.index[len(positions) - 1]),
             "costs": self.cfg.env.costs.model_dump(),
+            "ridge": self.ridge.describe(),
+            "trials": {"n": result["dsr_trials"], "source": prior.source},
+            "test_split_used": split == "test",
             "result": result,
         }
         atomic_write_json(self.reports_dir / "eval-latest.json", report)
