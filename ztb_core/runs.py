@@ -216,6 +216,29 @@ def _repair_torn_tail(path: Path) -> None:
         fh.truncate(size - chunk + cut + 1 if cut >= 0 else 0)
 
 
+def read_run_info(run_dir: Path) -> dict:
+    """run.json of a run that is to be reopened (resume, restart). A damaged file is a RunError that
+    names it and says what is left, never a raw JSONDecodeError: run.json is written once, atomically,
+    so damage means the disk or a person changed it, and guessing its facts would mislabel the run."""
+    path = Path(run_dir) / "run.json"
+    try:
+        info = read_json(path)
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    except UnicodeDecodeError:
+        problem = "not valid JSON (not UTF-8 text)"
+    else:
+        missing = [k for k in ("kind", "run_id") if not isinstance(info, dict) or not isinstance(info.get(k), str)]
+        if not missing:
+            return info
+        problem = f"missing {', '.join(missing)}" if isinstance(info, dict) else "not a JSON object"
+    raise RunError(
+        f"{path}: damaged run file, {problem}. The run cannot be reopened until run.json is restored; its "
+        f"config.yaml and checkpoints/ are untouched (start a new run with --config {Path(run_dir) / 'config.yaml'} "
+        "to train from the same settings)"
+    )
+
+
 class RunWriter:
     """Writes one run directory. Use as a context manager: an exception marks the run failed
     and records an `error` event with a traceback digest."""
@@ -289,7 +312,7 @@ class RunWriter:
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
             raise RunError(f"{run_dir}: not a run directory (no run.json)")
-        writer = cls(run_dir, read_json(run_dir / "run.json"))
+        writer = cls(run_dir, read_run_info(run_dir))
         try:
             writer._status = read_json(run_dir / "status.json")
         except (FileNotFoundError, json.JSONDecodeError):
@@ -621,9 +644,11 @@ class RunReader:
 
     def info(self) -> dict:
         try:
-            return read_json(self.dir / "run.json")
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"run_id": self.dir.name}
+            info = read_json(self.dir / "run.json")
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            info = None
+        # a damaged run.json still lists (by folder name); reopening it is a RunError (read_run_info)
+        return info if isinstance(info, dict) else {"run_id": self.dir.name}
 
     def status(self) -> dict:
         try:
