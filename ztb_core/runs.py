@@ -725,5 +725,28 @@ def find_run(run_id: str, artifacts: Path | None = None) -> Path:
     raise RunError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(p.name for p in matches))}")
 
 
+def resolve_resume(resume: str | None, run_id: str | None = None, *, kind: str) -> tuple[Path | None, Path | None]:
+    """(run dir, checkpoint file or None) for `--resume` of a `kind` run (train, pretrain):
+    none/empty -> (None, None), a new run; `latest` -> the run named by `run_id`, else the newest
+    run of this kind; a checkpoint file inside a run's checkpoints/ -> that run and file; otherwise
+    a run id, unique prefix or path. None as the file means "the run's newest valid checkpoint"."""
+    if resume is None or resume.lower() in ("", "none", "no"):
+        return None, None
+    if resume.lower() == "latest":
+        if run_id:
+            return find_run(run_id), None
+        runs = [r for r in list_runs() if r.kind == kind]
+        if not runs:
+            raise RunError(f"--resume latest: there is no {kind} run yet (start one without --resume; see `ztb runs`)")
+        return runs[-1].dir, None
+    p = Path(resume)
+    if p.is_file():
+        run_dir = p.resolve().parent.parent
+        if p.resolve().parent.name != "checkpoints" or not (run_dir / "run.json").exists():
+            raise RunError(f"--resume {resume}: the checkpoint is not inside a run's checkpoints/ folder")
+        return run_dir, p.resolve()
+    return find_run(resume), None
+
+
 def global_stop_requested(artifacts: Path | None = None) -> bool:
     return global_kill_file(artifacts).exists()

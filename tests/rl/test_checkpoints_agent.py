@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
         mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
         mp.setenv("ZTB_KILL", str(root / "global.stop"))
         mp.delenv("ZTB_FAULT_CRASH_AT_STEP", raising=False)
-        cfg = tiny_cfg("eval.every_steps=512", "checkpoint.keep_last=2", total=1536)
+        cfg = tiny_cfg("eval.every_steps=512", "checkpoint.keep_last=2", "log_interval_s=0.01", total=1536)
         outcome = run_training(cfg, run_id="ck", progress=False)
         yield outcome, cfg, root
 
@@ -64,6 +64,13 @@ def test_run_completes_with_verified_manifest_and_monotonic_metrics(trained):
         "ep_rew_mean",
     ):
         assert key in row
+
+
+def test_progress_log_lines_follow_log_interval_s(trained):
+    outcome, _, _ = trained
+    lines = [ln for ln in (outcome.run_dir / "logs" / "run.log").read_text().splitlines() if "/1536  " in ln]
+    # log_interval_s=0.01: many lines in a run of a few seconds (the default 30 s would give none)
+    assert len(lines) >= 3, lines
 
 
 def test_loaded_agent_replays_the_env_decision_loop(trained):

@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
 def _load(config: Path | None, resume: str | None, run_id: str | None, total_timesteps: int | None, sets: list[str]):
     from ..config import load_config
     from ..rl.config import TrainConfig
-    from ..rl.trainer import resolve_resume
+    from ..runs import resolve_resume
 
-    resume_dir, resume_file = resolve_resume(resume, run_id)
+    resume_dir, resume_file = resolve_resume(resume, run_id, kind="train")
     overrides = list(sets or []) + ([f"total_timesteps={total_timesteps}"] if total_timesteps else [])
     base = config if config is not None else (resume_dir / "config.yaml" if resume_dir is not None else None)
     return load_config(TrainConfig, base, overrides), resume_dir, resume_file
@@ -96,10 +96,9 @@ def train(
 def _launch_background(console, config, total_timesteps, resume, run_id, sets, supervised: bool) -> None:
     from ..ops.procs import launch_detached, ztb_argv
     from ..paths import artifacts_dir
-    from ..rl.trainer import resolve_resume
-    from ..runs import new_run_id
+    from ..runs import new_run_id, resolve_resume
 
-    resume_dir, _ = resolve_resume(resume, run_id)
+    resume_dir, _ = resolve_resume(resume, run_id, kind="train")
     rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
     args = [
         "supervise" if supervised else "train",

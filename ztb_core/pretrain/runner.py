@@ -14,8 +14,10 @@ from pathlib import Path
 from ..config import changed_keys, config_to_dict, load_config, validate_config
 from ..errors import CheckpointError, ConfigError, RunError, ZtbError
 from ..logs import setup_logging
+from ..manifest import verified_checkpoint
 from ..ops.killfile import clear_run_stop
-from ..runs import RunWriter, find_run, list_runs
+from ..runs import RunWriter
+from ..runs import resolve_resume as resolve_run_resume
 from .config import PretrainConfig
 
 log = logging.getLogger("ztb.pretrain")
@@ -31,40 +33,9 @@ class _NoAdverts(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
 
 
-def resolve_resume(resume: str, run_id: str | None = None) -> tuple[Path, Path | None]:
-    """(run dir, checkpoint file or None) for `--resume`: `latest` -> the run named by `run_id`, else
-    the newest pretrain run; a checkpoint file inside a run's checkpoints/ -> that run and file;
-    otherwise a run id, prefix or path. None as the file means "its last.ckpt"."""
-    if resume == "latest":
-        if run_id:
-            return find_run(run_id), None
-        runs = [r for r in list_runs() if r.kind == "pretrain"]
-        if not runs:
-            raise RunError("--resume latest: no pretrain run found (see `ztb runs`)")
-        return runs[-1].dir, None
-    p = Path(resume)
-    if p.is_file():
-        run_dir = p.resolve().parent.parent
-        if p.resolve().parent.name != "checkpoints" or not (run_dir / "run.json").exists():
-            raise RunError(f"--resume {resume}: the checkpoint is not inside a run's checkpoints/ folder")
-        return run_dir, p.resolve()
-    return find_run(resume), None
-
-
-def verified_checkpoint(path: Path) -> Path:
-    """A checkpoint file, verified against its folder's manifest (sha256) before anything loads it."""
-    from ..manifest import Manifest
-
-    ckpt_dir = path.parent
-    entry = next((e for e in Manifest(ckpt_dir).entries() if e.get("file") == path.name), None)
-    if entry is None:
-        raise CheckpointError(
-            f"{path}: not listed in {ckpt_dir / 'manifest.json'}; refusing to load an unverified checkpoint"
-        )
-    ok, why = Manifest(ckpt_dir).verify(entry)
-    if not ok:
-        raise CheckpointError(f"{path}: failed verification ({why}); the file is corrupt or was replaced")
-    return path
+def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
+    """`runs.resolve_resume` for pretrain runs (None as the file means "its last.ckpt")."""
+    return resolve_run_resume(resume, run_id, kind="pretrain")
 
 
 def verified_last_checkpoint(run_dir: Path) -> Path | None:
@@ -114,9 +85,8 @@ def run_pretrain(
     that can be seen up front raise before a run folder is created or touched."""
     overrides = list(overrides or [])
     ckpt_path: Path | None = None
-    run_dir: Path | None = None
-    if resume:
-        run_dir, ckpt_file = resolve_resume(resume, run_id)
+    run_dir, ckpt_file = resolve_resume(resume, run_id)  # (None, None): a new run
+    if run_dir is not None:
         if run_id and run_dir.name != run_id and resume != "latest":
             raise RunError(f"--run-id {run_id} and --resume {resume} name different runs ({run_dir.name})")
         stored = validate_config(

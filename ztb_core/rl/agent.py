@@ -27,9 +27,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, DataError, RunError
+from ..runs import find_run
 from .checkpoints import load_checkpoint_file, load_latest_valid
 from .config import TrainConfig
-from .policy import ObsNormalizer, spaces_for, window_rows
+from .encoder import (
+    FEATURES_KEY,
+    POSITION_KEY,
+    check_encoder_fingerprint,
+    load_encoder_checked,
+    raw_windows_for_bars,
+)
+from .policy import ObsNormalizer, finetune, model_policy, spaces_for, window_rows
 
 log = logging.getLogger("ztb.rl.agent")
 _CHUNK = 4096
@@ -81,8 +89,6 @@ class LoadedAgent:
         return actions.cpu().numpy()
 
     def _dict_obs(self, flat: np.ndarray, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .encoder import FEATURES_KEY, POSITION_KEY
-
         return {FEATURES_KEY: flat[:, :-1], POSITION_KEY: flat[:, -1:], **raw}
 
     def _check(self, features: np.ndarray) -> np.ndarray:
@@ -108,8 +114,6 @@ class LoadedAgent:
                     f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: act() needs the "
                     f"M1 bars up to the decision bar (bars=...)"
                 )
-            from .encoder import raw_windows_for_bars
-
             raw = raw_windows_for_bars(self.encoder, bars, self.train_config.data.market, np.array([len(bars) - 1]))
             return float(
                 self._to_positions(self._actions(self._dict_obs(obs, raw.batch(np.array([0]))), deterministic))[0]
@@ -191,15 +195,11 @@ class LoadedAgent:
 
 
 def ext_keys() -> tuple[str, str]:
-    from .encoder import FEATURES_KEY, POSITION_KEY
-
     return FEATURES_KEY, POSITION_KEY
 
 
 def _build_policy(cfg: TrainConfig, n_features: int, state: dict, raw_shapes: dict | None = None) -> Any:
     import torch
-
-    from .trainer import model_policy
 
     obs_space, act_space = spaces_for(cfg.env, n_features, raw_shapes)
     policy_cls, kwargs = model_policy(cfg)
@@ -229,29 +229,11 @@ def _n_features(cfg: TrainConfig, state: dict, embedding_dim: int = 0) -> int:
     return n_features
 
 
-def check_encoder_fingerprint(cfg: TrainConfig, state: dict, where: str) -> None:
-    """Refuse an encoder file that is not the one the checkpoint was trained with."""
-    from ..errors import ConfigError
-    from .encoder import encoder_fingerprint
-
-    want = state.get("encoder_sha256")
-    if not cfg.encoder.path or not want:
-        return
-    have = encoder_fingerprint(cfg.encoder.path)
-    if have != want:
-        raise ConfigError(
-            f"{where}: encoder.path {cfg.encoder.path} is not the encoder this agent was trained with "
-            f"(sha256 {have[:12]}..., trained with {want[:12]}...); it was re-exported or replaced"
-        )
-
-
 def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, dict]:
     """(file, manifest entry, state) for a checkpoint file, a checkpoints folder, a run folder or a
     run id (or unique prefix) under the artifacts folder."""
     p = Path(path)
     if not p.exists() and len(p.parts) == 1:
-        from ..runs import find_run
-
         try:
             p = find_run(str(path))
         except RunError:
@@ -275,16 +257,12 @@ def resolve_checkpoint(path: str | Path, on_invalid=None) -> tuple[Path, dict, d
 def load_agent(path: str | Path) -> LoadedAgent:
     """Load the agent from a checkpoint file or the newest valid checkpoint of a run directory
     (and its Stage-1 encoder, when the run used one)."""
-    from .trainer import finetune
-
     file, entry, state = resolve_checkpoint(path)
     cfg = TrainConfig.model_validate(state["config"])
     encoder, raw_shapes = None, None
     if cfg.encoder.path:
-        from .encoder import load_encoder_checked
-
         encoder = load_encoder_checked(cfg.encoder.path)
-        check_encoder_fingerprint(cfg, state, f"checkpoint {file}")
+        check_encoder_fingerprint(cfg.encoder.path, state, f"checkpoint {file}")
         if finetune(cfg):
             from ..pretrain.dataset import IN_CHANNELS
 

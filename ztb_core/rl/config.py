@@ -227,7 +227,7 @@ class TrainConfig(ZtbModel):
         5.0, gt=0, le=3600, description="seconds between resource samples (metrics split `sys`)"
     )
     log_interval_s: float = Field(
-        2.0, gt=0, le=3600, description="seconds between `train` metric rows from the step loop"
+        30.0, gt=0, le=3600, description="seconds between `step N/total  fps` lines in the run's log"
     )
 
     @model_validator(mode="after")

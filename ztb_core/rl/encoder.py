@@ -67,6 +67,25 @@ def encoder_fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def encoder_state(encoder_path: str | None) -> dict:
+    """What a checkpoint records about the Stage-1 encoder: the sha256 of its file, so an agent
+    is never paired with a different encoder than the one it was trained with."""
+    return {"encoder_sha256": encoder_fingerprint(encoder_path)} if encoder_path else {}
+
+
+def check_encoder_fingerprint(encoder_path: str | None, state: dict, where: str) -> None:
+    """Refuse an encoder file that is not the one the checkpoint `state` was trained with."""
+    want = state.get("encoder_sha256")
+    if not encoder_path or not want:
+        return
+    have = encoder_fingerprint(encoder_path)
+    if have != want:
+        raise ConfigError(
+            f"{where}: encoder.path {encoder_path} is not the encoder this agent was trained with "
+            f"(sha256 {have[:12]}..., trained with {want[:12]}...); it was re-exported or replaced"
+        )
+
+
 @dataclass(frozen=True)
 class RawWindows:
     """Encoder input windows for the rows of one market slice.

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import EnvConfig, PPOConfig
+from .config import EnvConfig, PPOConfig, TrainConfig
 from .env import obs_dim
 
 
@@ -36,6 +36,27 @@ def policy_kwargs(ppo: PPOConfig) -> dict[str, Any]:
 
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[ppo.activation]
     return {"net_arch": {"pi": list(ppo.net_arch), "vf": list(ppo.net_arch)}, "activation_fn": act}
+
+
+def finetune(cfg: TrainConfig) -> bool:
+    """True when the policy runs (and trains) the Stage-1 encoder itself."""
+    return bool(cfg.encoder.path) and cfg.encoder.mode == "finetune"
+
+
+def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """(policy class or name, policy_kwargs) for this config; shared by training and `load_agent`."""
+    kwargs = policy_kwargs(cfg.ppo)
+    if not finetune(cfg):
+        return cfg.ppo.policy, kwargs
+    # torch-heavy, and only fine-tune mode needs it
+    from ..pretrain.sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
+
+    kwargs.update(
+        features_extractor_class=PretrainedEncoderExtractor,
+        features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
+        encoder_lr_scale=cfg.encoder.lr_scale,
+    )
+    return EncoderActorCriticPolicy, kwargs
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,21 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, read_yaml
-from ..errors import ConfigError, RunError, ZtbError
+from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, flatten, read_yaml
+from ..errors import ConfigError, ZtbError
+from ..logs import setup_logging
 from ..manifest import Manifest
-from ..runs import RunWriter, find_run, list_runs
+from ..ops.killfile import KillSwitch, clear_run_stop
+from ..ops.telemetry import TelemetryThread
+from ..runs import RunWriter
+from .callbacks import training_callbacks
+from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
+from .encoder import NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
+from .env import EncoderTradingEnv, TradingEnv
+from .evaluate import PeriodicEvaluator
+from .market import prepare_splits
+from .policy import finetune, model_policy
 
 log = logging.getLogger("ztb.rl.train")
 
@@ -41,33 +51,11 @@ class TrainOutcome:
     fps: float = 0.0
 
 
-def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
-    """(run dir, specific checkpoint file or None) for `--resume latest|PATH|none`."""
-    if resume is None or resume.lower() in ("", "none", "no"):
-        return None, None
-    if resume.lower() == "latest":
-        if run_id:
-            return find_run(run_id), None
-        runs = [r for r in list_runs() if r.kind == "train"]
-        if not runs:
-            raise RunError("--resume latest: there is no training run yet (start one without --resume)")
-        return runs[-1].dir, None
-    p = Path(resume)
-    if p.is_file():
-        run_dir = p.resolve().parent.parent
-        if not (run_dir / "run.json").exists():
-            raise RunError(f"--resume {resume}: the checkpoint is not inside a run's checkpoints/ folder")
-        return run_dir, p.resolve()
-    return find_run(resume), None
-
-
 def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
     """Raise ConfigError naming every incompatible key; return the compatible keys that changed."""
     new = config_to_dict(cfg)
     bad = changed_keys(recorded, new, only=INCOMPATIBLE_PREFIXES)
     if bad:
-        from ..config import flatten
-
         a, b = flatten(recorded), flatten(new)
         detail = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in bad[:12])
         raise ConfigError(
@@ -78,16 +66,9 @@ def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
 
 
 def _make_env(features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any, windows: Any = None):
-    from .env import EncoderTradingEnv, TradingEnv
-
     if windows is not None:
         return EncoderTradingEnv(features, open_, close, env_cfg, windows)
     return TradingEnv(features, open_, close, env_cfg)
-
-
-def finetune(cfg: TrainConfig) -> bool:
-    """True when the policy runs (and trains) the Stage-1 encoder itself."""
-    return bool(cfg.encoder.path) and cfg.encoder.mode == "finetune"
 
 
 def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
@@ -109,8 +90,6 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         return venv, None
     extra: dict[str, Any] = {}
     if windows is not None:
-        from .encoder import NORM_KEYS
-
         extra["norm_obs_keys"] = list(NORM_KEYS)  # raw windows are already normalised per window
     vn = VecNormalize(
         venv,
@@ -122,23 +101,6 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         **extra,
     )
     return vn, vn
-
-
-def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
-    """(policy class or name, policy_kwargs) for this config; shared by training and `load_agent`."""
-    from .policy import policy_kwargs
-
-    kwargs = policy_kwargs(cfg.ppo)
-    if not finetune(cfg):
-        return cfg.ppo.policy, kwargs
-    from ..pretrain.sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
-
-    kwargs.update(
-        features_extractor_class=PretrainedEncoderExtractor,
-        features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
-        encoder_lr_scale=cfg.encoder.lr_scale,
-    )
-    return EncoderActorCriticPolicy, kwargs
 
 
 def build_model(cfg: TrainConfig, venv: Any) -> Any:
@@ -226,18 +188,8 @@ def run_training(
     say: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`."""
-    from ..logs import setup_logging
-    from ..ops.killfile import KillSwitch, clear_run_stop
-    from ..ops.telemetry import TelemetryThread
-    from .callbacks import TrainingCallback
-    from .checkpoints import CheckpointSaver, capture_state, load_checkpoint_file, load_latest_valid, restore_state
-    from .evaluate import PeriodicEvaluator
-    from .market import prepare_splits
-
     say = say or (lambda msg: log.info(msg))
     if cfg.encoder.path:  # a wrong encoder.path fails here, before a run folder exists
-        from .encoder import load_encoder_checked
-
         load_encoder_checked(cfg.encoder.path)
     total = cfg.rounded_total()
     cfg_dict, cfg_hash = config_to_dict(cfg), config_hash(cfg)
@@ -262,10 +214,8 @@ def run_training(
             found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
             entry, state = found if found else (None, None)
         if state is not None:
-            from .agent import check_encoder_fingerprint
-
             check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
-            check_encoder_fingerprint(cfg, state, f"cannot resume from checkpoint {entry['file']}")
+            check_encoder_fingerprint(cfg.encoder.path, state, f"cannot resume from checkpoint {entry['file']}")
         step0 = int(state["num_timesteps"]) if state is not None else 0
         if step0 >= cfg.total_timesteps:
             msg = (
@@ -326,49 +276,37 @@ def run_training(
                 "checkpoint_saved",
                 **{k: e[k] for k in ("file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e},
             ),
-            on_error=lambda s, exc: writer.event("checkpoint_failed", step=s, error=str(exc)[:300]),
+            on_error=CheckpointSaver.failure_reporter(writer),
         )
         evaluator = PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir) if cfg.eval.every_steps else None
         bar = _Progress(progress, total, step0, writer.run_id, console)
-        cb = TrainingCallback(
+        cbs = training_callbacks(
             cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
         )
         telemetry = TelemetryThread(writer, cfg.telemetry_interval_s, step_fn=lambda: model.num_timesteps).start()
         writer.set_status("running", step=step0, total_steps=total, message="training")
         writer.event("started", step=step0, total_steps=total, rollout=cfg.rollout_steps, resumed=state is not None)
         try:
+            # the callbacks' _on_training_end makes the final save (and the last evaluation)
             model.learn(
                 total_timesteps=cfg.total_timesteps - step0,
-                callback=cb,
+                callback=cbs.callback,
                 reset_num_timesteps=False,
                 log_interval=1,
                 progress_bar=False,
             )
-            if cb.stop_reason is not None:
-                snap = cb.last_snapshot
-                if snap is not None and int(snap["num_timesteps"]) != cb.last_saved_step:
-                    cb.save(snap, 0.0, final=True)
-                elif snap is None:  # stopped before the first rollout finished: keep the start state
-                    snap = capture_state(model, vecnorm, cfg_dict, cfg_hash, cb.extra_state)
-                    cb.save(snap, 0.0, final=True)
-                saver.wait(60)
-                final_step = int(snap["num_timesteps"])
-                outcome_state = "stopped"
-                message = f"stopped at step {final_step:,} ({cb.stop_reason})"
-            else:
-                final_step = int(model.num_timesteps)
-                cb._train_row(final_step)
-                score = cb.evaluate(final_step) if evaluator is not None else None
-                snap, block = cb.snapshot()
-                cb.save(snap, block, score, final=True)
-                saver.wait(120)
-                outcome_state = "completed"
-                message = f"completed {final_step:,} steps"
         finally:
             bar.stop()
             telemetry.stop()
             if saver is not None:
                 saver.close(timeout=120)
+        final_step = cbs.checkpoints.final_step if cbs.checkpoints.final_step is not None else int(model.num_timesteps)
+        if cbs.session.stopped:
+            outcome_state, message = "stopped", f"stopped at step {final_step:,} ({cbs.session.stop_reason})"
+        else:
+            outcome_state, message = "completed", f"completed {final_step:,} steps"
+        # a final checkpoint that is not on disk (a full disk) fails the run, saying how many steps are lost
+        saver.require_on_disk(final_step)
         entries = Manifest(writer.checkpoints_dir).entries()
         last = next((e for e in reversed(entries) if e["step"] == final_step), None)
         writer.set_status(outcome_state, step=final_step, total_steps=total, message=message)
@@ -381,6 +319,6 @@ def run_training(
         total,
         writer.checkpoints_dir / last["file"] if last else None,
         message,
-        cb.block_ms,
-        cb.fps(),
+        cbs.checkpoints.block_ms,
+        cbs.session.fps(final_step),
     )
