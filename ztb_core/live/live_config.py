@@ -54,6 +54,16 @@ class LiveConfig(ZtbModel):
         100000.0, gt=0, description="Quote currency the strategy trades with (its equity at start); P&L is added to it"
     )
     market: Literal["crypto", "fx"] = Field("crypto", description="Market kind (calendar of the features)")
+    allow_market_mismatch: bool = Field(
+        False,
+        description="Real trading with an agent trained on another market kind (fx calendar vs 24/7 crypto); "
+        "refused unless true (a dry run only warns)",
+    )
+    history_symbol: str | None = Field(
+        None,
+        description="Data-store symbol the start-up history is backfilled from (imported or `ztb data fetch`-ed); "
+        "null = the exchange symbol",
+    )
     bar_timeframe: str = Field("1m", description="Decision bar length (ccxt timeframe; the agent needs 1m)")
     warmup_bars: int = Field(300, ge=2, description="Bars of history loaded before the first decision")
     poll_interval_s: float = Field(5.0, gt=0, description="Seconds between market polls")

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_write_json
-from ..data.bars_from_trades import ccxt_timeframe, store_timeframe, timeframe_ms
+from ..data.bars_from_trades import ccxt_timeframe, timeframe_ms
 from ..ops.killfile import KillSwitch
 from ..runs import RunWriter
+from .backfill import backfill
 from .broker import OrderBlocked, OrderManager
 from .exchange import ExchangeCallError
 from .journal import Journal
 from .live_config import LiveConfig
-from .policy import NotReady, Policy
+from .policy import NotReady, Policy, prime_policy
 from .risk import RiskManager, entry_price
 from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 
@@ -103,32 +104,21 @@ class LiveRunner:
         return int(ts) if ts else int(time.time() * 1000)
 
     def _load_history(self, now_ms: int) -> pd.DataFrame:
-        need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
-        bars = self.market.fetch_ohlcv_or_build(self.tf, since_ms=now_ms - need * self.span_ms, now_ms=now_ms)
-        if len(bars) < need:
-            bars = self._seed_from_store(bars, need)
-        return bars
-
-    def _seed_from_store(self, bars: pd.DataFrame, need: int) -> pd.DataFrame:
-        """Older bars from the local data store (`ztb data fetch`) when the exchange's recent trades
-        do not cover the policy's warm-up."""
+        """The buffer at start: the exchange's own history, older bars from the data store
+        (`history_symbol`), and a word on what is still missing and where it would come from."""
         import pandas as pd
 
-        try:
-            from ..data.store import has_dataset, read_bars
-
-            tf = store_timeframe(self.tf)
-            if not has_dataset(self.symbol, tf):
-                return bars
-            stored = read_bars(self.symbol, tf)
-        except Exception as exc:  # the store is a convenience; the exchange stays the source of truth
-            log.warning("could not read stored history for %s: %s", self.symbol, exc)
-            return bars
-        if len(bars):
-            stored = stored[stored.index < bars.index[0]]
-        merged = pd.concat([stored[list(bars.columns)] if len(bars) else stored, bars]) if len(stored) else bars
-        log.info("seeded %d bars of history from the data store", len(merged) - len(bars))
-        return merged.iloc[-max(need, self.policy.buffer_bars) :]
+        need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
+        keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1)
+        store_symbol = self.cfg.history_symbol or self.symbol
+        bars, report = backfill(self.market, self.tf, self.span_ms, need, now_ms, store_symbol, keep=keep)
+        since = pd.Timestamp(now_ms - need * self.span_ms, unit="ms", tz="UTC")
+        first, *problems = report.lines(self.cfg.exchange.exchange, self.symbol, since)
+        log.info(first)
+        for line in problems:
+            log.warning(line)
+        self.writer.event("history_backfilled", **report.as_dict())
+        return bars
 
     def _append(self, new: pd.DataFrame) -> None:
         import pandas as pd
@@ -169,6 +159,7 @@ class LiveRunner:
         self.last_ticker = self.venue.fetch_ticker()
         self.day = _utc_day(self._now_ms(self.last_ticker))
         self.bars = self._load_history(self._now_ms(self.last_ticker))
+        prime_policy(self.policy, self.bars)  # incremental features built now, not on the first bar
         pos = self.journal.position()
         if pos != 0 and self.last_ticker.last:
             eq = self.equity(self.last_ticker.last)
