@@ -41,6 +41,11 @@ def live(
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set risk.max_trades_per_day=10"),
     max_bars: int | None = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run directory."),
+    allow_market_mismatch: bool = typer.Option(
+        False,
+        "--allow-market-mismatch",
+        help="Trade for real with an agent trained on another market kind (fx vs crypto; also the config key).",
+    ),
 ) -> None:
     """Run the live decision loop (dry run by default) or the --minimal API check."""
     from rich.console import Console
@@ -56,6 +61,8 @@ def live(
         raise ConfigError(f"--policy {policy!r}: use agent or sma")
     if disable_risk_limits:
         cfg.risk.enabled = False
+    if allow_market_mismatch:
+        cfg.allow_market_mismatch = True
     if minimal or _env_flag("LIVE_MINIMAL"):
         raise typer.Exit(_minimal(cfg, console, run_id))
     mode = "dry_run" if (dry_run or _env_flag("DRY_RUN") or cfg.mode == "dry_run") else "live"
@@ -74,14 +81,16 @@ def live(
     )
 
 
-def _risk_banner(cfg, mode: str, console, credentials_source: str | None) -> None:
+def _risk_banner(cfg, mode: str, console, credentials_source: str | None, policy_name: str | None = None) -> None:
     from rich.panel import Panel
 
     r = cfg.risk
     lines = [
         f"mode           {mode.upper()}  ({cfg.exchange.exchange} {cfg.exchange.symbol})",
         f"keys           {credentials_source or 'none (public endpoints only)'}",
-        f"policy         {cfg.policy.kind}" + (f" {cfg.policy.checkpoint}" if cfg.policy.checkpoint else ""),
+        f"policy         {cfg.policy.kind}"
+        + (f" {policy_name}" if policy_name else "")
+        + (f" {cfg.policy.checkpoint}" if cfg.policy.kind == "agent" and cfg.policy.checkpoint else ""),
         f"capital        {cfg.capital:,.0f}",
     ]
     if r.enabled:
@@ -138,10 +147,10 @@ def _session(
     risk_disabled: bool,
     reset_breakers: bool,
 ) -> int:
-    from ..errors import ZtbError
+    from ..errors import ConfigError, ZtbError
     from ..live.journal import Journal
     from ..live.paper import PaperVenue
-    from ..live.policy import make_policy
+    from ..live.policy import make_policy, market_mismatch
     from ..live.runner import LiveRunner
     from ..live.secrets import load_credentials, redact
     from ..live.venues import make_adapter
@@ -161,10 +170,19 @@ def _session(
     cfg.mode = mode
     if risk_disabled:
         _loud_warning(console)
-    _risk_banner(cfg, mode, console, credentials.source if credentials else None)
     policy = make_policy(cfg.policy, cfg.sizing.allow_short, checkpoint)
     if checkpoint is not None:
         cfg.policy.kind, cfg.policy.checkpoint = "agent", checkpoint
+    # drawn once the policy is known: --checkpoint makes it the agent whatever policy.kind said
+    _risk_banner(cfg, mode, console, credentials.source if credentials else None, policy.name)
+    mismatch = market_mismatch(policy, cfg.market)
+    if mismatch and mode == "live" and not cfg.allow_market_mismatch:
+        raise ConfigError(
+            f"{mismatch}. Real trading is refused: retrain on this market, or set allow_market_mismatch: true "
+            "(configs/live.yaml) / pass --allow-market-mismatch to trade it anyway"
+        )
+    if mismatch:
+        console.print(f"[bold yellow]warning:[/] {mismatch}; its decisions here are untested", highlight=False)
     writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
@@ -175,6 +193,8 @@ def _session(
     try:
         if risk_disabled:
             writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
+        if mismatch:
+            writer.event("alert", level="warning", message=f"market mismatch: {mismatch}")
         adapter = make_adapter(cfg.exchange, credentials)
         journal = Journal(
             cfg.resolved_journal_path(),

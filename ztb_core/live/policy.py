@@ -160,3 +160,19 @@ def make_policy(cfg: PolicyConfig, allow_short: bool = False, checkpoint: str | 
             raise ConfigError("policy.kind is agent but no checkpoint is given: set policy.checkpoint or --checkpoint")
         return AgentPolicy(path, buffer_bars=cfg.buffer_bars, deterministic=cfg.deterministic)
     return SmaPolicy(cfg.sma_fast, cfg.sma_slow, allow_short=allow_short)
+
+
+def market_mismatch(policy: Policy, market: str) -> str | None:
+    """Why an agent trained on one market kind should not trade another (its features' calendar,
+    sessions and volatility were learnt there), or None when the kinds agree or the policy is not
+    a trained agent."""
+    trained = getattr(policy, "market", None)
+    if trained is None or trained == market:
+        return None
+    symbol = getattr(getattr(getattr(policy, "agent", None), "train_config", None), "data", None)
+    where = f" ({symbol.symbol})" if getattr(symbol, "symbol", None) else ""
+    calendar = {"fx": "the FX calendar (Sunday 17:00 - Friday 17:00 New York)", "crypto": "a 24/7 market"}
+    return (
+        f"{policy.name} was trained on {trained}{where}, {calendar.get(trained, trained)}, "
+        f"but this session trades {market}, {calendar.get(market, market)}"
+    )
