@@ -63,10 +63,47 @@ def test_each_breaker_trips(journal, call, breaker):
     assert breaker in r.state.breakers and r.summary()["reduce_only"]
 
 
-def test_errors_reset_on_success(journal):
+def test_errors_reset_on_success_of_the_same_api_only(journal):
     r = rm(journal, max_consecutive_errors=3)
-    r.record_error("a"), r.record_error("b"), r.record_success(), r.record_error("c")
-    assert not r.state.breakers and r.state.consecutive_errors == 1
+    r.record_error("a"), r.record_error("b"), r.record_success("private"), r.record_error("c")
+    assert not r.state.breakers and r.state.private_errors == 1
+    # defect 4: public polls succeeding between private failures must not hide them
+    r.record_error("d"), r.record_success("public"), r.record_error("e")
+    assert "consecutive_errors" in r.state.breakers and "private" in r.state.breakers["consecutive_errors"]
+
+
+def test_risk_state_of_an_older_journal_loads(journal):
+    journal.set_state("risk_state", {"day": "2027-01-15", "consecutive_errors": 2, "breakers": {"manual": "x"}})
+    r = rm(journal)
+    assert r.state.breakers == {"manual": "x"} and r.state.private_errors == 0
+
+
+@pytest.mark.parametrize(
+    ("side", "amount", "position", "resting_buy", "resting_sell", "reducing"),
+    [
+        ("sell", "0.01", "0.01", "0", "0", True),  # closes the long exactly
+        ("sell", "0.01", "0", "0", "0", False),  # flat: a sell opens a short
+        ("sell", "0.01", "0.01", "0", "0.01", False),  # a resting sell may already close it: would go short
+        ("sell", "0.005", "0.01", "0", "0.005", True),  # fits next to the resting sell
+        ("buy", "0.01", "-0.01", "0", "0", True),
+        ("buy", "0.01", "-0.01", "0.005", "0", False),
+        ("sell", "0.01", "0.005", "0.02", "0", False),  # a resting BUY does not make a sell reducing (old bypass)
+    ],
+)
+def test_reducing_is_judged_on_filled_position_with_resting_at_worst_case(
+    journal, side, amount, position, resting_buy, resting_sell, reducing
+):
+    r = rm(journal)
+    r.trip("manual", "test")
+    d = r.check_order(side, Decimal(amount), P, Decimal(position), Decimal(resting_buy), Decimal(resting_sell))
+    assert d.allowed is reducing and d.reducing is reducing
+    if reducing:  # whatever subset of the resting orders fills, |position| never grows nor flips
+        signed = Decimal(amount) if side == "buy" else -Decimal(amount)
+        pos = Decimal(position)
+        for rb in (Decimal(0), Decimal(resting_buy)):
+            for rs in (Decimal(0), Decimal(resting_sell)):
+                before, after = pos + rb - rs, pos + rb - rs + signed
+                assert abs(after) <= abs(before) and (after == 0 or (after > 0) == (before > 0))
 
 
 def test_daily_loss_and_trade_count_reset_next_day(journal):

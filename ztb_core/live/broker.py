@@ -7,6 +7,11 @@ Placement, step by step (each step committed to the journal before the next):
 3. the answer moves the order to `open` (with the exchange id), `rejected` (the exchange said no),
    or `unknown` (timeout, reset, lost response: maybe placed), never to a blind retry.
 
+Cancellation: an order moves to `cancel_requested` in the journal before the cancel call, and
+stays there (counted as exposure: it may still fill) until reconciliation sees it gone. A cancel
+that failed, or never went out (killed between the journal write and the call), is sent again by
+`retry_cancels` with exponential backoff until the exchange confirms.
+
 The same manager drives the ccxt adapter (live) and the paper venue (dry run): the venue is the
 only difference between them.
 """
@@ -23,7 +28,7 @@ from ..errors import ZtbError
 from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order
-from .reconcile import ReconcileReport, reconcile
+from .reconcile import ReconcileReport, order_watermark, raise_watermark, reconcile
 
 log = logging.getLogger("ztb.live.broker")
 
@@ -43,9 +48,9 @@ class TradingVenue(Protocol):
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[Any]: ...
 
-    def fetch_my_trades(
-        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Any]: ...
+    def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> Any: ...
+
+    def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None: ...
 
 
 class OrderManager:
@@ -62,6 +67,10 @@ class OrderManager:
         self.on_event = on_event or (lambda kind, **data: None)
         #: perf_counter() just before the last placement call went out (decision latency)
         self.last_send_perf: float | None = None
+        #: cancel retries: client id -> (failed attempts, monotonic time of the next try)
+        self._cancel_backoff: dict[str, tuple[int, float]] = {}
+        self.cancel_base_s, self.cancel_max_s = 1.0, 60.0
+        self._clock: Callable[[], float] = time.monotonic
 
     # ---- reconciliation -----------------------------------------------------------------------
     def reconcile(self, grace_ms: int | None = None) -> ReconcileReport:
@@ -70,6 +79,18 @@ class OrderManager:
         )
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
+        for client_id, candidates in report.ambiguous.items():
+            self.on_event(
+                "alert",
+                level="critical",
+                message=(
+                    f"order {client_id}: its outcome is unknown and {len(candidates)} exchange orders could be it "
+                    f"({', '.join(candidates)}); none adopted, new orders blocked. Decide with: ztb live reconcile "
+                    f"--resolve EXCHANGE_ID --as ours|not-ours"
+                ),
+                client_id=client_id,
+                candidates=candidates,
+            )
         return report
 
     def _ensure_resolved(self) -> None:
@@ -87,6 +108,9 @@ class OrderManager:
         self, side: str, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
     ) -> Order:
         self._ensure_resolved()
+        # the newest exchange order id seen before this one was sent: reconciliation never adopts an
+        # order at or below it for this one (it existed before we sent ours)
+        detail = {**(detail or {}), "watermark": order_watermark(self.journal)}
         order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
         self.last_send_perf = time.perf_counter()
         try:
@@ -110,6 +134,7 @@ class OrderManager:
             # anything else (a bug, KeyboardInterrupt) happened with the request possibly sent
             self.journal.transition(order, UNKNOWN, detail={"error": f"{type(exc).__name__}"})
             raise
+        raise_watermark(self.journal, [ack.exchange_id])
         order = self.journal.transition(
             order,
             OPEN,
@@ -130,7 +155,8 @@ class OrderManager:
     # ---- cancellation -------------------------------------------------------------------------
     def cancel(self, order: Order) -> Order:
         """Ask the exchange to cancel; the order becomes `cancelled` once reconciliation sees it gone
-        (fills that raced the cancel are recorded first)."""
+        (fills that raced the cancel are recorded first). A failed call raises and leaves the order in
+        `cancel_requested` for `retry_cancels`."""
         if order.state not in (OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED) or order.exchange_id is None:
             return order
         if order.state != CANCEL_REQUESTED:
@@ -139,19 +165,56 @@ class OrderManager:
             self.venue.cancel_order(order.exchange_id, self.symbol)
         except OrderNotFoundError:
             pass  # already gone (filled or cancelled): reconciliation tells which
+        except ExchangeCallError:
+            attempts = self._cancel_backoff.get(order.client_id, (0, 0.0))[0] + 1
+            delay = min(self.cancel_max_s, self.cancel_base_s * 2 ** (attempts - 1))
+            self._cancel_backoff[order.client_id] = (attempts, self._clock() + delay)
+            raise
+        self._cancel_backoff.pop(order.client_id, None)
         return order
 
     def cancel_all(self) -> list[str]:
-        """Cancel every resting order and reconcile; returns the client ids asked to cancel."""
+        """Cancel every resting order (a failure does not stop the others) and reconcile; returns the
+        client ids asked to cancel, and raises the first failure after trying them all."""
         self._ensure_resolved_soft()
-        asked = []
+        asked: list[str] = []
+        failed: ExchangeCallError | None = None
         for order in self.journal.live_orders():
             if order.state in (OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED):
-                self.cancel(order)
                 asked.append(order.client_id)
+                try:
+                    self.cancel(order)
+                except ExchangeCallError as exc:
+                    failed = failed or exc
         if asked:
             self.reconcile()
+        if failed is not None:
+            raise failed
         return asked
+
+    def retry_cancels(self) -> list[str]:
+        """Send the cancel again for every `cancel_requested` order whose backoff has passed (after a
+        failed call, or a restart between the journal write and the call); reconcile if any went out.
+        Returns the client ids retried; raises the first failure after trying them all."""
+        now = self._clock()
+        due = [
+            o
+            for o in self.journal.orders([CANCEL_REQUESTED])
+            if o.exchange_id is not None and self._cancel_backoff.get(o.client_id, (0, 0.0))[1] <= now
+        ]
+        failed: ExchangeCallError | None = None
+        for order in due:
+            try:
+                self.cancel(order)
+            except ExchangeCallError as exc:
+                failed = failed or exc
+        if due:
+            self.on_event("cancel_retried", client_ids=[o.client_id for o in due], failed=failed is not None)
+            if failed is None:
+                self.reconcile()
+        if failed is not None:
+            raise failed
+        return [o.client_id for o in due]
 
     def _ensure_resolved_soft(self) -> None:
         if self.journal.unresolved():
@@ -161,6 +224,17 @@ class OrderManager:
     def pending(self) -> Decimal:
         """Signed remaining amount of orders that may still fill (unknown ones counted in full)."""
         return sum((o.signed_remaining for o in self.journal.live_orders()), Decimal(0))
+
+    def resting(self) -> tuple[Decimal, Decimal]:
+        """(buy, sell) remaining amounts of every order that may still fill: open, partially filled,
+        cancelling (cancel not confirmed) and unknown ones (in full). Risk counts them at worst case."""
+        buy = sell = Decimal(0)
+        for o in self.journal.live_orders():
+            if o.side == "buy":
+                buy += o.remaining
+            else:
+                sell += o.remaining
+        return buy, sell
 
     def open_count(self) -> int:
         return len(self.journal.live_orders())

@@ -354,6 +354,11 @@ class CallStats:
     retries: int = 0
 
 
+#: venues with their own adapter class in `live/venues/` (`make_adapter` picks it): the generic
+#: adapter would read their fills wrong, so it refuses them
+DEDICATED_VENUES = frozenset({"coincheck"})
+
+
 class ExchangeAdapter:
     """The exchange as ztb uses it, through ccxt's unified API only. Venue quirks (paging, number
     formats, error texts, order lookup) live in subclasses under `live/venues/`; build one with

@@ -3,17 +3,23 @@
 Run at start (after a crash the journal may hold orders in `submitted` whose fate we never heard)
 and on every sync of the decision loop. One pass:
 
-1. fetch the exchange's open orders and our recent fills;
-2. resolve every unresolved order (`submitted`/`unknown`). Coincheck has no client order id, so an
-   order is matched by side, price, amount and time: an open order at our price with
+1. fetch the exchange's open orders and every fill of ours newer than the journal's fill cursor
+   (the newest fill id a complete pass has read) and back to the oldest order that may still rest
+   (fills of an order we have not matched yet can be older than the cursor): all pages, not one;
+2. resolve every unresolved order (`submitted`/`unknown`). Coincheck takes no client order id, so
+   an order is matched by side, price, amount and time: an open order at our price with
    remaining <= our amount, or an exchange order id whose fills (at or better than our limit,
    totalling <= our amount) are not claimed by another journaled order, first seen no earlier than
-   `slack_ms` before we sent ours. The closest in time wins. No match once the order is older than
-   `grace_ms` means the exchange never took it: `rejected`. Younger ones stay unresolved (a request
-   that timed out may still be processed) and block new orders;
+   `slack_ms` before we sent ours. Only orders that appeared after the newest exchange order id we
+   had seen when ours was sent (the watermark recorded with the submission) qualify, and none the
+   operator ruled foreign. Exactly one candidate is adopted; two or more are ambiguous: the order
+   stays unknown (new orders stay blocked), the report lists the candidates and the operator
+   decides (`ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours`). No candidate once the
+   order is older than `grace_ms` means the exchange never took it: `rejected`;
 3. record fills of known orders (idempotent by trade id) and move their states;
-4. an order we believed resting that is no longer open is `filled` when its fills cover it, else
-   `cancelled` (cancelled elsewhere or expired by the exchange).
+4. an order we believed resting that is no longer open is `cancelled` only when the exchange's
+   executed amount for it is explained by the fills we recorded; otherwise it stays live (its
+   fills are not readable yet) and the next pass looks again.
 
 Exchange open orders that match nothing in the journal are reported as orphans (placed by a person
 or another program); they are never touched.
@@ -21,6 +27,7 @@ or another program); they are never touched.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +35,19 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from .journal import Journal
-from .orders import CANCEL_REQUESTED, CANCELLED, FILLED, OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order, now_ms
+from .orders import (
+    CANCEL_REQUESTED,
+    CANCELLED,
+    FILLED,
+    NEW,
+    OPEN,
+    REJECTED,
+    SUBMITTED,
+    UNKNOWN,
+    Fill,
+    Order,
+    now_ms,
+)
 
 log = logging.getLogger("ztb.live.reconcile")
 
@@ -38,9 +57,9 @@ class Venue(Protocol):
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[Any]: ...
 
-    def fetch_my_trades(
-        self, symbol: str | None = None, since_ms: int | None = None, limit: int | None = None
-    ) -> list[Any]: ...
+    def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> Any: ...
+
+    def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None: ...
 
 
 @dataclass
@@ -51,13 +70,15 @@ class ReconcileReport:
     new_fills: list[str] = field(default_factory=list)  # trade ids recorded this pass
     closed: list[str] = field(default_factory=list)  # orders that left the book
     orphans: list[str] = field(default_factory=list)  # exchange open orders not in the journal
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)  # unresolved order -> candidate exchange ids
+    fills_pending: list[str] = field(default_factory=list)  # left the book, executed amount not yet in fills
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: list(v) for k, v in self.__dict__.items()}
+        return {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in self.__dict__.items()}
 
     @property
     def changed(self) -> bool:
-        return bool(self.resolved or self.not_placed or self.new_fills or self.closed)
+        return bool(self.resolved or self.not_placed or self.new_fills or self.closed or self.ambiguous)
 
 
 def _to_fill(t: Any, client_id: str | None) -> Fill:
@@ -78,25 +99,55 @@ def _price_ok(order: Order, price: Decimal) -> bool:
     return price <= order.price if order.side == "buy" else price >= order.price
 
 
+#: journal kv keys
+CURSOR_KEY = "fills_cursor"  # newest fill id read by a complete pass
+WATERMARK_KEY = "exchange_order_watermark"  # newest numeric exchange order id seen (ours or not)
+FOREIGN_KEY = "foreign_orders"  # exchange order ids the operator ruled not ours
+AMBIGUOUS_KEY = "ambiguous_matches"  # unresolved client id -> candidate exchange ids
+
+
+def order_watermark(journal: Journal) -> int | None:
+    value = journal.get_state(WATERMARK_KEY)
+    return int(value) if value is not None else None
+
+
+def raise_watermark(journal: Journal, ids: Any) -> None:
+    """Remember the newest numeric exchange order id seen (an order placed later has a larger one)."""
+    numeric = [int(i) for i in ids if i is not None and str(i).isdigit()]
+    old = order_watermark(journal)
+    new = max(numeric, default=old)
+    if new is not None and (old is None or new > old):
+        journal.set_state(WATERMARK_KEY, new)
+
+
+def _submitted_watermark(journal: Journal, order: Order) -> int | None:
+    for row in journal.transitions(order.client_id):
+        if row["to_state"] == NEW and row["detail"]:
+            value = json.loads(row["detail"]).get("watermark")
+            return int(value) if value is not None else None
+    return None
+
+
 def reconcile(
-    journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000, fills_limit: int = 100
+    journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000
 ) -> ReconcileReport:
     report = ReconcileReport()
     live = journal.live_orders()
     started = now_ms()
     open_orders = venue.fetch_open_orders(symbol)
-    oldest = min((o.submitted_ms or o.created_ms for o in live), default=started) - slack_ms
-    trades = [
-        t
-        for t in venue.fetch_my_trades(symbol, since_ms=oldest, limit=fills_limit)
-        if t.timestamp_ms is None or t.timestamp_ms >= oldest
-    ]
+    cursor = journal.get_state(CURSOR_KEY)
+    oldest_live = min((o.submitted_ms or o.created_ms for o in live), default=None)
+    since = oldest_live - slack_ms if oldest_live is not None else (None if cursor else started - slack_ms)
+    sync = venue.fetch_fills(symbol, since_ms=since, after=cursor)
+    trades = list(sync.fills)
     open_by_id = {str(o.exchange_id): o for o in open_orders}
     trades_by_order: dict[str, list[Any]] = defaultdict(list)
     for t in trades:
         if t.order_id is not None:
             trades_by_order[str(t.order_id)].append(t)
     known = journal.known_exchange_ids()
+    foreign = {str(x) for x in journal.get_state(FOREIGN_KEY, [])}
+    ambiguous_before = dict(journal.get_state(AMBIGUOUS_KEY, {}))
 
     # -- 2. resolve orders whose placement outcome we do not know, oldest first ------------------
     for order in [o for o in live if o.state in (SUBMITTED, UNKNOWN)]:
@@ -107,9 +158,17 @@ def reconcile(
                 detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
             )
         sent = order.submitted_ms or order.created_ms
+        watermark = _submitted_watermark(journal, order)
+
+        def eligible(eid: str, watermark: int | None = watermark) -> bool:
+            if eid in known or eid in foreign:
+                return False
+            # an order the exchange already showed us before ours was sent is not ours
+            return watermark is None or not eid.isdigit() or int(eid) > watermark
+
         candidates: list[tuple[int, str]] = []
         for eid, o in open_by_id.items():
-            if eid in known or o.side != order.side or Decimal(o.price) != order.price:
+            if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
                 continue
             if Decimal(o.remaining) > order.amount:
                 continue
@@ -117,7 +176,7 @@ def reconcile(
             if ts >= sent - slack_ms:
                 candidates.append((abs(ts - sent), eid))
         for eid, fills in trades_by_order.items():
-            if eid in known or eid in open_by_id:
+            if not eligible(eid) or eid in open_by_id:
                 continue
             if any(f.side != order.side or not _price_ok(order, Decimal(f.price)) for f in fills):
                 continue
@@ -126,8 +185,8 @@ def reconcile(
             ts = min(f.timestamp_ms for f in fills)
             if ts >= sent - slack_ms:
                 candidates.append((abs(ts - sent), eid))
-        if candidates:
-            eid = min(candidates)[1]
+        if len(candidates) == 1:
+            eid = candidates[0][1]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
             order = journal.transition(
@@ -135,6 +194,17 @@ def reconcile(
             )
             report.resolved.append(order.client_id)
             log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
+        elif candidates:
+            # more than one order could be ours: adopting either could claim (and later cancel) someone
+            # else's order, so the order stays unknown and blocking until the operator decides
+            report.ambiguous[order.client_id] = sorted(eid for _, eid in candidates)
+            report.still_unresolved.append(order.client_id)
+            log.warning(
+                "reconcile: order %s matches several exchange orders (%s); not adopting any: resolve with "
+                "ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
+                order.client_id,
+                ", ".join(report.ambiguous[order.client_id]),
+            )
         elif started - sent >= grace_ms:
             journal.transition(
                 order,
@@ -146,6 +216,8 @@ def reconcile(
             log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
         else:
             report.still_unresolved.append(order.client_id)
+    if report.ambiguous != ambiguous_before:
+        journal.set_state(AMBIGUOUS_KEY, report.ambiguous)
 
     # -- 3./4. fills and states of the orders we know ------------------------------------------
     for order in journal.live_orders():
@@ -162,6 +234,17 @@ def reconcile(
             report.closed.append(order.client_id)
             continue
         if eid not in open_by_id and (order.submitted_ms or 0) <= started:
+            executed = venue.exchange_filled(eid, symbol)
+            if executed is not None and Decimal(executed) > filled:
+                # the exchange executed more than the fills we could read: not terminal until they show
+                report.fills_pending.append(order.client_id)
+                log.warning(
+                    "reconcile: order %s left the book with %s executed but only %s in fills; keeping it live",
+                    order.client_id,
+                    executed,
+                    filled,
+                )
+                continue
             why = "no longer open at the exchange" + (" (cancel confirmed)" if order.state == CANCEL_REQUESTED else "")
             journal.transition(order, CANCELLED, detail={"why": why, "filled": str(filled)})
             report.closed.append(order.client_id)
@@ -180,6 +263,10 @@ def reconcile(
                 order = journal.get(order.client_id)
 
     report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
+    # only a complete pass moves the cursor and the watermark (an exception above leaves both)
+    raise_watermark(journal, list(open_by_id) + list(trades_by_order))
+    if sync.cursor is not None and sync.cursor != cursor:
+        journal.set_state(CURSOR_KEY, sync.cursor)
     if report.orphans:
         log.warning(
             "reconcile: %d open order(s) at the exchange are not in the journal (left alone): %s",

@@ -11,7 +11,15 @@ Two kinds of protection:
   which also asks the runner to flatten).
 
 Reduce-only (nautilus_trader's REDUCING): orders that increase exposure are denied, orders that
-reduce it are allowed. With `enabled: false` (`--disable-risk-limits`) nothing is checked; the CLI
+reduce it are allowed. "Reducing" is judged on the FILLED position with every resting order of
+ours at its worst case (it may still fill, including orders whose cancel is not confirmed): a sell
+reduces only if it fits in the long position left after every resting sell fills, a buy only if
+it fits in the short left after every resting buy fills. A reducing order can therefore never make
+|position| larger or flip its sign, whatever rests.
+
+Exchange health is tracked per API: consecutive failures of the public calls (quotes, bars) and of
+the private ones (fills, open orders, orders) are counted apart, and a success of one never resets
+the other, so a bot whose fills cannot be read trips the breaker even while quotes flow. With `enabled: false` (`--disable-risk-limits`) nothing is checked; the CLI
 prints a loud warning and the run records it.
 """
 
@@ -68,13 +76,25 @@ class RiskState:
     day_start_equity: str | None = None
     trades_today: int = 0
     daily_pnl: str = "0"
-    consecutive_errors: int = 0
+    public_errors: int = 0  # consecutive failures of public calls (quotes, bars)
+    private_errors: int = 0  # consecutive failures of private calls (fills, open orders, orders)
     breakers: dict[str, str] = field(default_factory=dict)  # name -> reason (latched)
     daily_halt: str | None = None  # reason the day's limits stopped new exposure
 
     @property
     def reduce_only(self) -> bool:
         return bool(self.breakers) or self.daily_halt is not None
+
+    @property
+    def consecutive_errors(self) -> int:
+        return max(self.public_errors, self.private_errors)
+
+    @classmethod
+    def load(cls, raw: Any) -> RiskState:
+        """From the journal's stored dict; keys of older versions (consecutive_errors) are dropped."""
+        if not isinstance(raw, dict):
+            return cls()
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -92,7 +112,7 @@ class RiskManager:
         self.cfg, self.journal = config, journal
         self._clock_ms = clock_ms
         raw = journal.get_state(STATE_KEY)
-        self.state = RiskState(**raw) if isinstance(raw, dict) else RiskState()
+        self.state = RiskState.load(raw)
         self._roll_day(self._now_ms())
 
     # ---- bookkeeping ------------------------------------------------------------------------
@@ -123,6 +143,8 @@ class RiskManager:
             "daily_pnl": float(Decimal(self.state.daily_pnl)),
             "trades_today": self.state.trades_today,
             "consecutive_errors": self.state.consecutive_errors,
+            "public_errors": self.state.public_errors,
+            "private_errors": self.state.private_errors,
             "enabled": self.cfg.enabled,
         }
 
@@ -137,21 +159,26 @@ class RiskManager:
     def reset_breakers(self) -> list[str]:
         """Clear the latched breakers (a person decided it is safe); returns the ones cleared."""
         cleared = sorted(self.state.breakers)
-        self.state.breakers, self.state.consecutive_errors = {}, 0
+        self.state.breakers, self.state.public_errors, self.state.private_errors = {}, 0, 0
         self.save()
         return cleared
 
     # ---- observations -----------------------------------------------------------------------
-    def record_error(self, what: str) -> None:
-        self.state.consecutive_errors += 1
-        if self.cfg.enabled and self.state.consecutive_errors >= self.cfg.max_consecutive_errors:
-            self.trip("consecutive_errors", f"{self.state.consecutive_errors} exchange errors in a row (last: {what})")
+    def record_error(self, what: str, api: str = "private") -> None:
+        """A failed exchange call of the `public` or `private` API."""
+        field_name = _api_field(api)
+        count = getattr(self.state, field_name) + 1
+        setattr(self.state, field_name, count)
+        if self.cfg.enabled and count >= self.cfg.max_consecutive_errors:
+            self.trip("consecutive_errors", f"{count} {api} API errors in a row (last: {what})")
         else:
             self.save()
 
-    def record_success(self) -> None:
-        if self.state.consecutive_errors:
-            self.state.consecutive_errors = 0
+    def record_success(self, api: str = "public") -> None:
+        """A successful call resets the count of its own API only."""
+        field_name = _api_field(api)
+        if getattr(self.state, field_name):
+            setattr(self.state, field_name, 0)
             self.save()
 
     def observe_market(
@@ -217,30 +244,44 @@ class RiskManager:
         return flatten
 
     # ---- the order check ----------------------------------------------------------------------
-    def check_order(self, side: str, amount: Decimal, price: Decimal, position: Decimal) -> RiskDecision:
-        """May an order of `amount` on `side` be placed with `position` (incl. pending) held?
-        Reducing orders are always allowed; increasing ones face every limit and are cut to fit
-        the size limits."""
+    def check_order(
+        self,
+        side: str,
+        amount: Decimal,
+        price: Decimal,
+        position: Decimal,
+        resting_buy: Decimal = Decimal(0),
+        resting_sell: Decimal = Decimal(0),
+    ) -> RiskDecision:
+        """May an order of `amount` on `side` be placed? `position` is the FILLED position;
+        `resting_buy`/`resting_sell` the remaining amounts of our orders that may still fill (every
+        live order: open, cancelling, unknown). Reducing orders (see the module docstring) pass in
+        reduce-only; anything larger is denied there (it would add exposure). Other orders face
+        every limit, sized against the worst case of the resting orders, and are cut to fit."""
         self._roll_day(self._now_ms())
-        signed = amount if side == "buy" else -amount
-        after = position + signed
-        reducing = abs(after) < abs(position) and (after == 0 or (after > 0) == (position > 0))
+        # the most this side can reduce whatever rests: the position left once every resting order
+        # on the same side has filled
+        reducible = (
+            max(position - resting_sell, Decimal(0)) if side == "sell" else max(-position - resting_buy, Decimal(0))
+        )
+        reducing = 0 < amount <= reducible
         if reducing or not self.cfg.enabled:
             return RiskDecision(True, amount, None, reducing)
-        if self.state.breakers:
-            names = ", ".join(sorted(self.state.breakers))
-            return RiskDecision(False, Decimal(0), f"reduce-only: circuit breaker(s) {names} tripped")
-        if self.state.daily_halt:
-            return RiskDecision(False, Decimal(0), f"reduce-only: {self.state.daily_halt}")
+        halted = self._halt_reason()
+        if halted is not None:
+            return RiskDecision(False, Decimal(0), f"{halted} (reducible now: {reducible})")
         if self.state.trades_today >= self.cfg.max_trades_per_day:
             return RiskDecision(
                 False,
                 Decimal(0),
                 f"daily trade count {self.state.trades_today} reached the limit {self.cfg.max_trades_per_day}",
             )
-        # the largest position that fits both size limits
+        # the largest position that fits both size limits, against the worst case on this side
         cap = min(self.cfg.max_position, self.cfg.max_notional / price)
-        room = cap - abs(position) if (after > 0) == (position > 0) or position == 0 else cap + abs(position)
+        worst = position + resting_buy if side == "buy" else position - resting_sell
+        signed = amount if side == "buy" else -amount
+        after = worst + signed
+        room = cap - abs(worst) if (after > 0) == (worst > 0) or worst == 0 else cap + abs(worst)
         allowed = min(amount, max(room, Decimal(0)))
         if allowed <= 0:
             return RiskDecision(
@@ -248,15 +289,29 @@ class RiskManager:
                 Decimal(0),
                 f"position limit: |position| would exceed {cap:.8f} "
                 f"(max_position {self.cfg.max_position}, max_notional "
-                f"{self.cfg.max_notional} at {price})",
+                f"{self.cfg.max_notional} at {price}; filled {position}, resting buy {resting_buy} "
+                f"sell {resting_sell})",
             )
         reason = None if allowed == amount else f"cut from {amount} to {allowed} by the position limit"
         return RiskDecision(True, allowed, reason)
+
+    def _halt_reason(self) -> str | None:
+        if self.state.breakers:
+            return f"reduce-only: circuit breaker(s) {', '.join(sorted(self.state.breakers))} tripped"
+        if self.state.daily_halt:
+            return f"reduce-only: {self.state.daily_halt}"
+        return None
 
     def record_trade(self) -> None:
         self._roll_day(self._now_ms())
         self.state.trades_today += 1
         self.save()
+
+
+def _api_field(api: str) -> str:
+    if api not in ("public", "private"):
+        raise ValueError(f"api must be public or private, got {api!r}")
+    return f"{api}_errors"
 
 
 def entry_price(fills: list) -> Decimal | None:

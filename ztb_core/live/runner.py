@@ -32,7 +32,7 @@ from .exchange import ExchangeCallError
 from .journal import Journal
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
-from .risk import RiskManager, entry_price
+from .risk import RiskDecision, RiskManager, entry_price
 from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 
 if TYPE_CHECKING:
@@ -188,11 +188,12 @@ class LiveRunner:
                 else now - self.cfg.warmup_bars * self.span_ms
             )
             new = self.market.fetch_ohlcv_or_build(self.tf, since_ms=since, now_ms=now)
-            self.risk.record_success()
+            self.risk.record_success("public")
         except ExchangeCallError as exc:
-            self._error("poll", exc)
+            self._error("poll", exc, api="public")
             return False
         self.last_ticker = ticker
+        self._retry_cancels()
         if len(new) == 0:
             if self.manager.open_count():
                 self._sync()
@@ -206,26 +207,42 @@ class LiveRunner:
         self.decide(ticker, now, prev_close, t_bar)
         return True
 
-    def _error(self, what: str, exc: BaseException) -> None:
+    def _error(self, what: str, exc: BaseException, api: str = "private") -> None:
         self.stats.errors += 1
-        self.risk.record_error(f"{what}: {exc}")
+        self.risk.record_error(f"{what}: {exc}", api=api)
         self.writer.event(
-            "exchange_error", where=what, error=str(exc)[:400], consecutive=self.risk.state.consecutive_errors
+            "exchange_error",
+            where=what,
+            api=api,
+            error=str(exc)[:400],
+            consecutive=getattr(self.risk.state, f"{api}_errors"),
         )
         log.warning("%s failed: %s", what, exc)
 
-    def _sync(self) -> None:
+    def _sync(self) -> bool:
+        """Reconcile fills and open orders; False when the private API could not be read (then no
+        order may be placed: the position and what rests are not known)."""
         try:
             self.manager.reconcile()
         except ExchangeCallError as exc:
             self._error("sync", exc)
+            return False
+        self.risk.record_success("private")
+        return True
+
+    def _retry_cancels(self) -> None:
+        """Cancels not yet confirmed are sent again (with backoff) on every poll, bar or not."""
+        try:
+            self.manager.retry_cancels()
+        except ExchangeCallError as exc:
+            self._error("cancel_retry", exc)
 
     def decide(self, ticker: Any, now_ms: int, prev_close: Decimal | None, t_bar: float) -> None:
         self._roll_day(now_ms)
         close = Decimal(repr(float(self.bars["close"].iloc[-1])))
         last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
         self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0), prev_close)
-        self._sync()
+        synced = self._sync()
         price = ticker.last or close
         position = self.journal.position()
         flatten = self.risk.update_pnl(self.equity(price), position, entry_price(self.journal.fills()), price)
@@ -254,7 +271,12 @@ class LiveRunner:
         )
         outcome = "skip"
         if isinstance(sized, SizedOrder):
-            decision = self.risk.check_order(sized.side, sized.amount, sized.price, position + pending)
+            resting_buy, resting_sell = self.manager.resting()
+            decision = self.risk.check_order(sized.side, sized.amount, sized.price, position, resting_buy, resting_sell)
+            if not synced:
+                decision = RiskDecision(
+                    False, Decimal(0), "private API: fills and open orders could not be synced; no new order"
+                )
             amount = self.limits.round_amount(decision.amount)
             problem = self.limits.check(amount, sized.price) if decision.allowed and amount > 0 else None
             if not decision.allowed or amount <= 0 or problem:
@@ -280,7 +302,7 @@ class LiveRunner:
 
     def _cancel_resting(self) -> None:
         """Each decision replaces what is still resting from the previous one."""
-        if not any(o.state in ("open", "partially_filled") for o in self.journal.live_orders()):
+        if not any(o.state in ("open", "partially_filled", "cancel_requested") for o in self.journal.live_orders()):
             return
         try:
             asked = self.manager.cancel_all()
@@ -300,14 +322,18 @@ class LiveRunner:
             return "error"
         if t_bar is not None and self.manager.last_send_perf is not None:
             self.stats.latencies_ms.append((self.manager.last_send_perf - t_bar) * 1000.0)
+        if order.state in ("rejected", "unknown"):
+            return order.state  # not placed (or not known to be): not a trade of the day
         self.risk.record_trade()
         self.stats.orders += 1
-        return "placed" if order.state not in ("rejected",) else "rejected"
+        return "placed"
 
     def flatten(self) -> None:
-        """Close the position with a marketable order (allowed in reduce-only)."""
+        """Close the position with a marketable order (allowed in reduce-only), less what resting
+        orders on the closing side would already close if they filled."""
         pos = self.journal.position()
-        amount = self.limits.round_amount(abs(pos))
+        resting_buy, resting_sell = self.manager.resting()
+        amount = self.limits.round_amount(max(abs(pos) - (resting_sell if pos > 0 else resting_buy), Decimal(0)))
         if amount <= 0 or amount < self.limits.min_amount:
             if pos != 0:
                 self.writer.event("flatten_skipped", position=str(pos), reason="below the market minimum amount")
