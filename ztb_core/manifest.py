@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json, read_json
+from .errors import CheckpointError
 
 MANIFEST = "manifest.json"
 
@@ -74,3 +75,16 @@ class Manifest:
         if "sha256" in entry and sha256_file(path) != entry["sha256"]:
             return False, "sha256 mismatch"
         return True, "ok"
+
+
+def verified_checkpoint(path: Path) -> Path:
+    """A checkpoint file, verified against its folder's manifest (sha256) before anything loads it."""
+    path = Path(path)
+    manifest = Manifest(path.parent)
+    entry = next((e for e in manifest.entries() if e.get("file") == path.name), None)
+    if entry is None:
+        raise CheckpointError(f"{path}: not listed in {manifest.path}; refusing to load an unverified checkpoint")
+    ok, why = manifest.verify(entry)
+    if not ok:
+        raise CheckpointError(f"{path}: failed verification ({why}); the file is corrupt or was replaced")
+    return path
