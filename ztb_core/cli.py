@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "ztb_core.commands.live",
     "ztb_core.commands.eval",
     "ztb_core.commands.train",
+    "ztb_core.commands.ops",
 ]
 
 app = typer.Typer(

@@ -41,6 +41,7 @@ import orjson
 from . import __version__
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .errors import RunError
+from .ops import notify
 from .paths import REPO_ROOT, global_kill_file, runs_dir
 
 STATES = ("starting", "running", "stopping", "stopped", "completed", "failed", "fatal")
@@ -403,6 +404,9 @@ class RunWriter:
     def event(self, name: str, /, **data: Any) -> None:
         record = {"time": round(time.time(), 3), "event": name, **{k: _clean(v) for k, v in data.items()}}
         self.events.append(record, flush=True)
+        # the one notification hook for every run kind (configs/notify.yaml picks the events; a no-op
+        # unless DISCORD_WEBHOOK or ZTB_NOTIFY is set; never blocks)
+        notify.forward(self.dir, self.run_id, self.kind, record)
 
     def error_event(self, exc: BaseException) -> dict:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

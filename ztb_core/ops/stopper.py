@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runs import FINAL_STATES, JsonlAppender, RunReader, liveness, utc_now_iso
+from . import notify
 from .killfile import request_stop
 from .procs import ProcessIdentity, signal_group, wait_gone
 
@@ -26,10 +27,13 @@ class StopOutcome:
 def record_event(run_dir: Path, kind: str, **data) -> None:
     """Append an event from outside the run's process (one whole line, flushed at once)."""
     appender = JsonlAppender(Path(run_dir) / "events.jsonl", flush_interval_s=3600)
+    record = {"time": round(time.time(), 3), "event": kind, **data}
     try:
-        appender.append({"time": round(time.time(), 3), "event": kind, **data}, flush=True)
+        appender.append(record, flush=True)
     finally:
         appender.close()
+    run_id = Path(run_dir).name
+    notify.forward(Path(run_dir), run_id, run_id.split("-", 1)[0], record)
 
 
 def stop_run(
