@@ -10,13 +10,16 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_STEPS ?= 100000
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test check bench lock clean-venv
 
-$(VENV)/.installed: pyproject.toml
+# Installs the exact versions in requirements.lock (hash-checked), torch excepted: a CUDA torch that
+# is already in the venv is kept. UNLOCKED=1 installs from pyproject's open ranges instead.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	if [ -n "$(UNLOCKED)" ]; then $(PY) -m pip install -q -e ".[dev]"; \
+	else $(PY) -m pip install -q --require-hashes -r requirements.lock && $(PY) -m pip install -q --no-deps -e .; fi
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,8 +27,31 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ztb train --headless --total-timesteps $(DEMO_STEPS)
 
-test: install
+test: check
 	$(PY) -m pytest -q
+
+# lint + format check + static types, on the whole library (configuration in pyproject.toml)
+check: install
+	$(VENV)/bin/ruff check ztb_core ztb_tui tests benchmarks
+	$(VENV)/bin/ruff format --check ztb_core ztb_tui tests benchmarks
+	$(VENV)/bin/mypy
+
+# Refresh requirements.lock: resolve pyproject's ranges (+ dev) to the newest versions, with hashes.
+# torch and its CUDA wheels are left out so GPU boxes keep their own build. Run `make test` after.
+# LOCK_CONSTRAINTS=file pins the resolution (e.g. `pip freeze` of a venv the suite passed in).
+LOCK_CONSTRAINTS ?=
+lock:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --quiet \
+	  --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 \
+	  $(if $(LOCK_CONSTRAINTS),-c $(LOCK_CONSTRAINTS)) -o requirements.lock.tmp
+	skip=$$(grep -oE '^(torch|triton|setuptools|cuda-[a-z-]+|nvidia-[a-z0-9-]+)==' requirements.lock.tmp \
+	  | grep -v '^nvidia-ml-py' | tr -d '=' | sed 's/^/--no-emit-package /'); \
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --quiet \
+	  --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 \
+	  $(if $(LOCK_CONSTRAINTS),-c $(LOCK_CONSTRAINTS)) $$skip -o requirements.lock
+	rm -f requirements.lock.tmp
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
