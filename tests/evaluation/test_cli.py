@@ -116,3 +116,80 @@ def test_ztb_eval_rejects_a_bad_override(tmp_path, capsys):
     code = main(["eval", "--model", str(tmp_path), "--set", "bootstrap.method=jackknife"])
     assert code == 2
     assert "bootstrap.method" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    """A tiny run with periodic evaluation at 256, 512 and 768 steps (three val trials)."""
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.trainer import run_training
+
+    root = tmp_path_factory.mktemp("evalsel")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
+        mp.setenv("ZTB_KILL", str(root / "global.stop"))
+        cfg = load_config(TrainConfig, None, [*TINY_TRAIN, "eval.every_steps=256", "total_timesteps=768"])
+        outcome = run_training(cfg, run_id="sel", progress=False)
+    return outcome.run_dir
+
+
+def _eval(run_dir, monkeypatch, capsys, run_id: str, *args: str) -> tuple[dict, str]:
+    from ztb_core.cli import main
+    from ztb_core.paths import runs_dir
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(run_dir.parent.parent))
+    code = main(["eval", "--model", run_dir.name, "--run-id", run_id, *args, *_set([*FAST_EVAL, "report.plots=false"])])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    return json.loads((runs_dir() / run_id / "reports" / f"eval_{run_id}.json").read_text()), out.out
+
+
+def test_default_eval_uses_the_best_checkpoint_by_validation_and_says_so(evaluated_run, monkeypatch, capsys):
+    from ztb_core.manifest import Manifest
+
+    best = [e for e in Manifest(evaluated_run / "checkpoints").entries() if e.get("best")]
+    assert len(best) == 1
+    report, out = _eval(evaluated_run, monkeypatch, capsys, "best1", "--split", "val")
+    meta = report["meta"]
+    assert meta["checkpoint_step"] == best[0]["step"] and "best by periodic evaluation" in meta["checkpoint_choice"]
+    assert f"checkpoint: step {best[0]['step']}" in out
+    # the three periodic evaluations on val selected it: the DSR deflates for them (this one is one of them)
+    inf = report["sharpe_inference"]
+    assert inf["n_trials"] == 3 and inf["n_trials_source"].startswith("registry: 3 evaluation(s) on val")
+    assert inf["trial_sharpe_variance_source"] == "trial_sharpes"
+    assert "ridge" in report["baselines"] and report["baselines"]["ridge"]["params"]["fitted_on"] == "train"
+    assert report["verdict"]["strongest_baseline"] in {"buy_and_hold", "sma_crossover", "ridge", "random"}
+
+
+def test_every_look_at_the_test_split_is_a_trial_and_n_trials_overrides_stamped(evaluated_run, monkeypatch, capsys):
+    first, _ = _eval(evaluated_run, monkeypatch, capsys, "t1", "--split", "test", "--checkpoint", "256")
+    assert first["sharpe_inference"]["n_trials"] == 1
+    again, _ = _eval(evaluated_run, monkeypatch, capsys, "t2", "--split", "test", "--checkpoint", "512")
+    assert again["sharpe_inference"]["n_trials"] == 2  # a second checkpoint tried on test
+    same, _ = _eval(
+        evaluated_run, monkeypatch, capsys, "t3", "--split", "test", "--checkpoint", "512", "--n-trials", "7"
+    )
+    inf = same["sharpe_inference"]
+    assert (
+        inf["n_trials"] == 7
+        and inf["n_trials_source"] == "--n-trials 7 (overrides the trial registry; the registry has 2)"
+    )
+
+
+def test_a_holdout_period_is_evaluated_whole(evaluated_run, monkeypatch, capsys):
+    report, _ = _eval(
+        evaluated_run,
+        monkeypatch,
+        capsys,
+        "hold",
+        "--start",
+        "2020-01-08",
+        "--end",
+        "2020-01-16",
+        "--checkpoint",
+        "latest",
+    )
+    meta = report["meta"]
+    assert meta["split"] == "all" and meta["trial_split"].startswith("all@SYNTH[2020-01-08")
+    assert meta["start"] >= "2020-01-08" and meta["end"] < "2020-01-16"
+    assert "newest valid checkpoint" in meta["checkpoint_choice"]

@@ -1,6 +1,11 @@
-"""`ztb eval`: run a trained agent deterministically over a chronological split with the costs
-it trained with, and write the honest-evaluation report (JSON + Markdown + pictures) into an
-eval run directory."""
+"""`ztb eval`: run a trained agent deterministically over a chronological split (or a whole
+holdout period) with the costs it trained with, and write the honest-evaluation report (JSON +
+Markdown + pictures) into an eval run directory.
+
+Honest by default: the checkpoint is the run's best by validation (and the report says which),
+the DSR is deflated for every evaluation recorded in the run's trial registry on the same data,
+and the agent is judged against the strongest baseline, including a ridge regression on its own
+features fitted on its train split."""
 
 from __future__ import annotations
 
@@ -15,13 +20,24 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_command(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="Checkpoint file, or a training run directory (newest valid checkpoint)."
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint file, training run directory or run id."),
+    checkpoint: str = typer.Option(
+        "best",
+        "--checkpoint",
+        help="Which checkpoint of a run: best (by periodic evaluation), latest, or a step number.",
     ),
     data: str | None = typer.Option(
         None, "--data", help="Evaluate on this stored symbol instead of the training data (same market and features)."
     ),
-    split: str | None = typer.Option(None, "--split", help="train, val or test (default: config, test)."),
+    start: str | None = typer.Option(
+        None, "--start", help="First bar time (UTC) of the evaluated data; with --end, a holdout period (--split all)."
+    ),
+    end: str | None = typer.Option(None, "--end", help="Exclusive end time (UTC) of the evaluated data."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="train, val, test or all (every valid row). Default: config (test); all when --start/--end are given.",
+    ),
     episodes: int | None = typer.Option(
         None, "--episodes", min=1, help="Episodes starting at evenly spaced later bars (start-offset sensitivity)."
     ),
@@ -29,7 +45,7 @@ def eval_command(
         None,
         "--n-trials",
         min=1,
-        help="Strategy variants tried before this one; the Deflated Sharpe Ratio accounts for them.",
+        help="Trials the Deflated Sharpe Ratio deflates for, overriding the run's trial registry (stamped in the report).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", min=0, help="Seed of the bootstrap, Monte Carlo and random baselines."
@@ -48,12 +64,15 @@ def eval_command(
 
     from ..config import load_config
     from ..evaluation import EvalConfig
+    from ..evaluation.selection import choose_checkpoint
     from ..logs import setup_logging
     from ..ops.telemetry import TelemetryThread
     from ..rl.agent import load_agent
     from ..runs import RunWriter
 
     cfg = load_config(EvalConfig, config, overrides)
+    if split is None and (start is not None or end is not None):
+        split = "all"  # a holdout period is evaluated whole unless a split of it is asked for
     if split is not None:
         cfg = _with(cfg, "split", split, "--split")
     if episodes is not None:
@@ -63,9 +82,11 @@ def eval_command(
     if seed is not None:
         cfg = _with(cfg, "seed", seed, "--seed")
     console = Console()
-    # a bad checkpoint fails here, before an eval run directory exists
-    with console.status(f"loading agent {model}"):
-        agent = load_agent(model)
+    # a bad checkpoint or period fails here, before an eval run directory exists
+    choice = choose_checkpoint(model, checkpoint)
+    with console.status(f"loading agent {choice.target}"):
+        agent = load_agent(choice.target)
+    period = holdout_source(agent.train_config, data, start, end)
     writer = RunWriter.create(
         "eval", config=cfg, run_id=run_id, argv=sys.argv, seeds={"seed": cfg.seed}, total_steps=10
     )
@@ -73,12 +94,15 @@ def eval_command(
     with writer, TelemetryThread(writer, interval_s=5.0):
         writer.start_heartbeat()
         writer.set_status("running", step=0, message=f"evaluating {agent.checkpoint_path}")
-        report, paths = run_evaluation(agent, cfg, writer, data=data, console=console)
+        report, paths = run_evaluation(
+            agent, cfg, writer, console=console, choice=choice, period=period, n_trials_flag=n_trials
+        )
         writer.close("completed", message=f"report {paths['json'].name}")
     console.print(summary_table(report))
     console.print(
         f"[bold]{report['verdict']['summary']}[/] ({report['verdict']['passed']}/{report['verdict']['total']} checks)"
     )
+    console.print(f"checkpoint: {choice.description}")
     console.print(f"run directory: {writer.dir}")
     for key, path in paths.items():
         console.print(f"  {key}: {path}")
@@ -97,17 +121,95 @@ def _with(cfg, dotted: str, value, flag: str):
     return validate_config(type(cfg), data, source=flag, overridden={dotted})
 
 
-def run_evaluation(agent, cfg, writer, data: str | None = None, console=None) -> tuple[dict, dict[str, Path]]:
+def holdout_source(train_cfg, data: str | None, start: str | None, end: str | None):
+    """The training run's data source with `--data/--start/--end` applied (validated now, so a bad
+    date fails before a run directory exists), or None when the evaluation uses the training data."""
+    if data is None and start is None and end is None:
+        return None
+    from ..data.source import DataSourceConfig
+    from ..errors import ConfigError
+
+    src = train_cfg.data.model_dump()
+    if data is not None:
+        src.update(kind="store", symbol=data)
+    if start is not None:
+        src["start"] = start
+    if end is not None:
+        src["end"] = end
+    try:
+        return DataSourceConfig.model_validate(src)
+    except ValueError as exc:
+        raise ConfigError(f"--data/--start/--end: {exc}") from None
+
+
+def eval_market(train_cfg, split: str, period=None):
+    """(evaluated slice, train slice, val slice): the train and val splits of the agent's own
+    training data (the ridge baseline's fit and band) and the slice to evaluate, from the training
+    data or from `period` (a `DataSourceConfig`). `all` is every valid row, as one slice."""
+    from dataclasses import replace
+
+    from ..data.splits import SplitConfig
+    from ..rl.market import prepare_splits
+
+    if period is None and split != "all":
+        s = prepare_splits(train_cfg, tuple(dict.fromkeys(("train", "val", split))))
+        return s[split], s["train"], s["val"]
+    s = prepare_splits(train_cfg, ("train", "val"))
+    cfg = train_cfg.model_copy(update={"data": period}) if period is not None else train_cfg
+    if split == "all":
+        whole = cfg.model_copy(update={"splits": SplitConfig(train=1.0, val=0.0, test=0.0, embargo=0)})
+        market = replace(prepare_splits(whole, ("train",))["train"], split="all")
+    else:
+        market = prepare_splits(cfg, (split,))[split]
+    return market, s["train"], s["val"]
+
+
+def trial_split_key(split: str, period) -> str:
+    """The registry's name for the evaluated data: the split, or the split of a holdout period."""
+    if period is None:
+        return split
+    fmt = lambda t: "" if t is None else t.isoformat()  # noqa: E731
+    return f"{split}@{period.symbol}[{fmt(period.start)},{fmt(period.end)})"
+
+
+def deflation_trials(choice, key: str, step: int, this_sharpe: float, n_trials_flag: int | None):
+    """(n_trials, trial_sharpes or None, source): what the DSR deflates for. The registry's
+    evaluations on the same data (this checkpoint counted once), unless --n-trials overrides."""
+    from ..evaluation.trials import collect_trials
+
+    prior = collect_trials(choice.run_dir, key) if choice.run_dir is not None else None
+    if n_trials_flag is not None:
+        had = f"; the registry has {prior.n_trials}" if prior is not None else ""
+        return int(n_trials_flag), None, f"--n-trials {n_trials_flag} (overrides the trial registry{had})"
+    if prior is None:
+        return None, None, "config (a checkpoint outside a run has no trial registry)"
+    others = [
+        sr
+        for sr, rec in zip(prior.sharpes_per_period, prior.records, strict=True)
+        if not (rec.get("run_id") == choice.run_dir.name and rec.get("step") == step)
+    ]
+    n = len(others) + 1
+    source = f"{prior.source}; this checkpoint counted once, {n} in all"
+    return n, (others + [this_sharpe] if n >= 2 else None), source
+
+
+def run_evaluation(
+    agent, cfg, writer, console=None, choice=None, period=None, n_trials_flag: int | None = None
+) -> tuple[dict, dict[str, Path]]:
     """Prepare the agent's market split, roll the policy out, evaluate, write the report."""
     import logging
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..evaluation import evaluate_positions, write_report
+    from ..evaluation import backtest, evaluate_positions, write_report
+    from ..evaluation.metrics import sharpe_per_period
     from ..evaluation.robustness import start_offsets
-    from ..rl.market import prepare_market
+    from ..evaluation.selection import CheckpointChoice
+    from ..evaluation.trials import TrialRegistry
+    from ..rl.evaluate import ridge_for
 
     log = logging.getLogger("ztb.eval")
+    choice = choice or CheckpointChoice(Path(agent.checkpoint_path), None, str(agent.checkpoint_path))
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,30 +225,41 @@ def run_evaluation(agent, cfg, writer, data: str | None = None, console=None) ->
             writer.heartbeat(step=done, min_interval_s=0.0)
 
         train_cfg = agent.train_config
-        if data is not None:
-            train_cfg = train_cfg.model_copy(
-                update={"data": train_cfg.data.model_copy(update={"kind": "store", "symbol": data})}
-            )
+        src = period or train_cfg.data
         log.info(
-            "agent %s (step %d); data %s:%s split %s",
+            "agent %s (step %d, %s); data %s:%s [%s, %s) split %s",
             agent.checkpoint_path,
             agent.step,
-            train_cfg.data.kind,
-            train_cfg.data.symbol,
+            choice.description,
+            src.kind,
+            src.symbol,
+            src.start,
+            src.end,
             cfg.split,
         )
         tick("loading market data", 1)
-        market = prepare_market(train_cfg, cfg.split)
+        market, train, val = eval_market(train_cfg, cfg.split, period)
         tick(f"policy rollout over {len(market):,} bars", 2)
         positions = agent.positions(market)  # the slice: fine-tuned encoders need its windows
         offsets = start_offsets(len(market), cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
         episodes = [(0, positions)] + [(k, agent.positions(market.slice(k))) for k in offsets if k > 0]
+        extra = {}
+        if cfg.baselines.ridge:
+            ridge = ridge_for(train_cfg, train, val, cfg.baselines)
+            extra["ridge"] = (ridge.positions(market.features), ridge.describe())
+        key = trial_split_key(cfg.split, period)
+        returns = backtest(positions, market.open, market.close, train_cfg.env.costs).returns
+        this_sr = sharpe_per_period(returns) if returns.std() > 0 else 0.0
+        n_trials, trial_sharpes, trials_source = deflation_trials(choice, key, int(agent.step), this_sr, n_trials_flag)
         meta = {
             "model": str(agent.checkpoint_path),
             "checkpoint_step": int(agent.step),
-            "symbol": market.symbol or train_cfg.data.symbol,
-            "data_kind": train_cfg.data.kind,
+            "checkpoint_choice": choice.description,
+            "selection_used_test": train_cfg.eval.split == "test",
+            "symbol": market.symbol or src.symbol,
+            "data_kind": src.kind,
             "split": cfg.split,
+            "trial_split": key,
             "run_id": writer.run_id,
         }
 
@@ -162,29 +275,48 @@ def run_evaluation(agent, cfg, writer, data: str | None = None, console=None) ->
             market.timeframe,
             market.market,
             cfg,
+            n_trials=n_trials,
+            trial_sharpes=trial_sharpes,
+            trials_source=trials_source,
             episode_positions=episodes,
             meta=meta,
             progress=stage,
+            extra_baselines=extra,
         )
         progress.update(task, description="writing report and pictures")
         paths = write_report(report, writer.reports_dir, writer.run_id)
     m, inf, b = report["metrics"], report["sharpe_inference"], report["bootstrap"]["intervals"]["sharpe"]
-    writer.metric(
-        int(agent.step),
-        cfg.split,
-        {
-            "sharpe": m["sharpe"],
-            "sharpe_low": b["low"],
-            "sharpe_high": b["high"],
-            "total_return": m["total_return"],
-            "max_drawdown": m["max_drawdown"],
-            "psr": inf["psr"],
-            "dsr": inf["dsr"],
-            "trades": m["trades"],
-            "break_even_cost_bps": report["cost_sensitivity"]["break_even_cost_bps"],
-        },
-        flush=True,
-    )
+    if choice.run_dir is not None:  # this look at the data is a trial of the model's run
+        TrialRegistry(choice.run_dir).record(
+            run_id=choice.run_dir.name,
+            split=key,
+            step=int(agent.step),
+            sharpe=m["sharpe"],
+            sharpe_per_period=inf["sharpe_per_period"],
+            n_obs=inf["n_obs"],
+            source="eval",
+            eval_run_id=writer.run_id,
+        )
+    bls = report["baselines"]
+    row = {
+        "sharpe": m["sharpe"],
+        "sharpe_low": b["low"],
+        "sharpe_high": b["high"],
+        "total_return": m["total_return"],
+        "max_drawdown": m["max_drawdown"],
+        "psr": inf["psr"],
+        "dsr": inf["dsr"],
+        "dsr_trials": inf["n_trials"],
+        "p_value": 1.0 - inf["psr"],
+        "trades": m["trades"],
+        "break_even_cost_bps": report["cost_sensitivity"]["break_even_cost_bps"],
+        "strongest_baseline": report["verdict"]["strongest_baseline"],
+    }
+    for name in ("buy_and_hold", "sma_crossover", "ridge"):
+        if name in bls:
+            for k in ("sharpe", "total_return", "max_drawdown"):
+                row[f"{name}_{k}"] = bls[name]["metrics"][k]
+    writer.metric(int(agent.step), cfg.split, row, flush=True)
     writer.event("report_written", **{k: str(v) for k, v in paths.items()})
     return report, paths
 
@@ -219,11 +351,14 @@ def summary_table(report: dict):
         _num(m["max_drawdown"], "{:.2%}"),
         f"{m['trades']:,}",
     )
-    for key in ("buy_and_hold", "sma_crossover", "flat"):
-        e = report["baselines"][key]
+    strongest = report["verdict"].get("strongest_baseline")
+    for key in ("buy_and_hold", "sma_crossover", "ridge", "flat"):
+        e = report["baselines"].get(key)
+        if e is None:
+            continue
         d = e["difference"]["sharpe"]
         t.add_row(
-            key.replace("_", " "),
+            key.replace("_", " ") + (" [bold](strongest)[/]" if key == strongest else ""),
             _num(e["metrics"]["sharpe"]),
             f"{_num(d['estimate'])} [{_num(d['low'])}, {_num(d['high'])}]",
             _num(e["metrics"]["total_return"], "{:.2%}"),
@@ -241,7 +376,8 @@ def summary_table(report: dict):
         "",
     )
     t.caption = (
-        f"PSR {inf['psr']:.3f} · DSR {inf['dsr']:.3f} ({inf['n_trials']} trials) · break-even cost "
+        f"PSR {inf['psr']:.3f} · DSR {inf['dsr']:.3f} ({inf['n_trials']} trials: "
+        f"{inf.get('n_trials_source', 'config')}) · break-even cost "
         f"{_num(report['cost_sensitivity']['break_even_cost_bps'])} bps (trained at "
         f"{report['cost_sensitivity']['actual_cost_bps']:.2f})"
     )

@@ -137,7 +137,9 @@ class EvalConfig(ZtbModel):
 
     default_file: ClassVar[str | None] = "eval.yaml"
 
-    split: Literal["train", "val", "test"] = Field("test", description="chronological split to evaluate on")
+    split: Literal["train", "val", "test", "all"] = Field(
+        "test", description="chronological split to evaluate on; all = every valid row (a holdout period, whole)"
+    )
     seed: int = Field(0, ge=0, description="seed of every random draw (bootstrap, Monte Carlo, random policy)")
     sharpe: SharpeConfig = SharpeConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
