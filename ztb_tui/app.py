@@ -19,19 +19,24 @@ from ztb_core.runs import ACTIVE_STATES
 
 from .launching import Launched, launch, resume
 from .poller import Poller
+from .screens.compare import CompareScreen
 from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
 from .screens.launch import LaunchRequest, LaunchScreen
 from .screens.run import RunScreen
 from .screens.runs import RunsScreen
 from .screens.stop import StopScreen
 from .sources import HostSample, HostSource, RunRow, RunsSource
-from .widgets.resources import HostBar
+from .widgets.resources import HostBar, ResourcesPanel
 
 
 class ZtbApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "ztb"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help", show=False),
+    ]
 
     def __init__(
         self,
@@ -56,7 +61,7 @@ class ZtbApp(App):
         self.configs = configs or configs_dir()
         self.now = now
         self.runs_source = RunsSource(self.artifacts, now=now, stale_after_s=stale_after_s)
-        self.host_source = host if host is not None else HostSource(gpu=gpu)
+        self.host_source = host if host is not None else HostSource(gpu=gpu, disk_path=self.artifacts)
         self.host_sample: HostSample | None = None
         self.runs_snapshot: list[RunRow] = []
         self.launched: list[Launched] = []
@@ -82,12 +87,11 @@ class ZtbApp(App):
 
     def _apply_host(self, sample: HostSample) -> None:
         self.host_sample = sample
-        for bar in self.screen.query(HostBar):
-            bar.show(sample)
         for screen in self.screen_stack:
-            if screen is not self.screen:
-                for bar in screen.query(HostBar):
-                    bar.show(sample)
+            for bar in screen.query(HostBar):
+                bar.show(sample)
+            for panel in screen.query(ResourcesPanel):
+                panel.host_changed(sample)
 
     def mark_painted(self, what: str) -> None:
         now = time.time()
@@ -99,6 +103,9 @@ class ZtbApp(App):
     # ---- navigation ------------------------------------------------------------------
     def open_run(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(run_dir))
+
+    def open_compare(self, run_dirs: list[Path]) -> None:
+        self.push_screen(CompareScreen(run_dirs))
 
     # ---- launching ---------------------------------------------------------------------
     def action_launch(self) -> None:
@@ -193,12 +200,36 @@ class ZtbApp(App):
         )
 
     def action_clear_global_stop(self) -> None:
+        """Remove the global kill-file, after a confirmation (it is what stops every run)."""
+        if self.readonly:
+            return
         path = global_kill_file(self.artifacts)
-        try:
-            path.unlink()
-            self.notify(f"removed global kill-file {path}")
-        except FileNotFoundError:
+        if not path.exists():
             self.notify("no global kill-file to remove")
+            return
+
+        def go(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                path.unlink()
+                self.notify(f"removed global kill-file {path}")
+            except FileNotFoundError:
+                self.notify("no global kill-file to remove")
+            self.action_refresh_all()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Remove the global kill-file?",
+                f"{path}\nRuns still running keep going; new runs no longer stop at step 0.",
+                yes="Remove",
+            ),
+            go,
+        )
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
     def action_refresh_all(self) -> None:
         for screen in self.screen_stack:
@@ -207,7 +238,10 @@ class ZtbApp(App):
 
     # ---- command palette --------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":  # Textual's keys panel does not close on Esc: ours does
+                yield command
+        yield SystemCommand("Keys", "Every key of the console (also ?)", self.action_help)
         yield SystemCommand("Refresh", "Poll every source now", self.action_refresh_all)
         if not self.readonly:
             yield SystemCommand("Launch a run", "pretrain / train / live dry-run / live minimal", self.action_launch)

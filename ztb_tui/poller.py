@@ -1,7 +1,9 @@
 """Background polling that never blocks the UI and never overlaps.
 
-Polling pauses while the owner's screen is not the current one (another screen or a modal is
-on top) and resumes with an immediate poll when it comes back, so hidden panels cost nothing.
+Polling pauses while the owner's screen is hidden by another full screen and resumes with an
+immediate poll when it comes back, so hidden panels cost nothing. A modal dialog hides nothing:
+the screen behind it stays visible, so it keeps polling (a stop countdown over a run view must not
+freeze that run's progress and ETA).
 
 Each source gets one `Poller`: a timer starts a *thread* worker that calls `fetch()`; the
 result is handed back to the UI thread with `call_from_thread`, applied, and only then is the
@@ -14,9 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from textual.app import App
 from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
 
 T = TypeVar("T")
+
+
+def screen_visible(screen: Screen) -> bool:
+    """True when `screen` is on display: the current screen, or under only modal dialogs."""
+    stack = screen.app.screen_stack
+    if screen not in stack:
+        return False
+    above = stack[stack.index(screen) + 1 :]
+    return all(isinstance(s, ModalScreen) for s in above)
 
 
 class Poller(Generic[T]):
@@ -43,12 +56,10 @@ class Poller(Generic[T]):
         self.paused = False
 
     def visible(self) -> bool:
-        from textual.app import App
-
         if isinstance(self.owner, App):
             return True
         try:
-            return self.owner.screen is self.owner.app.screen
+            return screen_visible(self.owner.screen)
         except Exception:
             return False
 

@@ -14,10 +14,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ztb_core.atomic import atomic_write_json, read_json
+from ztb_core.manifest import Manifest
+from ztb_core.ops.disk import DiskHealth, disk_health
+from ztb_core.paths import global_kill_file
 from ztb_core.runs import ACTIVE_STATES, DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, liveness, runs_dir
 
 Clock = Callable[[], float]
@@ -125,7 +129,7 @@ class RunsSource:
             liveness=label,
             step=step,
             total_steps=status.get("total_steps"),
-            fps=self._shown_rate(label, self._rate(run_dir.name, status, step)),
+            fps=self._shown_rate(label, self._rate(run_dir.name, status, step), status, now),
             heartbeat_age_s=max(0.0, now - float(updated)) if updated else None,
             pid=status.get("pid"),
             pid_alive=alive,
@@ -149,9 +153,20 @@ class RunsSource:
             return None
         return self._fps.get(run_id)
 
-    @staticmethod
-    def _shown_rate(label: str, fps: float | None) -> float | None:
-        return None if label == "dead" else fps
+    def _shown_rate(self, label: str, fps: float | None, status: dict, now: float) -> float | None:
+        """A rate (and so an ETA) only while the run visibly makes progress: a stale or dead run,
+        or one whose step has not moved for `stale_after_s`, shows none rather than an old one."""
+        if label in ("dead", "stale"):
+            return None
+        moved = status.get("step_updated_at")
+        if isinstance(moved, (int, float)) and now - float(moved) > self.stale_after_s:
+            return None
+        return fps
+
+    def global_stop(self) -> Path | None:
+        """The global kill-file when it exists: every run stops, and so does any new one."""
+        path = global_kill_file(self.artifacts)
+        return path if path.exists() else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,34 +354,55 @@ class TextFollower:
 
 class LogsSource:
     """All text logs of a run: `logs/*.log` plus the console's launch output for that run
-    (which holds anything printed before the run wrote its own log, such as a crash at start)."""
+    (which holds anything printed before the run wrote its own log, such as a crash at start).
 
-    def __init__(self, run_dir: Path, extra: Iterable[Path] = ()):
+    Files are read oldest first (by modification time, not by name: a resume's output must come
+    after the first start's, so the tail shows the newest text). Lines carry no file-name prefix;
+    a short `── name ──` line marks where the text switches to another file."""
+
+    def __init__(self, run_dir: Path, extra: Iterable[Path] | Callable[[], Iterable[Path]] = ()):
         self.run_dir = Path(run_dir)
-        self.extra = [Path(p) for p in extra]
+        self._extra = extra
         self.followers: dict[Path, TextFollower] = {}
+        self._current: Path | None = None
+
+    def extra(self) -> list[Path]:
+        found = self._extra() if callable(self._extra) else self._extra
+        return [Path(p) for p in found]
 
     def files(self) -> list[Path]:
-        found = sorted((self.run_dir / "logs").glob("*.log")) if (self.run_dir / "logs").is_dir() else []
-        return found + [p for p in self.extra if p.exists()]
+        logs = self.run_dir / "logs"
+        found = list(logs.glob("*.log")) if logs.is_dir() else []
+        found += [p for p in self.extra() if p.exists()]
+        return sorted(found, key=_mtime_then_name)
 
     def poll(self) -> TailLines:
         files = self.files()
         lines: list[str] = []
         reset = False
-        many = len(files) > 1
         for path in files:
             follower = self.followers.get(path)
             if follower is None:
                 follower = self.followers[path] = TextFollower(path)
             got = follower.poll()
             reset |= got.reset
-            lines.extend(f"[{path.name}] {line}" if many else line for line in got.lines)
+            if got.lines and len(files) > 1 and path != self._current:
+                lines.append(f"── {path.name} ──")
+            if got.lines:
+                self._current = path
+            lines.extend(got.lines)
         return TailLines(lines, reset)
 
     def close(self) -> None:
         for f in self.followers.values():
             f.close()
+
+
+def _mtime_then_name(path: Path) -> tuple[float, str]:
+    try:
+        return (path.stat().st_mtime, path.name)
+    except OSError:
+        return (math.inf, path.name)
 
 
 ALERT_EVENTS = frozenset({"alert", "error", "failed", "fatal", "killed", "stop_escalated", "restarted"})
@@ -415,11 +451,33 @@ class CheckpointRow:
     entry: dict = field(compare=False, default_factory=dict)
 
 
-class CheckpointsSource:
-    def __init__(self, run_dir: Path):
-        from ztb_core.manifest import Manifest
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying one checkpoint file against the manifest."""
 
-        self.manifest = Manifest(Path(run_dir) / "checkpoints")
+    file: str
+    step: int
+    ok: bool
+    reason: str
+    sha256: str | None = None
+    verified_at: float | None = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.reason == PRUNED
+
+
+PRUNED = "pruned"
+VERIFY_REPORT = Path("reports") / "verify.json"
+
+
+class CheckpointsSource:
+    """The manifest of one run, plus the console's verification verdicts, which are kept in
+    `reports/verify.json` so the next console (or another person's) knows what was checked."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.manifest = Manifest(self.run_dir / "checkpoints")
         self._mtime: float | None = None
         self._rows: list[CheckpointRow] = []
 
@@ -448,8 +506,61 @@ class CheckpointsSource:
             ]
         return list(self._rows)
 
-    def verify(self, row: CheckpointRow) -> tuple[bool, str]:
-        return self.manifest.verify(row.entry)
+    def current(self, row: CheckpointRow) -> CheckpointRow | None:
+        """The manifest's entry for this checkpoint now (same file, same step), or None when it
+        was pruned or replaced since the row was read."""
+        for e in self.manifest.entries():
+            if e.get("file") == row.file and int(e.get("step", 0) or 0) == row.step:
+                return replace(row, sha256=e.get("sha256"), entry=dict(e))
+        return None
+
+    def verify(self, row: CheckpointRow) -> Verdict:
+        """Verify the checkpoint the person chose, by file and step; a pruned one says so. The
+        verdict is recorded in reports/verify.json."""
+        now_row = self.current(row)
+        if now_row is None:
+            return Verdict(row.file, row.step, False, PRUNED)
+        ok, reason = self.manifest.verify(now_row.entry)
+        if not ok and reason == "missing" and self.current(row) is None:
+            return Verdict(row.file, row.step, False, PRUNED)  # pruned while we read it
+        verdict = Verdict(row.file, row.step, ok, reason, now_row.sha256, time.time())
+        self._record(verdict)
+        return verdict
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Recorded verdicts still valid for the manifest (same file, step and sha256)."""
+        try:
+            raw = read_json(self.run_dir / VERIFY_REPORT)
+        except (FileNotFoundError, ValueError, OSError):
+            return {}
+        current = {r.file: r for r in self.poll()}
+        out: dict[str, Verdict] = {}
+        for file, v in (raw.get("checkpoints") or {}).items() if isinstance(raw, dict) else ():
+            row = current.get(file)
+            if row is None or not isinstance(v, dict):
+                continue
+            if v.get("step") == row.step and v.get("sha256") == row.sha256:
+                out[file] = Verdict(
+                    file, row.step, bool(v.get("ok")), str(v.get("reason", "")), row.sha256, v.get("verified_at")
+                )
+        return out
+
+    def _record(self, verdict: Verdict) -> None:
+        path = self.run_dir / VERIFY_REPORT
+        try:
+            raw = read_json(path)
+        except (FileNotFoundError, ValueError, OSError):
+            raw = {}
+        checkpoints = dict(raw.get("checkpoints") or {}) if isinstance(raw, dict) else {}
+        checkpoints[verdict.file] = {
+            "step": verdict.step,
+            "ok": verdict.ok,
+            "reason": verdict.reason,
+            "sha256": verdict.sha256,
+            "verified_at": verdict.verified_at,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"checkpoints": checkpoints})
 
     def remove(self, row: CheckpointRow) -> None:
         self.manifest.remove(row.file)
@@ -470,22 +581,76 @@ class HostSample:
     gpu_available: bool
     gpu_reason: str
     gpus: tuple[Any, ...] = ()  # GpuSample
+    disk: DiskHealth | None = None  # the artifacts filesystem
+
+
+class CpuMeter:
+    """Whole-machine CPU % since the previous call, from its own `cpu_times()` baseline.
+
+    `psutil.cpu_percent(None)` keeps one baseline per process, shared with every other caller
+    (the telemetry sampler, libraries), and its first call returns a meaningless 0.0; so the
+    console read 0% on a saturated machine. Busy time is total minus idle and iowait, as psutil
+    counts it."""
+
+    def __init__(self, cpu_times: Callable[[], Any]):
+        self._times = cpu_times
+        self._last = cpu_times()  # the primed baseline: the first reading covers a real interval
+        self._value = 0.0
+
+    @staticmethod
+    def _split(t: Any) -> tuple[float, float]:
+        fields = t._asdict()
+        # guest time is already counted in user/nice (Linux)
+        total = sum(v for k, v in fields.items() if k not in ("guest", "guest_nice"))
+        idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+        return total, total - idle
+
+    def __call__(self) -> float:
+        now = self._times()
+        total0, busy0 = self._split(self._last)
+        total1, busy1 = self._split(now)
+        if total1 - total0 > 0:
+            self._value = max(0.0, min(100.0, 100.0 * (busy1 - busy0) / (total1 - total0)))
+            self._last = now
+        return self._value
 
 
 class HostSource:
     """CPU, memory and GPUs of the machine the console runs on. Takes any `GpuSource`
     (NVML in production, a fake in tests); no GPU is a state to show, never an error."""
 
-    def __init__(self, gpu: Any = None, mem: Callable[[], Any] | None = None, cpu: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        gpu: Any = None,
+        mem: Callable[[], Any] | None = None,
+        cpu: Callable[[], float] | None = None,
+        disk_path: Path | None = None,
+        now: Clock = time.time,
+    ):
         import psutil
 
+        self.disk_path = disk_path
+        self.now = now
+        self._disk_history: deque[tuple[float, int]] = deque(maxlen=4096)
         if gpu is None:
             from ztb_core.ops.telemetry import NvmlSource
 
             gpu = NvmlSource()
         self.gpu = gpu
         self._mem = mem or psutil.virtual_memory
-        self._cpu = cpu or (lambda: psutil.cpu_percent(None))
+        self._cpu = cpu or CpuMeter(psutil.cpu_times)
+
+    def _disk(self) -> DiskHealth | None:
+        """Free space, growth and time to full of the artifacts filesystem (ops.disk)."""
+        if self.disk_path is None:
+            return None
+        now = self.now()
+        try:
+            health = disk_health(self.disk_path, list(self._disk_history), now=now)
+        except OSError:
+            return None
+        self._disk_history.append((now, health.free_bytes))
+        return health
 
     def poll(self) -> HostSample:
         vm = self._mem()
@@ -495,6 +660,7 @@ class HostSource:
         except Exception as exc:  # a driver hiccup must not take the console down
             gpus, available, reason = (), False, f"{exc.__class__.__name__}: {exc}"
         return HostSample(
+            disk=self._disk(),
             cpu_pct=float(self._cpu()),
             mem_pct=float(vm.percent),
             mem_used_mb=(vm.total - vm.available) / 2**20,
@@ -503,3 +669,103 @@ class HostSource:
             gpu_reason=reason,
             gpus=gpus,
         )
+
+
+# ---------------------------------------------------------------------------------------
+# charts: whole-history series, downsampled for drawing
+# ---------------------------------------------------------------------------------------
+
+CHART_BUCKETS = 512  # points kept per charted series: more than a terminal can draw
+
+
+class Downsampled:
+    """A bounded summary of a long series for drawing: at most `cap` points, each the mean of
+    `width` consecutive values at the step of the last one; when full, neighbours merge and
+    `width` doubles. O(1) amortised per value, so a 1M-point series costs 512 points of memory.
+    Drawing only: statistics (last/min/max) come from every value (`Series`)."""
+
+    __slots__ = ("cap", "width", "steps", "values", "_acc", "_n", "_step", "count")
+
+    def __init__(self, cap: int = CHART_BUCKETS):
+        self.cap = cap
+        self.width = 1
+        self.steps: list[float] = []
+        self.values: list[float] = []
+        self._acc = 0.0
+        self._n = 0
+        self._step = 0.0
+        self.count = 0
+
+    def add(self, step: float, value: float) -> None:
+        self.count += 1
+        self._acc += value
+        self._n += 1
+        self._step = step
+        if self._n < self.width:
+            return
+        self.steps.append(step)
+        self.values.append(self._acc / self._n)
+        self._acc, self._n = 0.0, 0
+        if len(self.values) >= self.cap:
+            self.steps = self.steps[1::2]
+            v = self.values
+            self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v) - 1, 2)]
+            self.width *= 2
+
+    def points(self) -> tuple[list[float], list[float]]:
+        if self._n:
+            return self.steps + [self._step], self.values + [self._acc / self._n]
+        return list(self.steps), list(self.values)
+
+
+@dataclass(frozen=True)
+class ChartSnapshot:
+    series: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]  # "split/name" -> (steps, values)
+    counts: dict[str, int]  # values seen per key (all of them, not the drawn ones)
+    version: int  # changes whenever any series changed
+
+
+class ChartSource:
+    """Follows one run's metrics.jsonl from its first line (charts show the whole run, unlike
+    the sparklines' recent window) and keeps each numeric series downsampled. The first poll of a
+    huge file runs in the poller's thread; later polls read only what was appended."""
+
+    def __init__(self, run_dir: Path, keep: Callable[[str], bool] | None = None, cap: int = CHART_BUCKETS):
+        self.tail = JsonlTail(Path(run_dir) / "metrics.jsonl")
+        self.keep = keep or (lambda key: not key.startswith("sys/"))
+        self.cap = cap
+        self._series: dict[str, Downsampled] = {}
+        self._version = 0
+        self._snap: ChartSnapshot | None = None
+
+    def poll(self) -> ChartSnapshot:
+        result = self.tail.poll()
+        if result.reset:
+            self._series.clear()
+        changed = result.reset
+        series, keep = self._series, self.keep
+        for rec in result.records:
+            split = rec.get("split", "?")
+            step = rec.get("step", 0)
+            step = float(step) if isinstance(step, (int, float)) else 0.0
+            for name, value in rec.items():
+                if name in MetricsSource.SKIP or not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                if not math.isfinite(value):
+                    continue
+                key = f"{split}/{name}"
+                d = series.get(key)
+                if d is None:
+                    if not keep(key):
+                        continue
+                    d = series[key] = Downsampled(self.cap)
+                d.add(step, float(value))
+                changed = True
+        if changed or self._snap is None:
+            self._version += 1
+            drawn = {}
+            for key, d in series.items():
+                xs, ys = d.points()
+                drawn[key] = (tuple(xs), tuple(ys))
+            self._snap = ChartSnapshot(drawn, {k: d.count for k, d in series.items()}, self._version)
+        return self._snap

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fixtures import NOW, make_run
 from textual.command import CommandPalette
-from textual.widgets import Button, DataTable, Input, Log, RichLog, Select, Sparkline, Static, TabbedContent
+from textual.widgets import Button, DataTable, Input, RichLog, Select, Sparkline, Static, TabbedContent
 
 from ztb_core.manifest import Manifest
 from ztb_core.runs import RunReader
@@ -165,14 +165,18 @@ async def test_logs_follow_and_events_highlight_alerts(make_app, fleet) -> None:
         screen = await open_run(pilot, app, "train-20260101-100000-a1b2")
         await pilot.press("3")
         assert screen.query_one("#tabs", TabbedContent).active == "tab-logs"
-        log = screen.query_one("#log", Log)
-        await wait_for(pilot, lambda: log.line_count >= 30)
+        log = screen.query_one("#log", RichLog)
+
+        def log_lines() -> list[str]:
+            return [line.text.rstrip() for line in log.lines]
+
+        await wait_for(pilot, lambda: len(log.lines) >= 30)
         with open(fleet["train"] / "logs" / "run.log", "a") as fh:
             fh.write("ERROR something new\n")
-        await wait_for(pilot, lambda: log.lines[-1] == "ERROR something new")
+        await wait_for(pilot, lambda: log_lines()[-1] == "ERROR something new")
         (fleet["train"] / "logs" / "run.log").write_text("after truncation\n")
-        await wait_for(pilot, lambda: log.lines[-1] == "after truncation")
-        assert "— log truncated; following it from the top —" in log.lines
+        await wait_for(pilot, lambda: log_lines()[-1] == "after truncation")
+        assert "— log truncated; following it from the top —" in log_lines()
         await pilot.press("4")
         events = screen.query_one("#events", RichLog)
         await wait_for(pilot, lambda: len(events.lines) >= 4)
@@ -252,7 +256,10 @@ async def test_resume_from_checkpoint_launches_detached(make_app, fleet, spy_lau
         table = screen.query_one("#checkpoints", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2)
         table.move_cursor(row=1)
-        await pilot.press("r", "y")
+        await pilot.press("R")  # r is refresh everywhere; R resumes, after verifying the checkpoint
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "checksum verified" in str(app.screen.query_one("#detail", Static).render())
+        await pilot.press("y")
         await wait_for(pilot, lambda: len(app.launched) == 1)
         proc = app.launched[0].proc
         try:
@@ -403,8 +410,16 @@ async def test_stop_all_writes_the_global_kill_file(make_app, artifacts: Path) -
             await pilot.press("n")
             assert app.screen.query("#global-warning")
             await pilot.press("escape")
-            app.action_clear_global_stop()
+            # the runs list says the kill-file is there, and removes it only after a confirmation
+            banner = app.screen.query_one("#global-stop", Static)
+            await wait_for(pilot, lambda: banner.display and "global kill-file present" in str(banner.render()))
+            await pilot.press("X")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")
+            assert Path(os.environ["ZTB_KILL"]).exists()
+            await pilot.press("X", "y")
             assert not Path(os.environ["ZTB_KILL"]).exists()
+            await wait_for(pilot, lambda: not banner.display)
         assert proc.wait(5) == 0
     finally:
         proc.kill()

@@ -1,10 +1,14 @@
-"""The launch dialog: job kind, config file, overrides, optional run id."""
+"""The launch dialog: job kind, config file, overrides, steps, optional run id. Nothing starts
+until the overrides pass the same typed config the command loads (checked in a worker thread:
+the config models import the data stack)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -13,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ztb_core.errors import ZtbError
 
-from ..launching import JOB_KINDS, available_configs, parse_overrides
+from ..launching import JOB_KINDS, available_configs, parse_overrides, validate_launch
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.configs = available_configs(configs_root)
         self.global_stop = global_stop
         self.initial_kind = kind
+        self.checking = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog launch-dialog"):
@@ -55,7 +60,10 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
                 yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
             with Horizontal(classes="field"):
                 yield Label("overrides")
-                yield Input(placeholder="key=value ... e.g. seed=1", id="overrides")
+                yield Input(placeholder=self._example(self.initial_kind), id="overrides")
+            with Horizontal(classes="field"):
+                yield Label("steps")
+                yield Input(placeholder="from the config", id="steps", restrict=r"[0-9_,]*")
             with Horizontal(classes="field"):
                 yield Label("run id")
                 yield Input(placeholder="automatic", id="run-id")
@@ -75,9 +83,18 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
                 self.query_one("#config", Select).value = str(p)
                 return
 
+    @staticmethod
+    def _example(kind: str) -> str:
+        return f"key=value ... e.g. {JOB_KINDS[kind].example}"
+
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "kind" and isinstance(event.value, str):
             self._pick_config(event.value)
+            self.query_one("#overrides", Input).placeholder = self._example(event.value)
+            steps = self.query_one("#steps", Input)
+            key = JOB_KINDS[event.value].steps_key
+            steps.disabled = key is None
+            steps.placeholder = f"from the config ({key})" if key else "n/a for this job"
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -93,17 +110,41 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.dismiss(None)
 
     def action_launch(self) -> None:
-        kind = self.query_one("#kind", Select).value
-        config = self.query_one("#config", Select).value
+        if self.checking:
+            return
+        kind = str(self.query_one("#kind", Select).value)
+        value = self.query_one("#config", Select).value
+        config = Path(str(value)) if isinstance(value, str) else None
         try:
             overrides = parse_overrides(self.query_one("#overrides", Input).value)
         except ZtbError as exc:
-            self.query_one("#launch-error", Static).update(f"[red]{exc}[/]")
+            self._error(str(exc))
             return
         run_id = self.query_one("#run-id", Input).value.strip() or None
         if run_id and not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            self.query_one("#launch-error", Static).update("[red]run id: use letters, digits, '-', '_' and '.'[/]")
+            self._error("run id: use letters, digits, '-', '_' and '.'")
             return
-        self.dismiss(
-            LaunchRequest(str(kind), Path(str(config)) if isinstance(config, str) else None, overrides, run_id)
-        )
+        self.checking = True
+        self.query_one("#launch-error", Static).update("[dim]checking the config…[/]")
+        self._check(kind, config, overrides, self.query_one("#steps", Input).value, run_id)
+
+    def _error(self, text: str) -> None:
+        self.query_one("#launch-error", Static).update(Text(text, style="red"))
+
+    @work(thread=True, exclusive=True, group="launch-check")
+    def _check(self, kind: str, config: Path | None, overrides: list[str], steps: str, run_id: str | None) -> None:
+        try:
+            final = validate_launch(kind, config, overrides, steps)
+            result: LaunchRequest | str = LaunchRequest(kind, config, final, run_id)
+        except ZtbError as exc:
+            result = str(exc)
+        except Exception as exc:  # a config model that fails to import is shown, not raised
+            result = f"cannot check the config: {exc.__class__.__name__}: {exc}"
+        self.app.call_from_thread(self._checked, result)
+
+    def _checked(self, result: LaunchRequest | str) -> None:
+        self.checking = False
+        if isinstance(result, str):
+            self._error(result)
+        else:
+            self.dismiss(result)

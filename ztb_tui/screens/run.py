@@ -1,8 +1,10 @@
 """The run view: status + progress + the big red STOP, then tabs for curves and resources,
-checkpoints, logs, events and the resolved config. Every panel is fed by its own poller."""
+checkpoints, logs, events and the resolved config, plus the run kind's own view (evaluation
+report, tuning trials, live trading state). Every panel is fed by its own poller."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.text import Text
@@ -10,8 +12,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Log, ProgressBar, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, RichLog, Static, TabbedContent, TabPane
 
 from ztb_core.runs import FINAL_STATES, RunReader
 
@@ -19,6 +22,8 @@ from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
 from ..launching import launch_output
 from ..poller import Poller
 from ..sources import (
+    ChartSnapshot,
+    ChartSource,
     CheckpointRow,
     CheckpointsSource,
     EventsSource,
@@ -27,12 +32,17 @@ from ..sources import (
     MetricsSource,
     RunRow,
     TailLines,
+    Verdict,
     event_severity,
     event_text,
 )
-from ..widgets import cursor_key, set_display, set_text
+from ..widgets import NavTable, console, cursor_key, set_display, set_text
+from ..widgets.charts import CHARTS, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
+from .confirm import ConfirmScreen
+from .runs import global_stop_text
+from .views import KIND_VIEWS
 
 TABS = ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config")
 CKPT_COLUMNS = (
@@ -44,20 +54,25 @@ CKPT_COLUMNS = (
     ("file", "file", None),
 )
 SEVERITY_STYLE = {"alert": "bold red", "notice": "yellow", "info": ""}
+WIDE = 120  # from this width the curves and the resources sit side by side
 
 
 class RunScreen(Screen):
+    AUTO_FOCUS = "#overview-scroll"
     BINDINGS = [
-        Binding("escape", "back", "Runs"),
+        Binding("escape,q", "back", "Runs"),
         Binding("s", "stop", "STOP"),
+        Binding("r", "refresh", "Refresh"),
         Binding("1", "show_tab('tab-overview')", "Curves", show=False),
         Binding("2", "show_tab('tab-checkpoints')", "Ckpts", show=False),
         Binding("3", "show_tab('tab-logs')", "Logs", show=False),
         Binding("4", "show_tab('tab-events')", "Events", show=False),
         Binding("5", "show_tab('tab-config')", "Config", show=False),
+        Binding("6", "show_tab('tab-kind')", "View", show=False),
         Binding("v", "verify", "Verify"),
-        Binding("r", "resume", "Resume"),
+        Binding("R", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
+        Binding("question_mark", "app.help", "Help"),
     ]
 
     def __init__(self, run_dir: Path):
@@ -67,23 +82,29 @@ class RunScreen(Screen):
         self.kind = str(self.reader.info().get("kind", "?"))
         self.row: RunRow | None = None
         self.metrics = MetricsSource(self.run_dir)
+        self.charts = ChartSource(self.run_dir)
         self.checkpoints = CheckpointsSource(self.run_dir)
-        self.logs = LogsSource(self.run_dir, launch_output(self.app_artifacts(), self.run_dir.name))
+        artifacts = self.run_dir.parent.parent  # <artifacts>/runs/<run_id>
+        # re-listed each poll: a resume launched while this view is open adds an output file
+        self.logs = LogsSource(self.run_dir, lambda: launch_output(artifacts, self.run_dir.name))
         self.events = EventsSource(self.run_dir)
         self.snapshot: MetricsSnapshot | None = None
         self.ckpt_rows: dict[str, CheckpointRow] = {}
-        self.verified: dict[str, tuple[bool, str]] = {}
+        #: the checkpoint under the cursor when the manifest dropped it: kept (marked pruned) so an
+        #: action never silently lands on the neighbour that took its row
+        self.ghost: CheckpointRow | None = None
+        self.verified: dict[str, Verdict] = {}
         self.pollers: list[Poller] = []
         self.alerts = 0
         self.painted_at: float | None = None
-
-    def app_artifacts(self) -> Path:
-        # the run folder is <artifacts>/runs/<run_id>
-        return self.run_dir.parent.parent
+        self.kind_view = KIND_VIEWS[self.kind](self.run_dir) if self.kind in KIND_VIEWS else None
 
     # ---- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
+        banner = Static("", id="global-stop")
+        banner.display = False
+        yield banner
         with Horizontal(id="runbar"):
             with Vertical(id="runinfo"):
                 yield Static(self.run_dir.name, id="run-title")
@@ -93,45 +114,59 @@ class RunScreen(Screen):
             yield Button("■ STOP", id="stop", variant="error")
         with TabbedContent(id="tabs"):
             with TabPane("1 Curves", id="tab-overview"):
-                with Horizontal(id="overview"):
-                    yield MetricPanel("training curves", "no training metrics yet", id="curves")
-                    with Vertical(id="res-col"):
-                        yield HostBar(id="host")
-                        yield ResourcesPanel(id="resources")
+                with VerticalScroll(id="overview-scroll"):
+                    with Horizontal(id="overview"):
+                        with Vertical(id="chart-col"):
+                            yield ChartsPanel(CHARTS.get(self.kind, ()), id="charts")
+                            yield MetricPanel("training curves", "no training metrics yet", id="curves")
+                        with Vertical(id="res-col"):
+                            yield HostBar(id="host")
+                            yield ResourcesPanel(id="resources")
             with TabPane("2 Checkpoints", id="tab-checkpoints"):
-                table: DataTable = DataTable(id="checkpoints", cursor_type="row")
+                table = NavTable(id="checkpoints", cursor_type="row")
                 for label, key, width in CKPT_COLUMNS:
                     table.add_column(label, key=key, width=width)
                 yield table
                 yield Static("no checkpoints yet", id="ckpt-empty")
             with TabPane("3 Logs", id="tab-logs"):
-                yield Log(id="log", max_lines=5000)
+                # wrapped, not cut: a traceback line is read whole
+                yield RichLog(id="log", max_lines=5000, wrap=True, markup=False, highlight=False)
             with TabPane("4 Events", id="tab-events"):
                 yield RichLog(id="events", max_lines=2000, wrap=True, markup=False)
             with TabPane("5 Config", id="tab-config"):
                 with VerticalScroll():
                     yield Static(Text(self.reader.config_text() or "(no config.yaml)"), id="config")
+            if self.kind_view is not None:
+                with TabPane(f"6 {self.kind_view.TAB}", id="tab-kind"):
+                    yield self.kind_view
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.app
+        app = console(self)
         self.title = f"ztb · {self.kind}"
         self.sub_title = self.run_dir.name
-        if app.readonly:  # type: ignore[attr-defined]
+        if app.readonly:
             self.query_one("#stop", Button).display = False
         self.query_one("#checkpoints", DataTable).display = False
-        self._layout_for(self.size.width)
-        every = app.refresh_s  # type: ignore[attr-defined]
+        self._layout_for(self.size.width or 80, self.size.height or 24)
+        every = app.refresh_s
         err = self._poll_error
+        source = app.runs_source
         self.pollers = [
-            Poller(self, "status", lambda: app.runs_source.one(self.run_dir), self.apply_status, every, err),  # type: ignore[attr-defined]
+            Poller(
+                self, "status", lambda: (source.one(self.run_dir), source.global_stop()), self.apply_status, every, err
+            ),
             Poller(self, "metrics", self.metrics.poll, self.apply_metrics, every, err),
-            Poller(self, "checkpoints", self.checkpoints.poll, self.apply_checkpoints, every, err),
+            Poller(self, "charts", self.charts.poll, self.apply_charts, every, err),
+            Poller(self, "checkpoints", self._poll_checkpoints, self.apply_checkpoints, every, err),
             Poller(self, "logs", self.logs.poll, self.apply_logs, every, err),
             Poller(self, "events", self.events.poll, self.apply_events, every, err),
         ]
+        if self.kind_view is not None:
+            self.pollers.append(Poller(self, "kind", self.kind_view.fetch, self.kind_view.apply, every, err))
         for p in self.pollers:
             p.start()
+        self.query_one("#overview-scroll").focus()
 
     def on_screen_resume(self) -> None:
         for p in self.pollers:
@@ -142,18 +177,23 @@ class RunScreen(Screen):
             p.stop()
         self.logs.close()
 
-    def on_resize(self, event) -> None:
-        self._layout_for(event.size.width)
+    def on_resize(self, event: Resize) -> None:
+        self._layout_for(event.size.width, event.size.height)
 
-    def _layout_for(self, width: int) -> None:
-        # side by side when there is room, stacked on an 80-column terminal
-        self.query_one("#overview").set_class(width >= 120, "-wide")
+    def _layout_for(self, width: int, height: int) -> None:
+        # side by side when there is room, stacked (and scrolled) on an 80-column terminal;
+        # charts grow with the terminal so a tall one is not left empty
+        wide = width >= WIDE
+        self.query_one("#overview").set_class(wide, "-wide")
+        self.query_one("#overview").set_class(not wide, "-narrow")
+        free = max(8, height - 9)
+        self.query_one("#charts", ChartsPanel).set_chart_height(max(8, free // 2) if wide else max(8, min(14, free)))
 
     def _poll_error(self, exc: BaseException) -> None:
         self.notify(f"{self.run_dir.name}: {exc.__class__.__name__}: {exc}", severity="error", timeout=5)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop", "resume", "delete") and self.app.readonly:  # type: ignore[attr-defined]
+        if action in ("stop", "resume", "delete") and console(self).readonly:
             return False
         if action in ("verify", "resume", "delete"):
             try:
@@ -161,13 +201,19 @@ class RunScreen(Screen):
             except Exception:
                 return False
             return True if on_ckpts else None
+        if action == "show_tab" and parameters == ("tab-kind",) and self.kind_view is None:
+            return False
         return True
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
 
     # ---- pollers ----------------------------------------------------------------------
-    def apply_status(self, row: RunRow) -> None:
+    def apply_status(self, result: tuple[RunRow, Path | None]) -> None:
+        row, global_stop = result
+        banner = self.query_one("#global-stop", Static)
+        set_text(banner, global_stop_text(global_stop))
+        set_display(banner, global_stop is not None)
         if row == self.row:
             return
         self.row = row
@@ -193,7 +239,8 @@ class RunScreen(Screen):
         total = f"/{steps(row.total_steps)}" if row.total_steps else ""
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
-        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}", layout=False)
+        stalled = " · [magenta]no progress: rate unknown[/]" if row.liveness in ("stale", "dead") else ""
+        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}{stalled}", layout=False)
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
         if button.disabled != final:
@@ -213,25 +260,41 @@ class RunScreen(Screen):
         if self.painted_at is None:
             self.call_after_refresh(self._painted)
 
+    def apply_charts(self, snap: ChartSnapshot) -> None:
+        self.query_one("#charts", ChartsPanel).show(snap)
+
     def _painted(self) -> None:
-        import time
-
         self.painted_at = time.time()
-        self.app.mark_painted(f"run:{self.run_dir.name}")  # type: ignore[attr-defined]
+        console(self).mark_painted(f"run:{self.run_dir.name}")
 
-    def apply_checkpoints(self, rows: list[CheckpointRow]) -> None:
+    def _poll_checkpoints(self) -> tuple[list[CheckpointRow], dict[str, Verdict]]:
+        return self.checkpoints.poll(), self.checkpoints.verdicts()
+
+    def apply_checkpoints(self, result: tuple[list[CheckpointRow], dict[str, Verdict]]) -> None:
+        rows, verdicts = result
+        for file, verdict in verdicts.items():  # recorded by this or an earlier console
+            if self.verified.get(file) != verdict:
+                self.verified[file] = verdict
+                self._show_check(file)
         new = {r.file: r for r in rows}
         table = self.query_one("#checkpoints", DataTable)
-        set_display(self.query_one("#ckpt-empty", Static), not rows)
-        set_display(table, bool(rows))
-        if list(new) != list(self.ckpt_rows) or any(new[k] != self.ckpt_rows[k] for k in new):
-            selected = self.selected_checkpoint()
-            table.clear()
-            for r in rows:
-                table.add_row(*self._ckpt_cells(r), key=r.file)
-            if selected is not None and selected.file in new:
-                table.move_cursor(row=table.get_row_index(selected.file), animate=False)
+        set_display(self.query_one("#ckpt-empty", Static), not rows and self.ghost is None)
+        set_display(table, bool(rows) or self.ghost is not None)
+        if list(new) == list(self.ckpt_rows) and all(new[k] == self.ckpt_rows[k] for k in new):
+            return
+        selected = self.selected_checkpoint()
+        if selected is not None and selected.file not in new:
+            self.ghost = selected  # pruned under the cursor: keep it visible and selected
+        elif self.ghost is not None and (selected is None or selected.file != self.ghost.file):
+            self.ghost = None
+        shown = sorted([*rows, *([self.ghost] if self.ghost is not None else [])], key=lambda r: r.step)
+        table.clear()
+        for r in shown:
+            table.add_row(*self._ckpt_cells(r), key=r.file)
         self.ckpt_rows = new
+        if selected is not None and (selected.file in new or self.ghost is not None):
+            table.move_cursor(row=table.get_row_index(selected.file), animate=False)
+        set_display(table, bool(shown))
 
     def _ckpt_cells(self, r: CheckpointRow) -> list:
         return [
@@ -244,18 +307,25 @@ class RunScreen(Screen):
         ]
 
     def _check_text(self, file: str) -> Text:
-        state = self.verified.get(file)
-        if state is None:
+        if self.ghost is not None and self.ghost.file == file and file not in self.ckpt_rows:
+            return Text("pruned", style="magenta")
+        verdict = self.verified.get(file)
+        if verdict is None:
             return Text("unverified", style="dim")
-        ok, reason = state
-        return Text("ok", style="green") if ok else Text(f"BAD: {reason}", style="bold red")
+        return Text("ok", style="green") if verdict.ok else Text(f"BAD: {verdict.reason}", style="bold red")
+
+    def _show_check(self, file: str) -> None:
+        try:
+            self.query_one("#checkpoints", DataTable).update_cell(file, "check", self._check_text(file))
+        except Exception:
+            pass  # the row is not (or no longer) in the table
 
     def apply_logs(self, got: TailLines) -> None:
-        log = self.query_one("#log", Log)
+        log = self.query_one("#log", RichLog)
         if got.reset:
-            log.write_line("— log truncated; following it from the top —")
+            log.write("— log truncated; following it from the top —")
         if got.lines:
-            log.write_lines(got.lines)
+            log.write(Text("\n".join(got.lines)))
 
     def apply_events(self, got: tuple[list[dict], bool]) -> None:
         records, reset = got
@@ -280,10 +350,25 @@ class RunScreen(Screen):
     def action_back(self) -> None:
         self.app.pop_screen()
 
+    def action_refresh(self) -> None:
+        for p in self.pollers:
+            p.poll_now()
+
     def action_show_tab(self, tab: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = tab
-        if tab == "tab-checkpoints":
-            self.query_one("#checkpoints", DataTable).focus()
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tab == "tab-kind" and self.kind_view is None:
+            return
+        tabs.active = tab
+        focus = {
+            "tab-overview": "#overview-scroll",
+            "tab-checkpoints": "#checkpoints",
+            "tab-logs": "#log",
+            "tab-events": "#events",
+        }.get(tab)
+        if focus:
+            self.query_one(focus).focus()
+        elif tab == "tab-kind" and self.kind_view is not None:
+            self.kind_view.focus_main()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "stop":
@@ -291,11 +376,15 @@ class RunScreen(Screen):
             self.action_stop()
 
     def action_stop(self) -> None:
-        self.app.confirm_stop(self.run_dir, on_done=lambda _: self.pollers[0].poll_now())  # type: ignore[attr-defined]
+        console(self).confirm_stop(self.run_dir, on_done=lambda _: self.pollers[0].poll_now())
 
     def selected_checkpoint(self) -> CheckpointRow | None:
         key = cursor_key(self.query_one("#checkpoints", DataTable))
-        return self.ckpt_rows.get(key) if key is not None else None
+        if key is None:
+            return None
+        if key in self.ckpt_rows:
+            return self.ckpt_rows[key]
+        return self.ghost if self.ghost is not None and self.ghost.file == key else None
 
     def _need_checkpoint(self) -> CheckpointRow | None:
         row = self.selected_checkpoint()
@@ -306,36 +395,47 @@ class RunScreen(Screen):
     def action_verify(self) -> None:
         row = self._need_checkpoint()
         if row is not None:
-            self.notify(f"verifying {row.file}…")
-            self._verify(row)
+            self.notify(f"verifying step {row.step:,} ({row.file})…")
+            self._verify(row, then_resume=False)
 
     @work(thread=True, group="verify")
-    def _verify(self, row: CheckpointRow) -> None:
-        result = self.checkpoints.verify(row)
-        self.app.call_from_thread(self._verified, row, result)
+    def _verify(self, row: CheckpointRow, then_resume: bool) -> None:
+        verdict = self.checkpoints.verify(row)
+        self.app.call_from_thread(self._verified, row, verdict, then_resume)
 
-    def _verified(self, row: CheckpointRow, result: tuple[bool, str]) -> None:
-        self.verified[row.file] = result
-        ok, reason = result
-        try:
-            self.query_one("#checkpoints", DataTable).update_cell(row.file, "check", self._check_text(row.file))
-        except Exception:
-            pass  # the row went away meanwhile
-        self.notify(
-            f"{row.file}: {'checksum ok' if ok else 'BAD — ' + reason}", severity="information" if ok else "error"
-        )
+    def _verified(self, row: CheckpointRow, verdict: Verdict, then_resume: bool) -> None:
+        what = f"checkpoint step {row.step:,} ({row.file})"
+        if verdict.pruned:
+            self.notify(
+                f"{what} was pruned: nothing to {'resume from' if then_resume else 'verify'}", severity="warning"
+            )
+            self.pollers[3].poll_now()
+            return
+        self.verified[row.file] = verdict
+        self._show_check(row.file)
+        if not verdict.ok:
+            self.notify(
+                f"{what}: BAD — {verdict.reason}" + ("; not resuming from it" if then_resume else ""), severity="error"
+            )
+            return
+        if then_resume:
+            self._confirm_resume(row)
+        else:
+            self.notify(f"{what}: checksum ok")
 
     def action_resume(self) -> None:
+        """Resume verifies the checkpoint first: a bad or pruned one is refused before asking."""
         row = self._need_checkpoint()
-        if row is None:
-            return
-        from .confirm import ConfirmScreen
+        if row is not None:
+            self.notify(f"verifying step {row.step:,} before resuming…")
+            self._verify(row, then_resume=True)
 
+    def _confirm_resume(self, row: CheckpointRow) -> None:
         def go(yes: bool | None) -> None:
             if yes:
-                self.app.resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)  # type: ignore[attr-defined]
+                console(self).resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)
 
-        detail = f"starts `ztb {self.kind} --headless --resume {row.file}` detached"
+        detail = f"checksum verified; starts `ztb {self.kind} --headless --resume {row.file}` detached"
         self.app.push_screen(
             ConfirmScreen(f"Resume {self.run_dir.name} from step {row.step:,}?", detail, yes="Resume", danger=False), go
         )
@@ -344,14 +444,19 @@ class RunScreen(Screen):
         row = self._need_checkpoint()
         if row is None:
             return
-        from .confirm import ConfirmScreen
+        if row.file not in self.ckpt_rows:
+            self.notify(f"checkpoint step {row.step:,} ({row.file}) was pruned already", severity="warning")
+            return
 
         def go(yes: bool | None) -> None:
             if yes:
                 self.checkpoints.remove(row)
                 self.verified.pop(row.file, None)
+                # gone by the person's own hand: drop the row now (no "pruned" placeholder)
+                self.ckpt_rows.pop(row.file, None)
+                self.query_one("#checkpoints", DataTable).remove_row(row.file)
                 self.notify(f"deleted {row.file}")
-                self.pollers[2].poll_now()
+                self.pollers[3].poll_now()
 
         active = self.row is not None and self.row.active
         self.app.push_screen(

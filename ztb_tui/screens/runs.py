@@ -1,28 +1,46 @@
-"""The runs list: every run under the artifacts folder, newest first, refreshed in place."""
+"""The runs list: every run under the artifacts folder, refreshed in place; sortable, filterable,
+with columns chosen for the terminal's width (the rest is in the detail line below)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..poller import Poller
 from ..sources import RunRow
-from ..widgets import cursor_key, set_display, set_text
+from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
-# fixed widths: columns never jump as values change (no flicker), and fit 80 columns
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    min_terminal: int  # shown from this terminal width up
+
+
+# Fixed widths: columns never jump as values change (no flicker). Narrow terminals drop the
+# right-hand columns (their values are in the detail line); the run id is never cut.
 COLUMNS = (
-    ("run", "run", 29),
-    ("kind", "kind", 8),
-    ("state", "state", 9),
-    ("progress", "progress", 12),
-    ("fps", "fps", 6),
-    ("beat", "beat", 4),
+    Column("run", "run", 29, 0),
+    Column("kind", "kind", 8, 72),
+    Column("state", "state", 9, 0),
+    Column("progress", "progress", 12, 0),
+    Column("fps", "fps", 6, 80),
+    Column("beat", "beat", 4, 80),
+    Column("eta", "ETA", 8, 100),
+    Column("message", "message", 30, 130),
 )
+SORT_KEYS = ("created", "run", "kind", "state", "progress", "fps", "beat", "eta")
 
 
 def state_text(row: RunRow) -> Text:
@@ -37,9 +55,47 @@ def progress_text(row: RunRow) -> Text:
     return Text(f"{bar(frac, 7)} {frac * 100:3.0f}%")
 
 
+def cell(row: RunRow, key: str) -> str | Text:
+    if key == "run":
+        return row.run_id
+    if key == "kind":
+        return row.kind
+    if key == "state":
+        return state_text(row)
+    if key == "progress":
+        return progress_text(row)
+    if key == "fps":
+        return num(row.fps) if row.fps is not None else "-"
+    if key == "beat":
+        return age(row.heartbeat_age_s)
+    if key == "eta":
+        return duration(row.eta_s) if row.eta_s is not None else "-"
+    if key == "message":
+        return row.message or ""
+    raise KeyError(key)
+
+
 def cells(row: RunRow) -> list:
-    fps = num(row.fps) if row.fps is not None else "-"
-    return [row.run_id, row.kind, state_text(row), progress_text(row), fps, age(row.heartbeat_age_s)]
+    """The cells of the 80-column layout (kept for tests and callers that want every column)."""
+    return [cell(row, c.key) for c in COLUMNS if c.min_terminal <= 80]
+
+
+def sort_value(row: RunRow, key: str) -> tuple:
+    if key == "created":
+        return (row.created_at, row.run_id)
+    if key == "progress":
+        return (row.progress if row.progress is not None else -1.0, row.step)
+    if key in ("fps", "beat", "eta"):
+        value = {"fps": row.fps, "beat": row.heartbeat_age_s, "eta": row.eta_s}[key]
+        return (value is not None, value or 0.0)
+    if key == "state":
+        return (row.liveness,)
+    return (str(getattr(row, "run_id" if key == "run" else key)),)
+
+
+def matches(row: RunRow, text: str) -> bool:
+    text = text.strip().lower()
+    return not text or any(text in v.lower() for v in (row.run_id, row.kind, row.liveness, row.message or ""))
 
 
 def detail_text(row: RunRow | None) -> str:
@@ -50,68 +106,127 @@ def detail_text(row: RunRow | None) -> str:
     if row.pid:
         pid = f"{row.pid} " + ("alive" if row.pid_alive else "gone" if row.pid_alive is False else "other host")
     eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
+    fps = f" · {num(row.fps)} steps/s" if row.fps is not None else ""
     msg = f" · {row.message}" if row.message else ""
-    return f"[b]{row.run_id}[/] step {row.step:,}{total}{eta} · pid {pid}{msg}"
+    return f"[b]{row.run_id}[/] {row.kind} · step {row.step:,}{total}{fps}{eta} · pid {pid}{msg}"
+
+
+def global_stop_text(path: Path | None) -> str:
+    if path is None:
+        return ""
+    return (
+        f"[b]⚠ global kill-file present[/] {path}: every run stops, and a new run stops at step 0 · [b]X[/] removes it"
+    )
+
+
+class RunsTable(NavTable):
+    # The table's own enter binding is hidden in Textual; this one keeps "⏎ Open" in the footer.
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
 
 
 class RunsScreen(Screen):
+    AUTO_FOCUS = "#runs"
     BINDINGS = [
-        Binding("enter", "open", "Open", priority=False),
         Binding("n", "launch", "Launch"),
         Binding("s", "stop", "STOP"),
         Binding("S", "stop_all", "Stop all"),
         Binding("r", "refresh", "Refresh"),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "sort", "Sort"),
+        Binding("O", "sort_reverse", "Reverse", show=False),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("c", "compare", "Compare", show=False),
+        Binding("X", "clear_global_stop", "Clear kill-file", show=False),
+        Binding("question_mark", "app.help", "Help"),
         Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[str, RunRow] = {}
+        self.rows: dict[str, RunRow] = {}  # shown, in order
+        self.all_rows: list[RunRow] = []
         self.poller: Poller | None = None
+        self.filter_text = ""
+        self.sort_key = "created"
+        self.sort_reverse = True  # newest first
+        self.marked: set[str] = set()
+        self.global_stop: Path | None = None
+        self._columns: tuple[Column, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="empty")
-        table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        for label, key, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
+        hidden = [
+            Static("", id="global-stop"),
+            Input(placeholder="filter: id, kind or state · enter keeps it · esc clears", id="filter"),
+            Static("", id="empty"),
+        ]
+        for widget in hidden:
+            widget.display = False
+            yield widget
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="run-detail")
         yield HostBar(id="host")
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.app
+        app = console(self)
         self.title = "ztb"
-        self.sub_title = f"runs in {app.artifacts_label}"  # type: ignore[attr-defined]
-        self.query_one("#empty", Static).display = False
+        self.sub_title = f"runs in {app.artifacts_label}"
+        self._set_columns(self.size.width or 80)
+        source = app.runs_source
         self.poller = Poller(
             self,
             "runs",
-            app.runs_source.poll,
+            lambda: (source.poll(), source.global_stop()),
             self.apply,
-            app.refresh_s,  # type: ignore[attr-defined]
+            app.refresh_s,
             on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"),
         )
         self.poller.start()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("launch", "stop", "stop_all") and self.app.readonly:  # type: ignore[attr-defined]
+        if action in ("launch", "stop", "stop_all", "clear_global_stop") and console(self).readonly:
             return False
         return True
 
-    # ---- data -------------------------------------------------------------------------
-    def apply(self, rows: list[RunRow]) -> None:
+    # ---- layout -----------------------------------------------------------------------
+    def on_resize(self, event: Resize) -> None:
+        self._set_columns(event.size.width)
+
+    def _set_columns(self, width: int) -> None:
+        cols = tuple(c for c in COLUMNS if c.min_terminal <= width)
+        if cols == self._columns:
+            return
+        self._columns = cols
         table = self.query_one("#runs", DataTable)
-        new = {r.run_id: r for r in rows}
+        table.clear(columns=True)
+        for c in cols:
+            table.add_column(self._label(c), key=c.key, width=c.width)
+        self.rows = {}
+        self._render_rows()
+
+    def _label(self, c: Column) -> str:
+        if c.key == self.sort_key:
+            return f"{c.label} {'▼' if self.sort_reverse else '▲'}"
+        return c.label
+
+    # ---- data -------------------------------------------------------------------------
+    def apply(self, result: tuple[list[RunRow], Path | None]) -> None:
+        rows, global_stop = result
+        app = console(self)
+        self.all_rows = rows
+        self.global_stop = global_stop
+        banner = self.query_one("#global-stop", Static)
+        set_text(banner, global_stop_text(global_stop))
+        set_display(banner, global_stop is not None)
         empty = self.query_one("#empty", Static)
         if not rows:
             set_text(
                 empty,
-                f"[b]No runs yet[/] under {self.app.artifacts_label}.\n\n"  # type: ignore[attr-defined]
+                f"[b]No runs yet[/] under {app.artifacts_label}.\n\n"
                 + (
                     "Press [b]n[/] to launch one here, or start one from a shell:\n"
-                    if not self.app.readonly  # type: ignore[attr-defined]
+                    if not app.readonly
                     else "Start one from a shell:\n"
                 )
                 + "  ztb train --headless            PPO agent (configs/train.yaml)\n"
@@ -120,25 +235,40 @@ class RunsScreen(Screen):
                 "New runs appear here by themselves.",
             )
         set_display(empty, not rows)
-        set_display(table, bool(rows))
-        order_same = list(new) == list(self.rows)
-        if not order_same:
+        set_display(self.query_one("#runs", DataTable), bool(rows))
+        self._render_rows()
+        if app.first_paint_at is None:
+            self.call_after_refresh(app.mark_painted, "runs")
+        app.runs_snapshot = rows
+
+    def visible_rows(self) -> list[RunRow]:
+        shown = [r for r in self.all_rows if matches(r, self.filter_text)]
+        return sorted(shown, key=lambda r: sort_value(r, self.sort_key), reverse=self.sort_reverse)
+
+    def _row_cells(self, r: RunRow) -> list:
+        out = [cell(r, c.key) for c in self._columns]
+        if r.run_id in self.marked:
+            out[0] = Text("● " + r.run_id, style="bold")
+        return out
+
+    def _render_rows(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        rows = self.visible_rows()
+        new = {r.run_id: r for r in rows}
+        if list(new) != list(self.rows):
             selected = self.selected_id()
             table.clear()
             for r in rows:
-                table.add_row(*cells(r), key=r.run_id)
+                table.add_row(*self._row_cells(r), key=r.run_id)
             if selected in new:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
         else:
             for r in rows:
                 if r != self.rows[r.run_id]:
-                    for (_, key, _w), value in zip(COLUMNS, cells(r)):
-                        table.update_cell(r.run_id, key, value)
+                    for c, value in zip(self._columns, self._row_cells(r), strict=True):
+                        table.update_cell(r.run_id, c.key, value)
         self.rows = new
         self._show_detail()
-        if self.app.first_paint_at is None:  # type: ignore[attr-defined]
-            self.call_after_refresh(self.app.mark_painted, "runs")  # type: ignore[attr-defined]
-        self.app.runs_snapshot = rows  # type: ignore[attr-defined]
 
     def selected_id(self) -> str | None:
         return cursor_key(self.query_one("#runs", DataTable))
@@ -148,7 +278,13 @@ class RunsScreen(Screen):
         return self.rows.get(rid) if rid else None
 
     def _show_detail(self) -> None:
-        set_text(self.query_one("#run-detail", Static), detail_text(self.selected()))
+        extra = (
+            f"  [dim]filter: {self.filter_text!r} ({len(self.rows)}/{len(self.all_rows)})[/]"
+            if self.filter_text
+            else ""
+        )
+        marked = f"  [b]{len(self.marked)} marked[/] (c compares)" if self.marked else ""
+        set_text(self.query_one("#run-detail", Static), detail_text(self.selected()) + extra + marked)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -156,29 +292,93 @@ class RunsScreen(Screen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
 
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key in SORT_KEYS:
+            self._sort_by(key, not self.sort_reverse if key == self.sort_key else key in ("created", "progress"))
+
     def on_screen_resume(self) -> None:
         if self.poller is not None:
             self.poller.poll_now()
+
+    # ---- filter -----------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self._render_rows()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            set_display(event.input, bool(self.filter_text))
+            self.query_one("#runs", DataTable).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display or self.filter_text:
+            box.value = ""
+            self.filter_text = ""
+            box.display = False
+            self.query_one("#runs", DataTable).focus()
+            self._render_rows()
+
+    # ---- sorting ----------------------------------------------------------------------
+    def _sort_by(self, key: str, reverse: bool) -> None:
+        self.sort_key, self.sort_reverse = key, reverse
+        self._columns = ()  # rebuilt with the ▲/▼ on the sorted column
+        self._set_columns(self.size.width or 80)
+        self.notify(f"sorted by {key} {'descending' if reverse else 'ascending'}", timeout=2)
+
+    def action_sort(self) -> None:
+        keys = [k for k in SORT_KEYS if k == "created" or any(c.key == k for c in self._columns)]
+        nxt = keys[(keys.index(self.sort_key) + 1) % len(keys)] if self.sort_key in keys else keys[0]
+        self._sort_by(nxt, nxt in ("created", "progress"))
+
+    def action_sort_reverse(self) -> None:
+        self._sort_by(self.sort_key, not self.sort_reverse)
 
     # ---- actions ----------------------------------------------------------------------
     def action_open(self) -> None:
         row = self.selected()
         if row is not None:
-            self.app.open_run(row.dir)  # type: ignore[attr-defined]
+            console(self).open_run(row.dir)
 
     def action_launch(self) -> None:
-        self.app.action_launch()  # type: ignore[attr-defined]
+        console(self).action_launch()
 
     def action_stop(self) -> None:
         row = self.selected()
         if row is None:
             self.notify("no run selected", severity="warning")
             return
-        self.app.confirm_stop(row.dir)  # type: ignore[attr-defined]
+        console(self).confirm_stop(row.dir)
 
     def action_stop_all(self) -> None:
-        self.app.action_stop_all()  # type: ignore[attr-defined]
+        console(self).action_stop_all()
+
+    def action_clear_global_stop(self) -> None:
+        console(self).action_clear_global_stop()
 
     def action_refresh(self) -> None:
         if self.poller is not None:
             self.poller.poll_now()
+
+    def action_mark(self) -> None:
+        rid = self.selected_id()
+        if rid is None:
+            return
+        self.marked ^= {rid}
+        if rid in self.rows:
+            self.query_one("#runs", DataTable).update_cell(rid, "run", self._row_cells(self.rows[rid])[0])
+        self._show_detail()
+
+    def action_compare(self) -> None:
+        chosen = [r.dir for r in self.all_rows if r.run_id in self.marked]
+        if len(chosen) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        console(self).open_compare(chosen)

@@ -1,5 +1,15 @@
 """Console widgets: metric sparkline rows and panels, host bar, log and event views."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+if TYPE_CHECKING:
+    from ..app import ZtbApp
+
 
 def set_text(widget, content, layout: bool = True) -> None:
     """Update a Static only when its content changed: an update repaints, and pollers deliver
@@ -24,3 +34,28 @@ def cursor_key(table) -> str | None:
     except Exception:  # the cursor can briefly point past a table that just shrank
         return None
     return key.value if key is not None else None
+
+
+def console(node: Any) -> ZtbApp:
+    """The console app, typed: screens and widgets reach its sources and actions through this
+    instead of `self.app.<attr>  # type: ignore[attr-defined]`."""
+    return cast("ZtbApp", node.app)
+
+
+class NavTable(DataTable):
+    """A DataTable with the keys people bring from htop/k9s/less: j/k down/up, g/G first/last."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "first", "First", show=False),
+        Binding("G", "last", "Last", show=False),
+    ]
+
+    def action_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)

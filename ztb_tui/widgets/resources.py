@@ -7,9 +7,11 @@ import re
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from ztb_core.ops.disk import fmt_bytes, fmt_duration
+
 from ..fmt import num
 from ..sources import HostSample, MetricsSnapshot
-from . import set_text
+from . import set_display, set_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
@@ -43,10 +45,26 @@ class ResourcesPanel(MetricPanel):
 
     def __init__(self, **kwargs):
         super().__init__("resources", "no `sys` telemetry in this run's metrics yet", **kwargs)
+        self.gpu_text = "GPU: no telemetry from this run yet"
+        self.host_no_gpu = False  # the host bar already says "GPU: unavailable" on this machine
+
+    def host_changed(self, sample: HostSample | None) -> None:
+        self.host_no_gpu = sample is not None and not sample.gpu_available
+        self._show_gpu_line()
+
+    def _show_gpu_line(self) -> None:
+        # The run's "no GPU" and the host's "no GPU" are the same news on one machine: say it once
+        line = self.query_one("#gpu-line", Static)
+        same_news = self.host_no_gpu and "unavailable" in self.gpu_text
+        set_display(line, not same_news)
+        set_text(line, self.gpu_text)
 
     def compose(self) -> ComposeResult:
         yield Static("GPU: no telemetry from this run yet", id="gpu-line")
         yield from super().compose()
+
+    def on_mount(self) -> None:
+        self.host_changed(getattr(self.app, "host_sample", None))
 
     def update_from(self, snapshot: MetricsSnapshot) -> None:
         specs: list[tuple[str, str]] = []
@@ -67,7 +85,8 @@ class ResourcesPanel(MetricPanel):
                     if total is not None:
                         totals[key] = total.last
         self.ensure_rows(specs, units)
-        set_text(self.query_one("#gpu-line", Static), gpu_line(snapshot))
+        self.gpu_text = gpu_line(snapshot)
+        self._show_gpu_line()
         for key, row in self.rows.items():
             row.show(snapshot.series.get(key), totals.get(key))
 
@@ -79,6 +98,15 @@ def host_text(sample: HostSample | None) -> str:
         f"host CPU {sample.cpu_pct:.0f}%",
         f"mem {sample.mem_pct:.0f}% ({sample.mem_used_mb / 1024:.1f}/{sample.mem_total_mb / 1024:.1f} GiB)",
     ]
+    disk = sample.disk
+    if disk is not None:
+        colour = {"ok": "", "warn": "yellow", "critical": "bold red"}.get(disk.level, "")
+        text = f"disk {fmt_bytes(disk.free_bytes)} free"
+        if disk.seconds_to_full is not None:
+            text += f", full in {fmt_duration(disk.seconds_to_full)}"
+        if disk.level != "ok":
+            text = f"{disk.level.upper()}: {text}"
+        parts.append(f"[{colour}]{text}[/]" if colour else text)
     if not sample.gpu_available:
         parts.append(f"[yellow]GPU: unavailable — {sample.gpu_reason}[/]")
     else:

@@ -1,0 +1,1 @@
+KIND_VIEWS: dict = {}
