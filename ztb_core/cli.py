@@ -16,6 +16,7 @@ from .errors import ZtbError
 COMMAND_MODULES = [
     "ztb_core.commands.data",
     "ztb_core.commands.core",
+    "ztb_core.commands.config",
     "ztb_core.commands.pretrain",
     "ztb_core.commands.tui",
     "ztb_core.commands.exchange",
