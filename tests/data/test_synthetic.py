@@ -4,7 +4,7 @@ import pytest
 
 from ztb_core.config import validate_config
 from ztb_core.data.schema import BAR_COLUMNS
-from ztb_core.data.synthetic import SyntheticConfig, generate_market
+from ztb_core.data.synthetic import STRONG_SIGNAL, SyntheticConfig, generate_market, signal_ceiling
 from ztb_core.errors import ConfigError
 
 
@@ -61,10 +61,51 @@ def test_stylised_facts_fat_tails_clustering_seasonality():
     z = (r - r.mean()) / r.std()
     assert (z**4).mean() > 5.0  # excess kurtosis: fat tails
     a = np.abs(r)
-    assert np.corrcoef(a[1:], a[:-1])[0, 1] > 0.1  # volatility clustering
-    assert abs(np.corrcoef(r[1:], r[:-1])[0, 1]) < 0.02  # no free signal by default
+    assert np.corrcoef(a[1:], a[:-1])[0, 1] > 0.2  # volatility clustering (USD/JPY 2016: 0.36)
     hour = df.index.hour[1:]
-    assert a[hour == 14].mean() > 1.5 * a[hour == 2].mean()  # intraday cycle peaks at 14 UTC
+    assert a[hour == 3].mean() > 2.0 * a[hour == 21].mean()  # Tokyo morning vs the quiet hour (USD/JPY: 3x)
+
+
+def test_defaults_match_usdjpy_2016_statistics():
+    """The calibration targets of benchmarks/calibrate_synthetic.py, on an FX calendar."""
+    df = generate_market(SyntheticConfig(seed=0, n_bars=250_000))
+    t = df.index.asi8
+    r = _rets(df)[np.diff(t) == 60_000_000_000]
+    assert r.std() == pytest.approx(2.23e-4, rel=0.1)
+    rho = np.corrcoef(r[1:], r[:-1])[0, 1]
+    assert -0.045 < rho < -0.005  # real: -0.024 (quote bounce); the old default was +0.079
+    a = np.abs(r)
+    assert np.corrcoef(a[60:], a[:-60])[0, 1] == pytest.approx(0.15, abs=0.06)
+
+
+def test_bounce_gives_negative_lag1_autocorrelation_and_zero_gives_none():
+    base = {"seed": 6, "n_bars": 200_000, "market": "crypto", "fast_vol_of_vol": 0.0, "tail_df": 1000.0}
+    flat = _rets(generate_market(SyntheticConfig(**base, bounce=0.0)))
+    bouncy = _rets(generate_market(SyntheticConfig(**base, bounce=0.3)))
+    assert abs(np.corrcoef(flat[1:], flat[:-1])[0, 1]) < 0.01  # no free signal without a planted one
+    assert np.corrcoef(bouncy[1:], bouncy[:-1])[0, 1] == pytest.approx(-0.3 / 1.09, abs=0.02)
+
+
+def test_signal_ceiling_is_what_the_train_config_states():
+    from ztb_core.rl.config import DEMO_SIGNAL_CEILING, TrainConfig
+
+    cfg = TrainConfig()
+    got = signal_ceiling(cfg.data.synthetic, cfg.env.costs.rate)
+    assert got.net_sharpe == pytest.approx(DEMO_SIGNAL_CEILING, rel=0.1)
+    assert got.gross_sharpe > got.net_sharpe > 0
+    # positive control: no signal, no ceiling; a stronger signal, a higher one
+    assert signal_ceiling(cfg.data.synthetic.model_copy(update={"signal_strength": 0.0}), 2e-4).net_sharpe == 0.0
+    strong = signal_ceiling(cfg.data.synthetic.model_copy(update=STRONG_SIGNAL), cfg.env.costs.rate)
+    assert strong.net_sharpe > 3 * got.net_sharpe
+
+
+def test_synthetic_market_conflicting_with_the_source_market_is_refused():
+    from ztb_core.data.source import DataSourceConfig
+
+    assert DataSourceConfig(market="crypto", synthetic={"market": "crypto"}).market == "crypto"
+    assert DataSourceConfig(market="crypto").synthetic.market == "fx"  # unset: the source's market rules
+    with pytest.raises(ValueError, match="synthetic.market='crypto' conflicts with market='fx'"):
+        DataSourceConfig(synthetic={"market": "crypto"})
 
 
 def test_signal_strength_makes_returns_predictable():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ztb_core.data.synthetic import STRONG_SIGNAL, preset_overrides
 from ztb_core.pnl import bar_returns, position_returns
 from ztb_core.rl.agent import load_agent
 from ztb_core.rl.market import prepare_market
@@ -23,8 +24,7 @@ def _log_return(positions, m, rate):
 def test_ppo_beats_random_policy_on_a_learnable_signal(art):
     cfg = tiny_cfg(
         "data.synthetic.n_bars=30000",
-        "data.synthetic.signal_strength=0.5",
-        "data.synthetic.signal_persistence=0.9",
+        *preset_overrides(STRONG_SIGNAL),
         "env.lookback=4",
         "env.costs.fee_bps=0",
         "env.costs.spread_bps=0",

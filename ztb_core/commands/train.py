@@ -149,7 +149,22 @@ def _report(console, outcome) -> None:
         )
     lines.append(f"  evaluate:     ztb eval --model {rid}")
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    _print_market(console, d)
     _print_latest_eval(console, d / "reports" / "eval-latest.json")
+
+
+def _print_market(console, run_dir) -> None:
+    """Which market the run used and its ceiling, so an agent's Sharpe can be read against it."""
+    from ..config import load_config
+    from ..rl.config import TrainConfig
+    from ..rl.market import describe_market
+
+    try:
+        cfg = load_config(TrainConfig, run_dir / "config.yaml", [])
+    except Exception as exc:  # a summary must never turn a finished run into an error
+        console.print(f"[yellow]could not describe the market: {exc}[/]")
+        return
+    console.print(describe_market(cfg), highlight=False, soft_wrap=True)
 
 
 def _print_latest_eval(console, path) -> None:

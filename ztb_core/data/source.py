@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import ZtbModel
 from ..errors import DataError
@@ -40,6 +40,17 @@ class DataSourceConfig(ZtbModel):
         default_factory=SyntheticConfig, description="generator settings when kind=synthetic"
     )
     data_dir: str | None = Field(None, description="store folder; none = $ZTB_DATA or artifacts/data")
+
+    @model_validator(mode="after")
+    def _one_market(self) -> DataSourceConfig:
+        """`market` drives the calendar, the day close and the generator; a synthetic market that
+        names another one is a contradiction, refused rather than silently overwritten."""
+        if "market" in self.synthetic.model_fields_set and self.synthetic.market != self.market:
+            raise ValueError(
+                f"synthetic.market={self.synthetic.market!r} conflicts with market={self.market!r}: "
+                f"set market (it also sets the synthetic calendar) and drop synthetic.market"
+            )
+        return self
 
 
 def _utc(ts: datetime | None) -> pd.Timestamp | None:

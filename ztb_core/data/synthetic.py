@@ -3,23 +3,34 @@
 Model (per 1-minute bar t, all vectorised; the only recursions are linear AR(1) filters run by
 `scipy.signal.lfilter`):
 
-* volatility clustering: log-volatility `h_t` is a stationary AR(1) (a stochastic-volatility
-  model, the GARCH-like part): `h_t = vol_persistence * h_{t-1} + sqrt(1-p^2) * vol_of_vol * N(0,1)`;
-* intraday seasonality: volatility times `1 + intraday_amplitude * cos(2 pi (minute_of_day_utc - peak) / 1440)`
-  (normalised to unit mean square), peaking at `intraday_peak_utc` (the London/New York overlap);
+* volatility clustering: log-volatility `h_t` is the sum of two stationary AR(1)s (a
+  stochastic-volatility model, the GARCH-like part), a slow one
+  `h_t = vol_persistence * h_{t-1} + sqrt(1-p^2) * vol_of_vol * N(0,1)` and a fast one
+  (`fast_vol_persistence`, `fast_vol_of_vol`) for the short bursts of real quotes;
+* seasonality: volatility times an hour-of-day profile (`hourly_vol`, UTC hours, scaled by
+  `intraday_amplitude`) and a day-of-week profile (`weekday_vol`), normalised to unit mean square;
 * fat tails: Student-t innovations with `tail_df` degrees of freedom, scaled to unit variance;
+* quote bounce: the noise is MA(1), `z_t - bounce * z_{t-1}`, which gives the small negative lag-1
+  autocorrelation of real M1 quotes (about `-bounce / (1 + bounce^2)` without a signal);
 * a learnable signal: a latent AR(1) `m_t` (persistence `signal_persistence`, unit variance) carries
   a fraction `signal_strength` of each bar's return variance, so returns are autocorrelated
-  (lag-1 autocorrelation about `signal_strength * signal_persistence`) and momentum pays;
+  (about `signal_strength * signal_persistence^k` at lag k) and momentum pays. `signal_ceiling`
+  measures how much: the net Sharpe of a trader who knows `m_t` (the best any model can do);
 * FX: trading from Sunday 17:00 to Friday 17:00 New York time, a gap return
   (`weekend_gap_vol`) at the Sunday open, and optionally minutes without quotes (`missing_prob`);
   crypto trades 24/7 and reports `volume` and `trades`. FX volume is 0, like HistData.
 
-The same seed gives the same bars, bit for bit.
+The defaults are calibrated to USD/JPY M1 bid bars of 2016 Jan-Aug (HistData): per-minute
+volatility, robust tail frequencies, |return| autocorrelation at 1, 60 and 1440 minutes, the hourly
+and weekday volatility profiles and the lag-1 autocorrelation (benchmarks/calibrate_synthetic.py
+prints both side by side; docs/rl-experiments.md records the figures). They contain no signal;
+`STRONG_SIGNAL` is the preset for fast learning tests. The same seed gives the same bars, bit for bit.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -29,10 +40,25 @@ from scipy.signal import lfilter
 
 from ..config import ZtbModel
 from ..errors import DataError
+from ..evaluation.baselines import hysteresis
+from ..evaluation.calendar import periods_per_year
+from ..pnl import bar_returns, position_returns
 from .schema import NS_PER_MINUTE, MarketKind, utc_index
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 NY_TZ = "America/New_York"
+
+#: USD/JPY M1 2016 Jan-Aug: volatility of each UTC hour relative to the mean (Tokyo fix 00-01 UTC,
+#: Tokyo morning 03-04, US data 13:30): measured by benchmarks/calibrate_synthetic.py
+USDJPY_HOURLY_VOL = (
+    1.11, 1.11, 1.16, 1.79, 1.58, 0.91, 0.91, 0.97, 1.05, 0.90, 0.75, 0.73,
+    0.78, 1.23, 1.03, 1.15, 0.90, 0.71, 0.68, 0.81, 0.63, 0.59, 0.70, 0.82,
+)  # fmt: skip
+#: ... and of each UTC weekday, Monday first (median daily volatility, so one Brexit Friday does not set it)
+USDJPY_WEEKDAY_VOL = (0.85, 0.95, 1.0, 1.05, 1.1, 1.0, 0.9)
+
+#: a signal PPO learns within a few thousand steps (tests/rl/test_learning.py); see `preset_overrides`
+STRONG_SIGNAL: dict[str, float] = {"signal_strength": 0.5, "signal_persistence": 0.9, "bounce": 0.0}
 
 
 class SyntheticConfig(ZtbModel):
@@ -46,14 +72,39 @@ class SyntheticConfig(ZtbModel):
     )
     market: MarketKind = Field("fx", description="fx: Sun 17:00-Fri 17:00 New York with weekend gaps; crypto: 24/7")
     base_price: float = Field(100.0, gt=0, description="price at the start")
-    bar_vol: float = Field(1.5e-4, gt=0, le=0.1, description="average standard deviation of a 1-minute log return")
-    vol_persistence: float = Field(0.998, ge=0, lt=1, description="AR(1) coefficient of log-volatility per minute")
-    vol_of_vol: float = Field(0.5, ge=0, le=3, description="stationary standard deviation of log-volatility")
-    tail_df: float = Field(
-        4.0, gt=2, le=1000, description="Student-t degrees of freedom of return shocks (lower = fatter tails)"
+    bar_vol: float = Field(2.2e-4, gt=0, le=0.1, description="average standard deviation of a 1-minute log return")
+    vol_persistence: float = Field(0.999, ge=0, lt=1, description="AR(1) coefficient of log-volatility per minute")
+    vol_of_vol: float = Field(0.55, ge=0, le=3, description="stationary standard deviation of log-volatility")
+    fast_vol_persistence: float = Field(
+        0.9, ge=0, lt=1, description="AR(1) coefficient of a second, fast log-volatility component (bursts)"
     )
-    intraday_amplitude: float = Field(0.4, ge=0, lt=1, description="strength of the intraday volatility cycle")
-    intraday_peak_utc: float = Field(14.0, ge=0, lt=24, description="UTC hour of peak intraday volatility")
+    fast_vol_of_vol: float = Field(
+        0.5, ge=0, le=3, description="stationary standard deviation of the fast component (0 = none)"
+    )
+    tail_df: float = Field(
+        10.0, gt=2, le=1000, description="Student-t degrees of freedom of return shocks (lower = fatter tails)"
+    )
+    intraday_amplitude: float = Field(
+        1.0, ge=0, le=1, description="strength of the hour-of-day volatility profile (0 = none, 1 = hourly_vol)"
+    )
+    hourly_vol: list[float] = Field(
+        list(USDJPY_HOURLY_VOL),
+        min_length=24,
+        max_length=24,
+        description="relative volatility of each UTC hour 0..23 (default: USD/JPY 2016)",
+    )
+    weekday_vol: list[float] = Field(
+        list(USDJPY_WEEKDAY_VOL),
+        min_length=7,
+        max_length=7,
+        description="relative volatility of each UTC weekday, Monday first (default: USD/JPY 2016)",
+    )
+    bounce: float = Field(
+        0.015,
+        ge=0,
+        lt=1,
+        description="MA(1) coefficient of the return noise: quote bounce, negative lag-1 autocorrelation",
+    )
     weekend_gap_vol: float = Field(
         0.002, ge=0, le=0.5, description="FX: standard deviation of the Sunday-open gap log return"
     )
@@ -114,33 +165,66 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, std: float) -> np.ndarray
     return out
 
 
-def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
-    """M1 bars (canonical schema) for the configured synthetic market, deterministic per seed."""
-    if not isinstance(cfg, SyntheticConfig):
-        raise DataError(f"generate_market expects a SyntheticConfig, got {type(cfg).__name__}")
+def preset_overrides(preset: dict[str, float], prefix: str = "data.synthetic.") -> list[str]:
+    """`--set` strings for a preset such as `STRONG_SIGNAL`."""
+    return [f"{prefix}{k}={v}" for k, v in preset.items()]
+
+
+def _seasonality(cfg: SyntheticConfig, t: np.ndarray) -> np.ndarray:
+    """Hour-of-day x weekday volatility multiplier, unit mean square over the bars' calendar."""
+    days = t // NS_PER_DAY
+    hour = (t - days * NS_PER_DAY) // (60 * NS_PER_MINUTE)
+    hourly = 1.0 + cfg.intraday_amplitude * (np.asarray(cfg.hourly_vol) - 1.0)
+    weekday = np.asarray(cfg.weekday_vol)[(days + 3) % 7]  # 1970-01-01 was a Thursday; Monday = 0
+    season = np.maximum(hourly[hour], 0.05) * weekday
+    return season / np.sqrt(np.mean(season**2))
+
+
+@dataclass(frozen=True)
+class _Path:
+    t: np.ndarray  # int64 ns open times
+    ret: np.ndarray  # within-bar log return (close / open)
+    gap: np.ndarray  # log gap into each bar (weekend reopen)
+    sigma: np.ndarray  # volatility of each bar
+    expected: np.ndarray  # E[ret_{t+1} | signal known at t]: what a trader who knows the signal forecasts
+
+
+def _simulate(cfg: SyntheticConfig) -> _Path:
     rng = np.random.default_rng(cfg.seed)
     t = _timestamps(cfg, rng)
     n = len(t)
 
-    # volatility: clustered log-vol x intraday cycle, normalised so E[sigma^2] ~ bar_vol^2
-    h = _ar1(rng, n, cfg.vol_persistence, cfg.vol_of_vol)
-    minute = (t % NS_PER_DAY) // NS_PER_MINUTE
-    season = 1.0 + cfg.intraday_amplitude * np.cos(2 * np.pi * (minute - cfg.intraday_peak_utc * 60.0) / 1440.0)
-    season /= np.sqrt(1.0 + cfg.intraday_amplitude**2 / 2.0)
-    sigma = cfg.bar_vol * season * np.exp(h - cfg.vol_of_vol**2)
+    # volatility: clustered log-vol x seasonality, normalised so E[sigma^2] ~ bar_vol^2
+    h = _ar1(rng, n, cfg.vol_persistence, cfg.vol_of_vol) + _ar1(rng, n, cfg.fast_vol_persistence, cfg.fast_vol_of_vol)
+    sigma = cfg.bar_vol * _seasonality(cfg, t) * np.exp(h - cfg.vol_of_vol**2 - cfg.fast_vol_of_vol**2)
 
-    # shocks: unit-variance Student-t plus the predictable component
-    shocks = rng.standard_t(cfg.tail_df, n) * np.sqrt((cfg.tail_df - 2.0) / cfg.tail_df)
+    # shocks: unit-variance Student-t with quote bounce (MA(1)), plus the predictable component
+    z = rng.standard_t(cfg.tail_df, n) * np.sqrt((cfg.tail_df - 2.0) / cfg.tail_df)
+    shocks = z.copy()
+    if cfg.bounce:
+        shocks[1:] -= cfg.bounce * z[:-1]
+        shocks /= np.sqrt(1.0 + cfg.bounce**2)
     signal = _ar1(rng, n, cfg.signal_persistence, 1.0)
     s = cfg.signal_strength
     ret = sigma * (np.sqrt(1.0 - s) * shocks + np.sqrt(s) * signal)
+    expected = np.zeros(n)
+    expected[:-1] = sigma[1:] * np.sqrt(s) * cfg.signal_persistence * signal[:-1]
 
     # FX weekend (and any multi-hour closure): a gap between the last close and the next open
     gap = np.zeros(n)
     if cfg.market == "fx" and n > 1:
         reopen = np.flatnonzero(np.diff(t) > 6 * 60 * NS_PER_MINUTE) + 1
         gap[reopen] = rng.standard_normal(len(reopen)) * cfg.weekend_gap_vol
+    return _Path(t, ret, gap, sigma, expected)
 
+
+def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
+    """M1 bars (canonical schema) for the configured synthetic market, deterministic per seed."""
+    if not isinstance(cfg, SyntheticConfig):
+        raise DataError(f"generate_market expects a SyntheticConfig, got {type(cfg).__name__}")
+    path = _simulate(cfg)
+    rng = np.random.default_rng([cfg.seed, 1])  # wicks and volume: a stream apart from the path's
+    t, ret, gap, sigma, n = path.t, path.ret, path.gap, path.sigma, len(path.t)
     log_close = np.log(cfg.base_price) + np.cumsum(gap + ret)
     close = np.exp(log_close)
     open_ = np.exp(log_close - ret)
@@ -159,3 +243,39 @@ def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
         data["volume"] = np.zeros(n)
     cols = ["open", "high", "low", "close", "volume"] + (["trades"] if "trades" in data else [])
     return pd.DataFrame({c: data[c] for c in cols}, index=utc_index(t))
+
+
+@dataclass(frozen=True)
+class SignalCeiling:
+    """The best a model can do on this market: a trader who knows the planted signal, trading
+    its forecast through a hysteresis band chosen (in hindsight) to maximise the net Sharpe."""
+
+    net_sharpe: float  # annualised, after costs
+    gross_sharpe: float  # annualised, the same positions before costs
+    band_sd: float  # the band, in standard deviations of the forecast
+    flips_per_1000: float  # position changes per 1,000 bars
+
+
+def signal_ceiling(
+    cfg: SyntheticConfig, cost_rate: float, bands: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+) -> SignalCeiling:
+    """Net Sharpe of the signal-knowing trader at `cost_rate` (per unit of position changed, as
+    `CostConfig.rate`), on this config's bars. Zero signal gives a ceiling of 0 (stays flat)."""
+    path = _simulate(cfg)
+    if cfg.signal_strength == 0:
+        return SignalCeiling(0.0, 0.0, math.inf, 0.0)
+    bars = generate_market(cfg)
+    rets = bar_returns(bars["open"].to_numpy(), bars["close"].to_numpy())
+    forecast = path.expected / path.expected.std()
+    ann = math.sqrt(periods_per_year("M1", cfg.market))
+    best: SignalCeiling | None = None
+    for band in bands:
+        pos = hysteresis(forecast, band)
+        net, _ = position_returns(pos, rets, cost_rate)
+        gross, _ = position_returns(pos, rets, 0.0)
+        sharpe = float(net.mean() / net.std()) * ann
+        if best is None or sharpe > best.net_sharpe:
+            flips = float(np.count_nonzero(np.diff(pos))) * 1000.0 / len(pos)
+            best = SignalCeiling(sharpe, float(gross.mean() / gross.std()) * ann, band, flips)
+    assert best is not None
+    return best

@@ -1,0 +1,24 @@
+"""The end-of-run message names the market and, for the synthetic one, its planted-signal ceiling."""
+
+from __future__ import annotations
+
+import re
+
+from ztb_core.config import load_config
+from ztb_core.rl.config import DEMO_SIGNAL_CEILING, TrainConfig
+from ztb_core.rl.market import describe_market
+
+
+def test_synthetic_market_states_its_ceiling_at_the_run_costs():
+    line = describe_market(TrainConfig())
+    assert "synthetic fx, calibrated to USD/JPY M1 2016" in line
+    got = float(re.search(r"net Sharpe ([0-9.]+)", line).group(1))
+    assert abs(got - DEMO_SIGNAL_CEILING) < 0.1 * DEMO_SIGNAL_CEILING
+    # higher costs, lower ceiling: the figure is computed for the run's own costs
+    dear = describe_market(load_config(TrainConfig, None, ["env.costs.fee_bps=5"]))
+    assert float(re.search(r"net Sharpe ([0-9.]+)", dear).group(1)) < got
+
+
+def test_store_market_says_there_is_no_known_ceiling():
+    cfg = load_config(TrainConfig, None, ["data.kind=store", "data.symbol=USDJPY"])
+    assert describe_market(cfg) == "market: USDJPY from the store (fx); real data, no known ceiling"
