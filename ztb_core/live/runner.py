@@ -38,6 +38,8 @@ from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .stream import MarketFeed
+
 log = logging.getLogger("ztb.live.runner")
 
 
@@ -50,6 +52,8 @@ class LoopStats:
     denied: int = 0
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    #: from the exchange time of the bar's last trade to the order sent (trade stream only)
+    trade_to_order_ms: list[float] = field(default_factory=list)
     equity: list[float] = field(default_factory=list)
 
 
@@ -73,8 +77,13 @@ class LiveRunner:
         writer: RunWriter,
         kill: KillSwitch | None = None,
         mode: str = "dry_run",
+        feed: MarketFeed | None = None,
     ) -> None:
         self.cfg, self.market, self.venue, self.journal, self.policy = cfg, market, venue, journal, policy
+        # bars from a trade stream (stream.py) instead of polling REST bars; None = REST bars
+        self.feed = feed
+        self.last_trade_ms: int | None = None  # exchange time of the last trade of the newest bar (stream)
+        self._fallback_told = False
         self.writer, self.mode = writer, mode
         self.kill = kill or KillSwitch(writer.dir)
         self.symbol = cfg.exchange.symbol
@@ -144,6 +153,9 @@ class LiveRunner:
             "price": float(price),
             "open_orders": self.manager.open_count(),
             "latency_ms": latency_ms,
+            "trade_to_order_ms": self.stats.trade_to_order_ms[-1]
+            if latency_ms is not None and self.stats.trade_to_order_ms
+            else None,
             "risk_state": "reduce_only" if summary["reduce_only"] else "normal",
             "trades_today": summary["trades_today"],
             "signal": self.held_signal,
@@ -160,6 +172,8 @@ class LiveRunner:
         self.day = _utc_day(self._now_ms(self.last_ticker))
         self.bars = self._load_history(self._now_ms(self.last_ticker))
         prime_policy(self.policy, self.bars)  # incremental features built now, not on the first bar
+        if self.feed is not None:  # trades from the end of the history on; each bar decided as it closes
+            self.feed.start(int(self.bars.index[-1].value // 1_000_000) + self.span_ms if len(self.bars) else None)
         pos = self.journal.position()
         if pos != 0 and self.last_ticker.last:
             eq = self.equity(self.last_ticker.last)
@@ -179,6 +193,8 @@ class LiveRunner:
 
     def poll(self) -> bool:
         """One poll; True when a new bar closed and a decision was made."""
+        if self.feed is not None:
+            return self._poll_feed()
         try:
             ticker = self.venue.fetch_ticker()
             now = self._now_ms(ticker)
@@ -203,6 +219,44 @@ class LiveRunner:
             Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
         )
         self._append(new)
+        self.stats.bars += 1
+        self.decide(ticker, now, prev_close, t_bar)
+        return True
+
+    def _poll_feed(self) -> bool:
+        """Bars from the trade stream (websocket; REST trade polling after a fallback): a decision the
+        moment a bar closes, its latency also measured from the bar's last trade (`trade_to_order_ms`)."""
+        feed = self.feed
+        assert feed is not None
+        new = feed.next_bars(min(self.cfg.poll_interval_s, 0.25) if feed.mode == "websocket" else 0.0)
+        if feed.fallback_reason and not self._fallback_told:
+            self._fallback_told = True
+            self.writer.event("alert", level="warning", message=f"market data: {feed.fallback_reason}")
+        self._retry_cancels()
+        if self.bars is not None and len(self.bars):
+            new = new[new.index > self.bars.index[-1]]
+        if len(new) == 0:
+            if self.manager.open_count() and feed.mode == "rest":
+                self._sync()
+            return False
+        t_bar = time.perf_counter()
+        self.last_trade_ms = int(new["last_trade_ms"].iloc[-1])
+        try:
+            ticker = feed.ticker()  # the order-book stream's touch when fresh
+            if ticker is None:
+                ticker = self.venue.fetch_ticker()
+            elif hasattr(self.venue, "last_ticker"):
+                self.venue.last_ticker = ticker  # paper fills at the touch the decision saw
+            self.risk.record_success("public")
+        except ExchangeCallError as exc:
+            self._error("poll", exc, api="public")
+            return False
+        self.last_ticker = ticker
+        now = max(self._now_ms(ticker), int(new.index[-1].value // 1_000_000) + self.span_ms)
+        prev_close = (
+            Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
+        )
+        self._append(new.drop(columns="last_trade_ms"))
         self.stats.bars += 1
         self.decide(ticker, now, prev_close, t_bar)
         return True
@@ -322,6 +376,9 @@ class LiveRunner:
             return "error"
         if t_bar is not None and self.manager.last_send_perf is not None:
             self.stats.latencies_ms.append((self.manager.last_send_perf - t_bar) * 1000.0)
+            if self.last_trade_ms is not None:  # exchange clock vs ours: includes their skew
+                sent_ms = (time.time() - (time.perf_counter() - self.manager.last_send_perf)) * 1000.0
+                self.stats.trade_to_order_ms.append(sent_ms - self.last_trade_ms)
         if order.state in ("rejected", "unknown"):
             return order.state  # not placed (or not known to be): not a trade of the day
         self.risk.record_trade()
@@ -358,8 +415,10 @@ class LiveRunner:
             self.writer.heartbeat(self.stats.bars, message=f"{self.mode} {self.symbol} bars={self.stats.bars}")
             if max_bars and self.stats.bars >= max_bars:
                 break
-            if not decided:
-                self._sleep(self.cfg.poll_interval_s)
+            if not decided and (self.feed is None or self.feed.mode == "rest"):
+                self._sleep(self.cfg.poll_interval_s)  # a websocket feed waits inside poll instead
+        if self.feed is not None:
+            self.feed.stop()
         self.shutdown(state)
         return state
 
@@ -416,6 +475,13 @@ class LiveRunner:
                 "n": int(len(lat)),
             }
             if len(lat)
+            else None,
+            "trade_to_order_ms": {
+                "p50": float(np.percentile(self.stats.trade_to_order_ms, 50)),
+                "p95": float(np.percentile(self.stats.trade_to_order_ms, 95)),
+                "n": len(self.stats.trade_to_order_ms),
+            }
+            if self.stats.trade_to_order_ms
             else None,
         }
         eq = np.asarray(self.stats.equity, dtype=float)

@@ -1,0 +1,325 @@
+"""Public market data as it happens: trades (and the best bid/ask) over websockets through ccxt.pro,
+with REST polling of public trades as the fallback, built into M1 bars the moment they close.
+
+    feed = MarketFeed.websocket(adapter, ws_url)   # coincheck watchTrades / watchOrderBook
+    feed = MarketFeed.rest(adapter)                # polling fetch_trades (the fallback)
+    bars = feed.next_bars(timeout_s)               # closed bars since the last call
+
+A bar closes on the first trade of a later minute or, when the market is quiet, once the exchange
+clock (estimated from the trades' timestamps) passes its end. Every closed bar carries the exchange
+time of its last trade, so the runner can report the decision latency from the bar's last trade to
+the order sent (`trade_to_order_ms`). A websocket that keeps failing (`max_ws_failures` in a row)
+hands over to REST polling and says so (`feed.fallback_reason`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from ..data.schema import utc_index
+from .exchange import ExchangeCallError, Ticker
+
+log = logging.getLogger("ztb.live.stream")
+
+
+@dataclass(frozen=True)
+class StreamTrade:
+    id: str
+    ts_ms: int  # exchange clock
+    price: float
+    amount: float
+
+
+@dataclass
+class ClosedBar:
+    open_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int
+    last_trade_ms: int  # exchange time of the bar's last trade
+
+
+class BarBuilder:
+    """M1 (or `span_ms`) bars from trades in arrival order. Thread-safe; `wait` blocks until a bar
+    closes. Trades older than the bar being built (late or repeated) are dropped and counted."""
+
+    def __init__(self, span_ms: int = 60_000, seen: int = 5000) -> None:
+        self.span_ms = span_ms
+        self.cur: ClosedBar | None = None
+        self.closed: deque[ClosedBar] = deque()
+        self.cond = threading.Condition()
+        self._seen: deque[str] = deque(maxlen=seen)
+        self._seen_set: set[str] = set()
+        self.late = 0
+        self.trades = 0
+        self.clock_offset_ms: float | None = None  # exchange clock - local clock, from the newest trade
+
+    def add(self, trade: StreamTrade, local_ms: float | None = None) -> None:
+        with self.cond:
+            if trade.id in self._seen_set:
+                return
+            if len(self._seen) == self._seen.maxlen:
+                self._seen_set.discard(self._seen[0])
+            self._seen.append(trade.id)
+            self._seen_set.add(trade.id)
+            local = time.time() * 1000.0 if local_ms is None else local_ms
+            offset = trade.ts_ms - local
+            self.clock_offset_ms = offset if self.clock_offset_ms is None else max(self.clock_offset_ms, offset)
+            open_ms = trade.ts_ms // self.span_ms * self.span_ms
+            cur = self.cur
+            if cur is not None and open_ms < cur.open_ms:
+                self.late += 1
+                return
+            if cur is not None and open_ms > cur.open_ms:
+                self._close()
+                cur = None
+            self.trades += 1
+            if cur is None:
+                self.cur = ClosedBar(
+                    open_ms, trade.price, trade.price, trade.price, trade.price, trade.amount, 1, trade.ts_ms
+                )
+            else:
+                cur.high, cur.low = max(cur.high, trade.price), min(cur.low, trade.price)
+                cur.close, cur.volume, cur.trades = trade.price, cur.volume + trade.amount, cur.trades + 1
+                cur.last_trade_ms = max(cur.last_trade_ms, trade.ts_ms)
+
+    def tick(self, exchange_now_ms: float) -> None:
+        """Close the bar being built once the exchange clock is past its end (a quiet market)."""
+        with self.cond:
+            if self.cur is not None and exchange_now_ms >= self.cur.open_ms + self.span_ms:
+                self._close()
+
+    def exchange_now_ms(self) -> float | None:
+        off = self.clock_offset_ms
+        return None if off is None else time.time() * 1000.0 + off
+
+    def _close(self) -> None:
+        self.closed.append(self.cur)  # type: ignore[arg-type]
+        self.cur = None
+        self.cond.notify_all()
+
+    def pop(self) -> list[ClosedBar]:
+        with self.cond:
+            out = list(self.closed)
+            self.closed.clear()
+            return out
+
+    def wait(self, timeout_s: float) -> list[ClosedBar]:
+        with self.cond:
+            if not self.closed:
+                self.cond.wait(timeout_s)
+            out = list(self.closed)
+            self.closed.clear()
+            return out
+
+
+def bars_frame(bars: list[ClosedBar]) -> pd.DataFrame:
+    """Closed bars in the bar schema (`data.schema`), plus `last_trade_ms`."""
+    idx = utc_index(pd.to_datetime([b.open_ms for b in bars], unit="ms", utc=True))
+    return pd.DataFrame(
+        {
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "volume": [b.volume for b in bars],
+            "trades": [float(b.trades) for b in bars],
+            "last_trade_ms": [b.last_trade_ms for b in bars],
+        },
+        index=idx,
+    )
+
+
+class _WsWorker:
+    """ccxt.pro's coincheck on its own event loop thread: watch_trades feeds the builder,
+    watch_order_book keeps the touch."""
+
+    def __init__(self, feed: MarketFeed, exchange_id: str, ws_url: str | None, rest_url: str | None) -> None:
+        self.feed, self.exchange_id, self.ws_url, self.rest_url = feed, exchange_id, ws_url, rest_url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="ztb-ws", daemon=True)
+        self.stopping = False
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(lambda: None)
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except Exception as exc:  # noqa: BLE001 - no ccxt.pro client for this venue, or it died: poll REST
+            self.feed._fall_back(f"websocket client unavailable ({type(exc).__name__}: {exc}); polling REST")
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        import ccxt.pro as ccxtpro
+
+        urls: dict[str, Any] = {}
+        if self.ws_url:
+            urls["ws"] = self.ws_url
+        if self.rest_url:
+            urls["rest"] = self.rest_url
+        ex = getattr(ccxtpro, self.exchange_id)({"urls": {"api": urls}, "enableRateLimit": False})
+        try:
+            await asyncio.gather(self._trades(ex), self._book(ex))
+        finally:
+            await ex.close()
+
+    async def _trades(self, ex: Any) -> None:
+        feed = self.feed
+        while not self.stopping:
+            try:
+                trades = await asyncio.wait_for(ex.watch_trades(feed.symbol), timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - ccxt raises many kinds; each counts toward the fallback
+                feed._ws_failed(exc)
+                if feed.mode != "websocket":
+                    return
+                await asyncio.sleep(min(2.0, 0.1 * feed.ws_failures))
+                continue
+            self.connected.set()
+            feed.ws_failures = 0
+            now = time.time() * 1000.0
+            for t in trades:
+                if t.get("timestamp") is None or t.get("price") is None:
+                    continue
+                feed.builder.add(
+                    StreamTrade(str(t["id"]), int(t["timestamp"]), float(t["price"]), abs(float(t["amount"]))), now
+                )
+
+    async def _book(self, ex: Any) -> None:
+        feed = self.feed
+        while not self.stopping and feed.mode == "websocket":
+            try:
+                book = await asyncio.wait_for(ex.watch_order_book(feed.symbol), timeout=0.5)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - the book is optional: the REST ticker stands in
+                log.debug("order book stream: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            bids, asks = book.get("bids") or [], book.get("asks") or []
+            feed.touch = (
+                Decimal(repr(float(bids[0][0]))) if bids else None,
+                Decimal(repr(float(asks[0][0]))) if asks else None,
+                time.time(),
+            )
+
+
+class MarketFeed:
+    """Closed bars from a trade stream (websocket) or from polling public trades (REST)."""
+
+    def __init__(self, adapter: Any, mode: str, ws_url: str | None = None, max_ws_failures: int = 5) -> None:
+        self.adapter, self.mode, self.ws_url = adapter, mode, ws_url
+        self.symbol = adapter.symbol
+        self.max_ws_failures = max_ws_failures
+        self.builder = BarBuilder()
+        self.ws_failures = 0
+        self.fallback_reason: str | None = None
+        self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
+        self._cursor_ms: int | None = None
+        self._worker: _WsWorker | None = None
+
+    @classmethod
+    def websocket(cls, adapter: Any, ws_url: str | None = None, max_ws_failures: int = 5) -> MarketFeed:
+        return cls(adapter, "websocket", ws_url, max_ws_failures)
+
+    @classmethod
+    def rest(cls, adapter: Any) -> MarketFeed:
+        return cls(adapter, "rest")
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def start(self, since_ms: int | None = None) -> MarketFeed:
+        """Begin collecting trades (REST polling starts at `since_ms`, default two minutes ago; the
+        runner drops bars its buffer already holds)."""
+        self._cursor_ms = since_ms
+        if self.mode == "websocket":
+            cfg = self.adapter.cfg
+            self._worker = _WsWorker(self, cfg.exchange, self.ws_url, cfg.api_url)
+            self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __enter__(self) -> MarketFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._worker is not None and self._worker.connected.wait(timeout_s)
+
+    def _ws_failed(self, exc: BaseException) -> None:
+        self.ws_failures += 1
+        log.warning("websocket trades failed (%d in a row): %s", self.ws_failures, exc)
+        if self.ws_failures >= self.max_ws_failures:
+            self._fall_back(f"websocket failed {self.ws_failures} times in a row ({exc}); polling REST")
+
+    def _fall_back(self, reason: str) -> None:
+        if self.mode != "websocket":
+            return
+        self.fallback_reason = reason
+        self.mode = "rest"
+        log.warning(reason)
+        with self.builder.cond:  # wake a waiting next_bars so the caller polls REST at once
+            self.builder.cond.notify_all()
+
+    # ---- bars -----------------------------------------------------------------------------------
+    def poll_rest(self) -> None:
+        """One REST poll of the public trades since the newest one seen."""
+        since = self._cursor_ms if self._cursor_ms is not None else int(time.time() * 1000) - 120_000
+        now = time.time() * 1000.0
+        for page in self.adapter.iter_trade_pages(since):
+            for t in page:
+                self.builder.add(StreamTrade(t.id, t.timestamp_ms, float(t.price), float(t.amount)), now)
+            if page:
+                self._cursor_ms = page[-1].timestamp_ms
+
+    def next_bars(self, timeout_s: float, exchange_now_ms: float | None = None) -> pd.DataFrame:
+        """Bars closed since the last call: websocket mode waits up to `timeout_s` for one; REST mode
+        polls once. `exchange_now_ms` (e.g. a ticker's time) closes a bar in a quiet market."""
+        if self.mode == "rest":
+            try:
+                self.poll_rest()
+            except ExchangeCallError as exc:
+                log.warning("REST trade poll failed: %s", exc)
+        now = exchange_now_ms if exchange_now_ms is not None else self.builder.exchange_now_ms()
+        if now is not None:
+            self.builder.tick(now)
+        bars = self.builder.wait(timeout_s) if self.mode == "websocket" else self.builder.pop()
+        return bars_frame(bars)
+
+    def ticker(self) -> Ticker | None:
+        """The stream's touch (best bid/ask from the order book stream, last from the trades) when
+        the book is fresh (under 5 s), else None (ask the REST ticker)."""
+        touch, cur = self.touch, self.builder.cur
+        if touch is None or time.time() - touch[2] > 5.0:
+            return None
+        last = Decimal(repr(cur.close)) if cur is not None else None
+        now = self.builder.exchange_now_ms()
+        return Ticker(self.symbol, touch[0], touch[1], last, int(now) if now is not None else None)
