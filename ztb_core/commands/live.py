@@ -153,6 +153,7 @@ def _session(
     from ..live.policy import make_policy, market_mismatch
     from ..live.runner import LiveRunner
     from ..live.secrets import load_credentials, redact
+    from ..live.stream import MarketFeed
     from ..live.venues import make_adapter
     from ..logs import setup_logging
     from ..ops.killfile import KillSwitch
@@ -205,7 +206,8 @@ def _session(
         venue = PaperVenue(adapter, journal, cfg.costs, cfg.paper) if mode == "dry_run" else adapter
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
-        runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode)
+        feed = MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures) if cfg.market_data == "websocket" else None
+        runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode, feed=feed)
         if reset_breakers:
             writer.event("breakers_reset", cleared=runner.risk.reset_breakers())
         state = runner.run(max_bars)

@@ -64,11 +64,20 @@ def train(
         False, "--supervise", help="Run under the supervisor: restart after crashes from the latest checkpoint."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the rich progress bar."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Validate the config, the data and the resume target; print the resolved config and the run "
+        "it would create; write nothing.",
+    ),
 ) -> None:
     """Train the PPO agent (kill-file stop, checkpoints, exact resume)."""
     from rich.console import Console
 
     console = Console()
+    if dry_run:
+        _dry_run(console, config, resume, run_id, total_timesteps, sets or [])
+        return
     if not headless:
         _launch_background(console, config, total_timesteps, resume, run_id, sets, supervise_)
         return
@@ -91,6 +100,38 @@ def train(
         say=lambda m: console.print(m, highlight=False),
     )
     _report(console, outcome)
+
+
+def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) -> None:
+    """Everything `train --headless` checks before its first step, with no run folder, checkpoint,
+    cache or log written: config, encoder file, resume compatibility, data and split sizes."""
+    from ..config import config_to_yaml, read_yaml
+    from ..paths import runs_dir
+    from ..rl.encoder import load_encoder_checked
+    from ..rl.market import describe_market, prepare_splits
+    from ..rl.trainer import check_compatible
+    from ..runs import new_run_id
+
+    cfg, resume_dir, _ = _load(config, resume, run_id, total_timesteps, sets)
+    if cfg.encoder.path:
+        load_encoder_checked(cfg.encoder.path)
+    if resume_dir is not None:
+        check_compatible(read_yaml(resume_dir / "config.yaml"), cfg, f"run {resume_dir.name}")
+    # the frozen encoder's embeddings are a cache write and minutes of work: the encoder file is checked above
+    splits = prepare_splits(
+        cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update={"path": None})}), ("train", "val", "test")
+    )
+    target = resume_dir if resume_dir is not None else runs_dir() / (run_id or new_run_id("train"))
+    console.print(config_to_yaml(cfg), highlight=False, markup=False)
+    rows = ", ".join(f"{name} {len(sl):,} bars" for name, sl in splits.items())
+    console.print(
+        f"[bold]dry run[/]: config, data and resume target are valid; nothing was written.\n"
+        f"  would {'resume' if resume_dir is not None else 'create'} run: {target}\n"
+        f"  steps:   {cfg.rounded_total():,} (total_timesteps {cfg.total_timesteps:,} rounded up to whole rollouts)\n"
+        f"  data:    {rows}\n  {describe_market(cfg)}",
+        highlight=False,
+        soft_wrap=True,  # paths stay whole, so they can be copied
+    )
 
 
 def _launch_background(console, config, total_timesteps, resume, run_id, sets, supervised: bool) -> None:

@@ -59,6 +59,15 @@ class LiveConfig(ZtbModel):
         description="Real trading with an agent trained on another market kind (fx calendar vs 24/7 crypto); "
         "refused unless true (a dry run only warns)",
     )
+    market_data: Literal["rest", "websocket"] = Field(
+        "rest",
+        description="rest: poll bars built from REST trades every poll_interval_s; websocket: ccxt.pro trade "
+        "stream, each bar decided as it closes, REST trade polling as the fallback",
+    )
+    ws_url: str | None = Field(
+        None, description="Replaces ccxt.pro's websocket URL (urls.api.ws), e.g. `ztb emulator`'s; null = the exchange's"
+    )
+    ws_max_failures: int = Field(5, ge=1, description="Websocket failures in a row before falling back to REST")
     history_symbol: str | None = Field(
         None,
         description="Data-store symbol the start-up history is backfilled from (imported or `ztb data fetch`-ed); "
