@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape, load_synthetic
 from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
 from ztb_core.live.secrets import Credentials
@@ -52,3 +52,18 @@ def exchange_config(emulator: EmulatorServer) -> ExchangeConfig:
 @pytest.fixture
 def exchange_adapter(exchange_config: ExchangeConfig, test_credentials: Credentials) -> ExchangeAdapter:
     return make_adapter(exchange_config, test_credentials)
+
+
+@pytest.fixture
+def fast_emulator():
+    """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar."""
+    cfg = EmulatorConfig(
+        speed=120,
+        clock="tape",
+        history_s=3 * 3600,
+        api_key=TEST_KEY,
+        secret=TEST_SECRET,
+        balances={"jpy": 1_000_000.0, "btc": 0.1},
+    )
+    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+        yield emu

@@ -9,7 +9,7 @@ from ztb_core.cli import main
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
-from .test_runner import fast_emulator, live_args  # noqa: F401 - fixture reused
+from .test_runner import live_args
 
 
 def test_live_without_confirmation_refuses(fast_emulator, monkeypatch, capsys):

@@ -12,28 +12,13 @@ from pathlib import Path
 import pytest
 
 from ztb_core.cli import main
-from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer
 from ztb_core.live.journal import Journal
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
 
 PRIVATE = {"create_order", "cancel_order", "open_orders", "balance", "transactions", "accounts", "order"}
-
-
-@pytest.fixture
-def fast_emulator():
-    """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar."""
-    cfg = EmulatorConfig(
-        speed=120,
-        clock="tape",
-        history_s=3 * 3600,
-        api_key=TEST_KEY,
-        secret=TEST_SECRET,
-        balances={"jpy": 1_000_000.0, "btc": 0.1},
-    )
-    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
-        yield emu
 
 
 def live_args(emu: EmulatorServer, *extra: str) -> list[str]:

@@ -10,7 +10,7 @@ from ztb_core.cli import main
 from ztb_core.live.emulator import FaultRule
 
 from .conftest import TEST_KEY, TEST_SECRET
-from .test_runner import fast_emulator, live_args  # noqa: F401 - fixture reused
+from .test_runner import live_args
 
 
 def every_file(root: Path) -> list[Path]:

@@ -43,14 +43,19 @@ def emulator_cmd(
     speed: float | None = typer.Option(None, "--speed", help="Replay speed (tape s per wall s; 0 = frozen)"),
     config: Path | None = typer.Option(None, "--config", help="EmulatorConfig YAML (fault table etc.)"),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set spread_bps=5"),
+    ws_port: int = typer.Option(
+        8766, "--ws-port", help="Public websocket (trades, order book) port on 127.0.0.1 (0 = any free, -1 = none)"
+    ),
 ) -> None:
-    """Run the loopback exchange emulator until Ctrl-C (point ccxt's urls.api.rest at the printed URL)."""
+    """Run the loopback exchange emulator until Ctrl-C (point ccxt's urls.api.rest at the printed URL,
+    and ccxt.pro's urls.api.ws at the websocket URL)."""
     import time
 
     from rich.console import Console
 
     from ..config import load_config
     from ..live.emulator import EmulatorConfig, EmulatorServer
+    from ..live.emulator.ws import WsServer
 
     sets = list(set_) + [f"port={port}", f"source={source}", f"api_key={api_key}", f"secret={secret}"]
     if speed is not None:
@@ -60,9 +65,11 @@ def emulator_cmd(
     with console.status(f"loading the {cfg.source} trade tape..."):
         server = EmulatorServer(cfg)
     url = server.start()
+    ws = WsServer(server.state, cfg.host, ws_port) if ws_port >= 0 else None
+    ws_line = f"  websocket URL: [bold]{ws.start()}[/] (--set ws_url=... in ztb live)\n" if ws else ""
     console.print(
         f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
-        f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n"
+        f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n{ws_line}"
         f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
         "  Ctrl-C stops it."
     )
@@ -72,6 +79,8 @@ def emulator_cmd(
     except KeyboardInterrupt:
         pass
     finally:
+        if ws is not None:
+            ws.stop()
         server.stop()
         console.print(f"emulator stopped; requests served: {sum(server.requests.values())}")
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from ..errors import ZtbError
 from .journal import Journal
 from .orders import (
     CANCEL_REQUESTED,
@@ -126,6 +127,44 @@ def _submitted_watermark(journal: Journal, order: Order) -> int | None:
             value = json.loads(row["detail"]).get("watermark")
             return int(value) if value is not None else None
     return None
+
+
+class ResolveError(ZtbError):
+    """An operator's --resolve cannot be applied (unknown order, not a candidate, already ours)."""
+
+
+def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
+    """The operator's decision on an exchange order an unknown placement could be: `ours` adopts it
+    for the (one) unresolved order it is a candidate of; `not-ours` rules it foreign for good (never
+    adopted, never cancelled). Returns a sentence saying what changed."""
+    exchange_id = str(exchange_id)
+    ambiguous: dict[str, list[str]] = dict(journal.get_state(AMBIGUOUS_KEY, {}))
+    owner = journal.by_exchange_id(exchange_id)
+    if owner is not None:
+        raise ResolveError(f"exchange order {exchange_id} is already journal order {owner.client_id}")
+    if verdict == "not-ours":
+        foreign = sorted({*map(str, journal.get_state(FOREIGN_KEY, [])), exchange_id})
+        journal.set_state(FOREIGN_KEY, foreign)
+        journal.set_state(AMBIGUOUS_KEY, {c: [e for e in ids if e != exchange_id] for c, ids in ambiguous.items()})
+        return f"exchange order {exchange_id} is marked not ours: it will never be adopted or cancelled"
+    if verdict != "ours":
+        raise ResolveError(f"--as {verdict!r}: use ours or not-ours")
+    claimants = [c for c, ids in ambiguous.items() if exchange_id in ids]
+    if len(claimants) != 1:
+        listed = "; ".join(f"{c}: {', '.join(ids)}" for c, ids in ambiguous.items()) or "none"
+        raise ResolveError(
+            f"exchange order {exchange_id} is not a candidate of exactly one unresolved order "
+            f"(ambiguous matches: {listed})"
+        )
+    order = journal.get(claimants[0])
+    if order is None or order.state not in (SUBMITTED, UNKNOWN):
+        raise ResolveError(f"order {claimants[0]} is no longer unresolved ({order.state if order else 'missing'})")
+    journal.transition(
+        order, OPEN, detail={"why": "resolved by the operator", "exchange_id": exchange_id}, exchange_id=exchange_id
+    )
+    del ambiguous[claimants[0]]
+    journal.set_state(AMBIGUOUS_KEY, ambiguous)
+    return f"order {claimants[0]} is exchange order {exchange_id}; the next reconciliation applies its fills"
 
 
 def reconcile(

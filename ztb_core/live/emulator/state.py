@@ -77,6 +77,7 @@ class Fill:
     amount: Decimal
     fee: Decimal
     liquidity: str  # M | T
+    pair: str = PAIR  # the account's history mixes pairs; only PAIR is traded here
 
 
 class ReplayClock:
@@ -429,14 +430,46 @@ class ExchangeState:
                 ],
             }
 
+    # ---- test and fuzzer controls ------------------------------------------------------
+    def execute(self, order_id: int, qty: Decimal, rate: Decimal | None = None) -> Fill:
+        """The exchange executes `qty` of an open order now (at its rate unless given), as maker."""
+        with self.lock:
+            order = self._order(order_id)
+            if not order.open:
+                raise ApiError(f"order {order_id} is not open ({order.status})")
+            qty = min(Decimal(qty), order.remaining)
+            self._fill(order, order.rate if rate is None else Decimal(rate), qty, int(self.clock.tape_now_ms()), "M")
+            return self.fills[-1]
+
+    def add_other_pair_fill(self, pair: str, side: str, rate: Decimal, amount: Decimal) -> Fill:
+        """A fill of the same account on another pair (e.g. eth_jpy): it shows in the transaction
+        history like any other, and moves no balance this emulator tracks."""
+        if pair == PAIR:
+            raise ValueError("use execute() for the emulated pair")
+        with self.lock:
+            fill = Fill(
+                len(self.fills) + 1,
+                10**9 + len(self.fills),
+                int(self.clock.tape_now_ms()),
+                side,
+                Decimal(rate),
+                Decimal(amount),
+                Decimal(0),
+                "T",
+                pair,
+            )
+            self.fills.append(fill)
+            return fill
+
     def _fill_json(self, f: Fill) -> dict:
         sign = Decimal(1) if f.side == "buy" else Decimal(-1)
+        base, quote = f.pair.split("_")
         return {
             "id": f.id,
             "order_id": f.order_id,
             "created_at": iso(self.clock.report_ms(f.tape_ms)),
-            "funds": {BASE: _num(sign * f.amount), QUOTE: _num(-sign * f.rate * f.amount)},
-            "pair": PAIR,
+            "funds": {base: _num(sign * f.amount), quote: _num(-sign * f.rate * f.amount)},
+            "pair": f.pair,
             "rate": _num(f.rate),
             "fee_currency": "JPY",
             "fee": _num(f.fee),
