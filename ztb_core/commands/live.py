@@ -206,7 +206,9 @@ def _session(
         venue = PaperVenue(adapter, journal, cfg.costs, cfg.paper) if mode == "dry_run" else adapter
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
-        feed = MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures) if cfg.market_data == "websocket" else None
+        feed = (
+            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures) if cfg.market_data == "websocket" else None
+        )
         runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode, feed=feed)
         if reset_breakers:
             writer.event("breakers_reset", cleared=runner.risk.reset_breakers())

@@ -65,7 +65,8 @@ class LiveConfig(ZtbModel):
         "stream, each bar decided as it closes, REST trade polling as the fallback",
     )
     ws_url: str | None = Field(
-        None, description="Replaces ccxt.pro's websocket URL (urls.api.ws), e.g. `ztb emulator`'s; null = the exchange's"
+        None,
+        description="Replaces ccxt.pro's websocket URL (urls.api.ws), e.g. `ztb emulator`'s; null = the exchange's",
     )
     ws_max_failures: int = Field(5, ge=1, description="Websocket failures in a row before falling back to REST")
     history_symbol: str | None = Field(

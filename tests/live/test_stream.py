@@ -1,0 +1,122 @@
+"""Streaming market data: bars built from trades as they arrive; the emulator's coincheck websocket
+(ccxt.pro's own client) delivers the same trades as REST; a dead websocket falls back to REST
+polling; `ztb live --set market_data=websocket` decides from the stream."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ztb_core.cli import main
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
+from ztb_core.live.emulator.ws import WsServer
+from ztb_core.live.stream import BarBuilder, MarketFeed, StreamTrade
+from ztb_core.runs import list_runs
+
+from .conftest import TEST_KEY, TEST_SECRET
+from .test_runner import live_args, read_jsonl
+
+T0 = 1_700_000_040_000  # a minute boundary
+
+
+def trade(i: int, ts: int, price: float) -> StreamTrade:
+    return StreamTrade(str(i), ts, price, 0.5)
+
+
+def test_bar_builder_closes_on_the_next_minute_and_on_the_clock():
+    b = BarBuilder()
+    for i, (dt, p) in enumerate([(0, 10.0), (20_000, 12.0), (59_000, 9.0), (61_000, 11.0)]):
+        b.add(trade(i, T0 + dt, p))
+    (bar,) = b.pop()
+    assert (bar.open_ms, bar.open, bar.high, bar.low, bar.close, bar.trades) == (T0, 10.0, 12.0, 9.0, 9.0, 3)
+    assert bar.last_trade_ms == T0 + 59_000 and bar.volume == 1.5
+    b.add(trade(2, T0 + 59_500, 1.0))  # a repeated id and a late trade change nothing
+    b.add(trade(9, T0 + 59_500, 1.0))
+    assert b.late == 1 and b.pop() == []
+    b.tick(T0 + 119_999)
+    assert b.pop() == []
+    b.tick(T0 + 120_000)  # quiet market: the clock closes the bar
+    (bar,) = b.pop()
+    assert bar.open_ms == T0 + 60_000 and bar.close == 11.0
+
+
+@pytest.fixture
+def manual_emulator():
+    cfg = EmulatorConfig(speed=0, history_s=3600, api_key=TEST_KEY, secret=TEST_SECRET)
+    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu, WsServer(emu.state) as ws:
+        yield emu, ws
+
+
+def test_websocket_bars_equal_rest_bars(manual_emulator, exchange_config):
+    from ztb_core.live.venues import make_adapter
+
+    emu, ws = manual_emulator
+    adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))
+    feed = MarketFeed.websocket(adapter, ws.url).start()
+    try:
+        time.sleep(1.0)  # let ccxt.pro subscribe: trades printed before that are not sent
+        frames = []
+        for _ in range(6):
+            emu.advance(60)  # the manual clock prints a minute of trades; the next minute's first closes the bar
+            frames.append(feed.next_bars(2.0, exchange_now_ms=0))  # 0: no clock-based close (manual clock)
+        streamed = pd.concat(frames)
+        assert len(streamed) >= 4, f"only {len(streamed)} bars streamed"
+        assert feed.mode == "websocket" and feed.builder.late == 0
+        now = adapter.fetch_ticker().timestamp_ms
+        rest = adapter.fetch_ohlcv_or_build("1m", since_ms=int(streamed.index[0].value // 1_000_000), now_ms=now)
+        common = streamed.index.intersection(rest.index)
+        assert len(common) >= 4
+        for col in ("open", "high", "low", "close", "volume"):
+            np.testing.assert_allclose(streamed.loc[common, col], rest.loc[common, col], rtol=1e-9)
+        assert feed.ticker() is not None  # the order book stream gives the touch
+    finally:
+        feed.stop()
+
+
+def test_a_dead_websocket_falls_back_to_rest(manual_emulator, exchange_config):
+    from ztb_core.live.venues import make_adapter
+
+    emu, _ = manual_emulator
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{s.getsockname()[1]}/"
+    adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))
+    feed = MarketFeed.websocket(adapter, dead, max_ws_failures=2).start()
+    try:
+        deadline = time.monotonic() + 20
+        while feed.mode == "websocket" and time.monotonic() < deadline:
+            feed.next_bars(0.2)
+        assert feed.mode == "rest" and "polling REST" in feed.fallback_reason
+        feed.next_bars(0)  # REST polling picks up the trades since two minutes ago
+        emu.advance(120)
+        bars = feed.next_bars(0)
+        assert len(bars) >= 1 and feed.builder.trades > 0
+    finally:
+        feed.stop()
+
+
+def test_live_dry_run_decides_from_the_websocket(artifacts):
+    cfg = EmulatorConfig(
+        speed=120, clock="tape", history_s=3 * 3600, api_key=TEST_KEY, secret=TEST_SECRET, balances={"jpy": 1e6}
+    )
+    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu, WsServer(emu.state) as ws:
+        args = live_args(
+            emu, "--dry-run", "--max-bars", "3", "--set", "market_data=websocket", "--set", f"ws_url={ws.url}"
+        )
+        assert main(args) == 0
+        assert ws.messages > 0
+    (run,) = list_runs()
+    events = read_jsonl(run.dir / "events.jsonl")
+    assert not [e for e in events if e["event"] == "alert"], "the websocket should not have fallen back"
+    report = json.loads((run.dir / "reports" / "live_report.json").read_text())
+    assert report["bars"] == 3 and report["decisions"] == 3
+    metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
+    placed = [m for m in metrics if m.get("decision") == "placed"]
+    assert all(m["trade_to_order_ms"] is not None for m in placed)
+    if placed:
+        assert report["trade_to_order_ms"]["n"] == len(placed)
