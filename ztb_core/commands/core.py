@@ -123,6 +123,14 @@ def _fmt_age(age: float | None) -> str:
     return f"{age / 3600:.1f}h"
 
 
+def _compact(n: int) -> str:
+    """12,000 -> 12k, 1,000,000 -> 1M: a step count that fits a narrow column (--json has the exact one)."""
+    for div, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div * 10:
+            return f"{n / div:.4g}{unit}"
+    return f"{n:,}"
+
+
 def runs(
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     stale_after: float = typer.Option(30.0, help="Heartbeat age (s) after which an active run is stale/dead."),
@@ -170,17 +178,20 @@ def runs(
         "dead": "red",
         "stale": "magenta",
     }
-    table = Table(title=f"runs ({len(items)})")
-    for col in ("run id", "kind", "state", "step/total", "heartbeat", "pid"):
-        table.add_column(col)
+    # The run id is what people copy and tell apart: it is never cut; the other columns wrap or
+    # shrink instead (an 80-column terminal fits a 26-character id with every column).
+    table = Table(title=f"runs ({len(items)})", pad_edge=False, collapse_padding=True)
+    id_width = max(len(r.run_id) for r in items)
+    table.add_column("run id", no_wrap=True, min_width=id_width, overflow="fold")
+    table.add_column("kind", max_width=8, overflow="fold")
+    table.add_column("state", max_width=9, overflow="fold")
+    table.add_column("step/total", max_width=17, overflow="fold")
+    table.add_column("beat", max_width=5, overflow="fold")
+    table.add_column("pid", max_width=14, overflow="fold")
     for r in items:
         c = colors.get(r.liveness, "white")
-        total = f"{r.step:,}/{r.total_steps:,}" if r.total_steps else f"{r.step:,}"
-        pid = (
-            f"{r.pid} ({'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'other host'})"
-            if r.pid
-            else "-"
-        )
+        total = f"{_compact(r.step)}/{_compact(r.total_steps)}" if r.total_steps else _compact(r.step)
+        pid = f"{r.pid} {'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'remote'}" if r.pid else "-"
         table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, _fmt_age(r.heartbeat_age_s), pid)
     Console().print(table)
 

@@ -200,7 +200,7 @@ class RunScreen(Screen):
                 on_ckpts = self.query_one("#tabs", TabbedContent).active == "tab-checkpoints"
             except Exception:
                 return False
-            return True if on_ckpts else None
+            return on_ckpts
         if action == "show_tab" and parameters == ("tab-kind",) and self.kind_view is None:
             return False
         return True
@@ -240,7 +240,8 @@ class RunScreen(Screen):
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
         stalled = " · [magenta]no progress: rate unknown[/]" if row.liveness in ("stale", "dead") else ""
-        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{fps}{eta}{stalled}", layout=False)
+        # the ETA before the rate: on a narrow terminal the end of the line is what wraps
+        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{eta}{fps}{stalled}")
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
         if button.disabled != final:
