@@ -14,6 +14,7 @@ from ..config import ZtbModel
 from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..data.synthetic import SyntheticConfig
+from ..tensorboard import LoggingConfig
 
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "H1", "H4", "D")
 PRETRAIN_TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D")
@@ -179,6 +180,7 @@ class PretrainConfig(ZtbModel):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerOptions = Field(default_factory=TrainerOptions)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="optional extra log writers")
     cache_dir: str | None = Field(
         None, description="window-index / statistics cache; none = <artifacts>/cache/pretrain"
     )

@@ -18,6 +18,7 @@ from ..manifest import verified_checkpoint
 from ..ops.killfile import clear_run_stop
 from ..runs import RunWriter
 from ..runs import resolve_resume as resolve_run_resume
+from ..tensorboard import require_tensorboard, tensorboard_dir
 from .config import PretrainConfig
 
 log = logging.getLogger("ztb.pretrain")
@@ -189,7 +190,7 @@ def run_pretrain(
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=t.strategy,
-            logger=RunWriterLogger(writer),
+            logger=[RunWriterLogger(writer), *tensorboard_loggers(cfg, writer.dir)],
             callbacks=callbacks,
             log_every_n_steps=t.log_every,
             num_sanity_val_steps=0,
@@ -238,3 +239,13 @@ def _read_yaml(path: Path) -> dict:
     from ..config import read_yaml
 
     return read_yaml(path)
+
+
+def tensorboard_loggers(cfg: PretrainConfig, run_dir: Path) -> list:
+    """Lightning's own TensorBoard writer beside the run-directory logger, when asked for."""
+    if not cfg.logging.tensorboard:
+        return []
+    require_tensorboard()
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [TensorBoardLogger(save_dir=str(tensorboard_dir(run_dir)), name="", version="")]

@@ -16,6 +16,7 @@ from ..config import ZtbModel
 from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..pnl import CostConfig
+from ..tensorboard import LoggingConfig
 
 #: dotted prefixes whose change makes an existing checkpoint meaningless for this config
 INCOMPATIBLE_PREFIXES: tuple[str, ...] = ("data.", "features", "splits.", "env.", "ppo.", "seed", "encoder.")
@@ -223,6 +224,7 @@ class TrainConfig(ZtbModel):
         default_factory=SupervisorConfig, description="restart policy of `ztb supervise`"
     )
     watch: WatchConfig = Field(default_factory=WatchConfig, description="alert thresholds for `ztb watch`")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="optional extra log writers")
     telemetry_interval_s: float = Field(
         5.0, gt=0, le=3600, description="seconds between resource samples (metrics split `sys`)"
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.logger import configure as sb3_logger
 
 from ..atomic import atomic_write_text
 from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, flatten, read_yaml
@@ -27,6 +28,7 @@ from ..manifest import Manifest
 from ..ops.killfile import KillSwitch, clear_run_stop
 from ..ops.telemetry import TelemetryThread
 from ..runs import RunWriter
+from ..tensorboard import require_tensorboard, tensorboard_dir
 from .callbacks import training_callbacks
 from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
@@ -189,6 +191,8 @@ def run_training(
 ) -> TrainOutcome:
     """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`."""
     say = say or (lambda msg: log.info(msg))
+    if cfg.logging.tensorboard:
+        require_tensorboard()
     if cfg.encoder.path:  # a wrong encoder.path fails here, before a run folder exists
         load_encoder_checked(cfg.encoder.path)
     total = cfg.rounded_total()
@@ -265,6 +269,9 @@ def run_training(
         if state is not None:
             restore_state(model, vecnorm, state)
             venv.seed(cfg.seed + step0)  # deterministic fresh episodes after a resume
+        if cfg.logging.tensorboard:
+            # SB3's own writer: every value it logs (losses, KL, clip fraction...) at each update
+            model.set_logger(sb3_logger(str(tensorboard_dir(writer.dir)), ["tensorboard"]))
         saver = CheckpointSaver(
             writer.checkpoints_dir,
             level=cfg.checkpoint.compression_level,
