@@ -1,0 +1,528 @@
+"""The fault fuzzer's world: the real bot (LiveRunner + OrderManager + ExchangeAdapter + SQLite
+Journal) against the real loopback emulator, with the emulator's own books as the referee.
+
+Nothing here is a stand-in for the code under test: decisions go through `LiveRunner.poll` (ticker,
+sync, risk, sizing, cancel, place), orders through ccxt over HTTP into the emulator, state into the
+journal. The only scripted parts are the ones the world supplies: the policy's signal (chosen by
+the fuzzer), constant-close bars (so the decision depends on the signal, not on indicators), and
+an in-memory event sink instead of a run directory.
+
+The referee (`Referee`) hooks the emulator's order entry: at the instant an order of ours reaches
+the exchange it snapshots the exchange-side position, our resting orders and the journal (read-only
+SQLite connection: the risk state and how many placements have an unknown outcome), so the rules
+"no order while an earlier outcome is unknown", "reduce-only never adds exposure" and the daily
+limits are judged on what was true when the order was sent, not on what the bot believed.
+
+Run as a script (`python tests/live/fuzz_harness.py URL JOURNAL SIGNALS CRASH_AT`) it is the bot
+process the kill-9 test restarts in a fresh interpreter; the state machine forks the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ztb_core.live.exchange import ExchangeAdapter, ExchangeCallError
+from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
+from ztb_core.live.journal import Journal
+from ztb_core.live.live_config import LiveConfig
+from ztb_core.live.risk import RiskConfig
+from ztb_core.live.runner import LiveRunner
+from ztb_core.live.secrets import Credentials
+from ztb_core.live.sizing import SizingConfig
+from ztb_core.live.venues import make_adapter
+
+KEY, SECRET = "fuzz-key-1d2c", "fuzz-secret-9a8b7c"
+SYMBOL = "BTC/JPY"
+CAPITAL = 36_000.0  # signal 1.0 at ~1.2M JPY is ~0.03 BTC: six minimum lots
+RISK = RiskConfig(
+    daily_loss_limit=Decimal("150"),  # reachable with a 0.03 BTC position and a few minutes of tape
+    max_trades_per_day=6,
+    max_position=Decimal("0.03"),
+    max_notional=Decimal("10000000"),
+    max_consecutive_errors=3,
+    stale_data_s=1e9,  # bars are scripted; staleness is not what is fuzzed
+    max_price_jump_pct=0.5,
+    max_spread_bps=10_000.0,
+    stop_loss_pct=0.05,
+)
+OPEN_STATES = ("NEW", "PARTIALLY_FILLED")
+
+
+def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -> LiveConfig:
+    """A long-only spot config with leverage 1 (constant bars: realised vol is the floor)."""
+    return LiveConfig(
+        mode="live",
+        confirm_live=True,
+        exchange=ExchangeConfig(
+            exchange="coincheck",
+            symbol=SYMBOL,
+            api_url=url,
+            timeout_ms=150,
+            retry=RetryConfig(max_attempts=2, base_delay_ms=1, max_delay_ms=2),
+            rate_limit=RateLimitConfig(requests_per_s=10_000, burst=10_000, ccxt_rate_limit=False),
+        ),
+        risk=RISK,
+        sizing=SizingConfig(
+            target_vol=5.0,
+            expected_sharpe=100.0,
+            kelly_fraction=1.0,
+            max_leverage=1.0,
+            vol_lookback_bars=10,
+            min_change_fraction=0.0,
+            allow_short=False,
+            aggressiveness_bps=aggressiveness_bps,
+        ),
+        capital=CAPITAL,
+        warmup_bars=12,
+        journal_path=journal_path,
+        reconcile_grace_s=0.3,
+    )
+
+
+class ScriptedPolicy:
+    """The fuzzer's decision: whatever target `signal` the current step chose."""
+
+    name = "fuzz"
+    warmup_bars = 2
+    buffer_bars = 12
+
+    def __init__(self) -> None:
+        self.signal = 0.0
+
+    def decide(self, bars: pd.DataFrame, position: float) -> float:
+        return self.signal
+
+
+class ConstantBars:
+    """`market` for the runner: one new constant-close bar per poll (no HTTP), limits from the adapter."""
+
+    def __init__(self, adapter: ExchangeAdapter, close: float = 1_200_000.0) -> None:
+        self.adapter, self.close = adapter, close
+
+    def market_limits(self, symbol: str | None = None) -> Any:
+        return self.adapter.market_limits(symbol)
+
+    def fetch_ohlcv_or_build(self, tf: str, since_ms: int, now_ms: int) -> pd.DataFrame:
+        span = 60_000
+        n = max(1, (now_ms - since_ms) // span) if now_ms - since_ms > span else 1
+        start = pd.Timestamp(since_ms, unit="ms", tz="UTC").floor("1min")
+        idx = pd.date_range(start, periods=int(min(n, 50)), freq="1min", tz="UTC")
+        c = self.close
+        return pd.DataFrame({"open": c, "high": c, "low": c, "close": c, "volume": 1.0}, index=idx)
+
+
+class EventSink:
+    """The run directory's writer, in memory (the runner's events are kept for failure reports)."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, name: str, /, **data: Any) -> None:
+        self.events.append((name, data))
+
+    def metric(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_status(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class Bot:
+    """One bot process's worth of objects on a journal: adapter, journal, runner."""
+
+    def __init__(self, url: str, journal_path: Path, run_dir: Path) -> None:
+        self.cfg = live_config(url, journal_path)
+        self.adapter = make_adapter(self.cfg.exchange, Credentials(KEY, SECRET, source="test"))
+        self.journal = Journal(journal_path, "live", "coincheck", SYMBOL)
+        self.policy = ScriptedPolicy()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = EventSink(run_dir)
+        self.runner = LiveRunner(
+            self.cfg, ConstantBars(self.adapter), self.adapter, self.journal, self.policy, self.writer, mode="live"
+        )
+        self.started = False
+
+    @property
+    def manager(self):
+        return self.runner.manager
+
+    def ensure_started(self) -> bool:
+        """`LiveRunner.start` (reconciliation at start); a failed start is retried on the next call,
+        as a supervisor restarting `ztb live` would."""
+        if not self.started:
+            try:
+                self.runner.start()
+                self.started = True
+            except ExchangeCallError as exc:
+                self.writer.event("start_failed", error=str(exc)[:200])
+        return self.started
+
+    def decide(self, signal_: float, aggressiveness_bps: float) -> None:
+        if not self.ensure_started():
+            return
+        sizing = self.cfg.sizing.model_copy(update={"aggressiveness_bps": aggressiveness_bps})
+        self.runner.cfg = self.cfg.model_copy(update={"sizing": sizing})
+        self.policy.signal = signal_
+        self.runner.poll()
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+# ---- the referee -------------------------------------------------------------------------------
+@dataclass
+class Placement:
+    """What was true at the exchange (and in the journal) when one of our orders arrived."""
+
+    order_id: int
+    side: str
+    amount: Decimal
+    rate: Decimal
+    position: Decimal  # our filled position at the exchange just before
+    resting: list[tuple[str, Decimal]]  # our open orders (side, remaining) just before
+    unresolved: int  # journal orders in submitted/unknown, this one included
+    risk: dict
+    equity: Decimal  # capital + our cash flow + position * last, at the exchange
+
+    @property
+    def signed(self) -> Decimal:
+        return self.amount if self.side == "buy" else -self.amount
+
+    def reducing(self) -> bool:
+        """Reduces |position| whatever resting orders do: same-side resting orders counted as filled."""
+        p, x = self.position, self.signed
+        if p == 0 or (x > 0) == (p > 0):
+            return False
+        same = sum((r if s == self.side else Decimal(0) for s, r in self.resting), Decimal(0))
+        after = p + x + (same if self.side == "buy" else -same)
+        return after == 0 or ((after > 0) == (p > 0) and abs(after) <= abs(p))
+
+
+@dataclass
+class Referee:
+    """Hooks the emulator's order entry and cancel; judges the journal against the books."""
+
+    emulator: Any
+    journal_path: Path
+    capital: Decimal = Decimal(repr(CAPITAL))
+    foreign: set[int] = field(default_factory=set)
+    placements: list[Placement] = field(default_factory=list)
+    cancelled_by_api: list[int] = field(default_factory=list)
+    checked_upto: int = 0
+    #: broken-invariant messages found at order entry (judged once, reported by `check`)
+    entry_violations: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        state = self.emulator.state
+        self._create, self._cancel = state.create_order, state.cancel_order
+        state.create_order = self._hooked_create
+        state.cancel_order = self._hooked_cancel
+
+    # -- exchange-side books --------------------------------------------------------------------
+    def ours(self) -> dict[int, Any]:
+        return {oid: o for oid, o in self.emulator.state.orders.items() if oid not in self.foreign}
+
+    def our_fills(self) -> list[Any]:
+        return [f for f in self.emulator.state.fills if f.order_id not in self.foreign]
+
+    def position(self) -> Decimal:
+        return sum((f.amount if f.side == "buy" else -f.amount for f in self.our_fills()), Decimal(0))
+
+    def cash(self) -> Decimal:
+        return sum(
+            ((-f.rate * f.amount if f.side == "buy" else f.rate * f.amount) - f.fee for f in self.our_fills()),
+            Decimal(0),
+        )
+
+    def place_foreign(self, side: str, amount: Decimal, rate: Decimal) -> int | None:
+        """An order placed by someone else on the same account (straight into the books)."""
+        from ztb_core.live.emulator.state import ApiError
+
+        try:
+            out = self._create({"pair": "btc_jpy", "order_type": side, "rate": str(rate), "amount": str(amount)})
+        except ApiError:
+            return None
+        self.foreign.add(int(out["id"]))
+        return int(out["id"])
+
+    def unknown_but_placed(self, journal: Journal) -> Any:
+        """A journal order whose outcome the bot does not know although the exchange has it."""
+        known = journal.known_exchange_ids()
+        unmapped = [o for oid, o in self.ours().items() if str(oid) not in known]
+        for u in journal.unresolved():
+            if any((o.side, o.amount, o.rate) == (u.side, u.amount, u.price) for o in unmapped):
+                return u
+        return None
+
+    def play_operator(self, journal: Journal) -> None:
+        """`ztb live reconcile --resolve ID --as ours|not-ours` for every ambiguous match, told the
+        truth (the referee knows which orders are foreign)."""
+        from ztb_core.live.reconcile import AMBIGUOUS_KEY, ResolveError, resolve_order
+
+        for _client_id, candidates in dict(journal.get_state(AMBIGUOUS_KEY, {})).items():
+            for eid in candidates:
+                if int(eid) in self.foreign:
+                    resolve_order(journal, eid, "not-ours")
+            for eid in candidates:
+                if int(eid) not in self.foreign:
+                    try:
+                        resolve_order(journal, eid, "ours")
+                    except ResolveError:
+                        pass  # already adopted by another claimant
+                    break
+
+    def _journal_view(self) -> tuple[int, dict]:
+        db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
+        try:
+            n = db.execute("SELECT COUNT(*) FROM orders WHERE state IN ('submitted','unknown')").fetchone()[0]
+            row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
+        except sqlite3.OperationalError:  # journal not created yet
+            return 0, {}
+        finally:
+            db.close()
+        return int(n), (json.loads(row[0]) if row else {})
+
+    def _hooked_create(self, params: dict, fill_ratio: float | None = None) -> dict:
+        state = self.emulator.state
+        with state.lock:
+            state.advance()
+            unresolved, risk = self._journal_view()
+            resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
+            pos = self.position()
+            equity = self.capital + self.cash() + pos * state.last_price()
+            out = self._create(params, fill_ratio)
+            self.placements.append(
+                Placement(
+                    int(out["id"]),
+                    params["order_type"],
+                    Decimal(params["amount"]),
+                    Decimal(params["rate"]),
+                    pos,
+                    resting,
+                    unresolved,
+                    risk,
+                    equity,
+                )
+            )
+            return out
+
+    def _hooked_cancel(self, raw_id: Any) -> dict:
+        out = self._cancel(raw_id)
+        self.cancelled_by_api.append(int(raw_id))
+        return out
+
+    # -- judging --------------------------------------------------------------------------------
+    def _judge_entries(self) -> None:
+        """Rules at order entry, each placement judged once."""
+        for p in self.placements[self.checked_upto :]:
+            self.checked_upto += 1
+            where = f"order {p.order_id} ({p.side} {p.amount} @ {p.rate}, position {p.position})"
+            if p.unresolved > 1:
+                self.entry_violations.append(
+                    f"{where} was placed while {p.unresolved - 1} earlier placement(s) had an unknown outcome"
+                )
+            risk = p.risk or {}
+            reasons = []
+            if risk.get("breakers"):
+                reasons.append(f"breakers {sorted(risk['breakers'])}")
+            if risk.get("daily_halt"):
+                reasons.append(f"daily halt ({risk['daily_halt']})")
+            start = risk.get("day_start_equity")
+            if start is not None and p.equity - Decimal(start) <= -RISK.daily_loss_limit:
+                reasons.append(f"day loss {Decimal(start) - p.equity:.0f} >= limit {RISK.daily_loss_limit}")
+            if reasons and not p.reducing():
+                self.entry_violations.append(
+                    f"{where} adds exposure in reduce-only ({'; '.join(reasons)}); resting {p.resting}"
+                )
+        increasing = [p for p in self.placements if not p.reducing()]
+        if len(increasing) > RISK.max_trades_per_day:
+            msg = (
+                f"{len(increasing)} exposure-adding orders placed today, limit {RISK.max_trades_per_day}: "
+                f"{[p.order_id for p in increasing]}"
+            )
+            if msg not in self.entry_violations:
+                self.entry_violations.append(msg)
+
+    def check(self, journal: Journal, settled: bool = False) -> list[str]:
+        """Every invariant against the emulator's books; `settled` after a fault-free sync, when the
+        journal must agree with the exchange exactly (no lag allowed)."""
+        self._judge_entries()
+        out = list(self.entry_violations)
+        state = self.emulator.state
+        with state.lock:
+            ours = self.ours()
+            fills = {f.id: f for f in self.our_fills()}
+            all_orders = dict(state.orders)
+            foreign_status = {oid: state.orders[oid].status for oid in self.foreign}
+        orders = journal.orders()
+        by_eid = {o.exchange_id: o for o in orders if o.exchange_id is not None}
+        # foreign orders: never adopted, never cancelled
+        for oid in self.foreign:
+            if str(oid) in by_eid:
+                out.append(f"foreign order {oid} was adopted by journal order {by_eid[str(oid)].client_id}")
+            if oid in self.cancelled_by_api:
+                out.append(f"foreign order {oid} was cancelled by the bot (status {foreign_status[oid]})")
+        # journal -> exchange
+        for eid, o in by_eid.items():
+            ex = all_orders.get(int(eid)) if eid.isdigit() else None
+            if ex is None:
+                out.append(f"journal order {o.client_id} names exchange order {eid}, which does not exist")
+                continue
+            executed = ex.amount - ex.remaining
+            if o.filled > executed:
+                out.append(f"journal order {o.client_id} filled {o.filled} > exchange executed {executed}")
+            if o.terminal and o.filled != executed:
+                out.append(
+                    f"journal order {o.client_id} is {o.state} with {o.filled} filled, the exchange executed "
+                    f"{executed} (status {ex.status}): fills lost"
+                )
+            if o.state == "filled" and ex.status != "FILLED":
+                out.append(f"journal order {o.client_id} is filled, exchange order {eid} is {ex.status}")
+            if o.state == "cancelled" and ex.status in OPEN_STATES:
+                out.append(f"journal order {o.client_id} is cancelled but exchange order {eid} still rests")
+            if (o.side, o.amount, o.price) != (ex.side, ex.amount, ex.rate):
+                out.append(f"journal order {o.client_id} does not match exchange order {eid} (side/amount/price)")
+            if settled and (o.state in ("open", "partially_filled", "cancel_requested")) != (ex.status in OPEN_STATES):
+                out.append(f"after a clean sync journal order {o.client_id} is {o.state}, exchange {ex.status}")
+        # exchange -> journal: ours without a journal id must be explainable by an unresolved order
+        unresolved = [o for o in orders if o.state in ("submitted", "unknown")]
+        for oid, ex in sorted(ours.items()):
+            if str(oid) in by_eid:
+                continue
+            twin = next((u for u in unresolved if (u.side, u.amount, u.price) == (ex.side, ex.amount, ex.rate)), None)
+            if twin is None or settled:
+                out.append(
+                    f"exchange order {oid} ({ex.side} {ex.amount} @ {ex.rate}, {ex.status}) is not in the journal"
+                )
+            else:
+                unresolved.remove(twin)
+        # fills: recorded once, for the right order, and every one of them once the books settle
+        jfills = journal.fills()
+        seen: set[str] = set()
+        for f in jfills:
+            if f.trade_id in seen:
+                out.append(f"fill {f.trade_id} recorded twice")
+            seen.add(f.trade_id)
+            ex = fills.get(int(f.trade_id)) if f.trade_id.isdigit() else None
+            if ex is None:
+                out.append(f"journal fill {f.trade_id} is not one of our fills at the exchange")
+                continue
+            owner = journal.get(f.client_id) if f.client_id else None
+            if owner is None or owner.exchange_id != str(ex.order_id):
+                out.append(
+                    f"journal fill {f.trade_id} is booked to {f.client_id}, the exchange says order {ex.order_id}"
+                )
+            if (f.side, f.amount, f.price) != (ex.side, ex.amount, ex.rate):
+                out.append(f"journal fill {f.trade_id} differs from the exchange's (side/amount/price)")
+        for o in orders:
+            total, _ = journal.filled_of(o.client_id)
+            if total != o.filled:
+                out.append(f"journal order {o.client_id} says filled {o.filled}, its fills sum to {total}")
+        pos_fills = journal.position()
+        pos_orders = sum((o.filled if o.side == "buy" else -o.filled for o in orders), Decimal(0))
+        if pos_fills != pos_orders:
+            out.append(f"journal position {pos_fills} (fills) != {pos_orders} (orders' filled amounts)")
+        if settled:
+            missing = sorted(set(fills) - {int(t) for t in seen if t.isdigit()})
+            if missing:
+                out.append(f"{len(missing)} of our fills at the exchange are not in the journal: {missing[:10]}")
+            if pos_fills != self.position():
+                out.append(f"journal position {pos_fills} != exchange position {self.position()}")
+        return out
+
+
+# ---- the bot as a separate process, killed at a chosen point ----------------------------------
+def install_crash_point(crash_at: int, on_crash: Callable[[], None] | None = None) -> None:
+    """SIGKILL this process at the `crash_at`-th point, counting two per exchange HTTP attempt and
+    two per journal transaction (just before it, just after it): a death between any two steps of
+    the write-ahead protocol, including after the exchange acted but before the journal heard."""
+    counter = {"n": 0}
+
+    def tick() -> None:
+        counter["n"] += 1
+        if counter["n"] == crash_at:
+            if on_crash is not None:
+                on_crash()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    once = ExchangeAdapter._once
+
+    def crashing_once(self, *args, **kwargs):
+        tick()
+        try:
+            return once(self, *args, **kwargs)
+        finally:
+            tick()
+
+    tx_enter, tx_exit = Journal._Tx.__enter__, Journal._Tx.__exit__
+
+    def crashing_enter(self):
+        tick()
+        return tx_enter(self)
+
+    def crashing_exit(self, *exc):
+        out = tx_exit(self, *exc)
+        tick()
+        return out
+
+    ExchangeAdapter._once = crashing_once
+    Journal._Tx.__enter__ = crashing_enter
+    Journal._Tx.__exit__ = crashing_exit
+
+
+def bot_process(url: str, journal_path: Path, run_dir: Path, signals: list[tuple[float, float]], crash_at: int) -> None:
+    """The body of a bot process: start (reconcile), then one decision per signal."""
+    install_crash_point(crash_at)
+    bot = Bot(url, journal_path, run_dir)
+    try:
+        for sig, aggr in signals:
+            bot.decide(sig, aggr)
+    finally:
+        bot.close()
+
+
+def fork_bot(
+    url: str, journal_path: Path, run_dir: Path, signals: list[tuple[float, float]], crash_at: int, timeout_s: float
+) -> int:
+    """Run `bot_process` in a forked child; returns its wait status as a negative signal or exit code.
+    A child still alive after `timeout_s` is killed with SIGKILL too."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the test runner
+        code = 0
+        try:
+            bot_process(url, journal_path, run_dir, signals, crash_at)
+        except BaseException:  # noqa: BLE001 - the parent judges the journal, not the exit path
+            code = 3
+        os._exit(code)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            break
+        time.sleep(0.005)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+if __name__ == "__main__":  # the bot in a fresh interpreter: URL JOURNAL RUN_DIR SIGNALS_JSON CRASH_AT
+    url_, journal_, run_, signals_, crash_ = sys.argv[1:6]
+    bot_process(url_, Path(journal_), Path(run_), [tuple(s) for s in json.loads(signals_)], int(crash_))
