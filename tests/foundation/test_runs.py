@@ -84,24 +84,51 @@ def test_reader_tails_while_other_process_appends(artifacts):
     assert tail.bad_lines == 0
 
 
-def test_sigkill_mid_write_leaves_parseable_files(artifacts):
+BIG_LINE_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from ztb_core.runs import RunWriter
+    run = RunWriter.open(Path(sys.argv[1]))
+    pad = "x" * (8 << 20)  # 8 MB lines: the kernel copies them page by page, so SIGKILL can cut one
+    print("ready", flush=True)
+    i = 0
+    while True:
+        run.metric(i, "train", {"pad": pad}, flush=True)
+        run.heartbeat(i, min_interval_s=0.0)
+        i += 1
+""")
+
+
+def test_sigkill_mid_write_tears_a_line_and_reopen_repairs_it(artifacts):
+    """SIGKILL a writer until one kill provably cut a line (the file does not end in a newline;
+    ~60% of kills do), check that everything before it parses, then that reopening repairs it."""
     run = RunWriter.create("train", {})
     run.close()
-    for attempt in range(3):
-        proc = spawn_writer(run.dir, -1)
-        time.sleep(0.8 + 0.3 * attempt)
+    metrics = run.dir / "metrics.jsonl"
+    torn_at = None
+    for attempt in range(15):
+        proc = subprocess.Popen([sys.executable, "-c", BIG_LINE_WRITER, str(run.dir)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.02 + 0.01 * (attempt % 6))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         json.loads((run.dir / "status.json").read_text())  # never torn (atomic replace)
-        data = (run.dir / "metrics.jsonl").read_bytes()
+        data = metrics.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]
         for line in complete.splitlines():
             json.loads(line)
-    # re-opening repairs any torn tail; the next appends start on a clean line
+        if not data.endswith(b"\n"):
+            torn_at = attempt
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(data[len(complete) :])  # the tail really is a cut line
+            break
+        metrics.write_bytes(b"")  # keep the file small between attempts
+    assert torn_at is not None, "15 SIGKILLs never cut a line: the test proved nothing"
     again = RunWriter.open(run.dir)
     again.metric(10**9, "train", {"loss": 0.0}, flush=True)
     again.close()
-    lines = (run.dir / "metrics.jsonl").read_bytes().splitlines()
+    lines = metrics.read_bytes().splitlines()
     assert all(json.loads(line) for line in lines)
     assert json.loads(lines[-1])["step"] == 10**9
 

@@ -177,17 +177,25 @@ def test_rate_limit_answers_429_with_headers(emulator_config):
 def test_replay_speed_moves_the_tape_with_the_wall_clock(emulator_config):
     cfg = emulator_config.model_copy(update={"speed": 600.0})
     with EmulatorServer(cfg, tape=TradeTape.random_walk(n=20_000, seed=3)) as emu:
+        t0 = time.monotonic()
+        requests.get(f"{emu.base_url}/ticker", timeout=2)  # the clock is read at each request
         before = emu.state.visible
-        time.sleep(0.3)  # 0.3 s x 600 = 3 tape minutes, ~360 trades at 0.5 s mean gap
+        time.sleep(0.3)
         requests.get(f"{emu.base_url}/ticker", timeout=2)
-        assert 150 < emu.state.visible - before < 900
+        elapsed = time.monotonic() - t0
+        # between the two requests at least 0.3 s and at most `elapsed` passed (a busy machine is
+        # slow, never fast): x 600 speed / 0.5 s mean gap = 1200 trades per wall second
+        assert 0.5 * 1200 * 0.3 < emu.state.visible - before < 2.0 * 1200 * elapsed
 
 
 def test_stop_does_not_wait_for_a_hanging_request(emulator):
     emulator.add_fault(FaultRule(kind="timeout", endpoint="ticker", hang_ms=30_000))
     thread = threading.Thread(target=lambda: _swallow(lambda: requests.get(f"{emulator.base_url}/ticker", timeout=20)))
     thread.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 10  # until the request is really hanging in the server
+    while emulator.faults.fired.get("timeout", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert emulator.faults.fired.get("timeout") == 1
     t0 = time.perf_counter()
     emulator.stop()
     thread.join(5)
