@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_STEPS ?= 100000
 
-.PHONY: install demo test check bench lock clean-venv
+.PHONY: install demo test check bench fuzz lock clean-venv
 
 # Installs the exact versions in requirements.lock (hash-checked), torch excepted: a CUDA torch that
 # is already in the venv is kept. UNLOCKED=1 installs from pyproject's open ranges instead.
@@ -52,6 +52,12 @@ lock:
 	  --python-version 3.11.7 --python-platform x86_64-manylinux_2_28 \
 	  $(if $(LOCK_CONSTRAINTS),-c $(LOCK_CONSTRAINTS)) $$skip -o requirements.lock
 	rm -f requirements.lock.tmp
+
+# The live-trading fault fuzzer at full length: FUZZ_EXAMPLES sequences (CI runs a dozen); it prints
+# how many sequences and steps it tried. Minutes, not seconds.
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/live/test_fuzz.py -k fuzzer
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

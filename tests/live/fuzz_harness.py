@@ -273,8 +273,10 @@ class Referee:
     def play_operator(self, journal: Journal) -> None:
         """`ztb live reconcile --resolve ID --as ours|not-ours` for every ambiguous match, told the
         truth (the referee knows which orders are foreign)."""
-        from ztb_core.live.reconcile import AMBIGUOUS_KEY, ResolveError, resolve_order
-
+        try:
+            from ztb_core.live.reconcile import AMBIGUOUS_KEY, ResolveError, resolve_order
+        except ImportError:  # a bot without operator resolution (older code): nothing to decide
+            return
         for _client_id, candidates in dict(journal.get_state(AMBIGUOUS_KEY, {})).items():
             for eid in candidates:
                 if int(eid) in self.foreign:
