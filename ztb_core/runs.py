@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from .atomic import atomic_write_json, atomic_write_text, read_json
 from .errors import RunError
 from .ops import notify
 from .paths import REPO_ROOT, global_kill_file, runs_dir
+from .segments import read_segments, read_segments_tail, segment_files, uncompact_jsonl
 
 STATES = ("starting", "running", "stopping", "stopped", "completed", "failed", "fatal")
 FINAL_STATES = frozenset({"stopped", "completed", "failed", "fatal"})
@@ -408,10 +409,13 @@ class RunWriter:
         # unless DISCORD_WEBHOOK or ZTB_NOTIFY is set; never blocks)
         notify.forward(self.dir, self.run_id, self.kind, record)
 
-    def error_event(self, exc: BaseException) -> dict:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def error_event(self, exc: BaseException, scrub: Callable[[str], str] | None = None) -> dict:
+        """Record `exc` (message, traceback digest and tail); `scrub` is applied to every text written
+        (the live commands pass their key redaction), the exception itself is left as it is."""
+        clean = scrub or (lambda text: text)
+        tb = clean("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         digest = {
-            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "error": clean(f"{type(exc).__name__}: {exc}")[:500],
             "traceback_sha1": hashlib.sha1(tb.encode()).hexdigest()[:12],
             "traceback_tail": tb.strip().splitlines()[-6:],
         }
@@ -423,6 +427,10 @@ class RunWriter:
         metrics stay monotonic in step with no duplicate rows. Returns rows removed."""
         path = self.dir / "metrics.jsonl"
         self.metrics.flush()
+        if segment_files(path):  # rows past `step` may sit in compacted history: fold it back first
+            self.metrics.close()
+            uncompact_jsonl(path)
+            self.metrics = JsonlAppender(path)
         if not path.exists():
             return 0
         kept: list[bytes] = []
@@ -526,6 +534,8 @@ class JsonlTail:
     Keeps a byte offset and reads only what is new; an unterminated last line waits for the next
     poll; a shrink or inode change (truncation, rotation, atomic rewrite) restarts from the top
     and says so with `reset=True`. A poll that finds nothing new costs one `os.stat`.
+    History moved into compressed segments (`ztb runs compact`) is read first, on the first poll and
+    after a reset, so readers see one continuous file.
     """
 
     def __init__(self, path: Path, from_end_bytes: int | None = None, max_read_bytes: int = 16 << 20):
@@ -535,6 +545,7 @@ class JsonlTail:
         self._partial = b""
         self._max_read = max_read_bytes
         self._from_end = from_end_bytes
+        self._history_read = False
         self.bad_lines = 0
 
     def _start_offset(self, size: int, fh) -> int:
@@ -544,6 +555,19 @@ class JsonlTail:
         fh.readline()  # skip to the next line boundary
         return fh.tell()
 
+    def _history(self, live_size: int) -> bytes:
+        """Compacted segments to read before the live file: all of them, or with `from_end_bytes`
+        only enough to make up what the live file lacks (from a line boundary)."""
+        if self._from_end is None:
+            return read_segments(self.path)
+        if live_size >= self._from_end:
+            return b""
+        data = read_segments_tail(self.path, self._from_end - live_size)
+        skip = len(data) - (self._from_end - live_size)
+        if skip > 0:
+            data = data[data.find(b"\n", skip - 1) + 1 :]
+        return data
+
     def poll(self) -> TailResult:
         try:
             st = os.stat(self.path)
@@ -551,35 +575,47 @@ class JsonlTail:
             reset = self.inode is not None
             if reset:
                 self.offset, self.inode, self._partial = 0, None, b""
+            if not self._history_read:  # a compacted run has no live file until it is resumed
+                self._history_read = True
+                return TailResult(self._parse(self._history(0)), reset)
             return TailResult([], reset)
         reset = False
         if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
             reset = True
-            self.offset, self._partial = 0, b""
-        if st.st_size == self.offset and self.inode is not None:
+            self.offset, self._partial, self._history_read = 0, b"", False
+        if st.st_size == self.offset and self.inode is not None and self._history_read:
             return TailResult([], reset)
-        records: list[dict] = []
+        history = b""
         with open(self.path, "rb") as fh:
             if self.inode is None:
                 self.offset = self._start_offset(st.st_size, fh)
+            if not self._history_read:
+                history = self._history(st.st_size - self.offset)
+                self._history_read = True
             self.inode = st.st_ino
             fh.seek(self.offset)
             data = fh.read(self._max_read)
         self.offset += len(data)
+        records = self._parse(history) if history else []
         data = self._partial + data
         cut = data.rfind(b"\n")
         if cut < 0:
             self._partial = data
             return TailResult([], reset)
         self._partial = data[cut + 1 :]
-        for line in data[: cut + 1].splitlines():
+        records.extend(self._parse(data[: cut + 1]))
+        return TailResult(records, reset)
+
+    def _parse(self, data: bytes) -> list[dict]:
+        records: list[dict] = []
+        for line in data.splitlines():
             if not line:
                 continue
             try:
                 records.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 self.bad_lines += 1
-        return TailResult(records, reset)
+        return records
 
 
 @dataclass

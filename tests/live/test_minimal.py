@@ -56,6 +56,7 @@ def test_minimal_passes_every_step(emulator, keys, capsys):
     assert names == [
         "balances_before",
         "reconcile",
+        "leftover_test_orders",
         "ticker",
         "market_limits",
         "place_order",
@@ -115,3 +116,25 @@ def test_lost_placement_response_is_resolved_and_still_cleaned_up(emulator, exch
         rep = run_minimal(exchange_adapter, j, confirm_wait_s=0.01)
     assert rep.passed, rep.as_dict()
     assert [o.status for o in emulator.state.orders.values()] == ["CANCELED"]
+
+
+def test_a_test_order_left_resting_by_a_killed_run_is_cancelled_first(emulator, exchange_adapter, tmp_path):
+    from ztb_core.live.broker import OrderManager
+    from ztb_core.live.minimal import FLOW
+
+    with Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY") as j:
+        bid = exchange_adapter.fetch_ticker().bid
+        # what an earlier --minimal run killed after placing its order leaves behind
+        left = OrderManager(exchange_adapter, j, "BTC/JPY").place(
+            "buy", Decimal("0.005"), (bid * Decimal("0.7")).quantize(Decimal(1)), detail={"flow": FLOW}
+        )
+        other = OrderManager(exchange_adapter, j, "BTC/JPY").place(
+            "buy", Decimal("0.005"), (bid * Decimal("0.69")).quantize(Decimal(1))
+        )
+        rep = run_minimal(exchange_adapter, j, confirm_wait_s=0.01)
+        assert rep.passed, rep.as_dict()
+        step = next(s for s in rep.steps if s.name == "leftover_test_orders")
+        assert left.client_id in step.detail and other.client_id not in step.detail
+        assert j.get(left.client_id).state == "cancelled"
+    assert emulator.state.orders[int(left.exchange_id)].status == "CANCELED"
+    assert emulator.state.orders[int(other.exchange_id)].open  # a trading order is not the flow's to cancel

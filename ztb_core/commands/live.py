@@ -12,7 +12,10 @@ TRUTHY = ("1", "true", "yes", "on")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("live")(live)
+    group = typer.Typer(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    group.callback()(live)
+    group.command("reconcile")(reconcile)
+    app.add_typer(group, name="live")
 
 
 def _env_flag(name: str) -> bool:
@@ -20,6 +23,7 @@ def _env_flag(name: str) -> bool:
 
 
 def live(
+    ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Paper trading on live quotes; no private endpoint is called (also DRY_RUN=1)."
@@ -48,6 +52,8 @@ def live(
     ),
 ) -> None:
     """Run the live decision loop (dry run by default) or the --minimal API check."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.console import Console
 
     from ..config import load_config
@@ -148,7 +154,7 @@ def _session(
     reset_breakers: bool,
 ) -> int:
     from ..errors import ConfigError, ZtbError
-    from ..live.journal import Journal
+    from ..live.journal import Journal, JournalLock
     from ..live.paper import PaperVenue
     from ..live.policy import make_policy, market_mismatch
     from ..live.runner import LiveRunner
@@ -162,6 +168,7 @@ def _session(
 
     credentials = None
     if mode == "live":
+        _refuse_unsupported_venue(cfg)
         credentials = load_credentials(cfg.exchange)  # raises, naming the variables / file it looked for
         if not confirmed:
             raise ZtbError(
@@ -184,6 +191,7 @@ def _session(
         )
     if mismatch:
         console.print(f"[bold yellow]warning:[/] {mismatch}; its decisions here are untested", highlight=False)
+    lock = JournalLock(cfg.resolved_journal_path()).acquire()  # before the run dir: a refusal leaves nothing
     writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
@@ -219,13 +227,15 @@ def _session(
         )
         return 0
     except BaseException as exc:
-        writer.error_event(type(exc)(redact(str(exc), credentials)) if credentials else exc)
+        # redacted where it is written; the exception itself goes on unchanged (type, args, traceback)
+        writer.error_event(exc, scrub=lambda text: redact(text, credentials))
         writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
         raise
     finally:
         telemetry.stop()
         if journal is not None:
             journal.close()
+        lock.release()
         writer.close()
         if guard is not None:
             from ..live.secrets import remove_log_filter
@@ -237,13 +247,14 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     from rich.table import Table
 
     from ..atomic import atomic_write_json
-    from ..live.journal import Journal
+    from ..live.journal import Journal, JournalLock
     from ..live.minimal import flow_qty_from_env, run_minimal
     from ..live.secrets import CredentialsError, load_credentials, redact
     from ..live.venues import make_adapter
     from ..logs import setup_logging
     from ..runs import RunWriter
 
+    _refuse_unsupported_venue(cfg)
     try:
         credentials = load_credentials(cfg.exchange)
     except CredentialsError as exc:
@@ -251,7 +262,8 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     qty = flow_qty_from_env()
     cfg.mode = "live"
     _risk_banner(cfg, "minimal", console, credentials.source)
-    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=9)
+    lock = JournalLock(cfg.resolved_journal_path()).acquire()
+    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=10)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)
@@ -286,13 +298,72 @@ def _minimal(cfg, console, run_id: str | None) -> int:
         writer.event("minimal_done", passed=report.passed)
         return 0 if report.passed else 1
     except BaseException as exc:
-        writer.error_event(type(exc)(redact(str(exc), credentials)))
+        writer.error_event(exc, scrub=lambda text: redact(text, credentials))
         writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
         raise
     finally:
         journal.close()
+        lock.release()
         writer.close()
         if guard is not None:
             from ..live.secrets import remove_log_filter
 
             remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
+
+
+def _refuse_unsupported_venue(cfg) -> None:
+    """Real-money modes only on venues whose fills ztb can reconcile."""
+    from ..errors import ConfigError
+    from ..live.venues import live_refusal
+
+    why = live_refusal(cfg.exchange.exchange)
+    if why:
+        raise ConfigError(f"exchange.exchange: {why}")
+
+
+def reconcile(
+    config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key (e.g. journal_path=...)."),
+    paper: bool = typer.Option(False, "--paper", help="The dry run's (paper) journal instead of the live one."),
+    resolve: str | None = typer.Option(
+        None, "--resolve", help="Exchange order id that an unknown placement could be (see the list)."
+    ),
+    verdict: str | None = typer.Option(None, "--as", help="ours (adopt it) or not-ours (never touch it)."),
+) -> None:
+    """List placements with an unknown outcome and the exchange orders they could be; --resolve ORDER
+    --as ours|not-ours decides one (journal only: the next `ztb live` start applies it)."""
+    from rich.console import Console
+
+    from ..config import load_config
+    from ..errors import ConfigError
+    from ..live.journal import Journal, JournalLock
+    from ..live.live_config import LiveConfig
+    from ..live.orders import UNRESOLVED
+    from ..live.reconcile import AMBIGUOUS_KEY, FOREIGN_KEY, resolve_order
+
+    if (resolve is None) != (verdict is None):
+        raise ConfigError("--resolve and --as go together: --resolve EXCHANGE_ORDER_ID --as ours|not-ours")
+    cfg = load_config(LiveConfig, config, list(overrides) + (["mode=dry_run"] if paper else ["mode=live"]))
+    path = cfg.resolved_journal_path()
+    if not path.exists():
+        raise ConfigError(f"no journal at {path} (set journal_path, or --paper for the dry run's)")
+    console = Console()
+    with (
+        JournalLock(path),
+        Journal(path, "paper" if paper else "live", cfg.exchange.exchange, cfg.exchange.symbol) as j,
+    ):
+        if resolve is not None:
+            console.print(resolve_order(j, resolve, verdict or ""), highlight=False)
+        ambiguous = j.get_state(AMBIGUOUS_KEY, {})
+        unresolved = j.orders(UNRESOLVED)
+        # plain lines, never a table that wraps or truncates the ids an operator has to copy
+        console.print(f"journal {path}: {len(unresolved)} placement(s) with an unknown outcome", highlight=False)
+        for o in unresolved:
+            candidates = ", ".join(ambiguous.get(o.client_id, [])) or "none seen yet"
+            console.print(
+                f"  {o.client_id} {o.state} {o.side} {o.amount} @ {o.price}; could be exchange order(s): {candidates}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        foreign = j.get_state(FOREIGN_KEY, [])
+        console.print(f"ruled not ours: {', '.join(map(str, foreign)) if foreign else 'none'}", highlight=False)

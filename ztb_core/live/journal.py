@@ -14,7 +14,9 @@ raises, so a dry run can never mix its simulated orders into the real book.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -54,6 +56,45 @@ class JournalError(ZtbError):
 
 class JournalWriteError(JournalError):
     """A journal write failed (disk full, I/O error): the session must stop placing orders."""
+
+
+class JournalLock:
+    """One process per journal: an exclusive `flock` on `<journal>.lock`, which holds the owner's pid
+    (the kernel drops the lock when the process dies, kill -9 included, so no stale lock remains)."""
+
+    def __init__(self, journal_path: str | Path) -> None:
+        self.journal = Path(journal_path)
+        self.path = self.journal.with_name(self.journal.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> JournalLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise JournalError(
+                f"{self.journal}: in use by another ztb live process (pid {holder}); only one process may "
+                "use a journal at a time: stop that one first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JournalLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def _d(value: str | None) -> Decimal | None:

@@ -1,6 +1,7 @@
 """`ztb live --minimal`: prove the whole private API path with one order that cannot fill.
 
-Steps (each timed, each pass/fail): balances before; ticker; market limits; place one
+Steps (each timed, each pass/fail): balances before; reconcile; cancel any test order an earlier
+run left resting (killed mid-flow); ticker; market limits; place one
 minimum-size buy limit order `far_pct` below the bid (so it cannot fill); confirm it is open;
 cancel it; confirm it is gone; balances after equal balances before. The order goes through the
 order manager, so it is journaled like any live order and a crash mid-flow is reconciled (and
@@ -10,6 +11,7 @@ refuses to start and says which variables or file it looked for.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from .journal import Journal
 from .orders import CANCELLED, OPEN, UNKNOWN
 
 FAR_PCT = Decimal("0.30")
+FLOW = "minimal"  # the submission detail that marks the flow's test orders in the journal
 
 
 @dataclass
@@ -113,6 +116,19 @@ def run_minimal(
             raise _StepFailed(f"earlier order(s) {rep.still_unresolved} still have an unknown outcome")
         return f"journal agrees with the exchange ({len(rep.orphans)} foreign open order(s) left alone)"
 
+    def leftovers() -> str:
+        stale = [o for o in journal.live_orders() if _is_test_order(journal, o.client_id)]
+        for o in stale:
+            manager.cancel(o)
+        if stale:
+            manager.reconcile()
+        still = [o.client_id for o in stale if not journal.get(o.client_id).terminal]
+        if still:
+            raise _StepFailed(f"earlier test order(s) {still} are still resting; cancel them by hand")
+        if not stale:
+            return "no test order left by an earlier run"
+        return f"cancelled {len(stale)} test order(s) left by an earlier run: {', '.join(o.client_id for o in stale)}"
+
     def ticker() -> str:
         t = adapter.fetch_ticker()
         if not t.bid and not t.last:
@@ -140,7 +156,7 @@ def run_minimal(
         )
 
     def place() -> str:
-        order = manager.place("buy", state["amount"], state["price"], detail={"flow": "minimal"})
+        order = manager.place("buy", state["amount"], state["price"], detail={"flow": FLOW})
         report.order_client_id = order.client_id
         if order.state == UNKNOWN:
             manager.reconcile(grace_ms=0)
@@ -182,6 +198,7 @@ def run_minimal(
     plan = [
         ("balances_before", balances_before),
         ("reconcile", reconcile_first),
+        ("leftover_test_orders", leftovers),
         ("ticker", ticker),
         ("market_limits", limits),
         ("place_order", place),
@@ -196,6 +213,13 @@ def run_minimal(
     except _StepFailed:
         _cleanup(manager, journal, report)
     return report
+
+
+def _is_test_order(journal: Journal, client_id: str) -> bool:
+    for row in journal.transitions(client_id):
+        if row["from_state"] is None and row["detail"]:
+            return json.loads(row["detail"]).get("flow") == FLOW
+    return False
 
 
 def _cleanup(manager: OrderManager, journal: Journal, report: MinimalReport) -> None:
