@@ -462,7 +462,9 @@ async def test_command_palette_and_keyboard_navigation(make_app, fleet) -> None:
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
         assert app.screen.run_dir.name == "train-20260101-100000-a1b2"
-        for key, tab in zip("12345", ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config")):
+        for key, tab in zip(
+            "12345", ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config"), strict=True
+        ):
             await pilot.press(key)
             assert app.screen.query_one("#tabs", TabbedContent).active == tab
 

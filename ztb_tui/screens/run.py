@@ -281,18 +281,19 @@ class RunScreen(Screen):
         table = self.query_one("#checkpoints", DataTable)
         set_display(self.query_one("#ckpt-empty", Static), not rows and self.ghost is None)
         set_display(table, bool(rows) or self.ghost is not None)
-        if list(new) == list(self.ckpt_rows) and all(new[k] == self.ckpt_rows[k] for k in new):
-            return
         selected = self.selected_checkpoint()
+        ghost_left = self.ghost is not None and (selected is None or selected.file != self.ghost.file)
+        if list(new) == list(self.ckpt_rows) and all(new[k] == self.ckpt_rows[k] for k in new) and not ghost_left:
+            return
         if selected is not None and selected.file not in new:
             self.ghost = selected  # pruned under the cursor: keep it visible and selected
-        elif self.ghost is not None and (selected is None or selected.file != self.ghost.file):
+        elif ghost_left:
             self.ghost = None
         shown = sorted([*rows, *([self.ghost] if self.ghost is not None else [])], key=lambda r: r.step)
+        self.ckpt_rows = new
         table.clear()
         for r in shown:
             table.add_row(*self._ckpt_cells(r), key=r.file)
-        self.ckpt_rows = new
         if selected is not None and (selected.file in new or self.ghost is not None):
             table.move_cursor(row=table.get_row_index(selected.file), animate=False)
         set_display(table, bool(shown))
