@@ -2,11 +2,70 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
     app.command("notify")(notify_cmd)
+    app.command("janitor")(janitor_cmd)
+
+
+def janitor_cmd(
+    apply_: bool = typer.Option(False, "--apply", help="Remove what the plan lists (default: dry run)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a configs/ops.yaml key, e.g. janitor.runs.keep_last=20."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),
+) -> None:
+    """Retention for runs, checkpoints, launch logs and logs (configs/ops.yaml janitor:); a dry run unless --apply."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..ops import janitor
+    from ..ops.config import load_ops_config
+    from ..ops.disk import fmt_bytes
+    from ..paths import artifacts_dir
+
+    art = artifacts or artifacts_dir()
+    cfg = load_ops_config(overrides).janitor
+    plan = janitor.plan(art, cfg)
+    done = janitor.apply(plan, art) if apply_ else []
+    if json_out:
+        rows = [
+            {"category": i.category, "path": str(i.path), "bytes": i.size, "reason": i.reason}
+            for i in (done if apply_ else plan.remove)
+        ]
+        payload = {
+            "applied": apply_,
+            "items": rows,
+            "bytes": sum(r["bytes"] for r in rows),
+            "protected": [{"path": str(p), "why": why} for p, why in plan.protected],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    console = Console()
+    items = done if apply_ else plan.remove
+    if not items:
+        console.print(f"janitor: nothing to remove under {art}", highlight=False)
+    else:
+        table = Table(title=("removed" if apply_ else "would remove (dry run; --apply to remove)"))
+        for col in ("what", "path", "size", "why"):
+            table.add_column(col)
+        for i in items:
+            shown = i.path.relative_to(art) if i.path.is_relative_to(art) else i.path
+            table.add_row(i.category, str(shown), fmt_bytes(i.size), i.reason)
+        console.print(table)
+        verb = "freed" if apply_ else "would free"
+        console.print(f"janitor: {len(items)} item(s), {verb} {fmt_bytes(sum(i.size for i in items))}", highlight=False)
+    if plan.protected:
+        console.print(
+            f"kept on purpose: {len(plan.protected)} (active runs, best / resume checkpoints; --json lists them)"
+        )
 
 
 def notify_cmd(
