@@ -10,6 +10,41 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command("notify")(notify_cmd)
     app.command("janitor")(janitor_cmd)
+    app.command("errors")(errors_cmd)
+
+
+def errors_cmd(
+    since: str | None = typer.Option(None, "--since", help="Only errors after this: 30m, 12h, 2d, 1w or an ISO date."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Show at most this many distinct errors."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),
+) -> None:
+    """The last errors across runs, one row per traceback digest (how often, which runs, last seen)."""
+    import json
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..ops.errors import collect, parse_since
+
+    groups = collect(artifacts, parse_since(since))[:limit]
+    if json_out:
+        typer.echo(json.dumps([g.as_dict() for g in groups], indent=2))
+        return
+    console = Console()
+    if not groups:
+        console.print("no errors" + (f" since {since}" if since else "") + " in any run")
+        return
+    table = Table(title=f"errors ({len(groups)} distinct)")
+    for col in ("last seen", "count", "error", "runs", "digest"):
+        table.add_column(col)
+    for g in groups:
+        last = datetime.fromtimestamp(g.last).strftime("%Y-%m-%d %H:%M")
+        runs = ", ".join(g.runs[:3]) + (f" (+{len(g.runs) - 3})" if len(g.runs) > 3 else "")
+        where = ("\n" + g.traceback_tail[-2].strip()) if len(g.traceback_tail) >= 2 else ""
+        table.add_row(last, str(g.count), g.error[:160] + where, runs, g.digest[:12])
+    console.print(table)
 
 
 def janitor_cmd(
