@@ -52,7 +52,7 @@ class BackfillReport:
     def lines(self, exchange: str, symbol: str, since: pd.Timestamp) -> list[str]:
         """What was loaded, what is missing and where it would come from (printed and logged)."""
         out = [
-            f"history: {self.have:,} of {self.needed:,} bars ({self.from_exchange:,} from {exchange}, "
+            f"history: {self.have:,} bars, {self.needed:,} needed ({self.from_exchange:,} from {exchange}, "
             f"{self.from_store:,} from the data store {self.store_dataset})"
         ]
         if self.exchange_error:
