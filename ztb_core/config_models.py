@@ -20,6 +20,7 @@ CONFIG_MODELS: dict[str, str] = {
     "ops": "ztb_core.ops.config:OpsConfig",
     "pretrain": "ztb_core.pretrain.config:PretrainConfig",
     "train": "ztb_core.rl.config:TrainConfig",
+    "tune": "ztb_core.rl.tune:TuneConfig",
 }
 
 

@@ -574,7 +574,7 @@ class JsonlTail:
         except FileNotFoundError:
             reset = self.inode is not None
             if reset:
-                self.offset, self.inode, self._partial = 0, None, b""
+                self.offset, self.inode, self._partial, self._history_read = 0, None, b"", False
             if not self._history_read:  # a compacted run has no live file until it is resumed
                 self._history_read = True
                 return TailResult(self._parse(self._history(0)), reset)

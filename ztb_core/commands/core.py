@@ -13,7 +13,12 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
-    app.command("runs")(runs)
+    runs_app = typer.Typer(
+        invoke_without_command=True, help="List runs (and compact their history: `ztb runs compact RUN`)."
+    )
+    runs_app.callback()(runs)
+    runs_app.command("compact")(compact)
+    app.add_typer(runs_app, name="runs")
     app.command("stop")(stop)
 
 
@@ -132,11 +137,14 @@ def _compact(n: int) -> str:
 
 
 def runs(
+    ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     stale_after: float = typer.Option(30.0, help="Heartbeat age (s) after which an active run is stale/dead."),
     artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),
 ) -> None:
     """List runs: id, kind, state, step/total, heartbeat age, pid alive."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -194,6 +202,39 @@ def runs(
         pid = f"{r.pid} {'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'remote'}" if r.pid else "-"
         table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, _fmt_age(r.heartbeat_age_s), pid)
     Console().print(table)
+
+
+def compact(
+    run_ids: list[str] = typer.Argument(None, help="runs to compact (ids, unique prefixes or paths)"),
+    all_finished: bool = typer.Option(False, "--all", help="every run that no process is writing"),
+) -> None:
+    """Compress a finished run's metrics and events into zstd segments (still read by every reader)."""
+    from ..errors import RunError
+    from ..ops.compact import compact_run
+    from ..runs import find_run, list_runs
+
+    if all_finished and run_ids:
+        raise typer.BadParameter("give run ids or --all, not both")
+    if not all_finished and not run_ids:
+        raise typer.BadParameter("name a run (or --all)")
+    targets = [r.dir for r in list_runs()] if all_finished else [find_run(r) for r in run_ids]
+    failed = 0
+    for run_dir in targets:
+        try:
+            done = compact_run(run_dir)
+        except RunError as exc:
+            typer.echo(f"skipped: {exc}", err=True)
+            failed += 0 if all_finished else 1  # --all passes over live runs by design
+            continue
+        if done.raw_bytes:
+            typer.echo(
+                f"{done.run_id}: {done.raw_bytes / 1e6:,.2f} MB -> {done.compressed_bytes / 1e6:,.2f} MB "
+                f"({sum(f.lines for f in done.files):,} lines into {sum(1 for f in done.files if f.segment)} segments)"
+            )
+        else:
+            typer.echo(f"{done.run_id}: nothing to compact")
+    if failed:
+        raise typer.Exit(1)
 
 
 def stop(
