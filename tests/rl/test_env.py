@@ -58,6 +58,29 @@ def test_hand_computed_pnl_and_costs():
     assert trunc and not term  # the last bar: nothing left to fill on
 
 
+def test_turnover_penalty_shapes_the_reward_only_and_totals_are_reported():
+    open_ = np.array([100.0, 101.0, 103.0, 102.0])
+    close = np.array([100.5, 102.0, 102.5, 101.0])
+    feats = np.zeros((4, 1), dtype=np.float32)
+    costs = CostConfig(fee_bps=10, spread_bps=20, slippage_bps=5)  # rate 0.0025
+    plain, shaped = (
+        TradingEnv(feats, open_, close, EnvConfig(lookback=1, costs=costs, reward={"turnover_penalty": k}))
+        for k in (0.0, 2.0)
+    )
+    for env in (plain, shaped):
+        env.reset(options={"start": 0})
+    for action, moved in ((1, 1.0), (2, 2.0)):  # flat -> long, long -> short
+        _, r0, *_, i0 = plain.step(action)
+        _, r1, *_, i1 = shaped.step(action)
+        assert r1 == pytest.approx(r0 - 2.0 * moved * 0.0025, rel=1e-12)  # control: without the penalty, equal
+        assert i1["equity"] == i0["equity"]  # the P&L itself is not shaped
+    assert i1["turnover"] == 3.0 and i1["costs"] == pytest.approx(0.0075)
+    assert i1["penalty"] == pytest.approx(0.015) and i0["penalty"] == 0.0
+    shaped.reset(options={"start": 0})
+    *_, info = shaped.step(0)
+    assert info["turnover"] == 0.0 and info["costs"] == 0.0  # totals are per episode
+
+
 def test_env_equity_matches_vectorised_pnl_for_the_same_actions():
     feats, o, c = _market(600, seed=3)
     cfg = EnvConfig(lookback=10, costs=CostConfig(fee_bps=2, spread_bps=1, slippage_bps=1), episode_length=10_000)

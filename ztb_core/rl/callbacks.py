@@ -180,14 +180,11 @@ class TrainMetrics(BaseCallback):
             return  # duplication guard: never two rows for one step, never a step going backwards
         logged = self.model.logger.name_to_value
         values: dict[str, Any] = {name: logged[key] for key, name in _LOGGER_KEYS.items() if key in logged}
-        for key, value in logged.items():  # the environment's own diagnostics (turnover, cost share)
-            if key.startswith("env/"):
-                values[key[4:]] = value
         buf = self.model.ep_info_buffer
         if buf:
             values["ep_rew_mean"] = float(np.mean([e["r"] for e in buf]))
             values["ep_len_mean"] = float(np.mean([e["l"] for e in buf]))
-            for key in ("equity", "turnover", "costs"):
+            for key in ("equity", "turnover", "costs", "penalty"):
                 got = [e[key] for e in buf if key in e]
                 if got:
                     values[f"ep_{key}_mean"] = float(np.mean(got))

@@ -34,6 +34,13 @@ class RewardConfig(ZtbModel):
     scale: float = Field(
         1.0, gt=0, le=1e6, description="multiplies every reward (VecNormalize rescales anyway when norm_reward is on)"
     )
+    turnover_penalty: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="training-only shaping: the reward also loses this many times the step's trading cost "
+        "(equity, evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics)",
+    )
 
 
 class EnvConfig(ZtbModel):
@@ -72,6 +79,18 @@ class NormalizeConfig(ZtbModel):
     norm_reward: bool = Field(True, description="scale rewards by the running std of discounted returns")
     clip_obs: float = Field(10.0, gt=0, description="clip normalised observations to +/- this")
     clip_reward: float = Field(10.0, gt=0, description="clip normalised rewards to +/- this")
+    stats_from_data: bool = Field(
+        False,
+        description="start the observation statistics at the train split's feature mean/variance instead of "
+        "SB3's prior (variance 1), which swamps features of variance ~1e-8 for the first ~1e5 samples",
+    )
+    epsilon: float = Field(
+        1e-8,
+        gt=0,
+        le=1e-2,
+        description="added to the running variance before dividing (SB3 default 1e-8 shrinks raw-return "
+        "features, whose variance is ~1e-8, towards 0)",
+    )
 
 
 class PPOConfig(ZtbModel):
@@ -80,7 +99,10 @@ class PPOConfig(ZtbModel):
     vec_env: Literal["dummy", "subproc"] = Field(
         "dummy", description="dummy: all envs in this process (fastest for a cheap env); subproc: one process each"
     )
-    learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (constant)")
+    learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (initial, see lr_schedule)")
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
+    )
     n_steps: int = Field(512, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs)")
     batch_size: int = Field(
         256,
@@ -90,7 +112,13 @@ class PPOConfig(ZtbModel):
     n_epochs: int = Field(10, ge=1, le=100, description="optimisation epochs per rollout")
     gamma: float = Field(0.99, gt=0, le=1, description="discount factor")
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
-    clip_range: float = Field(0.2, gt=0, le=1, description="PPO clip range")
+    clip_range: float = Field(0.2, gt=0, le=1, description="PPO clip range (initial, see clip_schedule)")
+    clip_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="constant, or linear decay to 0 over total_timesteps"
+    )
+    target_kl: float | None = Field(
+        None, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
+    )
     ent_coef: float = Field(0.0, ge=0, le=1, description="entropy bonus")
     vf_coef: float = Field(0.5, ge=0, le=10, description="value-loss weight")
     max_grad_norm: float = Field(0.5, gt=0, description="gradient clipping norm")

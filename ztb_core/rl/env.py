@@ -70,6 +70,7 @@ class TradingEnv(gym.Env):
         self._log_floor = math.log(cfg.equity_floor)
         self._dd_w = cfg.reward.drawdown_penalty if cfg.reward.kind == "log_return_drawdown" else 0.0
         self._scale = cfg.reward.scale
+        self._penalty = cfg.reward.turnover_penalty
         big = float(np.finfo(np.float32).max)  # finite bounds: features are finite by construction
         self.observation_space = spaces.Box(-big, big, shape=(obs_dim(cfg.lookback, f),), dtype=np.float32)
         if cfg.actions == "discrete":
@@ -84,6 +85,8 @@ class TradingEnv(gym.Env):
         self._log_eq = 0.0
         self._peak = 0.0
         self._steps = 0
+        self._turnover = 0.0  # episode totals, reported in the info (VecMonitor keeps the last one)
+        self._costs = 0.0
 
     # ---- helpers ------------------------------------------------------------------------
     def position_for(self, action: Any) -> float:
@@ -125,6 +128,8 @@ class TradingEnv(gym.Env):
         self._log_eq = 0.0
         self._peak = 0.0
         self._steps = 0
+        self._turnover = 0.0
+        self._costs = 0.0
         return self._obs(), {"t": start}
 
     def step(self, action):
@@ -135,6 +140,10 @@ class TradingEnv(gym.Env):
         log_r = math.log1p(r) if r > -1.0 + 1e-12 else -30.0
         log_eq = self._log_eq + log_r
         reward = log_r
+        if cost:
+            self._turnover += abs(new - self._pos)
+            self._costs += cost
+            reward -= self._penalty * cost
         if self._dd_w:
             dd_before = self._peak - self._log_eq
             peak = self._peak = max(self._peak, log_eq)
@@ -155,7 +164,14 @@ class TradingEnv(gym.Env):
             reward * self._scale,
             terminated,
             truncated,
-            {"equity": math.exp(log_eq), "position": new, "cost": cost},
+            {
+                "equity": math.exp(log_eq),
+                "position": new,
+                "cost": cost,
+                "turnover": self._turnover,
+                "costs": self._costs,
+                "penalty": self._penalty * self._costs,
+            },
         )
 
 

@@ -32,7 +32,7 @@ from ..tensorboard import require_tensorboard, tensorboard_dir
 from .callbacks import training_callbacks
 from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
-from .encoder import NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
+from .encoder import FEATURES_KEY, NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
 from .env import EncoderTradingEnv, TradingEnv
 from .evaluate import PeriodicEvaluator
 from .market import prepare_splits
@@ -86,7 +86,7 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         partial(_make_env, market.features, market.open, market.close, cfg.env, windows) for _ in range(cfg.ppo.n_envs)
     ]
     venv = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
-    venv = VecMonitor(venv, info_keywords=("equity",))
+    venv = VecMonitor(venv, info_keywords=("equity", "turnover", "costs", "penalty"))
     norm = cfg.ppo.normalize
     if not norm.enabled:
         return venv, None
@@ -100,9 +100,44 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         clip_obs=norm.clip_obs,
         clip_reward=norm.clip_reward,
         gamma=cfg.ppo.gamma,
+        epsilon=norm.epsilon,
         **extra,
     )
+    if norm.norm_obs and norm.stats_from_data:
+        seed_obs_stats(vn, market.features, cfg.env.lookback)
     return vn, vn
+
+
+def seed_obs_stats(vn: Any, features: np.ndarray, lookback: int) -> None:
+    """Start VecNormalize's running observation statistics at the train split's exact per-feature
+    mean and variance (weighted as that many samples) instead of SB3's prior (mean 0, variance 1,
+    weight 1e-4). The prior dominates features whose variance is ~1e-8 (raw returns, volatilities)
+    for the first ~1e5 samples and still weighs ~10 % at 1e5; the data never does that."""
+    f = np.asarray(features, dtype=np.float64)
+    mean = np.append(np.tile(f.mean(axis=0), lookback), 0.0)  # the position: centred, unit scale
+    var = np.append(np.tile(f.var(axis=0), lookback), 1.0)
+    rms = vn.obs_rms[FEATURES_KEY] if isinstance(vn.obs_rms, dict) else vn.obs_rms
+    if isinstance(vn.obs_rms, dict):
+        mean, var = mean[:-1], var[:-1]  # fine-tune mode keeps the position under its own key
+    rms.mean, rms.var, rms.count = mean, var, float(len(f))
+
+
+def schedule(initial: float, kind: str) -> float | Callable[[float], float]:
+    """SB3 schedule: a constant, or linear in progress_remaining (1 -> 0 over the whole run; a
+    resumed `learn(remaining, reset_num_timesteps=False)` continues the same line)."""
+    if kind == "constant":
+        return initial
+    return LinearSchedule(initial)
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """initial * progress_remaining (a picklable callable, unlike a lambda)."""
+
+    initial: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * progress_remaining
 
 
 def build_model(cfg: TrainConfig, venv: Any) -> Any:
@@ -113,7 +148,7 @@ def build_model(cfg: TrainConfig, venv: Any) -> Any:
         torch.set_num_threads(cfg.ppo.torch_threads)
     algo = PPO
     if finetune(cfg):
-        from ..pretrain.sb3_extractor import EncoderPPO
+        from .sb3_extractor import EncoderPPO
 
         algo = EncoderPPO
     policy, kwargs = model_policy(cfg)
@@ -121,13 +156,14 @@ def build_model(cfg: TrainConfig, venv: Any) -> Any:
     return algo(
         policy,
         venv,
-        learning_rate=p.learning_rate,
+        learning_rate=schedule(p.learning_rate, p.lr_schedule),
         n_steps=p.n_steps,
         batch_size=p.batch_size,
         n_epochs=p.n_epochs,
         gamma=p.gamma,
         gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range,
+        clip_range=schedule(p.clip_range, p.clip_schedule),
+        target_kl=p.target_kl,
         ent_coef=p.ent_coef,
         vf_coef=p.vf_coef,
         max_grad_norm=p.max_grad_norm,
@@ -252,7 +288,11 @@ def run_training(
         writer.start_heartbeat(2.0)
         t_data = time.perf_counter()
         try:
-            splits = prepare_splits(cfg, ("train", cfg.eval.split))
+            splits = prepare_splits(
+                cfg,
+                ("train", cfg.eval.split),
+                on_progress=lambda msg: writer.set_status("starting", step=step0, total_steps=total, message=msg),
+            )
         except ZtbError:
             if resume_dir is None:  # a new run whose data is unusable: leave nothing behind
                 writer.discard()
