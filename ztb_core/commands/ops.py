@@ -11,6 +11,30 @@ def register(app: typer.Typer) -> None:
     app.command("notify")(notify_cmd)
     app.command("janitor")(janitor_cmd)
     app.command("errors")(errors_cmd)
+    report = typer.Typer(help="Reports across runs.", no_args_is_help=True)
+    report.command("weekly")(weekly_cmd)
+    app.add_typer(report, name="report")
+
+
+def weekly_cmd(
+    days: float = typer.Option(7.0, "--days", min=0.01, help="Length of the window ending now, in days."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for the report (default <artifacts>/reports)."),
+    artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),
+) -> None:
+    """Runs, steps trained, best evaluations (Sharpe, PSR, DSR), live P&L and risk events: Markdown + PNG."""
+    from rich.console import Console
+
+    from ..ops.weekly import build, write
+    from ..paths import artifacts_dir
+
+    art = artifacts or artifacts_dir()
+    w = build(art, days)
+    md, png, js = write(w, out or art / "reports")
+    Console().print(
+        f"weekly report: {len(w.runs)} run(s), {w.steps_trained:,} steps trained, live P&L {w.live_pnl:,.2f}\n"
+        f"  {md}\n  {png}\n  {js}",
+        highlight=False,
+    )
 
 
 def errors_cmd(
