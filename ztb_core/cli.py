@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "ztb_core.commands.live",
     "ztb_core.commands.eval",
     "ztb_core.commands.train",
+    "ztb_core.commands.tune",
     "ztb_core.commands.ops",
 ]
 

@@ -21,6 +21,7 @@ MODELS = {
     "ops.yaml": "ztb_core.ops.config:OpsConfig",
     "pretrain.yaml": "ztb_core.pretrain.config:PretrainConfig",
     "train.yaml": "ztb_core.rl.config:TrainConfig",
+    "tune.yaml": "ztb_core.rl.tune:TuneConfig",
 }
 
 

@@ -145,8 +145,16 @@ def collect_trials(run_dir: str | Path, split: str, include_studies: bool = True
     run_dir = Path(run_dir)
     records = TrialRegistry(run_dir).records()
     studies = studies_of(run_dir.name, run_dir.parent) if include_studies else []
+    members: set[str] = set()
     for study in studies:
-        records += TrialRegistry(study).records()
+        copied = TrialRegistry(study).records()
+        records += copied
+        members |= {str(r["run_id"]) for r in copied}
+    # a member run on this machine is read fresh: its own registry is the source, the study's
+    # copy (all there is of runs on other machines) may predate its last evaluations
+    for rid in sorted(members - {run_dir.name}):
+        if (run_dir.parent / rid).is_dir():
+            records += TrialRegistry(run_dir.parent / rid).records()
     trials = unique_trials(records, split)
     sharpes = [float(t["sharpe_per_period"] or 0.0) for t in trials]
     runs = sorted({str(t["run_id"]) for t in trials})

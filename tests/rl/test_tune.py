@@ -1,0 +1,137 @@
+"""`ztb tune`: an Optuna study whose trials are real `ztb train --headless` runs.
+
+Two worker processes share one SQLite study (no trial lost or duplicated); a pruned trial's run is
+stopped through its kill-file; the study's trials feed the DSR through the trial registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ztb_core.errors import ConfigError
+
+from .conftest import REPO, TINY, status, ztb
+
+#: each trial: 256 steps of the tiny config, evaluated every 128 (two evaluation rows)
+TRIAL_SETS = [s for s in TINY if not s.startswith(("eval.every_steps", "checkpoint.every_steps"))] + [
+    "eval.every_steps=128",
+    "checkpoint.every_steps=128",
+    "total_timesteps=256",
+]
+SPACE = {"ppo.n_steps": {"choices": [64, 128]}, "ppo.gamma": {"low": 0.8, "high": 0.99}}
+
+
+def tune_args(run_id: str, storage: str, trials: int, *extra: str) -> list[str]:
+    return [
+        "tune",
+        "--trials",
+        str(trials),
+        "--study",
+        "shared",
+        "--storage",
+        storage,
+        "--run-id",
+        run_id,
+        "--set",
+        f"train_overrides={json.dumps(TRIAL_SETS)}",
+        "--set",
+        f"space={json.dumps(SPACE)}",
+        "--set",
+        "poll_s=0.2",
+        *extra,
+    ]
+
+
+def _finish(proc, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    return text
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_no_trial_is_lost_or_duplicated(art, tmp_path):
+    import optuna
+
+    from ztb_core.evaluation.trials import collect_trials
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {"ZTB_ARTIFACTS": str(art)}
+    workers = [ztb(*tune_args(f"w{k}", storage, 2, "--set", f"seed={k}"), env=env) for k in range(2)]
+    for w in workers:
+        _finish(w)
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # 2 workers x 2 trials, none lost
+    run_ids = [t.user_attrs["run_id"] for t in trials]
+    assert len(set(run_ids)) == 4  # none run twice
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    runs = art / "runs"
+    for rid in run_ids:
+        assert status(runs / rid)["state"] in ("completed", "stopped"), rid
+    # each worker is a run of kind tune with one `trial` row per trial it ran, and the study as the console sees it
+    mine = []
+    for k in range(2):
+        wdir = runs / f"w{k}"
+        assert json.loads((wdir / "run.json").read_text())["kind"] == "tune"
+        assert status(wdir)["state"] == "completed"
+        rows = [json.loads(x) for x in (wdir / "metrics.jsonl").read_text().splitlines()]
+        trial_rows = [r for r in rows if r["split"] == "trial"]
+        assert len(trial_rows) == 2 and all({"value", "state"} <= set(r) for r in trial_rows)
+        mine += [r["step"] for r in trial_rows]
+        doc = json.loads((wdir / "reports" / "trials.json").read_text())
+        assert doc["study"] == "shared" and doc["direction"] == "maximize" and doc["storage"] == storage
+        for t in doc["trials"]:
+            assert set(t) == {"number", "state", "value", "params", "run_id", "started_at", "finished_at"}
+    assert sorted(mine) == [0, 1, 2, 3]  # every trial reported by exactly one worker
+    # the study's trials feed the DSR of any of its models: every evaluation of all 4 runs counts
+    per_run = [collect_trials(runs / rid, "val", include_studies=False).n_trials for rid in run_ids]
+    assert all(n >= 1 for n in per_run)
+    for rid in run_ids:
+        got = collect_trials(runs / rid, "val")
+        assert got.n_trials == sum(per_run) and "study" in got.source
+
+
+def test_a_pruned_trial_is_stopped_through_its_kill_file(art, tmp_path):
+    storage = f"journal://{tmp_path / 'study.log'}"
+    sets = ["--set", "min_sharpe=1e9", "--set", "warmup_evaluations=0", "--set", "pruner=none"]
+    long_trial = [s for s in TRIAL_SETS if not s.startswith("total_timesteps")] + ["total_timesteps=20000"]
+    args = tune_args("pr", storage, 1, *sets)
+    args[args.index(f"train_overrides={json.dumps(TRIAL_SETS)}")] = f"train_overrides={json.dumps(long_trial)}"
+    _finish(ztb(*args, env={"ZTB_ARTIFACTS": str(art)}))
+    doc = json.loads((art / "runs" / "pr" / "reports" / "trials.json").read_text())
+    (t,) = doc["trials"]
+    assert t["state"] == "pruned" and t["value"] is not None
+    child = art / "runs" / t["run_id"]
+    st = status(child)
+    assert st["state"] == "stopped" and st["step"] < 20000  # it saved and stopped long before its end
+    stop = json.loads((child / "ztb.stop").read_text())
+    assert "pruned by tune" in stop["reason"]
+
+
+def test_bad_knob_or_storage_fails_before_any_run_exists(art, capsys, monkeypatch):
+    from ztb_core.cli import main
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(art))
+    code = main(["tune", "--trials", "1", "--set", 'space={"ppo.learning_rat": {"low": 0.001, "high": 0.01}}'])
+    assert code == 2 and "learning_rat" in capsys.readouterr().err
+    code = main(["tune", "--trials", "1", "--storage", "redis://user:secret@host/0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "secret" not in err and "user:***@host" in err
+    code = main(["tune", "--trials", "1", "--set", f"train_overrides={json.dumps(['eval.every_steps=0'])}"])
+    assert code == 2 and "eval.every_steps" in capsys.readouterr().err
+    assert not (art / "runs").exists() or not any((art / "runs").iterdir())
+
+
+def test_bundled_tune_config_is_the_model_defaults():
+    from ztb_core.config import load_config
+    from ztb_core.paths import configs_dir
+    from ztb_core.rl.tune import TuneConfig, redact_url
+
+    assert load_config(TuneConfig, configs_dir() / "tune.yaml") == TuneConfig()
+    assert redact_url("postgresql://me:pa55@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    assert redact_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+    assert Path(REPO, "configs", "tune.yaml").is_file() and os.sep
