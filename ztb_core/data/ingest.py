@@ -155,12 +155,12 @@ def import_files(
     if fmt not in DEFAULT_MARKET:
         raise DataError(f"unknown import format {fmt!r}; expected one of {', '.join(DEFAULT_MARKET)}")
     stored_market = store.read_meta(symbol, "M1", cfg.data_dir).get("market")
-    market = market or stored_market or DEFAULT_MARKET[fmt]
-    if stored_market and stored_market != market:
-        raise DataError(f"symbol {symbol} is stored as market {stored_market!r}; cannot import it as {market!r}")
-    bars, report = read_and_validate(paths, fmt, market, cfg, tz, progress)
+    used_market: str = market or stored_market or DEFAULT_MARKET[fmt]
+    if stored_market and stored_market != used_market:
+        raise DataError(f"symbol {symbol} is stored as market {stored_market!r}; cannot import it as {used_market!r}")
+    bars, report = read_and_validate(paths, fmt, used_market, cfg, tz, progress)
     meta = {
-        "market": market,
+        "market": used_market,
         "format": fmt,
         "sources": sorted(str(Path(p).resolve()) for p in paths),
         "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -169,16 +169,16 @@ def import_files(
     if merge.rows_replaced:
         report.notes.append(f"{merge.rows_replaced} stored bar(s) replaced by different values from this import")
     full = store.read_bars(symbol, "M1", data_dir=cfg.data_dir)
-    result = ImportResult(symbol, market, report, merge)
+    result = ImportResult(symbol, used_market, report, merge)
     for tf in cfg.store_timeframes:
         htf = resample(
             full,
             tf,
-            market,
-            day_close=cfg.fx_day_close if market == "fx" else None,
-            day_tz=cfg.fx_day_tz if market == "fx" else None,
+            used_market,
+            day_close=cfg.fx_day_close if used_market == "fx" else None,
+            day_tz=cfg.fx_day_tz if used_market == "fx" else None,
         )
-        store.write_bars(htf, symbol, tf, cfg.data_dir, {"market": market, "resampled_from": "M1"})
+        store.write_bars(htf, symbol, tf, cfg.data_dir, {"market": used_market, "resampled_from": "M1"})
         result.timeframes[tf] = len(htf)
     return result
 
