@@ -6,14 +6,10 @@ stopped through its kill-file; the study's trials feed the DSR through the trial
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from ztb_core.errors import ConfigError
-
-from .conftest import REPO, TINY, status, ztb
+from .conftest import TINY, status, ztb
 
 #: each trial: 256 steps of the tiny config, evaluated every 128 (two evaluation rows)
 TRIAL_SETS = [s for s in TINY if not s.startswith(("eval.every_steps", "checkpoint.every_steps"))] + [
@@ -134,4 +130,3 @@ def test_bundled_tune_config_is_the_model_defaults():
     assert load_config(TuneConfig, configs_dir() / "tune.yaml") == TuneConfig()
     assert redact_url("postgresql://me:pa55@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert redact_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
-    assert Path(REPO, "configs", "tune.yaml").is_file() and os.sep
