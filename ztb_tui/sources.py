@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ztb_core.atomic import atomic_write_json, read_json
+from ztb_core.live.orders import LIVE as LIVE_ORDERS
+from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
 from ztb_core.ops.disk import DiskHealth, disk_health
 from ztb_core.paths import global_kill_file
@@ -769,3 +774,153 @@ class ChartSource:
                 drawn[key] = (tuple(xs), tuple(ys))
             self._snap = ChartSnapshot(drawn, {k: d.count for k, d in series.items()}, self._version)
         return self._snap
+
+
+# ---------------------------------------------------------------------------------------
+# run kinds with their own view: evaluation report, tuning trials, live trading state
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    path: Path
+    mtime_ns: int
+    data: dict = field(compare=False)
+
+
+def eval_report(run_dir: Path) -> EvalReport | None:
+    """The newest `reports/eval_<id>.json` an evaluation run wrote (evaluation.writer)."""
+    reports = Path(run_dir) / "reports"
+    found = []
+    for p in reports.glob("eval_*.json") if reports.is_dir() else ():
+        try:
+            found.append((p.stat().st_mtime_ns, p))
+        except OSError:
+            continue
+    if not found:
+        return None
+    mtime, path = max(found)
+    try:
+        data = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return EvalReport(path, mtime, data if isinstance(data, dict) else {})
+
+
+@dataclass(frozen=True)
+class TrialsReport:
+    study: str
+    direction: str
+    trials: tuple[dict, ...] = field(compare=False)
+    mtime_ns: int = 0
+
+    def best(self) -> dict | None:
+        done = [t for t in self.trials if t.get("state") == "COMPLETE" and isinstance(t.get("value"), (int, float))]
+        if not done:
+            return None
+        pick = min if str(self.direction).lower().startswith("min") else max
+        return pick(done, key=lambda t: t["value"])
+
+
+TRIALS_REPORT = Path("reports") / "trials.json"
+
+
+def trials_report(run_dir: Path) -> TrialsReport | None:
+    """`reports/trials.json` of a tuning study: {"study", "storage", "direction", "trials": [...]}."""
+    path = Path(run_dir) / TRIALS_REPORT
+    try:
+        mtime = path.stat().st_mtime_ns
+        data = read_json(path)
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    trials = tuple(t for t in data.get("trials") or () if isinstance(t, dict))
+    return TrialsReport(str(data.get("study", "?")), str(data.get("direction", "maximize")), trials, mtime)
+
+
+@dataclass(frozen=True)
+class LiveState:
+    step: int
+    metrics: dict  # the newest `live` metrics row
+    risk: dict | None  # the risk state the loop keeps in its journal (breakers, daily halt, ...)
+    open_orders: tuple[dict, ...]
+    fills: tuple[dict, ...]  # newest first
+    reset_pending: bool
+    journal_error: str | None = None
+
+
+LIVE_TAIL_BYTES = 64 << 10
+FILLS_SHOWN = 20
+#: order states that may rest at the exchange
+LIVE_ORDER_STATES = tuple(sorted(LIVE_ORDERS))
+
+
+def live_journal_path(run_dir: Path) -> Path | None:
+    """The journal a live run writes: `journal` in its report, else config `journal_path`, else
+    the default name beside the run's artifacts (LiveConfig.resolved_journal_path's rule)."""
+    run_dir = Path(run_dir)
+    try:
+        report = read_json(run_dir / "reports" / "live_report.json")
+        if isinstance(report, dict) and report.get("journal"):
+            return Path(report["journal"])
+    except (FileNotFoundError, ValueError, OSError):
+        pass
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, ValueError):
+        return None
+    if cfg.get("journal_path"):
+        return Path(str(cfg["journal_path"])).expanduser()
+    exchange = cfg.get("exchange") or {}
+    mode = "paper" if cfg.get("mode", "dry_run") == "dry_run" else "live"
+    symbol = str(exchange.get("symbol", "")).replace("/", "_")
+    return run_dir.parent.parent / "live" / f"journal-{mode}-{exchange.get('exchange', '?')}-{symbol}.sqlite"
+
+
+def read_journal(path: Path) -> tuple[dict | None, list[dict], list[dict]]:
+    """(risk state, open orders, newest fills) from a live journal, opened read-only: the console
+    never writes the journal of a running loop (SQLite WAL lets it read while the loop writes)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
+        risk = json.loads(row["value"]) if row else None
+        marks = ",".join("?" * len(LIVE_ORDER_STATES))
+        orders = [
+            dict(r)
+            for r in db.execute(f"SELECT * FROM orders WHERE state IN ({marks}) ORDER BY created_ms", LIVE_ORDER_STATES)
+        ]
+        fills = [dict(r) for r in db.execute("SELECT * FROM fills ORDER BY time_ms DESC LIMIT ?", (FILLS_SHOWN,))]
+    finally:
+        db.close()
+    if isinstance(risk, dict):
+        risk.setdefault("reduce_only", bool(risk.get("breakers")) or risk.get("daily_halt") is not None)
+    return risk if isinstance(risk, dict) else None, orders, fills
+
+
+def live_state(run_dir: Path) -> LiveState:
+    run_dir = Path(run_dir)
+    rows = JsonlTail(run_dir / "metrics.jsonl", from_end_bytes=LIVE_TAIL_BYTES).poll().records
+    latest = next((r for r in reversed(rows) if r.get("split") == "live"), {})
+    risk: dict | None = None
+    orders: list[dict] = []
+    fills: list[dict] = []
+    error = None
+    path = live_journal_path(run_dir)
+    if path is not None and path.exists():
+        try:
+            risk, orders, fills = read_journal(path)
+        except Exception as exc:  # a locked or foreign file: shown, the rest keeps working
+            error = f"{exc.__class__.__name__}: {exc}"
+    elif path is not None:
+        error = f"{path} not found"
+    return LiveState(
+        step=int(latest.get("step", 0) or 0),
+        metrics=latest,
+        risk=risk,
+        open_orders=tuple(orders),
+        fills=tuple(fills),
+        reset_pending=breaker_reset_pending(run_dir),
+        journal_error=error,
+    )

@@ -32,6 +32,7 @@ from .exchange import ExchangeCallError
 from .journal import Journal
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
+from .requests import take_breaker_reset
 from .risk import RiskDecision, RiskManager, entry_price
 from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 
@@ -411,6 +412,7 @@ class LiveRunner:
             if self.kill.requested():
                 state = "stopped"
                 break
+            self.take_requests()
             decided = self.poll()
             self.writer.heartbeat(self.stats.bars, message=f"{self.mode} {self.symbol} bars={self.stats.bars}")
             if max_bars and self.stats.bars >= max_bars:
@@ -421,6 +423,13 @@ class LiveRunner:
             self.feed.stop()
         self.shutdown(state)
         return state
+
+    def take_requests(self) -> None:
+        """Act on a reset-breakers request dropped into the run folder (the console's action)."""
+        request = take_breaker_reset(self.writer.dir)
+        if request is not None:
+            cleared = self.risk.reset_breakers()
+            self.writer.event("breakers_reset", cleared=cleared, requested_by=str(request.get("by", "?")))
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -1,1 +1,353 @@
-KIND_VIEWS: dict = {}
+"""The run view's own tab for the run kinds that need more than curves: an evaluation run's
+report, a tuning study's trials, a live run's trading state. Each view reads its run folder in
+the poller's thread (`fetch`) and draws on the UI thread (`apply`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from ztb_core.live.requests import request_breaker_reset
+
+from ..fmt import clock_time, num
+from ..sources import EvalReport, LiveState, TrialsReport, eval_report, live_state, trials_report
+from ..widgets import NavTable, console, set_display, set_text
+from ..widgets.charts import Chart, drawdown
+from .confirm import ConfirmScreen
+
+
+class KindView(VerticalScroll):
+    TAB: ClassVar[str] = ""
+
+    def __init__(self, run_dir: Path, **kwargs: Any):
+        super().__init__(id="kind-view", **kwargs)
+        self.run_dir = Path(run_dir)
+
+    def fetch(self) -> Any:
+        raise NotImplementedError
+
+    def apply(self, data: Any) -> None:
+        raise NotImplementedError
+
+    def focus_main(self) -> None:
+        self.focus()
+
+
+# ---- evaluation -------------------------------------------------------------------------
+
+EVAL_METRICS = (
+    ("sharpe", "Sharpe (annualised)"),
+    ("sortino", "Sortino"),
+    ("total_return", "total return"),
+    ("annualised_return", "annualised return"),
+    ("max_drawdown", "max drawdown"),
+    ("calmar", "Calmar"),
+    ("win_rate", "win rate"),
+    ("turnover_per_year", "turnover / year"),
+    ("trades", "trades"),
+    ("cost_drag_per_year", "cost drag / year"),
+)
+VERDICT_CHECKS = (
+    ("sharpe_ci_above_zero", "Sharpe CI above 0"),
+    ("psr_above_0_95", "PSR > 0.95"),
+    ("dsr_above_0_95", "DSR > 0.95"),
+    ("beats_strongest_baseline", "beats the strongest baseline"),
+    ("beats_random", "beats random policies"),
+    ("survives_costs_x2", "survives doubled costs"),
+)
+
+
+class EvalView(KindView):
+    """reports/eval_<id>.json: verdict, DSR with its trial count, metrics beside the baselines,
+    equity (with buy-and-hold) and drawdown."""
+
+    TAB = "Report"
+
+    def __init__(self, run_dir: Path, **kwargs: Any):
+        super().__init__(run_dir, **kwargs)
+        self.report: EvalReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("no evaluation report in reports/ yet", id="eval-verdict")
+        yield Static("", id="eval-dsr")
+        table = DataTable(id="eval-metrics", cursor_type="row")
+        table.add_columns("metric", "agent", "buy & hold", "SMA cross", "strongest")
+        yield table
+        yield Chart("equity (agent, buy & hold)", id="eval-equity")
+        yield Chart("drawdown", id="eval-drawdown")
+
+    def fetch(self) -> EvalReport | None:
+        return eval_report(self.run_dir)
+
+    def apply(self, report: EvalReport | None) -> None:
+        if report is None or report == self.report:
+            return
+        self.report = report
+        data = report.data
+        verdict = data.get("verdict") or {}
+        lines = [
+            f"[b]{verdict.get('summary', 'no verdict')}[/] ({verdict.get('passed', '?')}/{verdict.get('total', '?')})"
+        ]
+        for key, label in VERDICT_CHECKS:
+            if key in verdict:
+                lines.append(("  [green]✓[/] " if verdict[key] else "  [red]✗[/] ") + label)
+        set_text(self.query_one("#eval-verdict", Static), "\n".join(lines))
+        inf = data.get("sharpe_inference") or {}
+        set_text(
+            self.query_one("#eval-dsr", Static),
+            f"DSR [b]{num(inf.get('dsr'))}[/] over [b]{inf.get('n_trials', '?')}[/] trials "
+            f"({inf.get('n_trials_source', '?')}) · PSR {num(inf.get('psr'))} · "
+            f"expected max Sharpe of the trials {num(inf.get('expected_max_sharpe_annualised'))} · "
+            f"{report.path.name}",
+        )
+        table = self.query_one("#eval-metrics", DataTable)
+        table.clear()
+        metrics = data.get("metrics") or {}
+        baselines = data.get("baselines") or {}
+        strongest = verdict.get("strongest_baseline")
+
+        def base(name: str | None, key: str) -> str:
+            entry = baselines.get(name or "", {})
+            return num((entry.get("metrics") or {}).get(key)) if isinstance(entry, dict) else "-"
+
+        for key, label in EVAL_METRICS:
+            if key in metrics:
+                table.add_row(
+                    label,
+                    num(metrics[key]),
+                    base("buy_and_hold", key),
+                    base("sma_crossover", key),
+                    f"{base(strongest, key)} ({strongest})" if strongest else "-",
+                )
+        curves = data.get("curves") or {}
+        bars = curves.get("bar") or list(range(len(curves.get("equity") or [])))
+        equity = curves.get("equity") or []
+        lines_eq: dict = {}
+        if equity:
+            lines_eq["agent"] = (bars, equity)
+        if curves.get("benchmark_equity"):
+            lines_eq["buy & hold"] = (bars, curves["benchmark_equity"])
+        self.query_one("#eval-equity", Chart).draw(lines_eq)
+        dd = curves.get("drawdown") or (drawdown(equity) if equity else [])
+        self.query_one("#eval-drawdown", Chart).draw({"drawdown": (bars, dd)} if dd else {})
+
+
+# ---- tuning -----------------------------------------------------------------------------
+
+
+class TrialsTable(NavTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Open trial")]
+
+
+class TuneView(KindView):
+    """reports/trials.json: every trial with its state and score, best first marked; enter opens
+    the trial's own training run."""
+
+    TAB = "Trials"
+
+    def __init__(self, run_dir: Path, **kwargs: Any):
+        super().__init__(run_dir, **kwargs)
+        self.trials: TrialsReport | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("no reports/trials.json yet", id="tune-summary")
+        table = TrialsTable(id="trials", cursor_type="row", zebra_stripes=True)
+        for label, key, width in (
+            ("#", "number", 4),
+            ("state", "state", 9),
+            ("score", "value", 9),
+            ("started (UTC)", "started", 19),
+            ("run", "run", 30),
+            ("params", "params", None),
+        ):
+            table.add_column(label, key=key, width=width)
+        yield table
+
+    def focus_main(self) -> None:
+        self.query_one("#trials").focus()
+
+    def fetch(self) -> TrialsReport | None:
+        return trials_report(self.run_dir)
+
+    def apply(self, report: TrialsReport | None) -> None:
+        if report is None or report == self.trials:
+            return
+        self.trials = report
+        best = report.best()
+        done = sum(1 for t in report.trials if t.get("state") == "COMPLETE")
+        set_text(
+            self.query_one("#tune-summary", Static),
+            f"study [b]{report.study}[/] · {report.direction} · {len(report.trials)} trials, {done} complete"
+            + (f" · best #{best.get('number')} score {num(best.get('value'))}" if best else "")
+            + " · ⏎ opens a trial's run",
+        )
+        table = self.query_one("#trials", DataTable)
+        key = None
+        if table.row_count:
+            try:
+                key = table.coordinate_to_cell_key(table.cursor_coordinate)[0].value
+            except Exception:
+                key = None
+        table.clear()
+        for t in report.trials:
+            number = str(t.get("number"))
+            params = " ".join(
+                f"{k}={num(v) if isinstance(v, float) else v}" for k, v in (t.get("params") or {}).items()
+            )
+            mark = " ★" if best is not None and t is best else ""
+            state = str(t.get("state", "?"))
+            style = {"COMPLETE": "green", "FAIL": "red", "RUNNING": "cyan", "PRUNED": "yellow"}.get(state, "")
+            table.add_row(
+                number + mark,
+                Text(state, style=style),
+                num(t.get("value")) if isinstance(t.get("value"), (int, float)) else "-",
+                clock_time(t.get("started_at")),
+                str(t.get("run_id") or "-"),
+                params,
+                key=number,
+            )
+        if key is not None and key in {str(t.get("number")) for t in report.trials}:
+            table.move_cursor(row=table.get_row_index(key), animate=False)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if self.trials is None or event.row_key.value is None:
+            return
+        trial = next((t for t in self.trials.trials if str(t.get("number")) == event.row_key.value), None)
+        run_id = trial.get("run_id") if trial else None
+        run_dir = self.run_dir.parent / str(run_id) if run_id else None
+        if run_dir is None or not (run_dir / "run.json").exists():
+            self.notify(f"trial {event.row_key.value} has no run folder ({run_id or 'no run id'})", severity="warning")
+            return
+        console(self).open_run(run_dir)
+
+
+# ---- live -------------------------------------------------------------------------------
+
+
+class LiveView(KindView):
+    """Position, P&L, risk state and latched breakers (from the journal), open orders and recent
+    fills; `B` asks the running loop to reset the breakers (after a confirmation)."""
+
+    TAB = "Trading"
+    BINDINGS = [Binding("B", "reset_breakers", "Reset breakers")]
+
+    def __init__(self, run_dir: Path, **kwargs: Any):
+        super().__init__(run_dir, **kwargs)
+        self.state: LiveState | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("waiting for the first decision", id="live-summary")
+        yield Static("", id="live-risk")
+        yield Static("[b]open orders[/]", classes="live-heading")
+        orders = DataTable(id="live-orders", cursor_type="row")
+        orders.add_columns("id", "side", "amount", "price", "filled", "state", "reduce-only")
+        yield orders
+        yield Static("[b]recent fills[/]", classes="live-heading")
+        fills = DataTable(id="live-fills", cursor_type="row")
+        fills.add_columns("time (UTC)", "side", "amount", "price", "fee", "order")
+        yield fills
+
+    def fetch(self) -> LiveState:
+        return live_state(self.run_dir)
+
+    def apply(self, state: LiveState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        m = state.metrics
+        if m:
+            set_text(
+                self.query_one("#live-summary", Static),
+                f"position [b]{num(m.get('position'))}[/] ({num(m.get('position_value'))} quote) · "
+                f"price {num(m.get('price'))} · equity {num(m.get('equity'))} · "
+                f"P&L [b]{num(m.get('pnl'))}[/] · today {num(m.get('daily_pnl'))} · "
+                f"trades today {m.get('trades_today', '-')} · open orders {m.get('open_orders', '-')} · "
+                f"bar {state.step}",
+            )
+        risk = state.risk or {}
+        breakers = risk.get("breakers") or {}
+        parts = [
+            "[b red]REDUCE-ONLY[/]"
+            if risk.get("reduce_only")
+            else "[green]risk: normal[/]"
+            if risk
+            else "risk: (no journal state yet)"
+        ]
+        if risk.get("daily_halt"):
+            parts.append(f"daily halt: {risk['daily_halt']}")
+        if breakers:
+            parts.append("breakers: " + "; ".join(f"[b]{k}[/] ({v})" for k, v in breakers.items()))
+            parts.append("B resets them" + (" (request pending)" if state.reset_pending else ""))
+        elif risk:
+            parts.append("no breaker tripped")
+        if state.journal_error:
+            parts.append(f"[yellow]journal: {state.journal_error}[/]")
+        set_text(self.query_one("#live-risk", Static), " · ".join(parts))
+        orders = self.query_one("#live-orders", DataTable)
+        orders.clear()
+        for o in state.open_orders:
+            orders.add_row(
+                str(o.get("client_id", ""))[-12:],
+                o.get("side", ""),
+                o.get("amount", ""),
+                o.get("price", ""),
+                o.get("filled", ""),
+                o.get("state", ""),
+                "yes" if o.get("reduce_only") else "",
+            )
+        fills = self.query_one("#live-fills", DataTable)
+        fills.clear()
+        for f in state.fills:
+            fills.add_row(
+                clock_time(f.get("time_ms", 0) / 1000 if f.get("time_ms") else None),
+                f.get("side", ""),
+                f.get("amount", ""),
+                f.get("price", ""),
+                f"{f.get('fee', '')} {f.get('fee_currency') or ''}".strip(),
+                str(f.get("client_id") or "")[-12:],
+            )
+        set_display(orders, bool(state.open_orders))
+        set_display(fills, bool(state.fills))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "reset_breakers" and console(self).readonly:
+            return False
+        return True
+
+    def action_reset_breakers(self) -> None:
+        app = console(self)
+        if app.readonly:
+            return
+        row = app.runs_source.one(self.run_dir)
+        if not row.active:
+            self.notify(
+                f"{row.run_id} is {row.liveness}: breakers are reset at the next start with `ztb live --reset-breakers`",
+                severity="warning",
+            )
+            return
+        breakers = (self.state.risk or {}).get("breakers") if self.state else None
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                request_breaker_reset(self.run_dir, by="console")
+                self.notify("reset requested: the loop clears the breakers at its next poll")
+
+        app.push_screen(
+            ConfirmScreen(
+                f"Reset the circuit breakers of {row.run_id}?",
+                "Tripped: " + (", ".join(breakers) if breakers else "none shown") + ". The loop leaves reduce-only "
+                "and may add exposure again. It takes the request at its next poll (a breakers_reset event).",
+                yes="Reset",
+            ),
+            go,
+        )
+
+
+KIND_VIEWS: dict[str, type[KindView]] = {"eval": EvalView, "tune": TuneView, "live": LiveView}
