@@ -16,12 +16,9 @@ every configuration the study tried (`evaluation.trials.collect_trials`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import re
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +34,10 @@ from ..atomic import atomic_write_json
 from ..config import ZtbModel, load_config
 from ..errors import ConfigError, RunError
 from ..evaluation.trials import TrialRegistry
-from ..ops.killfile import KillSwitch, request_stop
-from ..ops.procs import launch_detached, ztb_argv
+from ..ops.killfile import KillSwitch
 from ..paths import runs_dir
-from ..runs import JsonlTail, RunReader, RunWriter
+from ..runs import RunWriter
+from .child import ChildTrainRun
 from .config import TrainConfig
 
 log = logging.getLogger("ztb.rl.tune")
@@ -205,78 +202,42 @@ class TrialOutcome:
 
 
 class TrialRunner:
-    """Runs one trial's train process and follows its evaluation rows."""
+    """Runs one trial's train run and follows its evaluation rows."""
 
     def __init__(self, cfg: TuneConfig, base: TrainConfig, logs_dir: Path, stop: Callable[[], bool]):
         self.cfg, self.base, self.logs_dir, self.stop = cfg, base, logs_dir, stop
 
-    def argv(self, run_id: str, params: dict[str, Any]) -> list[str]:
-        args = ["train", "--headless", "--no-progress", "--run-id", run_id]
-        if self.cfg.train_config:
-            args += ["--config", str(Path(self.cfg.train_config).resolve())]
-        for s in [*self.cfg.train_overrides, *(_override(k, v) for k, v in params.items())]:
-            args += ["--set", s]
-        return ztb_argv(*args)
+    def child(self, run_id: str, params: dict[str, Any]) -> ChildTrainRun:
+        overrides = [*self.cfg.train_overrides, *(_override(k, v) for k, v in params.items())]
+        return ChildTrainRun(run_id, self.cfg.train_config, overrides, self.logs_dir)
 
     def run(self, trial: optuna.Trial, params: dict[str, Any], run_id: str) -> TrialOutcome:
-        run_dir = runs_dir() / run_id
-        proc = launch_detached(self.argv(run_id, params), self.logs_dir / f"{run_id}.out")
         split = self.base.eval.split
-        tail: JsonlTail | None = None
-        seen: list[tuple[int, float]] = []
-        pruned = stopping = False
-        stop_reason: str | None = None  # a kill-file to drop once the run's folder exists
-        stop_sent: float | None = None
-        terminated = False
-        while True:
-            done = proc.poll() is not None
-            if tail is None and (run_dir / "metrics.jsonl").exists():
-                tail = RunReader(run_dir).metrics_tail()
-            if tail is not None:
-                for row in tail.poll().records:
-                    if row.get("split") != split or "sharpe" not in row:
-                        continue
-                    # an undefined Sharpe (a flat policy) is 0: it earned nothing
-                    v = float(row["sharpe"]) if isinstance(row["sharpe"], (int, float)) else 0.0
-                    v = v if math.isfinite(v) else 0.0
-                    step = int(row.get("step", 0))
-                    seen.append((step, v))
-                    trial.report(v, step)
-                    if not stopping and self._should_prune(trial, v, len(seen)):
-                        pruned = stopping = True
-                        stop_reason = f"pruned by tune at step {step} (Sharpe {v:.3f})"
-                        log.info("trial %d pruned at step %d", trial.number, step)
-            if done:
-                break
-            if not stopping and self.stop():
-                stopping, stop_reason = True, "the tune run was asked to stop"
-            if stop_reason is not None and run_dir.is_dir():
-                request_stop(run_dir, reason=stop_reason, who="tune")
-                stop_reason, stop_sent = None, time.monotonic()
-            if stop_sent is not None and time.monotonic() - stop_sent > self.cfg.stop_timeout_s:
-                # the run ignored its kill-file: signal its process group (SIGTERM, then SIGKILL)
-                sig = signal.SIGTERM if not terminated else signal.SIGKILL
-                log.warning(
-                    "trial %d: run %s did not stop in %.0f s; sending %s",
-                    trial.number,
-                    run_id,
-                    self.cfg.stop_timeout_s,
-                    sig.name,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-                terminated, stop_sent = True, time.monotonic()
-            time.sleep(self.cfg.poll_s)
-        rc = proc.returncode
-        values = [v for _, v in seen]
+        values: list[float] = []
+
+        def on_row(row: dict) -> str | None:
+            if row.get("split") != split or "sharpe" not in row:
+                return None
+            # an undefined Sharpe (a flat policy) is 0: it earned nothing
+            v = float(row["sharpe"]) if isinstance(row["sharpe"], (int, float)) else 0.0
+            v = v if math.isfinite(v) else 0.0
+            step = int(row.get("step", 0))
+            values.append(v)
+            trial.report(v, step)
+            if self._should_prune(trial, v, len(values)):
+                log.info("trial %d pruned at step %d", trial.number, step)
+                return f"pruned by tune at step {step} (Sharpe {v:.3f})"
+            return None
+
+        rc, stopped = self.child(run_id, params).follow(on_row, self.stop, self.cfg.poll_s, self.cfg.stop_timeout_s)
         if rc != 0:
             return TrialOutcome("fail", None, run_id, f"train run exited with code {rc} (see logs/{run_id}.out)")
         if not values:
             return TrialOutcome("fail", None, run_id, "the train run wrote no evaluation rows")
         value = max(values) if self.cfg.objective == "best" else values[-1]
-        if pruned:
-            return TrialOutcome("pruned", value, run_id, "pruned")
-        if stopping:  # stopped from outside before it finished: not a result
+        if stopped is not None and stopped.startswith("pruned"):
+            return TrialOutcome("pruned", value, run_id, stopped)
+        if stopped is not None:  # stopped from outside before it finished: not a result
             return TrialOutcome("fail", value, run_id, "stopped before the end")
         return TrialOutcome("complete", value, run_id)
 
