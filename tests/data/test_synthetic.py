@@ -103,7 +103,8 @@ def test_synthetic_market_conflicting_with_the_source_market_is_refused():
     from ztb_core.data.source import DataSourceConfig
 
     assert DataSourceConfig(market="crypto", synthetic={"market": "crypto"}).market == "crypto"
-    assert DataSourceConfig(market="crypto").synthetic.market == "fx"  # unset: the source's market rules
+    assert DataSourceConfig(market="crypto").synthetic.market is None  # unset: the source's market rules
+    assert SyntheticConfig().calendar == "fx"
     with pytest.raises(ValueError, match="synthetic.market='crypto' conflicts with market='fx'"):
         DataSourceConfig(synthetic={"market": "crypto"})
 

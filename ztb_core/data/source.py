@@ -45,7 +45,7 @@ class DataSourceConfig(ZtbModel):
     def _one_market(self) -> DataSourceConfig:
         """`market` drives the calendar, the day close and the generator; a synthetic market that
         names another one is a contradiction, refused rather than silently overwritten."""
-        if "market" in self.synthetic.model_fields_set and self.synthetic.market != self.market:
+        if self.synthetic.market is not None and self.synthetic.market != self.market:
             raise ValueError(
                 f"synthetic.market={self.synthetic.market!r} conflicts with market={self.market!r}: "
                 f"set market (it also sets the synthetic calendar) and drop synthetic.market"

@@ -70,7 +70,17 @@ class SyntheticConfig(ZtbModel):
         datetime(2020, 1, 5, 22, 0, tzinfo=UTC),
         description="first candidate bar open time (UTC); FX skips to the next open minute",
     )
-    market: MarketKind = Field("fx", description="fx: Sun 17:00-Fri 17:00 New York with weekend gaps; crypto: 24/7")
+    market: MarketKind | None = Field(
+        None,
+        description="fx: Sun 17:00-Fri 17:00 New York with weekend gaps; crypto: 24/7; "
+        "null: fx, or the job's data.market when generated for a job (a different value is refused)",
+    )
+
+    @property
+    def calendar(self) -> MarketKind:
+        """The market whose calendar the bars follow."""
+        return self.market or "fx"
+
     base_price: float = Field(100.0, gt=0, description="price at the start")
     bar_vol: float = Field(2.2e-4, gt=0, le=0.1, description="average standard deviation of a 1-minute log return")
     vol_persistence: float = Field(0.999, ge=0, lt=1, description="AR(1) coefficient of log-volatility per minute")
@@ -137,7 +147,7 @@ def _timestamps(cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
     start = pd.Timestamp(cfg.start)
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     start_ns = start.as_unit("ns").value // NS_PER_MINUTE * NS_PER_MINUTE
-    if cfg.market == "crypto":
+    if cfg.calendar == "crypto":
         return start_ns + np.arange(cfg.n_bars, dtype=np.int64) * NS_PER_MINUTE
     keep_rate = 5.0 / 7.0 * (1.0 - cfg.missing_prob)
     out: list[np.ndarray] = []
@@ -212,7 +222,7 @@ def _simulate(cfg: SyntheticConfig) -> _Path:
 
     # FX weekend (and any multi-hour closure): a gap between the last close and the next open
     gap = np.zeros(n)
-    if cfg.market == "fx" and n > 1:
+    if cfg.calendar == "fx" and n > 1:
         reopen = np.flatnonzero(np.diff(t) > 6 * 60 * NS_PER_MINUTE) + 1
         gap[reopen] = rng.standard_normal(len(reopen)) * cfg.weekend_gap_vol
     return _Path(t, ret, gap, sigma, expected)
@@ -234,7 +244,7 @@ def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
     low = np.minimum(open_, close) * np.exp(-wick_lo)
 
     data = {"open": open_, "high": high, "low": low, "close": close}
-    if cfg.market == "crypto":
+    if cfg.calendar == "crypto":
         activity = sigma / cfg.bar_vol
         volume = cfg.volume_scale * activity * rng.lognormal(-0.125, 0.5, n)
         data["volume"] = volume
@@ -267,7 +277,7 @@ def signal_ceiling(
     bars = generate_market(cfg)
     rets = bar_returns(bars["open"].to_numpy(), bars["close"].to_numpy())
     forecast = path.expected / path.expected.std()
-    ann = math.sqrt(periods_per_year("M1", cfg.market))
+    ann = math.sqrt(periods_per_year("M1", cfg.calendar))
     best: SignalCeiling | None = None
     for band in bands:
         pos = hysteresis(forecast, band)
