@@ -27,7 +27,10 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ztb train --headless --total-timesteps $(DEMO_STEPS)
 
+# `ztb smoke` first: every command's happy path in a temporary artifacts folder (about 30 s), so a
+# broken command fails in seconds instead of minutes into the suite
 test: check
+	$(VENV)/bin/ztb smoke --no-record
 	$(PY) -m pytest -q
 
 # lint + format check + static types, on the whole library (configuration in pyproject.toml)

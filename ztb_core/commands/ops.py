@@ -14,6 +14,77 @@ def register(app: typer.Typer) -> None:
     report = typer.Typer(help="Reports across runs.", no_args_is_help=True)
     report.command("weekly")(weekly_cmd)
     app.add_typer(report, name="report")
+    app.command("smoke")(smoke_cmd)
+
+
+def smoke_cmd(
+    only: list[str] = typer.Option([], "--only", help="Run only steps whose name starts with this (repeatable)."),
+    keep: Path | None = typer.Option(None, "--keep", help="Keep the smoke artifacts in this folder."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Record the table as a `smoke` run."),
+) -> None:
+    """Every command's happy path on the synthetic market and the loopback emulator, in a temporary
+    artifacts folder: a pass/fail table; exit 1 on any failure. Run it after an upgrade."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..ops.smoke import run_smoke
+    from ..runs import RunWriter
+
+    console = Console()
+    writer = RunWriter.create("smoke", {"only": only}) if record else None
+    if writer is not None:
+        writer.set_status("running", message="smoke steps")
+
+    def show(step) -> None:
+        mark = "[green]pass[/]" if step.passed else "[red]FAIL[/]"
+        console.print(f"{mark} {step.name:<22} {step.seconds:6.1f}s  exit {step.code}", highlight=False)
+        if writer is not None:
+            writer.metric(
+                len(result_steps) + 1,
+                "smoke",
+                {"step": step.name, "exit": step.code, "seconds": round(step.seconds, 3), "passed": step.passed},
+            )
+        result_steps.append(step)
+
+    result_steps: list = []
+    result = run_smoke(keep=keep, only=only or None, on_step=show)
+    table = Table(
+        title=f"ztb smoke: {sum(s.passed for s in result.steps)}/{len(result.steps)} passed in {result.seconds:.1f}s"
+    )
+    for col in ("step", "command", "exit", "seconds", "result"):
+        table.add_column(col)
+    for s in result.steps:
+        table.add_row(
+            s.name,
+            "ztb " + " ".join(s.argv[:4]) + (" ..." if len(s.argv) > 4 else ""),
+            str(s.code),
+            f"{s.seconds:.1f}",
+            "[green]pass[/]" if s.passed else "[red]FAIL[/]",
+        )
+    console.print(table)
+    for s in result.steps:
+        if not s.passed:
+            console.rule(f"[red]{s.name}: output (tail)")
+            console.print(s.output[-2500:], highlight=False, markup=False)
+    if writer is not None:
+        from ..atomic import atomic_write_json
+
+        atomic_write_json(
+            writer.reports_dir / "smoke.json",
+            {
+                "passed": result.passed,
+                "seconds": result.seconds,
+                "steps": [
+                    {"name": s.name, "argv": s.argv, "exit": s.code, "seconds": s.seconds, "passed": s.passed}
+                    for s in result.steps
+                ],
+            },
+        )
+        state = "completed" if result.passed else "failed"
+        failed = [s.name for s in result.steps if not s.passed]
+        writer.close(state, message="all steps passed" if not failed else "failed: " + ", ".join(failed))
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def weekly_cmd(
