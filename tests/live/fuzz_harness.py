@@ -433,12 +433,14 @@ class Referee:
             if (f.side, f.amount, f.price) != (ex.side, ex.amount, ex.rate):
                 out.append(f"journal fill {f.trade_id} differs from the exchange's (side/amount/price)")
         for o in orders:
+            # a live order's amount may trail its fills between two passes (a kill between journaling a
+            # fill and updating the order; the next pass recomputes it); a closed one's never may
             total, _ = journal.filled_of(o.client_id)
-            if total != o.filled:
-                out.append(f"journal order {o.client_id} says filled {o.filled}, its fills sum to {total}")
+            if total != o.filled and (settled or o.terminal):
+                out.append(f"journal order {o.client_id} ({o.state}) says filled {o.filled}, its fills sum to {total}")
         pos_fills = journal.position()
         pos_orders = sum((o.filled if o.side == "buy" else -o.filled for o in orders), Decimal(0))
-        if pos_fills != pos_orders:
+        if settled and pos_fills != pos_orders:
             out.append(f"journal position {pos_fills} (fills) != {pos_orders} (orders' filled amounts)")
         if settled:
             missing = sorted(set(fills) - {int(t) for t in seen if t.isdigit()})

@@ -32,7 +32,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from ztb_core.live.broker import OrderManager
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, FaultRule, TradeTape
+from ztb_core.live.exchange import ExchangeCallError
+from ztb_core.live.journal import Journal
+from ztb_core.live.orders import CANCEL_REQUESTED, CANCELLED, OPEN, Order
+from ztb_core.live.reconcile import _to_fill, reconcile
+from ztb_core.live.risk import RiskDecision, RiskManager
 
 from .fuzz_harness import KEY, SECRET, Bot, Referee, fork_bot
 
@@ -130,8 +136,6 @@ class LiveFaultMachine(RuleBasedStateMachine):
             try:
                 self.bot.manager.cancel_all()
             except Exception as exc:  # noqa: BLE001 - only exchange errors may escape cancel_all
-                from ztb_core.live.exchange import ExchangeCallError
-
                 if not isinstance(exc, ExchangeCallError):
                     raise
 
@@ -225,6 +229,7 @@ class LiveFaultMachine(RuleBasedStateMachine):
         status = fork_bot(self.emu.base_url, self.journal_path, self.tmp / "child", signals, crash_at, timeout_s=30)
         assert status in (-signal.SIGKILL, 0), f"bot process ended with {status}"
         self._new_bot()
+        self.bot.ensure_started()  # `ztb live` restarted: reconciliation at start
 
     # ---- the referee ----------------------------------------------------------------------------------
     @invariant()
@@ -342,8 +347,6 @@ def test_referee_passes_a_correct_bot_in_reduce_only():
 
 
 def test_referee_catches_a_broken_reduce_only_check(monkeypatch):
-    from ztb_core.live.risk import RiskDecision, RiskManager
-
     monkeypatch.setattr(
         RiskManager, "check_order", lambda self, side, amount, price, *a, **k: RiskDecision(True, amount, None, True)
     )
@@ -355,7 +358,6 @@ DROPPED_FILL = [lambda m: m.decide(1.0, 30.0), lambda m: m.time_passes(20), lamb
 
 
 def test_referee_catches_a_dropped_fill(monkeypatch):
-    from ztb_core.live.journal import Journal
 
     record = Journal.record_fill
     dropped: list[str] = []
@@ -374,8 +376,6 @@ def test_referee_catches_a_dropped_fill(monkeypatch):
 
 
 def test_referee_catches_an_order_placed_while_another_is_unknown(monkeypatch):
-    from ztb_core.live.broker import OrderManager
-
     steps = [
         lambda m: m.fault_on("timeout", "create_order", 1, 1.0),  # the placement's outcome is unknown
         lambda m: m.decide(0.5, 30.0),
@@ -385,3 +385,37 @@ def test_referee_catches_an_order_placed_while_another_is_unknown(monkeypatch):
     monkeypatch.setattr(OrderManager, "_ensure_resolved", lambda self: None)
     found = _scenario(LiveFaultMachine(), steps)
     assert any("had an unknown outcome" in v for v in found), found
+
+
+# ---- regressions for what the fuzzer found -----------------------------------------------------------
+def test_fill_journaled_just_before_a_kill_still_updates_its_closed_order(tmp_path):
+    """Found by the fuzzer (kill -9 inside reconciliation): a fill of an order already closed was
+    journaled, and the process died before the order's filled amount was updated. The fill is never
+    new again, so reconciliation must compare the amounts, not wait for a new fill."""
+
+    with EmulatorServer(emulator_config(), tape=TAPE) as emu:
+        bot = Bot(emu.base_url, tmp_path / "journal.sqlite", tmp_path / "run")
+        try:
+            last = emu.state.last_price()
+            ack = bot.adapter.create_limit_order("buy", Decimal("0.05"), last, "ztb-0-regress", "BTC/JPY")
+            for _ in range(120):  # let the tape fill part of it
+                emu.advance(1)
+                if emu.state.orders[int(ack.exchange_id)].remaining < Decimal("0.05"):
+                    break
+            bot.adapter.cancel_order(ack.exchange_id)
+            j = bot.journal
+            order = j.record_submission(
+                Order.create("BTC/JPY", "buy", Decimal("0.05"), last, client_id="ztb-0-regress")
+            )
+            order = j.transition(order, OPEN, exchange_id=ack.exchange_id)
+            order = j.transition(order, CANCEL_REQUESTED)
+            order = j.transition(order, CANCELLED)
+            fills = [f for f in bot.adapter.fetch_my_trades("BTC/JPY") if f.order_id == ack.exchange_id]
+            assert fills, "the tape filled nothing: the test proves nothing"
+            for f in fills:  # the dead process got this far: every fill journaled, the order not updated
+                j.record_fill(_to_fill(f, order.client_id))
+            reconcile(j, bot.adapter, "BTC/JPY")
+            after = j.get(order.client_id)
+            assert after.filled == sum((f.amount for f in fills), Decimal(0)) == j.filled_of(order.client_id)[0]
+        finally:
+            bot.close()

@@ -294,12 +294,13 @@ def reconcile(
         order = by_eid.get(eid)
         if order is None:
             continue
-        for t in fills:
-            if journal.record_fill(_to_fill(t, order.client_id)):
-                report.new_fills.append(str(t.id))
-                filled, avg = journal.filled_of(order.client_id)
-                journal.save(order, order.with_fills(min(filled, order.amount), avg), detail={"late_fill": str(t.id)})
-                order = journal.get(order.client_id)
+        late = [str(t.id) for t in fills if journal.record_fill(_to_fill(t, order.client_id))]
+        report.new_fills.extend(late)
+        # compared even when no fill is new: a process killed between journaling a fill and updating
+        # its order leaves the fill recorded (so it is never new again) and the order's amount stale
+        filled, avg = journal.filled_of(order.client_id)
+        if min(filled, order.amount) != order.filled:
+            journal.save(order, order.with_fills(min(filled, order.amount), avg), detail={"late_fills": late})
 
     report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
     # only a complete pass moves the cursor and the watermark (an exception above leaves both)
