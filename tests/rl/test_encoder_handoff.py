@@ -222,7 +222,7 @@ def test_finetune_env_feeds_the_encoder_the_frozen_inputs(encoder_dir, art, monk
     from gymnasium.utils.env_checker import check_env
 
     from ztb_core.data import source
-    from ztb_core.pretrain.sb3_extractor import PretrainedEncoderExtractor
+    from ztb_core.rl.sb3_extractor import PretrainedEncoderExtractor
 
     cfg = tiny_cfg(f"encoder.path={encoder_dir}", "encoder.mode=finetune")
     bundle = load_encoder(encoder_dir)

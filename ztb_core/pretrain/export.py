@@ -10,13 +10,15 @@ windows: config, window lengths, train-only statistics, embedding size) atomical
   close of bar t. Rows whose windows are not yet available (warm-up) are zeros; `valid_rows`
   says which.
 * fine-tune mode: `WindowBuilder` produces the per-timeframe window tensors for given M1 rows and
-  `ztb_core.pretrain.sb3_extractor.PretrainedEncoderExtractor` runs the encoder inside the policy.
+  `ztb_core.rl.sb3_extractor.PretrainedEncoderExtractor` runs the encoder inside the policy.
 """
 
 from __future__ import annotations
 
 import io
-import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..atomic import atomic_file
 from ..errors import CheckpointError
 from .bars import TimeframeBars, timeframe_bars
 from .config import PretrainConfig
@@ -36,8 +39,6 @@ FILE = "encoder.pt"
 
 def save_encoder(module, out_dir: Path) -> Path:
     """Write `out_dir/encoder.pt` from a `PretrainModule` (temp file + os.replace)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model: MultiTimeframeAutoencoder = module.model
     hp = module.hparams
     payload = {
@@ -50,15 +51,18 @@ def save_encoder(module, out_dir: Path) -> Path:
         "t5_config": model.backbone.config.to_dict() if model.is_t5 else None,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    return save_payload(payload, out_dir)
+
+
+def save_payload(payload: dict, out_dir: Path) -> Path:
+    """Write an encoder payload (the `FORMAT` dict) to `out_dir/encoder.pt` atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(payload, buf)
     path = out_dir / FILE
-    tmp = path.with_name(FILE + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         fh.write(buf.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return path
 
 
@@ -72,7 +76,7 @@ def _build_model(cfg: PretrainConfig, lengths: dict[str, int], t5_config: dict |
     return MultiTimeframeAutoencoder(cfg.window.timeframes, lengths, cfg.model, backbone_module=backbone)
 
 
-def _payload_from(path: Path) -> dict:
+def read_payload(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
         for cand in (path / FILE, path / "encoder" / FILE):
@@ -134,23 +138,37 @@ class EncoderBundle:
     def window_builder(self, m1_bars: pd.DataFrame, market: str | None = None) -> WindowBuilder:
         return WindowBuilder(m1_bars, self.timeframes, self.lengths, self.stats, market or self.market)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_bars(
         self,
         m1_bars: pd.DataFrame,
         market: str | None = None,
         batch_size: int = 1024,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
     ) -> np.ndarray:
-        """(T, D) float32 embeddings, one per M1 bar (zeros where windows are not yet available)."""
+        """(T, D) float32 embeddings, one per M1 bar (zeros where windows are not yet available).
+
+        `device` None picks CUDA when available. Windows of the next batch are built in a worker
+        thread while the model runs on the current one (numpy and torch release the GIL), and
+        `progress(done_bars, total_bars, elapsed_s)` is called after every batch."""
+        dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         wb = self.window_builder(m1_bars, market)
         out = np.zeros((len(m1_bars), self.embedding_dim), np.float32)
         rows = np.flatnonzero(wb.valid)
-        model = self.model.to(device).eval()
-        for i in range(0, len(rows), batch_size):
-            r = rows[i : i + batch_size]
-            xs = {tf: torch.from_numpy(x).to(device) for tf, x in wb.inputs(r).items()}
-            out[r] = embed_tokens(model, xs).float().cpu().numpy()
+        model = self.model.to(dev).eval()
+        chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(wb.inputs, chunks[0]) if chunks else None
+            for k, r in enumerate(chunks):
+                xs_np = pending.result()
+                pending = pool.submit(wb.inputs, chunks[k + 1]) if k + 1 < len(chunks) else None
+                xs = {tf: torch.from_numpy(x).to(dev, non_blocking=True) for tf, x in xs_np.items()}
+                out[r] = embed_tokens(model, xs).float().cpu().numpy()
+                if progress is not None:
+                    progress(min((k + 1) * batch_size, len(rows)), len(rows), time.perf_counter() - t0)
+        self.model.to("cpu")
         self.last_valid = wb.valid
         return out
 
@@ -197,7 +215,7 @@ class WindowBuilder:
 
 def load_encoder(path: str | Path) -> EncoderBundle:
     """Load an exported encoder (file, folder, pretrain run directory or Lightning checkpoint)."""
-    payload = _payload_from(Path(path))
+    payload = read_payload(Path(path))
     cfg = PretrainConfig.model_validate(payload["config"])
     model = _build_model(cfg, payload["lengths"], payload.get("t5_config"))
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)

@@ -22,8 +22,11 @@ from ..data.synthetic import signal_ceiling
 from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
+    from ..pretrain.export import EncoderBundle
     from .config import TrainConfig
     from .encoder import RawWindows
 
@@ -67,20 +70,44 @@ class MarketSlice:
         )
 
 
-def _embeddings(cfg: TrainConfig, bars: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    from .encoder import load_encoder_checked
+def _embeddings(
+    cfg: TrainConfig, bundle: EncoderBundle, bars: pd.DataFrame, on_progress: Callable[[str], None] | None
+) -> tuple[np.ndarray, list[str]]:
+    """Frozen embeddings of all bars, from the cache keyed by (encoder sha256, data, windows) or
+    computed with progress (bars/s, ETA) logged and passed to `on_progress`."""
+    from ..pretrain.embed_cache import cached_embeddings
+    from .encoder import encoder_fingerprint
 
-    bundle = load_encoder_checked(cfg.encoder.path)
-    emb = np.asarray(bundle.embed_bars(bars, cfg.data.market), dtype=np.float32)
+    emb, valid, _ = cached_embeddings(
+        bundle, encoder_fingerprint(cfg.encoder.path), bars, cfg.data.market, on_progress=on_progress
+    )
+    emb = np.array(emb, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(bars):
         raise DataError(f"encoder {cfg.encoder.path}: embeddings have shape {emb.shape}, expected ({len(bars)}, D)")
     # warm-up rows (windows not yet available) are zeros in embed_bars: mark them invalid like feature warm-up
-    emb[~bundle.last_valid] = np.nan
+    emb[~valid] = np.nan
     return emb, [f"enc_{i}" for i in range(emb.shape[1])]
 
 
-def prepare_splits(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS) -> dict[str, MarketSlice]:
-    """Load bars, compute features once, drop warm-up rows, split chronologically."""
+def check_encoder_period(bundle: EncoderBundle, first_eval_time: pd.Timestamp, path: str) -> None:
+    """Refuse an encoder whose pretraining period reaches into the PPO validation/test periods:
+    its weights would have been fitted on the very bars the agent is selected and scored on."""
+    import pandas as pd
+
+    until = pd.Timestamp(int(bundle.stats.fitted_until_ns), tz="UTC")
+    if first_eval_time < until:
+        raise ConfigError(
+            f"encoder.path {path}: the encoder was pretrained on bars up to {until} but this run's "
+            f"validation/test periods start at {first_eval_time}; pretrain on data that ends before "
+            f"them (pretrain data.end / splits) or move the PPO splits later"
+        )
+
+
+def prepare_splits(
+    cfg: TrainConfig, splits: tuple[str, ...] = SPLITS, on_progress: Callable[[str], None] | None = None
+) -> dict[str, MarketSlice]:
+    """Load bars, compute features once, drop warm-up rows, split chronologically. `on_progress`
+    receives one-line progress messages of slow steps (the frozen-encoder embeddings)."""
     from ..data.features import compute_feature_set
     from ..data.source import load_bars
 
@@ -91,16 +118,18 @@ def prepare_splits(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS) -> dict[s
     fm = compute_feature_set(cfg.features, bars, cfg.data.market)
     values, names = fm.values, list(fm.names)
     valid = fm.valid.copy()
-    builder = None
-    if cfg.encoder.path and cfg.encoder.mode == "frozen":
-        emb, emb_names = _embeddings(cfg, bars)
+    builder = bundle = None
+    if cfg.encoder.path:
+        from .encoder import load_encoder_checked
+
+        bundle = load_encoder_checked(cfg.encoder.path)
+    if bundle is not None and cfg.encoder.mode == "frozen":
+        emb, emb_names = _embeddings(cfg, bundle, bars, on_progress)
         valid &= np.isfinite(emb).all(axis=1)
         values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         names += emb_names
-    elif cfg.encoder.path:  # finetune: the policy embeds raw windows itself
-        from .encoder import load_encoder_checked
-
-        builder = load_encoder_checked(cfg.encoder.path).window_builder(bars, cfg.data.market)
+    elif bundle is not None:  # finetune: the policy embeds raw windows itself
+        builder = bundle.window_builder(bars, cfg.data.market)
         valid &= builder.valid
     keep = np.flatnonzero(valid)
     if len(keep) == 0:
@@ -113,6 +142,10 @@ def prepare_splits(cfg: TrainConfig, splits: tuple[str, ...] = SPLITS) -> dict[s
     open_v = bars_v["open"].to_numpy(np.float64)
     close_v = bars_v["close"].to_numpy(np.float64)
     bounds = cfg.splits.slices(len(keep))
+    if bundle is not None:
+        first_eval = min((bounds[n].start for n in ("val", "test") if bounds[n].stop > bounds[n].start), default=None)
+        if first_eval is not None:
+            check_encoder_period(bundle, bars_v.index[first_eval], str(cfg.encoder.path))
     out: dict[str, MarketSlice] = {}
     for name in splits:
         s = bounds[name]

@@ -49,7 +49,7 @@ def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     if not finetune(cfg):
         return cfg.ppo.policy, kwargs
     # torch-heavy, and only fine-tune mode needs it
-    from ..pretrain.sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
+    from .sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
 
     kwargs.update(
         features_extractor_class=PretrainedEncoderExtractor,

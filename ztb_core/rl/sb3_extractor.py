@@ -25,14 +25,14 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from ..errors import ConfigError
+from ..pretrain.export import embed_tokens
+from .encoder import FEATURES_KEY, POSITION_KEY, load_encoder_checked, raw_key
 
 
 class PretrainedEncoderExtractor(BaseFeaturesExtractor):
     """[features window, position, encoder embedding] from a Dict observation."""
 
     def __init__(self, observation_space: spaces.Dict, encoder_path: str, trainable: bool = True):
-        from ..rl.encoder import FEATURES_KEY, POSITION_KEY, load_encoder_checked, raw_key
-
         bundle = load_encoder_checked(encoder_path)
         keys = [raw_key(tf) for tf in bundle.timeframes]
         missing = [k for k in (FEATURES_KEY, POSITION_KEY, *keys) if k not in observation_space.spaces]
@@ -40,7 +40,7 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
             raise ConfigError(
                 f"encoder {encoder_path}: the observation lacks {missing} (timeframes {bundle.timeframes})"
             )
-        for tf, k in zip(bundle.timeframes, keys):
+        for tf, k in zip(bundle.timeframes, keys, strict=True):
             want = (bundle.lengths[tf],)
             if observation_space[k].shape[:1] != want:
                 raise ConfigError(
@@ -66,9 +66,7 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
 
     def embed(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) embedding: per-timeframe mean of the bottleneck tokens, concatenated (as `embed_bars`)."""
-        from .export import embed_tokens
-
-        return embed_tokens(self.encoder, {tf: obs[k] for tf, k in zip(self.timeframes, self._keys)})
+        return embed_tokens(self.encoder, {tf: obs[k] for tf, k in zip(self.timeframes, self._keys, strict=True)})
 
     def combine(self, features: torch.Tensor, position: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return torch.cat([features, position, embedding], dim=1)
