@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ..runs import JsonlTail
-from .config import DiskConfig
+from .config import DiskConfig, load_ops_config
 
 Level = Literal["ok", "warn", "critical"]
 MB = 2**20
@@ -155,6 +155,12 @@ def disk_history(run_dir: Path, from_end_bytes: int = 256 << 10) -> list[tuple[f
         if rec.get("split") == "sys" and isinstance(rec.get("disk_free_bytes"), (int, float)):
             out.append((float(rec.get("time", 0.0)), int(rec["disk_free_bytes"])))
     return out
+
+
+def run_disk_health(run_dir: Path, config: DiskConfig | None = None, now: float | None = None) -> DiskHealth:
+    """Disk health of a run's filesystem from its own telemetry history: what `ztb watch` checks and
+    the console shows (thresholds from configs/ops.yaml unless given)."""
+    return disk_health(run_dir, disk_history(run_dir), config or load_ops_config().disk, now)
 
 
 class DiskSampler:
