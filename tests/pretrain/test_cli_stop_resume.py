@@ -73,7 +73,7 @@ def test_kill_file_stops_with_checkpoint_and_resume_from_an_older_checkpoint_fin
     manifest = json.loads((run_dir / "checkpoints" / "manifest.json").read_text())["checkpoints"]
     last = next(e for e in manifest if e["file"] == "last.ckpt")
     assert last["step"] == stopped_at  # the kill-file callback saved it: no steps lost
-    events = [json.loads(l)["event"] for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line)["event"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert "stop_requested" in events and "stopped" in events
 
     # resume from the oldest checkpoint the manifest lists: later metrics are rewound, none duplicated
@@ -106,7 +106,7 @@ def test_kill_file_stops_with_checkpoint_and_resume_from_an_older_checkpoint_fin
     assert train_steps == sorted(train_steps) and len(train_steps) == len(set(train_steps))
     assert (run_dir / "encoder" / "encoder.pt").exists()
     assert (run_dir / "reports" / "pretrain-eval.json").exists()
-    events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     resumed = [e for e in events if e["event"] == "resumed"]
     assert resumed and resumed[0]["step"] == older["step"] and resumed[0]["checkpoint"] == older["file"]
 

@@ -28,7 +28,7 @@ def t5_folder(tmp_path, monkeypatch):
 def test_t5_pretrained_weights_load_from_a_local_folder(t5_folder):
     folder, saved = t5_folder
     loaded = build_t5_encoder(T5Options(init="pretrained", path=str(folder)))
-    for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items()):
+    for (name, a), (_, b) in zip(saved.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 

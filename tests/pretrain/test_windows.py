@@ -40,7 +40,7 @@ def test_windows_end_at_the_last_bar_completed_by_the_anchor_close(fx_index):
 def test_no_window_straddles_two_splits(fx_index, fx_market):
     m1_ns, bars, idx = fx_index
     slices = chronological_splits(len(m1_ns), 0.7, 0.15, 0.15, 0)
-    for code, name in enumerate(SPLIT_NAMES):
+    for _code, name in enumerate(SPLIT_NAMES):
         pos = idx.split(name)
         assert len(pos) > 0, name
         start_ns = m1_ns[slices[name].start]

@@ -110,6 +110,11 @@ class ModelConfig(ZtbModel):
     bottleneck: int = Field(
         16, ge=2, description="bottleneck width per token; the exported embedding is timeframes x bottleneck"
     )
+    residual: Literal["none", "bridge"] = Field(
+        "none",
+        description="none: decoders output price levels; bridge: they output a correction to the open-aware "
+        "bridge fill computed from the visible inputs (the model starts from the strongest simple rule)",
+    )
     t5: T5Options = Field(default_factory=T5Options, description="T5 backbone options (backbone: t5)")
 
     @model_validator(mode="after")
@@ -129,6 +134,9 @@ class LossConfig(ZtbModel):
     consistency: float = Field(0.1, ge=0, description="weight of the cross-timeframe consistency loss")
     correlation: float = Field(
         0.1, ge=0, description="weight of the amplitude/phase correlation loss on masked returns"
+    )
+    returns: float = Field(
+        0.0, ge=0, description="weight of the MSE of one-step close returns touching masked bars (predict returns)"
     )
     consistency_tol: float = Field(
         0.25, gt=0, description="metric: coarse bar matches the fine aggregation within this (coarse-window std units)"

@@ -61,7 +61,7 @@ class PretrainArrays:
             out[f"mask:{tf}"] = m
             out[f"mu:{tf}"] = mu
             out[f"sigma:{tf}"] = sigma
-        for fine, coarse in zip(self.timeframes[:-1], self.timeframes[1:]):
+        for fine, coarse in zip(self.timeframes[:-1], self.timeframes[1:], strict=True):
             parent, first, last = self.parents[fine]
             rf = rows[fine]
             pg = parent[rf]

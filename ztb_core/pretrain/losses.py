@@ -109,6 +109,16 @@ def masked_returns(series: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
     return series[:, 1:] - series[:, :-1], mask[:, 1:] | mask[:, :-1]
 
 
+def returns_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE of one-step returns of (B, L) composite series, over returns touching a masked bar."""
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        rp, sel = masked_returns(pred.float(), mask)
+        rt, _ = masked_returns(target.float(), mask)
+        if not bool(sel.any()):
+            return pred.sum() * 0.0
+        return ((rp - rt)[sel] ** 2).mean()
+
+
 def correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(phase, amplitude) losses on masked returns of (B, L) composite series; windows with fewer
     than 3 such returns are skipped."""
@@ -136,7 +146,14 @@ def total_loss(
     recon: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], timeframes: list[str], cfg
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of all losses (averaged over timeframes / timeframe pairs) and the parts."""
-    parts: dict[str, list[torch.Tensor]] = {"huber": [], "stft": [], "consistency": [], "phase": [], "amplitude": []}
+    parts: dict[str, list[torch.Tensor]] = {
+        "huber": [],
+        "stft": [],
+        "consistency": [],
+        "phase": [],
+        "amplitude": [],
+        "returns": [],
+    }
     comp = {}
     for tf in timeframes:
         pred, y, m = recon[tf], batch[f"y:{tf}"], batch[f"mask:{tf}"]
@@ -144,12 +161,14 @@ def total_loss(
         parts["huber"].append(masked_huber(pred, y, m, cfg.huber_delta))
         if cfg.stft > 0:
             parts["stft"].append(stft_loss(comp[tf][..., CLOSE], y[..., CLOSE], cfg.stft_ffts))
+        if cfg.returns > 0:
+            parts["returns"].append(returns_loss(comp[tf][..., CLOSE], y[..., CLOSE], m))
         if cfg.correlation > 0:
             ph, am = correlation_loss(comp[tf][..., CLOSE], y[..., CLOSE], m)
             parts["phase"].append(ph)
             parts["amplitude"].append(am)
     if cfg.consistency > 0:
-        for fine, coarse in zip(timeframes[:-1], timeframes[1:]):
+        for fine, coarse in zip(timeframes[:-1], timeframes[1:], strict=True):
             parts["consistency"].append(
                 consistency_loss(
                     comp[fine],
@@ -171,5 +190,7 @@ def total_loss(
         total = total + cfg.consistency * means["consistency"]
     if "phase" in means:
         total = total + cfg.correlation * (means["phase"] + means["amplitude"])
+    if "returns" in means:
+        total = total + cfg.returns * means["returns"]
     means["total"] = total
     return total, means

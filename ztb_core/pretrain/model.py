@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .bars import PRICE_CHANNELS
+from .baselines import bridge
 from .config import ModelConfig
 from .dataset import IN_CHANNELS
 
@@ -95,6 +96,13 @@ class MultiTimeframeAutoencoder(nn.Module):
         h = self.stems[tf](x.transpose(1, 2)).transpose(1, 2)
         return h + self.pos[: x.shape[1]] + self.tf_embed[k]
 
+    @staticmethod
+    def bridge_fill(x: torch.Tensor) -> torch.Tensor:
+        """The open-aware bridge fill (B, L, 4) from the model's own inputs: visible prices are
+        x[..., :4], the visibility flag is the last channel (so it reads nothing the model cannot)."""
+        prices = x[..., :PRICE_CHANNELS].detach()
+        return bridge(prices, x[..., -1] < 0.5).to(x.dtype)
+
     def encode(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bottleneck tokens (B, N, b) of all timeframes, concatenated in `timeframes` order."""
         tokens = torch.cat([self._tokens(tf, k, xs[tf]) for k, tf in enumerate(self.timeframes)], dim=1)
@@ -122,6 +130,10 @@ class MultiTimeframeAutoencoder(nn.Module):
             out = self.decoders[tf](parts[tf])
             B, P, _ = out.shape
             out = out.reshape(B, P * self.patch, self.out_channels)
-            recon[tf] = out[:, out.shape[1] - self.lengths[tf] :]
+            out = out[:, out.shape[1] - self.lengths[tf] :]
+            if self.cfg.residual == "bridge":
+                recon[tf] = self.bridge_fill(xs[tf]) + out
+            else:
+                recon[tf] = out
         embedding = torch.cat([parts[tf].mean(dim=1) for tf in self.timeframes], dim=1)
         return recon, embedding

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .baselines import BASELINES, fill
+from .baselines import fill_all
 from .config import PretrainConfig
 from .dataset import FixedMaskSet, RandomMaskBatches
 from .losses import total_loss
-from .metrics import ReconstructionMetrics
+from .metrics import ReconstructionMetrics, better
 from .model import MultiTimeframeAutoencoder
 
 
@@ -97,10 +97,8 @@ class PretrainModule(L.LightningModule):
         self._val_loss.append(float(loss))
         recon = {tf: r.float() for tf, r in recon.items()}
         self._val.update("model", recon, batch)
-        for kind in BASELINES:
-            self._val.update(
-                kind, {tf: fill(kind, batch[f"y:{tf}"], batch[f"mask:{tf}"]) for tf in self.timeframes}, batch
-            )
+        for kind, rec in fill_all(batch, self.timeframes).items():
+            self._val.update(kind, rec, batch)
 
     def on_validation_epoch_end(self) -> None:
         if self._val is None or not self._val_loss:
@@ -114,6 +112,18 @@ class PretrainModule(L.LightningModule):
             values[f"val/mse_{tf}"] = m["mse"]
             values[f"val/mse_linear_{tf}"] = lin["mse"]
             values[f"val/corr_level_{tf}"] = m["corr_level"]
+            # the curves that matter: interior / boundary returns beside the STRONGEST baseline
+            for short, metric in (
+                ("corr_interior", "corr_return_interior"),
+                ("mse_interior", "mse_return_interior"),
+                ("corr_boundary", "corr_return_boundary"),
+            ):
+                best = float("nan")
+                for method, per_tf in res.items():
+                    if method != "model" and better(metric, per_tf[tf][metric], best):
+                        best = per_tf[tf][metric]
+                values[f"val/{short}_{tf}"] = m[metric]
+                values[f"val/{short}_baseline_{tf}"] = best
         clean = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
         self.log_dict(clean, on_epoch=True, sync_dist=True)
         self.last_val_results = res

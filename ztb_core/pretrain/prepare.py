@@ -87,7 +87,7 @@ def prepare(cfg: PretrainConfig, m1: pd.DataFrame | None = None, use_cache: bool
     timings["stats_s"] = time.perf_counter() - t0
     for tf, tfb in bars.items():
         tfb.aux = stats.apply(tf, tfb.aux)
-    parents = {fine: child_spans(bars[fine], bars[coarse]) for fine, coarse in zip(tfs[:-1], tfs[1:])}
+    parents = {fine: child_spans(bars[fine], bars[coarse]) for fine, coarse in zip(tfs[:-1], tfs[1:], strict=True)}
     arrays = PretrainArrays(timeframes=tfs, lengths=lengths, bars=bars, index=index, parents=parents)
     return Prepared(arrays=arrays, stats=stats, index_key=key, index_cached=cached, market=market, timings=timings)
 
