@@ -21,7 +21,7 @@ from ztb_core.live.runner import LiveRunner
 from ztb_core.runs import RunWriter
 from ztb_tui.screens.confirm import ConfirmScreen
 from ztb_tui.screens.run import RunScreen
-from ztb_tui.widgets.charts import Chart
+from ztb_tui.widgets.charts import Chart, drawdown
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ def write_eval_run(artifacts: Path, run_id: str = "eval-20260101-100000-ev01") -
         "curves": {
             "bar": list(range(n)),
             "equity": equity,
-            "drawdown": [0.0] * n,
+            "drawdown": drawdown(equity),
             "benchmark_equity": [1.0 + 0.002 * i for i in range(n)],
         },
     }
