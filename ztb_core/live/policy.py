@@ -105,9 +105,9 @@ class OnlineFeatures:
         else:
             fm = compute_feature_set(self.feature_set, bars, self.market)
             values, valid = fm.values[-self.lookback :], fm.valid[-self.lookback :]
-        if self.encoder is not None:
-            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)[-len(values) :]
-            ok = self.encoder.last_valid[-len(values) :] if len(values) else self.encoder.last_valid[:0]
+        if self.encoder is not None and len(values) == self.lookback:
+            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)[-self.lookback :]
+            ok = self.encoder.last_valid[-self.lookback :]
             valid = valid & np.isfinite(emb).all(axis=1) & ok  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         if len(values) < self.lookback or not valid.all():
