@@ -83,17 +83,22 @@ def test_private_endpoints_orders_balances_and_fills(emulator):
     assert ex.privateGetExchangeOrdersCancelStatus({"id": far["id"]})["cancel"] is True
     with pytest.raises(ccxt.ExchangeError, match="not found"):
         ex.cancel_order(far["id"])
-    # marketable buy fills at once at the ask (taker)
-    ask = ex.fetch_ticker("BTC/JPY")["ask"]
+    # marketable buy fills at once (taker), walking the book from the ask, paying the taker fee
+    book = ex.fetch_order_book("BTC/JPY")
+    ask = book["asks"][0][0]
     ex.create_order("BTC/JPY", "limit", "buy", 0.02, ask + 1000)
     mine = ex.fetch_my_trades("BTC/JPY")
-    assert len(mine) == 1 and mine[0]["price"] == ask and mine[0]["amount"] == 0.02
-    assert mine[0]["takerOrMaker"] == "taker" and mine[0]["side"] == "buy"
+    assert mine[0]["price"] == ask and sum(t["amount"] for t in mine) == pytest.approx(0.02)
+    levels = {p: q for p, q in book["asks"]}
+    assert all(t["price"] in levels and t["amount"] <= levels[t["price"]] + 1e-12 for t in mine)
+    assert all(t["takerOrMaker"] == "taker" and t["side"] == "buy" for t in mine)
+    notional = sum(t["price"] * t["amount"] for t in mine)
+    assert sum(t["fee"]["cost"] for t in mine) == pytest.approx(notional * 0.001, abs=0.01)  # 10 bps taker
     bal = ex.fetch_balance()
     assert bal["BTC"]["total"] == pytest.approx(0.12)
-    assert bal["JPY"]["total"] == pytest.approx(1_000_000 - 0.02 * ask)
+    assert bal["JPY"]["total"] == pytest.approx(1_000_000 - notional * 1.001, abs=0.01)
     unpaged = ex.privateGetExchangeOrdersTransactions()
-    assert [t["id"] for t in unpaged["transactions"]] == [1]
+    assert len(unpaged["transactions"]) == len(mine)
     fees = ex.fetch_trading_fees()
     assert fees["BTC/JPY"]["maker"] == 0
 

@@ -239,7 +239,7 @@ class _Writer:
         pass
 
 
-def test_no_order_while_fills_cannot_be_synced_and_the_breaker_trips(exchange_adapter, emulator, journal, tmp_path):
+def make_runner(exchange_adapter, journal, tmp_path):
     from ztb_core.live.live_config import LiveConfig
     from ztb_core.live.runner import LiveRunner
     from ztb_core.live.sizing import SizingConfig
@@ -257,6 +257,11 @@ def test_no_order_while_fills_cannot_be_synced_and_the_breaker_trips(exchange_ad
     writer = _Writer(tmp_path)
     runner = LiveRunner(cfg, _Bars(exchange_adapter), exchange_adapter, journal, _Always(), writer, mode="live")
     runner.start()
+    return runner, writer
+
+
+def test_no_order_while_fills_cannot_be_synced_and_the_breaker_trips(exchange_adapter, emulator, journal, tmp_path):
+    runner, writer = make_runner(exchange_adapter, journal, tmp_path)
     # positive control: with the private API healthy the first bar places an order
     assert runner.poll() and emulator.requests["create_order"] == 1
     runner.manager.cancel_all()
@@ -268,3 +273,13 @@ def test_no_order_while_fills_cannot_be_synced_and_the_breaker_trips(exchange_ad
     assert denied and all("private API" in d["reason"] or "reduce-only" in d["reason"] for d in denied)
     assert "consecutive_errors" in runner.risk.state.breakers
     assert runner.risk.state.private_errors >= 3 and runner.risk.state.public_errors == 0
+
+
+def test_no_new_order_during_maintenance(exchange_adapter, emulator, journal, tmp_path):
+    runner, writer = make_runner(exchange_adapter, journal, tmp_path)
+    emulator.state.set_maintenance(True)
+    assert runner.poll() and emulator.requests["create_order"] == 0
+    (denied,) = [d for k, d in writer.events if k == "order_denied"]
+    assert "maintenance" in denied["reason"]
+    emulator.state.set_maintenance(False)  # positive control: the same decision goes out afterwards
+    assert runner.poll() and emulator.requests["create_order"] == 1

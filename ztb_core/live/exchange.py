@@ -765,6 +765,15 @@ class ExchangeAdapter:
         fills = sorted_fills(f for f in seen.values() if since_ms is None or f.timestamp_ms >= since_ms)
         return FillSync(fills, None)
 
+    def trading_halt(self, symbol: str | None = None) -> str | None:
+        """Why the exchange is not taking orders now (maintenance, ...), or None when it is (or when
+        ccxt has no status call for it). The runner asks before placing."""
+        if not self.exchange.has.get("fetchStatus"):
+            return None
+        st = self._call("fetch_status", lambda: self.exchange.fetch_status(), check=lambda r: isinstance(r, dict))
+        status = st.get("status")
+        return None if status in (None, "ok") else f"{self.cfg.exchange} status is {status!r}"
+
     def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None:
         """How much of an order the exchange says has executed; None where the venue cannot tell
         (no fetchOrder). Reconciliation keeps an order open while this exceeds its recorded fills."""

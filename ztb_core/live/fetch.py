@@ -194,7 +194,7 @@ def _fetch_ohlcv(
     while cursor < until_ms:
         rows = adapter._call(
             "fetch_ohlcv",
-            lambda: adapter.exchange.fetch_ohlcv(adapter.symbol, tf, cursor, page),
+            lambda cursor=cursor: adapter.exchange.fetch_ohlcv(adapter.symbol, tf, cursor, page),
             check=lambda r: isinstance(r, list),
         )
         bars = ohlcv_to_bars(rows)

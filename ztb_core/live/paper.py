@@ -107,6 +107,10 @@ class PaperVenue:
         self.last_ticker = self.market.fetch_ticker(symbol or self.symbol)
         return self.last_ticker
 
+    def trading_halt(self, symbol: str | None = None) -> str | None:
+        """The real exchange's status: a dry run respects its maintenance windows too."""
+        return self.market.trading_halt(symbol or self.symbol)
+
     def market_limits(self, symbol: str | None = None) -> Any:
         return self.market.market_limits(symbol or self.symbol)
 

@@ -285,6 +285,14 @@ class LiveRunner:
         self.risk.record_success("private")
         return True
 
+    def _trading_halt(self) -> str | None:
+        """Why the exchange takes no orders now (maintenance), or None; unknown counts as halted."""
+        try:
+            return self.venue.trading_halt(self.symbol)
+        except ExchangeCallError as exc:
+            self._error("exchange_status", exc, api="public")
+            return f"exchange status unknown ({exc.kind})"
+
     def _retry_cancels(self) -> None:
         """Cancels not yet confirmed are sent again (with backoff) on every poll, bar or not."""
         try:
@@ -332,6 +340,10 @@ class LiveRunner:
                 decision = RiskDecision(
                     False, Decimal(0), "private API: fills and open orders could not be synced; no new order"
                 )
+            elif decision.allowed:
+                halt = self._trading_halt()
+                if halt:
+                    decision = RiskDecision(False, Decimal(0), f"{halt}; no new order")
             amount = self.limits.round_amount(decision.amount)
             problem = self.limits.check(amount, sized.price) if decision.allowed and amount > 0 else None
             if not decision.allowed or amount <= 0 or problem:

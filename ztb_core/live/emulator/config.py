@@ -27,7 +27,15 @@ ENDPOINTS = (
 )
 
 FaultKind = Literal[
-    "latency", "timeout", "http_429", "http_5xx", "malformed_json", "connection_reset", "partial_fill", "response_lost"
+    "latency",
+    "timeout",
+    "http_429",
+    "http_5xx",
+    "malformed_json",
+    "connection_reset",
+    "partial_fill",
+    "response_lost",
+    "late_execution",
 ]
 
 
@@ -42,6 +50,8 @@ class FaultRule(ZtbModel):
     connection_reset reset the TCP connection before doing the work
     partial_fill     an order placed while the rule fires fills at most `fill_ratio` of its amount per fill
     response_lost    do the work (the order IS placed), then drop the connection (after `hang_ms`)
+    late_execution   check the signature and nonce on arrival, hang `hang_ms` (the client times out),
+                     THEN do the work (the order is placed after our request timed out) and drop
     """
 
     kind: FaultKind = Field(..., description="What goes wrong")
@@ -87,8 +97,11 @@ class EmulatorConfig(ZtbModel):
     price_step: float = Field(1.0, gt=0, description="Price tick (JPY)")
     spread_bps: float = Field(2.0, ge=0, description="Synthetic book: bid/ask spread around the last trade")
     book_depth: int = Field(20, ge=1, le=200, description="Synthetic book: levels per side")
-    maker_fee_bps: float = Field(0.0, description="Fee on resting fills (Coincheck BTC/JPY: 0)")
-    taker_fee_bps: float = Field(0.0, description="Fee on immediate fills")
+    maker_fee_bps: float = Field(0.0, description="Fee on resting fills, bps of the notional")
+    taker_fee_bps: float = Field(
+        10.0, description="Fee on immediate fills, bps (on by default so fee handling is always exercised)"
+    )
+    maintenance: bool = Field(False, description="Start in maintenance: exchange_status says so, orders refused")
     rate_limit_per_s: float | None = Field(None, gt=0, description="Requests/s per client before HTTP 429; null = off")
     rate_limit_burst: int = Field(10, ge=1, description="Burst allowed by the emulator's rate limit")
     faults: list[FaultRule] = Field(default_factory=list, description="The fault-injection table")

@@ -309,10 +309,14 @@ class _Handler(BaseHTTPRequestHandler):
             if private:
                 host = self.headers.get("Host") or f"{emu.config.host}:{emu.port}"
                 emu.check_signature(self.headers, f"http://{host}{self.path}", body)
+            if kind == "late_execution" and emu.sleep(fault.hang_ms / 1000.0):
+                self._drop(reset=False)  # the server is stopping: the late work never happens
             payload = emu.dispatch(endpoint, oid, params, fault.fill_ratio if kind == "partial_fill" else None)
             status = 200
         except ApiError as err:
             payload, status = {"success": False, "error": err.message}, err.status
+        if kind == "late_execution":
+            self._drop(reset=False)  # the client gave up long ago: nobody hears the answer
         if kind == "response_lost":
             if fault.hang_ms:
                 emu.sleep(fault.hang_ms / 1000.0)

@@ -2,9 +2,13 @@
 
 Matching is lazy and deterministic: every request first advances the replay clock and matches the
 open orders against the tape trades printed since the previous request. A resting buy at rate R
-fills (at R, as maker) against each printed trade at or below R, up to that trade's size; a sell
-mirrors it. An order that crosses the synthetic book when placed fills at once (taker) at the
-touch. All money is Decimal; balances are derived: free = total - reserved by open orders.
+fills (at R, as maker) against each printed trade below R, up to that trade's size; a trade AT R
+first consumes the queue ahead of the order (the size the book showed at R when it was placed),
+then fills it. A sell mirrors it. An order that crosses the synthetic book when placed walks the
+book (taker), level by level at each level's price and size, up to its limit; what is left rests.
+Fees are charged per fill as configured. In maintenance (`set_maintenance`, or
+`maintenance: true`) `exchange_status` says so and new orders are refused.
+All money is Decimal; balances are derived: free = total - reserved by open orders.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class Order:
     amount: Decimal
     created_ms: int  # tape time
     remaining: Decimal
-    fill_cap: Decimal | None = None  # partial_fill fault: largest single fill
+    fill_cap: Decimal | None = None  # partial_fill fault: largest immediate / single resting fill
+    queue_ahead: Decimal = Decimal(0)  # book size ahead of it at its price, consumed by trades at that price
     status: str = "NEW"  # NEW | PARTIALLY_FILLED | FILLED | CANCELED | PARTIALLY_FILLED_CANCELED
 
     @property
@@ -152,6 +157,7 @@ class ExchangeState:
         self.visible = 0  # tape trades printed so far (ids 1..visible)
         self._next_order = 1
         self.price_step = _dec(config.price_step, "price_step")
+        self.maintenance = config.maintenance
         self.advance(0.0)
 
     # ---- clock and matching -------------------------------------------------------------
@@ -173,7 +179,12 @@ class ExchangeState:
             for j in np.flatnonzero(cross):
                 if times[j] < order.created_ms:
                     continue
-                qty = min(order.remaining, Decimal(str(sizes[j])).quantize(SATOSHI, ROUND_DOWN))
+                size = Decimal(str(sizes[j])).quantize(SATOSHI, ROUND_DOWN)
+                if prices[j] == rate and order.queue_ahead > 0:  # at our price the queue ahead goes first
+                    used = min(size, order.queue_ahead)
+                    order.queue_ahead -= used
+                    size -= used
+                qty = min(order.remaining, size)
                 if order.fill_cap is not None:
                     qty = min(qty, order.fill_cap)
                 if qty > 0:
@@ -229,17 +240,26 @@ class ExchangeState:
                 "timestamp": self.clock.report_ms(now) // 1000,
             }
 
+    def levels(self) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The synthetic book (bids best first, asks best first) as (price, size); the same for every
+        request until the next tape trade prints."""
+        bid, ask = self.touch()
+        ticks = max(1, int(self.last_price() * Decimal("0.00005") / self.price_step))
+        gap = self.price_step * ticks
+        rng = np.random.default_rng(self.cfg.seed + self.visible)
+        sizes = np.round(rng.exponential(0.3, (2, self.cfg.book_depth)) + 0.005, 3)
+        asks = [(ask + gap * i, Decimal(f"{sizes[0, i]:.3f}")) for i in range(self.cfg.book_depth)]
+        bids = [(bid - gap * i, Decimal(f"{sizes[1, i]:.3f}")) for i in range(self.cfg.book_depth)]
+        return bids, asks
+
     def order_book(self) -> dict:
         with self.lock:
             self.advance()
-            bid, ask = self.touch()
-            ticks = max(1, int(self.last_price() * Decimal("0.00005") / self.price_step))
-            gap = self.price_step * ticks
-            rng = np.random.default_rng(self.cfg.seed + self.visible)
-            sizes = np.round(rng.exponential(0.3, (2, self.cfg.book_depth)) + 0.005, 3)
-            asks = [[_num(ask + gap * i), f"{sizes[0, i]:.3f}"] for i in range(self.cfg.book_depth)]
-            bids = [[_num(bid - gap * i), f"{sizes[1, i]:.3f}"] for i in range(self.cfg.book_depth)]
-            return {"asks": asks, "bids": bids}
+            bids, asks = self.levels()
+            return {
+                "asks": [[_num(p), f"{q:.3f}"] for p, q in asks],
+                "bids": [[_num(p), f"{q:.3f}"] for p, q in bids],
+            }
 
     def trades(self, params: dict[str, str]) -> dict:
         if params.get("pair", PAIR) != PAIR:
@@ -260,15 +280,20 @@ class ExchangeState:
             ]
             return {"success": True, "pagination": _page_info(params), "data": data}
 
+    def set_maintenance(self, on: bool) -> None:
+        """Start or end a maintenance window: orders are refused, cancels still work."""
+        with self.lock:
+            self.maintenance = bool(on)
+
     def exchange_status(self) -> dict:
         now = self.clock.report_ms(self.clock.tape_now_ms()) // 1000
         return {
             "exchange_status": [
                 {
                     "pair": PAIR,
-                    "status": "available",
+                    "status": "maintenance" if self.maintenance else "available",
                     "timestamp": now,
-                    "availability": {"order": True, "market_order": False, "cancel": True},
+                    "availability": {"order": not self.maintenance, "market_order": False, "cancel": True},
                 }
             ]
         }
@@ -327,6 +352,8 @@ class ExchangeState:
         if rate * amount < _dec(self.cfg.min_cost, "min_cost"):
             raise ApiError(f"Amount {amount} is too small: minimum order value is {self.cfg.min_cost} JPY")
         with self.lock:
+            if self.maintenance:
+                raise ApiError("the exchange is under maintenance: orders are not accepted")
             self.advance()
             reserved = self.reserved()
             if side == "buy" and self.totals[QUOTE] - reserved[QUOTE] < rate * amount:
@@ -338,11 +365,18 @@ class ExchangeState:
             order = Order(self._next_order, side, rate, amount, now, amount, fill_cap=cap or None)
             self._next_order += 1
             self.orders[order.id] = order
-            bid, ask = self.touch()
-            if side == "buy" and rate >= ask:
-                self._fill(order, ask, min(order.remaining, cap or order.remaining), now, "T")
-            elif side == "sell" and rate <= bid:
-                self._fill(order, bid, min(order.remaining, cap or order.remaining), now, "T")
+            bids, asks = self.levels()
+            # marketable: walk the opposite side up to the limit (the partial_fill cap bounds the total)
+            budget = min(order.remaining, cap or order.remaining)
+            for price, size in asks if side == "buy" else bids:
+                if budget <= 0 or (price > rate if side == "buy" else price < rate):
+                    break
+                qty = min(budget, size)
+                self._fill(order, price, qty, now, "T")
+                budget -= qty
+            if order.open:  # resting: behind what the book already shows at its price
+                own = bids if side == "buy" else asks
+                order.queue_ahead = next((q for p, q in own if p == rate), Decimal(0))
             return {
                 "success": True,
                 "id": order.id,

@@ -59,6 +59,12 @@ class CoincheckAdapter(ExchangeAdapter):
     def order_args(self, amount: Decimal, price: Decimal) -> tuple[Any, Any]:
         return format(amount, "f"), format(price, "f")
 
+    def _market(self, symbol: str) -> dict:
+        """ccxt's market (its `id` is coincheck's pair name); markets are loaded once."""
+        if not self.exchange.markets:
+            self.load_markets()
+        return self.exchange.market(symbol)
+
     # ---- fills ----------------------------------------------------------------------------------
     def _transactions_page(self, cursor: str | None) -> list[dict]:
         params = {"limit": self.fills_page, "order": "desc", **({"starting_after": cursor} if cursor else {})}
@@ -72,9 +78,7 @@ class CoincheckAdapter(ExchangeAdapter):
     def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> FillSync:
         """Our fills of `symbol` newer than the cursor `after` (a fill id) and from `since_ms` on,
         reading pages back until both are reached (one page when neither is given)."""
-        symbol = symbol or self.symbol
-        self.load_markets()
-        market = self.exchange.market(symbol)
+        market = self._market(symbol or self.symbol)
         stop_id = int(after) if after and after.isdigit() else None
         rows: list[dict] = []
         cursor: str | None = None
@@ -127,6 +131,21 @@ class CoincheckAdapter(ExchangeAdapter):
 
     def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None:
         return self.fetch_order(exchange_id, symbol).filled
+
+    def trading_halt(self, symbol: str | None = None) -> str | None:
+        """GET exchange_status for our pair: None when `availability.order` is true."""
+        pair = self._market(symbol or self.symbol)["id"]
+        body = self._call(
+            "exchange_status",
+            lambda: self.exchange.publicGetExchangeStatus({"pair": pair}),
+            check=lambda r: isinstance(r, dict) and isinstance(r.get("exchange_status"), list),
+        )
+        for row in body["exchange_status"]:
+            if row.get("pair") == pair:
+                if (row.get("availability") or {}).get("order"):
+                    return None
+                return f"coincheck {pair} is {row.get('status')!r}: orders are not accepted"
+        return None  # the pair is not listed: the venue says nothing against it
 
     # ---- public trades --------------------------------------------------------------------------
     def iter_trade_pages(
