@@ -142,3 +142,40 @@ def test_compare_picks_the_strongest_baseline_and_needs_the_whole_interval():
     assert c3["mse_return_interior"]["worse"] and c3["corr_return_interior"]["worse"]
     lo, hi = c3["mse_return_interior"]["model_interval"]
     assert lo <= c3["mse_return_interior"]["model"] <= hi
+
+
+def test_residual_model_starts_exactly_at_the_bridge_and_reads_only_its_inputs(real_batch):
+    from ztb_core.pretrain.model import MultiTimeframeAutoencoder
+
+    cfg, batch = real_batch
+    tfs = cfg.window.timeframes
+    mcfg = cfg.model.model_copy(update={"residual": "bridge"})
+    model = MultiTimeframeAutoencoder(tfs, cfg.window.lengths(), mcfg).eval()
+    with torch.no_grad():
+        recon, _ = model({tf: batch[f"x:{tf}"] for tf in tfs})
+    for tf in tfs:
+        m = batch[f"mask:{tf}"]
+        want = fill("bridge", batch[f"y:{tf}"], m)
+        assert torch.allclose(recon[tf][m], want[m], atol=1e-5), tf
+    plain = MultiTimeframeAutoencoder(tfs, cfg.window.lengths(), cfg.model).eval()
+    with torch.no_grad():
+        r2, _ = plain({tf: batch[f"x:{tf}"] for tf in tfs})
+    assert not torch.allclose(
+        r2["M1"][batch["mask:M1"]], fill("bridge", batch["y:M1"], batch["mask:M1"])[batch["mask:M1"]]
+    )
+
+
+def test_returns_loss_by_hand_and_weighted_into_the_total(real_batch):
+    from ztb_core.pretrain.losses import returns_loss, total_loss
+
+    target = torch.tensor([[0.0, 1.0, 3.0, 2.0, 2.0]])
+    pred = torch.tensor([[0.0, 2.0, 2.0, 2.0, 2.0]])
+    mask = torch.tensor([[False, True, True, True, False]])
+    # returns touching masked bars: (2-0, 0, 0, 0) vs (1, 2, -1, 0)
+    assert returns_loss(pred, target, mask).item() == pytest.approx(((1) ** 2 + 2**2 + 1**2 + 0) / 4)
+    cfg, batch = real_batch
+    recon = {tf: batch[f"y:{tf}"] + 0.1 * torch.randn_like(batch[f"y:{tf}"]) for tf in cfg.window.timeframes}
+    lc = cfg.loss.model_copy(update={"returns": 0.0})
+    t0, parts0 = total_loss(recon, batch, cfg.window.timeframes, lc)
+    t1, parts1 = total_loss(recon, batch, cfg.window.timeframes, lc.model_copy(update={"returns": 2.0}))
+    assert "returns" not in parts0 and t1.item() == pytest.approx(t0.item() + 2.0 * parts1["returns"].item(), rel=1e-5)

@@ -77,6 +77,10 @@ class MultiTimeframeAutoencoder(nn.Module):
                 for tf in timeframes
             }
         )
+        if cfg.residual == "bridge":  # start exactly at the bridge fill: a correction has to earn its place
+            for dec in self.decoders.values():
+                nn.init.zeros_(dec[-1].weight)
+                nn.init.zeros_(dec[-1].bias)
 
     @property
     def embedding_dim(self) -> int:
