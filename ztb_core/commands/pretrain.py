@@ -60,8 +60,9 @@ def pretrain_eval(
     ),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default: the run's reports/)."),
 ) -> None:
-    """Model vs baselines (linear interpolation, last-value carry, window mean) per timeframe on
-    fixed masks: JSON + Markdown + PNG in the run's reports/."""
+    """Model vs the strongest naive filler (open-aware bridge, cross-timeframe fill, linear
+    interpolation, last-value carry, window mean) per timeframe on fixed masks, interior and
+    boundary returns apart, with bootstrap intervals: JSON + Markdown + PNG in the run's reports/."""
     from ..errors import ZtbError
     from ..logs import setup_logging
     from ..pretrain.evaluate import evaluate_checkpoint
