@@ -283,3 +283,42 @@ def test_no_new_order_during_maintenance(exchange_adapter, emulator, journal, tm
     assert "maintenance" in denied["reason"]
     emulator.state.set_maintenance(False)  # positive control: the same decision goes out afterwards
     assert runner.poll() and emulator.requests["create_order"] == 1
+
+
+def test_other_pair_fills_filling_whole_pages_do_not_end_the_paging(exchange_adapter, emulator, journal):
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    order = manager.place("buy", Decimal("0.01"), far_bid(exchange_adapter))
+    for _ in range(5):
+        emulator.state.execute(int(order.exchange_id), Decimal("0.001"))
+    for _ in range(230):  # newer than ours: the first two pages hold no BTC/JPY fill at all
+        emulator.state.add_other_pair_fill("eth_jpy", "buy", Decimal("300000"), Decimal("0.1"))
+    # positive control: a symbol-filtered page (ccxt's fetchMyTrades) shows none of ours
+    assert exchange_adapter.exchange.fetch_my_trades("BTC/JPY", None, 100) == []
+    manager.reconcile()
+    assert len(journal.fills(order.client_id)) == 5 and journal.position() == Decimal("0.005")
+
+
+def test_rejected_and_unknown_placements_are_not_trades_of_the_day(exchange_adapter, emulator, journal, tmp_path):
+    runner, writer = make_runner(exchange_adapter, journal, tmp_path)
+    emulator.add_fault({"kind": "connection_reset", "endpoint": "create_order"})  # outcome unknown
+    runner.poll()
+    assert [o.state for o in journal.orders()] == ["unknown"] and runner.risk.state.trades_today == 0
+    runner.manager.reconcile(grace_ms=0)  # never arrived: rejected
+    emulator.state.totals["jpy"] = Decimal(0)  # the exchange refuses the next one (insufficient funds)
+    runner.poll()
+    assert [o.state for o in journal.orders()] == ["rejected", "rejected"]
+    assert runner.risk.state.trades_today == 0 and runner.stats.orders == 0
+    emulator.state.totals["jpy"] = Decimal(1_000_000)  # positive control: a placed order counts
+    runner.poll()
+    assert runner.risk.state.trades_today == 1
+
+
+def test_the_generic_adapter_refuses_a_venue_with_its_own_adapter(exchange_config, test_credentials):
+    from ztb_core.errors import ConfigError
+    from ztb_core.live.exchange import DEDICATED_VENUES, ExchangeAdapter
+    from ztb_core.live.venues import VENUES, CoincheckAdapter, make_adapter
+
+    assert set(VENUES) == DEDICATED_VENUES
+    assert type(make_adapter(exchange_config, test_credentials)) is CoincheckAdapter
+    with pytest.raises(ConfigError, match="make_adapter"):
+        ExchangeAdapter(exchange_config, test_credentials)

@@ -383,6 +383,10 @@ class ExchangeAdapter:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        if type(self) is ExchangeAdapter and cfg.exchange in DEDICATED_VENUES:
+            raise ConfigError(
+                f"{cfg.exchange} has its own adapter: build it with ztb_core.live.venues.make_adapter(cfg, credentials)"
+            )
         self.cfg, self.credentials = cfg, credentials
         self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials, self.broad_errors())
         self.symbol = cfg.symbol

@@ -14,6 +14,8 @@ from ..exchange_config import ExchangeConfig
 from ..secrets import Credentials
 from .coincheck import CoincheckAdapter
 
+__all__ = ["LIVE_UNSUPPORTED", "VENUES", "CoincheckAdapter", "adapter_class", "live_refusal", "make_adapter"]
+
 #: ccxt exchange id -> adapter class; every other id gets the generic ExchangeAdapter
 VENUES: dict[str, type[ExchangeAdapter]] = {"coincheck": CoincheckAdapter}
 
