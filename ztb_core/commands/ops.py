@@ -15,6 +15,94 @@ def register(app: typer.Typer) -> None:
     report.command("weekly")(weekly_cmd)
     app.add_typer(report, name="report")
     app.command("smoke")(smoke_cmd)
+    app.command("canary")(canary_cmd)
+
+
+def canary_cmd(
+    rows: list[str] = typer.Option(
+        [], "--row", help="Fault rows to run (default all): none, disconnect, timeout, 429, 5xx, slow_disk, memory."
+    ),
+    phases: list[str] = typer.Option(
+        [], "--phase", help="Phases to run (default all): replay, live-lite, kill/resume."
+    ),
+    keep: Path | None = typer.Option(None, "--keep", help="Keep the canary artifacts in this folder."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Record the table as a `canary` run."),
+) -> None:
+    """Replay, live-lite and kill/resume phases against the loopback emulator under a fault table;
+    a pass/fail table per phase and row; exit 1 on any failure."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..atomic import atomic_write_json
+    from ..errors import ZtbError
+    from ..ops import canary
+    from ..runs import RunWriter
+
+    bad = [r for r in rows if r not in canary.ROWS] + [p for p in phases if p not in canary.PHASES]
+    if bad:
+        raise ZtbError(f"unknown row/phase {bad}; rows: {', '.join(canary.ROWS)}; phases: {', '.join(canary.PHASES)}")
+    console = Console()
+    writer = RunWriter.create("canary", {"rows": rows, "phases": phases}) if record else None
+    if writer is not None:
+        writer.set_status("running", message="canary")
+    n = 0
+
+    def show(cell) -> None:
+        nonlocal n
+        n += 1
+        mark = "[green]pass[/]" if cell.passed else "[red]FAIL[/]"
+        console.print(
+            f"{mark} {cell.phase:<12} {cell.row:<11} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
+            highlight=False,
+        )
+        if writer is not None:
+            writer.metric(
+                n,
+                "canary",
+                {"phase": cell.phase, "row": cell.row, "passed": cell.passed, "seconds": round(cell.seconds, 3)},
+            )
+
+    result = canary.run_canary(keep, tuple(rows) or canary.ROWS, tuple(phases) or canary.PHASES, on_cell=show)
+    cells = {(c.phase, c.row): c for c in result.cells}
+    table = Table(
+        title=f"ztb canary: {sum(c.passed for c in result.cells)}/{len(result.cells)} passed in {result.seconds:.0f}s"
+    )
+    table.add_column("fault row")
+    used_phases = [p for p in canary.PHASES if any(c.phase == p for c in result.cells)]
+    for p in used_phases:
+        table.add_column(p)
+    for r in dict.fromkeys(c.row for c in result.cells):
+        table.add_row(
+            r,
+            *[
+                ("[green]pass[/]" if cells[(p, r)].passed else "[red]FAIL[/]") if (p, r) in cells else "-"
+                for p in used_phases
+            ],
+        )
+    console.print(table)
+    for c in result.cells:
+        if not c.passed:
+            console.rule(f"[red]{c.phase} / {c.row}")
+            console.print(c.detail, highlight=False, markup=False)
+    if writer is not None:
+        atomic_write_json(
+            writer.reports_dir / "canary.json",
+            {
+                "passed": result.passed,
+                "seconds": result.seconds,
+                "cells": [
+                    {"phase": c.phase, "row": c.row, "passed": c.passed, "detail": c.detail, "seconds": c.seconds}
+                    for c in result.cells
+                ],
+            },
+        )
+        failed = [f"{c.phase}/{c.row}" for c in result.cells if not c.passed]
+        writer.close(
+            "completed" if result.passed else "failed",
+            message="all cells passed" if not failed else "failed: " + ", ".join(failed),
+        )
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def smoke_cmd(
