@@ -86,6 +86,16 @@ def test_bounce_gives_negative_lag1_autocorrelation_and_zero_gives_none():
     assert np.corrcoef(bouncy[1:], bouncy[:-1])[0, 1] == pytest.approx(-0.3 / 1.09, abs=0.02)
 
 
+def test_train_demo_market_keeps_the_real_lag1_autocorrelation_despite_its_signal():
+    from ztb_core.rl.config import TrainConfig
+
+    syn = TrainConfig().data.synthetic
+    r = _rets(generate_market(syn))
+    r = r[np.diff(generate_market(syn).index.asi8) == 60_000_000_000]
+    assert -0.04 < np.corrcoef(r[1:], r[:-1])[0, 1] < -0.01  # USD/JPY 2016: -0.024
+    assert np.corrcoef(r[5:], r[:-5])[0, 1] > 0.01  # the planted momentum shows at longer lags
+
+
 def test_signal_ceiling_is_what_the_train_config_states():
     from ztb_core.rl.config import DEMO_SIGNAL_CEILING, TrainConfig
 
