@@ -157,3 +157,32 @@ def test_same_market_is_not_a_mismatch():
     assert policy_mod.market_mismatch(NeedsHistory("crypto"), "crypto") is None
     assert "trained on fx" in policy_mod.market_mismatch(NeedsHistory("fx"), "crypto")
     assert policy_mod.market_mismatch(policy_mod.SmaPolicy(), "fx") is None
+
+
+@pytest.mark.slow
+def test_trained_agent_decides_from_the_first_bar(replay_emulator, artifacts):
+    """The issue's reproduction: `ztb live --dry-run --checkpoint RUN --max-bars 3` against the emulator
+    logged not_ready on every bar; with the store backfilled, the real agent decides on each bar."""
+    from ztb_core.rl.trainer import run_training
+
+    from ..rl.conftest import tiny_cfg
+
+    cfg = tiny_cfg("data.synthetic.n_bars=6000", "data.synthetic.market=crypto", "data.market=crypto", total=256)
+    outcome = run_training(cfg, run_id="agent", progress=False)
+    store_history(int(replay_emulator.tape.ts_ms[0]), 7000)  # the default 6,000-bar buffer covers two days
+    args = live_args(
+        replay_emulator,
+        "--dry-run",
+        "--max-bars",
+        "3",
+        "--checkpoint",
+        str(outcome.run_dir),
+    )
+    assert main(args) == 0
+    (run,) = [r for r in list_runs() if r.kind == "live"]
+    events = read_jsonl(run.dir / "events.jsonl")
+    assert not [e for e in events if e["event"] == "not_ready"]
+    (started,) = [e for e in events if e["event"] == "live_started"]
+    assert started["policy"].startswith("agent(") and started["history_bars"] >= 6000
+    metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
+    assert len(metrics) == 3 and all(m["decision"] in ("placed", "skip", "denied") for m in metrics)
