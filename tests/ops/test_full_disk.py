@@ -118,3 +118,32 @@ def test_real_3mb_filesystem(tiny_fs):
         saver.require_on_disk(4000)
     entry, _ = load_latest_valid(saver.dir)
     assert entry["step"] == 3000  # what is on disk still verifies and loads
+
+
+def test_train_on_a_full_disk_ends_failed_with_the_lost_steps(artifacts, monkeypatch, capsys):
+    """End to end through `ztb train`: every checkpoint after the first hits ENOSPC. The run must not
+    say completed: exit != 0, state failed, the message counts the steps not saved, and each failed
+    save raised an alert at once."""
+    from ztb_core.cli import main
+    from ztb_core.ops.smoke import TRAIN_SETS
+
+    real = CheckpointSaver.write_file
+    writes = []
+
+    def full_after_first(path, data):
+        writes.append(path.name)
+        if len(writes) > 1:
+            enospc()
+        real(path, data)
+
+    monkeypatch.setattr(CheckpointSaver, "write_file", staticmethod(full_after_first))
+    sets = [a for s in [*TRAIN_SETS[:-1], "total_timesteps=512"] for a in ("--set", s)]
+    code = main(["train", "--headless", "--run-id", "full-disk", *sets])
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert code != 0
+    assert "the final checkpoint at step 512 is not on disk" in err and "384 steps of training are not saved" in err
+    reader = RunReader(artifacts / "runs" / "full-disk")
+    assert reader.status()["state"] == "failed"
+    events = reader.events()
+    assert not [e for e in events if e["event"] == "completed"]
+    assert len([e for e in events if e["event"] == "alert" and e.get("check") == "checkpoint_failed"]) >= 2
