@@ -322,3 +322,22 @@ def test_the_generic_adapter_refuses_a_venue_with_its_own_adapter(exchange_confi
     assert type(make_adapter(exchange_config, test_credentials)) is CoincheckAdapter
     with pytest.raises(ConfigError, match="make_adapter"):
         ExchangeAdapter(exchange_config, test_credentials)
+
+
+def test_a_sync_reads_only_the_pages_newer_than_its_cursor(exchange_adapter, emulator, journal):
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    order = manager.place("buy", Decimal("0.5"), far_bid(exchange_adapter))  # rests for the whole test
+    for _ in range(250):
+        emulator.state.execute(int(order.exchange_id), Decimal("0.001"))
+    manager.reconcile()
+    assert len(journal.fills(order.client_id)) == 250
+    emulator.state.execute(int(order.exchange_id), Decimal("0.001"))
+    before = emulator.requests["transactions_pagination"]
+    manager.reconcile()
+    assert emulator.requests["transactions_pagination"] - before == 1  # one page reaches the cursor
+    assert len(journal.fills(order.client_id)) == 251
+    # positive control: without a cursor the pass reads back to the order (three pages)
+    journal.set_state("fills_cursor", None)
+    before = emulator.requests["transactions_pagination"]
+    manager.reconcile()
+    assert emulator.requests["transactions_pagination"] - before == 3

@@ -4,8 +4,8 @@ Run at start (after a crash the journal may hold orders in `submitted` whose fat
 and on every sync of the decision loop. One pass:
 
 1. fetch the exchange's open orders and every fill of ours newer than the journal's fill cursor
-   (the newest fill id a complete pass has read) and back to the oldest order that may still rest
-   (fills of an order we have not matched yet can be older than the cursor): all pages, not one;
+   (the newest fill id a complete pass has read) and back to the oldest order not matched yet or no
+   longer on the book (its fills can be older than the cursor): all pages, not one;
 2. resolve every unresolved order (`submitted`/`unknown`). Coincheck takes no client order id, so
    an order is matched by side, price, amount and time: an open order at our price with
    remaining <= our amount, or an exchange order id whose fills (at or better than our limit,
@@ -164,6 +164,8 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     )
     del ambiguous[claimants[0]]
     journal.set_state(AMBIGUOUS_KEY, ambiguous)
+    # its fills may be older than the cursor: the next pass reads back to the oldest live order
+    journal.set_state(CURSOR_KEY, None)
     return f"order {claimants[0]} is exchange order {exchange_id}; the next reconciliation applies its fills"
 
 
@@ -174,12 +176,16 @@ def reconcile(
     live = journal.live_orders()
     started = now_ms()
     open_orders = venue.fetch_open_orders(symbol)
+    open_by_id = {str(o.exchange_id): o for o in open_orders}
     cursor = journal.get_state(CURSOR_KEY)
-    oldest_live = min((o.submitted_ms or o.created_ms for o in live), default=None)
-    since = oldest_live - slack_ms if oldest_live is not None else (None if cursor else started - slack_ms)
+    # fills older than the cursor can matter only to orders not matched yet and to orders that left the
+    # book (a fill the history showed late); an order still resting was known when the cursor moved
+    # past its older fills, so reading back to it every pass is not needed
+    looking = [o for o in live if o.exchange_id is None or str(o.exchange_id) not in open_by_id] if cursor else live
+    oldest = min((o.submitted_ms or o.created_ms for o in looking), default=None)
+    since = oldest - slack_ms if oldest is not None else (None if cursor else started - slack_ms)
     sync = venue.fetch_fills(symbol, since_ms=since, after=cursor)
     trades = list(sync.fills)
-    open_by_id = {str(o.exchange_id): o for o in open_orders}
     trades_by_order: dict[str, list[Any]] = defaultdict(list)
     for t in trades:
         if t.order_id is not None:
