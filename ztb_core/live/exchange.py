@@ -66,7 +66,7 @@ class OrderNotFoundError(ExchangeCallError):
 
 class OrderOutcomeUnknown(ExchangeCallError):
     """An order was sent but we cannot tell whether the exchange took it. Never retry blindly:
-    look for it (open orders, fills; `ExchangeAdapter.locate_order`) first."""
+    look for it (open orders, fills: `reconcile.reconcile`) first."""
 
     def __init__(
         self,
@@ -817,40 +817,6 @@ class ExchangeAdapter:
             dec(o.get("price")),
             o.get("side"),
         )
-
-    def locate_order(
-        self,
-        side: str,
-        amount: Decimal,
-        price: Decimal,
-        since_ms: int,
-        symbol: str | None = None,
-        slack_ms: int = 60_000,
-    ) -> tuple[str, Any]:
-        """Find an order whose placement outcome is unknown, by side/price/amount and time.
-        Returns ("open", OpenOrder), ("filled", [ExchangeFill...]) or ("absent", None)."""
-        symbol = symbol or self.symbol
-        for o in self.fetch_open_orders(symbol):
-            if (
-                o.side == side
-                and o.price == price
-                and o.remaining <= amount
-                and (o.timestamp_ms is None or o.timestamp_ms >= since_ms - slack_ms)
-            ):
-                return "open", o
-        at_or_better = (lambda p: p <= price) if side == "buy" else (lambda p: p >= price)
-        fills = [
-            f
-            for f in self.fetch_fills(symbol, since_ms=since_ms - slack_ms).fills
-            if f.side == side and at_or_better(f.price) and f.timestamp_ms >= since_ms - slack_ms
-        ]
-        by_order: dict[str | None, list[ExchangeFill]] = defaultdict(list)
-        for f in fills:
-            by_order[f.order_id].append(f)
-        for order_fills in by_order.values():
-            if sum((f.amount for f in order_fills), Decimal(0)) <= amount:
-                return "filled", order_fills
-        return "absent", None
 
 
 def sorted_fills(fills: Iterable[ExchangeFill]) -> list[ExchangeFill]:
