@@ -103,3 +103,22 @@ def test_late_execution_places_the_order_after_our_request_timed_out(exchange_ad
         manager.reconcile()
         got = j.get(order.client_id)
         assert got.state == OPEN and emulator.state.orders[int(got.exchange_id)].open
+
+
+def test_history_mixes_pairs_when_configured_and_only_ours_are_journaled(exchange_config, test_credentials, tmp_path):
+    from ztb_core.live.broker import OrderManager
+    from ztb_core.live.journal import Journal
+    from ztb_core.live.venues import make_adapter
+
+    cfg = EmulatorConfig(speed=0, history_s=3600, api_key=TEST_KEY, secret=TEST_SECRET, other_pair_fill_every=2)
+    with EmulatorServer(cfg, tape=TradeTape.random_walk(seed=1)) as emu:
+        adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}), test_credentials)
+        with Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY") as j:
+            manager = OrderManager(adapter, j, "BTC/JPY")
+            price = adapter.market_limits().round_price(adapter.fetch_ticker().bid * Decimal("0.8"), "buy")
+            order = manager.place("buy", Decimal("0.01"), price)
+            for _ in range(6):
+                emu.state.execute(int(order.exchange_id), Decimal("0.001"))
+            assert [f.pair for f in emu.state.fills].count("eth_jpy") == 3
+            manager.reconcile()
+            assert len(j.fills()) == 6 and j.position() == Decimal("0.006")

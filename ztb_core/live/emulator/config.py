@@ -102,6 +102,9 @@ class EmulatorConfig(ZtbModel):
         10.0, description="Fee on immediate fills, bps (on by default so fee handling is always exercised)"
     )
     maintenance: bool = Field(False, description="Start in maintenance: exchange_status says so, orders refused")
+    other_pair_fill_every: int = Field(
+        0, ge=0, description="After every Nth fill of ours, a fill on another pair (eth_jpy) joins the history; 0 = off"
+    )
     rate_limit_per_s: float | None = Field(None, gt=0, description="Requests/s per client before HTTP 429; null = off")
     rate_limit_burst: int = Field(10, ge=1, description="Burst allowed by the emulator's rate limit")
     faults: list[FaultRule] = Field(default_factory=list, description="The fault-injection table")

@@ -158,6 +158,7 @@ class ExchangeState:
         self._next_order = 1
         self.price_step = _dec(config.price_step, "price_step")
         self.maintenance = config.maintenance
+        self._own_fills = 0
         self.advance(0.0)
 
     # ---- clock and matching -------------------------------------------------------------
@@ -205,6 +206,10 @@ class ExchangeState:
         order.remaining -= qty
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
         self.fills.append(Fill(len(self.fills) + 1, order.id, tape_ms, order.side, rate, qty, fee, liquidity))
+        self._own_fills += 1
+        every = self.cfg.other_pair_fill_every
+        if every and self._own_fills % every == 0:  # a real account's history mixes pairs
+            self.add_other_pair_fill("eth_jpy", order.side, Decimal("300000"), Decimal("0.1"))
 
     # ---- market data --------------------------------------------------------------------
     def last_price(self) -> Decimal:
