@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "ztb_core.commands.eval",
     "ztb_core.commands.train",
     "ztb_core.commands.tune",
+    "ztb_core.commands.walkforward",
     "ztb_core.commands.ops",
 ]
 

@@ -22,6 +22,7 @@ MODELS = {
     "pretrain.yaml": "ztb_core.pretrain.config:PretrainConfig",
     "train.yaml": "ztb_core.rl.config:TrainConfig",
     "tune.yaml": "ztb_core.rl.tune:TuneConfig",
+    "walkforward.yaml": "ztb_core.rl.walkforward:WalkForwardConfig",
 }
 
 

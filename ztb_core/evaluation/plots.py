@@ -11,13 +11,18 @@ from pathlib import Path
 import numpy as np
 
 
-def _figure(rows: int = 1, height: float = 4.0, ratios: list[float] | None = None):
+def _figure(rows: int = 1, height: float = 4.0, ratios: list[float] | None = None, sharex: bool | None = None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=rows > 1, gridspec_kw={"height_ratios": ratios} if ratios else None)
+    axes = fig.subplots(
+        rows,
+        1,
+        sharex=rows > 1 if sharex is None else sharex,
+        gridspec_kw={"height_ratios": ratios} if ratios else None,
+    )
     return fig, axes
 
 
@@ -134,3 +139,33 @@ PLOTS = {
     "bootstrap_sharpe": plot_bootstrap_sharpe,
     "cost_sensitivity": plot_cost_sensitivity,
 }
+
+
+def draw_walkforward(doc: dict, path: Path) -> Path:
+    """Walk-forward report: concatenated out-of-sample equity of the agent, buy-and-hold and the
+    ridge baseline with the fold boundaries, and each fold's Sharpe next to its strongest baseline."""
+    import pandas as pd
+
+    fig, (ax, bars) = _figure(2, height=6.5, ratios=[2.0, 1.0], sharex=False)
+    c = doc["curves"]
+    t = pd.to_datetime(c["time"]).to_numpy()
+    ax.plot(t, c["equity"], label="agent", color="C0")
+    ax.plot(t, c["buy_and_hold_equity"], label="buy and hold", color="C7", alpha=0.8)
+    ax.plot(t, c["ridge_equity"], label="ridge", color="C2", alpha=0.8)
+    for s in c["fold_starts"]:
+        ax.axvline(pd.Timestamp(s).to_datetime64(), color="k", alpha=0.25, lw=0.8)
+    ax.set_ylabel("equity (out of sample)")
+    ax.set_title(f"walk-forward {doc['run_id']}: {doc['scheme']} windows, {len(doc['folds'])} fold(s)")
+    ax.legend(loc="best")
+    folds = doc["folds"]
+    x = np.arange(len(folds))
+    agent = [f["sharpe"] if f["sharpe"] is not None else 0.0 for f in folds]
+    strongest = [f["strongest_baseline_sharpe"] for f in folds]
+    bars.bar(x - 0.2, agent, width=0.4, label="agent", color="C0")
+    bars.bar(x + 0.2, strongest, width=0.4, label="strongest baseline", color="C3")
+    bars.axhline(0.0, color="k", lw=0.8)
+    bars.set_xticks(x, [str(f["fold"]) for f in folds])
+    bars.set_xlabel("fold")
+    bars.set_ylabel("Sharpe (annualised)")
+    bars.legend(loc="best")
+    return _save(fig, path)
