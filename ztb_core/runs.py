@@ -633,6 +633,52 @@ class RunSummary:
     created_at: str | None
     message: str | None = None
     status: dict = field(default_factory=dict)
+    fps: float | None = None  # steps per second while the run visibly progresses (the console measures it)
+
+    @property
+    def progress(self) -> float | None:
+        if not self.total_steps:
+            return None
+        return max(0.0, min(1.0, self.step / self.total_steps))
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES and self.liveness != "dead"
+
+    @property
+    def eta_s(self) -> float | None:
+        if not self.total_steps or not self.fps or self.fps <= 0 or self.state in FINAL_STATES:
+            return None
+        return max(0.0, (self.total_steps - self.step) / self.fps)
+
+
+def summarize(
+    run_dir: Path,
+    info: dict,
+    status: dict,
+    now: float | None = None,
+    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+) -> RunSummary:
+    """A run's summary from its run.json and status.json contents (readers that cache run.json,
+    such as the console, pass it in)."""
+    now = time.time() if now is None else now
+    label, alive = liveness(status, now=now, stale_after_s=stale_after_s) if status else ("unknown", None)
+    updated = status.get("updated_at")
+    return RunSummary(
+        run_id=Path(run_dir).name,
+        dir=Path(run_dir),
+        kind=str(info.get("kind", status.get("kind", "?"))),
+        state=str(status.get("state", "unknown")),
+        liveness=label,
+        step=int(status.get("step", 0) or 0),
+        total_steps=status.get("total_steps"),
+        heartbeat_age_s=max(0.0, now - float(updated)) if updated else None,
+        pid=status.get("pid"),
+        pid_alive=alive,
+        created_at=info.get("created_at"),
+        message=status.get("message"),
+        status=status,
+    )
 
 
 def pid_alive(pid: int | None, create_time: float | None = None, host: str | None = None) -> bool | None:
@@ -712,24 +758,7 @@ class RunReader:
         return JsonlTail(self.dir / "events.jsonl").poll().records
 
     def summary(self, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> RunSummary:
-        info, status = self.info(), self.status()
-        label, alive = liveness(status, stale_after_s=stale_after_s) if status else ("unknown", None)
-        updated = status.get("updated_at")
-        return RunSummary(
-            run_id=self.dir.name,
-            dir=self.dir,
-            kind=info.get("kind", status.get("kind", "?")),
-            state=status.get("state", "unknown"),
-            liveness=label,
-            step=int(status.get("step", 0) or 0),
-            total_steps=status.get("total_steps"),
-            heartbeat_age_s=(time.time() - float(updated)) if updated else None,
-            pid=status.get("pid"),
-            pid_alive=alive,
-            created_at=info.get("created_at"),
-            message=status.get("message"),
-            status=status,
-        )
+        return summarize(self.dir, self.info(), self.status(), stale_after_s=stale_after_s)
 
     @property
     def stop_file(self) -> Path:

@@ -15,7 +15,7 @@ from textual.screen import Screen
 
 from ztb_core.ops.killfile import request_stop
 from ztb_core.paths import configs_dir, global_kill_file
-from ztb_core.runs import ACTIVE_STATES
+from ztb_core.runs import ACTIVE_STATES, RunSummary
 
 from .launching import Launched, launch, resume
 from .poller import Poller
@@ -26,7 +26,7 @@ from .screens.launch import LaunchRequest, LaunchScreen
 from .screens.run import RunScreen
 from .screens.runs import RunsScreen
 from .screens.stop import StopScreen
-from .sources import HostSample, HostSource, RunRow, RunsSource
+from .sources import HostSample, HostSource, RunsSource
 from .widgets.resources import HostBar, ResourcesPanel
 
 
@@ -63,7 +63,7 @@ class ZtbApp(App):
         self.runs_source = RunsSource(self.artifacts, now=now, stale_after_s=stale_after_s)
         self.host_source = host if host is not None else HostSource(gpu=gpu, disk_path=self.artifacts)
         self.host_sample: HostSample | None = None
-        self.runs_snapshot: list[RunRow] = []
+        self.runs_snapshot: list[RunSummary] = []
         self.launched: list[Launched] = []
         self.initial_run = open_run
         self.first_paint_at: float | None = None

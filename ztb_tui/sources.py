@@ -27,7 +27,7 @@ from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
 from ztb_core.ops.disk import DiskHealth, disk_health
 from ztb_core.paths import global_kill_file
-from ztb_core.runs import ACTIVE_STATES, DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, liveness, runs_dir
+from ztb_core.runs import DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, RunSummary, runs_dir, summarize
 
 Clock = Callable[[], float]
 
@@ -42,40 +42,6 @@ HISTORY = 240  # points kept per series: wider than any terminal's sparkline
 # ---------------------------------------------------------------------------------------
 # runs list
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunRow:
-    run_id: str
-    dir: Path
-    kind: str
-    state: str
-    liveness: str  # running / stale / dead / stopped / completed / failed ...
-    step: int
-    total_steps: int | None
-    fps: float | None
-    heartbeat_age_s: float | None
-    pid: int | None
-    pid_alive: bool | None
-    created_at: str
-    message: str | None
-    status: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def progress(self) -> float | None:
-        if not self.total_steps:
-            return None
-        return max(0.0, min(1.0, self.step / self.total_steps))
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES and self.liveness not in ("dead",)
-
-    @property
-    def eta_s(self) -> float | None:
-        if not self.total_steps or not self.fps or self.fps <= 0 or self.state in FINAL_STATES:
-            return None
-        return max(0.0, (self.total_steps - self.step) / self.fps)
 
 
 class RunsSource:
@@ -95,11 +61,11 @@ class RunsSource:
     def root(self) -> Path:
         return runs_dir(self.artifacts)
 
-    def poll(self) -> list[RunRow]:
+    def poll(self) -> list[RunSummary]:
         root = self.root
         if not root.is_dir():
             return []
-        rows: list[RunRow] = []
+        rows: list[RunSummary] = []
         now = self.now()
         for child in root.iterdir():
             if not child.is_dir():
@@ -111,10 +77,10 @@ class RunsSource:
                 info = RunReader(child).info()
                 self._info[child.name] = info
             rows.append(self._row(child, info, RunReader(child).status(), now))
-        rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)  # newest first
+        rows.sort(key=lambda r: (r.created_at or "", r.run_id), reverse=True)  # newest first
         return rows
 
-    def one(self, run_dir: Path) -> RunRow:
+    def one(self, run_dir: Path) -> RunSummary:
         """The row of a single run (the run view polls just its own run)."""
         run_dir = Path(run_dir)
         info = self._info.get(run_dir.name)
@@ -122,26 +88,10 @@ class RunsSource:
             info = self._info[run_dir.name] = RunReader(run_dir).info()
         return self._row(run_dir, info, RunReader(run_dir).status(), self.now())
 
-    def _row(self, run_dir: Path, info: dict, status: dict, now: float) -> RunRow:
-        label, alive = liveness(status, now=now, stale_after_s=self.stale_after_s) if status else ("unknown", None)
-        step = int(status.get("step", 0) or 0)
-        updated = status.get("updated_at")
-        return RunRow(
-            run_id=run_dir.name,
-            dir=run_dir,
-            kind=str(info.get("kind", status.get("kind", "?"))),
-            state=str(status.get("state", "unknown")),
-            liveness=label,
-            step=step,
-            total_steps=status.get("total_steps"),
-            fps=self._shown_rate(label, self._rate(run_dir.name, status, step), status, now),
-            heartbeat_age_s=max(0.0, now - float(updated)) if updated else None,
-            pid=status.get("pid"),
-            pid_alive=alive,
-            created_at=str(info.get("created_at") or ""),
-            message=status.get("message"),
-            status=status,
-        )
+    def _row(self, run_dir: Path, info: dict, status: dict, now: float) -> RunSummary:
+        row = summarize(run_dir, info, status, now=now, stale_after_s=self.stale_after_s)
+        row.fps = self._shown_rate(row.liveness, self._rate(run_dir.name, status, row.step), status, now)
+        return row
 
     def _rate(self, run_id: str, status: dict, step: int) -> float | None:
         reported = status.get("fps")
@@ -701,13 +651,14 @@ class Downsampled:
         self._step = 0.0
         self.count = 0
 
-    def add(self, step: float, value: float) -> None:
+    def add(self, step: float, value: float) -> bool:
+        """Adds one value; True when a drawn point was completed (the chart needs a redraw)."""
         self.count += 1
         self._acc += value
         self._n += 1
         self._step = step
         if self._n < self.width:
-            return
+            return False
         self.steps.append(step)
         self.values.append(self._acc / self._n)
         self._acc, self._n = 0.0, 0
@@ -716,10 +667,14 @@ class Downsampled:
             v = self.values
             self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v) - 1, 2)]
             self.width *= 2
+        return True
 
     def points(self) -> tuple[list[float], list[float]]:
-        if self._n:
-            return self.steps + [self._step], self.values + [self._acc / self._n]
+        """The completed points. A partial bucket is drawn only while there is nothing else: on a
+        long series the chart then changes once per `width` values, not on every new row (the
+        newest value itself is in the panel's numbers)."""
+        if self._n and not self.values:
+            return [self._step], [self._acc / self._n]
         return list(self.steps), list(self.values)
 
 
@@ -764,8 +719,8 @@ class ChartSource:
                     if not keep(key):
                         continue
                     d = series[key] = Downsampled(self.cap)
-                d.add(step, float(value))
-                changed = True
+                if d.add(step, float(value)) or d.count == 1:
+                    changed = True
         if changed or self._snap is None:
             self._version += 1
             drawn = {}

@@ -16,7 +16,7 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, RichLog, Static, TabbedContent, TabPane
 
-from ztb_core.runs import FINAL_STATES, RunReader
+from ztb_core.runs import FINAL_STATES, RunReader, RunSummary
 
 from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
 from ..launching import launch_output
@@ -30,13 +30,12 @@ from ..sources import (
     LogsSource,
     MetricsSnapshot,
     MetricsSource,
-    RunRow,
     TailLines,
     Verdict,
     event_severity,
     event_text,
 )
-from ..widgets import NavTable, console, cursor_key, set_display, set_text
+from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
 from ..widgets.charts import CHARTS, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
@@ -80,7 +79,7 @@ class RunScreen(Screen):
         self.run_dir = Path(run_dir)
         self.reader = RunReader(self.run_dir)
         self.kind = str(self.reader.info().get("kind", "?"))
-        self.row: RunRow | None = None
+        self.row: RunSummary | None = None
         self.metrics = MetricsSource(self.run_dir)
         self.charts = ChartSource(self.run_dir)
         self.checkpoints = CheckpointsSource(self.run_dir)
@@ -97,6 +96,7 @@ class RunScreen(Screen):
         self.pollers: list[Poller] = []
         self.alerts = 0
         self.painted_at: float | None = None
+        self.charts_painted_at: float | None = None
         self.kind_view = KIND_VIEWS[self.kind](self.run_dir) if self.kind in KIND_VIEWS else None
 
     # ---- layout -----------------------------------------------------------------------
@@ -209,7 +209,7 @@ class RunScreen(Screen):
         self.refresh_bindings()
 
     # ---- pollers ----------------------------------------------------------------------
-    def apply_status(self, result: tuple[RunRow, Path | None]) -> None:
+    def apply_status(self, result: tuple[RunSummary, Path | None]) -> None:
         row, global_stop = result
         banner = self.query_one("#global-stop", Static)
         set_text(banner, global_stop_text(global_stop))
@@ -241,7 +241,7 @@ class RunScreen(Screen):
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
         stalled = " · [magenta]no progress: rate unknown[/]" if row.liveness in ("stale", "dead") else ""
         # the ETA before the rate: on a narrow terminal the end of the line is what wraps
-        set_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{eta}{fps}{stalled}")
+        set_wrapping_text(self.query_one("#eta", Static), f"{steps(row.step)}{total}{eta}{fps}{stalled}")
         button = self.query_one("#stop", Button)
         final = row.state in FINAL_STATES or row.liveness == "dead"
         if button.disabled != final:
@@ -263,6 +263,12 @@ class RunScreen(Screen):
 
     def apply_charts(self, snap: ChartSnapshot) -> None:
         self.query_one("#charts", ChartsPanel).show(snap)
+        size = self.charts.tail.path.stat().st_size if self.charts.tail.path.exists() else 0
+        if self.charts_painted_at is None and snap.counts and self.charts.tail.offset >= size:
+            # the whole history is drawn (a big file is read over several polls): benchmarks time this
+            self.charts_painted_at = time.time()
+            points = max(snap.counts.values())
+            self.call_after_refresh(console(self).mark_painted, f"charts:{self.run_dir.name}:{points}")
 
     def _painted(self) -> None:
         self.painted_at = time.time()

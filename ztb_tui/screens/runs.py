@@ -13,9 +13,10 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from ztb_core.runs import RunSummary
+
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..poller import Poller
-from ..sources import RunRow
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
@@ -43,19 +44,19 @@ COLUMNS = (
 SORT_KEYS = ("created", "run", "kind", "state", "progress", "fps", "beat", "eta")
 
 
-def state_text(row: RunRow) -> Text:
+def state_text(row: RunSummary) -> Text:
     label = row.liveness
     return Text(label, style=STATE_STYLE.get(label, ""))
 
 
-def progress_text(row: RunRow) -> Text:
+def progress_text(row: RunSummary) -> Text:
     frac = row.progress
     if frac is None:
         return Text(f"{steps(row.step):>12}", style="dim")
     return Text(f"{bar(frac, 7)} {frac * 100:3.0f}%")
 
 
-def cell(row: RunRow, key: str) -> str | Text:
+def cell(row: RunSummary, key: str) -> str | Text:
     if key == "run":
         return row.run_id
     if key == "kind":
@@ -75,14 +76,14 @@ def cell(row: RunRow, key: str) -> str | Text:
     raise KeyError(key)
 
 
-def cells(row: RunRow) -> list:
+def cells(row: RunSummary) -> list:
     """The cells of the 80-column layout (kept for tests and callers that want every column)."""
     return [cell(row, c.key) for c in COLUMNS if c.min_terminal <= 80]
 
 
-def sort_value(row: RunRow, key: str) -> tuple:
+def sort_value(row: RunSummary, key: str) -> tuple:
     if key == "created":
-        return (row.created_at, row.run_id)
+        return (row.created_at or "", row.run_id)
     if key == "progress":
         return (row.progress if row.progress is not None else -1.0, row.step)
     if key in ("fps", "beat", "eta"):
@@ -93,12 +94,12 @@ def sort_value(row: RunRow, key: str) -> tuple:
     return (str(getattr(row, "run_id" if key == "run" else key)),)
 
 
-def matches(row: RunRow, text: str) -> bool:
+def matches(row: RunSummary, text: str) -> bool:
     text = text.strip().lower()
     return not text or any(text in v.lower() for v in (row.run_id, row.kind, row.liveness, row.message or ""))
 
 
-def detail_text(row: RunRow | None) -> str:
+def detail_text(row: RunSummary | None) -> str:
     if row is None:
         return ""
     total = f"/{row.total_steps:,}" if row.total_steps else ""
@@ -143,8 +144,8 @@ class RunsScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[str, RunRow] = {}  # shown, in order
-        self.all_rows: list[RunRow] = []
+        self.rows: dict[str, RunSummary] = {}  # shown, in order
+        self.all_rows: list[RunSummary] = []
         self.poller: Poller | None = None
         self.filter_text = ""
         self.sort_key = "created"
@@ -211,7 +212,7 @@ class RunsScreen(Screen):
         return c.label
 
     # ---- data -------------------------------------------------------------------------
-    def apply(self, result: tuple[list[RunRow], Path | None]) -> None:
+    def apply(self, result: tuple[list[RunSummary], Path | None]) -> None:
         rows, global_stop = result
         app = console(self)
         self.all_rows = rows
@@ -241,11 +242,11 @@ class RunsScreen(Screen):
             self.call_after_refresh(app.mark_painted, "runs")
         app.runs_snapshot = rows
 
-    def visible_rows(self) -> list[RunRow]:
+    def visible_rows(self) -> list[RunSummary]:
         shown = [r for r in self.all_rows if matches(r, self.filter_text)]
         return sorted(shown, key=lambda r: sort_value(r, self.sort_key), reverse=self.sort_reverse)
 
-    def _row_cells(self, r: RunRow) -> list:
+    def _row_cells(self, r: RunSummary) -> list:
         out = [cell(r, c.key) for c in self._columns]
         if r.run_id in self.marked:
             out[0] = Text("● " + r.run_id, style="bold")
@@ -273,7 +274,7 @@ class RunsScreen(Screen):
     def selected_id(self) -> str | None:
         return cursor_key(self.query_one("#runs", DataTable))
 
-    def selected(self) -> RunRow | None:
+    def selected(self) -> RunSummary | None:
         rid = self.selected_id()
         return self.rows.get(rid) if rid else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
@@ -18,6 +19,16 @@ def set_text(widget, content, layout: bool = True) -> None:
     if getattr(widget, "_ztb_last", None) != content:
         widget._ztb_last = content
         widget.update(content, layout=layout)
+
+
+def set_wrapping_text(widget, content: str) -> None:
+    """`set_text` for a height-auto Static that may wrap: re-layout the screen only when the
+    number of lines it needs changes (most updates only change a number in the line)."""
+    width = max(1, widget.content_size.width)
+    lines = -(-len(Text.from_markup(content).plain) // width) or 1
+    relayout = getattr(widget, "_ztb_lines", None) != lines
+    widget._ztb_lines = lines
+    set_text(widget, content, layout=relayout)
 
 
 def set_display(widget, shown: bool) -> None:

@@ -11,7 +11,7 @@ from ztb_core.ops.disk import fmt_bytes, fmt_duration
 
 from ..fmt import num
 from ..sources import HostSample, MetricsSnapshot
-from . import set_display, set_text
+from . import set_display, set_text, set_wrapping_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
@@ -131,4 +131,4 @@ class HostBar(Static):
         self.show(getattr(self.app, "host_sample", None))
 
     def show(self, sample: HostSample | None) -> None:
-        set_text(self, host_text(sample))
+        set_wrapping_text(self, host_text(sample))
