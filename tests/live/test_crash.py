@@ -93,3 +93,49 @@ def test_kill9_between_submit_and_journal_update(emulator, exchange_adapter, tmp
             assert j.position() == Decimal("0.01")
         else:
             assert order.state == OPEN and not j.fills() and out["pending"] == "0.01"
+
+
+CANCEL_CHILD = r"""
+import json, os, signal, sys
+from decimal import Decimal
+from ztb_core.live.broker import OrderManager
+from ztb_core.live.venues import CoincheckAdapter, make_adapter
+from ztb_core.live.exchange_config import ExchangeConfig
+from ztb_core.live.journal import Journal
+from ztb_core.live.secrets import load_credentials
+
+url, journal_path, mode, price = sys.argv[1], sys.argv[2], sys.argv[3], Decimal(sys.argv[4])
+cfg = ExchangeConfig(exchange="coincheck", symbol="BTC/JPY", api_url=url, timeout_ms=2000,
+                     rate_limit={"requests_per_s": 10000, "burst": 10000, "ccxt_rate_limit": False})
+journal = Journal(journal_path, "live", "coincheck", "BTC/JPY")
+manager = OrderManager(make_adapter(cfg, load_credentials(cfg)), journal, "BTC/JPY", grace_ms=0)
+if mode == "crash":
+    order = manager.place("buy", Decimal("0.01"), price)
+    def die_before_sending(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)  # cancel_requested is journaled; the call never goes out
+    CoincheckAdapter.cancel_order = die_before_sending
+    manager.cancel(order)
+else:
+    manager.reconcile()
+    retried = manager.retry_cancels()
+    print(json.dumps({"retried": retried, "states": [o.state for o in journal.orders()]}))
+"""
+
+
+def test_kill9_between_cancel_requested_and_the_cancel_call(emulator, exchange_adapter, tmp_path, child_env):
+    price = (exchange_adapter.fetch_ticker().last * Decimal("0.9")).quantize(Decimal(1))
+    path = tmp_path / "journal.sqlite"
+    args = [sys.executable, "-c", CANCEL_CHILD, emulator.base_url, str(path)]
+    crashed = subprocess.run([*args, "crash", str(price)], capture_output=True, text=True, timeout=60, env=child_env)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (eid,) = emulator.state.orders
+    assert emulator.state.orders[eid].open  # the exchange never heard the cancel
+    with Journal(path, "live", "coincheck", "BTC/JPY") as j:
+        assert [o.state for o in j.orders()] == ["cancel_requested"]
+    restarted = subprocess.run(
+        [*args, "restart", str(price)], capture_output=True, text=True, timeout=60, env=child_env
+    )
+    assert restarted.returncode == 0, restarted.stderr
+    out = json.loads(restarted.stdout.strip().splitlines()[-1])
+    assert len(out["retried"]) == 1 and out["states"] == ["cancelled"]
+    assert emulator.state.orders[eid].status == "CANCELED"
