@@ -341,3 +341,19 @@ def test_a_sync_reads_only_the_pages_newer_than_its_cursor(exchange_adapter, emu
     before = emulator.requests["transactions_pagination"]
     manager.reconcile()
     assert emulator.requests["transactions_pagination"] - before == 3
+
+
+def test_flatten_leaves_out_what_resting_closing_orders_would_close(exchange_adapter, emulator, journal, tmp_path):
+    runner, writer = make_runner(exchange_adapter, journal, tmp_path)
+    manager = runner.manager
+    t = exchange_adapter.fetch_ticker()
+    manager.place("buy", Decimal("0.012"), t.ask + 1000)  # marketable: fills at once
+    manager.reconcile()
+    assert journal.position() == Decimal("0.012")
+    resting = manager.place("sell", Decimal("0.005"), (t.ask * Decimal("1.3")).quantize(Decimal(1)))
+    emulator.add_fault({"kind": "http_5xx", "endpoint": "cancel_order", "times": None})
+    with pytest.raises(Exception, match="cancel_order"):
+        manager.cancel_all()  # the resting sell stays (cancel unconfirmed): it may still fill
+    runner.flatten()
+    sells = [o for o in journal.orders() if o.side == "sell" and o.client_id != resting.client_id]
+    assert [o.amount for o in sells] == [Decimal("0.007")]  # 0.012 held - 0.005 that may still sell
