@@ -53,7 +53,7 @@ def test_create_writes_protocol_files(artifacts):
 def test_exception_marks_failed_with_traceback_digest(artifacts):
     with pytest.raises(ZeroDivisionError):
         with RunWriter.create("train", {}) as run:
-            1 / 0
+            _ = 1 / 0
     status = RunReader(run.dir).status()
     assert status["state"] == "failed" and "ZeroDivisionError" in status["message"]
     err = [e for e in RunReader(run.dir).events() if e["event"] == "error"][0]

@@ -254,14 +254,12 @@ def janitor_cmd(
     plan = janitor.plan(art, cfg)
     done = janitor.apply(plan, art) if apply_ else []
     if json_out:
-        rows = [
-            {"category": i.category, "path": str(i.path), "bytes": i.size, "reason": i.reason}
-            for i in (done if apply_ else plan.remove)
-        ]
+        listed = done if apply_ else plan.remove
+        rows = [{"category": i.category, "path": str(i.path), "bytes": i.size, "reason": i.reason} for i in listed]
         payload = {
             "applied": apply_,
             "items": rows,
-            "bytes": sum(r["bytes"] for r in rows),
+            "bytes": sum(i.size for i in listed),
             "protected": [{"path": str(p), "why": why} for p, why in plan.protected],
         }
         typer.echo(json.dumps(payload, indent=2))

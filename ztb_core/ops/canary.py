@@ -30,6 +30,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
@@ -196,9 +197,14 @@ def kill_resume(art: Path, fault: str, env: dict[str, str], total: int = 2048) -
     return ok, detail
 
 
-def _with_faults(outcome: tuple[bool, str], emu: EmulatorServer, row: str) -> tuple[bool, str]:
-    """A fault row whose fault never fired proved nothing: that cell fails."""
-    ok, detail = outcome
+PhaseFn = Callable[[Callable[[list[str]], int], EmulatorServer, Path], tuple[bool, str]]
+
+
+def _checked_phase(
+    fn: PhaseFn, main: Callable[[list[str]], int], emu: EmulatorServer, art: Path, row: str
+) -> tuple[bool, str]:
+    """Run an exchange phase; a fault row whose fault never fired proved nothing: that cell fails."""
+    ok, detail = fn(main, emu, art)
     fired = sum(emu.faults.fired.values())
     if row != "none" and fired == 0:
         return False, f"the {row} fault never fired; {detail}"
@@ -266,9 +272,9 @@ def run_canary(
                         faults=[FaultRule.model_validate(f) for f in EXCHANGE_FAULTS[row]],
                     )
                     with EmulatorServer(emu_cfg, tape=load_synthetic(0.5, seed=3)) as emu:
-                        record(phase, row, lambda fn=fn, emu=emu, row=row: _with_faults(fn(main, emu, art), emu, row))
+                        record(phase, row, partial(_checked_phase, fn, main, emu, art, row))
             if row in STORAGE_FAULTS and "kill/resume" in phases:
-                record("kill/resume", row, lambda row=row: kill_resume(art, row, env))
+                record("kill/resume", row, partial(kill_resume, art, row, env))
     result.seconds = time.perf_counter() - t0
     if keep is None:
         import shutil

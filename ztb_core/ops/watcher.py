@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,9 @@ class Thresholds:
             for f in fields(cls):
                 if isinstance(cfg.get(f.name), (int, float)):
                     setattr(th, f.name, float(cfg[f.name]))
-        env = os.environ if env is None else env
+        source: Mapping[str, str] = os.environ if env is None else env
         for name, var in ENV_VARS.items():
-            raw = env.get(var)
+            raw = source.get(var)
             if raw not in (None, ""):
                 try:
                     value = float(raw)
@@ -155,10 +155,10 @@ def check_run(
 
 
 def _recent_alerts(run_dir: Path, within_s: float, now: float) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for e in RunReader(run_dir).events():
         if e.get("event") == "alert" and now - float(e.get("time", 0)) < within_s:
-            out.add(e.get("check"))
+            out.add(str(e.get("check")))
     return out
 
 
