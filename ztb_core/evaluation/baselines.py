@@ -134,7 +134,11 @@ class RidgeBaseline:
         return ((x - self.mean) / self.scale @ self.coef + self.intercept) / self.score_std
 
     def positions(self, features: object) -> np.ndarray:
-        pos = hysteresis(self.scores(features), self.band)
+        return self.trade(self.scores(features))
+
+    def trade(self, scores: np.ndarray) -> np.ndarray:
+        """Positions from scores already computed (the band search scores val once per alpha)."""
+        pos = hysteresis(scores, self.band)
         return pos if self.allow_short else np.maximum(pos, 0.0)
 
     def describe(self) -> dict:
@@ -160,11 +164,25 @@ def _feature_matrix(features: object, n_cols: int | None = None) -> np.ndarray:
     return x
 
 
-def fit_ridge(features: object, target: object, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(mean, scale, coef, intercept) of a ridge regression on standardised features. `alpha` is
-    relative to the features' correlation matrix (0 = least squares, 1 = heavy shrinkage), so it
-    does not depend on the number of rows or the size of the returns. Rows with a NaN target
-    are left out."""
+@dataclass(frozen=True)
+class _Standardised:
+    """What every ridge penalty shares: standardised features and their moments (the expensive
+    part, computed once however many penalties are tried)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    xs: np.ndarray  # standardised rows with a target
+    gram: np.ndarray  # xs'xs / n
+    xy: np.ndarray  # xs'(y - mean y) / (n sd y)
+    y_mean: float
+    y_sd: float
+
+    def solve(self, alpha: float) -> np.ndarray:
+        n_feat = self.gram.shape[0]
+        return np.linalg.solve(self.gram + alpha * np.eye(n_feat), self.xy) * self.y_sd
+
+
+def _standardise(features: object, target: object) -> _Standardised:
     x = _feature_matrix(features)
     y = np.asarray(target, dtype=np.float64)
     if y.shape != (x.shape[0],):
@@ -178,9 +196,18 @@ def fit_ridge(features: object, target: object, alpha: float) -> tuple[np.ndarra
     scale = np.where(scale > 1e-12, scale, 1.0)  # a constant column gets weight 0, not a division by 0
     xs = (x - mean) / scale
     y_mean, y_sd = float(y.mean()), float(y.std()) or 1.0
-    gram = xs.T @ xs / y.size + alpha * np.eye(x.shape[1])
-    coef = np.linalg.solve(gram, xs.T @ ((y - y_mean) / y_sd) / y.size) * y_sd
-    return mean, scale, coef, y_mean
+    gram = xs.T @ xs / y.size
+    xy = xs.T @ ((y - y_mean) / y_sd) / y.size
+    return _Standardised(mean, scale, xs, gram, xy, y_mean, y_sd)
+
+
+def fit_ridge(features: object, target: object, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(mean, scale, coef, intercept) of a ridge regression on standardised features. `alpha` is
+    relative to the features' correlation matrix (0 = least squares, 1 = heavy shrinkage), so it
+    does not depend on the number of rows or the size of the returns. Rows with a NaN target
+    are left out."""
+    st = _standardise(features, target)
+    return st.mean, st.scale, st.solve(alpha), st.y_mean
 
 
 def fit_ridge_baseline(
@@ -202,19 +229,29 @@ def fit_ridge_baseline(
     xt, xv = _feature_matrix(train_features), _feature_matrix(val_features)
     if xv.shape[1] != xt.shape[1]:
         raise EvaluationError(f"ridge baseline: train has {xt.shape[1]} features, val {xv.shape[1]}")
-    y = holding_returns(train_open, train_close)
+    st = _standardise(xt, holding_returns(train_open, train_close))
     vo, vc = check_prices(val_open, val_close)
     rets = bar_returns(vo, vc)
     best: tuple[float, RidgeBaseline] | None = None
     for alpha in alphas:
-        mean, scale, coef, intercept = fit_ridge(xt, y, float(alpha))
-        train_scores = (xt - mean) / scale @ coef + intercept
-        score_std = float(train_scores.std()) or 1.0
+        coef = st.solve(float(alpha))
+        score_std = float((st.xs @ coef).std()) or 1.0  # the spread of the train forecasts: the band's unit
+        z_val = ((xv - st.mean) / st.scale @ coef + st.y_mean) / score_std  # shared by every band
         for band in bands:
             model = RidgeBaseline(
-                mean, scale, coef, intercept, score_std, float(alpha), float(band), allow_short, None, len(xt), len(xv)
+                st.mean,
+                st.scale,
+                coef,
+                st.y_mean,
+                score_std,
+                float(alpha),
+                float(band),
+                allow_short,
+                None,
+                len(xt),
+                len(xv),
             )
-            r, _ = position_returns(model.positions(xv), rets, costs.rate)
+            r, _ = position_returns(model.trade(z_val), rets, costs.rate)
             sd = float(r.std())
             sharpe = float(r.mean() / sd) if sd > 0 else -math.inf  # a band that never trades loses the tie
             if best is None or sharpe > best[0]:
