@@ -187,7 +187,10 @@ class KillFileCallback(L.Callback):
             return
         if self.writer is not None:
             self.writer.heartbeat(step=trainer.global_step)
-        if not self.switch.requested():
+        requested = self.switch.requested()
+        if trainer.world_size > 1:  # one decision for every rank, or the others would wait forever
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if not requested:
             return
         step = trainer.global_step
         if self.writer is not None:

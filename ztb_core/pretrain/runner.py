@@ -8,14 +8,16 @@ takes every world_size-th batch, so no sample is trained twice per step.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ..config import changed_keys, config_to_dict, load_config, validate_config
-from ..errors import CheckpointError, ConfigError, RunError, ZtbError
+from ..errors import ConfigError, RunError, ZtbError
 from ..logs import setup_logging
 from ..manifest import verified_checkpoint
 from ..ops.killfile import clear_run_stop
+from ..paths import runs_dir
 from ..runs import RunWriter
 from ..runs import resolve_resume as resolve_run_resume
 from ..tensorboard import require_tensorboard, tensorboard_dir
@@ -37,6 +39,61 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts(
 def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
     """`runs.resolve_resume` for pretrain runs (None as the file means "its last.ckpt")."""
     return resolve_run_resume(resume, run_id, kind="pretrain")
+
+
+#: rank 0 tells the processes Lightning launches for DDP which run folder they belong to
+RUN_DIR_ENV = "ZTB_PRETRAIN_RUN_DIR"
+
+
+def launch_rank(devices: int | str = 1) -> int:
+    """Global rank of this process as its launcher set it before anything ran: torchrun and SLURM
+    set RANK / SLURM_PROCID; Lightning's own DDP launcher starts ranks > 0 with LOCAL_RANK (and
+    NODE_RANK) while the process the user started has neither. 0 owns the run folder."""
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    if "LOCAL_RANK" in os.environ:
+        per_node = devices if isinstance(devices, int) and devices > 0 else 1
+        return int(os.environ.get("NODE_RANK", 0)) * per_node + int(os.environ["LOCAL_RANK"])
+    return 0
+
+
+class RankWriter:
+    """What a DDP rank other than 0 holds instead of a `RunWriter`: the run folder's paths (the
+    kill-file, the checkpoint folder Lightning shares) and writes that do nothing, so only rank 0
+    ever writes to the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.run_id = self.dir.name
+        self.checkpoints_dir = self.dir / "checkpoints"
+        self.reports_dir = self.dir / "reports"
+
+    def __enter__(self) -> RankWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def rewind_metrics(self, step: int) -> int:
+        return 0
+
+    def event(self, *args, **kwargs) -> None:
+        return None
+
+    set_status = metric = heartbeat = start_heartbeat = discard = event
+
+
+def _rank_run_dir(run_dir: Path | None, run_id: str | None, rank: int) -> Path:
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    if run_dir is not None:
+        return run_dir
+    if run_id:
+        return runs_dir() / run_id
+    raise RunError(
+        f"DDP rank {rank}: no run folder to join; with torchrun/SLURM pass the same --run-id to every process"
+    )
 
 
 def verified_last_checkpoint(run_dir: Path) -> Path | None:
@@ -114,7 +171,11 @@ def run_pretrain(
     from .module import PretrainDataModule, PretrainModule
     from .prepare import prepare
 
-    if run_dir is not None:
+    rank = launch_rank(cfg.trainer.devices)
+    writer: RunWriter | RankWriter
+    if rank > 0:
+        writer = RankWriter(_rank_run_dir(run_dir, run_id, rank))
+    elif run_dir is not None:
         writer = RunWriter.open(run_dir)
         clear_run_stop(run_dir)
     else:
@@ -126,7 +187,8 @@ def run_pretrain(
             seeds={"seed": cfg.seed},
             total_steps=cfg.trainer.max_steps,
         )
-    setup_logging(writer.dir, console=True)
+    setup_logging(writer.dir if rank == 0 else None, console=True)
+    os.environ[RUN_DIR_ENV] = str(writer.dir)  # inherited by the ranks Lightning's DDP launcher starts
     with writer:
         start_step = 0
         if ckpt_path is not None:
@@ -203,13 +265,15 @@ def run_pretrain(
         )
         writer.set_status("running", step=start_step, message="fast-dev-run" if fast_dev_run else "training")
         writer.event("started", resumed=ckpt_path is not None, fast_dev_run=fast_dev_run)
-        telemetry = TelemetryThread(writer, interval_s=5.0).start()
+        telemetry = TelemetryThread(writer, interval_s=5.0).start() if rank == 0 else None
         writer.start_heartbeat()
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
         finally:
-            telemetry.stop()
-        manifest.sync()
+            if telemetry is not None:
+                telemetry.stop()
+        if trainer.is_global_zero:
+            manifest.sync()
         step = trainer.global_step
         if kill.stopped_at is not None:
             writer.set_status(
