@@ -88,7 +88,7 @@ def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> di
     return out
 
 
-def _diff(agent: np.ndarray, other: np.ndarray, est: float, confidence: float) -> dict:
+def _diff(agent: np.ndarray, other: np.ndarray | float, est: float, confidence: float) -> dict:
     lo, hi = percentile_interval(agent - other, confidence)
     return {"estimate": float(est), "low": lo, "high": hi}
 
@@ -450,7 +450,8 @@ def quick_evaluation(
         "sma_crossover": sma_crossover(c, fast, slow),
         **{k: check_positions(v, o.size) for k, v in (extra_baselines or {}).items()},
     }
-    agent_returns = None
+    agent_returns = np.empty(0)
+    changes = 0
     for name, p in candidates.items():
         b = backtest(p, o, c, costs)
         m = performance_metrics(b.returns, ppy, positions=p, allow_constant=True)

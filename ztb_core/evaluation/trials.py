@@ -127,7 +127,7 @@ class TrialSet:
 
 def studies_of(run_id: str, runs_root: Path) -> list[Path]:
     """Run folders (studies) whose registry lists `run_id` as one of their trials' runs."""
-    out = []
+    out: list[Path] = []
     if not runs_root.is_dir():
         return out
     for reg in sorted(runs_root.glob(f"*/{TRIALS_FILE}")):
