@@ -30,6 +30,7 @@ START = time.time()  # console mode: as close to process start as Python allows
 
 CPU_TARGET_PCT = 5.0
 PAINT_TARGET_S = 1.0
+CHARTS_WAIT_S = 300.0  # the whole-history read of three 1M-line files on a busy 2-core machine
 
 
 # ---------------------------------------------------------------------------------------
@@ -79,11 +80,14 @@ def console_main(artifacts: Path, seconds: float, refresh: float, open_run: str)
             opened["at"] = time.time()
             print(json.dumps({"open": open_run, "at": opened["at"]}), flush=True)
             app.open_run(artifacts / "runs" / open_run)
+        if what.startswith("charts:"):
+            # the steady state is measured from here: run `seconds` more with the charts showing
+            app.set_timer(seconds, app.exit)
 
     app.on_paint = on_paint
 
     def stop_later() -> None:
-        app.set_timer(seconds, app.exit)
+        app.set_timer(seconds + CHARTS_WAIT_S, app.exit)  # charts never drawn: give up
 
     app.call_later(stop_later)
     print(json.dumps({"start": START}), flush=True)
@@ -165,7 +169,14 @@ def main() -> int:
             procs.append(
                 subprocess.Popen(
                     me
-                    + ["--role", "writer", "--dir", str(artifacts / "runs" / rid), "--seconds", str(args.seconds + 30)],
+                    + [
+                        "--role",
+                        "writer",
+                        "--dir",
+                        str(artifacts / "runs" / rid),
+                        "--seconds",
+                        str(args.seconds + CHARTS_WAIT_S + 30),
+                    ],
                     env=env,
                 )
             )
@@ -200,7 +211,7 @@ def main() -> int:
         warm_cpu = None
         samples = []
         with Progress(console=console) as progress:
-            task = progress.add_task(f"console headless for {args.seconds:.0f} s", total=args.seconds)
+            task = progress.add_task(f"console headless: charts read, then {args.seconds:.0f} s measured", total=None)
             while con.poll() is None:
                 try:
                     ct = ps.cpu_times()
@@ -210,13 +221,14 @@ def main() -> int:
                 rss_peak = max(rss_peak, rss)
                 elapsed = time.time() - spawn
                 cpu = ct.user + ct.system
-                if warm_cpu is None and elapsed >= 10.0 and charts_drawn(con_out):
+                if warm_cpu is None and charts_drawn(con_out):
                     # steady state: after start-up, first paints and the charts' whole-history read
                     warm_cpu = cpu
                     host_cpu0 = psutil.cpu_times()
                 if warm_cpu is not None:
-                    samples.append((time.monotonic(), cpu, rss))
-                progress.update(task, completed=min(elapsed, args.seconds))
+                    if rss > 0:  # a process that just exited reads 0
+                        samples.append((time.monotonic(), cpu, rss))
+                progress.update(task, completed=elapsed)
                 time.sleep(0.5)
         host_busy = None
         if host_cpu0 is not None:
@@ -235,6 +247,8 @@ def main() -> int:
         opened = next(e["at"] for e in events if "open" in e)
         run_paint = next((e["at"] for e in events if str(e.get("paint", "")).startswith("run:")), None)
         charts = next((e for e in events if str(e.get("paint", "")).startswith("charts:")), None)
+        samples = [x for x in samples if x[0] >= samples[0][0] + 3.0] if samples else []  # settle 3 s
+        window = samples[-1][0] - samples[0][0] if len(samples) >= 2 else 0.0
         if len(samples) >= 2:
             (t0, c0, _), (t1, c1, _) = samples[0], samples[-1]
             cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
@@ -253,7 +267,7 @@ def main() -> int:
             return "[green]PASS[/]" if ok else "[red]FAIL[/]"
 
         table.add_row(
-            "console CPU (steady state, run view open)",
+            f"console CPU (run view open, charts of 1M points, {window:.0f} s window)",
             f"{cpu_pct:.2f} % of one core",
             f"< {CPU_TARGET_PCT:g} %",
             verdict(cpu_pct < CPU_TARGET_PCT),

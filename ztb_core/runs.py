@@ -524,7 +524,7 @@ def _yaml_dump(data: dict) -> str:
 
 @dataclass
 class TailResult:
-    records: list[dict]
+    records: list[Any]  # dicts from JsonlTail, str lines from LineTail
     reset: bool = False  # the file was truncated or replaced: readers should drop what they had
 
 
@@ -616,6 +616,15 @@ class JsonlTail:
             except orjson.JSONDecodeError:
                 self.bad_lines += 1
         return records
+
+
+class LineTail(JsonlTail):
+    """The same incremental reader for plain-text logs: each poll's complete lines as text
+    (undecodable bytes replaced), blank lines kept. A replaced file (rotation) restarts from the
+    top with `reset=True`, like a truncation."""
+
+    def _parse(self, data: bytes) -> list[str]:  # type: ignore[override]
+        return data.decode("utf-8", errors="replace").splitlines()
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import time
 from collections import deque
@@ -27,7 +26,16 @@ from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
 from ztb_core.ops.disk import DiskHealth, disk_health
 from ztb_core.paths import global_kill_file
-from ztb_core.runs import DEFAULT_STALE_AFTER_S, FINAL_STATES, JsonlTail, RunReader, RunSummary, runs_dir, summarize
+from ztb_core.runs import (
+    DEFAULT_STALE_AFTER_S,
+    FINAL_STATES,
+    JsonlTail,
+    LineTail,
+    RunReader,
+    RunSummary,
+    runs_dir,
+    summarize,
+)
 
 Clock = Callable[[], float]
 
@@ -236,77 +244,6 @@ class TailLines:
     reset: bool = False  # the file was truncated: what was shown before is gone
 
 
-class TextFollower:
-    """Follows a growing text file by byte offset (like `tail -F`).
-
-    Reads only what is new; holds back an unterminated last line; on truncation (size below
-    the offset) restarts from the top; on rotation (the path now names another inode) reads
-    what was left in the old file, then follows the new one from its start."""
-
-    def __init__(self, path: Path, from_end_bytes: int | None = LOG_TAIL_BYTES, max_read_bytes: int = 4 << 20):
-        self.path = Path(path)
-        self._fh = None
-        self._inode: int | None = None
-        self.offset = 0
-        self._partial = b""
-        self._from_end = from_end_bytes
-        self._max_read = max_read_bytes
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-    def _open(self, st: os.stat_result, first: bool) -> None:
-        self.close()
-        self._fh = open(self.path, "rb")
-        self._inode = st.st_ino
-        self.offset = 0
-        self._partial = b""
-        if first and self._from_end is not None and st.st_size > self._from_end:
-            self._fh.seek(st.st_size - self._from_end)
-            self._fh.readline()  # land on a line boundary
-            self.offset = self._fh.tell()
-
-    def _read(self) -> bytes:
-        assert self._fh is not None
-        self._fh.seek(self.offset)
-        data = self._fh.read(self._max_read)
-        self.offset += len(data)
-        return data
-
-    def poll(self) -> TailLines:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return TailLines([])
-        data = b""
-        reset = False
-        if self._fh is None:
-            self._open(st, first=True)
-        elif st.st_ino != self._inode:
-            rest = self._partial + self._read()  # what was left in the rotated file
-            if rest and not rest.endswith(b"\n"):
-                rest += b"\n"
-            data = rest
-            self._open(st, first=False)
-        elif st.st_size < self.offset:
-            reset = True
-            self.offset, self._partial = 0, b""
-        if st.st_size > self.offset:
-            data += self._partial + self._read()
-            self._partial = b""
-        elif not data:
-            return TailLines([], reset)
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._partial = data
-            return TailLines([], reset)
-        self._partial = data[cut + 1 :]
-        text = data[: cut + 1].decode("utf-8", errors="replace")
-        return TailLines(text.splitlines(), reset)
-
-
 class LogsSource:
     """All text logs of a run: `logs/*.log` plus the console's launch output for that run
     (which holds anything printed before the run wrote its own log, such as a crash at start).
@@ -318,7 +255,7 @@ class LogsSource:
     def __init__(self, run_dir: Path, extra: Iterable[Path] | Callable[[], Iterable[Path]] = ()):
         self.run_dir = Path(run_dir)
         self._extra = extra
-        self.followers: dict[Path, TextFollower] = {}
+        self.followers: dict[Path, LineTail] = {}
         self._current: Path | None = None
 
     def extra(self) -> list[Path]:
@@ -338,19 +275,18 @@ class LogsSource:
         for path in files:
             follower = self.followers.get(path)
             if follower is None:
-                follower = self.followers[path] = TextFollower(path)
+                follower = self.followers[path] = LineTail(path, LOG_TAIL_BYTES, max_read_bytes=4 << 20)
             got = follower.poll()
             reset |= got.reset
-            if got.lines and len(files) > 1 and path != self._current:
+            if got.records and len(files) > 1 and path != self._current:
                 lines.append(f"── {path.name} ──")
-            if got.lines:
+            if got.records:
                 self._current = path
-            lines.extend(got.lines)
+            lines.extend(got.records)
         return TailLines(lines, reset)
 
     def close(self) -> None:
-        for f in self.followers.values():
-            f.close()
+        self.followers.clear()  # LineTail holds no open file between polls
 
 
 def _mtime_then_name(path: Path) -> tuple[float, str]:

@@ -13,50 +13,50 @@ import pytest
 from fixtures import NOW, make_run
 
 from ztb_core.errors import ZtbError
+from ztb_core.runs import LineTail
 from ztb_tui.launching import build_argv, parse_overrides
-from ztb_tui.sources import MetricsSource, RunsSource, TextFollower, event_severity
+from ztb_tui.sources import MetricsSource, RunsSource, event_severity
 
 
-def test_text_follower_reads_only_new_lines_and_holds_partial(tmp_path: Path) -> None:
+def test_line_tail_reads_only_new_lines_and_holds_partial(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     log.write_text("one\ntwo\nthr")
-    f = TextFollower(log)
-    assert f.poll().lines == ["one", "two"]
-    assert f.poll().lines == []  # nothing new, partial line held back
+    f = LineTail(log)
+    assert f.poll().records == ["one", "two"]
+    assert f.poll().records == []  # nothing new, partial line held back
     with open(log, "a") as fh:
         fh.write("ee\nfour\n")
-    assert f.poll().lines == ["three", "four"]
+    assert f.poll().records == ["three", "four"]
 
 
-def test_text_follower_survives_truncation(tmp_path: Path) -> None:
+def test_line_tail_survives_truncation(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     log.write_text("a\nb\nc\n")
-    f = TextFollower(log)
+    f = LineTail(log)
     f.poll()
     log.write_text("new\n")  # copytruncate-style: same inode, smaller
     got = f.poll()
-    assert got.reset and got.lines == ["new"]
+    assert got.reset and got.records == ["new"]
 
 
-def test_text_follower_survives_rotation(tmp_path: Path) -> None:
+def test_line_tail_survives_rotation(tmp_path: Path) -> None:
+    """A replaced file is followed from its top and says so (the console marks the break)."""
     log = tmp_path / "run.log"
-    log.write_text("a\n")
-    f = TextFollower(log)
-    assert f.poll().lines == ["a"]
-    with open(log, "a") as fh:
-        fh.write("b (written just before rotation)\n")
+    log.write_text("a\n\nb\n")
+    f = LineTail(log)
+    assert f.poll().records == ["a", "", "b"]  # blank lines are kept in a text log
     os.rename(log, tmp_path / "run.log.1")
     log.write_text("c\n")
     got = f.poll()
-    assert got.lines == ["b (written just before rotation)", "c"]
-    assert not got.reset
+    assert got.records == ["c"]
+    assert got.reset
 
 
-def test_text_follower_first_read_is_only_the_tail(tmp_path: Path) -> None:
+def test_line_tail_first_read_is_only_the_tail(tmp_path: Path) -> None:
     log = tmp_path / "big.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))
-    f = TextFollower(log, from_end_bytes=1000)
-    lines = f.poll().lines
+    f = LineTail(log, from_end_bytes=1000)
+    lines = f.poll().records
     assert 50 < len(lines) < 200 and lines[-1] == "line 99999"
 
 
