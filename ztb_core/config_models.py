@@ -16,7 +16,7 @@ CONFIG_MODELS: dict[str, str] = {
     "eval": "ztb_core.evaluation.config:EvalConfig",
     "exchange": "ztb_core.live.exchange_config:ExchangeConfig",
     "live": "ztb_core.live.live_config:LiveConfig",
-    "notify": "ztb_core.ops.notify:NotifyConfig",
+    "notify": "ztb_core.ops.notifier:NotifyConfig",
     "ops": "ztb_core.ops.config:OpsConfig",
     "pretrain": "ztb_core.pretrain.config:PretrainConfig",
     "train": "ztb_core.rl.config:TrainConfig",

@@ -17,7 +17,7 @@ MODELS = {
     "eval.yaml": "ztb_core.evaluation.config:EvalConfig",
     "exchange.yaml": "ztb_core.live.exchange_config:ExchangeConfig",
     "live.yaml": "ztb_core.live.live_config:LiveConfig",
-    "notify.yaml": "ztb_core.ops.notify:NotifyConfig",
+    "notify.yaml": "ztb_core.ops.notifier:NotifyConfig",
     "ops.yaml": "ztb_core.ops.config:OpsConfig",
     "pretrain.yaml": "ztb_core.pretrain.config:PretrainConfig",
     "train.yaml": "ztb_core.rl.config:TrainConfig",

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ztb_core.errors import ConfigError
-from ztb_core.ops import notify
-from ztb_core.ops.notify import (
+from ztb_core.ops import notifier as notify
+from ztb_core.ops.notifier import (
     AppriseTarget,
     DiscordWebhook,
     Notifier,

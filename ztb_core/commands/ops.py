@@ -292,7 +292,7 @@ def notify_cmd(
 
     from ..config import load_config
     from ..errors import ConfigError
-    from ..ops.notify import NotifyConfig, env_secrets, redact, targets_from_env
+    from ..ops.notifier import NotifyConfig, env_secrets, redact, targets_from_env
 
     console = Console()
     cfg = load_config(NotifyConfig)

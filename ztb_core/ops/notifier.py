@@ -1,4 +1,5 @@
-"""Notifications: selected run events sent to Discord and any Apprise target, never in the way.
+"""The notification sender behind `ops.notify.forward`: selected run events sent to Discord and any
+Apprise target, never in the way.
 
 Targets come from the environment (secrets never live in configs or run folders):
 
@@ -39,11 +40,10 @@ from pydantic import Field
 
 from ..config import ZtbModel, load_config
 from ..errors import ConfigError
+from .notify import ENV_DISCORD, ENV_NOTIFY
 
 log = logging.getLogger("ztb.notify")
 
-ENV_DISCORD = "DISCORD_WEBHOOK"
-ENV_NOTIFY = "ZTB_NOTIFY"
 
 #: events that are one "failure" of a run: the first one out suppresses the others (dedup group)
 FAILURE_EVENTS = ("error", "failed", "fatal")
@@ -434,15 +434,6 @@ def notifier_from_env() -> Notifier | None:
             except Exception as exc:  # noqa: BLE001 - a notification problem must not stop a run
                 log.warning("notifications off: %s", redact(str(exc), secrets))
         return _active
-
-
-def forward(run_dir: Path | None, run_id: str, run_kind: str, record: dict) -> None:
-    """The hook in RunWriter.event / record_event: cheap when nothing is configured."""
-    if not (os.environ.get(ENV_DISCORD) or os.environ.get(ENV_NOTIFY)):
-        return
-    notifier = notifier_from_env()
-    if notifier is not None:
-        notifier.forward(run_dir, run_id, run_kind, record)
 
 
 @atexit.register
