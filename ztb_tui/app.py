@@ -233,8 +233,9 @@ class ZtbApp(App):
 
     def action_refresh_all(self) -> None:
         for screen in self.screen_stack:
-            for p in getattr(screen, "pollers", []) or ([screen.poller] if getattr(screen, "poller", None) else []):
-                p.poll_now()
+            refresh = getattr(screen, "action_refresh", None)  # every console screen has one (`r`)
+            if callable(refresh):
+                refresh()
 
     # ---- command palette --------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -12,11 +12,11 @@ import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
-from ztb_core.config import load_config
+from ztb_core.config import ZtbModel, load_config
 from ztb_core.errors import ConfigError, ZtbError
 from ztb_core.ops.procs import launch_detached, ztb_argv
 from ztb_core.paths import configs_dir
@@ -151,7 +151,7 @@ def validate_launch(kind: str, config: Path | None, overrides: list[str], steps:
         raise ConfigError(
             f"override {item!r}: {job.run_kind} has no key '{key}'" + (f"; did you mean '{hint}'?" if hint else "")
         )
-    load_config(model, config, overrides)
+    load_config(cast("type[ZtbModel]", model), config, overrides)
     return overrides
 
 

@@ -21,9 +21,11 @@ from typing import Any
 import yaml
 
 from ztb_core.atomic import atomic_write_json, read_json
+from ztb_core.errors import ZtbError
 from ztb_core.live.orders import LIVE as LIVE_ORDERS
 from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
+from ztb_core.ops.config import DiskConfig, load_ops_config
 from ztb_core.ops.disk import DiskHealth, disk_health
 from ztb_core.paths import global_kill_file
 from ztb_core.runs import (
@@ -517,11 +519,14 @@ class HostSource:
         cpu: Callable[[], float] | None = None,
         disk_path: Path | None = None,
         now: Clock = time.time,
+        disk_usage: Callable[[Path], Any] | None = None,
     ):
         import psutil
 
         self.disk_path = disk_path
         self.now = now
+        self._disk_usage = disk_usage
+        self._disk_config: DiskConfig | None = None
         self._disk_history: deque[tuple[float, int]] = deque(maxlen=4096)
         if gpu is None:
             from ztb_core.ops.telemetry import NvmlSource
@@ -537,8 +542,12 @@ class HostSource:
             return None
         now = self.now()
         try:
-            health = disk_health(self.disk_path, list(self._disk_history), now=now)
-        except OSError:
+            if self._disk_config is None:  # the thresholds `ztb watch` alerts on (configs/ops.yaml)
+                self._disk_config = load_ops_config().disk
+            health = disk_health(
+                self.disk_path, list(self._disk_history), self._disk_config, now=now, usage=self._disk_usage
+            )
+        except (OSError, ZtbError):
             return None
         self._disk_history.append((now, health.free_bytes))
         return health
@@ -793,7 +802,7 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], list[dict]]:
 def live_state(run_dir: Path) -> LiveState:
     run_dir = Path(run_dir)
     rows = JsonlTail(run_dir / "metrics.jsonl", from_end_bytes=LIVE_TAIL_BYTES).poll().records
-    latest = next((r for r in reversed(rows) if r.get("split") == "live"), {})
+    latest: dict = next((r for r in reversed(rows) if r.get("split") == "live"), {})
     risk: dict | None = None
     orders: list[dict] = []
     fills: list[dict] = []

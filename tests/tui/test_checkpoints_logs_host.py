@@ -201,3 +201,36 @@ def test_ztb_runs_at_80_columns_shows_whole_run_ids(fleet, monkeypatch) -> None:
     ):
         assert run_id in out
     assert "…" not in out
+
+
+# ---- disk health ------------------------------------------------------------------------
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_host_bar_shows_disk_health_with_its_level(tmp_path: Path) -> None:
+    from fixtures import FakeGpu
+
+    from ztb_tui.sources import HostSource
+    from ztb_tui.widgets.resources import host_text
+
+    gib = 1 << 30
+    free = [50 * gib]
+    clock = [1000.0]
+    host = HostSource(
+        gpu=FakeGpu(available=False),
+        cpu=lambda: 10.0,
+        disk_path=tmp_path,
+        now=lambda: clock[0],
+        disk_usage=lambda p: Usage(100 * gib, 100 * gib - free[0], free[0]),
+    )
+    first = host.poll()
+    assert first.disk is not None and first.disk.level == "ok"
+    assert "disk 50.0 GiB free" in host_text(first) and "WARN" not in host_text(first)
+    # 1 GiB free and falling 1 MiB/s: under the warn threshold, and full within the critical horizon
+    free[0], clock[0] = 1 * gib, 1000.0 + (49 * gib) / (1 << 20)
+    host.poll()
+    free[0], clock[0] = 1 * gib - 600 * (1 << 20), clock[0] + 600
+    low = host.poll()
+    text = host_text(low)
+    assert low.disk.level == "critical" and "CRITICAL: disk" in text and "full in" in text

@@ -76,7 +76,7 @@ class EvalView(KindView):
     def compose(self) -> ComposeResult:
         yield Static("no evaluation report in reports/ yet", id="eval-verdict")
         yield Static("", id="eval-dsr")
-        table = DataTable(id="eval-metrics", cursor_type="row")
+        table: DataTable = DataTable(id="eval-metrics", cursor_type="row")
         table.add_columns("metric", "agent", "buy & hold", "SMA cross", "strongest")
         yield table
         yield Chart("equity (agent, buy & hold)", id="eval-equity")
@@ -246,11 +246,11 @@ class LiveView(KindView):
         yield Static("waiting for the first decision", id="live-summary")
         yield Static("", id="live-risk")
         yield Static("[b]open orders[/]", classes="live-heading")
-        orders = DataTable(id="live-orders", cursor_type="row")
+        orders: DataTable = DataTable(id="live-orders", cursor_type="row")
         orders.add_columns("id", "side", "amount", "price", "filled", "state", "reduce-only")
         yield orders
         yield Static("[b]recent fills[/]", classes="live-heading")
-        fills = DataTable(id="live-fills", cursor_type="row")
+        fills: DataTable = DataTable(id="live-fills", cursor_type="row")
         fills.add_columns("time (UTC)", "side", "amount", "price", "fee", "order")
         yield fills
 
