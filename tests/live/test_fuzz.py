@@ -71,6 +71,18 @@ class Tally:
     kills = 0
     restarts = 0
     faults = 0
+    # coverage: how often the situations the invariants guard were actually reached
+    orders = 0  # our orders that reached the exchange
+    fills = 0
+    many_fill_orders = 0  # orders with more than 100 fills (more than one page of history)
+    reduce_only_orders = 0  # orders that reached the exchange while reduce-only was in force
+    unknown_outcomes = 0  # placements journaled as unknown
+    foreign_orders = 0
+    t0 = 0.0
+
+    @staticmethod
+    def line() -> str:
+        return _tally_line()
 
 
 def emulator_config() -> EmulatorConfig:
@@ -83,6 +95,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         Tally.sequences += 1
+        if Tally.sequences % 100 == 0:  # long runs (make fuzz) show progress past pytest's capture
+            print(f"[fuzz] {Tally.line()}", file=sys.__stdout__, flush=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="ztb-fuzz-"))
         self.emu = EmulatorServer(emulator_config(), tape=TAPE)
         self.emu.start()
@@ -115,7 +129,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
         the exchange's books exactly."""
         self.active.clear()
         self._sync_faults()
-        time.sleep(0.35)  # past reconcile_grace_s: a placement not at the exchange by now never will be
+        if self.bot.journal.unresolved():
+            time.sleep(0.35)  # past reconcile_grace_s: a placement not at the exchange by now never will be
         self.bot.ensure_started()
         for _ in range(3):
             self.bot.manager.reconcile()
@@ -262,10 +277,26 @@ class LiveFaultMachine(RuleBasedStateMachine):
     def books_agree(self) -> None:
         self._assert_clean()
 
+    def _tally_coverage(self) -> None:
+        ref = self.referee
+        Tally.orders += len(ref.placements)
+        fills = ref.our_fills()
+        Tally.fills += len(fills)
+        per_order: dict[int, int] = {}
+        for f in fills:
+            per_order[f.order_id] = per_order.get(f.order_id, 0) + 1
+        Tally.many_fill_orders += sum(1 for n in per_order.values() if n > 100)
+        Tally.reduce_only_orders += sum(
+            1 for p in ref.placements if p.risk and (p.risk.get("breakers") or p.risk.get("daily_halt"))
+        )
+        Tally.unknown_outcomes += sum(1 for row in self.bot.journal.transitions() if row["to_state"] == "unknown")
+        Tally.foreign_orders += len(ref.foreign)
+
     def teardown(self) -> None:
         try:
             if self.bot is not None:
                 self.settle()
+                self._tally_coverage()
         finally:
             if self.bot is not None:
                 self.bot.close()
@@ -282,20 +313,30 @@ def fuzz_settings(examples: int) -> settings:
     )
 
 
+def _tally_line() -> str:
+    return (
+        f"{Tally.sequences} sequences, {Tally.steps} steps ({Tally.kills} kill -9s, {Tally.restarts} restarts, "
+        f"{Tally.faults} fault rows) after {time.perf_counter() - Tally.t0:.0f}s"
+    )
+
+
 def _report(capsys, what: str, seconds: float) -> None:
     with capsys.disabled():
         print(
             f"\n[fuzz] {what}: {Tally.sequences} sequences, {Tally.steps} steps "
             f"({Tally.kills} kill -9s, {Tally.restarts} restarts, {Tally.faults} fault rows) in {seconds:.1f}s"
+            f"\n[fuzz] reached: {Tally.orders} orders at the exchange, {Tally.fills} fills, "
+            f"{Tally.many_fill_orders} orders with >100 fills, {Tally.reduce_only_orders} orders in reduce-only, "
+            f"{Tally.unknown_outcomes} unknown outcomes, {Tally.foreign_orders} foreign orders"
         )
 
 
 def test_live_fault_fuzzer(capsys):
     """CI: a bounded number of sequences (ZTB_FUZZ_EXAMPLES, default 12); `make fuzz`: 1,000."""
-    for k in vars(Tally):
-        if not k.startswith("_"):
+    for k, v in list(vars(Tally).items()):
+        if not k.startswith("_") and isinstance(v, (int, float)):
             setattr(Tally, k, 0)
-    t0 = time.perf_counter()
+    t0 = Tally.t0 = time.perf_counter()
     try:
         run_state_machine_as_test(LiveFaultMachine, settings=fuzz_settings(EXAMPLES))
     finally:
