@@ -84,3 +84,19 @@ def test_an_encoder_pretrained_into_the_evaluation_period_is_refused():
     check_encoder_period(bundle, pd.Timestamp("2016-06-01", tz="UTC"), "enc.pt")  # ends exactly before: fine
     with pytest.raises(ConfigError, match="pretrained on bars up to 2016-06-01.*validation/test periods start"):
         check_encoder_period(bundle, pd.Timestamp("2016-05-31 23:59", tz="UTC"), "enc.pt")
+
+
+def test_the_ablation_control_is_an_encoder_of_the_same_shape_with_fresh_weights(encoder, tmp_path):
+    import torch
+
+    from ztb_core.pretrain.ablation import random_encoder_like
+
+    path, m1 = encoder
+    trained = load_encoder(path)
+    control = load_encoder(random_encoder_like(path, tmp_path / "random", seed=3))
+    assert control.embedding_dim == trained.embedding_dim and control.lengths == trained.lengths
+    assert control.stats.to_dict() == trained.stats.to_dict()  # same inputs, only the weights differ
+    a, b = trained.model.state_dict(), control.model.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    again = load_encoder(random_encoder_like(path, tmp_path / "random2", seed=3))
+    assert all(torch.equal(b[k], again.model.state_dict()[k]) for k in b)  # seeded
