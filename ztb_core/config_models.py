@@ -21,6 +21,7 @@ CONFIG_MODELS: dict[str, str] = {
     "pretrain": "ztb_core.pretrain.config:PretrainConfig",
     "train": "ztb_core.rl.config:TrainConfig",
     "tune": "ztb_core.rl.tune:TuneConfig",
+    "walkforward": "ztb_core.rl.walkforward:WalkForwardConfig",
 }
 
 

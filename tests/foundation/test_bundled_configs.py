@@ -9,21 +9,11 @@ import pytest
 
 from tests.foundation.config_drift import undocumented
 from ztb_core.config import config_to_dict, load_config
+from ztb_core.config_models import CONFIG_MODELS
 from ztb_core.paths import configs_dir
 
-MODELS = {
-    "data.yaml": "ztb_core.data.ingest:DataConfig",
-    "emulator.yaml": "ztb_core.live.emulator.config:EmulatorConfig",
-    "eval.yaml": "ztb_core.evaluation.config:EvalConfig",
-    "exchange.yaml": "ztb_core.live.exchange_config:ExchangeConfig",
-    "live.yaml": "ztb_core.live.live_config:LiveConfig",
-    "notify.yaml": "ztb_core.ops.notifier:NotifyConfig",
-    "ops.yaml": "ztb_core.ops.config:OpsConfig",
-    "pretrain.yaml": "ztb_core.pretrain.config:PretrainConfig",
-    "train.yaml": "ztb_core.rl.config:TrainConfig",
-    "tune.yaml": "ztb_core.rl.tune:TuneConfig",
-    "walkforward.yaml": "ztb_core.rl.walkforward:WalkForwardConfig",
-}
+#: "name.yaml" -> "module:Model", from the one registry the CLI uses too
+MODELS = {f"{name}.yaml": spec for name, spec in CONFIG_MODELS.items()}
 
 
 def _model(spec: str):
