@@ -167,8 +167,20 @@ def test_every_look_at_the_test_split_is_a_trial_and_n_trials_overrides_stamped(
     again, _ = _eval(evaluated_run, monkeypatch, capsys, "t2", "--split", "test", "--checkpoint", "512")
     assert again["sharpe_inference"]["n_trials"] == 2  # a second checkpoint tried on test
     same, _ = _eval(
-        evaluated_run, monkeypatch, capsys, "t3", "--split", "test", "--checkpoint", "512", "--n-trials", "7"
+        evaluated_run,
+        monkeypatch,
+        capsys,
+        "t3",
+        "--split",
+        "test",
+        "--checkpoint",
+        "512",
+        "--n-trials",
+        "7",
+        "--set",
+        "baselines.ridge=false",
     )
+    assert "ridge" not in same["baselines"]  # baselines.ridge: false skips it
     inf = same["sharpe_inference"]
     assert (
         inf["n_trials"] == 7

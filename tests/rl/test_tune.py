@@ -91,6 +91,7 @@ def test_two_workers_share_one_study_and_no_trial_is_lost_or_duplicated(art, tmp
         assert got.n_trials == sum(per_run) and "study" in got.source
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_is_stopped_through_its_kill_file(art, tmp_path):
     storage = f"journal://{tmp_path / 'study.log'}"
     sets = ["--set", "min_sharpe=1e9", "--set", "warmup_evaluations=0", "--set", "pruner=none"]
@@ -130,3 +131,27 @@ def test_bundled_tune_config_is_the_model_defaults():
     assert load_config(TuneConfig, configs_dir() / "tune.yaml") == TuneConfig()
     assert redact_url("postgresql://me:pa55@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert redact_url("sqlite:///a/b.db") == "sqlite:///a/b.db"
+
+
+def test_trial_value_is_the_best_or_the_last_evaluation():
+    from ztb_core.rl.tune import trial_value
+
+    assert trial_value([0.5, 2.0, -1.0], "best") == 2.0
+    assert trial_value([0.5, 2.0, -1.0], "last") == -1.0
+
+
+def test_a_child_that_ignores_its_kill_file_is_terminated(art, monkeypatch, tmp_path):
+    """A stop drops the child's kill-file; a child still running `stop_timeout_s` later gets SIGTERM."""
+    import sys
+    import time
+
+    from ztb_core.rl.child import ChildTrainRun
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(art))
+    child = ChildTrainRun("stubborn", None, [], tmp_path)
+    # a stand-in that makes its run folder and then never looks at the kill-file
+    child.argv = [sys.executable, "-c", f"import os, time; os.makedirs({str(child.run_dir)!r}); time.sleep(120)"]
+    t0 = time.monotonic()
+    rc, why = child.follow(lambda row: None, lambda: True, poll_s=0.05, stop_timeout_s=1.0)
+    assert rc != 0 and why == "the parent run was asked to stop" and time.monotonic() - t0 < 30
+    assert json.loads((child.run_dir / "ztb.stop").read_text())["reason"] == why

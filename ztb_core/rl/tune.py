@@ -201,6 +201,12 @@ class TrialOutcome:
     message: str = ""
 
 
+def trial_value(values: list[float], objective: str) -> float:
+    """A trial's value from its evaluation Sharpes, oldest first: the best (the checkpoint `ztb eval`
+    picks by default) or the last."""
+    return max(values) if objective == "best" else values[-1]
+
+
 class TrialRunner:
     """Runs one trial's train run and follows its evaluation rows."""
 
@@ -234,7 +240,7 @@ class TrialRunner:
             return TrialOutcome("fail", None, run_id, f"train run exited with code {rc} (see logs/{run_id}.out)")
         if not values:
             return TrialOutcome("fail", None, run_id, "the train run wrote no evaluation rows")
-        value = max(values) if self.cfg.objective == "best" else values[-1]
+        value = trial_value(values, self.cfg.objective)
         if stopped is not None and stopped.startswith("pruned"):
             return TrialOutcome("pruned", value, run_id, stopped)
         if stopped is not None:  # stopped from outside before it finished: not a result
