@@ -24,6 +24,7 @@ import numpy as np
 
 from ..data.features import compute_feature_set
 from ..data.features.online import OnlineTechnical
+from ..data.schema import TIMEFRAME_MINUTES
 from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ class OnlineFeatures:
             fm = compute_feature_set(self.feature_set, bars, self.market)
             values, valid = fm.values[-self.lookback :], fm.valid[-self.lookback :]
         if self.encoder is not None and len(values) == self.lookback:
-            emb = np.asarray(self.encoder.embed_bars(bars, self.market), dtype=np.float32)[-self.lookback :]
-            ok = self.encoder.last_valid[-self.lookback :]
+            emb, ok = self._embed_last(bars)
             valid = valid & np.isfinite(emb).all(axis=1) & ok  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         if len(values) < self.lookback or not valid.all():
@@ -117,6 +117,29 @@ class OnlineFeatures:
                 f"the policy needs {self.lookback} (more history / warm-up)"
             )
         return np.ascontiguousarray(values, dtype=np.float32)
+
+    def _embed_last(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The frozen encoder's embeddings of the last `lookback` bars only (`embed_bars` would embed
+        the whole buffer at every bar: seconds): the same windows (`window_builder(...).inputs`) and
+        the same forward pass (`embed_tokens`); rows still in the encoder's warm-up are zeros."""
+        import torch
+
+        from ..pretrain.export import embed_tokens
+
+        enc = self.encoder
+        # the windows of the last rows reach back `lengths[tf]` bars of each timeframe (+2 for a partial
+        # first bucket and the previous close): only those M1 bars are resampled, not the whole buffer
+        reach = max((enc.lengths[tf] + 2) * TIMEFRAME_MINUTES[tf] for tf in enc.timeframes)
+        bars = bars.iloc[-(int(reach * 1.1) + self.lookback + 10) :]
+        wb = enc.window_builder(bars, self.market)
+        rows = np.arange(len(bars) - self.lookback, len(bars))
+        ok = np.asarray(wb.valid, dtype=bool)[rows]
+        out = np.zeros((self.lookback, enc.embedding_dim), np.float32)
+        if ok.any():
+            with torch.inference_mode():
+                xs = {tf: torch.from_numpy(x) for tf, x in wb.inputs(rows[ok]).items()}
+                out[ok] = embed_tokens(enc.model.eval(), xs).float().numpy()
+        return out, ok
 
 
 class AgentPolicy:
@@ -141,15 +164,23 @@ class AgentPolicy:
         self.features.prime(bars)
 
     def decide(self, bars: pd.DataFrame, position: float) -> float:
-        window = self.features.window(bars)
+        import torch
+
         from ..rl.encoder import EncoderWarmupError
 
+        # one bar's forward passes are far too small to share: with several intra-op threads on a busy
+        # machine a tiny encoder's pass took ~0.7 s instead of ~0.03 s (threads spinning for cores)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
+            window = self.features.window(bars)
             return self.agent.act(
                 window, position, deterministic=self.deterministic, bars=bars if self.agent.finetune else None
             )
         except EncoderWarmupError as exc:  # more history needed (raise policy.buffer_bars if it persists)
             raise NotReady(str(exc)) from None
+        finally:
+            torch.set_num_threads(threads)
 
 
 def make_policy(cfg: PolicyConfig, allow_short: bool = False, checkpoint: str | Path | None = None) -> Policy:
