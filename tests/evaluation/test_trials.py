@@ -51,7 +51,7 @@ def test_a_run_in_a_study_is_deflated_for_every_sibling(tmp_path):
     # the study copies each finished trial run's records into its own registry
     TrialRegistry(study).append(TrialRegistry(a).records() + TrialRegistry(b).records())
     got = collect_trials(a, "val")
-    assert got.n_trials == 3 and "study study (2 runs)" in got.source
+    assert got.n_trials == 3 and "study study (2 run(s) with trials on val)" in got.source
     assert collect_trials(a, "val", include_studies=False).n_trials == 1  # positive control
 
 

@@ -158,6 +158,8 @@ def collect_trials(run_dir: str | Path, split: str, include_studies: bool = True
     trials = unique_trials(records, split)
     sharpes = [float(t["sharpe_per_period"] or 0.0) for t in trials]
     runs = sorted({str(t["run_id"]) for t in trials})
-    where = f"run {run_dir.name}" if not studies else f"study {', '.join(s.name for s in studies)} ({len(runs)} runs)"
+    where = f"run {run_dir.name}"
+    if studies:  # the run is a member of a study (or walk-forward): its siblings' evaluations count too
+        where += f" and its study {', '.join(s.name for s in studies)} ({len(runs)} run(s) with trials on {split})"
     source = f"registry: {len(trials)} evaluation(s) on {split} in {where}"
     return TrialSet(n_trials=len(trials), sharpes_per_period=sharpes, source=source, records=trials)
