@@ -348,8 +348,7 @@ HARNESS = Path(__file__).with_name("fuzz_harness.py")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("crash_points", [(4, 11, 25), (8, 17, 40)], ids=["early", "late"])
-def test_kill9_of_a_fresh_bot_process_and_restarts(tmp_path, subprocess_env, crash_points):
+def test_kill9_of_a_fresh_bot_process_and_restarts(tmp_path, subprocess_env):
     """`python tests/live/fuzz_harness.py` is the bot (start, reconcile, decide); it is SIGKILLed at
     three points in a row on one journal, restarted each time, then judged on the emulator's books."""
     with EmulatorServer(emulator_config(), tape=TAPE) as emu:
@@ -357,7 +356,7 @@ def test_kill9_of_a_fresh_bot_process_and_restarts(tmp_path, subprocess_env, cra
         referee = Referee(emu, path)
         signals = [(1.0, 30.0), (0.5, -20.0), (0.0, 5.0)]
         outcomes = []
-        for crash_at in crash_points:
+        for crash_at in (4, 17, 40):  # during start-up reconciliation, around a placement, later
             child = subprocess.run(
                 [
                     sys.executable,
