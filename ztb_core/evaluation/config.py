@@ -14,7 +14,8 @@ class SharpeConfig(ZtbModel):
         1,
         ge=1,
         le=1_000_000,
-        description="how many strategy variants were tried before this one (DSR deflates for selection)",
+        description="trials the DSR deflates for when the model has no trial registry (a loose checkpoint "
+        "file); a run's registry is used otherwise, and --n-trials overrides both",
     )
     trial_sharpe_variance: float | None = Field(
         None,
