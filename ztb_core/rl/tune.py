@@ -68,12 +68,15 @@ def _default_space() -> dict[str, ParamRange]:
     r = ParamRange
     return {
         "ppo.learning_rate": r(low=1e-5, high=1e-3, log=True),
-        "ppo.n_steps": r(choices=[256, 512, 1024, 2048]),
+        "ppo.lr_schedule": r(choices=["constant", "linear"]),
+        "ppo.n_steps": r(choices=[512, 1024, 2048]),
         "ppo.gamma": r(low=0.8, high=0.995),
         "ppo.gae_lambda": r(low=0.8, high=0.98),
         "ppo.ent_coef": r(low=1e-6, high=1e-2, log=True),
         "ppo.clip_range": r(choices=[0.1, 0.2, 0.3]),
+        "ppo.target_kl": r(choices=[0.01, 0.02, 0.05]),
         "ppo.n_epochs": r(choices=[3, 5, 10]),
+        "env.reward.turnover_penalty": r(low=0.0, high=3.0),
     }
 
 
