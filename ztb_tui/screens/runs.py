@@ -128,6 +128,7 @@ class RunsTable(NavTable):
 class RunsScreen(Screen):
     AUTO_FOCUS = "#runs"
     BINDINGS = [
+        Binding("question_mark", "app.help", "Help"),  # early: the footer is cut at 80 columns
         Binding("n", "launch", "Launch"),
         Binding("s", "stop", "STOP"),
         Binding("S", "stop_all", "Stop all"),
@@ -138,7 +139,6 @@ class RunsScreen(Screen):
         Binding("space", "mark", "Mark", show=False),
         Binding("c", "compare", "Compare", show=False),
         Binding("X", "clear_global_stop", "Clear kill-file", show=False),
-        Binding("question_mark", "app.help", "Help"),
         Binding("q", "app.quit", "Quit"),
     ]
 
