@@ -325,7 +325,11 @@ def run_training(
             ),
             on_error=CheckpointSaver.failure_reporter(writer),
         )
-        evaluator = PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir) if cfg.eval.every_steps else None
+        evaluator = (
+            PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir, train=splits["train"])
+            if cfg.eval.every_steps
+            else None
+        )
         bar = _Progress(progress, total, step0, writer.run_id, console)
         cbs = training_callbacks(
             cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
