@@ -266,7 +266,7 @@ def tiny_agent(buffer: int):
 
 def bench_encoder(root: Path, buffer: int, decisions: int) -> dict:
     """The agent's decision with a frozen Stage-1 encoder attached (a tiny one: 2 timeframes, 32 bars,
-    1 layer of width 32): technical-66 incremental, the embeddings over the whole buffer (their path)."""
+    1 layer of width 32): technical-66 incremental, embeddings of the last `lookback` bars only."""
     import yaml
 
     from ztb_core.cli import main as ztb
@@ -397,7 +397,7 @@ def main() -> int:
     if args.encoder:
         e = bench_encoder(root, 6000, args.decisions)
         print(
-            f"agent + frozen Stage-1 encoder (tiny: M1+M5, 32 bars, 1x32 layer; embeddings over the whole 6000-bar "
+            f"agent + frozen Stage-1 encoder (tiny: M1+M5, 32 bars, 1x32 layer; embeddings of the last lookback bars, 6000-bar "
             f"buffer): policy.decide p50 {e['p50']:.1f} ms / p95 {e['p95']:.1f} ms over {e['n']} bars"
         )
     j = bench_journal(args.journal_orders)

@@ -172,8 +172,8 @@ class _Context:
             s = t // self.width * self.width
             return s, s + self.width
         if self.bounds is None or not self.bounds[0] <= t < self.bounds[1]:
-            s, e = bucket_bounds(np.array([t], dtype=np.int64), "D", self.market)
-            self.bounds = (int(s[0]), int(e[0]))
+            starts, ends = bucket_bounds(np.array([t], dtype=np.int64), "D", self.market)
+            self.bounds = (int(starts[0]), int(ends[0]))
         return self.bounds
 
     def _finish(self) -> None:
@@ -347,9 +347,9 @@ class OnlineTechnical:
         row[_COL["atr_60"]] = atr60 / c
 
         hh14, ll14 = _window_max(self._high, 14), _window_min(self._low, 14)
-        k = _safe_div(100.0 * (c - ll14), hh14 - ll14, 50.0)
-        self._k.push(k)
-        row[_COL["stoch_k_14"]] = k / 100.0 - 0.5
+        pct_k = _safe_div(100.0 * (c - ll14), hh14 - ll14, 50.0)
+        self._k.push(pct_k)
+        row[_COL["stoch_k_14"]] = pct_k / 100.0 - 0.5
         row[_COL["stoch_d_3"]] = _window_mean(self._k, 3) / 100.0 - 0.5
         row[_COL["adx_14"]] = adx / 100.0
         row[_COL["plus_di_14"]] = pdi / 100.0
