@@ -45,6 +45,7 @@ def test_a_run_in_a_study_is_deflated_for_every_sibling(tmp_path):
     study, a, b = tmp_path / "study", tmp_path / "t0", tmp_path / "t1"
     for d in (study, a, b):
         d.mkdir()
+    (study / "run.json").write_text(json.dumps({"kind": "tune"}))
     _rec(TrialRegistry(a), "t0", 100)
     _rec(TrialRegistry(b), "t1", 100, 3.0)
     _rec(TrialRegistry(b), "t1", 200, -1.0)
@@ -53,6 +54,8 @@ def test_a_run_in_a_study_is_deflated_for_every_sibling(tmp_path):
     got = collect_trials(a, "val")
     assert got.n_trials == 3 and "study study (2 run(s) with trials on val)" in got.source
     assert collect_trials(a, "val", include_studies=False).n_trials == 1  # positive control
+    (study / "run.json").write_text(json.dumps({"kind": "walkforward"}))  # folds are not chosen among each other
+    assert collect_trials(a, "val").n_trials == 1
 
 
 _WRITER = """

@@ -125,13 +125,21 @@ class TrialSet:
         return len(self.sharpes_per_period) >= 2
 
 
+def _kind(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("kind")
+    except (OSError, ValueError):
+        return None
+
+
 def studies_of(run_id: str, runs_root: Path) -> list[Path]:
-    """Run folders (studies) whose registry lists `run_id` as one of their trials' runs."""
+    """Studies (`tune` runs) whose registry lists `run_id` as one of their trials' runs. A
+    walk-forward's folds are not selected among each other, so its registry does not join them."""
     out: list[Path] = []
     if not runs_root.is_dir():
         return out
     for reg in sorted(runs_root.glob(f"*/{TRIALS_FILE}")):
-        if reg.parent.name == run_id:
+        if reg.parent.name == run_id or _kind(reg.parent) != "tune":
             continue
         if any(r.get("run_id") == run_id for r in TrialRegistry(reg.parent).records()):
             out.append(reg.parent)
