@@ -70,3 +70,32 @@ def test_other_feature_sets_keep_the_whole_buffer_path(bars):
     online = OnlineFeatures("stage1-ohlc", "fx", lookback=4)
     assert online.online is None
     np.testing.assert_array_equal(online.window(bars.iloc[:7000]), fm.values[-4:])
+
+
+@pytest.mark.slow
+def test_frozen_encoder_embeds_only_the_last_rows_exactly(tmp_path, monkeypatch):
+    """With a frozen Stage-1 encoder the observation's embedding columns equal `embed_bars` over the
+    whole buffer (what training used), though only the last rows' windows are built and embedded."""
+    import yaml
+
+    from ztb_core.cli import main
+    from ztb_core.pretrain.export import load_encoder
+
+    from ..rl.test_encoder_handoff import TINY_PRETRAIN
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(tmp_path / "artifacts"))
+    cfg_path = tmp_path / "pretrain.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY_PRETRAIN, "cache_dir": str(tmp_path / "cache")}))
+    assert main(["pretrain", "--headless", "--config", str(cfg_path), "--run-id", "enc"]) == 0
+    enc = tmp_path / "artifacts" / "runs" / "enc" / "encoder"
+    bars = generate_market(SyntheticConfig(seed=2, n_bars=6100, market="crypto"))
+    online = OnlineFeatures("technical-66", "crypto", lookback=16, encoder_path=str(enc))
+    bundle = load_encoder(enc)
+    for t in (6000, 6099):
+        buffer = bars.iloc[t + 1 - 6000 : t + 1]
+        window = online.window(buffer)
+        ref = bundle.embed_bars(buffer, "crypto")[-16:]
+        np.testing.assert_array_equal(window[:, 66:], ref)
+    # the encoder's warm-up: no windows yet at the start of the data, zeros and not valid
+    emb, ok = online._embed_last(bars.iloc[:20])
+    assert not ok.any() and not emb.any()
