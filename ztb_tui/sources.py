@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,8 +25,6 @@ from ztb_core.errors import ZtbError
 from ztb_core.live.orders import LIVE as LIVE_ORDERS
 from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
-from ztb_core.ops.config import DiskConfig, load_ops_config
-from ztb_core.ops.disk import DiskHealth, disk_health
 from ztb_core.paths import global_kill_file
 from ztb_core.runs import (
     DEFAULT_STALE_AFTER_S,
@@ -38,6 +36,10 @@ from ztb_core.runs import (
     runs_dir,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from ztb_core.ops.config import DiskConfig
+    from ztb_core.ops.disk import DiskHealth
 
 Clock = Callable[[], float]
 
@@ -540,6 +542,10 @@ class HostSource:
         """Free space, growth and time to full of the artifacts filesystem (ops.disk)."""
         if self.disk_path is None:
             return None
+        # imported in the poller's thread: ops.disk pulls in pydantic, kept off the first paint
+        from ztb_core.ops.config import load_ops_config
+        from ztb_core.ops.disk import disk_health
+
         now = self.now()
         try:
             if self._disk_config is None:  # the thresholds `ztb watch` alerts on (configs/ops.yaml)

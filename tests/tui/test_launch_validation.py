@@ -11,7 +11,8 @@ from textual.widgets import Input, Select, Static
 
 from ztb_core.config import load_config
 from ztb_core.errors import ConfigError
-from ztb_tui.launching import JOB_KINDS, closest_key, config_model, model_keys, validate_launch
+from ztb_tui.launch_check import closest_key, config_model, model_keys, validate_launch
+from ztb_tui.launching import JOB_KINDS
 from ztb_tui.screens.launch import LaunchScreen
 from ztb_tui.screens.runs import RunsScreen
 

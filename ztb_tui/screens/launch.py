@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ztb_core.errors import ZtbError
 
-from ..launching import JOB_KINDS, available_configs, parse_overrides, validate_launch
+from ..launching import JOB_KINDS, available_configs, parse_overrides
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,9 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
 
     @work(thread=True, exclusive=True, group="launch-check")
     def _check(self, kind: str, config: Path | None, overrides: list[str], steps: str, run_id: str | None) -> None:
+        # imported here, in the worker: pydantic and the config models stay off the first paint
+        from ..launch_check import validate_launch
+
         try:
             final = validate_launch(kind, config, overrides, steps)
             result: LaunchRequest | str = LaunchRequest(kind, config, final, run_id)

@@ -7,9 +7,7 @@ import re
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from ztb_core.ops.disk import fmt_bytes, fmt_duration
-
-from ..fmt import num
+from ..fmt import duration, num, size
 from ..sources import HostSample, MetricsSnapshot
 from . import set_display, set_text, set_wrapping_text
 from .metrics import MetricPanel
@@ -101,9 +99,9 @@ def host_text(sample: HostSample | None) -> str:
     disk = sample.disk
     if disk is not None:
         colour = {"ok": "", "warn": "yellow", "critical": "bold red"}.get(disk.level, "")
-        text = f"disk {fmt_bytes(disk.free_bytes)} free"
+        text = f"disk {size(disk.free_bytes)} free"
         if disk.seconds_to_full is not None:
-            text += f", full in {fmt_duration(disk.seconds_to_full)}"
+            text += f", full in {duration(disk.seconds_to_full)}"
         if disk.level != "ok":
             text = f"{disk.level.upper()}: {text}"
         parts.append(f"[{colour}]{text}[/]" if colour else text)
