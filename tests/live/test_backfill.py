@@ -186,3 +186,12 @@ def test_trained_agent_decides_from_the_first_bar(replay_emulator, artifacts):
     assert started["policy"].startswith("agent(") and started["history_bars"] >= 6000
     metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
     assert len(metrics) == 3 and all(m["decision"] in ("placed", "skip", "denied") for m in metrics)
+
+
+def test_history_symbol_names_the_stored_dataset(replay_emulator, artifacts, monkeypatch):
+    store_history(int(replay_emulator.tape.ts_ms[0]), 3000, symbol="MY_BTC")
+    use_policy(monkeypatch, NeedsHistory())
+    assert main(live_args(replay_emulator, "--dry-run", "--max-bars", "1", "--set", "history_symbol=MY_BTC")) == 0
+    (run,) = list_runs()
+    (hist,) = [e for e in read_jsonl(run.dir / "events.jsonl") if e["event"] == "history_backfilled"]
+    assert hist["store_dataset"] == "MY_BTC/M1" and hist["from_store"] > 0 and hist["missing"] == 0

@@ -120,3 +120,20 @@ def test_live_dry_run_decides_from_the_websocket(artifacts):
     assert all(m["trade_to_order_ms"] is not None for m in placed)
     if placed:
         assert report["trade_to_order_ms"]["n"] == len(placed)
+
+
+def test_live_falls_back_to_rest_when_the_websocket_is_dead(artifacts):
+    cfg = EmulatorConfig(
+        speed=120, clock="tape", history_s=3 * 3600, api_key=TEST_KEY, secret=TEST_SECRET, balances={"jpy": 1e6}
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{s.getsockname()[1]}/"
+    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+        extra = ("--set", "market_data=websocket", "--set", f"ws_url={dead}", "--set", "ws_max_failures=1")
+        assert main(live_args(emu, "--dry-run", "--max-bars", "2", *extra)) == 0
+    (run,) = list_runs()
+    events = read_jsonl(run.dir / "events.jsonl")
+    alerts = [e["message"] for e in events if e["event"] == "alert"]
+    assert any("polling REST" in m for m in alerts), alerts
+    assert json.loads((run.dir / "reports" / "live_report.json").read_text())["bars"] == 2
