@@ -1,6 +1,6 @@
-"""Streaming market data: bars built from trades as they arrive; the emulator's coincheck websocket
-(ccxt.pro's own client) delivers the same trades as REST; a dead websocket falls back to REST
-polling; `ztb live --set market_data=websocket` decides from the stream."""
+"""Streaming market data: bars built from trades as they arrive; through the emulator's coincheck
+websocket (ccxt.pro's own client) they equal the tape's bars, the first one completed over REST; a
+dead websocket falls back to REST polling; `ztb live --set market_data=websocket` decides from it."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def manual_emulator():
         yield emu, ws
 
 
-def test_websocket_bars_equal_rest_bars(manual_emulator, exchange_config):
+def test_websocket_bars_equal_the_tape(manual_emulator, exchange_config):
     from ztb_core.live.venues import make_adapter
 
     emu, ws = manual_emulator
@@ -67,12 +67,16 @@ def test_websocket_bars_equal_rest_bars(manual_emulator, exchange_config):
         streamed = pd.concat(frames)
         assert len(streamed) >= 4, f"only {len(streamed)} bars streamed"
         assert feed.mode == "websocket" and feed.builder.late == 0
-        now = adapter.fetch_ticker().timestamp_ms
-        rest = adapter.fetch_ohlcv_or_build("1m", since_ms=int(streamed.index[0].value // 1_000_000), now_ms=now)
-        common = streamed.index.intersection(rest.index)
-        assert len(common) >= 4
-        for col in ("open", "high", "low", "close", "volume"):
-            np.testing.assert_allclose(streamed.loc[common, col], rest.loc[common, col], rtol=1e-9)
+        # the truth: the tape's own trades, on the clock the emulator reports
+        tape, clock = emu.tape, emu.state.clock
+        shown = np.array([clock.report_ms(t) for t in tape.ts_ms])
+        for when, bar in streamed.iterrows():
+            start = when.value // 1_000_000
+            inside = (shown >= start) & (shown < start + 60_000)
+            prices = tape.price[inside]
+            expect = (prices[0], prices.max(), prices.min(), prices[-1], tape.size[inside].sum())
+            got = (bar.open, bar.high, bar.low, bar.close, bar.volume)
+            np.testing.assert_allclose(got, expect, rtol=1e-9, err_msg=f"bar {when}")
         assert feed.ticker() is not None  # the order book stream gives the touch
     finally:
         feed.stop()
@@ -137,3 +141,19 @@ def test_live_falls_back_to_rest_when_the_websocket_is_dead(artifacts):
     alerts = [e["message"] for e in events if e["event"] == "alert"]
     assert any("polling REST" in m for m in alerts), alerts
     assert json.loads((run.dir / "reports" / "live_report.json").read_text())["bars"] == 2
+
+
+def test_held_first_bar_takes_earlier_trades_in_time_order():
+    """The stream starts mid-bar; REST then delivers that bar's earlier trades after later ones."""
+    b = BarBuilder()
+    b.hold = True
+    b.add(trade(5, T0 + 40_000, 20.0))
+    b.add(trade(6, T0 + 61_000, 30.0))  # closes the first bar, which is held back
+    assert b.pop() == [] and b.first_open_ms() == T0
+    b.add(trade(3, T0 + 10_000, 5.0))  # REST: earlier trades of the held bar
+    b.add(trade(4, T0 + 20_000, 25.0))
+    b.add(trade(5, T0 + 40_000, 20.0))  # a repeat is ignored
+    b.hold = False
+    (first,) = b.pop()
+    assert (first.open, first.high, first.low, first.close, first.trades) == (5.0, 25.0, 5.0, 20.0, 3)
+    assert b.late == 0

@@ -49,11 +49,20 @@ class ClosedBar:
     volume: float
     trades: int
     last_trade_ms: int  # exchange time of the bar's last trade
+    # (time, id) of the trades that set open and close: trades may arrive out of order (a REST fill)
+    first_key: tuple[int, int] = (0, 0)
+    last_key: tuple[int, int] = (0, 0)
+
+
+def _order_key(trade: StreamTrade) -> tuple[int, int]:
+    return trade.ts_ms, int(trade.id) if trade.id.isdigit() else 0
 
 
 class BarBuilder:
     """M1 (or `span_ms`) bars from trades in arrival order. Thread-safe; `wait` blocks until a bar
-    closes. Trades older than the bar being built (late or repeated) are dropped and counted."""
+    closes. A trade for a closed bar not yet handed out still counts in it (a REST fill); older ones
+    are dropped and counted as late; repeated ids are ignored. While `hold` is set nothing is handed
+    out (the first bar is being completed)."""
 
     def __init__(self, span_ms: int = 60_000, seen: int = 5000) -> None:
         self.span_ms = span_ms
@@ -64,6 +73,7 @@ class BarBuilder:
         self._seen_set: set[str] = set()
         self.late = 0
         self.trades = 0
+        self.hold = False
         self.clock_offset_ms: float | None = None  # exchange clock - local clock, from the newest trade
 
     def add(self, trade: StreamTrade, local_ms: float | None = None) -> None:
@@ -80,20 +90,22 @@ class BarBuilder:
             open_ms = trade.ts_ms // self.span_ms * self.span_ms
             cur = self.cur
             if cur is not None and open_ms < cur.open_ms:
-                self.late += 1
+                held = next((b for b in self.closed if b.open_ms == open_ms), None)
+                if held is None:
+                    self.late += 1
+                    return
+                self.trades += 1
+                _update(held, trade)
                 return
             if cur is not None and open_ms > cur.open_ms:
                 self._close()
                 cur = None
             self.trades += 1
             if cur is None:
-                self.cur = ClosedBar(
-                    open_ms, trade.price, trade.price, trade.price, trade.price, trade.amount, 1, trade.ts_ms
-                )
+                p, key = trade.price, _order_key(trade)
+                self.cur = ClosedBar(open_ms, p, p, p, p, trade.amount, 1, trade.ts_ms, key, key)
             else:
-                cur.high, cur.low = max(cur.high, trade.price), min(cur.low, trade.price)
-                cur.close, cur.volume, cur.trades = trade.price, cur.volume + trade.amount, cur.trades + 1
-                cur.last_trade_ms = max(cur.last_trade_ms, trade.ts_ms)
+                _update(cur, trade)
 
     def tick(self, exchange_now_ms: float) -> None:
         """Close the bar being built once the exchange clock is past its end (a quiet market)."""
@@ -110,19 +122,42 @@ class BarBuilder:
         self.cur = None
         self.cond.notify_all()
 
+    def first_open_ms(self) -> int | None:
+        """Open time of the oldest bar not yet handed out (None before any trade)."""
+        with self.cond:
+            if self.closed:
+                return self.closed[0].open_ms
+            return self.cur.open_ms if self.cur is not None else None
+
     def pop(self) -> list[ClosedBar]:
         with self.cond:
+            if self.hold:
+                return []
             out = list(self.closed)
             self.closed.clear()
             return out
 
     def wait(self, timeout_s: float) -> list[ClosedBar]:
         with self.cond:
-            if not self.closed:
+            if not self.closed or self.hold:
                 self.cond.wait(timeout_s)
+            if self.hold:
+                return []
             out = list(self.closed)
             self.closed.clear()
             return out
+
+
+def _update(bar: ClosedBar, trade: StreamTrade) -> None:
+    """Add a trade to a bar; open and close follow (time, id) order, not arrival order."""
+    key = _order_key(trade)
+    bar.high, bar.low = max(bar.high, trade.price), min(bar.low, trade.price)
+    bar.volume, bar.trades = bar.volume + trade.amount, bar.trades + 1
+    if key < bar.first_key:
+        bar.open, bar.first_key = trade.price, key
+    if key >= bar.last_key:
+        bar.close, bar.last_key = trade.price, key
+    bar.last_trade_ms = max(bar.last_trade_ms, trade.ts_ms)
 
 
 def bars_frame(bars: list[ClosedBar]) -> pd.DataFrame:
@@ -240,6 +275,9 @@ class MarketFeed:
         self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
         self._cursor_ms: int | None = None
         self._worker: _WsWorker | None = None
+        # the subscription starts mid-bar: nothing is handed out until that bar's earlier trades
+        # were fetched over REST (once)
+        self.builder.hold = mode == "websocket"
 
     @classmethod
     def websocket(cls, adapter: Any, ws_url: str | None = None, max_ws_failures: int = 5) -> MarketFeed:
@@ -285,6 +323,7 @@ class MarketFeed:
             return
         self.fallback_reason = reason
         self.mode = "rest"
+        self.builder.hold = False
         log.warning(reason)
         with self.builder.cond:  # wake a waiting next_bars so the caller polls REST at once
             self.builder.cond.notify_all()
@@ -308,6 +347,14 @@ class MarketFeed:
                 self.poll_rest()
             except ExchangeCallError as exc:
                 log.warning("REST trade poll failed: %s", exc)
+        elif self.builder.hold and (first := self.builder.first_open_ms()) is not None:
+            self._cursor_ms = first
+            try:
+                self.poll_rest()  # the first bar's trades from before the subscription (repeats ignored)
+            except ExchangeCallError as exc:
+                log.warning("REST fill of the first streamed bar failed (it may be partial): %s", exc)
+            with self.builder.cond:
+                self.builder.hold = False
         now = exchange_now_ms if exchange_now_ms is not None else self.builder.exchange_now_ms()
         if now is not None:
             self.builder.tick(now)
