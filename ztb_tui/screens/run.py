@@ -165,7 +165,8 @@ class RunScreen(Screen):
         if self.kind_view is not None:
             self.pollers.append(Poller(self, "kind", self.kind_view.fetch, self.kind_view.apply, every, err))
         for p in self.pollers:
-            p.start()
+            if p.name != "charts":  # the charts' whole-history read waits for the first paint
+                p.start()
         self.query_one("#overview-scroll").focus()
 
     def on_screen_resume(self) -> None:
@@ -273,6 +274,14 @@ class RunScreen(Screen):
     def _painted(self) -> None:
         self.painted_at = time.time()
         console(self).mark_painted(f"run:{self.run_dir.name}")
+        self._start_charts()
+
+    def _start_charts(self) -> None:
+        """Charts read the run's whole history (seconds for a 1M-line file): started once the
+        numbers are on screen, so that read does not compete with the first paint."""
+        for p in self.pollers:
+            if p.name == "charts" and p.polls == 0 and not p.in_flight:
+                p.start()
 
     def _poll_checkpoints(self) -> tuple[list[CheckpointRow], dict[str, Verdict]]:
         return self.checkpoints.poll(), self.checkpoints.verdicts()
