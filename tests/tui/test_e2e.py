@@ -56,7 +56,11 @@ async def test_launch_watch_and_stop_a_real_training_run(make_app, artifacts: Pa
             curves = screen.query_one("#curves")
             await wait_for(
                 pilot,
-                lambda: "train/value_loss" in curves.rows and curves.rows["train/value_loss"].view is not None,
+                lambda: (
+                    "train/value_loss" in curves.rows
+                    and curves.rows["train/value_loss"].view is not None
+                    and curves.rows["train/value_loss"].query(Sparkline)  # rows mount their children a tick later
+                ),
                 120,
                 "the first loss value",
             )
