@@ -70,10 +70,22 @@ def train(
         help="Validate the config, the data and the resume target; print the resolved config and the run "
         "it would create; write nothing.",
     ),
+    enable_streaming: bool = typer.Option(
+        False, "--enable-streaming", help="Read the train bars through a bounded ring buffer (streaming.enabled)."
+    ),
+    stream_batch_size: int | None = typer.Option(
+        None, "--stream-batch-size", min=1, help="Bars per producer push (streaming.batch_size, default 64)."
+    ),
+    stream_buffer_policy: str | None = typer.Option(
+        None,
+        "--stream-buffer-policy",
+        help="drop_oldest or block: what a full buffer does (streaming.buffer_policy).",
+    ),
 ) -> None:
     """Train the PPO agent (kill-file stop, checkpoints, exact resume)."""
     from rich.console import Console
 
+    sets = [*(sets or []), *_stream_sets(enable_streaming, stream_batch_size, stream_buffer_policy)]
     console = Console()
     if dry_run:
         _dry_run(console, config, resume, run_id, total_timesteps, sets or [])
@@ -100,6 +112,16 @@ def train(
         say=lambda m: console.print(m, highlight=False),
     )
     _report(console, outcome)
+
+
+def _stream_sets(enabled: bool, batch_size: int | None, policy: str | None) -> list[str]:
+    """The streaming flags as `--set` overrides, so the config records them (and validates the policy)."""
+    out = ["streaming.enabled=true"] if enabled else []
+    if batch_size is not None:
+        out.append(f"streaming.batch_size={batch_size}")
+    if policy is not None:
+        out.append(f"streaming.buffer_policy={policy}")
+    return out
 
 
 def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) -> None:

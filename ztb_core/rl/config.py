@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from ..config import ZtbModel
 from ..data.source import DataSourceConfig
+from ..data.stream import StreamConfig
 from ..data.splits import SplitConfig
 from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
@@ -235,6 +236,9 @@ class TrainConfig(ZtbModel):
     seed: int = Field(0, ge=0, description="seed for torch, numpy and the environments")
     data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
+    streaming: StreamConfig = Field(
+        default_factory=StreamConfig, description="train on bars streamed through a bounded ring buffer"
+    )
     encoder: EncoderConfig = Field(
         default_factory=EncoderConfig, description="optional Stage-1 encoder, frozen or fine-tuned"
     )

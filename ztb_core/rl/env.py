@@ -55,17 +55,11 @@ class TradingEnv(gym.Env):
             bad = int(np.argwhere(~np.isfinite(feats))[0][0])
             raise DataError(f"TradingEnv: non-finite feature value in row {bad}")
         self.cfg = cfg
-        self.n_bars, self.n_features, self.lookback = n, f, cfg.lookback
-        # one spare element at the end: an observation is copied as window + 1 element in a single
-        # copy and that last element is then overwritten with the position (never a feature value)
-        self._flat = np.concatenate([feats.reshape(-1), np.zeros(1, dtype=np.float32)])
+        self.n_features, self.lookback = f, cfg.lookback
         self._win = cfg.lookback * f
-        rets = bar_returns(open_, close)
-        self._gap: list[float] = rets.gap.tolist()
-        self._intra: list[float] = rets.intra.tolist()
+        self._set_data(feats, open_, close)
         self._rate = cfg.costs.rate
         self._first = cfg.lookback - 1  # first decision index with a full window
-        self._last = n - 2  # last decision index that still has a next bar to fill on
         self._ep_len = cfg.episode_length
         self._log_floor = math.log(cfg.equity_floor)
         self._dd_w = cfg.reward.drawdown_penalty if cfg.reward.kind == "log_return_drawdown" else 0.0
@@ -87,6 +81,32 @@ class TradingEnv(gym.Env):
         self._steps = 0
         self._turnover = 0.0  # episode totals, reported in the info (VecMonitor keeps the last one)
         self._costs = 0.0
+
+    def _set_data(self, feats: np.ndarray, open_: np.ndarray, close: np.ndarray) -> None:
+        self.n_bars = len(feats)
+        # one spare element at the end: an observation is copied as window + 1 element in a single
+        # copy and that last element is then overwritten with the position (never a feature value)
+        self._flat = np.concatenate([feats.reshape(-1), np.zeros(1, dtype=np.float32)])
+        rets = bar_returns(open_, close)
+        self._gap: list[float] = rets.gap.tolist()
+        self._intra: list[float] = rets.intra.tolist()
+        self._last = self.n_bars - 2  # last decision index that still has a next bar to fill on
+
+    def load_market(self, features: np.ndarray, open_: np.ndarray, close: np.ndarray) -> None:
+        """Replace the bars (streaming: the window refreshed between rollouts). Same feature count;
+        the caller resets the episodes, since the decision index refers to the old bars."""
+        feats = np.ascontiguousarray(features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != self.n_features:
+            raise DataError(f"TradingEnv.load_market: features must be (T, {self.n_features}), got {feats.shape}")
+        if len(open_) != len(feats) or len(close) != len(feats) or len(feats) < self.lookback + 1:
+            raise DataError(
+                f"TradingEnv.load_market: {len(feats)} feature rows, {len(open_)} opens, {len(close)} closes "
+                f"(need equal lengths and at least {self.lookback + 1})"
+            )
+        if not np.isfinite(feats).all():
+            raise DataError("TradingEnv.load_market: non-finite feature value")
+        self._set_data(feats, open_, close)
+        self._t = min(self._t, self._last)
 
     # ---- helpers ------------------------------------------------------------------------
     def position_for(self, action: Any) -> float:

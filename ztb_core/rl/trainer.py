@@ -37,6 +37,7 @@ from .env import EncoderTradingEnv, TradingEnv
 from .evaluate import PeriodicEvaluator
 from .market import prepare_splits
 from .policy import finetune, model_policy
+from .streaming import StreamRefresh, StreamWindow
 
 log = logging.getLogger("ztb.rl.train")
 
@@ -287,13 +288,28 @@ def run_training(
         writer.set_status("starting", step=step0, total_steps=total, message="loading data")
         writer.start_heartbeat(2.0)
         t_data = time.perf_counter()
+        stream = None
         try:
-            splits = prepare_splits(
-                cfg,
-                ("train", cfg.eval.split),
-                on_progress=lambda msg: writer.set_status("starting", step=step0, total_steps=total, message=msg),
+            stream = StreamWindow(cfg) if cfg.streaming.enabled else None
+            # streaming: the train bars come through the ring buffer; the eval split is loaded only
+            # when the periodic evaluation needs it (that load is not flat in memory)
+            wanted = ("train", cfg.eval.split)
+            if stream is not None:
+                wanted = (cfg.eval.split,) if cfg.eval.every_steps else ()
+            splits = (
+                prepare_splits(
+                    cfg,
+                    wanted,
+                    on_progress=lambda msg: writer.set_status("starting", step=step0, total_steps=total, message=msg),
+                )
+                if wanted
+                else {}
             )
+            if stream is not None:
+                splits["train"] = stream.first()
         except ZtbError:
+            if stream is not None:
+                stream.close()
             if resume_dir is None:  # a new run whose data is unusable: leave nothing behind
                 writer.discard()
             raise
@@ -301,7 +317,7 @@ def run_training(
             "data_ready",
             seconds=round(time.perf_counter() - t_data, 2),
             train_rows=len(splits["train"]),
-            eval_rows=len(splits[cfg.eval.split]),
+            eval_rows=len(splits[cfg.eval.split]) if cfg.eval.split in splits else 0,
             n_features=int(splits["train"].features.shape[1]),
         )
         venv, vecnorm = build_vec_env(cfg, splits["train"])
@@ -334,6 +350,8 @@ def run_training(
         cbs = training_callbacks(
             cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
         )
+        if stream is not None:
+            cbs.callback.callbacks.insert(0, StreamRefresh(stream, writer))  # learn() initialises the list
         telemetry = TelemetryThread(writer, cfg.telemetry_interval_s, step_fn=lambda: model.num_timesteps).start()
         writer.set_status("running", step=step0, total_steps=total, message="training")
         writer.event("started", step=step0, total_steps=total, rollout=cfg.rollout_steps, resumed=state is not None)
@@ -349,6 +367,8 @@ def run_training(
         finally:
             bar.stop()
             telemetry.stop()
+            if stream is not None:
+                stream.close()
             if saver is not None:
                 saver.close(timeout=120)
         final_step = cbs.checkpoints.final_step if cbs.checkpoints.final_step is not None else int(model.num_timesteps)
