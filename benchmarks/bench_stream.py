@@ -2,7 +2,7 @@
 
 Target (issue 15, item 4): memory stays flat however long the history is. Method: a synthetic M1
 store of `--bars` bars (a size the default path handles) and one 10x larger, in a temp folder.
-Each measurement runs in a fresh subprocess and reports its peak RSS (ru_maxrss):
+Each measurement runs in a fresh subprocess and reports its peak RSS (VmHWM):
 
 * default  — what `prepare_splits` does: load every bar, compute technical-66 over all of them;
 * stream   — `StreamProducer` over the train part with a consumer draining the buffer as fast as
@@ -32,7 +32,17 @@ sys.path.insert(0, str(REPO))
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak RSS of this process (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def _rss_mb() -> float:
+    """Current RSS (Linux /proc): the libraries loaded before the measured work."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
 
 
 def child(mode: str, data_dir: str, symbol: str, policy: str) -> dict:
@@ -42,7 +52,7 @@ def child(mode: str, data_dir: str, symbol: str, policy: str) -> dict:
     from ztb_core.data.stream import StreamConfig, StreamProducer
 
     src = DataSourceConfig(kind="store", symbol=symbol, data_dir=data_dir)
-    base = _peak_mb()
+    base = _rss_mb()
     t0 = time.perf_counter()
     if mode == "default":
         bars = load_bars(src)
@@ -63,7 +73,7 @@ def child(mode: str, data_dir: str, symbol: str, policy: str) -> dict:
         extra = {"dropped": prod.buffer.dropped, "blocked": prod.buffer.blocked}
     secs = time.perf_counter() - t0
     out = {"mode": mode, "bars": n, "seconds": round(secs, 2), "bars_per_s": round(n / secs), "peak_mb": _peak_mb()}
-    out["import_peak_mb"] = base
+    out["base_mb"] = base
     if mode != "default":
         out.update(extra)
     return out
@@ -103,7 +113,8 @@ def main() -> None:
         rows.append(run_child("stream", tmp, "LARGE", "drop_oldest"))
     budget = rows[0]["peak_mb"]
     print(f"\nbudget = default path's peak RSS on the small store: {budget:.0f} MB")
-    print(f"{'path':<26}{'bars':>12}{'s':>8}{'bars/s':>10}{'peak MB':>9}{'vs budget':>10}  notes")
+    print("work MB = peak RSS - RSS after the imports (what the data path itself added)")
+    print(f"{'path':<26}{'bars':>12}{'s':>8}{'bars/s':>10}{'peak MB':>9}{'work MB':>9}{'vs budget':>10}  notes")
     names = iter(
         ["default, small", *(["default, 10x"] if args.default_large else []), "stream block, small"]
         + ["stream block, 10x", "stream drop_oldest, 10x"]
@@ -112,6 +123,7 @@ def main() -> None:
         note = f"dropped {r['dropped']:,}, blocked {r['blocked']:,}" if r["mode"] == "stream" else ""
         print(
             f"{next(names):<26}{r['bars']:>12,}{r['seconds']:>8.1f}{r['bars_per_s']:>10,}{r['peak_mb']:>9.0f}"
+            f"{r['peak_mb'] - r['base_mb']:>9.0f}"
             f"{r['peak_mb'] / budget:>9.2f}x  {note}"
         )
     print("target: the streaming path's peak RSS on the 10x store stays near the budget (flat)")

@@ -75,7 +75,7 @@ def test_block_policy_waits_and_loses_nothing():
     reads = 0
     while len(received) < 24:
         # the slow consumer reads only once the producer is stuck on a new push (or done)
-        _wait(lambda: buf.blocked > reads or not th.is_alive())
+        _wait(lambda k=reads: buf.blocked > k or not th.is_alive())
         assert buf.waiting or not th.is_alive()
         received += buf.get(4).time.tolist()
         reads += 1

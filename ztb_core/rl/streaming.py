@@ -121,10 +121,11 @@ class StreamRefresh(BaseCallback):
             self._first = False
         elif self.window.refresh():
             m = self.window.market()
-            venv = self.model.get_env()
+            venv = self.training_env  # the model's outermost VecEnv (VecNormalize forwards env_method)
             venv.env_method("load_market", m.features, m.open, m.close)
-            self.model._last_obs = venv.reset()
-            self.model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
+            # SB3 steps on from _last_obs: the old one belongs to the replaced bars
+            self.model._last_obs = venv.reset()  # type: ignore[assignment]
+            self.model._last_episode_starts = np.ones(venv.num_envs, dtype=bool)
         self.writer.metric(int(self.num_timesteps), "stream", self.window.stats(fill))
 
     def _on_step(self) -> bool:
