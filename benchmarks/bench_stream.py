@@ -89,6 +89,7 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bars", type=int, default=200_000, help="bars of the small store (the large one: 10x)")
+    ap.add_argument("--factor", type=int, default=10, help="the large store is this many times the small one")
     ap.add_argument("--default-large", action="store_true", help="also run the default path on the 10x store")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "DIR", "SYMBOL", "POLICY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -100,7 +101,7 @@ def main() -> None:
 
     print("machine: shared, busy (2 cores, several engineers); figures are indicative")
     with tempfile.TemporaryDirectory(prefix="ztb-bench-stream-") as tmp:
-        for sym, n in (("SMALL", args.bars), ("LARGE", 10 * args.bars)):
+        for sym, n in (("SMALL", args.bars), ("LARGE", args.factor * args.bars)):
             t0 = time.perf_counter()
             write_bars(generate_market(SyntheticConfig(n_bars=n, seed=1)), sym, "M1", tmp)
             size = (Path(tmp) / sym / "M1.parquet").stat().st_size / 1e6
@@ -116,8 +117,8 @@ def main() -> None:
     print("work MB = peak RSS - RSS after the imports (what the data path itself added)")
     print(f"{'path':<26}{'bars':>12}{'s':>8}{'bars/s':>10}{'peak MB':>9}{'work MB':>9}{'vs budget':>10}  notes")
     names = iter(
-        ["default, small", *(["default, 10x"] if args.default_large else []), "stream block, small"]
-        + ["stream block, 10x", "stream drop_oldest, 10x"]
+        ["default, small", *([f"default, {args.factor}x"] if args.default_large else []), "stream block, small"]
+        + [f"stream block, {args.factor}x", f"stream drop_oldest, {args.factor}x"]
     )
     for r in rows:
         note = f"dropped {r['dropped']:,}, blocked {r['blocked']:,}" if r["mode"] == "stream" else ""

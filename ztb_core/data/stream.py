@@ -196,6 +196,12 @@ def _store_path(src: DataSourceConfig) -> Path:
     return path
 
 
+def _parquet(path: Path) -> pq.ParquetFile:
+    """A reader whose memory does not grow with the file: with the defaults (pre-buffering, threads)
+    `iter_batches` kept ~all row groups read so far allocated (peak RSS +100 MB per 3M bars here)."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+
+
 def _in_range(df: pd.DataFrame, src: DataSourceConfig) -> pd.DataFrame:
     start, end = _utc(src.start), _utc(src.end)
     if start is not None:
@@ -209,7 +215,7 @@ def iter_store_chunks(src: DataSourceConfig, chunk_rows: int = CHUNK_BARS) -> It
     """The stored M1 bars of `src`, in [start, end), `chunk_rows` file rows at a time."""
     path = _store_path(src)
     columns = [*BAR_COLUMNS, "time"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+    for batch in _parquet(path).iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
         df = batch.to_pandas()  # the pandas metadata usually restores `time` as the index already
         if "time" in df.columns:
             df = df.set_index("time")
@@ -227,7 +233,7 @@ def count_source_rows(src: DataSourceConfig) -> int:
         return pq.ParquetFile(_store_path(src)).metadata.num_rows
     n = 0
     start, end = _utc(src.start), _utc(src.end)
-    for batch in pq.ParquetFile(_store_path(src)).iter_batches(batch_size=1 << 20, columns=["time"]):
+    for batch in _parquet(_store_path(src)).iter_batches(batch_size=1 << 20, columns=["time"], use_threads=False):
         t = utc_index(pd.DatetimeIndex(batch.column(0).to_pandas()))
         keep = np.ones(len(t), bool)
         if start is not None:
