@@ -54,7 +54,30 @@ def score(positions: np.ndarray, m, rate: float, ppy: float) -> dict:
         "se": round(se, 2),
         "flips": int(np.count_nonzero(np.diff(positions))),
         "bars": len(positions),
+        "psr": round(psr(net), 4),
     }
+
+
+def psr(r: np.ndarray) -> float:
+    """P(true Sharpe > 0) for these returns (Bailey & Lopez de Prado, with skew and kurtosis)."""
+    from ztb_core.evaluation.sharpe_stats import probabilistic_sharpe_ratio
+
+    sd = float(r.std())
+    if sd == 0 or r.size < 3:
+        return 0.5
+    z = (r - r.mean()) / sd
+    return probabilistic_sharpe_ratio(float(r.mean()) / sd, r.size, float((z**3).mean()), float((z**4).mean()))
+
+
+def deflated(test_sharpe_ann: float, n_obs: int, trial_sharpes_ann: list[float], ppy: float) -> dict:
+    """DSR of the test Sharpe against the best of the trials run to choose it (the periodic
+    validation evaluations and the baselines), with their Sharpe variance; per-period inside."""
+    from ztb_core.evaluation.sharpe_stats import deflated_sharpe_ratio
+
+    per = [s / math.sqrt(ppy) for s in trial_sharpes_ann]
+    var = float(np.var(per, ddof=1)) if len(per) > 1 else 0.0
+    out = deflated_sharpe_ratio(test_sharpe_ann / math.sqrt(ppy), n_obs, max(len(per), 1), var)
+    return {"dsr": round(out["dsr"], 4), "trials": len(per), "trial_sharpe_var_per_bar": var}
 
 
 def curve(run_dir: Path, split: str) -> dict:
@@ -91,6 +114,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override (repeatable)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/agent_vs_baselines.jsonl"))
+    ap.add_argument(
+        "--run", type=Path, help="score this existing run (its newest and best checkpoints) instead of training"
+    )
     args = ap.parse_args()
     os.environ.setdefault("ZTB_ARTIFACTS", tempfile.mkdtemp(prefix="ztb-bench-agent-"))
 
@@ -103,7 +129,11 @@ def main() -> None:
     from ztb_core.rl.market import prepare_splits
     from ztb_core.rl.trainer import run_training
 
-    base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])
+    if args.run is not None:
+        base = load_config(TrainConfig, args.run / "config.yaml", args.sets)
+        args.seeds = [base.seed]
+    else:
+        base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])
     splits = prepare_splits(base)
     ppy = periods_per_year("M1", base.data.market)
     rate = base.env.costs.rate
@@ -123,31 +153,39 @@ def main() -> None:
         cfg = base.model_copy(update={"seed": seed})
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        out = run_training(cfg, run_id=f"{args.label}-s{seed}-{int(time.time())}", progress=False)
+        if args.run is not None:
+            run_dir, fps = args.run, float("nan")
+        else:
+            out = run_training(cfg, run_id=f"{args.label}-s{seed}-{int(time.time())}", progress=False)
+            run_dir, fps = out.run_dir, out.fps
         wall = time.perf_counter() - t0
-        entries = Manifest(out.run_dir / "checkpoints").entries()
+        entries = Manifest(run_dir / "checkpoints").entries()
         best = next((e for e in entries if e.get("best")), entries[-1])
-        agents = {"final": load_agent(out.checkpoint), "best": load_agent(out.run_dir / "checkpoints" / best["file"])}
+        agents = {"final": load_agent(run_dir / "checkpoints" / entries[-1]["file"])}
+        agents["best"] = load_agent(run_dir / "checkpoints" / best["file"])
         scores = {
             split: {
                 name: score(a.positions(splits[split].features), splits[split], rate, ppy) for name, a in agents.items()
             }
             for split in ("val", "test")
         }
+        trials = curve(run_dir, cfg.eval.split).get("eval_sharpe", []) + [b["net"] for b in baselines["val"].values()]
+        t = scores["test"]["final"]
+        scores["test"]["final"]["deflated"] = deflated(t["net"], t["bars"], trials, ppy)
         rec = {
             "label": args.label,
             "sets": args.sets,
             "seed": seed,
-            "steps": out.step,
+            "steps": agents["final"].step,
             "best_ckpt_step": best["step"],
             "wall_s": round(wall, 1),
-            "fps": round(out.fps, 1),
+            "fps": round(fps, 1),
             "load_before": round(load, 2),
             "load_after": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
             "agent": scores,
             "baselines": baselines,
-            "curve": curve(out.run_dir, cfg.eval.split),
+            "curve": curve(run_dir, cfg.eval.split),
         }
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")

@@ -90,6 +90,7 @@ def finetuned(encoder_dir, tmp_path_factory):
             f"encoder.path={encoder_dir}",
             "encoder.mode=finetune",
             "encoder.lr_scale=0.1",
+            "ppo.lr_schedule=constant",  # the lr ratio below is checked at a learning rate that is not 0
             "eval.every_steps=256",
             "eval.max_bars=500",
         )

@@ -38,7 +38,8 @@ def test_hand_computed_pnl_and_costs():
     close = np.array([100.5, 102.0, 102.5, 101.0])
     feats = np.zeros((4, 1), dtype=np.float32)
     costs = CostConfig(fee_bps=10, spread_bps=20, slippage_bps=5)  # rate = (10 + 10 + 5) / 1e4 = 0.0025
-    env = TradingEnv(feats, open_, close, EnvConfig(lookback=1, costs=costs, positions=[0.0, 1.0, -1.0]))
+    cfg = EnvConfig(lookback=1, costs=costs, positions=[0.0, 1.0, -1.0], reward={"turnover_penalty": 0.0})
+    env = TradingEnv(feats, open_, close, cfg)
     env.reset(options={"start": 0})
     # step 1: flat -> long, fills at open[1]=101: earns close[1]/open[1]-1, pays 1 * 0.0025
     r1 = (102.0 / 101.0 - 1) - 0.0025

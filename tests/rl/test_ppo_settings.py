@@ -41,10 +41,11 @@ def test_schedules_and_target_kl_reach_ppo(kind):
 @pytest.mark.parametrize(
     "sets, squashed",
     [
-        ((), True),  # SB3's prior (variance 1, weight 1e-4) swamps 1e-8-variance features: control
-        (("ppo.normalize.epsilon=1e-12",), True),  # epsilon alone does not fix the prior
-        (("ppo.normalize.stats_from_data=true",), True),  # epsilon 1e-8 still shrinks them (~0.7 sd)
-        (("ppo.normalize.stats_from_data=true", "ppo.normalize.epsilon=1e-12"), False),
+        # SB3's prior (variance 1, weight 1e-4) swamps 1e-8-variance features: the control
+        (("ppo.normalize.stats_from_data=false", "ppo.normalize.epsilon=1e-8"), True),
+        (("ppo.normalize.stats_from_data=false", "ppo.normalize.epsilon=1e-12"), True),  # epsilon alone: no fix
+        (("ppo.normalize.stats_from_data=true", "ppo.normalize.epsilon=1e-8"), True),  # still shrunk (~0.7 sd)
+        ((), False),  # the defaults: data statistics and epsilon 1e-12
     ],
 )
 def test_small_variance_features_keep_unit_scale_only_with_data_stats_and_small_epsilon(sets, squashed):

@@ -53,7 +53,7 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_total(art):
     proc = ztb(*train_args("sk", total))
     kills = 0
     for target in targets:
-        wait_for(lambda: proc.poll() is not None or _stepping(run, target, proc.pid), 120, f"step {target}")
+        wait_for(lambda p=proc, t=target: p.poll() is not None or _stepping(run, t, p.pid), 120, f"step {target}")
         time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:
             break

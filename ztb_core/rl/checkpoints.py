@@ -124,6 +124,8 @@ def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
     vn.ret_rms.mean, vn.ret_rms.var, vn.ret_rms.count = st["ret_mean"].copy(), st["ret_var"].copy(), st["ret_count"]
     if np.shape(st["returns"]) == np.shape(vn.returns):
         vn.returns = st["returns"].copy()
+    if "epsilon" in st:  # the statistics are only meaningful with the epsilon they were used with
+        vn.epsilon = float(st["epsilon"])
 
 
 def rng_state() -> dict[str, Any]:

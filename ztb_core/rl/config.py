@@ -14,8 +14,8 @@ from pydantic import Field, model_validator
 
 from ..config import ZtbModel
 from ..data.source import DataSourceConfig
-from ..data.stream import StreamConfig
 from ..data.splits import SplitConfig
+from ..data.stream import StreamConfig
 from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
 
@@ -36,7 +36,7 @@ class RewardConfig(ZtbModel):
         1.0, gt=0, le=1e6, description="multiplies every reward (VecNormalize rescales anyway when norm_reward is on)"
     )
     turnover_penalty: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=100,
         description="training-only shaping: the reward also loses this many times the step's trading cost "
@@ -81,12 +81,12 @@ class NormalizeConfig(ZtbModel):
     clip_obs: float = Field(10.0, gt=0, description="clip normalised observations to +/- this")
     clip_reward: float = Field(10.0, gt=0, description="clip normalised rewards to +/- this")
     stats_from_data: bool = Field(
-        False,
+        True,
         description="start the observation statistics at the train split's feature mean/variance instead of "
         "SB3's prior (variance 1), which swamps features of variance ~1e-8 for the first ~1e5 samples",
     )
     epsilon: float = Field(
-        1e-8,
+        1e-12,
         gt=0,
         le=1e-2,
         description="added to the running variance before dividing (SB3 default 1e-8 shrinks raw-return "
@@ -102,23 +102,25 @@ class PPOConfig(ZtbModel):
     )
     learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (initial, see lr_schedule)")
     lr_schedule: Literal["constant", "linear"] = Field(
-        "constant", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
+        "linear", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
     )
-    n_steps: int = Field(512, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs)")
+    n_steps: int = Field(2048, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs)")
     batch_size: int = Field(
         256,
         ge=2,
         description="minibatch size (256: with a 2,113-wide observation, 64-sample minibatches spend most time in per-batch overhead)",
     )
     n_epochs: int = Field(10, ge=1, le=100, description="optimisation epochs per rollout")
-    gamma: float = Field(0.99, gt=0, le=1, description="discount factor")
-    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    gamma: float = Field(
+        0.9, gt=0, le=1, description="discount factor (0.9: a ~10-bar horizon, the signal's; docs/rl-experiments.md)"
+    )
+    gae_lambda: float = Field(0.9, ge=0, le=1, description="GAE lambda")
     clip_range: float = Field(0.2, gt=0, le=1, description="PPO clip range (initial, see clip_schedule)")
     clip_schedule: Literal["constant", "linear"] = Field(
         "constant", description="constant, or linear decay to 0 over total_timesteps"
     )
     target_kl: float | None = Field(
-        None, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
+        0.02, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
     )
     ent_coef: float = Field(0.0, ge=0, le=1, description="entropy bonus")
     vf_coef: float = Field(0.5, ge=0, le=10, description="value-loss weight")
