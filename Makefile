@@ -60,7 +60,7 @@ lock:
 # how many sequences and steps it tried. Minutes, not seconds.
 FUZZ_EXAMPLES ?= 1000
 fuzz: install
-	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --show-capture=no tests/live/test_fuzz.py -k fuzzer
+	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --show-capture=no --timeout=0 tests/live/test_fuzz.py -k fuzzer
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
