@@ -154,7 +154,7 @@ def test_fast_and_careful_histdata_readers_agree(tmp_path):
     est = (bars.index - pd.Timedelta(hours=5)).strftime("%Y%m%d %H%M%S")
     lines = [
         f"{t};{o:.6f};{h:.6f};{lo:.6f};{c:.6f};0"
-        for t, o, h, lo, c in zip(est, bars["open"], bars["high"], bars["low"], bars["close"])
+        for t, o, h, lo, c in zip(est, bars["open"], bars["high"], bars["low"], bars["close"], strict=False)
     ]
     path = histdata(tmp_path, lines, "good.csv")
     fast, careful = _read_histdata_fast(path), _read_histdata_careful(path)

@@ -16,7 +16,9 @@ def tui(
     artifacts: Path | None = typer.Option(
         None, "--artifacts", help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."
     ),
-    readonly: bool = typer.Option(False, "--readonly", help="Watch only: no launch, stop, resume, delete, kill-file clearing or breaker reset."),
+    readonly: bool = typer.Option(
+        False, "--readonly", help="Watch only: no launch, stop, resume, delete, kill-file clearing or breaker reset."
+    ),
     refresh: float = typer.Option(1.0, "--refresh", min=0.1, max=60.0, help="Seconds between polls."),
     stop_timeout: float = typer.Option(
         30.0, "--stop-timeout", min=0.0, help="STOP: seconds to wait for a safe stop before SIGTERM."

@@ -92,7 +92,7 @@ def read_and_validate(
     parts: list[pd.DataFrame] = []
     rows_in = 0
     if fmt == "bitflyer-trades":
-        for i, p in enumerate(files):
+        for p in files:
             if not p.exists():
                 raise DataError(f"{p}: file not found")
         src = _read_bitflyer_batch(files, cfg, report)

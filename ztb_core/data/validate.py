@@ -282,7 +282,7 @@ def classify_gaps(index: pd.DatetimeIndex, market: str, cfg: ValidationConfig, r
             int(m),
             int(om),
         )
-        for i, m, om in zip(at[unexpected], missing[unexpected], open_min[unexpected])
+        for i, m, om in zip(at[unexpected], missing[unexpected], open_min[unexpected], strict=False)
     ]
     return gaps
 

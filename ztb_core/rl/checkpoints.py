@@ -113,7 +113,7 @@ def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
         pairs = [(vn.obs_rms[k], st["obs_mean"][k], st["obs_var"][k], st["obs_count"][k]) for k in vn.obs_rms]
     else:
         pairs = [(vn.obs_rms, st["obs_mean"], st["obs_var"], st["obs_count"])]
-    for rms, mean, var, count in pairs:
+    for rms, mean, _var, _count in pairs:
         if rms.mean.shape != mean.shape:
             raise CheckpointError(
                 f"checkpoint VecNormalize statistics have shape {mean.shape}, "
