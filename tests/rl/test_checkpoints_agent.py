@@ -188,3 +188,25 @@ def test_saver_start_removes_files_a_killed_save_left_behind(tmp_path):
     (d / ".step-0000000384.ckpt.zst.abc.tmp").write_bytes(b"half written")
     ck.CheckpointSaver(d).close(10)
     assert sorted(p.name for p in d.iterdir()) == sorted([listed, "manifest.json"])
+
+
+def test_end_of_training_summary_scores_the_agent_against_the_strongest_baseline(trained):
+    """The table a person reads after `ztb train --headless` lists every baseline the periodic
+    evaluation scored (ridge and the random-policy distribution included, not only buy-and-hold
+    and SMA) and its verdict names the strongest of them."""
+    import json
+
+    from rich.console import Console
+
+    from ztb_core.commands.train import _print_latest_eval
+
+    outcome, _, _ = trained
+    path = outcome.run_dir / "reports" / "eval-latest.json"
+    res = json.loads(path.read_text())["result"]
+    console = Console(record=True, width=200)
+    _print_latest_eval(console, path)
+    out = console.export_text()
+    for name in ("buy and hold", "SMA crossover", "ridge + hysteresis band", "random policies"):
+        assert name in out, name
+    assert f"strongest baseline ({res['strongest_baseline']}" in out
+    assert ("does not beat" in out) == (res["sharpe"] is None or res["sharpe"] <= res["strongest_baseline_sharpe"])

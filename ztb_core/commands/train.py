@@ -253,19 +253,49 @@ def _print_latest_eval(console, path) -> None:
     def fmt(v, pct=False, sign=True):
         return "-" if v is None else (f"{v:{'+' if sign else ''}.2%}" if pct else f"{v:.2f}")
 
-    for name, prefix in (("agent", ""), ("buy and hold", "buy_and_hold_"), ("SMA crossover", "sma_crossover_")):
+    rows = [("agent", ""), ("buy and hold", "buy_and_hold_"), ("SMA crossover", "sma_crossover_")]
+    if "ridge_sharpe" in res:
+        rows.append(("ridge + hysteresis band", "ridge_"))
+    for name, prefix in rows:
         table.add_row(
             name,
             fmt(res.get(prefix + "sharpe")),
             fmt(res.get(prefix + "total_return"), True),
             fmt(res.get(prefix + "max_drawdown"), True, sign=False),
         )
+    if res.get("random_sharpe_mean") is not None:
+        table.add_row(
+            "random policies (mean / 95th pct)",
+            f"{res['random_sharpe_mean']:.2f} / {res.get('random_sharpe_p95', float('nan')):.2f}",
+            "-",
+            "-",
+        )
     console.print(table)
+    console.print(_verdict(res, data.get("trials", {})), highlight=False)
     console.print(
         "[dim]a periodic check, not a verdict: `ztb eval --model RUN --split test` gives the full report "
         "(PSR/DSR, bootstrap intervals, costs)[/]",
         highlight=False,
     )
+
+
+def _verdict(res: dict, trials: dict) -> str:
+    """One line: the agent against the strongest baseline (not the weakest), and how much of the
+    Sharpe survives deflation for the evaluations this run has already made."""
+    best, best_sharpe, sharpe = res.get("strongest_baseline"), res.get("strongest_baseline_sharpe"), res.get("sharpe")
+    if best is None or best_sharpe is None:
+        return "verdict: undefined (no baseline could be scored on this split)"
+    if sharpe is None:
+        return f"verdict: the agent did not trade; the strongest baseline ({best}, Sharpe {best_sharpe:.2f}) did"
+    word = "beats" if sharpe > best_sharpe else "does not beat"
+    dsr = res.get("dsr")
+    deflated = (
+        ""
+        if dsr is None
+        else f"; PSR {res.get('psr', 0):.2f}, DSR {dsr:.2f} over {trials.get('n', res.get('dsr_trials'))} "
+        f"evaluation(s) ({trials.get('source', 'this run')})"
+    )
+    return f"verdict: the agent {word} the strongest baseline ({best}, Sharpe {best_sharpe:.2f}){deflated}"
 
 
 def supervise(
