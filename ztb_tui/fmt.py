@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from ztb_core.humanize import age
+
+__all__ = ["age"]  # the console's ages are the CLI's (ztb_core.humanize)
+
 STATE_STYLE = {
     "running": "green",
     "starting": "cyan",
@@ -48,18 +52,6 @@ def steps(value: int | None) -> str:
     if value >= 10_000:
         return f"{value / 1e3:.1f}k"
     return f"{value:,}"
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.0f}d"
 
 
 def duration(seconds: float | None) -> str:

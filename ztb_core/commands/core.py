@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from ..humanize import age
+
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
@@ -118,16 +120,6 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable
         raise typer.Exit(1)
 
 
-def _fmt_age(age: float | None) -> str:
-    if age is None:
-        return "-"
-    if age < 120:
-        return f"{age:.0f}s"
-    if age < 7200:
-        return f"{age / 60:.0f}m"
-    return f"{age / 3600:.1f}h"
-
-
 def _compact(n: int) -> str:
     """12,000 -> 12k, 1,000,000 -> 1M: a step count that fits a narrow column (--json has the exact one)."""
     for div, unit in ((1_000_000, "M"), (1_000, "k")):
@@ -200,7 +192,7 @@ def runs(
         c = colors.get(r.liveness, "white")
         total = f"{_compact(r.step)}/{_compact(r.total_steps)}" if r.total_steps else _compact(r.step)
         pid = f"{r.pid} {'alive' if r.pid_alive else 'gone' if r.pid_alive is False else 'remote'}" if r.pid else "-"
-        table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, _fmt_age(r.heartbeat_age_s), pid)
+        table.add_row(r.run_id, r.kind, f"[{c}]{r.liveness}[/]", total, age(r.heartbeat_age_s), pid)
     Console().print(table)
 
 
@@ -263,6 +255,7 @@ def stop(
         console.print(f"wrote global kill-file {path} (remove it before starting new runs)")
         targets = [r.dir for r in list_runs(artifacts) if r.state in ACTIVE_STATES]
     else:
+        assert run_id is not None  # exactly one of RUN_ID / --all was enforced above
         targets = [find_run(run_id, artifacts)]
     failed = False
     for run_dir in targets:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from ..humanize import age
 from ..runs import JsonlTail
 from .config import DiskConfig, load_ops_config
 
@@ -63,7 +64,7 @@ class DiskHealth:
         if self.growth_bytes_per_s is not None and self.growth_bytes_per_s > 0:
             text += f", growing {fmt_bytes(self.growth_bytes_per_s)}/s"
         if self.seconds_to_full is not None:
-            text += f", full in {fmt_duration(self.seconds_to_full)}"
+            text += f", full in {age(self.seconds_to_full, words=True)}"
         if self.reasons:
             text += " — " + "; ".join(self.reasons)
         return text
@@ -75,16 +76,6 @@ def fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
-
-
-def fmt_duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def existing_ancestor(path: Path) -> Path:
