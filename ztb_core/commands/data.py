@@ -87,7 +87,7 @@ def import_cmd(
 
     cfg = _column_map(column_map, _load_cfg(config, overrides, data_dir))
     if market is not None:
-        check_market(market)
+        market = check_market(market)
     with Progress(
         TextColumn("reading {task.description}"), BarColumn(), MofNCompleteColumn(), transient=True, disable=json_out
     ) as bar:

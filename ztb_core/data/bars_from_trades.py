@@ -4,10 +4,11 @@ Bars without trades are absent (not zero-filled)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from ..errors import DataError
@@ -49,7 +50,7 @@ def timeframe_ms(timeframe: str) -> int:
     return int(tf[:-1]) * unit
 
 
-def _bars_frame(times_ms: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+def _bars_frame(times_ms: np.ndarray, cols: Mapping[str, npt.ArrayLike]) -> pd.DataFrame:
     index = utc_index(pd.to_datetime(times_ms, unit="ms", utc=True))
     return pd.DataFrame({k: np.asarray(v, np.float64) for k, v in cols.items()}, index=index)
 
@@ -57,7 +58,7 @@ def _bars_frame(times_ms: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFra
 def trades_to_bars(trades: Sequence[TradeLike] | pd.DataFrame, timeframe: str = "1m") -> pd.DataFrame:
     """OHLCV (+ trades count) per bar from trades; bars without trades are absent (not zero-filled)."""
     span = timeframe_ms(timeframe)
-    if hasattr(trades, "columns"):
+    if isinstance(trades, pd.DataFrame):
         ts = trades["timestamp_ms"].to_numpy(np.int64)
         price = trades["price"].to_numpy(np.float64)
         amount = trades["amount"].to_numpy(np.float64)

@@ -7,7 +7,7 @@ rebuilt from the merged M1 bars. `DataConfig` (configs/data.yaml) holds the poli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,7 +76,7 @@ def _read_bitflyer_batch(paths: list[Path], cfg: DataConfig, report: ValidationR
 
 
 def read_and_validate(
-    paths: list[str | Path],
+    paths: Sequence[str | Path],
     fmt: str,
     market: str,
     cfg: DataConfig,
@@ -140,7 +140,7 @@ def read_and_validate(
 
 
 def import_files(
-    paths: list[str | Path],
+    paths: Sequence[str | Path],
     fmt: str,
     symbol: str,
     market: MarketKind | None = None,

@@ -7,7 +7,7 @@ it, `trades`. Resampled bars add `close_time` (UTC, exclusive end of the bar) an
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -35,10 +35,10 @@ def check_timeframe(timeframe: str) -> str:
     return timeframe
 
 
-def check_market(market: str) -> str:
+def check_market(market: str) -> MarketKind:
     if market not in MARKETS:
         raise DataError(f"unknown market {market!r}; expected one of {', '.join(MARKETS)}")
-    return market
+    return cast(MarketKind, market)  # checked against MARKETS just above
 
 
 def utc_index(values: pd.DatetimeIndex | np.ndarray | pd.Series) -> pd.DatetimeIndex:

@@ -98,7 +98,9 @@ def chunk_indices(n: int, m: int, block_length: float, method: str, rng: np.rand
     # arch resamples the data it is given; giving it 0..n-1 hands back the indices themselves
     # (as numpy's own index type, so take/bincount need no conversion)
     bs = cls(
-        block_length if method == "stationary" else max(1, int(round(block_length))),
+        # arch annotates block_size as int, but the stationary bootstrap only uses it as the mean block
+        # length (p = 1 / block_size), so a fractional value is valid there
+        block_length if method == "stationary" else max(1, int(round(block_length))),  # type: ignore[arg-type]
         np.arange(n, dtype=np.intp),
         seed=rng,
     )
