@@ -23,9 +23,7 @@ def tiny_config(tmp_path, **over) -> PretrainConfig:
     """Two timeframes, short windows, a 1-layer 32-wide model: trains at tens of steps per second."""
     data = {
         "seed": 0,
-        "data": DataSourceConfig(
-            market="crypto", synthetic=SyntheticConfig(n_bars=30_000, seed=1, market="crypto")
-        ).model_dump(),
+        "data": DataSourceConfig(market="crypto", synthetic=SyntheticConfig(n_bars=30_000, seed=1)).model_dump(),
         "window": {"timeframes": ["M1", "M5"], "seq_len": 32, "seq_len_per_tf": {}},
         "mask": {"val_samples": 256},
         "model": {"d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "bottleneck": 8},
