@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from ztb_core.config import config_to_dict
-from ztb_core.errors import ConfigError
+from ztb_core.errors import CheckpointError, ConfigError
 from ztb_core.pretrain.config import T5Options
-from ztb_core.pretrain.export import load_encoder, save_encoder
+from ztb_core.pretrain.export import load_encoder, read_payload, save_encoder, save_payload
 from ztb_core.pretrain.module import PretrainModule
 from ztb_core.pretrain.prepare import prepare
 from ztb_core.pretrain.t5 import build_t5_encoder
@@ -138,3 +138,18 @@ def test_bad_config_fails_before_any_run_folder_exists(tmp_path, t5_folder, sets
     assert res.returncode != 0
     assert says.format(**names) in " ".join(res.stderr.split()), res.stderr  # rich may wrap long lines
     assert not (art / "runs").exists() or not any((art / "runs").iterdir())
+
+
+def test_t5_encoder_file_without_its_architecture_is_a_checkpoint_error(tmp_path):
+    cfg = tiny_config(tmp_path)
+    p = prepare(cfg, m1=sine_market(8_000))
+    module = PretrainModule(config_to_dict(cfg), p.arrays.lengths, p.stats.to_dict())
+    path = save_encoder(module, tmp_path / "enc")
+    assert load_encoder(path).embedding_dim == 2 * cfg.model.bottleneck  # control: the intact file loads
+    payload = read_payload(path)
+    payload["config"]["model"]["backbone"] = "t5"  # says T5, but carries no t5_config to rebuild it from
+    bad = save_payload(payload, tmp_path / "bad")
+    with pytest.raises(
+        CheckpointError, match=r"bad/encoder.pt: model.backbone is t5 but the encoder stores no t5_config"
+    ):
+        load_encoder(bad)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..config import config_to_dict, validate_config
+from ..errors import RunError
 from ..evaluation.baselines import buy_and_hold, fit_ridge_baseline, sma_crossover
 from ..evaluation.calendar import periods_per_year
 from ..pnl import bar_returns, position_returns
@@ -113,6 +114,10 @@ def run_ablation(
             splits = prepare_splits(cfg)  # refuses an encoder pretrained into the val/test periods
             run_id = f"{label}-{ARMS.index(arm)}-s{seed}"
             out = run_training(cfg, run_id=run_id, progress=False)
+            if out.checkpoint is None:
+                raise RunError(
+                    f"ablation arm {arm}, seed {seed}: run {run_id} left no checkpoint to score ({out.message})"
+                )
             agent = load_agent(out.checkpoint)
             results.append(
                 ArmResult(

@@ -49,7 +49,7 @@ class RunWriterLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        by_split: dict[str, dict[str, float]] = {}
+        by_split: dict[str, dict[str, float | None]] = {}  # epoch: None when Lightning did not log one
         for key, value in metrics.items():
             if key == "epoch":
                 continue

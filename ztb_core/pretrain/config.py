@@ -19,6 +19,22 @@ from ..tensorboard import LoggingConfig
 DEFAULT_TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "H1", "H4", "D")
 PRETRAIN_TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D")
 
+#: the precision names Lightning's Trainer accepts (checked here, before a run folder exists)
+Precision = Literal[
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "64",
+    "32",
+    "16",
+    "bf16",
+]
+
 
 class WindowConfig(ZtbModel):
     timeframes: list[str] = Field(
@@ -158,7 +174,7 @@ class TrainerOptions(ZtbModel):
         100, ge=1, description="optimizer steps per epoch: validation, checkpoint and T5 unfreezing happen per epoch"
     )
     val_batches: int = Field(8, ge=1, description="validation batches per check (fixed masks)")
-    precision: str = Field("32-true", description="32-true | bf16-mixed (CPU and recent GPUs) | 16-mixed (CUDA)")
+    precision: Precision = Field("32-true", description="32-true | bf16-mixed (CPU and recent GPUs) | 16-mixed (CUDA)")
     accelerator: str = Field("auto", description="auto | cpu | gpu")
     devices: int | str = Field(1, description="devices per node; >1 uses DDP")
     num_nodes: int = Field(1, ge=1, description="nodes (DDP over torchrun/SLURM)")

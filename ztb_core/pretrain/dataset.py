@@ -43,6 +43,8 @@ class PretrainArrays:
         opens = {tf: self.bars[tf].open_ns[r] for tf, r in rows.items()}
         closes = {tf: self.bars[tf].close_ns[r] for tf, r in rows.items()}
         if masks is None:
+            if rng is None or mask_cfg is None:
+                raise ValueError("make_batch: without `masks`, both `rng` and `mask_cfg` are needed to draw them")
             masks = sample_masks(
                 rng, opens, closes, self.timeframes, mask_cfg.ratio, mask_cfg.min_block, mask_cfg.max_block
             )

@@ -48,7 +48,7 @@ def save_encoder(module, out_dir: Path) -> Path:
         "aux_stats": dict(hp["aux_stats"]),
         "market": (hp.get("data_info") or {}).get("market", hp["config"]["data"]["market"]),
         "embedding_dim": model.embedding_dim,
-        "t5_config": model.backbone.config.to_dict() if model.is_t5 else None,
+        "t5_config": model.backbone_config.to_dict() if model.is_t5 else None,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     return save_payload(payload, out_dir)
@@ -66,9 +66,15 @@ def save_payload(payload: dict, out_dir: Path) -> Path:
     return path
 
 
-def _build_model(cfg: PretrainConfig, lengths: dict[str, int], t5_config: dict | None) -> MultiTimeframeAutoencoder:
+def _build_model(
+    cfg: PretrainConfig, lengths: dict[str, int], t5_config: dict | None, source: str | Path
+) -> MultiTimeframeAutoencoder:
     backbone = None
     if cfg.model.backbone == "t5":
+        if t5_config is None:
+            raise CheckpointError(
+                f"{source}: model.backbone is t5 but the encoder stores no t5_config (the T5 architecture to rebuild)"
+            )
         # rebuild from the stored architecture: loading an encoder never needs the original T5 folder
         from transformers import T5Config, T5EncoderModel
 
@@ -162,6 +168,7 @@ class EncoderBundle:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(wb.inputs, chunks[0]) if chunks else None
             for k, r in enumerate(chunks):
+                assert pending is not None  # submitted for chunk k by the step before (or before the loop)
                 xs_np = pending.result()
                 pending = pool.submit(wb.inputs, chunks[k + 1]) if k + 1 < len(chunks) else None
                 xs = {tf: torch.from_numpy(x).to(dev, non_blocking=True) for tf, x in xs_np.items()}
@@ -217,7 +224,7 @@ def load_encoder(path: str | Path) -> EncoderBundle:
     """Load an exported encoder (file, folder, pretrain run directory or Lightning checkpoint)."""
     payload = read_payload(Path(path))
     cfg = PretrainConfig.model_validate(payload["config"])
-    model = _build_model(cfg, payload["lengths"], payload.get("t5_config"))
+    model = _build_model(cfg, payload["lengths"], payload.get("t5_config"), path)
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise CheckpointError(

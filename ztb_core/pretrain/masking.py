@@ -67,5 +67,5 @@ def sample_masks(
     out: dict[str, np.ndarray] = {}
     for tf in timeframes:
         o, c = opens[tf][:, :, None], closes[tf][:, :, None]
-        out[tf] = ((o < s_hi) & (c > s_lo)).any(axis=2)
+        out[tf] = np.any((o < s_hi) & (c > s_lo), axis=2)
     return out

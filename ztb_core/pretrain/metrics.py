@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,7 +188,7 @@ class ReconstructionMetrics:
             W = len(self.window_stats(methods[0], tf, "return")) if methods else 0
             wts = self._weights(W, n_boot, seed) if W else None
             for method in methods:
-                row = {}
+                row: dict[str, dict[str, Any]] = {}
                 for metric in metrics:
                     kind = metric.split("_", 1)[1]
                     s = self.window_stats(method, tf, kind)
@@ -218,15 +219,16 @@ class ReconstructionMetrics:
         point = self.compute()
         boot = self._boot(metrics, n_boot, seed, level)
         names = baselines or tuple(m for m in point if m != model)
+        if not names:
+            raise ValueError(f"compare: no baseline to compare {model!r} against")
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         out: dict[str, dict[str, dict]] = {}
         for tf in self.timeframes:
             out[tf] = {}
             for metric in metrics:
-                best = None
-                for b in names:
-                    v = point[b][tf][metric]
-                    if best is None or better(metric, v, point[best][tf][metric]):
+                best = names[0]
+                for b in names[1:]:
+                    if better(metric, point[b][tf][metric], point[best][tf][metric]):
                         best = b
                 mv, bv = point[model][tf][metric], point[best][tf][metric]
                 ms, bs = boot[model][tf][metric]["samples"], boot[best][tf][metric]["samples"]

@@ -13,6 +13,7 @@ concatenated: `len(timeframes) * bottleneck` numbers.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ from .bars import PRICE_CHANNELS
 from .baselines import bridge
 from .config import ModelConfig
 from .dataset import IN_CHANNELS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 
 class MultiTimeframeAutoencoder(nn.Module):
@@ -43,7 +47,7 @@ class MultiTimeframeAutoencoder(nn.Module):
             from .t5 import build_t5_encoder
 
             self.backbone = backbone_module if backbone_module is not None else build_t5_encoder(cfg.t5)
-            d = int(self.backbone.config.d_model)
+            d = int(self.backbone_config.d_model)
             self.patch = cfg.t5.patch_len
             self.stems = nn.ModuleDict({tf: nn.Linear(self.patch * in_channels, d) for tf in timeframes})
             self.stem_norm = nn.LayerNorm(d)
@@ -71,20 +75,25 @@ class MultiTimeframeAutoencoder(nn.Module):
         self.d = d
         self.tf_embed = nn.Parameter(torch.randn(len(timeframes), d) * 0.02)
         self.bottleneck = nn.Linear(d, cfg.bottleneck)
+        # bridge residual: start exactly at the bridge fill, so a correction has to earn its place
         self.decoders = nn.ModuleDict(
             {
-                tf: nn.Sequential(nn.Linear(cfg.bottleneck, d), nn.GELU(), nn.Linear(d, self.patch * out_channels))
+                tf: _decoder(cfg.bottleneck, d, self.patch * out_channels, zero_last=cfg.residual == "bridge")
                 for tf in timeframes
             }
         )
-        if cfg.residual == "bridge":  # start exactly at the bridge fill: a correction has to earn its place
-            for dec in self.decoders.values():
-                nn.init.zeros_(dec[-1].weight)
-                nn.init.zeros_(dec[-1].bias)
 
     @property
     def embedding_dim(self) -> int:
         return len(self.timeframes) * self.cfg.bottleneck
+
+    @property
+    def backbone_config(self) -> PreTrainedConfig:
+        """The Hugging Face config of the T5 backbone (T5 models only)."""
+        if not self.is_t5:
+            raise ValueError("backbone_config: only a T5 backbone has a Hugging Face config")
+        # nn.Module's stub types every attribute as Tensor | Module; a Hugging Face model's `config` is its config
+        return cast("PreTrainedConfig", self.backbone.config)
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.parameters()) if self.is_t5 else []
@@ -141,3 +150,12 @@ class MultiTimeframeAutoencoder(nn.Module):
                 recon[tf] = out
         embedding = torch.cat([parts[tf].mean(dim=1) for tf in self.timeframes], dim=1)
         return recon, embedding
+
+
+def _decoder(bottleneck: int, d: int, out: int, zero_last: bool) -> nn.Sequential:
+    """bottleneck -> d -> out per token; `zero_last` starts the output at exactly 0."""
+    first, last = nn.Linear(bottleneck, d), nn.Linear(d, out)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(first, nn.GELU(), last)

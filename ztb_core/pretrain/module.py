@@ -46,7 +46,7 @@ class PretrainModule(L.LightningModule):
             self.timeframes, lengths, self.cfg.model, backbone_module=backbone_module
         )
         if self.model.is_t5:
-            self.hparams["t5_config"] = self.model.backbone.config.to_dict()
+            self.hparams["t5_config"] = self.model.backbone_config.to_dict()
         self._val: ReconstructionMetrics | None = None
         self._val_loss: list[float] = []
         self._t_last: float | None = None

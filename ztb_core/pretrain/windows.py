@@ -138,7 +138,8 @@ def save_index(path: Path, index: WindowIndex) -> None:
     arrays = {"anchors": index.anchors, "split_of": index.split_of, "lengths": np.array(json.dumps(index.lengths))}
     arrays.update({f"end_{tf}": e for tf, e in index.ends.items()})
     with atomic_file(path) as fh:
-        np.savez(fh, **arrays)
+        # numpy's stub types **kwds as if they could be its bool `allow_pickle`; these are all arrays
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def load_index(path: Path) -> WindowIndex:
