@@ -15,6 +15,7 @@ from ztb_core.live.emulator import FaultRule
 from ztb_core.live.exchange import (
     AuthError,
     ExchangeAdapter,
+    ExchangeCallError,
     ExchangeUnavailable,
     InsufficientFundsError,
     MarketLimits,
@@ -275,3 +276,70 @@ def test_my_trades_walks_every_page_back_to_since(exchange_adapter, emulator):
     assert [int(f.id) for f in fills] == sorted(int(f.id) for f in fills)
     assert len(exchange_adapter.fetch_my_trades()) == 100
     assert [f.id for f in exchange_adapter.fetch_my_trades(limit=5)] == [f.id for f in fills[-5:]]
+
+
+class _GappyExchange:
+    """A ccxt stand-in whose replies can leave out a field (ccxt fills an absent one with None)."""
+
+    has = {"fetchMyTrades": True}
+    last_json_response = last_http_response = None
+
+    def __init__(self, drop: str | None = None) -> None:
+        self.drop = drop
+
+    def _gap(self, row: dict, name: str) -> dict:
+        return {k: (None if f"{name}.{k}" == self.drop else v) for k, v in row.items()}
+
+    def fetch_open_orders(self, symbol):
+        return [
+            self._gap(
+                {
+                    "id": "7",
+                    "symbol": symbol,
+                    "side": "buy",
+                    "price": 100.0,
+                    "remaining": None,
+                    "amount": 0.5,
+                    "timestamp": 1,
+                },
+                "order",
+            )
+        ]
+
+    def fetch_my_trades(self, symbol, since, limit):
+        return [
+            self._gap(
+                {"id": "9", "order": "7", "timestamp": 2, "side": "buy", "price": 100.0, "amount": 0.5, "fee": None},
+                "trade",
+            )
+        ]
+
+    def fetch_order_book(self, symbol, limit):
+        return {"bids": [[99.0, 1.0], [98.0, None if self.drop == "book.amount" else 2.0]], "asks": [[101.0, 1.0]]}
+
+    def fetch_trades(self, symbol, since, limit, params):
+        return [self._gap({"id": "3", "timestamp": 5, "price": 100.0, "amount": -0.25, "side": "sell"}, "public")]
+
+
+@pytest.mark.parametrize(
+    ("drop", "read", "field"),
+    [
+        ("order.price", "fetch_open_orders", "'price'"),
+        ("order.amount", "fetch_open_orders", "'amount'"),
+        ("trade.price", "fetch_my_trades", "'price'"),
+        ("trade.amount", "fetch_my_trades", "'amount'"),
+        ("trade.timestamp", "fetch_my_trades", "'timestamp'"),
+        ("book.amount", "fetch_order_book", r"'bids\[1\]'"),
+        ("public.amount", "fetch_trades", "'amount'"),
+    ],
+)
+def test_reply_missing_a_money_field_is_a_clear_error(exchange_config, drop, read, field):
+    """A None price/amount in a reply names the call and the field (not a TypeError on Decimal
+    arithmetic later, not a silent 0); the complete reply parses (positive control)."""
+    cfg = exchange_config.model_copy(update={"exchange": "binance"})
+    whole = getattr(ExchangeAdapter(cfg, exchange=_GappyExchange()), read)()
+    assert whole  # the complete reply parses: only the dropped field makes the error
+    gappy = ExchangeAdapter(cfg, exchange=_GappyExchange(drop))
+    with pytest.raises(ExchangeCallError, match=rf"exchange reply binance {read}: field {field}") as err:
+        getattr(gappy, read)()
+    assert err.value.kind == "bad_response"

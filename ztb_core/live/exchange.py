@@ -96,6 +96,22 @@ def dec(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
+def required(reply: Any, key: str, exchange: str, method: str) -> Any:
+    """`reply[key]`, or an ExchangeCallError (kind bad_response) naming the call and the field when
+    the exchange left it out: a None here would otherwise surface later as a TypeError on money."""
+    value = reply.get(key) if isinstance(reply, dict) else None
+    if value is None:
+        raise ExchangeCallError(
+            f"exchange reply {exchange} {method}: field {key!r} missing", kind="bad_response", method=method
+        )
+    return value
+
+
+def required_dec(reply: Any, key: str, exchange: str, method: str) -> Decimal:
+    """`required` as an exact Decimal (see `dec`)."""
+    return Decimal(str(required(reply, key, exchange, method)))
+
+
 @dataclass(frozen=True)
 class MarketLimits:
     symbol: str
@@ -540,15 +556,15 @@ class ExchangeAdapter:
         if market is None:
             raise ConfigError(f"exchange.symbol: {self.cfg.exchange} has no market {symbol!r}")
         precision, limits = market.get("precision") or {}, market.get("limits") or {}
-        steps = [self._step(precision.get("amount")), self._step(precision.get("price"))]
-        if None in steps:
+        amount_step, price_step = self._step(precision.get("amount")), self._step(precision.get("price"))
+        if amount_step is None or price_step is None:
             raise ConfigError(
                 f"{self.cfg.exchange} {symbol}: ccxt has no precision for this market; set "
                 f"exchange.markets.{symbol}.amount_step and .price_step in the config"
             )
         min_amount = dec((limits.get("amount") or {}).get("min")) or Decimal(0)
         min_cost = dec((limits.get("cost") or {}).get("min")) or Decimal(0)
-        return MarketLimits(symbol, min_amount, min_cost, steps[0], steps[1])
+        return MarketLimits(symbol, min_amount, min_cost, amount_step, price_step)
 
     def _step(self, value: Any) -> Decimal | None:
         if value is None:
@@ -578,8 +594,22 @@ class ExchangeAdapter:
             lambda: self.exchange.fetch_order_book(symbol, limit),
             check=lambda r: isinstance(r, dict) and "bids" in r and "asks" in r,
         )
-        side = lambda rows: [(dec(p), dec(a)) for p, a, *_ in rows]  # noqa: E731
-        return OrderBook(symbol, side(ob["bids"]), side(ob["asks"]), ob.get("timestamp"))
+        return OrderBook(
+            symbol, self._book_side(ob["bids"], "bids"), self._book_side(ob["asks"], "asks"), ob.get("timestamp")
+        )
+
+    def _book_side(self, rows: Any, name: str) -> list[tuple[Decimal, Decimal]]:
+        """[price, amount, ...] rows as Decimal pairs; a level without both is a malformed reply."""
+        out = []
+        for i, (p, a, *_) in enumerate(rows):
+            if p is None or a is None:
+                raise ExchangeCallError(
+                    f"exchange reply {self.cfg.exchange} fetch_order_book: field '{name}[{i}]' missing price or amount",
+                    kind="bad_response",
+                    method="fetch_order_book",
+                )
+            out.append((Decimal(str(p)), Decimal(str(a))))
+        return out
 
     def fetch_trades(
         self,
@@ -595,8 +625,15 @@ class ExchangeAdapter:
             lambda: self.exchange.fetch_trades(symbol, since_ms, limit, params or {}),
             check=lambda r: isinstance(r, list),
         )
+        ex = self.cfg.exchange
         out = [
-            PublicTrade(str(t["id"]), int(t["timestamp"]), dec(t["price"]), abs(dec(t["amount"])), t.get("side"))
+            PublicTrade(
+                str(t["id"]),
+                int(t["timestamp"]),
+                required_dec(t, "price", ex, "fetch_trades"),
+                abs(required_dec(t, "amount", ex, "fetch_trades")),
+                t.get("side"),
+            )
             for t in rows
             if t.get("timestamp") is not None and t.get("price") is not None
         ]
@@ -653,7 +690,7 @@ class ExchangeAdapter:
             lambda: self.exchange.fetch_balance(),
             check=lambda r: isinstance(r, dict) and isinstance(r.get("free"), dict),
         )
-        pick = lambda key: {c: dec(v) for c, v in (b.get(key) or {}).items() if v is not None}  # noqa: E731
+        pick = lambda key: {c: d for c, v in (b.get(key) or {}).items() if (d := dec(v)) is not None}  # noqa: E731
         return Balance(pick("free"), pick("used"), pick("total"))
 
     def create_limit_order(
@@ -706,13 +743,14 @@ class ExchangeAdapter:
         rows = self._call(
             "fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol), check=lambda r: isinstance(r, list)
         )
+        ex, method = self.cfg.exchange, "fetch_open_orders"
         return [
             OpenOrder(
                 str(o["id"]),
                 o.get("symbol") or symbol,
                 o["side"],
-                dec(o["price"]),
-                dec(o.get("remaining") if o.get("remaining") is not None else o.get("amount")),
+                required_dec(o, "price", ex, method),
+                required_dec(o, "remaining" if o.get("remaining") is not None else "amount", ex, method),
                 o.get("timestamp"),
             )
             for o in rows
@@ -725,10 +763,10 @@ class ExchangeAdapter:
         return ExchangeFill(
             str(t["id"]),
             str(t["order"]) if t.get("order") is not None else None,
-            int(t["timestamp"]),
+            int(required(t, "timestamp", self.cfg.exchange, "fetch_my_trades")),
             t["side"],
-            dec(t["price"]),
-            abs(dec(t["amount"])),
+            required_dec(t, "price", self.cfg.exchange, "fetch_my_trades"),
+            abs(required_dec(t, "amount", self.cfg.exchange, "fetch_my_trades")),
             dec(fee.get("cost")) or Decimal(0),
             fee.get("currency"),
             t.get("takerOrMaker"),
