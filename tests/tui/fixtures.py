@@ -124,6 +124,8 @@ def make_run(
                         "loss": 1.6 * math.exp(-2 * x) + 0.08,
                         "corr_return_M1": 0.2 + 0.2 * x,
                         "corr_return_linear_M1": 0.27,
+                        "corr_interior_M1": 0.1 + 0.2 * x,
+                        "corr_interior_baseline_M1": 0.33,
                         "corr_level_M1": 0.8,
                     },
                 )

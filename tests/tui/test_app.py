@@ -156,6 +156,12 @@ async def test_kind_specific_curves(make_app, fleet) -> None:
         assert "val/corr_return_linear_M1" not in rows and "val/corr_level_M1" not in rows
         await wait_for(pilot, lambda: rows["val/corr_return_M1"].ref is not None)
         assert rows["val/corr_return_M1"].ref == pytest.approx(0.27) and rows["val/corr_return_M1"].ref_label == "lin"
+        # the interior-return correlation comes first, beside the strongest naive filler's
+        curve_rows = [k for k in rows if k.startswith("val/corr")]
+        assert curve_rows[0] == "val/corr_interior_M1" and "val/corr_interior_baseline_M1" not in rows
+        interior = rows["val/corr_interior_M1"]
+        await wait_for(pilot, lambda: interior.ref is not None)
+        assert interior.ref == pytest.approx(0.33) and interior.ref_label == "best naive"
         assert screen.query_one("#stop", Button).disabled  # nothing to stop in a completed run
 
 

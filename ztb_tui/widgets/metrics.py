@@ -103,11 +103,13 @@ CURVES = {
         ("train/fps", "fps"),
         ("train/learning_rate", "learning rate"),
     ],
-    # the honest pretraining number is the correlation of one-step returns inside masked spans,
-    # shown beside linear interpolation's on the same masks (level correlation proves little)
+    # the honest pretraining number is the correlation of one-step returns strictly inside masked
+    # spans (a span's edge returns are given away by the visible neighbours), shown beside the
+    # strongest naive filler on the same masks; level correlation proves little
     "pretrain": [
         ("train/loss", "train loss"),
         ("val/loss", "val loss"),
+        *((f"val/corr_interior_{tf}", f"interior corr {tf}") for tf in ("M1", "M5", "M15", "H1", "H4", "D")),
         *((f"val/corr_return_{tf}", f"ret corr {tf}") for tf in ("M1", "M5", "M15", "H1", "H4", "D")),
     ],
     "live": [
@@ -122,9 +124,13 @@ MAX_EXTRA_ROWS = 8
 
 
 def reference_key(key: str) -> tuple[str, str] | None:
-    """The baseline measured beside a metric, and its short label: pretraining's linear
-    interpolation on the same masks; PPO's buy-and-hold on the same bars and costs."""
+    """The baseline measured beside a metric, and its short label: for pretraining's interior and
+    boundary returns the strongest naive filler on the same masks, for its plain return metrics
+    linear interpolation; PPO's buy-and-hold on the same bars and costs."""
     split, _, name = key.partition("/")
+    for metric in ("corr_interior_", "mse_interior_", "corr_boundary_"):
+        if name.startswith(metric) and "_baseline_" not in name:
+            return f"{split}/{metric}baseline_{name[len(metric) :]}", "best naive"
     for metric in ("corr_return_", "mse_"):
         if name.startswith(metric) and "_linear_" not in name:
             return f"{split}/{metric}linear_{name[len(metric) :]}", "lin"
@@ -143,7 +149,7 @@ def curve_keys(kind: str, snapshot: MetricsSnapshot) -> list[tuple[str, str]]:
         split, name = key.split("/", 1)
         if key in seen or split == "sys":
             continue
-        if "_linear_" in name or name.startswith("corr_level"):
+        if "_linear_" in name or "_baseline_" in name or name.startswith("corr_level"):
             continue  # baselines are drawn beside their model row; level correlation proves little
         if "loss" in name or name.startswith("corr") or kind not in CURVES:
             extra.append((key, f"{split} {name}" if split not in ("train",) else name))
