@@ -144,9 +144,11 @@ class LoadedAgent:
             return self._positions_discrete(feats, initial_position, windows if self.finetune else None)
         pos = initial_position
         for t in range(lb - 1, n):
-            obs = window_rows(feats, lb, t, t + 1, pos)
+            flat = window_rows(feats, lb, t, t + 1, pos)
+            obs: np.ndarray | dict[str, np.ndarray] = flat
             if self.finetune:
-                obs = self._dict_obs(obs, windows.batch(np.array([t])))
+                assert windows is not None  # checked above: fine-tune mode refuses a bare feature matrix
+                obs = self._dict_obs(flat, windows.batch(np.array([t])))
             pos = float(self._to_positions(self._actions(obs, deterministic))[0])
             out[t] = pos
         return out
@@ -260,6 +262,7 @@ def load_agent(path: str | Path) -> LoadedAgent:
     file, entry, state = resolve_checkpoint(path)
     cfg = TrainConfig.model_validate(state["config"])
     encoder, raw_shapes = None, None
+    embedding_dim = 0  # width of the embedding the policy computes itself (fine-tune mode only)
     if cfg.encoder.path:
         encoder = load_encoder_checked(cfg.encoder.path)
         check_encoder_fingerprint(cfg.encoder.path, state, f"checkpoint {file}")
@@ -267,7 +270,8 @@ def load_agent(path: str | Path) -> LoadedAgent:
             from ..pretrain.dataset import IN_CHANNELS
 
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
-    n_features = _n_features(cfg, state, encoder.embedding_dim if raw_shapes is not None else 0)
+            embedding_dim = encoder.embedding_dim
+    n_features = _n_features(cfg, state, embedding_dim)
     return LoadedAgent(
         policy=_build_policy(cfg, n_features, state, raw_shapes),
         normalizer=ObsNormalizer.from_state(state.get("vecnormalize")),

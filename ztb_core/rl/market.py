@@ -78,6 +78,7 @@ def _embeddings(
     from ..pretrain.embed_cache import cached_embeddings
     from .encoder import encoder_fingerprint
 
+    assert cfg.encoder.path is not None  # `bundle` was loaded from it
     emb, valid, _ = cached_embeddings(
         bundle, encoder_fingerprint(cfg.encoder.path), bars, cfg.data.market, on_progress=on_progress
     )

@@ -20,6 +20,8 @@ def spaces_for(env_cfg: EnvConfig, n_features: int, raw_shapes: dict[str, tuple[
     from .env import dict_space
 
     big = float(np.finfo(np.float32).max)
+    obs: spaces.Space
+    act: spaces.Space
     if raw_shapes is not None:
         obs = dict_space(env_cfg.lookback, n_features, raw_shapes)
     else:

@@ -41,13 +41,12 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
                 f"encoder {encoder_path}: the observation lacks {missing} (timeframes {bundle.timeframes})"
             )
         for tf, k in zip(bundle.timeframes, keys, strict=True):
-            want = (bundle.lengths[tf],)
-            if observation_space[k].shape[:1] != want:
+            shape = _shape(observation_space, k)
+            if shape[:1] != (bundle.lengths[tf],):
                 raise ConfigError(
-                    f"encoder {encoder_path}: {k} has shape {observation_space[k].shape}, "
-                    f"the encoder takes {bundle.lengths[tf]} bars"
+                    f"encoder {encoder_path}: {k} has shape {shape}, the encoder takes {bundle.lengths[tf]} bars"
                 )
-        n_flat = int(observation_space[FEATURES_KEY].shape[0]) + int(observation_space[POSITION_KEY].shape[0])
+        n_flat = int(_shape(observation_space, FEATURES_KEY)[0]) + int(_shape(observation_space, POSITION_KEY)[0])
         super().__init__(observation_space, n_flat + bundle.embedding_dim)
         model = bundle.model
         model.decoders = nn.ModuleDict()  # reconstruction heads play no part in the policy
@@ -75,6 +74,13 @@ class PretrainedEncoderExtractor(BaseFeaturesExtractor):
         return self.combine(observations[self._fkey], observations[self._pkey], self.embed(observations))
 
 
+def _shape(observation_space: spaces.Dict, key: str) -> tuple[int, ...]:
+    shape = observation_space[key].shape
+    if shape is None:  # only shapeless spaces (Graph, Sequence, ...) have none; the encoder env builds Boxes
+        raise ConfigError(f"observation {key!r} is a {type(observation_space[key]).__name__} without a shape")
+    return shape
+
+
 class EncoderActorCriticPolicy(MultiInputActorCriticPolicy):
     """`MultiInputPolicy` whose optimizer trains the encoder at `encoder_lr_scale` x the learning rate."""
 
@@ -84,14 +90,17 @@ class EncoderActorCriticPolicy(MultiInputActorCriticPolicy):
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
-        enc = [p for p in self.features_extractor.encoder.parameters() if p.requires_grad]
+        extractor = self.features_extractor
+        assert isinstance(extractor, PretrainedEncoderExtractor)  # the trainer pairs this policy with it
+        enc = [p for p in extractor.encoder.parameters() if p.requires_grad]
         ids = {id(p) for p in enc}
         rest = [p for p in self.parameters() if id(p) not in ids]
         lr = lr_schedule(1)
         groups = [{"params": rest, "lr_scale": 1.0}]
         if enc:
             groups.append({"params": enc, "lr": lr * self.encoder_lr_scale, "lr_scale": self.encoder_lr_scale})
-        self.optimizer = self.optimizer_class(groups, lr=lr, **self.optimizer_kwargs)
+        # type[Optimizer] has no `lr`, but every concrete optimizer class has (SB3 ignores this the same way)
+        self.optimizer = self.optimizer_class(groups, lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
 
 class EncoderPPO(PPO):

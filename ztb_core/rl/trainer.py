@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.logger import configure as sb3_logger
 
@@ -68,7 +69,9 @@ def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
     return changed_keys(recorded, new)
 
 
-def _make_env(features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any, windows: Any = None):
+def _make_env(
+    features: np.ndarray, open_: np.ndarray, close: np.ndarray, env_cfg: Any, windows: Any = None
+) -> TradingEnv:
     if windows is not None:
         return EncoderTradingEnv(features, open_, close, env_cfg, windows)
     return TradingEnv(features, open_, close, env_cfg)
@@ -83,11 +86,11 @@ def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
         raise ConfigError(
             "encoder.mode is finetune but the market has no encoder windows (prepare it with this config)"
         )
-    fns = [
+    fns: list[Callable[[], gym.Env]] = [
         partial(_make_env, market.features, market.open, market.close, cfg.env, windows) for _ in range(cfg.ppo.n_envs)
     ]
-    venv = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
-    venv = VecMonitor(venv, info_keywords=("equity", "turnover", "costs", "penalty"))
+    base = DummyVecEnv(fns) if cfg.ppo.vec_env == "dummy" else SubprocVecEnv(fns)
+    venv = VecMonitor(base, info_keywords=("equity", "turnover", "costs", "penalty"))
     norm = cfg.ppo.normalize
     if not norm.enabled:
         return venv, None
@@ -255,6 +258,7 @@ def run_training(
             found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
             entry, state = found if found else (None, None)
         if state is not None:
+            assert entry is not None  # a checkpoint's entry and state are loaded together
             check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
             check_encoder_fingerprint(cfg.encoder.path, state, f"cannot resume from checkpoint {entry['file']}")
         step0 = int(state["num_timesteps"]) if state is not None else 0
@@ -293,7 +297,7 @@ def run_training(
             stream = StreamWindow(cfg) if cfg.streaming.enabled else None
             # streaming: the train bars come through the ring buffer; the eval split is loaded only
             # when the periodic evaluation needs it (that load is not flat in memory)
-            wanted = ("train", cfg.eval.split)
+            wanted: tuple[str, ...] = ("train", cfg.eval.split)
             if stream is not None:
                 wanted = (cfg.eval.split,) if cfg.eval.every_steps else ()
             splits = (
