@@ -391,6 +391,23 @@ class Journal:
             return Decimal(0), None
         return total, sum((f.amount * f.price for f in fills), Decimal(0)) / total
 
+    def fills_summary(self, trade_ids: Iterable[str]) -> dict[str, Any]:
+        """What a batch of newly recorded fills did, for a person (the `fills_summary` event that
+        notifications send): count, amounts and average prices per side, fees, the position after."""
+        wanted = {str(t) for t in trade_ids}
+        fills = [f for f in self.fills() if f.trade_id in wanted]
+        out: dict[str, Any] = {"fills": len(fills)}
+        for side in ("buy", "sell"):
+            mine = [f for f in fills if f.side == side]
+            amount = sum((f.amount for f in mine), Decimal(0))
+            out[f"{side}_amount"] = str(amount)
+            out[f"{side}_avg_price"] = (
+                str(sum((f.amount * f.price for f in mine), Decimal(0)) / amount) if amount else None
+            )
+        out["fees"] = str(sum((f.fee for f in fills), Decimal(0)))
+        out["position"] = str(self.position())
+        return out
+
     def position(self) -> Decimal:
         """Net base-currency position built by our fills (buys minus sells)."""
         return sum((f.signed_amount for f in self.fills()), Decimal(0))

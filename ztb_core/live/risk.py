@@ -26,6 +26,7 @@ prints a loud warning and the run records it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -108,9 +109,18 @@ class RiskDecision:
 class RiskManager:
     """Checks orders against the limits; trips and persists breakers."""
 
-    def __init__(self, config: RiskConfig, journal: Journal, clock_ms: Any = None) -> None:
+    def __init__(
+        self,
+        config: RiskConfig,
+        journal: Journal,
+        clock_ms: Any = None,
+        on_trip: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.cfg, self.journal = config, journal
         self._clock_ms = clock_ms
+        # told once per newly latched breaker or daily halt (the runner turns it into a
+        # `breaker_tripped` event, which notifications send): a bot that went reduce-only is news
+        self._on_trip = on_trip
         raw = journal.get_state(STATE_KEY)
         self.state = RiskState.load(raw)
         self._roll_day(self._now_ms())
@@ -155,6 +165,8 @@ class RiskManager:
             log.warning("circuit breaker %s tripped: %s -> reduce-only until reset", breaker, reason)
             self.state.breakers[breaker] = reason
             self.save()
+            if self._on_trip is not None:
+                self._on_trip(breaker, reason)
 
     def reset_breakers(self) -> list[str]:
         """Clear the latched breakers (a person decided it is safe); returns the ones cleared."""
@@ -225,6 +237,8 @@ class RiskManager:
             if pnl <= -self.cfg.daily_loss_limit and self.state.daily_halt is None:
                 self.state.daily_halt = f"daily loss {-pnl:.0f} reached the limit {self.cfg.daily_loss_limit}"
                 log.warning("risk: %s -> reduce-only for the rest of the day", self.state.daily_halt)
+                if self._on_trip is not None:
+                    self._on_trip("daily_loss_limit", self.state.daily_halt)
             if position != 0 and entry_price is not None and entry_price > 0:
                 adverse = (
                     float((entry_price - price) / entry_price)

@@ -94,7 +94,11 @@ class LiveRunner:
         self.manager = OrderManager(
             venue, journal, self.symbol, grace_ms=int(cfg.reconcile_grace_s * 1000), on_event=writer.event
         )
-        self.risk = RiskManager(cfg.risk, journal)
+        self.risk = RiskManager(
+            cfg.risk,
+            journal,
+            on_trip=lambda breaker, reason: writer.event("breaker_tripped", breaker=breaker, reason=reason),
+        )
         self.limits = market.market_limits(self.symbol)
         self.stats = LoopStats()
         self.bars: pd.DataFrame | None = None
@@ -278,11 +282,13 @@ class LiveRunner:
         """Reconcile fills and open orders; False when the private API could not be read (then no
         order may be placed: the position and what rests are not known)."""
         try:
-            self.manager.reconcile()
+            report = self.manager.reconcile()
         except ExchangeCallError as exc:
             self._error("sync", exc)
             return False
         self.risk.record_success("private")
+        if report.new_fills:
+            self.writer.event("fills_summary", **self.journal.fills_summary(report.new_fills))
         return True
 
     def _trading_halt(self) -> str | None:
