@@ -210,6 +210,19 @@ def test_dedup_and_failure_group(artifacts, server):
     assert n.stats["suppressed"] == 2 and len(server.received) == 3
 
 
+def test_each_fills_summary_and_each_breaker_is_sent(artifacts, server):
+    n = Notifier([DiscordWebhook(server.webhook())], fast(dedup_window_s=600))
+    send = lambda rec: n.forward(None, "live-x", "live", rec)  # noqa: E731
+    assert send({"event": "breaker_tripped", "breaker": "stale_data", "reason": "old"})
+    assert not send({"event": "breaker_tripped", "breaker": "stale_data", "reason": "old"})  # control: deduplicated
+    assert send({"event": "breaker_tripped", "breaker": "price_jump", "reason": "jump"})  # another breaker: news
+    assert send({"event": "fills_summary", "fills": 1, "buy_amount": "0.01"})
+    assert send({"event": "fills_summary", "fills": 2, "buy_amount": "0.02"})  # different money, sent too
+    assert n.flush(20)
+    n.close(0)
+    assert n.stats["suppressed"] == 1 and len(server.received) == 4
+
+
 def test_rate_limit_spaces_sends(server):
     n = Notifier([DiscordWebhook(server.webhook())], fast(burst=1, rate_per_minute=600))  # 10/s after 1
     for i in range(4):

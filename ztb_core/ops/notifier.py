@@ -47,6 +47,9 @@ log = logging.getLogger("ztb.notify")
 
 #: events that are one "failure" of a run: the first one out suppresses the others (dedup group)
 FAILURE_EVENTS = ("error", "failed", "fatal")
+# news every time (each batch of fills is different money, each day's report a different day):
+# never folded into an earlier message; the rate limit still applies
+DISTINCT_EVENTS = frozenset({"fills_summary", "daily_report"})
 
 
 class NotifyConfig(ZtbModel):
@@ -287,11 +290,12 @@ class Notifier:
         if event not in self.events:
             return False
         group = "failure" if event in FAILURE_EVENTS else event
-        key = (run_id, group, record.get("check"))
+        # one message per alert check and per breaker: a second breaker is news, not a duplicate
+        key = (run_id, group, record.get("check") or record.get("breaker"))
         now = self.clock()
         with self._lock:
             last = self._seen.get(key)
-            if last is not None and now - last < self.cfg.dedup_window_s:
+            if event not in DISTINCT_EVENTS and last is not None and now - last < self.cfg.dedup_window_s:
                 self.stats["suppressed"] += 1
                 return False
             self._seen[key] = now
