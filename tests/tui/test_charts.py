@@ -111,3 +111,21 @@ async def test_live_equity_chart_draws_its_drawdown(make_app, fleet) -> None:
         await wait_for(pilot, lambda: "drawdown" in equity.lines)
         xs, dd = equity.lines["drawdown"]
         assert max(dd) <= 0.0 and len(xs) == len(equity.lines["equity"][0])
+
+
+def test_a_streaming_run_shows_its_buffer_fill_and_drops() -> None:
+    """`--enable-streaming` writes split `stream`; a train run's curves list it (and only when present)."""
+    from ztb_tui.sources import MetricsSnapshot, SeriesView
+    from ztb_tui.widgets.metrics import curve_keys
+
+    def snap(keys):
+        return MetricsSnapshot({k: SeriesView.__new__(SeriesView) for k in keys}, {}, None, 0, False)
+
+    plain = curve_keys("train", snap(["train/ep_rew_mean", "val/sharpe"]))
+    assert not [k for k, _ in plain if k.startswith("stream/")]
+    streamed = dict(curve_keys("train", snap(["train/ep_rew_mean", "stream/fill", "stream/dropped", "stream/blocked"])))
+    assert (
+        streamed["stream/fill"] == "stream buffer fill"
+        and "stream/dropped" in streamed
+        and "stream/blocked" in streamed
+    )

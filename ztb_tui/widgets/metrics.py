@@ -102,6 +102,11 @@ CURVES = {
         ("train/explained_variance", "explained var"),
         ("train/fps", "fps"),
         ("train/learning_rate", "learning rate"),
+        # --enable-streaming: how full the ring buffer runs and what it had to drop or wait for
+        ("stream/fill", "stream buffer fill"),
+        ("stream/dropped", "stream dropped"),
+        ("stream/blocked", "stream blocked"),
+        ("stream/bars_per_s", "stream bars/s"),
     ],
     # the honest pretraining number is the correlation of one-step returns strictly inside masked
     # spans (a span's edge returns are given away by the visible neighbours), shown beside the
