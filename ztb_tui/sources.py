@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -22,7 +21,8 @@ import yaml
 
 from ztb_core.atomic import atomic_write_json, read_json
 from ztb_core.errors import ZtbError
-from ztb_core.live.orders import LIVE as LIVE_ORDERS
+from ztb_core.live.journal import read_snapshot
+from ztb_core.live.live_config import journal_path_for
 from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
 from ztb_core.paths import global_kill_file
@@ -758,13 +758,11 @@ class LiveState:
 
 LIVE_TAIL_BYTES = 64 << 10
 FILLS_SHOWN = 20
-#: order states that may rest at the exchange
-LIVE_ORDER_STATES = tuple(sorted(LIVE_ORDERS))
 
 
 def live_journal_path(run_dir: Path) -> Path | None:
-    """The journal a live run writes: `journal` in its report, else config `journal_path`, else
-    the default name beside the run's artifacts (LiveConfig.resolved_journal_path's rule)."""
+    """The journal a live run writes: `journal` in its report, else the core's rule
+    (`journal_path_for`) applied to the run's saved config and its artifacts folder."""
     run_dir = Path(run_dir)
     try:
         report = read_json(run_dir / "reports" / "live_report.json")
@@ -776,33 +774,22 @@ def live_journal_path(run_dir: Path) -> Path | None:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, ValueError):
         return None
-    if cfg.get("journal_path"):
-        return Path(str(cfg["journal_path"])).expanduser()
     exchange = cfg.get("exchange") or {}
-    mode = "paper" if cfg.get("mode", "dry_run") == "dry_run" else "live"
-    symbol = str(exchange.get("symbol", "")).replace("/", "_")
-    return run_dir.parent.parent / "live" / f"journal-{mode}-{exchange.get('exchange', '?')}-{symbol}.sqlite"
+    return journal_path_for(
+        str(cfg.get("mode", "dry_run")),
+        str(exchange.get("exchange", "?")),
+        str(exchange.get("symbol", "")),
+        cfg.get("journal_path"),
+        artifacts=run_dir.parent.parent,
+    )
 
 
 def read_journal(path: Path) -> tuple[dict | None, list[dict], list[dict]]:
-    """(risk state, open orders, newest fills) from a live journal, opened read-only: the console
-    never writes the journal of a running loop (SQLite WAL lets it read while the loop writes)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
-    try:
-        db.row_factory = sqlite3.Row
-        row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
-        risk = json.loads(row["value"]) if row else None
-        marks = ",".join("?" * len(LIVE_ORDER_STATES))
-        orders = [
-            dict(r)
-            for r in db.execute(f"SELECT * FROM orders WHERE state IN ({marks}) ORDER BY created_ms", LIVE_ORDER_STATES)
-        ]
-        fills = [dict(r) for r in db.execute("SELECT * FROM fills ORDER BY time_ms DESC LIMIT ?", (FILLS_SHOWN,))]
-    finally:
-        db.close()
-    if isinstance(risk, dict):
+    """(risk state, open orders, newest fills) of a live journal, read-only (the core's reader)."""
+    risk, orders, fills = read_snapshot(path, FILLS_SHOWN)
+    if risk is not None:
         risk.setdefault("reduce_only", bool(risk.get("breakers")) or risk.get("daily_halt") is not None)
-    return risk if isinstance(risk, dict) else None, orders, fills
+    return risk, orders, fills
 
 
 def live_state(run_dir: Path) -> LiveState:

@@ -29,6 +29,9 @@ from .orders import LIVE, NEW, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
 
 SCHEMA_VERSION = 1
 
+#: the journal key under which the risk manager keeps its state (breakers, daily halt, counters)
+RISK_STATE_KEY = "risk_state"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
@@ -436,3 +439,23 @@ class Journal:
         out = {r[0]: r[1] for r in rows}
         out["fills"] = fills
         return out
+
+
+def read_snapshot(path: str | Path, fills_shown: int = 20) -> tuple[dict | None, list[dict], list[dict]]:
+    """(risk state, orders that may rest at the exchange, the newest fills first) of a journal,
+    opened read-only: a reader (the console) never writes the journal of a running loop, and
+    SQLite's WAL lets it read while the loop writes. Raw rows, for display."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    try:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT value FROM kv WHERE key=?", (RISK_STATE_KEY,)).fetchone()
+        risk = json.loads(row["value"]) if row else None
+        states = sorted(LIVE)
+        marks = ",".join("?" * len(states))
+        orders = [
+            dict(r) for r in db.execute(f"SELECT * FROM orders WHERE state IN ({marks}) ORDER BY created_ms", states)
+        ]
+        fills = [dict(r) for r in db.execute("SELECT * FROM fills ORDER BY time_ms DESC LIMIT ?", (fills_shown,))]
+    finally:
+        db.close()
+    return risk if isinstance(risk, dict) else None, orders, fills

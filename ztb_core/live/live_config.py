@@ -97,8 +97,17 @@ class LiveConfig(ZtbModel):
         return value
 
     def resolved_journal_path(self) -> Path:
-        if self.journal_path is not None:
-            return Path(self.journal_path).expanduser()
-        mode = "paper" if self.mode == "dry_run" else "live"
-        sym = self.exchange.symbol.replace("/", "_")
-        return artifacts_dir() / "live" / f"journal-{mode}-{self.exchange.exchange}-{sym}.sqlite"
+        return journal_path_for(self.mode, self.exchange.exchange, self.exchange.symbol, self.journal_path)
+
+
+def journal_path_for(
+    mode: str, exchange: str, symbol: str, journal_path: str | Path | None = None, artifacts: Path | None = None
+) -> Path:
+    """The journal a live session uses: `journal_path` when set, else one per (paper|live, exchange,
+    symbol) under `artifacts`/live (default: this process's artifacts folder). The console finds a
+    run's journal through the same rule."""
+    if journal_path is not None:
+        return Path(journal_path).expanduser()
+    kind = "paper" if mode == "dry_run" else "live"
+    base = artifacts if artifacts is not None else artifacts_dir()
+    return base / "live" / f"journal-{kind}-{exchange}-{symbol.replace('/', '_')}.sqlite"

@@ -36,11 +36,11 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 
 from ..config import ZtbModel
-from .journal import Journal
+from .journal import RISK_STATE_KEY, Journal
 
 log = logging.getLogger("ztb.live.risk")
 
-STATE_KEY = "risk_state"
+STATE_KEY = RISK_STATE_KEY
 BREAKERS = ("consecutive_errors", "stale_data", "price_jump", "spread_too_wide", "stop_loss", "manual")
 
 
