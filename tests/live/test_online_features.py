@@ -97,5 +97,5 @@ def test_frozen_encoder_embeds_only_the_last_rows_exactly(tmp_path, monkeypatch)
         ref = bundle.embed_bars(buffer, "crypto")[-16:]
         np.testing.assert_array_equal(window[:, 66:], ref)
     # the encoder's warm-up: no windows yet at the start of the data, zeros and not valid
-    emb, ok = online._embed_last(bars.iloc[:20])
+    emb, ok = online._embed_last(bars.iloc[:20], bundle)
     assert not ok.any() and not emb.any()

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from ztb_core.live.broker import OrderManager
+from ztb_core.live.exchange import ExchangeCallError, Ticker
 from ztb_core.live.journal import Journal
 from ztb_core.live.orders import FILLED, OPEN
 from ztb_core.live.paper import PaperConfig, PaperVenue
@@ -79,4 +80,14 @@ def test_insufficient_paper_funds_rejected(public_adapter, tmp_path):
     m = OrderManager(venue, j, "BTC/JPY")
     o = m.place("sell", Decimal("0.01"), venue.fetch_ticker().bid)
     assert o.state == "rejected" and "insufficient BTC" in o.reason
+    j.close()
+
+
+def test_quote_without_touch_or_last_is_a_clear_error(public_adapter, tmp_path):
+    """The stream's ticker can carry no bid/ask; the paper venue then prices at last ± half the
+    spread, and with no last either it names the missing fields instead of a TypeError on None."""
+    j, venue = make(public_adapter, tmp_path, spread_bps=20)
+    assert venue._touch(Ticker("BTC/JPY", None, None, Decimal("1000000"), None)) == (Decimal(999000), Decimal(1001000))
+    with pytest.raises(ExchangeCallError, match=r"fetch_ticker BTC/JPY: fields 'bid'/'ask' and 'last' missing"):
+        venue._touch(Ticker("BTC/JPY", Decimal("999000"), None, None, None))
     j.close()

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from ..errors import ZtbError
 from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
 from .journal import Journal
-from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order
+from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side
 from .reconcile import ReconcileReport, order_watermark, raise_watermark, reconcile
 
 log = logging.getLogger("ztb.live.broker")
@@ -105,7 +105,7 @@ class OrderManager:
 
     # ---- placement ----------------------------------------------------------------------------
     def place(
-        self, side: str, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
+        self, side: Side, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
     ) -> Order:
         self._ensure_resolved()
         # the newest exchange order id seen before this one was sent: reconciliation never adopts an
@@ -159,10 +159,11 @@ class OrderManager:
         `cancel_requested` for `retry_cancels`."""
         if order.state not in (OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED) or order.exchange_id is None:
             return order
+        exchange_id = order.exchange_id
         if order.state != CANCEL_REQUESTED:
             order = self.journal.transition(order, CANCEL_REQUESTED)
         try:
-            self.venue.cancel_order(order.exchange_id, self.symbol)
+            self.venue.cancel_order(exchange_id, self.symbol)
         except OrderNotFoundError:
             pass  # already gone (filled or cancelled): reconciliation tells which
         except ExchangeCallError:

@@ -10,6 +10,7 @@ and the checkpoint is replaced by the newest trade id, so the next run only fetc
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -51,7 +52,8 @@ def _save_trades(path: Path, cols: dict[str, np.ndarray]) -> None:
     from ..atomic import atomic_file
 
     with atomic_file(path) as fh:
-        np.savez(fh, **cols)
+        # numpy's stub types **kwds as if they could be its bool `allow_pickle`; these are all arrays
+        np.savez(fh, **cols)  # type: ignore[arg-type]
 
 
 def _load_trades(path: Path) -> dict[str, np.ndarray]:
@@ -194,7 +196,7 @@ def _fetch_ohlcv(
     while cursor < until_ms:
         rows = adapter._call(
             "fetch_ohlcv",
-            lambda cursor=cursor: adapter.exchange.fetch_ohlcv(adapter.symbol, tf, cursor, page),
+            functools.partial(adapter.exchange.fetch_ohlcv, adapter.symbol, tf, cursor, page),
             check=lambda r: isinstance(r, list),
         )
         bars = ohlcv_to_bars(rows)

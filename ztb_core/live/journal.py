@@ -375,7 +375,8 @@ class Journal:
             return self._db.execute("SELECT 1 FROM fills WHERE trade_id=?", (str(trade_id),)).fetchone() is not None
 
     def fills(self, client_id: str | None = None, since_ms: int | None = None) -> list[Fill]:
-        sql, args = "SELECT * FROM fills WHERE 1=1", []
+        sql = "SELECT * FROM fills WHERE 1=1"
+        args: list[str | int] = []
         if client_id is not None:
             sql += " AND client_id=?"
             args.append(client_id)

@@ -23,7 +23,7 @@ from ..errors import ZtbError
 from .broker import OrderManager
 from .exchange import ExchangeCallError
 from .journal import Journal
-from .orders import CANCELLED, OPEN, UNKNOWN
+from .orders import CANCELLED, OPEN, UNKNOWN, Order
 
 FAR_PCT = Decimal("0.30")
 FLOW = "minimal"  # the submission detail that marks the flow's test orders in the journal
@@ -106,6 +106,13 @@ def run_minimal(
         if not ok:
             raise _StepFailed(name)
 
+    def journaled(client_id: str) -> Order:
+        """The journal's record of an order this flow knows (the journal never drops one)."""
+        order = journal.get(client_id)
+        if order is None:
+            raise _StepFailed(f"order {client_id} is missing from the journal")
+        return order
+
     def balances_before() -> str:
         state["before"] = _totals(adapter.fetch_balance(), currencies)
         return ", ".join(f"{c} {v}" for c, v in state["before"].items())
@@ -122,7 +129,7 @@ def run_minimal(
             manager.cancel(o)
         if stale:
             manager.reconcile()
-        still = [o.client_id for o in stale if not journal.get(o.client_id).terminal]
+        still = [o.client_id for o in stale if not journaled(o.client_id).terminal]
         if still:
             raise _StepFailed(f"earlier test order(s) {still} are still resting; cancel them by hand")
         if not stale:
@@ -160,7 +167,7 @@ def run_minimal(
         report.order_client_id = order.client_id
         if order.state == UNKNOWN:
             manager.reconcile(grace_ms=0)
-            order = journal.get(order.client_id)
+            order = journaled(order.client_id)
         if order.state != OPEN or not order.exchange_id:
             raise _StepFailed(f"order {order.client_id} is {order.state}: {order.reason or 'not placed'}")
         report.order_exchange_id = order.exchange_id
@@ -177,13 +184,13 @@ def run_minimal(
         raise _StepFailed(f"order {eid} {'never appeared among' if present else 'is still among'} the open orders")
 
     def cancel() -> str:
-        manager.cancel(journal.get(state["order"].client_id))
+        manager.cancel(journaled(state["order"].client_id))
         return f"cancel of {state['order'].exchange_id} accepted"
 
     def confirm_cancelled() -> str:
         detail = confirm(False)
         manager.reconcile()
-        order = journal.get(state["order"].client_id)
+        order = journaled(state["order"].client_id)
         if order.state != CANCELLED:
             raise _StepFailed(f"journal has order {order.client_id} as {order.state}, expected cancelled")
         return detail + "; journal: cancelled"

@@ -25,7 +25,17 @@ from pydantic import Field
 
 from ..config import ZtbModel
 from ..pnl import CostConfig
-from .exchange import Balance, ExchangeFill, FillSync, OpenOrder, OrderAck, OrderNotFoundError, OrderRejected, Ticker
+from .exchange import (
+    Balance,
+    ExchangeCallError,
+    ExchangeFill,
+    FillSync,
+    OpenOrder,
+    OrderAck,
+    OrderNotFoundError,
+    OrderRejected,
+    Ticker,
+)
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED
 
@@ -117,6 +127,13 @@ class PaperVenue:
     def _touch(self, ticker: Ticker) -> tuple[Decimal, Decimal]:
         if ticker.bid is not None and ticker.ask is not None and ticker.bid > 0 and ticker.ask > 0:
             return ticker.bid, ticker.ask
+        if ticker.last is None:
+            raise ExchangeCallError(
+                f"exchange reply fetch_ticker {ticker.symbol}: fields 'bid'/'ask' and 'last' missing; "
+                "the paper venue has no price to match against",
+                kind="bad_response",
+                method="fetch_ticker",
+            )
         half = ticker.last * _d(self.costs.spread_bps) / (2 * _BPS)
         return ticker.last - half, ticker.last + half
 

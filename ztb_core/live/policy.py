@@ -30,6 +30,7 @@ from ..errors import ConfigError, DataError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..pretrain.export import EncoderBundle
     from .live_config import PolicyConfig
 
 log = logging.getLogger("ztb.live.policy")
@@ -84,7 +85,7 @@ class OnlineFeatures:
 
     def __init__(self, feature_set: str, market: str, lookback: int, encoder_path: str | None = None) -> None:
         self.feature_set, self.market, self.lookback = feature_set, market, lookback
-        self.encoder = None
+        self.encoder: EncoderBundle | None = None
         if encoder_path:
             from ..pretrain.export import load_encoder
 
@@ -107,7 +108,7 @@ class OnlineFeatures:
             fm = compute_feature_set(self.feature_set, bars, self.market)
             values, valid = fm.values[-self.lookback :], fm.valid[-self.lookback :]
         if self.encoder is not None and len(values) == self.lookback:
-            emb, ok = self._embed_last(bars)
+            emb, ok = self._embed_last(bars, self.encoder)
             valid = valid & np.isfinite(emb).all(axis=1) & ok  # warm-up rows are zeros
             values = np.concatenate([values, np.nan_to_num(emb, nan=0.0)], axis=1)
         if len(values) < self.lookback or not valid.all():
@@ -118,7 +119,7 @@ class OnlineFeatures:
             )
         return np.ascontiguousarray(values, dtype=np.float32)
 
-    def _embed_last(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _embed_last(self, bars: pd.DataFrame, enc: EncoderBundle) -> tuple[np.ndarray, np.ndarray]:
         """The frozen encoder's embeddings of the last `lookback` bars only (`embed_bars` would embed
         the whole buffer at every bar: seconds): the same windows (`window_builder(...).inputs`) and
         the same forward pass (`embed_tokens`); rows still in the encoder's warm-up are zeros."""
@@ -126,7 +127,6 @@ class OnlineFeatures:
 
         from ..pretrain.export import embed_tokens
 
-        enc = self.encoder
         # the windows of the last rows reach back `lengths[tf]` bars of each timeframe (+2 for a partial
         # first bucket and the previous close): only those M1 bars are resampled, not the whole buffer
         reach = max((enc.lengths[tf] + 2) * TIMEFRAME_MINUTES[tf] for tf in enc.timeframes)
@@ -200,8 +200,9 @@ def market_mismatch(policy: Policy, market: str) -> str | None:
     trained = getattr(policy, "market", None)
     if trained is None or trained == market:
         return None
-    symbol = getattr(getattr(getattr(policy, "agent", None), "train_config", None), "data", None)
-    where = f" ({symbol.symbol})" if getattr(symbol, "symbol", None) else ""
+    data = getattr(getattr(getattr(policy, "agent", None), "train_config", None), "data", None)
+    symbol = getattr(data, "symbol", None)
+    where = f" ({symbol})" if symbol else ""
     calendar = {"fx": "the FX calendar (Sunday 17:00 - Friday 17:00 New York)", "crypto": "a 24/7 market"}
     return (
         f"{policy.name} was trained on {trained}{where}, {calendar.get(trained, trained)}, "

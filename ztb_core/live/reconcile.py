@@ -297,16 +297,16 @@ def reconcile(
     # late fills of orders already closed (a fill printed while the cancel was in flight)
     by_eid = {o.exchange_id: o for o in journal.orders([FILLED, CANCELLED]) if o.exchange_id}
     for eid, fills in trades_by_order.items():
-        order = by_eid.get(eid)
-        if order is None:
+        closed = by_eid.get(eid)
+        if closed is None:
             continue
-        late = [str(t.id) for t in fills if journal.record_fill(_to_fill(t, order.client_id))]
+        late = [str(t.id) for t in fills if journal.record_fill(_to_fill(t, closed.client_id))]
         report.new_fills.extend(late)
         # compared even when no fill is new: a process killed between journaling a fill and updating
         # its order leaves the fill recorded (so it is never new again) and the order's amount stale
-        filled, avg = journal.filled_of(order.client_id)
-        if min(filled, order.amount) != order.filled:
-            journal.save(order, order.with_fills(min(filled, order.amount), avg), detail={"late_fills": late})
+        filled, avg = journal.filled_of(closed.client_id)
+        if min(filled, closed.amount) != closed.filled:
+            journal.save(closed, closed.with_fills(min(filled, closed.amount), avg), detail={"late_fills": late})
 
     report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
     # only a complete pass moves the cursor and the watermark (an exception above leaves both)

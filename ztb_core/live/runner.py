@@ -39,6 +39,7 @@ from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .orders import Side
     from .stream import MarketFeed
 
 log = logging.getLogger("ztb.live.runner")
@@ -307,6 +308,8 @@ class LiveRunner:
             self._error("cancel_retry", exc)
 
     def decide(self, ticker: Any, now_ms: int, prev_close: Decimal | None, t_bar: float) -> None:
+        # both pollers call this only right after `_append` added at least one new bar
+        assert self.bars is not None and len(self.bars), "decide() before any bar was appended"
         self._roll_day(now_ms)
         close = Decimal(repr(float(self.bars["close"].iloc[-1])))
         last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
@@ -384,7 +387,7 @@ class LiveRunner:
         except ExchangeCallError as exc:
             self._error("cancel", exc)
 
-    def _place(self, side: str, amount: Decimal, price: Decimal, reducing: bool, t_bar: float | None) -> str:
+    def _place(self, side: Side, amount: Decimal, price: Decimal, reducing: bool, t_bar: float | None) -> str:
         try:
             order = self.manager.place(side, amount, price, reduce_only=reducing)
         except OrderBlocked as exc:
@@ -415,7 +418,7 @@ class LiveRunner:
                 self.writer.event("flatten_skipped", position=str(pos), reason="below the market minimum amount")
             return
         ticker = self.venue.fetch_ticker()
-        side = "sell" if pos > 0 else "buy"
+        side: Side = "sell" if pos > 0 else "buy"
         price = limit_price(self.cfg.sizing, side, ticker.bid, ticker.ask, ticker.last, self.limits)
         self._place(side, amount, price, True, None)
         self._sync()

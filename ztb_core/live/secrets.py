@@ -12,6 +12,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 import yaml
 
@@ -62,6 +63,18 @@ def _read_key_file(path: Path) -> Credentials:
     if missing:
         raise CredentialsError(f"{path}: key file lacks {', '.join(missing)} (expected keys: api_key, secret)")
     return Credentials(str(data["api_key"]).strip(), str(data["secret"]).strip(), source=str(path))
+
+
+@overload
+def load_credentials(
+    cfg: ExchangeConfig, env: Mapping[str, str] | None = None, required: Literal[True] = True
+) -> Credentials: ...
+
+
+@overload
+def load_credentials(
+    cfg: ExchangeConfig, env: Mapping[str, str] | None = None, *, required: bool
+) -> Credentials | None: ...
 
 
 def load_credentials(

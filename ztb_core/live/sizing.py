@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ..config import ZtbModel
 from .exchange import MarketLimits
+from .orders import Side
 
 log = logging.getLogger("ztb.live.sizing")
 
@@ -52,7 +53,7 @@ class SizingConfig(ZtbModel):
 
 @dataclass(frozen=True)
 class SizedOrder:
-    side: str
+    side: Side
     amount: Decimal
     price: Decimal
     target: Decimal  # target position (base currency) this order works towards
@@ -131,7 +132,7 @@ def size_order(
         return Skip("at target")
     if target != 0 and abs(delta) < abs(target) * _to_dec(cfg.min_change_fraction):
         return Skip(f"change {delta} is below min_change_fraction of the target {target}")
-    side = "buy" if delta > 0 else "sell"
+    side: Side = "buy" if delta > 0 else "sell"
     amount = limits.round_amount(abs(delta))
     price = limit_price(cfg, side, bid, ask, last, limits)
     if amount <= 0:

@@ -291,13 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault else None
         if kind == "connection_reset":
             self._drop(reset=True)
-        if kind == "timeout":
+        if fault is not None and fault.kind == "timeout":
             emu.sleep(fault.hang_ms / 1000.0)
             self._drop(reset=False)
         if kind == "http_429":
             self._send(429, b"<html><body>429 Too Many Requests</body></html>", "text/html", extra)
             return
-        if kind == "http_5xx":
+        if fault is not None and fault.kind == "http_5xx":
             self._send(
                 fault.status, f"<html><body>{fault.status} Server Error</body></html>".encode(), "text/html", extra
             )
@@ -309,15 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
             if private:
                 host = self.headers.get("Host") or f"{emu.config.host}:{emu.port}"
                 emu.check_signature(self.headers, f"http://{host}{self.path}", body)
-            if kind == "late_execution" and emu.sleep(fault.hang_ms / 1000.0):
+            if fault is not None and fault.kind == "late_execution" and emu.sleep(fault.hang_ms / 1000.0):
                 self._drop(reset=False)  # the server is stopping: the late work never happens
-            payload = emu.dispatch(endpoint, oid, params, fault.fill_ratio if kind == "partial_fill" else None)
+            payload = emu.dispatch(
+                endpoint, oid, params, fault.fill_ratio if fault is not None and fault.kind == "partial_fill" else None
+            )
             status = 200
         except ApiError as err:
             payload, status = {"success": False, "error": err.message}, err.status
         if kind == "late_execution":
             self._drop(reset=False)  # the client gave up long ago: nobody hears the answer
-        if kind == "response_lost":
+        if fault is not None and fault.kind == "response_lost":
             if fault.hang_ms:
                 emu.sleep(fault.hang_ms / 1000.0)
             self._drop(reset=False)
