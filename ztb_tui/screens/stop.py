@@ -5,6 +5,7 @@ records the outcome as an event in each run."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from textual import work
@@ -58,9 +59,8 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
                     force=True,
                     kill_timeout_s=self.kill_timeout_s,
                     reason=self.reason,
-                    on_progress=lambda phase, left, rd=run_dir: self.app.call_from_thread(
-                        self._progress, rd.name, phase, left
-                    ),
+                    # (phase, seconds left) -> self._progress(run id, phase, seconds left) on the UI thread
+                    on_progress=functools.partial(self.app.call_from_thread, self._progress, run_dir.name),
                 )
                 record_event(run_dir, "console_stop", final_state=outcome.final_state, actions=outcome.actions)
             except Exception as exc:  # shown to the person; the run folder is left as it was
