@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from ztb_core.live.journal import Journal
-from ztb_core.live.orders import Fill
+from ztb_core.live.orders import OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
 from ztb_core.live.risk import RiskConfig, RiskManager, entry_price
 
 P = Decimal("1000000")
@@ -115,7 +115,7 @@ def test_daily_loss_and_trade_count_reset_next_day(journal):
     now[0] += 86_400_000
     r2 = rm(journal, clock=lambda: now[0], max_trades_per_day=2)  # restart on the next day
     assert r2.state.daily_halt is None and r2.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed
-    r2.record_trade(), r2.record_trade()
+    placed(journal, "a", now[0]), placed(journal, "b", now[0] + 1)
     assert (
         "trade count"
         in rm(journal, clock=lambda: now[0], max_trades_per_day=2)
@@ -124,6 +124,30 @@ def test_daily_loss_and_trade_count_reset_next_day(journal):
     )
     # at the count limit reducing is still allowed
     assert r2.check_order("sell", Decimal("0.001"), P, Decimal("0.002")).allowed
+
+
+def placed(journal, cid: str, at_ms: int, state: str = OPEN, exchange_id: str | None = "auto") -> None:
+    """An order the journal knows as placed at `at_ms` (the exchange took it unless told otherwise)."""
+    order = Order(f"c-{cid}", "BTC/JPY", "buy", Decimal("0.001"), P, created_ms=at_ms, updated_ms=at_ms)
+    sub = journal.record_submission(order)
+    if state != SUBMITTED:
+        journal.save(sub, sub.transition(state, exchange_id=f"x-{cid}" if exchange_id == "auto" else exchange_id))
+
+
+def test_the_trade_limit_counts_the_journal_not_a_counter_a_kill_can_lose(journal):
+    """A process killed after a placement and before any counter update (found by the fault fuzzer:
+    7 exposure-adding orders on a day limited to 6): the limit reads the placed orders themselves."""
+    r = rm(journal, max_trades_per_day=2)
+    placed(journal, "old", DAY_MS - 86_400_000)  # yesterday: not today's
+    placed(journal, "rej", DAY_MS, state=REJECTED, exchange_id=None)  # never placed
+    placed(journal, "unk", DAY_MS, state=UNKNOWN, exchange_id=None)  # outcome unknown: not (yet) a trade
+    placed(journal, "a", DAY_MS)
+    assert r.check_order("buy", Decimal("0.001"), P, Decimal(0)).allowed  # positive control: 1 of 2
+    placed(journal, "b", DAY_MS + 1)  # no record_trade(): as if killed right after the placement
+    fresh = rm(journal, max_trades_per_day=2)  # the restarted process
+    decision = fresh.check_order("buy", Decimal("0.001"), P, Decimal(0))
+    assert not decision.allowed and "daily trade count 2" in decision.reason
+    assert fresh.summary()["trades_today"] == 2
 
 
 def test_stop_loss_flattens_and_latches(journal):

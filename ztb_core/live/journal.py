@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ZtbError
-from .orders import LIVE, NEW, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
+from .orders import LIVE, NEW, REJECTED, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
 
 SCHEMA_VERSION = 1
 
@@ -394,6 +394,17 @@ class Journal:
         if total == 0:
             return Decimal(0), None
         return total, sum((f.amount * f.price for f in fills), Decimal(0)) / total
+
+    def orders_placed_since(self, since_ms: int) -> int:
+        """Orders created since `since_ms` that the exchange took: they have an exchange id and were
+        not rejected. An unknown outcome counts once it resolves to placed. Counted from the orders
+        themselves, so a process killed between a placement and any counter cannot undercount."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM orders WHERE created_ms>=? AND exchange_id IS NOT NULL AND state!=?",
+                (int(since_ms), REJECTED),
+            ).fetchone()
+        return int(row[0])
 
     def fills_summary(self, trade_ids: Iterable[str]) -> dict[str, Any]:
         """What a batch of newly recorded fills did, for a person (the `fills_summary` event that

@@ -134,6 +134,16 @@ class RiskManager:
     def _day_of(self, ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, ZoneInfo(self.cfg.day_timezone)).strftime("%Y-%m-%d")
 
+    def _day_start_ms(self, ms: int) -> int:
+        local = datetime.fromtimestamp(ms / 1000, ZoneInfo(self.cfg.day_timezone))
+        return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+    def trades_today(self) -> int:
+        """Orders placed today (risk day), counted from the journal's orders: a kill -9 between a
+        placement and a counter update, or an unknown outcome that later resolved as placed, would
+        otherwise let the day's limit be exceeded."""
+        return self.journal.orders_placed_since(self._day_start_ms(self._now_ms()))
+
     def _roll_day(self, ms: int) -> None:
         day = self._day_of(ms)
         if day != self.state.day:
@@ -151,7 +161,7 @@ class RiskManager:
             "breakers": dict(self.state.breakers),
             "daily_halt": self.state.daily_halt,
             "daily_pnl": float(Decimal(self.state.daily_pnl)),
-            "trades_today": self.state.trades_today,
+            "trades_today": self.trades_today(),
             "consecutive_errors": self.state.consecutive_errors,
             "public_errors": self.state.public_errors,
             "private_errors": self.state.private_errors,
@@ -284,11 +294,10 @@ class RiskManager:
         halted = self._halt_reason()
         if halted is not None:
             return RiskDecision(False, Decimal(0), f"{halted} (reducible now: {reducible})")
-        if self.state.trades_today >= self.cfg.max_trades_per_day:
+        trades = self.trades_today()
+        if trades >= self.cfg.max_trades_per_day:
             return RiskDecision(
-                False,
-                Decimal(0),
-                f"daily trade count {self.state.trades_today} reached the limit {self.cfg.max_trades_per_day}",
+                False, Decimal(0), f"daily trade count {trades} reached the limit {self.cfg.max_trades_per_day}"
             )
         # the largest position that fits both size limits, against the worst case on this side
         cap = min(self.cfg.max_position, self.cfg.max_notional / price)
@@ -317,8 +326,9 @@ class RiskManager:
         return None
 
     def record_trade(self) -> None:
+        """Refresh the day's count shown in the summary (the limit itself reads the journal)."""
         self._roll_day(self._now_ms())
-        self.state.trades_today += 1
+        self.state.trades_today = self.trades_today()
         self.save()
 
 
