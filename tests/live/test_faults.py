@@ -157,6 +157,49 @@ def test_a_lost_response_is_still_adopted_when_it_is_the_only_candidate(exchange
     assert got.state == OPEN and emulator.state.orders[int(got.exchange_id)].open
 
 
+@pytest.mark.parametrize("fills", [False, True], ids=["resting", "filled"])
+def test_a_smaller_foreign_order_is_never_taken_for_an_unknown_placement(exchange_adapter, emulator, journal, fills):
+    """Found by the fault fuzzer: our placement failed (5xx, never placed), someone else's order on the
+    same side at a price our limit allows, but SMALLER, was adopted as ours (and its fill booked as our
+    position) because only remaining <= amount was checked. Ours never reached the exchange: rejected."""
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    price = far_bid(exchange_adapter)
+    manager.reconcile()
+    emulator.add_fault({"kind": "http_5xx", "endpoint": "create_order"})
+    ours = manager.place("buy", Decimal("0.03"), price)
+    assert ours.state == UNKNOWN and not emulator.state.orders
+    foreign = place_foreign(emulator, "buy", Decimal("0.0071"), price)
+    if fills:
+        emulator.state.execute(foreign, Decimal("0.0071"))
+    manager.reconcile()
+    assert journal.get(ours.client_id).state == REJECTED and journal.position() == 0
+    assert str(foreign) not in journal.known_exchange_ids()
+    # positive control: an order of ours with the same keys that did reach the exchange is adopted
+    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
+    placed = manager.place("buy", Decimal("0.03"), price)
+    if fills:
+        emulator.state.execute(max(emulator.state.orders), Decimal("0.03"))
+    manager.reconcile()
+    assert journal.get(placed.client_id).exchange_id == str(max(emulator.state.orders))
+    assert journal.position() == (Decimal("0.03") if fills else 0)
+
+
+def test_an_unknown_order_the_exchange_cancelled_part_way_is_still_found(exchange_adapter, emulator, journal):
+    """Ours reached the exchange, part filled, then the exchange itself cancelled the rest: the fills do
+    not add up to our amount, so the order's own amount and price (GET exchange/orders/ID) decide."""
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    price = far_bid(exchange_adapter)
+    manager.reconcile()
+    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
+    ours = manager.place("buy", Decimal("0.03"), price)
+    (eid,) = list(emulator.state.orders)
+    emulator.state.execute(eid, Decimal("0.01"))
+    emulator.state.orders[eid].status = "PARTIALLY_FILLED_CANCELED"  # the venue's own cancel (e.g. maintenance)
+    manager.reconcile()
+    got = journal.get(ours.client_id)
+    assert got.exchange_id == str(eid) and got.filled == Decimal("0.01") and journal.position() == Decimal("0.01")
+
+
 def test_ambiguous_match_blocks_alerts_and_the_operator_resolves_it(exchange_adapter, emulator, journal):
     seen: list = []
     manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0, on_event=events(seen))

@@ -100,6 +100,19 @@ def _price_ok(order: Order, price: Decimal) -> bool:
     return price <= order.price if order.side == "buy" else price >= order.price
 
 
+def _left_book_as(venue: Venue, symbol: str, eid: str, order: Order, filled: Decimal) -> bool:
+    """Could exchange order `eid`, gone from the book with `filled` executed, be our unknown `order`?
+    Nobody can cancel an order of ours whose id we never learnt, so ours left the book fully filled;
+    a smaller one is someone else's. The exception, an order the exchange itself cancelled part-way
+    (maintenance), is told by the order's own amount and price where the venue can look it up."""
+    if filled == order.amount:
+        return True
+    if filled > order.amount or not hasattr(venue, "fetch_order"):
+        return False
+    status = venue.fetch_order(eid, symbol)
+    return status.amount == order.amount and status.price == order.price and status.side in (None, order.side)
+
+
 #: journal kv keys
 CURSOR_KEY = "fills_cursor"  # newest fill id read by a complete pass
 WATERMARK_KEY = "exchange_order_watermark"  # newest numeric exchange order id seen (ours or not)
@@ -215,7 +228,11 @@ def reconcile(
         for eid, o in open_by_id.items():
             if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
                 continue
-            if Decimal(o.remaining) > order.amount:
+            # what rests plus what has filled must account for our whole amount: a smaller order
+            # at the same price is someone else's (the fills are read after the book, so a fill
+            # printed in between may be counted twice: at least the amount, never more than rests)
+            seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
+            if Decimal(o.remaining) > order.amount or seen > order.amount or Decimal(o.remaining) + seen < order.amount:
                 continue
             ts = o.timestamp_ms if o.timestamp_ms is not None else sent
             if ts >= sent - slack_ms:
@@ -225,7 +242,7 @@ def reconcile(
                 continue
             if any(f.side != order.side or not _price_ok(order, Decimal(f.price)) for f in fills):
                 continue
-            if sum((Decimal(f.amount) for f in fills), Decimal(0)) > order.amount:
+            if not _left_book_as(venue, symbol, eid, order, sum((Decimal(f.amount) for f in fills), Decimal(0))):
                 continue
             ts = min(f.timestamp_ms for f in fills)
             if ts >= sent - slack_ms:
