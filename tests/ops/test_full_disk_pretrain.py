@@ -61,3 +61,69 @@ def test_is_disk_full_follows_the_chain():
     except RuntimeError as outer:
         assert is_disk_full(outer)
     assert not is_disk_full(RuntimeError("other")) and not is_disk_full(OSError(errno.EIO, "I/O error"))
+
+
+def test_a_full_disk_frees_what_retention_allows_and_the_write_lands(tmp_path):
+    """The trainer's rule for pretraining: on "No space left on device" drop temp files and every
+    checkpoint but last.ckpt, the newest and the best by val loss, then write once more."""
+    import torch
+
+    from ztb_core.pretrain.callbacks import FreeingCheckpointIO
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    for name in ("best-step=10-val_loss=0.5000.ckpt", "best-step=20-val_loss=0.3000.ckpt", "last.ckpt"):
+        (ckpt / name).write_bytes(b"x" * 1000)
+        os.utime(ckpt / name, (1, 1))
+    (ckpt / "best-step=30-val_loss=0.4000.ckpt").write_bytes(b"x" * 1000)  # the newest
+    (ckpt / "last.ckpt.tmp").write_bytes(b"x" * 500)  # left by a killed atomic save
+    events: list = []
+
+    class Writer:
+        def event(self, name, **data):
+            events.append((name, data))
+
+    io = FreeingCheckpointIO(ckpt, Writer())
+    full = [True]
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        if full[0]:
+            full[0] = False
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "save", save)
+        io.save_checkpoint({"step": 40}, ckpt / "best-step=40-val_loss=0.2000.ckpt")
+    left = sorted(p.name for p in ckpt.iterdir())
+    # the worse, older best (0.5) and the temp file went; the best (0.3), the newest and last stay
+    assert left == [
+        "best-step=20-val_loss=0.3000.ckpt",
+        "best-step=30-val_loss=0.4000.ckpt",
+        "best-step=40-val_loss=0.2000.ckpt",
+        "last.ckpt",
+    ]
+    assert io.freed_bytes == 1500 and events and events[0][0] == "checkpoint_space_freed"
+    assert torch.load(ckpt / "best-step=40-val_loss=0.2000.ckpt")["step"] == 40
+
+
+def test_a_full_disk_with_nothing_to_free_still_fails(tmp_path):
+    """Positive control: when retention leaves nothing to drop, the ENOSPC propagates (the run then
+    fails with its unsaved steps counted, see above) instead of being swallowed."""
+    import torch
+
+    from ztb_core.pretrain.callbacks import FreeingCheckpointIO
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    (ckpt / "last.ckpt").write_bytes(b"x")
+
+    def save(obj, f, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "save", save)
+        with pytest.raises(OSError, match="No space left"):
+            FreeingCheckpointIO(ckpt).save_checkpoint({"step": 1}, ckpt / "best-step=1-val_loss=1.0000.ckpt")
+    assert (ckpt / "last.ckpt").exists()

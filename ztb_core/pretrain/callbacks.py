@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -136,6 +137,54 @@ class ManifestCallback(L.Callback):
             newest_saved_step=newest,
             steps_not_saved=step - newest,
         )
+
+
+class FreeingCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer with the trainer's full-disk rule: a write that fails with "No
+    space left on device" frees what retention allows (temp files, and every checkpoint but
+    last.ckpt, the newest and the best by validation loss) and is tried once more; a second
+    failure propagates (ManifestCallback.on_exception then fails the run, counting unsaved steps)."""
+
+    def __init__(self, ckpt_dir: Path, writer: Any = None) -> None:
+        super().__init__()
+        self.dir = Path(ckpt_dir)
+        self.writer = writer
+        self.freed_bytes = 0
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        try:
+            super().save_checkpoint(checkpoint, path, storage_options)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            freed = self.free_space(keep=Path(path).name)
+            if not freed:
+                raise
+            self.freed_bytes += freed
+            if self.writer is not None:
+                self.writer.event("checkpoint_space_freed", bytes=freed, retrying=Path(path).name)
+            super().save_checkpoint(checkpoint, path, storage_options)
+
+    def free_space(self, keep: str) -> int:
+        """Bytes freed from the checkpoint folder, keeping `keep` (being written), last.ckpt, the
+        newest checkpoint and the best (lowest val_loss in Lightning's `best-…-val_loss=X` name)."""
+        files = [p for p in self.dir.iterdir() if p.is_file()]
+        before = sum(p.stat().st_size for p in files)
+        ckpts = sorted((p for p in files if p.suffix == ".ckpt"), key=lambda p: p.stat().st_mtime)
+        best = [p for p in ckpts if p.name.startswith("best-") and _val_loss(p) is not None]
+        protected = {keep, LAST} | {p.name for p in ckpts[-1:]}
+        protected |= {min(best, key=lambda p: _val_loss(p) or 0.0).name} if best else set()
+        for p in files:
+            if p.name.endswith(".tmp") or (p.suffix == ".ckpt" and p.name not in protected):
+                p.unlink(missing_ok=True)  # the manifest drops entries of deleted files at its next sync
+        return max(0, before - sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file()))
+
+
+def _val_loss(path: Path) -> float | None:
+    try:
+        return float(path.stem.rsplit("val_loss=", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def is_disk_full(exc: BaseException | None) -> bool:

@@ -165,7 +165,7 @@ def run_pretrain(
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
     from ..ops.telemetry import TelemetryThread
-    from .callbacks import KillFileCallback, ManifestCallback, ProgressLog, RunWriterLogger
+    from .callbacks import FreeingCheckpointIO, KillFileCallback, ManifestCallback, ProgressLog, RunWriterLogger
     from .evaluate import write_report
     from .export import save_encoder
     from .module import PretrainDataModule, PretrainModule
@@ -254,6 +254,7 @@ def run_pretrain(
             strategy=t.strategy,
             logger=[RunWriterLogger(writer), *tensorboard_loggers(cfg, writer.dir)],
             callbacks=callbacks,
+            plugins=[FreeingCheckpointIO(writer.checkpoints_dir, writer)],
             log_every_n_steps=t.log_every,
             num_sanity_val_steps=0,
             enable_progress_bar=not headless,
