@@ -77,6 +77,8 @@ def test_walkforward_trains_each_fold_and_reports_out_of_sample_only(art, capsys
             f"train_overrides={json.dumps(FOLD_SETS)}",
             "--set",
             "poll_s=0.2",
+            "--set",
+            "warm_start=true",
         ]
     )
     out = capsys.readouterr()
@@ -97,6 +99,12 @@ def test_walkforward_trains_each_fold_and_reports_out_of_sample_only(art, capsys
         assert f["strongest_baseline"] in {"buy_and_hold", "sma_crossover", "ridge", "random"}
         assert f["ridge"]["fitted_on"] == "train"
     assert doc["folds"][0]["test_end"] < doc["folds"][1]["test_start"]
+    # warm_start: fold 1 starts from fold 0's scored checkpoint, fold 0 from scratch
+    f0, f1 = (runs / f["run_id"] for f in doc["folds"])
+    assert doc["folds"][0]["warm_started_from"] is None
+    assert yaml.safe_load((f1 / "config.yaml").read_text())["warm_start"] == doc["folds"][1]["warm_started_from"]
+    assert str(f0) in doc["folds"][1]["warm_started_from"]
+    assert [e for e in map(json.loads, (f1 / "events.jsonl").read_text().splitlines()) if e["event"] == "warm_started"]
     a = doc["aggregate"]
     assert a["dsr_trials"] == 2 and {"sharpe", "dsr", "psr", "ridge_sharpe", "strongest_baseline"} <= set(a)
     # the concatenated record is the folds glued together: its return compounds theirs

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..manifest import Manifest
 from ..ops.disk import alert_write_failure
 from ..runs import utc_now_iso
@@ -181,6 +181,33 @@ def restore_state(model: Any, vecnorm: Any, state: dict[str, Any]) -> None:
     model._n_updates = int(state.get("n_updates", 0))
     restore_vecnormalize(vecnorm, state.get("vecnormalize"))
     restore_rng(state.get("rng"))
+
+
+def warm_start_policy(model: Any, path: Path) -> Path:
+    """Copy the policy weights of a verified checkpoint (a file, or a run / checkpoints folder: its
+    newest valid one) into a freshly built model (a warm start); returns the file used. The
+    optimizer, step count, RNG and VecNormalize stay the new run's own. A network of another
+    shape (other features, encoder or architecture) is a ConfigError naming both."""
+    path = Path(path)
+    if path.is_dir():
+        ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = load_latest_valid(ckpt_dir)
+        if found is None:
+            raise CheckpointError(f"warm_start {path}: no valid checkpoint in {ckpt_dir}")
+        entry, state = found
+        path = ckpt_dir / entry["file"]
+    else:
+        _, state = load_checkpoint_file(path)
+    try:
+        model.policy.load_state_dict(state["policy"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ConfigError(
+            f"warm_start {path}: its policy network does not fit this config's "
+            f"({first[1].strip() if len(first) > 1 else first[0] if first else exc}); "
+            "warm starts need the same features, encoder and ppo.net_arch"
+        ) from None
+    return path
 
 
 def serialise(state: dict[str, Any], level: int) -> tuple[bytes, int]:

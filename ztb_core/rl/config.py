@@ -236,6 +236,12 @@ class TrainConfig(ZtbModel):
 
     total_timesteps: int = Field(1_000_000, ge=1, description="steps to train in total (rounded up to whole rollouts)")
     seed: int = Field(0, ge=0, description="seed for torch, numpy and the environments")
+    warm_start: str | None = Field(
+        None,
+        description="start a new run from another run's policy weights: a train run (id or folder: its best "
+        "checkpoint by validation) or a checkpoint file; steps, optimizer and observation statistics are the "
+        "new run's own. Ignored when resuming (the run's own checkpoint is loaded)",
+    )
     data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
     streaming: StreamConfig = Field(

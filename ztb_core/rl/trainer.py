@@ -24,6 +24,7 @@ from stable_baselines3.common.logger import configure as sb3_logger
 from ..atomic import atomic_write_text
 from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, flatten, read_yaml
 from ..errors import ConfigError, ZtbError
+from ..evaluation.selection import choose_checkpoint
 from ..logs import setup_logging
 from ..manifest import Manifest
 from ..ops.killfile import KillSwitch, clear_run_stop
@@ -31,7 +32,7 @@ from ..ops.telemetry import TelemetryThread
 from ..runs import RunWriter
 from ..tensorboard import require_tensorboard, tensorboard_dir
 from .callbacks import training_callbacks
-from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state
+from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state, warm_start_policy
 from .config import INCOMPATIBLE_PREFIXES, TrainConfig
 from .encoder import FEATURES_KEY, NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
 from .env import EncoderTradingEnv, TradingEnv
@@ -238,6 +239,8 @@ def run_training(
     total = cfg.rounded_total()
     cfg_dict, cfg_hash = config_to_dict(cfg), config_hash(cfg)
     entry, state = None, None
+    # a wrong warm_start fails here, before a run folder exists; a resumed run loads its own state
+    warm = choose_checkpoint(cfg.warm_start, "best") if cfg.warm_start and resume_dir is None else None
     if resume_dir is not None:
         recorded = read_yaml(resume_dir / "config.yaml")
         soft_changes = check_compatible(recorded, cfg, f"run {resume_dir.name}")
@@ -328,6 +331,15 @@ def run_training(
         model = build_model(cfg, venv)
         if state is not None:
             restore_state(model, vecnorm, state)
+        elif warm is not None:
+            try:
+                warm_file = warm_start_policy(model, warm.target)
+            except ZtbError:
+                venv.close()
+                writer.discard()
+                raise
+            writer.event("warm_started", checkpoint=str(warm_file), why=warm.description)
+            say(f"warm start: policy weights from {warm.description}")
             venv.seed(cfg.seed + step0)  # deterministic fresh episodes after a resume
         if cfg.logging.tensorboard:
             # SB3's own writer: every value it logs (losses, KL, clip fraction...) at each update

@@ -69,6 +69,11 @@ class WalkForwardConfig(ZtbModel):
     select: Literal["best", "latest"] = Field(
         "best", description="checkpoint of each fold scored out of sample: best by validation, or the last"
     )
+    warm_start: bool = Field(
+        False,
+        description="each fold after the first starts from the policy weights of the previous fold's scored "
+        "checkpoint (train config warm_start) instead of from scratch",
+    )
     train_config: str | None = Field(None, description="train config YAML of every fold (none = configs/train.yaml)")
     train_overrides: list[str] = Field([], description="--set overrides of every fold, e.g. total_timesteps=200000")
     poll_s: float = Field(1.0, gt=0, le=60, description="seconds between reads of a fold run's metrics")
@@ -305,12 +310,16 @@ def run_walkforward(
     registry = TrialRegistry(writer.dir)
     done: list[dict] = []
     table: list[dict] = []
+    warm_from: Path | None = None  # the previous fold's scored checkpoint (warm_start)
     for k, (train, test) in enumerate(windows):
         if kill.requested():
             writer.event("stop_requested", step=k, reason=kill.reason or "stop requested")
             break
         run_id = f"{writer.run_id}-f{k:02d}"
-        child = ChildTrainRun(run_id, cfg.train_config, fold_overrides(base, cfg, rows, train), writer.logs_dir)
+        sets = fold_overrides(base, cfg, rows, train)
+        if cfg.warm_start and warm_from is not None:
+            sets.append(f"warm_start={warm_from}")
+        child = ChildTrainRun(run_id, cfg.train_config, sets, writer.logs_dir)
         msg = f"fold {k + 1}/{cfg.folds}: training {run_id} on {rows.index[train.start]} .. {rows.index[train.stop]}"
         writer.set_status("running", step=k, message=msg)
         writer.event("fold_started", step=k, fold=k, run_id=run_id, train_rows=train.stop - train.start)
@@ -322,6 +331,7 @@ def run_walkforward(
         if rc != 0:
             raise RunError(f"walk-forward fold {k}: train run {run_id} exited with code {rc} (see logs/{run_id}.out)")
         choice = choose_checkpoint(child.run_dir, cfg.select)
+        warm_from = choice.target
         agent = load_agent(choice.target)
         writer.set_status("running", step=k, message=f"fold {k + 1}/{cfg.folds}: scoring {run_id} out of sample")
         scored = score_fold(base, cfg, rows, train, test, agent)
@@ -336,6 +346,7 @@ def run_walkforward(
             "train_rows": train.stop - train.start,
             "test_rows": test.stop - test.start,
             "checkpoint": choice.description,
+            "warm_started_from": sets[-1].split("=", 1)[1] if sets[-1].startswith("warm_start=") else None,
             "checkpoint_step": int(agent.step),
             "ridge": scored["ridge"],
             **{key: q[key] for key in _ROW_KEYS},
