@@ -60,6 +60,21 @@ def test_fills_are_idempotent(journal):
     assert journal.position() == AMOUNT and journal.cash_flow() == Decimal("-10003")
 
 
+def test_position_and_cash_flow_follow_every_new_fill(tmp_path, journal):
+    """The fills are read once per change, not per question: a fill recorded after a read still
+    counts at the next one, and a second handle on the same file sees the same totals."""
+    buy = Fill("t1", None, None, "buy", Decimal("0.02"), Decimal("100"), Decimal("0.01"), "JPY", 1)
+    sell = Fill("t2", None, None, "sell", Decimal("0.005"), Decimal("110"), Decimal("0"), "JPY", 2)
+    assert journal.position() == 0 and journal.cash_flow() == 0  # the cache now holds "no fills"
+    assert journal.record_fill(buy) and journal.position() == Decimal("0.02")
+    assert not journal.record_fill(buy) and journal.position() == Decimal("0.02")  # a repeat changes nothing
+    assert journal.record_fill(sell)
+    assert journal.position() == Decimal("0.015") and journal.cash_flow() == Decimal("-2.01") + Decimal("0.55")
+    assert [f.trade_id for f in journal.fills()] == ["t1", "t2"]
+    with Journal(journal.path, "live", "coincheck", "BTC/JPY") as fresh:
+        assert fresh.position() == journal.position() and fresh.cash_flow() == journal.cash_flow()
+
+
 def test_place_cancel_and_fills_through_the_exchange(exchange_adapter, emulator, journal):
     m = OrderManager(exchange_adapter, journal, "BTC/JPY")
     price = far_bid(exchange_adapter)

@@ -150,6 +150,9 @@ class Journal:
         self._lock = threading.RLock()
         #: why writes are refused after a failed one (None while the journal is healthy)
         self.write_failed: str | None = None
+        # every fill, oldest first, read once and dropped when a fill is added: position, cash flow
+        # and entry price are asked several times per bar, and one process owns the journal (lock)
+        self._all_fills: list[Fill] | None = None
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.row_factory = sqlite3.Row
@@ -368,13 +371,23 @@ class Journal:
                     now_ms(),
                 ),
             )
-            return cur.rowcount == 1
+            added = cur.rowcount == 1
+        if added:
+            with self._lock:
+                self._all_fills = None
+        return added
 
     def has_fill(self, trade_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM fills WHERE trade_id=?", (str(trade_id),)).fetchone() is not None
 
     def fills(self, client_id: str | None = None, since_ms: int | None = None) -> list[Fill]:
+        if client_id is None and since_ms is None:
+            with self._lock:
+                if self._all_fills is None:
+                    rows = self._db.execute("SELECT * FROM fills ORDER BY time_ms, trade_id").fetchall()
+                    self._all_fills = [_row_fill(r) for r in rows]
+                return list(self._all_fills)
         sql = "SELECT * FROM fills WHERE 1=1"
         args: list[str | int] = []
         if client_id is not None:
