@@ -292,8 +292,8 @@ def _verdict(res: dict, trials: dict) -> str:
     deflated = (
         ""
         if dsr is None
-        else f"; PSR {res.get('psr', 0):.2f}, DSR {dsr:.2f} over {trials.get('n', res.get('dsr_trials'))} "
-        f"evaluation(s) ({trials.get('source', 'this run')})"
+        else f"; PSR {res.get('psr', 0):.2f}, DSR {dsr:.2f} deflated for {trials.get('n', res.get('dsr_trials'))} "
+        f"trial(s): this evaluation and the earlier ones ({trials.get('source', 'none')})"
     )
     return f"verdict: the agent {word} the strongest baseline ({best}, Sharpe {best_sharpe:.2f}){deflated}"
 
