@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +147,14 @@ class RetryLater(Exception):
         self.after_s = after_s
 
 
-class Target:
+class Target(ABC):
+    """Where a notification goes (a Discord webhook, an Apprise URL)."""
+
     name: str
 
-    def send(self, title: str, body: str, timeout_s: float) -> None:  # raises on failure
-        raise NotImplementedError
+    @abstractmethod
+    def send(self, title: str, body: str, timeout_s: float) -> None:
+        """Deliver one message; raise on failure (RetryLater for a 429)."""
 
 
 class DiscordWebhook(Target):

@@ -29,11 +29,12 @@ class KindView(VerticalScroll):
         super().__init__(id="kind-view", **kwargs)
         self.run_dir = Path(run_dir)
 
+    # every kind's view overrides both: fetch runs in a worker thread, apply on the UI thread
     def fetch(self) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must read its run's files in fetch()")
 
     def apply(self, data: Any) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must draw what fetch() read in apply()")
 
     def focus_main(self) -> None:
         self.focus()
