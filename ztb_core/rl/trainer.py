@@ -19,6 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.logger import configure as sb3_logger
 
 from ..atomic import atomic_write_text
@@ -344,6 +345,10 @@ def run_training(
         if cfg.logging.tensorboard:
             # SB3's own writer: every value it logs (losses, KL, clip fraction...) at each update
             model.set_logger(sb3_logger(str(tensorboard_dir(writer.dir)), ["tensorboard"]))
+        else:
+            # values are still recorded for our callbacks; without a logger of our own SB3 makes one
+            # that leaves an empty /tmp/SB3-<time> folder behind for every run and resume
+            model.set_logger(SB3Logger(folder=None, output_formats=[]))
         saver = CheckpointSaver(
             writer.checkpoints_dir,
             level=cfg.checkpoint.compression_level,
