@@ -4,9 +4,12 @@ nothing). The kill/resume phase (two training processes) is the slow test."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from ztb_core.cli import main
+from ztb_core.live.journal import Journal
 from ztb_core.ops import canary
 from ztb_core.runs import RunReader, list_runs
 
@@ -42,3 +45,59 @@ def test_kill_resume_with_a_failing_checkpoint_write(artifacts):
     (cell,) = result.cells
     assert cell.passed, cell.detail
     assert "completed at 2048 of 2048" in cell.detail and "steps counted twice 0" in cell.detail
+
+
+def test_a_killed_and_resumed_live_session_agrees_with_the_exchange(artifacts, tmp_path, monkeypatch, capsys):
+    """A real `ztb live` process group SIGKILLed with an order at the exchange, resumed on the same
+    journal and stopped: the journal equals the emulator's books. Positive controls: a journal with
+    one fill lost, one fill altered, one order lost, one foreign order or one order left of unknown
+    outcome fails `check_books`."""
+    made = []
+
+    def keep_emulator(row: str):
+        made.append(real(row))
+        return made[-1]
+
+    real = canary.emulator
+    monkeypatch.setattr(canary, "emulator", keep_emulator)
+    keep = tmp_path / "canary"
+    argv = ["canary", "--phase", "kill/resume live", "--row", "none", "--keep", str(keep), "--no-record"]
+    assert main(argv) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1/1 passed" in out and "killed" in out  # the detail line itself is wrapped by the console
+    (emu,) = made
+    assert emu.state.orders and not any(o.open for o in emu.state.orders.values())
+
+    kept = keep / "artifacts" / "live" / "canary-live-kill-none.sqlite"
+
+    def books_after(*sql: tuple[str, tuple]) -> list[str]:
+        """check_books on a copy of the session's journal altered by `sql`."""
+        copy = tmp_path / f"altered-{len(list(tmp_path.glob('altered-*')))}.sqlite"
+        with sqlite3.connect(kept) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)
+            for statement, args in sql:
+                dst.execute(statement, args)
+        with Journal(copy, "live", canary.LIVE_VENUE, canary.LIVE_SYMBOL) as journal:
+            return canary.check_books(journal, emu)[0]
+
+    bad, figures = [], {}
+    with Journal(kept, "live", canary.LIVE_VENUE, canary.LIVE_SYMBOL) as journal:
+        bad, figures = canary.check_books(journal, emu)
+        fill = journal.fills()[-1]
+        order = next(o for o in journal.orders() if o.exchange_id)
+    assert not bad and figures["fills"] > 0, (bad, figures)
+    assert books_after() == []  # the copy itself is clean
+    lost_fill = books_after(("DELETE FROM fills WHERE trade_id=?", (fill.trade_id,)))
+    assert any("exchange fills missing from the journal" in b for b in lost_fill)
+    assert any(b.startswith("position: journal") for b in lost_fill)
+    altered = books_after(("UPDATE fills SET amount=? WHERE trade_id=?", (str(fill.amount * 2), fill.trade_id)))
+    assert any(f"journal fill {fill.trade_id} differs" in b for b in altered)
+    lost_order = books_after(("DELETE FROM orders WHERE client_id=?", (order.client_id,)))
+    assert any("not in the journal (placed twice or lost)" in b for b in lost_order)
+    foreign = books_after(
+        ("UPDATE orders SET exchange_id='999999', state='open' WHERE client_id=?", (order.client_id,))
+    )
+    assert any("the exchange never saw: ['999999']" in b for b in foreign)
+    assert any("journal's live orders" in b for b in foreign)
+    unknown = books_after(("UPDATE orders SET state='unknown' WHERE client_id=?", (order.client_id,)))
+    assert any("unknown outcome left" in b for b in unknown)

@@ -23,13 +23,13 @@ def canary_cmd(
         [], "--row", help="Fault rows to run (default all): none, disconnect, timeout, 429, 5xx, slow_disk, memory."
     ),
     phases: list[str] = typer.Option(
-        [], "--phase", help="Phases to run (default all): replay, live-lite, kill/resume."
+        [], "--phase", help="Phases to run (default all): replay, live-lite, kill/resume, 'kill/resume live'."
     ),
     keep: Path | None = typer.Option(None, "--keep", help="Keep the canary artifacts in this folder."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the table as a `canary` run."),
 ) -> None:
-    """Replay, live-lite and kill/resume phases against the loopback emulator under a fault table;
-    a pass/fail table per phase and row; exit 1 on any failure."""
+    """Replay, live-lite and kill/resume (a training run, a live session) phases against the loopback
+    emulator under a fault table; a pass/fail table per phase and row; exit 1 on any failure."""
     from rich.console import Console
     from rich.table import Table
 
@@ -52,7 +52,7 @@ def canary_cmd(
         n += 1
         mark = "[green]pass[/]" if cell.passed else "[red]FAIL[/]"
         console.print(
-            f"{mark} {cell.phase:<12} {cell.row:<11} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
+            f"{mark} {cell.phase:<16} {cell.row:<11} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
             highlight=False,
         )
         if writer is not None:

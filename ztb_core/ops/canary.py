@@ -1,4 +1,4 @@
-"""`ztb canary`: the original project's three phases, driven by a fault table, with one set of
+"""`ztb canary`: the original project's three phases (kill/resume in two halves), driven by a fault table, with one set of
 artifacts (a temporary folder unless `--keep`), a pass/fail table per phase and fault row.
 
 Phases
@@ -11,18 +11,34 @@ Phases
 * kill/resume — a training run (its own process) is SIGKILLed after its first checkpoint and
   resumed. Pass: it completes with exactly the configured step total, no train-metric step is
   counted twice, and its final checkpoint is on disk.
+* kill/resume live — a real-trading `ztb live` session (its own process group, SMA policy, limit
+  prices 2 bps behind the touch so orders rest and some fill) is SIGKILLed while an order of it
+  rests at the exchange and its journal has no placement in flight (no `submitted`/`unknown` order;
+  10 s after the first order it is killed whatever rests). It is relaunched on the same journal and
+  stopped by its run's kill-file once it made a few decisions and resolved every placement of
+  unknown outcome. Not a mid-placement kill: on this tape-clock emulator the exchange's order times
+  are tape times, which reconcile's time match (against the wall clock we sent at) cannot adopt, so
+  such a kill fails for the emulator's clock, not for the session; a wall-clock emulator cannot
+  show the 40 warm-up bars at 120x. Pass: the resumed session exits 0 `stopped` and
+  `check_books` finds the journal equal to the exchange's own books: every exchange order journaled
+  exactly once and no journaled id unknown to it, no order of unknown outcome left, per-order filled
+  amounts equal, nothing left open, every journal fill a real exchange fill and every exchange fill
+  journaled, the same position. Each cell keeps its own journal (the emulator's ids restart at 1).
 
 Fault rows: `none`; exchange faults the emulator injects (`disconnect` = connection reset,
-`timeout`, `429`, `5xx`) for replay and live-lite; storage faults for kill/resume through the
-checkpoint saver's `write_file` hook in the training process (`slow_disk`: every checkpoint write
-sleeps 0.3 s; `memory`: the first checkpoint write raises MemoryError, as an allocation failure
-would). A cell that does not apply to a phase is "-".
+`timeout`, `429`, `5xx`) for replay, live-lite and kill/resume live (there they fire on the first
+session's early requests, its start-up reconcile and first polls, not on a chosen order call: they
+prove the killed and resumed sessions still agree with the exchange after them); storage faults
+for kill/resume through the checkpoint saver's `write_file` hook in the training process
+(`slow_disk`: every checkpoint write sleeps 0.3 s; `memory`: the first checkpoint write raises
+MemoryError, as an allocation failure would). A cell that does not apply to a phase is "-".
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,11 +46,17 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
 from ..live.emulator.config import FaultRule
+from ..live.emulator.state import PAIR
+from ..live.journal import Journal
+from ..live.live_config import journal_path_for
+from ..live.orders import LIVE, UNRESOLVED
 from ..manifest import Manifest
 from ..runs import RunReader
 from .smoke import TRAIN_SETS, Step, _env, live_sets, run_step
@@ -49,8 +71,17 @@ EXCHANGE_FAULTS: dict[str, list[dict]] = {
 #: storage faults, set in the training process through CheckpointSaver.write_file
 STORAGE_FAULTS = ("none", "slow_disk", "memory")
 ROWS = (*EXCHANGE_FAULTS, "slow_disk", "memory")
-PHASES = ("replay", "live-lite", "kill/resume")
+PHASES = ("replay", "live-lite", "kill/resume", "kill/resume live")
 EMU_KEY, EMU_SECRET = "canary-key-0000", "canary-secret-0000"
+#: the venue and symbol the live session trades (LiveConfig's defaults: the emulator is Coincheck BTC/JPY)
+LIVE_VENUE, LIVE_SYMBOL = "coincheck", "BTC/JPY"
+#: limit prices this far behind the touch (passive): orders rest a while (a resting one to kill
+#: over) and the tape fills some of them (fills to reconcile)
+LIVE_BPS = -2
+#: the fault rows of kill/resume live
+LIVE_KILL_ROWS = tuple(EXCHANGE_FAULTS)
+#: decisions the resumed live session makes before its kill-file stops it
+RESUME_BARS = 4
 CRYPTO_SETS = [*TRAIN_SETS, "data.market=crypto", "data.synthetic.market=crypto"]
 
 #: the training process of kill/resume: applies the row's storage fault, then runs the real CLI
@@ -93,8 +124,6 @@ class CanaryResult:
 
 
 def _journal_orders(artifacts: Path) -> list[dict]:
-    import sqlite3
-
     out = []
     for path in Path(artifacts).rglob("*.sqlite"):
         db = sqlite3.connect(path)
@@ -142,6 +171,173 @@ def live_lite(main: Callable[[list[str]], int], emu: EmulatorServer, art: Path) 
         f"{len(unknown_ids)}, duplicates {dupes}"
     )
     return ok, detail + _tail(step, ok)
+
+
+def check_books(journal: Journal, emu: EmulatorServer, stopped: bool = True) -> tuple[list[str], dict[str, Any]]:
+    """The journal against the exchange's own books, after a session ended: (violations, figures).
+
+    Every order on the canary's emulator is ours, so the two books must agree exactly: each exchange
+    order journaled once (an unjournaled one is a decision placed twice or a placement lost), no
+    journaled id the exchange never saw, no order of unknown outcome left, each order's filled amount
+    as the exchange has it, the journal's resting orders = the exchange's open ones (none after a
+    kill-file stop, which cancels), every journal fill a real exchange fill (same order, side, amount,
+    price) and every exchange fill journaled, so the journal's position is the exchange's."""
+    with emu.state.lock:
+        exchange = {str(oid): o for oid, o in emu.state.orders.items()}
+        fills = {str(f.id): f for f in emu.state.fills if f.pair == PAIR and str(f.order_id) in exchange}
+    orders = journal.orders()
+    jfills = {f.trade_id: f for f in journal.fills()}
+    ids = [o.exchange_id for o in orders if o.exchange_id]
+    bad: list[str] = []
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        bad.append(f"exchange ids journaled more than once: {twice}")
+    if missing := sorted(set(exchange) - set(ids), key=int):
+        bad.append(f"exchange orders not in the journal (placed twice or lost): {missing}")
+    if unknown := sorted(set(ids) - set(exchange)):
+        bad.append(f"journaled exchange ids the exchange never saw: {unknown}")
+    if unresolved := [o.client_id for o in orders if o.state in UNRESOLVED]:
+        bad.append(f"journal orders of unknown outcome left: {unresolved}")
+    for o in orders:
+        x = exchange.get(o.exchange_id or "")
+        if x is not None and o.filled != x.amount - x.remaining:
+            bad.append(f"order {o.exchange_id}: journal filled {o.filled}, exchange {x.amount - x.remaining}")
+    open_x = sorted(i for i, o in exchange.items() if o.open)
+    live_j = sorted(o.exchange_id or o.client_id for o in orders if o.state in LIVE)
+    if live_j != open_x:
+        bad.append(f"journal's live orders {live_j} != the exchange's open orders {open_x}")
+    if stopped and open_x:
+        bad.append(f"orders left open at the exchange after the stop: {open_x}")
+    for tid, f in jfills.items():
+        xf = fills.get(tid)
+        if xf is None:
+            bad.append(f"journal fill {tid} is not an exchange fill of our orders")
+        elif (f.exchange_order_id, f.side, f.amount, f.price) != (str(xf.order_id), xf.side, xf.amount, xf.rate):
+            bad.append(f"journal fill {tid} differs from the exchange's: {f} vs {xf}")
+    if unjournaled := sorted(set(fills) - set(jfills), key=int):
+        bad.append(f"exchange fills missing from the journal: {unjournaled}")
+    pos_j = journal.position()
+    pos_x = sum((xf.amount if xf.side == "buy" else -xf.amount for xf in fills.values()), Decimal(0))
+    if pos_j != pos_x:
+        bad.append(f"position: journal {pos_j} != exchange {pos_x}")
+    figures = {
+        "orders": len(exchange),
+        "journaled": len(ids),
+        "open": len(open_x),
+        "fills": len(fills),
+        "journal_fills": len(jfills),
+        "position_journal": pos_j,
+        "position_exchange": pos_x,
+    }
+    return bad, figures
+
+
+def kill_resume_live(art: Path, env: dict[str, str], emu: EmulatorServer, row: str = "none") -> tuple[bool, str]:
+    """SIGKILL a real `ztb live` session (its own process group) while an order of it rests at the
+    exchange and no placement is in flight, resume it on the same journal, stop it with its
+    kill-file after a few bars, then `check_books`."""
+    tag = f"canary-live-kill-{row.replace('_', '-')}"
+    journal_path = journal_path_for("live", LIVE_VENUE, LIVE_SYMBOL, Path(art) / "live" / f"{tag}.sqlite")
+    sets = ["mode=live", f"journal_path={journal_path}", "policy.kind=sma", f"sizing.aggressiveness_bps={LIVE_BPS}"]
+    cmd = [sys.executable, "-m", "ztb_core.cli", "live", "--confirm-live", *live_sets(emu)]
+    cmd += [a for s in sets for a in ("--set", s)]
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    log = Path(art) / f"{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        first = subprocess.Popen(
+            [*cmd, "--run-id", f"{tag}-1", "--max-bars", "400"],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    launched = time.monotonic()
+    deadline, first_order = launched + 120, None
+    at_kill: dict[str, Any] = {}
+    while time.monotonic() < deadline and first.poll() is None:
+        with emu.state.lock:
+            orders = list(emu.state.orders.values())
+            n_fills = len(emu.state.fills)
+        if orders:
+            first_order = first_order or time.monotonic()
+            # a resting order makes the resume cancel what the killed process left; wait a little for one
+            resting = any(o.open for o in orders) and not _unresolved(journal_path)
+            if resting or time.monotonic() - first_order > 10:
+                os.killpg(first.pid, signal.SIGKILL)
+                at_kill = {
+                    "s": time.monotonic() - launched,
+                    "orders": len(orders),
+                    "open": sum(o.open for o in orders),
+                    "fills": n_fills,
+                }
+                break
+        time.sleep(0.02)
+    if first.poll() is None:  # no order in time: end it all the same
+        os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    if not at_kill:
+        return False, f"the session ended (exit {first.returncode}) or placed no order before the kill\n" + _log_tail(
+            log
+        )
+    with Journal(journal_path, "live", LIVE_VENUE, LIVE_SYMBOL) as journal:  # what the killed process left
+        left = {k: v for k, v in journal.counts().items() if k != "fills"}
+    run_dir = Path(art) / "runs" / f"{tag}-2"
+    with log.open("ab") as out:
+        second = subprocess.Popen(
+            [*cmd, "--run-id", f"{tag}-2", "--max-bars", "400"], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    # a few bars of the resumed session and every placement of unknown outcome resolved (reconcile
+    # waits its grace period before it calls one never placed), then its kill-file: a stop cancels
+    # what rests. Past the deadline it is stopped anyway and the check names what stayed unresolved.
+    while second.poll() is None:
+        bars = (RunReader(run_dir).status().get("step") or 0) if run_dir.is_dir() else 0
+        if time.monotonic() > deadline or (bars >= RESUME_BARS and not _unresolved(journal_path)):
+            (run_dir / "ztb.stop").write_text("canary\n")
+            break
+        time.sleep(0.05)
+    deadline = time.monotonic() + 60
+    try:
+        second.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        second.kill()
+        second.wait()
+    state = RunReader(run_dir).status().get("state") if run_dir.is_dir() else None
+    with Journal(journal_path, "live", LIVE_VENUE, LIVE_SYMBOL) as journal:
+        bad, fig = check_books(journal, emu)
+    ok = second.returncode == 0 and state == "stopped" and not bad
+    detail = (
+        f"killed {at_kill['s']:.1f}s after launch with {at_kill['orders']} orders at the exchange "
+        f"({at_kill['open']} resting, {at_kill['fills']} fills; journal {left}); resumed: exit {second.returncode}, "
+        f"{state}; exchange orders {fig['orders']}, journaled {fig['journaled']}, open {fig['open']}; fills exchange "
+        f"{fig['fills']} journal {fig['journal_fills']}; position journal {fig['position_journal']:f} exchange "
+        f"{fig['position_exchange']:f}; violations {len(bad)}"
+    )
+    if not ok:
+        detail += "\n" + "\n".join(bad) + "\n" + _log_tail(log)
+    return ok, detail
+
+
+def _unresolved(journal_path: Path) -> int:
+    """Orders of unknown outcome in a journal another process is writing (read-only: WAL lets both)."""
+    try:
+        db = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return 0
+    try:
+        marks = ",".join("?" * len(UNRESOLVED))
+        return int(
+            db.execute(f"SELECT COUNT(*) FROM orders WHERE state IN ({marks})", sorted(UNRESOLVED)).fetchone()[0]
+        )
+    except sqlite3.Error:
+        return 0
+    finally:
+        db.close()
+
+
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-1500:] if log.exists() else ""
 
 
 def kill_resume(art: Path, fault: str, env: dict[str, str], total: int = 2048) -> tuple[bool, str]:
@@ -211,6 +407,45 @@ def _checked_phase(
     return ok, f"{detail}; faults fired {fired}"
 
 
+def _checked_live_kill(art: Path, env: dict[str, str], emu: EmulatorServer, row: str) -> tuple[bool, str]:
+    """kill/resume live under a fault row: as `_checked_phase`, a fault that never fired fails the cell."""
+    ok, detail = kill_resume_live(art, env, emu, row)
+    fired = sum(emu.faults.fired.values())
+    if row != "none" and fired == 0:
+        return False, f"the {row} fault never fired; {detail}"
+    return ok, f"{detail}; faults fired {fired}"
+
+
+def canary_env(tmp: Path) -> dict[str, str]:
+    """The environment every canary command runs in: artifacts, data and kill-file under `tmp`, the
+    emulator's keys, no notifications."""
+    art = Path(tmp) / "artifacts"
+    return {
+        "ZTB_ARTIFACTS": str(art),
+        "ZTB_DATA": str(art / "data"),
+        "ZTB_KILL": str(Path(tmp) / "ztb.stop"),
+        "COINCHECK_API_KEY": EMU_KEY,
+        "COINCHECK_API_SECRET": EMU_SECRET,
+        "DISCORD_WEBHOOK": "",
+        "ZTB_NOTIFY": "",
+    }
+
+
+def emulator(row: str) -> EmulatorServer:
+    """The loopback exchange of one exchange-fault cell (start it with `with`): a 120x replay of the
+    synthetic tape, one 1m bar every 0.5 s, with the row's faults armed."""
+    cfg = EmulatorConfig(
+        speed=120,
+        clock="tape",
+        history_s=3 * 3600,
+        api_key=EMU_KEY,
+        secret=EMU_SECRET,
+        balances={"jpy": 1_000_000.0, "btc": 0.1},
+        faults=[FaultRule.model_validate(f) for f in EXCHANGE_FAULTS[row]],
+    )
+    return EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3))
+
+
 def _tail(step: Step, ok: bool) -> str:
     return "" if ok else "\n" + step.output[-1500:]
 
@@ -227,15 +462,7 @@ def run_canary(
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ztb-canary-")) if keep is None else Path(keep)
     art = tmp / "artifacts"
-    env = {
-        "ZTB_ARTIFACTS": str(art),
-        "ZTB_DATA": str(art / "data"),
-        "ZTB_KILL": str(tmp / "ztb.stop"),
-        "COINCHECK_API_KEY": EMU_KEY,
-        "COINCHECK_API_SECRET": EMU_SECRET,
-        "DISCORD_WEBHOOK": "",
-        "ZTB_NOTIFY": "",
-    }
+    env = canary_env(tmp)
 
     def record(phase: str, row: str, fn: Callable[[], tuple[bool, str]]) -> None:
         c0 = time.perf_counter()
@@ -262,17 +489,11 @@ def run_canary(
                 for phase, fn in (("replay", replay), ("live-lite", live_lite)):
                     if phase not in phases:
                         continue
-                    emu_cfg = EmulatorConfig(
-                        speed=120,
-                        clock="tape",
-                        history_s=3 * 3600,
-                        api_key=EMU_KEY,
-                        secret=EMU_SECRET,
-                        balances={"jpy": 1_000_000.0, "btc": 0.1},
-                        faults=[FaultRule.model_validate(f) for f in EXCHANGE_FAULTS[row]],
-                    )
-                    with EmulatorServer(emu_cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+                    with emulator(row) as emu:
                         record(phase, row, partial(_checked_phase, fn, main, emu, art, row))
+            if row in LIVE_KILL_ROWS and "kill/resume live" in phases:
+                with emulator(row) as emu:
+                    record("kill/resume live", row, partial(_checked_live_kill, art, env, emu, row))
             if row in STORAGE_FAULTS and "kill/resume" in phases:
                 record("kill/resume", row, partial(kill_resume, art, row, env))
     result.seconds = time.perf_counter() - t0
