@@ -184,6 +184,28 @@ def test_a_smaller_foreign_order_is_never_taken_for_an_unknown_placement(exchang
     assert journal.position() == (Decimal("0.03") if fills else 0)
 
 
+def test_an_order_placed_under_a_skewed_exchange_clock_is_never_placed_twice(exchange_adapter, emulator, journal):
+    """Found by the canary's live kill/resume: the exchange took our order, the reply was lost, and
+    the exchange's clock runs an hour behind ours, so its order looks older than our send and
+    reconciliation ruled ours "never placed"; the next decision placed it again. Now an order that
+    matches in all but time keeps ours unknown and blocking until the operator decides."""
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    price = far_bid(exchange_adapter)
+    manager.reconcile()
+    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
+    ours = manager.place("buy", Decimal("0.01"), price)
+    (eid,) = list(emulator.state.orders)
+    emulator.state.orders[eid].created_ms -= 3_600_000  # the venue reports it an hour "earlier"
+    report = manager.reconcile()
+    assert journal.get(ours.client_id).state == UNKNOWN and report.ambiguous == {ours.client_id: [str(eid)]}
+    with pytest.raises(OrderBlocked):
+        manager.place("buy", Decimal("0.01"), price)
+    assert len(emulator.state.orders) == 1  # never placed twice
+    resolve_order(journal, str(eid), "ours")  # the operator's call
+    manager.reconcile()
+    assert journal.get(ours.client_id).exchange_id == str(eid)
+
+
 def test_an_unknown_order_the_exchange_cancelled_part_way_is_still_found(exchange_adapter, emulator, journal):
     """Ours reached the exchange, part filled, then the exchange itself cancelled the rest: the fills do
     not add up to our amount, so the order's own amount and price (GET exchange/orders/ID) decide."""

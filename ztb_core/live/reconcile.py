@@ -225,6 +225,9 @@ def reconcile(
             return watermark is None or not eid.isdigit() or int(eid) > watermark
 
         candidates: list[tuple[int, str]] = []
+        # matching in every way but time: the exchange's clock may be off from ours (or its history
+        # replayed); such an order is never adopted, but it is no proof that ours was never placed
+        early: list[str] = []
         for eid, o in open_by_id.items():
             if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
                 continue
@@ -237,6 +240,8 @@ def reconcile(
             ts = o.timestamp_ms if o.timestamp_ms is not None else sent
             if ts >= sent - slack_ms:
                 candidates.append((abs(ts - sent), eid))
+            else:
+                early.append(eid)
         for eid, fills in trades_by_order.items():
             if not eligible(eid) or eid in open_by_id:
                 continue
@@ -247,6 +252,8 @@ def reconcile(
             ts = min(f.timestamp_ms for f in fills)
             if ts >= sent - slack_ms:
                 candidates.append((abs(ts - sent), eid))
+            else:
+                early.append(eid)
         if len(candidates) == 1:
             eid = candidates[0][1]
             known.add(eid)
@@ -266,6 +273,20 @@ def reconcile(
                 "ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
                 order.client_id,
                 ", ".join(report.ambiguous[order.client_id]),
+            )
+        elif early:
+            # ruling ours "never placed" here would place it again if one of these is ours (a kill
+            # between the exchange taking it and the journal hearing back, with skewed clocks):
+            # the order stays unknown and blocking, and the operator decides, as for an ambiguity
+            report.ambiguous[order.client_id] = sorted(early)
+            report.still_unresolved.append(order.client_id)
+            log.warning(
+                "reconcile: order %s is not found in the exchange's recent orders, but %s match it in all but "
+                "time (more than %d s before ours was sent: is the exchange clock off?); not adopting nor "
+                "ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
+                order.client_id,
+                ", ".join(sorted(early)),
+                slack_ms // 1000,
             )
         elif started - sent >= grace_ms:
             journal.transition(
