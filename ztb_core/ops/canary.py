@@ -17,9 +17,10 @@ Phases
   10 s after the first order it is killed whatever rests). It is relaunched on the same journal and
   stopped by its run's kill-file once it made a few decisions and resolved every placement of
   unknown outcome. Not a mid-placement kill: on this tape-clock emulator the exchange's order times
-  are tape times, which reconcile's time match (against the wall clock we sent at) cannot adopt, so
-  such a kill fails for the emulator's clock, not for the session; a wall-clock emulator cannot
-  show the 40 warm-up bars at 120x. Pass: the resumed session exits 0 `stopped` and
+  are tape times, years from the wall clock we sent at, so reconcile cannot match such a placement
+  by time; it keeps it unknown and blocking for the operator (`ztb live reconcile --resolve`), which
+  is safe (the canary first found it placed twice, now fixed) but not a state this phase can pass
+  unattended; a wall-clock emulator cannot show the 40 warm-up bars at 120x. Pass: the resumed session exits 0 `stopped` and
   `check_books` finds the journal equal to the exchange's own books: every exchange order journaled
   exactly once and no journaled id unknown to it, no order of unknown outcome left, per-order filled
   amounts equal, nothing left open, every journal fill a real exchange fill and every exchange fill
