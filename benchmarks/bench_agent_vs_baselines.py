@@ -5,7 +5,8 @@ and test splits the final checkpoint and the best-by-validation one, next to buy
 crossover (20/100) and ridge on the same features with a hysteresis band (fit on train, alpha and
 band chosen on val; `ztb_core.evaluation.baselines.fit_ridge_baseline`). Also reported from the
 run's own metrics: the periodic validation Sharpe curve (best vs final, one standard error) and the
-turnover trend over the last half of training. One JSON line per seed goes to --out.
+turnover trend over the last half of training; on the test split, a paired block bootstrap of
+the final agent's Sharpe minus SMA's and minus ridge's (95% interval). One JSON line per seed goes to --out.
 
     .venv/bin/python benchmarks/bench_agent_vs_baselines.py --label default --steps 1000000 --seeds 0 1 2
     .venv/bin/python benchmarks/bench_agent_vs_baselines.py --label g09 --steps 300000 --set ppo.gamma=0.9
@@ -56,6 +57,26 @@ def score(positions: np.ndarray, m, rate: float, ppy: float) -> dict:
         "bars": len(positions),
         "psr": round(psr(net), 4),
     }
+
+
+def paired_bootstrap(agent: np.ndarray, others: dict[str, np.ndarray], m, rate: float, ppy: float, seed: int) -> dict:
+    """95% interval of Sharpe(agent) - Sharpe(baseline), net of costs, from a stationary block
+    bootstrap that resamples the same bars for both (paired), 2,000 resamples."""
+    from ztb_core.evaluation.bootstrap import bootstrap_statistics, percentile_interval
+    from ztb_core.pnl import bar_returns, position_returns
+
+    rets = bar_returns(m.open, m.close)
+    cols = [position_returns(agent, rets, rate)[0]] + [position_returns(p, rets, rate)[0] for p in others.values()]
+    stats, block = bootstrap_statistics(
+        np.column_stack(cols), ppy, n_resamples=2000, seed=seed, which=("sharpe",), drawdown_columns=[]
+    )
+    sharpe = stats["sharpe"]
+    out: dict = {"block_length": round(block, 1)}
+    for k, name in enumerate(others, start=1):
+        diff = sharpe[:, 0] - sharpe[:, k]
+        lo, hi = percentile_interval(diff, 0.95)
+        out[name] = {"diff_ci95": [round(lo, 2), round(hi, 2)], "p_diff_le_0": round(float(np.mean(diff <= 0)), 3)}
+    return out
 
 
 def psr(r: np.ndarray) -> float:
@@ -172,6 +193,15 @@ def main() -> None:
         trials = curve(run_dir, cfg.eval.split).get("eval_sharpe", []) + [b["net"] for b in baselines["val"].values()]
         t = scores["test"]["final"]
         scores["test"]["final"]["deflated"] = deflated(t["net"], t["bars"], trials, ppy)
+        test = splits["test"]
+        scores["test"]["final"]["paired_bootstrap"] = paired_bootstrap(
+            agents["final"].positions(test.features),
+            {"sma_20_100": sma_crossover(test.close, 20, 100), "ridge_hysteresis": ridge.positions(test.features)},
+            test,
+            rate,
+            ppy,
+            seed,
+        )
         rec = {
             "label": args.label,
             "sets": args.sets,
