@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+import click
 import typer
+from rich.console import Console
 
 from . import __version__
 from .errors import ZtbError
@@ -59,8 +61,6 @@ for _name in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-facing errors print one clear line and exit non-zero, no traceback."""
-    from rich.console import Console
-
     try:
         # with standalone_mode=False click returns (not raises) a command's typer.Exit code
         result = app(args=argv, prog_name="ztb", standalone_mode=False)
@@ -75,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             return exc.exit_code

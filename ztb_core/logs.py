@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rich.logging import RichHandler
+
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -28,8 +30,6 @@ def setup_logging(
         fh._ztb = True  # type: ignore[attr-defined]
         logger.addHandler(fh)
     if console:
-        from rich.logging import RichHandler
-
         ch = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
         ch.setFormatter(logging.Formatter("%(message)s"))
         ch._ztb = True  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,13 +34,17 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
+import yaml
 
 from . import __version__
 from .atomic import atomic_write_json, atomic_write_text, read_json
+from .config import config_hash, config_to_dict, config_to_yaml
 from .errors import RunError
 from .ops import notify
 from .paths import REPO_ROOT, global_kill_file, runs_dir
@@ -92,8 +97,6 @@ def _git_sha() -> str | None:
 
 
 def package_versions(names: Iterable[str] = _PACKAGES) -> dict[str, str | None]:
-    from importlib import metadata
-
     versions: dict[str, str | None] = {}
     for name in names:
         try:
@@ -112,6 +115,7 @@ def host_facts() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
     }
     try:
+        # import cycle: runs -> ops.telemetry -> ops.disk -> runs
         from .ops.telemetry import NvmlSource
 
         nvml = NvmlSource()
@@ -273,8 +277,6 @@ class RunWriter:
         artifacts: Path | None = None,
         total_steps: int | None = None,
     ) -> RunWriter:
-        from .config import config_hash, config_to_dict, config_to_yaml
-
         root = runs_dir(artifacts)
         root.mkdir(parents=True, exist_ok=True)
         run_id = run_id or new_run_id(kind)
@@ -389,8 +391,6 @@ class RunWriter:
         pid = os.getpid()
         facts: dict[str, Any] = {"pid": pid, "pgid": os.getpgid(pid), "host": socket.gethostname()}
         try:
-            import psutil
-
             facts["pid_create_time"] = psutil.Process(pid).create_time()
         except Exception:
             pass
@@ -461,8 +461,6 @@ class RunWriter:
     def discard(self) -> None:
         """Remove a run this process has just created, when its input turned out to be bad before
         any work was done (bad input leaves no half-written run behind)."""
-        import shutil
-
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -512,8 +510,6 @@ class RunWriter:
 
 
 def _yaml_dump(data: dict) -> str:
-    import yaml
-
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -696,8 +692,6 @@ def pid_alive(pid: int | None, create_time: float | None = None, host: str | Non
         return False
     if host and host != socket.gethostname():
         return None
-    import psutil
-
     try:
         proc = psutil.Process(pid)
         if create_time is not None and abs(proc.create_time() - create_time) > 1.0:

@@ -31,6 +31,7 @@ _WORKERS = 2
 
 def estimate_block_length(returns: np.ndarray, method: str = "stationary") -> float:
     """Politis–White optimal block length (via arch), clamped to [1, n/4]."""
+    # arch (over 1 s of imports) loads on first use: data.synthetic imports this package
     from arch.bootstrap import optimal_block_length
 
     r = np.asarray(returns, dtype=np.float64)
@@ -92,6 +93,7 @@ def chunk_indices(n: int, m: int, block_length: float, method: str, rng: np.rand
     _check_method(method)
     if method == "non_overlapping":
         return block_indices(n, n, m, block_length, method, rng)
+    # arch (over 1 s of imports) loads on first use: data.synthetic imports this package
     from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap
 
     cls = StationaryBootstrap if method == "stationary" else CircularBlockBootstrap

@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def _figure(rows: int = 1, height: float = 4.0, ratios: list[float] | None = None, sharex: bool | None = None):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(10, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(
@@ -40,8 +40,6 @@ def _save(fig, path: Path) -> Path:
 
 def _x(curves: dict):
     if curves.get("time"):
-        import pandas as pd
-
         return pd.to_datetime(curves["time"]).to_numpy(), "time (UTC)"
     return np.asarray(curves["bar"]), "bar"
 
@@ -144,8 +142,6 @@ PLOTS = {
 def draw_walkforward(doc: dict, path: Path) -> Path:
     """Walk-forward report: concatenated out-of-sample equity of the agent, buy-and-hold and the
     ridge baseline with the fold boundaries, and each fold's Sharpe next to its strongest baseline."""
-    import pandas as pd
-
     fig, (ax, bars) = _figure(2, height=6.5, ratios=[2.0, 1.0], sharex=False)
     c = doc["curves"]
     t = pd.to_datetime(c["time"]).to_numpy()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, RunError
 from ..manifest import Manifest
+from ..runs import find_run
 
 CHOICES = ("best", "latest")
 
@@ -38,8 +39,6 @@ def choose_checkpoint(model: str | Path, choice: str = "best") -> CheckpointChoi
     or a step number) to the file to load, with a sentence saying which one and why."""
     p = Path(model)
     if not p.exists() and len(p.parts) == 1:
-        from ..runs import find_run
-
         try:
             p = find_run(str(model))
         except RunError:

@@ -12,9 +12,11 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 
 from .errors import EvaluationError
+from .markdown import render_markdown
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "eval_report.schema.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -49,8 +51,6 @@ def to_jsonable(obj, path: str = "report"):
 
 def validate_report(report: dict) -> dict:
     """The report as plain JSON, checked against the schema; errors name the offending key."""
-    import jsonschema
-
     data = to_jsonable(report)
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
@@ -90,6 +90,8 @@ def write_report(report: dict, reports_dir: str | Path, eval_id: str, plots: boo
     paths: dict[str, Path] = {}
     images: dict[str, str] = {}
     if plots:
+        # matplotlib loads only when pictures are drawn: data.synthetic and every data command import
+        # this package
         from .plots import PLOTS
 
         for key, draw in PLOTS.items():
@@ -97,8 +99,6 @@ def write_report(report: dict, reports_dir: str | Path, eval_id: str, plots: boo
             draw(data, p)
             paths[key] = p
             images[key] = p.name
-    from .markdown import render_markdown
-
     md = out_dir / f"eval_{eval_id}.md"
     _atomic_write_text(md, render_markdown(data, images))
     paths["markdown"] = md
