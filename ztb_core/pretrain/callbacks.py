@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
@@ -209,8 +210,6 @@ def _step_from(path: Path, hint: int | None) -> int:
             pass
     if hint is not None:
         return hint
-    import torch
-
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
     except Exception:

@@ -18,7 +18,10 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ..atomic import atomic_write_json, atomic_write_text
 from ..config import config_to_dict
@@ -142,13 +145,10 @@ def comparison_table(comparison: dict, timeframes: list[str]) -> str:
 
 
 def _plot(results: dict, timeframes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    # matplotlib's object API on the Agg canvas (no pyplot global state), as evaluation/plots.py
+    fig = Figure(figsize=(12, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     x = np.arange(len(timeframes))
     w = 0.8 / len(METHODS)
     for i, method in enumerate(METHODS):
@@ -168,7 +168,6 @@ def _plot(results: dict, timeframes: list[str], path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(path)
 
 

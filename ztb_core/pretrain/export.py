@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 
 from ..atomic import atomic_file
+from ..data.resample import last_completed
+from ..data.schema import index_ns
 from ..errors import CheckpointError
 from .bars import TimeframeBars, timeframe_bars
 from .config import PretrainConfig
@@ -76,6 +78,7 @@ def _build_model(
                 f"{source}: model.backbone is t5 but the encoder stores no t5_config (the T5 architecture to rebuild)"
             )
         # rebuild from the stored architecture: loading an encoder never needs the original T5 folder
+        # transformers on first use: huggingface_hub reads HF_HUB_OFFLINE once, at import, after t5._offline() set it
         from transformers import T5Config, T5EncoderModel
 
         backbone = T5EncoderModel(T5Config.from_dict(t5_config))
@@ -188,9 +191,6 @@ class WindowBuilder:
     completed by that row's close (the same construction as training, with nothing hidden)."""
 
     def __init__(self, m1: pd.DataFrame, timeframes: list[str], lengths: dict[str, int], stats: AuxStats, market: str):
-        from ..data.resample import last_completed
-        from ..data.schema import index_ns
-
         self.timeframes, self.lengths = timeframes, lengths
         self.bars: dict[str, TimeframeBars] = {}
         self.ends: dict[str, np.ndarray] = {}

@@ -22,6 +22,7 @@ from .bars import PRICE_CHANNELS
 from .baselines import bridge
 from .config import ModelConfig
 from .dataset import IN_CHANNELS
+from .t5 import build_t5_encoder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig
@@ -44,8 +45,6 @@ class MultiTimeframeAutoencoder(nn.Module):
         self.out_channels = out_channels
         self.is_t5 = cfg.backbone == "t5"
         if self.is_t5:
-            from .t5 import build_t5_encoder
-
             self.backbone = backbone_module if backbone_module is not None else build_t5_encoder(cfg.t5)
             d = int(self.backbone_config.d_model)
             self.patch = cfg.t5.patch_len

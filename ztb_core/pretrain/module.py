@@ -39,6 +39,7 @@ class PretrainModule(L.LightningModule):
         if t5_config is not None and backbone_module is None:
             # restoring from a checkpoint: rebuild the stored T5 architecture (weights follow from the
             # state dict), so evaluation never needs the original pretrained folder
+            # transformers on first use: huggingface_hub reads HF_HUB_OFFLINE once, at import, after t5._offline() set it
             from transformers import T5Config, T5EncoderModel
 
             backbone_module = T5EncoderModel(T5Config.from_dict(t5_config))

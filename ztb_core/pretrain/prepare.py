@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..atomic import atomic_write_json
 from ..data.schema import NS_PER_MINUTE, index_ns
+from ..data.source import load_bars
 from ..data.splits import chronological_splits
 from ..errors import DataError
 from ..paths import artifacts_dir
@@ -48,8 +49,6 @@ def prepare(cfg: PretrainConfig, m1: pd.DataFrame | None = None, use_cache: bool
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if m1 is None:
-        from ..data.source import load_bars
-
         m1 = load_bars(cfg.data)
     timings["load_s"] = time.perf_counter() - t0
     market = cfg.data.market

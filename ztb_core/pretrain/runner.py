@@ -12,16 +12,21 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import changed_keys, config_to_dict, load_config, validate_config
-from ..errors import ConfigError, RunError, ZtbError
+import pandas as pd
+
+from ..config import changed_keys, config_to_dict, load_config, read_yaml, validate_config
+from ..data.store import dataset_path, list_datasets
+from ..errors import ConfigError, DataError, RunError, ZtbError
 from ..logs import setup_logging
 from ..manifest import verified_checkpoint
 from ..ops.killfile import clear_run_stop
+from ..ops.telemetry import TelemetryThread
 from ..paths import runs_dir
 from ..runs import RunWriter
 from ..runs import resolve_resume as resolve_run_resume
 from ..tensorboard import require_tensorboard, tensorboard_dir
 from .config import PretrainConfig
+from .t5 import check_t5_source
 
 log = logging.getLogger("ztb.pretrain")
 
@@ -98,6 +103,7 @@ def _rank_run_dir(run_dir: Path | None, run_id: str | None, rank: int) -> Path:
 
 def verified_last_checkpoint(run_dir: Path) -> Path | None:
     """last.ckpt of a run, verified against the manifest's sha256 (None if the run never saved)."""
+    # callbacks imports lightning, which this module leaves for after the cheap checks (see run_pretrain)
     from .callbacks import LAST
 
     path = run_dir / "checkpoints" / LAST
@@ -107,12 +113,6 @@ def verified_last_checkpoint(run_dir: Path) -> Path | None:
 def preflight(cfg: PretrainConfig) -> None:
     """Config errors that show without loading data or building the model, checked before any
     run folder exists (a run that could never start leaves nothing behind)."""
-    import pandas as pd
-
-    from ..data.store import dataset_path, list_datasets
-    from ..errors import DataError
-    from .t5 import check_t5_source
-
     d = cfg.data
     start, end = (None if t is None else _as_utc(pd.Timestamp(t)) for t in (d.start, d.end))
     if start is not None and end is not None and end <= start:
@@ -159,12 +159,12 @@ def run_pretrain(
     else:
         cfg = load_config(PretrainConfig, config_path, overrides)
         preflight(cfg)
-    # heavy imports only after the cheap checks: a bad config fails in a second
+    # heavy imports (torch, lightning and the modules built on them) only after the cheap checks: a bad config
+    # fails in a second, and t5._offline() has set HF_HUB_OFFLINE before huggingface_hub is first imported
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
-    from ..ops.telemetry import TelemetryThread
     from .callbacks import FreeingCheckpointIO, KillFileCallback, ManifestCallback, ProgressLog, RunWriterLogger
     from .evaluate import write_report
     from .export import save_encoder
@@ -301,8 +301,6 @@ def _as_utc(t):  # naive times in configs mean UTC (as in DataSourceConfig)
 
 
 def _read_yaml(path: Path) -> dict:
-    from ..config import read_yaml
-
     return read_yaml(path)
 
 
@@ -311,6 +309,7 @@ def tensorboard_loggers(cfg: PretrainConfig, run_dir: Path) -> list:
     if not cfg.logging.tensorboard:
         return []
     require_tensorboard()
+    # lightning stays out of this module's import: see run_pretrain (cheap checks first)
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return [TensorBoardLogger(save_dir=str(tensorboard_dir(run_dir)), name="", version="")]

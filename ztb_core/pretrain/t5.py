@@ -32,6 +32,7 @@ def _has_local_file(path: str, name: str) -> bool:
     folder = Path(path).expanduser()
     if folder.is_dir():
         return (folder / name).is_file()
+    # huggingface_hub on first use: it reads HF_HUB_OFFLINE once, at import, so only after _offline()
     from huggingface_hub import try_to_load_from_cache
 
     try:
@@ -77,6 +78,7 @@ def build_t5_encoder(opts: T5Options):
     """A `T5EncoderModel` per the options (see the module docstring)."""
     _offline()
     check_t5_source(opts)
+    # transformers only after _offline(): huggingface_hub reads HF_HUB_OFFLINE once, at import
     from transformers import T5Config, T5EncoderModel
 
     if opts.init == "pretrained":

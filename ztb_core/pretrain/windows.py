@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..atomic import atomic_file
 from ..data.resample import last_completed
@@ -102,8 +103,6 @@ def build_window_index(
 
 def _htf_frame(tfb: TimeframeBars):
     """The two columns `last_completed` reads (close_time, complete) as a small DataFrame."""
-    import pandas as pd
-
     close = pd.DatetimeIndex(tfb.close_ns.view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame({"close_time": close, "complete": tfb.complete})
 
