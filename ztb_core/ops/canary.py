@@ -38,6 +38,7 @@ MemoryError, as an allocation failure would). A cell that does not apply to a ph
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -52,6 +53,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..cli import main
 from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
 from ..live.emulator.config import FaultRule
 from ..live.emulator.state import PAIR
@@ -459,8 +461,6 @@ def run_canary(
     phases: tuple[str, ...] = PHASES,
     on_cell: Callable[[Cell], None] | None = None,
 ) -> CanaryResult:
-    from ..cli import main
-
     result = CanaryResult()
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ztb-canary-")) if keep is None else Path(keep)
@@ -501,7 +501,5 @@ def run_canary(
                 record("kill/resume", row, partial(kill_resume, art, row, env))
     result.seconds = time.perf_counter() - t0
     if keep is None:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return result

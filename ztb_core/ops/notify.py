@@ -24,7 +24,8 @@ def forward(run_dir: Path | None, run_id: str, run_kind: str, record: dict) -> N
     """Queue a run event for the configured targets (never blocks; see ops.notifier)."""
     if not configured():
         return
-    # loaded on the first event with a target configured (see the module docstring)
+    # loaded on the first event with a target configured (see the module docstring); also an
+    # import cycle: ops.notify -> ops.notifier -> ops.notify
     from .notifier import notifier_from_env
 
     notifier = notifier_from_env()

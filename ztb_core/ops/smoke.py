@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cli import main
+from ..data.synthetic import SyntheticConfig, generate_market
 from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
 
 #: tiny PPO: a few hundred steps in seconds on a CPU
@@ -137,8 +139,6 @@ def plan_steps(emu: EmulatorServer, data_csv: Path) -> list[Step]:
 
 def write_csv(path: Path, n_bars: int = 3000) -> Path:
     """A few days of synthetic FX bars as a plain CSV (time,open,high,low,close,volume)."""
-    from ..data.synthetic import SyntheticConfig, generate_market
-
     bars = generate_market(SyntheticConfig(n_bars=n_bars, seed=7, market="fx"))
     out = bars[["open", "high", "low", "close", "volume"]].copy()
     out.index = out.index.tz_convert("UTC").tz_localize(None)
@@ -189,8 +189,6 @@ def run_smoke(
 ) -> SmokeResult:
     """Run every step (or those whose name starts with one of `only`) in a fresh temporary
     artifacts folder (kept at `keep` when given)."""
-    from ..cli import main
-
     result = SmokeResult()
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ztb-smoke-")) if keep is None else Path(keep)

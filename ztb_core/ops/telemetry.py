@@ -49,6 +49,7 @@ class NvmlSource:
         self._nvml: Any = None
         self._handles: list[Any] = []
         try:
+            # imported here so a missing nvidia-ml-py becomes `reason`, not an import error of the module
             import pynvml
 
             pynvml.nvmlInit()

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import ConfigError
 from ..runs import ACTIVE_STATES, JsonlTail, RunReader, liveness
 from .config import DiskConfig, load_ops_config
@@ -69,8 +71,6 @@ class Thresholds:
 
 
 def _run_watch_section(run_dir: Path) -> dict:
-    import yaml
-
     try:
         data = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
