@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from pydantic import Field
 
 from ..config import ZtbModel
@@ -188,10 +191,6 @@ HISTDATA_NAMES = ["time", "open", "high", "low", "close", "volume"]
 def _read_histdata_fast(path: Path) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]] | None:
     """pyarrow's multi-threaded CSV reader and strptime: about 5x faster than pandas + strptime.
     Returns None for anything unusual so the careful reader can name the offending row."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
     types = {"time": pa.string(), **{c: pa.float64() for c in HISTDATA_NAMES[1:]}}
     try:
         table = pacsv.read_csv(

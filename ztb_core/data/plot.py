@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ..atomic import atomic_write_bytes
 from .resample import bucket_bounds
@@ -90,12 +93,6 @@ def plot_dataset(
     max_points: int = 20_000,
 ) -> Path:
     """Draw `bars` (M1, canonical schema) to `path` as PNG; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
     path = Path(path)
     cfg = cfg or ValidationConfig()
     step = max(1, -(-len(bars) // max_points))  # ceil: at most max_points drawn, shape kept
@@ -103,7 +100,10 @@ def plot_dataset(
     spans = gap_spans(bars.index, market, cfg)
     vol = daily_realised_vol(bars, market, cfg, day_close, day_tz)
 
-    fig, (ax, axv) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
+    # matplotlib's object API on the Agg canvas: no pyplot global state or backend switch
+    fig = Figure(figsize=(11, 6))
+    FigureCanvasAgg(fig)
+    ax, axv = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]})
     x, y = _break_at_gaps(close, step, cfg.fx_max_quiet_minutes if market == "fx" else cfg.crypto_max_quiet_minutes)
     ax.plot(x, y, lw=0.7, color="#1f4e79")
     for s in spans:
@@ -138,6 +138,5 @@ def plot_dataset(
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path

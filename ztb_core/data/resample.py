@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .schema import NS_PER_MINUTE, TIMEFRAME_MINUTES, check_market, check_timeframe, index_ns, utc_index
+from .schema import NS_PER_MINUTE, TIMEFRAME_MINUTES, TIMEFRAMES, check_market, check_timeframe, index_ns, utc_index
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 FX_DAY_CLOSE = "17:00"
@@ -120,8 +120,6 @@ def resample(
 def resample_all(
     m1: pd.DataFrame, market: str = "fx", timeframes: tuple[str, ...] | None = None, **kwargs: str | None
 ) -> dict[str, pd.DataFrame]:
-    from .schema import TIMEFRAMES
-
     return {tf: resample(m1, tf, market, **kwargs) for tf in (timeframes or TIMEFRAMES)}
 
 

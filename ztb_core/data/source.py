@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from ..config import ZtbModel
 from ..errors import DataError
 from .schema import MarketKind, utc_index
+from .store import read_bars
 from .synthetic import SyntheticConfig, generate_market
 
 
@@ -73,8 +74,6 @@ def load_bars(cfg: DataSourceConfig) -> pd.DataFrame:
         if end is not None:
             bars = bars[bars.index < end]
     else:
-        from .store import read_bars
-
         bars = read_bars(cfg.symbol, "M1", start, end, cfg.data_dir)
     if len(bars) == 0:
         raise DataError(
