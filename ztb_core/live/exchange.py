@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
 from ..errors import ConfigError, ZtbError
 from .exchange_config import ExchangeConfig
@@ -295,6 +297,7 @@ def make_exchange(
 ) -> Any:
     """A configured ccxt client: REST URL override, timeout, keys, strict nonces, and the venue's
     message patterns -> ccxt error classes (`broad_errors`, from its adapter class)."""
+    # ccxt loads on first use: the console imports this module
     import ccxt
 
     if cfg.exchange not in ccxt.exchanges:
@@ -316,6 +319,7 @@ def make_exchange(
 
 
 def _classify(exc: BaseException, status: int | None) -> str:
+    # ccxt loads on first use: the console imports this module
     import ccxt
 
     if status == 429 or isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
@@ -526,8 +530,6 @@ class ExchangeAdapter:
 
     def latency_summary(self) -> dict[str, dict[str, float]]:
         """Per call: count, p50 and p95 latency (ms) of the calls made so far."""
-        import numpy as np
-
         out = {}
         for method, values in self.stats.latencies_ms.items():
             arr = np.fromiter(values, float)
@@ -569,6 +571,7 @@ class ExchangeAdapter:
     def _step(self, value: Any) -> Decimal | None:
         if value is None:
             return None
+        # ccxt loads on first use: the console imports this module
         import ccxt
 
         if self.exchange.precisionMode == ccxt.TICK_SIZE:

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from ..atomic import atomic_write_json
+from .. import paths
+from ..atomic import atomic_file, atomic_write_json
+from ..data import store
 from ..data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, store_timeframe, timeframe_ms, trades_to_bars
+from ..data.store import check_symbol
 from ..errors import DataError
 
 if TYPE_CHECKING:
@@ -41,16 +45,12 @@ class FetchResult:
 
 
 def _state_paths(data_root: Path, exchange: str, symbol: str, timeframe: str) -> tuple[Path, Path]:
-    from ..data.store import check_symbol
-
     stem = f"{exchange}_{check_symbol(symbol)}_{store_timeframe(timeframe)}"
     folder = data_root / ".fetch"
     return folder / f"{stem}.json", folder / f"{stem}.trades.npz"
 
 
 def _save_trades(path: Path, cols: dict[str, np.ndarray]) -> None:
-    from ..atomic import atomic_file
-
     with atomic_file(path) as fh:
         # numpy's stub types **kwds as if they could be its bool `allow_pickle`; these are all arrays
         np.savez(fh, **cols)  # type: ignore[arg-type]
@@ -66,8 +66,6 @@ def _load_trades(path: Path) -> dict[str, np.ndarray]:
 
 def _store_from(data_root: Path, symbol: str, tf: str, since_ms: int) -> int:
     """Where to start: after the last stored bar when the store already covers `since_ms`."""
-    from ..data import store
-
     if not store.has_dataset(symbol, tf, data_root):
         return since_ms
     bars = store.read_bars(symbol, tf, data_dir=data_root)
@@ -90,9 +88,6 @@ def fetch_history(
 ) -> FetchResult:
     """Download bars for [since, until) into the store, resuming an interrupted download.
     `on_page(pages, trades_or_bars, oldest_or_newest_ms)` reports progress."""
-    from .. import paths
-    from ..data import store
-
     tf = ccxt_timeframe(timeframe)
     span = timeframe_ms(tf)
     root = Path(data_dir) if data_dir is not None else paths.data_dir()
@@ -151,8 +146,6 @@ def fetch_history(
     except BaseException:
         checkpoint()  # keep what was fetched: the next run resumes from the cursor
         raise
-    import pandas as pd
-
     merged = {k: np.concatenate([c[k] for c in chunks]) for k in cols}
     # a page re-read after a resume may repeat trades: keep each id once (ids are numeric on coincheck)
     ids = merged["id"]
@@ -186,8 +179,6 @@ def _fetch_ohlcv(
 ) -> FetchResult:
     """Forward paging of the exchange's own OHLCV; each page is merged into the store at once,
     so the store itself is the resume point."""
-    from ..data import store
-
     cursor = _store_from(root, adapter.symbol, store_timeframe(tf), since_ms)
     resumed = cursor > since_ms
     pages = written = 0

@@ -87,6 +87,7 @@ class OnlineFeatures:
         self.feature_set, self.market, self.lookback = feature_set, market, lookback
         self.encoder: EncoderBundle | None = None
         if encoder_path:
+            # torch loads only for a model policy: the SMA policy runs without it
             from ..pretrain.export import load_encoder
 
             self.encoder = load_encoder(encoder_path)
@@ -123,6 +124,7 @@ class OnlineFeatures:
         """The frozen encoder's embeddings of the last `lookback` bars only (`embed_bars` would embed
         the whole buffer at every bar: seconds): the same windows (`window_builder(...).inputs`) and
         the same forward pass (`embed_tokens`); rows still in the encoder's warm-up are zeros."""
+        # torch loads only for a model policy: the SMA policy runs without it
         import torch
 
         from ..pretrain.export import embed_tokens
@@ -146,6 +148,7 @@ class AgentPolicy:
     """A trained PPO agent (`ztb_core.rl.agent.load_agent`) deciding on online features."""
 
     def __init__(self, checkpoint: str | Path, buffer_bars: int = 6000, deterministic: bool = True) -> None:
+        # torch and SB3 load only for a model policy: the SMA policy runs without them
         from ..rl.agent import load_agent
 
         self.agent = load_agent(checkpoint)
@@ -164,6 +167,7 @@ class AgentPolicy:
         self.features.prime(bars)
 
     def decide(self, bars: pd.DataFrame, position: float) -> float:
+        # torch loads only for a model policy: the SMA policy runs without it
         import torch
 
         from ..rl.encoder import EncoderWarmupError

@@ -21,9 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ..atomic import atomic_write_json
 from ..data.bars_from_trades import ccxt_timeframe, timeframe_ms
+from ..evaluation.metrics import performance_metrics
 from ..ops.killfile import KillSwitch
 from ..runs import RunWriter
 from .backfill import backfill
@@ -37,8 +41,6 @@ from .risk import RiskDecision, RiskManager, entry_price
 from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .orders import Side
     from .stream import MarketFeed
 
@@ -121,8 +123,6 @@ class LiveRunner:
     def _load_history(self, now_ms: int) -> pd.DataFrame:
         """The buffer at start: the exchange's own history, older bars from the data store
         (`history_symbol`), and a word on what is still missing and where it would come from."""
-        import pandas as pd
-
         need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
         keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1)
         store_symbol = self.cfg.history_symbol or self.symbol
@@ -136,8 +136,6 @@ class LiveRunner:
         return bars
 
     def _append(self, new: pd.DataFrame) -> None:
-        import pandas as pd
-
         if self.bars is None or len(self.bars) == 0:
             merged = new
         else:
@@ -581,8 +579,6 @@ class LiveRunner:
         if not np.all(eq > 0):
             return {"unavailable": "equity not positive throughout"}
         try:
-            from ..evaluation.metrics import performance_metrics
-
             return performance_metrics(np.diff(eq) / eq[:-1], self.ppy, allow_constant=True)
         except Exception as exc:  # noqa: BLE001 - the report is still useful without the metrics
             return {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
@@ -590,14 +586,10 @@ class LiveRunner:
     def _plot(self, eq: np.ndarray, path: Path, what: str) -> None:
         if len(eq) < 2:
             return
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
-        fig, ax = plt.subplots(figsize=(8, 3))
+        # matplotlib's object API on the Agg canvas: no pyplot global state or backend switch
+        fig = Figure(figsize=(8, 3))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         ax.plot(eq, lw=1.2)
         ax.axhline(float(self.capital), color="grey", lw=0.8, ls="--")
         ax.set_title(f"{self.mode} {self.symbol} {what} ({self.policy.name})")
@@ -606,7 +598,6 @@ class LiveRunner:
         fig.tight_layout()
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=90)
-        plt.close(fig)
         tmp.replace(path)
 
 

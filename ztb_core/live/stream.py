@@ -207,6 +207,7 @@ class _WsWorker:
             self.loop.close()
 
     async def _main(self) -> None:
+        # imported here so a venue without a working ccxt.pro client falls back to REST polling (see _run)
         import ccxt.pro as ccxtpro
 
         urls: dict[str, Any] = {}

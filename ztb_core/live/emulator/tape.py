@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from ...data.synthetic import SyntheticConfig, generate_market
 from ...errors import DataError
 from ...paths import shared_data_dir
 
@@ -66,8 +68,6 @@ class TradeTape:
 
 def load_bitflyer(days: int = 1, data_dir: Path | None = None) -> TradeTape:
     """The first `days` daily files of real bitFlyer BTC/JPY executions, sorted by (exec_date, id)."""
-    import pandas as pd
-
     folder = Path(data_dir) if data_dir else shared_data_dir() / BITFLYER_DIR
     files = sorted(folder.glob("bitflyer.execution.*.BTC_JPY.csv.gz"))
     if not files:
@@ -129,8 +129,6 @@ def tape_from_bars(bars, seed: int = 0, price_step: float | None = None) -> Trad
 
 def load_synthetic(days: float, seed: int) -> TradeTape:
     """The data package's synthetic crypto market (24/7 M1 bars at BTC/JPY-like prices) as trades."""
-    from ...data.synthetic import SyntheticConfig, generate_market
-
     cfg = SyntheticConfig(
         seed=seed,
         n_bars=max(1, int(days * 1440)),

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import ccxt
+
 from ..exchange import (
     ExchangeAdapter,
     ExchangeFill,
@@ -45,8 +47,6 @@ class CoincheckAdapter(ExchangeAdapter):
 
     @classmethod
     def broad_errors(cls) -> dict[str, Any]:
-        import ccxt
-
         return {
             "Insufficient": ccxt.InsufficientFunds,
             "not enough": ccxt.InsufficientFunds,
