@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from ..errors import CheckpointError, DataError, RunError
+from ..pretrain.dataset import IN_CHANNELS
 from ..runs import find_run
 from .checkpoints import load_checkpoint_file, load_latest_valid
 from .config import TrainConfig
@@ -74,16 +77,12 @@ class LoadedAgent:
         return np.clip(actions.reshape(-1).astype(np.float64), -1.0, 1.0) * env.max_position
 
     def _tensor(self, obs: Any) -> Any:
-        import torch
-
         obs = self.normalizer(obs)
         if isinstance(obs, dict):
             return {k: torch.as_tensor(v, device=self.policy.device) for k, v in obs.items()}
         return torch.as_tensor(obs, device=self.policy.device)
 
     def _actions(self, obs: Any, deterministic: bool) -> np.ndarray:
-        import torch
-
         with torch.no_grad():
             actions = self.policy._predict(self._tensor(obs), deterministic=deterministic)
         return actions.cpu().numpy()
@@ -155,8 +154,6 @@ class LoadedAgent:
 
     def _greedy_finetune(self, feats: np.ndarray, windows: Any, s: int, e: int, held: list[float]) -> np.ndarray:
         """(e-s, len(held)) greedy actions; the encoder runs once per bar, the heads once per held position."""
-        import torch
-
         pol = self.policy
         ext = pol.features_extractor
         with torch.no_grad():
@@ -201,13 +198,9 @@ def ext_keys() -> tuple[str, str]:
 
 
 def _build_policy(cfg: TrainConfig, n_features: int, state: dict, raw_shapes: dict | None = None) -> Any:
-    import torch
-
     obs_space, act_space = spaces_for(cfg.env, n_features, raw_shapes)
     policy_cls, kwargs = model_policy(cfg)
     if isinstance(policy_cls, str):
-        from stable_baselines3.common.policies import ActorCriticPolicy
-
         policy_cls = ActorCriticPolicy
     policy = policy_cls(obs_space, act_space, lambda _: 0.0, **kwargs)
     try:
@@ -267,8 +260,6 @@ def load_agent(path: str | Path) -> LoadedAgent:
         encoder = load_encoder_checked(cfg.encoder.path)
         check_encoder_fingerprint(cfg.encoder.path, state, f"checkpoint {file}")
         if finetune(cfg):
-            from ..pretrain.dataset import IN_CHANNELS
-
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
             embedding_dim = encoder.embedding_dim
     n_features = _n_features(cfg, state, embedding_dim)

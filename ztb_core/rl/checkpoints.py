@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import zstandard
 
 from ..atomic import atomic_write_bytes
 from ..errors import CheckpointError, ConfigError
@@ -49,8 +51,6 @@ def checkpoint_name(step: int) -> str:
 
 def _cpu_clone(obj: Any) -> Any:
     """Deep copy with every tensor cloned to CPU (optimizer states are nested dicts/lists)."""
-    import torch
-
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
@@ -129,8 +129,6 @@ def restore_vecnormalize(vn: Any, st: dict[str, Any] | None) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    import torch
-
     out: dict[str, Any] = {
         "torch": torch.get_rng_state().clone(),
         "numpy": np.random.get_state(),
@@ -142,8 +140,6 @@ def rng_state() -> dict[str, Any]:
 
 
 def restore_rng(st: dict[str, Any] | None) -> None:
-    import torch
-
     if not st:
         return
     torch.set_rng_state(st["torch"])
@@ -212,9 +208,6 @@ def warm_start_policy(model: Any, path: Path) -> Path:
 
 def serialise(state: dict[str, Any], level: int) -> tuple[bytes, int]:
     """(zstd-compressed bytes, raw size)."""
-    import torch
-    import zstandard
-
     buf = io.BytesIO()
     torch.save(state, buf)
     raw = buf.getvalue()
@@ -224,9 +217,6 @@ def serialise(state: dict[str, Any], level: int) -> tuple[bytes, int]:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """Decompress and unpickle a checkpoint file. Call only after its sha256 was verified
     (the manifest is written by ztb itself; unpickling trusts the file)."""
-    import torch
-    import zstandard
-
     data = Path(path).read_bytes()
     try:
         raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 34)

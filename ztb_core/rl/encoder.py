@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, DataError
-
-if TYPE_CHECKING:
-    from ..pretrain.export import EncoderBundle, WindowBuilder
+from ..pretrain.dataset import IN_CHANNELS
+from ..pretrain.export import FILE, EncoderBundle, WindowBuilder, load_encoder
 
 #: observation keys of fine-tune mode besides the raw windows
 FEATURES_KEY, POSITION_KEY = "features", "position"
@@ -39,8 +38,6 @@ def raw_key(tf: str) -> str:
 
 def load_encoder_checked(path: str | Path) -> EncoderBundle:
     """`load_encoder` with the error a training config deserves: it names `encoder.path` and the file."""
-    from ..pretrain.export import load_encoder
-
     p = Path(path)
     if not p.exists():
         raise ConfigError(
@@ -55,8 +52,6 @@ def load_encoder_checked(path: str | Path) -> EncoderBundle:
 
 def encoder_fingerprint(path: str | Path) -> str:
     """sha256 of the encoder file a config points at (a folder resolves like `load_encoder`)."""
-    from ..pretrain.export import FILE
-
     p = Path(path)
     if p.is_dir():
         p = next((c for c in (p / FILE, p / "encoder" / FILE) if c.exists()), p / FILE)
@@ -112,8 +107,6 @@ class RawWindows:
 
     @property
     def shapes(self) -> dict[str, tuple[int, int]]:
-        from ..pretrain.dataset import IN_CHANNELS
-
         return {tf: (int(self.builder.lengths[tf]), IN_CHANNELS) for tf in self.builder.timeframes}
 
     def batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:

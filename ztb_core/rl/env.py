@@ -23,6 +23,7 @@ from gymnasium import spaces
 from ..errors import DataError
 from ..pnl import bar_returns, step_return
 from .config import EnvConfig
+from .encoder import FEATURES_KEY, POSITION_KEY, raw_key
 
 
 def obs_dim(lookback: int, n_features: int) -> int:
@@ -206,8 +207,6 @@ class EncoderTradingEnv(TradingEnv):
 
     def __init__(self, features: np.ndarray, open_: np.ndarray, close: np.ndarray, cfg: EnvConfig, windows: Any):
         super().__init__(features, open_, close, cfg)
-        from .encoder import FEATURES_KEY, POSITION_KEY
-
         if len(windows) != self.n_bars:
             raise DataError(f"EncoderTradingEnv: {self.n_bars} feature rows but {len(windows)} encoder window rows")
         self.windows = windows
@@ -231,8 +230,6 @@ class EncoderTradingEnv(TradingEnv):
 
 def dict_space(lookback: int, n_features: int, raw_shapes: dict[str, tuple[int, int]]) -> spaces.Dict:
     """Fine-tune mode's observation space (see `EncoderTradingEnv`)."""
-    from .encoder import FEATURES_KEY, POSITION_KEY, raw_key
-
     big = float(np.finfo(np.float32).max)
     parts: dict[str, spaces.Space] = {
         FEATURES_KEY: spaces.Box(-big, big, shape=(lookback * n_features,), dtype=np.float32),

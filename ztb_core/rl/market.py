@@ -17,18 +17,20 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
+from ..data import source
+from ..data.features import compute_feature_set
 from ..data.synthetic import signal_ceiling
 from ..errors import ConfigError, DataError
+from ..pretrain.embed_cache import cached_embeddings
+from ..pretrain.export import EncoderBundle
+from .encoder import RawWindows, encoder_fingerprint, load_encoder_checked
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import pandas as pd
-
-    from ..pretrain.export import EncoderBundle
     from .config import TrainConfig
-    from .encoder import RawWindows
 
 SPLITS = ("train", "val", "test")
 
@@ -75,9 +77,6 @@ def _embeddings(
 ) -> tuple[np.ndarray, list[str]]:
     """Frozen embeddings of all bars, from the cache keyed by (encoder sha256, data, windows) or
     computed with progress (bars/s, ETA) logged and passed to `on_progress`."""
-    from ..pretrain.embed_cache import cached_embeddings
-    from .encoder import encoder_fingerprint
-
     assert cfg.encoder.path is not None  # `bundle` was loaded from it
     emb, valid, _ = cached_embeddings(
         bundle, encoder_fingerprint(cfg.encoder.path), bars, cfg.data.market, on_progress=on_progress
@@ -93,8 +92,6 @@ def _embeddings(
 def check_encoder_period(bundle: EncoderBundle, first_eval_time: pd.Timestamp, path: str) -> None:
     """Refuse an encoder whose pretraining period reaches into the PPO validation/test periods:
     its weights would have been fitted on the very bars the agent is selected and scored on."""
-    import pandas as pd
-
     until = pd.Timestamp(int(bundle.stats.fitted_until_ns), tz="UTC")
     if first_eval_time < until:
         raise ConfigError(
@@ -109,20 +106,15 @@ def prepare_splits(
 ) -> dict[str, MarketSlice]:
     """Load bars, compute features once, drop warm-up rows, split chronologically. `on_progress`
     receives one-line progress messages of slow steps (the frozen-encoder embeddings)."""
-    from ..data.features import compute_feature_set
-    from ..data.source import load_bars
-
     for name in splits:
         if name not in SPLITS:
             raise ConfigError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
-    bars = load_bars(cfg.data)
+    bars = source.load_bars(cfg.data)  # through the module, so a test can swap the loader
     fm = compute_feature_set(cfg.features, bars, cfg.data.market)
     values, names = fm.values, list(fm.names)
     valid = fm.valid.copy()
     builder = bundle = None
     if cfg.encoder.path:
-        from .encoder import load_encoder_checked
-
         bundle = load_encoder_checked(cfg.encoder.path)
     if bundle is not None and cfg.encoder.mode == "frozen":
         emb, emb_names = _embeddings(cfg, bundle, bars, on_progress)
@@ -157,8 +149,6 @@ def prepare_splits(
             )
         windows = None
         if builder is not None:
-            from .encoder import RawWindows
-
             windows = RawWindows(builder, keep[s].astype(np.int64))
         out[name] = MarketSlice(
             split=name,

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from gymnasium import spaces
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .config import EnvConfig, PPOConfig, TrainConfig
-from .env import obs_dim
+from .env import dict_space, obs_dim
+from .sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
 
 
 def spaces_for(env_cfg: EnvConfig, n_features: int, raw_shapes: dict[str, tuple[int, int]] | None = None):
     """(observation space, action space); `raw_shapes` (fine-tune mode) makes it the Dict space."""
-    from gymnasium import spaces
-
-    from .env import dict_space
-
     big = float(np.finfo(np.float32).max)
     obs: spaces.Space
     act: spaces.Space
@@ -34,8 +34,6 @@ def spaces_for(env_cfg: EnvConfig, n_features: int, raw_shapes: dict[str, tuple[
 
 
 def policy_kwargs(ppo: PPOConfig) -> dict[str, Any]:
-    import torch
-
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[ppo.activation]
     return {"net_arch": {"pi": list(ppo.net_arch), "vf": list(ppo.net_arch)}, "activation_fn": act}
 
@@ -50,9 +48,6 @@ def model_policy(cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     kwargs = policy_kwargs(cfg.ppo)
     if not finetune(cfg):
         return cfg.ppo.policy, kwargs
-    # torch-heavy, and only fine-tune mode needs it
-    from .sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
-
     kwargs.update(
         features_extractor_class=PretrainedEncoderExtractor,
         features_extractor_kwargs={"encoder_path": str(cfg.encoder.path)},
@@ -99,8 +94,6 @@ class ObsNormalizer:
 def window_rows(features: np.ndarray, lookback: int, start: int, stop: int, position: float) -> np.ndarray:
     """Flat observations for decision indices start..stop-1 (each needs index >= lookback-1),
     all with the same current `position`: (stop-start, lookback*F + 1) float32."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     f = features.shape[1]
     win = sliding_window_view(features, (lookback, f))[:, 0]  # (T-L+1, L, F) view
     rows = win[start - (lookback - 1) : stop - (lookback - 1)].reshape(stop - start, lookback * f)

@@ -19,8 +19,19 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.logger import configure as sb3_logger
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
 
 from ..atomic import atomic_write_text
 from ..config import changed_keys, config_hash, config_to_dict, config_to_yaml, flatten, read_yaml
@@ -40,6 +51,7 @@ from .env import EncoderTradingEnv, TradingEnv
 from .evaluate import PeriodicEvaluator
 from .market import prepare_splits
 from .policy import finetune, model_policy
+from .sb3_extractor import EncoderPPO
 from .streaming import StreamRefresh, StreamWindow
 
 log = logging.getLogger("ztb.rl.train")
@@ -81,8 +93,6 @@ def _make_env(
 
 def build_vec_env(cfg: TrainConfig, market: Any) -> tuple[Any, Any]:
     """(outermost VecEnv, VecNormalize or None): DummyVecEnv|SubprocVecEnv -> VecMonitor -> VecNormalize."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
-
     windows = market.windows if finetune(cfg) else None
     if finetune(cfg) and windows is None:
         raise ConfigError(
@@ -147,15 +157,10 @@ class LinearSchedule:
 
 
 def build_model(cfg: TrainConfig, venv: Any) -> Any:
-    import torch
-    from stable_baselines3 import PPO
-
     if cfg.ppo.torch_threads:
         torch.set_num_threads(cfg.ppo.torch_threads)
     algo = PPO
     if finetune(cfg):
-        from .sb3_extractor import EncoderPPO
-
         algo = EncoderPPO
     policy, kwargs = model_policy(cfg)
     p = cfg.ppo
@@ -187,15 +192,6 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 
 import optuna
 import sqlalchemy.exc
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 from pydantic import Field, model_validator
 
 from ..atomic import atomic_write_json
@@ -133,8 +134,6 @@ def open_storage(url: str) -> Any:
     """An Optuna storage for a URL: `journal:///path` (a journal file, safe for several processes
     on one file system), or an RDB URL (`sqlite:///`, `postgresql://`, `mysql://`)."""
     if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
         path = Path(url[len("journal://") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
