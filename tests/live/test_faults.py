@@ -206,6 +206,27 @@ def test_an_order_placed_under_a_skewed_exchange_clock_is_never_placed_twice(exc
     assert journal.get(ours.client_id).exchange_id == str(eid)
 
 
+def test_a_pass_writes_only_fills_it_has_not_journaled(exchange_adapter, emulator, journal, monkeypatch):
+    """Each pass reads fills back to its oldest open question; the ones already journaled are not
+    written again (every write is an fsynced transaction: the bench's runner spent its decision time
+    there, 988 writes in 136 passes)."""
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    order = manager.place("buy", Decimal("0.05"), far_bid(exchange_adapter))
+    for _ in range(4):
+        emulator.state.execute(int(order.exchange_id), Decimal("0.001"))
+    writes: list[str] = []
+    real = journal.record_fill
+    monkeypatch.setattr(journal, "record_fill", lambda f: writes.append(f.trade_id) or real(f))
+    manager.reconcile()
+    assert len(writes) == 4 and journal.position() == Decimal("0.004")  # positive control: new ones written
+    manager.reconcile()
+    manager.reconcile()
+    assert len(writes) == 4  # nothing new: nothing written
+    emulator.state.execute(int(order.exchange_id), Decimal("0.001"))
+    manager.reconcile()
+    assert len(writes) == 5 and journal.position() == Decimal("0.005")
+
+
 def test_an_unknown_order_the_exchange_cancelled_part_way_is_still_found(exchange_adapter, emulator, journal):
     """Ours reached the exchange, part filled, then the exchange itself cancelled the rest: the fills do
     not add up to our amount, so the order's own amount and price (GET exchange/orders/ID) decide."""

@@ -303,12 +303,23 @@ def reconcile(
         journal.set_state(AMBIGUOUS_KEY, report.ambiguous)
 
     # -- 3./4. fills and states of the orders we know ------------------------------------------
+    # a pass reads back every fill since its oldest open question, mostly fills already journaled:
+    # only new trade ids are written (each write is an fsynced transaction; record_fill would
+    # ignore a repeat anyway, after paying for it)
+    recorded = {f.trade_id for f in journal.fills()}
+
+    def record_new(t: Any, client_id: str) -> bool:
+        if str(t.id) in recorded or not journal.record_fill(_to_fill(t, client_id)):
+            return False
+        recorded.add(str(t.id))
+        return True
+
     for order in journal.live_orders():
         if order.exchange_id is None:
             continue
         eid = str(order.exchange_id)
         for t in trades_by_order.get(eid, []):
-            if journal.record_fill(_to_fill(t, order.client_id)):
+            if record_new(t, order.client_id):
                 report.new_fills.append(str(t.id))
         filled, avg = journal.filled_of(order.client_id)
         if filled != order.filled:
@@ -338,7 +349,7 @@ def reconcile(
         closed = by_eid.get(eid)
         if closed is None:
             continue
-        late = [str(t.id) for t in fills if journal.record_fill(_to_fill(t, closed.client_id))]
+        late = [str(t.id) for t in fills if record_new(t, closed.client_id)]
         report.new_fills.extend(late)
         # compared even when no fill is new: a process killed between journaling a fill and updating
         # its order leaves the fill recorded (so it is never new again) and the order's amount stale
