@@ -54,15 +54,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import main
-from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
-from ..live.emulator.config import FaultRule
+from ..live.emulator import EmulatorServer
 from ..live.emulator.state import PAIR
 from ..live.journal import Journal
 from ..live.live_config import journal_path_for
 from ..live.orders import LIVE, UNRESOLVED
 from ..manifest import Manifest
 from ..runs import RunReader
-from .smoke import TRAIN_SETS, Step, _env, live_sets, run_step
+from .smoke import TRAIN_SETS, Step, _env, live_sets, run_step, sandbox_emulator, sandbox_env
 
 EXCHANGE_FAULTS: dict[str, list[dict]] = {
     "none": [],
@@ -422,33 +421,13 @@ def _checked_live_kill(art: Path, env: dict[str, str], emu: EmulatorServer, row:
 
 
 def canary_env(tmp: Path) -> dict[str, str]:
-    """The environment every canary command runs in: artifacts, data and kill-file under `tmp`, the
-    emulator's keys, no notifications."""
-    art = Path(tmp) / "artifacts"
-    return {
-        "ZTB_ARTIFACTS": str(art),
-        "ZTB_DATA": str(art / "data"),
-        "ZTB_KILL": str(Path(tmp) / "ztb.stop"),
-        "COINCHECK_API_KEY": EMU_KEY,
-        "COINCHECK_API_SECRET": EMU_SECRET,
-        "DISCORD_WEBHOOK": "",
-        "ZTB_NOTIFY": "",
-    }
+    """The environment every canary command runs in (smoke's sandbox with the canary's keys)."""
+    return sandbox_env(tmp, EMU_KEY, EMU_SECRET)
 
 
 def emulator(row: str) -> EmulatorServer:
-    """The loopback exchange of one exchange-fault cell (start it with `with`): a 120x replay of the
-    synthetic tape, one 1m bar every 0.5 s, with the row's faults armed."""
-    cfg = EmulatorConfig(
-        speed=120,
-        clock="tape",
-        history_s=3 * 3600,
-        api_key=EMU_KEY,
-        secret=EMU_SECRET,
-        balances={"jpy": 1_000_000.0, "btc": 0.1},
-        faults=[FaultRule.model_validate(f) for f in EXCHANGE_FAULTS[row]],
-    )
-    return EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3))
+    """The loopback exchange of one exchange-fault cell, the row's faults armed."""
+    return sandbox_emulator(EMU_KEY, EMU_SECRET, EXCHANGE_FAULTS[row])
 
 
 def _tail(step: Step, ok: bool) -> str:

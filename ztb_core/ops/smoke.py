@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..cli import main
 from ..data.synthetic import SyntheticConfig, generate_market
-from ..live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
+from ..live.emulator import EmulatorConfig, EmulatorServer, FaultRule, load_synthetic
 
 #: tiny PPO: a few hundred steps in seconds on a CPU
 TRAIN_SETS = [
@@ -66,6 +66,36 @@ PRETRAIN_SETS = [
     "trainer.accelerator=cpu",
 ]
 EMU_KEY, EMU_SECRET = "smoke-key-0000", "smoke-secret-0000"
+
+
+def sandbox_env(tmp: Path, key: str, secret: str) -> dict[str, str]:
+    """The environment smoke and canary commands run in: artifacts, data and kill-file under `tmp`,
+    the emulator's keys, no notifications."""
+    art = Path(tmp) / "artifacts"
+    return {
+        "ZTB_ARTIFACTS": str(art),
+        "ZTB_DATA": str(art / "data"),
+        "ZTB_KILL": str(Path(tmp) / "ztb.stop"),
+        "COINCHECK_API_KEY": key,
+        "COINCHECK_API_SECRET": secret,
+        "DISCORD_WEBHOOK": "",
+        "ZTB_NOTIFY": "",
+    }
+
+
+def sandbox_emulator(key: str, secret: str, faults: list[dict] | None = None) -> EmulatorServer:
+    """The loopback exchange smoke and canary trade against (start it with `with`): a 120x replay
+    of the synthetic tape, one 1m bar every 0.5 s, `faults` armed."""
+    cfg = EmulatorConfig(
+        speed=120,
+        clock="tape",
+        history_s=3 * 3600,
+        api_key=key,
+        secret=secret,
+        balances={"jpy": 1_000_000.0, "btc": 0.1},
+        faults=[FaultRule.model_validate(f) for f in faults or []],
+    )
+    return EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3))
 
 
 @dataclass
@@ -193,25 +223,9 @@ def run_smoke(
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="ztb-smoke-")) if keep is None else Path(keep)
     tmp.mkdir(parents=True, exist_ok=True)
-    env = {
-        "ZTB_ARTIFACTS": str(tmp / "artifacts"),
-        "ZTB_DATA": str(tmp / "artifacts" / "data"),
-        "ZTB_KILL": str(tmp / "ztb.stop"),
-        "COINCHECK_API_KEY": EMU_KEY,
-        "COINCHECK_API_SECRET": EMU_SECRET,
-        "DISCORD_WEBHOOK": "",
-        "ZTB_NOTIFY": "",
-    }
-    emu_cfg = EmulatorConfig(
-        speed=120,
-        clock="tape",
-        history_s=3 * 3600,
-        api_key=EMU_KEY,
-        secret=EMU_SECRET,
-        balances={"jpy": 1_000_000.0, "btc": 0.1},
-    )
+    env = sandbox_env(tmp, EMU_KEY, EMU_SECRET)
     try:
-        with _env(env), EmulatorServer(emu_cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+        with _env(env), sandbox_emulator(EMU_KEY, EMU_SECRET) as emu:
             csv = write_csv(tmp / "smoke.csv")
             for step in plan_steps(emu, csv):
                 if only and not any(step.name.startswith(o) for o in only):
