@@ -101,6 +101,36 @@ def deflated(test_sharpe_ann: float, n_obs: int, trial_sharpes_ann: list[float],
     return {"dsr": round(out["dsr"], 4), "trials": len(per), "trial_sharpe_var_per_bar": var}
 
 
+def price_filter_reference(cfg, splits: dict, rate: float, ppy: float) -> dict | None:
+    """Synthetic market only: the Kalman filter of past prices with the market's true parameters
+    (`price_filter_forecasts`), traded through the form and hysteresis band best on val, scored on
+    val and test, and its paired interval against SMA on test: how far above SMA the best
+    possible model of these bars gets on this test window."""
+    from ztb_core.data.synthetic import price_filter_forecasts
+    from ztb_core.evaluation.baselines import hysteresis, sma_crossover
+
+    if cfg.data.kind != "synthetic" or cfg.data.synthetic.signal_strength == 0:
+        return None
+    forecasts = price_filter_forecasts(cfg.data.synthetic.model_copy(update={"market": cfg.data.market}))
+    z: dict = {}
+    for split in ("val", "test"):
+        f = forecasts.reindex(splits[split].index)
+        z[split] = {form: (f[form] / f[form].std()).to_numpy() for form in f.columns}
+    choices = [(form, b) for form in forecasts.columns for b in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)]
+    val = {c: score(hysteresis(z["val"][c[0]], c[1]), splits["val"], rate, ppy) for c in choices}
+    form, band = max(choices, key=lambda c: val[c]["net"])
+    test_pos = hysteresis(z["test"][form], band)
+    test = splits["test"]
+    vs_sma = paired_bootstrap(test_pos, {"sma_20_100": sma_crossover(test.close, 20, 100)}, test, rate, ppy, 0)
+    return {
+        "chosen_on_val": {"forecast": form, "band_sd": band, "of": len(choices)},
+        "val": val[(form, band)],
+        "test": score(test_pos, test, rate, ppy),
+        "test_minus_sma": vs_sma["sma_20_100"],
+        "test_positions": test_pos,
+    }
+
+
 def curve(run_dir: Path, split: str) -> dict:
     """Best vs final periodic-evaluation Sharpe and the turnover trend of the last half."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -168,7 +198,11 @@ def main() -> None:
             "sma_20_100": score(sma_crossover(m.close, 20, 100), m, rate, ppy),
             "ridge_hysteresis": score(ridge.positions(m.features), m, rate, ppy),
         }
+    reference = price_filter_reference(base, splits, rate, ppy)
     print(f"[{args.label}] baselines (ridge alpha {ridge.alpha}, band {ridge.band} sd): {json.dumps(baselines)}")
+    if reference is not None:
+        shown = {k: v for k, v in reference.items() if k != "test_positions"}
+        print(f"[{args.label}] reference, the best filter of past prices (knows the market): {json.dumps(shown)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         cfg = base.model_copy(update={"seed": seed})
@@ -191,17 +225,16 @@ def main() -> None:
             for split in ("val", "test")
         }
         trials = curve(run_dir, cfg.eval.split).get("eval_sharpe", []) + [b["net"] for b in baselines["val"].values()]
-        t = scores["test"]["final"]
-        scores["test"]["final"]["deflated"] = deflated(t["net"], t["bars"], trials, ppy)
+        for t in scores["test"].values():
+            t["deflated"] = deflated(t["net"], t["bars"], trials, ppy)
         test = splits["test"]
-        scores["test"]["final"]["paired_bootstrap"] = paired_bootstrap(
-            agents["final"].positions(test.features),
-            {"sma_20_100": sma_crossover(test.close, 20, 100), "ridge_hysteresis": ridge.positions(test.features)},
-            test,
-            rate,
-            ppy,
-            seed,
-        )
+        others = {"sma_20_100": sma_crossover(test.close, 20, 100), "ridge_hysteresis": ridge.positions(test.features)}
+        if reference is not None:
+            others["price_filter"] = reference["test_positions"]
+        for name, agent in agents.items():  # final, and best-by-val (what `ztb eval --model RUN` scores)
+            scores["test"][name]["paired_bootstrap"] = paired_bootstrap(
+                agent.positions(test.features), others, test, rate, ppy, seed
+            )
         rec = {
             "label": args.label,
             "sets": args.sets,
@@ -215,6 +248,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "agent": scores,
             "baselines": baselines,
+            "price_filter": None if reference is None else {k: v for k, v in reference.items() if k != "test_positions"},
             "curve": curve(run_dir, cfg.eval.split),
         }
         with open(args.out, "a") as fh:

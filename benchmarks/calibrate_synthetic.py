@@ -91,11 +91,12 @@ def main() -> None:
     costs = CostConfig()
     demo = TrainConfig().data.synthetic
     for name, cfg in (("train demo", demo), ("STRONG_SIGNAL", demo.model_copy(update=STRONG_SIGNAL))):
-        c = signal_ceiling(cfg, costs.rate)
-        print(
-            f"ceiling {name:<14} net Sharpe {c.net_sharpe:7.1f}  gross {c.gross_sharpe:7.1f}  "
-            f"band {c.band_sd} sd  {c.flips_per_1000:.1f} flips/1000 bars  (costs {costs.rate * 1e4:.1f} bps/unit)"
-        )
+        for observes in ("signal", "prices"):
+            c = signal_ceiling(cfg, costs.rate, observes=observes)
+            print(
+                f"ceiling {name:<14} sees {observes:<6} net Sharpe {c.net_sharpe:7.1f}  gross {c.gross_sharpe:7.1f}  "
+                f"band {c.band_sd} sd  {c.flips_per_1000:.1f} flips/1000 bars  (costs {costs.rate * 1e4:.1f} bps/unit)"
+            )
 
 
 if __name__ == "__main__":

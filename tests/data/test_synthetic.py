@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.signal import lfilter
 
 from ztb_core.config import validate_config
 from ztb_core.data.schema import BAR_COLUMNS
@@ -97,16 +98,47 @@ def test_train_demo_market_keeps_the_real_lag1_autocorrelation_despite_its_signa
 
 
 def test_signal_ceiling_is_what_the_train_config_states():
-    from ztb_core.rl.config import DEMO_SIGNAL_CEILING, TrainConfig
+    from ztb_core.rl.config import DEMO_PRICE_CEILING, DEMO_SIGNAL_CEILING, TrainConfig
 
     cfg = TrainConfig()
     got = signal_ceiling(cfg.data.synthetic, cfg.env.costs.rate)
     assert got.net_sharpe == pytest.approx(DEMO_SIGNAL_CEILING, rel=0.1)
     assert got.gross_sharpe > got.net_sharpe > 0
+    prices = signal_ceiling(cfg.data.synthetic, cfg.env.costs.rate, observes="prices")
+    assert prices.net_sharpe == pytest.approx(DEMO_PRICE_CEILING, rel=0.1)
+    assert 0 < prices.net_sharpe < got.net_sharpe / 2  # seeing only prices costs most of the edge
     # positive control: no signal, no ceiling; a stronger signal, a higher one
     assert signal_ceiling(cfg.data.synthetic.model_copy(update={"signal_strength": 0.0}), 2e-4).net_sharpe == 0.0
     strong = signal_ceiling(cfg.data.synthetic.model_copy(update=STRONG_SIGNAL), cfg.env.costs.rate)
     assert strong.net_sharpe > 3 * got.net_sharpe
+
+
+def test_the_price_filter_is_the_kalman_filter_of_the_latent_signal():
+    """The closed-form gain is the fixed point of the Riccati recursion, and the filtered
+    forecast tracks the latent signal better than any other exponential momentum does."""
+    from ztb_core.data.synthetic import _forecasts, _simulate, price_filter_gain
+    from ztb_core.rl.config import TrainConfig
+
+    syn = TrainConfig().data.synthetic
+    gain = price_filter_gain(syn)
+    q, r, phi = 1 - syn.signal_persistence**2, (1 - syn.signal_strength) / syn.signal_strength, syn.signal_persistence
+    post = 1.0
+    for _ in range(5000):
+        prior = phi * phi * post + q
+        post = prior * r / (prior + r)
+    assert gain == pytest.approx(prior / (prior + r), rel=1e-9)
+    syn = syn.model_copy(update={"n_bars": 60_000})
+    path = _simulate(syn)
+    truth = path.expected
+
+    def corr(k: float) -> float:
+        y = path.ret / path.sigma / np.sqrt(syn.signal_strength)
+        f = lfilter([k], [1.0, -(1.0 - k) * phi], y) * path.sigma
+        return float(np.corrcoef(f[:-1], truth[:-1])[0, 1])
+
+    assert np.corrcoef(_forecasts(syn, path, "prices")["expected_return"][:-1], truth[:-1])[0, 1] == pytest.approx(corr(gain))
+    # positive control: a gain four times too fast or too slow tracks the signal worse
+    assert corr(gain) > corr(4 * gain) and corr(gain) > corr(gain / 4)
 
 
 def test_synthetic_market_conflicting_with_the_source_market_is_refused():

@@ -5,18 +5,21 @@ from __future__ import annotations
 import re
 
 from ztb_core.config import load_config
-from ztb_core.rl.config import DEMO_SIGNAL_CEILING, TrainConfig
+from ztb_core.rl.config import DEMO_PRICE_CEILING, DEMO_SIGNAL_CEILING, TrainConfig
 from ztb_core.rl.market import describe_market
 
 
-def test_synthetic_market_states_its_ceiling_at_the_run_costs():
+def test_synthetic_market_states_its_ceilings_at_the_run_costs():
     line = describe_market(TrainConfig())
     assert "synthetic fx, calibrated to USD/JPY M1 2016" in line
-    got = float(re.search(r"net Sharpe ([0-9.]+)", line).group(1))
-    assert abs(got - DEMO_SIGNAL_CEILING) < 0.1 * DEMO_SIGNAL_CEILING
-    # higher costs, lower ceiling: the figure is computed for the run's own costs
+    prices = float(re.search(r"net Sharpe over all bars: ([0-9.]+) for the best filter of past prices", line).group(1))
+    knows = float(re.search(r"([0-9.]+) for a trader who knows the signal", line).group(1))
+    assert abs(prices - DEMO_PRICE_CEILING) < 0.1 * DEMO_PRICE_CEILING
+    assert abs(knows - DEMO_SIGNAL_CEILING) < 0.1 * DEMO_SIGNAL_CEILING
+    # higher costs, lower ceilings: the figures are computed for the run's own costs
     dear = describe_market(load_config(TrainConfig, None, ["env.costs.fee_bps=5"]))
-    assert float(re.search(r"net Sharpe ([0-9.]+)", dear).group(1)) < got
+    assert float(re.search(r"([0-9.]+) for a trader who knows", dear).group(1)) < knows
+    assert float(re.search(r"all bars: ([0-9.]+) for the best filter", dear).group(1)) < prices
 
 
 def test_store_market_says_there_is_no_known_ceiling():

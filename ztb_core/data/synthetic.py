@@ -29,9 +29,11 @@ prints both side by side; docs/rl-experiments.md records the figures). They cont
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -257,8 +259,9 @@ def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class SignalCeiling:
-    """The best a model can do on this market: a trader who knows the planted signal, trading
-    its forecast through a hysteresis band chosen (in hindsight) to maximise the net Sharpe."""
+    """The best a model can do on this market: a trader who forecasts with the planted signal,
+    trading the forecast through the hysteresis band (and the forecast's form: expected return,
+    or signal per unit of risk) chosen in hindsight to maximise the net Sharpe."""
 
     net_sharpe: float  # annualised, after costs
     gross_sharpe: float  # annualised, the same positions before costs
@@ -266,21 +269,71 @@ class SignalCeiling:
     flips_per_1000: float  # position changes per 1,000 bars
 
 
+#: what the ceiling's trader is allowed to see: `signal` = the latent signal itself (no model can
+#: see it); `prices` = only past bars, filtered optimally with the market's true parameters
+CeilingObserves = Literal["signal", "prices"]
+
+
+def price_filter_gain(cfg: SyntheticConfig) -> float:
+    """Steady-state Kalman gain for the latent signal seen through volatility-scaled returns
+    `y_t = sqrt(s) m_t + sqrt(1 - s) e_t`, `m_t = phi m_{t-1} + sqrt(1 - phi^2) w_t`."""
+    s, phi = cfg.signal_strength, cfg.signal_persistence
+    q, r = 1.0 - phi * phi, (1.0 - s) / s  # in units of y / sqrt(s)
+    # a scalar state's Riccati equation has a closed-form fixed point: the prior variance p solves
+    # p^2 + (r (1 - phi^2) - q) p - q r = 0
+    b = r * (1.0 - phi * phi) - q
+    prior = (-b + math.sqrt(b * b + 4.0 * q * r)) / 2.0
+    return prior / (prior + r)
+
+
+def _forecasts(cfg: SyntheticConfig, path: _Path, observes: CeilingObserves) -> dict[str, np.ndarray]:
+    """Forecasts a ceiling's trader may band: the expected next return and, since a band on it
+    trades more when volatility is high, also the signal estimate itself (per unit of risk)."""
+    if observes == "signal":
+        m = np.zeros(len(path.t))
+        m[:-1] = path.expected[:-1] / path.sigma[1:]
+        return {"expected_return": path.expected, "signal": m}
+    # the optimal linear estimate from past prices alone (given the true volatility): an
+    # exponentially weighted momentum of scaled returns, E[m_t | y_1..t] = (1-K) phi E[m_{t-1}] + K y_t
+    gain, phi = price_filter_gain(cfg), cfg.signal_persistence
+    scaled = path.ret / path.sigma / math.sqrt(cfg.signal_strength)
+    m = lfilter([gain], [1.0, -(1.0 - gain) * phi], scaled)
+    return {"expected_return": m * path.sigma, "signal": m}
+
+
+def price_filter_forecasts(cfg: SyntheticConfig) -> pd.DataFrame:
+    """The best forecasts from past prices alone (`expected_return`, and `signal`: the estimate
+    per unit of risk), for every bar of `generate_market(cfg)` (same index): the reference a model
+    of the bars is measured against (`benchmarks/bench_agent_vs_baselines.py`). The filter knows
+    the true parameters and volatility, which no model of real data does: an upper reference,
+    not a baseline."""
+    path = _simulate(cfg)
+    if cfg.signal_strength == 0:
+        zero = np.zeros(len(path.t))
+        return pd.DataFrame({"expected_return": zero, "signal": zero}, index=utc_index(path.t))
+    return pd.DataFrame(_forecasts(cfg, path, "prices"), index=utc_index(path.t))
+
+
 def signal_ceiling(
-    cfg: SyntheticConfig, cost_rate: float, bands: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+    cfg: SyntheticConfig,
+    cost_rate: float,
+    bands: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0),
+    observes: CeilingObserves = "signal",
 ) -> SignalCeiling:
-    """Net Sharpe of the signal-knowing trader at `cost_rate` (per unit of position changed, as
-    `CostConfig.rate`), on this config's bars. Zero signal gives a ceiling of 0 (stays flat)."""
+    """Net Sharpe, at `cost_rate` (per unit of position changed, as `CostConfig.rate`) on this
+    config's bars, of the trader who knows the signal (`observes="signal"`: no model can beat it)
+    or who sees only past prices but knows the market's true parameters (`observes="prices"`: the
+    best a model of the bars can hope for; much lower, because the signal is 3 % of the variance
+    of what it sees). Zero signal gives a ceiling of 0 (stays flat)."""
     path = _simulate(cfg)
     if cfg.signal_strength == 0:
         return SignalCeiling(0.0, 0.0, math.inf, 0.0)
     bars = generate_market(cfg)
     rets = bar_returns(bars["open"].to_numpy(), bars["close"].to_numpy())
-    forecast = path.expected / path.expected.std()
     ann = math.sqrt(periods_per_year("M1", cfg.calendar))
     best: SignalCeiling | None = None
-    for band in bands:
-        pos = hysteresis(forecast, band)
+    for band, raw in itertools.product(bands, _forecasts(cfg, path, observes).values()):
+        pos = hysteresis(raw / raw.std(), band)
         net, _ = position_returns(pos, rets, cost_rate)
         gross, _ = position_returns(pos, rets, 0.0)
         sharpe = float(net.mean() / net.std()) * ann

@@ -289,13 +289,16 @@ class TrainConfig(ZtbModel):
         return -(-self.total_timesteps // r) * r
 
 
-#: the demo market's planted signal: weak (3 % of the return variance, 14-bar half-life). A trader
-#: who knows it reaches a net Sharpe of about DEMO_SIGNAL_CEILING at the default costs (seed 0,
-#: 200,000 bars: `ztb_core.data.synthetic.signal_ceiling`; tests/data/test_synthetic.py checks it).
-#: The signal adds ~+0.03 to the lag-1 autocorrelation; a stronger quote bounce than the
-#: signal-free default (0.045 vs 0.015) keeps the total at USD/JPY's -0.024.
+#: the demo market's planted signal: weak (3 % of the return variance, 14-bar half-life). At the
+#: default costs (seed 0, 200,000 bars: `ztb_core.data.synthetic.signal_ceiling`, checked by
+#: tests/data/test_synthetic.py) a trader who knows it reaches a net Sharpe of about
+#: DEMO_SIGNAL_CEILING, and the best filter of past prices alone, knowing the market's true
+#: parameters, about DEMO_PRICE_CEILING: the realistic ceiling for an agent, since the signal is
+#: buried in 97 % noise. The signal adds ~+0.03 to the lag-1 autocorrelation; a stronger quote
+#: bounce than the signal-free default (0.045 vs 0.015) keeps the total at USD/JPY's -0.024.
 DEMO_SIGNAL = {"signal_strength": 0.03, "signal_persistence": 0.95, "bounce": 0.045}
 DEMO_SIGNAL_CEILING = 30.0
+DEMO_PRICE_CEILING = 9.5
 
 
 def _demo_market() -> DataSourceConfig:
