@@ -199,9 +199,9 @@ def main() -> None:
             "ridge_hysteresis": score(ridge.positions(m.features), m, rate, ppy),
         }
     reference = price_filter_reference(base, splits, rate, ppy)
+    shown = None if reference is None else {k: v for k, v in reference.items() if k != "test_positions"}
     print(f"[{args.label}] baselines (ridge alpha {ridge.alpha}, band {ridge.band} sd): {json.dumps(baselines)}")
-    if reference is not None:
-        shown = {k: v for k, v in reference.items() if k != "test_positions"}
+    if shown is not None:
         print(f"[{args.label}] reference, the best filter of past prices (knows the market): {json.dumps(shown)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
@@ -248,7 +248,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "agent": scores,
             "baselines": baselines,
-            "price_filter": None if reference is None else {k: v for k, v in reference.items() if k != "test_positions"},
+            "price_filter": shown,
             "curve": curve(run_dir, cfg.eval.split),
         }
         with open(args.out, "a") as fh:
