@@ -41,7 +41,6 @@ from .encoder import (
     raw_windows_for_bars,
 )
 from .policy import ObsNormalizer, finetune, model_policy, spaces_for, window_rows
-from .policy_average import agent_weights
 
 log = logging.getLogger("ztb.rl.agent")
 _CHUNK = 4096
@@ -205,7 +204,7 @@ def _build_policy(cfg: TrainConfig, n_features: int, state: dict, raw_shapes: di
         policy_cls = ActorCriticPolicy
     policy = policy_cls(obs_space, act_space, lambda _: 0.0, **kwargs)
     try:
-        policy.load_state_dict(agent_weights(state))
+        policy.load_state_dict(state["policy"])
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint does not match the policy its config describes: {exc}") from None
     policy.set_training_mode(False)

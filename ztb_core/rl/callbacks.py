@@ -6,8 +6,6 @@
 * `Heartbeat`       every step: status.json heartbeat, the progress bar, a log line every
                     `log_interval_s`;
 * `TrainMetrics`    every rollout boundary and at the end: one `train` metrics row;
-* `AveragePolicy`   every rollout boundary and at the end of a completed run: folds the
-                    weights PPO just trained into `ppo.policy_average`'s average (when on);
 * `PeriodicEval`    at rollout boundaries past each `eval.every_steps`, and at the end of a
                     completed run: the validation score;
 * `Checkpoints`     every rollout boundary: an in-memory snapshot (the last consistent state: a
@@ -37,7 +35,6 @@ from ..runs import RunReader, RunWriter
 from .checkpoints import CheckpointSaver, capture_state
 from .config import TrainConfig
 from .encoder import encoder_state
-from .policy_average import PolicyAverage
 
 log = logging.getLogger("ztb.rl.train")
 FAULT_ENV = "ZTB_FAULT_CRASH_AT_STEP"
@@ -197,42 +194,14 @@ class TrainMetrics(BaseCallback):
         self.last_row = step
 
 
-class AveragePolicy(BaseCallback):
-    """Fold the policy's weights into the average after each update (`PolicyAverage`)."""
-
-    def __init__(self, average: PolicyAverage, session: TrainSession):
-        super().__init__()
-        self.average, self.session = average, session
-
-    def _on_rollout_start(self) -> None:
-        if self.num_timesteps:  # step 0: nothing trained yet
-            self.average.update(self.model.policy, self.num_timesteps)
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_training_end(self) -> None:
-        if not self.session.stopped:  # a stop mid-rollout trained nothing since the last boundary
-            self.average.update(self.model.policy, self.num_timesteps)
-
-
 class PeriodicEval(BaseCallback):
-    """Score the current policy (the weight average, when on) on the evaluation split at the first
-    rollout boundary past each multiple of `eval.every_steps`, and once more at the end of a
-    completed run."""
+    """Score the current policy on the evaluation split at the first rollout boundary past each
+    multiple of `eval.every_steps`, and once more at the end of a completed run."""
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        writer: RunWriter,
-        session: TrainSession,
-        evaluator: Callable,
-        vecnorm: Any,
-        average: PolicyAverage | None = None,
-    ):
+    def __init__(self, cfg: TrainConfig, writer: RunWriter, session: TrainSession, evaluator: Callable, vecnorm: Any):
         super().__init__()
         self.cfg, self.writer, self.session = cfg, writer, session
-        self.evaluator, self.vecnorm, self.average = evaluator, vecnorm, average
+        self.evaluator, self.vecnorm = evaluator, vecnorm
         self.next_eval = next_multiple(session.start_step, cfg.eval.every_steps)
         self.last_step: int | None = None  # step of the latest evaluation
         self.last_score: float | None = None
@@ -251,11 +220,7 @@ class PeriodicEval(BaseCallback):
             self.evaluate(self.num_timesteps)
 
     def evaluate(self, step: int) -> float | None:
-        if self.average is None:
-            flat, score = self.evaluator(self.model, self.vecnorm, step)
-        else:
-            with self.average.applied(self.model.policy):
-                flat, score = self.evaluator(self.model, self.vecnorm, step)
+        flat, score = self.evaluator(self.model, self.vecnorm, step)
         self.writer.metric(step, self.cfg.eval.split, flat, flush=True)
         self.last_step, self.last_score = step, score
         self.writer.event(
@@ -285,12 +250,11 @@ class Checkpoints(BaseCallback):
         config_hash: str,
         vecnorm: Any,
         evaluation: PeriodicEval | None = None,
-        average: PolicyAverage | None = None,
     ):
         super().__init__()
         self.cfg, self.writer, self.saver, self.session = cfg, writer, saver, session
         self.config_dict, self.config_hash, self.vecnorm = config_dict, config_hash, vecnorm
-        self.evaluation, self.average = evaluation, average
+        self.evaluation = evaluation
         self.extra_state = encoder_state(cfg.encoder.path)
         self.next_ckpt = next_multiple(session.start_step, cfg.checkpoint.every_steps)
         self.last_saved_step = session.start_step if session.start_step else -1
@@ -300,8 +264,7 @@ class Checkpoints(BaseCallback):
 
     def snapshot(self) -> tuple[dict, float]:
         t0 = time.perf_counter()
-        extra = {**self.extra_state, **(self.average.checkpoint_state() if self.average is not None else {})}
-        state = capture_state(self.model, self.vecnorm, self.config_dict, self.config_hash, extra)
+        state = capture_state(self.model, self.vecnorm, self.config_dict, self.config_hash, self.extra_state)
         return state, (time.perf_counter() - t0) * 1000.0
 
     def save(self, state: dict, block_ms: float, score: float | None = None, final: bool = False) -> bool:
@@ -371,22 +334,15 @@ def training_callbacks(
     evaluator: Callable | None,
     on_progress: Callable[[int, float], None] | None = None,
     start_step: int = 0,
-    resumed_state: dict | None = None,
 ) -> TrainingCallbacks:
-    """`resumed_state`: the checkpoint a resumed run starts from (it carries the weight average)."""
     session = TrainSession(start_step)
-    decay = cfg.ppo.policy_average
-    average = PolicyAverage(decay, resumed_state) if decay is not None else None
-    evaluation = (
-        PeriodicEval(cfg, writer, session, evaluator, vecnorm, average) if evaluator and cfg.eval.every_steps else None
-    )
-    checkpoints = Checkpoints(cfg, writer, saver, session, config_dict, config_hash, vecnorm, evaluation, average)
+    evaluation = PeriodicEval(cfg, writer, session, evaluator, vecnorm) if evaluator and cfg.eval.every_steps else None
+    checkpoints = Checkpoints(cfg, writer, saver, session, config_dict, config_hash, vecnorm, evaluation)
     parts: list[BaseCallback] = [
         FaultInjection(writer),
         KillFileStop(kill, writer, session),
         Heartbeat(writer, session, cfg.rounded_total(), cfg.log_interval_s, on_progress),
         TrainMetrics(writer, session),
-        *([AveragePolicy(average, session)] if average is not None else []),  # before evaluation and saving
         *([evaluation] if evaluation is not None else []),
         checkpoints,  # after the evaluation: a checkpoint carries the score of its step
     ]

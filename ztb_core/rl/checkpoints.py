@@ -40,7 +40,6 @@ from ..errors import CheckpointError, ConfigError
 from ..manifest import Manifest
 from ..ops.disk import alert_write_failure
 from ..runs import utc_now_iso
-from .policy_average import agent_weights
 
 FORMAT_VERSION = 1
 SUFFIX = ".ckpt.zst"
@@ -196,7 +195,7 @@ def warm_start_policy(model: Any, path: Path) -> Path:
     else:
         _, state = load_checkpoint_file(path)
     try:
-        model.policy.load_state_dict(agent_weights(state))  # the agent: the weight average when kept
+        model.policy.load_state_dict(state["policy"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise ConfigError(

@@ -122,14 +122,6 @@ class PPOConfig(ZtbModel):
     target_kl: float | None = Field(
         0.02, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
     )
-    policy_average: float | None = Field(
-        None,
-        ge=0,
-        lt=1,
-        description="decay of an exponential average of the policy's weights over updates "
-        "(avg = d * avg + (1 - d) * weights after each update); evaluation, checkpoints' agents and warm "
-        "starts use the average, PPO trains its own weights as before (null = off)",
-    )
     ent_coef: float = Field(0.0, ge=0, le=1, description="entropy bonus")
     vf_coef: float = Field(0.5, ge=0, le=10, description="value-loss weight")
     max_grad_norm: float = Field(0.5, gt=0, description="gradient clipping norm")

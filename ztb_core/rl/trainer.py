@@ -365,17 +365,7 @@ def run_training(
         )
         bar = _Progress(progress, total, step0, writer.run_id, console)
         cbs = training_callbacks(
-            cfg,
-            writer,
-            kill,
-            saver,
-            cfg_dict,
-            cfg_hash,
-            vecnorm,
-            evaluator,
-            on_progress=bar.update,
-            start_step=step0,
-            resumed_state=state,
+            cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
         )
         if stream is not None:
             cbs.callback.callbacks.insert(0, StreamRefresh(stream, writer))  # learn() initialises the list
