@@ -323,8 +323,8 @@ def signal_ceiling(
     """Net Sharpe, at `cost_rate` (per unit of position changed, as `CostConfig.rate`) on this
     config's bars, of the trader who knows the signal (`observes="signal"`: no model can beat it)
     or who sees only past prices but knows the market's true parameters (`observes="prices"`: the
-    best a model of the bars can hope for; much lower, because the signal is 3 % of the variance
-    of what it sees). Zero signal gives a ceiling of 0 (stays flat)."""
+    best a model of the bars can hope for; much lower when the signal is a small part of the
+    variance of what it sees). Zero signal gives a ceiling of 0 (stays flat)."""
     path = _simulate(cfg)
     if cfg.signal_strength == 0:
         return SignalCeiling(0.0, 0.0, math.inf, 0.0)
