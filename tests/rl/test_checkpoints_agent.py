@@ -92,6 +92,30 @@ def test_loaded_agent_replays_the_env_decision_loop(trained):
     assert agent.act(feats[t - cfg.env.lookback + 1 : t + 1], pos[t - 1]) == pos[t]
 
 
+def test_a_target_action_agent_with_a_no_trade_band_replays_the_env(art):
+    """Continuous target actions with `env.no_trade_band`: the loaded agent holds where the env
+    held and trades where it traded (the band is applied from the position held, in both)."""
+    cfg = tiny_cfg("env.actions=target", total=256)
+    agent = load_agent(run_training(cfg, run_id="band", progress=False).run_dir)
+    m = prepare_market(cfg, "val")
+    feats = m.features[:400]
+    targets = np.clip(agent.positions(feats)[cfg.env.lookback - 1 :], -1, 1)  # no band: the raw targets
+    # a band as wide as the targets' typical step, so that this young policy both holds and trades
+    band = float(np.median(np.abs(np.diff(targets))))
+    env_cfg = cfg.env.model_copy(update={"no_trade_band": band})
+    agent.train_config = cfg.model_copy(update={"env": env_cfg})
+    pos = agent.positions(feats)
+    env = TradingEnv(feats, m.open[:400], m.close[:400], env_cfg)
+    obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
+    held = traded = 0
+    for t in range(cfg.env.lookback - 1, 399):
+        obs, _, _, _, info = env.step(agent._actions(obs[None, :], True)[0])
+        assert info["position"] == pytest.approx(pos[t]), f"decision {t}"
+        held += info["cost"] == 0.0
+        traded += info["cost"] > 0.0
+    assert held > 50 and traded > 5, (held, traded)  # both branches of the band were exercised
+
+
 def test_obs_normalizer_matches_vecnormalize(trained):
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 

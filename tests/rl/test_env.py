@@ -149,3 +149,24 @@ def test_bad_inputs_raise_clear_errors():
         TradingEnv(bad, o, c, EnvConfig(lookback=4))
     with pytest.raises(DataError, match="start"):
         TradingEnv(feats, o, c, EnvConfig(lookback=4)).reset(options={"start": 1})
+
+
+def test_no_trade_band_keeps_the_position_for_targets_near_it():
+    """Target actions within `no_trade_band` of the position held trade nothing and cost nothing;
+    the band is measured from the position held, so a drift of small steps never trades either."""
+    feats, o, c = _market()
+    env = TradingEnv(feats, o, c, EnvConfig(lookback=1, actions="target", no_trade_band=0.3))
+    env.reset(options={"start": 0})
+    _, _, _, _, info = env.step(np.array([0.8], dtype=np.float32))
+    assert info["position"] == pytest.approx(0.8) and info["cost"] > 0  # outside the band: trades
+    for target in (0.6, 0.95, 0.55, 0.75):  # all within 0.3 of 0.8
+        _, _, _, _, info = env.step(np.array([target], dtype=np.float32))
+        assert info["position"] == pytest.approx(0.8) and info["cost"] == 0.0
+    _, _, _, _, info = env.step(np.array([-0.2], dtype=np.float32))
+    assert info["position"] == pytest.approx(-0.2) and info["cost"] > 0
+    # positive control: without a band every change trades
+    plain = TradingEnv(feats, o, c, EnvConfig(lookback=1, actions="target"))
+    plain.reset(options={"start": 0})
+    plain.step(np.array([0.8], dtype=np.float32))
+    _, _, _, _, info = plain.step(np.array([0.6], dtype=np.float32))
+    assert info["position"] == pytest.approx(0.6) and info["cost"] > 0

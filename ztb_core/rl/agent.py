@@ -70,11 +70,13 @@ class LoadedAgent:
     def discrete(self) -> bool:
         return self.train_config.env.actions == "discrete"
 
-    def _to_positions(self, actions: np.ndarray) -> np.ndarray:
+    def _to_positions(self, actions: np.ndarray, held: float) -> np.ndarray:
+        """Positions the actions lead to from the position `held`, as `TradingEnv.position_for`."""
         env = self.train_config.env
         if self.discrete:
             return np.asarray(env.positions, dtype=np.float64)[actions.astype(np.int64).reshape(-1)]
-        return np.clip(actions.reshape(-1).astype(np.float64), -1.0, 1.0) * env.max_position
+        targets = np.clip(actions.reshape(-1).astype(np.float64), -1.0, 1.0) * env.max_position
+        return np.where(np.abs(targets - held) <= env.no_trade_band, held, targets)
 
     def _tensor(self, obs: Any) -> Any:
         obs = self.normalizer(obs)
@@ -114,10 +116,9 @@ class LoadedAgent:
                     f"M1 bars up to the decision bar (bars=...)"
                 )
             raw = raw_windows_for_bars(self.encoder, bars, self.train_config.data.market, np.array([len(bars) - 1]))
-            return float(
-                self._to_positions(self._actions(self._dict_obs(obs, raw.batch(np.array([0]))), deterministic))[0]
-            )
-        return float(self._to_positions(self._actions(obs, deterministic))[0])
+            actions = self._actions(self._dict_obs(obs, raw.batch(np.array([0]))), deterministic)
+            return float(self._to_positions(actions, position)[0])
+        return float(self._to_positions(self._actions(obs, deterministic), position)[0])
 
     def positions(
         self, features: np.ndarray | Any, deterministic: bool = True, initial_position: float = 0.0
@@ -148,7 +149,7 @@ class LoadedAgent:
             if self.finetune:
                 assert windows is not None  # checked above: fine-tune mode refuses a bare feature matrix
                 obs = self._dict_obs(flat, windows.batch(np.array([t])))
-            pos = float(self._to_positions(self._actions(obs, deterministic))[0])
+            pos = float(self._to_positions(self._actions(obs, deterministic), pos)[0])
             out[t] = pos
         return out
 

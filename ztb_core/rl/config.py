@@ -56,6 +56,13 @@ class EnvConfig(ZtbModel):
     max_position: float = Field(
         1.0, gt=0, le=10, description="target actions: largest absolute position (fraction of equity)"
     )
+    no_trade_band: float = Field(
+        0.0,
+        ge=0,
+        le=20,
+        description="target actions: a target within this distance of the position held keeps it (no trade), "
+        "so exploring around the current position costs nothing; 0 = every change trades",
+    )
     costs: CostConfig = Field(
         default_factory=CostConfig, description="fee, spread and slippage per unit of position changed"
     )

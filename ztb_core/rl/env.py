@@ -75,6 +75,7 @@ class TradingEnv(gym.Env):
             self._table = ()
             self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self._max_pos = cfg.max_position
+        self._band = cfg.no_trade_band
         self._t = self._first
         self._pos = 0.0
         self._log_eq = 0.0
@@ -110,11 +111,15 @@ class TradingEnv(gym.Env):
         self._t = min(self._t, self._last)
 
     # ---- helpers ------------------------------------------------------------------------
-    def position_for(self, action: Any) -> float:
-        """The target position an action stands for."""
+    def position_for(self, action: Any, held: float | None = None) -> float:
+        """The position an action leads to; with `held` (the position now), a target action within
+        `no_trade_band` of it keeps it."""
         if self._table:
             return self._table[int(action)]
-        return max(-1.0, min(1.0, float(np.asarray(action).reshape(-1)[0]))) * self._max_pos
+        target = max(-1.0, min(1.0, float(np.asarray(action).reshape(-1)[0]))) * self._max_pos
+        if held is not None and abs(target - held) <= self._band:
+            return held
+        return target
 
     def _obs(self) -> np.ndarray:
         s = (self._t - self._first) * self.n_features
@@ -155,7 +160,7 @@ class TradingEnv(gym.Env):
 
     def step(self, action):
         # hot path: locals only, one copy for the observation, no numpy scalars
-        new = self._table[action] if self._table else self.position_for(action)
+        new = self._table[action] if self._table else self.position_for(action, self._pos)
         t1 = self._t + 1
         r, cost = step_return(self._pos, new, self._gap[t1], self._intra[t1], self._rate)
         log_r = math.log1p(r) if r > -1.0 + 1e-12 else -30.0
