@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape, load_synthetic
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
 from ztb_core.live.exchange import ExchangeAdapter
 from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
 from ztb_core.live.secrets import Credentials
 from ztb_core.live.venues import make_adapter
+from ztb_core.ops.smoke import sandbox_emulator
 
 TEST_KEY = "tk-7f3e9c0b1d2a"
 TEST_SECRET = "ts-5b8d1e6f4a9c2e7d"
@@ -56,14 +57,7 @@ def exchange_adapter(exchange_config: ExchangeConfig, test_credentials: Credenti
 
 @pytest.fixture
 def fast_emulator():
-    """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar."""
-    cfg = EmulatorConfig(
-        speed=120,
-        clock="tape",
-        history_s=3 * 3600,
-        api_key=TEST_KEY,
-        secret=TEST_SECRET,
-        balances={"jpy": 1_000_000.0, "btc": 0.1},
-    )
-    with EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3)) as emu:
+    """A replay running 120x (one 1m bar every 0.5 s) in tape time, 4 trades per bar: the one
+    `ztb smoke` and the canary trade against."""
+    with sandbox_emulator(TEST_KEY, TEST_SECRET) as emu:
         yield emu

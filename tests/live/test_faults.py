@@ -29,6 +29,12 @@ def far_bid(adapter, pct: str = "0.7") -> Decimal:
     return adapter.market_limits().round_price(t.bid * Decimal(pct), "buy")
 
 
+def place_reply_lost(manager, emulator, side: str, amount: str, price: Decimal):
+    """Place an order whose reply never arrives: the exchange has it, the journal says UNKNOWN."""
+    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
+    return manager.place(side, Decimal(amount), price)
+
+
 def events(into: list):
     return lambda kind, **data: into.append((kind, data))
 
@@ -149,8 +155,7 @@ def test_a_lost_response_is_still_adopted_when_it_is_the_only_candidate(exchange
     price = far_bid(exchange_adapter)
     place_foreign(emulator, "buy", Decimal("0.01"), price)
     manager.reconcile()
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    ours = manager.place("buy", Decimal("0.01"), price)
+    ours = place_reply_lost(manager, emulator, "buy", "0.01", price)
     assert ours.state == UNKNOWN
     manager.reconcile()
     got = journal.get(ours.client_id)
@@ -175,8 +180,7 @@ def test_a_smaller_foreign_order_is_never_taken_for_an_unknown_placement(exchang
     assert journal.get(ours.client_id).state == REJECTED and journal.position() == 0
     assert str(foreign) not in journal.known_exchange_ids()
     # positive control: an order of ours with the same keys that did reach the exchange is adopted
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    placed = manager.place("buy", Decimal("0.03"), price)
+    placed = place_reply_lost(manager, emulator, "buy", "0.03", price)
     if fills:
         emulator.state.execute(max(emulator.state.orders), Decimal("0.03"))
     manager.reconcile()
@@ -192,8 +196,7 @@ def test_an_order_placed_under_a_skewed_exchange_clock_is_never_placed_twice(exc
     manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
     price = far_bid(exchange_adapter)
     manager.reconcile()
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    ours = manager.place("buy", Decimal("0.01"), price)
+    ours = place_reply_lost(manager, emulator, "buy", "0.01", price)
     (eid,) = list(emulator.state.orders)
     emulator.state.orders[eid].created_ms -= 3_600_000  # the venue reports it an hour "earlier"
     report = manager.reconcile()
@@ -233,8 +236,7 @@ def test_an_unknown_order_the_exchange_cancelled_part_way_is_still_found(exchang
     manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
     price = far_bid(exchange_adapter)
     manager.reconcile()
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    ours = manager.place("buy", Decimal("0.03"), price)
+    ours = place_reply_lost(manager, emulator, "buy", "0.03", price)
     (eid,) = list(emulator.state.orders)
     emulator.state.execute(eid, Decimal("0.01"))
     emulator.state.orders[eid].status = "PARTIALLY_FILLED_CANCELED"  # the venue's own cancel (e.g. maintenance)
@@ -248,8 +250,7 @@ def test_ambiguous_match_blocks_alerts_and_the_operator_resolves_it(exchange_ada
     manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0, on_event=events(seen))
     price = far_bid(exchange_adapter)
     manager.reconcile()
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    ours = manager.place("buy", Decimal("0.01"), price)
+    ours = place_reply_lost(manager, emulator, "buy", "0.01", price)
     twin = place_foreign(emulator, "buy", Decimal("0.01"), price)  # same keys, placed right after ours
     report = manager.reconcile()
     (real,) = [oid for oid, o in emulator.state.orders.items() if oid != twin]
@@ -271,8 +272,7 @@ def test_resolve_as_ours_adopts_the_named_order(exchange_adapter, emulator, jour
     manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
     price = far_bid(exchange_adapter)
     manager.reconcile()
-    emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
-    ours = manager.place("buy", Decimal("0.01"), price)
+    ours = place_reply_lost(manager, emulator, "buy", "0.01", price)
     twin = place_foreign(emulator, "buy", Decimal("0.01"), price)
     manager.reconcile()
     resolve_order(journal, str(twin), "ours")
