@@ -234,3 +234,25 @@ def test_end_of_training_summary_scores_the_agent_against_the_strongest_baseline
         assert name in out, name
     assert f"strongest baseline ({res['strongest_baseline']}" in out
     assert ("does not beat" in out) == (res["sharpe"] is None or res["sharpe"] <= res["strongest_baseline_sharpe"])
+
+
+def test_a_change_action_agent_replays_the_env(art):
+    """`env.actions=change`: the loaded agent's positions (the fast greedy replay over every
+    reachable position) are the env's, step by step, and `act` agrees at a single bar."""
+    cfg = tiny_cfg("env.actions=change", "env.positions=[0.0, 0.5, 1.0, -0.5, -1.0]", total=256)
+    agent = load_agent(run_training(cfg, run_id="change", progress=False).run_dir)
+    m = prepare_market(cfg, "val")
+    feats = m.features[:400]
+    pos = agent.positions(feats)
+    env = TradingEnv(feats, m.open[:400], m.close[:400], cfg.env)
+    obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
+    for t in range(cfg.env.lookback - 1, 399):
+        obs, _, _, _, info = env.step(int(agent._actions(obs[None, :], True)[0]))
+        assert info["position"] == pos[t], f"decision {t}"
+    assert len(set(pos.tolist())) >= 2, "the young policy never moved: the replay was not exercised"
+    t = 300
+    assert agent.act(feats[t - cfg.env.lookback + 1 : t + 1], pos[t - 1]) == pos[t]
+    # positive control: the same policy with its actions read as target positions trades otherwise,
+    # so the step-by-step comparison above would catch an agent that ignored the action design
+    agent.train_config = cfg.model_copy(update={"env": cfg.env.model_copy(update={"actions": "discrete"})})
+    assert not np.array_equal(agent.positions(feats), pos)

@@ -21,7 +21,7 @@ def _market(n: int = 400, f: int = 5, seed: int = 0):
     return feats, open_, close
 
 
-@pytest.mark.parametrize("actions", ["discrete", "target"])
+@pytest.mark.parametrize("actions", ["discrete", "target", "change"])
 def test_env_passes_gymnasium_and_sb3_checks(actions):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -170,3 +170,35 @@ def test_no_trade_band_keeps_the_position_for_targets_near_it():
     plain.step(np.array([0.8], dtype=np.float32))
     _, _, _, _, info = plain.step(np.array([0.6], dtype=np.float32))
     assert info["position"] == pytest.approx(0.6) and info["cost"] > 0
+
+
+def test_change_actions_hold_or_step_one_rung_of_the_ladder():
+    """`env.actions=change`: action 0 holds (free, whatever is held), 1 and 2 move one rung up or
+    down the sorted `positions`, and a step off either end of the ladder holds."""
+    from ztb_core.rl.actions import DOWN, HOLD, UP
+
+    feats, o, c = _market()
+    env = TradingEnv(feats, o, c, EnvConfig(lookback=1, actions="change", positions=[0.0, 1.0, -1.0, 0.5]))
+    assert env.action_space.n == 3
+    env.reset(options={"start": 0})
+    path = []
+    for a in (UP, UP, HOLD, UP, UP, HOLD, DOWN, DOWN, DOWN, DOWN, DOWN, HOLD):
+        _, _, _, _, info = env.step(a)
+        path.append(info["position"])
+        assert (info["cost"] == 0.0) == (len(path) == 1 and path[0] == 0.0 or len(path) > 1 and path[-1] == path[-2])
+    assert path == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.0, -1.0, -1.0, -1.0, -1.0]
+    # a position off the ladder (a live account's, say) steps to the nearest rung on that side
+    assert (
+        env.position_for(UP, 0.2) == 0.5 and env.position_for(DOWN, 0.2) == 0.0 and env.position_for(HOLD, 0.2) == 0.2
+    )
+    # positive control: the same action indices as target positions jump, they do not step
+    plain = TradingEnv(feats, o, c, EnvConfig(lookback=1, positions=[0.0, 1.0, -1.0, 0.5]))
+    plain.reset(options={"start": 0})
+    assert [plain.step(a)[4]["position"] for a in (UP, DOWN, HOLD)] == [1.0, -1.0, 0.0]
+
+
+def test_change_actions_need_two_rungs():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="two different rungs"):
+        EnvConfig(actions="change", positions=[1.0, 1.0])

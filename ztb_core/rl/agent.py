@@ -31,6 +31,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from ..errors import CheckpointError, DataError, RunError
 from ..pretrain.dataset import IN_CHANNELS
 from ..runs import find_run
+from .actions import ActionMap
 from .checkpoints import load_checkpoint_file, load_latest_valid
 from .config import TrainConfig
 from .encoder import (
@@ -67,16 +68,13 @@ class LoadedAgent:
         return self.train_config.env.lookback
 
     @property
-    def discrete(self) -> bool:
-        return self.train_config.env.actions == "discrete"
+    def actions(self) -> ActionMap:
+        """How this agent's actions become positions (the environment's mapping)."""
+        return ActionMap(self.train_config.env)
 
     def _to_positions(self, actions: np.ndarray, held: float) -> np.ndarray:
         """Positions the actions lead to from the position `held`, as `TradingEnv.position_for`."""
-        env = self.train_config.env
-        if self.discrete:
-            return np.asarray(env.positions, dtype=np.float64)[actions.astype(np.int64).reshape(-1)]
-        targets = np.clip(actions.reshape(-1).astype(np.float64), -1.0, 1.0) * env.max_position
-        return np.where(np.abs(targets - held) <= env.no_trade_band, held, targets)
+        return self.actions.positions(actions, held)
 
     def _tensor(self, obs: Any) -> Any:
         obs = self.normalizer(obs)
@@ -140,7 +138,7 @@ class LoadedAgent:
         out = np.full(n, 0.0)
         if n < lb:
             return out
-        if self.discrete and deterministic:
+        if self.actions.finite and deterministic:
             return self._positions_discrete(feats, initial_position, windows if self.finetune else None)
         pos = initial_position
         for t in range(lb - 1, n):
@@ -169,8 +167,7 @@ class LoadedAgent:
         return out
 
     def _positions_discrete(self, feats: np.ndarray, initial_position: float, windows: Any = None) -> np.ndarray:
-        table = np.asarray(self.train_config.env.positions, dtype=np.float64)
-        held = sorted(set(table.tolist()) | {float(initial_position)})
+        held, next_state = self.actions.states(initial_position)
         n, lb = len(feats), self.lookback
         first = lb - 1
         # greedy action for every (decision index, held position) pair
@@ -182,15 +179,12 @@ class LoadedAgent:
                 continue
             for j, p in enumerate(held):
                 choice[s - first : e - first, j] = self._actions(window_rows(feats, lb, s, e, p), True).reshape(-1)
-        state_of = {p: j for j, p in enumerate(held)}
-        next_state = np.array([state_of[float(p)] for p in table], dtype=np.int64)
         out = np.zeros(n)
-        j = state_of[float(initial_position)]
-        ch = choice.tolist()
+        j = held.index(float(initial_position))
+        ch, nxt = choice.tolist(), next_state.tolist()
         for i in range(n - first):
-            a = ch[i][j]
-            out[first + i] = table[a]
-            j = next_state[a]
+            j = nxt[j][ch[i][j]]
+            out[first + i] = held[j]
         return out
 
 

@@ -46,12 +46,15 @@ class RewardConfig(ZtbModel):
 
 class EnvConfig(ZtbModel):
     lookback: int = Field(8, ge=1, le=4096, description="bars of features in each observation window")
-    actions: Literal["discrete", "target"] = Field(
+    actions: Literal["discrete", "target", "change"] = Field(
         "discrete",
-        description="discrete: pick one of `positions`; target: a continuous target in [-max_position, max_position]",
+        description="discrete: pick one of `positions`; change: hold, one rung up or one rung down the sorted "
+        "`positions`; target: a continuous target in [-max_position, max_position] (ztb_core.rl.actions)",
     )
     positions: list[float] = Field(
-        [0.0, 1.0, -1.0], min_length=2, description="discrete actions: the target position of each (flat, long, short)"
+        [0.0, 1.0, -1.0],
+        min_length=2,
+        description="discrete actions: the target position of each (flat, long, short); change actions: the rungs",
     )
     max_position: float = Field(
         1.0, gt=0, le=10, description="target actions: largest absolute position (fraction of equity)"
@@ -76,6 +79,8 @@ class EnvConfig(ZtbModel):
     def _positions_bounded(self) -> EnvConfig:
         if any(abs(p) > 10 for p in self.positions):
             raise ValueError("env.positions must lie within [-10, 10] (fractions of equity)")
+        if self.actions == "change" and len(set(self.positions)) < 2:
+            raise ValueError("env.positions: change actions need at least two different rungs")
         return self
 
 

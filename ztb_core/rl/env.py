@@ -22,6 +22,7 @@ from gymnasium import spaces
 
 from ..errors import DataError
 from ..pnl import bar_returns, step_return
+from .actions import ActionMap
 from .config import EnvConfig
 from .encoder import FEATURES_KEY, POSITION_KEY, raw_key
 
@@ -68,14 +69,10 @@ class TradingEnv(gym.Env):
         self._penalty = cfg.reward.turnover_penalty
         big = float(np.finfo(np.float32).max)  # finite bounds: features are finite by construction
         self.observation_space = spaces.Box(-big, big, shape=(obs_dim(cfg.lookback, f),), dtype=np.float32)
-        if cfg.actions == "discrete":
-            self._table = tuple(float(p) for p in cfg.positions)
-            self.action_space = spaces.Discrete(len(self._table))
-        else:
-            self._table = ()
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self._max_pos = cfg.max_position
-        self._band = cfg.no_trade_band
+        self.actions = ActionMap(cfg)
+        self.action_space = self.actions.space
+        # plain target-position table: the hot path indexes it directly
+        self._table = self.actions.table if cfg.actions == "discrete" else ()
         self._t = self._first
         self._pos = 0.0
         self._log_eq = 0.0
@@ -111,15 +108,9 @@ class TradingEnv(gym.Env):
         self._t = min(self._t, self._last)
 
     # ---- helpers ------------------------------------------------------------------------
-    def position_for(self, action: Any, held: float | None = None) -> float:
-        """The position an action leads to; with `held` (the position now), a target action within
-        `no_trade_band` of it keeps it."""
-        if self._table:
-            return self._table[int(action)]
-        target = max(-1.0, min(1.0, float(np.asarray(action).reshape(-1)[0]))) * self._max_pos
-        if held is not None and abs(target - held) <= self._band:
-            return held
-        return target
+    def position_for(self, action: Any, held: float) -> float:
+        """The position an action leads to from `held`, the position now (`ActionMap.position`)."""
+        return self.actions.position(action, held)
 
     def _obs(self) -> np.ndarray:
         s = (self._t - self._first) * self.n_features

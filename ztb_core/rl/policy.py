@@ -12,6 +12,7 @@ import torch
 from gymnasium import spaces
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .actions import ActionMap
 from .config import EnvConfig, PPOConfig, TrainConfig
 from .env import dict_space, obs_dim
 from .sb3_extractor import EncoderActorCriticPolicy, PretrainedEncoderExtractor
@@ -21,16 +22,11 @@ def spaces_for(env_cfg: EnvConfig, n_features: int, raw_shapes: dict[str, tuple[
     """(observation space, action space); `raw_shapes` (fine-tune mode) makes it the Dict space."""
     big = float(np.finfo(np.float32).max)
     obs: spaces.Space
-    act: spaces.Space
     if raw_shapes is not None:
         obs = dict_space(env_cfg.lookback, n_features, raw_shapes)
     else:
         obs = spaces.Box(-big, big, shape=(obs_dim(env_cfg.lookback, n_features),), dtype=np.float32)
-    if env_cfg.actions == "discrete":
-        act = spaces.Discrete(len(env_cfg.positions))
-    else:
-        act = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-    return obs, act
+    return obs, ActionMap(env_cfg).space
 
 
 def policy_kwargs(ppo: PPOConfig) -> dict[str, Any]:
