@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ConfigError
+
 CONFIG_HELP = "Train config YAML (default: configs/train.yaml; when resuming, the run's recorded config)."
 RESUME_HELP = (
     "latest (newest checkpoint of --run-id or of the newest training run), a run id/dir, a checkpoint file, or none."
@@ -212,8 +214,40 @@ def _report(console, outcome) -> None:
         )
     lines.append(f"  evaluate:     ztb eval --model {rid}")
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    _print_selection(console, d, entries)
     _print_market(console, d)
     _print_latest_eval(console, d / "reports" / "eval-latest.json")
+
+
+def _print_selection(console, run_dir, entries: list[dict]) -> None:
+    """Which checkpoint `ztb eval --model RUN` will score, and how far training drifted from it."""
+    import json
+
+    from ..config import load_config
+    from ..evaluation.calendar import periods_per_year
+    from ..rl.config import TrainConfig
+    from ..rl.evaluate import checkpoint_drift
+
+    try:
+        latest = json.loads((run_dir / "reports" / "eval-latest.json").read_text())
+        cfg = load_config(TrainConfig, run_dir / "config.yaml", [])
+    except (OSError, ValueError, ConfigError):
+        return  # no periodic evaluation (eval.every_steps 0) or an unreadable summary: nothing to compare
+    drift = checkpoint_drift(entries, int(latest.get("bars", 0)), periods_per_year("M1", cfg.data.market))
+    if drift is None:
+        return
+    split = latest.get("split", "val")
+    if drift.best_step == drift.newest_step:
+        console.print(f"  selection:    the newest checkpoint is the best on {split} (Sharpe {drift.best_sharpe:.2f})")
+        return
+    line = (
+        f"  selection:    best on {split}: step {drift.best_step:,}, Sharpe {drift.best_sharpe:.2f} "
+        f"(the one `ztb eval --model {run_dir.name}` scores); newest: step {drift.newest_step:,}, "
+        f"Sharpe {drift.newest_sharpe:.2f}, {drift.gap_se:.1f} SE below"
+    )
+    if drift.gap_se > 1:
+        line += "\n  [yellow]training drifted away from its best policy (docs/rl-experiments.md)[/]"
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_market(console, run_dir) -> None:

@@ -336,6 +336,8 @@ def signal_ceiling(
         pos = hysteresis(raw / raw.std(), band)
         net, _ = position_returns(pos, rets, cost_rate)
         gross, _ = position_returns(pos, rets, 0.0)
+        if not net.std() > 0:
+            continue  # a band so wide the position never moves off flat: no Sharpe to compare
         sharpe = float(net.mean() / net.std()) * ann
         if best is None or sharpe > best.net_sharpe:
             flips = float(np.count_nonzero(np.diff(pos))) * 1000.0 / len(pos)

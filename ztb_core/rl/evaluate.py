@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..atomic import atomic_write_json
 from ..evaluation import quick_evaluation
 from ..evaluation.baselines import RidgeBaseline, fit_ridge_baseline
 from ..evaluation.config import BaselineConfig
+from ..evaluation.sharpe_stats import sharpe_estimator_variance
 from ..evaluation.trials import TrialRegistry, collect_trials
 from .agent import LoadedAgent
 from .checkpoints import vecnormalize_state
@@ -45,6 +47,37 @@ def agent_score(flat: dict[str, float]) -> float | None:
         if value is not None and math.isfinite(value):
             return value
     return None
+
+
+@dataclass(frozen=True)
+class CheckpointDrift:
+    """The best periodic evaluation against the newest one, both on the same validation bars."""
+
+    best_step: int
+    best_sharpe: float  # annualised, as the manifest records it
+    newest_step: int
+    newest_sharpe: float
+    se: float  # standard error of the best one's annualised Sharpe on `bars` bars
+
+    @property
+    def gap_se(self) -> float:
+        """How many standard errors the newest checkpoint is below the best."""
+        return (self.best_sharpe - self.newest_sharpe) / self.se if self.se > 0 else 0.0
+
+
+def checkpoint_drift(entries: list[dict], bars: int, periods_per_year: float) -> CheckpointDrift | None:
+    """Best-by-validation against the newest checkpoint, from the manifest's `eval_sharpe`s
+    (`bars`: the evaluation's length). None when either was never evaluated. Training that has
+    drifted away from its best policy shows here; `ztb eval --model RUN` scores the best one."""
+    best = next((e for e in entries if e.get("best")), None)
+    newest = entries[-1] if entries else None
+    if best is None or newest is None or best.get("eval_sharpe") is None or newest.get("eval_sharpe") is None:
+        return None
+    per_bar = float(best["eval_sharpe"]) / math.sqrt(periods_per_year)
+    se = math.sqrt(sharpe_estimator_variance(per_bar, max(int(bars), 2)) * periods_per_year)
+    return CheckpointDrift(
+        int(best["step"]), float(best["eval_sharpe"]), int(newest["step"]), float(newest["eval_sharpe"]), se
+    )
 
 
 def ridge_for(
