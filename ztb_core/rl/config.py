@@ -116,7 +116,9 @@ class PPOConfig(ZtbModel):
     lr_schedule: Literal["constant", "linear"] = Field(
         "linear", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
     )
-    n_steps: int = Field(2048, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs)")
+    n_steps: int = Field(
+        8192, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs; docs/rl-experiments.md)"
+    )
     batch_size: int = Field(
         256,
         ge=2,
