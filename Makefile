@@ -8,7 +8,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
-DEMO_STEPS ?= 100000
+DEMO_STEPS ?= 300000
 
 .PHONY: install demo test check bench fuzz lock clean-venv
 
