@@ -175,7 +175,16 @@ def _jsonl(path: Path) -> list[dict]:
 
 def test_train_headless_with_streaming_completes_and_writes_stream_metrics(tmp_path, store):
     proc = _train(
-        tmp_path, "st", 512, "--enable-streaming", "--stream-batch-size", "64", "--stream-buffer-policy", "block"
+        tmp_path,
+        "st",
+        512,
+        "--enable-streaming",
+        "--stream-batch-size",
+        "64",
+        "--stream-buffer-policy",
+        "block",
+        "--set",
+        "forecast.kind=ridge",
     )
     out = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 0, out
@@ -190,6 +199,9 @@ def test_train_headless_with_streaming_completes_and_writes_stream_metrics(tmp_p
     assert last["window_bars"] == 2000 and last["consumed"] > 2000  # the window was refreshed
     ready = next(e for e in _jsonl(run / "events.jsonl") if e["event"] == "data_ready")
     assert ready["train_rows"] == 1984  # the first window: 31 batches of 64, the 32nd did not fit
+    # a forecast (forecast.kind ridge) is fitted on that first window, the only train bars
+    # in memory, and the refreshed windows get its column too (a width mismatch would fail the run)
+    assert ready["forecast"] == {"kind": "ridge", "train_rows": 1984}
     cfg = (run / "config.yaml").read_text()
     assert "buffer_policy: block" in cfg and "enabled: true" in cfg
 

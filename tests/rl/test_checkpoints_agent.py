@@ -82,7 +82,7 @@ def test_loaded_agent_replays_the_env_decision_loop(trained):
     pos = agent.positions(feats)
     assert pos.shape == (600,) and np.all(pos[: cfg.env.lookback - 1] == 0.0)
     # the same decisions stepping the real env with the policy's greedy action on each observation
-    env = TradingEnv(feats, m.open[:600], m.close[:600], cfg.env)
+    env = TradingEnv(agent.inputs(feats), m.open[:600], m.close[:600], cfg.env)
     obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
     for t in range(cfg.env.lookback - 1, 599):
         a = agent._actions(obs[None, :], True)[0]
@@ -105,7 +105,7 @@ def test_a_target_action_agent_with_a_no_trade_band_replays_the_env(art):
     env_cfg = cfg.env.model_copy(update={"no_trade_band": band})
     agent.train_config = cfg.model_copy(update={"env": env_cfg})
     pos = agent.positions(feats)
-    env = TradingEnv(feats, m.open[:400], m.close[:400], env_cfg)
+    env = TradingEnv(agent.inputs(feats), m.open[:400], m.close[:400], env_cfg)
     obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
     held = traded = 0
     for t in range(cfg.env.lookback - 1, 399):
@@ -125,8 +125,9 @@ def test_obs_normalizer_matches_vecnormalize(trained):
 
     _, _, state = resolve_checkpoint(outcome.run_dir)
     m = prepare_market(cfg, "train")
+    feats = load_agent(outcome.run_dir).inputs(m.features)  # with the forecast column, as in training
     vn = VecNormalize(
-        DummyVecEnv([lambda: TradingEnv(m.features, m.open, m.close, cfg.env)]), training=False, norm_reward=False
+        DummyVecEnv([lambda: TradingEnv(feats, m.open, m.close, cfg.env)]), training=False, norm_reward=False
     )
     ck.restore_vecnormalize(vn, state["vecnormalize"])
     obs = np.random.default_rng(0).standard_normal((5, vn.observation_space.shape[0])).astype(np.float32) * 3
@@ -244,7 +245,7 @@ def test_a_change_action_agent_replays_the_env(art):
     m = prepare_market(cfg, "val")
     feats = m.features[:400]
     pos = agent.positions(feats)
-    env = TradingEnv(feats, m.open[:400], m.close[:400], cfg.env)
+    env = TradingEnv(agent.inputs(feats), m.open[:400], m.close[:400], cfg.env)
     obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
     for t in range(cfg.env.lookback - 1, 399):
         obs, _, _, _, info = env.step(int(agent._actions(obs[None, :], True)[0]))

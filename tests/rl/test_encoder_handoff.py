@@ -165,7 +165,7 @@ def test_frozen_agent_reproduces_positions_and_evaluates(frozen, monkeypatch, ca
     # independently: SB3's own VecNormalize (checkpoint statistics) and policy.predict on the real env
     _, _, state = resolve_checkpoint(outcome.run_dir)
     assert state["encoder_sha256"]
-    env = TradingEnv(m.features, m.open, m.close, cfg.env)
+    env = TradingEnv(agent.inputs(m.features), m.open, m.close, cfg.env)
     vn = VecNormalize(DummyVecEnv([lambda: env]), training=False, norm_reward=False)
     restore_vecnormalize(vn, state["vecnormalize"])
     obs, _ = env.reset(options={"start": cfg.env.lookback - 1})
@@ -299,7 +299,7 @@ def test_finetune_agent_reproduces_positions_acts_and_evaluates(finetuned, monke
     with pytest.raises(DataError, match="MarketSlice"):
         agent.positions(m.features)
     _, _, state = resolve_checkpoint(outcome.run_dir)
-    env = EncoderTradingEnv(m.features, m.open, m.close, cfg.env, m.windows)
+    env = EncoderTradingEnv(agent.inputs(m.features), m.open, m.close, cfg.env, m.windows)
     vn = VecNormalize(DummyVecEnv([lambda: env]), training=False, norm_reward=False, norm_obs_keys=list(NORM_KEYS))
     restore_vecnormalize(vn, state["vecnormalize"])
     obs, _ = env.reset(options={"start": cfg.env.lookback - 1})

@@ -15,6 +15,10 @@ file the agent was trained with (sha256 recorded in every checkpoint). Frozen mo
 else: the embeddings are columns of the features. Fine-tune mode needs the encoder's raw windows
 of each decision bar: pass the `MarketSlice` from `prepare_market` to `positions` (it carries
 them), and the bars to `act`; the encoder runs once per bar, not once per held position.
+
+With a supervised forecast (`forecast.kind`, `ztb_core.rl.forecast`) the checkpoint carries its
+fitted coefficients: callers pass the plain features, and the agent appends the forecast column
+itself, as the environment did in training.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from .encoder import (
     load_encoder_checked,
     raw_windows_for_bars,
 )
+from .forecast import Forecast
 from .policy import ObsNormalizer, finetune, model_policy, spaces_for, window_rows
 
 log = logging.getLogger("ztb.rl.agent")
@@ -58,6 +63,7 @@ class LoadedAgent:
     entry: dict
     encoder: Any = None  # EncoderBundle when the run used one (frozen or finetune)
     raw_shapes: dict | None = None  # finetune: {tf: (L, 7)} of the encoder's raw windows
+    forecast: Forecast | None = None  # the forecast column the policy saw (appended to the features given)
 
     @property
     def finetune(self) -> bool:
@@ -90,18 +96,20 @@ class LoadedAgent:
     def _dict_obs(self, flat: np.ndarray, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {FEATURES_KEY: flat[:, :-1], POSITION_KEY: flat[:, -1:], **raw}
 
-    def _check(self, features: np.ndarray) -> np.ndarray:
+    def inputs(self, features: np.ndarray) -> np.ndarray:
+        """The feature columns the policy sees: the plain features (checked), with the forecast
+        column appended when the agent has one (the matrix its environment was built on)."""
         feats = np.ascontiguousarray(features, dtype=np.float32)
         if feats.ndim != 2 or feats.shape[1] != self.n_features:
             raise DataError(
                 f"agent {self.checkpoint_path.name}: expected features (T, {self.n_features}), got {feats.shape}"
             )
-        return feats
+        return self.forecast.append(feats) if self.forecast is not None else feats
 
     def act(self, window: np.ndarray, position: float, deterministic: bool = True, bars: Any | None = None) -> float:
         """One decision: `window` is the last `lookback` feature rows (oldest first). Fine-tune
         mode also needs `bars`, the M1 bars up to the decision bar (the encoder's windows)."""
-        w = self._check(window)
+        w = self.inputs(window)
         if w.shape[0] != self.lookback:
             raise DataError(f"agent: window has {w.shape[0]} rows, the policy was trained on {self.lookback}")
         obs = np.empty((1, w.size + 1), dtype=np.float32)
@@ -133,7 +141,7 @@ class LoadedAgent:
                 f"agent {self.checkpoint_path.name} fine-tunes a Stage-1 encoder: pass the MarketSlice "
                 f"from prepare_market (it carries the encoder's windows), not a bare feature matrix"
             )
-        feats = self._check(features)
+        feats = self.inputs(features)
         n, lb = len(feats), self.lookback
         out = np.full(n, 0.0)
         if n < lb:
@@ -249,6 +257,12 @@ def load_agent(path: str | Path) -> LoadedAgent:
     (and its Stage-1 encoder, when the run used one)."""
     file, entry, state = resolve_checkpoint(path)
     cfg = TrainConfig.model_validate(state["config"])
+    forecast = Forecast.from_state(state.get("forecast"))
+    if (forecast is None) != (cfg.forecast.kind == "none"):
+        raise CheckpointError(
+            f"checkpoint {file}: its config says forecast.kind {cfg.forecast.kind} but it "
+            f"{'has no' if forecast is None else 'has a'} fitted forecast"
+        )
     encoder, raw_shapes = None, None
     embedding_dim = 0  # width of the embedding the policy computes itself (fine-tune mode only)
     if cfg.encoder.path:
@@ -257,9 +271,14 @@ def load_agent(path: str | Path) -> LoadedAgent:
         if finetune(cfg):
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
             embedding_dim = encoder.embedding_dim
-    n_features = _n_features(cfg, state, embedding_dim)
+    n_inputs = _n_features(cfg, state, embedding_dim)  # columns the policy sees per row
+    n_features = n_inputs - (1 if forecast is not None else 0)  # columns callers pass
+    if forecast is not None and forecast.n_inputs != n_features:
+        raise CheckpointError(
+            f"checkpoint {file}: its forecast reads {forecast.n_inputs} features, its policy {n_features}"
+        )
     return LoadedAgent(
-        policy=_build_policy(cfg, n_features, state, raw_shapes),
+        policy=_build_policy(cfg, n_inputs, state, raw_shapes),
         normalizer=ObsNormalizer.from_state(state.get("vecnormalize")),
         train_config=cfg,
         checkpoint_path=file,
@@ -268,4 +287,5 @@ def load_agent(path: str | Path) -> LoadedAgent:
         entry=entry,
         encoder=encoder,
         raw_shapes=raw_shapes,
+        forecast=forecast,
     )

@@ -201,7 +201,7 @@ def warm_start_policy(model: Any, path: Path) -> Path:
         raise ConfigError(
             f"warm_start {path}: its policy network does not fit this config's "
             f"({first[1].strip() if len(first) > 1 else first[0] if first else exc}); "
-            "warm starts need the same features, encoder and ppo.net_arch"
+            "warm starts need the same features, forecast.kind, encoder and ppo.net_arch"
         ) from None
     return path
 

@@ -1,7 +1,7 @@
 """`TrainConfig`: everything `ztb train` needs, loaded from `configs/train.yaml`.
 
 Keys split into two groups for resuming: those that change what the agent learns or sees
-(`INCOMPATIBLE_PREFIXES`: data, features, splits, env, ppo, seed, encoder) refuse a resume when
+(`INCOMPATIBLE_PREFIXES`: data, features, forecast, splits, env, ppo, seed, encoder) refuse a resume when
 they differ from the run's recorded config; the rest (total steps, checkpoint cadence,
 evaluation, supervision, watch thresholds) may change between sessions of one run.
 """
@@ -20,7 +20,16 @@ from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
 
 #: dotted prefixes whose change makes an existing checkpoint meaningless for this config
-INCOMPATIBLE_PREFIXES: tuple[str, ...] = ("data.", "features", "splits.", "env.", "ppo.", "seed", "encoder.")
+INCOMPATIBLE_PREFIXES: tuple[str, ...] = (
+    "data.",
+    "features",
+    "forecast.",
+    "splits.",
+    "env.",
+    "ppo.",
+    "seed",
+    "encoder.",
+)
 
 
 class RewardConfig(ZtbModel):
@@ -245,6 +254,20 @@ class EncoderConfig(ZtbModel):
     )
 
 
+class ForecastConfig(ZtbModel):
+    """A supervised forecast appended to the features (`ztb_core.rl.forecast`)."""
+
+    kind: Literal["none", "ridge"] = Field(
+        "none",
+        description="none: the features alone; ridge: ridge regression of the next bar's return on the features, "
+        "fitted on the train split only and appended as one more feature column (stored in every checkpoint). "
+        "Not the default: it did not replicate (docs/rl-experiments.md, sixth session)",
+    )
+    alpha: float = Field(
+        1.0, ge=0, le=1e6, description="ridge penalty, relative to the features' correlation matrix (0 = least squares)"
+    )
+
+
 class TrainConfig(ZtbModel):
     default_file: ClassVar[str] = "train.yaml"
 
@@ -258,6 +281,9 @@ class TrainConfig(ZtbModel):
     )
     data: DataSourceConfig = Field(default_factory=lambda: _demo_market(), description="where the M1 bars come from")
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
+    forecast: ForecastConfig = Field(
+        default_factory=ForecastConfig, description="supervised forecast appended to the features"
+    )
     streaming: StreamConfig = Field(
         default_factory=StreamConfig, description="train on bars streamed through a bounded ring buffer"
     )

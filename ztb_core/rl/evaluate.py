@@ -22,6 +22,7 @@ from ..evaluation.trials import TrialRegistry, collect_trials
 from .agent import LoadedAgent
 from .checkpoints import vecnormalize_state
 from .config import TrainConfig
+from .forecast import Forecast, fit_forecast
 from .market import MarketSlice, prepare_splits
 from .policy import ObsNormalizer
 
@@ -111,6 +112,7 @@ class PeriodicEvaluator:
         reports_dir: Path,
         train: MarketSlice | None = None,
         val: MarketSlice | None = None,
+        forecast: Forecast | None = None,
     ):
         self.cfg = cfg
         n = min(len(market), cfg.eval.max_bars)
@@ -127,6 +129,8 @@ class PeriodicEvaluator:
             loaded = prepare_splits(cfg, missing)
             train, val = train or loaded.get("train"), val or loaded.get("val")
         assert train is not None and val is not None
+        # the agent appends it to the plain features, as `load_agent` does (refitted when not given)
+        self.forecast = forecast if forecast is not None else fit_forecast(cfg.forecast, train)
         self.ridge = ridge_for(cfg, train, val)
         self.ridge_positions = self.ridge.positions(self.features)
 
@@ -140,6 +144,7 @@ class PeriodicEvaluator:
             step=step,
             n_features=self.features.shape[1],
             entry={},
+            forecast=self.forecast,
             raw_shapes=self.market.windows.shapes if self.market.windows is not None else None,
         )
         positions = agent.positions(self.market, deterministic=self.cfg.eval.deterministic)

@@ -1,6 +1,7 @@
 """Training on streamed bars (`streaming.enabled`): the env trains on a window of the newest
 `streaming.capacity_bars` bars taken from the ring buffer (`ztb_core.data.stream`), refreshed at
-every rollout start; fresh episodes then start on the new window. One `stream` metrics row per
+every rollout start; fresh episodes then start on the new window. A forecast (`forecast.kind`)
+is fitted on the first window, the only train bars in memory at the start. One `stream` metrics row per
 rollout: buffer fill, dropped and blocked counts, bars/s consumed.
 """
 
@@ -17,6 +18,7 @@ from ..data.stream import Rows, StreamProducer
 from ..errors import ConfigError, DataError
 from ..runs import RunWriter
 from .config import TrainConfig
+from .forecast import Forecast
 from .market import MarketSlice
 
 #: seconds to wait for the first window (the producer reads and computes features meanwhile)
@@ -110,9 +112,10 @@ class StreamRefresh(BaseCallback):
     """At every rollout start after the first: take the new bars, load the window into every env,
     start fresh episodes on it, and write the `stream` metrics row."""
 
-    def __init__(self, window: StreamWindow, writer: RunWriter):
+    def __init__(self, window: StreamWindow, writer: RunWriter, forecast: Forecast | None = None):
         super().__init__()
         self.window, self.writer = window, writer
+        self.forecast = forecast  # fitted on the first window: appended to every later one
         self._first = True
 
     def _on_rollout_start(self) -> None:
@@ -121,6 +124,8 @@ class StreamRefresh(BaseCallback):
             self._first = False
         elif self.window.refresh():
             m = self.window.market()
+            if self.forecast is not None:
+                m = self.forecast.augment(m)
             venv = self.training_env  # the model's outermost VecEnv (VecNormalize forwards env_method)
             venv.env_method("load_market", m.features, m.open, m.close)
             # SB3 steps on from _last_obs: the old one belongs to the replaced bars

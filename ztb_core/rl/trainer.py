@@ -49,6 +49,7 @@ from .config import INCOMPATIBLE_PREFIXES, TrainConfig
 from .encoder import FEATURES_KEY, NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
 from .env import EncoderTradingEnv, TradingEnv
 from .evaluate import PeriodicEvaluator
+from .forecast import Forecast, fit_forecast
 from .market import prepare_splits
 from .policy import finetune, model_policy
 from .sb3_extractor import EncoderPPO
@@ -72,9 +73,12 @@ class TrainOutcome:
 def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
     """Raise ConfigError naming every incompatible key; return the compatible keys that changed."""
     new = config_to_dict(cfg)
-    bad = changed_keys(recorded, new, only=INCOMPATIBLE_PREFIXES)
+    a, b = flatten(recorded), flatten(new)
+    defaults = flatten(config_to_dict(TrainConfig()))
+    # a key added after the run was recorded trained as its default does (new keys keep the old
+    # behaviour by default), so it is a change only when set to something else
+    bad = [k for k in changed_keys(recorded, new, only=INCOMPATIBLE_PREFIXES) if k in a or b.get(k) != defaults.get(k)]
     if bad:
-        a, b = flatten(recorded), flatten(new)
         detail = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in bad[:12])
         raise ConfigError(
             f"cannot resume {where}: the config changed in ways the checkpoint cannot follow "
@@ -311,6 +315,12 @@ def run_training(
             )
             if stream is not None:
                 splits["train"] = stream.first()
+            # a resumed run keeps the forecast its checkpoints were trained with
+            forecast = (
+                Forecast.from_state(state["forecast"])
+                if state is not None and "forecast" in state
+                else fit_forecast(cfg.forecast, splits["train"])
+            )
         except ZtbError:
             if stream is not None:
                 stream.close()
@@ -323,8 +333,11 @@ def run_training(
             train_rows=len(splits["train"]),
             eval_rows=len(splits[cfg.eval.split]) if cfg.eval.split in splits else 0,
             n_features=int(splits["train"].features.shape[1]),
+            forecast=None if forecast is None else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows},
         )
-        venv, vecnorm = build_vec_env(cfg, splits["train"])
+        # the environment sees the forecast as one more column; evaluation and checkpoints get the
+        # fitted forecast itself, so agents append it to the plain features (rl/forecast.py)
+        venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]) if forecast else splits["train"])
         model = build_model(cfg, venv)
         if state is not None:
             restore_state(model, vecnorm, state)
@@ -359,16 +372,26 @@ def run_training(
             on_error=CheckpointSaver.failure_reporter(writer),
         )
         evaluator = (
-            PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir, train=splits["train"])
+            PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir, train=splits["train"], forecast=forecast)
             if cfg.eval.every_steps
             else None
         )
         bar = _Progress(progress, total, step0, writer.run_id, console)
         cbs = training_callbacks(
-            cfg, writer, kill, saver, cfg_dict, cfg_hash, vecnorm, evaluator, on_progress=bar.update, start_step=step0
+            cfg,
+            writer,
+            kill,
+            saver,
+            cfg_dict,
+            cfg_hash,
+            vecnorm,
+            evaluator,
+            on_progress=bar.update,
+            start_step=step0,
+            forecast_state=forecast.state() if forecast is not None else None,
         )
         if stream is not None:
-            cbs.callback.callbacks.insert(0, StreamRefresh(stream, writer))  # learn() initialises the list
+            cbs.callback.callbacks.insert(0, StreamRefresh(stream, writer, forecast))  # learn() initialises the list
         telemetry = TelemetryThread(writer, cfg.telemetry_interval_s, step_fn=lambda: model.num_timesteps).start()
         writer.set_status("running", step=step0, total_steps=total, message="training")
         writer.event("started", step=step0, total_steps=total, rollout=cfg.rollout_steps, resumed=state is not None)

@@ -1,0 +1,140 @@
+"""The supervised forecast column (`forecast.kind: ridge`, ztb_core/rl/forecast.py): fitted on
+the train split only, predictive where there is something to predict, stored in checkpoints so
+that evaluation and live trading compute the column training saw, and runs recorded before it
+existed still resume as they trained."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import yaml
+
+from ztb_core.config import load_config
+from ztb_core.data.synthetic import STRONG_SIGNAL, preset_overrides
+from ztb_core.errors import ConfigError, DataError
+from ztb_core.evaluation.baselines import holding_returns
+from ztb_core.rl.agent import load_agent, resolve_checkpoint
+from ztb_core.rl.config import ForecastConfig, TrainConfig
+from ztb_core.rl.forecast import COLUMN, Forecast, fit_forecast
+from ztb_core.rl.market import prepare_splits
+from ztb_core.rl.trainer import check_compatible, run_training
+
+from .conftest import tiny_cfg
+
+RIDGE = ForecastConfig(kind="ridge")
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def test_the_column_forecasts_the_validation_returns_only_where_there_is_a_signal():
+    """Fitted on train, the column correlates with the *validation* split's returns on a market
+    with a planted signal; on the same market without one (the positive control that the first
+    figure is not an artefact of the fit) it does not."""
+    strong = prepare_splits(tiny_cfg("data.synthetic.n_bars=30000", *preset_overrides(STRONG_SIGNAL)))
+    none = prepare_splits(tiny_cfg("data.synthetic.n_bars=30000", "data.synthetic.signal_strength=0"))
+    fitted = {}
+    for name, s in (("strong", strong), ("none", none)):
+        f = fit_forecast(RIDGE, s["train"])
+        assert f is not None and f.train_rows == len(s["train"])
+        z = f.column(s["val"].features)
+        assert abs(float(f.column(s["train"].features).std()) - 1.0) < 1e-3  # in units of its train spread
+        fitted[name] = _corr(z, holding_returns(s["val"].open, s["val"].close))
+    assert fitted["strong"] > 0.1, fitted
+    assert abs(fitted["none"]) < 0.05, fitted
+
+
+def test_the_fit_reads_the_train_split_and_nothing_after_it():
+    s = prepare_splits(tiny_cfg())
+    f = fit_forecast(RIDGE, s["train"])
+    assert f is not None
+    # the same train rows with different val/test bars: nothing changes
+    again = fit_forecast(RIDGE, prepare_splits(tiny_cfg("splits.val=0.2", "splits.test=0.1"))["train"])
+    np.testing.assert_array_equal(f.coef, again.coef)
+    # positive control: rows after the train split do change the fit
+    longer = dataclasses.replace(
+        s["train"],
+        features=np.concatenate([s["train"].features, s["val"].features]),
+        open=np.concatenate([s["train"].open, s["val"].open]),
+        close=np.concatenate([s["train"].close, s["val"].close]),
+    )
+    assert not np.allclose(fit_forecast(RIDGE, longer).coef, f.coef)
+    # forecast.alpha is read: a smaller penalty fits other coefficients
+    assert not np.allclose(fit_forecast(ForecastConfig(kind="ridge", alpha=0.01), s["train"]).coef, f.coef)
+    assert fit_forecast(ForecastConfig(kind="none"), s["train"]) is None
+
+
+def test_a_run_stores_its_forecast_and_the_agent_appends_it_to_plain_features(art):
+    cfg = tiny_cfg("forecast.kind=ridge", "forecast.alpha=0.1", total=256)
+    out = run_training(cfg, run_id="fc", progress=False)
+    _, _, state = resolve_checkpoint(out.run_dir)
+    stored = Forecast.from_state(state["forecast"])
+    train = prepare_splits(cfg, ("train",))["train"]
+    expected = fit_forecast(cfg.forecast, train)
+    assert stored is not None and stored.alpha == 0.1 and stored.train_rows == len(train)
+    np.testing.assert_allclose(stored.coef, expected.coef)
+    agent = load_agent(out.run_dir)
+    n_plain = train.features.shape[1]
+    assert agent.n_features == n_plain  # callers pass the plain features ...
+    val = prepare_splits(cfg, ("val",))["val"].slice(0, 300)
+    seen = agent.inputs(val.features)  # ... and the policy sees one more column
+    assert seen.shape == (300, n_plain + 1)
+    np.testing.assert_allclose(seen[:, -1], stored.column(val.features), rtol=1e-6)
+    # the column reaches the decisions: a forecast of the opposite sign changes them
+    pos = agent.positions(val.features)
+    flipped = dataclasses.replace(stored, coef=-stored.coef)
+    agent.forecast = flipped
+    assert not np.array_equal(agent.positions(val.features), pos)
+    with pytest.raises(DataError, match=rf"expected features \(T, {n_plain}\)"):
+        agent.positions(seen)  # a matrix that already has the column is refused, not misread
+
+
+def test_kind_none_the_default_trains_on_the_features_alone(art):
+    out = run_training(tiny_cfg(total=128), run_id="plain", progress=False)
+    _, _, state = resolve_checkpoint(out.run_dir)
+    assert "forecast" not in state
+    agent = load_agent(out.run_dir)
+    assert agent.forecast is None
+    assert agent.inputs(np.zeros((8, agent.n_features))).shape == (8, agent.n_features)
+
+
+def test_a_run_recorded_before_forecasts_existed_resumes_as_it_trained(art):
+    """Its config.yaml has no `forecast` key: it trained on the features alone, which is the
+    default, so it resumes; asking it for a forecast it never had is refused."""
+    out = run_training(tiny_cfg(total=128), run_id="old", progress=False)
+    path = out.run_dir / "config.yaml"
+    recorded = yaml.safe_load(path.read_text())
+    del recorded["forecast"]
+    path.write_text(yaml.safe_dump(recorded, sort_keys=False))
+    cfg = load_config(TrainConfig, path, ["total_timesteps=256"])  # what `ztb train --resume old` loads
+    assert cfg.forecast.kind == "none"
+    check_compatible(recorded, cfg, "run old")  # no complaint
+    resumed = run_training(cfg, resume_dir=out.run_dir, progress=False)
+    assert resumed.state == "completed" and resumed.step == 256
+    # positive control: the same recorded config with a forecast asked for is refused, naming the key
+    with pytest.raises(ConfigError, match="forecast.kind"):
+        check_compatible(recorded, tiny_cfg("forecast.kind=ridge", total=256), "run old")
+
+
+def test_resume_keeps_the_forecast_of_the_checkpoint(art):
+    out = run_training(tiny_cfg("forecast.kind=ridge", total=128), run_id="keep", progress=False)
+    _, _, first = resolve_checkpoint(out.run_dir)
+    resumed = run_training(tiny_cfg("forecast.kind=ridge", total=256), resume_dir=out.run_dir, progress=False)
+    _, _, state = resolve_checkpoint(resumed.run_dir)
+    assert state["num_timesteps"] == 256 and state["forecast"] == first["forecast"]
+
+
+def test_bad_forecast_inputs_are_named():
+    s = prepare_splits(tiny_cfg())
+    with pytest.raises(DataError, match="too few"):
+        fit_forecast(RIDGE, s["train"].slice(0, 20))
+    f = fit_forecast(RIDGE, s["train"])
+    with pytest.raises(DataError, match=r"forecast: expected features \(T, "):
+        f.append(s["train"].features[:, :5])
+    assert f.augment(s["val"]).feature_names[-1] == COLUMN
+    with pytest.raises(ConfigError, match="forecast.kind"):
+        tiny_cfg("forecast.kind=lasso")

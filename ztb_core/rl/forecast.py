@@ -1,0 +1,116 @@
+"""A supervised forecast of the next bar's return, appended to the agent's features
+(`forecast.kind: ridge`).
+
+PPO learns which way the market leans only through the advantages of its actions, and with a
+signal that is a few percent of the variance of the returns those are almost all noise: most of
+its million steps go into rediscovering a linear combination of the features that least squares
+finds in closed form. Ridge regression of the return a position earns after bar t (the
+`holding_returns` the baselines are fitted to) on bar t's features, fitted once on the train
+split, gives the policy that combination as one more column. What is left for PPO is what a
+forecast alone does not say: when it is worth a trade's cost, given the position held.
+
+The fit sees the train split only, never the bars the agent is evaluated or traded on. Its
+coefficients go into every checkpoint, so `ztb eval` on any period and `ztb live` compute the very
+column the policy was trained on, from the plain features. The column is in units of the
+forecast's spread on the train split; the train split's mean return (its drift) is left out,
+since a drift over a few months is not a forecast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, DataError
+from ..evaluation.baselines import fit_ridge, holding_returns
+from .config import ForecastConfig
+from .market import MarketSlice
+
+#: the name of the appended feature column
+COLUMN = "forecast_ridge"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A fitted forecast: standardise the features, take the ridge combination, divide by its
+    spread on the train split."""
+
+    alpha: float
+    mean: np.ndarray  # (F,) of the train split's features
+    scale: np.ndarray  # (F,)
+    coef: np.ndarray  # (F,) on standardised features
+    spread: float  # standard deviation of the forecast on the train split
+    train_rows: int
+
+    @property
+    def n_inputs(self) -> int:
+        """Feature columns the forecast is computed from (the plain features)."""
+        return int(self.coef.size)
+
+    def column(self, features: np.ndarray) -> np.ndarray:
+        """(T,) float32 forecast of each row, in units of its train-split spread."""
+        x = np.asarray(features, dtype=np.float64)
+        return (((x - self.mean) / self.scale) @ self.coef / self.spread).astype(np.float32)
+
+    def append(self, features: np.ndarray) -> np.ndarray:
+        """The features with the forecast as one more column (T, F + 1)."""
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 2 or f.shape[1] != self.n_inputs:
+            raise DataError(f"forecast: expected features (T, {self.n_inputs}), got {f.shape}")
+        return np.ascontiguousarray(np.concatenate([f, self.column(f)[:, None]], axis=1))
+
+    def augment(self, market: MarketSlice) -> MarketSlice:
+        """The slice with the forecast column appended (what the environment trains on)."""
+        return replace(market, features=self.append(market.features), feature_names=[*market.feature_names, COLUMN])
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint stores (plain lists: a checkpoint loads without pickled numpy)."""
+        return {
+            "kind": "ridge",
+            "alpha": self.alpha,
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "spread": self.spread,
+            "train_rows": self.train_rows,
+        }
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any] | None) -> Forecast | None:
+        if st is None:
+            return None
+        try:
+            f = cls(
+                float(st["alpha"]),
+                np.asarray(st["mean"], dtype=np.float64),
+                np.asarray(st["scale"], dtype=np.float64),
+                np.asarray(st["coef"], dtype=np.float64),
+                float(st["spread"]),
+                int(st["train_rows"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint forecast state is unreadable: {exc!r}") from None
+        if not (f.mean.shape == f.scale.shape == f.coef.shape) or f.coef.ndim != 1 or not f.spread > 0:
+            raise CheckpointError("checkpoint forecast state is inconsistent (shapes or spread)")
+        return f
+
+
+def fit_forecast(cfg: ForecastConfig, train: MarketSlice) -> Forecast | None:
+    """Fit the configured forecast on the train split (None for `kind: none`)."""
+    if cfg.kind == "none":
+        return None
+    if len(train) <= train.features.shape[1] + 1:
+        raise DataError(
+            f"forecast.kind ridge: the train split has {len(train)} rows, too few to fit "
+            f"{train.features.shape[1]} features (use more data or forecast.kind none)"
+        )
+    mean, scale, coef, _ = fit_ridge(train.features, holding_returns(train.open, train.close), cfg.alpha)
+    spread = float((((np.asarray(train.features, dtype=np.float64) - mean) / scale) @ coef).std())
+    if not spread > 0:
+        raise DataError(
+            "forecast.kind ridge: the forecast is constant on the train split (nothing in the features "
+            "predicts the returns); use forecast.kind none"
+        )
+    return Forecast(cfg.alpha, mean, scale, coef, spread, len(train))
