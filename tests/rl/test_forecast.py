@@ -84,8 +84,12 @@ def test_a_run_stores_its_forecast_and_the_agent_appends_it_to_plain_features(ar
     seen = agent.inputs(val.features)  # ... and the policy sees one more column
     assert seen.shape == (300, n_plain + 1)
     np.testing.assert_allclose(seen[:, -1], stored.column(val.features), rtol=1e-6)
-    # the column reaches the decisions: a forecast of the opposite sign changes them
     pos = agent.positions(val.features)
+    # live trading's path (`act` on the last lookback rows of plain features) decides the same
+    lb = cfg.env.lookback
+    for t in (lb + 10, 150, 299):
+        assert agent.act(val.features[t - lb + 1 : t + 1], pos[t - 1]) == pos[t], t
+    # the column reaches the decisions: a forecast of the opposite sign changes them
     flipped = dataclasses.replace(stored, coef=-stored.coef)
     agent.forecast = flipped
     assert not np.array_equal(agent.positions(val.features), pos)
@@ -138,3 +142,31 @@ def test_bad_forecast_inputs_are_named():
     assert f.augment(s["val"]).feature_names[-1] == COLUMN
     with pytest.raises(ConfigError, match="forecast.kind"):
         tiny_cfg("forecast.kind=lasso")
+
+
+def test_ztb_eval_scores_a_forecast_agent_on_the_whole_period(art, capsys):
+    """`--split all` prepares the whole period's plain features; the agent appends the forecast it
+    was trained with (a refit there would see the bars it is scored on)."""
+    import json
+
+    from ztb_core.cli import main
+    from ztb_core.paths import runs_dir
+
+    out = run_training(tiny_cfg("forecast.kind=ridge", total=256), run_id="fce", progress=False)
+    fast = ["bootstrap.n_resamples=100", "monte_carlo.n_paths=200", "baselines.random_seeds=5", "report.plots=false"]
+    code = main(
+        [
+            "eval",
+            "--model",
+            out.run_dir.name,
+            "--split",
+            "all",
+            "--run-id",
+            "evfc",
+            *sum((["--set", s] for s in fast), []),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    report = json.loads((runs_dir() / "evfc" / "reports" / "eval_evfc.json").read_text())
+    assert report["meta"]["split"] == "all" and report["meta"]["checkpoint_step"] == 256
