@@ -261,7 +261,7 @@ class ForecastConfig(ZtbModel):
         "none",
         description="none: the features alone; ridge: ridge regression of the next bar's return on the features, "
         "fitted on the train split only and appended as one more feature column (stored in every checkpoint). "
-        "Not the default: it did not replicate (docs/rl-experiments.md, sixth session)",
+        "Not the default: no better over nine seeds on the default market (docs/rl-experiments.md, sixth session)",
     )
     alpha: float = Field(
         1.0, ge=0, le=1e6, description="ridge penalty, relative to the features' correlation matrix (0 = least squares)"
