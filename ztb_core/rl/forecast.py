@@ -2,12 +2,13 @@
 (`forecast.kind: ridge`).
 
 PPO learns which way the market leans only through the advantages of its actions, and with a
-signal that is a few percent of the variance of the returns those are almost all noise: most of
-its million steps go into rediscovering a linear combination of the features that least squares
-finds in closed form. Ridge regression of the return a position earns after bar t (the
-`holding_returns` the baselines are fitted to) on bar t's features, fitted once on the train
-split, gives the policy that combination as one more column. What is left for PPO is what a
-forecast alone does not say: when it is worth a trade's cost, given the position held.
+signal that is a few percent of the variance of the returns those are almost all noise, while
+least squares finds a linear forecast from the same features in closed form. Ridge regression of
+the return a position earns after bar t (the `holding_returns` the baselines are fitted to) on bar
+t's features, fitted once on the train split, gives the policy that forecast as one more column;
+what is left for PPO is when a forecast is worth a trade's cost, given the position held. (Measured
+in docs/rl-experiments.md, sixth session: no better than the features alone on the default
+market, a little better on one three times as long; hence off by default.)
 
 The fit sees the train split only, never the bars the agent is evaluated or traded on. Its
 coefficients go into every checkpoint, so `ztb eval` on any period and `ztb live` compute the very
