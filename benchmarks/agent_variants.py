@@ -1,0 +1,149 @@
+"""Two training variants that are experiments, not product options, scored exactly like
+`bench_agent_vs_baselines.py` (docs/rl-experiments.md, seventh session), and a map of what a
+forecast-only policy does.
+
+Both variants were measured and rejected, so they are not config keys; they live here, patched
+into the benchmark's own process, so that the figures in the docs can be reproduced:
+
+* `--variant forecast-only`: the observation is the ridge forecast column alone (with
+  `--set forecast.kind=ridge --set env.lookback=1`: one number and the position held). Asks whether
+  PPO turns a good forecast into a trading band when nothing else is in its way.
+* `--variant decide-every=K`: the agent decides at every K-th bar and holds its position in
+  between, in training (one environment step is K bars, its reward their sum) and in every
+  evaluation. Exploration then pays costs on a K-th of the bars.
+* `--variant hold-init=B` (with `--set env.actions=change`): the untrained policy's "hold" logit
+  starts B higher than "up" and "down" (B = 3: hold with probability 0.91 instead of 1/3), so
+  exploration starts cheap instead of flipping at random.
+
+    .venv/bin/python benchmarks/agent_variants.py --variant forecast-only --label fconly --seeds 0 \\
+        --set forecast.kind=ridge --set env.lookback=1
+    .venv/bin/python benchmarks/agent_variants.py --variant decide-every=4 --label k4 --seeds 0
+    .venv/bin/python benchmarks/agent_variants.py --variant hold-init=3 --label hold3 --seeds 0 \\
+        --set env.actions=change
+    .venv/bin/python benchmarks/agent_variants.py --policy-map RUN_DIR/checkpoints/step-....ckpt.zst
+
+Every argument after the variant goes to the benchmark unchanged. `--policy-map` prints, for a
+forecast-only checkpoint, the greedy action and its probability for forecasts from -4 to +4 train
+SDs and each position held (F flat, L long, S short).
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ztb_core.rl import agent as agent_module  # noqa: E402
+from ztb_core.rl import env as env_module  # noqa: E402
+from ztb_core.rl import forecast as forecast_module  # noqa: E402
+
+
+def forecast_only() -> None:
+    """The forecast column replaces the features in training, periodic evaluation and scoring."""
+    fc = forecast_module.Forecast
+
+    def append(self: Any, features: np.ndarray) -> np.ndarray:
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 2 or f.shape[1] != self.coef.size:
+            raise ValueError(f"forecast-only: expected features (T, {self.coef.size}), got {f.shape}")
+        return np.ascontiguousarray(self.column(f)[:, None])
+
+    fc.append = append
+    fc.augment = lambda self, m: replace(m, features=self.append(m.features), feature_names=[forecast_module.COLUMN])
+    fc.n_inputs = property(lambda self: 0)  # the policy reads no plain feature column
+    agent_module.LoadedAgent.inputs = lambda self, f: self.forecast.append(f)
+
+
+def decide_every(k: int) -> None:
+    """One environment step is `k` bars at the position chosen; evaluations hold between decisions."""
+    step = env_module.TradingEnv.step
+
+    def step_k(self: Any, action: Any) -> tuple:
+        obs, reward, terminated, truncated, info = step(self, action)
+        for _ in range(k - 1):
+            if terminated or truncated:
+                break
+            obs, r, terminated, truncated, info = step(self, action)
+            reward += r
+        return obs, reward, terminated, truncated, info
+
+    def positions(self: Any, feats: np.ndarray, initial_position: float, windows: Any = None) -> np.ndarray:
+        held, next_state = self.actions.states(initial_position)
+        n, lb = len(feats), self.lookback
+        first = lb - 1
+        choice = np.empty((n - first, len(held)), dtype=np.int64)
+        for j, p in enumerate(held):
+            choice[:, j] = self._actions(agent_module.window_rows(feats, lb, first, n, p), True).reshape(-1)
+        out = np.zeros(n)
+        j = held.index(float(initial_position))
+        for i in range(n - first):
+            if i % k == 0:
+                j = int(next_state[j][choice[i, j]])
+            out[first + i] = held[j]
+        return out
+
+    env_module.TradingEnv.step = step_k
+    agent_module.LoadedAgent._positions_discrete = positions
+
+
+def hold_init(bias: float) -> None:
+    """The policy's action head starts with `bias` added to the logit of HOLD."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from ztb_core.rl.actions import HOLD
+
+    build = ActorCriticPolicy._build
+
+    def build_biased(self: Any, lr_schedule: Any) -> None:
+        build(self, lr_schedule)
+        with torch.no_grad():
+            self.action_net.bias[HOLD] += bias
+
+    ActorCriticPolicy._build = build_biased
+
+
+def policy_map(checkpoint: Path) -> None:
+    forecast_only()
+    agent = agent_module.load_agent(checkpoint)
+    grid = np.linspace(-4, 4, 17, dtype=np.float32)
+    print(f"{checkpoint.name}: greedy action (F flat, L long, S short) and its probability")
+    print("forecast (train SDs): " + " ".join(f"{g:+5.1f}" for g in grid))
+    for held, name in ((0.0, "flat"), (1.0, "long"), (-1.0, "short")):
+        obs = np.stack([grid, np.full_like(grid, held)], axis=1)
+        with torch.no_grad():
+            probs = agent.policy.get_distribution(agent._tensor(obs)).distribution.probs.numpy()
+        print(f"held {name:>5}:           " + " ".join(f"{'FLS'[p.argmax()]}{p.max():.2f}" for p in probs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--variant", help="forecast-only | decide-every=K | hold-init=B")
+    group.add_argument("--policy-map", type=Path, help="a forecast-only checkpoint to map")
+    args, rest = ap.parse_known_args()
+    if args.policy_map:
+        policy_map(args.policy_map)
+        return
+    if args.variant == "forecast-only":
+        forecast_only()
+    elif args.variant.startswith("decide-every="):
+        decide_every(int(args.variant.split("=", 1)[1]))
+    elif args.variant.startswith("hold-init="):
+        hold_init(float(args.variant.split("=", 1)[1]))
+    else:
+        ap.error(f"--variant {args.variant!r}: expected forecast-only, decide-every=K or hold-init=B")
+    sys.argv = [str(ROOT / "benchmarks" / "bench_agent_vs_baselines.py"), *rest]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
