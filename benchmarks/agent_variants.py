@@ -64,7 +64,10 @@ def forecast_only() -> None:
 
 
 def decide_every(k: int) -> None:
-    """One environment step is `k` bars at the position chosen; evaluations hold between decisions."""
+    """One environment step is `k` bars at the position chosen; evaluations hold between decisions.
+    For `env.actions: discrete` (the default), where repeating an action keeps its target."""
+    if k < 1:
+        raise SystemExit(f"--variant decide-every={k}: K must be at least 1")
     step = env_module.TradingEnv.step
 
     def step_k(self: Any, action: Any) -> tuple:
