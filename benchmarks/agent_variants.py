@@ -22,9 +22,14 @@ into the benchmark's own process, so that the figures in the docs can be reprodu
         --set env.actions=change
     .venv/bin/python benchmarks/agent_variants.py --policy-map RUN_DIR/checkpoints/step-....ckpt.zst
 
+    .venv/bin/python benchmarks/agent_variants.py --forecast-edge
+
 Every argument after the variant goes to the benchmark unchanged. `--policy-map` prints, for a
 forecast-only checkpoint, the greedy action and its probability for forecasts from -4 to +4 train
-SDs and each position held (F flat, L long, S short).
+SDs and each position held (F flat, L long, S short). `--forecast-edge` prints, for the default
+market and the ridge forecast, what one forecast SD is worth in bps in PPO's discounted objective
+(the slope of the discounted sum of the next 300 bars' returns on today's forecast) at several
+discounts, next to what a trade costs.
 """
 
 from __future__ import annotations
@@ -127,14 +132,49 @@ def policy_map(checkpoint: Path) -> None:
         print(f"held {name:>5}:           " + " ".join(f"{'FLS'[p.argmax()]}{p.max():.2f}" for p in probs))
 
 
+def forecast_edge() -> None:
+    from ztb_core.evaluation.baselines import holding_returns
+    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.market import prepare_market
+
+    cfg = TrainConfig.model_validate({"forecast": {"kind": "ridge"}})
+    train = prepare_market(cfg, "train")
+    fc = forecast_module.fit_forecast(cfg.forecast, train)
+    assert fc is not None
+    per_unit = cfg.env.costs.rate * 1e4
+    print(
+        f"a trade costs {per_unit:.1f} bps per unit of position changed: entering {per_unit:.1f}, a flip "
+        f"{2 * per_unit:.1f} (x{1 + cfg.env.reward.turnover_penalty:g} with the training turnover penalty)"
+    )
+    horizon = 300
+    for split in ("train", "val"):
+        m = train if split == "train" else prepare_market(cfg, split)
+        f = fc.column(m.features).astype(np.float64)
+        r = np.nan_to_num(holding_returns(m.open, m.close)) * 1e4
+        n = len(r) - horizon
+        for gamma in (0.9, 0.97, 0.99):
+            discounted = np.zeros(n)
+            for k in range(horizon):
+                discounted += gamma**k * r[k : k + n]
+            slope = np.polyfit(f[:n], discounted, 1)[0]
+            print(
+                f"{split:>5} gamma {gamma}: {slope:.2f} bps per forecast SD "
+                f"(discounted sum's SD {discounted.std():.1f} bps, {len(f)} bars)"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = ap.add_mutually_exclusive_group(required=True)
     group.add_argument("--variant", help="forecast-only | decide-every=K | hold-init=B")
     group.add_argument("--policy-map", type=Path, help="a forecast-only checkpoint to map")
+    group.add_argument("--forecast-edge", action="store_true", help="a forecast SD's worth at several discounts")
     args, rest = ap.parse_known_args()
     if args.policy_map:
         policy_map(args.policy_map)
+        return
+    if args.forecast_edge:
+        forecast_edge()
         return
     if args.variant == "forecast-only":
         forecast_only()
