@@ -47,9 +47,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stable_baselines3.common.policies import ActorCriticPolicy  # noqa: E402
+
+from ztb_core.evaluation.baselines import holding_returns  # noqa: E402
 from ztb_core.rl import agent as agent_module  # noqa: E402
 from ztb_core.rl import env as env_module  # noqa: E402
 from ztb_core.rl import forecast as forecast_module  # noqa: E402
+from ztb_core.rl.actions import HOLD  # noqa: E402
+from ztb_core.rl.config import TrainConfig  # noqa: E402
+from ztb_core.rl.market import prepare_market  # noqa: E402
 
 
 def forecast_only() -> None:
@@ -71,8 +77,6 @@ def forecast_only() -> None:
 def decide_every(k: int) -> None:
     """One environment step is `k` bars at the position chosen; evaluations hold between decisions.
     For `env.actions: discrete` (the default), where repeating an action keeps its target."""
-    if k < 1:
-        raise SystemExit(f"--variant decide-every={k}: K must be at least 1")
     step = env_module.TradingEnv.step
 
     def step_k(self: Any, action: Any) -> tuple:
@@ -104,11 +108,8 @@ def decide_every(k: int) -> None:
 
 
 def hold_init(bias: float) -> None:
-    """The policy's action head starts with `bias` added to the logit of HOLD."""
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
-    from ztb_core.rl.actions import HOLD
-
+    """The policy's action head starts with `bias` added to the logit of HOLD (change actions only:
+    with discrete actions index 0 is the flat position, not "hold")."""
     build = ActorCriticPolicy._build
 
     def build_biased(self: Any, lr_schedule: Any) -> None:
@@ -133,10 +134,6 @@ def policy_map(checkpoint: Path) -> None:
 
 
 def forecast_edge() -> None:
-    from ztb_core.evaluation.baselines import holding_returns
-    from ztb_core.rl.config import TrainConfig
-    from ztb_core.rl.market import prepare_market
-
     cfg = TrainConfig.model_validate({"forecast": {"kind": "ridge"}})
     train = prepare_market(cfg, "train")
     fc = forecast_module.fit_forecast(cfg.forecast, train)
@@ -176,14 +173,20 @@ def main() -> None:
     if args.forecast_edge:
         forecast_edge()
         return
+    name, _, value = args.variant.partition("=")
     if args.variant == "forecast-only":
         forecast_only()
-    elif args.variant.startswith("decide-every="):
-        decide_every(int(args.variant.split("=", 1)[1]))
-    elif args.variant.startswith("hold-init="):
-        hold_init(float(args.variant.split("=", 1)[1]))
+    elif name == "decide-every" and value.isdigit() and int(value) >= 1:
+        decide_every(int(value))
+    elif name == "hold-init" and "env.actions=change" in rest:
+        try:
+            hold_init(float(value))
+        except ValueError:
+            ap.error(f"--variant {args.variant!r}: B must be a number")
+    elif name == "hold-init":
+        ap.error("--variant hold-init=B needs --set env.actions=change (with discrete actions index 0 is flat)")
     else:
-        ap.error(f"--variant {args.variant!r}: expected forecast-only, decide-every=K or hold-init=B")
+        ap.error(f"--variant {args.variant!r}: expected forecast-only, decide-every=K (K >= 1) or hold-init=B")
     sys.argv = [str(ROOT / "benchmarks" / "bench_agent_vs_baselines.py"), *rest]
     runpy.run_path(sys.argv[0], run_name="__main__")
 
