@@ -1,8 +1,8 @@
-"""Two training variants that are experiments, not product options, scored exactly like
+"""Training variants that are experiments, not product options, scored exactly like
 `bench_agent_vs_baselines.py` (docs/rl-experiments.md, seventh session), and a map of what a
 forecast-only policy does.
 
-Both variants were measured and rejected, so they are not config keys; they live here, patched
+The variants were measured and rejected, so they are not config keys; they live here, patched
 into the benchmark's own process, so that the figures in the docs can be reproduced:
 
 * `--variant forecast-only`: the observation is the ridge forecast column alone (with
@@ -14,6 +14,12 @@ into the benchmark's own process, so that the figures in the docs can be reprodu
 * `--variant hold-init=B` (with `--set env.actions=change`): the untrained policy's "hold" logit
   starts B higher than "up" and "down" (B = 3: hold with probability 0.91 instead of 1/3), so
   exploration starts cheap instead of flipping at random.
+* `--variant cost-scale=X`: training rewards see X times each trade's cost instead of
+  1 + `env.reward.turnover_penalty` times (evaluation and every reported Sharpe pay costs in
+  full). Tests whether the discount, which sees only ~10 bars of a position's payoff but all of
+  its cost, is what keeps PPO from trading a forecast (`--forecast-edge`).
+
+Variants combine: `--variant forecast-only --variant cost-scale=0.3`.
 
     .venv/bin/python benchmarks/agent_variants.py --variant forecast-only --label fconly --seeds 0 \\
         --set forecast.kind=ridge --set env.lookback=1
@@ -120,6 +126,18 @@ def hold_init(bias: float) -> None:
     ActorCriticPolicy._build = build_biased
 
 
+def cost_scale(x: float) -> None:
+    """Training rewards see `x` times each trade's cost (evaluation and reported P&L pay it in full);
+    replaces the 1 + `env.reward.turnover_penalty` times of the config."""
+    init = env_module.TradingEnv.__init__
+
+    def init_scaled(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._penalty = x - 1.0
+
+    env_module.TradingEnv.__init__ = init_scaled
+
+
 def policy_map(checkpoint: Path) -> None:
     forecast_only()
     agent = agent_module.load_agent(checkpoint)
@@ -149,7 +167,7 @@ def forecast_edge() -> None:
         f = fc.column(m.features).astype(np.float64)
         r = np.nan_to_num(holding_returns(m.open, m.close)) * 1e4
         n = len(r) - horizon
-        for gamma in (0.9, 0.97, 0.99):
+        for gamma in (0.9, 0.97, 0.99, 1.0):
             discounted = np.zeros(n)
             for k in range(horizon):
                 discounted += gamma**k * r[k : k + n]
@@ -160,10 +178,34 @@ def forecast_edge() -> None:
             )
 
 
+def apply_variant(ap: argparse.ArgumentParser, variant: str, rest: list[str]) -> None:
+    name, _, value = variant.partition("=")
+    if variant == "forecast-only":
+        forecast_only()
+    elif name == "decide-every" and value.isdigit() and int(value) >= 1:
+        decide_every(int(value))
+    elif name == "hold-init" and "env.actions=change" not in rest:
+        ap.error("--variant hold-init=B needs --set env.actions=change (with discrete actions index 0 is flat)")
+    elif name in ("hold-init", "cost-scale"):
+        try:
+            number = float(value)
+        except ValueError:
+            ap.error(f"--variant {variant!r}: {'B' if name == 'hold-init' else 'X'} must be a number")
+        if name == "cost-scale" and number < 0:
+            ap.error(f"--variant {variant!r}: X must be >= 0 (a negative cost would pay the agent to trade)")
+        (hold_init if name == "hold-init" else cost_scale)(number)
+    else:
+        ap.error(f"--variant {variant!r}: expected forecast-only, decide-every=K (K >= 1), hold-init=B or cost-scale=X")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = ap.add_mutually_exclusive_group(required=True)
-    group.add_argument("--variant", help="forecast-only | decide-every=K | hold-init=B")
+    group.add_argument(
+        "--variant",
+        action="append",
+        help="forecast-only | decide-every=K | hold-init=B | cost-scale=X (repeat to combine)",
+    )
     group.add_argument("--policy-map", type=Path, help="a forecast-only checkpoint to map")
     group.add_argument("--forecast-edge", action="store_true", help="a forecast SD's worth at several discounts")
     args, rest = ap.parse_known_args()
@@ -173,20 +215,8 @@ def main() -> None:
     if args.forecast_edge:
         forecast_edge()
         return
-    name, _, value = args.variant.partition("=")
-    if args.variant == "forecast-only":
-        forecast_only()
-    elif name == "decide-every" and value.isdigit() and int(value) >= 1:
-        decide_every(int(value))
-    elif name == "hold-init" and "env.actions=change" in rest:
-        try:
-            hold_init(float(value))
-        except ValueError:
-            ap.error(f"--variant {args.variant!r}: B must be a number")
-    elif name == "hold-init":
-        ap.error("--variant hold-init=B needs --set env.actions=change (with discrete actions index 0 is flat)")
-    else:
-        ap.error(f"--variant {args.variant!r}: expected forecast-only, decide-every=K (K >= 1) or hold-init=B")
+    for variant in args.variant:
+        apply_variant(ap, variant, rest)
     sys.argv = [str(ROOT / "benchmarks" / "bench_agent_vs_baselines.py"), *rest]
     runpy.run_path(sys.argv[0], run_name="__main__")
 

@@ -77,6 +77,15 @@ def test_turnover_penalty_shapes_the_reward_only_and_totals_are_reported():
         assert i1["equity"] == i0["equity"]  # the P&L itself is not shaped
     assert i1["turnover"] == 3.0 and i1["costs"] == pytest.approx(0.0075)
     assert i1["penalty"] == pytest.approx(0.015) and i0["penalty"] == 0.0
+    # a negative penalty lets the reward see part of the cost: -0.75 leaves a quarter of it
+    quarter = TradingEnv(feats, open_, close, EnvConfig(lookback=1, costs=costs, reward={"turnover_penalty": -0.75}))
+    plain.reset(options={"start": 0})
+    quarter.reset(options={"start": 0})
+    _, r0, *_, i0 = plain.step(1)
+    _, rq, *_, iq = quarter.step(1)
+    assert rq == pytest.approx(r0 + 0.75 * 0.0025, rel=1e-12) and iq["equity"] == i0["equity"]
+    with pytest.raises(ValueError, match="turnover_penalty"):
+        EnvConfig(reward={"turnover_penalty": -1.5})  # below -1 would pay the agent to trade
     shaped.reset(options={"start": 0})
     *_, info = shaped.step(0)
     assert info["turnover"] == 0.0 and info["costs"] == 0.0  # totals are per episode

@@ -97,6 +97,49 @@ def test_a_run_stores_its_forecast_and_the_agent_appends_it_to_plain_features(ar
         agent.positions(seen)  # a matrix that already has the column is refused, not misread
 
 
+def test_forecast_only_the_policy_sees_the_column_alone_and_callers_still_pass_plain_features(art):
+    cfg = tiny_cfg("forecast.kind=ridge", "forecast.only=true", "env.lookback=1", total=256)
+    out = run_training(cfg, run_id="fconly", progress=False)
+    _, _, state = resolve_checkpoint(out.run_dir)
+    assert state["forecast"]["only"] is True
+    assert state["policy"]["mlp_extractor.policy_net.0.weight"].shape[1] == 2  # the forecast and the position
+    agent = load_agent(out.run_dir)
+    train = prepare_splits(cfg, ("train",))["train"]
+    assert agent.n_features == train.features.shape[1]  # eval and live pass the plain features
+    val = prepare_splits(cfg, ("val",))["val"].slice(0, 300)
+    seen = agent.inputs(val.features)
+    assert seen.shape == (300, 1)
+    np.testing.assert_allclose(seen[:, 0], agent.forecast.column(val.features), rtol=1e-6)
+    pos = agent.positions(val.features)
+    for t in (10, 150, 299):  # live trading's path decides the same
+        assert agent.act(val.features[t : t + 1], pos[t - 1]) == pos[t], t
+    # positive control: without `only` the same forecast gives the policy every feature as well
+    both = dataclasses.replace(agent.forecast, only=False)
+    assert both.append(val.features).shape == (300, train.features.shape[1] + 1)
+    assert both.augment(val).feature_names[:-1] == val.feature_names
+    assert agent.forecast.augment(val).feature_names == [COLUMN]
+    # a checkpoint from before the option reads as features + forecast
+    old = {k: v for k, v in agent.forecast.state().items() if k != "only"}
+    assert Forecast.from_state(old).only is False
+    with pytest.raises(ConfigError, match="forecast.only"):
+        tiny_cfg("forecast.only=true")  # nothing to see without a forecast
+
+
+def test_the_forecast_band_preset_changes_exactly_its_four_keys():
+    from ztb_core.config import config_to_dict, flatten
+    from ztb_core.paths import configs_dir
+
+    preset = load_config(TrainConfig, configs_dir() / "presets" / "forecast-band.yaml")
+    default = load_config(TrainConfig)
+    changed = {k: v for k, v in flatten(config_to_dict(preset)).items() if flatten(config_to_dict(default))[k] != v}
+    assert changed == {
+        "forecast.kind": "ridge",
+        "forecast.only": True,
+        "env.lookback": 1,
+        "env.reward.turnover_penalty": -0.75,
+    }
+
+
 def test_kind_none_the_default_trains_on_the_features_alone(art):
     out = run_training(tiny_cfg(total=128), run_id="plain", progress=False)
     _, _, state = resolve_checkpoint(out.run_dir)

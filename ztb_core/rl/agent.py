@@ -98,7 +98,8 @@ class LoadedAgent:
 
     def inputs(self, features: np.ndarray) -> np.ndarray:
         """The feature columns the policy sees: the plain features (checked), with the forecast
-        column appended when the agent has one (the matrix its environment was built on)."""
+        column appended when the agent has one, or that column alone (`forecast.only`): the matrix
+        its environment was built on."""
         feats = np.ascontiguousarray(features, dtype=np.float32)
         if feats.ndim != 2 or feats.shape[1] != self.n_features:
             raise DataError(
@@ -272,10 +273,11 @@ def load_agent(path: str | Path) -> LoadedAgent:
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
             embedding_dim = encoder.embedding_dim
     n_inputs = _n_features(cfg, state, embedding_dim)  # columns the policy sees per row
-    n_features = n_inputs - (1 if forecast is not None else 0)  # columns callers pass
-    if forecast is not None and forecast.n_inputs != n_features:
+    n_features = n_inputs if forecast is None else forecast.n_inputs  # columns callers pass
+    if forecast is not None and forecast.n_outputs != n_inputs:
         raise CheckpointError(
-            f"checkpoint {file}: its forecast reads {forecast.n_inputs} features, its policy {n_features}"
+            f"checkpoint {file}: its forecast gives the policy {forecast.n_outputs} columns per row, "
+            f"its policy reads {n_inputs}"
         )
     return LoadedAgent(
         policy=_build_policy(cfg, n_inputs, state, raw_shapes),

@@ -46,10 +46,12 @@ class RewardConfig(ZtbModel):
     )
     turnover_penalty: float = Field(
         1.0,
-        ge=0,
+        ge=-1,
         le=100,
-        description="training-only shaping: the reward also loses this many times the step's trading cost "
-        "(equity, evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics)",
+        description="training-only shaping: the reward also loses this many times the step's trading cost, so it "
+        "sees 1 + this times the cost; negative down to -1 lets it see less than the whole cost, which the discount "
+        "needs when it counts only the first few bars of a position's payoff but all of its cost (equity, "
+        "evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics)",
     )
 
 
@@ -266,6 +268,17 @@ class ForecastConfig(ZtbModel):
     alpha: float = Field(
         1.0, ge=0, le=1e6, description="ridge penalty, relative to the features' correlation matrix (0 = least squares)"
     )
+    only: bool = Field(
+        False,
+        description="true: the policy sees the forecast column alone (and the position held), not the features "
+        "it is computed from; eval and live still pass the plain features (docs/rl-experiments.md, eighth session)",
+    )
+
+    @model_validator(mode="after")
+    def _only_needs_a_forecast(self) -> ForecastConfig:
+        if self.only and self.kind == "none":
+            raise ValueError("forecast.only: true needs a forecast to see (forecast.kind: ridge)")
+        return self
 
 
 class TrainConfig(ZtbModel):

@@ -8,7 +8,8 @@ the return a position earns after bar t (the `holding_returns` the baselines are
 t's features, fitted once on the train split, gives the policy that forecast as one more column;
 what is left for PPO is when a forecast is worth a trade's cost, given the position held. (Measured
 in docs/rl-experiments.md, sixth session: no better than the features alone on the default
-market, a little better on one three times as long; hence off by default.)
+market, a little better on one three times as long; hence off by default.) With `forecast.only`
+the policy sees the forecast column instead of the features (eighth session).
 
 The fit sees the train split only, never the bars the agent is evaluated or traded on. Its
 coefficients go into every checkpoint, so `ztb eval` on any period and `ztb live` compute the very
@@ -44,6 +45,7 @@ class Forecast:
     coef: np.ndarray  # (F,) on standardised features
     spread: float  # standard deviation of the forecast on the train split
     train_rows: int
+    only: bool = False  # the policy sees the forecast column instead of the features, not next to them
 
     @property
     def n_inputs(self) -> int:
@@ -55,16 +57,24 @@ class Forecast:
         x = np.asarray(features, dtype=np.float64)
         return (((x - self.mean) / self.scale) @ self.coef / self.spread).astype(np.float32)
 
+    @property
+    def n_outputs(self) -> int:
+        """Columns the policy sees per row: the features and the forecast, or the forecast alone."""
+        return 1 if self.only else self.n_inputs + 1
+
     def append(self, features: np.ndarray) -> np.ndarray:
-        """The features with the forecast as one more column (T, F + 1)."""
+        """The columns the policy sees: the features with the forecast as one more column (T, F + 1),
+        or with `only` the forecast alone (T, 1)."""
         f = np.asarray(features, dtype=np.float32)
         if f.ndim != 2 or f.shape[1] != self.n_inputs:
             raise DataError(f"forecast: expected features (T, {self.n_inputs}), got {f.shape}")
-        return np.ascontiguousarray(np.concatenate([f, self.column(f)[:, None]], axis=1))
+        col = self.column(f)[:, None]
+        return np.ascontiguousarray(col if self.only else np.concatenate([f, col], axis=1))
 
     def augment(self, market: MarketSlice) -> MarketSlice:
-        """The slice with the forecast column appended (what the environment trains on)."""
-        return replace(market, features=self.append(market.features), feature_names=[*market.feature_names, COLUMN])
+        """The slice the environment trains on: its features replaced by `append`'s columns."""
+        names = [COLUMN] if self.only else [*market.feature_names, COLUMN]
+        return replace(market, features=self.append(market.features), feature_names=names)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores (plain lists: a checkpoint loads without pickled numpy)."""
@@ -76,6 +86,7 @@ class Forecast:
             "coef": self.coef.tolist(),
             "spread": self.spread,
             "train_rows": self.train_rows,
+            "only": self.only,
         }
 
     @classmethod
@@ -90,6 +101,7 @@ class Forecast:
                 np.asarray(st["coef"], dtype=np.float64),
                 float(st["spread"]),
                 int(st["train_rows"]),
+                bool(st.get("only", False)),  # absent in checkpoints from before the option
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint forecast state is unreadable: {exc!r}") from None
@@ -114,4 +126,4 @@ def fit_forecast(cfg: ForecastConfig, train: MarketSlice) -> Forecast | None:
             "forecast.kind ridge: the forecast is constant on the train split (nothing in the features "
             "predicts the returns); use forecast.kind none"
         )
-    return Forecast(cfg.alpha, mean, scale, coef, spread, len(train))
+    return Forecast(cfg.alpha, mean, scale, coef, spread, len(train), cfg.only)

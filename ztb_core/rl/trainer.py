@@ -333,9 +333,11 @@ def run_training(
             train_rows=len(splits["train"]),
             eval_rows=len(splits[cfg.eval.split]) if cfg.eval.split in splits else 0,
             n_features=int(splits["train"].features.shape[1]),
-            forecast=None if forecast is None else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows},
+            forecast=None
+            if forecast is None
+            else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
         )
-        # the environment sees the forecast as one more column; evaluation and checkpoints get the
+        # the environment sees the forecast as one more column (or alone); evaluation and checkpoints get the
         # fitted forecast itself, so agents append it to the plain features (rl/forecast.py)
         venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]) if forecast else splits["train"])
         model = build_model(cfg, venv)
