@@ -1,28 +1,17 @@
 """Training variants that are experiments, not product options, scored exactly like
-`bench_agent_vs_baselines.py` (docs/rl-experiments.md, seventh session), and a map of what a
-forecast-only policy does.
+`bench_agent_vs_baselines.py` (docs/rl-experiments.md, seventh and eighth sessions), a map of what a
+forecast-only policy does, and what a forecast is worth at PPO's discount.
 
 The variants were measured and rejected, so they are not config keys; they live here, patched
 into the benchmark's own process, so that the figures in the docs can be reproduced:
 
-* `--variant forecast-only`: the observation is the ridge forecast column alone (with
-  `--set forecast.kind=ridge --set env.lookback=1`: one number and the position held). Asks whether
-  PPO turns a good forecast into a trading band when nothing else is in its way.
 * `--variant decide-every=K`: the agent decides at every K-th bar and holds its position in
   between, in training (one environment step is K bars, its reward their sum) and in every
   evaluation. Exploration then pays costs on a K-th of the bars.
 * `--variant hold-init=B` (with `--set env.actions=change`): the untrained policy's "hold" logit
   starts B higher than "up" and "down" (B = 3: hold with probability 0.91 instead of 1/3), so
   exploration starts cheap instead of flipping at random.
-* `--variant cost-scale=X`: training rewards see X times each trade's cost instead of
-  1 + `env.reward.turnover_penalty` times (evaluation and every reported Sharpe pay costs in
-  full). Tests whether the discount, which sees only ~10 bars of a position's payoff but all of
-  its cost, is what keeps PPO from trading a forecast (`--forecast-edge`).
 
-Variants combine: `--variant forecast-only --variant cost-scale=0.3`.
-
-    .venv/bin/python benchmarks/agent_variants.py --variant forecast-only --label fconly --seeds 0 \\
-        --set forecast.kind=ridge --set env.lookback=1
     .venv/bin/python benchmarks/agent_variants.py --variant decide-every=4 --label k4 --seeds 0
     .venv/bin/python benchmarks/agent_variants.py --variant hold-init=3 --label hold3 --seeds 0 \\
         --set env.actions=change
@@ -30,12 +19,17 @@ Variants combine: `--variant forecast-only --variant cost-scale=0.3`.
 
     .venv/bin/python benchmarks/agent_variants.py --forecast-edge
 
-Every argument after the variant goes to the benchmark unchanged. `--policy-map` prints, for a
-forecast-only checkpoint, the greedy action and its probability for forecasts from -4 to +4 train
-SDs and each position held (F flat, L long, S short). `--forecast-edge` prints, for the default
-market and the ridge forecast, what one forecast SD is worth in bps in PPO's discounted objective
-(the slope of the discounted sum of the next 300 bars' returns on today's forecast) at several
-discounts, next to what a trade costs.
+The forecast-only agent began here as a variant too and is now an option (`forecast.only`; with
+`env.reward.turnover_penalty` below zero, `configs/presets/forecast-band.yaml`); the benchmark runs
+it directly: `bench_agent_vs_baselines.py --set forecast.kind=ridge --set forecast.only=true
+--set env.lookback=1`.
+
+Every argument after the variant goes to the benchmark unchanged; `--variant` repeats to combine.
+`--policy-map` prints, for a checkpoint trained with `forecast.only` and `env.lookback 1`, the
+greedy action and its probability for forecasts from -4 to +4 train SDs and each position held
+(F flat, L long, S short). `--forecast-edge` prints, for the default market and the ridge forecast,
+what one forecast SD is worth in bps in PPO's discounted objective (the slope of the discounted sum
+of the next 300 bars' returns on today's forecast) at several discounts, next to what a trade costs.
 """
 
 from __future__ import annotations
@@ -43,7 +37,6 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +55,6 @@ from ztb_core.rl import forecast as forecast_module  # noqa: E402
 from ztb_core.rl.actions import HOLD  # noqa: E402
 from ztb_core.rl.config import TrainConfig  # noqa: E402
 from ztb_core.rl.market import prepare_market  # noqa: E402
-
-
-def forecast_only() -> None:
-    """The forecast column replaces the features in training, periodic evaluation and scoring."""
-    fc = forecast_module.Forecast
-
-    def append(self: Any, features: np.ndarray) -> np.ndarray:
-        f = np.asarray(features, dtype=np.float32)
-        if f.ndim != 2 or f.shape[1] != self.coef.size:
-            raise ValueError(f"forecast-only: expected features (T, {self.coef.size}), got {f.shape}")
-        return np.ascontiguousarray(self.column(f)[:, None])
-
-    fc.append = append
-    fc.augment = lambda self, m: replace(m, features=self.append(m.features), feature_names=[forecast_module.COLUMN])
-    fc.n_inputs = property(lambda self: 0)  # the policy reads no plain feature column
-    agent_module.LoadedAgent.inputs = lambda self, f: self.forecast.append(f)
 
 
 def decide_every(k: int) -> None:
@@ -126,20 +103,7 @@ def hold_init(bias: float) -> None:
     ActorCriticPolicy._build = build_biased
 
 
-def cost_scale(x: float) -> None:
-    """Training rewards see `x` times each trade's cost (evaluation and reported P&L pay it in full);
-    replaces the 1 + `env.reward.turnover_penalty` times of the config."""
-    init = env_module.TradingEnv.__init__
-
-    def init_scaled(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self._penalty = x - 1.0
-
-    env_module.TradingEnv.__init__ = init_scaled
-
-
 def policy_map(checkpoint: Path) -> None:
-    forecast_only()
     agent = agent_module.load_agent(checkpoint)
     grid = np.linspace(-4, 4, 17, dtype=np.float32)
     print(f"{checkpoint.name}: greedy action (F flat, L long, S short) and its probability")
@@ -180,22 +144,17 @@ def forecast_edge() -> None:
 
 def apply_variant(ap: argparse.ArgumentParser, variant: str, rest: list[str]) -> None:
     name, _, value = variant.partition("=")
-    if variant == "forecast-only":
-        forecast_only()
-    elif name == "decide-every" and value.isdigit() and int(value) >= 1:
+    if name == "decide-every" and value.isdigit() and int(value) >= 1:
         decide_every(int(value))
     elif name == "hold-init" and "env.actions=change" not in rest:
         ap.error("--variant hold-init=B needs --set env.actions=change (with discrete actions index 0 is flat)")
-    elif name in ("hold-init", "cost-scale"):
+    elif name == "hold-init":
         try:
-            number = float(value)
+            hold_init(float(value))
         except ValueError:
-            ap.error(f"--variant {variant!r}: {'B' if name == 'hold-init' else 'X'} must be a number")
-        if name == "cost-scale" and number < 0:
-            ap.error(f"--variant {variant!r}: X must be >= 0 (a negative cost would pay the agent to trade)")
-        (hold_init if name == "hold-init" else cost_scale)(number)
+            ap.error(f"--variant {variant!r}: B must be a number")
     else:
-        ap.error(f"--variant {variant!r}: expected forecast-only, decide-every=K (K >= 1), hold-init=B or cost-scale=X")
+        ap.error(f"--variant {variant!r}: expected decide-every=K (K >= 1) or hold-init=B")
 
 
 def main() -> None:
@@ -204,9 +163,9 @@ def main() -> None:
     group.add_argument(
         "--variant",
         action="append",
-        help="forecast-only | decide-every=K | hold-init=B | cost-scale=X (repeat to combine)",
+        help="decide-every=K | hold-init=B (repeat to combine)",
     )
-    group.add_argument("--policy-map", type=Path, help="a forecast-only checkpoint to map")
+    group.add_argument("--policy-map", type=Path, help="a forecast.only checkpoint to map")
     group.add_argument("--forecast-edge", action="store_true", help="a forecast SD's worth at several discounts")
     args, rest = ap.parse_known_args()
     if args.policy_map:
