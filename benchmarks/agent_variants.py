@@ -19,10 +19,10 @@ into the benchmark's own process, so that the figures in the docs can be reprodu
 
     .venv/bin/python benchmarks/agent_variants.py --forecast-edge
 
-The forecast-only agent began here as a variant too and is now an option (`forecast.only`; with
-`env.reward.turnover_penalty` below zero, `configs/presets/forecast-band.yaml`); the benchmark runs
-it directly: `bench_agent_vs_baselines.py --set forecast.kind=ridge --set forecast.only=true
---set env.lookback=1`.
+The forecast-only agent began here as a variant too and is now the default (`forecast.only`,
+`env.lookback 1`, `env.reward.turnover_penalty -0.75`); the policy on the features is
+`configs/presets/features-policy.yaml`. The variants above were measured on that features policy:
+pass its four keys with --set to reproduce them.
 
 Every argument after the variant goes to the benchmark unchanged; `--variant` repeats to combine.
 `--policy-map` prints, for a checkpoint trained with `forecast.only` and `env.lookback 1`, the

@@ -176,12 +176,12 @@ def main() -> None:
     from ztb_core.evaluation.calendar import periods_per_year
     from ztb_core.manifest import Manifest
     from ztb_core.rl.agent import load_agent
-    from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.config import TrainConfig, load_recorded_config
     from ztb_core.rl.market import prepare_splits
     from ztb_core.rl.trainer import run_training
 
     if args.run is not None:
-        base = load_config(TrainConfig, args.run / "config.yaml", args.sets)
+        base = load_recorded_config(args.run / "config.yaml", args.sets)
         args.seeds = [base.seed]
     else:
         base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])

@@ -200,8 +200,9 @@ def test_train_headless_with_streaming_completes_and_writes_stream_metrics(tmp_p
     ready = next(e for e in _jsonl(run / "events.jsonl") if e["event"] == "data_ready")
     assert ready["train_rows"] == 1984  # the first window: 31 batches of 64, the 32nd did not fit
     # a forecast (forecast.kind ridge) is fitted on that first window, the only train bars
-    # in memory, and the refreshed windows get its column too (a width mismatch would fail the run)
-    assert ready["forecast"] == {"kind": "ridge", "train_rows": 1984, "only": False}
+    # in memory, and the refreshed windows get its column too (a width mismatch would fail the run);
+    # by default the policy sees that column alone
+    assert ready["forecast"] == {"kind": "ridge", "train_rows": 1984, "only": True}
     cfg = (run / "config.yaml").read_text()
     assert "buffer_policy: block" in cfg and "enabled: true" in cfg
 

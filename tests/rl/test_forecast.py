@@ -1,7 +1,7 @@
 """The supervised forecast column (`forecast.kind: ridge`, ztb_core/rl/forecast.py): fitted on
 the train split only, predictive where there is something to predict, stored in checkpoints so
 that evaluation and live trading compute the column training saw, and runs recorded before it
-existed still resume as they trained."""
+existed (or before the policy saw it alone by default) still resume and load as they trained."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from ztb_core.config import load_config
 from ztb_core.data.synthetic import STRONG_SIGNAL, preset_overrides
 from ztb_core.errors import ConfigError, DataError
 from ztb_core.evaluation.baselines import holding_returns
+from ztb_core.manifest import Manifest, sha256_file
 from ztb_core.rl.agent import load_agent, resolve_checkpoint
-from ztb_core.rl.config import ForecastConfig, TrainConfig
+from ztb_core.rl.checkpoints import read_checkpoint, serialise
+from ztb_core.rl.config import ForecastConfig, TrainConfig, load_recorded_config
 from ztb_core.rl.forecast import COLUMN, Forecast, fit_forecast
 from ztb_core.rl.market import prepare_splits
 from ztb_core.rl.trainer import check_compatible, run_training
@@ -24,6 +26,14 @@ from ztb_core.rl.trainer import check_compatible, run_training
 from .conftest import tiny_cfg
 
 RIDGE = ForecastConfig(kind="ridge")
+
+
+def _rewrite_state(ckpt, mutate) -> None:
+    """Edit a checkpoint's state as an older version of ztb would have written it (manifest kept valid)."""
+    state = read_checkpoint(ckpt)
+    mutate(state)
+    ckpt.write_bytes(serialise(state, 1)[0])
+    Manifest(ckpt.parent).update(ckpt.name, size=ckpt.stat().st_size, sha256=sha256_file(ckpt))
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,7 +79,7 @@ def test_the_fit_reads_the_train_split_and_nothing_after_it():
 
 
 def test_a_run_stores_its_forecast_and_the_agent_appends_it_to_plain_features(art):
-    cfg = tiny_cfg("forecast.kind=ridge", "forecast.alpha=0.1", total=256)
+    cfg = tiny_cfg("forecast.kind=ridge", "forecast.only=false", "forecast.alpha=0.1", total=256)
     out = run_training(cfg, run_id="fc", progress=False)
     _, _, state = resolve_checkpoint(out.run_dir)
     stored = Forecast.from_state(state["forecast"])
@@ -97,8 +107,9 @@ def test_a_run_stores_its_forecast_and_the_agent_appends_it_to_plain_features(ar
         agent.positions(seen)  # a matrix that already has the column is refused, not misread
 
 
-def test_forecast_only_the_policy_sees_the_column_alone_and_callers_still_pass_plain_features(art):
-    cfg = tiny_cfg("forecast.kind=ridge", "forecast.only=true", "env.lookback=1", total=256)
+def test_by_default_the_policy_sees_the_column_alone_and_callers_still_pass_plain_features(art):
+    cfg = tiny_cfg("env.lookback=1", total=256)
+    assert cfg.forecast.kind == "ridge" and cfg.forecast.only  # the defaults, not set here
     out = run_training(cfg, run_id="fconly", progress=False)
     _, _, state = resolve_checkpoint(out.run_dir)
     assert state["forecast"]["only"] is True
@@ -121,27 +132,25 @@ def test_forecast_only_the_policy_sees_the_column_alone_and_callers_still_pass_p
     # a checkpoint from before the option reads as features + forecast
     old = {k: v for k, v in agent.forecast.state().items() if k != "only"}
     assert Forecast.from_state(old).only is False
-    with pytest.raises(ConfigError, match="forecast.only"):
-        tiny_cfg("forecast.only=true")  # nothing to see without a forecast
 
 
-def test_the_forecast_band_preset_changes_exactly_its_four_keys():
+def test_the_features_policy_preset_changes_exactly_its_four_keys():
     from ztb_core.config import config_to_dict, flatten
     from ztb_core.paths import configs_dir
 
-    preset = load_config(TrainConfig, configs_dir() / "presets" / "forecast-band.yaml")
+    preset = load_config(TrainConfig, configs_dir() / "presets" / "features-policy.yaml")
     default = load_config(TrainConfig)
     changed = {k: v for k, v in flatten(config_to_dict(preset)).items() if flatten(config_to_dict(default))[k] != v}
     assert changed == {
-        "forecast.kind": "ridge",
-        "forecast.only": True,
-        "env.lookback": 1,
-        "env.reward.turnover_penalty": -0.75,
+        "forecast.kind": "none",
+        "forecast.only": False,
+        "env.lookback": 8,
+        "env.reward.turnover_penalty": 1.0,
     }
 
 
-def test_kind_none_the_default_trains_on_the_features_alone(art):
-    out = run_training(tiny_cfg(total=128), run_id="plain", progress=False)
+def test_kind_none_trains_on_the_features_alone_whatever_only_says(art):
+    out = run_training(tiny_cfg("forecast.kind=none", total=128), run_id="plain", progress=False)
     _, _, state = resolve_checkpoint(out.run_dir)
     assert "forecast" not in state
     agent = load_agent(out.run_dir)
@@ -150,14 +159,20 @@ def test_kind_none_the_default_trains_on_the_features_alone(art):
 
 
 def test_a_run_recorded_before_forecasts_existed_resumes_as_it_trained(art):
-    """Its config.yaml has no `forecast` key: it trained on the features alone, which is the
-    default, so it resumes; asking it for a forecast it never had is refused."""
-    out = run_training(tiny_cfg(total=128), run_id="old", progress=False)
+    """Its config.yaml and checkpoints have no `forecast` key: it trained on the features alone,
+    which is no longer the default, so the recorded config reads as it trained and it resumes, and
+    its checkpoint loads as a features agent; asking it for a forecast it never had is refused."""
+    out = run_training(tiny_cfg("forecast.kind=none", total=128), run_id="old", progress=False)
     path = out.run_dir / "config.yaml"
     recorded = yaml.safe_load(path.read_text())
     del recorded["forecast"]
     path.write_text(yaml.safe_dump(recorded, sort_keys=False))
-    cfg = load_config(TrainConfig, path, ["total_timesteps=256"])  # what `ztb train --resume old` loads
+    for ckpt in (out.run_dir / "checkpoints").glob("*.ckpt.zst"):
+        _rewrite_state(ckpt, lambda st: st["config"].pop("forecast"))
+    assert load_agent(out.run_dir).forecast is None
+    # positive control: the same recorded config read as a user's file picks up today's default
+    assert load_config(TrainConfig, path).forecast.kind == "ridge"
+    cfg = load_recorded_config(path, ["total_timesteps=256"])  # what `ztb train --resume old` loads
     assert cfg.forecast.kind == "none"
     check_compatible(recorded, cfg, "run old")  # no complaint
     resumed = run_training(cfg, resume_dir=out.run_dir, progress=False)
@@ -165,6 +180,32 @@ def test_a_run_recorded_before_forecasts_existed_resumes_as_it_trained(art):
     # positive control: the same recorded config with a forecast asked for is refused, naming the key
     with pytest.raises(ConfigError, match="forecast.kind"):
         check_compatible(recorded, tiny_cfg("forecast.kind=ridge", total=256), "run old")
+
+
+def test_a_run_recorded_before_only_existed_loads_and_resumes_with_the_features_too(art):
+    """Sixth- and seventh-session runs had forecast.kind ridge and no `only` key: their policy saw
+    the features and the forecast. `load_agent` and `ztb train --resume` read them so, although
+    the policy sees the forecast alone by default now."""
+    from ztb_core.cli import main
+
+    out = run_training(tiny_cfg("forecast.only=false", total=128), run_id="fc6", progress=False)
+    path = out.run_dir / "config.yaml"
+    recorded = yaml.safe_load(path.read_text())
+    del recorded["forecast"]["only"]
+    path.write_text(yaml.safe_dump(recorded, sort_keys=False))
+
+    def as_before(state: dict) -> None:
+        del state["config"]["forecast"]["only"], state["forecast"]["only"]
+
+    for ckpt in (out.run_dir / "checkpoints").glob("*.ckpt.zst"):
+        _rewrite_state(ckpt, as_before)
+    agent = load_agent(out.run_dir)
+    assert agent.forecast is not None and not agent.forecast.only
+    assert agent.inputs(np.zeros((8, agent.n_features))).shape == (8, agent.n_features + 1)
+    assert load_config(TrainConfig, path).forecast.only  # positive control: today's default
+    assert main(["train", "--headless", "--no-progress", "--resume", "fc6", "--total-timesteps", "256"]) == 0
+    _, _, state = resolve_checkpoint(out.run_dir)
+    assert state["num_timesteps"] == 256 and state["config"]["forecast"]["only"] is False
 
 
 def test_resume_keeps_the_forecast_of_the_checkpoint(art):

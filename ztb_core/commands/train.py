@@ -24,13 +24,14 @@ def register(app: typer.Typer) -> None:
 
 def _load(config: Path | None, resume: str | None, run_id: str | None, total_timesteps: int | None, sets: list[str]):
     from ..config import load_config
-    from ..rl.config import TrainConfig
+    from ..rl.config import TrainConfig, load_recorded_config
     from ..runs import resolve_resume
 
     resume_dir, resume_file = resolve_resume(resume, run_id, kind="train")
     overrides = list(sets or []) + ([f"total_timesteps={total_timesteps}"] if total_timesteps else [])
-    base = config if config is not None else (resume_dir / "config.yaml" if resume_dir is not None else None)
-    return load_config(TrainConfig, base, overrides), resume_dir, resume_file
+    if config is None and resume_dir is not None:  # the run's own config, as it trained
+        return load_recorded_config(resume_dir / "config.yaml", overrides), resume_dir, resume_file
+    return load_config(TrainConfig, config, overrides), resume_dir, resume_file
 
 
 def _passthrough(config, total_timesteps, sets, resume=None) -> list[str]:
@@ -223,14 +224,13 @@ def _print_selection(console, run_dir, entries: list[dict]) -> None:
     """Which checkpoint `ztb eval --model RUN` will score, and how far training drifted from it."""
     import json
 
-    from ..config import load_config
     from ..evaluation.calendar import periods_per_year
-    from ..rl.config import TrainConfig
+    from ..rl.config import load_recorded_config
     from ..rl.evaluate import checkpoint_drift
 
     try:
         latest = json.loads((run_dir / "reports" / "eval-latest.json").read_text())
-        cfg = load_config(TrainConfig, run_dir / "config.yaml", [])
+        cfg = load_recorded_config(run_dir / "config.yaml")
     except (OSError, ValueError, ConfigError):
         return  # no periodic evaluation (eval.every_steps 0) or an unreadable summary: nothing to compare
     drift = checkpoint_drift(entries, int(latest.get("bars", 0)), periods_per_year("M1", cfg.data.market))
@@ -252,12 +252,11 @@ def _print_selection(console, run_dir, entries: list[dict]) -> None:
 
 def _print_market(console, run_dir) -> None:
     """Which market the run used and its ceiling, so an agent's Sharpe can be read against it."""
-    from ..config import load_config
-    from ..rl.config import TrainConfig
+    from ..rl.config import load_recorded_config
     from ..rl.market import describe_market
 
     try:
-        cfg = load_config(TrainConfig, run_dir / "config.yaml", [])
+        cfg = load_recorded_config(run_dir / "config.yaml")
     except Exception as exc:  # a summary must never turn a finished run into an error
         console.print(f"[yellow]could not describe the market: {exc}[/]")
         return

@@ -37,7 +37,7 @@ from ..pretrain.dataset import IN_CHANNELS
 from ..runs import find_run
 from .actions import ActionMap
 from .checkpoints import load_checkpoint_file, load_latest_valid
-from .config import TrainConfig
+from .config import TrainConfig, recorded_train_config
 from .encoder import (
     FEATURES_KEY,
     POSITION_KEY,
@@ -257,7 +257,7 @@ def load_agent(path: str | Path) -> LoadedAgent:
     """Load the agent from a checkpoint file or the newest valid checkpoint of a run directory
     (and its Stage-1 encoder, when the run used one)."""
     file, entry, state = resolve_checkpoint(path)
-    cfg = TrainConfig.model_validate(state["config"])
+    cfg = recorded_train_config(state["config"], f"checkpoint {file}")
     forecast = Forecast.from_state(state.get("forecast"))
     if (forecast is None) != (cfg.forecast.kind == "none"):
         raise CheckpointError(

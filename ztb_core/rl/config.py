@@ -8,11 +8,14 @@ evaluation, supervision, watch thresholds) may change between sessions of one ru
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import copy
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..config import ZtbModel
+from ..config import ZtbModel, apply_overrides, read_yaml, validate_config
 from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..data.stream import StreamConfig
@@ -45,18 +48,21 @@ class RewardConfig(ZtbModel):
         1.0, gt=0, le=1e6, description="multiplies every reward (VecNormalize rescales anyway when norm_reward is on)"
     )
     turnover_penalty: float = Field(
-        1.0,
+        -0.75,
         ge=-1,
         le=100,
         description="training-only shaping: the reward also loses this many times the step's trading cost, so it "
         "sees 1 + this times the cost; negative down to -1 lets it see less than the whole cost, which the discount "
         "needs when it counts only the first few bars of a position's payoff but all of its cost (equity, "
-        "evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics)",
+        "evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics). The default -0.75 (a "
+        "quarter of the cost) is what makes PPO learn a band on the forecast (docs/rl-experiments.md, eighth session)",
     )
 
 
 class EnvConfig(ZtbModel):
-    lookback: int = Field(8, ge=1, le=4096, description="bars of features in each observation window")
+    lookback: int = Field(
+        1, ge=1, le=4096, description="bars of features in each observation window (1: the forecast summarises them)"
+    )
     actions: Literal["discrete", "target", "change"] = Field(
         "discrete",
         description="discrete: pick one of `positions`; change: hold, one rung up or one rung down the sorted "
@@ -186,10 +192,11 @@ class EvalConfig(ZtbModel):
     split: Literal["val", "test"] = Field(
         "val", description="split used for periodic evaluation (keep test for the end)"
     )
-    max_bars: int = Field(
-        20_000,
+    max_bars: int | None = Field(
+        None,
         ge=100,
-        description="evaluate on at most the first this many bars of the split (bounds the time per evaluation)",
+        description="evaluate on at most the first this many bars of the split (null = all of it: the best "
+        "checkpoint is then chosen on the same bars whose standard error the reports quote)",
     )
     deterministic: bool = Field(True, description="greedy actions during evaluation")
     allow_test_split: bool = Field(
@@ -260,25 +267,20 @@ class ForecastConfig(ZtbModel):
     """A supervised forecast appended to the features (`ztb_core.rl.forecast`)."""
 
     kind: Literal["none", "ridge"] = Field(
-        "none",
+        "ridge",
         description="none: the features alone; ridge: ridge regression of the next bar's return on the features, "
-        "fitted on the train split only and appended as one more feature column (stored in every checkpoint). "
-        "Not the default: no better over nine seeds on the default market (docs/rl-experiments.md, sixth session)",
+        "fitted on the train split only and given to the policy as one more column (stored in every checkpoint)",
     )
     alpha: float = Field(
         1.0, ge=0, le=1e6, description="ridge penalty, relative to the features' correlation matrix (0 = least squares)"
     )
     only: bool = Field(
-        False,
+        True,
         description="true: the policy sees the forecast column alone (and the position held), not the features "
-        "it is computed from; eval and live still pass the plain features (docs/rl-experiments.md, eighth session)",
+        "it is computed from; false: the features and the forecast. Eval and live still pass the plain features. "
+        "With kind none there is no forecast and the policy sees the features (docs/rl-experiments.md, eighth and "
+        "ninth sessions)",
     )
-
-    @model_validator(mode="after")
-    def _only_needs_a_forecast(self) -> ForecastConfig:
-        if self.only and self.kind == "none":
-            raise ValueError("forecast.only: true needs a forecast to see (forecast.kind: ridge)")
-        return self
 
 
 class TrainConfig(ZtbModel):
@@ -343,19 +345,59 @@ class TrainConfig(ZtbModel):
 
 
 #: the demo market's planted signal: weak (3 % of the return variance, 14-bar half-life). At the
-#: default costs (seed 0, 200,000 bars: `ztb_core.data.synthetic.signal_ceiling`, checked by
-#: tests/data/test_synthetic.py) a trader who knows it reaches a net Sharpe of about
+#: default costs (seed 0, all DEMO_MARKET_BARS bars: `ztb_core.data.synthetic.signal_ceiling`,
+#: checked by tests/data/test_synthetic.py) a trader who knows it reaches a net Sharpe of about
 #: DEMO_SIGNAL_CEILING, and the best filter of past prices alone, knowing the market's true
 #: parameters, about DEMO_PRICE_CEILING: the realistic ceiling for an agent, since the signal is
 #: buried in 97 % noise. The signal adds ~+0.03 to the lag-1 autocorrelation; a stronger quote
 #: bounce than the signal-free default (0.045 vs 0.015) keeps the total at USD/JPY's -0.024.
 DEMO_SIGNAL = {"signal_strength": 0.03, "signal_persistence": 0.95, "bounce": 0.045}
-DEMO_SIGNAL_CEILING = 30.0
+DEMO_SIGNAL_CEILING = 32.0
 DEMO_PRICE_CEILING = 9.5
+#: about 80 weeks of FX minutes. Long enough that each 15 % split (~89,000 bars) measures an
+#: annualised Sharpe to +-2.0 (one SE), not the +-3.6 of the 200,000 bars it used to have: on those
+#: even the best filter of past prices could not be told from an SMA crossover on the test split
+#: (docs/rl-experiments.md, ninth session)
+DEMO_MARKET_BARS = 600_000
 
 
 def _demo_market() -> DataSourceConfig:
     """The default market: synthetic bars calibrated to USD/JPY M1 with a weak learnable signal,
     so a run with no data of its own has something to learn, but not an easy edge."""
     src = DataSourceConfig()
-    return src.model_copy(update={"synthetic": src.synthetic.model_copy(update=DEMO_SIGNAL)})
+    return src.model_copy(
+        update={"synthetic": src.synthetic.model_copy(update={**DEMO_SIGNAL, "n_bars": DEMO_MARKET_BARS})}
+    )
+
+
+#: keys added after runs were first recorded, with the value every run recorded without them trained
+#: with. Their defaults have since changed (ninth session: the policy sees the ridge forecast alone),
+#: so a run's config.yaml or a checkpoint's state that lacks one must not pick up today's default.
+RECORDED_BEFORE_KEY_EXISTED: dict[str, Any] = {"forecast.kind": "none", "forecast.only": False}
+
+
+def complete_recorded(recorded: dict) -> dict:
+    """A recorded train config (a run's config.yaml, a checkpoint's state) with the keys it predates
+    set to what the run trained with; the input is not modified."""
+    out = copy.deepcopy(recorded)
+    for dotted, value in RECORDED_BEFORE_KEY_EXISTED.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break  # a malformed section: validation names it
+        else:
+            node.setdefault(leaf, value)
+    return out
+
+
+def recorded_train_config(recorded: dict, source: str, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Validate a recorded train config (see `complete_recorded`), with `--set` overrides on top."""
+    data, touched = apply_overrides(complete_recorded(recorded), list(overrides))
+    return validate_config(TrainConfig, data, source=source, overridden=touched)
+
+
+def load_recorded_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
+    """A run's config.yaml as the run trained, with `--set` overrides on top."""
+    return recorded_train_config(read_yaml(Path(path)), str(path), overrides)

@@ -115,7 +115,7 @@ class PeriodicEvaluator:
         forecast: Forecast | None = None,
     ):
         self.cfg = cfg
-        n = min(len(market), cfg.eval.max_bars)
+        n = len(market) if cfg.eval.max_bars is None else min(len(market), cfg.eval.max_bars)
         self.market = market.slice(0, n)  # keeps the encoder windows (fine-tune mode) aligned
         self.features = self.market.features
         self.open, self.close = self.market.open, self.market.close

@@ -45,7 +45,7 @@ from ..runs import RunWriter
 from ..tensorboard import require_tensorboard, tensorboard_dir
 from .callbacks import training_callbacks
 from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state, warm_start_policy
-from .config import INCOMPATIBLE_PREFIXES, TrainConfig
+from .config import INCOMPATIBLE_PREFIXES, TrainConfig, complete_recorded
 from .encoder import FEATURES_KEY, NORM_KEYS, check_encoder_fingerprint, load_encoder_checked
 from .env import EncoderTradingEnv, TradingEnv
 from .evaluate import PeriodicEvaluator
@@ -73,6 +73,7 @@ class TrainOutcome:
 def check_compatible(recorded: dict, cfg: TrainConfig, where: str) -> list[str]:
     """Raise ConfigError naming every incompatible key; return the compatible keys that changed."""
     new = config_to_dict(cfg)
+    recorded = complete_recorded(recorded)
     a, b = flatten(recorded), flatten(new)
     defaults = flatten(config_to_dict(TrainConfig()))
     # a key added after the run was recorded trained as its default does (new keys keep the old

@@ -77,7 +77,7 @@ def _default_space() -> dict[str, ParamRange]:
         "ppo.clip_range": r(choices=[0.1, 0.2, 0.3]),
         "ppo.target_kl": r(choices=[0.01, 0.02, 0.05]),
         "ppo.n_epochs": r(choices=[3, 5, 10]),
-        "env.reward.turnover_penalty": r(low=0.0, high=3.0),
+        "env.reward.turnover_penalty": r(low=-0.95, high=1.0),
     }
 
 
