@@ -6,6 +6,10 @@ split after costs beside the simple baselines.
     + random encoder        the same plus the embeddings of an encoder of the SAME shape with
                             random weights (the control: extra columns that carry no pretraining)
 
+"On" follows the train config: with the defaults the policy sees a ridge forecast fitted on those
+columns (so the arms differ in what the forecast is fitted on); with
+configs/presets/features-policy.yaml it sees the columns themselves.
+
 Baselines on the same test bars and costs: buy-and-hold, SMA 20/100 crossover and ridge on the
 technical features with a hysteresis band (fit on train, alpha and band chosen on validation).
 The encoder must have been pretrained on data that ends before the PPO validation/test periods:
