@@ -264,7 +264,7 @@ class EncoderConfig(ZtbModel):
 
 
 class ForecastConfig(ZtbModel):
-    """A supervised forecast appended to the features (`ztb_core.rl.forecast`)."""
+    """A supervised forecast the policy sees, alone or beside the features (`ztb_core.rl.forecast`)."""
 
     kind: Literal["none", "ridge"] = Field(
         "ridge",
