@@ -46,7 +46,6 @@ from . import __version__
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .config import config_hash, config_to_dict, config_to_yaml
 from .errors import RunError
-from .ops import notify
 from .paths import REPO_ROOT, global_kill_file, runs_dir
 from .segments import read_segments, read_segments_tail, segment_files, uncompact_jsonl
 
@@ -106,7 +105,9 @@ def package_versions(names: Iterable[str] = _PACKAGES) -> dict[str, str | None]:
     return versions
 
 
-def host_facts() -> dict[str, Any]:
+def host_facts(gpu: list[str] | str | None = None) -> dict[str, Any]:
+    """Facts about this machine for run.json. The GPU list comes from the caller (the runtime floor's
+    `telemetry.gpu_facts`): this module stays below the code that talks to NVML."""
     facts: dict[str, Any] = {
         "host": socket.gethostname(),
         "python": sys.version.split()[0],
@@ -114,15 +115,13 @@ def host_facts() -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    try:
-        # import cycle: runs -> ops.telemetry -> ops.disk -> runs
-        from .ops.telemetry import NvmlSource
-
-        nvml = NvmlSource()
-        facts["gpu"] = [g.name for g in nvml.gpus()] if nvml.available else f"unavailable: {nvml.reason}"
-    except Exception as exc:  # facts are best effort; a run must not fail for them
-        facts["gpu"] = f"unavailable: {exc.__class__.__name__}"
+    if gpu is not None:
+        facts["gpu"] = gpu
     return facts
+
+
+#: called with (run_dir, run_id, kind, record) for every event a writer records (notifications)
+EventHook = Callable[[Path | None, str, str, dict], None]
 
 
 def _clean(value: Any) -> Any:
@@ -249,8 +248,9 @@ class RunWriter:
     """Writes one run directory. Use as a context manager: an exception marks the run failed
     and records an `error` event with a traceback digest."""
 
-    def __init__(self, run_dir: Path, info: dict):
+    def __init__(self, run_dir: Path, info: dict, on_event: EventHook | None = None):
         self.dir = Path(run_dir)
+        self._on_event = on_event
         self.info = info
         self.run_id: str = info["run_id"]
         self.kind: str = info["kind"]
@@ -276,7 +276,11 @@ class RunWriter:
         seeds: dict | None = None,
         artifacts: Path | None = None,
         total_steps: int | None = None,
+        host: dict[str, Any] | None = None,
+        on_event: EventHook | None = None,
     ) -> RunWriter:
+        """A new run folder. `host` (facts for run.json, default: this machine without GPUs) and
+        `on_event` (the notification hook) come from the runtime floor: `runtime.run_writer`."""
         root = runs_dir(artifacts)
         root.mkdir(parents=True, exist_ok=True)
         run_id = run_id or new_run_id(kind)
@@ -299,24 +303,24 @@ class RunWriter:
             "created_at": utc_now_iso(),
             "seeds": seeds or {},
             "packages": package_versions(),
-            **host_facts(),
+            **(host if host is not None else host_facts()),
         }
         atomic_write_json(run_dir / "run.json", info)
         atomic_write_text(
             run_dir / "config.yaml", config_to_yaml(config) if hasattr(config, "model_dump") else _yaml_dump(cfg_dict)
         )
-        writer = cls(run_dir, info)
+        writer = cls(run_dir, info, on_event)
         writer.set_status("starting", step=0, total_steps=total_steps)
         writer.event("created", run_id=run_id, kind=kind)
         return writer
 
     @classmethod
-    def open(cls, run_dir: Path) -> RunWriter:
+    def open(cls, run_dir: Path, on_event: EventHook | None = None) -> RunWriter:
         """Re-open an existing run (resume / restart): appends continue where they stopped."""
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
             raise RunError(f"{run_dir}: not a run directory (no run.json)")
-        writer = cls(run_dir, read_run_info(run_dir))
+        writer = cls(run_dir, read_run_info(run_dir), on_event)
         try:
             writer._status = read_json(run_dir / "status.json")
         except (FileNotFoundError, json.JSONDecodeError):
@@ -405,9 +409,8 @@ class RunWriter:
     def event(self, name: str, /, **data: Any) -> None:
         record = {"time": round(time.time(), 3), "event": name, **{k: _clean(v) for k, v in data.items()}}
         self.events.append(record, flush=True)
-        # the one notification hook for every run kind (configs/notify.yaml picks the events; a no-op
-        # unless DISCORD_WEBHOOK or ZTB_NOTIFY is set; never blocks)
-        notify.forward(self.dir, self.run_id, self.kind, record)
+        if self._on_event is not None:  # notifications (runtime.notify.forward; never blocks)
+            self._on_event(self.dir, self.run_id, self.kind, record)
 
     def error_event(self, exc: BaseException, scrub: Callable[[str], str] | None = None) -> dict:
         """Record `exc` (message, traceback digest and tail); `scrub` is applied to every text written

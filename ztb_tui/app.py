@@ -13,9 +13,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ztb_core.ops.killfile import request_stop
 from ztb_core.paths import configs_dir, global_kill_file
 from ztb_core.runs import ACTIVE_STATES, RunSummary
+from ztb_core.runtime.killfile import request_stop
 
 from .launching import Launched, launch, resume
 from .poller import Poller

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ztb_core.errors import ZtbError
-from ztb_core.ops.procs import launch_detached, ztb_argv
 from ztb_core.paths import configs_dir
 from ztb_core.runs import new_run_id
+from ztb_core.runtime.procs import launch_detached, ztb_argv
 
 
 @dataclass(frozen=True)

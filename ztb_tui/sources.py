@@ -38,8 +38,8 @@ from ztb_core.runs import (
 )
 
 if TYPE_CHECKING:
-    from ztb_core.ops.config import DiskConfig
-    from ztb_core.ops.disk import DiskHealth
+    from ztb_core.runtime.config import DiskConfig
+    from ztb_core.runtime.disk import DiskHealth
 
 Clock = Callable[[], float]
 
@@ -531,7 +531,7 @@ class HostSource:
         self._disk_config: DiskConfig | None = None
         self._disk_history: deque[tuple[float, int]] = deque(maxlen=4096)
         if gpu is None:
-            from ztb_core.ops.telemetry import NvmlSource
+            from ztb_core.runtime.telemetry import NvmlSource
 
             gpu = NvmlSource()
         self.gpu = gpu
@@ -539,12 +539,12 @@ class HostSource:
         self._cpu = cpu or CpuMeter(psutil.cpu_times)
 
     def _disk(self) -> DiskHealth | None:
-        """Free space, growth and time to full of the artifacts filesystem (ops.disk)."""
+        """Free space, growth and time to full of the artifacts filesystem (runtime.disk)."""
         if self.disk_path is None:
             return None
-        # imported in the poller's thread: ops.disk pulls in pydantic, kept off the first paint
-        from ztb_core.ops.config import load_ops_config
-        from ztb_core.ops.disk import disk_health
+        # imported in the poller's thread: runtime.disk pulls in pydantic, kept off the first paint
+        from ztb_core.runtime.config import load_ops_config
+        from ztb_core.runtime.disk import disk_health
 
         now = self.now()
         try:

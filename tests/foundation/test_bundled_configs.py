@@ -41,7 +41,7 @@ def test_bundled_config_equals_model_defaults(name):
 def test_control_a_key_missing_from_a_bundled_yaml_fails(tmp_path):
     """Positive control: the bundled ops.yaml without one key loads to the same defaults, and only
     the key check notices."""
-    from ztb_core.ops.config import OpsConfig
+    from ztb_core.runtime.config import OpsConfig
 
     text = (configs_dir() / "ops.yaml").read_text()
     cut = "\n".join(line for line in text.splitlines() if "warn_free_mb" not in line)

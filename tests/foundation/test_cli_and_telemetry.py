@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from tests.conftest import ztb_cmd
 from ztb_core.cli import app
-from ztb_core.ops.telemetry import GpuSample, NvmlSource, TelemetrySampler, TelemetryThread
 from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime.telemetry import GpuSample, NvmlSource, TelemetrySampler, TelemetryThread
 
 
 class FakeGpu:

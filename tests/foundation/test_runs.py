@@ -11,6 +11,7 @@ import time
 import pytest
 
 from ztb_core.runs import JsonlTail, RunReader, RunWriter, find_run, list_runs, liveness
+from ztb_core.runtime.run_writer import create_run
 
 WRITER_SCRIPT = textwrap.dedent("""
     import sys, time
@@ -31,7 +32,8 @@ def spawn_writer(run_dir, n, **kw):
 
 
 def test_create_writes_protocol_files(artifacts):
-    with RunWriter.create("train", {"a": 1}, seeds={"seed": 7}, total_steps=100) as run:
+    # the jobs' writer: the protocol plus this host's GPU facts and the notification hook
+    with create_run("train", {"a": 1}, seeds={"seed": 7}, total_steps=100) as run:
         run.set_status("running", step=5)
         run.metric(5, "train", {"loss": 0.5, "bad": float("nan")})
         run.event("checkpoint_saved", step=5)

@@ -12,15 +12,15 @@ from typer.testing import CliRunner
 
 from tests.conftest import ztb_cmd
 from ztb_core.cli import app
-from ztb_core.ops.killfile import KillSwitch, request_stop
 from ztb_core.paths import global_kill_file
 from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime.killfile import KillSwitch, request_stop
 
 # A run that honours the kill-file unless told to ignore it; `ignore_term` also ignores SIGTERM.
 CHILD = textwrap.dedent("""
     import signal, sys, time
     from pathlib import Path
-    from ztb_core.ops.killfile import KillSwitch
+    from ztb_core.runtime.killfile import KillSwitch
     from ztb_core.runs import RunWriter
     mode = sys.argv[2]
     run = RunWriter.open(Path(sys.argv[1]))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-from ztb_core.ops.config import DiskConfig
-from ztb_core.ops.disk import MB, Usage, disk_health, disk_history, run_disk_health
-from ztb_core.ops.telemetry import TelemetryThread
 from ztb_core.ops.watcher import Thresholds, watch_once
 from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime.config import DiskConfig
+from ztb_core.runtime.disk import MB, Usage, disk_health, disk_history, run_disk_health
+from ztb_core.runtime.telemetry import TelemetryThread
 
 GB = 1024 * MB
 
@@ -77,7 +77,7 @@ def test_watch_alerts_on_a_filling_disk(artifacts, monkeypatch):
     now = time.time()
     # history written as the telemetry thread does: 3 GiB free a minute ago
     run.metric(10, "sys", {"disk_free_bytes": 3 * GB, "disk_total_bytes": 100 * GB}, flush=True)
-    monkeypatch.setattr("ztb_core.ops.disk.read_usage", fixed(1 * GB))
+    monkeypatch.setattr("ztb_core.runtime.disk.read_usage", fixed(1 * GB))
     alerts = watch_once(run.dir, Thresholds(stall_min=0, mem_pct=0, rss_mb=0), disk=CFG, now=now + 60)
     assert [a.check for a in alerts] == ["disk_critical"], alerts
     assert "full in" in alerts[0].message
@@ -91,7 +91,7 @@ def test_watch_alerts_on_a_filling_disk(artifacts, monkeypatch):
 def test_watch_is_quiet_on_a_healthy_disk(artifacts, monkeypatch):
     run = RunWriter.create("train", {})
     run.set_status("running", step=1, total_steps=100)
-    monkeypatch.setattr("ztb_core.ops.disk.read_usage", fixed(50 * GB))
+    monkeypatch.setattr("ztb_core.runtime.disk.read_usage", fixed(50 * GB))
     assert watch_once(run.dir, Thresholds(stall_min=0, mem_pct=0, rss_mb=0), disk=CFG) == []
     run.close("completed")
 
@@ -99,7 +99,7 @@ def test_watch_is_quiet_on_a_healthy_disk(artifacts, monkeypatch):
 def test_run_disk_health_reads_the_run_history_and_config(artifacts, monkeypatch):
     run = RunWriter.create("train", {})
     run.metric(1, "sys", {"time": 1_000_000.0, "disk_free_bytes": 60 * GB, "disk_total_bytes": 100 * GB}, flush=True)
-    monkeypatch.setattr("ztb_core.ops.disk.read_usage", fixed(50 * GB))
+    monkeypatch.setattr("ztb_core.runtime.disk.read_usage", fixed(50 * GB))
     h = run_disk_health(run.dir, now=1_000_060.0)  # 10 GiB in 60 s
     assert h.growth_bytes_per_s > 0 and h.seconds_to_full is not None and h.free_bytes == 50 * GB
     run.close("completed")

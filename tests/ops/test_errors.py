@@ -11,8 +11,8 @@ import pytest
 from ztb_core.cli import main
 from ztb_core.errors import ZtbError
 from ztb_core.ops.errors import collect, parse_since
-from ztb_core.ops.stopper import record_event
 from ztb_core.runs import RunWriter
+from ztb_core.runtime.stopper import record_event
 
 
 def fail_with(run_id: str, exc_factory):

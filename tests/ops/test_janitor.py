@@ -10,8 +10,8 @@ import time
 from ztb_core.cli import main
 from ztb_core.manifest import Manifest
 from ztb_core.ops import janitor
-from ztb_core.ops.config import JanitorConfig, RetentionRule
 from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime.config import JanitorConfig, RetentionRule
 
 DAY = 86400
 

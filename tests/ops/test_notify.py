@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ztb_core.errors import ConfigError
-from ztb_core.ops import notifier as notify
-from ztb_core.ops.notifier import (
+from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime import notify
+from ztb_core.runtime.notify import (
     AppriseTarget,
     DiscordWebhook,
     Notifier,
@@ -25,8 +26,8 @@ from ztb_core.ops.notifier import (
     redact,
     url_secrets,
 )
-from ztb_core.ops.stopper import record_event
-from ztb_core.runs import RunReader, RunWriter
+from ztb_core.runtime.run_writer import create_run
+from ztb_core.runtime.stopper import record_event
 
 TOKEN = "s3cretWebhookTokenXYZ123"
 
@@ -116,7 +117,7 @@ def events_of(run_dir, kind):
 def test_run_events_reach_discord_and_apprise_through_the_run_writer(artifacts, server, monkeypatch, clean_notifier):
     monkeypatch.setenv("DISCORD_WEBHOOK", server.webhook())
     monkeypatch.setenv("ZTB_NOTIFY", f"json://127.0.0.1:{server.port}/apprise/{TOKEN}/ok")
-    writer = RunWriter.create("train", {})
+    writer = create_run("train", {})  # the writer every job uses: wired to the notification hook
     writer.event("started", step=0, total_steps=1000)
     writer.event("checkpoint_saved", step=500)  # not a notified kind
     writer.close("completed", message="completed 1,000 steps")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from ztb_core.manifest import Manifest, sha256_file
-from ztb_core.ops.killfile import KillSwitch
 from ztb_core.runs import RunWriter
+from ztb_core.runtime.killfile import KillSwitch
 
 
 def main() -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ztb_core.atomic import atomic_write_json, read_json
 from ztb_core.manifest import Manifest, sha256_file
-from ztb_core.ops.telemetry import GpuSample
 from ztb_core.runs import RunWriter
+from ztb_core.runtime.telemetry import GpuSample
 from ztb_tui.sources import HostSample
 
 NOW = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC: the frozen "now" of every fixture

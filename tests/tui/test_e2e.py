@@ -91,7 +91,7 @@ async def test_launch_watch_and_stop_a_real_training_run(make_app, artifacts: Pa
 
 @pytest.mark.gpu
 async def test_host_panel_shows_the_real_gpu(make_app) -> None:
-    from ztb_core.ops.telemetry import NvmlSource
+    from ztb_core.runtime.telemetry import NvmlSource
     from ztb_tui.sources import HostSource
 
     nvml = NvmlSource()

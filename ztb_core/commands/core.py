@@ -54,8 +54,8 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Machine-readable
     from rich.console import Console
     from rich.table import Table
 
-    from ..ops.telemetry import NvmlSource
     from ..paths import artifacts_dir
+    from ..runtime.telemetry import NvmlSource
 
     checks: list[dict] = []
 
@@ -242,10 +242,10 @@ def stop(
     from rich.console import Console
 
     from ..errors import ZtbError
-    from ..ops.killfile import request_stop
-    from ..ops.stopper import stop_run
     from ..paths import global_kill_file
     from ..runs import ACTIVE_STATES, find_run, list_runs
+    from ..runtime.killfile import request_stop
+    from ..runtime.stopper import stop_run
 
     console = Console()
     if bool(run_id) == bool(all_runs):

@@ -66,9 +66,9 @@ def eval_command(
     from ..evaluation import EvalConfig
     from ..evaluation.selection import choose_checkpoint
     from ..logs import setup_logging
-    from ..ops.telemetry import TelemetryThread
     from ..rl.agent import load_agent
-    from ..runs import RunWriter
+    from ..runtime.run_writer import create_run
+    from ..runtime.telemetry import TelemetryThread
 
     cfg = load_config(EvalConfig, config, overrides)
     if split is None and (start is not None or end is not None):
@@ -87,9 +87,7 @@ def eval_command(
     with console.status(f"loading agent {choice.target}"):
         agent = load_agent(choice.target)
     period = holdout_source(agent.train_config, data, start, end)
-    writer = RunWriter.create(
-        "eval", config=cfg, run_id=run_id, argv=sys.argv, seeds={"seed": cfg.seed}, total_steps=10
-    )
+    writer = create_run("eval", config=cfg, run_id=run_id, argv=sys.argv, seeds={"seed": cfg.seed}, total_steps=10)
     setup_logging(writer.dir, console=False)
     with writer, TelemetryThread(writer, interval_s=5.0):
         writer.start_heartbeat()

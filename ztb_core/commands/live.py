@@ -162,9 +162,9 @@ def _session(
     from ..live.stream import MarketFeed
     from ..live.venues import make_adapter
     from ..logs import setup_logging
-    from ..ops.killfile import KillSwitch
-    from ..ops.telemetry import TelemetryThread
-    from ..runs import RunWriter
+    from ..runtime.killfile import KillSwitch
+    from ..runtime.run_writer import create_run
+    from ..runtime.telemetry import TelemetryThread
 
     credentials = None
     if mode == "live":
@@ -192,7 +192,7 @@ def _session(
     if mismatch:
         console.print(f"[bold yellow]warning:[/] {mismatch}; its decisions here are untested", highlight=False)
     lock = JournalLock(cfg.resolved_journal_path()).acquire()  # before the run dir: a refusal leaves nothing
-    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
+    writer = create_run("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = None
@@ -252,7 +252,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     from ..live.secrets import CredentialsError, load_credentials, redact
     from ..live.venues import make_adapter
     from ..logs import setup_logging
-    from ..runs import RunWriter
+    from ..runtime.run_writer import create_run
 
     _refuse_unsupported_venue(cfg)
     try:
@@ -263,7 +263,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     cfg.mode = "live"
     _risk_banner(cfg, "minimal", console, credentials.source)
     lock = JournalLock(cfg.resolved_journal_path()).acquire()
-    writer = RunWriter.create("live", cfg, run_id=run_id, total_steps=10)
+    writer = create_run("live", cfg, run_id=run_id, total_steps=10)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)

@@ -36,13 +36,13 @@ def canary_cmd(
     from ..atomic import atomic_write_json
     from ..errors import ZtbError
     from ..ops import canary
-    from ..runs import RunWriter
+    from ..runtime.run_writer import create_run
 
     bad = [r for r in rows if r not in canary.ROWS] + [p for p in phases if p not in canary.PHASES]
     if bad:
         raise ZtbError(f"unknown row/phase {bad}; rows: {', '.join(canary.ROWS)}; phases: {', '.join(canary.PHASES)}")
     console = Console()
-    writer = RunWriter.create("canary", {"rows": rows, "phases": phases}) if record else None
+    writer = create_run("canary", {"rows": rows, "phases": phases}) if record else None
     if writer is not None:
         writer.set_status("running", message="canary")
     n = 0
@@ -116,10 +116,10 @@ def smoke_cmd(
     from rich.table import Table
 
     from ..ops.smoke import run_smoke
-    from ..runs import RunWriter
+    from ..runtime.run_writer import create_run
 
     console = Console()
-    writer = RunWriter.create("smoke", {"only": only}) if record else None
+    writer = create_run("smoke", {"only": only}) if record else None
     if writer is not None:
         writer.set_status("running", message="smoke steps")
 
@@ -245,9 +245,9 @@ def janitor_cmd(
     from rich.table import Table
 
     from ..ops import janitor
-    from ..ops.config import load_ops_config
-    from ..ops.disk import fmt_bytes
     from ..paths import artifacts_dir
+    from ..runtime.config import load_ops_config
+    from ..runtime.disk import fmt_bytes
 
     art = artifacts or artifacts_dir()
     cfg = load_ops_config(overrides).janitor
@@ -292,7 +292,7 @@ def notify_cmd(
 
     from ..config import load_config
     from ..errors import ConfigError
-    from ..ops.notifier import NotifyConfig, env_secrets, redact, targets_from_env
+    from ..runtime.notify import NotifyConfig, env_secrets, redact, targets_from_env
 
     console = Console()
     cfg = load_config(NotifyConfig)

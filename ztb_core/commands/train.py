@@ -160,9 +160,9 @@ def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) 
 
 
 def _launch_background(console, config, total_timesteps, resume, run_id, sets, supervised: bool) -> None:
-    from ..ops.procs import launch_detached, ztb_argv
     from ..paths import artifacts_dir
     from ..runs import new_run_id, resolve_resume
+    from ..runtime.procs import launch_detached, ztb_argv
 
     resume_dir, _ = resolve_resume(resume, run_id, kind="train")
     rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))

@@ -33,9 +33,9 @@ def tune(
 
     from ..config import load_config
     from ..logs import setup_logging
-    from ..ops.killfile import KillSwitch
     from ..rl.tune import TuneConfig, check_space, open_storage, redact_url, run_study
-    from ..runs import RunWriter
+    from ..runtime.killfile import KillSwitch
+    from ..runtime.run_writer import create_run
 
     overrides = list(sets)
     for key, value in (("trials", trials), ("storage", storage), ("study", study)):
@@ -46,7 +46,7 @@ def tune(
     if cfg.storage:
         open_storage(cfg.storage)  # likewise an unusable storage URL
     console = Console()
-    writer = RunWriter.create("tune", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.trials)
+    writer = create_run("tune", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.trials)
     setup_logging(writer.dir, console=False)
     kill = KillSwitch(writer.dir)
     signal.signal(signal.SIGTERM, lambda *_: kill.trip("SIGTERM"))

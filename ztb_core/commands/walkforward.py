@@ -30,9 +30,9 @@ def walkforward(
 
     from ..config import load_config
     from ..logs import setup_logging
-    from ..ops.killfile import KillSwitch
     from ..rl.walkforward import WalkForwardConfig, plan_walkforward, run_walkforward
-    from ..runs import RunWriter
+    from ..runtime.killfile import KillSwitch
+    from ..runtime.run_writer import create_run
 
     overrides = list(sets)
     for key, value in (("folds", folds), ("scheme", scheme)):
@@ -42,7 +42,7 @@ def walkforward(
     console = Console()
     with console.status("loading data and planning folds"):
         plan = plan_walkforward(cfg)  # bad config or too little data fails before a run directory exists
-    writer = RunWriter.create("walkforward", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.folds)
+    writer = create_run("walkforward", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.folds)
     setup_logging(writer.dir, console=False)
     kill = KillSwitch(writer.dir)
     signal.signal(signal.SIGTERM, lambda *_: kill.trip("SIGTERM"))

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from ..atomic import atomic_write_json
 from ..data.bars_from_trades import ccxt_timeframe, timeframe_ms
 from ..evaluation.metrics import performance_metrics
-from ..ops.killfile import KillSwitch
 from ..runs import RunWriter
+from ..runtime.killfile import KillSwitch
 from .backfill import backfill
 from .broker import OrderBlocked, OrderManager
 from .exchange import ExchangeCallError

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..manifest import Manifest
 from ..runs import ACTIVE_STATES, FINAL_STATES, RunReader, RunSummary, list_runs
-from .config import JanitorConfig, RetentionRule
-from .stopper import record_event
+from ..runtime.config import JanitorConfig, RetentionRule
+from ..runtime.stopper import record_event
 
 DAY = 86400.0
 MB = 2**20

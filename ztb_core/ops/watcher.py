@@ -8,7 +8,7 @@ ZTB_WATCH_CPU_PCT, ZTB_WATCH_MEM_PCT; 0 switches a resource check off):
 * dead: an active run whose process is gone without writing a final state;
 * rss / vram / cpu / mem: the newest `sys` telemetry row above its threshold;
 * disk_warn / disk_critical: the run's filesystem is nearly full or fills soon at its growth rate
-  (`ops.disk.disk_health`, thresholds in configs/ops.yaml `disk:`), before a checkpoint fails.
+  (`runtime.disk.disk_health`, thresholds in configs/ops.yaml `disk:`), before a checkpoint fails.
 
 The same alert is not repeated within `repeat_min` minutes, so a watcher run from cron (`--once`)
 and a long-running one behave alike.
@@ -27,9 +27,9 @@ import yaml
 
 from ..errors import ConfigError
 from ..runs import ACTIVE_STATES, JsonlTail, RunReader, liveness
-from .config import DiskConfig, load_ops_config
-from .disk import DiskHealth, DiskSampler, disk_health, disk_history
-from .stopper import record_event
+from ..runtime.config import DiskConfig, load_ops_config
+from ..runtime.disk import DiskHealth, DiskSampler, disk_health, disk_history
+from ..runtime.stopper import record_event
 
 ENV_VARS = {
     "stall_min": "ZTB_WATCH_STALL_MIN",

@@ -17,8 +17,8 @@ from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..manifest import Manifest, sha256_file
-from ..ops.disk import alert_write_failure
-from ..ops.killfile import KillSwitch
+from ..runtime.disk import alert_write_failure
+from ..runtime.killfile import KillSwitch
 
 LAST = "last.ckpt"
 

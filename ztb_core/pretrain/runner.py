@@ -19,11 +19,12 @@ from ..data.store import dataset_path, list_datasets
 from ..errors import ConfigError, DataError, RunError, ZtbError
 from ..logs import setup_logging
 from ..manifest import verified_checkpoint
-from ..ops.killfile import clear_run_stop
-from ..ops.telemetry import TelemetryThread
 from ..paths import runs_dir
 from ..runs import RunWriter
 from ..runs import resolve_resume as resolve_run_resume
+from ..runtime.killfile import clear_run_stop
+from ..runtime.run_writer import create_run, open_run
+from ..runtime.telemetry import TelemetryThread
 from ..tensorboard import require_tensorboard, tensorboard_dir
 from .config import PretrainConfig
 from .t5 import check_t5_source
@@ -176,10 +177,10 @@ def run_pretrain(
     if rank > 0:
         writer = RankWriter(_rank_run_dir(run_dir, run_id, rank))
     elif run_dir is not None:
-        writer = RunWriter.open(run_dir)
+        writer = open_run(run_dir)
         clear_run_stop(run_dir)
     else:
-        writer = RunWriter.create(
+        writer = create_run(
             "pretrain",
             cfg,
             run_id=run_id,

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from ..ops.killfile import KillSwitch
 from ..runs import RunReader, RunWriter
+from ..runtime.killfile import KillSwitch
 from .checkpoints import CheckpointSaver, capture_state
 from .config import TrainConfig
 from .encoder import encoder_state

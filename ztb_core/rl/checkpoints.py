@@ -38,8 +38,8 @@ import zstandard
 from ..atomic import atomic_write_bytes
 from ..errors import CheckpointError, ConfigError
 from ..manifest import Manifest
-from ..ops.disk import alert_write_failure
 from ..runs import utc_now_iso
+from ..runtime.disk import alert_write_failure
 
 FORMAT_VERSION = 1
 SUFFIX = ".ckpt.zst"

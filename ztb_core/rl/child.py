@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..ops.killfile import request_stop
-from ..ops.procs import launch_detached, ztb_argv
 from ..paths import runs_dir
 from ..runs import JsonlTail, RunReader
+from ..runtime.killfile import request_stop
+from ..runtime.procs import launch_detached, ztb_argv
 
 log = logging.getLogger("ztb.rl.child")
 

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..manifest import Manifest
-from ..ops.killfile import request_stop
-from ..ops.procs import ztb_argv
-from ..ops.stopper import record_event
 from ..paths import global_kill_file, runs_dir
-from ..runs import RunReader, RunWriter
+from ..runs import RunReader
+from ..runtime.killfile import request_stop
+from ..runtime.procs import ztb_argv
+from ..runtime.run_writer import open_run
+from ..runtime.stopper import record_event
 from .config import SupervisorConfig
 
 log = logging.getLogger("ztb.rl.supervisor")
@@ -164,7 +165,7 @@ class Supervisor:
                 f"gave up after {len(self.crashes)} crashes within {self.cfg.crash_window_s:.0f}s "
                 f"(last: {how}{'; ' + err['error'] if err.get('error') else ''})"
             )
-            writer = RunWriter.open(self.run_dir)
+            writer = open_run(self.run_dir)
             writer.event("fatal", crashes=len(self.crashes), last_exit=how, **err)
             writer.set_status("fatal", message=msg)
             writer.close()

@@ -39,9 +39,9 @@ from ..errors import ConfigError, ZtbError
 from ..evaluation.selection import choose_checkpoint
 from ..logs import setup_logging
 from ..manifest import Manifest
-from ..ops.killfile import KillSwitch, clear_run_stop
-from ..ops.telemetry import TelemetryThread
-from ..runs import RunWriter
+from ..runtime.killfile import KillSwitch, clear_run_stop
+from ..runtime.run_writer import create_run, open_run
+from ..runtime.telemetry import TelemetryThread
 from ..tensorboard import require_tensorboard, tensorboard_dir
 from .callbacks import training_callbacks
 from .checkpoints import CheckpointSaver, load_checkpoint_file, load_latest_valid, restore_state, warm_start_policy
@@ -246,7 +246,7 @@ def run_training(
     if resume_dir is not None:
         recorded = read_yaml(resume_dir / "config.yaml")
         soft_changes = check_compatible(recorded, cfg, f"run {resume_dir.name}")
-        writer = RunWriter.open(resume_dir)
+        writer = open_run(resume_dir)
 
         def invalid(e: dict, why: str) -> None:
             writer.event("checkpoint_invalid", file=e.get("file"), step=e.get("step"), reason=why)
@@ -285,7 +285,7 @@ def run_training(
             writer.event("config_changed", keys=soft_changes)
         writer.event("resumed", step=step0, checkpoint=entry["file"] if entry else None, metrics_rows_rewound=removed)
     else:
-        writer = RunWriter.create("train", cfg, run_id=run_id, argv=argv, seeds={"seed": cfg.seed}, total_steps=total)
+        writer = create_run("train", cfg, run_id=run_id, argv=argv, seeds={"seed": cfg.seed}, total_steps=total)
         step0 = 0
     setup_logging(writer.dir, console=not progress)
     kill = KillSwitch(writer.dir)

@@ -35,9 +35,9 @@ from ..atomic import atomic_write_json
 from ..config import ZtbModel, load_config
 from ..errors import ConfigError, RunError
 from ..evaluation.trials import TrialRegistry
-from ..ops.killfile import KillSwitch
 from ..paths import runs_dir
 from ..runs import RunWriter
+from ..runtime.killfile import KillSwitch
 from .child import ChildTrainRun
 from .config import TrainConfig
 

@@ -41,8 +41,8 @@ from ..evaluation.plots import draw_walkforward
 from ..evaluation.report import MIN_BARS, strongest_baseline
 from ..evaluation.selection import choose_checkpoint
 from ..evaluation.trials import TrialRegistry
-from ..ops.killfile import KillSwitch
 from ..runs import RunWriter
+from ..runtime.killfile import KillSwitch
 from .agent import load_agent
 from .child import ChildTrainRun
 from .config import TrainConfig

@@ -1,5 +1,5 @@
 """The stop countdown: kill-file first, then SIGTERM to the process group, then SIGKILL, each
-after its own timeout. The escalation runs in a thread worker (`ztb_core.ops.stopper.stop_run`,
+after its own timeout. The escalation runs in a thread worker (`ztb_core.runtime.stopper.stop_run`,
 the same code as `ztb stop --force`); this screen only draws its progress and the outcome, and
 records the outcome as an event in each run."""
 
@@ -15,7 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar, Static
 
-from ztb_core.ops.stopper import StopOutcome, record_event, stop_run
+from ztb_core.runtime.stopper import StopOutcome, record_event, stop_run
 
 PHASE_TEXT = {"kill-file": "waiting for a safe stop (kill-file written)", "SIGTERM": "SIGTERM sent; waiting"}
 NEXT_STEP = {"kill-file": "SIGTERM", "SIGTERM": "SIGKILL"}

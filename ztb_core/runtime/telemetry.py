@@ -221,3 +221,12 @@ def gpu_status_line(gpu: GpuSource | None = None) -> str:
         return f"GPU: unavailable — {gpu.reason}"
     parts = [f"{g.index}:{g.name} {g.mem_used_mb or 0:.0f}/{g.mem_total_mb or 0:.0f} MiB" for g in gpu.gpus()]
     return f"GPU: driver {gpu.driver_version}; " + "; ".join(parts)
+
+
+def gpu_facts() -> list[str] | str:
+    """The GPUs for run.json: their names, or "unavailable: <reason>" (never raises)."""
+    try:
+        nvml = NvmlSource()
+        return [g.name for g in nvml.gpus()] if nvml.available else f"unavailable: {nvml.reason}"
+    except Exception as exc:  # facts are best effort; a run must not fail for them
+        return f"unavailable: {exc.__class__.__name__}"

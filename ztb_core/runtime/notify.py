@@ -1,4 +1,4 @@
-"""The notification sender behind `ops.notify.forward`: selected run events sent to Discord and any
+"""The notification sender behind `runtime.notify.forward`: selected run events sent to Discord and any
 Apprise target, never in the way.
 
 Targets come from the environment (secrets never live in configs or run folders):
@@ -8,7 +8,7 @@ Targets come from the environment (secrets never live in configs or run folders)
 * `ZTB_NOTIFY` — comma-separated Apprise URLs (`discord://…`, `tgram://…`, `json://host/path`, …).
 
 Which events go out, and how, is `configs/notify.yaml`. The hook is `RunWriter.event` (and
-`ops.stopper.record_event` for events written from outside a run's process, such as the watcher's
+`runtime.stopper.record_event` for events written from outside a run's process, such as the watcher's
 alerts and the supervisor's restarts): every run kind notifies without code of its own. `forward()`
 only puts a small record on a bounded queue (a full queue drops it and counts the drop); one daemon
 thread rate-limits (token bucket), de-duplicates (same run, same event group and check within
@@ -41,9 +41,11 @@ from pydantic import Field
 
 from ..config import ZtbModel, load_config
 from ..errors import ConfigError
-from .notify import ENV_DISCORD, ENV_NOTIFY
 
 log = logging.getLogger("ztb.notify")
+
+ENV_DISCORD = "DISCORD_WEBHOOK"
+ENV_NOTIFY = "ZTB_NOTIFY"
 
 
 #: events that are one "failure" of a run: the first one out suppresses the others (dedup group)
@@ -390,7 +392,7 @@ class Notifier:
             self._record(run_dir, "notify_dropped", count=n, queue_size=self.cfg.queue_size)
 
     def _record(self, run_dir: Path | None, kind: str, **data: Any) -> None:
-        # one whole line in one write (as ops.stopper.record_event does; runs.py imports this module,
+        # one whole line in one write (as runtime.stopper.record_event does; runs.py imports this module,
         # so its JsonlAppender is not available here)
         if run_dir is None or not Path(run_dir).is_dir():
             return
@@ -448,3 +450,17 @@ def notifier_from_env() -> Notifier | None:
 def _flush_at_exit() -> None:
     if _active is not None:
         _active.close()
+
+
+def configured() -> bool:
+    return bool(os.environ.get(ENV_DISCORD, "").strip() or os.environ.get(ENV_NOTIFY, "").strip())
+
+
+def forward(run_dir: Path | None, run_id: str, run_kind: str, record: dict) -> None:
+    """The run-event hook (`RunWriter`'s `on_event`, `stopper.record_event`): queue the event for the
+    configured targets; a no-op unless `DISCORD_WEBHOOK` or `ZTB_NOTIFY` is set; never blocks."""
+    if not configured():
+        return
+    notifier = notifier_from_env()
+    if notifier is not None:
+        notifier.forward(run_dir, run_id, run_kind, record)
