@@ -23,3 +23,10 @@ class CheckpointError(ZtbError):
 
 class RunError(ZtbError):
     """A run directory is missing or in a state that forbids the request."""
+
+
+class RunWriteError(ZtbError):
+    """A write of the run protocol failed (a full disk, a read-only or vanished folder): the run has
+    ended `failed` and the message says what could not be written and what is saved."""
+
+    exit_code = 1

@@ -1,4 +1,4 @@
-"""Coarse human-readable times, shared by the CLI tables, the disk-health lines and the console
+"""Coarse human-readable times and sizes, shared by the CLI tables, the disk-health lines, the run
 (one formatter, so a heartbeat age reads the same everywhere)."""
 
 from __future__ import annotations
@@ -18,3 +18,11 @@ def age(seconds: float | None, words: bool = False) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h" if words else f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.1f} days" if words else f"{seconds / 86400:.0f}d"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns

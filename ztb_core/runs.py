@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -45,7 +46,9 @@ import yaml
 from . import __version__
 from .atomic import atomic_write_json, atomic_write_text, read_json
 from .config import config_hash, config_to_dict, config_to_yaml
-from .errors import RunError
+from .errors import RunError, RunWriteError
+from .humanize import fmt_bytes
+from .manifest import Manifest
 from .paths import REPO_ROOT, global_kill_file, runs_dir
 from .segments import read_segments, read_segments_tail, segment_files, uncompact_jsonl
 
@@ -55,6 +58,10 @@ ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
 STOP_FILE = "ztb.stop"
 #: A heartbeat older than this (seconds) marks an active run as stale.
 DEFAULT_STALE_AFTER_S = 30.0
+#: Kept on disk beside a run's files and freed for its last words (the final status and the error
+#: event) when a write fails for want of space, so the run can still say `failed` and why.
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 64 * 1024
 
 _PACKAGES = (
     "numpy",
@@ -158,6 +165,8 @@ class JsonlAppender:
         self._max = max_buffer_bytes
         self._interval = flush_interval_s
         self._closed = False
+        #: an OS error of the background flush, raised on the next append/flush (the producer's thread)
+        self.error: OSError | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._flusher, name=f"flush-{self.path.name}", daemon=True)
         self._thread.start()
@@ -166,6 +175,8 @@ class JsonlAppender:
         # orjson: ~5x faster than json here, maps NaN/inf to null and serialises numpy scalars
         line = orjson.dumps(record, option=_ORJSON_OPTS, default=str) + b"\n"
         with self._lock:
+            if self.error is not None:
+                raise self.error
             if self._closed:
                 raise RunError(f"{self.path}: appender is closed")
             self._buf.append(line)
@@ -178,27 +189,42 @@ class JsonlAppender:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
+        if self.error is not None:
+            raise self.error
         if not self._buf or self._closed:
             return
         data = b"".join(self._buf)
         self._buf.clear()
         self._buf_bytes = 0
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.error = exc
+            raise
 
     def _flusher(self) -> None:
         while not self._stop.wait(self._interval):
-            self.flush()
+            try:
+                self.flush()
+            except OSError:
+                return  # kept in self.error: the producer's next call raises it
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Flush and close; `quiet` (a run already failing) drops what cannot be written."""
         self._stop.set()
         with self._lock:
-            self._flush_locked()
-            if not self._closed:
-                self._closed = True
-                os.close(self._fd)
+            try:
+                self._flush_locked()
+            except OSError:
+                if not quiet:
+                    raise
+            finally:
+                if not self._closed:
+                    self._closed = True
+                    os.close(self._fd)
 
 
 def _repair_torn_tail(path: Path) -> None:
@@ -219,6 +245,40 @@ def _repair_torn_tail(path: Path) -> None:
         tail = fh.read(chunk)
         cut = tail.rfind(b"\n")
         fh.truncate(size - chunk + cut + 1 if cut >= 0 else 0)
+
+
+def _make_reserve(path: Path) -> None:
+    """Best effort: a run that cannot even set aside its reserve still runs (and fails clearly later)."""
+    if path.exists():
+        return
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        path.unlink(missing_ok=True)
+
+
+def _free_text(path: Path) -> str:
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return ""
+    return f"; {fmt_bytes(usage.free)} free of {fmt_bytes(usage.total)} there"
+
+
+def _saved_text(checkpoints_dir: Path, step: int | None) -> str:
+    """What a person needs after a failed write: the newest checkpoint on disk and the steps since."""
+    try:
+        entries = Manifest(checkpoints_dir).entries()
+    except Exception:  # a damaged manifest must not hide the original failure
+        entries = []
+    if entries:
+        last = max(int(e.get("step", 0)) for e in entries)
+        lost = f"; {int(step) - last:,} steps not saved" if step is not None and int(step) > last else ""
+        return f"; last checkpoint on disk: step {last:,}{lost}"
+    if step:
+        return f"; no checkpoint on disk ({int(step):,} steps not saved)"
+    return ""
 
 
 def read_run_info(run_dir: Path) -> dict:
@@ -264,6 +324,8 @@ class RunWriter:
         self._heartbeat_stop = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._closed = False
+        self._write_failure: RunWriteError | None = None
+        _make_reserve(self.dir / RESERVE_FILE)
 
     # ---- creation -------------------------------------------------------------------
     @classmethod
@@ -305,11 +367,17 @@ class RunWriter:
             "packages": package_versions(),
             **(host if host is not None else host_facts()),
         }
-        atomic_write_json(run_dir / "run.json", info)
-        atomic_write_text(
-            run_dir / "config.yaml", config_to_yaml(config) if hasattr(config, "model_dump") else _yaml_dump(cfg_dict)
-        )
-        writer = cls(run_dir, info, on_event)
+        try:
+            atomic_write_json(run_dir / "run.json", info)
+            atomic_write_text(
+                run_dir / "config.yaml",
+                config_to_yaml(config) if hasattr(config, "model_dump") else _yaml_dump(cfg_dict),
+            )
+            writer = cls(run_dir, info, on_event)
+        except OSError as exc:  # no half-written run folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+            free = _free_text(root)
+            raise RunWriteError(f"cannot create run {run_id} in {root}: {exc.strerror or exc}{free}") from None
         writer.set_status("starting", step=0, total_steps=total_steps)
         writer.event("created", run_id=run_id, kind=kind)
         return writer
@@ -363,7 +431,8 @@ class RunWriter:
             st.setdefault("step_updated_at", now)
             snapshot = dict(st)
             self._last_status_write = now
-        atomic_write_json(self.dir / "status.json", snapshot)
+        with self._writing("status.json"):
+            atomic_write_json(self.dir / "status.json", snapshot)
 
     def heartbeat(self, step: int | None = None, min_interval_s: float = 1.0, **extra: Any) -> None:
         """Cheap enough for every step: writes status.json at most once per `min_interval_s`."""
@@ -385,8 +454,8 @@ class RunWriter:
             while not self._heartbeat_stop.wait(interval_s):
                 try:
                     self.set_status()
-                except OSError:
-                    pass
+                except RunWriteError:
+                    return  # the run is already marked failed; the main thread's next write raises it
 
         self._heartbeat_thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
@@ -404,11 +473,13 @@ class RunWriter:
     def metric(self, step: int, split: str, values: dict[str, Any], flush: bool = False) -> None:
         record = {"time": round(time.time(), 3), "step": int(step), "split": split}
         record.update(values)
-        self.metrics.append(record, flush=flush)
+        with self._writing("metrics.jsonl"):
+            self.metrics.append(record, flush=flush)
 
     def event(self, name: str, /, **data: Any) -> None:
         record = {"time": round(time.time(), 3), "event": name, **{k: _clean(v) for k, v in data.items()}}
-        self.events.append(record, flush=True)
+        with self._writing("events.jsonl"):
+            self.events.append(record, flush=True)
         if self._on_event is not None:  # notifications (runtime.notify.forward; never blocks)
             self._on_event(self.dir, self.run_id, self.kind, record)
 
@@ -467,6 +538,53 @@ class RunWriter:
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    # ---- failed writes ---------------------------------------------------------------------
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Every write of the protocol goes through here: an OS error (a full disk above all) ends
+        the run `failed` with one clear line instead of a traceback from wherever it struck."""
+        if self._write_failure is not None:
+            raise self._write_failure
+        try:
+            yield
+        except OSError as exc:
+            raise self.fail_write(what, exc) from None
+
+    def fail_write(self, what: str, exc: OSError) -> RunWriteError:
+        """End the run `failed` because `what` could not be written: free the reserve, write the final
+        status and an `error` event with one line (what, why, free space, the last checkpoint on disk
+        and the steps not saved), close quietly, and return the error for the caller to raise. Also
+        for writes outside this class (reports, exports); idempotent."""
+        if self._write_failure is not None:
+            return self._write_failure
+        Path(self.dir / RESERVE_FILE).unlink(missing_ok=True)
+        with self._status_lock:
+            step = self._status.get("step")
+        message = f"{what} could not be written: {exc.strerror or exc}{_free_text(self.dir)}{_saved_text(self.checkpoints_dir, step)}"
+        error = RunWriteError(f"run {self.run_id} failed: {message}")
+        self._write_failure = error
+        self._heartbeat_stop.set()
+        now = time.time()
+        with self._status_lock:
+            self._status.update(state="failed", message=message[:500], updated_at=now, **self._process_facts())
+            snapshot = dict(self._status)
+        record = {"time": round(now, 3), "event": "failed", "message": message[:500], "write_error": what}
+        self.events.error = self.metrics.error = None  # the reserve's bytes may now take what was pending
+        for write in (
+            lambda: atomic_write_json(self.dir / "status.json", snapshot),
+            lambda: self.events.append(record, flush=True),
+        ):
+            try:
+                write()
+            except (OSError, RunError):
+                pass  # nothing more can be said on this disk; the exception still says it
+        if self._on_event is not None:
+            self._on_event(self.dir, self.run_id, self.kind, record)
+        self.metrics.close(quiet=True)
+        self.events.close(quiet=True)
+        self._closed = True
+        return error
+
     # ---- paths --------------------------------------------------------------------------
     @property
     def logs_dir(self) -> Path:
@@ -494,15 +612,20 @@ class RunWriter:
         if state is not None:
             self.set_status(state, message=message, **extra)
             self.event(state, message=message)
-        self.metrics.close()
-        self.events.close()
+        with self._writing("metrics.jsonl / events.jsonl"):
+            self.metrics.close()
+            self.events.close()
         self._closed = True
+        Path(self.dir / RESERVE_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> RunWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is not None and not self._closed:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                # a write outside this class (a report, an export) failed: same one line, same end
+                raise self.fail_write(str(exc.filename or "a file of the run"), exc) from None
             if isinstance(exc, KeyboardInterrupt):
                 self.close("stopped", message="interrupted")
             else:

@@ -244,10 +244,10 @@ def janitor_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from ..humanize import fmt_bytes
     from ..ops import janitor
     from ..paths import artifacts_dir
     from ..runtime.config import load_ops_config
-    from ..runtime.disk import fmt_bytes
 
     art = artifacts or artifacts_dir()
     cfg = load_ops_config(overrides).janitor

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from ..humanize import age
+from ..humanize import age, fmt_bytes
 from ..runs import JsonlTail
 from .config import DiskConfig, load_ops_config
 
@@ -68,14 +68,6 @@ class DiskHealth:
         if self.reasons:
             text += " — " + "; ".join(self.reasons)
         return text
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover - loop always returns
 
 
 def existing_ancestor(path: Path) -> Path:
