@@ -27,7 +27,7 @@ def test_age_picks_the_unit_a_person_reads(seconds, short, words) -> None:
 
 
 def test_console_and_cli_share_the_formatter() -> None:
-    from ztb_core.commands import core
+    from ztb_core.cli import core
     from ztb_tui import fmt
 
     assert fmt.age is age and core.age is age

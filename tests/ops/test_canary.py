@@ -8,9 +8,8 @@ import sqlite3
 
 import pytest
 
-from ztb_core.cli import main
+from ztb_core.cli import canary, main
 from ztb_core.live.journal import Journal
-from ztb_core.ops import canary
 from ztb_core.runs import RunReader, list_runs
 
 

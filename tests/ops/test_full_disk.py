@@ -125,7 +125,7 @@ def test_train_on_a_full_disk_ends_failed_with_the_lost_steps(artifacts, monkeyp
     say completed: exit != 0, state failed, the message counts the steps not saved, and each failed
     save raised an alert at once."""
     from ztb_core.cli import main
-    from ztb_core.ops.smoke import TRAIN_SETS
+    from ztb_core.cli.smoke import TRAIN_SETS
 
     real = CheckpointSaver.write_file
     writes = []

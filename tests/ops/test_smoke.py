@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from ztb_core.cli import main
-from ztb_core.ops import smoke
+from ztb_core.cli import main, smoke
 from ztb_core.runs import RunReader, list_runs
 
 

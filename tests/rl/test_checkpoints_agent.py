@@ -223,7 +223,7 @@ def test_end_of_training_summary_scores_the_agent_against_the_strongest_baseline
 
     from rich.console import Console
 
-    from ztb_core.commands.train import _print_latest_eval
+    from ztb_core.cli.train import _print_latest_eval
 
     outcome, _, _ = trained
     path = outcome.run_dir / "reports" / "eval-latest.json"

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli import main
 from ..data.synthetic import SyntheticConfig, generate_market
 from ..live.emulator import EmulatorConfig, EmulatorServer, FaultRule, load_synthetic
+from .app import main
 
 #: tiny PPO: a few hundred steps in seconds on a CPU
 TRAIN_SETS = [

@@ -1,33 +1,32 @@
-"""The `ztb` command line. Each area adds its commands from `ztb_core/commands/<area>.py`
+"""The `ztb` typer app and its entry point. Each area adds its commands from `ztb_core/cli/<area>.py`
 (a `register(app)` function); heavy libraries are imported inside the commands so `ztb --help`
 stays fast. Only the `tui` command imports the console, lazily."""
 
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 import typer
 from rich.console import Console
 
-from . import __version__
-from .errors import ZtbError
+from .. import __version__
+from ..errors import ZtbError
 
 #: modules whose `register(app)` adds commands; a command appears here only once it works.
 COMMAND_MODULES = [
-    "ztb_core.commands.data",
-    "ztb_core.commands.core",
-    "ztb_core.commands.config",
-    "ztb_core.commands.pretrain",
-    "ztb_core.commands.tui",
-    "ztb_core.commands.exchange",
-    "ztb_core.commands.live",
-    "ztb_core.commands.eval",
-    "ztb_core.commands.train",
-    "ztb_core.commands.tune",
-    "ztb_core.commands.walkforward",
-    "ztb_core.commands.ops",
+    "ztb_core.cli.data",
+    "ztb_core.cli.core",
+    "ztb_core.cli.config",
+    "ztb_core.cli.pretrain",
+    "ztb_core.cli.tui",
+    "ztb_core.cli.exchange",
+    "ztb_core.cli.live",
+    "ztb_core.cli.eval",
+    "ztb_core.cli.train",
+    "ztb_core.cli.tune",
+    "ztb_core.cli.walkforward",
+    "ztb_core.cli.ops",
 ]
 
 app = typer.Typer(
@@ -80,7 +79,3 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         raise
     return result if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,8 +35,8 @@ def canary_cmd(
 
     from ..atomic import atomic_write_json
     from ..errors import ZtbError
-    from ..ops import canary
     from ..runtime.run_writer import create_run
+    from . import canary
 
     bad = [r for r in rows if r not in canary.ROWS] + [p for p in phases if p not in canary.PHASES]
     if bad:
@@ -115,8 +115,8 @@ def smoke_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ..ops.smoke import run_smoke
     from ..runtime.run_writer import create_run
+    from .smoke import run_smoke
 
     console = Console()
     writer = create_run("smoke", {"only": only}) if record else None

@@ -53,7 +53,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..cli import main
 from ..live.emulator import EmulatorServer
 from ..live.emulator.state import PAIR
 from ..live.journal import Journal
@@ -61,6 +60,7 @@ from ..live.live_config import journal_path_for
 from ..live.orders import LIVE, UNRESOLVED
 from ..manifest import Manifest
 from ..runs import RunReader
+from .app import main
 from .smoke import TRAIN_SETS, Step, _env, live_sets, run_step, sandbox_emulator, sandbox_env
 
 EXCHANGE_FAULTS: dict[str, list[dict]] = {
@@ -101,7 +101,7 @@ TRAIN_CHILD = textwrap.dedent("""
             raise MemoryError("canary: simulated allocation failure while writing a checkpoint")
         real(path, data)
     CheckpointSaver.write_file = staticmethod(faulty)
-    from ztb_core.cli import main
+    from ztb_core.cli.app import main
     sys.exit(main(sys.argv[2:]))
 """)
 

@@ -1,0 +1,201 @@
+"""Evaluating a trained agent honestly: its market slices (the training data's split or a holdout
+period), the rollout, the trial registry's deflation, the report and the registry record. `ztb eval`
+(cli/eval.py) parses and prints; everything it computes is here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..data.source import DataSourceConfig
+from ..data.splits import SplitConfig
+from ..errors import ConfigError
+from ..evaluation import backtest, evaluate_positions, write_report
+from ..evaluation.metrics import sharpe_per_period
+from ..evaluation.robustness import start_offsets
+from ..evaluation.selection import CheckpointChoice
+from ..evaluation.trials import TrialRegistry, collect_trials
+from .evaluate import ridge_for
+from .market import prepare_splits
+
+
+def holdout_source(train_cfg, data: str | None, start: str | None, end: str | None):
+    """The training run's data source with `--data/--start/--end` applied (validated now, so a bad
+    date fails before a run directory exists), or None when the evaluation uses the training data."""
+    if data is None and start is None and end is None:
+        return None
+    src = train_cfg.data.model_dump()
+    if data is not None:
+        src.update(kind="store", symbol=data)
+    if start is not None:
+        src["start"] = start
+    if end is not None:
+        src["end"] = end
+    try:
+        return DataSourceConfig.model_validate(src)
+    except ValueError as exc:
+        raise ConfigError(f"--data/--start/--end: {exc}") from None
+
+
+def eval_market(train_cfg, split: str, period=None):
+    """(evaluated slice, train slice, val slice): the train and val splits of the agent's own
+    training data (the ridge baseline's fit and band) and the slice to evaluate, from the training
+    data or from `period` (a `DataSourceConfig`). `all` is every valid row, as one slice."""
+    if period is None and split != "all":
+        s = prepare_splits(train_cfg, tuple(dict.fromkeys(("train", "val", split))))
+        return s[split], s["train"], s["val"]
+    s = prepare_splits(train_cfg, ("train", "val"))
+    cfg = train_cfg.model_copy(update={"data": period}) if period is not None else train_cfg
+    if split == "all":
+        whole = cfg.model_copy(update={"splits": SplitConfig(train=1.0, val=0.0, test=0.0, embargo=0)})
+        market = replace(prepare_splits(whole, ("train",))["train"], split="all")
+    else:
+        market = prepare_splits(cfg, (split,))[split]
+    return market, s["train"], s["val"]
+
+
+def trial_split_key(split: str, period) -> str:
+    """The registry's name for the evaluated data: the split, or the split of a holdout period."""
+    if period is None:
+        return split
+    fmt = lambda t: "" if t is None else t.isoformat()  # noqa: E731
+    return f"{split}@{period.symbol}[{fmt(period.start)},{fmt(period.end)})"
+
+
+def deflation_trials(choice, key: str, step: int, this_sharpe: float, n_trials_flag: int | None):
+    """(n_trials, trial_sharpes or None, source): what the DSR deflates for. The registry's
+    evaluations on the same data (this checkpoint counted once), unless --n-trials overrides."""
+    prior = collect_trials(choice.run_dir, key) if choice.run_dir is not None else None
+    if n_trials_flag is not None:
+        had = f"; the registry has {prior.n_trials}" if prior is not None else ""
+        return int(n_trials_flag), None, f"--n-trials {n_trials_flag} (overrides the trial registry{had})"
+    if prior is None:
+        return None, None, "config (a checkpoint outside a run has no trial registry)"
+    others = [
+        sr
+        for sr, rec in zip(prior.sharpes_per_period, prior.records, strict=True)
+        if not (rec.get("run_id") == choice.run_dir.name and rec.get("step") == step)
+    ]
+    n = len(others) + 1
+    source = f"{prior.source}; this checkpoint counted once, {n} in all"
+    return n, (others + [this_sharpe] if n >= 2 else None), source
+
+
+def run_evaluation(
+    agent, cfg, writer, console=None, choice=None, period=None, n_trials_flag: int | None = None
+) -> tuple[dict, dict[str, Path]]:
+    """Prepare the agent's market split, roll the policy out, evaluate, write the report."""
+    log = logging.getLogger("ztb.eval")
+    choice = choice or CheckpointChoice(Path(agent.checkpoint_path), None, str(agent.checkpoint_path))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("loading market data", total=10)
+
+        def tick(desc: str, done: int, total: int = 10) -> None:
+            progress.update(task, description=desc, completed=done, total=total)
+            writer.heartbeat(step=done, min_interval_s=0.0)
+
+        train_cfg = agent.train_config
+        src = period or train_cfg.data
+        log.info(
+            "agent %s (step %d, %s); data %s:%s [%s, %s) split %s",
+            agent.checkpoint_path,
+            agent.step,
+            choice.description,
+            src.kind,
+            src.symbol,
+            src.start,
+            src.end,
+            cfg.split,
+        )
+        tick("loading market data", 1)
+        market, train, val = eval_market(train_cfg, cfg.split, period)
+        tick(f"policy rollout over {len(market):,} bars", 2)
+        positions = agent.positions(market)  # the slice: fine-tuned encoders need its windows
+        offsets = start_offsets(len(market), cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
+        episodes = [(0, positions)] + [(k, agent.positions(market.slice(k))) for k in offsets if k > 0]
+        extra = {}
+        if cfg.baselines.ridge:
+            ridge = ridge_for(train_cfg, train, val, cfg.baselines)
+            extra["ridge"] = (ridge.positions(market.features), ridge.describe())
+        key = trial_split_key(cfg.split, period)
+        returns = backtest(positions, market.open, market.close, train_cfg.env.costs).returns
+        this_sr = sharpe_per_period(returns) if returns.std() > 0 else 0.0
+        n_trials, trial_sharpes, trials_source = deflation_trials(choice, key, int(agent.step), this_sr, n_trials_flag)
+        meta = {
+            "model": str(agent.checkpoint_path),
+            "checkpoint_step": int(agent.step),
+            "checkpoint_choice": choice.description,
+            "selection_used_test": train_cfg.eval.split == "test",
+            "symbol": market.symbol or src.symbol,
+            "data_kind": src.kind,
+            "split": cfg.split,
+            "trial_split": key,
+            "run_id": writer.run_id,
+        }
+
+        def stage(desc: str, done: int, total: int) -> None:
+            tick(desc, 2 + done, 2 + total)
+
+        report = evaluate_positions(
+            positions,
+            market.open,
+            market.close,
+            market.index,
+            train_cfg.env.costs,
+            market.timeframe,
+            market.market,
+            cfg,
+            n_trials=n_trials,
+            trial_sharpes=trial_sharpes,
+            trials_source=trials_source,
+            episode_positions=episodes,
+            meta=meta,
+            progress=stage,
+            extra_baselines=extra,
+        )
+        progress.update(task, description="writing report and pictures")
+        paths = write_report(report, writer.reports_dir, writer.run_id)
+    m, inf, b = report["metrics"], report["sharpe_inference"], report["bootstrap"]["intervals"]["sharpe"]
+    if choice.run_dir is not None:  # this look at the data is a trial of the model's run
+        TrialRegistry(choice.run_dir).record(
+            run_id=choice.run_dir.name,
+            split=key,
+            step=int(agent.step),
+            sharpe=m["sharpe"],
+            sharpe_per_period=inf["sharpe_per_period"],
+            n_obs=inf["n_obs"],
+            source="eval",
+            eval_run_id=writer.run_id,
+        )
+    bls = report["baselines"]
+    row = {
+        "sharpe": m["sharpe"],
+        "sharpe_low": b["low"],
+        "sharpe_high": b["high"],
+        "total_return": m["total_return"],
+        "max_drawdown": m["max_drawdown"],
+        "psr": inf["psr"],
+        "dsr": inf["dsr"],
+        "dsr_trials": inf["n_trials"],
+        "p_value": 1.0 - inf["psr"],
+        "trades": m["trades"],
+        "break_even_cost_bps": report["cost_sensitivity"]["break_even_cost_bps"],
+        "strongest_baseline": report["verdict"]["strongest_baseline"],
+    }
+    for name in ("buy_and_hold", "sma_crossover", "ridge"):
+        if name in bls:
+            for k in ("sharpe", "total_return", "max_drawdown"):
+                row[f"{name}_{k}"] = bls[name]["metrics"][k]
+    writer.metric(int(agent.step), cfg.split, row, flush=True)
+    writer.event("report_written", **{k: str(v) for k, v in paths.items()})
+    return report, paths
