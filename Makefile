@@ -29,15 +29,19 @@ demo: install
 
 # `ztb smoke` first: every command's happy path in a temporary artifacts folder (about 30 s), so a
 # broken command fails in seconds instead of minutes into the suite
+# The suite runs on every core (pytest-xdist; CI has 2) and prints the 25 slowest tests, so a test
+# that grows slow shows in every CI log.
+PYTEST_WORKERS ?= auto
 test: check
 	$(VENV)/bin/ztb smoke --no-record
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=25
 
-# lint + format check + static types, on the whole library (configuration in pyproject.toml)
+# lint + format check + static types + the house's import contracts (configuration in pyproject.toml)
 check: install
 	$(VENV)/bin/ruff check ztb_core ztb_tui tests benchmarks
 	$(VENV)/bin/ruff format --check ztb_core ztb_tui tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Refresh requirements.lock: resolve pyproject's ranges (+ dev) to the newest versions, with hashes.
 # torch and its CUDA wheels are left out so GPU boxes keep their own build. Run `make test` after.

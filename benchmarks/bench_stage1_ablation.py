@@ -1,6 +1,6 @@
 """Does Stage 1 help the agent? PPO with technical-66 only, + frozen Stage-1 embeddings, + a
 randomly initialised encoder of the same shape (control), same splits and seeds, scored on the
-test split after costs beside buy-and-hold, SMA 20/100 and ridge (`ztb_core.pretrain.ablation`).
+test split after costs beside buy-and-hold, SMA 20/100 and ridge (`ztb_core.rl.stage1_ablation`).
 
     .venv/bin/python benchmarks/bench_stage1_ablation.py --encoder RUN/encoder/encoder.pt \\
         --steps 100000 --seeds 0 1 --set data.kind=store --set data.symbol=USDJPY
@@ -36,7 +36,7 @@ def main() -> None:
     os.environ.setdefault("ZTB_ARTIFACTS", tempfile.mkdtemp(prefix="ztb-stage1-ablation-"))
 
     from ztb_core.config import load_config
-    from ztb_core.pretrain.ablation import markdown, run_ablation
+    from ztb_core.rl.stage1_ablation import markdown, run_ablation
     from ztb_core.rl.config import TrainConfig
 
     base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])

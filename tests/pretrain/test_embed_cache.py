@@ -89,7 +89,7 @@ def test_an_encoder_pretrained_into_the_evaluation_period_is_refused():
 def test_the_ablation_control_is_an_encoder_of_the_same_shape_with_fresh_weights(encoder, tmp_path):
     import torch
 
-    from ztb_core.pretrain.ablation import random_encoder_like
+    from ztb_core.rl.stage1_ablation import random_encoder_like
 
     path, m1 = encoder
     trained = load_encoder(path)

@@ -32,13 +32,13 @@ from ..errors import RunError
 from ..evaluation.baselines import buy_and_hold, fit_ridge_baseline, sma_crossover
 from ..evaluation.calendar import periods_per_year
 from ..pnl import bar_returns, position_returns
-from ..rl.agent import load_agent
-from ..rl.config import TrainConfig
-from ..rl.market import MarketSlice, prepare_splits
-from ..rl.trainer import run_training
-from .config import PretrainConfig
-from .export import read_payload, save_payload
-from .model import MultiTimeframeAutoencoder
+from ..pretrain.config import PretrainConfig
+from ..pretrain.export import read_payload, save_payload
+from ..pretrain.model import MultiTimeframeAutoencoder
+from .agent import load_agent
+from .config import TrainConfig
+from .market import MarketSlice, prepare_splits
+from .trainer import run_training
 
 ARMS: tuple[str, ...] = ("technical-66", "+ stage-1 (frozen)", "+ random encoder")
 
