@@ -36,8 +36,8 @@ def main() -> None:
     os.environ.setdefault("ZTB_ARTIFACTS", tempfile.mkdtemp(prefix="ztb-stage1-ablation-"))
 
     from ztb_core.config import load_config
-    from ztb_core.rl.stage1_ablation import markdown, run_ablation
     from ztb_core.rl.config import TrainConfig
+    from ztb_core.rl.stage1_ablation import markdown, run_ablation
 
     base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])
     work = Path(os.environ["ZTB_ARTIFACTS"]) / "ablation"
