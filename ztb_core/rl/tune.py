@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +113,12 @@ class TuneConfig(ZtbModel):
     stop_timeout_s: float = Field(
         120.0, gt=0, description="after a kill-file, wait this long for the trial run to save and exit"
     )
+    heartbeat_s: int = Field(
+        60, ge=1, description="RDB storage: a running trial's heartbeat period (its worker is alive)"
+    )
+    grace_s: int = Field(
+        300, ge=1, description="RDB storage: a running trial with no heartbeat this long is failed (its worker died)"
+    )
     space: dict[str, ParamRange] = Field(
         default_factory=_default_space, description="dotted train-config key -> range or choices"
     )
@@ -130,9 +138,11 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None = None) -> Any:
     """An Optuna storage for a URL: `journal:///path` (a journal file, safe for several processes
-    on one file system), or an RDB URL (`sqlite:///`, `postgresql://`, `mysql://`)."""
+    on one file system), or an RDB URL (`sqlite:///`, `postgresql://`, `mysql://`). On an RDB each
+    running trial beats every `heartbeat_s`; one silent for `grace_s` (its worker died with it) is
+    failed by the next worker that asks for a trial, so a study on many machines never waits on it."""
     if url.startswith("journal://"):
         path = Path(url[len("journal://") :])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +155,9 @@ def open_storage(url: str) -> Any:
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(1, 6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s
+            )
         except ImportError as exc:  # a database driver that is not installed
             raise ConfigError(f"storage {redact_url(url)!r}: {exc}") from None
         except sqlalchemy.exc.DBAPIError as exc:
@@ -306,6 +318,32 @@ def collect_trial_records(study: optuna.Study, registry: TrialRegistry) -> int:
     return len(new)
 
 
+@contextmanager
+def _heartbeat(storage: Any, trial: optuna.Trial, every_s: float) -> Iterator[None]:
+    """Beat for `trial` while its train run works (what `study.optimize` does; ask/tell does not)."""
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as exc:  # a database hiccup must not end the trial; the next beat may land
+                log.warning("heartbeat of trial %d failed: %s", trial.number, exc)
+            if stop.wait(every_s):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def run_study(
     cfg: TuneConfig, writer: RunWriter, kill: KillSwitch | None = None, say: Callable[[str], None] = print
 ) -> dict:
@@ -314,7 +352,7 @@ def run_study(
     through its own kill-file and ends the loop."""
     base = check_space(cfg)
     storage_url = cfg.storage or f"sqlite:///{writer.dir / 'study.db'}"
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, cfg.heartbeat_s, cfg.grace_s)
     name = cfg.study or writer.run_id
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
     pruner: optuna.pruners.BasePruner = (
@@ -334,6 +372,8 @@ def run_study(
         if kill.requested():
             writer.event("stop_requested", step=i, reason=kill.reason or "stop requested")
             break
+        if isinstance(storage, optuna.storages.RDBStorage):  # trials of dead workers: FAIL, so they count as tried
+            optuna.storages.fail_stale_trials(study)
         trial = study.ask()
         run_id = trial_run_id(name, trial.number)
         if (runs_dir() / run_id).exists():
@@ -343,7 +383,8 @@ def run_study(
         writer.set_status("running", step=i, message=f"trial {trial.number} ({i + 1}/{cfg.trials}): {run_id}")
         writer.event("trial_started", step=i, trial=trial.number, run_id=run_id, params=params)
         say(f"trial {trial.number} ({i + 1}/{cfg.trials}) -> run {run_id}: {params}")
-        out = runner.run(trial, params, run_id)
+        with _heartbeat(storage, trial, cfg.heartbeat_s):
+            out = runner.run(trial, params, run_id)
         if out.value is not None:
             trial.set_user_attr("last_value", out.value)
         if out.state == "complete":
