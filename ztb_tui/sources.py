@@ -25,7 +25,7 @@ from ztb_core.live.journal import read_snapshot
 from ztb_core.live.live_config import journal_path_for
 from ztb_core.live.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
-from ztb_core.paths import global_kill_file
+from ztb_core.paths import global_kill_file, runs_dir
 from ztb_core.runs import (
     DEFAULT_STALE_AFTER_S,
     FINAL_STATES,
@@ -33,7 +33,6 @@ from ztb_core.runs import (
     LineTail,
     RunReader,
     RunSummary,
-    runs_dir,
     summarize,
 )
 

@@ -18,6 +18,7 @@ from ztb_core import atomic, runs
 from ztb_core.errors import RunWriteError
 from ztb_core.manifest import Manifest
 from ztb_core.runs import RESERVE_FILE, RunReader, RunWriter
+from ztb_core.runs import writer as run_writer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,7 @@ def test_a_status_write_that_fails_ends_the_run_failed_with_one_line(artifacts, 
             _enospc()
         return real(path, obj, **kw)
 
-    monkeypatch.setattr(runs, "atomic_write_json", full_once)
+    monkeypatch.setattr(run_writer, "atomic_write_json", full_once)
     with pytest.raises(RunWriteError) as info:
         writer.set_status("running", step=4_096)
     _assert_failed_clearly(writer, info.value, "status.json")
@@ -109,12 +110,12 @@ def test_a_background_flush_failure_is_raised_on_the_producers_next_write(artifa
             _enospc()
         return real_write(f, data)
 
-    monkeypatch.setattr(runs.os, "write", write)
+    monkeypatch.setattr(runs.appender.os, "write", write)
     writer.metric(4_096, "train", {"loss": 1.0})  # buffered; the flusher thread meets the full disk
     writer.metrics._stop.set()
     with pytest.raises(OSError):
         writer.metrics.flush()
-    monkeypatch.setattr(runs.os, "write", real_write)
+    monkeypatch.setattr(runs.appender.os, "write", real_write)
     with pytest.raises(RunWriteError) as info:
         writer.metric(4_097, "train", {"loss": 1.0})
     _assert_failed_clearly(writer, info.value, "metrics.jsonl")
@@ -128,7 +129,7 @@ def test_a_report_write_that_fails_inside_the_run_ends_it_the_same_way(artifacts
 
 
 def test_a_run_that_cannot_be_created_leaves_no_folder(artifacts, monkeypatch):
-    monkeypatch.setattr(runs, "atomic_write_text", _enospc)
+    monkeypatch.setattr(run_writer, "atomic_write_text", _enospc)
     with pytest.raises(RunWriteError, match="cannot create run bad-disk .*No space left"):
         RunWriter.create("train", {}, run_id="bad-disk")
     assert not (artifacts / "runs" / "bad-disk").exists()
