@@ -8,11 +8,11 @@ from ztb_core.cli import main
 from ztb_core.data import store
 from ztb_core.data.importers import (
     CsvColumns,
+    bitflyer_bars,
     parse_tz,
     read_csv_bars,
     read_histdata,
     read_trades_bitflyer,
-    trades_to_bars,
 )
 from ztb_core.data.ingest import DataConfig, import_files
 from ztb_core.data.source import DataSourceConfig, load_bars
@@ -95,7 +95,7 @@ def test_bitflyer_trades_to_bars_sorted_by_time_then_id(tmp_path, write_text):
         list(trades["id"]) == [4, 5, 6, 8]
         and "dropped 1 trade(s) with an empty exec_date (first at row 5)" in trades.attrs["notes"][0]
     )
-    bars = trades_to_bars(trades)
+    bars = bitflyer_bars(trades)
     assert [str(t) for t in bars.index] == ["2018-01-21 00:00:00+00:00", "2018-01-21 00:02:00+00:00"]
     first = bars.iloc[0]
     assert (first["open"], first["high"], first["low"], first["close"]) == (102.0, 102.0, 99.0, 99.0)

@@ -1,6 +1,6 @@
-"""Bars from trades, from exchange OHLCV rows and from polled tickers, plus the timeframe names
-shared by the store ("M1") and ccxt ("1m"). Used by `ztb data fetch` and the live loop.
-Bars without trades are absent (not zero-filled)."""
+"""Bars from trades, from exchange OHLCV rows and from polled tickers: the one bar builder, used by
+`ztb data import` (bitFlyer trades), `ztb data fetch` and the live loop. Bars without trades are
+absent (not zero-filled). Timeframe names come from `ztb_core.timeframes`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ..errors import DataError
+# live/ reads the timeframe helpers through here (explicit re-exports)
+from ..timeframes import ccxt_timeframe as ccxt_timeframe
+from ..timeframes import store_timeframe as store_timeframe
+from ..timeframes import timeframe_ms
 from .schema import utc_index
 
 
@@ -21,33 +24,6 @@ class TradeLike(Protocol):
     timestamp_ms: int
     price: Any
     amount: Any
-
-
-#: ccxt timeframe -> the store's timeframe name
-TIMEFRAMES = {"1m": "M1", "5m": "M5", "15m": "M15", "30m": "M30", "1h": "H1", "4h": "H4", "1d": "D"}
-
-
-def ccxt_timeframe(timeframe: str) -> str:
-    """Accept ccxt ("1m") or store ("M1") names; return the ccxt one."""
-    if timeframe in TIMEFRAMES:
-        return timeframe
-    for ccxt_tf, store_tf in TIMEFRAMES.items():
-        if timeframe == store_tf:
-            return ccxt_tf
-    raise DataError(
-        f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)} "
-        f"(or {', '.join(TIMEFRAMES.values())})"
-    )
-
-
-def store_timeframe(timeframe: str) -> str:
-    return TIMEFRAMES[ccxt_timeframe(timeframe)]
-
-
-def timeframe_ms(timeframe: str) -> int:
-    tf = ccxt_timeframe(timeframe)
-    unit = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}[tf[-1]]
-    return int(tf[:-1]) * unit
 
 
 def _bars_frame(times_ms: np.ndarray, cols: Mapping[str, npt.ArrayLike]) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from pydantic import Field
 
 from ..config import ZtbModel
 from ..errors import DataError
-from .schema import BAR_COLUMNS, NS_PER_MINUTE, utc_index
+from .bars_from_trades import trades_to_bars
+from .schema import BAR_COLUMNS, utc_index
 
 ImportFormat = Literal["histdata", "csv", "parquet", "bitflyer-trades"]
 FORMATS: tuple[str, ...] = ("histdata", "csv", "parquet", "bitflyer-trades")
@@ -387,34 +388,24 @@ def read_trades_bitflyer(path: str | Path, missing_time: Literal["error", "drop"
     return out
 
 
-def trades_to_bars(trades: pd.DataFrame) -> pd.DataFrame:
-    """1-minute bars from sorted trades: first/max/min/last price, summed size, trade count.
-    Minutes without a trade have no bar (a gap, as in the exchange's own history)."""
+def bitflyer_bars(trades: pd.DataFrame) -> pd.DataFrame:
+    """1-minute bars from bitFlyer trades (`time`, `price`, `size`) through the one bar builder
+    (`bars_from_trades.trades_to_bars`); minutes without a trade have no bar."""
     if len(trades) == 0:
         raise DataError("no trades to aggregate")
-    t = utc_index(pd.DatetimeIndex(trades["time"])).asi8
-    minute = t // NS_PER_MINUTE * NS_PER_MINUTE
-    first = np.flatnonzero(np.r_[True, minute[1:] != minute[:-1]])
-    last = np.r_[first[1:] - 1, len(t) - 1]
-    price = trades["price"].to_numpy(np.float64)
-    size = trades["size"].to_numpy(np.float64)
-    bars = pd.DataFrame(
+    frame = pd.DataFrame(
         {
-            "open": price[first],
-            "high": np.maximum.reduceat(price, first),
-            "low": np.minimum.reduceat(price, first),
-            "close": price[last],
-            "volume": np.add.reduceat(size, first),
-            "trades": (last - first + 1).astype(np.float64),
-        },
-        index=utc_index(minute[first]),
+            "timestamp_ms": utc_index(pd.DatetimeIndex(trades["time"])).asi8 // 1_000_000,
+            "price": trades["price"].to_numpy(np.float64),
+            "amount": trades["size"].to_numpy(np.float64),
+        }
     )
-    return bars
+    return trades_to_bars(frame, "1m")
 
 
 def read_bitflyer_bars(path: str | Path, missing_time: Literal["error", "drop"] = "drop") -> SourceBars:
     trades = read_trades_bitflyer(path, missing_time)
-    bars = trades_to_bars(trades)
+    bars = bitflyer_bars(trades)
     notes = list(trades.attrs.get("notes", [])) + [f"{len(trades)} trades -> {len(bars)} one-minute bars"]
     return SourceBars(Path(path), bars, None, notes)
 

@@ -11,17 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import ZtbModel
 from ..errors import DataError
 from . import store
-from .importers import CsvColumns, SourceBars, read_source, read_trades_bitflyer, trades_to_bars
+from .importers import CsvColumns, SourceBars, bitflyer_bars, read_source, read_trades_bitflyer
 from .resample import FX_DAY_CLOSE, FX_DAY_TZ, resample
-from .schema import TIMEFRAMES, MarketKind
+from .schema import TIMEFRAMES, MarketKind, Timeframe
 from .validate import ValidationConfig, ValidationReport, _dedupe, gap_check, validate_bars
 
 DEFAULT_MARKET = {"histdata": "fx", "bitflyer-trades": "crypto", "csv": "fx", "parquet": "fx"}
@@ -38,13 +38,20 @@ class DataConfig(ZtbModel):
     trades_missing_time: Literal["error", "drop"] = Field(
         "drop", description="bitflyer-trades: executions with an empty exec_date: drop (counted in the report) or error"
     )
-    store_timeframes: list[Literal["M5", "M15", "M30", "H1", "H4", "D"]] = Field(
-        ["M5", "M15", "M30", "H1", "H4", "D"], description="higher timeframes rebuilt and stored after each import"
+    store_timeframes: list[Timeframe] = Field(
+        list(get_args(Timeframe))[1:], description="higher timeframes rebuilt and stored after each import"
     )
     fx_day_close: str = Field(
         FX_DAY_CLOSE, pattern=r"^\d{2}:\d{2}$", description="FX daily bar close, local time HH:MM"
     )
     fx_day_tz: str = Field(FX_DAY_TZ, description="time zone of fx_day_close")
+
+    @field_validator("store_timeframes")
+    @classmethod
+    def _higher_timeframes_only(cls, value: list[str]) -> list[str]:
+        if "M1" in value:
+            raise ValueError("M1 is the imported timeframe itself (always stored); list only higher ones")
+        return value
 
 
 @dataclass
@@ -69,7 +76,7 @@ def _read_bitflyer_batch(paths: list[Path], cfg: DataConfig, report: ValidationR
         report.notes.append(f"{int(dup.sum())} execution(s) present in more than one file counted once (same id)")
         trades = trades[~dup]
     trades = trades.sort_values(["time", "id"], kind="stable").reset_index(drop=True)
-    bars = trades_to_bars(trades)
+    bars = bitflyer_bars(trades)
     report.notes.append(f"{len(trades)} trades -> {len(bars)} one-minute bars")
     name = paths[0].name if len(paths) == 1 else f"{len(paths)} bitFlyer files"
     return SourceBars(Path(name), bars, None, [])

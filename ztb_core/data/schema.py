@@ -14,8 +14,12 @@ import pandas as pd
 
 from ..errors import DataError
 
-TIMEFRAMES: tuple[str, ...] = ("M1", "M5", "M15", "M30", "H1", "H4", "D")
-Timeframe = Literal["M1", "M5", "M15", "M30", "H1", "H4", "D"]
+# data/ reads the timeframe table through here (explicit re-exports of ztb_core.timeframes)
+from ..timeframes import TIMEFRAME_MINUTES as TIMEFRAME_MINUTES
+from ..timeframes import TIMEFRAMES as TIMEFRAMES
+from ..timeframes import Timeframe as Timeframe
+from ..timeframes import check_timeframe as check_timeframe
+
 MarketKind = Literal["fx", "crypto"]
 MARKETS: tuple[str, ...] = ("fx", "crypto")
 
@@ -23,16 +27,7 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("trades",)
 
-#: nominal bar length in minutes (the FX daily bar is a 17:00-New-York session, 23-25 h around DST)
-TIMEFRAME_MINUTES: dict[str, int] = {"M1": 1, "M5": 5, "M15": 15, "M30": 30, "H1": 60, "H4": 240, "D": 1440}
-
 NS_PER_MINUTE = 60_000_000_000
-
-
-def check_timeframe(timeframe: str) -> str:
-    if timeframe not in TIMEFRAMES:
-        raise DataError(f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}")
-    return timeframe
 
 
 def check_market(market: str) -> MarketKind:

@@ -6,10 +6,8 @@ FX trades 24 hours a day, 5 days a week (about 260 trading days a year); crypto 
 
 from __future__ import annotations
 
+from ..timeframes import TIMEFRAME_MINUTES
 from .errors import EvaluationError
-
-#: minutes per bar for every supported timeframe (kept in step with ztb_core.data.schema.TIMEFRAMES)
-TIMEFRAME_MINUTES: dict[str, int] = {"M1": 1, "M5": 5, "M15": 15, "M30": 30, "H1": 60, "H4": 240, "D": 1440}
 
 #: trading days a year per market calendar
 TRADING_DAYS: dict[str, float] = {"fx": 260.0, "crypto": 365.0}
