@@ -7,15 +7,20 @@ and on every sync of the decision loop. One pass:
    (the newest fill id a complete pass has read) and back to the oldest order not matched yet or no
    longer on the book (its fills can be older than the cursor): all pages, not one;
 2. resolve every unresolved order (`submitted`/`unknown`). Coincheck takes no client order id, so
-   an order is matched by side, price, amount and time: an open order at our price with
-   remaining <= our amount, or an exchange order id whose fills (at or better than our limit,
-   totalling <= our amount) are not claimed by another journaled order, first seen no earlier than
-   `slack_ms` before we sent ours. Only orders that appeared after the newest exchange order id we
-   had seen when ours was sent (the watermark recorded with the submission) qualify, and none the
-   operator ruled foreign. Exactly one candidate is adopted; two or more are ambiguous: the order
-   stays unknown (new orders stay blocked), the report lists the candidates and the operator
-   decides (`ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours`). No candidate once the
-   order is older than `grace_ms` means the exchange never took it: `rejected`;
+   an order is matched by side, price, amount and the exchange's own timestamps: an open order at
+   our price with remaining <= our amount, or an exchange order id whose fills (at or better than
+   our limit, totalling <= our amount) are not claimed by another journaled order. Only orders
+   that appeared after the newest exchange order id we had seen when ours was sent (the watermark
+   recorded with the submission) qualify, and none the operator ruled foreign. Our send time is
+   moved onto the exchange's clock with the measured skew; a match is adopted only as proof: it
+   is the one match, stamped while our request could have been at the exchange (sent .. sent +
+   HTTP timeout, give or take the skew's error). A match stamped before (a twin, or a clock that
+   is off), after (a late execution, or a twin placed after ours), or several matches: the order
+   stays unknown (counted at its worst case, new orders blocked, exits that only reduce still
+   allowed), the report lists the candidates and the operator decides (`ztb live reconcile
+   --resolve EXCHANGE_ID --as ours|not-ours`). No match at all over `grace_ms` (the venue's worst
+   execution delay: minutes, `unknown_outcome_window_s`) is positive evidence that the exchange
+   never took it: `rejected`;
 3. record fills of known orders (idempotent by trade id) and move their states;
 4. an order we believed resting that is no longer open is `cancelled` only when the exchange's
    executed amount for it is explained by the fills we recorded; otherwise it stays live (its
@@ -182,9 +187,47 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     return f"order {claimants[0]} is exchange order {exchange_id}; the next reconciliation applies its fills"
 
 
+#: how far a measured clock skew may be off (the venue's ticker time has 1 s resolution, plus latency)
+CLOCK_TOLERANCE_MS = 2_000
+
+
+def valid_exchange_id(value: Any) -> str | None:
+    """The exchange order id as a string, or None when it cannot identify an order: missing, empty,
+    not a plain token, or a number that is not positive (an id `0` is what a parser makes of a
+    missing field, and two such orders would share it)."""
+    if value is None or isinstance(value, bool | float):
+        return None
+    text = str(value).strip()
+    if not text or text.lower() in ("none", "null", "nan") or any(c.isspace() for c in text) or len(text) > 64:
+        return None
+    if text.lstrip("-").isdigit() and int(text) <= 0:
+        return None
+    return text
+
+
+def stamped(ts: int | None, sent_ex: float, inflight_ms: int, tolerance: float) -> str:
+    """When the exchange stamped a matching order, relative to our request (on its clock): `early`
+    (before we sent ours), `inflight` (while our request could have been there) or `late`."""
+    at = sent_ex if ts is None else ts
+    if at < sent_ex - tolerance:
+        return "early"
+    return "inflight" if at <= sent_ex + inflight_ms + tolerance else "late"
+
+
 def reconcile(
-    journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000
+    journal: Journal,
+    venue: Venue,
+    symbol: str,
+    grace_ms: int = 5_000,
+    slack_ms: int = 120_000,
+    skew_ms: float | None = None,
+    inflight_ms: int = 10_000,
 ) -> ReconcileReport:
+    """One pass (see the module docstring). `grace_ms`: how long (exchange time) an unknown order
+    must stay absent from the open orders and the fills before it is ruled never placed: the
+    venue's worst execution delay. `skew_ms`: the exchange clock minus ours, when measured (None:
+    unknown, and the time windows fall back to `slack_ms` either side). `inflight_ms`: how long our
+    placement request could have been at the exchange (its HTTP timeout)."""
     report = ReconcileReport()
     live = journal.live_orders()
     started = now_ms()
@@ -216,6 +259,10 @@ def reconcile(
                 detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
             )
         sent = order.submitted_ms or order.created_ms
+        # when ours was sent, on the exchange's clock (the times below are the exchange's stamps)
+        sent_ex = sent + (skew_ms or 0)
+        # an unmeasured skew leaves only a coarse window either side
+        tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None else slack_ms
         watermark = _submitted_watermark(journal, order)
 
         def eligible(eid: str, watermark: int | None = watermark) -> bool:
@@ -224,10 +271,13 @@ def reconcile(
             # an order the exchange already showed us before ours was sent is not ours
             return watermark is None or not eid.isdigit() or int(eid) > watermark
 
-        candidates: list[tuple[int, str]] = []
-        # matching in every way but time: the exchange's clock may be off from ours (or its history
-        # replayed); such an order is never adopted, but it is no proof that ours was never placed
-        early: list[str] = []
+        # every exchange order that matches ours in side, price and amount, by when the exchange
+        # stamped it: `inflight` while our request could have been at the exchange (the only
+        # window in which it could have taken ours in the normal way), `late` after our request
+        # gave up (a queued or retried execution), `early` before ours was sent (a clock that is
+        # off, or someone else's). Only a lone in-flight match is proof; anything else is asked.
+        found: dict[str, list[str]] = {"early": [], "inflight": [], "late": []}
+
         for eid, o in open_by_id.items():
             if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
                 continue
@@ -237,11 +287,7 @@ def reconcile(
             seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
             if Decimal(o.remaining) > order.amount or seen > order.amount or Decimal(o.remaining) + seen < order.amount:
                 continue
-            ts = o.timestamp_ms if o.timestamp_ms is not None else sent
-            if ts >= sent - slack_ms:
-                candidates.append((abs(ts - sent), eid))
-            else:
-                early.append(eid)
+            found[stamped(o.timestamp_ms, sent_ex, inflight_ms, tolerance)].append(eid)
         for eid, fills in trades_by_order.items():
             if not eligible(eid) or eid in open_by_id:
                 continue
@@ -249,50 +295,49 @@ def reconcile(
                 continue
             if not _left_book_as(venue, symbol, eid, order, sum((Decimal(f.amount) for f in fills), Decimal(0))):
                 continue
-            ts = min(f.timestamp_ms for f in fills)
-            if ts >= sent - slack_ms:
-                candidates.append((abs(ts - sent), eid))
-            else:
-                early.append(eid)
-        if len(candidates) == 1:
-            eid = candidates[0][1]
+            found[stamped(min(f.timestamp_ms for f in fills), sent_ex, inflight_ms, tolerance)].append(eid)
+        inflight, late, early = found["inflight"], found["late"], found["early"]
+        candidates = sorted(inflight + late + early)
+        elapsed = started - sent  # the same on the exchange's clock: the skew cancels out
+        # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
+        if len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None:
+            eid = inflight[0]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
             order = journal.transition(
-                order, OPEN, detail={"why": "matched by side/price/amount/time", "exchange_id": eid}, exchange_id=eid
+                order,
+                OPEN,
+                detail={
+                    "why": "matched by side/price/amount and the exchange's time of our request",
+                    "exchange_id": eid,
+                },
+                exchange_id=eid,
             )
             report.resolved.append(order.client_id)
             log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
         elif candidates:
-            # more than one order could be ours: adopting either could claim (and later cancel) someone
-            # else's order, so the order stays unknown and blocking until the operator decides
-            report.ambiguous[order.client_id] = sorted(eid for _, eid in candidates)
+            # more than one order could be ours, or the only one was stamped outside the time our
+            # request was at the exchange (executed late, or someone else's twin): adopting it could
+            # claim (and later cancel) someone else's order, and ruling ours out could place it
+            # twice. The order stays unknown, counted at its worst case, until the operator decides.
+            report.ambiguous[order.client_id] = candidates
             report.still_unresolved.append(order.client_id)
             log.warning(
-                "reconcile: order %s matches several exchange orders (%s); not adopting any: resolve with "
-                "ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
+                "reconcile: order %s could be exchange order(s) %s (in flight: %s, late: %s, early: %s); not adopting "
+                "nor ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
                 order.client_id,
-                ", ".join(report.ambiguous[order.client_id]),
+                ", ".join(candidates),
+                ", ".join(inflight) or "-",
+                ", ".join(late) or "-",
+                ", ".join(early) or "-",
             )
-        elif early:
-            # ruling ours "never placed" here would place it again if one of these is ours (a kill
-            # between the exchange taking it and the journal hearing back, with skewed clocks):
-            # the order stays unknown and blocking, and the operator decides, as for an ambiguity
-            report.ambiguous[order.client_id] = sorted(early)
-            report.still_unresolved.append(order.client_id)
-            log.warning(
-                "reconcile: order %s is not found in the exchange's recent orders, but %s match it in all but "
-                "time (more than %d s before ours was sent: is the exchange clock off?); not adopting nor "
-                "ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
-                order.client_id,
-                ", ".join(sorted(early)),
-                slack_ms // 1000,
-            )
-        elif started - sent >= grace_ms:
+        elif elapsed >= grace_ms:
+            # positive evidence: not among the open orders, and no fill of a matching order, over a
+            # window as long as the venue's worst execution delay
             journal.transition(
                 order,
                 REJECTED,
-                detail={"why": "not found at the exchange by reconciliation"},
+                detail={"why": f"not found at the exchange in {elapsed / 1000:.1f} s (window {grace_ms / 1000:.0f} s)"},
                 reason="not found at the exchange: it was never placed",
             )
             report.not_placed.append(order.client_id)
