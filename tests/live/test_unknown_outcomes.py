@@ -219,8 +219,9 @@ def test_an_exit_that_only_reduces_goes_through_despite_an_unknown_outcome(excha
 def test_alerts_for_an_unresolved_order_are_one_then_a_reminder(exchange_adapter, emulator, journal):
     seen: list = []
     manager = OrderManager(
-        exchange_adapter, journal, "BTC/JPY", grace_ms=0, on_event=lambda k, **d: seen.append((k, d)), reminder_s=60
+        exchange_adapter, journal, "BTC/JPY", grace_ms=0, on_event=lambda k, **d: seen.append((k, d))
     )
+    manager.reminder_s = 60
     clock = [0.0]
     manager._clock = lambda: clock[0]
     price = far_bid(exchange_adapter)
