@@ -273,12 +273,13 @@ def test_a_clock_180s_ahead_neither_strands_an_unknown_order_nor_floods_alerts(
 
 
 # ---- defect 6: foreign twins are not adopted without proof --------------------------------------
-def test_a_twin_placed_just_before_our_timed_out_order_is_not_adopted(exchange_adapter, emulator, journal):
-    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+def test_a_twin_placed_just_before_our_timed_out_order_is_not_adopted(rt_adapter, rt_emulator, journal):
+    emulator = rt_emulator
+    manager = OrderManager(rt_adapter, journal, "BTC/JPY", grace_ms=0)
     manager.reconcile()  # the last sync before: the twin comes after it
-    price = far_bid(exchange_adapter)
+    price = far_bid(rt_adapter)
     twin = place_foreign(emulator, "buy", Decimal("0.01"), price)
-    emulator.advance(5)  # exchange time moves on: ours is sent 5 s after the twin
+    time.sleep(3.5)  # ours is sent a few seconds after the twin, with no sync in between
     emulator.add_fault({"kind": "timeout", "endpoint": "create_order", "hang_ms": 600})  # ours never arrives
     order = manager.place("buy", Decimal("0.01"), price)
     report = manager.reconcile()
@@ -295,10 +296,11 @@ def test_a_twin_placed_just_before_our_timed_out_order_is_not_adopted(exchange_a
 def test_a_twin_placed_after_our_timed_out_order_is_not_adopted(rt_adapter, rt_emulator, journal):
     emulator = rt_emulator
     manager = OrderManager(rt_adapter, journal, "BTC/JPY", grace_ms=0)
+    manager.reconcile()  # a sync before (it also reads the exchange's clock)
     price = far_bid(rt_adapter)
     emulator.add_fault({"kind": "timeout", "endpoint": "create_order", "hang_ms": 600})  # ours never arrives
     order = manager.place("buy", Decimal("0.01"), price)
-    time.sleep(2.6)  # someone places the same order after our request gave up, before our next sync
+    time.sleep(3.0)  # someone places the same order after our request gave up, before our next sync
     twin = place_foreign(emulator, "buy", Decimal("0.01"), price)
     report = manager.reconcile()
     assert journal.get(order.client_id).state == UNKNOWN and report.ambiguous[order.client_id] == [str(twin)]

@@ -33,7 +33,14 @@ from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown
 from .exposure import exposure_of, is_reducing, reducible
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side, now_ms
-from .reconcile import ReconcileReport, order_watermark, raise_watermark, reconcile, valid_exchange_id
+from .reconcile import (
+    CLOCK_TOLERANCE_MS,
+    ReconcileReport,
+    order_watermark,
+    raise_watermark,
+    reconcile,
+    valid_exchange_id,
+)
 
 log = logging.getLogger("ztb.live.broker")
 
@@ -82,6 +89,12 @@ class OrderManager:
         #: the exchange clock minus ours (ms), None until measured; the time windows of
         #: reconciliation compare the exchange's own stamps with our send time moved by it
         self.skew_ms: float | None = None
+        #: the exchange's stamps are trusted to the second only once two measurements at least a
+        #: second apart agree (its clock advances with ours); until then, or if it jumps, the time
+        #: windows stay coarse (`slack_ms` either side) rather than calling every match late
+        self.clock_trusted = False
+        self._first_clock: tuple[float, float] | None = None  # (our ms, skew) of the first measurement
+        self._skew_tried = False
         #: how long a placement request can be at the exchange: the adapter's HTTP timeout
         self.inflight_ms = int(getattr(getattr(venue, "cfg", None), "timeout_ms", 10_000))
         #: alerts already given: client id -> (candidates, monotonic time), for one alert per unknown
@@ -105,14 +118,21 @@ class OrderManager:
     def observe_clock(self, exchange_ms: int | None, sent_ms: int, received_ms: int) -> float | None:
         """Take the skew from one exchange time read between `sent_ms` and `received_ms` (our clock).
         Venue tickers are stamped in whole seconds: half a second is added for the truncation."""
+        self._skew_tried = True
         if not exchange_ms:
             return self.skew_ms
         ts = int(exchange_ms) + (500 if int(exchange_ms) % 1000 == 0 else 0)
-        self.skew_ms = ts - (sent_ms + received_ms) / 2
+        local = (sent_ms + received_ms) / 2
+        skew = ts - local
+        if self._first_clock is None:
+            self._first_clock = (local, skew)
+        elif local - self._first_clock[0] >= 1_000:
+            self.clock_trusted = abs(skew - self._first_clock[1]) <= CLOCK_TOLERANCE_MS
+        self.skew_ms = skew
         return self.skew_ms
 
     def reconcile(self, grace_ms: int | None = None) -> ReconcileReport:
-        if self.journal.unresolved() and hasattr(self.venue, "fetch_ticker"):
+        if (not self._skew_tried or self.journal.unresolved()) and hasattr(self.venue, "fetch_ticker"):
             try:  # a fresh skew for the time windows (an unknown placement is rare; a ticker is cheap)
                 self.measure_skew()
             except ExchangeCallError as exc:
@@ -124,6 +144,7 @@ class OrderManager:
             grace_ms=self.grace_ms if grace_ms is None else grace_ms,
             skew_ms=self.skew_ms,
             inflight_ms=self.inflight_ms,
+            clock_trusted=self.clock_trusted,
         )
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())

@@ -222,12 +222,14 @@ def reconcile(
     slack_ms: int = 120_000,
     skew_ms: float | None = None,
     inflight_ms: int = 10_000,
+    clock_trusted: bool = True,
 ) -> ReconcileReport:
     """One pass (see the module docstring). `grace_ms`: how long (exchange time) an unknown order
     must stay absent from the open orders and the fills before it is ruled never placed: the
     venue's worst execution delay. `skew_ms`: the exchange clock minus ours, when measured (None:
     unknown, and the time windows fall back to `slack_ms` either side). `inflight_ms`: how long our
-    placement request could have been at the exchange (its HTTP timeout)."""
+    placement request could have been at the exchange (its HTTP timeout). `clock_trusted`: the
+    skew is known to the second (two measurements agree); otherwise the windows stay coarse."""
     report = ReconcileReport()
     live = journal.live_orders()
     started = now_ms()
@@ -261,8 +263,8 @@ def reconcile(
         sent = order.submitted_ms or order.created_ms
         # when ours was sent, on the exchange's clock (the times below are the exchange's stamps)
         sent_ex = sent + (skew_ms or 0)
-        # an unmeasured skew leaves only a coarse window either side
-        tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None else slack_ms
+        # an unmeasured or untrusted skew leaves only a coarse window either side
+        tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None and clock_trusted else slack_ms
         watermark = _submitted_watermark(journal, order)
 
         def eligible(eid: str, watermark: int | None = watermark) -> bool:
