@@ -144,6 +144,36 @@ def test_an_unknown_order_is_ruled_not_placed_only_after_the_window(exchange_ada
     assert journal.get(order.client_id).state == REJECTED
 
 
+def test_an_order_executed_after_the_window_blocks_and_alerts_until_the_operator_decides(
+    exchange_adapter, emulator, journal
+):
+    """A venue slower than the configured window: the order was ruled never placed, then appears.
+    It is not adopted on a guess and not ignored as a foreign order: new orders stop, one alert."""
+    seen: list = []
+    manager = OrderManager(
+        exchange_adapter, journal, "BTC/JPY", grace_ms=300, on_event=lambda k, **d: seen.append((k, d))
+    )
+    emulator.add_fault({"kind": "late_execution", "endpoint": "create_order", "hang_ms": 1500})
+    t0 = time.monotonic()
+    order = manager.place("buy", Decimal("0.01"), marketable(exchange_adapter))
+    time.sleep(0.5)
+    assert order.client_id in manager.reconcile().not_placed  # the window (0.3 s here) has passed
+    while time.monotonic() - t0 < 1.8:  # the late work lands: the exchange is long 0.01
+        time.sleep(0.05)
+    for _ in range(3):
+        report = manager.reconcile()
+    assert exchange_btc(emulator) == Decimal("0.01") and journal.position() == 0
+    (eid,) = report.suspects
+    with pytest.raises(OrderBlocked, match="ruled never placed"):
+        manager.place("buy", Decimal("0.01"), far_bid(exchange_adapter))
+    alerts = [d for k, d in seen if k == "alert" and d.get("candidates") == [eid]]
+    assert len(alerts) == 1
+    resolve_order(journal, eid, "ours")  # ztb live reconcile --resolve EID --as ours
+    manager.reconcile()
+    assert journal.position() == exchange_btc(emulator) == Decimal("0.01")
+    assert manager.place("buy", Decimal("0.01"), far_bid(exchange_adapter)).state == OPEN  # unblocked
+
+
 def test_minimal_finds_and_cancels_a_test_order_executed_late(exchange_adapter, emulator, tmp_path):
     emulator.add_fault({"kind": "late_execution", "endpoint": "create_order", "hang_ms": 1200})
     with Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY") as j:

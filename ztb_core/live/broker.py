@@ -35,6 +35,7 @@ from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side, now_ms
 from .reconcile import (
     CLOCK_TOLERANCE_MS,
+    SUSPECT_KEY,
     ReconcileReport,
     order_watermark,
     raise_watermark,
@@ -149,13 +150,39 @@ class OrderManager:
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
         self._alert_unresolved(report)
+        self._alert_suspects(report)
         return report
+
+    def _alert_suspects(self, report: ReconcileReport) -> None:
+        """One critical alert per late suspect (then a reminder every `reminder_s`)."""
+        now = self._clock()
+        for eid, client_id in report.suspects.items():
+            key = f"suspect:{eid}"
+            last = self._alerted.get(key)
+            if last is not None and now - last[1] < self.reminder_s:
+                continue
+            self._alerted[key] = ((eid,), now)
+            self.on_event(
+                "alert",
+                level="critical",
+                message=(
+                    f"exchange order {eid} appeared after order {client_id} was ruled never placed "
+                    f"({self.grace_ms / 1000:.0f} s without a trace) and could be it: the exchange may hold a "
+                    f"position the journal does not. New orders blocked; decide with: ztb live reconcile "
+                    f"--resolve {eid} --as ours|not-ours"
+                ),
+                client_id=client_id,
+                candidates=[eid],
+                reminder=last is not None,
+            )
+        for key in [k for k in self._alerted if k.startswith("suspect:") and k[8:] not in report.suspects]:
+            del self._alerted[key]
 
     def _alert_unresolved(self, report: ReconcileReport) -> None:
         """One critical alert per unknown order (and per new set of candidates), then a reminder
         every `reminder_s`: a bot blocked for minutes must not flood the operator."""
         now = self._clock()
-        for client_id in list(self._alerted):
+        for client_id in [k for k in self._alerted if not k.startswith("suspect:")]:
             if client_id not in report.still_unresolved:
                 del self._alerted[client_id]
         for client_id in report.still_unresolved:
@@ -191,13 +218,17 @@ class OrderManager:
             )
 
     def _ensure_resolved(self, side: Side | None = None, amount: Decimal | None = None) -> None:
-        if not self.journal.unresolved():
-            return
-        report = self.reconcile()
-        if not report.still_unresolved:
+        unresolved: list[str] = []
+        if self.journal.unresolved():
+            unresolved = self.reconcile().still_unresolved
+        suspects: dict[str, str] = self.journal.get_state(SUSPECT_KEY, {})
+        if not unresolved and not suspects:
             return
         if side is not None and amount is not None:
-            exposure = exposure_of(self.journal.position(), self.journal.live_orders())
+            # the orders that may exist at the exchange: live ones, and the ruled-out orders a late
+            # exchange order could be (at their full amount)
+            maybe = [*self.journal.live_orders(), *filter(None, map(self.journal.get, set(suspects.values())))]
+            exposure = exposure_of(self.journal.position(), maybe)
             if is_reducing(exposure, side, amount):
                 # an exit that reduces |position| whatever the unknown orders did: holding it back
                 # for minutes (a stop-loss!) would be the greater risk
@@ -205,12 +236,18 @@ class OrderManager:
                     "exit_despite_unknown",
                     side=side,
                     amount=str(amount),
-                    unresolved=list(report.still_unresolved),
+                    unresolved=[*unresolved, *suspects],
                     reducible=str(reducible(exposure, side)),
                 )
                 return
+        if suspects:
+            raise OrderBlocked(
+                f"exchange order(s) {', '.join(sorted(suspects))} appeared after orders "
+                f"{', '.join(sorted(set(suspects.values())))} were ruled never placed and could be them; no new "
+                f"order until the operator decides: ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours"
+            )
         raise OrderBlocked(
-            f"order(s) {', '.join(report.still_unresolved)} have an unknown outcome; no new "
+            f"order(s) {', '.join(unresolved)} have an unknown outcome; no new "
             f"order until reconciliation finds them at the exchange or rules them out (exits that "
             f"reduce the position whatever they did still go)"
         )

@@ -78,13 +78,17 @@ class ReconcileReport:
     orphans: list[str] = field(default_factory=list)  # exchange open orders not in the journal
     ambiguous: dict[str, list[str]] = field(default_factory=dict)  # unresolved order -> candidate exchange ids
     fills_pending: list[str] = field(default_factory=list)  # left the book, executed amount not yet in fills
+    # exchange orders that appeared after the window and could be an order ruled never placed
+    suspects: dict[str, str] = field(default_factory=dict)  # exchange id -> client id
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in self.__dict__.items()}
 
     @property
     def changed(self) -> bool:
-        return bool(self.resolved or self.not_placed or self.new_fills or self.closed or self.ambiguous)
+        return bool(
+            self.resolved or self.not_placed or self.new_fills or self.closed or self.ambiguous or self.suspects
+        )
 
 
 def _to_fill(t: Any, client_id: str | None) -> Fill:
@@ -123,6 +127,10 @@ CURSOR_KEY = "fills_cursor"  # newest fill id read by a complete pass
 WATERMARK_KEY = "exchange_order_watermark"  # newest numeric exchange order id seen (ours or not)
 FOREIGN_KEY = "foreign_orders"  # exchange order ids the operator ruled not ours
 AMBIGUOUS_KEY = "ambiguous_matches"  # unresolved client id -> candidate exchange ids
+SUSPECT_KEY = "late_suspects"  # exchange id -> client id of an order ruled never placed that it could be
+#: how long after an order was ruled never placed a matching exchange order still makes it a suspect
+SUSPECT_HORIZON_MS = 86_400_000
+NOT_PLACED_REASON = "not found at the exchange: it was never placed"
 
 
 def order_watermark(journal: Journal) -> int | None:
@@ -157,6 +165,7 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     adopted, never cancelled). Returns a sentence saying what changed."""
     exchange_id = str(exchange_id)
     ambiguous: dict[str, list[str]] = dict(journal.get_state(AMBIGUOUS_KEY, {}))
+    suspects: dict[str, str] = dict(journal.get_state(SUSPECT_KEY, {}))
     owner = journal.by_exchange_id(exchange_id)
     if owner is not None:
         raise ResolveError(f"exchange order {exchange_id} is already journal order {owner.client_id}")
@@ -164,9 +173,13 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
         foreign = sorted({*map(str, journal.get_state(FOREIGN_KEY, [])), exchange_id})
         journal.set_state(FOREIGN_KEY, foreign)
         journal.set_state(AMBIGUOUS_KEY, {c: [e for e in ids if e != exchange_id] for c, ids in ambiguous.items()})
+        suspects.pop(exchange_id, None)
+        journal.set_state(SUSPECT_KEY, suspects)
         return f"exchange order {exchange_id} is marked not ours: it will never be adopted or cancelled"
     if verdict != "ours":
         raise ResolveError(f"--as {verdict!r}: use ours or not-ours")
+    if exchange_id in suspects:
+        return _adopt_late(journal, exchange_id, suspects)
     claimants = [c for c, ids in ambiguous.items() if exchange_id in ids]
     if len(claimants) != 1:
         listed = "; ".join(f"{c}: {', '.join(ids)}" for c, ids in ambiguous.items()) or "none"
@@ -205,6 +218,40 @@ def valid_exchange_id(value: Any) -> str | None:
     return text
 
 
+def _late_suspects(
+    journal: Journal, open_by_id: dict[str, Any], trades_by_order: dict[str, list[Any]], settled: set[str], now: int
+) -> dict[str, str]:
+    """Exchange orders (open, or seen in fills) that no journal order claims and that could be an
+    order ruled never placed in the last day: a venue slower than the window. Never adopted on a
+    guess: they block new orders until the operator says (`ztb live reconcile --resolve`)."""
+    ruled = [
+        o
+        for o in journal.orders([REJECTED])
+        if o.exchange_id is None and o.reason == NOT_PLACED_REASON and o.updated_ms >= now - SUSPECT_HORIZON_MS
+    ]
+    if not ruled:
+        return {}
+    out: dict[str, str] = {}
+    for eid, o in open_by_id.items():
+        if eid in settled:
+            continue
+        seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
+        for r in ruled:
+            # the whole amount, as for a candidate: a smaller order at our price is someone else's
+            if o.side == r.side and Decimal(o.price) == r.price and Decimal(o.remaining) + seen == r.amount:
+                out[eid] = r.client_id
+                break
+    for eid, fills in trades_by_order.items():
+        if eid in settled or eid in out:
+            continue
+        total = sum((Decimal(f.amount) for f in fills), Decimal(0))
+        for r in ruled:
+            if all(f.side == r.side and _price_ok(r, Decimal(f.price)) for f in fills) and total == r.amount:
+                out[eid] = r.client_id
+                break
+    return out
+
+
 def stamped(ts: int | None, sent_ex: float, inflight_ms: int, tolerance: float) -> str:
     """When the exchange stamped a matching order, relative to our request (on its clock): `early`
     (before we sent ours), `inflight` (while our request could have been there) or `late`."""
@@ -212,6 +259,31 @@ def stamped(ts: int | None, sent_ex: float, inflight_ms: int, tolerance: float) 
     if at < sent_ex - tolerance:
         return "early"
     return "inflight" if at <= sent_ex + inflight_ms + tolerance else "late"
+
+
+def _adopt_late(journal: Journal, exchange_id: str, suspects: dict[str, str]) -> str:
+    """The operator says a late exchange order is the one ruled never placed: journal it as a new
+    order of ours (the ruled-out record stays as it was: terminal states are never reopened)."""
+    ruled = journal.get(suspects[exchange_id])
+    if ruled is None:
+        raise ResolveError(f"order {suspects[exchange_id]} is missing from the journal")
+    adopted = journal.record_submission(
+        Order.create(ruled.symbol, ruled.side, ruled.amount, ruled.price, ruled.reduce_only),
+        {"adopted_late": exchange_id, "ruled_not_placed": ruled.client_id},
+    )
+    journal.transition(
+        adopted,
+        OPEN,
+        detail={"why": "late execution adopted by the operator", "exchange_id": exchange_id},
+        exchange_id=exchange_id,
+    )
+    del suspects[exchange_id]
+    journal.set_state(SUSPECT_KEY, suspects)
+    journal.set_state(CURSOR_KEY, None)  # its fills may be older than the cursor
+    return (
+        f"exchange order {exchange_id} (executed after {ruled.client_id} was ruled never placed) is journal "
+        f"order {adopted.client_id}; the next reconciliation applies its fills"
+    )
 
 
 def reconcile(
@@ -340,7 +412,7 @@ def reconcile(
                 order,
                 REJECTED,
                 detail={"why": f"not found at the exchange in {elapsed / 1000:.1f} s (window {grace_ms / 1000:.0f} s)"},
-                reason="not found at the exchange: it was never placed",
+                reason=NOT_PLACED_REASON,
             )
             report.not_placed.append(order.client_id)
             log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
@@ -404,7 +476,11 @@ def reconcile(
         if min(filled, closed.amount) != closed.filled:
             journal.save(closed, closed.with_fills(min(filled, closed.amount), avg), detail={"late_fills": late})
 
-    report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
+    known = journal.known_exchange_ids()
+    report.orphans = sorted(eid for eid in open_by_id if eid not in known)
+    report.suspects = _late_suspects(journal, open_by_id, trades_by_order, known | foreign, started)
+    if report.suspects != journal.get_state(SUSPECT_KEY, {}):
+        journal.set_state(SUSPECT_KEY, report.suspects)
     # only a complete pass moves the cursor and the watermark (an exception above leaves both)
     raise_watermark(journal, list(open_by_id) + list(trades_by_order))
     if sync.cursor is not None and sync.cursor != cursor:
