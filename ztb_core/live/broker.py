@@ -217,46 +217,54 @@ class OrderManager:
                 reminder=last is not None and last[0] == candidates,
             )
 
-    def _ensure_resolved(self, side: Side | None = None, amount: Decimal | None = None) -> None:
+    def _ensure_resolved(self) -> None:
+        """Raise `OrderBlocked` while a placement's outcome is unknown (after one reconciliation
+        tried to settle it) or an exchange order that appeared late awaits the operator."""
         unresolved: list[str] = []
         if self.journal.unresolved():
             unresolved = self.reconcile().still_unresolved
         suspects: dict[str, str] = self.journal.get_state(SUSPECT_KEY, {})
-        if not unresolved and not suspects:
-            return
-        if side is not None and amount is not None:
-            # the orders that may exist at the exchange: live ones, and the ruled-out orders a late
-            # exchange order could be (at their full amount)
-            maybe = [*self.journal.live_orders(), *filter(None, map(self.journal.get, set(suspects.values())))]
-            exposure = exposure_of(self.journal.position(), maybe)
-            if is_reducing(exposure, side, amount):
-                # an exit that reduces |position| whatever the unknown orders did: holding it back
-                # for minutes (a stop-loss!) would be the greater risk
-                self.on_event(
-                    "exit_despite_unknown",
-                    side=side,
-                    amount=str(amount),
-                    unresolved=[*unresolved, *suspects],
-                    reducible=str(reducible(exposure, side)),
-                )
-                return
         if suspects:
             raise OrderBlocked(
                 f"exchange order(s) {', '.join(sorted(suspects))} appeared after orders "
                 f"{', '.join(sorted(set(suspects.values())))} were ruled never placed and could be them; no new "
                 f"order until the operator decides: ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours"
             )
-        raise OrderBlocked(
-            f"order(s) {', '.join(unresolved)} have an unknown outcome; no new "
-            f"order until reconciliation finds them at the exchange or rules them out (exits that "
-            f"reduce the position whatever they did still go)"
+        if unresolved:
+            raise OrderBlocked(
+                f"order(s) {', '.join(unresolved)} have an unknown outcome; no new "
+                f"order until reconciliation finds them at the exchange or rules them out (exits that "
+                f"reduce the position whatever they did still go)"
+            )
+
+    def _reduces_whatever_happened(self, side: Side, amount: Decimal) -> bool:
+        """Does the order only reduce |position| whatever the unknown orders did? Counted: every live
+        order in full, and the ruled-out orders a late exchange order could be."""
+        suspects: dict[str, str] = self.journal.get_state(SUSPECT_KEY, {})
+        maybe = [*self.journal.live_orders(), *filter(None, map(self.journal.get, set(suspects.values())))]
+        exposure = exposure_of(self.journal.position(), maybe)
+        if not is_reducing(exposure, side, amount):
+            return False
+        self.on_event(
+            "exit_despite_unknown",
+            side=side,
+            amount=str(amount),
+            unresolved=[o.client_id for o in self.journal.unresolved()] + sorted(suspects),
+            reducible=str(reducible(exposure, side)),
         )
+        return True
 
     # ---- placement ----------------------------------------------------------------------------
     def place(
         self, side: Side, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
     ) -> Order:
-        self._ensure_resolved(side, amount)
+        try:
+            self._ensure_resolved()
+        except OrderBlocked:
+            # an exit that reduces |position| whatever the unknown orders did goes anyway: holding
+            # it back for minutes (a stop-loss!) would be the greater risk
+            if not self._reduces_whatever_happened(side, amount):
+                raise
         # the newest exchange order id seen before this one was sent: reconciliation never adopts an
         # order at or below it for this one (it existed before we sent ours)
         detail = {**(detail or {}), "watermark": order_watermark(self.journal)}

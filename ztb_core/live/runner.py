@@ -33,6 +33,7 @@ from ..runs import RunWriter
 from .backfill import backfill
 from .broker import OrderBlocked, OrderManager
 from .exchange import ExchangeCallError
+from .exposure import Exposure, reducible
 from .journal import Journal
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
@@ -440,14 +441,14 @@ class LiveRunner:
         """Close the position with a marketable order (allowed in reduce-only), less what resting
         orders on the closing side would already close if they filled."""
         pos = self.journal.position()
+        side: Side = "sell" if pos > 0 else "buy"
         resting_buy, resting_sell = self.manager.resting()
-        amount = self.limits.round_amount(max(abs(pos) - (resting_sell if pos > 0 else resting_buy), Decimal(0)))
+        amount = self.limits.round_amount(reducible(Exposure(pos, resting_buy, resting_sell), side))
         if amount <= 0 or amount < self.limits.min_amount:
             if pos != 0:
                 self.writer.event("flatten_skipped", position=str(pos), reason="below the market minimum amount")
             return
         ticker = self.venue.fetch_ticker()
-        side: Side = "sell" if pos > 0 else "buy"
         price = limit_price(self.cfg.sizing, side, ticker.bid, ticker.ask, ticker.last, self.limits)
         self._place(side, amount, price, True, None)
         self._sync()
