@@ -218,11 +218,10 @@ class LiveRunner:
             source="exchange ticker time" if skew is not None else "unavailable (no exchange time)",
         )
         if skew is not None and abs(skew) > 5_000:
-            self.writer.event(
-                "alert",
-                level="warning",
-                message=f"this machine's clock is {-skew / 1000:+.1f} s off the exchange's; reconciliation uses the "
-                f"exchange's times, but fix the clock (NTP)",
+            log.warning(
+                "this machine's clock is %+.1f s off the exchange's; reconciliation uses the exchange's times, "
+                "but fix the clock (NTP)",
+                -skew / 1000,
             )
 
     def poll(self) -> bool:
