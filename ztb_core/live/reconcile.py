@@ -276,6 +276,8 @@ def _adopt_late(journal: Journal, exchange_id: str, suspects: dict[str, str]) ->
         OPEN,
         detail={"why": "late execution adopted by the operator", "exchange_id": exchange_id},
         exchange_id=exchange_id,
+        # sent when the ruled-out one was: its fills are read back from then, not from now
+        submitted_ms=ruled.submitted_ms or ruled.created_ms,
     )
     del suspects[exchange_id]
     journal.set_state(SUSPECT_KEY, suspects)
