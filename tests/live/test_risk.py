@@ -41,7 +41,8 @@ def test_breaker_makes_reduce_only_until_reset_and_survives_restart(journal):
     assert r.state.reduce_only and "price_jump" in r.state.breakers
     assert not r.check_order("buy", Decimal("0.01"), P, Decimal("0")).allowed
     assert r.check_order("sell", Decimal("0.01"), P, Decimal("0.01")).allowed  # reducing
-    assert not r.check_order("sell", Decimal("0.03"), P, Decimal("0.01")).allowed  # flip = new exposure
+    flip = r.check_order("sell", Decimal("0.03"), P, Decimal("0.01"))  # a flip is cut to the exit, not refused
+    assert flip.allowed and flip.reducing and flip.amount == Decimal("0.01")
     again = rm(journal, max_price_jump_pct=0.02)  # a restart
     assert again.state.breakers.keys() == {"price_jump"}
     assert "price_jump" in again.check_order("buy", Decimal("0.01"), P, Decimal("0")).reason
@@ -79,26 +80,29 @@ def test_risk_state_of_an_older_journal_loads(journal):
 
 
 @pytest.mark.parametrize(
-    ("side", "amount", "position", "resting_buy", "resting_sell", "reducing"),
+    ("side", "amount", "position", "resting_buy", "resting_sell", "allowed"),
     [
-        ("sell", "0.01", "0.01", "0", "0", True),  # closes the long exactly
-        ("sell", "0.01", "0", "0", "0", False),  # flat: a sell opens a short
-        ("sell", "0.01", "0.01", "0", "0.01", False),  # a resting sell may already close it: would go short
-        ("sell", "0.005", "0.01", "0", "0.005", True),  # fits next to the resting sell
-        ("buy", "0.01", "-0.01", "0", "0", True),
-        ("buy", "0.01", "-0.01", "0.005", "0", False),
-        ("sell", "0.01", "0.005", "0.02", "0", False),  # a resting BUY does not make a sell reducing (old bypass)
+        ("sell", "0.01", "0.01", "0", "0", "0.01"),  # closes the long exactly
+        ("sell", "0.01", "0", "0", "0", "0"),  # flat: a sell opens a short
+        ("sell", "0.01", "0.01", "0", "0.01", "0"),  # a resting sell may already close it: would go short
+        ("sell", "0.005", "0.01", "0", "0.005", "0.005"),  # fits next to the resting sell
+        ("buy", "0.01", "-0.01", "0", "0", "0.01"),
+        ("buy", "0.01", "-0.01", "0.005", "0", "0.005"),  # cut to what reduces whatever the resting buy does
+        # a resting BUY does not make a sell reducing (old bypass): only the filled 0.005 can be sold
+        ("sell", "0.01", "0.005", "0.02", "0", "0.005"),
+        ("sell", "0.02", "0.01", "0.01", "0", "0.01"),  # partial fill, cancel of the rest failing: exit 0.01
     ],
 )
 def test_reducing_is_judged_on_filled_position_with_resting_at_worst_case(
-    journal, side, amount, position, resting_buy, resting_sell, reducing
+    journal, side, amount, position, resting_buy, resting_sell, allowed
 ):
     r = rm(journal)
     r.trip("manual", "test")
     d = r.check_order(side, Decimal(amount), P, Decimal(position), Decimal(resting_buy), Decimal(resting_sell))
-    assert d.allowed is reducing and d.reducing is reducing
-    if reducing:  # whatever subset of the resting orders fills, |position| never grows nor flips
-        signed = Decimal(amount) if side == "buy" else -Decimal(amount)
+    assert d.allowed is (Decimal(allowed) > 0) and d.reducing is d.allowed
+    assert d.amount == Decimal(allowed)
+    if d.allowed:  # whatever subset of the resting orders fills, |position| never grows nor flips
+        signed = d.amount if side == "buy" else -d.amount
         pos = Decimal(position)
         for rb in (Decimal(0), Decimal(resting_buy)):
             for rs in (Decimal(0), Decimal(resting_sell)):

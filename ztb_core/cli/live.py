@@ -277,7 +277,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
             writer.event("minimal_step", step=s.name, ok=s.ok, latency_ms=s.latency_ms, detail=s.detail)
             writer.heartbeat(len(steps))
 
-        report = run_minimal(adapter, journal, qty=qty, on_step=on_step)
+        report = run_minimal(adapter, journal, qty=qty, on_step=on_step, window_s=cfg.unknown_outcome_window_s)
         data = report.as_dict()
         for s in data["steps"]:
             s["detail"] = redact(s["detail"], credentials)

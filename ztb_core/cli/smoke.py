@@ -129,6 +129,9 @@ def live_sets(emu: EmulatorServer) -> list[str]:
         "exchange.rate_limit.burst=10000",
         "exchange.rate_limit.ccxt_rate_limit=false",
         "exchange.timeout_ms=2000",
+        # the emulator's worst execution delay is its longest fault hang (seconds), not a real
+        # venue's minutes: an unknown placement is ruled out within the run
+        "unknown_outcome_window_s=30",
         "poll_interval_s=0.05",
         "warmup_bars=40",
         "policy.sma_fast=2",

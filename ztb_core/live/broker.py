@@ -2,10 +2,14 @@
 
 Placement, step by step (each step committed to the journal before the next):
 1. no order may be placed while an earlier one's outcome is unknown: reconcile first, and refuse
-   (`OrderBlocked`) if that does not settle it;
+   (`OrderBlocked`) if that does not settle it, unless the order only reduces |position| whatever
+   the unknown orders did (`exposure.is_reducing`, unknown orders counted in full): a stop-loss
+   exit is never held back by a lost placement response;
 2. the intent is journaled (`new`), then `submitted` — the exchange call comes only after this;
 3. the answer moves the order to `open` (with the exchange id), `rejected` (the exchange said no),
-   or `unknown` (timeout, reset, lost response: maybe placed), never to a blind retry.
+   or `unknown` (timeout, reset, lost response: maybe placed; also an answer whose order id cannot
+   identify an order, like `0`), never to a blind retry. An unknown outcome is ruled "not placed"
+   only on positive evidence, over the venue's worst execution delay (reconcile.py).
 
 Cancellation: an order moves to `cancel_requested` in the journal before the cancel call, and
 stays there (counted as exposure: it may still fill) until reconciliation sees it gone. A cancel
@@ -26,9 +30,18 @@ from typing import Any, Protocol
 
 from ..errors import ZtbError
 from .exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
+from .exposure import exposure_of, is_reducing, reducible
 from .journal import Journal
-from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side
-from .reconcile import ReconcileReport, order_watermark, raise_watermark, reconcile
+from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side, now_ms
+from .reconcile import (
+    CLOCK_TOLERANCE_MS,
+    SUSPECT_KEY,
+    ReconcileReport,
+    order_watermark,
+    raise_watermark,
+    reconcile,
+    valid_exchange_id,
+)
 
 log = logging.getLogger("ztb.live.broker")
 
@@ -54,6 +67,11 @@ class TradingVenue(Protocol):
 
 
 class OrderManager:
+    """`grace_ms`: how long an unknown placement must stay absent from the exchange's open orders and
+    fills before it is ruled never placed (the venue's worst execution delay; live:
+    `unknown_outcome_window_s`). `alert_after_ms`: how long an unresolved placement waits before the
+    operator is alerted (live: `reconcile_grace_s`); then one reminder every `reminder_s`."""
+
     def __init__(
         self,
         venue: TradingVenue,
@@ -61,10 +79,28 @@ class OrderManager:
         symbol: str,
         grace_ms: int = 5_000,
         on_event: Callable[..., None] | None = None,
+        alert_after_ms: int | None = None,
+        reminder_s: float = 300.0,
     ) -> None:
         self.venue, self.journal, self.symbol = venue, journal, symbol
         self.grace_ms = grace_ms
+        self.alert_after_ms = grace_ms if alert_after_ms is None else alert_after_ms
+        self.reminder_s = reminder_s
         self.on_event = on_event or (lambda kind, **data: None)
+        #: the exchange clock minus ours (ms), None until measured; the time windows of
+        #: reconciliation compare the exchange's own stamps with our send time moved by it
+        self.skew_ms: float | None = None
+        #: the exchange's stamps are trusted to the second only once two measurements at least a
+        #: second apart agree (its clock advances with ours); until then, or if it jumps, the time
+        #: windows stay coarse (`slack_ms` either side) rather than calling every match late
+        self.clock_trusted = False
+        self._first_clock: tuple[float, float] | None = None  # (our ms, skew) of the first measurement
+        self._skew_tried = False
+        #: how long a placement request can be at the exchange: the adapter's HTTP timeout
+        self.inflight_ms = int(getattr(getattr(venue, "cfg", None), "timeout_ms", 10_000))
+        #: alerts already given: client id -> (candidates, monotonic time), for one alert per unknown
+        #: order (and per new set of candidates), then a reminder every `reminder_s`
+        self._alerted: dict[str, tuple[tuple[str, ...], float]] = {}
         #: perf_counter() just before the last placement call went out (decision latency)
         self.last_send_perf: float | None = None
         #: cancel retries: client id -> (failed attempts, monotonic time of the next try)
@@ -73,41 +109,162 @@ class OrderManager:
         self._clock: Callable[[], float] = time.monotonic
 
     # ---- reconciliation -----------------------------------------------------------------------
+    def measure_skew(self) -> float | None:
+        """The exchange clock minus ours (ms), from the venue's ticker time against the midpoint of
+        our request, on the clock that stamps our orders; None when the venue gives no time."""
+        t0 = now_ms()
+        ticker = self.venue.fetch_ticker()  # type: ignore[attr-defined]
+        return self.observe_clock(getattr(ticker, "timestamp_ms", None), t0, now_ms())
+
+    def observe_clock(self, exchange_ms: int | None, sent_ms: int, received_ms: int) -> float | None:
+        """Take the skew from one exchange time read between `sent_ms` and `received_ms` (our clock).
+        Venue tickers are stamped in whole seconds: half a second is added for the truncation."""
+        self._skew_tried = True
+        if not exchange_ms:
+            return self.skew_ms
+        ts = int(exchange_ms) + (500 if int(exchange_ms) % 1000 == 0 else 0)
+        local = (sent_ms + received_ms) / 2
+        skew = ts - local
+        if self._first_clock is None:
+            self._first_clock = (local, skew)
+        elif local - self._first_clock[0] >= 1_000:
+            self.clock_trusted = abs(skew - self._first_clock[1]) <= CLOCK_TOLERANCE_MS
+        self.skew_ms = skew
+        return self.skew_ms
+
     def reconcile(self, grace_ms: int | None = None) -> ReconcileReport:
+        if (not self._skew_tried or self.journal.unresolved()) and hasattr(self.venue, "fetch_ticker"):
+            try:  # a fresh skew for the time windows (an unknown placement is rare; a ticker is cheap)
+                self.measure_skew()
+            except ExchangeCallError as exc:
+                log.warning("clock skew not re-measured (%s); using %s ms", exc, self.skew_ms)
         report = reconcile(
-            self.journal, self.venue, self.symbol, grace_ms=self.grace_ms if grace_ms is None else grace_ms
+            self.journal,
+            self.venue,
+            self.symbol,
+            grace_ms=self.grace_ms if grace_ms is None else grace_ms,
+            skew_ms=self.skew_ms,
+            inflight_ms=self.inflight_ms,
+            clock_trusted=self.clock_trusted,
         )
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
-        for client_id, candidates in report.ambiguous.items():
+        self._alert_unresolved(report)
+        self._alert_suspects(report)
+        return report
+
+    def _alert_suspects(self, report: ReconcileReport) -> None:
+        """One critical alert per late suspect (then a reminder every `reminder_s`)."""
+        now = self._clock()
+        for eid, client_id in report.suspects.items():
+            key = f"suspect:{eid}"
+            last = self._alerted.get(key)
+            if last is not None and now - last[1] < self.reminder_s:
+                continue
+            self._alerted[key] = ((eid,), now)
             self.on_event(
                 "alert",
                 level="critical",
                 message=(
-                    f"order {client_id}: its outcome is unknown and {len(candidates)} exchange orders could be it "
-                    f"({', '.join(candidates)}); none adopted, new orders blocked. Decide with: ztb live reconcile "
-                    f"--resolve EXCHANGE_ID --as ours|not-ours"
+                    f"exchange order {eid} appeared after order {client_id} was ruled never placed "
+                    f"({self.grace_ms / 1000:.0f} s without a trace) and could be it: the exchange may hold a "
+                    f"position the journal does not. New orders blocked; decide with: ztb live reconcile "
+                    f"--resolve {eid} --as ours|not-ours"
                 ),
                 client_id=client_id,
-                candidates=candidates,
+                candidates=[eid],
+                reminder=last is not None,
             )
-        return report
+        for key in [k for k in self._alerted if k.startswith("suspect:") and k[8:] not in report.suspects]:
+            del self._alerted[key]
+
+    def _alert_unresolved(self, report: ReconcileReport) -> None:
+        """One critical alert per unknown order (and per new set of candidates), then a reminder
+        every `reminder_s`: a bot blocked for minutes must not flood the operator."""
+        now = self._clock()
+        for client_id in [k for k in self._alerted if not k.startswith("suspect:")]:
+            if client_id not in report.still_unresolved:
+                del self._alerted[client_id]
+        for client_id in report.still_unresolved:
+            candidates = tuple(report.ambiguous.get(client_id, ()))
+            order = self.journal.get(client_id)
+            age_ms = now_ms() - ((order.submitted_ms or order.created_ms) if order is not None else now_ms())
+            if not candidates and age_ms < self.alert_after_ms:
+                continue
+            last = self._alerted.get(client_id)
+            if last is not None and last[0] == candidates and now - last[1] < self.reminder_s:
+                continue
+            self._alerted[client_id] = (candidates, now)
+            if candidates:
+                message = (
+                    f"order {client_id}: its outcome is unknown and exchange order(s) {', '.join(candidates)} could "
+                    f"be it, without proof (several, or stamped outside the time our request was at the exchange); "
+                    f"none adopted, new orders blocked (exits that only reduce still go). Decide with: ztb live "
+                    f"reconcile --resolve EXCHANGE_ID --as ours|not-ours"
+                )
+            else:
+                message = (
+                    f"order {client_id}: outcome unknown for {age_ms / 1000:.0f} s; not found at the exchange yet, "
+                    f"counted at its worst case and new orders blocked until it is found or "
+                    f"{self.grace_ms / 1000:.0f} s pass without a trace of it"
+                )
+            self.on_event(
+                "alert",
+                level="critical",
+                message=message,
+                client_id=client_id,
+                candidates=list(candidates),
+                reminder=last is not None and last[0] == candidates,
+            )
 
     def _ensure_resolved(self) -> None:
-        if not self.journal.unresolved():
-            return
-        report = self.reconcile()
-        if report.still_unresolved:
+        """Raise `OrderBlocked` while a placement's outcome is unknown (after one reconciliation
+        tried to settle it) or an exchange order that appeared late awaits the operator."""
+        unresolved: list[str] = []
+        if self.journal.unresolved():
+            unresolved = self.reconcile().still_unresolved
+        suspects: dict[str, str] = self.journal.get_state(SUSPECT_KEY, {})
+        if suspects:
             raise OrderBlocked(
-                f"order(s) {', '.join(report.still_unresolved)} have an unknown outcome; no new "
-                f"order until reconciliation finds them at the exchange or rules them out"
+                f"exchange order(s) {', '.join(sorted(suspects))} appeared after orders "
+                f"{', '.join(sorted(set(suspects.values())))} were ruled never placed and could be them; no new "
+                f"order until the operator decides: ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours"
             )
+        if unresolved:
+            raise OrderBlocked(
+                f"order(s) {', '.join(unresolved)} have an unknown outcome; no new "
+                f"order until reconciliation finds them at the exchange or rules them out (exits that "
+                f"reduce the position whatever they did still go)"
+            )
+
+    def _reduces_whatever_happened(self, side: Side, amount: Decimal) -> bool:
+        """Does the order only reduce |position| whatever the unknown orders did? Counted: every live
+        order in full, and the ruled-out orders a late exchange order could be."""
+        suspects: dict[str, str] = self.journal.get_state(SUSPECT_KEY, {})
+        maybe = [*self.journal.live_orders(), *filter(None, map(self.journal.get, set(suspects.values())))]
+        exposure = exposure_of(self.journal.position(), maybe)
+        if not is_reducing(exposure, side, amount):
+            return False
+        self.on_event(
+            "exit_despite_unknown",
+            side=side,
+            amount=str(amount),
+            unresolved=[o.client_id for o in self.journal.unresolved()] + sorted(suspects),
+            reducible=str(reducible(exposure, side)),
+        )
+        return True
 
     # ---- placement ----------------------------------------------------------------------------
     def place(
         self, side: Side, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
     ) -> Order:
-        self._ensure_resolved()
+        try:
+            self._ensure_resolved()
+        except OrderBlocked:
+            # an exit that reduces |position| whatever the unknown orders did goes anyway: holding
+            # it back for minutes (a stop-loss!) would be the greater risk
+            if not self._reduces_whatever_happened(side, amount):
+                raise
         # the newest exchange order id seen before this one was sent: reconciliation never adopts an
         # order at or below it for this one (it existed before we sent ours)
         detail = {**(detail or {}), "watermark": order_watermark(self.journal)}
@@ -134,11 +291,26 @@ class OrderManager:
             # anything else (a bug, KeyboardInterrupt) happened with the request possibly sent
             self.journal.transition(order, UNKNOWN, detail={"error": f"{type(exc).__name__}"})
             raise
-        raise_watermark(self.journal, [ack.exchange_id])
+        exchange_id = valid_exchange_id(ack.exchange_id)
+        if exchange_id is None:
+            # the venue took something, but its id cannot identify it (0, empty): counted as an
+            # unknown outcome at its worst case, blocking, until found or resolved by the operator
+            why = f"the exchange answered with order id {ack.exchange_id!r}, which cannot identify an order"
+            order = self.journal.transition(order, UNKNOWN, detail={"error": why}, reason=why)
+            self.on_event("order_unknown", client_id=order.client_id, error=why)
+            self.on_event(
+                "alert",
+                level="critical",
+                message=f"order {order.client_id}: {why}; new orders blocked until reconciliation or the operator "
+                f"(ztb live reconcile) settles it",
+                client_id=order.client_id,
+            )
+            return order
+        raise_watermark(self.journal, [exchange_id])
         order = self.journal.transition(
             order,
             OPEN,
-            exchange_id=str(ack.exchange_id),
+            exchange_id=exchange_id,
             detail={"latency_ms": round(getattr(ack, "latency_ms", 0.0), 3)},
         )
         self.on_event(

@@ -82,7 +82,16 @@ class LiveConfig(ZtbModel):
     )
     flatten_on_stop: bool = Field(False, description="On a kill-file stop, also close the position")
     reconcile_grace_s: float = Field(
-        10.0, ge=0, description="An unknown order not found at the exchange after this long was never placed"
+        10.0, ge=0, description="An unknown placement still unresolved after this long raises a critical alert"
+    )
+    unknown_outcome_window_s: float = Field(
+        600.0,
+        ge=0,
+        description="The venue's worst execution delay: an unknown placement is ruled never placed only after it "
+        "stays absent from open orders and fills this long",
+    )
+    unknown_alert_interval_s: float = Field(
+        300.0, gt=0, description="Seconds between reminders of the same unresolved placement"
     )
     max_bars: int | None = Field(None, ge=1, description="Stop (completed) after this many decisions")
     telemetry_interval_s: float = Field(

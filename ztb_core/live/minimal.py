@@ -1,8 +1,10 @@
 """`ztb live --minimal`: prove the whole private API path with one order that cannot fill.
 
 Steps (each timed, each pass/fail): balances before; reconcile; cancel any test order an earlier
-run left resting (killed mid-flow); ticker; market limits; place one
-minimum-size buy limit order `far_pct` below the bid (so it cannot fill); confirm it is open;
+run left resting (killed mid-flow); ticker (and the exchange clock against ours); market limits; place one
+minimum-size buy limit order `far_pct` below the bid (so it cannot fill; an unknown outcome is
+looked for over `unknown_outcome_window_s`, as for any order: a test order the venue executed late
+is found and cancelled, never left resting); confirm it is open;
 cancel it; confirm it is gone; balances after equal balances before. The order goes through the
 order manager, so it is journaled like any live order and a crash mid-flow is reconciled (and
 the order cancelled) by the next start. `TEST_FLOW_QTY` overrides the size. Without keys the flow
@@ -23,7 +25,7 @@ from ..errors import ZtbError
 from .broker import OrderManager
 from .exchange import ExchangeCallError
 from .journal import Journal
-from .orders import CANCELLED, OPEN, UNKNOWN, Order
+from .orders import CANCELLED, OPEN, UNKNOWN, Order, now_ms
 
 FAR_PCT = Decimal("0.30")
 FLOW = "minimal"  # the submission detail that marks the flow's test orders in the journal
@@ -85,12 +87,15 @@ def run_minimal(
     confirm_tries: int = 5,
     confirm_wait_s: float = 0.5,
     on_step: Callable[[StepResult], None] | None = None,
+    window_s: float = 600.0,
 ) -> MinimalReport:
-    """Run the flow; never raises for exchange failures (they become failed steps)."""
+    """Run the flow; never raises for exchange failures (they become failed steps). `window_s` is
+    `unknown_outcome_window_s`: a test order whose placement outcome is unknown is looked for that
+    long before it is called never placed (the venue may execute it late), as for any order."""
     report = MinimalReport()
     symbol = adapter.symbol
     currencies = tuple(symbol.split("/"))
-    manager = OrderManager(adapter, journal, symbol, grace_ms=0)
+    manager = OrderManager(adapter, journal, symbol, grace_ms=int(window_s * 1000))
     state: dict[str, Any] = {}
 
     def step(name: str, fn: Callable[[], str]) -> None:
@@ -137,11 +142,15 @@ def run_minimal(
         return f"cancelled {len(stale)} test order(s) left by an earlier run: {', '.join(o.client_id for o in stale)}"
 
     def ticker() -> str:
+        t0 = now_ms()
         t = adapter.fetch_ticker()
+        # the exchange clock against ours: the placement's unknown outcome is judged on its stamps
+        skew = manager.observe_clock(t.timestamp_ms, t0, now_ms())
         if not t.bid and not t.last:
             raise _StepFailed("ticker has neither bid nor last price")
         state["ticker"] = t
-        return f"bid {t.bid} ask {t.ask} last {t.last}"
+        clock = f"exchange clock {skew:+.0f} ms from ours" if skew is not None else "no exchange time"
+        return f"bid {t.bid} ask {t.ask} last {t.last}; {clock}"
 
     def limits() -> str:
         lim = adapter.market_limits(symbol)
@@ -165,9 +174,21 @@ def run_minimal(
     def place() -> str:
         order = manager.place("buy", state["amount"], state["price"], detail={"flow": FLOW})
         report.order_client_id = order.client_id
-        if order.state == UNKNOWN:
-            manager.reconcile(grace_ms=0)
+        deadline = time.monotonic() + window_s
+        while order.state == UNKNOWN:
+            # found, ruled out after the window, or several/late candidates the operator must judge
+            rep = manager.reconcile()
             order = journaled(order.client_id)
+            if order.state != UNKNOWN:
+                break
+            if order.client_id in rep.ambiguous:
+                raise _StepFailed(
+                    f"order {order.client_id}: outcome unknown; exchange order(s) {', '.join(rep.ambiguous[order.client_id])} "
+                    f"could be it without proof; decide with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours"
+                )
+            if time.monotonic() > deadline + confirm_wait_s:
+                raise _StepFailed(f"order {order.client_id}: outcome still unknown after {window_s:.0f} s")
+            time.sleep(confirm_wait_s)
         if order.state != OPEN or not order.exchange_id:
             raise _StepFailed(f"order {order.client_id} is {order.state}: {order.reason or 'not placed'}")
         report.order_exchange_id = order.exchange_id

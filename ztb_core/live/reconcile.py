@@ -7,15 +7,20 @@ and on every sync of the decision loop. One pass:
    (the newest fill id a complete pass has read) and back to the oldest order not matched yet or no
    longer on the book (its fills can be older than the cursor): all pages, not one;
 2. resolve every unresolved order (`submitted`/`unknown`). Coincheck takes no client order id, so
-   an order is matched by side, price, amount and time: an open order at our price with
-   remaining <= our amount, or an exchange order id whose fills (at or better than our limit,
-   totalling <= our amount) are not claimed by another journaled order, first seen no earlier than
-   `slack_ms` before we sent ours. Only orders that appeared after the newest exchange order id we
-   had seen when ours was sent (the watermark recorded with the submission) qualify, and none the
-   operator ruled foreign. Exactly one candidate is adopted; two or more are ambiguous: the order
-   stays unknown (new orders stay blocked), the report lists the candidates and the operator
-   decides (`ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours`). No candidate once the
-   order is older than `grace_ms` means the exchange never took it: `rejected`;
+   an order is matched by side, price, amount and the exchange's own timestamps: an open order at
+   our price with remaining <= our amount, or an exchange order id whose fills (at or better than
+   our limit, totalling <= our amount) are not claimed by another journaled order. Only orders
+   that appeared after the newest exchange order id we had seen when ours was sent (the watermark
+   recorded with the submission) qualify, and none the operator ruled foreign. Our send time is
+   moved onto the exchange's clock with the measured skew; a match is adopted only as proof: it
+   is the one match, stamped while our request could have been at the exchange (sent .. sent +
+   HTTP timeout, give or take the skew's error). A match stamped before (a twin, or a clock that
+   is off), after (a late execution, or a twin placed after ours), or several matches: the order
+   stays unknown (counted at its worst case, new orders blocked, exits that only reduce still
+   allowed), the report lists the candidates and the operator decides (`ztb live reconcile
+   --resolve EXCHANGE_ID --as ours|not-ours`). No match at all over `grace_ms` (the venue's worst
+   execution delay: minutes, `unknown_outcome_window_s`) is positive evidence that the exchange
+   never took it: `rejected`;
 3. record fills of known orders (idempotent by trade id) and move their states;
 4. an order we believed resting that is no longer open is `cancelled` only when the exchange's
    executed amount for it is explained by the fills we recorded; otherwise it stays live (its
@@ -73,13 +78,17 @@ class ReconcileReport:
     orphans: list[str] = field(default_factory=list)  # exchange open orders not in the journal
     ambiguous: dict[str, list[str]] = field(default_factory=dict)  # unresolved order -> candidate exchange ids
     fills_pending: list[str] = field(default_factory=list)  # left the book, executed amount not yet in fills
+    # exchange orders that appeared after the window and could be an order ruled never placed
+    suspects: dict[str, str] = field(default_factory=dict)  # exchange id -> client id
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in self.__dict__.items()}
 
     @property
     def changed(self) -> bool:
-        return bool(self.resolved or self.not_placed or self.new_fills or self.closed or self.ambiguous)
+        return bool(
+            self.resolved or self.not_placed or self.new_fills or self.closed or self.ambiguous or self.suspects
+        )
 
 
 def _to_fill(t: Any, client_id: str | None) -> Fill:
@@ -118,6 +127,10 @@ CURSOR_KEY = "fills_cursor"  # newest fill id read by a complete pass
 WATERMARK_KEY = "exchange_order_watermark"  # newest numeric exchange order id seen (ours or not)
 FOREIGN_KEY = "foreign_orders"  # exchange order ids the operator ruled not ours
 AMBIGUOUS_KEY = "ambiguous_matches"  # unresolved client id -> candidate exchange ids
+SUSPECT_KEY = "late_suspects"  # exchange id -> client id of an order ruled never placed that it could be
+#: how long after an order was ruled never placed a matching exchange order still makes it a suspect
+SUSPECT_HORIZON_MS = 86_400_000
+NOT_PLACED_REASON = "not found at the exchange: it was never placed"
 
 
 def order_watermark(journal: Journal) -> int | None:
@@ -152,6 +165,7 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     adopted, never cancelled). Returns a sentence saying what changed."""
     exchange_id = str(exchange_id)
     ambiguous: dict[str, list[str]] = dict(journal.get_state(AMBIGUOUS_KEY, {}))
+    suspects: dict[str, str] = dict(journal.get_state(SUSPECT_KEY, {}))
     owner = journal.by_exchange_id(exchange_id)
     if owner is not None:
         raise ResolveError(f"exchange order {exchange_id} is already journal order {owner.client_id}")
@@ -159,9 +173,13 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
         foreign = sorted({*map(str, journal.get_state(FOREIGN_KEY, [])), exchange_id})
         journal.set_state(FOREIGN_KEY, foreign)
         journal.set_state(AMBIGUOUS_KEY, {c: [e for e in ids if e != exchange_id] for c, ids in ambiguous.items()})
+        suspects.pop(exchange_id, None)
+        journal.set_state(SUSPECT_KEY, suspects)
         return f"exchange order {exchange_id} is marked not ours: it will never be adopted or cancelled"
     if verdict != "ours":
         raise ResolveError(f"--as {verdict!r}: use ours or not-ours")
+    if exchange_id in suspects:
+        return _adopt_late(journal, exchange_id, suspects)
     claimants = [c for c, ids in ambiguous.items() if exchange_id in ids]
     if len(claimants) != 1:
         listed = "; ".join(f"{c}: {', '.join(ids)}" for c, ids in ambiguous.items()) or "none"
@@ -182,9 +200,110 @@ def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     return f"order {claimants[0]} is exchange order {exchange_id}; the next reconciliation applies its fills"
 
 
+#: how far a measured clock skew may be off (the venue's ticker time has 1 s resolution, plus latency)
+CLOCK_TOLERANCE_MS = 2_000
+
+
+def valid_exchange_id(value: Any) -> str | None:
+    """The exchange order id as a string, or None when it cannot identify an order: missing, empty,
+    not a plain token, or a number that is not positive (an id `0` is what a parser makes of a
+    missing field, and two such orders would share it)."""
+    if value is None or isinstance(value, bool | float):
+        return None
+    text = str(value).strip()
+    if not text or text.lower() in ("none", "null", "nan") or any(c.isspace() for c in text) or len(text) > 64:
+        return None
+    if text.lstrip("-").isdigit() and int(text) <= 0:
+        return None
+    return text
+
+
+def _late_suspects(
+    journal: Journal, open_by_id: dict[str, Any], trades_by_order: dict[str, list[Any]], settled: set[str], now: int
+) -> dict[str, str]:
+    """Exchange orders (open, or seen in fills) that no journal order claims and that could be an
+    order ruled never placed in the last day: a venue slower than the window. Never adopted on a
+    guess: they block new orders until the operator says (`ztb live reconcile --resolve`)."""
+    ruled = [
+        o
+        for o in journal.orders([REJECTED])
+        if o.exchange_id is None and o.reason == NOT_PLACED_REASON and o.updated_ms >= now - SUSPECT_HORIZON_MS
+    ]
+    if not ruled:
+        return {}
+    out: dict[str, str] = {}
+    for eid, o in open_by_id.items():
+        if eid in settled:
+            continue
+        seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
+        for r in ruled:
+            # the whole amount, as for a candidate: a smaller order at our price is someone else's
+            if o.side == r.side and Decimal(o.price) == r.price and Decimal(o.remaining) + seen == r.amount:
+                out[eid] = r.client_id
+                break
+    for eid, fills in trades_by_order.items():
+        if eid in settled or eid in out:
+            continue
+        total = sum((Decimal(f.amount) for f in fills), Decimal(0))
+        for r in ruled:
+            if all(f.side == r.side and _price_ok(r, Decimal(f.price)) for f in fills) and total == r.amount:
+                out[eid] = r.client_id
+                break
+    return out
+
+
+def stamped(ts: int | None, sent_ex: float, inflight_ms: int, tolerance: float) -> str:
+    """When the exchange stamped a matching order, relative to our request (on its clock): `early`
+    (before we sent ours), `inflight` (while our request could have been there) or `late`."""
+    at = sent_ex if ts is None else ts
+    if at < sent_ex - tolerance:
+        return "early"
+    return "inflight" if at <= sent_ex + inflight_ms + tolerance else "late"
+
+
+def _adopt_late(journal: Journal, exchange_id: str, suspects: dict[str, str]) -> str:
+    """The operator says a late exchange order is the one ruled never placed: journal it as a new
+    order of ours (the ruled-out record stays as it was: terminal states are never reopened)."""
+    ruled = journal.get(suspects[exchange_id])
+    if ruled is None:
+        raise ResolveError(f"order {suspects[exchange_id]} is missing from the journal")
+    adopted = journal.record_submission(
+        Order.create(ruled.symbol, ruled.side, ruled.amount, ruled.price, ruled.reduce_only),
+        {"adopted_late": exchange_id, "ruled_not_placed": ruled.client_id},
+    )
+    journal.transition(
+        adopted,
+        OPEN,
+        detail={"why": "late execution adopted by the operator", "exchange_id": exchange_id},
+        exchange_id=exchange_id,
+        # sent when the ruled-out one was: its fills are read back from then, not from now
+        submitted_ms=ruled.submitted_ms or ruled.created_ms,
+    )
+    del suspects[exchange_id]
+    journal.set_state(SUSPECT_KEY, suspects)
+    journal.set_state(CURSOR_KEY, None)  # its fills may be older than the cursor
+    return (
+        f"exchange order {exchange_id} (executed after {ruled.client_id} was ruled never placed) is journal "
+        f"order {adopted.client_id}; the next reconciliation applies its fills"
+    )
+
+
 def reconcile(
-    journal: Journal, venue: Venue, symbol: str, grace_ms: int = 5_000, slack_ms: int = 120_000
+    journal: Journal,
+    venue: Venue,
+    symbol: str,
+    grace_ms: int = 5_000,
+    slack_ms: int = 120_000,
+    skew_ms: float | None = None,
+    inflight_ms: int = 10_000,
+    clock_trusted: bool = True,
 ) -> ReconcileReport:
+    """One pass (see the module docstring). `grace_ms`: how long (exchange time) an unknown order
+    must stay absent from the open orders and the fills before it is ruled never placed: the
+    venue's worst execution delay. `skew_ms`: the exchange clock minus ours, when measured (None:
+    unknown, and the time windows fall back to `slack_ms` either side). `inflight_ms`: how long our
+    placement request could have been at the exchange (its HTTP timeout). `clock_trusted`: the
+    skew is known to the second (two measurements agree); otherwise the windows stay coarse."""
     report = ReconcileReport()
     live = journal.live_orders()
     started = now_ms()
@@ -216,6 +335,10 @@ def reconcile(
                 detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
             )
         sent = order.submitted_ms or order.created_ms
+        # when ours was sent, on the exchange's clock (the times below are the exchange's stamps)
+        sent_ex = sent + (skew_ms or 0)
+        # an unmeasured or untrusted skew leaves only a coarse window either side
+        tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None and clock_trusted else slack_ms
         watermark = _submitted_watermark(journal, order)
 
         def eligible(eid: str, watermark: int | None = watermark) -> bool:
@@ -224,10 +347,13 @@ def reconcile(
             # an order the exchange already showed us before ours was sent is not ours
             return watermark is None or not eid.isdigit() or int(eid) > watermark
 
-        candidates: list[tuple[int, str]] = []
-        # matching in every way but time: the exchange's clock may be off from ours (or its history
-        # replayed); such an order is never adopted, but it is no proof that ours was never placed
-        early: list[str] = []
+        # every exchange order that matches ours in side, price and amount, by when the exchange
+        # stamped it: `inflight` while our request could have been at the exchange (the only
+        # window in which it could have taken ours in the normal way), `late` after our request
+        # gave up (a queued or retried execution), `early` before ours was sent (a clock that is
+        # off, or someone else's). Only a lone in-flight match is proof; anything else is asked.
+        found: dict[str, list[str]] = {"early": [], "inflight": [], "late": []}
+
         for eid, o in open_by_id.items():
             if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
                 continue
@@ -237,11 +363,7 @@ def reconcile(
             seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
             if Decimal(o.remaining) > order.amount or seen > order.amount or Decimal(o.remaining) + seen < order.amount:
                 continue
-            ts = o.timestamp_ms if o.timestamp_ms is not None else sent
-            if ts >= sent - slack_ms:
-                candidates.append((abs(ts - sent), eid))
-            else:
-                early.append(eid)
+            found[stamped(o.timestamp_ms, sent_ex, inflight_ms, tolerance)].append(eid)
         for eid, fills in trades_by_order.items():
             if not eligible(eid) or eid in open_by_id:
                 continue
@@ -249,51 +371,50 @@ def reconcile(
                 continue
             if not _left_book_as(venue, symbol, eid, order, sum((Decimal(f.amount) for f in fills), Decimal(0))):
                 continue
-            ts = min(f.timestamp_ms for f in fills)
-            if ts >= sent - slack_ms:
-                candidates.append((abs(ts - sent), eid))
-            else:
-                early.append(eid)
-        if len(candidates) == 1:
-            eid = candidates[0][1]
+            found[stamped(min(f.timestamp_ms for f in fills), sent_ex, inflight_ms, tolerance)].append(eid)
+        inflight, late, early = found["inflight"], found["late"], found["early"]
+        candidates = sorted(inflight + late + early)
+        elapsed = started - sent  # the same on the exchange's clock: the skew cancels out
+        # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
+        if len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None:
+            eid = inflight[0]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
             order = journal.transition(
-                order, OPEN, detail={"why": "matched by side/price/amount/time", "exchange_id": eid}, exchange_id=eid
+                order,
+                OPEN,
+                detail={
+                    "why": "matched by side/price/amount and the exchange's time of our request",
+                    "exchange_id": eid,
+                },
+                exchange_id=eid,
             )
             report.resolved.append(order.client_id)
             log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
         elif candidates:
-            # more than one order could be ours: adopting either could claim (and later cancel) someone
-            # else's order, so the order stays unknown and blocking until the operator decides
-            report.ambiguous[order.client_id] = sorted(eid for _, eid in candidates)
+            # more than one order could be ours, or the only one was stamped outside the time our
+            # request was at the exchange (executed late, or someone else's twin): adopting it could
+            # claim (and later cancel) someone else's order, and ruling ours out could place it
+            # twice. The order stays unknown, counted at its worst case, until the operator decides.
+            report.ambiguous[order.client_id] = candidates
             report.still_unresolved.append(order.client_id)
             log.warning(
-                "reconcile: order %s matches several exchange orders (%s); not adopting any: resolve with "
-                "ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
+                "reconcile: order %s could be exchange order(s) %s (in flight: %s, late: %s, early: %s); not adopting "
+                "nor ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
                 order.client_id,
-                ", ".join(report.ambiguous[order.client_id]),
+                ", ".join(candidates),
+                ", ".join(inflight) or "-",
+                ", ".join(late) or "-",
+                ", ".join(early) or "-",
             )
-        elif early:
-            # ruling ours "never placed" here would place it again if one of these is ours (a kill
-            # between the exchange taking it and the journal hearing back, with skewed clocks):
-            # the order stays unknown and blocking, and the operator decides, as for an ambiguity
-            report.ambiguous[order.client_id] = sorted(early)
-            report.still_unresolved.append(order.client_id)
-            log.warning(
-                "reconcile: order %s is not found in the exchange's recent orders, but %s match it in all but "
-                "time (more than %d s before ours was sent: is the exchange clock off?); not adopting nor "
-                "ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
-                order.client_id,
-                ", ".join(sorted(early)),
-                slack_ms // 1000,
-            )
-        elif started - sent >= grace_ms:
+        elif elapsed >= grace_ms:
+            # positive evidence: not among the open orders, and no fill of a matching order, over a
+            # window as long as the venue's worst execution delay
             journal.transition(
                 order,
                 REJECTED,
-                detail={"why": "not found at the exchange by reconciliation"},
-                reason="not found at the exchange: it was never placed",
+                detail={"why": f"not found at the exchange in {elapsed / 1000:.1f} s (window {grace_ms / 1000:.0f} s)"},
+                reason=NOT_PLACED_REASON,
             )
             report.not_placed.append(order.client_id)
             log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
@@ -357,7 +478,11 @@ def reconcile(
         if min(filled, closed.amount) != closed.filled:
             journal.save(closed, closed.with_fills(min(filled, closed.amount), avg), detail={"late_fills": late})
 
-    report.orphans = sorted(eid for eid in open_by_id if eid not in journal.known_exchange_ids())
+    known = journal.known_exchange_ids()
+    report.orphans = sorted(eid for eid in open_by_id if eid not in known)
+    report.suspects = _late_suspects(journal, open_by_id, trades_by_order, known | foreign, started)
+    if report.suspects != journal.get_state(SUSPECT_KEY, {}):
+        journal.set_state(SUSPECT_KEY, report.suspects)
     # only a complete pass moves the cursor and the watermark (an exception above leaves both)
     raise_watermark(journal, list(open_by_id) + list(trades_by_order))
     if sync.cursor is not None and sync.cursor != cursor:

@@ -11,10 +11,12 @@ Two kinds of protection:
   which also asks the runner to flatten).
 
 Reduce-only (nautilus_trader's REDUCING): orders that increase exposure are denied, orders that
-reduce it are allowed. "Reducing" is judged on the FILLED position with every resting order of
+reduce it are allowed, and an exit larger than what can be reduced now is cut down to it (never
+refused while something can be reduced). "Reducing" is judged on the FILLED position with every resting order of
 ours at its worst case (it may still fill, including orders whose cancel is not confirmed): a sell
 reduces only if it fits in the long position left after every resting sell fills, a buy only if
-it fits in the short left after every resting buy fills. A reducing order can therefore never make
+it fits in the short left after every resting buy fills (`exposure.py` holds these bounds as
+pure functions, shared with sizing and the order manager). A reducing order can therefore never make
 |position| larger or flip its sign, whatever rests.
 
 Exchange health is tracked per API: consecutive failures of the public calls (quotes, bars) and of
@@ -36,6 +38,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 
 from ..config import ZtbModel
+from .exposure import Exposure, is_reducing, reducible, room
 from .journal import RISK_STATE_KEY, Journal
 
 log = logging.getLogger("ztb.live.risk")
@@ -283,17 +286,17 @@ class RiskManager:
         reduce-only; anything larger is denied there (it would add exposure). Other orders face
         every limit, sized against the worst case of the resting orders, and are cut to fit."""
         self._roll_day(self._now_ms())
-        # the most this side can reduce whatever rests: the position left once every resting order
-        # on the same side has filled
-        reducible = (
-            max(position - resting_sell, Decimal(0)) if side == "sell" else max(-position - resting_buy, Decimal(0))
-        )
-        reducing = 0 < amount <= reducible
-        if reducing or not self.cfg.enabled:
-            return RiskDecision(True, amount, None, reducing)
+        exposure = Exposure(position, resting_buy, resting_sell)
+        most = reducible(exposure, side)
+        if is_reducing(exposure, side, amount) or not self.cfg.enabled:
+            return RiskDecision(True, amount, None, is_reducing(exposure, side, amount))
         halted = self._halt_reason()
         if halted is not None:
-            return RiskDecision(False, Decimal(0), f"{halted} (reducible now: {reducible})")
+            if most > 0:
+                # an exit larger than what can be reduced now (a resting order on the other side whose
+                # cancel is not confirmed, say) is cut to what reduces in every case, not refused
+                return RiskDecision(True, most, f"{halted}: cut from {amount} to the reducible {most}", True)
+            return RiskDecision(False, Decimal(0), f"{halted} (reducible now: {most})")
         trades = self.trades_today()
         if trades >= self.cfg.max_trades_per_day:
             return RiskDecision(
@@ -301,11 +304,7 @@ class RiskManager:
             )
         # the largest position that fits both size limits, against the worst case on this side
         cap = min(self.cfg.max_position, self.cfg.max_notional / price)
-        worst = position + resting_buy if side == "buy" else position - resting_sell
-        signed = amount if side == "buy" else -amount
-        after = worst + signed
-        room = cap - abs(worst) if (after > 0) == (worst > 0) or worst == 0 else cap + abs(worst)
-        allowed = min(amount, max(room, Decimal(0)))
+        allowed = min(amount, room(exposure, side, cap))
         if allowed <= 0:
             return RiskDecision(
                 False,

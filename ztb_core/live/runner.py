@@ -33,6 +33,7 @@ from ..runtime.killfile import KillSwitch
 from .backfill import backfill
 from .broker import OrderBlocked, OrderManager
 from .exchange import ExchangeCallError
+from .exposure import Exposure, reducible
 from .journal import Journal
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
@@ -95,7 +96,13 @@ class LiveRunner:
         self.span_ms = timeframe_ms(self.tf)
         self.ppy = _periods_per_year(self.tf, cfg.market)
         self.manager = OrderManager(
-            venue, journal, self.symbol, grace_ms=int(cfg.reconcile_grace_s * 1000), on_event=writer.event
+            venue,
+            journal,
+            self.symbol,
+            grace_ms=int(cfg.unknown_outcome_window_s * 1000),
+            on_event=writer.event,
+            alert_after_ms=int(cfg.reconcile_grace_s * 1000),
+            reminder_s=cfg.unknown_alert_interval_s,
         )
         self.risk = RiskManager(
             cfg.risk,
@@ -163,6 +170,7 @@ class LiveRunner:
             "risk_state": "reduce_only" if summary["reduce_only"] else "normal",
             "trades_today": summary["trades_today"],
             "signal": self.held_signal,
+            "clock_skew_ms": round(self.manager.skew_ms) if self.manager.skew_ms is not None else None,
         }
         values.update(extra or {})
         self.stats.equity.append(float(eq))
@@ -170,6 +178,7 @@ class LiveRunner:
 
     # ---- the loop -------------------------------------------------------------------------------
     def start(self) -> None:
+        self._measure_skew()
         report = self.manager.reconcile()
         self.writer.event("reconciled_at_start", **report.as_dict())
         self.last_ticker = self.venue.fetch_ticker()
@@ -194,6 +203,26 @@ class LiveRunner:
             position=str(pos),
             risk=self.risk.summary(),
         )
+
+    def _measure_skew(self) -> None:
+        """The venue's clock against ours, before anything is reconciled: its time windows use the
+        exchange's stamps, our send times moved by this skew (reported: event + metric)."""
+        try:
+            skew = self.manager.measure_skew()
+        except ExchangeCallError as exc:
+            self._error("clock_skew", exc, api="public")
+            return
+        self.writer.event(
+            "clock_skew",
+            skew_ms=None if skew is None else round(skew),
+            source="exchange ticker time" if skew is not None else "unavailable (no exchange time)",
+        )
+        if skew is not None and abs(skew) > 5_000:
+            log.warning(
+                "this machine's clock is %+.1f s off the exchange's; reconciliation uses the exchange's times, "
+                "but fix the clock (NTP)",
+                -skew / 1000,
+            )
 
     def poll(self) -> bool:
         """One poll; True when a new bar closed and a decision was made."""
@@ -325,14 +354,16 @@ class LiveRunner:
             return
         self.stats.decisions += 1
         self._cancel_resting()
-        pending = self.manager.pending()
+        # what may still fill (resting, cancelling, unknown), per side: sized and checked at its worst
+        # case, never netted as if filled
+        resting = self.manager.resting()
         vol = realised_vol(self.bars["close"].to_numpy(np.float64), self.ppy, self.cfg.sizing.vol_lookback_bars)
         sized = size_order(
             self.cfg.sizing,
             signal,
             self.equity(price),
             position,
-            pending,
+            resting,
             ticker.bid,
             ticker.ask,
             price,
@@ -341,7 +372,7 @@ class LiveRunner:
         )
         outcome = "skip"
         if isinstance(sized, SizedOrder):
-            resting_buy, resting_sell = self.manager.resting()
+            resting_buy, resting_sell = resting
             decision = self.risk.check_order(sized.side, sized.amount, sized.price, position, resting_buy, resting_sell)
             if not synced:
                 decision = RiskDecision(
@@ -409,14 +440,14 @@ class LiveRunner:
         """Close the position with a marketable order (allowed in reduce-only), less what resting
         orders on the closing side would already close if they filled."""
         pos = self.journal.position()
+        side: Side = "sell" if pos > 0 else "buy"
         resting_buy, resting_sell = self.manager.resting()
-        amount = self.limits.round_amount(max(abs(pos) - (resting_sell if pos > 0 else resting_buy), Decimal(0)))
+        amount = self.limits.round_amount(reducible(Exposure(pos, resting_buy, resting_sell), side))
         if amount <= 0 or amount < self.limits.min_amount:
             if pos != 0:
                 self.writer.event("flatten_skipped", position=str(pos), reason="below the market minimum amount")
             return
         ticker = self.venue.fetch_ticker()
-        side: Side = "sell" if pos > 0 else "buy"
         price = limit_price(self.cfg.sizing, side, ticker.bid, ticker.ask, ticker.last, self.limits)
         self._place(side, amount, price, True, None)
         self._sync()

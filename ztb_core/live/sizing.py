@@ -24,6 +24,7 @@ from pydantic import Field
 
 from ..config import ZtbModel
 from .exchange import MarketLimits
+from .exposure import Exposure, order_toward
 from .orders import Side
 
 log = logging.getLogger("ztb.live.sizing")
@@ -116,24 +117,40 @@ def size_order(
     signal: float,
     equity: Decimal,
     position: Decimal,
-    pending: Decimal,
+    pending: Decimal | tuple[Decimal, Decimal],
     bid: Decimal | None,
     ask: Decimal | None,
     last: Decimal,
     vol: float,
     limits: MarketLimits,
 ) -> SizedOrder | Skip:
-    """The order moving `position + pending` toward the target for `signal`, or why there is none."""
+    """The order moving the FILLED `position` toward the target for `signal`, or why there is none.
+
+    `pending` is what may still fill: (buy, sell) remaining amounts of every live order (open,
+    cancelling, unknown), or one signed amount. It is never netted as if filled: a buy goes only as
+    far as the worst-case long bound allows, a sell only as far as the worst-case short bound
+    (`exposure.order_toward`), so a resting buy whose cancel is stuck cannot turn a flat target into a
+    sell while flat."""
     if equity <= 0:
         return Skip(f"equity {equity} is not positive")
     target = target_position(cfg, signal, equity, last, vol, limits)
-    delta = target - position - pending
-    if delta == 0:
+    if isinstance(pending, tuple):
+        buying, selling = pending
+    else:
+        buying, selling = max(pending, Decimal(0)), max(-pending, Decimal(0))
+    exposure = Exposure(position, buying, selling)
+    move = order_toward(exposure, target)
+    if move is None:
+        if buying or selling:
+            return Skip(
+                f"target {target} is within reach of the live orders (position {position} +{buying} -{selling})"
+            )
         return Skip("at target")
-    if target != 0 and abs(delta) < abs(target) * _to_dec(cfg.min_change_fraction):
+    side: Side = "buy" if move[0] == "buy" else "sell"
+    delta = move[1]
+    if target != 0 and delta < abs(target) * _to_dec(cfg.min_change_fraction):
         return Skip(f"change {delta} is below min_change_fraction of the target {target}")
-    side: Side = "buy" if delta > 0 else "sell"
-    amount = limits.round_amount(abs(delta))
+    amount = limits.round_amount(delta)
     price = limit_price(cfg, side, bid, ask, last, limits)
     if amount <= 0:
         return Skip(f"change {delta} rounds to 0 at the amount step {limits.amount_step}")
