@@ -37,7 +37,7 @@ def main() -> None:
 
     from ztb_core.config import load_config
     from ztb_core.rl.config import TrainConfig
-    from ztb_core.rl.stage1_ablation import markdown, run_ablation
+    from ztb_core.rl.stage1_ablation import ablation_markdown, run_ablation
 
     base = load_config(TrainConfig, None, [*args.sets, f"total_timesteps={args.steps}"])
     work = Path(os.environ["ZTB_ARTIFACTS"]) / "ablation"
@@ -45,7 +45,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     res = run_ablation(base, args.encoder, args.seeds, work, label=args.label)
     wall = time.perf_counter() - t0
-    print(markdown(res))
+    print(ablation_markdown(res))
     print(
         f"\n{args.steps:,} PPO steps per arm, seeds {args.seeds}, wall {wall:.0f} s, "
         f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"

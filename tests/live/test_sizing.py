@@ -13,9 +13,9 @@ from ztb_core.live.sizing import (
     SizedOrder,
     SizingConfig,
     Skip,
+    annualised_vol,
     leverage,
     limit_price,
-    realised_vol,
     size_order,
     target_position,
 )
@@ -42,8 +42,8 @@ def test_leverage_is_min_of_vol_target_half_kelly_and_cap():
 def test_realised_vol_annualises():
     rng = np.random.default_rng(0)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, 5000)))
-    assert realised_vol(close, 525600, 4000) == pytest.approx(0.001 * math.sqrt(525600), rel=0.05)
-    assert math.isnan(realised_vol(close[:2], 525600, 10))
+    assert annualised_vol(close, 525600, 4000) == pytest.approx(0.001 * math.sqrt(525600), rel=0.05)
+    assert math.isnan(annualised_vol(close[:2], 525600, 10))
 
 
 def test_target_rounds_toward_zero_on_the_amount_step():

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ztb_core.errors import ConfigError
+from ztb_core.redaction import redact_secrets
 from ztb_core.runs import RunReader, RunWriter
 from ztb_core.runtime import notify
 from ztb_core.runtime.notify import (
@@ -23,7 +24,6 @@ from ztb_core.runtime.notify import (
     Notifier,
     NotifyConfig,
     Target,
-    redact,
     url_secrets,
 )
 from ztb_core.runtime.run_writer import create_run
@@ -261,10 +261,10 @@ def test_redaction_covers_tokens_and_userinfo():
     url = f"https://user:pa55word99@discord.com/api/webhooks/123456789012/{TOKEN}?thread_id=99887766554433"
     secrets = url_secrets(url)
     text = f"POST {url} failed; token {TOKEN}; pass pa55word99; thread 99887766554433"
-    clean = redact(text, secrets)
+    clean = redact_secrets(text, secrets)
     for s in (TOKEN, "pa55word99", "123456789012", "99887766554433"):
         assert s not in clean
-    assert "discord.com" in redact("host discord.com", secrets)
+    assert "discord.com" in redact_secrets("host discord.com", secrets)
 
 
 def test_nothing_configured_means_no_notifier(monkeypatch, clean_notifier):
@@ -294,7 +294,7 @@ def test_a_crashing_target_never_reaches_the_run(artifacts):
 def test_apprise_scheme_hosts_are_secrets():
     url = "tgram://123456:ABCdefBotToken/98765"
     assert notify.display_url(url) == "tgram://***"
-    clean = redact(f"sent to {url.replace('tgram://', 'host ')}; bot ABCdefBotToken", url_secrets(url))
+    clean = redact_secrets(f"sent to {url.replace('tgram://', 'host ')}; bot ABCdefBotToken", url_secrets(url))
     assert "ABCdefBotToken" not in clean and "123456" not in clean
 
 

@@ -292,7 +292,8 @@ def notify_cmd(
 
     from ..config import load_config
     from ..errors import ConfigError
-    from ..runtime.notify import NotifyConfig, env_secrets, redact, targets_from_env
+    from ..redaction import redact_secrets
+    from ..runtime.notify import NotifyConfig, env_secrets, targets_from_env
 
     console = Console()
     cfg = load_config(NotifyConfig)
@@ -300,7 +301,7 @@ def notify_cmd(
     try:
         targets = targets_from_env()
     except ConfigError as exc:
-        raise ConfigError(redact(str(exc), secrets)) from None
+        raise ConfigError(redact_secrets(str(exc), secrets)) from None
     if not targets:
         raise ConfigError("no notification target: set DISCORD_WEBHOOK and/or ZTB_NOTIFY (see configs/notify.yaml)")
     failed = 0
@@ -310,6 +311,6 @@ def notify_cmd(
             console.print(f"[green]sent[/] {target.name}", highlight=False)
         except Exception as exc:  # noqa: BLE001 - report each target's outcome
             failed += 1
-            console.print(f"[red]failed[/] {target.name}: {redact(f'{type(exc).__name__}: {exc}', secrets)}")
+            console.print(f"[red]failed[/] {target.name}: {redact_secrets(f'{type(exc).__name__}: {exc}', secrets)}")
     if failed:
         raise typer.Exit(1)

@@ -16,7 +16,7 @@ def _ci(d: dict, pct: bool = False) -> str:
     return f"{f(d['estimate'])} [{f(d['low'])}, {f(d['high'])}]"
 
 
-def render_markdown(report: dict, images: dict[str, str]) -> str:
+def report_markdown(report: dict, images: dict[str, str]) -> str:
     m, meta, inf = report["metrics"], report["meta"], report["sharpe_inference"]
     b, mc, cs, v = report["bootstrap"], report["monte_carlo"], report["cost_sensitivity"], report["verdict"]
     conf = f"{b['confidence']:.0%}"

@@ -16,7 +16,7 @@ import jsonschema
 import numpy as np
 
 from .errors import EvaluationError
-from .markdown import render_markdown
+from .markdown import report_markdown
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "eval_report.schema.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -100,7 +100,7 @@ def write_report(report: dict, reports_dir: str | Path, eval_id: str, plots: boo
             paths[key] = p
             images[key] = p.name
     md = out_dir / f"eval_{eval_id}.md"
-    _atomic_write_text(md, render_markdown(data, images))
+    _atomic_write_text(md, report_markdown(data, images))
     paths["markdown"] = md
     js = out_dir / f"eval_{eval_id}.json"
     _atomic_write_text(js, json.dumps({**data, "eval_id": eval_id}, indent=1, allow_nan=False) + "\n")

@@ -39,7 +39,7 @@ from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
 from .requests import take_breaker_reset
 from .risk import RiskDecision, RiskManager, entry_price
-from .sizing import SizedOrder, leverage, limit_price, realised_vol, size_order
+from .sizing import SizedOrder, annualised_vol, leverage, limit_price, size_order
 
 if TYPE_CHECKING:
     from .orders import Side
@@ -192,7 +192,7 @@ class LiveRunner:
             eq = self.equity(self.last_ticker.last)
             lev = leverage(
                 self.cfg.sizing,
-                realised_vol(self.bars["close"].to_numpy(), self.ppy, self.cfg.sizing.vol_lookback_bars),
+                annualised_vol(self.bars["close"].to_numpy(), self.ppy, self.cfg.sizing.vol_lookback_bars),
             )
             self.held_signal = float(pos * self.last_ticker.last / eq) / lev if eq > 0 and lev > 0 else 0.0
         self.writer.event(
@@ -357,7 +357,7 @@ class LiveRunner:
         # what may still fill (resting, cancelling, unknown), per side: sized and checked at its worst
         # case, never netted as if filled
         resting = self.manager.resting()
-        vol = realised_vol(self.bars["close"].to_numpy(np.float64), self.ppy, self.cfg.sizing.vol_lookback_bars)
+        vol = annualised_vol(self.bars["close"].to_numpy(np.float64), self.ppy, self.cfg.sizing.vol_lookback_bars)
         sized = size_order(
             self.cfg.sizing,
             signal,

@@ -17,9 +17,8 @@ from typing import Literal, overload
 import yaml
 
 from ..errors import ZtbError
+from ..redaction import REDACTED, redact_secrets
 from .exchange_config import ExchangeConfig
-
-REDACTED = "***"
 
 
 class CredentialsError(ZtbError):
@@ -102,11 +101,7 @@ def load_credentials(
 
 def redact(text: str, credentials: Credentials | None) -> str:
     """`text` with every occurrence of the key or secret replaced by ***."""
-    if credentials is None or not text:
-        return text
-    for value in sorted(credentials.values(), key=len, reverse=True):
-        text = text.replace(value, REDACTED)
-    return text
+    return text if credentials is None else redact_secrets(text, credentials.values())
 
 
 class SecretsFilter(logging.Filter):

@@ -65,7 +65,7 @@ class Skip:
     reason: str
 
 
-def realised_vol(close: np.ndarray, periods_per_year: float, lookback: int) -> float:
+def annualised_vol(close: np.ndarray, periods_per_year: float, lookback: int) -> float:
     """Annualised standard deviation of the last `lookback` bar log returns (nan with < 2 returns)."""
     close = np.asarray(close, dtype=np.float64)[-(lookback + 1) :]
     if len(close) < 3:

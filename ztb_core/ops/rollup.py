@@ -69,7 +69,7 @@ def _num(v: Any, fmt: str = "{:.3f}") -> str:
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
 
-def render_markdown(s: dict[str, Any]) -> str:
+def summary_markdown(s: dict[str, Any]) -> str:
     p = s["progress"]
     total = f"{p['total_steps']:,}" if p["total_steps"] else "?"
     pct = f" ({p['fraction'] * 100:.1f}%)" if p["fraction"] is not None else ""
@@ -120,7 +120,7 @@ def write_rollup(run_dir: Path) -> tuple[Path, Path]:
     reports = Path(run_dir) / "reports"
     reports.mkdir(exist_ok=True)
     atomic_write_json(reports / "summary.json", s)
-    atomic_write_text(reports / "summary.md", render_markdown(s))
+    atomic_write_text(reports / "summary.md", summary_markdown(s))
     return reports / "summary.json", reports / "summary.md"
 
 

@@ -120,7 +120,7 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def markdown(w: Weekly, png_name: str) -> str:
+def weekly_markdown(w: Weekly, png_name: str) -> str:
     kinds = Counter((r["kind"], r["state"]) for r in w.runs)
     lines = [
         f"# ztb weekly report {_day(w.start)} .. {_day(w.end)}",
@@ -188,7 +188,7 @@ def write(w: Weekly, out_dir: Path) -> tuple[Path, Path, Path]:
     png = out_dir / f"{stem}.png"
     plot(w, png)
     md = out_dir / f"{stem}.md"
-    atomic_write_text(md, markdown(w, png.name))
+    atomic_write_text(md, weekly_markdown(w, png.name))
     data = {
         "start": w.start,
         "end": w.end,

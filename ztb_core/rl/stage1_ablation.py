@@ -137,7 +137,7 @@ def run_ablation(
     return {"baselines": baselines, "arms": results, "ridge": {"alpha": ridge.alpha, "band": ridge.band}}
 
 
-def markdown(res: dict) -> str:
+def ablation_markdown(res: dict) -> str:
     lines = [
         "| method | seed | test Sharpe (net, annualised) ± SE | test total return | flips | val Sharpe |",
         "|---|---|---|---|---|---|",

@@ -31,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +41,7 @@ from pydantic import Field
 
 from ..config import ZtbModel, load_config
 from ..errors import ConfigError
+from ..redaction import redact_secrets
 
 log = logging.getLogger("ztb.notify")
 
@@ -109,13 +110,6 @@ def url_secrets(url: str) -> list[str]:
     return sorted({s for s in out if s}, key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
-
-
 def display_url(url: str) -> str:
     """scheme://host/*** : enough to tell targets apart, nothing that authenticates."""
     parts = urlsplit(url)
@@ -132,7 +126,7 @@ class _RedactFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        clean = redact(msg, self.secrets)
+        clean = redact_secrets(msg, self.secrets)
         if clean != msg:
             record.msg, record.args = clean, None
         return True
@@ -361,7 +355,7 @@ class Notifier:
                 self.stats["delivered"] += 1
                 return
             except Exception as exc:  # noqa: BLE001 - a target's failure must never reach the run
-                error = redact(f"{type(exc).__name__}: {exc}", self.secrets)[:300]
+                error = redact_secrets(f"{type(exc).__name__}: {exc}", self.secrets)[:300]
                 wait = delay
                 if isinstance(exc, RetryLater) and exc.after_s is not None:
                     wait = max(wait, exc.after_s)
@@ -442,7 +436,7 @@ def notifier_from_env() -> Notifier | None:
             try:
                 _active = Notifier(targets_from_env(), load_config(NotifyConfig), secrets)
             except Exception as exc:  # noqa: BLE001 - a notification problem must not stop a run
-                log.warning("notifications off: %s", redact(str(exc), secrets))
+                log.warning("notifications off: %s", redact_secrets(str(exc), secrets))
         return _active
 
 
