@@ -158,3 +158,40 @@ def test_reconcile_command_lists_and_resolves_an_ambiguous_placement(tmp_path, c
         got = j.get(o.client_id)
         assert got.state == "open" and got.exchange_id == "8"
         assert j.get_state(FOREIGN_KEY) == ["7"] and j.get_state(AMBIGUOUS_KEY) == {}
+
+
+# ---- issue 25 defect 7: the journal lock holds through a symlink ---------------------------------
+def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emulator, tmp_path, capsys):
+    """One process holds the journal by its real path; `ztb live` given a symlink to the same file
+    (and to its folder) must be refused before a run directory exists, not open it a second time."""
+    import subprocess
+    import sys
+
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    path = real_dir / "journal.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(path)  # dangling until the journal is created: the lock must still follow it
+    (tmp_path / "linkdir").symlink_to(real_dir)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ztb_core.live.journal import JournalLock\n"
+            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for alias in (link, tmp_path / "linkdir" / "journal.sqlite"):
+            rc = main(live_args(fast_emulator, "--dry-run", "--set", f"journal_path={alias}", "--max-bars", "1"))
+            assert rc == 2, alias
+            err = capsys.readouterr().err
+            assert f"pid {holder.pid}" in err and "in use" in err
+        assert not list_runs()
+    finally:
+        holder.kill()
+        holder.wait()
