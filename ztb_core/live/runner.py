@@ -315,7 +315,9 @@ class LiveRunner:
         synced = self._sync()
         price = ticker.last or close
         position = self.journal.position()
-        flatten = self.risk.update_pnl(self.equity(price), position, entry_price(self.journal.fills()), price)
+        flatten = self.risk.update_pnl(
+            self.equity(price), position, entry_price(self.journal.fills()), price, capital=self.capital
+        )
         latency: float | None = None
         try:
             signal = 0.0 if flatten else float(self.policy.decide(self.bars, self.held_signal))
