@@ -157,3 +157,47 @@ def test_held_first_bar_takes_earlier_trades_in_time_order():
     (first,) = b.pop()
     assert (first.open, first.high, first.low, first.close, first.trades) == (5.0, 25.0, 5.0, 20.0, 3)
     assert b.late == 0
+
+
+# ---- issue 25 defect 2: a websocket that stays open but goes silent ------------------------------
+def test_a_silent_websocket_falls_back_to_rest_and_comes_back(manual_emulator, exchange_config):
+    """The emulator's websocket goes silent with the socket open (no trade, no book, no snapshot):
+    after `silence_s` without a message the feed polls REST (trades keep arriving), drops the socket,
+    tries a fresh one every `reconnect_s`, and hands the bars back to the websocket once the venue
+    speaks again. Without the silence rule the feed waits on the open socket for ever."""
+    from ztb_core.live.venues import make_adapter
+
+    emu, ws = manual_emulator
+    adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))
+    feed = MarketFeed.websocket(adapter, ws.url, silence_s=2.0, reconnect_s=0.5).start()
+    try:
+        # the manual clock prints only when moved: keep it moving so the subscription hears trades
+        assert _advance_until(emu, feed, lambda: feed._worker.connected.is_set(), limit_s=10.0)
+        assert _advance_until(emu, feed, lambda: False, limit_s=0.5) is False and feed.mode == "websocket"
+        ws.silence(for_s=5.0)
+        withheld, t0 = ws.silenced, time.monotonic()
+        seen = feed.builder.trades
+        # the tape goes on printing; nothing reaches the socket
+        assert _advance_until(emu, feed, lambda: feed.mode == "rest", limit_s=4.5)
+        assert 1.9 < time.monotonic() - t0 < 4.0 and ws.silenced > withheld
+        assert "silent" in feed.fallback_reason and "polling REST" in feed.fallback_reason and feed.fallbacks == 1
+        assert _advance_until(emu, feed, lambda: feed.builder.trades > seen + 5, limit_s=3.0)  # REST delivers
+        assert feed.status()["market_data"] == "rest"
+        # the stall ends: a reconnect hears the venue and the bars come from the websocket again
+        assert _advance_until(emu, feed, lambda: feed.mode == "websocket", limit_s=8.0)
+        assert feed.recoveries == 1 and feed.builder.late == 0
+        sent = ws.messages
+        assert _advance_until(emu, feed, lambda: ws.messages > sent, limit_s=3.0)
+    finally:
+        feed.stop()
+
+
+def _advance_until(emu, feed, cond, limit_s: float = 5.0) -> bool:
+    """Print ten seconds of tape every 0.1 s (polling the feed) until `cond()` or `limit_s`."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        emu.advance(10)
+        feed.next_bars(0.1, exchange_now_ms=0)
+    return cond()
