@@ -262,7 +262,9 @@ def _session(
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
         feed = (
-            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures) if cfg.market_data == "websocket" else None
+            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures, cfg.ws_silence_s, cfg.ws_reconnect_s)
+            if cfg.market_data == "websocket"
+            else None
         )
         runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode, feed=feed)
         if reset_breakers:
