@@ -37,6 +37,10 @@ from .exchange import ExchangeCallError, Ticker
 
 log = logging.getLogger("ztb.live.stream")
 
+#: a fresh connection gets at least this long for its first message (the handshake and the
+#: subscriptions take a moment on a loaded machine) before its silence counts as a stall
+CONNECT_GRACE_S = 10.0
+
 
 @dataclass(frozen=True)
 class StreamTrade:
@@ -233,6 +237,7 @@ class _WsWorker:
         while not self.stopping:
             ex = getattr(ccxtpro, self.exchange_id)({"urls": {"api": urls}, "enableRateLimit": False})
             self.feed.last_message = time.monotonic()  # the silence clock starts with each connection
+            self.feed.heard = False
             try:
                 await asyncio.gather(self._trades(ex), self._book(ex))
             finally:
@@ -251,7 +256,7 @@ class _WsWorker:
     def _probe_expired(self) -> bool:
         """A reconnect attempt that heard nothing for `silence_s` is given up (until the next one)."""
         feed = self.feed
-        if self.probing and feed.silence_s is not None and time.monotonic() - feed.last_message > feed.silence_s:
+        if self.probing and (limit := feed.silence_limit_s()) is not None and feed.silent_for_s() > limit:
             self.probing = False
             log.info("websocket reconnect heard nothing for %.0fs; staying on REST", feed.silence_s)
         return not self._active()
@@ -259,6 +264,7 @@ class _WsWorker:
     def _heard(self) -> None:
         """A message arrived: the socket is alive (a reconnect attempt hands the bars back)."""
         self.feed.last_message = time.monotonic()
+        self.feed.heard = True
         if self.probing:
             self.probing = False
             self.feed._recover()
@@ -339,6 +345,7 @@ class MarketFeed:
         self.fallbacks = 0  # websocket -> REST hand-overs so far
         self.recoveries = 0  # REST -> websocket hand-backs so far
         self.last_message = time.monotonic()  # the newest websocket message (trades or book)
+        self.heard = False  # a message arrived on the current connection
         self._catch_up = False  # one REST poll due after a hand-back (what the stall withheld)
         self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
         self._cursor_ms: int | None = None
@@ -421,10 +428,18 @@ class MarketFeed:
         """Seconds since the newest websocket message."""
         return time.monotonic() - self.last_message
 
+    def silence_limit_s(self) -> float | None:
+        """How long the current connection may stay silent: `silence_s`, or CONNECT_GRACE_S (if
+        longer) before its first message."""
+        if self.silence_s is None:
+            return None
+        return self.silence_s if self.heard else max(self.silence_s, CONNECT_GRACE_S)
+
     def _check_silence(self) -> None:
-        if self.mode == "websocket" and self.silence_s is not None and self._worker is not None:
+        limit = self.silence_limit_s()
+        if self.mode == "websocket" and limit is not None and self._worker is not None:
             quiet = self.silent_for_s()
-            if quiet > self.silence_s:
+            if quiet > limit:
                 self._fall_back(
                     f"websocket silent for {quiet:.0f}s with the socket open (ws_silence_s {self.silence_s:g}); "
                     "polling REST"
