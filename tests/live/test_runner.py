@@ -203,3 +203,50 @@ def test_raising_capital_between_restarts_keeps_the_day_s_loss_and_halts(fast_em
     assert [e["breaker"] for e in trips] == ["daily_loss_limit"], trips
     report = json.loads((second.dir / "reports" / "live_report.json").read_text())
     assert report["risk"]["daily_halt"] and "21" in report["risk"]["daily_halt"]
+
+
+def test_stop_loss_is_checked_on_the_watch_timer_when_no_bar_closes(emulator, artifacts, tmp_path):
+    """Issue 25 defect 2: the risk checks run on their own timer, not only on a bar close. The
+    exchange clock is frozen (no bar ever closes) while the paper journal holds a long bought 10%
+    above the market: the stop-loss (5%) must trip and flatten within a few watch intervals. Before
+    the fix nothing ran until a bar closed (the watchdog's kill-file ends the run with no trip)."""
+    from decimal import Decimal
+
+    from ztb_core.live.orders import Fill
+
+    path = tmp_path / "paper.sqlite"
+    price = Decimal(repr(emulator.state.ticker()["last"]))
+    with Journal(path, "paper", "coincheck", "BTC/JPY") as j:
+        entry = (price * Decimal("1.10")).quantize(Decimal(1))
+        j.record_fill(
+            Fill("PF9001", None, "P9001", "buy", Decimal("0.02"), entry, Decimal(0), "JPY", int(time.time() * 1000))
+        )
+
+    def watchdog() -> None:
+        for _ in range(300):  # 15 s
+            time.sleep(0.05)
+            for d in (artifacts / "runs").glob("*/") if (artifacts / "runs").exists() else []:
+                events = (d / "events.jsonl").read_text() if (d / "events.jsonl").exists() else ""
+                if "stop_loss_exit" in events:
+                    time.sleep(0.5)  # the exit order is placed right after the event
+                    (d / "ztb.stop").write_text("test\n")
+                    return
+        for d in (artifacts / "runs").glob("*/"):
+            (d / "ztb.stop").write_text("watchdog\n")
+
+    th = threading.Thread(target=watchdog, daemon=True)
+    th.start()
+    args = live_args(emulator, "--dry-run", "--set", f"journal_path={path}", "--set", "risk_interval_s=0.3")
+    assert main([*args, "--max-bars", "5"]) == 0
+    th.join(5)
+    (run,) = list_runs()
+    assert run.step == 0  # no bar closed: whatever happened, the watch did it
+    events = read_jsonl(run.dir / "events.jsonl")
+    trips = [e for e in events if e["event"] == "breaker_tripped"]
+    assert [e["breaker"] for e in trips] == ["stop_loss"], [e["event"] for e in events]
+    assert any(e["event"] == "stop_loss_exit" for e in events)
+    with Journal(path, "paper", "coincheck", "BTC/JPY") as j:
+        sells = [o for o in j.orders() if o.side == "sell"]
+    assert sells and sells[0].amount == Decimal("0.02")  # the whole long offered for sale at once
+    market = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "market"]
+    assert market and market[0]["market_data"] == "rest_bars"
