@@ -57,7 +57,7 @@ def canary_cmd(
         n += 1
         mark = "[green]pass[/]" if cell.passed else "[red]FAIL[/]"
         console.print(
-            f"{mark} {cell.phase:<16} {cell.row:<11} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
+            f"{mark} {cell.phase:<16} {cell.row:<14} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
             highlight=False,
         )
         if writer is not None:
