@@ -3,6 +3,8 @@ limits is loud; bad config is a clear error."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ztb_core.cli import main
@@ -158,3 +160,89 @@ def test_reconcile_command_lists_and_resolves_an_ambiguous_placement(tmp_path, c
         got = j.get(o.client_id)
         assert got.state == "open" and got.exchange_id == "8"
         assert j.get_state(FOREIGN_KEY) == ["7"] and j.get_state(AMBIGUOUS_KEY) == {}
+
+
+# ---- issue 25 defect 7: the journal lock holds through a symlink ---------------------------------
+def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emulator, tmp_path, capsys):
+    """One process holds the journal by its real path; `ztb live` given a symlink to the same file
+    (and to its folder) must be refused before a run directory exists, not open it a second time."""
+    import subprocess
+    import sys
+
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    path = real_dir / "journal.sqlite"
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(path)  # dangling until the journal is created: the lock must still follow it
+    (tmp_path / "linkdir").symlink_to(real_dir)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ztb_core.live.journal import JournalLock\n"
+            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for alias in (link, tmp_path / "linkdir" / "journal.sqlite"):
+            rc = main(live_args(fast_emulator, "--dry-run", "--set", f"journal_path={alias}", "--max-bars", "1"))
+            assert rc == 2, alias
+            err = capsys.readouterr().err
+            assert f"pid {holder.pid}" in err and "in use" in err
+        assert not list_runs()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# ---- issue 25 defect 5: --dry-run wins, contradictory modes are refused --------------------------
+@pytest.mark.parametrize(
+    "env,flags,needle",
+    [
+        ({"DRY_RUN": "1"}, ("--dry-run", "--minimal"), "--dry-run and DRY_RUN=1"),
+        ({"LIVE_MINIMAL": "1"}, ("--dry-run",), "LIVE_MINIMAL=1"),
+        ({}, ("--dry-run", "--minimal"), "--minimal"),
+        ({}, ("--dry-run", "--confirm-live", "--set", "mode=live"), "--confirm-live"),
+        ({"DRY_RUN": "1"}, ("--confirm-live", "--set", "mode=live"), "DRY_RUN=1"),
+        ({"DRY_RUN": "0"}, ("--dry-run",), "DRY_RUN=0"),
+        ({"LIVE_MINIMAL": "0"}, ("--minimal",), "LIVE_MINIMAL=0"),
+        ({"DRY_RUN": "maybe"}, ("--dry-run",), "DRY_RUN='maybe'"),
+    ],
+)
+def test_contradictory_modes_are_refused_before_any_call(fast_emulator, monkeypatch, capsys, env, flags, needle):
+    """Keys are in the environment, so a real order COULD be placed: the refusal must come first
+    (one line, exit 2), with no request of any kind to the exchange and no run directory."""
+    monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
+    monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
+    monkeypatch.delenv("DRY_RUN", raising=False)
+    monkeypatch.delenv("LIVE_MINIMAL", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(live_args(fast_emulator, *flags, "--max-bars", "1")) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not fast_emulator.requests, dict(fast_emulator.requests)
+    assert not fast_emulator.state.orders and not list_runs()
+
+
+def test_a_dry_run_never_calls_a_private_endpoint_whatever_the_config_says(fast_emulator, monkeypatch, capsys):
+    """Keys in the environment, `mode: live` and `confirm_live: true` in the config: --dry-run
+    still paper trades; the emulator counts zero private requests and holds no order."""
+    from ztb_core.live.emulator.config import ENDPOINTS
+
+    private = set(ENDPOINTS) - {"ticker", "order_books", "trades", "exchange_status"}
+    monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
+    monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
+    monkeypatch.delenv("LIVE_MINIMAL", raising=False)
+    monkeypatch.setenv("DRY_RUN", "1")
+    args = live_args(fast_emulator, "--dry-run", "--set", "mode=live", "--set", "confirm_live=true", "--max-bars", "2")
+    assert main(args) == 0
+    assert "DRY_RUN" in capsys.readouterr().err  # the banner says which mode ran
+    assert fast_emulator.requests and not (set(fast_emulator.requests) & private), dict(fast_emulator.requests)
+    assert not fast_emulator.state.orders
+    (run,) = list_runs()
+    assert json.loads((run.dir / "reports" / "live_report.json").read_text())["mode"] == "dry_run"

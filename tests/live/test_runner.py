@@ -172,3 +172,81 @@ def test_daily_report_at_each_utc_day_rollover(artifacts):
     assert (reports / "equity_2018-01-20.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (reports / "live_report_2018-01-21.json").exists()  # the day in progress is in the stop report
     assert (reports / "live_report.json").exists()
+
+
+def test_raising_capital_between_restarts_keeps_the_day_s_loss_and_halts(fast_emulator, artifacts, tmp_path):
+    """Issue 25 defect 7: the day's P&L is measured from the day's equity at its start (recorded in
+    the journal at the first sync), not from the config's `capital`. A session starts the day with
+    100,000; a round trip then loses 21,000 JPY; the next session starts with `capital` raised to
+    150,000: the day is still -21,000 (not +29,000) and the daily-loss halt (10,000) fires."""
+    from decimal import Decimal
+
+    from ztb_core.live.orders import Fill
+
+    path = tmp_path / "paper.sqlite"
+    base = live_args(fast_emulator, "--dry-run", "--set", f"journal_path={path}", "--set", "policy.sma_fast=3")
+    base += ["--set", "costs.fee_bps=0", "--set", "risk.daily_loss_limit=10000"]
+    assert main([*base, "--set", "capital=100000", "--max-bars", "1"]) == 0
+    now = int(time.time() * 1000)
+    with Journal(path, "paper", "coincheck", "BTC/JPY") as j:  # the day's trading: -21,000 JPY, flat again
+        lost = Decimal("0.02") * Decimal("1050000")
+        assert lost == 21000
+        j.record_fill(Fill("PF9001", None, "P9001", "buy", Decimal("0.02"), Decimal("2250000"), Decimal(0), "JPY", now))
+        j.record_fill(
+            Fill("PF9002", None, "P9002", "sell", Decimal("0.02"), Decimal("1200000"), Decimal(0), "JPY", now)
+        )
+    assert main([*base, "--set", "capital=150000", "--max-bars", "1"]) == 0
+    second = max(list_runs(), key=lambda r: r.dir.stat().st_mtime)
+    (metric,) = [m for m in read_jsonl(second.dir / "metrics.jsonl") if m["split"] == "live"]
+    assert -21_500 < metric["daily_pnl"] < -20_500, metric["daily_pnl"]
+    trips = [e for e in read_jsonl(second.dir / "events.jsonl") if e["event"] == "breaker_tripped"]
+    assert [e["breaker"] for e in trips] == ["daily_loss_limit"], trips
+    report = json.loads((second.dir / "reports" / "live_report.json").read_text())
+    assert report["risk"]["daily_halt"] and "21" in report["risk"]["daily_halt"]
+
+
+def test_stop_loss_is_checked_on_the_watch_timer_when_no_bar_closes(emulator, artifacts, tmp_path):
+    """Issue 25 defect 2: the risk checks run on their own timer, not only on a bar close. The
+    exchange clock is frozen (no bar ever closes) while the paper journal holds a long bought 10%
+    above the market: the stop-loss (5%) must trip and flatten within a few watch intervals. Before
+    the fix nothing ran until a bar closed (the watchdog's kill-file ends the run with no trip)."""
+    from decimal import Decimal
+
+    from ztb_core.live.orders import Fill
+
+    path = tmp_path / "paper.sqlite"
+    price = Decimal(repr(emulator.state.ticker()["last"]))
+    with Journal(path, "paper", "coincheck", "BTC/JPY") as j:
+        entry = (price * Decimal("1.10")).quantize(Decimal(1))
+        j.record_fill(
+            Fill("PF9001", None, "P9001", "buy", Decimal("0.02"), entry, Decimal(0), "JPY", int(time.time() * 1000))
+        )
+
+    def watchdog() -> None:
+        for _ in range(300):  # 15 s
+            time.sleep(0.05)
+            for d in (artifacts / "runs").glob("*/") if (artifacts / "runs").exists() else []:
+                events = (d / "events.jsonl").read_text() if (d / "events.jsonl").exists() else ""
+                if "stop_loss_exit" in events:
+                    time.sleep(0.5)  # the exit order is placed right after the event
+                    (d / "ztb.stop").write_text("test\n")
+                    return
+        for d in (artifacts / "runs").glob("*/"):
+            (d / "ztb.stop").write_text("watchdog\n")
+
+    th = threading.Thread(target=watchdog, daemon=True)
+    th.start()
+    args = live_args(emulator, "--dry-run", "--set", f"journal_path={path}", "--set", "risk_interval_s=0.3")
+    assert main([*args, "--max-bars", "5"]) == 0
+    th.join(5)
+    (run,) = list_runs()
+    assert run.step == 0  # no bar closed: whatever happened, the watch did it
+    events = read_jsonl(run.dir / "events.jsonl")
+    trips = [e for e in events if e["event"] == "breaker_tripped"]
+    assert [e["breaker"] for e in trips] == ["stop_loss"], [e["event"] for e in events]
+    assert any(e["event"] == "stop_loss_exit" for e in events)
+    with Journal(path, "paper", "coincheck", "BTC/JPY") as j:
+        sells = [o for o in j.orders() if o.side == "sell"]
+    assert sells and sells[0].amount == Decimal("0.02")  # the whole long offered for sale at once
+    market = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "market"]
+    assert market and market[0]["market_data"] == "rest_bars"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import numpy as np
@@ -157,3 +158,162 @@ def test_held_first_bar_takes_earlier_trades_in_time_order():
     (first,) = b.pop()
     assert (first.open, first.high, first.low, first.close, first.trades) == (5.0, 25.0, 5.0, 20.0, 3)
     assert b.late == 0
+
+
+# ---- issue 25 defect 2: a websocket that stays open but goes silent ------------------------------
+def test_a_silent_websocket_falls_back_to_rest_and_comes_back(manual_emulator, exchange_config):
+    """The emulator's websocket goes silent with the socket open (no trade, no book, no snapshot):
+    after `silence_s` without a message the feed polls REST (trades keep arriving), drops the socket,
+    tries a fresh one every `reconnect_s`, and hands the bars back to the websocket once the venue
+    speaks again. Without the silence rule the feed waits on the open socket for ever."""
+    from ztb_core.live.venues import make_adapter
+
+    emu, ws = manual_emulator
+    adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))
+    feed = MarketFeed.websocket(adapter, ws.url, silence_s=2.0, reconnect_s=0.5).start()
+    try:
+        # the manual clock prints only when moved: keep it moving so the subscription hears trades
+        assert _advance_until(emu, feed, lambda: feed._worker.connected.is_set(), limit_s=10.0)
+        assert _advance_until(emu, feed, lambda: False, limit_s=0.5) is False and feed.mode == "websocket"
+        ws.silence(for_s=5.0)
+        withheld, t0 = ws.silenced, time.monotonic()
+        seen = feed.builder.trades
+        # the tape goes on printing; nothing reaches the socket
+        assert _advance_until(emu, feed, lambda: feed.mode == "rest", limit_s=5.0)
+        # silence is counted from the last message, which came a moment before the stall began
+        assert 1.5 < time.monotonic() - t0 < 4.5 and ws.silenced > withheld
+        assert "silent" in feed.fallback_reason and "polling REST" in feed.fallback_reason and feed.fallbacks == 1
+        assert _advance_until(emu, feed, lambda: feed.builder.trades > seen + 5, limit_s=3.0)  # REST delivers
+        assert feed.status()["market_data"] == "rest"
+        # the stall ends: a reconnect hears the venue and the bars come from the websocket again
+        assert _advance_until(emu, feed, lambda: feed.mode == "websocket", limit_s=8.0)
+        assert feed.recoveries == 1 and feed.builder.late == 0
+        sent = ws.messages
+        assert _advance_until(emu, feed, lambda: ws.messages > sent, limit_s=3.0)
+    finally:
+        feed.stop()
+
+
+def _advance_until(emu, feed, cond, limit_s: float = 5.0) -> bool:
+    """Print ten seconds of tape every 0.1 s (polling the feed) until `cond()` or `limit_s`."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        emu.advance(10)
+        feed.next_bars(0.1, exchange_now_ms=0)
+    return cond()
+
+
+def _stall_emulator(**extra):
+    cfg = EmulatorConfig(
+        speed=120,
+        clock="tape",
+        history_s=3 * 3600,
+        api_key=TEST_KEY,
+        secret=TEST_SECRET,
+        balances={"jpy": 1e6, "btc": 0.1},
+        **extra,
+    )
+    return EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3))
+
+
+def _stop_after(runs_root, seconds: float, done: threading.Event) -> threading.Thread:
+    """A watchdog: the run's kill-file after `seconds` (a frozen bot would otherwise never end)."""
+
+    def stop() -> None:
+        if not done.wait(seconds):
+            for d in runs_root.glob("*/"):
+                (d / "ztb.stop").write_text("watchdog\n")
+
+    th = threading.Thread(target=stop, daemon=True)
+    th.start()
+    return th
+
+
+def test_live_keeps_deciding_when_the_websocket_goes_silent(artifacts):
+    """`ztb live` on the websocket; 4 s in, the emulator's socket goes silent for 10 minutes with
+    the connection held open. The bot must fall back to REST (an alert says so) and keep deciding
+    bar after bar; the `market` metrics show the channel. Before the fix it decided nothing after
+    the stall (the watchdog's kill-file then ends it short of its bars)."""
+    done = threading.Event()
+    with _stall_emulator(ws_silent=[{"after_s": 4, "for_s": 600}]) as emu, WsServer(emu.state) as ws:
+        _stop_after(artifacts / "runs", 60, done)
+        extra = ["--set", "market_data=websocket", "--set", f"ws_url={ws.url}", "--set", "ws_silence_s=1"]
+        extra += ["--set", "ws_reconnect_s=600", "--set", "risk_interval_s=0.5"]
+        try:
+            assert main(live_args(emu, "--dry-run", "--max-bars", "16", *extra)) == 0
+        finally:
+            done.set()
+        assert ws.silenced > 0, "the stall never began: the test proved nothing"
+    (run,) = list_runs()
+    assert run.state == "completed", run.state
+    events = read_jsonl(run.dir / "events.jsonl")
+    alerts = [e["message"] for e in events if e["event"] == "alert"]
+    assert any("websocket silent" in m and "polling REST" in m for m in alerts), alerts
+    report = json.loads((run.dir / "reports" / "live_report.json").read_text())
+    assert report["bars"] == 16 and report["decisions"] == 16
+
+
+def test_a_stall_on_both_channels_trips_the_stale_breaker_and_syncs_go_on(artifacts, monkeypatch):
+    """Real trading on the websocket; after two decisions the socket goes silent (held open) AND the
+    public REST endpoints fail. No fresh price from either channel: the stale-data breaker trips
+    (critical alert, the status line says STALE, `market` metrics say stale) while the private syncs
+    keep running on their own timer (the exchange sees open-orders/fills requests during the stall)."""
+    monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
+    monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
+    runs_root = artifacts / "runs"
+    seen: dict = {}
+
+    with _stall_emulator() as emu, WsServer(emu.state) as ws:
+
+        def stall_then_watch() -> None:
+            status = None
+            for _ in range(1200):  # 60 s
+                time.sleep(0.05)
+                dirs = list(runs_root.glob("*/")) if runs_root.exists() else []
+                status = dirs[0] / "status.json" if dirs else None
+                if status is None or not status.exists():
+                    continue
+                state = json.loads(status.read_text())
+                if "stalled_at" not in seen and (state.get("step") or 0) >= 2:
+                    for endpoint in ("ticker", "trades", "order_books"):
+                        emu.add_fault({"kind": "http_5xx", "endpoint": endpoint, "times": None})
+                    ws.silence(for_s=600)
+                    seen["stalled_at"] = time.monotonic()
+                    seen["private_before"] = _private(emu)
+                events = (dirs[0] / "events.jsonl").read_text() if (dirs[0] / "events.jsonl").exists() else ""
+                if "stalled_at" in seen and '"stale_data"' in events and "tripped_at" not in seen:
+                    seen["tripped_at"] = time.monotonic()
+                    seen["private_at_trip"] = _private(emu)
+                if "tripped_at" in seen and time.monotonic() - seen["tripped_at"] > 1.5:
+                    # the status line is rewritten about once a second: give a loaded machine time
+                    seen["status"] = json.loads(status.read_text()).get("message", "")
+                    if "STALE" in seen["status"] or time.monotonic() - seen["tripped_at"] > 10:
+                        seen["private_after"] = _private(emu)
+                        break
+            if status is not None:
+                (status.parent / "ztb.stop").write_text("test\n")
+
+        th = threading.Thread(target=stall_then_watch, daemon=True)
+        th.start()
+        extra = ["--set", "market_data=websocket", "--set", f"ws_url={ws.url}", "--set", "ws_silence_s=1"]
+        extra += ["--set", "ws_reconnect_s=600", "--set", "risk_interval_s=0.3", "--set", "risk.stale_data_s=2"]
+        extra += ["--set", "exchange.retry.max_attempts=1", "--set", "risk.max_consecutive_errors=1000"]
+        rc = main(live_args(emu, "--set", "mode=live", "--confirm-live", "--max-bars", "400", *extra))
+        th.join(5)
+    assert rc == 0
+    assert "stalled_at" in seen, "the session never reached two decisions"
+    assert "tripped_at" in seen, "no stale-data breaker within a minute of the stall"
+    assert seen["tripped_at"] - seen["stalled_at"] < 15
+    assert seen["private_after"] > seen["private_at_trip"] > seen["private_before"], seen
+    assert "STALE" in seen["status"], seen["status"]
+    (run,) = list_runs()
+    events = read_jsonl(run.dir / "events.jsonl")
+    assert any(e["event"] == "alert" and e.get("level") == "critical" and "stale" in e["message"] for e in events)
+    market = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "market"]
+    assert market and market[-1]["stale"] is True and market[-1]["market_data"] == "rest"
+
+
+def _private(emu) -> int:
+    return sum(emu.requests[e] for e in ("open_orders", "transactions", "transactions_pagination", "order"))

@@ -114,3 +114,34 @@ def test_phases_of_one_canary_do_not_judge_each_other_s_journals(artifacts):
         ("kill/resume live", "5xx"),
     ]
     assert all(c.passed for c in result.cells), [c.detail for c in result.cells if not c.passed]
+
+
+def test_live_session_through_a_silent_websocket_stall(artifacts):
+    """The silent-stall row: the emulator's websocket goes silent (socket open) after three
+    decisions; the bot must fall back to REST with an alert, keep deciding and syncing, and end with
+    books equal to the exchange's. Before the fix it froze on the open socket (no alert, no
+    decision after the stall: the cell fails at its deadline)."""
+    result = canary.run_canary(rows=("silent_stall",), phases=("live session",))
+    (cell,) = result.cells
+    assert cell.passed, cell.detail
+    assert "violations 0" in cell.detail and "messages withheld 0" not in cell.detail
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the late-execution fix (an unknown placement ruled 'not placed' only on positive evidence) is "
+    "made in the order manager on another branch; until then the exchange ends long while the journal is flat",
+)
+def test_live_session_with_a_late_execution_agrees_with_the_exchange(artifacts):
+    """The late-execution row: the first placement is executed 15 s after the client timed out (2 s)
+    and after the reconcile grace; the journal must end equal to the exchange's books."""
+    result = canary.run_canary(rows=("late_execution",), phases=("live session",))
+    (cell,) = result.cells
+    assert "late executions 1" in cell.detail  # the fault fired: the cell judged a real late execution
+    assert cell.passed, cell.detail
+
+
+def test_session_rows_apply_to_the_live_session_phase_only(artifacts):
+    """A late-execution or stall row has no cell in the other phases (it would prove nothing there)."""
+    result = canary.run_canary(rows=("late_execution",), phases=("live-lite", "replay"))
+    assert result.cells == []

@@ -26,6 +26,18 @@ Phases
   amounts equal, nothing left open, every journal fill a real exchange fill and every exchange fill
   journaled, the same position. Each cell keeps its own journal (the emulator's ids restart at 1).
 
+* live session — a real-trading `ztb live` session (its own process, SMA policy, passive limit
+  prices, its own journal) under a fault the other phases cannot show, stopped by its kill-file:
+  - `late_execution`: the first order placement is executed by the emulator 15 s after it arrived,
+    long after the client's 2 s timeout and the reconcile grace (the venue's queued matching engine).
+    The session runs until the late order has landed and no placement of unknown outcome is left
+    (90 s at most). Pass: exit 0 `stopped` and `check_books` finds the journal equal to the
+    exchange's books (the late order journaled once, its fills too, no order placed twice).
+  - `silent_stall`: the session reads bars from the emulator's websocket, which goes silent with
+    the socket held open once the session made a few decisions. Pass: the bot says it fell back to
+    REST (an alert), goes on deciding and syncing through the stall (decisions and `market` watch
+    rows after it began), exits 0 `stopped`, and `check_books` is clean.
+
 Fault rows: `none`; exchange faults the emulator injects (`disconnect` = connection reset,
 `timeout`, `429`, `5xx`) for replay, live-lite and kill/resume live (there they fire on the first
 session's early requests, its start-up reconcile and first polls, not on a chosen order call: they
@@ -55,6 +67,7 @@ from typing import Any
 
 from ..live.emulator import EmulatorServer
 from ..live.emulator.state import PAIR
+from ..live.emulator.ws import WsServer
 from ..live.journal import Journal
 from ..live.live_config import journal_path_for
 from ..live.orders import LIVE, UNRESOLVED
@@ -72,8 +85,17 @@ EXCHANGE_FAULTS: dict[str, list[dict]] = {
 }
 #: storage faults, set in the training process through CheckpointSaver.write_file
 STORAGE_FAULTS = ("none", "slow_disk", "memory")
-ROWS = (*EXCHANGE_FAULTS, "slow_disk", "memory")
-PHASES = ("replay", "live-lite", "kill/resume", "kill/resume live")
+#: the client timeout (live_sets: 2 s) and the reconcile grace (10 s) are long over when it lands
+LATE_HANG_MS = 15_000
+#: faults of the live-session phase only (the other phases never place the order they target)
+SESSION_FAULTS: dict[str, list[dict]] = {
+    "late_execution": [{"kind": "late_execution", "endpoint": "create_order", "times": 1, "hang_ms": LATE_HANG_MS}],
+    "silent_stall": [],  # the websocket's silence, switched on by the phase itself
+}
+ROWS = (*EXCHANGE_FAULTS, "slow_disk", "memory", *SESSION_FAULTS)
+PHASES = ("replay", "live-lite", "kill/resume", "kill/resume live", "live session")
+#: silent_stall: decisions before the stall, decisions after it that show the bot goes on
+STALL_AFTER_BARS, STALL_BARS = 3, 4
 EMU_KEY, EMU_SECRET = "canary-key-0000", "canary-secret-0000"
 #: the venue and symbol the live session trades (LiveConfig's defaults: the emulator is Coincheck BTC/JPY)
 LIVE_VENUE, LIVE_SYMBOL = "coincheck", "BTC/JPY"
@@ -323,6 +345,98 @@ def kill_resume_live(art: Path, env: dict[str, str], emu: EmulatorServer, row: s
     return ok, detail
 
 
+def live_session(art: Path, env: dict[str, str], emu: EmulatorServer, row: str) -> tuple[bool, str]:
+    """A real-trading `ztb live` process under one of SESSION_FAULTS, stopped by its kill-file once
+    the fault has shown itself (see the module docstring); then `check_books`."""
+    tag = f"canary-live-session-{row.replace('_', '-')}"
+    journal_path = journal_path_for("live", LIVE_VENUE, LIVE_SYMBOL, Path(art) / "live" / f"{tag}.sqlite")
+    sets = ["mode=live", f"journal_path={journal_path}", "policy.kind=sma", f"sizing.aggressiveness_bps={LIVE_BPS}"]
+    ws = WsServer(emu.state) if row == "silent_stall" else None
+    if ws is not None:
+        sets += ["market_data=websocket", f"ws_url={ws.start()}", "ws_silence_s=1", "ws_reconnect_s=600"]
+        sets += ["risk_interval_s=0.5"]
+    cmd = [sys.executable, "-m", "ztb_core.cli", "live", "--confirm-live", *live_sets(emu)]
+    cmd += [a for s in sets for a in ("--set", s)] + ["--run-id", tag, "--max-bars", "400"]
+    log = Path(art) / f"{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(art) / "runs" / tag
+    stall: dict[str, Any] = {}
+    try:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 90
+        while proc.poll() is None:
+            bars = (RunReader(run_dir).status().get("step") or 0) if run_dir.is_dir() else 0
+            if ws is not None and not stall and bars >= STALL_AFTER_BARS:
+                ws.silence(for_s=600)  # the socket stays open; nothing more is sent
+                stall = {"bars": bars, "at": time.time()}
+            if time.monotonic() > deadline or _session_done(row, emu, journal_path, bars, stall):
+                (run_dir / "ztb.stop").write_text("canary\n")
+                break
+            time.sleep(0.05)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    finally:
+        if ws is not None:
+            ws.stop()
+    state = RunReader(run_dir).status().get("state") if run_dir.is_dir() else None
+    with Journal(journal_path, "live", LIVE_VENUE, LIVE_SYMBOL) as journal:
+        bad, fig = check_books(journal, emu)
+    detail = (
+        f"exit {proc.returncode}, {state}; exchange orders {fig['orders']}, journaled {fig['journaled']}, open "
+        f"{fig['open']}; fills exchange {fig['fills']} journal {fig['journal_fills']}; position journal "
+        f"{fig['position_journal']:f} exchange {fig['position_exchange']:f}; violations {len(bad)}"
+    )
+    if row == "late_execution":
+        detail = f"late executions {emu.faults.fired.get('late_execution', 0)}; " + detail
+    else:
+        bad += _stall_problems(run_dir, stall, ws)
+        detail = f"stall after {stall.get('bars')} bars, messages withheld {ws.silenced if ws else 0}; " + detail
+    ok = proc.returncode == 0 and state == "stopped" and not bad
+    if not ok:
+        detail += "\n" + "\n".join(bad) + "\n" + _log_tail(log)
+    return ok, detail
+
+
+def _session_done(row: str, emu: EmulatorServer, journal_path: Path, bars: int, stall: dict[str, Any]) -> bool:
+    if row == "late_execution":
+        # the late order has landed at the exchange (the hanging request is done) and nothing is unknown
+        landed = emu.faults.fired.get("late_execution", 0) and _late_landed(emu)
+        return bool(landed) and bars >= 2 and not _unresolved(journal_path)
+    return bool(stall) and bars >= stall["bars"] + STALL_BARS
+
+
+def _late_landed(emu: EmulatorServer) -> bool:
+    """True once every placement that reached the emulator is an order there: the delayed one (its
+    request hangs LATE_HANG_MS before the work is done) has been executed."""
+    with emu.state.lock:
+        return len(emu.state.orders) >= emu.requests["create_order"] > 0
+
+
+def _stall_problems(run_dir: Path, stall: dict[str, Any], ws: WsServer | None) -> list[str]:
+    """What the silent-stall row requires of the session beyond clean books."""
+    if not stall or ws is None or not ws.silenced:
+        return ["the websocket stall never began (too few decisions before the deadline)"]
+    reader = RunReader(run_dir)
+    events = reader.events()
+    bad = []
+    if not any(e.get("event") == "alert" and "websocket silent" in str(e.get("message")) for e in events):
+        bad.append("no alert that the silent websocket was given up for REST")
+    metrics = reader.metrics_tail().poll().records
+    after = [m for m in metrics if m.get("split") == "live" and m["time"] > stall["at"]]
+    if len(after) < STALL_BARS:
+        bad.append(f"only {len(after)} decisions after the stall began (want {STALL_BARS})")
+    watch = [m for m in metrics if m.get("split") == "market" and m["time"] > stall["at"]]
+    if not any(m.get("synced") for m in watch):
+        bad.append("no private sync on the watch timer during the stall")
+    return bad
+
+
 def _unresolved(journal_path: Path) -> int:
     """Orders of unknown outcome in a journal another process is writing (read-only: WAL lets both)."""
     try:
@@ -420,6 +534,14 @@ def _checked_live_kill(art: Path, env: dict[str, str], emu: EmulatorServer, row:
     return ok, f"{detail}; faults fired {fired}"
 
 
+def _checked_session(art: Path, env: dict[str, str], emu: EmulatorServer, row: str) -> tuple[bool, str]:
+    """live session under a row: a late execution that never fired proved nothing and fails the cell."""
+    ok, detail = live_session(art, env, emu, row)
+    if row == "late_execution" and not emu.faults.fired.get("late_execution"):
+        return False, f"the late_execution fault never fired; {detail}"
+    return ok, detail
+
+
 def canary_env(tmp: Path) -> dict[str, str]:
     """The environment every canary command runs in (smoke's sandbox with the canary's keys)."""
     return sandbox_env(tmp, EMU_KEY, EMU_SECRET)
@@ -476,6 +598,9 @@ def run_canary(
             if row in LIVE_KILL_ROWS and "kill/resume live" in phases:
                 with emulator(row) as emu:
                     record("kill/resume live", row, partial(_checked_live_kill, art, env, emu, row))
+            if row in SESSION_FAULTS and "live session" in phases:
+                with sandbox_emulator(EMU_KEY, EMU_SECRET, SESSION_FAULTS[row]) as emu:
+                    record("live session", row, partial(_checked_session, art, env, emu, row))
             if row in STORAGE_FAULTS and "kill/resume" in phases:
                 record("kill/resume", row, partial(kill_resume, art, row, env))
     result.seconds = time.perf_counter() - t0

@@ -18,8 +18,50 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="live")
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in TRUTHY
+FALSY = ("0", "false", "no", "off")
+
+
+def _env_flag(name: str) -> bool | None:
+    """True/False when the variable says so, None when unset or empty; anything else is refused
+    (a typo must not silently pick a mode)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in TRUTHY:
+        return True
+    if raw in FALSY:
+        return False
+    from ..errors import ConfigError
+
+    raise ConfigError(f"{name}={os.environ[name]!r}: use 1/0 (true/false, yes/no, on/off) or leave it unset")
+
+
+def resolve_mode(dry_run: bool, minimal: bool, confirm_live: bool) -> str:
+    """The mode the command line and the environment ask for: "dry_run", "minimal" or "config" (the
+    config's `mode` decides). Contradictions are refused before anything else happens (no config
+    read, no key loaded, no private call, no run directory): a paper run asked for in one place and a
+    real order in another, or an environment variable that says the opposite of its flag. A dry run
+    wins over the config file's `mode: live` / `confirm_live: true` (standing settings), never over
+    an explicit real-money request."""
+    from ..errors import ConfigError
+
+    env_dry, env_min = _env_flag("DRY_RUN"), _env_flag("LIVE_MINIMAL")
+    if dry_run and env_dry is False:
+        raise ConfigError("contradictory modes: --dry-run but DRY_RUN=0; unset DRY_RUN or drop --dry-run")
+    if minimal and env_min is False:
+        raise ConfigError("contradictory modes: --minimal but LIVE_MINIMAL=0; unset LIVE_MINIMAL or drop --minimal")
+    dry = [w for w, on in (("--dry-run", dry_run), ("DRY_RUN=1", env_dry)) if on]
+    real = [
+        w for w, on in (("--minimal", minimal), ("LIVE_MINIMAL=1", env_min), ("--confirm-live", confirm_live)) if on
+    ]
+    if dry and real:
+        raise ConfigError(
+            f"contradictory modes: {' and '.join(dry)} (paper trading, no private call) with {' and '.join(real)} "
+            "(real orders); choose one"
+        )
+    if dry:
+        return "dry_run"
+    return "minimal" if (minimal or env_min) else "config"
 
 
 def live(
@@ -60,6 +102,7 @@ def live(
     from ..errors import ConfigError
     from ..live.live_config import LiveConfig
 
+    requested = resolve_mode(dry_run, minimal, confirm_live)  # first: a contradiction touches nothing
     console = Console(stderr=True)
     sets = list(overrides) + ([f"policy.kind={policy}"] if policy else [])
     cfg = load_config(LiveConfig, config, sets)
@@ -69,9 +112,13 @@ def live(
         cfg.risk.enabled = False
     if allow_market_mismatch:
         cfg.allow_market_mismatch = True
-    if minimal or _env_flag("LIVE_MINIMAL"):
+    if requested == "minimal":
         raise typer.Exit(_minimal(cfg, console, run_id))
-    mode = "dry_run" if (dry_run or _env_flag("DRY_RUN") or cfg.mode == "dry_run") else "live"
+    mode = "dry_run" if (requested == "dry_run" or cfg.mode == "dry_run") else "live"
+    if mode == "dry_run":
+        # a dry run never confirms real trading, whatever the config file says (belt and braces:
+        # `_session` loads keys only in live mode)
+        confirm_live = cfg.confirm_live = False
     raise typer.Exit(
         _session(
             cfg,
@@ -215,7 +262,9 @@ def _session(
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
         feed = (
-            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures) if cfg.market_data == "websocket" else None
+            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures, cfg.ws_silence_s, cfg.ws_reconnect_s)
+            if cfg.market_data == "websocket"
+            else None
         )
         runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode, feed=feed)
         if reset_breakers:

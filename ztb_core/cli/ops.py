@@ -20,10 +20,15 @@ def register(app: typer.Typer) -> None:
 
 def canary_cmd(
     rows: list[str] = typer.Option(
-        [], "--row", help="Fault rows to run (default all): none, disconnect, timeout, 429, 5xx, slow_disk, memory."
+        [],
+        "--row",
+        help="Fault rows to run (default all): none, disconnect, timeout, 429, 5xx, slow_disk, memory, "
+        "late_execution, silent_stall.",
     ),
     phases: list[str] = typer.Option(
-        [], "--phase", help="Phases to run (default all): replay, live-lite, kill/resume, 'kill/resume live'."
+        [],
+        "--phase",
+        help="Phases to run (default all): replay, live-lite, kill/resume, 'kill/resume live', 'live session'.",
     ),
     keep: Path | None = typer.Option(None, "--keep", help="Keep the canary artifacts in this folder."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the table as a `canary` run."),
@@ -52,7 +57,7 @@ def canary_cmd(
         n += 1
         mark = "[green]pass[/]" if cell.passed else "[red]FAIL[/]"
         console.print(
-            f"{mark} {cell.phase:<16} {cell.row:<11} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
+            f"{mark} {cell.phase:<16} {cell.row:<14} {cell.seconds:6.1f}s  {cell.detail.splitlines()[0]}",
             highlight=False,
         )
         if writer is not None:

@@ -63,11 +63,15 @@ class JournalWriteError(JournalError):
 
 class JournalLock:
     """One process per journal: an exclusive `flock` on `<journal>.lock`, which holds the owner's pid
-    (the kernel drops the lock when the process dies, kill -9 included, so no stale lock remains)."""
+    (the kernel drops the lock when the process dies, kill -9 included, so no stale lock remains).
+    The lock file sits beside the RESOLVED journal path: a symlink to the journal (or a path through a
+    symlinked folder) takes the same lock as the file itself, so two processes cannot share one
+    journal under two names."""
 
     def __init__(self, journal_path: str | Path) -> None:
         self.journal = Path(journal_path)
-        self.path = self.journal.with_name(self.journal.name + ".lock")
+        real = self.journal.expanduser().resolve()  # follows symlinks, also to a journal not yet created
+        self.path = real.with_name(real.name + ".lock")
         self._fd: int | None = None
 
     def acquire(self) -> JournalLock:

@@ -69,6 +69,21 @@ class LiveConfig(ZtbModel):
         description="Replaces ccxt.pro's websocket URL (urls.api.ws), e.g. `ztb emulator`'s; null = the exchange's",
     )
     ws_max_failures: int = Field(5, ge=1, description="Websocket failures in a row before falling back to REST")
+    ws_silence_s: float = Field(
+        30.0,
+        gt=0,
+        description="A websocket that sends no message (trade or book) for this long, socket open or not, is "
+        "treated as dead: REST polling takes over",
+    )
+    ws_reconnect_s: float = Field(
+        60.0, gt=0, description="After a websocket fallback, seconds between attempts on a fresh websocket"
+    )
+    risk_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between private syncs and risk checks (stale data, stop-loss, breakers) when no "
+        "bar closed: they run on this timer whatever the market-data channel does",
+    )
     history_symbol: str | None = Field(
         None,
         description="Data-store symbol the start-up history is backfilled from (imported or `ztb data fetch`-ed); "

@@ -78,6 +78,9 @@ class RiskConfig(ZtbModel):
 class RiskState:
     day: str = ""
     day_start_equity: str | None = None
+    # the capital in force when day_start_equity was recorded: the config's `capital` is not a trading
+    # result, so a change of it between restarts moves the day's baseline with it
+    day_start_capital: str | None = None
     trades_today: int = 0
     daily_pnl: str = "0"
     public_errors: int = 0  # consecutive failures of public calls (quotes, bars)
@@ -152,7 +155,7 @@ class RiskManager:
         if day != self.state.day:
             # A new day resets the day's counters, never the latched breakers.
             self.state.day, self.state.trades_today, self.state.daily_pnl = day, 0, "0"
-            self.state.day_start_equity, self.state.daily_halt = None, None
+            self.state.day_start_equity, self.state.day_start_capital, self.state.daily_halt = None, None, None
             self.save()
 
     def save(self) -> None:
@@ -236,14 +239,36 @@ class RiskManager:
                     f"spread {spread_bps:.1f} bps (bid {bid}, ask {ask}; limit {self.cfg.max_spread_bps:.1f} bps)",
                 )
 
-    def update_pnl(self, equity: Decimal, position: Decimal, entry_price: Decimal | None, price: Decimal) -> bool:
+    def update_pnl(
+        self,
+        equity: Decimal,
+        position: Decimal,
+        entry_price: Decimal | None,
+        price: Decimal,
+        capital: Decimal | None = None,
+    ) -> bool:
         """Mark the day's P&L; trip the daily loss limit and the emergency stop-loss.
-        Returns True when the position must be flattened now (stop-loss)."""
+        Returns True when the position must be flattened now (stop-loss).
+
+        The day's P&L is measured from the day's equity at its start, recorded in the journal at the
+        first mark of the day (the first sync), together with the `capital` then in force: `equity`
+        includes the configured capital, so raising it between restarts must not read as a gain."""
         self._roll_day(self._now_ms())
-        before = (self.state.day_start_equity, self.state.daily_halt, len(self.state.breakers))
+        before = (
+            self.state.day_start_equity,
+            self.state.day_start_capital,
+            self.state.daily_halt,
+            len(self.state.breakers),
+        )
         if self.state.day_start_equity is None:
             self.state.day_start_equity = str(equity)
-        pnl = equity - Decimal(self.state.day_start_equity)
+        if capital is not None and self.state.day_start_capital is None:
+            # first mark of the day, or a baseline recorded before the capital was kept with it
+            self.state.day_start_capital = str(capital)
+        start = Decimal(self.state.day_start_equity)
+        if capital is not None and self.state.day_start_capital is not None:
+            start += capital - Decimal(self.state.day_start_capital)
+        pnl = equity - start
         self.state.daily_pnl = str(pnl)
         flatten = False
         if self.cfg.enabled:
@@ -266,7 +291,13 @@ class RiskManager:
                     )
                     flatten = True
         # the P&L itself is recomputed every bar from day_start_equity: persist only what must survive
-        if (self.state.day_start_equity, self.state.daily_halt, len(self.state.breakers)) != before:
+        after = (
+            self.state.day_start_equity,
+            self.state.day_start_capital,
+            self.state.daily_halt,
+            len(self.state.breakers),
+        )
+        if after != before:
             self.save()
         return flatten
 

@@ -4,6 +4,13 @@
     bar   -> market breakers -> sync fills (reconcile) -> P&L, stop-loss -> policy -> sizing
           -> risk check -> cancel what still rests -> place (journaled) -> metrics
 
+Private syncs and risk checks also run on their own timer (`_keep_watch`, every `risk_interval_s`
+without a bar), whatever the market-data channel does: a websocket that went silent (stream.py
+hands bars over to REST) or a REST that fails cannot freeze the stop-loss, the breakers or the
+reconciliation. The stale-data breaker trips when no fresh price (a new trade from either channel,
+or a REST ticker) arrived for `risk.stale_data_s`, with a critical alert; metrics (split `market`)
+and the status line show the channel and the data's age.
+
 It writes the run directory the console reads: live metrics (split "live": equity, pnl, position,
 open_orders, latency_ms, risk_state), events (orders, reconciliation, breakers, errors), a report
 for each UTC day (exchange clock) when the next one begins, and a final report. The kill-file (per-run or global) or SIGTERM stops it safely: open orders are
@@ -88,7 +95,9 @@ class LiveRunner:
         # bars from a trade stream (stream.py) instead of polling REST bars; None = REST bars
         self.feed = feed
         self.last_trade_ms: int | None = None  # exchange time of the last trade of the newest bar (stream)
-        self._fallback_told = False
+        self._told = (0, 0)  # websocket fallbacks and recoveries already reported
+        # the watch timer (private sync + risk checks) and when a fresh price last arrived (monotonic)
+        self._watch_at = self._fresh_at = time.monotonic()
         self.writer, self.mode = writer, mode
         self.kill = kill or KillSwitch(writer.dir)
         self.symbol = cfg.exchange.symbol
@@ -242,6 +251,7 @@ class LiveRunner:
             self._error("poll", exc, api="public")
             return False
         self.last_ticker = ticker
+        self._fresh_at = time.monotonic()
         self._retry_cancels()
         if len(new) == 0:
             if self.manager.open_count():
@@ -262,9 +272,7 @@ class LiveRunner:
         feed = self.feed
         assert feed is not None
         new = feed.next_bars(min(self.cfg.poll_interval_s, 0.25) if feed.mode == "websocket" else 0.0)
-        if feed.fallback_reason and not self._fallback_told:
-            self._fallback_told = True
-            self.writer.event("alert", level="warning", message=f"market data: {feed.fallback_reason}")
+        self._tell_market_changes()
         self._retry_cancels()
         if self.bars is not None and len(self.bars):
             new = new[new.index > self.bars.index[-1]]
@@ -285,6 +293,7 @@ class LiveRunner:
             self._error("poll", exc, api="public")
             return False
         self.last_ticker = ticker
+        self._fresh_at = time.monotonic()
         now = max(self._now_ms(ticker), int(new.index[-1].value // 1_000_000) + self.span_ms)
         prev_close = (
             Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
@@ -293,6 +302,107 @@ class LiveRunner:
         self.stats.bars += 1
         self.decide(ticker, now, prev_close, t_bar)
         return True
+
+    def _tell_market_changes(self) -> None:
+        """An alert for each websocket fallback (with its reason), an event for each recovery."""
+        feed = self.feed
+        if feed is None or (feed.fallbacks, feed.recoveries) == self._told:
+            return
+        if feed.fallbacks > self._told[0]:
+            self.writer.event("alert", level="warning", message=f"market data: {feed.fallback_reason}")
+        if feed.recoveries > self._told[1]:
+            self.writer.event("market_data_recovered", fallbacks=feed.fallbacks, recoveries=feed.recoveries)
+        self._told = (feed.fallbacks, feed.recoveries)
+
+    # ---- the watch: private sync and risk checks on their own timer --------------------------------
+    def _data_age_s(self) -> float:
+        """Seconds since a fresh price arrived: a new trade from either channel, or a REST ticker."""
+        fresh = self._fresh_at
+        if self.feed is not None and (age := self.feed.last_trade_age_s()) is not None:
+            fresh = max(fresh, time.monotonic() - age)
+        return time.monotonic() - fresh
+
+    def _watch_price(self) -> Decimal | None:
+        """The freshest price: the stream's newest trade when it is recent, else a REST ticker
+        (which also counts as a fresh price); None when neither channel gives one."""
+        feed = self.feed
+        age = feed.last_trade_age_s() if feed is not None else None
+        if feed is not None and age is not None and age < self.cfg.risk_interval_s and feed.builder.last_price:
+            return Decimal(repr(feed.builder.last_price))
+        try:
+            ticker = self.venue.fetch_ticker()
+            self.risk.record_success("public")
+        except ExchangeCallError as exc:
+            self._error("watch_ticker", exc, api="public")
+            return None
+        self.last_ticker = ticker
+        if ticker.last is None and (ticker.bid is None or ticker.ask is None):
+            return None
+        self._fresh_at = time.monotonic()
+        return ticker.last if ticker.last is not None else (ticker.bid + ticker.ask) / 2
+
+    def _keep_watch(self) -> None:
+        """Every `risk_interval_s` without a decision: sync fills and open orders, check the data's
+        age (the stale-data breaker, with a critical alert), mark the day's P&L and the stop-loss
+        (which flattens at once), whatever the market-data channel is doing."""
+        now = time.monotonic()
+        if now - self._watch_at < self.cfg.risk_interval_s:
+            return
+        self._watch_at = now
+        price = self._watch_price()
+        synced = self._sync()
+        age = self._data_age_s()
+        was_stale = "stale_data" in self.risk.state.breakers
+        last = price or (Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None else None)
+        if last is not None:
+            self.risk.observe_market(last, None, None, age)
+        if "stale_data" in self.risk.state.breakers and not was_stale:
+            channel = self.feed.mode if self.feed is not None else "rest"
+            self.writer.event(
+                "alert",
+                level="critical",
+                message=f"market data stale: no fresh price for {age:.0f}s from the websocket or REST "
+                f"(now on {channel}); reduce-only until the breakers are reset",
+            )
+        stop = False
+        if price is not None:
+            position = self.journal.position()
+            stop = self.risk.update_pnl(
+                self.equity(price), position, entry_price(self.journal.fills()), price, capital=self.capital
+            )
+            if stop and synced:
+                self.writer.event("stop_loss_exit", price=str(price), position=str(position), why="watch timer")
+                self._cancel_resting()
+                try:
+                    self.flatten()
+                except ExchangeCallError as exc:
+                    self._error("stop_loss_exit", exc)
+                self.held_signal = 0.0
+        self.writer.metric(
+            self.stats.bars,
+            "market",
+            {
+                **self._market_status(),
+                "data_age_s": round(age, 1),
+                "stale": "stale_data" in self.risk.state.breakers,
+                "synced": synced,
+                "price": float(price) if price is not None else None,
+                "position": float(self.journal.position()),
+                "risk_state": "reduce_only" if self.risk.state.reduce_only else "normal",
+            },
+            flush=True,
+        )
+
+    def _market_status(self) -> dict[str, Any]:
+        return self.feed.status() if self.feed is not None else {"market_data": "rest_bars"}
+
+    def _status_line(self) -> str:
+        line = f"{self.mode} {self.symbol} bars={self.stats.bars}"
+        if self.feed is not None:
+            line += f" market={self.feed.mode}"
+        if "stale_data" in self.risk.state.breakers:
+            line += " STALE market data (reduce-only)"
+        return line
 
     def _error(self, what: str, exc: BaseException, api: str = "private") -> None:
         self.stats.errors += 1
@@ -338,13 +448,16 @@ class LiveRunner:
         # both pollers call this only right after `_append` added at least one new bar
         assert self.bars is not None and len(self.bars), "decide() before any bar was appended"
         self._roll_day(now_ms)
+        self._watch_at = time.monotonic()  # a decision syncs and checks the risk itself
         close = Decimal(repr(float(self.bars["close"].iloc[-1])))
         last_close_ms = int(self.bars.index[-1].value // 1_000_000) + self.span_ms
         self.risk.observe_market(close, ticker.bid, ticker.ask, max(0.0, (now_ms - last_close_ms) / 1000.0), prev_close)
         synced = self._sync()
         price = ticker.last or close
         position = self.journal.position()
-        flatten = self.risk.update_pnl(self.equity(price), position, entry_price(self.journal.fills()), price)
+        flatten = self.risk.update_pnl(
+            self.equity(price), position, entry_price(self.journal.fills()), price, capital=self.capital
+        )
         latency: float | None = None
         try:
             signal = 0.0 if flatten else float(self.policy.decide(self.bars, self.held_signal))
@@ -464,7 +577,9 @@ class LiveRunner:
                 break
             self.take_requests()
             decided = self.poll()
-            self.writer.heartbeat(self.stats.bars, message=f"{self.mode} {self.symbol} bars={self.stats.bars}")
+            if not decided:
+                self._keep_watch()
+            self.writer.heartbeat(self.stats.bars, message=self._status_line())
             if max_bars and self.stats.bars >= max_bars:
                 break
             if not decided and (self.feed is None or self.feed.mode == "rest"):

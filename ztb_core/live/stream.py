@@ -8,8 +8,15 @@ with REST polling of public trades as the fallback, built into M1 bars the momen
 A bar closes on the first trade of a later minute or, when the market is quiet, once the exchange
 clock (estimated from the trades' timestamps) passes its end. Every closed bar carries the exchange
 time of its last trade, so the runner can report the decision latency from the bar's last trade to
-the order sent (`trade_to_order_ms`). A websocket that keeps failing (`max_ws_failures` in a row)
-hands over to REST polling and says so (`feed.fallback_reason`).
+the order sent (`trade_to_order_ms`).
+
+A websocket that keeps failing (`max_ws_failures` in a row) or that stays open but sends nothing
+for `silence_s` seconds (a silent stall: no trade and no book update) is treated as dead: the feed
+hands over to REST polling and says so (`feed.fallback_reason`, `feed.fallbacks`), drops the socket
+and, every `reconnect_s`, tries a fresh one; the first message on it hands the bars back to the
+websocket (`feed.recoveries`), after one REST poll that catches up what the stall withheld. The
+trade ids de-duplicate whatever both channels deliver. `last_trade_at` is when the newest trade
+arrived from either channel (the runner's stale-data check).
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from ..data.schema import utc_index
 from .exchange import ExchangeCallError, Ticker
 
 log = logging.getLogger("ztb.live.stream")
+
+#: a fresh connection gets at least this long for its first message (the handshake and the
+#: subscriptions take a moment on a loaded machine) before its silence counts as a stall
+CONNECT_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,9 @@ class BarBuilder:
         self.trades = 0
         self.hold = False
         self.clock_offset_ms: float | None = None  # exchange clock - local clock, from the newest trade
+        self.newest_ms: int | None = None  # exchange time of the newest trade added
+        self.last_price: float | None = None  # price of that trade
+        self.last_new_at: float | None = None  # time.monotonic() when a trade not seen before arrived
 
     def add(self, trade: StreamTrade, local_ms: float | None = None) -> None:
         with self.cond:
@@ -84,6 +98,9 @@ class BarBuilder:
                 self._seen_set.discard(self._seen[0])
             self._seen.append(trade.id)
             self._seen_set.add(trade.id)
+            self.last_new_at = time.monotonic()
+            if self.newest_ms is None or trade.ts_ms >= self.newest_ms:
+                self.newest_ms, self.last_price = trade.ts_ms, trade.price
             local = time.time() * 1000.0 if local_ms is None else local_ms
             offset = trade.ts_ms - local
             self.clock_offset_ms = offset if self.clock_offset_ms is None else max(self.clock_offset_ms, offset)
@@ -187,6 +204,8 @@ class _WsWorker:
         self.thread = threading.Thread(target=self._run, name="ztb-ws", daemon=True)
         self.stopping = False
         self.connected = threading.Event()
+        # a reconnect attempt after a fallback: listening, but the bars stay on REST until a message
+        self.probing = False
 
     def start(self) -> None:
         self.thread.start()
@@ -215,26 +234,62 @@ class _WsWorker:
             urls["ws"] = self.ws_url
         if self.rest_url:
             urls["rest"] = self.rest_url
-        ex = getattr(ccxtpro, self.exchange_id)({"urls": {"api": urls}, "enableRateLimit": False})
-        try:
-            await asyncio.gather(self._trades(ex), self._book(ex))
-        finally:
-            await ex.close()
+        while not self.stopping:
+            ex = getattr(ccxtpro, self.exchange_id)({"urls": {"api": urls}, "enableRateLimit": False})
+            self.feed.last_message = time.monotonic()  # the silence clock starts with each connection
+            self.feed.heard = False
+            try:
+                await asyncio.gather(self._trades(ex), self._book(ex))
+            finally:
+                await ex.close()  # a silent socket is dropped, not kept
+            if self.stopping or self.feed.reconnect_s is None:
+                return
+            # on REST now: wait, then listen on a fresh connection
+            end = time.monotonic() + self.feed.reconnect_s
+            while not self.stopping and time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            self.probing = True
+
+    def _active(self) -> bool:
+        return not self.stopping and (self.feed.mode == "websocket" or self.probing)
+
+    def _probe_expired(self) -> bool:
+        """A reconnect attempt that heard nothing for `silence_s` is given up (until the next one)."""
+        feed = self.feed
+        if self.probing and (limit := feed.silence_limit_s()) is not None and feed.silent_for_s() > limit:
+            self.probing = False
+            log.info("websocket reconnect heard nothing for %.0fs; staying on REST", feed.silence_s)
+        return not self._active()
+
+    def _heard(self) -> None:
+        """A message arrived: the socket is alive (a reconnect attempt hands the bars back)."""
+        self.feed.last_message = time.monotonic()
+        self.feed.heard = True
+        if self.probing:
+            self.probing = False
+            self.feed._recover()
 
     async def _trades(self, ex: Any) -> None:
         feed = self.feed
-        while not self.stopping:
+        while self._active():
             try:
                 trades = await asyncio.wait_for(ex.watch_trades(feed.symbol), timeout=0.5)
             except TimeoutError:
+                if self._probe_expired():
+                    return
                 continue
             except Exception as exc:  # noqa: BLE001 - ccxt raises many kinds; each counts toward the fallback
+                if self.probing:  # the reconnect failed: back on REST until the next attempt
+                    self.probing = False
+                    log.info("websocket reconnect failed: %s", exc)
+                    return
                 feed._ws_failed(exc)
                 if feed.mode != "websocket":
                     return
                 await asyncio.sleep(min(2.0, 0.1 * feed.ws_failures))
                 continue
             self.connected.set()
+            self._heard()
             feed.ws_failures = 0
             now = time.time() * 1000.0
             for t in trades:
@@ -246,15 +301,18 @@ class _WsWorker:
 
     async def _book(self, ex: Any) -> None:
         feed = self.feed
-        while not self.stopping and feed.mode == "websocket":
+        while self._active():
             try:
                 book = await asyncio.wait_for(ex.watch_order_book(feed.symbol), timeout=0.5)
             except TimeoutError:
+                if self._probe_expired():
+                    return
                 continue
             except Exception as exc:  # noqa: BLE001 - the book is optional: the REST ticker stands in
                 log.debug("order book stream: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
+            self._heard()
             bids, asks = book.get("bids") or [], book.get("asks") or []
             feed.touch = (
                 Decimal(repr(float(bids[0][0]))) if bids else None,
@@ -266,13 +324,29 @@ class _WsWorker:
 class MarketFeed:
     """Closed bars from a trade stream (websocket) or from polling public trades (REST)."""
 
-    def __init__(self, adapter: Any, mode: str, ws_url: str | None = None, max_ws_failures: int = 5) -> None:
+    def __init__(
+        self,
+        adapter: Any,
+        mode: str,
+        ws_url: str | None = None,
+        max_ws_failures: int = 5,
+        silence_s: float | None = None,
+        reconnect_s: float | None = None,
+    ) -> None:
         self.adapter, self.mode, self.ws_url = adapter, mode, ws_url
         self.symbol = adapter.symbol
         self.max_ws_failures = max_ws_failures
+        # no message for this long = a dead socket (None: only failures count); after a fallback a
+        # fresh connection is tried every `reconnect_s` (None: REST for good)
+        self.silence_s, self.reconnect_s = silence_s, reconnect_s
         self.builder = BarBuilder()
         self.ws_failures = 0
         self.fallback_reason: str | None = None
+        self.fallbacks = 0  # websocket -> REST hand-overs so far
+        self.recoveries = 0  # REST -> websocket hand-backs so far
+        self.last_message = time.monotonic()  # the newest websocket message (trades or book)
+        self.heard = False  # a message arrived on the current connection
+        self._catch_up = False  # one REST poll due after a hand-back (what the stall withheld)
         self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
         self._cursor_ms: int | None = None
         self._worker: _WsWorker | None = None
@@ -281,8 +355,15 @@ class MarketFeed:
         self.builder.hold = mode == "websocket"
 
     @classmethod
-    def websocket(cls, adapter: Any, ws_url: str | None = None, max_ws_failures: int = 5) -> MarketFeed:
-        return cls(adapter, "websocket", ws_url, max_ws_failures)
+    def websocket(
+        cls,
+        adapter: Any,
+        ws_url: str | None = None,
+        max_ws_failures: int = 5,
+        silence_s: float | None = None,
+        reconnect_s: float | None = None,
+    ) -> MarketFeed:
+        return cls(adapter, "websocket", ws_url, max_ws_failures, silence_s, reconnect_s)
 
     @classmethod
     def rest(cls, adapter: Any) -> MarketFeed:
@@ -322,12 +403,63 @@ class MarketFeed:
     def _fall_back(self, reason: str) -> None:
         if self.mode != "websocket":
             return
+        if self.reconnect_s is not None and self._worker is not None:
+            reason += f" (a fresh websocket is tried every {self.reconnect_s:g}s)"
         self.fallback_reason = reason
+        if self.builder.newest_ms is not None:  # REST picks up from the newest trade seen
+            self._cursor_ms = self.builder.newest_ms
+        self.fallbacks += 1
         self.mode = "rest"
         self.builder.hold = False
         log.warning(reason)
         with self.builder.cond:  # wake a waiting next_bars so the caller polls REST at once
             self.builder.cond.notify_all()
+
+    def _recover(self) -> None:
+        """A reconnect attempt heard the venue: bars come from the websocket again."""
+        if self.mode != "rest":
+            return
+        self._catch_up = True
+        self.recoveries += 1
+        self.mode = "websocket"
+        log.warning("websocket is back (after: %s); bars from the stream again", self.fallback_reason)
+
+    def silent_for_s(self) -> float:
+        """Seconds since the newest websocket message."""
+        return time.monotonic() - self.last_message
+
+    def silence_limit_s(self) -> float | None:
+        """How long the current connection may stay silent: `silence_s`, or CONNECT_GRACE_S (if
+        longer) before its first message."""
+        if self.silence_s is None:
+            return None
+        return self.silence_s if self.heard else max(self.silence_s, CONNECT_GRACE_S)
+
+    def _check_silence(self) -> None:
+        limit = self.silence_limit_s()
+        if self.mode == "websocket" and limit is not None and self._worker is not None:
+            quiet = self.silent_for_s()
+            if quiet > limit:
+                self._fall_back(
+                    f"websocket silent for {quiet:.0f}s with the socket open (ws_silence_s {self.silence_s:g}); "
+                    "polling REST"
+                )
+
+    def last_trade_age_s(self) -> float | None:
+        """Seconds since a trade not seen before arrived from either channel (None: none yet)."""
+        at = self.builder.last_new_at
+        return None if at is None else time.monotonic() - at
+
+    def status(self) -> dict[str, Any]:
+        """What the market-data channel is doing, for metrics and the run's status line."""
+        age = self.last_trade_age_s()
+        return {
+            "market_data": self.mode,
+            "ws_silent_s": round(self.silent_for_s(), 1) if self._worker is not None else None,
+            "trade_age_s": round(age, 1) if age is not None else None,
+            "ws_fallbacks": self.fallbacks,
+            "ws_recoveries": self.recoveries,
+        }
 
     # ---- bars -----------------------------------------------------------------------------------
     def poll_rest(self) -> None:
@@ -342,7 +474,15 @@ class MarketFeed:
 
     def next_bars(self, timeout_s: float, exchange_now_ms: float | None = None) -> pd.DataFrame:
         """Bars closed since the last call: websocket mode waits up to `timeout_s` for one; REST mode
-        polls once. `exchange_now_ms` (e.g. a ticker's time) closes a bar in a quiet market."""
+        polls once. `exchange_now_ms` (e.g. a ticker's time) closes a bar in a quiet market. A
+        websocket silent for `silence_s` falls back to REST here (see the module docstring)."""
+        self._check_silence()
+        if self.mode == "websocket" and self._catch_up:
+            self._catch_up = False
+            try:
+                self.poll_rest()  # the trades a stall withheld since the newest one seen
+            except ExchangeCallError as exc:
+                log.warning("REST catch-up after the websocket came back failed: %s", exc)
         if self.mode == "rest":
             try:
                 self.poll_rest()

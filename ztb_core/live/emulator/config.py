@@ -71,6 +71,14 @@ class FaultRule(ZtbModel):
         return self
 
 
+class WsSilence(ZtbModel):
+    """A window in which the public websocket goes silent: sockets stay open (pings are answered)
+    but no trade, book or subscription snapshot is sent, as a venue's stalled feed looks."""
+
+    after_s: float = Field(..., ge=0, description="Wall seconds after the websocket server started")
+    for_s: float = Field(..., gt=0, description="How long it stays silent, seconds")
+
+
 class EmulatorConfig(ZtbModel):
     """A Coincheck-compatible exchange on loopback, replaying a real or synthetic trade stream."""
 
@@ -108,4 +116,8 @@ class EmulatorConfig(ZtbModel):
     rate_limit_per_s: float | None = Field(None, gt=0, description="Requests/s per client before HTTP 429; null = off")
     rate_limit_burst: int = Field(10, ge=1, description="Burst allowed by the emulator's rate limit")
     faults: list[FaultRule] = Field(default_factory=list, description="The fault-injection table")
+    ws_silent: list[WsSilence] = Field(
+        default_factory=list,
+        description="Windows in which the websocket stays open but sends nothing (a silent stall); REST goes on",
+    )
     data_dir: Path | None = Field(None, description="bitflyer: folder of the gz CSVs; default shared data")

@@ -10,6 +10,11 @@ Trades are the tape trades the replay clock has printed since the subscription, 
 same ids and prices the REST `/api/trades` endpoint pages through); the timestamp carries
 milliseconds as a decimal fraction, which ccxt parses. A publisher task advances the replay clock
 every `interval_s`, so trades reach subscribers as they are printed, not when someone polls REST.
+
+Silent stalls (`EmulatorConfig.ws_silent` windows, or `silence(for_s)` at run time): the sockets stay
+open and answer pings, but nothing is sent (no trades, no book, no snapshot to a new subscriber), and
+the trades printed meanwhile are never pushed; REST keeps serving them. `silenced` counts the
+messages withheld.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -41,12 +47,19 @@ class WsServer:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self.messages = 0
+        self.silenced = 0  # messages withheld by a silent window
         self.error: BaseException | None = None
+        # silent windows as (start, end) on the monotonic clock; config windows count from start()
+        self._silences: list[tuple[float, float]] = []
+        self._silence_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> str:
         if self._thread is not None:
             return self.url
+        t0 = time.monotonic()
+        with self._silence_lock:
+            self._silences += [(t0 + w.after_s, t0 + w.after_s + w.for_s) for w in self.state.cfg.ws_silent]
         self._thread = threading.Thread(target=self._run, name="ztb-emulator-ws", daemon=True)
         self._thread.start()
         self._ready.wait(10)
@@ -67,6 +80,17 @@ class WsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def silence(self, for_s: float, after_s: float = 0.0) -> None:
+        """Go silent for `for_s` seconds from `after_s` seconds from now, sockets kept open."""
+        t0 = time.monotonic() + after_s
+        with self._silence_lock:
+            self._silences.append((t0, t0 + for_s))
+
+    def silent(self) -> bool:
+        now = time.monotonic()
+        with self._silence_lock:
+            return any(a <= now < b for a, b in self._silences)
 
     @property
     def url(self) -> str:
@@ -121,7 +145,10 @@ class WsServer:
                             self._sent = self.state.visible
                     self._subs[channel].add(ws)
                     if channel.endswith("-orderbook"):
-                        await ws.send_str(json.dumps(self._book()))
+                        if self.silent():
+                            self.silenced += 1
+                        else:
+                            await ws.send_str(json.dumps(self._book()))
         finally:
             for subs in self._subs.values():
                 subs.discard(ws)
@@ -159,6 +186,9 @@ class WsServer:
                 lo, hi = self._sent, self.state.visible
                 rows = self._trades(lo, hi) if hi > lo and trades_ch else []
                 self._sent = hi
+            if self.silent():  # open but mute: what was printed meanwhile is never pushed
+                self.silenced += (1 if rows else 0) + (1 if hi > lo and book_ch else 0)
+                continue
             if rows:
                 text = json.dumps(rows)
                 for ws in list(trades_ch):
