@@ -5,10 +5,16 @@ costs only the pages after it, and the command that would fill a gap names the s
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 
 from ztb_core.data.store import write_bars
 from ztb_core.live.backfill import backfill
+from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
+from ztb_core.live.venues import make_adapter
+
+from .conftest import TEST_KEY, TEST_SECRET
 
 NEED = 50  # bars; the emulator shows one hour of a ~2 trades/s tape (about 72 pages of 100)
 
@@ -49,3 +55,15 @@ def test_the_fill_command_names_the_sessions_rest_url(emulator, exchange_adapter
         f"--since {pd.Timestamp(now - 200 * 60_000, unit='ms', tz='UTC'):%Y-%m-%d} --api-url {emulator.base_url}`"
         in (lines[-1])
     )
+
+
+def test_a_fast_replay_on_the_wall_clock_keeps_its_history_whole(exchange_config, test_credentials):
+    """`ztb emulator --speed 60` (wall clock): the replay is compressed 60x, the history visible at
+    start is not; compressed, two hours of history read as two minutes (2 bars instead of 120)."""
+    cfg = EmulatorConfig(speed=60, history_s=7200, api_key=TEST_KEY, secret=TEST_SECRET)
+    with EmulatorServer(cfg, tape=TradeTape.random_walk(seed=1)) as emu:
+        adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}), test_credentials)
+        now = adapter.fetch_ticker().timestamp_ms
+        assert abs(now - time.time() * 1000) < 60_000  # still rebased onto now
+        _, report = backfill(adapter, "1m", 60_000, 200, now, "BTC/JPY")
+    assert 115 <= report.from_exchange <= 122
