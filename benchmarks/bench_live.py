@@ -19,15 +19,19 @@
    transactions) per second, with the raw fsync rate of a small file in the journal's own folder
    beside it (the same disk, the same moment).
 
-Run: .venv/bin/python benchmarks/bench_live.py [--decisions 20] [--speed 60] [--poll-s 1.0]
+Run: .venv/bin/python benchmarks/bench_live.py [--decisions 20] [--speed 60] [--poll-s 1.0] [--profile 25]
+(`--profile N`: cProfile of the runner's polls in the agent's websocket sessions, the N costliest
+functions by own time: where the latency goes.)
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import multiprocessing as mp
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -89,8 +93,17 @@ def market(buffer: int, live_min: int, seed: int = 5):
     return generate_market(cfg)
 
 
-def run_session(policy, transport: str, buffer: int, decisions: int, speed: float, poll_s: float) -> dict:
-    """One live session (mode live, orders into the emulator) deciding `decisions` bars."""
+def run_session(
+    policy,
+    transport: str,
+    buffer: int,
+    decisions: int,
+    speed: float,
+    poll_s: float,
+    profile: cProfile.Profile | None = None,
+) -> dict:
+    """One live session (mode live, orders into the emulator) deciding `decisions` bars (the runner's
+    polls profiled into `profile` when given)."""
     from ztb_core.data.store import write_bars
     from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig
     from ztb_core.live.journal import Journal
@@ -140,7 +153,11 @@ def run_session(policy, transport: str, buffer: int, decisions: int, speed: floa
         while len(last_trade) < decisions and time.monotonic() < deadline:
             calls.clear()
             before = time.perf_counter()
+            if profile is not None:
+                profile.enable()
             decided = runner.poll()
+            if profile is not None:
+                profile.disable()
             send = runner.manager.last_send_perf
             if not decided or send is None or send < before:
                 if not decided and feed is None:
@@ -337,6 +354,7 @@ def main() -> int:
     ap.add_argument("--buffers", default="6000,60000")
     ap.add_argument("--journal-orders", type=int, default=300)
     ap.add_argument("--encoder", action="store_true", help="also time the decision with a frozen Stage-1 encoder")
+    ap.add_argument("--profile", type=int, default=0, help="print the N costliest functions of the agent's polls")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ztb-bench-live-"))
     os.environ["ZTB_ARTIFACTS"] = str(root / "artifacts")
@@ -346,14 +364,18 @@ def main() -> int:
     from ztb_core.live.policy import AgentPolicy, SmaPolicy
 
     run_dir = tiny_agent(6000)
+    prof = cProfile.Profile() if args.profile else None
     rows = []
     for buffer in [int(b) for b in args.buffers.split(",")]:
         for transport in ("websocket", "rest"):
             agent = AgentPolicy(run_dir, buffer_bars=buffer)
+            session_prof = prof if transport == "websocket" else None
             rows.append(
                 (
                     "agent, incremental",
-                    run_session(FlipPolicy(agent), transport, buffer, args.decisions, args.speed, args.poll_s),
+                    run_session(
+                        FlipPolicy(agent), transport, buffer, args.decisions, args.speed, args.poll_s, session_prof
+                    ),
                 )
             )
     old = AgentPolicy(run_dir, buffer_bars=6000)
@@ -423,6 +445,9 @@ def main() -> int:
         f"raw fsync rate of a 4 KiB file in the journal's folder, measured right after: {fs:.0f} fsyncs/s "
         f"(so at most {fs / 5:.0f} five-transaction orders/s)"
     )
+    if prof is not None:
+        print("profile of the agent's websocket polls (own time; lock waits = waiting for the next trade):")
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile)
     return 0 if ok and trade_ok else 1
 
 
