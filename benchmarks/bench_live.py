@@ -148,7 +148,9 @@ def run_session(
         if feed is not None:
             feed.wait_connected(10)
         ts_tape = tape.ts_ms
-        last_trade, decision, excl = [], [], []
+        last_trade: list[float] = []
+        decision: list[float] = []
+        excl: list[float] = []
         deadline = time.monotonic() + decisions * 60.0 / speed * 3 + 30
         while len(last_trade) < decisions and time.monotonic() < deadline:
             calls.clear()
@@ -163,6 +165,7 @@ def run_session(
                 if not decided and feed is None:
                     time.sleep(poll_s)
                 continue
+            assert runner.bars is not None  # a decision was made on them
             bar_end = int(runner.bars.index[-1].value // 1_000_000) + 60_000
             last_ts = ts_tape[np.searchsorted(ts_tape, bar_end, side="left") - 1]
             printed_wall_ms = wall0_ms + (last_ts - anchor_ms) / speed  # when the emulator printed it
