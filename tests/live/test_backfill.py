@@ -14,7 +14,7 @@ from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.live import policy as policy_mod
 from ztb_core.live.backfill import backfill
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
-from ztb_core.live.policy import NotReady
+from ztb_core.live.policy import NotReady, feature_history
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
@@ -169,7 +169,7 @@ def test_trained_agent_decides_from_the_first_bar(replay_emulator, artifacts):
 
     cfg = tiny_cfg("data.synthetic.n_bars=6000", "data.synthetic.market=crypto", "data.market=crypto", total=256)
     outcome = run_training(cfg, run_id="agent", progress=False)
-    store_history(int(replay_emulator.tape.ts_ms[0]), 7000)  # the default 6,000-bar buffer covers two days
+    store_history(int(replay_emulator.tape.ts_ms[0]), 7000)  # more than the 4,387 bars the agent reads
     args = live_args(
         replay_emulator,
         "--dry-run",
@@ -183,7 +183,8 @@ def test_trained_agent_decides_from_the_first_bar(replay_emulator, artifacts):
     events = read_jsonl(run.dir / "events.jsonl")
     assert not [e for e in events if e["event"] == "not_ready"]
     (started,) = [e for e in events if e["event"] == "live_started"]
-    assert started["policy"].startswith("agent(") and started["history_bars"] >= 6000
+    # the buffer is what the agent reads (technical-66 + lookback 8 - 1), not a fixed 6,000
+    assert started["policy"].startswith("agent(") and started["history_bars"] == feature_history("technical-66") + 7
     metrics = [m for m in read_jsonl(run.dir / "metrics.jsonl") if m["split"] == "live"]
     assert len(metrics) == 3 and all(m["decision"] in ("placed", "skip", "denied") for m in metrics)
 

@@ -26,7 +26,12 @@ class PolicyConfig(ZtbModel):
     )
     checkpoint: Path | None = Field(None, description="agent: checkpoint file or training run directory")
     deterministic: bool = Field(True, description="agent: act deterministically (the policy's mean action)")
-    buffer_bars: int = Field(6000, ge=100, description="agent: M1 bars kept for online features (>= training warm-up)")
+    buffer_bars: int | None = Field(
+        None,
+        ge=100,
+        description="agent: M1 bars kept for online features; null = what the checkpoint's features, lookback "
+        "and encoder need (never fewer)",
+    )
     sma_fast: int = Field(10, ge=1, description="sma: fast window, bars")
     sma_slow: int = Field(30, ge=2, description="sma: slow window, bars")
 

@@ -12,6 +12,11 @@ feature set, and the frozen Stage-1 encoder's embedding columns, are computed ov
 (`compute_feature_set`, `embed_bars`) as before. The last `lookback` rows form the observation;
 they equal the rows computed offline over the full history (`tests/live/test_policy.py`,
 `tests/data/test_online_parity.py`).
+
+How many bars an agent needs is derived from what it was trained with (`history_needed`): the
+feature set's longest reach (two completed daily bars and the day being built), the observation's
+`lookback` rows, and a Stage-1 encoder's windows; the buffer is that, not a fixed number, so the
+start-up backfill pages no more of the exchange's history than the agent reads.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import numpy as np
 
 from ..data.features import compute_feature_set
 from ..data.features.online import OnlineTechnical
+from ..data.features.stage1 import STAGE1_TIMEFRAMES
+from ..data.features.technical import HTF_CONTEXT
 from ..data.schema import TIMEFRAME_MINUTES
 from ..errors import ConfigError, DataError
 
@@ -38,6 +45,47 @@ log = logging.getLogger("ztb.live.policy")
 
 class NotReady(DataError):
     """Not enough history yet for a decision (warm-up)."""
+
+
+#: higher timeframes each feature set reads (their last two completed bars: returns, deltas)
+_FEATURE_TIMEFRAMES: dict[str, tuple[str, ...]] = {"technical-66": HTF_CONTEXT, "stage1-ohlc": STAGE1_TIMEFRAMES}
+#: the longest windowed feature of `technical-66` (ret_240 reads 241 bars)
+_WINDOW_BARS = 241
+#: recursive averages (EMA, Wilder) restart at the buffer's first bar, training's at the data's; after
+#: 17 spans of the slowest one (Wilder 60) the start's weight, e^-17 ~ 4e-8, is below float32 precision
+_CONVERGE_BARS = 17 * 60
+#: one daily bucket can hold 60 bars more than 1,440: the 25-hour New York day when DST ends (FX day)
+_LONG_DAY_SLACK = 60
+
+
+def feature_history(feature_set: str) -> int:
+    """M1 bars a feature set needs, in the worst case, before its newest row is valid and equal to the
+    row computed over the whole history: the last two completed bars of its longest timeframe plus the
+    one being built (the first bucket of a buffer counts only if its first bar opened it, so a buffer
+    of this many bars always holds two whole days before the current one), and at least the windowed
+    and recursive features' reach."""
+    tfs = _FEATURE_TIMEFRAMES.get(feature_set)
+    if tfs is None:
+        raise ConfigError(f"unknown feature set {feature_set!r}; known: {', '.join(_FEATURE_TIMEFRAMES)}")
+    htf = max(3 * TIMEFRAME_MINUTES[tf] for tf in tfs) + (_LONG_DAY_SLACK if "D" in tfs else 0)
+    return max(htf, _WINDOW_BARS, _CONVERGE_BARS)
+
+
+def encoder_history(enc: EncoderBundle, lookback: int) -> int:
+    """M1 bars a Stage-1 encoder's windows reach back for the last `lookback` rows (what `_embed_last`
+    slices: each timeframe's window length plus a partial first bucket and the previous close, 10 %
+    slack for missing minutes)."""
+    reach = max((enc.lengths[tf] + 2) * TIMEFRAME_MINUTES[tf] for tf in enc.timeframes)
+    return int(reach * 1.1) + lookback + 10
+
+
+def history_needed(feature_set: str, lookback: int, encoder: EncoderBundle | None = None) -> int:
+    """M1 bars an agent needs before its first decision: `lookback` valid feature rows, and the
+    encoder's windows when it has one."""
+    need = feature_history(feature_set) + lookback - 1
+    if encoder is not None:
+        need = max(need, encoder_history(encoder, lookback))
+    return need
 
 
 class Policy(Protocol):
@@ -147,7 +195,9 @@ class OnlineFeatures:
 class AgentPolicy:
     """A trained PPO agent (`ztb_core.rl.agent.load_agent`) deciding on online features."""
 
-    def __init__(self, checkpoint: str | Path, buffer_bars: int = 6000, deterministic: bool = True) -> None:
+    def __init__(self, checkpoint: str | Path, buffer_bars: int | None = None, deterministic: bool = True) -> None:
+        """`buffer_bars`: bars kept for the features; None = what the agent needs (`history_needed`),
+        a larger number keeps more (never fewer than it needs)."""
         # torch and SB3 load only for a model policy: the SMA policy runs without them
         from ..rl.agent import load_agent
 
@@ -158,8 +208,17 @@ class AgentPolicy:
         self.features = OnlineFeatures(cfg.features, cfg.data.market, self.agent.lookback, frozen_encoder)
         self.deterministic = deterministic
         self.name = f"agent({Path(self.agent.checkpoint_path).name}@{self.agent.step})"
-        self.buffer_bars = buffer_bars
-        self.warmup_bars = buffer_bars
+        encoder = self.features.encoder if self.features.encoder is not None else self.agent.encoder
+        self.warmup_bars = history_needed(cfg.features, self.agent.lookback, encoder)
+        if buffer_bars is not None and buffer_bars < self.warmup_bars:
+            log.warning(
+                "policy.buffer_bars %d is below what %s needs (%d bars): keeping %d",
+                buffer_bars,
+                self.name,
+                self.warmup_bars,
+                self.warmup_bars,
+            )
+        self.buffer_bars = max(buffer_bars or 0, self.warmup_bars)
         self.market = cfg.data.market
 
     def prime(self, bars: pd.DataFrame) -> None:

@@ -88,10 +88,15 @@ class EmulatorConfig(ZtbModel):
     port: int = Field(0, ge=0, le=65535, description="TCP port; 0 picks a free one")
     source: Literal["bitflyer", "synthetic"] = Field("synthetic", description="Trade stream to replay")
     bitflyer_days: int = Field(1, ge=1, le=7, description="bitflyer: how many daily files to load")
-    synthetic_days: float = Field(2.0, gt=0, description="synthetic: length of the generated market in days")
+    synthetic_days: float = Field(8.0, gt=0, description="synthetic: length of the generated market in days")
     seed: int = Field(7, description="Seed of the synthetic market and of fault probabilities")
     speed: float = Field(1.0, ge=0, description="Replay speed (tape seconds per wall second); 0 = manual clock")
-    history_s: float = Field(6 * 3600.0, ge=0, description="Tape already visible at start (for bars/history)")
+    history_s: float = Field(
+        4 * 86400.0,
+        ge=0,
+        description="Tape already visible at start (history for bars and fetch): 4 days, more than the 4,380 "
+        "bars a default technical-66 agent reads, so it decides on its first closed bar",
+    )
     clock: Literal["wall", "tape"] = Field(
         "wall", description="wall: report times rebased so now = live; tape: the original trade times"
     )

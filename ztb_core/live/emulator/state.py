@@ -87,7 +87,12 @@ class Fill:
 
 class ReplayClock:
     """Tape time advances `speed` tape-seconds per wall-second (plus manual `advance`); times shown
-    to clients are rebased onto the wall clock (clock=wall) or left as on the tape (clock=tape)."""
+    to clients are rebased onto the wall clock (clock=wall) or left as on the tape (clock=tape).
+
+    On the wall clock the replay from the start on is compressed `speed` times (a bar a second at
+    60x), but the history visible at start keeps its own spacing, shifted to end now: compressed
+    too, four days of history at 60x would read as 96 minutes, and a client building M1 bars from
+    it would find 96 bars where the tape has 5,760."""
 
     def __init__(self, tape: TradeTape, speed: float, history_s: float, mode: str) -> None:
         self.speed, self.mode = speed, mode
@@ -105,11 +110,15 @@ class ReplayClock:
     def report_ms(self, tape_ms: float) -> int:
         if self.mode == "tape":
             return int(tape_ms)
+        if tape_ms < self.anchor_ms:  # the history: shifted, not compressed
+            return int(self.wall0_ms + (tape_ms - self.anchor_ms))
         return int(self.wall0_ms + (tape_ms - self.anchor_ms) / self._scale)
 
     def tape_from_report_ms(self, report_ms: float) -> float:
         if self.mode == "tape":
             return report_ms
+        if report_ms < self.wall0_ms:
+            return self.anchor_ms + (report_ms - self.wall0_ms)
         return self.anchor_ms + (report_ms - self.wall0_ms) * self._scale
 
 

@@ -1,0 +1,193 @@
+"""The README's agent dry run, with the real CLI in processes of their own: `ztb train --headless`
+(the default agent: technical-66, ridge forecast, lookback 1; a short run), `ztb emulator` with its
+default history on loopback, then `ztb live --dry-run --checkpoint RUN --set exchange.api_url=URL`.
+The agent decides on the first closed bar: the start-up backfill pages the emulator's public trades
+back over the whole 4,380 bars the agent reads.
+
+One departure from the README, about wall time only: the client's rate limit is lifted (at
+Coincheck's default pace, one page of 100 trades per 1.5 s, the ~180 pages take about 4.5 minutes).
+The emulator runs at its default real-time pace, so the first bar closes within a minute."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ztb_core.live.policy import feature_history
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_CLIENT = [
+    "--set",
+    "exchange.rate_limit.requests_per_s=1000",
+    "--set",
+    "exchange.rate_limit.burst=1000",
+    "--set",
+    "exchange.rate_limit.ccxt_rate_limit=false",
+]
+
+
+def cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ztb_core.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    tmp_path = tmp_path_factory.mktemp("readme")
+    return {
+        **os.environ,
+        "ZTB_ARTIFACTS": str(tmp_path / "artifacts"),
+        "ZTB_DATA": str(tmp_path / "data"),
+        "ZTB_KILL": str(tmp_path / "global.stop"),
+        "COLUMNS": "200",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator_url(env):
+    """`ztb emulator` with its defaults (4 days of history, real-time replay) on a free port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ztb_core.cli", "emulator", "--port", "0", "--ws-port", "-1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = None
+        deadline = time.time() + 60
+        while url is None and time.time() < deadline:
+            match = re.search(r"REST URL: (http://127\.0\.0\.1:\d+/api)", proc.stdout.readline())
+            url = match.group(1) if match else None
+        assert url, "the emulator printed its URL"
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def agent(env) -> Path:
+    """A short `ztb train --headless` of the default agent (the default feature set, forecast, lookback
+    and market; fewer bars and tiny rollouts so it takes seconds)."""
+    sets = [
+        "data.synthetic.n_bars=20000",
+        "ppo.n_envs=2",
+        "ppo.n_steps=64",
+        "ppo.batch_size=64",
+        "ppo.n_epochs=1",
+        "eval.every_steps=0",
+        "checkpoint.every_steps=128",
+    ]
+    args = ["train", "--headless", "--no-progress", "--run-id", "agent", "--total-timesteps", "128"]
+    for s in sets:
+        args += ["--set", s]
+    done = cli(*args, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return Path(env["ZTB_ARTIFACTS"]) / "runs" / "agent"
+
+
+def live_run(env: dict, before: set[Path]) -> Path:
+    (run,) = live_runs(env) - before
+    return run
+
+
+def live_runs(env: dict) -> set[Path]:
+    runs = Path(env["ZTB_ARTIFACTS"]) / "runs"
+    return {p for p in runs.iterdir() if p.name.startswith("live-")} if runs.exists() else set()
+
+
+@pytest.mark.slow
+def test_readme_agent_dry_run_decides_on_the_first_closed_bar(env, emulator_url, agent):
+    before = live_runs(env)
+    done = cli(
+        "live",
+        "--dry-run",
+        "--checkpoint",
+        str(agent),
+        "--set",
+        f"exchange.api_url={emulator_url}",
+        *FAST_CLIENT,
+        "--max-bars",
+        "1",
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = live_run(env, before)
+    events = read_jsonl(run / "events.jsonl")
+    (hist,) = [e for e in events if e["event"] == "history_backfilled"]
+    assert hist["needed"] == feature_history("technical-66")  # lookback 1: the derived buffer, not 6,000
+    assert hist["missing"] == 0 and hist["from_exchange"] == hist["needed"] and hist["from_store"] == 0
+    assert not [e for e in events if e["event"] == "not_ready"]
+    (metric,) = [m for m in read_jsonl(run / "metrics.jsonl") if m["split"] == "live"]
+    assert metric["decision"] in ("placed", "skip", "denied")  # a decision on the first closed bar
+
+
+@pytest.mark.slow
+def test_one_fetch_fills_the_store_and_live_pages_only_what_is_newer(env, emulator_url, agent):
+    """`ztb data fetch --api-url URL --since ...` (the command `ztb live` names) imports the emulator's
+    market; the next `ztb live` reads it from the store and pages the exchange only after it."""
+    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3.5 * 86400))
+    fetched = cli(
+        "data",
+        "fetch",
+        "--exchange",
+        "coincheck",
+        "--symbol",
+        "BTC/JPY",
+        "--api-url",
+        emulator_url,
+        "--since",
+        since,
+        "--set",
+        "rate_limit.requests_per_s=1000",
+        "--set",
+        "rate_limit.burst=1000",
+        "--set",
+        "rate_limit.ccxt_rate_limit=false",
+        env=env,
+    )
+    assert fetched.returncode == 0, fetched.stdout[-2000:] + fetched.stderr[-2000:]
+    assert "stored" in fetched.stdout and "BTC_JPY" in fetched.stdout
+    before = live_runs(env)
+    done = cli(
+        "live",
+        "--dry-run",
+        "--checkpoint",
+        str(agent),
+        "--set",
+        f"exchange.api_url={emulator_url}",
+        *FAST_CLIENT,
+        "--max-bars",
+        "1",
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = live_run(env, before)
+    events = read_jsonl(run / "events.jsonl")
+    (hist,) = [e for e in events if e["event"] == "history_backfilled"]
+    assert hist["missing"] == 0 and hist["from_store"] > 4000
+    assert hist["from_exchange"] < 30  # only the minutes since the fetch
+    assert not [e for e in events if e["event"] == "not_ready"]
+    (metric,) = [m for m in read_jsonl(run / "metrics.jsonl") if m["split"] == "live"]
+    assert metric["decision"] in ("placed", "skip", "denied")
