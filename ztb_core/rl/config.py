@@ -131,7 +131,9 @@ class PPOConfig(ZtbModel):
     )
     learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (initial, see lr_schedule)")
     lr_schedule: Literal["constant", "linear"] = Field(
-        "linear", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
+        "linear",
+        description="constant, or linear decay to 0 over the steps the run really trains (total_timesteps rounded up to "
+        "whole rollouts; never below 0), like RL Zoo's lin_ schedules",
     )
     n_steps: int = Field(
         8192, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs; docs/rl-experiments.md)"
@@ -148,7 +150,7 @@ class PPOConfig(ZtbModel):
     gae_lambda: float = Field(0.9, ge=0, le=1, description="GAE lambda")
     clip_range: float = Field(0.2, gt=0, le=1, description="PPO clip range (initial, see clip_schedule)")
     clip_schedule: Literal["constant", "linear"] = Field(
-        "constant", description="constant, or linear decay to 0 over total_timesteps"
+        "constant", description="constant, or linear decay to 0 over the run's steps (as lr_schedule)"
     )
     target_kl: float | None = Field(
         0.02, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
