@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import atomic_write_json
 from ..evaluation import quick_evaluation
 from ..evaluation.baselines import RidgeBaseline, fit_ridge_baseline
@@ -38,6 +40,22 @@ def flatten_scores(result: dict[str, Any], prefix: str = "") -> dict[str, float]
             continue
         elif isinstance(value, (int, float)):
             out[name] = float(value)
+    return out
+
+
+def score_flat(result: dict[str, Any], positions: np.ndarray) -> dict[str, Any]:
+    """`quick_evaluation`'s result with a policy that never takes a position scored as what it is:
+    it earned exactly nothing, so its Sharpe is 0 (and its excess over the strongest baseline is
+    minus that baseline's), not undefined. Its returns are constant, so the evaluation leaves the
+    Sharpe None, and a None is dropped from metrics rows: `ztb tune` then saw no score at all and
+    failed the trial, and walk-forward reported NaN for the fold. PSR/DSR stay None (no variance to
+    infer from). Results of a policy that traded are returned unchanged."""
+    if result.get("sharpe") is not None or np.any(np.asarray(positions, dtype=np.float64) != 0.0):
+        return result
+    out = dict(result)
+    out.update(sharpe=0.0, sharpe_per_period=0.0, never_traded=True)
+    best = result.get("strongest_baseline_sharpe")
+    out["excess_sharpe"] = None if best is None else -float(best)
     return out
 
 
@@ -164,7 +182,10 @@ class PeriodicEvaluator:
             ],
             seed=self.cfg.seed,
         )
+        result = score_flat(result, positions)
         flat = flatten_scores(result)
+        if result.get("never_traded"):
+            flat["never_traded"] = 1.0  # the Sharpe 0 is a flat policy's, not a measured one
         flat["strongest_baseline"] = result["strongest_baseline"]  # a name: flatten keeps numbers only
         if split == "test":
             flat["test_split_used"] = 1.0  # stamped on every row: this run peeked at the test split
