@@ -343,6 +343,9 @@ def run_training(
             forecast=None
             if forecast is None
             else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
+            # the forecast's clip bound (fitted on train) and how often it fires there; evaluation rows
+            # carry `forecast_clipped` for their own bars
+            forecast_clip=None if forecast is None else forecast.clip_summary(),
         )
         # the environment sees the forecast as one more column (or alone); evaluation and checkpoints get the
         # fitted forecast itself, so agents append it to the plain features (rl/forecast.py)
