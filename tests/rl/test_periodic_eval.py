@@ -32,14 +32,17 @@ def test_each_evaluation_row_says_beats_matches_or_behind_from_the_paired_interv
     import json
 
     from ztb_core.evaluation.comparison import comparison_word
+    from ztb_core.rl.forecast import fit_forecast
     from ztb_core.rl.trainer import build_model, build_vec_env
 
     cfg = tiny_cfg()
     splits = prepare_splits(cfg, ("train", "val"))
-    venv, vecnorm = build_vec_env(cfg, splits["train"])
+    forecast = fit_forecast(cfg.forecast, splits["train"])  # as the trainer does: the policy sees its column
+    venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]))
     reports = tmp_path / "run" / "reports"
     reports.mkdir(parents=True)
-    flat, _ = PeriodicEvaluator(cfg, splits["val"], reports, train=splits["train"])(build_model(cfg, venv), vecnorm, 1)
+    evaluator = PeriodicEvaluator(cfg, splits["val"], reports, train=splits["train"], forecast=forecast)
+    flat, _ = evaluator(build_model(cfg, venv), vecnorm, 1)
     venv.close()
     low, high = flat["vs_strongest_low"], flat["vs_strongest_high"]
     assert low <= flat["vs_strongest_estimate"] <= high

@@ -163,6 +163,7 @@ def _flat_policy_eval_row(art, monkeypatch, tmp_path) -> dict:
     positions forced flat), as it lands in metrics.jsonl."""
     from ztb_core.rl.agent import LoadedAgent
     from ztb_core.rl.evaluate import PeriodicEvaluator
+    from ztb_core.rl.forecast import fit_forecast
     from ztb_core.rl.market import prepare_splits
     from ztb_core.rl.trainer import build_model, build_vec_env
 
@@ -170,10 +171,13 @@ def _flat_policy_eval_row(art, monkeypatch, tmp_path) -> dict:
 
     cfg = tiny_cfg()
     splits = prepare_splits(cfg, ("train", "val"))
-    venv, vecnorm = build_vec_env(cfg, splits["train"])
+    forecast = fit_forecast(cfg.forecast, splits["train"])  # as the trainer does: the policy sees its column
+    venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]))
     monkeypatch.setattr(LoadedAgent, "positions", lambda self, features, **kw: np.zeros(len(features)))
     (tmp_path / "run" / "reports").mkdir(parents=True)
-    evaluator = PeriodicEvaluator(cfg, splits["val"], tmp_path / "run" / "reports", train=splits["train"])
+    evaluator = PeriodicEvaluator(
+        cfg, splits["val"], tmp_path / "run" / "reports", train=splits["train"], forecast=forecast
+    )
     flat, score = evaluator(build_model(cfg, venv), vecnorm, 128)
     venv.close()
     return json.loads(json.dumps({"time": 0.0, "step": 128, "split": "val", **flat}))

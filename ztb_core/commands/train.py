@@ -282,7 +282,7 @@ def _print_forecast_clip(console, run_dir) -> None:
 
     from ..runs import RunReader
 
-    ready = next((e for e in reversed(RunReader(run_dir).events()) if e.get("event") == "data_ready"), {})
+    ready: dict = next((e for e in reversed(RunReader(run_dir).events()) if e.get("event") == "data_ready"), {})
     try:
         latest = json.loads((run_dir / "reports" / "eval-latest.json").read_text()).get("result", {})
     except (OSError, ValueError):

@@ -188,7 +188,7 @@ class PeriodicEvaluator:
             agent, base, name, sharpe, self.ppy, self.cfg.eval.compare_resamples, seed=self.cfg.seed, block_length=block
         )
 
-    def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, float], float | None]:
+    def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, Any], float | None]:
         t0 = time.perf_counter()
         agent = LoadedAgent(
             policy=model.policy,
@@ -221,7 +221,7 @@ class PeriodicEvaluator:
         result = score_flat(result, positions)
         comparison = self.compare(positions, result)
         result["vs_strongest"] = {**comparison.as_dict(), "sentence": comparison.sentence()}
-        flat = flatten_scores(result)
+        flat: dict[str, Any] = flatten_scores(result)  # numbers, and the names/words set below
         flat["vs_strongest"] = comparison.word  # beats | matches | behind: what the interval says
         if self.forecast is not None and self.forecast_clipped is not None:
             flat["forecast_clipped"] = self.forecast_clipped
