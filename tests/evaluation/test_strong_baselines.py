@@ -114,8 +114,13 @@ def test_verdict_compares_with_the_strongest_baseline_not_the_weakest(fast_confi
     assert v["strongest_baseline"] == "ridge" and not v["beats_strongest_baseline"]
     assert strong["baselines"]["buy_and_hold"]["difference"]["sharpe"]["low"] > 0  # it does beat buy-and-hold
     assert "not better than the strongest baseline" in v["summary"]
+    # the sentence every summary prints: never "beats" unless the paired interval is above 0, with the interval
+    top = strong["baselines"]["ridge"]["difference"]["sharpe"]
+    assert v["vs_strongest"] in ("matches", "behind") and "beats" not in v["comparison"]
+    assert f"[{top['low']:+.2f}, {top['high']:+.2f}]" in v["comparison"]
     weak = evaluate_positions(*common)
     assert weak["verdict"]["strongest_baseline"] != "ridge" and weak["verdict"]["beats_strongest_baseline"]
+    assert weak["verdict"]["vs_strongest"] == "beats" and "the agent beats" in weak["verdict"]["comparison"]
 
 
 def test_quick_evaluation_reports_ridge_strongest_and_deflates_for_prior_trials():

@@ -234,7 +234,11 @@ def test_end_of_training_summary_scores_the_agent_against_the_strongest_baseline
     for name in ("buy and hold", "SMA crossover", "ridge + hysteresis band", "random policies"):
         assert name in out, name
     assert f"strongest baseline ({res['strongest_baseline']}" in out
-    assert ("does not beat" in out) == (res["sharpe"] is None or res["sharpe"] <= res["strongest_baseline_sharpe"])
+    # the word is the paired interval's (beats only above 0), and the interval is printed
+    vs = res["vs_strongest"]
+    verb = {"beats": "beats", "matches": "matches", "behind": "is behind"}[vs["word"]]
+    assert f"verdict: the agent {verb} the strongest baseline" in out or "did not trade" in out
+    assert f"[{vs['low']:+.2f}, {vs['high']:+.2f}]" in out
 
 
 def test_a_change_action_agent_replays_the_env(art):

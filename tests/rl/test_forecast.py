@@ -52,7 +52,7 @@ def test_the_column_forecasts_the_validation_returns_only_where_there_is_a_signa
         f = fit_forecast(RIDGE, s["train"])
         assert f is not None and f.train_rows == len(s["train"])
         z = f.column(s["val"].features)
-        assert abs(float(f.column(s["train"].features).std()) - 1.0) < 1e-3  # in units of its train spread
+        assert abs(float(f.raw(s["train"].features).std()) - 1.0) < 1e-3  # in units of its train spread (unclipped)
         fitted[name] = _corr(z, holding_returns(s["val"].open, s["val"].close))
     assert fitted["strong"] > 0.1, fitted
     assert abs(fitted["none"]) < 0.05, fitted
@@ -254,3 +254,62 @@ def test_ztb_eval_scores_a_forecast_agent_on_the_whole_period(art, capsys):
     assert code == 0, captured.out + captured.err
     report = json.loads((runs_dir() / "evfc" / "reports" / "eval_evfc.json").read_text())
     assert report["meta"]["split"] == "all" and report["meta"]["checkpoint_step"] == 256
+
+
+def test_the_column_is_clipped_at_a_bound_fitted_on_train_and_stored_with_it():
+    """Sunday opens and news minutes put a few rows at 20-30 spreads. The column is clipped at the
+    train split's `clip_quantile` quantile of |forecast|; the bound travels in the state, so eval
+    and live clip alike; a state from before the clip loads unclipped, as its policy trained."""
+    s = prepare_splits(tiny_cfg("data.synthetic.n_bars=30000", *preset_overrides(STRONG_SIGNAL)))
+    train, val = s["train"], s["val"]
+    f = fit_forecast(RIDGE, train)
+    assert RIDGE.clip_quantile == 0.999 and f.clip_quantile == 0.999
+    raw = np.abs(f.raw(train.features))
+    assert f.clip == pytest.approx(np.quantile(raw, 0.999)) and f.train_clipped == pytest.approx(np.mean(raw > f.clip))
+    # an outlier row (a weekend gap) far beyond anything in train: clipped to the bound, sign kept
+    shock = val.features[:3].copy()
+    k = 50 * f.spread / float(np.sum(f.coef**2))  # features that put the forecast at +50 spreads
+    shock[0] = f.mean + f.scale * f.coef * k
+    shock[1] = f.mean - f.scale * f.coef * k
+    z = f.raw(shock)
+    assert z[0] == pytest.approx(50) and z[1] == pytest.approx(-50) and 50 > 3 * f.clip
+    col = f.column(shock)
+    assert col[0] == pytest.approx(f.clip) and col[1] == pytest.approx(-f.clip) and col[2] == pytest.approx(z[2])
+    assert f.clipped_fraction(shock) == pytest.approx(2 / 3)
+    # the state carries the bound: the agent's copy computes the very same column
+    back = Forecast.from_state(f.state())
+    assert back.clip == f.clip and np.array_equal(back.column(shock), col)
+    np.testing.assert_array_equal(back.column(val.features), f.column(val.features))
+    # positive control: without the bound (an older checkpoint's state) the outlier passes through
+    old = {k: v for k, v in f.state().items() if k not in ("clip", "clip_quantile", "train_clipped")}
+    assert Forecast.from_state(old).clip is None and Forecast.from_state(old).column(shock)[0] == pytest.approx(z[0])
+    # null switches the clip off
+    assert fit_forecast(ForecastConfig(kind="ridge", clip_quantile=None), train).clip is None
+
+
+def test_a_run_reports_how_often_the_clip_fires_and_its_agent_clips_alike(art):
+    from rich.console import Console
+
+    from ztb_core.commands.train import _print_forecast_clip
+    from ztb_core.runs import RunReader
+
+    from .conftest import metrics
+
+    cfg = tiny_cfg("env.lookback=1", "eval.every_steps=128", total=256)
+    out = run_training(cfg, run_id="fclip", progress=False)
+    ready = next(e for e in RunReader(out.run_dir).events() if e["event"] == "data_ready")
+    agent = load_agent(out.run_dir)
+    clip = ready["forecast_clip"]
+    assert clip["bound"] == pytest.approx(agent.forecast.clip) and clip["quantile"] == 0.999
+    assert 0 < clip["train_clipped"] < 0.01
+    val = prepare_splits(cfg, ("val",))["val"].slice(0, 1000)  # eval.max_bars of the tiny config
+    rows = metrics(out.run_dir, "val")
+    assert rows and all(
+        r["forecast_clipped"] == pytest.approx(agent.forecast.clipped_fraction(val.features)) for r in rows
+    )
+    assert float(np.abs(agent.inputs(val.features)).max()) <= agent.forecast.clip + 1e-6
+    console = Console(record=True, width=300)
+    _print_forecast_clip(console, out.run_dir)
+    text = console.export_text()
+    assert f"forecast clipped at +-{agent.forecast.clip:.2f} spreads" in text and "of train bars" in text
+    assert "of the evaluation bars" in text

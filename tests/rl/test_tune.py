@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from .conftest import TINY, status, ztb
@@ -155,3 +156,72 @@ def test_a_child_that_ignores_its_kill_file_is_terminated(art, monkeypatch, tmp_
     rc, why = child.follow(lambda row: None, lambda: True, poll_s=0.05, stop_timeout_s=1.0)
     assert rc != 0 and why == "the parent run was asked to stop" and time.monotonic() - t0 < 30
     assert json.loads((child.run_dir / "ztb.stop").read_text())["reason"] == why
+
+
+def _flat_policy_eval_row(art, monkeypatch, tmp_path) -> dict:
+    """The evaluation row the real periodic evaluator writes for a policy that never trades (its
+    positions forced flat), as it lands in metrics.jsonl."""
+    from ztb_core.rl.agent import LoadedAgent
+    from ztb_core.rl.evaluate import PeriodicEvaluator
+    from ztb_core.rl.forecast import fit_forecast
+    from ztb_core.rl.market import prepare_splits
+    from ztb_core.rl.trainer import build_model, build_vec_env
+
+    from .conftest import tiny_cfg
+
+    cfg = tiny_cfg()
+    splits = prepare_splits(cfg, ("train", "val"))
+    forecast = fit_forecast(cfg.forecast, splits["train"])  # as the trainer does: the policy sees its column
+    venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]))
+    monkeypatch.setattr(LoadedAgent, "positions", lambda self, features, **kw: np.zeros(len(features)))
+    (tmp_path / "run" / "reports").mkdir(parents=True)
+    evaluator = PeriodicEvaluator(
+        cfg, splits["val"], tmp_path / "run" / "reports", train=splits["train"], forecast=forecast
+    )
+    flat, score = evaluator(build_model(cfg, venv), vecnorm, 128)
+    venv.close()
+    return json.loads(json.dumps({"time": 0.0, "step": 128, "split": "val", **flat}))
+
+
+class _FakeChild:
+    """Stands in for the trial's train run: hands the runner the rows its metrics.jsonl would hold."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def follow(self, on_row, stop, poll_s, stop_timeout_s):
+        for row in self.rows:
+            on_row(row)
+        return 0, None
+
+
+@pytest.mark.parametrize("old_row", [False, True], ids=["row-with-sharpe-0", "row-without-sharpe"])
+def test_a_trial_whose_policy_never_trades_is_complete_with_sharpe_0(art, monkeypatch, tmp_path, old_row):
+    """A flat policy's Sharpe is undefined (constant returns). It earned nothing: the trial is
+    COMPLETE with value 0, so TPE learns from it, not FAIL "wrote no evaluation rows"."""
+    import optuna
+
+    from ztb_core.rl.tune import TrialRunner, TuneConfig
+
+    written = _flat_policy_eval_row(art, monkeypatch, tmp_path)
+    row = dict(written)
+    if old_row:  # what the evaluator wrote before flat policies were scored 0: no sharpe at all
+        row.pop("sharpe", None)
+    rows = [row, {**row, "step": 256}, {"time": 0.0, "step": 256, "split": "train", "loss": 0.1}]
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    cfg = TuneConfig.model_validate({"space": SPACE})
+    runner = TrialRunner(cfg, tiny_cfg_with_eval(), tmp_path, stop=lambda: False)
+    monkeypatch.setattr(runner, "child", lambda run_id, params: _FakeChild(rows))
+    out = runner.run(trial, {}, "flat-t0000")
+    assert (out.state, out.value) == ("complete", 0.0), out.message
+    study.tell(trial, out.value)
+    assert study.trials[0].state.name == "COMPLETE" and study.best_value == 0.0
+    # the row itself says why its Sharpe is 0
+    assert written["never_traded"] == 1.0 and written["sharpe"] == 0.0 and written["turnover"] == 0.0
+
+
+def tiny_cfg_with_eval():
+    from .conftest import tiny_cfg
+
+    return tiny_cfg("eval.every_steps=128")

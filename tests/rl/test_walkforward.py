@@ -116,3 +116,27 @@ def test_walkforward_trains_each_fold_and_reports_out_of_sample_only(art, capsys
     rows = [json.loads(x) for x in (parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "fold"] == [0, 1]
     assert collect_trials(parent, "walkforward_oos").n_trials == 2
+
+
+def test_a_fold_the_agent_sits_out_scores_0_not_nan(art):
+    """A fold whose agent never takes a position earned nothing: Sharpe 0 (and its excess is minus the
+    strongest baseline's), in the fold row and in the aggregate, never NaN or n/a."""
+    from ztb_core.evaluation.calendar import periods_per_year
+    from ztb_core.rl.walkforward import aggregate, all_valid_rows, score_fold
+
+    from .conftest import tiny_cfg
+
+    base = tiny_cfg()
+    rows = all_valid_rows(base)
+
+    class FlatAgent:
+        def positions(self, market):
+            return np.zeros(len(market))
+
+    scored = score_fold(base, wf(), rows, slice(0, 6000), slice(6000, 9000), FlatAgent())
+    q = scored["q"]
+    assert q["sharpe"] == 0.0 and q["sharpe_per_period"] == 0.0
+    assert q["excess_sharpe"] == pytest.approx(-q["strongest_baseline_sharpe"])
+    agg = aggregate([scored, scored], periods_per_year(rows.timeframe, rows.market))
+    assert agg["sharpe"] == 0.0 and agg["excess_sharpe"] == pytest.approx(-agg["strongest_baseline_sharpe"])
+    assert agg["positive_folds"] == 0 and agg["folds_beating_strongest"] == 0

@@ -101,6 +101,7 @@ def eval_command(
     console.print(
         f"[bold]{report['verdict']['summary']}[/] ({report['verdict']['passed']}/{report['verdict']['total']} checks)"
     )
+    console.print(report["verdict"]["comparison"], highlight=False, soft_wrap=True)
     console.print(f"checkpoint: {choice.description}")
     console.print(f"run directory: {writer.dir}")
     for key, path in paths.items():

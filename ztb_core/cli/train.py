@@ -217,6 +217,7 @@ def _report(console, outcome) -> None:
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
     _print_selection(console, d, entries)
     _print_market(console, d)
+    _print_forecast_clip(console, d)
     _print_latest_eval(console, d / "reports" / "eval-latest.json")
 
 
@@ -261,6 +262,34 @@ def _print_market(console, run_dir) -> None:
         console.print(f"[yellow]could not describe the market: {exc}[/]")
         return
     console.print(describe_market(cfg), highlight=False, soft_wrap=True)
+
+
+def forecast_clip_line(clip: dict | None, eval_clip: dict | None = None) -> str | None:
+    """How often the forecast's clip fired: on train (fitted there) and on the last evaluation's bars."""
+    if not clip or clip.get("bound") is None:
+        return None
+    line = (
+        f"forecast clipped at +-{clip['bound']:.2f} spreads (the train split's {clip['quantile']:.1%} quantile of "
+        f"|forecast|): fires on {clip['train_clipped']:.3%} of train bars"
+    )
+    if eval_clip and eval_clip.get("eval_clipped") is not None:
+        line += f", {eval_clip['eval_clipped']:.3%} of the evaluation bars"
+    return line
+
+
+def _print_forecast_clip(console, run_dir) -> None:
+    import json
+
+    from ..runs import RunReader
+
+    ready: dict = next((e for e in reversed(RunReader(run_dir).events()) if e.get("event") == "data_ready"), {})
+    try:
+        latest = json.loads((run_dir / "reports" / "eval-latest.json").read_text()).get("result", {})
+    except (OSError, ValueError):
+        latest = {}
+    line = forecast_clip_line(ready.get("forecast_clip"), latest.get("forecast_clip"))
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_latest_eval(console, path) -> None:
@@ -313,14 +342,24 @@ def _print_latest_eval(console, path) -> None:
 
 
 def _verdict(res: dict, trials: dict) -> str:
-    """One line: the agent against the strongest baseline (not the weakest), and how much of the
-    Sharpe survives deflation for the evaluations this run has already made."""
+    """One line: the agent against the strongest baseline (not the weakest), in words its paired
+    bootstrap interval supports (beats / matches / is behind, `evaluation.comparison`), and how much
+    of the Sharpe survives deflation for the evaluations this run has already made."""
     best, best_sharpe, sharpe = res.get("strongest_baseline"), res.get("strongest_baseline_sharpe"), res.get("sharpe")
     if best is None or best_sharpe is None:
         return "verdict: undefined (no baseline could be scored on this split)"
-    if sharpe is None:
-        return f"verdict: the agent did not trade; the strongest baseline ({best}, Sharpe {best_sharpe:.2f}) did"
-    word = "beats" if sharpe > best_sharpe else "does not beat"
+    vs = res.get("vs_strongest")
+    if isinstance(vs, dict) and vs.get("sentence"):
+        head = vs["sentence"]
+        if res.get("never_traded"):
+            head = "the agent did not trade (Sharpe 0); " + head
+    elif sharpe is None:
+        head = f"the agent did not trade; the strongest baseline ({best}, Sharpe {best_sharpe:.2f}) did"
+    else:  # written before evaluations recorded the interval: no claim either way
+        head = (
+            f"the agent's Sharpe {sharpe:.2f} against the strongest baseline ({best}, Sharpe {best_sharpe:.2f}); "
+            f"no interval recorded for the difference, so no claim that either is better"
+        )
     dsr = res.get("dsr")
     deflated = (
         ""
@@ -328,7 +367,7 @@ def _verdict(res: dict, trials: dict) -> str:
         else f"; PSR {res.get('psr', 0):.2f}, DSR {dsr:.2f} deflated for {trials.get('n', res.get('dsr_trials'))} "
         f"trial(s): this evaluation and the earlier ones ({trials.get('source', 'none')})"
     )
-    return f"verdict: the agent {word} the strongest baseline ({best}, Sharpe {best_sharpe:.2f}){deflated}"
+    return f"verdict: {head}{deflated}"
 
 
 def supervise(

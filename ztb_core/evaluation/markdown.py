@@ -23,6 +23,8 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
     src = ", ".join(f"{k}: {meta[k]}" for k in ("model", "symbol", "split", "run_id") if meta.get(k) is not None)
     out = [f"# Evaluation report{(' — ' + src) if src else ''}", ""]
     out += [f"**Verdict:** {v['summary']} ({v['passed']}/{v['total']} checks passed).", ""]
+    if v.get("comparison"):  # reports written before the wording helper have no such line
+        out += [f"Against the strongest baseline: {v['comparison']}.", ""]
     if meta.get("selection_used_test"):
         out += ["> **Warning:** the training run evaluated on the TEST split; these numbers are not out of sample.", ""]
     if meta.get("checkpoint_choice"):

@@ -15,6 +15,7 @@ from .backtest import backtest
 from .baselines import buy_and_hold, flat, random_policy, sma_crossover
 from .bootstrap import bootstrap_statistics, percentile_interval, point_statistics
 from .calendar import bars_for_days, periods_per_year
+from .comparison import Comparison
 from .config import EvalConfig
 from .costs import cost_sensitivity
 from .errors import EvaluationError
@@ -395,7 +396,19 @@ def verdict(report: dict) -> dict:
         text = "positive Sharpe, but not robust to every check below; treat with caution"
     else:
         text = "no reliable evidence of skill: the result is consistent with luck"
+    comparison = Comparison(
+        strongest[0],
+        float(report["metrics"]["sharpe"] or 0.0),
+        float(strongest[1]),
+        float(top["estimate"]),
+        float(top["low"]),
+        float(top["high"]),
+        float(report["bootstrap"]["confidence"]),
+        paired=strongest[0] != "random",
+    )
     out = {**checks, "passed": passed, "total": len(checks), "summary": text, "strongest_baseline": strongest[0]}
+    # beats / matches / behind, and the sentence with the interval every summary prints
+    out["vs_strongest"], out["comparison"] = comparison.word, comparison.sentence()
     if report["meta"].get("selection_used_test"):
         # the checkpoint was chosen by evaluations on the test split: this is not out of sample
         out["summary"] = "TEST SPLIT USED FOR SELECTION DURING TRAINING: " + text

@@ -131,7 +131,9 @@ class PPOConfig(ZtbModel):
     )
     learning_rate: float = Field(3e-4, gt=0, le=1, description="Adam learning rate (initial, see lr_schedule)")
     lr_schedule: Literal["constant", "linear"] = Field(
-        "linear", description="constant, or linear decay to 0 over total_timesteps (RL Zoo's lin_ schedules)"
+        "linear",
+        description="constant, or linear decay to 0 over the steps the run really trains (total_timesteps rounded up to "
+        "whole rollouts; never below 0), like RL Zoo's lin_ schedules",
     )
     n_steps: int = Field(
         8192, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs; docs/rl-experiments.md)"
@@ -148,7 +150,7 @@ class PPOConfig(ZtbModel):
     gae_lambda: float = Field(0.9, ge=0, le=1, description="GAE lambda")
     clip_range: float = Field(0.2, gt=0, le=1, description="PPO clip range (initial, see clip_schedule)")
     clip_schedule: Literal["constant", "linear"] = Field(
-        "constant", description="constant, or linear decay to 0 over total_timesteps"
+        "constant", description="constant, or linear decay to 0 over the run's steps (as lr_schedule)"
     )
     target_kl: float | None = Field(
         0.02, gt=0, le=1, description="stop an update's epochs early when the approximate KL exceeds 1.5x this"
@@ -199,6 +201,13 @@ class EvalConfig(ZtbModel):
         "checkpoint is then chosen on the same bars whose standard error the reports quote)",
     )
     deterministic: bool = Field(True, description="greedy actions during evaluation")
+    compare_resamples: int = Field(
+        500,
+        ge=50,
+        le=100_000,
+        description="bootstrap resamples of the paired Sharpe difference between the agent and the strongest "
+        "baseline at each evaluation: summaries say beats / matches / behind from its 95% interval",
+    )
     allow_test_split: bool = Field(
         False,
         description="permit split: test (checkpoints are then chosen on the test split, which stops being out of "
@@ -280,6 +289,14 @@ class ForecastConfig(ZtbModel):
         "it is computed from; false: the features and the forecast. Eval and live still pass the plain features. "
         "With kind none there is no forecast and the policy sees the features (docs/rl-experiments.md, eighth and "
         "ninth sessions)",
+    )
+    clip_quantile: float | None = Field(
+        0.999,
+        gt=0.5,
+        lt=1,
+        description="clip the forecast column at this quantile of its absolute value on the train split (the "
+        "bound is stored in every checkpoint, so eval and live clip alike; weekend gaps and news minutes otherwise "
+        "reach 20-30 spreads); null = no clip. How often it fires: `forecast_clipped` in the evaluation rows",
     )
 
 
@@ -373,7 +390,11 @@ def _demo_market() -> DataSourceConfig:
 #: keys added after runs were first recorded, with the value every run recorded without them trained
 #: with. Their defaults have since changed (ninth session: the policy sees the ridge forecast alone),
 #: so a run's config.yaml or a checkpoint's state that lacks one must not pick up today's default.
-RECORDED_BEFORE_KEY_EXISTED: dict[str, Any] = {"forecast.kind": "none", "forecast.only": False}
+RECORDED_BEFORE_KEY_EXISTED: dict[str, Any] = {
+    "forecast.kind": "none",
+    "forecast.only": False,
+    "forecast.clip_quantile": None,
+}
 
 
 def complete_recorded(recorded: dict) -> dict:

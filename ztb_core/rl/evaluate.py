@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import atomic_write_json
 from ..evaluation import quick_evaluation
-from ..evaluation.baselines import RidgeBaseline, fit_ridge_baseline
+from ..evaluation.backtest import backtest
+from ..evaluation.baselines import RidgeBaseline, buy_and_hold, fit_ridge_baseline, sma_crossover
+from ..evaluation.bootstrap import estimate_block_length
+from ..evaluation.calendar import periods_per_year
+from ..evaluation.comparison import Comparison, compare_returns
 from ..evaluation.config import BaselineConfig
 from ..evaluation.sharpe_stats import sharpe_estimator_variance
 from ..evaluation.trials import TrialRegistry, collect_trials
@@ -39,6 +45,30 @@ def flatten_scores(result: dict[str, Any], prefix: str = "") -> dict[str, float]
         elif isinstance(value, (int, float)):
             out[name] = float(value)
     return out
+
+
+def score_flat(result: dict[str, Any], positions: np.ndarray) -> dict[str, Any]:
+    """`quick_evaluation`'s result with a policy that never takes a position scored as what it is:
+    it earned exactly nothing, so its Sharpe is 0 (and its excess over the strongest baseline is
+    minus that baseline's), not undefined. Its returns are constant, so the evaluation leaves the
+    Sharpe None, and a None is dropped from metrics rows: `ztb tune` then saw no score at all and
+    failed the trial, and walk-forward reported NaN for the fold. PSR/DSR stay None (no variance to
+    infer from). Results of a policy that traded are returned unchanged."""
+    if result.get("sharpe") is not None or np.any(np.asarray(positions, dtype=np.float64) != 0.0):
+        return result
+    out = dict(result)
+    out.update(sharpe=0.0, sharpe_per_period=0.0, never_traded=True)
+    best = result.get("strongest_baseline_sharpe")
+    out["excess_sharpe"] = None if best is None else -float(best)
+    return out
+
+
+def quick_baseline_positions(close: np.ndarray, ridge: np.ndarray) -> dict[str, np.ndarray]:
+    """The positions `quick_evaluation` scores each baseline with (its default SMA windows, shrunk on
+    short splits the same way), with the run's ridge positions."""
+    n = len(close)
+    fast, slow = (20, 100) if 100 < n else (max(1, n // 8), max(2, n // 4))
+    return {"buy_and_hold": buy_and_hold(n), "sma_crossover": sma_crossover(close, fast, slow), "ridge": ridge}
 
 
 def agent_score(flat: dict[str, float]) -> float | None:
@@ -133,8 +163,32 @@ class PeriodicEvaluator:
         self.forecast = forecast if forecast is not None else fit_forecast(cfg.forecast, train)
         self.ridge = ridge_for(cfg, train, val)
         self.ridge_positions = self.ridge.positions(self.features)
+        # how often the forecast's train-fitted clip fires on these bars (fixed: computed once)
+        self.forecast_clipped = None if self.forecast is None else self.forecast.clipped_fraction(self.features)
+        self.ppy = periods_per_year(self.market.timeframe, self.market.market)
+        # the baselines' net returns on these bars do not change between evaluations: computed once,
+        # with quick_evaluation's positions, for the paired comparison with the agent
+        self.baseline_returns = {
+            name: backtest(p, self.open, self.close, cfg.env.costs).returns
+            for name, p in quick_baseline_positions(self.close, self.ridge_positions).items()
+        }
+        self._block: dict[str, float] = {}
 
-    def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, float], float | None]:
+    def compare(self, positions: np.ndarray, result: dict[str, Any]) -> Comparison:
+        """The agent against the strongest baseline of `result`: the paired bootstrap interval of the
+        Sharpe difference on these bars (against the random policies: the agent's interval minus their
+        mean Sharpe)."""
+        name, sharpe = result["strongest_baseline"], float(result["strongest_baseline_sharpe"])
+        base = self.baseline_returns.get(name)
+        block = None
+        if base is not None and np.std(base) > 0:
+            block = self._block.setdefault(name, estimate_block_length(base))
+        agent = backtest(positions, self.open, self.close, self.cfg.env.costs).returns
+        return compare_returns(
+            agent, base, name, sharpe, self.ppy, self.cfg.eval.compare_resamples, seed=self.cfg.seed, block_length=block
+        )
+
+    def __call__(self, model: Any, vecnorm: Any, step: int) -> tuple[dict[str, Any], float | None]:
         t0 = time.perf_counter()
         agent = LoadedAgent(
             policy=model.policy,
@@ -164,7 +218,16 @@ class PeriodicEvaluator:
             ],
             seed=self.cfg.seed,
         )
-        flat = flatten_scores(result)
+        result = score_flat(result, positions)
+        comparison = self.compare(positions, result)
+        result["vs_strongest"] = {**comparison.as_dict(), "sentence": comparison.sentence()}
+        flat: dict[str, Any] = flatten_scores(result)  # numbers, and the names/words set below
+        flat["vs_strongest"] = comparison.word  # beats | matches | behind: what the interval says
+        if self.forecast is not None and self.forecast_clipped is not None:
+            flat["forecast_clipped"] = self.forecast_clipped
+            result["forecast_clip"] = {**self.forecast.clip_summary(), "eval_clipped": self.forecast_clipped}
+        if result.get("never_traded"):
+            flat["never_traded"] = 1.0  # the Sharpe 0 is a flat policy's, not a measured one
         flat["strongest_baseline"] = result["strongest_baseline"]  # a name: flatten keeps numbers only
         if split == "test":
             flat["test_split_used"] = 1.0  # stamped on every row: this run peeked at the test split

@@ -17,6 +17,12 @@ coefficients go into every checkpoint, so `ztb eval` on any period and `ztb live
 column the policy was trained on, from the plain features. The column is in units of the
 forecast's spread on the train split; the train split's mean return (its drift) is left out,
 since a drift over a few months is not a forecast.
+
+The column is clipped to +-`clip`, the `forecast.clip_quantile` quantile of its absolute value on
+the train split (stored with the coefficients, so eval and live clip at the same bound). Sunday
+opens and news minutes put a few rows at 20-30 spreads; unclipped, a policy of the forecast alone
+learned to trade on those outliers. `clipped_fraction` says how often the bound fires on any
+bars (the train run records it for train and for each evaluation).
 """
 
 from __future__ import annotations
@@ -47,16 +53,36 @@ class Forecast:
     spread: float  # standard deviation of the forecast on the train split
     train_rows: int
     only: bool = False  # the policy sees the forecast column instead of the features, not next to them
+    clip: float | None = None  # |column| bound fitted on the train split (None: unclipped, older checkpoints)
+    clip_quantile: float | None = None  # the train quantile of |column| the bound is
+    train_clipped: float = 0.0  # fraction of train rows beyond the bound
 
     @property
     def n_inputs(self) -> int:
         """Feature columns the forecast is computed from (the plain features)."""
         return int(self.coef.size)
 
-    def column(self, features: np.ndarray) -> np.ndarray:
-        """(T,) float32 forecast of each row, in units of its train-split spread."""
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        """(T,) float64 forecast of each row in units of its train-split spread, before the clip."""
         x = np.asarray(features, dtype=np.float64)
-        return (((x - self.mean) / self.scale) @ self.coef / self.spread).astype(np.float32)
+        return ((x - self.mean) / self.scale) @ self.coef / self.spread
+
+    def column(self, features: np.ndarray) -> np.ndarray:
+        """(T,) float32 forecast of each row, in units of its train-split spread, clipped to +-clip."""
+        z = self.raw(features)
+        if self.clip is not None:
+            z = np.clip(z, -self.clip, self.clip)
+        return z.astype(np.float32)
+
+    def clipped_fraction(self, features: np.ndarray) -> float:
+        """Fraction of rows whose forecast lies beyond the bound (0 without one, or without rows)."""
+        if self.clip is None or len(features) == 0:
+            return 0.0
+        return float(np.mean(np.abs(self.raw(features)) > self.clip))
+
+    def clip_summary(self) -> dict[str, Any]:
+        """The bound, the train quantile it is, and the fraction of train rows beyond it."""
+        return {"bound": self.clip, "quantile": self.clip_quantile, "train_clipped": self.train_clipped}
 
     @property
     def n_outputs(self) -> int:
@@ -88,6 +114,9 @@ class Forecast:
             "spread": self.spread,
             "train_rows": self.train_rows,
             "only": self.only,
+            "clip": self.clip,
+            "clip_quantile": self.clip_quantile,
+            "train_clipped": self.train_clipped,
         }
 
     @classmethod
@@ -103,11 +132,17 @@ class Forecast:
                 float(st["spread"]),
                 int(st["train_rows"]),
                 bool(st.get("only", False)),  # absent in checkpoints from before the option
+                # absent in checkpoints from before the clip: their policies saw the column unclipped
+                None if st.get("clip") is None else float(st["clip"]),
+                None if st.get("clip_quantile") is None else float(st["clip_quantile"]),
+                float(st.get("train_clipped", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint forecast state is unreadable: {exc!r}") from None
         if not (f.mean.shape == f.scale.shape == f.coef.shape) or f.coef.ndim != 1 or not f.spread > 0:
             raise CheckpointError("checkpoint forecast state is inconsistent (shapes or spread)")
+        if f.clip is not None and not f.clip > 0:
+            raise CheckpointError(f"checkpoint forecast state: clip bound {f.clip} is not positive")
         return f
 
 
@@ -121,10 +156,17 @@ def fit_forecast(cfg: ForecastConfig, train: MarketSlice) -> Forecast | None:
             f"{train.features.shape[1]} features (use more data or forecast.kind none)"
         )
     mean, scale, coef, _ = fit_ridge(train.features, holding_returns(train.open, train.close), cfg.alpha)
-    spread = float((((np.asarray(train.features, dtype=np.float64) - mean) / scale) @ coef).std())
+    raw = ((np.asarray(train.features, dtype=np.float64) - mean) / scale) @ coef
+    spread = float(raw.std())
     if not spread > 0:
         raise DataError(
             "forecast.kind ridge: the forecast is constant on the train split (nothing in the features "
             "predicts the returns); use forecast.kind none"
         )
-    return Forecast(cfg.alpha, mean, scale, coef, spread, len(train), cfg.only)
+    z = np.abs(raw / spread)
+    if cfg.clip_quantile is None:
+        return Forecast(cfg.alpha, mean, scale, coef, spread, len(train), cfg.only)
+    clip = float(np.quantile(z, cfg.clip_quantile))
+    return Forecast(
+        cfg.alpha, mean, scale, coef, spread, len(train), cfg.only, clip, cfg.clip_quantile, float(np.mean(z > clip))
+    )

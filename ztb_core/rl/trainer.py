@@ -3,7 +3,10 @@
 Resume contract (see REFERENCE.md, stable-baselines3): a resumed model is rebuilt from the
 config, its state restored from the newest valid checkpoint, and `learn(total - num_timesteps,
 reset_num_timesteps=False)` trains exactly the remainder, so the run ends at the total rounded up
-to whole rollouts however often it is interrupted. Metrics after the checkpoint's step are
+to whole rollouts however often it is interrupted. `learn()` is given that rounded total (not the
+requested one), so the linear schedules, which SB3 computes from `1 - num_timesteps / total`, span
+the steps that really run and reach 0 at the last update instead of going negative past the
+requested total (a negative learning rate is gradient ascent on the final checkpoint). Metrics after the checkpoint's step are
 rewound so they stay monotonic.
 """
 
@@ -145,7 +148,7 @@ def seed_obs_stats(vn: Any, features: np.ndarray, lookback: int) -> None:
 
 def schedule(initial: float, kind: str) -> float | Callable[[float], float]:
     """SB3 schedule: a constant, or linear in progress_remaining (1 -> 0 over the whole run; a
-    resumed `learn(remaining, reset_num_timesteps=False)` continues the same line)."""
+    resumed `learn(remaining, reset_num_timesteps=False)` continues the same line), never below 0."""
     if kind == "constant":
         return initial
     return LinearSchedule(initial)
@@ -153,12 +156,15 @@ def schedule(initial: float, kind: str) -> float | Callable[[float], float]:
 
 @dataclass(frozen=True)
 class LinearSchedule:
-    """initial * progress_remaining (a picklable callable, unlike a lambda)."""
+    """initial * progress_remaining, clamped to [0, initial] (a picklable callable, unlike a lambda).
+
+    SB3 lets progress_remaining go below 0 when `num_timesteps` passes the total given to `learn()`
+    (it finishes whole rollouts); unclamped, the learning rate and clip range would turn negative."""
 
     initial: float
 
     def __call__(self, progress_remaining: float) -> float:
-        return self.initial * progress_remaining
+        return self.initial * min(1.0, max(0.0, progress_remaining))
 
 
 def build_model(cfg: TrainConfig, venv: Any) -> Any:
@@ -337,6 +343,9 @@ def run_training(
             forecast=None
             if forecast is None
             else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
+            # the forecast's clip bound (fitted on train) and how often it fires there; evaluation rows
+            # carry `forecast_clipped` for their own bars
+            forecast_clip=None if forecast is None else forecast.clip_summary(),
         )
         # the environment sees the forecast as one more column (or alone); evaluation and checkpoints get the
         # fitted forecast itself, so agents append it to the plain features (rl/forecast.py)
@@ -401,7 +410,7 @@ def run_training(
         try:
             # the callbacks' _on_training_end makes the final save (and the last evaluation)
             model.learn(
-                total_timesteps=cfg.total_timesteps - step0,
+                total_timesteps=total - step0,  # the rounded total: the schedules end where the run does
                 callback=cbs.callback,
                 reset_num_timesteps=False,
                 log_interval=1,

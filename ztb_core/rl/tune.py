@@ -236,10 +236,11 @@ class TrialRunner:
         values: list[float] = []
 
         def on_row(row: dict) -> str | None:
-            if row.get("split") != split or "sharpe" not in row:
+            if row.get("split") != split:  # only periodic evaluation writes rows of the evaluation split
                 return None
-            # an undefined Sharpe (a flat policy) is 0: it earned nothing
-            v = float(row["sharpe"]) if isinstance(row["sharpe"], (int, float)) else 0.0
+            # an undefined Sharpe (a flat policy; rows from before `score_flat` leave it out) is 0: it earned nothing
+            sharpe = row.get("sharpe")
+            v = float(sharpe) if isinstance(sharpe, (int, float)) else 0.0
             v = v if math.isfinite(v) else 0.0
             step = int(row.get("step", 0))
             values.append(v)

@@ -46,7 +46,7 @@ from ..runtime.killfile import KillSwitch
 from .agent import load_agent
 from .child import ChildTrainRun
 from .config import TrainConfig
-from .evaluate import ridge_for
+from .evaluate import ridge_for, score_flat
 from .market import MarketSlice, prepare_splits
 
 log = logging.getLogger("ztb.rl.walkforward")
@@ -160,6 +160,7 @@ def score_fold(base: TrainConfig, cfg: WalkForwardConfig, rows: MarketSlice, tra
         extra_baselines={"ridge": ridge.positions(market.features)},
         seed=base.seed,
     )
+    q = score_flat(q, positions)  # a fold the agent sat out scores 0, not NaN
     series = {
         "agent": positions,
         "buy_and_hold": buy_and_hold(len(market)),
@@ -183,6 +184,8 @@ def aggregate(folds: list[dict], ppy: float) -> dict:
     best = strongest_baseline({k: out[f"{k}_sharpe"] for k in ("buy_and_hold", "sma_crossover", "ridge")})
     assert best is not None
     out["strongest_baseline"], out["strongest_baseline_sharpe"] = best
+    if out["sharpe"] is None and not np.any(agent):  # flat in every fold: it earned nothing (score_flat)
+        out["sharpe"] = 0.0
     out["excess_sharpe"] = None if out["sharpe"] is None else out["sharpe"] - best[1]
     fold_sr = [f["q"]["sharpe_per_period"] or 0.0 for f in folds]
     if np.std(agent) > 0:
