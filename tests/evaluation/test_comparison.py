@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from ztb_core.commands.train import _print_latest_eval, _verdict
+from ztb_core.cli.train import _print_latest_eval, _verdict
 from ztb_core.evaluation.calendar import periods_per_year
 from ztb_core.evaluation.comparison import Comparison, compare_returns, comparison_word
 

@@ -127,11 +127,6 @@ def test_live_session_through_a_silent_websocket_stall(artifacts):
     assert "violations 0" in cell.detail and "messages withheld 0" not in cell.detail
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the late-execution fix (an unknown placement ruled 'not placed' only on positive evidence) is "
-    "made in the order manager on another branch; until then the exchange ends long while the journal is flat",
-)
 def test_live_session_with_a_late_execution_agrees_with_the_exchange(artifacts):
     """The late-execution row: the first placement is executed 15 s after the client timed out (2 s)
     and after the reconcile grace; the journal must end equal to the exchange's books."""

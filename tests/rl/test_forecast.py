@@ -290,7 +290,7 @@ def test_the_column_is_clipped_at_a_bound_fitted_on_train_and_stored_with_it():
 def test_a_run_reports_how_often_the_clip_fires_and_its_agent_clips_alike(art):
     from rich.console import Console
 
-    from ztb_core.commands.train import _print_forecast_clip
+    from ztb_core.cli.train import _print_forecast_clip
     from ztb_core.runs import RunReader
 
     from .conftest import metrics
