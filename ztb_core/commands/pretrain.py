@@ -36,7 +36,7 @@ def pretrain(
     run folder (or `ztb stop RUN`) to stop safely; `--resume latest` continues exactly."""
     import sys
 
-    from ..pretrain.runner import run_pretrain
+    from ..pretrain.runner import FAST_DEV_RUN_DONE, run_pretrain
 
     run_dir = run_pretrain(
         str(config) if config else None,
@@ -47,6 +47,8 @@ def pretrain(
         run_id=run_id,
         argv=sys.argv,
     )
+    if fast_dev_run:
+        typer.echo(FAST_DEV_RUN_DONE)
     typer.echo(f"run directory: {run_dir}")
 
 
