@@ -5,6 +5,8 @@ seasonality must add what the clock explains; nothing may read the future."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +24,7 @@ from ztb_core.evaluation.volatility import (
     seasonal_features,
     seasonal_profile,
     target_rv,
+    vol_target_scale,
 )
 
 N = 6 * 7 * 1440  # six weeks of 24/7 minutes
@@ -133,3 +136,19 @@ def test_seasonality_adds_nothing_without_a_pattern():
     _, loss_har, *_ = _score(close, times, 60, lambda r, rows: har_features(r, 60))
     _, loss_season, *_ = _score(close, times, 60, with_season)
     assert loss_season > 0.95 * loss_har
+
+
+def test_stored_forecaster_gives_the_same_forecasts():
+    close, times = _market(persistence=0.999, season_amp=0.5)
+    train, _ = _split(N)
+    fc = HarSeasonalForecaster(h=60).fit(close, times, train)
+    again = HarSeasonalForecaster.from_dict(json.loads(json.dumps(fc.to_dict())))
+    a, b = fc.forecast(close, times), again.forecast(close, times)
+    ok = np.isfinite(a)
+    assert ok.sum() > N // 2
+    np.testing.assert_allclose(b[ok], a[ok], rtol=1e-12)
+    scale = vol_target_scale(a, target_rv=float(np.nanmedian(a)), cap=2.0)
+    assert scale[~ok].max() == 0.0 and scale[ok].max() <= 2.0
+    # quieter forecast -> larger exposure
+    i, j = np.nanargmin(a), np.nanargmax(a)
+    assert scale[i] > scale[j]

@@ -261,3 +261,54 @@ class HarSeasonalForecaster:
         if self.fit_ is None:
             raise EvaluationError("HarSeasonalForecaster: fit it before forecasting")
         return self.fit_.predict_level(self.features(close, times_ns))
+
+    def to_dict(self) -> dict:
+        """Everything `from_dict` needs (JSON-ready): store it beside a checkpoint so an online
+        consumer rebuilds the same forecaster without the fitting data."""
+        if self.fit_ is None:
+            raise EvaluationError("HarSeasonalForecaster: fit it before saving")
+        f = self.fit_
+        return {
+            "h": self.h,
+            "profile": self.profile.tolist(),
+            "mean": f.mean.tolist(),
+            "scale": f.scale.tolist(),
+            "coef": f.coef.tolist(),
+            "intercept": f.intercept,
+            "alpha": f.alpha,
+            "smear": f.smear,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HarSeasonalForecaster:
+        try:
+            fit = RidgeFit(
+                np.asarray(d["mean"], np.float64),
+                np.asarray(d["scale"], np.float64),
+                np.asarray(d["coef"], np.float64),
+                float(d["intercept"]),
+                float(d["alpha"]),
+                float(d["smear"]),
+            )
+            profile = np.asarray(d["profile"], np.float64)
+            h = int(d["h"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvaluationError(f"HarSeasonalForecaster.from_dict: bad or missing field ({exc})") from None
+        if profile.shape != (MINUTES_PER_WEEK,):
+            raise EvaluationError(
+                f"HarSeasonalForecaster.from_dict: profile has {profile.shape}, expected one value a minute of the week"
+            )
+        return cls(h=h, profile=profile, fit_=fit)
+
+
+def vol_target_scale(forecast_rv: np.ndarray, target_rv: float, cap: float = 2.0) -> np.ndarray:
+    """Volatility-managed exposure (Moreira & Muir 2017): sqrt(target / forecast) variance over the
+    same horizon, capped at `cap` (a quiet market must not lever up without bound); 0 where the
+    forecast is missing (warm-up), so no position is sized on nothing."""
+    f = np.asarray(forecast_rv, np.float64)
+    if not target_rv > 0 or not cap > 0:
+        raise EvaluationError(f"vol_target_scale: target_rv ({target_rv}) and cap ({cap}) must be positive")
+    out = np.zeros_like(f)
+    ok = np.isfinite(f) & (f > 0)
+    out[ok] = np.minimum(np.sqrt(target_rv / f[ok]), cap)
+    return out
