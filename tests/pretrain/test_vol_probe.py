@@ -69,3 +69,19 @@ def test_split_rows_keep_targets_inside_their_split():
     assert rows["test"].min() >= 32_100 and rows["test"].max() + 240 < 40_000
     held, _ = split_rows(m1, 30_000, sp, stride=7, horizon=240, holdout_from=idx[35_000])
     assert held["test"].min() >= 35_000 and held["val"].max() + 240 < 24_000
+
+
+def test_bad_probe_options_are_refused_clearly(tmp_path, subprocess_env):
+    for args, expect in (
+        (["--probe", "bogus"], "--probe 'bogus': expected recon or vol"),
+        (["--probe", "vol", "--holdout-from", "2016-08-01"], "--holdout-from and --data-end go together"),
+    ):
+        res = subprocess.run(
+            ztb_cmd("pretrain-eval", "--checkpoint", str(tmp_path), *args),
+            env=subprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert res.returncode != 0
+        assert expect in res.stdout + res.stderr
