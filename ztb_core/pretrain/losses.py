@@ -138,7 +138,9 @@ def correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
         vp, vt = (dp * dp).sum(1), (dt * dt).sum(1)
         corr = (dp * dt).sum(1) / torch.sqrt(vp * vt + EPS)
         phase = (1.0 - corr)[ok].mean()
-        amp = (torch.log(torch.sqrt(vp / n) + EPS) - torch.log(torch.sqrt(vt / n) + EPS)).abs()[ok].mean()
+        # log std ratio as half the log variance ratio, EPS inside the log: sqrt has an infinite
+        # gradient at 0, and a bridge fill across a flat gap predicts returns of variance exactly 0
+        amp = (0.5 * (torch.log(vp / n + EPS) - torch.log(vt / n + EPS))).abs()[ok].mean()
         return phase, amp
 
 

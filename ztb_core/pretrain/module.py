@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 from .baselines import fill_all
 from .config import PretrainConfig
 from .dataset import FixedMaskSet, RandomMaskBatches
+from .guard import grads_finite, non_finite_terms, raise_non_finite, terms_with_bad_gradient
 from .losses import total_loss
 from .metrics import ReconstructionMetrics, better
 from .model import MultiTimeframeAutoencoder
@@ -52,6 +53,7 @@ class PretrainModule(L.LightningModule):
         self._val_loss: list[float] = []
         self._t_last: float | None = None
         self._samples = 0
+        self._last_batch: tuple[dict, int] | None = None
 
     # ---- staged unfreezing (T5) ------------------------------------------------------------
     def _set_backbone_trainable(self, trainable: bool) -> None:
@@ -66,6 +68,16 @@ class PretrainModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         recon, _ = self.model(inputs(batch, self.timeframes))
         loss, parts = total_loss(recon, batch, self.timeframes, self.cfg.loss)
+        if not bool(torch.isfinite(loss.detach())):  # before backward: the weights stay good
+            raise_non_finite(
+                "loss",
+                int(self.global_step),
+                [k for k in non_finite_terms(parts) if k != "total"],
+                batch.get("positions"),
+                batch_idx,
+                int(self.current_epoch),
+            )
+        self._last_batch = (batch, batch_idx)
         bs = batch["positions"].shape[0]
         self._samples += bs
         self.log_dict(
@@ -87,6 +99,23 @@ class PretrainModule(L.LightningModule):
             self.log("train/samples_per_s", self._samples / (now - self._t_last), on_step=True, batch_size=bs)
             self._t_last, self._samples = now, 0
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A finite loss can still have a NaN gradient (e.g. sqrt at 0): stop before the update."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if grads_finite(params) or self._last_batch is None:
+            return
+        batch, batch_idx = self._last_batch
+
+        def parts():
+            recon, _ = self.model(inputs(batch, self.timeframes))
+            return total_loss(recon, batch, self.timeframes, self.cfg.loss)[1]
+
+        with torch.enable_grad():
+            bad = terms_with_bad_gradient(parts, params)
+        raise_non_finite(
+            "gradient", int(self.global_step), bad, batch.get("positions"), batch_idx, int(self.current_epoch)
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._val = ReconstructionMetrics(self.timeframes, self.cfg.loss.consistency_tol)

@@ -47,6 +47,12 @@ def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path 
     return resolve_run_resume(resume, run_id, kind="pretrain")
 
 
+#: what a fast-dev-run leaves behind (status message and the command's output)
+FAST_DEV_RUN_DONE = (
+    "fast-dev-run passed: encoder exported after one training batch (a smoke test, not a trained "
+    "encoder); no checkpoint and no test report written"
+)
+
 #: rank 0 tells the processes Lightning launches for DDP which run folder they belong to
 RUN_DIR_ENV = "ZTB_PRETRAIN_RUN_DIR"
 
@@ -286,13 +292,16 @@ def run_pretrain(
             writer.event("stopped", step=step)
             log.info("stopped safely at step %d (checkpoint saved)", step)
             return writer.dir
-        if trainer.is_global_zero and not fast_dev_run:
+        if trainer.is_global_zero:
+            # a fast-dev-run exports too (so the pipeline after it, e.g. the probes, can be smoke-tested),
+            # but Lightning writes no checkpoint then, and the test report is skipped
             enc = save_encoder(module, writer.dir / "encoder")
-            writer.event("encoder_exported", path=str(enc))
-            writer.set_status("running", step=step, message="evaluating on the test split")
-            report = write_report(module, prepared, cfg, writer.reports_dir, split="test")
-            writer.event("report_written", path=str(report))
-        writer.set_status("completed", step=step, message="fast-dev-run passed" if fast_dev_run else "completed")
+            writer.event("encoder_exported", path=str(enc), fast_dev_run=fast_dev_run)
+            if not fast_dev_run:
+                writer.set_status("running", step=step, message="evaluating on the test split")
+                report = write_report(module, prepared, cfg, writer.reports_dir, split="test")
+                writer.event("report_written", path=str(report))
+        writer.set_status("completed", step=step, message=FAST_DEV_RUN_DONE if fast_dev_run else "completed")
         writer.event("completed", step=step)
     return writer.dir
 
