@@ -14,7 +14,7 @@ TRUTHY = ("1", "true", "yes", "on")
 def register(app: typer.Typer) -> None:
     group = typer.Typer(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
     group.callback()(live)
-    group.command("reconcile")(reconcile)
+    group.command("reconcile")(reconcile_command)
     app.add_typer(group, name="live")
 
 
@@ -370,7 +370,7 @@ def _refuse_unsupported_venue(cfg) -> None:
         raise ConfigError(f"exchange.exchange: {why}")
 
 
-def reconcile(
+def reconcile_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key (e.g. journal_path=...)."),
     paper: bool = typer.Option(False, "--paper", help="The dry run's (paper) journal instead of the live one."),

@@ -18,7 +18,7 @@ RESUME_HELP = (
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("supervise")(supervise)
-    app.command("watch")(watch)
+    app.command("watch")(watch_command)
     app.command("rollup")(rollup)
 
 
@@ -399,7 +399,7 @@ def supervise(
         raise typer.Exit(1)
 
 
-def watch(
+def watch_command(
     run: str = typer.Argument(..., help="Run id (or unique prefix, or directory)."),
     once: bool = typer.Option(False, "--once", help="Check once and exit (for cron)."),
     interval: float = typer.Option(30.0, "--interval", min=0.1, help="Seconds between checks."),

@@ -187,7 +187,7 @@ class CheckpointConfig(ZtbModel):
     )
 
 
-class EvalConfig(ZtbModel):
+class PeriodicEvalConfig(ZtbModel):
     every_steps: int = Field(
         50_000, ge=0, description="evaluate on the validation split every this many steps (0 = never)"
     )
@@ -215,7 +215,7 @@ class EvalConfig(ZtbModel):
     )
 
     @model_validator(mode="after")
-    def _test_split_needs_consent(self) -> EvalConfig:
+    def _test_split_needs_consent(self) -> PeriodicEvalConfig:
         if self.split == "test" and not self.allow_test_split:
             raise ValueError(
                 "split: test makes training choose checkpoints on the test split, so no later number on it is "
@@ -331,7 +331,7 @@ class TrainConfig(ZtbModel):
     checkpoint: CheckpointConfig = Field(
         default_factory=CheckpointConfig, description="checkpoint cadence, retention, compression"
     )
-    eval: EvalConfig = Field(default_factory=EvalConfig, description="periodic evaluation")
+    eval: PeriodicEvalConfig = Field(default_factory=PeriodicEvalConfig, description="periodic evaluation")
     supervisor: SupervisorConfig = Field(
         default_factory=SupervisorConfig, description="restart policy of `ztb supervise`"
     )

@@ -56,7 +56,7 @@ def iso(ms: int) -> str:
 
 
 @dataclass
-class Order:
+class VenueOrder:
     id: int
     side: str  # buy | sell
     rate: Decimal
@@ -73,7 +73,7 @@ class Order:
 
 
 @dataclass
-class Fill:
+class VenueFill:
     id: int
     order_id: int
     tape_ms: int
@@ -161,8 +161,8 @@ class ExchangeState:
         self.totals: dict[str, Decimal] = {BASE: Decimal(0), QUOTE: Decimal(0)}
         for cur, amount in config.balances.items():
             self.totals[cur.lower()] = _dec(amount, f"balance {cur}")
-        self.orders: dict[int, Order] = {}
-        self.fills: list[Fill] = []
+        self.orders: dict[int, VenueOrder] = {}
+        self.fills: list[VenueFill] = []
         self.visible = 0  # tape trades printed so far (ids 1..visible)
         self._next_order = 1
         self.price_step = _dec(config.price_step, "price_step")
@@ -202,7 +202,7 @@ class ExchangeState:
                 if not order.open:
                     break
 
-    def _fill(self, order: Order, rate: Decimal, qty: Decimal, tape_ms: int, liquidity: str) -> None:
+    def _fill(self, order: VenueOrder, rate: Decimal, qty: Decimal, tape_ms: int, liquidity: str) -> None:
         fee_bps = self.cfg.maker_fee_bps if liquidity == "M" else self.cfg.taker_fee_bps
         notional = rate * qty
         fee = (notional * Decimal(str(fee_bps)) / Decimal(10_000)).quantize(Decimal("0.001"))
@@ -214,7 +214,7 @@ class ExchangeState:
             self.totals[QUOTE] += notional - fee
         order.remaining -= qty
         order.status = "FILLED" if order.remaining <= 0 else "PARTIALLY_FILLED"
-        self.fills.append(Fill(len(self.fills) + 1, order.id, tape_ms, order.side, rate, qty, fee, liquidity))
+        self.fills.append(VenueFill(len(self.fills) + 1, order.id, tape_ms, order.side, rate, qty, fee, liquidity))
         self._own_fills += 1
         every = self.cfg.other_pair_fill_every
         if every and self._own_fills % every == 0:  # a real account's history mixes pairs
@@ -376,7 +376,7 @@ class ExchangeState:
                 raise ApiError("Insufficient balance: not enough BTC available")
             now = int(self.clock.tape_now_ms())
             cap = (amount * Decimal(str(fill_ratio))).quantize(SATOSHI, ROUND_DOWN) if fill_ratio else None
-            order = Order(self._next_order, side, rate, amount, now, amount, fill_cap=cap or None)
+            order = VenueOrder(self._next_order, side, rate, amount, now, amount, fill_cap=cap or None)
             self._next_order += 1
             self.orders[order.id] = order
             bids, asks = self.levels()
@@ -403,7 +403,7 @@ class ExchangeState:
                 "created_at": iso(self.clock.report_ms(now)),
             }
 
-    def _order(self, raw_id: Any) -> Order:
+    def _order(self, raw_id: Any) -> VenueOrder:
         try:
             order = self.orders.get(int(raw_id))
         except (TypeError, ValueError):
@@ -479,7 +479,7 @@ class ExchangeState:
             }
 
     # ---- test and fuzzer controls ------------------------------------------------------
-    def execute(self, order_id: int, qty: Decimal, rate: Decimal | None = None) -> Fill:
+    def execute(self, order_id: int, qty: Decimal, rate: Decimal | None = None) -> VenueFill:
         """The exchange executes `qty` of an open order now (at its rate unless given), as maker."""
         with self.lock:
             order = self._order(order_id)
@@ -489,13 +489,13 @@ class ExchangeState:
             self._fill(order, order.rate if rate is None else Decimal(rate), qty, int(self.clock.tape_now_ms()), "M")
             return self.fills[-1]
 
-    def add_other_pair_fill(self, pair: str, side: str, rate: Decimal, amount: Decimal) -> Fill:
+    def add_other_pair_fill(self, pair: str, side: str, rate: Decimal, amount: Decimal) -> VenueFill:
         """A fill of the same account on another pair (e.g. eth_jpy): it shows in the transaction
         history like any other, and moves no balance this emulator tracks."""
         if pair == PAIR:
             raise ValueError("use execute() for the emulated pair")
         with self.lock:
-            fill = Fill(
+            fill = VenueFill(
                 len(self.fills) + 1,
                 10**9 + len(self.fills),
                 int(self.clock.tape_now_ms()),
@@ -509,7 +509,7 @@ class ExchangeState:
             self.fills.append(fill)
             return fill
 
-    def _fill_json(self, f: Fill) -> dict:
+    def _fill_json(self, f: VenueFill) -> dict:
         sign = Decimal(1) if f.side == "buy" else Decimal(-1)
         base, quote = f.pair.split("_")
         return {
