@@ -9,7 +9,7 @@ import pytest
 
 from ztb_core.data.features import FEATURE_SETS, compute_feature_set, feature_names
 from ztb_core.data.features import indicators as ind
-from ztb_core.data.features.technical import SPECS, markdown_table
+from ztb_core.data.features.technical import SPECS, features_markdown_table
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.errors import DataError
 
@@ -178,5 +178,5 @@ def test_unknown_set_and_missing_columns_raise(fx_bars):
 
 def test_docs_table_lists_every_feature():
     text = DOCS.read_text()
-    assert markdown_table() in text, "docs/features.md is out of date: regenerate the table"
+    assert features_markdown_table() in text, "docs/features.md is out of date: regenerate the table"
     assert len(SPECS) == 66

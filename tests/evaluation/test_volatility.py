@@ -16,7 +16,7 @@ from ztb_core.data.schema import index_ns
 from ztb_core.evaluation.volatility import (
     HarSeasonalForecaster,
     ewma_forecast,
-    fit_ridge,
+    fit_log_variance_ridge,
     har_features,
     log_returns,
     mincer_zarnowitz,
@@ -56,7 +56,7 @@ def _score(close, times, h, cols):
     X = cols(r, train)
     ok = lambda rows: rows[np.isfinite(y[rows]) & np.isfinite(X[rows]).all(axis=1)]  # noqa: E731
     tr, te = ok(train), ok(test)
-    fit = fit_ridge(X[tr], y[tr], 0.0)
+    fit = fit_log_variance_ridge(X[tr], y[tr], 0.0)
     rv = np.exp(y[te])
     return fit, float(qlike(rv, fit.predict_level(X[te])).mean()), rv, y, tr, te
 

@@ -15,7 +15,7 @@ import yaml
 from ztb_core.config import config_to_dict
 from ztb_core.errors import CheckpointError, RunError
 from ztb_core.paths import REPO_ROOT
-from ztb_core.pretrain.runner import resolve_resume, run_pretrain, verified_checkpoint
+from ztb_core.pretrain.runner import resolve_pretrain_resume, run_pretrain, verified_checkpoint
 from ztb_core.runs import RunWriter
 
 from .conftest import tiny_config
@@ -116,16 +116,16 @@ def test_resume_picks_the_run_by_latest_run_id_dir_or_checkpoint_file(tmp_path):
     a.close("stopped")
     b = RunWriter.create("pretrain", {"seed": 0}, run_id="pretrain-b", argv=["test"])
     b.close("stopped")
-    assert resolve_resume("latest") == (b.dir, None)
-    assert resolve_resume("latest", "pretrain-a") == (a.dir, None)
-    assert resolve_resume(str(a.dir)) == (a.dir.resolve(), None)
+    assert resolve_pretrain_resume("latest") == (b.dir, None)
+    assert resolve_pretrain_resume("latest", "pretrain-a") == (a.dir, None)
+    assert resolve_pretrain_resume(str(a.dir)) == (a.dir.resolve(), None)
     ckpt = a.checkpoints_dir / "best-step=4.ckpt"
     ckpt.write_bytes(b"weights")
-    assert resolve_resume(str(ckpt)) == (a.dir.resolve(), ckpt.resolve())
+    assert resolve_pretrain_resume(str(ckpt)) == (a.dir.resolve(), ckpt.resolve())
     stray = tmp_path / "stray.ckpt"
     stray.write_bytes(b"weights")
     with pytest.raises(RunError, match="not inside a run's checkpoints/ folder"):
-        resolve_resume(str(stray))
+        resolve_pretrain_resume(str(stray))
     with pytest.raises(CheckpointError, match="not listed in"):
         verified_checkpoint(ckpt)  # never load a file the manifest does not vouch for
     with pytest.raises(RunError, match="name different runs"):

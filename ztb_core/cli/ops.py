@@ -188,12 +188,12 @@ def weekly_cmd(
     """Runs, steps trained, best evaluations (Sharpe, PSR, DSR), live P&L and risk events: Markdown + PNG."""
     from rich.console import Console
 
-    from ..ops.weekly import build, write
+    from ..ops.weekly import build, write_weekly
     from ..paths import artifacts_dir
 
     art = artifacts or artifacts_dir()
     w = build(art, days)
-    md, png, js = write(w, out or art / "reports")
+    md, png, js = write_weekly(w, out or art / "reports")
     Console().print(
         f"weekly report: {len(w.runs)} run(s), {w.steps_trained:,} steps trained, live P&L {w.live_pnl:,.2f}\n"
         f"  {md}\n  {png}\n  {js}",

@@ -109,7 +109,7 @@ def _vol_probe(
     from ..errors import ZtbError
     from ..pretrain.export import load_encoder
     from ..pretrain.vol_probe import encoder_rows, load_probe_bars, resolve_reports_dir, run_probe
-    from ..pretrain.vol_report import write
+    from ..pretrain.vol_report import write_vol_report
     from ..runs import find_run
 
     if (holdout_from is None) != (data_end is None):
@@ -121,6 +121,6 @@ def _vol_probe(
     res = run_probe(bundle, m1, encoder_rows(bundle), stride=stride, seeds=tuple(range(seeds)), holdout_from=start)
     name = "vol-probe" if start is None else "vol-probe-holdout"
     title = "Volatility probe" + ("" if start is None else f" (held out from {start})")
-    report = write(res, out or resolve_reports_dir(path), name, title)
+    report = write_vol_report(res, out or resolve_reports_dir(path), name, title)
     typer.echo(f"report: {report} (+ .md, .png)")
     typer.echo(report.with_suffix(".md").read_text())

@@ -180,10 +180,10 @@ class RidgeFit:
         return self.coef / self.scale
 
 
-def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
+def fit_log_variance_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> RidgeFit:
     X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
     if len(X) != len(y) or len(y) < X.shape[1] + 2:
-        raise EvaluationError(f"fit_ridge: {len(y)} rows for {X.shape[1]} columns")
+        raise EvaluationError(f"fit_log_variance_ridge: {len(y)} rows for {X.shape[1]} columns")
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0
@@ -200,7 +200,7 @@ def fit_ridge_on_val(
     X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray, alphas: tuple[float, ...]
 ) -> RidgeFit:
     """The ridge whose penalty (per row, on standardised columns) has the lowest val MSE."""
-    fits = [fit_ridge(X_tr, y_tr, a) for a in alphas]
+    fits = [fit_log_variance_ridge(X_tr, y_tr, a) for a in alphas]
     errs = [float(np.mean((f.predict_log(X_va) - y_va) ** 2)) for f in fits]
     return fits[int(np.argmin(errs))]
 
@@ -253,7 +253,7 @@ class HarSeasonalForecaster:
         X = self.features(close, times_ns)
         y = np.log(target_rv(r, times_ns, self.h))
         ok = rows[np.isfinite(y[rows]) & np.isfinite(X[rows]).all(axis=1)]
-        self.fit_ = fit_ridge(X[ok], y[ok], 0.0)
+        self.fit_ = fit_log_variance_ridge(X[ok], y[ok], 0.0)
         return self
 
     def forecast(self, close: np.ndarray, times_ns: np.ndarray) -> np.ndarray:

@@ -161,7 +161,7 @@ def weekly_markdown(w: Weekly, png_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(w: Weekly, path: Path) -> None:
+def weekly_plot(w: Weekly, path: Path) -> None:
     days = [_day(w.start + i * 86400) for i in range(int(round((w.end - w.start) / 86400)) + 1)]
     pnl: dict[str, float] = defaultdict(float)
     for d in w.live_days:
@@ -181,12 +181,12 @@ def plot(w: Weekly, path: Path) -> None:
         fig.savefig(fh, format="png", dpi=100)
 
 
-def write(w: Weekly, out_dir: Path) -> tuple[Path, Path, Path]:
+def write_weekly(w: Weekly, out_dir: Path) -> tuple[Path, Path, Path]:
     """reports/weekly-<end>.md, .png and .json (the figures), each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"weekly-{_day(w.end)}"
     png = out_dir / f"{stem}.png"
-    plot(w, png)
+    weekly_plot(w, png)
     md = out_dir / f"{stem}.md"
     atomic_write_text(md, weekly_markdown(w, png.name))
     data = {

@@ -114,7 +114,7 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
-def markdown_table(results: dict, timeframes: list[str]) -> str:
+def methods_markdown_table(results: dict, timeframes: list[str]) -> str:
     lines = ["| tf | method | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for tf in timeframes:
         for method in METHODS:
@@ -193,7 +193,7 @@ def build_report(
     }
 
 
-def write_report(
+def write_pretrain_report(
     module: PretrainModule,
     prepared,
     cfg: PretrainConfig,
@@ -230,7 +230,7 @@ def write_report(
         md.append(f"**The model does NOT beat the strongest baseline on interior returns at: {', '.join(losers)}.**")
         md.append("")
     md += [f"- **{tf}**: {v}" for tf, v in report["verdict"].items()]
-    md += ["", "## Every method", "", markdown_table(results, tfs)]
+    md += ["", "## Every method", "", methods_markdown_table(results, tfs)]
     if ablation:
         md += [
             "",
@@ -250,7 +250,7 @@ def write_report(
     return out_dir / "pretrain-eval.json"
 
 
-def run_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
+def run_t5_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
     """Train the T5 ablation variants with the run's budget and score them on the same masks."""
     variants = {
         "no-t5 (transformer)": {"model.backbone": "transformer"},
@@ -316,7 +316,7 @@ def evaluate_checkpoint(
         raise CheckpointError(f"{path}: not a loadable pretrain checkpoint ({exc.__class__.__name__}: {exc})") from None
     cfg = module.cfg
     prepared = prepare(cfg)
-    abl = run_ablation(cfg, prepared, split) if (ablation and cfg.model.backbone == "t5") else None
+    abl = run_t5_ablation(cfg, prepared, split) if (ablation and cfg.model.backbone == "t5") else None
     if out_dir is None:
         out_dir = path.parent.parent / "reports" if path.parent.name == "checkpoints" else path.parent / "reports"
-    return write_report(module, prepared, cfg, out_dir, split, ablation=abl, source=str(path))
+    return write_pretrain_report(module, prepared, cfg, out_dir, split, ablation=abl, source=str(path))

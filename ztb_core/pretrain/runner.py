@@ -42,7 +42,7 @@ class _NoAdverts(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdverts())
 
 
-def resolve_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
+def resolve_pretrain_resume(resume: str | None, run_id: str | None = None) -> tuple[Path | None, Path | None]:
     """`runs.resolve_resume` for pretrain runs (None as the file means "its last.ckpt")."""
     return resolve_run_resume(resume, run_id, kind="pretrain")
 
@@ -150,7 +150,7 @@ def run_pretrain(
     that can be seen up front raise before a run folder is created or touched."""
     overrides = list(overrides or [])
     ckpt_path: Path | None = None
-    run_dir, ckpt_file = resolve_resume(resume, run_id)  # (None, None): a new run
+    run_dir, ckpt_file = resolve_pretrain_resume(resume, run_id)  # (None, None): a new run
     if run_dir is not None:
         if run_id and run_dir.name != run_id and resume != "latest":
             raise RunError(f"--run-id {run_id} and --resume {resume} name different runs ({run_dir.name})")
@@ -173,7 +173,7 @@ def run_pretrain(
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
     from .callbacks import FreeingCheckpointIO, KillFileCallback, ManifestCallback, ProgressLog, RunWriterLogger
-    from .evaluate import write_report
+    from .evaluate import write_pretrain_report
     from .export import save_encoder
     from .module import PretrainDataModule, PretrainModule
     from .prepare import prepare
@@ -299,7 +299,7 @@ def run_pretrain(
             writer.event("encoder_exported", path=str(enc), fast_dev_run=fast_dev_run)
             if not fast_dev_run:
                 writer.set_status("running", step=step, message="evaluating on the test split")
-                report = write_report(module, prepared, cfg, writer.reports_dir, split="test")
+                report = write_pretrain_report(module, prepared, cfg, writer.reports_dir, split="test")
                 writer.event("report_written", path=str(report))
         writer.set_status("completed", step=step, message=FAST_DEV_RUN_DONE if fast_dev_run else "completed")
         writer.event("completed", step=step)

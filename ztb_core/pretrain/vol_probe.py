@@ -41,7 +41,7 @@ from ..evaluation.volatility import (
     WEEK_BARS,
     RidgeFit,
     ewma_forecast,
-    fit_ridge,
+    fit_log_variance_ridge,
     fit_ridge_on_val,
     har_features,
     log_returns,
@@ -183,9 +183,12 @@ def run_probe(
         ytr, yva = y[part["train"]], y[part["val"]]
         fits: dict[str, tuple[RidgeFit, np.ndarray]] = {}
         for name, X in base.items():
-            fits[name] = (fit_ridge(X[part["train"]], ytr, 0.0), X)
+            fits[name] = (fit_log_variance_ridge(X[part["train"]], ytr, 0.0), X)
         const = np.zeros((len(y), 1))
-        fits["constant"] = (fit_ridge(const[part["train"]], ytr, 1.0), const)  # a zero column: the train mean
+        fits["constant"] = (
+            fit_log_variance_ridge(const[part["train"]], ytr, 1.0),
+            const,
+        )  # a zero column: the train mean
         for name, E in emb.items():
             fits[name] = (fit_ridge_on_val(E[part["train"]], ytr, E[part["val"]], yva, ALPHAS), E)
         for name in ("encoder", f"random-{seeds[0]}"):

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ..atomic import atomic_write_json, atomic_write_text
 
 
-def verdict(row: dict, loss: str = "qlike") -> str:
+def vol_verdict(row: dict, loss: str = "qlike") -> str:
     lo, hi = row[f"{loss}_diff_ci"]
     if hi < 0:
         return "better"
@@ -50,7 +50,7 @@ def markdown(res: dict, title: str) -> str:
         for name, row in hz["forecasters"].items():
             q_lo, q_hi = row["qlike_diff_ci"]
             m_lo, m_hi = row["mse_log_diff_ci"]
-            v = "reference" if name == ref else verdict(row)
+            v = "reference" if name == ref else vol_verdict(row)
             lines.append(
                 f"| {name} | {row['qlike']:.4f} ({row['qlike_se']:.4f}) | {row['qlike_diff']:+.4f} "
                 f"[{q_lo:+.4f}, {q_hi:+.4f}] | {row['mse_log']:.4f} ({row['mse_log_se']:.4f}) | "
@@ -61,7 +61,7 @@ def markdown(res: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(res: dict, path: Path) -> Path:
+def plot_vol_forecasts(res: dict, path: Path) -> Path:
     hs = list(res["horizons"])
     fig = Figure(figsize=(11, 3.2 * len(hs)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
@@ -87,12 +87,12 @@ def plot(res: dict, path: Path) -> Path:
     return path
 
 
-def write(res: dict, out_dir: Path, name: str, title: str) -> Path:
+def write_vol_report(res: dict, out_dir: Path, name: str, title: str) -> Path:
     """`out_dir/name.json` (+ .md, .png); returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / name
-    plot(res, base.with_suffix(".png"))
+    plot_vol_forecasts(res, base.with_suffix(".png"))
     atomic_write_text(base.with_suffix(".md"), markdown(res, title))
     atomic_write_json(base.with_suffix(".json"), res)
     return base.with_suffix(".json")

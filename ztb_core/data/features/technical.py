@@ -172,7 +172,7 @@ def compute_technical(m1: pd.DataFrame, market: str = "fx") -> FeatureMatrix:
     return w.result()
 
 
-def markdown_table() -> str:
+def features_markdown_table() -> str:
     lines = ["| # | name | formula | window |", "|---|---|---|---|"]
     for i, s in enumerate(SPECS, 1):
         lines.append(f"| {i} | `{s.name}` | {s.formula.replace('|', '/')} | {s.window} |")
@@ -181,4 +181,4 @@ def markdown_table() -> str:
 
 if __name__ == "__main__":  # pragma: no cover - doc generator
     if "--doc" in sys.argv:
-        print(markdown_table())
+        print(features_markdown_table())
