@@ -58,7 +58,7 @@ class FlipPolicy:
         self.decide_ms: list[float] = []
 
     def prime(self, bars) -> None:
-        from ztb_core.live.policy import prime_policy
+        from ztb_core.live.loop.policy import prime_policy
 
         prime_policy(self.inner, bars)
 
@@ -105,13 +105,13 @@ def run_session(
     """One live session (mode live, orders into the emulator) deciding `decisions` bars (the runner's
     polls profiled into `profile` when given)."""
     from ztb_core.data.store import write_bars
-    from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig
-    from ztb_core.live.journal import Journal
-    from ztb_core.live.live_config import LiveConfig
-    from ztb_core.live.runner import LiveRunner
-    from ztb_core.live.secrets import Credentials
-    from ztb_core.live.stream import MarketFeed
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.execution.journal import Journal
+    from ztb_core.live.loop.live_config import LiveConfig
+    from ztb_core.live.loop.runner import LiveRunner
+    from ztb_core.live.market.stream import MarketFeed
+    from ztb_core.live.venue.exchange_config import ExchangeConfig, RateLimitConfig
+    from ztb_core.live.venue.factory import make_adapter
+    from ztb_core.live.venue.secrets import Credentials
     from ztb_core.runs import RunWriter
 
     live_min = int(decisions * 1.5) + 10
@@ -228,8 +228,8 @@ def emulator_child(buffer: int, live_min: int, speed: float, info_q, stop) -> No
 
 
 def bench_journal(n: int) -> dict:
-    from ztb_core.live.journal import Journal
-    from ztb_core.live.orders import FILLED, OPEN, SUBMITTED, Fill, Order
+    from ztb_core.live.execution.journal import Journal
+    from ztb_core.live.execution.orders import FILLED, OPEN, SUBMITTED, Fill, Order
 
     path = Path(tempfile.mkdtemp()) / "journal.sqlite"
     j = Journal(path, "live", "coincheck", "BTC/JPY")
@@ -301,7 +301,7 @@ def bench_encoder(root: Path, buffer: int, decisions: int) -> dict:
     from ztb_core.cli import main as ztb
     from ztb_core.config import load_config
     from ztb_core.data.source import load_bars
-    from ztb_core.live.policy import AgentPolicy
+    from ztb_core.live.loop.policy import AgentPolicy
     from ztb_core.rl.config import TrainConfig
     from ztb_core.rl.trainer import run_training
 
@@ -364,7 +364,7 @@ def main() -> int:
     os.environ["ZTB_DATA"] = str(root / "store")
     os.environ["ZTB_KILL"] = str(root / "ztb.stop")
     logging.getLogger("ztb").setLevel(logging.ERROR)
-    from ztb_core.live.policy import AgentPolicy, SmaPolicy
+    from ztb_core.live.loop.policy import AgentPolicy, SmaPolicy
 
     run_dir = tiny_agent(6000)
     prof = cProfile.Profile() if args.profile else None

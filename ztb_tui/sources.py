@@ -21,9 +21,9 @@ import yaml
 
 from ztb_core.atomic import atomic_write_json, read_json
 from ztb_core.errors import ZtbError
-from ztb_core.live.journal import read_snapshot
-from ztb_core.live.live_config import journal_path_for
-from ztb_core.live.requests import breaker_reset_pending
+from ztb_core.live.execution.journal import read_snapshot
+from ztb_core.live.loop.live_config import journal_path_for
+from ztb_core.live.loop.requests import breaker_reset_pending
 from ztb_core.manifest import Manifest
 from ztb_core.paths import global_kill_file, runs_dir
 from ztb_core.runs import (

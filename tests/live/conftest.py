@@ -8,10 +8,10 @@ import pytest
 
 from ztb_core.cli.smoke import sandbox_emulator
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
-from ztb_core.live.exchange import ExchangeAdapter
-from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
-from ztb_core.live.secrets import Credentials
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.venue.exchange import ExchangeAdapter
+from ztb_core.live.venue.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
+from ztb_core.live.venue.factory import make_adapter
+from ztb_core.live.venue.secrets import Credentials
 
 TEST_KEY = "tk-7f3e9c0b1d2a"
 TEST_SECRET = "ts-5b8d1e6f4a9c2e7d"

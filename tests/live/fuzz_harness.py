@@ -33,15 +33,15 @@ from typing import Any
 
 import pandas as pd
 
-from ztb_core.live.exchange import ExchangeAdapter, ExchangeCallError
-from ztb_core.live.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
-from ztb_core.live.journal import Journal
-from ztb_core.live.live_config import LiveConfig
-from ztb_core.live.risk import RiskConfig
-from ztb_core.live.runner import LiveRunner
-from ztb_core.live.secrets import Credentials
-from ztb_core.live.sizing import SizingConfig
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.loop.live_config import LiveConfig
+from ztb_core.live.loop.risk import RiskConfig
+from ztb_core.live.loop.runner import LiveRunner
+from ztb_core.live.loop.sizing import SizingConfig
+from ztb_core.live.venue.exchange import ExchangeAdapter, ExchangeCallError
+from ztb_core.live.venue.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
+from ztb_core.live.venue.factory import make_adapter
+from ztb_core.live.venue.secrets import Credentials
 
 KEY, SECRET = "fuzz-key-1d2c", "fuzz-secret-9a8b7c"
 SYMBOL = "BTC/JPY"
@@ -274,7 +274,7 @@ class Referee:
         """`ztb live reconcile --resolve ID --as ours|not-ours` for every ambiguous match, told the
         truth (the referee knows which orders are foreign)."""
         try:
-            from ztb_core.live.reconcile import AMBIGUOUS_KEY, ResolveError, resolve_order
+            from ztb_core.live.execution.reconcile import AMBIGUOUS_KEY, ResolveError, resolve_order
         except ImportError:  # a bot without operator resolution (older code): nothing to decide
             return
         for _client_id, candidates in dict(journal.get_state(AMBIGUOUS_KEY, {})).items():

@@ -11,10 +11,10 @@ import pytest
 from ztb_core.cli import main
 from ztb_core.data.store import write_bars
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
-from ztb_core.live import policy as policy_mod
-from ztb_core.live.backfill import backfill
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
-from ztb_core.live.policy import NotReady, feature_history
+from ztb_core.live.loop import policy as policy_mod
+from ztb_core.live.loop.policy import NotReady, feature_history
+from ztb_core.live.market.backfill import backfill
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET

@@ -10,9 +10,9 @@ import time
 import pandas as pd
 
 from ztb_core.data.store import write_bars
-from ztb_core.live.backfill import backfill
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.market.backfill import backfill
+from ztb_core.live.venue.factory import make_adapter
 
 from .conftest import TEST_KEY, TEST_SECRET
 

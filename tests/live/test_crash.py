@@ -12,19 +12,19 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import FILLED, OPEN, SUBMITTED
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import FILLED, OPEN, SUBMITTED
 
 from .conftest import TEST_KEY, TEST_SECRET
 
 CHILD = r"""
 import json, os, signal, sys
 from decimal import Decimal
-from ztb_core.live.broker import OrderManager
-from ztb_core.live.venues import CoincheckAdapter, make_adapter
-from ztb_core.live.exchange_config import ExchangeConfig
-from ztb_core.live.journal import Journal
-from ztb_core.live.secrets import load_credentials
+from ztb_core.live.execution.broker import OrderManager
+from ztb_core.live.venue.factory import CoincheckAdapter, make_adapter
+from ztb_core.live.venue.exchange_config import ExchangeConfig
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.venue.secrets import load_credentials
 
 url, journal_path, mode, price = sys.argv[1], sys.argv[2], sys.argv[3], Decimal(sys.argv[4])
 cfg = ExchangeConfig(exchange="coincheck", symbol="BTC/JPY", api_url=url, timeout_ms=2000,
@@ -98,11 +98,11 @@ def test_kill9_between_submit_and_journal_update(emulator, exchange_adapter, tmp
 CANCEL_CHILD = r"""
 import json, os, signal, sys
 from decimal import Decimal
-from ztb_core.live.broker import OrderManager
-from ztb_core.live.venues import CoincheckAdapter, make_adapter
-from ztb_core.live.exchange_config import ExchangeConfig
-from ztb_core.live.journal import Journal
-from ztb_core.live.secrets import load_credentials
+from ztb_core.live.execution.broker import OrderManager
+from ztb_core.live.venue.factory import CoincheckAdapter, make_adapter
+from ztb_core.live.venue.exchange_config import ExchangeConfig
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.venue.secrets import load_credentials
 
 url, journal_path, mode, price = sys.argv[1], sys.argv[2], sys.argv[3], Decimal(sys.argv[4])
 cfg = ExchangeConfig(exchange="coincheck", symbol="BTC/JPY", api_url=url, timeout_ms=2000,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
-from ztb_core.live.exchange import OrderRejected
+from ztb_core.live.venue.exchange import OrderRejected
 
 from .conftest import TEST_KEY, TEST_SECRET
 
@@ -83,9 +83,9 @@ def test_maintenance_refuses_orders_and_says_so(exchange_adapter, emulator):
 
 
 def test_late_execution_places_the_order_after_our_request_timed_out(exchange_adapter, emulator, tmp_path):
-    from ztb_core.live.broker import OrderManager
-    from ztb_core.live.journal import Journal
-    from ztb_core.live.orders import OPEN, UNKNOWN
+    from ztb_core.live.execution.broker import OrderManager
+    from ztb_core.live.execution.journal import Journal
+    from ztb_core.live.execution.orders import OPEN, UNKNOWN
 
     emulator.add_fault({"kind": "late_execution", "endpoint": "create_order", "hang_ms": 900})
     with Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY") as j:
@@ -106,9 +106,9 @@ def test_late_execution_places_the_order_after_our_request_timed_out(exchange_ad
 
 
 def test_history_mixes_pairs_when_configured_and_only_ours_are_journaled(exchange_config, test_credentials, tmp_path):
-    from ztb_core.live.broker import OrderManager
-    from ztb_core.live.journal import Journal
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.execution.broker import OrderManager
+    from ztb_core.live.execution.journal import Journal
+    from ztb_core.live.venue.factory import make_adapter
 
     cfg = EmulatorConfig(speed=0, history_s=3600, api_key=TEST_KEY, secret=TEST_SECRET, other_pair_fill_every=2)
     with EmulatorServer(cfg, tape=TradeTape.random_walk(seed=1)) as emu:

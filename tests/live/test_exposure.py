@@ -10,7 +10,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ztb_core.live.exposure import Exposure, exposure_of, is_reducing, order_toward, reducible, room
+from ztb_core.live.execution.exposure import Exposure, exposure_of, is_reducing, order_toward, reducible, room
 
 STEP = Decimal("0.0001")
 

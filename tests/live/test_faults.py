@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.broker import OrderBlocked, OrderManager
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import CANCEL_REQUESTED, CANCELLED, OPEN, REJECTED, UNKNOWN
-from ztb_core.live.reconcile import AMBIGUOUS_KEY, resolve_order
-from ztb_core.live.risk import RiskConfig, RiskManager
+from ztb_core.live.execution.broker import OrderBlocked, OrderManager
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import CANCEL_REQUESTED, CANCELLED, OPEN, REJECTED, UNKNOWN
+from ztb_core.live.execution.reconcile import AMBIGUOUS_KEY, resolve_order
+from ztb_core.live.loop.risk import RiskConfig, RiskManager
 
 AMOUNT = Decimal("0.5")
 
@@ -112,7 +112,7 @@ def test_failed_cancel_counts_as_exposure_blocks_reduce_only_sell_and_is_retried
 def test_cancel_requested_before_a_crash_is_sent_by_the_next_process(
     exchange_config, test_credentials, emulator, tmp_path
 ):
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.venue.factory import make_adapter
 
     path = tmp_path / "j.sqlite"
     with Journal(path, "live", "coincheck", "BTC/JPY") as j1:
@@ -326,9 +326,9 @@ class _Writer:
 
 
 def make_runner(exchange_adapter, journal, tmp_path):
-    from ztb_core.live.live_config import LiveConfig
-    from ztb_core.live.runner import LiveRunner
-    from ztb_core.live.sizing import SizingConfig
+    from ztb_core.live.loop.live_config import LiveConfig
+    from ztb_core.live.loop.runner import LiveRunner
+    from ztb_core.live.loop.sizing import SizingConfig
 
     cfg = LiveConfig(
         mode="live",
@@ -401,8 +401,8 @@ def test_rejected_and_unknown_placements_are_not_trades_of_the_day(exchange_adap
 
 def test_the_generic_adapter_refuses_a_venue_with_its_own_adapter(exchange_config, test_credentials):
     from ztb_core.errors import ConfigError
-    from ztb_core.live.exchange import DEDICATED_VENUES, ExchangeAdapter
-    from ztb_core.live.venues import VENUES, CoincheckAdapter, make_adapter
+    from ztb_core.live.venue.exchange import DEDICATED_VENUES, ExchangeAdapter
+    from ztb_core.live.venue.factory import VENUES, CoincheckAdapter, make_adapter
 
     assert set(VENUES) == DEDICATED_VENUES
     assert type(make_adapter(exchange_config, test_credentials)) is CoincheckAdapter

@@ -16,9 +16,9 @@ from ztb_core.cli import app
 from ztb_core.data import store
 from ztb_core.data.bars_from_trades import ohlcv_to_bars, store_timeframe, trades_to_bars
 from ztb_core.live.emulator import FaultRule
-from ztb_core.live.exchange import ExchangeAdapter, ExchangeUnavailable, PublicTrade
-from ztb_core.live.fetch import fetch_history
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.market.fetch import fetch_history
+from ztb_core.live.venue.exchange import ExchangeAdapter, ExchangeUnavailable, PublicTrade
+from ztb_core.live.venue.factory import make_adapter
 
 MIN = 60_000
 
@@ -261,7 +261,7 @@ def test_cli_emulator_serves_until_interrupted(tmp_path):
 
 def test_health_reports_rate_limit_headroom_and_private_access(emulator_config, test_credentials, exchange_config):
     from ztb_core.live.emulator import EmulatorServer, TradeTape
-    from ztb_core.live.health import check_health
+    from ztb_core.live.venue.health import check_health
 
     cfg = emulator_config.model_copy(update={"rate_limit_per_s": 50.0, "rate_limit_burst": 40})
     with EmulatorServer(cfg, tape=TradeTape.random_walk(n=3000)) as emu:

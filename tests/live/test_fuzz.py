@@ -34,13 +34,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ztb_core.live.broker import OrderManager
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, FaultRule, TradeTape
-from ztb_core.live.exchange import ExchangeCallError
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import CANCEL_REQUESTED, CANCELLED, OPEN, Order
-from ztb_core.live.reconcile import _to_fill, reconcile
-from ztb_core.live.risk import RiskDecision, RiskManager
+from ztb_core.live.execution.broker import OrderManager
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import CANCEL_REQUESTED, CANCELLED, OPEN, Order
+from ztb_core.live.execution.reconcile import _to_fill, reconcile
+from ztb_core.live.loop.risk import RiskDecision, RiskManager
+from ztb_core.live.venue.exchange import ExchangeCallError
 
 from .fuzz_harness import KEY, SECRET, Bot, Referee, fork_bot
 

@@ -11,7 +11,7 @@ import pytest
 
 from ztb_core.data.features import compute_feature_set
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
-from ztb_core.live.policy import feature_history, history_needed
+from ztb_core.live.loop.policy import feature_history, history_needed
 
 NEED = feature_history("technical-66")
 

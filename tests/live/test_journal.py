@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.broker import OrderBlocked, OrderManager
 from ztb_core.live.emulator import FaultRule
-from ztb_core.live.journal import Journal, JournalError
-from ztb_core.live.orders import CANCELLED, FILLED, NEW, OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
+from ztb_core.live.execution.broker import OrderBlocked, OrderManager
+from ztb_core.live.execution.journal import Journal, JournalError
+from ztb_core.live.execution.orders import CANCELLED, FILLED, NEW, OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
 
 AMOUNT = Decimal("0.01")
 

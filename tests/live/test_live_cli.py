@@ -79,7 +79,7 @@ def test_a_second_process_on_the_same_journal_is_told_who_holds_it(fast_emulator
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom ztb_core.live.journal import JournalLock\n"
+            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
             "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
             str(path),
         ],
@@ -101,7 +101,7 @@ def test_a_second_process_on_the_same_journal_is_told_who_holds_it(fast_emulator
 
 
 def _raise_in_session(monkeypatch, exc: BaseException) -> None:
-    from ztb_core.live.runner import LiveRunner
+    from ztb_core.live.loop.runner import LiveRunner
 
     def boom(self, max_bars=None):
         raise exc
@@ -112,7 +112,7 @@ def _raise_in_session(monkeypatch, exc: BaseException) -> None:
 def test_error_path_keeps_the_exception_and_redacts_what_it_writes(fast_emulator, monkeypatch):
     import json
 
-    from ztb_core.live.exchange import OrderOutcomeUnknown
+    from ztb_core.live.venue.exchange import OrderOutcomeUnknown
 
     monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
     monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)
@@ -138,9 +138,9 @@ def test_error_path_keeps_the_exception_and_redacts_what_it_writes(fast_emulator
 def test_reconcile_command_lists_and_resolves_an_ambiguous_placement(tmp_path, capsys):
     from decimal import Decimal
 
-    from ztb_core.live.journal import Journal
-    from ztb_core.live.orders import UNKNOWN, Order
-    from ztb_core.live.reconcile import AMBIGUOUS_KEY, FOREIGN_KEY
+    from ztb_core.live.execution.journal import Journal
+    from ztb_core.live.execution.orders import UNKNOWN, Order
+    from ztb_core.live.execution.reconcile import AMBIGUOUS_KEY, FOREIGN_KEY
 
     path = tmp_path / "j.sqlite"
     with Journal(path, "live", "coincheck", "BTC/JPY") as j:
@@ -179,7 +179,7 @@ def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emula
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom ztb_core.live.journal import JournalLock\n"
+            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
             "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
             str(path),
         ],

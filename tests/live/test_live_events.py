@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.journal import Journal
-from ztb_core.live.risk import RiskConfig, RiskManager
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.loop.risk import RiskConfig, RiskManager
 
 from .test_faults import far_bid, make_runner
 

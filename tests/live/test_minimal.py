@@ -10,8 +10,8 @@ import pytest
 from ztb_core.cli import main
 from ztb_core.errors import ZtbError
 from ztb_core.live.emulator import FaultRule
-from ztb_core.live.journal import Journal
-from ztb_core.live.minimal import flow_qty_from_env, run_minimal
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.loop.minimal import flow_qty_from_env, run_minimal
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
@@ -119,8 +119,8 @@ def test_lost_placement_response_is_resolved_and_still_cleaned_up(emulator, exch
 
 
 def test_a_test_order_left_resting_by_a_killed_run_is_cancelled_first(emulator, exchange_adapter, tmp_path):
-    from ztb_core.live.broker import OrderManager
-    from ztb_core.live.minimal import FLOW
+    from ztb_core.live.execution.broker import OrderManager
+    from ztb_core.live.loop.minimal import FLOW
 
     with Journal(tmp_path / "j.sqlite", "live", "coincheck", "BTC/JPY") as j:
         bid = exchange_adapter.fetch_ticker().bid

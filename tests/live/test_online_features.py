@@ -10,8 +10,8 @@ import pytest
 from ztb_core.data.features import compute_feature_set
 from ztb_core.data.features.online import OnlineTechnical
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
-from ztb_core.live import policy as policy_mod
-from ztb_core.live.policy import NotReady, OnlineFeatures
+from ztb_core.live.loop import policy as policy_mod
+from ztb_core.live.loop.policy import NotReady, OnlineFeatures
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.orders import (
+from ztb_core.live.execution.orders import (
     CANCEL_REQUESTED,
     CANCELLED,
     FILLED,

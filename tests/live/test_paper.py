@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.broker import OrderManager
-from ztb_core.live.exchange import ExchangeCallError, Ticker
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import FILLED, OPEN
-from ztb_core.live.paper import PaperConfig, PaperVenue
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.execution.broker import OrderManager
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import FILLED, OPEN
+from ztb_core.live.execution.paper import PaperConfig, PaperVenue
+from ztb_core.live.venue.exchange import ExchangeCallError, Ticker
+from ztb_core.live.venue.factory import make_adapter
 from ztb_core.pnl import CostConfig
 
 PRIVATE = {

@@ -9,8 +9,8 @@ import pytest
 from ztb_core.data.features import compute_feature_set
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.errors import ConfigError
-from ztb_core.live.live_config import PolicyConfig
-from ztb_core.live.policy import AgentPolicy, NotReady, OnlineFeatures, SmaPolicy, make_policy
+from ztb_core.live.loop.live_config import PolicyConfig
+from ztb_core.live.loop.policy import AgentPolicy, NotReady, OnlineFeatures, SmaPolicy, make_policy
 
 BUFFER = 6000
 

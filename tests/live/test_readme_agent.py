@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ztb_core.live.policy import feature_history
+from ztb_core.live.loop.policy import feature_history
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_CLIENT = [

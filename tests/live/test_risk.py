@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
-from ztb_core.live.risk import RiskConfig, RiskManager, entry_price
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import OPEN, REJECTED, SUBMITTED, UNKNOWN, Fill, Order
+from ztb_core.live.loop.risk import RiskConfig, RiskManager, entry_price
 
 P = Decimal("1000000")
 DAY_MS = 1_800_000_000_000  # a fixed instant; the clock is injected

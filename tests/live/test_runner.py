@@ -13,7 +13,7 @@ import pytest
 
 from ztb_core.cli import main
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer
-from ztb_core.live.journal import Journal
+from ztb_core.live.execution.journal import Journal
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
@@ -181,7 +181,7 @@ def test_raising_capital_between_restarts_keeps_the_day_s_loss_and_halts(fast_em
     150,000: the day is still -21,000 (not +29,000) and the daily-loss halt (10,000) fires."""
     from decimal import Decimal
 
-    from ztb_core.live.orders import Fill
+    from ztb_core.live.execution.orders import Fill
 
     path = tmp_path / "paper.sqlite"
     base = live_args(fast_emulator, "--dry-run", "--set", f"journal_path={path}", "--set", "policy.sma_fast=3")
@@ -212,7 +212,7 @@ def test_stop_loss_is_checked_on_the_watch_timer_when_no_bar_closes(emulator, ar
     the fix nothing ran until a bar closed (the watchdog's kill-file ends the run with no trip)."""
     from decimal import Decimal
 
-    from ztb_core.live.orders import Fill
+    from ztb_core.live.execution.orders import Fill
 
     path = tmp_path / "paper.sqlite"
     price = Decimal(repr(emulator.state.ticker()["last"]))

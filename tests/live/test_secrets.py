@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from ztb_core.live.exchange_config import ExchangeConfig
-from ztb_core.live.secrets import (
+from ztb_core.live.venue.exchange_config import ExchangeConfig
+from ztb_core.live.venue.factory import make_adapter
+from ztb_core.live.venue.secrets import (
     Credentials,
     CredentialsError,
     SecretsFilter,
@@ -17,7 +18,6 @@ from ztb_core.live.secrets import (
     redact,
     remove_log_filter,
 )
-from ztb_core.live.venues import make_adapter
 
 KEY, SECRET = "AKIA-live-key-98765", "s3cr3t-value-abcdef"
 

@@ -8,8 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from ztb_core.live.exchange import MarketLimits
-from ztb_core.live.sizing import (
+from ztb_core.live.loop.sizing import (
     SizedOrder,
     SizingConfig,
     Skip,
@@ -19,6 +18,7 @@ from ztb_core.live.sizing import (
     size_order,
     target_position,
 )
+from ztb_core.live.venue.exchange import MarketLimits
 
 LIM = MarketLimits(
     "BTC/JPY",

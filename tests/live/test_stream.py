@@ -16,7 +16,7 @@ import pytest
 from ztb_core.cli import main
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
 from ztb_core.live.emulator.ws import WsServer
-from ztb_core.live.stream import BarBuilder, MarketFeed, StreamTrade
+from ztb_core.live.market.stream import BarBuilder, MarketFeed, StreamTrade
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
@@ -54,7 +54,7 @@ def manual_emulator():
 
 
 def test_websocket_bars_equal_the_tape(manual_emulator, exchange_config):
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.venue.factory import make_adapter
 
     emu, ws = manual_emulator
     adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))
@@ -84,7 +84,7 @@ def test_websocket_bars_equal_the_tape(manual_emulator, exchange_config):
 
 
 def test_a_dead_websocket_falls_back_to_rest(manual_emulator, exchange_config):
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.venue.factory import make_adapter
 
     emu, _ = manual_emulator
     with socket.socket() as s:  # a port nobody listens on
@@ -166,7 +166,7 @@ def test_a_silent_websocket_falls_back_to_rest_and_comes_back(manual_emulator, e
     after `silence_s` without a message the feed polls REST (trades keep arriving), drops the socket,
     tries a fresh one every `reconnect_s`, and hands the bars back to the websocket once the venue
     speaks again. Without the silence rule the feed waits on the open socket for ever."""
-    from ztb_core.live.venues import make_adapter
+    from ztb_core.live.venue.factory import make_adapter
 
     emu, ws = manual_emulator
     adapter = make_adapter(exchange_config.model_copy(update={"api_url": emu.base_url}))

@@ -8,14 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.broker import OrderBlocked, OrderManager
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
-from ztb_core.live.journal import Journal
-from ztb_core.live.minimal import run_minimal
-from ztb_core.live.orders import OPEN, REJECTED, UNKNOWN
-from ztb_core.live.reconcile import resolve_order
-from ztb_core.live.risk import RiskConfig
-from ztb_core.live.venues import make_adapter
+from ztb_core.live.execution.broker import OrderBlocked, OrderManager
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import OPEN, REJECTED, UNKNOWN
+from ztb_core.live.execution.reconcile import resolve_order
+from ztb_core.live.loop.minimal import run_minimal
+from ztb_core.live.loop.risk import RiskConfig
+from ztb_core.live.venue.factory import make_adapter
 
 from .conftest import TEST_KEY, TEST_SECRET
 from .test_faults import _Bars, _Writer, far_bid, place_foreign
@@ -45,9 +45,9 @@ class _Signal:
 def make_runner(adapter, journal, tmp_path, policy, **overrides):
     """The live runner on the emulator with the SHIPPED reconciliation settings unless overridden
     (scaled: the fixture's HTTP timeout is 0.4 s, so the shipped 10 s grace becomes 0.3 s)."""
-    from ztb_core.live.live_config import LiveConfig
-    from ztb_core.live.runner import LiveRunner
-    from ztb_core.live.sizing import SizingConfig
+    from ztb_core.live.loop.live_config import LiveConfig
+    from ztb_core.live.loop.runner import LiveRunner
+    from ztb_core.live.loop.sizing import SizingConfig
 
     sizing = {"vol_lookback_bars": 10, "min_change_fraction": 0.0, "max_leverage": 1.0, "target_vol": 5.0}
     sizing.update(overrides.pop("sizing", {}))
@@ -286,7 +286,7 @@ class _SkewedTime:
 def test_a_clock_180s_ahead_neither_strands_an_unknown_order_nor_floods_alerts(
     exchange_adapter, emulator, journal, tmp_path, monkeypatch
 ):
-    import ztb_core.live.orders as orders_mod
+    import ztb_core.live.execution.orders as orders_mod
 
     monkeypatch.setattr(orders_mod, "time", _SkewedTime(180))
     runner, writer = make_runner(exchange_adapter, journal, tmp_path, _Signal(1.0))

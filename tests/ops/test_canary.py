@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from ztb_core.cli import canary, main
-from ztb_core.live.journal import Journal
+from ztb_core.live.execution.journal import Journal
 from ztb_core.runs import RunReader, list_runs
 
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from ztb_core.live.broker import OrderManager
-from ztb_core.live.journal import Journal, JournalWriteError
-from ztb_core.live.orders import Order
+from ztb_core.live.execution.broker import OrderManager
+from ztb_core.live.execution.journal import Journal, JournalWriteError
+from ztb_core.live.execution.orders import Order
 
 
 class RecordingVenue:

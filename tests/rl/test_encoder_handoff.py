@@ -175,7 +175,7 @@ def test_frozen_agent_reproduces_positions_and_evaluates(frozen, monkeypatch, ca
         a, _ = agent.policy.predict(vn.normalize_obs(obs[None]), deterministic=True)
         assert cfg.env.positions[int(a[0])] == pos[t], f"decision {t}"
         obs, *_ = env.step(int(a[0]))
-    from ztb_core.live.policy import AgentPolicy  # the live loop computes the embeddings online
+    from ztb_core.live.loop.policy import AgentPolicy  # the live loop computes the embeddings online
 
     bars, rows = _bar_rows(cfg, m)
     t = 200
@@ -319,7 +319,7 @@ def test_finetune_agent_reproduces_positions_acts_and_evaluates(finetuned, monke
 
     with pytest.raises(EncoderWarmupError, match="warm-up"):
         agent.act(m.features[t - lb + 1 : t + 1], pos[t - 1], bars=bars.iloc[:100])
-    from ztb_core.live.policy import AgentPolicy  # the live loop decides from the bars alone
+    from ztb_core.live.loop.policy import AgentPolicy  # the live loop decides from the bars alone
 
     assert AgentPolicy(outcome.run_dir).decide(bars.iloc[: rows[t] + 1], pos[t - 1]) == pos[t]
     code = main(

@@ -13,11 +13,11 @@ from test_app import open_run, wait_for
 from textual.widgets import DataTable, Static
 
 from ztb_core.atomic import atomic_write_json
-from ztb_core.live.journal import Journal
-from ztb_core.live.orders import Fill, Order
-from ztb_core.live.requests import RESET_BREAKERS, request_breaker_reset, take_breaker_reset
-from ztb_core.live.risk import RiskConfig, RiskManager
-from ztb_core.live.runner import LiveRunner
+from ztb_core.live.execution.journal import Journal
+from ztb_core.live.execution.orders import Fill, Order
+from ztb_core.live.loop.requests import RESET_BREAKERS, request_breaker_reset, take_breaker_reset
+from ztb_core.live.loop.risk import RiskConfig, RiskManager
+from ztb_core.live.loop.runner import LiveRunner
 from ztb_core.runs import RunWriter
 from ztb_tui.screens.confirm import ConfirmScreen
 from ztb_tui.screens.run import RunScreen

@@ -68,9 +68,9 @@ from typing import Any
 from ..live.emulator import EmulatorServer
 from ..live.emulator.state import PAIR
 from ..live.emulator.ws import WsServer
-from ..live.journal import Journal
-from ..live.live_config import journal_path_for
-from ..live.orders import LIVE, UNRESOLVED
+from ..live.execution.journal import Journal
+from ..live.execution.orders import LIVE, UNRESOLVED
+from ..live.loop.live_config import journal_path_for
 from ..manifest import Manifest
 from ..runs import RunReader
 from .app import main

@@ -16,7 +16,7 @@ def _exchange_config(
     exchange: str, symbol: str, api_url: str | None, config: Path | None, overrides: list[str], timeout_ms: int | None
 ):
     from ..config import load_config
-    from ..live.exchange_config import ExchangeConfig
+    from ..live.venue.exchange_config import ExchangeConfig
 
     sets = list(overrides) + [f"exchange={exchange}", f"symbol={symbol}"]
     if api_url:
@@ -100,9 +100,9 @@ def health_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ..live.health import check_health
-    from ..live.secrets import install_log_filter, load_credentials
-    from ..live.venues import make_adapter
+    from ..live.venue.factory import make_adapter
+    from ..live.venue.health import check_health
+    from ..live.venue.secrets import install_log_filter, load_credentials
 
     cfg = _exchange_config(exchange, symbol, api_url, config, set_, timeout_ms)
     creds = load_credentials(cfg, required=False)
@@ -138,8 +138,8 @@ def fetch_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..errors import ConfigError
-    from ..live.fetch import fetch_history
-    from ..live.venues import make_adapter
+    from ..live.market.fetch import fetch_history
+    from ..live.venue.factory import make_adapter
 
     cfg = _exchange_config(exchange, symbol, api_url, config, set_, None)
 

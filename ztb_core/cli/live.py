@@ -100,7 +100,7 @@ def live(
 
     from ..config import load_config
     from ..errors import ConfigError
-    from ..live.live_config import LiveConfig
+    from ..live.loop.live_config import LiveConfig
 
     requested = resolve_mode(dry_run, minimal, confirm_live)  # first: a contradiction touches nothing
     console = Console(stderr=True)
@@ -179,7 +179,7 @@ def _secrets_guard(credentials):
     """Scrub the keys from every log handler of this process, the ztb run log included."""
     import logging
 
-    from ..live.secrets import install_log_filter
+    from ..live.venue.secrets import install_log_filter
 
     if credentials is None:
         return None
@@ -201,13 +201,13 @@ def _session(
     reset_breakers: bool,
 ) -> int:
     from ..errors import ConfigError, ZtbError
-    from ..live.journal import Journal, JournalLock
-    from ..live.paper import PaperVenue
-    from ..live.policy import make_policy, market_mismatch
-    from ..live.runner import LiveRunner
-    from ..live.secrets import load_credentials, redact
-    from ..live.stream import MarketFeed
-    from ..live.venues import make_adapter
+    from ..live.execution.journal import Journal, JournalLock
+    from ..live.execution.paper import PaperVenue
+    from ..live.loop.policy import make_policy, market_mismatch
+    from ..live.loop.runner import LiveRunner
+    from ..live.market.stream import MarketFeed
+    from ..live.venue.factory import make_adapter
+    from ..live.venue.secrets import load_credentials, redact
     from ..logs import setup_logging
     from ..runtime.killfile import KillSwitch
     from ..runtime.run_writer import create_run
@@ -287,7 +287,7 @@ def _session(
         lock.release()
         writer.close()
         if guard is not None:
-            from ..live.secrets import remove_log_filter
+            from ..live.venue.secrets import remove_log_filter
 
             remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
 
@@ -296,10 +296,10 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     from rich.table import Table
 
     from ..atomic import atomic_write_json
-    from ..live.journal import Journal, JournalLock
-    from ..live.minimal import flow_qty_from_env, run_minimal
-    from ..live.secrets import CredentialsError, load_credentials, redact
-    from ..live.venues import make_adapter
+    from ..live.execution.journal import Journal, JournalLock
+    from ..live.loop.minimal import flow_qty_from_env, run_minimal
+    from ..live.venue.factory import make_adapter
+    from ..live.venue.secrets import CredentialsError, load_credentials, redact
     from ..logs import setup_logging
     from ..runtime.run_writer import create_run
 
@@ -355,7 +355,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
         lock.release()
         writer.close()
         if guard is not None:
-            from ..live.secrets import remove_log_filter
+            from ..live.venue.secrets import remove_log_filter
 
             remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
 
@@ -363,7 +363,7 @@ def _minimal(cfg, console, run_id: str | None) -> int:
 def _refuse_unsupported_venue(cfg) -> None:
     """Real-money modes only on venues whose fills ztb can reconcile."""
     from ..errors import ConfigError
-    from ..live.venues import live_refusal
+    from ..live.venue.factory import live_refusal
 
     why = live_refusal(cfg.exchange.exchange)
     if why:
@@ -385,10 +385,10 @@ def reconcile_command(
 
     from ..config import load_config
     from ..errors import ConfigError
-    from ..live.journal import Journal, JournalLock
-    from ..live.live_config import LiveConfig
-    from ..live.orders import UNRESOLVED
-    from ..live.reconcile import AMBIGUOUS_KEY, FOREIGN_KEY, resolve_order
+    from ..live.execution.journal import Journal, JournalLock
+    from ..live.execution.orders import UNRESOLVED
+    from ..live.execution.reconcile import AMBIGUOUS_KEY, FOREIGN_KEY, resolve_order
+    from ..live.loop.live_config import LiveConfig
 
     if (resolve is None) != (verdict is None):
         raise ConfigError("--resolve and --as go together: --resolve EXCHANGE_ORDER_ID --as ours|not-ours")

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from ztb_core.live.requests import request_breaker_reset
+from ztb_core.live.loop.requests import request_breaker_reset
 
 from ..fmt import clock_time, num
 from ..sources import EvalReport, LiveState, TrialsReport, eval_report, live_state, trials_report

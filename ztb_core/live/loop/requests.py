@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_json, read_json
+from ...atomic import atomic_write_json, read_json
 
 RESET_BREAKERS = "reset_breakers"
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..errors import ZtbError
+from ...errors import ZtbError
 from .orders import LIVE, NEW, REJECTED, SUBMITTED, UNRESOLVED, Fill, Order, now_ms
 
 SCHEMA_VERSION = 1

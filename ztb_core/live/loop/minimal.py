@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from ..errors import ZtbError
-from .broker import OrderManager
-from .exchange import ExchangeCallError
-from .journal import Journal
-from .orders import CANCELLED, OPEN, UNKNOWN, Order, now_ms
+from ...errors import ZtbError
+from ..execution.broker import OrderManager
+from ..execution.journal import Journal
+from ..execution.orders import CANCELLED, OPEN, UNKNOWN, Order, now_ms
+from ..venue.exchange import ExchangeCallError
 
 FAR_PCT = Decimal("0.30")
 FLOW = "minimal"  # the submission detail that marks the flow's test orders in the journal

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exchange import ExchangeAdapter
-from ..exchange_config import ExchangeConfig
-from ..secrets import Credentials
 from .coincheck import CoincheckAdapter
+from .exchange import ExchangeAdapter
+from .exchange_config import ExchangeConfig
+from .secrets import Credentials
 
 __all__ = ["LIVE_UNSUPPORTED", "VENUES", "CoincheckAdapter", "adapter_class", "live_refusal", "make_adapter"]
 

@@ -22,10 +22,10 @@ from decimal import ROUND_DOWN, Decimal
 import numpy as np
 from pydantic import Field
 
-from ..config import ZtbModel
-from .exchange import MarketLimits
-from .exposure import Exposure, order_toward
-from .orders import Side
+from ...config import ZtbModel
+from ..execution.exposure import Exposure, order_toward
+from ..execution.orders import Side
+from ..venue.exchange import MarketLimits
 
 log = logging.getLogger("ztb.live.sizing")
 

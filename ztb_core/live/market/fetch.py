@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .. import paths
-from ..atomic import atomic_file, atomic_write_json
-from ..data import store
-from ..data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, store_timeframe, timeframe_ms, trades_to_bars
-from ..data.store import check_symbol
-from ..errors import DataError
+from ... import paths
+from ...atomic import atomic_file, atomic_write_json
+from ...data import store
+from ...data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, store_timeframe, timeframe_ms, trades_to_bars
+from ...data.store import check_symbol
+from ...errors import DataError
 
 if TYPE_CHECKING:
-    from .exchange import ExchangeAdapter
+    from ..venue.exchange import ExchangeAdapter
 
 
 # ---- history download ------------------------------------------------------------------------

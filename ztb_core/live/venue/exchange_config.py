@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from ..config import ZtbModel
+from ...config import ZtbModel
 
 
 class RetryConfig(ZtbModel):

@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import Field
 
-from ..config import ZtbModel
-from ..pnl import CostConfig
-from .exchange import (
+from ...config import ZtbModel
+from ...pnl import CostConfig
+from ..venue.exchange import (
     Balance,
     ExchangeCallError,
     ExchangeFill,

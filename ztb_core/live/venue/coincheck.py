@@ -19,7 +19,7 @@ from typing import Any
 
 import ccxt
 
-from ..exchange import (
+from .exchange import (
     ExchangeAdapter,
     ExchangeFill,
     FillSync,

@@ -16,8 +16,8 @@ from typing import Literal, overload
 
 import yaml
 
-from ..errors import ZtbError
-from ..redaction import REDACTED, redact_secrets
+from ...errors import ZtbError
+from ...redaction import REDACTED, redact_secrets
 from .exchange_config import ExchangeConfig
 
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.schema import utc_index
-from .exchange import ExchangeCallError, Ticker
+from ...data.schema import utc_index
+from ..venue.exchange import ExchangeCallError, Ticker
 
 log = logging.getLogger("ztb.live.stream")
 

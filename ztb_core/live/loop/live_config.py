@@ -8,11 +8,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import ZtbModel
-from ..paths import artifacts_dir
-from ..pnl import CostConfig
-from .exchange_config import ExchangeConfig
-from .paper import PaperConfig
+from ...config import ZtbModel
+from ...paths import artifacts_dir
+from ...pnl import CostConfig
+from ..execution.paper import PaperConfig
+from ..venue.exchange_config import ExchangeConfig
 from .risk import RiskConfig
 from .sizing import SizingConfig
 

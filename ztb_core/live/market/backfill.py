@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.bars_from_trades import store_timeframe, trades_to_bars
-from ..data.schema import empty_bars
-from ..data.store import check_symbol, has_dataset, read_bars
-from ..errors import DataError
-from .exchange import ExchangeAdapter, ExchangeCallError
+from ...data.bars_from_trades import store_timeframe, trades_to_bars
+from ...data.schema import empty_bars
+from ...data.store import check_symbol, has_dataset, read_bars
+from ...errors import DataError
+from ..venue.exchange import ExchangeAdapter, ExchangeCallError
 
 log = logging.getLogger("ztb.live.backfill")
 

@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
-from ..config import ZtbModel
-from .exposure import Exposure, is_reducing, reducible, room
-from .journal import RISK_STATE_KEY, Journal
+from ...config import ZtbModel
+from ..execution.exposure import Exposure, is_reducing, reducible, room
+from ..execution.journal import RISK_STATE_KEY, Journal
 
 log = logging.getLogger("ztb.live.risk")
 

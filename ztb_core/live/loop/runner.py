@@ -32,16 +32,16 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_write_json
-from ..data.bars_from_trades import ccxt_timeframe, timeframe_ms
-from ..evaluation.metrics import performance_metrics
-from ..runs import RunWriter
-from ..runtime.killfile import KillSwitch
-from .backfill import backfill
-from .broker import OrderBlocked, OrderManager
-from .exchange import ExchangeCallError
-from .exposure import Exposure, reducible
-from .journal import Journal
+from ...atomic import atomic_write_json
+from ...data.bars_from_trades import ccxt_timeframe, timeframe_ms
+from ...evaluation.metrics import performance_metrics
+from ...runs import RunWriter
+from ...runtime.killfile import KillSwitch
+from ..execution.broker import OrderBlocked, OrderManager
+from ..execution.exposure import Exposure, reducible
+from ..execution.journal import Journal
+from ..market.backfill import backfill
+from ..venue.exchange import ExchangeCallError
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
 from .requests import take_breaker_reset
@@ -49,8 +49,8 @@ from .risk import RiskDecision, RiskManager, entry_price
 from .sizing import SizedOrder, annualised_vol, leverage, limit_price, size_order
 
 if TYPE_CHECKING:
-    from .orders import Side
-    from .stream import MarketFeed
+    from ..execution.orders import Side
+    from ..market.stream import MarketFeed
 
 log = logging.getLogger("ztb.live.runner")
 

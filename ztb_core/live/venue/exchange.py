@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
-from ..errors import ConfigError, ZtbError
+from ...data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
+from ...errors import ConfigError, ZtbError
 from .exchange_config import ExchangeConfig
 from .secrets import Credentials, redact
 
@@ -374,15 +374,15 @@ class CallStats:
     retries: int = 0
 
 
-#: venues with their own adapter class in `live/venues/` (`make_adapter` picks it): the generic
+#: venues with their own adapter class in `live/venue/` (`make_adapter` picks it): the generic
 #: adapter would read their fills wrong, so it refuses them
 DEDICATED_VENUES = frozenset({"coincheck"})
 
 
 class ExchangeAdapter:
     """The exchange as ztb uses it, through ccxt's unified API only. Venue quirks (paging, number
-    formats, error texts, order lookup) live in subclasses under `live/venues/`; build one with
-    `live.venues.make_adapter`. Thread-safe (calls are serialised: a ccxt client is not)."""
+    formats, error texts, order lookup) live in subclasses under `live/venue/`; build one with
+    `live.venue.factory.make_adapter`. Thread-safe (calls are serialised: a ccxt client is not)."""
 
     #: public trades page newest-first by id cursor (True) or forward by time (False)
     trade_cursor_paging = False
@@ -405,7 +405,7 @@ class ExchangeAdapter:
     ) -> None:
         if type(self) is ExchangeAdapter and cfg.exchange in DEDICATED_VENUES:
             raise ConfigError(
-                f"{cfg.exchange} has its own adapter: build it with ztb_core.live.venues.make_adapter(cfg, credentials)"
+                f"{cfg.exchange} has its own adapter: build it with ztb_core.live.venue.factory.make_adapter(cfg, credentials)"
             )
         self.cfg, self.credentials = cfg, credentials
         self.exchange = exchange if exchange is not None else make_exchange(cfg, credentials, self.broad_errors())

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ..errors import ZtbError
+from ...errors import ZtbError
 from .journal import Journal
 from .orders import (
     CANCEL_REQUESTED,

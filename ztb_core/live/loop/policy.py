@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..data.features import compute_feature_set
-from ..data.features.online import OnlineTechnical
-from ..data.features.stage1 import STAGE1_TIMEFRAMES
-from ..data.features.technical import HTF_CONTEXT
-from ..data.schema import TIMEFRAME_MINUTES
-from ..errors import ConfigError, DataError
+from ...data.features import compute_feature_set
+from ...data.features.online import OnlineTechnical
+from ...data.features.stage1 import STAGE1_TIMEFRAMES
+from ...data.features.technical import HTF_CONTEXT
+from ...data.schema import TIMEFRAME_MINUTES
+from ...errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..pretrain.export import EncoderBundle
+    from ...pretrain.export import EncoderBundle
     from .live_config import PolicyConfig
 
 log = logging.getLogger("ztb.live.policy")
@@ -136,7 +136,7 @@ class OnlineFeatures:
         self.encoder: EncoderBundle | None = None
         if encoder_path:
             # torch loads only for a model policy: the SMA policy runs without it
-            from ..pretrain.export import load_encoder
+            from ...pretrain.export import load_encoder
 
             self.encoder = load_encoder(encoder_path)
         # technical-66 row by row; other feature sets over the whole buffer
@@ -175,7 +175,7 @@ class OnlineFeatures:
         # torch loads only for a model policy: the SMA policy runs without it
         import torch
 
-        from ..pretrain.export import embed_tokens
+        from ...pretrain.export import embed_tokens
 
         # the windows of the last rows reach back `lengths[tf]` bars of each timeframe (+2 for a partial
         # first bucket and the previous close): only those M1 bars are resampled, not the whole buffer
@@ -199,7 +199,7 @@ class AgentPolicy:
         """`buffer_bars`: bars kept for the features; None = what the agent needs (`history_needed`),
         a larger number keeps more (never fewer than it needs)."""
         # torch and SB3 load only for a model policy: the SMA policy runs without them
-        from ..rl.agent import load_agent
+        from ...rl.agent import load_agent
 
         self.agent = load_agent(checkpoint)
         cfg = self.agent.train_config
@@ -229,7 +229,7 @@ class AgentPolicy:
         # torch loads only for a model policy: the SMA policy runs without it
         import torch
 
-        from ..rl.encoder import EncoderWarmupError
+        from ...rl.encoder import EncoderWarmupError
 
         # one bar's forward passes are far too small to share: with several intra-op threads on a busy
         # machine a tiny encoder's pass took ~0.7 s instead of ~0.03 s (threads spinning for cores)

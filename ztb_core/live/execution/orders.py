@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
 
-from ..errors import ZtbError
+from ...errors import ZtbError
 
 NEW, SUBMITTED, OPEN, PARTIALLY_FILLED, FILLED = "new", "submitted", "open", "partially_filled", "filled"
 CANCEL_REQUESTED, CANCELLED, REJECTED, EXPIRED, UNKNOWN = (
