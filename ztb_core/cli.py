@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .commands.help import help_settings
 from .errors import ZtbError
 
 #: modules whose `register(app)` adds commands; a command appears here only once it works.
@@ -36,7 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **help_settings(),
 )
 
 

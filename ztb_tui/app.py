@@ -29,6 +29,17 @@ from .screens.stop import StopScreen
 from .sources import HostSample, HostSource, RunsSource
 from .widgets.resources import HostBar, ResourcesPanel
 
+#: the keys that change something, and what they would do: refused with a notice when read-only
+REFUSED = {
+    "n": "launch a run",
+    "s": "STOP",
+    "S": "stop all runs",
+    "X": "remove the global kill-file",
+    "R": "resume from a checkpoint",
+    "d": "delete a checkpoint",
+    "B": "reset the circuit breakers",
+}
+
 
 class ZtbApp(App):
     CSS_PATH = "app.tcss"
@@ -36,6 +47,8 @@ class ZtbApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", show=False),
+        # a read-only console answers its screens' refused keys here (they fall through to the app)
+        *(Binding(key, f"refused({key!r})", "", show=False) for key in REFUSED),
     ]
 
     def __init__(
@@ -92,6 +105,22 @@ class ZtbApp(App):
                 bar.show(sample)
             for panel in screen.query(ResourcesPanel):
                 panel.host_changed(sample)
+
+    def badge(self, title: str) -> str:
+        """A screen's title, marked READONLY when nothing may be changed."""
+        return f"{title} · READONLY" if self.readonly else title
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refused":
+            return self.readonly  # otherwise the key belongs to its screen alone
+        return True
+
+    def action_refused(self, key: str) -> None:
+        self.notify(
+            f"read-only console: {key} ({REFUSED.get(key, 'a change')}) is disabled; start it without --readonly",
+            severity="warning",
+            timeout=4,
+        )
 
     def mark_painted(self, what: str) -> None:
         now = time.time()

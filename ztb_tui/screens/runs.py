@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,7 +17,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from ztb_core.runs import RunSummary
 
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
+from ..health import Flag, summary_text
 from ..poller import Poller
+from ..sources import RunsSource
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
@@ -49,7 +52,14 @@ def state_text(row: RunSummary) -> Text:
     return Text(label, style=STATE_STYLE.get(label, ""))
 
 
+def completed_early(row: RunSummary) -> bool:
+    """A run that completed before its planned total (a pretrain fast-dev-run: one batch of 300)."""
+    return row.state == "completed" and bool(row.total_steps) and row.step < (row.total_steps or 0)
+
+
 def progress_text(row: RunSummary) -> Text:
+    if completed_early(row):
+        return Text(f"{'done ' + steps(row.step):>12}", style="cyan")
     frac = row.progress
     if frac is None:
         return Text(f"{steps(row.step):>12}", style="dim")
@@ -120,6 +130,11 @@ def global_stop_text(path: Path | None) -> str:
     )
 
 
+def _poll_runs(source: RunsSource) -> tuple[list[RunSummary], Path | None, dict[str, tuple[Flag, ...]]]:
+    rows = source.poll()
+    return rows, source.global_stop(), source.health(rows)
+
+
 class RunsTable(NavTable):
     # The table's own enter binding is hidden in Textual; this one keeps "⏎ Open" in the footer.
     BINDINGS = [Binding("enter", "select_cursor", "Open")]
@@ -151,6 +166,7 @@ class RunsScreen(Screen):
         self.sort_key = "created"
         self.sort_reverse = True  # newest first
         self.marked: set[str] = set()
+        self.flags: dict[str, tuple[Flag, ...]] = {}  # run id -> its warnings (health.HealthSource)
         self.global_stop: Path | None = None
         self._columns: tuple[Column, ...] = ()
 
@@ -171,14 +187,14 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         app = console(self)
-        self.title = "ztb"
+        self.title = app.badge("ztb")
         self.sub_title = f"runs in {app.artifacts_label}"
         self._set_columns(self.size.width or 80)
         source = app.runs_source
         self.poller = Poller(
             self,
             "runs",
-            lambda: (source.poll(), source.global_stop()),
+            lambda: _poll_runs(source),
             self.apply,
             app.refresh_s,
             on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"),
@@ -212,9 +228,12 @@ class RunsScreen(Screen):
         return c.label
 
     # ---- data -------------------------------------------------------------------------
-    def apply(self, result: tuple[list[RunSummary], Path | None]) -> None:
-        rows, global_stop = result
+    def apply(self, result: tuple[list[RunSummary], Path | None, dict[str, tuple[Flag, ...]]]) -> None:
+        rows, global_stop, flags = result
         app = console(self)
+        if flags != self.flags:
+            self.flags = flags
+            self.rows = {}  # the marks changed: redraw every row
         self.all_rows = rows
         self.global_stop = global_stop
         banner = self.query_one("#global-stop", Static)
@@ -248,8 +267,10 @@ class RunsScreen(Screen):
 
     def _row_cells(self, r: RunSummary) -> list:
         out = [cell(r, c.key) for c in self._columns]
-        if r.run_id in self.marked:
-            out[0] = Text("● " + r.run_id, style="bold")
+        warn = r.run_id in self.flags
+        if r.run_id in self.marked or warn:
+            prefix = ("● " if r.run_id in self.marked else "") + ("⚠ " if warn else "")
+            out[0] = Text(prefix + r.run_id, style="bold yellow" if warn else "bold")
         return out
 
     def _render_rows(self) -> None:
@@ -285,7 +306,10 @@ class RunsScreen(Screen):
             else ""
         )
         marked = f"  [b]{len(self.marked)} marked[/] (c compares)" if self.marked else ""
-        set_text(self.query_one("#run-detail", Static), detail_text(self.selected()) + extra + marked)
+        row = self.selected()
+        warn = summary_text(self.flags.get(row.run_id, ())) if row is not None else ""
+        warn = f"\n[yellow]{escape(warn)}[/]" if warn else ""
+        set_text(self.query_one("#run-detail", Static), detail_text(row) + extra + marked + warn)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

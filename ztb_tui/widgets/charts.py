@@ -5,7 +5,7 @@ downsampled (`sources.ChartSource`); a chart redraws only when its data or its s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -25,6 +25,12 @@ class ChartSpec:
     title: str
     lines: tuple[tuple[str, str], ...]  # (split/name, legend label); a line shows once its metric exists
     drawdown_of: str | None = None  # also draw the drawdown of this equity series
+    #: grouped bars of the newest values instead of lines over steps: (category, ((key, legend), ...)),
+    #: e.g. per timeframe the model's correlation beside the best naive filler's
+    bars: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+
+PRETRAIN_TIMEFRAMES = ("M1", "M5", "M15", "H1", "H4", "D")
 
 
 def _sharpe_lines(split: str) -> tuple[tuple[str, str], ...]:
@@ -53,7 +59,18 @@ CHARTS: dict[str, tuple[ChartSpec, ...]] = {
             (("val/total_return", "return"), ("val/max_drawdown", "max DD")),
         ),
     ),
-    "pretrain": (ChartSpec("chart-loss", "loss", (("train/loss", "train"), ("val/loss", "val"))),),
+    "pretrain": (
+        ChartSpec("chart-loss", "loss", (("train/loss", "train"), ("val/loss", "val"))),
+        ChartSpec(
+            "chart-corr",
+            "return correlation inside masked spans, newest validation",
+            (),
+            bars=tuple(
+                (tf, ((f"val/corr_interior_{tf}", "model"), (f"val/corr_interior_baseline_{tf}", "best naive")))
+                for tf in PRETRAIN_TIMEFRAMES
+            ),
+        ),
+    ),
     "live": (
         ChartSpec("chart-equity", "equity and drawdown", (("live/equity", "equity"),), drawdown_of="live/equity"),
         ChartSpec("chart-pnl", "P&L", (("live/pnl", "P&L"),)),
@@ -98,6 +115,21 @@ class Chart(PlotextPlot):
         self.draws += 1
         self.refresh()
 
+    def draw_bars(self, categories: Sequence[str], groups: Mapping[str, Sequence[float]]) -> None:
+        """Grouped bars: one group per category, one bar per series (`groups`: legend -> heights)."""
+        lines = {f"bars:{label}": (tuple(categories), tuple(values)) for label, values in groups.items()}
+        if lines == self.lines:
+            return
+        self.lines = lines  # type: ignore[assignment]
+        plt = self.plt
+        plt.clear_data()
+        plt.title(self.title)
+        if groups:
+            # plotext takes `labels` (its type stub says `label`)
+            plt.multiple_bar(list(categories), [list(v) for v in groups.values()], labels=list(groups))  # type: ignore[call-arg]
+        self.draws += 1
+        self.refresh()
+
 
 class ChartsPanel(Vertical):
     """The charts of one run kind (or a custom set); a chart appears once one of its lines has
@@ -130,6 +162,9 @@ class ChartsPanel(Vertical):
         """Draw each chart from one or more runs (`label -> snapshot`; "" for a single run)."""
         any_shown = False
         for spec in self.specs:
+            if spec.bars:
+                any_shown |= self._show_bars(spec, snaps)
+                continue
             lines: dict[str, Points] = {}
             for run_label, snap in snaps.items():
                 for key, label in spec.lines:
@@ -149,6 +184,24 @@ class ChartsPanel(Vertical):
         set_display(note, not any_shown)
         if not any_shown:
             note.update("charts: no charted metrics yet")
+
+    def _show_bars(self, spec: ChartSpec, snaps: dict[str, ChartSnapshot]) -> bool:
+        """The newest value of each bar's metric (the first run's, in the compare view)."""
+        snap = next(iter(snaps.values()), None)
+        categories: list[str] = []
+        groups: dict[str, list[float]] = {}
+        for category, keys in spec.bars if snap is not None else ():
+            got = [(label, snap.series.get(key)) for key, label in keys]  # type: ignore[union-attr]
+            if not all(pts is not None and pts[1] for _, pts in got):
+                continue
+            categories.append(category)
+            for label, pts in got:
+                groups.setdefault(label, []).append(pts[1][-1])  # type: ignore[index]
+        chart = self.query_one(f"#{spec.id}", Chart)
+        set_display(chart, bool(categories))
+        if categories:
+            chart.draw_bars(categories, groups)
+        return bool(categories)
 
     def set_chart_height(self, rows: int) -> None:
         for chart in self.query(Chart):
