@@ -57,6 +57,14 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: evaluation rows legitimately hold null for a baseline without trades; only these go "non-finite"
+EVAL_NUMBERS = frozenset({"sharpe", "total_return", "max_drawdown", "loss"})
+
+
+def _nullable_is_bad(split: str, key: str) -> bool:
+    return split == "train" or key in EVAL_NUMBERS
+
+
 def _g(value: float) -> str:
     return f"{value:.3g}"
 
@@ -76,9 +84,9 @@ class _Eval:
 @dataclass
 class _TrainState:
     losses: dict[str, deque] = field(default_factory=lambda: {k: deque(maxlen=LOSS_WINDOW + 1) for k in LOSS_KEYS})
-    loss_steps: dict[str, int] = field(default_factory=dict)
-    lr: tuple[int, float] | None = None  # (step, value) of the newest update
-    non_finite: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # split -> newest row's bad keys
+    jump_ratio: dict[str, float] = field(default_factory=dict)  # loss key -> largest jump flagged
+    latched: dict[str, Flag] = field(default_factory=dict)  # non-finite values, a bad learning rate, loss jumps
+    numeric: dict[str, set[str]] = field(default_factory=dict)  # split -> keys seen with a finite value
     fps: deque = field(default_factory=lambda: deque(maxlen=200))
     evals: list[_Eval] = field(default_factory=list)
 
@@ -121,6 +129,24 @@ class HealthSource:
         rows.sort(key=lambda t: (t[0] if _number(t[0]) else 0.0, t[1]))
         return (r for _, _, r in rows)
 
+    def _loss(self, key: str, step: int, value: float) -> None:
+        t = self.train
+        before = list(t.losses[key])[-LOSS_WINDOW:]
+        t.losses[key].append(value)
+        if len(before) < 3:
+            return
+        level = median(before)
+        old = t.latched.get(f"loss_jump/{key}")
+        ratio = value / level if level > 0 else 0.0
+        if ratio > LOSS_JUMP_FACTOR and (old is None or ratio > t.jump_ratio.get(key, 0.0)):
+            t.jump_ratio[key] = ratio
+            t.latched[f"loss_jump/{key}"] = Flag(
+                "loss_jump",
+                f"{key.replace('_', ' ')} jumped to {_g(value)} at step {step:,} ({ratio:.0f}x its recent median "
+                f"{_g(level)})",
+                "look at the learning rate and the last rollout; resume from an earlier checkpoint if it persists",
+            )
+
     def _ingest(self, rec: dict) -> None:
         if "event" in rec:
             if rec.get("event") == "not_ready":
@@ -137,17 +163,35 @@ class HealthSource:
         if split == "sys" or self.kind not in ("train", "pretrain"):
             return
         t = self.train
-        bad = [k for k, v in rec.items() if k not in ("time", "step") and _number(v) and not math.isfinite(v)]
-        t.non_finite[split] = (step, bad)
+        # the run writer stores NaN and infinity as null (orjson): a key that held numbers and is
+        # now null went non-finite; a literal NaN (another writer) counts too
+        seen = t.numeric.setdefault(split, set())
+        bad = [
+            k
+            for k, v in rec.items()
+            if k not in ("time", "step", "split")
+            and ((_number(v) and not math.isfinite(v)) or (v is None and k in seen and _nullable_is_bad(split, k)))
+        ]
+        seen.update(k for k, v in rec.items() if _finite(v))
+        # what went wrong once stays flagged (the next update looking normal does not undo it)
+        if bad and f"non_finite/{split}" not in t.latched:
+            shown = ", ".join(sorted(bad)[:4]) + (f" +{len(bad) - 4}" if len(bad) > 4 else "")
+            t.latched[f"non_finite/{split}"] = Flag(
+                "non_finite", f"non-finite {split} metrics at step {step:,}: {shown}"
+            )
         if split == "train":
             lr = rec.get("learning_rate", rec.get("lr"))
-            if _number(lr):
-                t.lr = (step, float(lr))  # type: ignore[arg-type]  # _number checked it
+            if _number(lr) and (not math.isfinite(lr) or lr < 0):  # type: ignore[operator, arg-type]
+                t.latched["learning_rate"] = Flag(
+                    "learning_rate",
+                    f"learning rate {lr} at step {step:,}: the optimizer "
+                    + ("steps the wrong way" if math.isfinite(lr) else "has no valid step size"),  # type: ignore[arg-type]
+                    "check the schedule (ppo.lr_schedule) against total_timesteps and the rollout size",
+                )
             for key in LOSS_KEYS:
                 v = rec.get(key)
                 if _finite(v):
-                    t.losses[key].append(float(v))  # type: ignore[arg-type]
-                    t.loss_steps[key] = step
+                    self._loss(key, step, float(v))  # type: ignore[arg-type]
             if _finite(rec.get("fps")):
                 t.fps.append(float(rec["fps"]))
         if split in EVAL_SPLITS and _finite(rec.get("sharpe_per_period")) and _finite(rec.get("bars")):
@@ -178,30 +222,7 @@ class HealthSource:
 
     def _train_flags(self) -> Iterable[Flag]:
         t = self.train
-        if t.lr is not None and (not math.isfinite(t.lr[1]) or t.lr[1] < 0):
-            step, lr = t.lr
-            yield Flag(
-                "learning_rate",
-                f"learning rate {lr} at step {step:,}: the optimizer "
-                + ("steps the wrong way" if math.isfinite(lr) else "has no valid step size"),
-                "check the schedule (ppo.lr_schedule) against total_timesteps and the rollout size",
-            )
-        for key, values in t.losses.items():
-            if len(values) < 4:
-                continue
-            *before, last = values
-            level = median(before[-LOSS_WINDOW:])
-            if level > 0 and last > LOSS_JUMP_FACTOR * level:
-                yield Flag(
-                    "loss_jump",
-                    f"{key.replace('_', ' ')} jumped to {_g(last)} at step {t.loss_steps.get(key, 0):,} "
-                    f"({last / level:.0f}x its recent median {_g(level)})",
-                    "look at the learning rate and the last rollout; resume from an earlier checkpoint if it persists",
-                )
-        for split, (step, bad) in sorted(t.non_finite.items()):
-            if bad:
-                shown = ", ".join(sorted(bad)[:4]) + (f" +{len(bad) - 4}" if len(bad) > 4 else "")
-                yield Flag("non_finite", f"non-finite {split} metrics at step {step:,}: {shown}")
+        yield from t.latched.values()
         if len(t.fps) >= 4:
             *before, last = t.fps
             level = median(before)
