@@ -93,7 +93,7 @@ class RunScreen(Screen):
         # re-listed each poll: a resume launched while this view is open adds an output file
         self.logs = LogsSource(self.run_dir, lambda: launch_output(artifacts, self.run_dir.name))
         self.events = EventsSource(self.run_dir)
-        self.health = HealthSource(self.run_dir, self.kind)
+        self.health = HealthSource(self.run_dir, self.kind, now=console(self).now)
         self.flags: tuple[Flag, ...] = ()
         self.snapshot: MetricsSnapshot | None = None
         self.ckpt_rows: dict[str, CheckpointRow] = {}

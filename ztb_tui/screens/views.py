@@ -14,7 +14,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import ColumnKey
 
 from ztb_core.live.requests import request_breaker_reset
 
@@ -211,10 +210,16 @@ class EvalView(KindView):
             f"{report.path.name}",
         )
         table = self.query_one("#eval-metrics", DataTable)
-        table.clear()
         metrics = data.get("metrics") or {}
         baselines = data.get("baselines") or {}
         strongest = verdict.get("strongest_baseline")
+        # the strongest baseline is the bar to beat: its column is starred (labels rebuilt: a
+        # DataTable caches its header)
+        table.clear(columns=True)
+        table.add_column("metric", key="metric")
+        table.add_column("agent", key="agent")
+        for name, label in BASELINE_COLUMNS:
+            table.add_column(label + (" ★" if name == strongest else ""), key=name)
 
         def fmt(key: str, value: Any) -> str:
             return count(value) if key in COUNT_METRICS else num(value)
@@ -227,11 +232,6 @@ class EvalView(KindView):
         for key, label in EVAL_METRICS:
             if key in metrics:
                 table.add_row(label, fmt(key, metrics[key]), *(base(name, key) for name, _ in BASELINE_COLUMNS))
-        for name, label in BASELINE_COLUMNS:  # the strongest baseline is the bar to beat: starred
-            column = table.columns.get(ColumnKey(name))
-            if column is not None:
-                column.label = Text(label + (" ★" if name == strongest else ""))
-        table.refresh()
         set_text(self.query_one("#eval-bootstrap", Static), bootstrap_text(data))
         set_text(self.query_one("#eval-mc", Static), monte_carlo_text(data))
         set_text(self.query_one("#eval-costs", Static), costs_text(data))
