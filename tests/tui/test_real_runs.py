@@ -76,12 +76,12 @@ async def test_a_live_run_that_never_decides_is_a_warning_with_its_reason_and_fi
         screen = await open_run(pilot, app, LIVE_NOT_READY)
         await wait_for(pilot, lambda: screen.flags, 10)
         banner = text_of(screen.query_one("#health", Static))
-        assert "never decided" in banner and "warmup_bars" in banner
+        assert "never decided" in banner and reasons[-1] in banner
         # the Trading tab (where the run opens) says it too, above the "waiting" line
         assert screen.query_one("#tabs", TabbedContent).active == "tab-kind"
         warning = screen.query_one("#live-warning", Static)
         await wait_for(pilot, lambda: warning.display, 10)
-        assert "never decided" in text_of(warning) and "fix:" in text_of(warning)
+        assert "never decided" in text_of(warning) and "fix:" in text_of(warning) and "warmup_bars" in text_of(warning)
 
 
 # ---- 2. the tune view ----------------------------------------------------------------------
@@ -119,7 +119,9 @@ async def test_tune_view_lists_the_trial_still_running_with_its_score_so_far(rea
     second = next(t for t in doc["trials"] if t["number"] == 1)
     copied = copy_run(real_runs, TUNE, second["run_id"])
     tune = copied[TUNE]
-    atomic_write_json(tune / "reports" / "trials.json", {**doc, "trials": [t for t in doc["trials"] if t["number"] == 0]})
+    atomic_write_json(
+        tune / "reports" / "trials.json", {**doc, "trials": [t for t in doc["trials"] if t["number"] == 0]}
+    )
     lines = (tune / "events.jsonl").read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if '"trial_started"' in line and '"trial":1' in line.replace(" ", ""))
     (tune / "events.jsonl").write_text("".join(lines[: cut + 1]))

@@ -281,7 +281,9 @@ class RunScreen(Screen):
             return
         self.flags = flags
         banner = self.query_one("#health", Static)
-        set_text(banner, "\n".join(f"[b yellow]⚠[/] {escape(f.line())}" for f in flags))
+        # a live run's Trading tab spells out the fix: above the tabs the reason alone
+        own = self.kind == "live"
+        set_text(banner, "\n".join(f"[b yellow]⚠[/] {escape(f.text if own else f.line())}" for f in flags))
         set_display(banner, bool(flags))
 
     def apply_metrics(self, snap: MetricsSnapshot) -> None:

@@ -19,7 +19,6 @@ from ztb_core.runs import RunSummary
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..health import Flag, summary_text
 from ..poller import Poller
-from ..sources import RunsSource
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 
@@ -130,11 +129,6 @@ def global_stop_text(path: Path | None) -> str:
     )
 
 
-def _poll_runs(source: RunsSource) -> tuple[list[RunSummary], Path | None, dict[str, tuple[Flag, ...]]]:
-    rows = source.poll()
-    return rows, source.global_stop(), source.health(rows)
-
-
 class RunsTable(NavTable):
     # The table's own enter binding is hidden in Textual; this one keeps "⏎ Open" in the footer.
     BINDINGS = [Binding("enter", "select_cursor", "Open")]
@@ -162,6 +156,8 @@ class RunsScreen(Screen):
         self.rows: dict[str, RunSummary] = {}  # shown, in order
         self.all_rows: list[RunSummary] = []
         self.poller: Poller | None = None
+        self.health_poller: Poller | None = None
+        self.health_started = False
         self.filter_text = ""
         self.sort_key = "created"
         self.sort_reverse = True  # newest first
@@ -194,12 +190,20 @@ class RunsScreen(Screen):
         self.poller = Poller(
             self,
             "runs",
-            lambda: _poll_runs(source),
+            lambda: (source.poll(), source.global_stop()),
             self.apply,
             app.refresh_s,
             on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"),
         )
         self.poller.start()
+        self.health_poller = Poller(
+            self,
+            "health",
+            self._poll_health,
+            self.apply_health,
+            app.refresh_s,
+            on_error=lambda e: self.notify(f"reading run health failed: {e}", severity="error"),
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("launch", "stop", "stop_all", "clear_global_stop") and console(self).readonly:
@@ -228,12 +232,9 @@ class RunsScreen(Screen):
         return c.label
 
     # ---- data -------------------------------------------------------------------------
-    def apply(self, result: tuple[list[RunSummary], Path | None, dict[str, tuple[Flag, ...]]]) -> None:
-        rows, global_stop, flags = result
+    def apply(self, result: tuple[list[RunSummary], Path | None]) -> None:
+        rows, global_stop = result
         app = console(self)
-        if flags != self.flags:
-            self.flags = flags
-            self.rows = {}  # the marks changed: redraw every row
         self.all_rows = rows
         self.global_stop = global_stop
         banner = self.query_one("#global-stop", Static)
@@ -259,7 +260,21 @@ class RunsScreen(Screen):
         self._render_rows()
         if app.first_paint_at is None:
             self.call_after_refresh(app.mark_painted, "runs")
+        if self.health_poller is not None and not self.health_started:
+            # the warnings read each run's recent metrics: after the list is on screen, not before it
+            self.health_started = True
+            self.call_after_refresh(self.health_poller.start)
         app.runs_snapshot = rows
+
+    def _poll_health(self) -> dict[str, tuple[Flag, ...]]:
+        return console(self).runs_source.health(list(self.all_rows))
+
+    def apply_health(self, flags: dict[str, tuple[Flag, ...]]) -> None:
+        if flags == self.flags:
+            return
+        self.flags = flags
+        self.rows = {}  # the marks changed: redraw every row
+        self._render_rows()
 
     def visible_rows(self) -> list[RunSummary]:
         shown = [r for r in self.all_rows if matches(r, self.filter_text)]
@@ -325,6 +340,8 @@ class RunsScreen(Screen):
     def on_screen_resume(self) -> None:
         if self.poller is not None:
             self.poller.poll_now()
+        if self.health_poller is not None and self.health_started:
+            self.health_poller.poll_now()
 
     # ---- filter -----------------------------------------------------------------------
     def action_filter(self) -> None:
