@@ -381,3 +381,37 @@ async def test_the_same_keys_write_when_not_readonly(real_runs, copy_run, artifa
         verify = artifacts / "runs" / TRAIN / "reports" / "verify.json"
         await wait_for(pilot, verify.exists, 10)
     assert tree_digest(artifacts.parent) != before
+
+
+# ---- 7. charts you can read ----------------------------------------------------------------
+
+
+async def test_a_chart_fills_the_screen_zooms_and_pans_and_escape_restores_it(real_runs) -> None:
+    app = console(real_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run(pilot, app, TRAIN)
+        chart = screen.query_one("#chart-loss", Chart)
+        await wait_for(pilot, lambda: chart.display and chart.draws, 20)
+        steps = sorted({x for xs, _ in chart.lines.values() for x in xs})
+        chart.focus()
+        await pilot.press("f")
+        assert screen.maximized is chart and chart.size.height >= 18  # the whole screen, not 12 rows
+        await pilot.press("plus")
+        assert chart.window == (0.5, 1.0)
+        assert "(0: all)" in str(chart.border_subtitle)  # the zoomed range is shown
+        await pilot.press("left")
+        assert chart.window[0] < 0.5
+        await pilot.press("0")
+        assert chart.window == (0.0, 1.0)
+        await pilot.press("escape")
+        assert screen.maximized is None and app.screen is screen  # escape restores, it does not leave
+        assert len(steps) >= 2
+
+
+def test_chart_axes_read_as_people_read_them() -> None:
+    from ztb_tui.widgets.charts import tick_label, y_limits
+
+    assert tick_label(49152) == "49.2k" and tick_label(1_000_000) == "1M" and tick_label(512) == "512"
+    lo, hi = y_limits([-0.006])  # a single negative point: an axis that runs upwards around it
+    assert lo < -0.006 < hi
+    assert y_limits([1.0, 2.0]) is None  # a real range: plotext's own limits

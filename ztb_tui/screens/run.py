@@ -38,7 +38,7 @@ from ..sources import (
     event_text,
 )
 from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
-from ..widgets.charts import CHARTS, ChartsPanel
+from ..widgets.charts import CHARTS, Chart, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 from .confirm import ConfirmScreen
@@ -404,6 +404,12 @@ class RunScreen(Screen):
 
     # ---- actions ----------------------------------------------------------------------
     def action_back(self) -> None:
+        if self.maximized is not None:  # a chart filling the screen: escape restores the view first
+            shown = self.maximized
+            self.minimize()
+            if isinstance(shown, Chart):
+                shown.restore_height()
+            return
         self.app.pop_screen()
 
     def action_refresh(self) -> None:

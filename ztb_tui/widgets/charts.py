@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -151,6 +152,7 @@ class Chart(PlotextPlot):
         self.draws = 0
         #: the shown part of the x-range as fractions (0, 1) = everything
         self.window: tuple[float, float] = (0.0, 1.0)
+        self._saved_height: Any = None
 
     # ---- drawing ------------------------------------------------------------------------
     def draw(self, lines: dict[str, Points]) -> None:
@@ -217,8 +219,17 @@ class Chart(PlotextPlot):
     def action_maximize_chart(self) -> None:
         if self.screen.maximized is self:
             self.screen.minimize()
-        else:
-            self.screen.maximize(self, container=False)
+            self.restore_height()
+        elif self.screen.maximize(self, container=False):
+            # the panel sets each chart's height inline (it wins over the maximized style)
+            self._saved_height = self.styles.height
+            self.styles.height = "1fr"
+
+    def restore_height(self) -> None:
+        """Back to the height the panel gave it (after the screen stopped showing it maximized)."""
+        if self._saved_height is not None:
+            self.styles.height = self._saved_height
+            self._saved_height = None
 
     def action_zoom(self, factor: float) -> None:
         lo, hi = self.window
