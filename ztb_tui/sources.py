@@ -338,8 +338,20 @@ def event_severity(record: dict) -> str:
     return "info"
 
 
+def _short(value: Any) -> Any:
+    """Floats to 4 significant digits, inside lists and dicts too (an event's detail is read, not
+    parsed: 0.0097649739 says nothing 0.009765 does not)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    return value
+
+
 def event_text(record: dict) -> str:
-    extra = {k: v for k, v in record.items() if k not in ("time", "event")}
+    extra = {k: _short(v) for k, v in record.items() if k not in ("time", "event")}
     detail = " ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in extra.items())
     return f"{record.get('event', '?')} {detail}".strip()
 

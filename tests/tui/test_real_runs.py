@@ -415,3 +415,36 @@ def test_chart_axes_read_as_people_read_them() -> None:
     lo, hi = y_limits([-0.006])  # a single negative point: an axis that runs upwards around it
     assert lo < -0.006 < hi
     assert y_limits([1.0, 2.0]) is None  # a real range: plotext's own limits
+
+
+# ---- 9. smaller things -------------------------------------------------------------------
+
+
+async def test_sorting_keeps_the_selected_run_and_q_asks_before_quitting(real_runs) -> None:
+    from ztb_tui.screens.confirm import ConfirmScreen
+    from ztb_tui.screens.runs import RunsScreen
+
+    app = console(real_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = run_table(app)
+        await wait_for(pilot, lambda: table.row_count >= 7, 20)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(EVAL))
+        for _ in range(3):  # run id, kind, state: the cursor stays on the same run
+            await pilot.press("o")
+            await pilot.pause(0.1)
+            assert app.screen.selected_id() == EVAL
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)  # one stray q does not close the console
+        await pilot.press("n")
+        assert isinstance(app.screen, RunsScreen)
+
+
+def test_events_show_rounded_numbers(real_runs) -> None:
+    from ztb_tui.sources import event_text
+
+    events = jsonl(real_runs / "runs" / TRAIN / "events.jsonl")
+    evaluated = next(e for e in events if e["event"] == "evaluated")
+    text = event_text(evaluated)
+    assert not re.search(r"\d\.\d{6,}", text), text  # the real event holds -86.63009312734144
+    assert re.search(r"\d\.\d{6,}", json.dumps(evaluated))  # positive control: the raw line does

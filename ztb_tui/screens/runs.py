@@ -21,6 +21,7 @@ from ..health import Flag, summary_text
 from ..poller import Poller
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
+from .confirm import ConfirmScreen
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class RunsScreen(Screen):
         Binding("space", "mark", "Mark", show=False),
         Binding("c", "compare", "Compare", show=False),
         Binding("X", "clear_global_stop", "Clear kill-file", show=False),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self) -> None:
@@ -220,11 +221,15 @@ class RunsScreen(Screen):
             return
         self._columns = cols
         table = self.query_one("#runs", DataTable)
+        selected = self.selected_id()  # rebuilding the columns drops the cursor: keep the run under it
         table.clear(columns=True)
         for c in cols:
             table.add_column(self._label(c), key=c.key, width=c.width)
         self.rows = {}
         self._render_rows()
+        if selected in self.rows:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+            self._show_detail()
 
     def _label(self, c: Column) -> str:
         if c.key == self.sort_key:
@@ -391,6 +396,23 @@ class RunsScreen(Screen):
 
     def action_launch(self) -> None:
         console(self).action_launch()
+
+    def action_quit(self) -> None:
+        """`q` asks (one stray key must not close the console); ctrl+q quits at once."""
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Quit the console?",
+                "Runs keep going; `ztb tui` attaches again. (ctrl+q quits without asking.)",
+                yes="Quit",
+                danger=False,
+            ),
+            go,
+        )
 
     def action_stop(self) -> None:
         row = self.selected()
