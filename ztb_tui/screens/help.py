@@ -33,7 +33,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("n", "launch a run"),
             ("s / S", "STOP the run / stop all runs"),
             ("X", "remove the global kill-file (asks first)"),
-            ("q", "quit"),
+            ("q", "quit (asks first; ctrl+q quits at once)"),
         ),
     ),
     (
