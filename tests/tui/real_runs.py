@@ -131,7 +131,9 @@ def build(artifacts: Path) -> dict[str, Path]:
         )
 
     def pretrain() -> None:
-        ztb(env, "pretrain", "--fast-dev-run", "--headless", "--run-id", PRETRAIN_FDR)
+        # the small model of PRETRAIN_SETS, its own step counts (fast-dev-run: one batch of each)
+        small = [v for v in PRETRAIN_SETS if not v.startswith(("trainer.max_steps", "trainer.epoch_steps"))]
+        ztb(env, "pretrain", "--fast-dev-run", "--headless", "--run-id", PRETRAIN_FDR, *_sets(small))
         ztb(env, "pretrain", "--headless", "--run-id", PRETRAIN, *_sets(PRETRAIN_SETS))
 
     def live() -> None:
