@@ -448,3 +448,28 @@ def test_events_show_rounded_numbers(real_runs) -> None:
     text = event_text(evaluated)
     assert not re.search(r"\d\.\d{6,}", text), text  # the real event holds -86.63009312734144
     assert re.search(r"\d\.\d{6,}", json.dumps(evaluated))  # positive control: the raw line does
+
+
+async def test_compare_colours_each_run_and_keeps_a_legend_at_80x24(real_runs) -> None:
+    from ztb_tui.screens.compare import CompareScreen
+    from ztb_tui.widgets.charts import run_color
+
+    app = console(real_runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = run_table(app)
+        await wait_for(pilot, lambda: table.row_count >= 7, 20)
+        table.focus()
+        for rid in (TRAIN, "tune-real-t0000", "tune-real-t0001"):
+            table.move_cursor(row=table.get_row_index(rid))
+            await pilot.press("space")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 10)
+        chart = app.screen.query_one("#chart-loss", Chart)
+        await wait_for(pilot, lambda: len(chart.lines) >= 6, 20)
+        # one colour per run, the same in the key at the top and in the lines
+        key = app.screen.query_one("#compare-key", Static).render()
+        spans = {str(key)[s.start : s.end]: str(s.style) for s in key.spans}
+        for i, letter in enumerate("ABC"):
+            assert run_color(i) in spans[letter]
+            assert {c for name, (c, _) in chart.line_styles.items() if name.startswith(letter + " ")} == {run_color(i)}
+        assert "A policy" in str(chart.border_subtitle)  # the legend, below a short chart

@@ -97,6 +97,15 @@ def drawdown(values: Sequence[float]) -> list[float]:
 
 #: line colours, the same names in plotext and Rich: the legend under a chart matches its lines
 PALETTE = ("cyan", "magenta", "green", "yellow", "red", "blue", "white")
+#: markers that tell a run's metrics apart when its colour is the run's (compare view)
+METRIC_MARKERS = ("braille", "•", "+", "x", "o")
+
+
+def run_color(index: int) -> str:
+    """The colour of the index-th run in the compare view (its key and its lines)."""
+    return PALETTE[index % len(PALETTE)]
+
+
 #: a chart this short keeps its legend below the plot (inside, it would cover the lines)
 LEGEND_INSIDE_MIN_ROWS = 16
 
@@ -153,12 +162,16 @@ class Chart(PlotextPlot):
         #: the shown part of the x-range as fractions (0, 1) = everything
         self.window: tuple[float, float] = (0.0, 1.0)
         self._saved_height: Any = None
+        self.line_styles: dict[str, tuple[str, str]] = {}
 
     # ---- drawing ------------------------------------------------------------------------
-    def draw(self, lines: dict[str, Points]) -> None:
-        if lines == self.lines:
+    def draw(self, lines: dict[str, Points], styles: dict[str, tuple[str, str]] | None = None) -> None:
+        """`styles`: line -> (colour, marker) where the default (one colour per line, braille) would
+        not say which run a line belongs to (the compare view: one colour per run)."""
+        if lines == self.lines and (styles or {}) == self.line_styles:
             return
         self.lines = lines
+        self.line_styles = dict(styles or {})
         self._render_lines()
 
     def on_resize(self) -> None:
@@ -184,18 +197,18 @@ class Chart(PlotextPlot):
         legend = []
         shown: list[float] = []
         for n, (label, (xs, ys)) in enumerate(self.lines.items()):
-            color = PALETTE[n % len(PALETTE)]
+            color, marker = self.line_styles.get(label, (PALETTE[n % len(PALETTE)], "braille"))
             pts = [(x, y) for x, y in zip(xs, ys, strict=False) if lo is None or lo <= x <= hi]  # type: ignore[operator]
             if not pts:
                 continue
             px, py = [p[0] for p in pts], [p[1] for p in pts]
             shown += py
-            legend.append(f"[{color}]▪ {label}[/]")
+            legend.append(f"[{color}]{'▪' if marker == 'braille' else marker} {label}[/]")
             kwargs = {"label": label} if inside else {}
             if len(px) == 1:
                 plt.scatter(px, py, marker="dot", color=color, **kwargs)
             else:
-                plt.plot(px, py, marker="braille", color=color, **kwargs)
+                plt.plot(px, py, marker=marker, color=color, **kwargs)
         limits = y_limits(shown)
         if limits is not None:
             plt.ylim(*limits)
@@ -319,7 +332,8 @@ class ChartsPanel(Vertical):
                 any_shown |= self._show_bars(spec, snaps)
                 continue
             lines: dict[str, Points] = {}
-            for run_label, snap in snaps.items():
+            styles: dict[str, tuple[str, str]] = {}
+            for run_index, (run_label, snap) in enumerate(snaps.items()):
                 own = spec.drawdown_of is not None and spec.drawdown_of not in dict(spec.lines)
                 pts = snap.series.get(spec.drawdown_of) if own else None  # type: ignore[arg-type]
                 if pts is not None and pts[0]:
@@ -330,13 +344,16 @@ class ChartsPanel(Vertical):
                         continue
                     name = f"{run_label} {label}".strip() if len(snaps) > 1 else label
                     lines[name] = pts
+                    if len(snaps) > 1:  # compare: the run's colour, one marker per metric
+                        metric = [k for k, _ in spec.lines].index(key)
+                        styles[name] = (run_color(run_index), METRIC_MARKERS[metric % len(METRIC_MARKERS)])
                     if spec.drawdown_of == key:
                         lines[f"{name} drawdown" if run_label else "drawdown"] = (pts[0], drawdown(pts[1]))
             chart = self.query_one(f"#{spec.id}", Chart)
             set_display(chart, bool(lines))
             if lines:
                 any_shown = True
-                chart.draw(lines)
+                chart.draw(lines, styles)
         note = self.query_one("#chart-note", Static)
         set_display(note, not any_shown)
         if not any_shown:
