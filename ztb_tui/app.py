@@ -76,6 +76,7 @@ class ZtbApp(App):
         self.runs_source = RunsSource(self.artifacts, now=now, stale_after_s=stale_after_s)
         self.host_source = host if host is not None else HostSource(gpu=gpu, disk_path=self.artifacts)
         self.host_sample: HostSample | None = None
+        self._gpu_said: str | None = None  # the GPU problem already told (said once, then an icon)
         self.runs_snapshot: list[RunSummary] = []
         self.launched: list[Launched] = []
         self.initial_run = open_run
@@ -99,6 +100,9 @@ class ZtbApp(App):
         self.set_interval(max(self.refresh_s, 1.0), self._reap_launches, name="reap")
 
     def _apply_host(self, sample: HostSample) -> None:
+        if not sample.gpu_available and sample.gpu_reason != self._gpu_said:
+            self._gpu_said = sample.gpu_reason
+            self.notify(f"GPU: unavailable — {sample.gpu_reason} (GPU ✗ below)", timeout=8)
         self.host_sample = sample
         for screen in self.screen_stack:
             for bar in screen.query(HostBar):

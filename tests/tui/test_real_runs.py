@@ -473,3 +473,22 @@ async def test_compare_colours_each_run_and_keeps_a_legend_at_80x24(real_runs) -
             assert run_color(i) in spans[letter]
             assert {c for name, (c, _) in chart.line_styles.items() if name.startswith(letter + " ")} == {run_color(i)}
         assert "A policy" in str(chart.border_subtitle)  # the legend, below a short chart
+
+
+async def test_the_gpu_problem_is_said_once_then_an_icon(real_runs) -> None:
+    app = console(real_runs, refresh_s=0.1)
+    said: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        original = app.notify
+
+        def spy(message, *a, **k):
+            said.append(str(message))
+            return original(message, *a, **k)
+
+        app.notify = spy  # type: ignore[method-assign]
+        await wait_for(pilot, lambda: app.host_poller.polls >= 3, 20)
+        host = str(app.screen.query_one("#host").render())
+        assert "GPU ✗" in host and "driver not loaded" not in host
+        footer_rows = [r for r in screen_lines(app) if "GPU" in r]
+        assert len(footer_rows) == 1  # one line at 80 columns, not three
+    assert sum("GPU: unavailable" in m for m in said) <= 1

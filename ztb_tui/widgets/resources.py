@@ -100,13 +100,17 @@ def host_text(sample: HostSample | None) -> str:
     if disk is not None:
         colour = {"ok": "", "warn": "yellow", "critical": "bold red"}.get(disk.level, "")
         text = f"disk {size(disk.free_bytes)} free"
-        if disk.seconds_to_full is not None:
+        # the time-to-full of a roomy disk swings with every burst of writes: said only once the
+        # free space is below a threshold (configs/ops.yaml), where it matters
+        if disk.seconds_to_full is not None and disk.level != "ok":
             text += f", full in {duration(disk.seconds_to_full)}"
         if disk.level != "ok":
             text = f"{disk.level.upper()}: {text}"
         parts.append(f"[{colour}]{text}[/]" if colour else text)
     if not sample.gpu_available:
-        parts.append(f"[yellow]GPU: unavailable — {sample.gpu_reason}[/]")
+        # the reason once (the app says it when it first learns it; the run view's resources
+        # panel keeps it): on every screen's footer it took three lines at 80 columns
+        parts.append("[yellow]GPU ✗[/]")
     else:
         for g in sample.gpus:
             mem = (
