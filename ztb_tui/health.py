@@ -35,7 +35,8 @@ STALL_AFTER_S = 300.0
 EVAL_SPLITS = ("val", "test")
 #: consecutive `not_ready` bars before a live run is flagged (the first bars may be the warm-up)
 NOT_READY_BARS = 2
-METRICS_TAIL_BYTES = 2 << 20
+#: the first read of a long run: its newest ~1,500 rows (what the checks look at), not megabytes
+METRICS_TAIL_BYTES = 256 << 10
 EVENTS_TAIL_BYTES = 256 << 10
 
 

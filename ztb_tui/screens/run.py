@@ -59,7 +59,9 @@ SEVERITY_STYLE = {"alert": "bold red", "notice": "yellow", "info": ""}
 PANEL_TITLES = {"train": "training curves", "pretrain": "pretraining curves", "live": "live metrics"}
 #: run kinds that write checkpoints (the others have none to verify, resume or delete)
 CHECKPOINT_KINDS = frozenset({"train", "pretrain"})
-WIDE = 120  # from this width the curves and the resources sit side by side
+WIDE = 120
+#: pollers started once the run's numbers are on screen (their first read is the expensive one)
+AFTER_PAINT = frozenset({"charts", "health"})  # from this width the curves and the resources sit side by side
 
 
 class RunScreen(Screen):
@@ -180,7 +182,8 @@ class RunScreen(Screen):
         if self.kind_view is not None:
             self.pollers.append(Poller(self, "kind", self.kind_view.fetch, self.kind_view.apply, every, err))
         for p in self.pollers:
-            if p.name != "charts":  # the charts' whole-history read waits for the first paint
+            # the charts' whole-history read and the warnings' tail read wait for the first paint
+            if p.name not in AFTER_PAINT:
                 p.start()
         if self.kind_view is not None:  # an eval, tune or live run opens on its own view
             self.query_one("#tabs", TabbedContent).active = "tab-kind"
@@ -317,7 +320,7 @@ class RunScreen(Screen):
         """Charts read the run's whole history (seconds for a 1M-line file): started once the
         numbers are on screen, so that read does not compete with the first paint."""
         for p in self.pollers:
-            if p.name == "charts" and p.polls == 0 and not p.in_flight:
+            if p.name in AFTER_PAINT and p.polls == 0 and not p.in_flight:
                 p.start()
 
     def _poll_checkpoints(self) -> tuple[list[CheckpointRow], dict[str, Verdict]]:

@@ -44,6 +44,8 @@ COLUMNS = (
     Column("eta", "ETA", 8, 100),
     Column("message", "message", 30, 130),
 )
+#: seconds after the first paint before the list reads its runs' metrics for warnings
+HEALTH_DELAY_S = 2.0
 SORT_KEYS = ("created", "run", "kind", "state", "progress", "fps", "beat", "eta")
 
 
@@ -202,7 +204,7 @@ class RunsScreen(Screen):
             "health",
             self._poll_health,
             self.apply_health,
-            app.refresh_s,
+            max(app.refresh_s, 2.0),
             on_error=lambda e: self.notify(f"reading run health failed: {e}", severity="error"),
         )
 
@@ -268,7 +270,8 @@ class RunsScreen(Screen):
         if self.health_poller is not None and not self.health_started:
             # the warnings read each run's recent metrics: after the list is on screen, not before it
             self.health_started = True
-            self.call_after_refresh(self.health_poller.start)
+            # a few seconds later still: a run opened right away reads its own files first
+            self.health_poller.start(delay=HEALTH_DELAY_S)
         app.runs_snapshot = rows
 
     def _poll_health(self) -> dict[str, tuple[Flag, ...]]:
