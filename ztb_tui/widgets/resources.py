@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from ..fmt import duration, num, size
 from ..sources import HostSample, MetricsSnapshot
-from . import set_display, set_text, set_wrapping_text
+from . import set_text, set_wrapping_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
@@ -44,18 +44,13 @@ class ResourcesPanel(MetricPanel):
     def __init__(self, **kwargs):
         super().__init__("resources", "no `sys` telemetry in this run's metrics yet", **kwargs)
         self.gpu_text = "GPU: no telemetry from this run yet"
-        self.host_no_gpu = False  # the host bar already says "GPU: unavailable" on this machine
 
     def host_changed(self, sample: HostSample | None) -> None:
-        self.host_no_gpu = sample is not None and not sample.gpu_available
         self._show_gpu_line()
 
     def _show_gpu_line(self) -> None:
-        # The run's "no GPU" and the host's "no GPU" are the same news on one machine: say it once
-        line = self.query_one("#gpu-line", Static)
-        same_news = self.host_no_gpu and "unavailable" in self.gpu_text
-        set_display(line, not same_news)
-        set_text(line, self.gpu_text)
+        # the one place the run view says why there is no GPU: the host line below shows an icon
+        set_text(self.query_one("#gpu-line", Static), self.gpu_text)
 
     def compose(self) -> ComposeResult:
         yield Static("GPU: no telemetry from this run yet", id="gpu-line")
