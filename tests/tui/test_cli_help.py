@@ -137,3 +137,17 @@ def test_the_check_catches_rich_panels_cutting_option_names() -> None:
     )
     assert "╭" in proc.stdout, proc.stdout + proc.stderr  # the rich layout was rendered
     assert check(proc.stdout, dict(ALL)[("train",)], 80)
+
+
+def test_an_unknown_option_is_a_usage_error_not_a_traceback() -> None:
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ztb_core.cli", "runs", "--no-such"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "No such option: --no-such" in proc.stderr and "Traceback" not in proc.stderr
