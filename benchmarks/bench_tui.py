@@ -133,6 +133,12 @@ def main() -> int:
     ap.add_argument("--role", choices=["bench", "writer", "console"], default="bench")
     ap.add_argument("--dir")
     ap.add_argument("--open")
+    ap.add_argument(
+        "--extra-runs",
+        help="an artifacts folder whose runs are copied in beside the three big ones (eval, tune, pretrain, "
+        "live runs the real commands wrote: `python tests/tui/real_runs.py DIR`), so the list polls their "
+        "warnings too",
+    )
     args = ap.parse_args()
     if args.role == "writer":
         writer_main(Path(args.dir), args.seconds)
@@ -164,6 +170,9 @@ def main() -> int:
                 make_big_run(artifacts, rid, args.lines)
                 progress.advance(task)
         size_mb = sum((artifacts / "runs" / r / "metrics.jsonl").stat().st_size for r in run_ids) / 2**20
+        extra = sorted((Path(args.extra_runs) / "runs").iterdir()) if args.extra_runs else []
+        for run in extra:
+            shutil.copytree(run, artifacts / "runs" / run.name)
         me = [sys.executable, __file__]
         for rid in run_ids:
             procs.append(
@@ -259,6 +268,7 @@ def main() -> int:
         table = Table(
             title=f"bench_tui: 3 active runs, {args.lines:,}-line metrics each ({size_mb:,.0f} MiB), "
             f"refresh {args.refresh:g} s, {args.seconds:.0f} s headless"
+            + (f", plus {len(extra)} finished runs of every kind" if extra else "")
         )
         for col in ("figure", "value", "target", "verdict"):
             table.add_column(col)

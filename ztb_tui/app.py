@@ -29,6 +29,17 @@ from .screens.stop import StopScreen
 from .sources import HostSample, HostSource, RunsSource
 from .widgets.resources import HostBar, ResourcesPanel
 
+#: the keys that change something, and what they would do: refused with a notice when read-only
+REFUSED = {
+    "n": "launch a run",
+    "s": "STOP",
+    "S": "stop all runs",
+    "X": "remove the global kill-file",
+    "R": "resume from a checkpoint",
+    "d": "delete a checkpoint",
+    "B": "reset the circuit breakers",
+}
+
 
 class ZtbApp(App):
     CSS_PATH = "app.tcss"
@@ -36,6 +47,8 @@ class ZtbApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", show=False),
+        # a read-only console answers its screens' refused keys here (they fall through to the app)
+        *(Binding(key, f"refused({key!r})", "", show=False) for key in REFUSED),
     ]
 
     def __init__(
@@ -63,6 +76,7 @@ class ZtbApp(App):
         self.runs_source = RunsSource(self.artifacts, now=now, stale_after_s=stale_after_s)
         self.host_source = host if host is not None else HostSource(gpu=gpu, disk_path=self.artifacts)
         self.host_sample: HostSample | None = None
+        self._gpu_said: str | None = None  # the GPU problem already told (said once, then an icon)
         self.runs_snapshot: list[RunSummary] = []
         self.launched: list[Launched] = []
         self.initial_run = open_run
@@ -86,12 +100,31 @@ class ZtbApp(App):
         self.set_interval(max(self.refresh_s, 1.0), self._reap_launches, name="reap")
 
     def _apply_host(self, sample: HostSample) -> None:
+        if not sample.gpu_available and sample.gpu_reason != self._gpu_said:
+            self._gpu_said = sample.gpu_reason
+            self.notify(f"GPU: unavailable — {sample.gpu_reason} (GPU ✗ below)", timeout=8)
         self.host_sample = sample
         for screen in self.screen_stack:
             for bar in screen.query(HostBar):
                 bar.show(sample)
             for panel in screen.query(ResourcesPanel):
                 panel.host_changed(sample)
+
+    def badge(self, title: str) -> str:
+        """A screen's title, marked READONLY when nothing may be changed."""
+        return f"{title} · READONLY" if self.readonly else title
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "refused":
+            return self.readonly  # otherwise the key belongs to its screen alone
+        return True
+
+    def action_refused(self, key: str) -> None:
+        self.notify(
+            f"read-only console: {key} ({REFUSED.get(key, 'a change')}) is disabled; start it without --readonly",
+            severity="warning",
+            timeout=4,
+        )
 
     def mark_painted(self, what: str) -> None:
         now = time.time()

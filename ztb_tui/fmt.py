@@ -31,7 +31,9 @@ def num(value: float | None, width: int = 9) -> str:
     if v == 0:
         return "0"
     a = abs(v)
-    if a >= 1e6 or a < 1e-3:
+    if 1e6 <= a < 1e9:  # prices and equity in JPY: the whole number, as the fills show it
+        return f"{v:,.0f}"
+    if a >= 1e9 or a < 1e-3:
         return f"{v:.2e}"
     if a >= 1000:
         return f"{v:,.0f}"
@@ -42,6 +44,27 @@ def num(value: float | None, width: int = 9) -> str:
     if a >= 1:
         return f"{v:.3f}"
     return f"{v:.4f}"
+
+
+def amount(value: object) -> str:
+    """An order or fill amount as the exchange states it (a decimal string or a number), trimmed of
+    trailing zeros: "0.0010" and "0.001000" both read 0.001."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value) if value not in (None, "") else "-"
+    if not math.isfinite(v):
+        return "-"
+    return f"{v:.8f}".rstrip("0").rstrip(".") or "0"
+
+
+def price(value: object) -> str:
+    """A price, fee or cash amount from the journal (a decimal string) the way `num` draws the
+    metrics beside it."""
+    try:
+        return num(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value) if value not in (None, "") else "-"
 
 
 def steps(value: int | None) -> str:

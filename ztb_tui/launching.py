@@ -78,9 +78,15 @@ class Launched:
         return self.proc.pid
 
 
-def available_configs(root: Path | None = None) -> list[Path]:
+def configs_for(kind: str, root: Path | None = None) -> list[Path]:
+    """The config files a job of `kind` can start from: its own default (train.yaml for train;
+    emulator.yaml or live.yaml are no train config) and, for training, the presets under
+    configs/presets/ (each a train config: `ztb train --config configs/presets/<name>.yaml`)."""
     root = root or configs_dir()
-    return sorted(root.glob("*.yaml")) if root.is_dir() else []
+    job = JOB_KINDS[kind]
+    own = [root / job.config] if (root / job.config).is_file() else []
+    presets = sorted((root / "presets").glob("*.yaml")) if job.run_kind == "train" else []
+    return own + presets
 
 
 def parse_overrides(text: str) -> list[str]:

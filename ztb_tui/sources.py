@@ -36,6 +36,8 @@ from ztb_core.runs import (
     summarize,
 )
 
+from .health import Flag, HealthSource
+
 if TYPE_CHECKING:
     from ztb_core.runtime.config import DiskConfig
     from ztb_core.runtime.disk import DiskHealth
@@ -67,6 +69,7 @@ class RunsSource:
         self._info: dict[str, dict] = {}
         self._last: dict[str, tuple[int, float]] = {}  # run_id -> (step, step_updated_at)
         self._fps: dict[str, float] = {}
+        self._health: dict[str, HealthSource] = {}
 
     @property
     def root(self) -> Path:
@@ -128,6 +131,19 @@ class RunsSource:
         if isinstance(moved, (int, float)) and now - float(moved) > self.stale_after_s:
             return None
         return fps
+
+    def health(self, rows: Iterable[RunSummary]) -> dict[str, tuple[Flag, ...]]:
+        """The warnings of each run (`health.HealthSource`), read incrementally: a finished run's
+        files cost one stat each per poll."""
+        out: dict[str, tuple[Flag, ...]] = {}
+        for row in rows:
+            src = self._health.get(row.run_id)
+            if src is None or src.run_dir != row.dir:
+                src = self._health[row.run_id] = HealthSource(row.dir, row.kind, now=self.now)
+            flags = src.poll(row)
+            if flags:
+                out[row.run_id] = flags
+        return out
 
     def global_stop(self) -> Path | None:
         """The global kill-file when it exists: every run stops, and so does any new one."""
@@ -321,8 +337,20 @@ def event_severity(record: dict) -> str:
     return "info"
 
 
+def _short(value: Any) -> Any:
+    """Floats to 4 significant digits, inside lists and dicts too (an event's detail is read, not
+    parsed: 0.0097649739 says nothing 0.009765 does not)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    return value
+
+
 def event_text(record: dict) -> str:
-    extra = {k: v for k, v in record.items() if k not in ("time", "event")}
+    extra = {k: _short(v) for k, v in record.items() if k not in ("time", "event")}
     detail = " ".join(f"{k}={json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in extra.items())
     return f"{record.get('event', '?')} {detail}".strip()
 
@@ -367,10 +395,12 @@ VERIFY_REPORT = Path("reports") / "verify.json"
 
 class CheckpointsSource:
     """The manifest of one run, plus the console's verification verdicts, which are kept in
-    `reports/verify.json` so the next console (or another person's) knows what was checked."""
+    `reports/verify.json` so the next console (or another person's) knows what was checked. A
+    read-only console (`record=False`) keeps its verdicts in memory and writes nothing."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, record: bool = True):
         self.run_dir = Path(run_dir)
+        self.record = record
         self.manifest = Manifest(self.run_dir / "checkpoints")
         self._mtime: float | None = None
         self._rows: list[CheckpointRow] = []
@@ -418,7 +448,8 @@ class CheckpointsSource:
         if not ok and reason == "missing" and self.current(row) is None:
             return Verdict(row.file, row.step, False, PRUNED)  # pruned while we read it
         verdict = Verdict(row.file, row.step, ok, reason, now_row.sha256, time.time())
-        self._record(verdict)
+        if self.record:
+            self._record(verdict)
         return verdict
 
     def verdicts(self) -> dict[str, Verdict]:
@@ -718,20 +749,31 @@ class TrialsReport:
     direction: str
     trials: tuple[dict, ...] = field(compare=False)
     mtime_ns: int = 0
+    version: int = 0  # changes whenever a running trial's score or the started trials change
 
     def best(self) -> dict | None:
-        done = [t for t in self.trials if t.get("state") == "COMPLETE" and isinstance(t.get("value"), (int, float))]
+        """The best finished trial so far (a running trial's interim score is not a result)."""
+        done = [t for t in self.trials if t.get("state") == "complete" and isinstance(t.get("value"), (int, float))]
         if not done:
             return None
         pick = min if str(self.direction).lower().startswith("min") else max
         return pick(done, key=lambda t: t["value"])
 
+    def count(self, state: str) -> int:
+        return sum(1 for t in self.trials if t.get("state") == state)
+
 
 TRIALS_REPORT = Path("reports") / "trials.json"
 
 
+def _trial_row(t: dict) -> dict:
+    # Optuna's state names, lower case as `ztb tune` writes them ("COMPLETE" from older files too)
+    return {**t, "state": str(t.get("state", "?")).lower()}
+
+
 def trials_report(run_dir: Path) -> TrialsReport | None:
-    """`reports/trials.json` of a tuning study: {"study", "storage", "direction", "trials": [...]}."""
+    """`reports/trials.json` of a tuning study: {"study", "storage", "direction", "trials": [...]}
+    (written after each finished trial; `TrialsSource` adds the trial still running)."""
     path = Path(run_dir) / TRIALS_REPORT
     try:
         mtime = path.stat().st_mtime_ns
@@ -740,8 +782,69 @@ def trials_report(run_dir: Path) -> TrialsReport | None:
         return None
     if not isinstance(data, dict):
         return None
-    trials = tuple(t for t in data.get("trials") or () if isinstance(t, dict))
+    trials = tuple(_trial_row(t) for t in data.get("trials") or () if isinstance(t, dict))
     return TrialsReport(str(data.get("study", "?")), str(data.get("direction", "maximize")), trials, mtime)
+
+
+def best_eval_score(run_dir: Path) -> float | None:
+    """A running trial's score so far: the best periodic-evaluation Sharpe in its metrics (what
+    `ztb tune` reports to the study with objective: best)."""
+    best: float | None = None
+    for rec in JsonlTail(Path(run_dir) / "metrics.jsonl", from_end_bytes=METRICS_TAIL_BYTES).poll().records:
+        v = rec.get("sharpe")
+        if rec.get("split") in ("val", "test") and isinstance(v, (int, float)) and math.isfinite(v):
+            best = v if best is None else max(best, v)
+    return best
+
+
+class TrialsSource:
+    """The study as it stands: `reports/trials.json` plus the trials this worker started that the
+    file does not hold yet (its `trial_started` events), each with its run's score so far."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.events = JsonlTail(self.run_dir / "events.jsonl")
+        self.started: dict[int, dict] = {}
+        self.finished: set[int] = set()
+        self.study = self.run_dir.name
+
+    def poll(self) -> TrialsReport | None:
+        got = self.events.poll()
+        if got.reset:
+            self.started.clear()
+            self.finished.clear()
+        for ev in got.records:
+            if ev.get("event") == "trial_started" and isinstance(ev.get("trial"), int):
+                self.started[ev["trial"]] = ev
+            elif ev.get("event") == "trial_finished" and isinstance(ev.get("trial"), int):
+                self.finished.add(ev["trial"])
+            elif ev.get("event") == "study_opened" and ev.get("study"):
+                self.study = str(ev["study"])
+        report = trials_report(self.run_dir)
+        known = {t.get("number") for t in report.trials} if report else set()
+        extra = []
+        for number, ev in sorted(self.started.items()):
+            if number in known or number in self.finished:
+                continue
+            run_id = ev.get("run_id")
+            extra.append(
+                {
+                    "number": number,
+                    "state": "running",
+                    "value": best_eval_score(self.run_dir.parent / str(run_id)) if run_id else None,
+                    "params": ev.get("params") or {},
+                    "run_id": run_id,
+                    "started_at": ev.get("time"),
+                }
+            )
+        if report is None and not extra:
+            return None
+        if report is None:
+            report = TrialsReport(self.study, "maximize", ())
+        if not extra:
+            return report
+        rows = tuple(sorted([*report.trials, *extra], key=lambda t: t.get("number", 0)))
+        return replace(report, trials=rows, version=hash(tuple((t["number"], t["value"]) for t in extra)))
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,37 @@ def make_app(artifacts: Path, tmp_path: Path):
 def anyio_backend() -> str:
     # async pilot tests run on anyio's pytest plugin (shipped with anyio, a Textual dependency)
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory) -> Path:
+    """An artifacts folder of run folders the real commands wrote (`real_runs.build`): a tiny
+    train, its eval, a two-trial tune, a pretrain fast-dev-run and a few-step pretrain, and two
+    dry-run live runs against the emulator. Built once per session; tests only read it (a test
+    that changes a run copies it first: `copy_run`)."""
+    import os
+
+    from real_runs import build
+
+    reuse = os.environ.get("ZTB_TEST_REAL_RUNS")  # a folder built earlier by `python tests/tui/real_runs.py DIR`
+    if reuse:
+        return Path(reuse)
+    artifacts = tmp_path_factory.mktemp("real") / "artifacts"
+    build(artifacts)
+    return artifacts
+
+
+@pytest.fixture
+def copy_run(artifacts: Path):
+    """Copy real run folders into this test's own artifacts folder (to change them safely)."""
+    import shutil
+
+    def copy(real_artifacts: Path, *run_ids: str) -> dict[str, Path]:
+        out = {}
+        for rid in run_ids:
+            dst = artifacts / "runs" / rid
+            shutil.copytree(real_artifacts / "runs" / rid, dst)
+            out[rid] = dst
+        return out
+
+    return copy

@@ -108,9 +108,12 @@ async def test_live_equity_chart_draws_its_drawdown(make_app, fleet) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_run(pilot, app, "live-20260101-110000-e5f6")
         equity = screen.query_one("#chart-equity", Chart)
-        await wait_for(pilot, lambda: "drawdown" in equity.lines)
-        xs, dd = equity.lines["drawdown"]
+        dd_chart = screen.query_one("#chart-drawdown", Chart)
+        await wait_for(pilot, lambda: "drawdown" in dd_chart.lines and "equity" in equity.lines)
+        xs, dd = dd_chart.lines["drawdown"]
         assert max(dd) <= 0.0 and len(xs) == len(equity.lines["equity"][0])
+        # its own axis: a drawdown of a few per cent is not flattened against an equity of 1e5
+        assert set(equity.lines) == {"equity"}
 
 
 def test_a_streaming_run_shows_its_buffer_fill_and_drops() -> None:

@@ -120,3 +120,21 @@ async def test_steps_field_follows_the_job_kind(make_app) -> None:
         await pilot.pause(0.2)
         steps = dialog.query_one("#steps", Input)
         assert not steps.disabled and "trainer.max_steps" in steps.placeholder
+
+
+@pytest.mark.anyio
+async def test_launch_offers_only_configs_of_the_job_and_the_train_presets(make_app, fleet) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        dialog = app.screen
+        assert isinstance(dialog, LaunchScreen)
+        select = dialog.query_one("#config", Select)
+        train = [label for label, _ in dialog._config_options()]
+        assert "train.yaml" in train and "presets/features-policy.yaml" in train
+        assert not {"emulator.yaml", "live.yaml", "pretrain.yaml"} & set(train)
+        assert str(select.value).endswith("train.yaml")
+        dialog.query_one("#kind", Select).value = "live-dry-run"
+        await pilot.pause(0.2)
+        assert [label for label, _ in dialog._config_options()] == ["live.yaml"]
+        assert str(select.value).endswith("live.yaml")

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..errors import ZtbError
+from .help import help_settings
 
 #: modules whose `register(app)` adds commands; a command appears here only once it works.
 COMMAND_MODULES = [
@@ -35,7 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **help_settings(),
 )
 
 
@@ -74,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # click usage errors carry their own exit code
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+        # typer 0.2x raises its own copy of click's exceptions (typer._click): matched by their API
+        if isinstance(exc, click.exceptions.ClickException) or (
+            callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+        ):
+            exc.show()  # type: ignore[attr-defined]
+            return exc.exit_code  # type: ignore[attr-defined]
         raise
     return result if isinstance(result, int) else 0

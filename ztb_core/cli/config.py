@@ -10,8 +10,9 @@ import typer
 
 from ..atomic import atomic_write_text
 from ..config_models import CONFIG_MODELS, config_model
+from .help import help_settings
 
-config_app = typer.Typer(help="Configuration helpers.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration helpers.", no_args_is_help=True, **help_settings())
 
 
 def register(app: typer.Typer) -> None:

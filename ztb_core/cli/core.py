@@ -11,12 +11,15 @@ from pathlib import Path
 import typer
 
 from ..humanize import age
+from .help import help_settings
 
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
     runs_app = typer.Typer(
-        invoke_without_command=True, help="List runs (and compact their history: `ztb runs compact RUN`)."
+        invoke_without_command=True,
+        help="List runs (and compact their history: `ztb runs compact RUN`).",
+        **help_settings(),
     )
     runs_app.callback()(runs)
     runs_app.command("compact")(compact)

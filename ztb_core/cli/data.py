@@ -9,8 +9,13 @@ from pathlib import Path
 
 import typer
 
+from .help import help_settings
+
 data_app = typer.Typer(
-    name="data", help="Import, inspect and validate market data (the parquet store).", no_args_is_help=True
+    name="data",
+    help="Import, inspect and validate market data (the parquet store).",
+    no_args_is_help=True,
+    **help_settings(),
 )
 
 

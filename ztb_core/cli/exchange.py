@@ -7,8 +7,14 @@ from pathlib import Path
 
 import typer
 
+from .help import help_settings
+
 exchange_app = typer.Typer(
-    name="exchange", help="Check an exchange connection (ccxt).", no_args_is_help=True, add_completion=False
+    name="exchange",
+    help="Check an exchange connection (ccxt).",
+    no_args_is_help=True,
+    add_completion=False,
+    **help_settings(),
 )
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import typer
 
+from .help import help_settings
+
 TRUTHY = ("1", "true", "yes", "on")
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    group = typer.Typer(invoke_without_command=True, **help_settings())
     group.callback()(live)
     group.command("reconcile")(reconcile_command)
     app.add_typer(group, name="live")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from .help import help_settings
+
 
 def register(app: typer.Typer) -> None:
     app.command("notify")(notify_cmd)
     app.command("janitor")(janitor_cmd)
     app.command("errors")(errors_cmd)
-    report = typer.Typer(help="Reports across runs.", no_args_is_help=True)
+    report = typer.Typer(help="Reports across runs.", no_args_is_help=True, **help_settings())
     report.command("weekly")(weekly_cmd)
     app.add_typer(report, name="report")
     app.command("smoke")(smoke_cmd)

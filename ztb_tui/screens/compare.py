@@ -18,7 +18,7 @@ from ztb_core.runs import RunReader
 from ..poller import Poller
 from ..sources import ChartSnapshot, ChartSource
 from ..widgets import console
-from ..widgets.charts import CHARTS, ChartsPanel, ChartSpec
+from ..widgets.charts import CHARTS, ChartsPanel, ChartSpec, run_color
 
 
 def compare_specs(kinds: list[str]) -> list[ChartSpec]:
@@ -48,8 +48,10 @@ class CompareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        # each run's letter in the colour of its lines (charts.run_color)
         key = "  ".join(
-            f"[b]{self.labels[d.name]}[/] {d.name} ({k})" for d, k in zip(self.run_dirs, self.kinds, strict=True)
+            f"[b {run_color(i)}]{self.labels[d.name]}[/] {d.name} ({k})"
+            for i, (d, k) in enumerate(zip(self.run_dirs, self.kinds, strict=True))
         )
         yield Static(key, id="compare-key")
         with VerticalScroll(id="compare-scroll"):

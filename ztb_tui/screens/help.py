@@ -3,6 +3,8 @@ closes it (the command palette's "Keys" entry opens this same screen)."""
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -31,23 +33,56 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("n", "launch a run"),
             ("s / S", "STOP the run / stop all runs"),
             ("X", "remove the global kill-file (asks first)"),
-            ("q", "quit"),
+            ("q", "quit (asks first; ctrl+q quits at once)"),
         ),
     ),
     (
         "run view",
         (
             ("q, esc", "back to the runs list"),
-            ("1-5", "tabs: curves, checkpoints, logs, events, config (more for eval/tune/live)"),
+            (
+                "1-6",
+                "tabs: curves, checkpoints, logs, events, config; 6 is the run's own view "
+                "(eval report, tune trials, live trading), where those runs open",
+            ),
             ("s", "STOP this run"),
             ("PgUp/PgDn, Home/End", "scroll the tab (everything is reachable on small terminals)"),
+            (
+                "⚠ lines",
+                "what is going wrong (never deciding, bad learning rate, loss jump, NaN, "
+                "step rate collapse, stall, evaluation drop) and what would fix it",
+            ),
+        ),
+    ),
+    (
+        "charts (tab to a chart, or click it)",
+        (
+            ("f", "fill the screen with the chart; f or esc restores it"),
+            ("+ / -, mouse wheel", "zoom the steps axis in / out (zoom in keeps the newest half)"),
+            ("← / →", "pan along the steps"),
+            ("0", "the whole run again"),
+        ),
+    ),
+    (
+        "tune trials (tab 6)",
+        (("⏎", "open the trial's own training run (the running trial too)"),),
+    ),
+    (
+        "compare (c on the runs list)",
+        (("q, esc", "back; the runs' curves are drawn on shared axes, one colour per run"),),
+    ),
+    (
+        "mouse",
+        (
+            ("click", "select a row, a tab, a button (STOP asks first); a column header sorts"),
+            ("wheel", "scroll a list or a tab; over a focused chart it zooms"),
         ),
     ),
     (
         "checkpoints tab",
         (
             ("j / k, g / G", "move between checkpoints"),
-            ("v", "verify the checksum (the result is kept in reports/verify.json)"),
+            ("v", "verify the checksum (kept in reports/verify.json; in memory only with --readonly)"),
             ("R", "resume from the checkpoint (verifies it first; r is refresh)"),
             ("d", "delete the checkpoint (asks first)"),
         ),
@@ -56,16 +91,35 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         "live run",
         (("B", "reset the circuit breakers (asks first; not with --readonly)"),),
     ),
+    (
+        "--readonly",
+        (("n s S X R d B", "refused with a one-line notice; nothing is written (READONLY in the title)"),),
+    ),
 )
 
 
 def help_text() -> str:
+    """Plain text of every key (tests, and the wide layout's source)."""
     lines: list[str] = []
     for title, keys in SECTIONS:
-        lines.append(f"[b]{title}[/]")
-        lines.extend(f"  [b cyan]{key:<20}[/] {what}" for key, what in keys)
+        lines.append(title)
+        lines.extend(f"  {key:<20} {what}" for key, what in keys)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def help_table() -> Table:
+    """Two columns, the description wrapping inside its own column (at 80 columns too)."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True, style="b cyan", max_width=20)
+    table.add_column(ratio=1)
+    for n, (title, keys) in enumerate(SECTIONS):
+        if n:
+            table.add_row("", "")
+        table.add_row(Text(title, style="bold default"), "")
+        for key, what in keys:
+            table.add_row(key, what)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -81,7 +135,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help") as scroll:
             scroll.border_title = "keys · esc closes"
-            yield Static(help_text(), id="help-text")
+            yield Static(help_table(), id="help-text")
 
     def on_mount(self) -> None:
         self.query_one("#help").focus()

@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ztb_core.errors import ZtbError
 
-from ..launching import JOB_KINDS, available_configs, parse_overrides
+from ..launching import JOB_KINDS, configs_for, parse_overrides
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
 
     def __init__(self, configs_root: Path | None = None, global_stop: Path | None = None, kind: str = "train"):
         super().__init__()
-        self.configs = available_configs(configs_root)
+        self.configs_root = configs_root
+        self.configs = configs_for(kind, configs_root)
         self.global_stop = global_stop
         self.initial_kind = kind
         self.checking = False
@@ -57,7 +58,7 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
                 )
             with Horizontal(classes="field"):
                 yield Label("config")
-                yield Select([(p.name, str(p)) for p in self.configs], prompt="built-in defaults", id="config")
+                yield Select(self._config_options(), prompt="built-in defaults", id="config")
             with Horizontal(classes="field"):
                 yield Label("overrides")
                 yield Input(placeholder=self._example(self.initial_kind), id="overrides")
@@ -76,6 +77,9 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self._pick_config(self.initial_kind)
         self.query_one("#kind", Select).focus()
 
+    def _config_options(self) -> list[tuple[str, str]]:
+        return [(f"{p.parent.name}/{p.name}" if p.parent.name == "presets" else p.name, str(p)) for p in self.configs]
+
     def _pick_config(self, kind: str) -> None:
         default = JOB_KINDS[kind].config
         for p in self.configs:
@@ -89,6 +93,8 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "kind" and isinstance(event.value, str):
+            self.configs = configs_for(event.value, self.configs_root)
+            self.query_one("#config", Select).set_options(self._config_options())
             self._pick_config(event.value)
             self.query_one("#overrides", Input).placeholder = self._example(event.value)
             steps = self.query_one("#steps", Input)

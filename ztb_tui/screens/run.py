@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -19,6 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Rich
 from ztb_core.runs import FINAL_STATES, RunReader, RunSummary
 
 from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
+from ..health import Flag, HealthSource
 from ..launching import launch_output
 from ..poller import Poller
 from ..sources import (
@@ -36,11 +38,11 @@ from ..sources import (
     event_text,
 )
 from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
-from ..widgets.charts import CHARTS, ChartsPanel
+from ..widgets.charts import CHARTS, Chart, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
 from .confirm import ConfirmScreen
-from .runs import global_stop_text
+from .runs import completed_early, global_stop_text
 from .views import KIND_VIEWS
 
 TABS = ("tab-overview", "tab-checkpoints", "tab-logs", "tab-events", "tab-config")
@@ -53,7 +55,13 @@ CKPT_COLUMNS = (
     ("file", "file", None),
 )
 SEVERITY_STYLE = {"alert": "bold red", "notice": "yellow", "info": ""}
-WIDE = 120  # from this width the curves and the resources sit side by side
+#: the curves panel's title per run kind: live metrics are not training curves
+PANEL_TITLES = {"train": "training curves", "pretrain": "pretraining curves", "live": "live metrics"}
+#: run kinds that write checkpoints (the others have none to verify, resume or delete)
+CHECKPOINT_KINDS = frozenset({"train", "pretrain"})
+WIDE = 120
+#: pollers started once the run's numbers are on screen (their first read is the expensive one)
+AFTER_PAINT = frozenset({"charts", "health"})  # from this width the curves and the resources sit side by side
 
 
 class RunScreen(Screen):
@@ -82,11 +90,13 @@ class RunScreen(Screen):
         self.row: RunSummary | None = None
         self.metrics = MetricsSource(self.run_dir)
         self.charts = ChartSource(self.run_dir)
-        self.checkpoints = CheckpointsSource(self.run_dir)
+        self.checkpoints = CheckpointsSource(self.run_dir, record=not console(self).readonly)
         artifacts = self.run_dir.parent.parent  # <artifacts>/runs/<run_id>
         # re-listed each poll: a resume launched while this view is open adds an output file
         self.logs = LogsSource(self.run_dir, lambda: launch_output(artifacts, self.run_dir.name))
         self.events = EventsSource(self.run_dir)
+        self.health = HealthSource(self.run_dir, self.kind, now=console(self).now)
+        self.flags: tuple[Flag, ...] = ()
         self.snapshot: MetricsSnapshot | None = None
         self.ckpt_rows: dict[str, CheckpointRow] = {}
         #: the checkpoint under the cursor when the manifest dropped it: kept (marked pruned) so an
@@ -105,6 +115,9 @@ class RunScreen(Screen):
         banner = Static("", id="global-stop")
         banner.display = False
         yield banner
+        health = Static("", id="health")
+        health.display = False
+        yield health
         with Horizontal(id="runbar"):
             with Vertical(id="runinfo"):
                 yield Static(self.run_dir.name, id="run-title")
@@ -118,7 +131,10 @@ class RunScreen(Screen):
                     with Horizontal(id="overview"):
                         with Vertical(id="chart-col"):
                             yield ChartsPanel(CHARTS.get(self.kind, ()), id="charts")
-                            yield MetricPanel("training curves", "no training metrics yet", id="curves")
+                            title = PANEL_TITLES.get(self.kind, "metrics")
+                            yield MetricPanel(
+                                title, f"no {title} yet", step_offset=1 if self.kind == "pretrain" else 0, id="curves"
+                            )
                         with Vertical(id="res-col"):
                             yield HostBar(id="host")
                             yield ResourcesPanel(id="resources")
@@ -143,7 +159,7 @@ class RunScreen(Screen):
 
     def on_mount(self) -> None:
         app = console(self)
-        self.title = f"ztb · {self.kind}"
+        self.title = app.badge(f"ztb · {self.kind}")
         self.sub_title = self.run_dir.name
         if app.readonly:
             self.query_one("#stop", Button).display = False
@@ -161,13 +177,19 @@ class RunScreen(Screen):
             Poller(self, "checkpoints", self._poll_checkpoints, self.apply_checkpoints, every, err),
             Poller(self, "logs", self.logs.poll, self.apply_logs, every, err),
             Poller(self, "events", self.events.poll, self.apply_events, every, err),
+            Poller(self, "health", lambda: self.health.poll(source.one(self.run_dir)), self.apply_health, every, err),
         ]
         if self.kind_view is not None:
             self.pollers.append(Poller(self, "kind", self.kind_view.fetch, self.kind_view.apply, every, err))
         for p in self.pollers:
-            if p.name != "charts":  # the charts' whole-history read waits for the first paint
+            # the charts' whole-history read and the warnings' tail read wait for the first paint
+            if p.name not in AFTER_PAINT:
                 p.start()
-        self.query_one("#overview-scroll").focus()
+        if self.kind_view is not None:  # an eval, tune or live run opens on its own view
+            self.query_one("#tabs", TabbedContent).active = "tab-kind"
+            self.call_after_refresh(self.kind_view.focus_main)
+        else:
+            self.query_one("#overview-scroll").focus()
 
     def on_screen_resume(self) -> None:
         for p in self.pollers:
@@ -197,6 +219,8 @@ class RunScreen(Screen):
         if action in ("stop", "resume", "delete") and console(self).readonly:
             return False
         if action in ("verify", "resume", "delete"):
+            if self.kind not in CHECKPOINT_KINDS or (not self.ckpt_rows and self.ghost is None):
+                return False  # nothing to act on: the keys are not offered
             try:
                 on_ckpts = self.query_one("#tabs", TabbedContent).active == "tab-checkpoints"
             except Exception:
@@ -235,9 +259,14 @@ class RunScreen(Screen):
         bar = self.query_one("#progress", ProgressBar)
         # live runs have no total: no bar, just the step
         set_display(bar, bool(row.total_steps))
+        early = completed_early(row)
         if row.total_steps:
-            bar.update(total=row.total_steps, progress=min(row.step, row.total_steps))
-        total = f"/{steps(row.total_steps)}" if row.total_steps else ""
+            # a run that completed before its planned total (a fast-dev-run) is done, not at 0 %
+            done_at = max(row.step, 1) if early else row.total_steps
+            bar.update(total=done_at, progress=min(row.step, done_at))
+        total = f"/{steps(row.total_steps)}" if row.total_steps and not early else ""
+        if early:
+            total = f" steps, completed ({steps(row.total_steps)} planned)"
         eta = f" · ETA {duration(row.eta_s)}" if row.eta_s is not None else ""
         fps = f" · {num(row.fps)} steps/s" if row.fps else ""
         stalled = " · [magenta]no progress: rate unknown[/]" if row.liveness in ("stale", "dead") else ""
@@ -248,6 +277,17 @@ class RunScreen(Screen):
         if button.disabled != final:
             button.disabled = final
             button.label = "■ STOP" if not final else row.liveness
+
+    def apply_health(self, flags: tuple[Flag, ...]) -> None:
+        """The run's warnings above the tabs, each with what would fix it (health.HealthSource)."""
+        if flags == self.flags:
+            return
+        self.flags = flags
+        banner = self.query_one("#health", Static)
+        # a live run's Trading tab spells out the fix: above the tabs the reason alone
+        own = self.kind == "live"
+        set_text(banner, "\n".join(f"[b yellow]⚠[/] {escape(f.text if own else f.line())}" for f in flags))
+        set_display(banner, bool(flags))
 
     def apply_metrics(self, snap: MetricsSnapshot) -> None:
         if self.snapshot is not None and not snap.reset and snap.rows_read == self.snapshot.rows_read:
@@ -280,7 +320,7 @@ class RunScreen(Screen):
         """Charts read the run's whole history (seconds for a 1M-line file): started once the
         numbers are on screen, so that read does not compete with the first paint."""
         for p in self.pollers:
-            if p.name == "charts" and p.polls == 0 and not p.in_flight:
+            if p.name in AFTER_PAINT and p.polls == 0 and not p.in_flight:
                 p.start()
 
     def _poll_checkpoints(self) -> tuple[list[CheckpointRow], dict[str, Verdict]]:
@@ -305,6 +345,8 @@ class RunScreen(Screen):
         elif ghost_left:
             self.ghost = None
         shown = sorted([*rows, *([self.ghost] if self.ghost is not None else [])], key=lambda r: r.step)
+        if bool(new) != bool(self.ckpt_rows):
+            self.call_after_refresh(self.refresh_bindings)  # v/R/d appear with the first checkpoint
         self.ckpt_rows = new
         table.clear()
         for r in shown:
@@ -365,6 +407,12 @@ class RunScreen(Screen):
 
     # ---- actions ----------------------------------------------------------------------
     def action_back(self) -> None:
+        if self.maximized is not None:  # a chart filling the screen: escape restores the view first
+            shown = self.maximized
+            self.minimize()
+            if isinstance(shown, Chart):
+                shown.restore_height()
+            return
         self.app.pop_screen()
 
     def action_refresh(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,9 +17,11 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from ztb_core.runs import RunSummary
 
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
+from ..health import Flag, summary_text
 from ..poller import Poller
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
+from .confirm import ConfirmScreen
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ COLUMNS = (
     Column("eta", "ETA", 8, 100),
     Column("message", "message", 30, 130),
 )
+#: seconds after the first paint before the list reads its runs' metrics for warnings
+HEALTH_DELAY_S = 2.0
 SORT_KEYS = ("created", "run", "kind", "state", "progress", "fps", "beat", "eta")
 
 
@@ -49,7 +54,14 @@ def state_text(row: RunSummary) -> Text:
     return Text(label, style=STATE_STYLE.get(label, ""))
 
 
+def completed_early(row: RunSummary) -> bool:
+    """A run that completed before its planned total (a pretrain fast-dev-run: one batch of 300)."""
+    return row.state == "completed" and bool(row.total_steps) and row.step < (row.total_steps or 0)
+
+
 def progress_text(row: RunSummary) -> Text:
+    if completed_early(row):
+        return Text(f"{'done ' + steps(row.step):>12}", style="cyan")
     frac = row.progress
     if frac is None:
         return Text(f"{steps(row.step):>12}", style="dim")
@@ -139,7 +151,7 @@ class RunsScreen(Screen):
         Binding("space", "mark", "Mark", show=False),
         Binding("c", "compare", "Compare", show=False),
         Binding("X", "clear_global_stop", "Clear kill-file", show=False),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self) -> None:
@@ -147,10 +159,13 @@ class RunsScreen(Screen):
         self.rows: dict[str, RunSummary] = {}  # shown, in order
         self.all_rows: list[RunSummary] = []
         self.poller: Poller | None = None
+        self.health_poller: Poller | None = None
+        self.health_started = False
         self.filter_text = ""
         self.sort_key = "created"
         self.sort_reverse = True  # newest first
         self.marked: set[str] = set()
+        self.flags: dict[str, tuple[Flag, ...]] = {}  # run id -> its warnings (health.HealthSource)
         self.global_stop: Path | None = None
         self._columns: tuple[Column, ...] = ()
 
@@ -171,7 +186,7 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         app = console(self)
-        self.title = "ztb"
+        self.title = app.badge("ztb")
         self.sub_title = f"runs in {app.artifacts_label}"
         self._set_columns(self.size.width or 80)
         source = app.runs_source
@@ -184,6 +199,14 @@ class RunsScreen(Screen):
             on_error=lambda e: self.notify(f"reading runs failed: {e}", severity="error"),
         )
         self.poller.start()
+        self.health_poller = Poller(
+            self,
+            "health",
+            self._poll_health,
+            self.apply_health,
+            max(app.refresh_s, 2.0),
+            on_error=lambda e: self.notify(f"reading run health failed: {e}", severity="error"),
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("launch", "stop", "stop_all", "clear_global_stop") and console(self).readonly:
@@ -200,11 +223,15 @@ class RunsScreen(Screen):
             return
         self._columns = cols
         table = self.query_one("#runs", DataTable)
+        selected = self.selected_id()  # rebuilding the columns drops the cursor: keep the run under it
         table.clear(columns=True)
         for c in cols:
             table.add_column(self._label(c), key=c.key, width=c.width)
         self.rows = {}
         self._render_rows()
+        if selected in self.rows:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+            self._show_detail()
 
     def _label(self, c: Column) -> str:
         if c.key == self.sort_key:
@@ -240,7 +267,22 @@ class RunsScreen(Screen):
         self._render_rows()
         if app.first_paint_at is None:
             self.call_after_refresh(app.mark_painted, "runs")
+        if self.health_poller is not None and not self.health_started:
+            # the warnings read each run's recent metrics: after the list is on screen, not before it
+            self.health_started = True
+            # a few seconds later still: a run opened right away reads its own files first
+            self.health_poller.start(delay=HEALTH_DELAY_S)
         app.runs_snapshot = rows
+
+    def _poll_health(self) -> dict[str, tuple[Flag, ...]]:
+        return console(self).runs_source.health(list(self.all_rows))
+
+    def apply_health(self, flags: dict[str, tuple[Flag, ...]]) -> None:
+        if flags == self.flags:
+            return
+        self.flags = flags
+        self.rows = {}  # the marks changed: redraw every row
+        self._render_rows()
 
     def visible_rows(self) -> list[RunSummary]:
         shown = [r for r in self.all_rows if matches(r, self.filter_text)]
@@ -248,8 +290,10 @@ class RunsScreen(Screen):
 
     def _row_cells(self, r: RunSummary) -> list:
         out = [cell(r, c.key) for c in self._columns]
-        if r.run_id in self.marked:
-            out[0] = Text("● " + r.run_id, style="bold")
+        warn = r.run_id in self.flags
+        if r.run_id in self.marked or warn:
+            prefix = ("● " if r.run_id in self.marked else "") + ("⚠ " if warn else "")
+            out[0] = Text(prefix + r.run_id, style="bold yellow" if warn else "bold")
         return out
 
     def _render_rows(self) -> None:
@@ -285,7 +329,10 @@ class RunsScreen(Screen):
             else ""
         )
         marked = f"  [b]{len(self.marked)} marked[/] (c compares)" if self.marked else ""
-        set_text(self.query_one("#run-detail", Static), detail_text(self.selected()) + extra + marked)
+        row = self.selected()
+        warn = summary_text(self.flags.get(row.run_id, ())) if row is not None else ""
+        warn = f"\n[yellow]{escape(warn)}[/]" if warn else ""
+        set_text(self.query_one("#run-detail", Static), detail_text(row) + extra + marked + warn)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -301,6 +348,8 @@ class RunsScreen(Screen):
     def on_screen_resume(self) -> None:
         if self.poller is not None:
             self.poller.poll_now()
+        if self.health_poller is not None and self.health_started:
+            self.health_poller.poll_now()
 
     # ---- filter -----------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -350,6 +399,23 @@ class RunsScreen(Screen):
 
     def action_launch(self) -> None:
         console(self).action_launch()
+
+    def action_quit(self) -> None:
+        """`q` asks (one stray key must not close the console); ctrl+q quits at once."""
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Quit the console?",
+                "Runs keep going; `ztb tui` attaches again. (ctrl+q quits without asking.)",
+                yes="Quit",
+                danger=False,
+            ),
+            go,
+        )
 
     def action_stop(self) -> None:
         row = self.selected()

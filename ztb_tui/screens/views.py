@@ -4,9 +4,11 @@ the poller's thread (`fetch`) and draws on the UI thread (`apply`)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,8 +17,9 @@ from textual.widgets import DataTable, Static
 
 from ztb_core.live.loop.requests import request_breaker_reset
 
-from ..fmt import clock_time, num
-from ..sources import EvalReport, LiveState, TrialsReport, eval_report, live_state, trials_report
+from ..fmt import amount, clock_time, num, price
+from ..health import Flag, HealthSource
+from ..sources import EvalReport, LiveState, TrialsReport, TrialsSource, eval_report, live_state
 from ..widgets import NavTable, console, set_display, set_text
 from ..widgets.charts import Chart, drawdown
 from .confirm import ConfirmScreen
@@ -64,9 +67,99 @@ VERDICT_CHECKS = (
 )
 
 
+def count(value: Any) -> str:
+    """A count as a whole number ("141", not "141.0"); anything else as `num` shows it."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if float(value).is_integer():
+            return f"{int(value):,}"
+    return num(value)
+
+
+#: metrics that are counts: drawn as whole numbers
+COUNT_METRICS = frozenset({"trades", "turnover", "position_changes", "n_bars"})
+BASELINE_COLUMNS = (("buy_and_hold", "buy & hold"), ("sma_crossover", "SMA cross"), ("ridge", "ridge"))
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def bootstrap_text(data: dict) -> str:
+    b = data.get("bootstrap") or {}
+    intervals = b.get("intervals") or {}
+    if not intervals:
+        return "bootstrap: not in this report"
+    conf = b.get("confidence")
+    parts = []
+    for key, label in (("sharpe", "Sharpe"), ("total_return", "return"), ("max_drawdown", "max DD")):
+        iv = intervals.get(key)
+        if isinstance(iv, dict):
+            parts.append(f"{label} {num(iv.get('estimate'))} [{num(iv.get('low'))}, {num(iv.get('high'))}]")
+    head = f"[b]bootstrap {_pct(conf) if conf else ''} intervals[/] ({b.get('n_resamples', '?')} resamples, "
+    head += f"{b.get('method', '?')} blocks of {num(b.get('block_length'))} bars)"
+    return head + "\n  " + " · ".join(parts)
+
+
+def monte_carlo_text(data: dict) -> str:
+    mc = data.get("monte_carlo") or {}
+    if not mc:
+        return "Monte Carlo: not in this report"
+    var, cvar = mc.get("var") or {}, mc.get("cvar") or {}
+    levels = sorted(set(var) | set(cvar), key=lambda x: float(x))
+    risk = " · ".join(f"VaR {_pct(float(lv))} {_pct(var.get(lv))} / CVaR {_pct(cvar.get(lv))}" for lv in levels)
+    dd = " · ".join(
+        f"P(DD>{_pct(d.get('threshold'))}) {num(d.get('probability'))}"
+        for d in mc.get("drawdown_probability") or ()
+        if isinstance(d, dict)
+    )
+    return (
+        f"[b]Monte Carlo risk[/] over {num(mc.get('horizon_days'))} days ({mc.get('n_paths', '?')} paths): "
+        f"expected return {_pct(mc.get('expected_return'))}\n  {risk}\n  {dd} · median max DD "
+        f"{_pct(mc.get('median_max_drawdown'))}"
+    )
+
+
+def costs_text(data: dict) -> str:
+    c = data.get("cost_sensitivity") or {}
+    if not c:
+        return "cost sensitivity: not in this report"
+    be = c.get("break_even_cost_bps")
+    profitable = c.get("profitable_before_costs")
+    verdict = (
+        "[red]loses money even at zero cost[/]"
+        if profitable is False
+        else f"break-even at [b]{num(be)} bps[/] per side"
+        if be is not None
+        else "break-even not reached on the grid"
+    )
+    return f"[b]costs[/]: trades at {num(c.get('actual_cost_bps'))} bps per side · {verdict}"
+
+
+def robustness_text(data: dict) -> str:
+    r = data.get("robustness") or {}
+    lines = []
+    for period in ("monthly", "quarterly"):
+        d = (r.get(period) or {}).get("sharpe_dispersion") or {}
+        ret = (r.get(period) or {}).get("return_dispersion") or {}
+        if d:
+            lines.append(
+                f"{period}: {count(d.get('count'))} periods, Sharpe {num(d.get('mean'))} ± {num(d.get('std'))} "
+                f"[{num(d.get('min'))}, {num(d.get('max'))}], {_pct(ret.get('fraction_positive'))} positive"
+            )
+    episodes = ((r.get("start_offsets") or {}).get("sharpe_dispersion")) or {}
+    if episodes:
+        lines.append(
+            f"start offsets: {count(episodes.get('count'))} episodes, Sharpe {num(episodes.get('mean'))} ± "
+            f"{num(episodes.get('std'))}"
+        )
+    return "[b]robustness[/]\n  " + "\n  ".join(lines) if lines else "robustness: not in this report"
+
+
 class EvalView(KindView):
-    """reports/eval_<id>.json: verdict, DSR with its trial count, metrics beside the baselines,
-    equity (with buy-and-hold) and drawdown."""
+    """reports/eval_<id>.json: the verdict and its checks, DSR with its trial count, metrics beside
+    every baseline, bootstrap intervals, Monte Carlo VaR/CVaR, cost sensitivity with the break-even
+    cost, robustness over periods and start offsets, equity (with buy-and-hold) and drawdown, and
+    Sharpe against the cost per side."""
 
     TAB = "Report"
 
@@ -78,10 +171,18 @@ class EvalView(KindView):
         yield Static("no evaluation report in reports/ yet", id="eval-verdict")
         yield Static("", id="eval-dsr")
         table: DataTable = DataTable(id="eval-metrics", cursor_type="row")
-        table.add_columns("metric", "agent", "buy & hold", "SMA cross", "strongest")
+        table.add_column("metric", key="metric")
+        table.add_column("agent", key="agent")
+        for key, label in BASELINE_COLUMNS:
+            table.add_column(label, key=key)
         yield table
+        yield Static("", id="eval-bootstrap", classes="eval-section")
+        yield Static("", id="eval-mc", classes="eval-section")
+        yield Static("", id="eval-costs", classes="eval-section")
+        yield Static("", id="eval-robustness", classes="eval-section")
         yield Chart("equity (agent, buy & hold)", id="eval-equity")
         yield Chart("drawdown", id="eval-drawdown")
+        yield Chart("Sharpe vs cost per side (bps)", id="eval-cost-curve")
 
     def fetch(self) -> EvalReport | None:
         return eval_report(self.run_dir)
@@ -93,7 +194,8 @@ class EvalView(KindView):
         data = report.data
         verdict = data.get("verdict") or {}
         lines = [
-            f"[b]{verdict.get('summary', 'no verdict')}[/] ({verdict.get('passed', '?')}/{verdict.get('total', '?')})"
+            f"[b]verdict: {escape(str(verdict.get('summary', 'no verdict')))}[/] "
+            f"({verdict.get('passed', '?')}/{verdict.get('total', '?')} checks)"
         ]
         for key, label in VERDICT_CHECKS:
             if key in verdict:
@@ -103,29 +205,37 @@ class EvalView(KindView):
         set_text(
             self.query_one("#eval-dsr", Static),
             f"DSR [b]{num(inf.get('dsr'))}[/] over [b]{inf.get('n_trials', '?')}[/] trials "
-            f"({inf.get('n_trials_source', '?')}) · PSR {num(inf.get('psr'))} · "
+            f"({escape(str(inf.get('n_trials_source', '?')))}) · PSR {num(inf.get('psr'))} · "
             f"expected max Sharpe of the trials {num(inf.get('expected_max_sharpe_annualised'))} · "
             f"{report.path.name}",
         )
         table = self.query_one("#eval-metrics", DataTable)
-        table.clear()
         metrics = data.get("metrics") or {}
         baselines = data.get("baselines") or {}
         strongest = verdict.get("strongest_baseline")
+        # the strongest baseline is the bar to beat: its column is starred (labels rebuilt: a
+        # DataTable caches its header)
+        table.clear(columns=True)
+        table.add_column("metric", key="metric")
+        table.add_column("agent", key="agent")
+        for name, label in BASELINE_COLUMNS:
+            table.add_column(label + (" ★" if name == strongest else ""), key=name)
 
-        def base(name: str | None, key: str) -> str:
-            entry = baselines.get(name or "", {})
-            return num((entry.get("metrics") or {}).get(key)) if isinstance(entry, dict) else "-"
+        def fmt(key: str, value: Any) -> str:
+            return count(value) if key in COUNT_METRICS else num(value)
+
+        def base(name: str, key: str) -> str:
+            entry = baselines.get(name, {})
+            value = (entry.get("metrics") or {}).get(key) if isinstance(entry, dict) else None
+            return fmt(key, value) if value is not None else "-"
 
         for key, label in EVAL_METRICS:
             if key in metrics:
-                table.add_row(
-                    label,
-                    num(metrics[key]),
-                    base("buy_and_hold", key),
-                    base("sma_crossover", key),
-                    f"{base(strongest, key)} ({strongest})" if strongest else "-",
-                )
+                table.add_row(label, fmt(key, metrics[key]), *(base(name, key) for name, _ in BASELINE_COLUMNS))
+        set_text(self.query_one("#eval-bootstrap", Static), bootstrap_text(data))
+        set_text(self.query_one("#eval-mc", Static), monte_carlo_text(data))
+        set_text(self.query_one("#eval-costs", Static), costs_text(data))
+        set_text(self.query_one("#eval-robustness", Static), robustness_text(data))
         curves = data.get("curves") or {}
         bars = curves.get("bar") or list(range(len(curves.get("equity") or [])))
         equity = curves.get("equity") or []
@@ -134,12 +244,31 @@ class EvalView(KindView):
             lines_eq["agent"] = (bars, equity)
         if curves.get("benchmark_equity"):
             lines_eq["buy & hold"] = (bars, curves["benchmark_equity"])
-        self.query_one("#eval-equity", Chart).draw(lines_eq)
+        for name, label in BASELINE_COLUMNS[1:]:  # drawn when the report carries their curves
+            key = f"{name}_equity"
+            if curves.get(key):
+                lines_eq[label] = (bars, curves[key])
+        eq_chart = self.query_one("#eval-equity", Chart)
+        eq_chart.title = "equity (" + ", ".join(lines_eq) + ")"
+        eq_chart.draw(lines_eq)
         dd = curves.get("drawdown") or (drawdown(equity) if equity else [])
         self.query_one("#eval-drawdown", Chart).draw({"drawdown": (bars, dd)} if dd else {})
+        curve = [p for p in (data.get("cost_sensitivity") or {}).get("curve") or () if isinstance(p, dict)]
+        pts = [(p["cost_bps"], p["sharpe"]) for p in curve if _finite(p.get("cost_bps")) and _finite(p.get("sharpe"))]
+        self.query_one("#eval-cost-curve", Chart).draw(
+            {"agent Sharpe": ([x for x, _ in pts], [y for _, y in pts])} if pts else {}
+        )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---- tuning -----------------------------------------------------------------------------
+
+
+def _params(trial: dict) -> str:
+    return " ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in (trial.get("params") or {}).items())
 
 
 class TrialsTable(NavTable):
@@ -155,6 +284,7 @@ class TuneView(KindView):
     def __init__(self, run_dir: Path, **kwargs: Any):
         super().__init__(run_dir, **kwargs)
         self.trials: TrialsReport | None = None
+        self.source = TrialsSource(self.run_dir)
 
     def compose(self) -> ComposeResult:
         yield Static("no reports/trials.json yet", id="tune-summary")
@@ -174,18 +304,28 @@ class TuneView(KindView):
         self.query_one("#trials").focus()
 
     def fetch(self) -> TrialsReport | None:
-        return trials_report(self.run_dir)
+        return self.source.poll()
 
     def apply(self, report: TrialsReport | None) -> None:
         if report is None or report == self.trials:
             return
         self.trials = report
         best = report.best()
-        done = sum(1 for t in report.trials if t.get("state") == "COMPLETE")
+        counts = ", ".join(
+            f"{report.count(state)} {state}"
+            for state in ("complete", "running", "pruned", "fail")
+            if state == "complete" or report.count(state)
+        )
+        if best:
+            best_text = f"\nbest so far: [b]#{best.get('number')}[/] score [b]{num(best.get('value'))}[/] · " + (
+                escape(_params(best)) or "no parameters"
+            )
+        else:
+            best_text = "\nno finished trial yet"
         set_text(
             self.query_one("#tune-summary", Static),
-            f"study [b]{report.study}[/] · {report.direction} · {len(report.trials)} trials, {done} complete"
-            + (f" · best #{best.get('number')} score {num(best.get('value'))}" if best else "")
+            f"study [b]{escape(report.study)}[/] · {report.direction} · {len(report.trials)} trials: {counts}"
+            + best_text
             + " · ⏎ opens a trial's run",
         )
         table = self.query_one("#trials", DataTable)
@@ -198,12 +338,10 @@ class TuneView(KindView):
         table.clear()
         for t in report.trials:
             number = str(t.get("number"))
-            params = " ".join(
-                f"{k}={num(v) if isinstance(v, float) else v}" for k, v in (t.get("params") or {}).items()
-            )
+            params = _params(t)
             mark = " ★" if best is not None and t is best else ""
             state = str(t.get("state", "?"))
-            style = {"COMPLETE": "green", "FAIL": "red", "RUNNING": "cyan", "PRUNED": "yellow"}.get(state, "")
+            style = {"complete": "green", "fail": "red", "running": "cyan", "pruned": "yellow"}.get(state, "")
             table.add_row(
                 number + mark,
                 Text(state, style=style),
@@ -242,8 +380,13 @@ class LiveView(KindView):
     def __init__(self, run_dir: Path, **kwargs: Any):
         super().__init__(run_dir, **kwargs)
         self.state: LiveState | None = None
+        self.flags: tuple[Flag, ...] = ()
+        self.health = HealthSource(self.run_dir, "live")
 
     def compose(self) -> ComposeResult:
+        warning = Static("", id="live-warning")
+        warning.display = False
+        yield warning
         yield Static("waiting for the first decision", id="live-summary")
         yield Static("", id="live-risk")
         yield Static("[b]open orders[/]", classes="live-heading")
@@ -255,10 +398,16 @@ class LiveView(KindView):
         fills.add_columns("time (UTC)", "side", "amount", "price", "fee", "order")
         yield fills
 
-    def fetch(self) -> LiveState:
-        return live_state(self.run_dir)
+    def fetch(self) -> tuple[LiveState, tuple[Flag, ...]]:
+        return live_state(self.run_dir), self.health.poll()
 
-    def apply(self, state: LiveState) -> None:
+    def apply(self, got: tuple[LiveState, tuple[Flag, ...]]) -> None:
+        state, flags = got
+        if flags != self.flags:
+            self.flags = flags
+            warning = self.query_one("#live-warning", Static)
+            set_text(warning, "\n".join(f"[b yellow]⚠ {escape(f.text)}[/]\n  fix: {escape(f.fix)}" for f in flags))
+            set_display(warning, bool(flags))
         if state == self.state:
             return
         self.state = state
@@ -266,7 +415,7 @@ class LiveView(KindView):
         if m:
             set_text(
                 self.query_one("#live-summary", Static),
-                f"position [b]{num(m.get('position'))}[/] ({num(m.get('position_value'))} quote) · "
+                f"position [b]{amount(m.get('position'))}[/] ({num(m.get('position_value'))} quote) · "
                 f"price {num(m.get('price'))} · equity {num(m.get('equity'))} · "
                 f"P&L [b]{num(m.get('pnl'))}[/] · today {num(m.get('daily_pnl'))} · "
                 f"trades today {m.get('trades_today', '-')} · open orders {m.get('open_orders', '-')} · "
@@ -297,9 +446,9 @@ class LiveView(KindView):
             orders.add_row(
                 str(o.get("client_id", ""))[-12:],
                 o.get("side", ""),
-                o.get("amount", ""),
-                o.get("price", ""),
-                o.get("filled", ""),
+                amount(o.get("amount")),
+                price(o.get("price")),
+                amount(o.get("filled")),
                 o.get("state", ""),
                 "yes" if o.get("reduce_only") else "",
             )
@@ -309,9 +458,9 @@ class LiveView(KindView):
             fills.add_row(
                 clock_time(f.get("time_ms", 0) / 1000 if f.get("time_ms") else None),
                 f.get("side", ""),
-                f.get("amount", ""),
-                f.get("price", ""),
-                f"{f.get('fee', '')} {f.get('fee_currency') or ''}".strip(),
+                amount(f.get("amount")),
+                price(f.get("price")),
+                f"{price(f.get('fee'))} {f.get('fee_currency') or ''}".strip(),
                 str(f.get("client_id") or "")[-12:],
             )
         set_display(orders, bool(state.open_orders))

@@ -38,10 +38,12 @@ class MetricRow(Horizontal):
         unit: str = "",
         total_key: str | None = None,
         ref_key: tuple[str, str] | None = None,
+        step_offset: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.key = key
+        self.step_offset = step_offset
         self.label = label
         self.unit = unit
         self.total_key = total_key
@@ -53,7 +55,8 @@ class MetricRow(Horizontal):
         self.total: float | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label(self.label[:13], classes="metric-name")
+        # never cut: six timeframes' rows differ only at the end of their labels
+        yield Label(self.label, classes="metric-name")
         yield Sparkline([], summary_function=_mean)
         yield Label("waiting for data", classes="metric-stats")
 
@@ -79,7 +82,7 @@ class MetricRow(Horizontal):
         ref = f" [yellow]{self.ref_label} {num(self.ref)}[/]" if self.ref is not None else ""
         set_text(
             self.query_one(".metric-stats", Label),
-            f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]",
+            f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step + self.step_offset)}[/]",
             layout=False,
         )
 
@@ -126,6 +129,9 @@ CURVES = {
     ],
 }
 MAX_EXTRA_ROWS = 8
+#: the label column of a panel fits its longest label, within these bounds
+NAME_MIN = 14
+NAME_MAX = 24
 
 
 def reference_key(key: str) -> tuple[str, str] | None:
@@ -169,11 +175,15 @@ class MetricPanel(VerticalScroll):
     MetricPanel > .panel-note { color: $text-muted; }
     """
 
-    def __init__(self, title: str, empty: str, **kwargs):
+    def __init__(self, title: str, empty: str, step_offset: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.border_title = title
         self.empty = empty
+        #: added to a row's step: pretraining records the 0-based optimizer step while its log (and a
+        #: person) counts steps done, so its rows say "@5" where the log says "step 5/5"
+        self.step_offset = step_offset
         self.rows: dict[str, MetricRow] = {}
+        self.name_width = NAME_MIN
 
     def compose(self) -> ComposeResult:
         yield Static(self.empty, classes="panel-note", id="note")
@@ -185,16 +195,25 @@ class MetricPanel(VerticalScroll):
 
     def ensure_rows(self, specs: list[tuple[str, str]], units: dict[str, str] | None = None) -> None:
         new = [
-            MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key))
+            MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key), step_offset=self.step_offset)
             for key, label in specs
             if key not in self.rows
         ]
         for row in new:
             self.rows[row.key] = row
+        width = min(NAME_MAX, max([NAME_MIN - 1, *(len(r.label) for r in self.rows.values())]) + 1)
         if new:
             self.mount_all(new)
+        if new:
+            self.name_width = width
+            self.call_after_refresh(self._set_name_width)
         if new or not self.rows:
             set_display(self.query_one("#note", Static), not self.rows)
+
+    def _set_name_width(self) -> None:
+        for label in self.query(".metric-name"):
+            if label.styles.width is None or label.styles.width.value != self.name_width:
+                label.styles.width = self.name_width
 
     def show(self, snapshot: MetricsSnapshot, totals: dict[str, float] | None = None) -> None:
         for key, row in self.rows.items():

@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from ..fmt import duration, num, size
 from ..sources import HostSample, MetricsSnapshot
-from . import set_display, set_text, set_wrapping_text
+from . import set_text, set_wrapping_text
 from .metrics import MetricPanel
 
 _GPU_KEY = re.compile(r"^sys/gpu(\d+)_(util_pct|mem_used_mb|temp_c|power_w)$")
@@ -44,18 +44,13 @@ class ResourcesPanel(MetricPanel):
     def __init__(self, **kwargs):
         super().__init__("resources", "no `sys` telemetry in this run's metrics yet", **kwargs)
         self.gpu_text = "GPU: no telemetry from this run yet"
-        self.host_no_gpu = False  # the host bar already says "GPU: unavailable" on this machine
 
     def host_changed(self, sample: HostSample | None) -> None:
-        self.host_no_gpu = sample is not None and not sample.gpu_available
         self._show_gpu_line()
 
     def _show_gpu_line(self) -> None:
-        # The run's "no GPU" and the host's "no GPU" are the same news on one machine: say it once
-        line = self.query_one("#gpu-line", Static)
-        same_news = self.host_no_gpu and "unavailable" in self.gpu_text
-        set_display(line, not same_news)
-        set_text(line, self.gpu_text)
+        # the one place the run view says why there is no GPU: the host line below shows an icon
+        set_text(self.query_one("#gpu-line", Static), self.gpu_text)
 
     def compose(self) -> ComposeResult:
         yield Static("GPU: no telemetry from this run yet", id="gpu-line")
@@ -100,13 +95,17 @@ def host_text(sample: HostSample | None) -> str:
     if disk is not None:
         colour = {"ok": "", "warn": "yellow", "critical": "bold red"}.get(disk.level, "")
         text = f"disk {size(disk.free_bytes)} free"
-        if disk.seconds_to_full is not None:
+        # the time-to-full of a roomy disk swings with every burst of writes: said only once the
+        # free space is below a threshold (configs/ops.yaml), where it matters
+        if disk.seconds_to_full is not None and disk.level != "ok":
             text += f", full in {duration(disk.seconds_to_full)}"
         if disk.level != "ok":
             text = f"{disk.level.upper()}: {text}"
         parts.append(f"[{colour}]{text}[/]" if colour else text)
     if not sample.gpu_available:
-        parts.append(f"[yellow]GPU: unavailable — {sample.gpu_reason}[/]")
+        # the reason once (the app says it when it first learns it; the run view's resources
+        # panel keeps it): on every screen's footer it took three lines at 80 columns
+        parts.append("[yellow]GPU ✗[/]")
     else:
         for g in sample.gpus:
             mem = (
