@@ -93,8 +93,8 @@ def ztb(env: dict, *args: str, timeout: float = 300) -> str:
 
 def build(artifacts: Path) -> dict[str, Path]:
     """Every run folder, under `artifacts/runs`; returns run id -> folder."""
+    from ztb_core.cli.smoke import sandbox_emulator
     from ztb_core.live.emulator import EmulatorServer  # noqa: F401  (the import fails early, not in a thread)
-    from ztb_core.ops.smoke import sandbox_emulator
 
     artifacts = Path(artifacts)
     root = artifacts.parent
