@@ -47,6 +47,16 @@ class ZtbModel(BaseModel):
 Flags = Mapping[str, tuple[str, Any]]
 
 
+class _Null:
+    """A flag value that sets its key to null, since a flag's None means "not given"."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL: Any = _Null()
+
+
 @dataclass(frozen=True)
 class Resolved(Generic[M]):
     """A validated config and where each key came from."""
@@ -274,7 +284,7 @@ def resolve_config(
     for dotted, (flag, value) in (flags or {}).items():
         if value is None:
             continue
-        set_dotted(data, dotted, value, source=flag)
+        set_dotted(data, dotted, None if value is NULL else value, source=flag)
         _set_source(sources, dotted, flag)
     try:
         config = model_cls.model_validate(data)
