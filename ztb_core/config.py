@@ -17,7 +17,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -141,6 +141,34 @@ def _valid_keys_at(model_cls: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(cls.model_fields) if cls is not None else []
 
 
+def model_keys(model_cls: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key of a model: its fields and, inside sections, theirs."""
+    out: list[str] = []
+    for name in model_cls.model_fields:
+        out.append(prefix + name)
+        sub = _section_model(model_cls, name)
+        if sub is not None:
+            out += model_keys(sub, f"{prefix}{name}.")
+    return out
+
+
+def closest_key(key: str, keys: Iterable[str], here: Sequence[str] = ()) -> str | None:
+    """The valid key a person most likely meant: the same last part in another section first
+    (`ppo.total_timesteps` -> `total_timesteps`), then a close spelling among the keys `here` (the
+    misspelt key's own section), then a close spelling anywhere."""
+    keys = sorted(keys)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = sorted((k for k in keys if k.rsplit(".", 1)[-1] == leaf and k != key), key=len)
+    if same_leaf:
+        return same_leaf[0]
+    by_leaf = {k.rsplit(".", 1)[-1]: k for k in here}
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.5)
+    if close:
+        return by_leaf[close[0]]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _where(dotted: str, sources: Mapping[str, str], fallback: str) -> str:
     """Where the value at `dotted` came from, for an error: the file path, `--set KEY` or the flag.
     A key inside a section that one source set whole is that source's."""
@@ -170,8 +198,10 @@ def format_validation_error(
         where = _where(dotted, where_from, source)
         if err["type"] == "extra_forbidden":
             valid = _valid_keys_at(model_cls, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?" if close else ""
+            meant = closest_key(
+                dotted, model_keys(model_cls), here=[".".join(map(str, loc[:-1] + (k,))) for k in valid]
+            )
+            hint = f"; did you mean '{meant}'?" if meant else ""
             lines.append(f"{where}: unknown key '{dotted}'{hint} (valid keys here: {', '.join(valid)})")
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key '{dotted}'")
@@ -252,11 +282,13 @@ def resolve_config(
     sets: Iterable[str] = (),
     flags: Flags | None = None,
     defaults: bool = True,
+    fill: Callable[[dict], dict] | None = None,
 ) -> Resolved[M]:
     """The one way a config is loaded: the bundled defaults (unless `defaults` is false, as for a
-    run's own recorded config), the `--config` file, `--set` overrides, then the command's flags
-    (`{dotted key: (flag name, value)}`, applied only when the value is not None), validated once.
-    Errors name the file and key, the `--set`, or the flag."""
+    run's own recorded config), the `--config` file (passed through `fill`, e.g. a recorded config
+    given the keys it predates), `--set` overrides, then the command's flags (`{dotted key: (flag
+    name, value)}`, applied only when the value is not None), validated once. Errors name the file
+    and key, the `--set`, or the flag."""
     data: dict = {}
     sources: dict[str, str] = {}
     default_sources: set[str] = set()
@@ -275,7 +307,8 @@ def resolve_config(
     fallback = str(layers[-1][1]) if layers else "defaults"
     if config_path is not None:
         path = Path(config_path)
-        _merge(model_cls, data, read_yaml(path), f"file {path}", sources)
+        body = read_yaml(path)
+        _merge(model_cls, data, fill(body) if fill is not None else body, f"file {path}", sources)
         fallback = str(path)
     for text in sets:
         parts, value = parse_override(text)
