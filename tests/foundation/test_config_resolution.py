@@ -128,6 +128,10 @@ def spy(monkeypatch):
     return calls
 
 
+#: a config file that does not exist: a command that loads its config around the spy fails at once
+#: (exit 2, config file not found) instead of running (a training, an emulator serving forever)
+MISSING = "/nonexistent/ztb-config.yaml"
+
 COMMANDS = [
     (
         ["train", "--dry-run", "-n", "64", "--enable-streaming"],
@@ -147,7 +151,6 @@ COMMANDS = [
     (["data", "import", "x.csv", "-f", "csv", "-s", "X", "--column-map", "time=Date"], "DataConfig", {"--column-map"}),
     (["data", "info", "X", "--data-dir", "d"], "DataConfig", {"--data-dir"}),
     (["data", "validate", "X"], "DataConfig", set()),
-    (["notify", "hello"], "NotifyConfig", set()),
     (["pretrain", "--set", "trainer.max_steps=1"], "PretrainConfig", set()),
 ]
 
@@ -156,9 +159,17 @@ COMMANDS = [
 def test_every_command_resolves_its_config_through_resolve_config(spy, argv, model, flags, tmp_path, monkeypatch):
     monkeypatch.setenv("ZTB_ARTIFACTS", str(tmp_path))
     with pytest.raises(_Resolved):
-        main(argv)
+        main([*argv, "--config", MISSING])
     assert spy and spy[0][0] == model
     assert flags <= {name for name, _ in spy[0][1].values()}
+
+
+def test_notify_resolves_its_config_through_resolve_config(spy, monkeypatch):
+    monkeypatch.delenv("DISCORD_WEBHOOK", raising=False)
+    monkeypatch.delenv("ZTB_NOTIFY", raising=False)  # around the spy: "no notification target", exit 2
+    with pytest.raises(_Resolved):
+        main(["notify", "hello"])
+    assert spy == [("NotifyConfig", {})]
 
 
 @pytest.mark.parametrize("kind", list(JOB_KINDS))
