@@ -96,6 +96,7 @@ def _live_flags(
 ) -> dict:
     """The flags of `ztb live` as the config keys they set (`resolve_config` records which)."""
     # --minimal places a real order; otherwise --dry-run (or DRY_RUN=1) wins over the config's mode
+    mode: tuple[str, str | None]
     if minimal or _env_flag("LIVE_MINIMAL"):
         mode = ("--minimal" if minimal else "env LIVE_MINIMAL", "live")
     elif dry_run or _env_flag("DRY_RUN"):
