@@ -1,21 +1,26 @@
 """Typed configs loaded from `configs/*.yaml`.
 
-Every job has a pydantic model (subclass of `ZtbModel`, unknown keys forbidden). `load_config`
-reads the YAML, applies `--set a.b=value` overrides and validates; any problem becomes a
-`ConfigError` that names the file (or the override), the dotted key, what was expected and,
-for an unknown key, the closest valid one. The resolved model is what a run records.
+Every job has a pydantic model (subclass of `ZtbModel`, unknown keys forbidden). `resolve_config`
+is the one way a config is loaded: the bundled defaults file (with the section files it reads,
+e.g. live's `exchange:` from exchange.yaml), then a `--config` file, then `--set a.b=value`
+overrides, then the command's own flags, validated once. Any problem becomes a `ConfigError` that
+names where the bad value came from (the file, `--set KEY`, or the flag), the dotted key, what was
+expected and, for an unknown key, the closest valid one. The resolved model is what a run records,
+with the provenance of every key that did not come from the bundled defaults.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -31,8 +36,41 @@ class ZtbModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
-    #: file name under configs/ used when no --config is given
+    #: file name under configs/ that documents the defaults (the first layer of every resolve)
     default_file: ClassVar[str | None] = None
+    #: sections read from their own file under configs/ (section key -> file name), so settings
+    #: shared by two jobs live in one file: live's `exchange:` is configs/exchange.yaml
+    section_files: ClassVar[dict[str, str]] = {}
+
+
+#: a command's flags for `resolve_config`: dotted key -> (flag name, value); None = not given
+Flags = Mapping[str, tuple[str, Any]]
+
+
+class _Null:
+    """A flag value that sets its key to null, since a flag's None means "not given"."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL: Any = _Null()
+
+
+@dataclass(frozen=True)
+class Resolved(Generic[M]):
+    """A validated config and where each key came from."""
+
+    config: M
+    #: dotted key -> "file <path>", "--set" or the flag name (e.g. "--split"); keys not listed
+    #: have the model's default
+    sources: dict[str, str]
+    #: the sources that are the bundled defaults (left out of what a run records)
+    default_sources: frozenset[str] = field(default_factory=frozenset)
+
+    def chosen(self) -> dict[str, str]:
+        """The keys set by something other than the bundled defaults: what a run records."""
+        return {k: v for k, v in self.sources.items() if v not in self.default_sources}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -50,21 +88,31 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def set_dotted(data: dict, key: str | Sequence[str], value: Any, source: str, keep_existing: bool = False) -> None:
+    """Set `a.b.c` in a nested dict, creating missing (or null) sections; the one dotted-key setter.
+    `keep_existing` sets only a key that is absent. A parent that is not a section is an error
+    naming `source`."""
+    parts = key.split(".") if isinstance(key, str) else list(key)
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    if keep_existing:
+        node.setdefault(parts[-1], value)
+    else:
+        node[parts[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: Iterable[str]) -> tuple[dict, set[str]]:
     """Apply dotted overrides to a nested dict; returns the dict and the set of overridden keys."""
     touched: set[str] = set()
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {} if child is None else child
-                if not isinstance(child, dict):
-                    raise ConfigError(f"--set {text!r}: {'.'.join(parts[:-1])} is not a section")
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        set_dotted(data, parts, value, source=f"--set {text!r}")
         touched.add(".".join(parts))
     return data, touched
 
@@ -93,18 +141,67 @@ def _valid_keys_at(model_cls: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(cls.model_fields) if cls is not None else []
 
 
+def model_keys(model_cls: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key of a model: its fields and, inside sections, theirs."""
+    out: list[str] = []
+    for name in model_cls.model_fields:
+        out.append(prefix + name)
+        sub = _section_model(model_cls, name)
+        if sub is not None:
+            out += model_keys(sub, f"{prefix}{name}.")
+    return out
+
+
+def closest_key(key: str, keys: Iterable[str], here: Sequence[str] = ()) -> str | None:
+    """The valid key a person most likely meant: the same last part in another section first
+    (`ppo.total_timesteps` -> `total_timesteps`), then a close spelling among the keys `here` (the
+    misspelt key's own section), then a close spelling anywhere."""
+    keys = sorted(keys)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = sorted((k for k in keys if k.rsplit(".", 1)[-1] == leaf and k != key), key=len)
+    if same_leaf:
+        return same_leaf[0]
+    by_leaf = {k.rsplit(".", 1)[-1]: k for k in here}
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.5)
+    if close:
+        return by_leaf[close[0]]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _where(dotted: str, sources: Mapping[str, str], fallback: str) -> str:
+    """Where the value at `dotted` came from, for an error: the file path, `--set KEY` or the flag.
+    A key inside a section that one source set whole is that source's."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:n]))
+        if found is not None:
+            if found.startswith("file "):
+                return found.removeprefix("file ")
+            return f"--set {dotted}" if found == "--set" else found
+    return fallback
+
+
 def format_validation_error(
-    exc: ValidationError, model_cls: type[BaseModel], source: str, overridden: set[str] | None = None
+    exc: ValidationError,
+    model_cls: type[BaseModel],
+    source: str,
+    overridden: set[str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> str:
+    where_from = dict(sources or {})
+    where_from.update({key: "--set" for key in overridden or ()})
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
-        where = f"--set {dotted}" if overridden and dotted in overridden else source
+        where = _where(dotted, where_from, source)
         if err["type"] == "extra_forbidden":
             valid = _valid_keys_at(model_cls, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?" if close else ""
+            meant = closest_key(
+                dotted, model_keys(model_cls), here=[".".join(map(str, loc[:-1] + (k,))) for k in valid]
+            )
+            hint = f"; did you mean '{meant}'?" if meant else ""
             lines.append(f"{where}: unknown key '{dotted}'{hint} (valid keys here: {', '.join(valid)})")
         elif err["type"] == "missing":
             lines.append(f"{where}: missing required key '{dotted}'")
@@ -140,19 +237,98 @@ def default_config_path(model_cls: type[ZtbModel]) -> Path | None:
     return configs_dir() / model_cls.default_file if model_cls.default_file else None
 
 
+def _section_model(model_cls: type[BaseModel] | None, key: str) -> type[BaseModel] | None:
+    """The nested model of `key` when it is a section (one model, maybe optional); None for a leaf,
+    including lists and dicts of models, which a later layer replaces whole."""
+    if model_cls is None or key not in model_cls.model_fields:
+        return None
+    annotation = model_cls.model_fields[key].annotation
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    if any(typing.get_origin(a) in (list, dict, tuple) for a in args) or typing.get_origin(annotation) in (
+        list,
+        dict,
+        tuple,
+    ):
+        return None
+    return _model_in(annotation)
+
+
+def _set_source(sources: dict[str, str], dotted: str, source: str) -> None:
+    """`dotted` now comes from `source`; whatever an earlier layer put under it is gone."""
+    for key in [k for k in sources if k.startswith(dotted + ".")]:
+        del sources[key]
+    sources[dotted] = source
+
+
+def _merge(
+    model_cls: type[BaseModel] | None, base: dict, layer: dict, source: str, sources: dict[str, str], prefix: str = ""
+) -> None:
+    """Lay `layer` over `base`: sections merge key by key, leaves (lists and dicts included) replace."""
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        sub = _section_model(model_cls, str(key))
+        if sub is not None and isinstance(value, dict):
+            if not isinstance(base.get(key), dict):
+                base[key] = {}
+            _merge(sub, base[key], value, source, sources, dotted + ".")
+        else:
+            base[key] = copy.deepcopy(value)
+            _set_source(sources, dotted, source)
+
+
+def resolve_config(
+    model_cls: type[M],
+    config_path: str | Path | None = None,
+    sets: Iterable[str] = (),
+    flags: Flags | None = None,
+    defaults: bool = True,
+    fill: Callable[[dict], dict] | None = None,
+) -> Resolved[M]:
+    """The one way a config is loaded: the bundled defaults (unless `defaults` is false, as for a
+    run's own recorded config), the `--config` file (passed through `fill`, e.g. a recorded config
+    given the keys it predates), `--set` overrides, then the command's flags (`{dotted key: (flag
+    name, value)}`, applied only when the value is not None), validated once. Errors name the file
+    and key, the `--set`, or the flag."""
+    data: dict = {}
+    sources: dict[str, str] = {}
+    default_sources: set[str] = set()
+    layers: list[tuple[str, Path]] = []
+    if defaults:
+        # each section file, then the model's own file; outside a checkout (a plain wheel install)
+        # there are none, and the model's defaults are the same values
+        bundled = [(section, configs_dir() / name) for section, name in model_cls.section_files.items()]
+        own = default_config_path(model_cls)
+        bundled += [("", own)] if own is not None else []
+        layers = [(section, path) for section, path in bundled if path.exists()]
+    for section, path in layers:
+        default_sources.add(f"file {path}")
+        body = read_yaml(path)
+        _merge(model_cls, data, {section: body} if section else body, f"file {path}", sources)
+    fallback = str(layers[-1][1]) if layers else "defaults"
+    if config_path is not None:
+        path = Path(config_path)
+        body = read_yaml(path)
+        _merge(model_cls, data, fill(body) if fill is not None else body, f"file {path}", sources)
+        fallback = str(path)
+    for text in sets:
+        parts, value = parse_override(text)
+        set_dotted(data, parts, value, source=f"--set {text!r}")
+        _set_source(sources, ".".join(parts), "--set")
+    for dotted, (flag, value) in (flags or {}).items():
+        if value is None:
+            continue
+        set_dotted(data, dotted, None if value is NULL else value, source=flag)
+        _set_source(sources, dotted, flag)
+    try:
+        config = model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model_cls, fallback, sources=sources)) from None
+    return Resolved(config, sources, frozenset(default_sources))
+
+
 def load_config(model_cls: type[M], path: str | Path | None = None, overrides: Iterable[str] = ()) -> M:
-    """Load `path` (or the model's bundled default file), apply overrides, validate."""
-    if path is None:
-        # the bundled file documents the model's defaults; outside a checkout (a plain wheel
-        # install) the model's own defaults are the same values
-        path = default_config_path(model_cls)
-        if path is not None and not path.exists():
-            path = None
-    else:
-        path = Path(path)
-    data = read_yaml(path) if path is not None else {}
-    data, touched = apply_overrides(data, list(overrides))
-    return validate_config(model_cls, data, source=str(path) if path else "defaults", overridden=touched)
+    """`resolve_config` without flags, for library code that needs the config and not its sources."""
+    return resolve_config(model_cls, path, overrides).config
 
 
 def validate_config(model_cls: type[M], data: dict, source: str = "config", overridden: set[str] | None = None) -> M:

@@ -62,9 +62,11 @@ def yaml_key_lines(text: str) -> dict[str, bool]:
 
 
 def undocumented(model: type[BaseModel], yaml_text: str) -> tuple[list[str], list[str]]:
-    """(keys missing from the YAML, keys present without a comment)."""
+    """(keys missing from the YAML, keys present without a comment). A section the model reads from
+    its own file (`section_files`, e.g. live's exchange.yaml) is that file's to document."""
     lines = yaml_key_lines(yaml_text)
-    keys = model_keys(model)
+    elsewhere = tuple(f"{section}." for section in getattr(model, "section_files", {}))
+    keys = {k: v for k, v in model_keys(model).items() if not (elsewhere and k.startswith(elsewhere))}
     missing = sorted(k for k in keys if k not in lines)
     uncommented = sorted(k for k in keys if k in lines and not lines[k])
     return missing, uncommented

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from tests.foundation.config_drift import undocumented
-from ztb_core.config import config_to_dict, load_config
+from ztb_core.config import config_to_dict, load_config, read_yaml, resolve_config
 from ztb_core.config_models import CONFIG_MODELS
 from ztb_core.paths import configs_dir
 
@@ -36,6 +36,10 @@ def test_bundled_config_equals_model_defaults(name):
     assert not missing, f"configs/{name} lacks these keys of {model.__name__}: {missing}"
     loaded = load_config(model, configs_dir() / name)
     assert config_to_dict(loaded) == config_to_dict(model()), f"{name} and {model.__name__} defaults differ"
+    # what a command gets with no --config: the file and the section files it reads (live: exchange.yaml)
+    assert config_to_dict(resolve_config(model).config) == config_to_dict(model())
+    for section, file in model.section_files.items():
+        assert section not in read_yaml(configs_dir() / name), f"configs/{name} repeats {section}: (in {file})"
 
 
 def test_control_a_key_missing_from_a_bundled_yaml_fails(tmp_path):

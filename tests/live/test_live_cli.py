@@ -38,6 +38,10 @@ def test_dry_run_env_var_and_risk_disabled_warning(fast_emulator, monkeypatch, c
     (run,) = list_runs()
     assert "risk limits disabled" in (run.dir / "events.jsonl").read_text()
     assert "enabled: false" in (run.dir / "config.yaml").read_text()
+    # run.json says which flag set what: DRY_RUN beat --set mode=live, the flag turned risk off
+    sources = json.loads((run.dir / "run.json").read_text())["config_sources"]
+    assert sources["mode"] == "env DRY_RUN" and sources["risk.enabled"] == "--disable-risk-limits"
+    assert sources["exchange.api_url"] == "--set" and "exchange.symbol" not in sources  # bundled default
 
 
 @pytest.mark.parametrize(

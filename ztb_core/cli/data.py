@@ -23,35 +23,30 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-def _load_cfg(config: Path | None, overrides: list[str], data_dir: Path | None):
-    from ..config import load_config
+def _load_cfg(config: Path | None, overrides: list[str], data_dir: Path | None, column_map: str | None = None):
+    from ..config import resolve_config
     from ..data.ingest import DataConfig
 
-    cfg = load_config(DataConfig, config, overrides)
-    if data_dir is not None:
-        cfg = cfg.model_copy(update={"data_dir": str(data_dir)})
-    return cfg
+    flags = {"data_dir": ("--data-dir", str(data_dir) if data_dir is not None else None), **_column_flags(column_map)}
+    return resolve_config(DataConfig, config, overrides, flags).config
 
 
-def _column_map(text: str | None, cfg):
-    """`time=Date,open=Open` -> updated CsvColumns (unknown keys are errors)."""
-    if not text:
-        return cfg
-    from ..config import validate_config
-    from ..data.importers import CsvColumns
+def _column_flags(text: str | None) -> dict:
+    """`time=Date,open=Open` -> the csv.* keys it sets (unknown keys are errors, naming --column-map)."""
+    from ..config import NULL
+    from ..errors import ConfigError
 
-    data = cfg.csv.model_dump()
-    for part in text.split(","):
+    flags: dict = {}
+    for part in text.split(",") if text else []:
         if "=" not in part:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"--column-map {text!r}: expected KEY=COLUMN pairs separated by commas, e.g. time=Date,open=Open"
             )
         key, value = part.split("=", 1)
         key = key.strip()
-        data[key] = [v for v in value.split("+")] if key == "time" and "+" in value else (value or None)
-    return cfg.model_copy(update={"csv": validate_config(CsvColumns, data, source="--column-map")})
+        column = [v for v in value.split("+")] if key == "time" and "+" in value else (value or NULL)
+        flags[f"csv.{key}"] = ("--column-map", column)
+    return flags
 
 
 def _print_report(lines: list[str], ok: bool) -> None:
@@ -90,7 +85,7 @@ def import_cmd(
     from ..data.ingest import import_files
     from ..data.schema import check_market
 
-    cfg = _column_map(column_map, _load_cfg(config, overrides, data_dir))
+    cfg = _load_cfg(config, overrides, data_dir, column_map)
     if market is not None:
         market = check_market(market)
     with Progress(

@@ -62,7 +62,7 @@ def eval_command(
 
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..evaluation import EvalConfig
     from ..evaluation.selection import choose_checkpoint
     from ..logs import setup_logging
@@ -71,24 +71,35 @@ def eval_command(
     from ..runtime.run_writer import create_run
     from ..runtime.telemetry import TelemetryThread
 
-    cfg = load_config(EvalConfig, config, overrides)
-    if split is None and (start is not None or end is not None):
-        split = "all"  # a holdout period is evaluated whole unless a split of it is asked for
-    if split is not None:
-        cfg = _with(cfg, "split", split, "--split")
-    if episodes is not None:
-        cfg = _with(cfg, "robustness.episodes", episodes, "--episodes")
-    if n_trials is not None:
-        cfg = _with(cfg, "sharpe.n_trials", n_trials, "--n-trials")
-    if seed is not None:
-        cfg = _with(cfg, "seed", seed, "--seed")
+    # a holdout period is evaluated whole unless a split of it is asked for
+    whole = "all" if split is None and (start is not None or end is not None) else None
+    resolved = resolve_config(
+        EvalConfig,
+        config,
+        overrides,
+        flags={
+            "split": ("--split", split) if split is not None else ("--start/--end", whole),
+            "robustness.episodes": ("--episodes", episodes),
+            "sharpe.n_trials": ("--n-trials", n_trials),
+            "seed": ("--seed", seed),
+        },
+    )
+    cfg = resolved.config
     console = Console()
     # a bad checkpoint or period fails here, before an eval run directory exists
     choice = choose_checkpoint(model, checkpoint)
     with console.status(f"loading agent {choice.target}"):
         agent = load_agent(choice.target)
     period = holdout_source(agent.train_config, data, start, end)
-    writer = create_run("eval", config=cfg, run_id=run_id, argv=sys.argv, seeds={"seed": cfg.seed}, total_steps=10)
+    writer = create_run(
+        "eval",
+        config=cfg,
+        run_id=run_id,
+        argv=sys.argv,
+        seeds={"seed": cfg.seed},
+        total_steps=10,
+        config_sources=resolved.chosen(),
+    )
     setup_logging(writer.dir, console=False)
     with writer, TelemetryThread(writer, interval_s=5.0):
         writer.start_heartbeat()
@@ -106,19 +117,6 @@ def eval_command(
     console.print(f"run directory: {writer.dir}")
     for key, path in paths.items():
         console.print(f"  {key}: {path}")
-
-
-def _with(cfg, dotted: str, value, flag: str):
-    """A copy of the config with one key replaced, validated like a --set override."""
-    from ..config import config_to_dict, validate_config
-
-    data = config_to_dict(cfg)
-    node = data
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node[p]
-    node[parts[-1]] = value
-    return validate_config(type(cfg), data, source=flag, overridden={dotted})
 
 
 def _num(x, fmt: str = "{:.2f}") -> str:

@@ -21,24 +21,16 @@ exchange_app = typer.Typer(
 def _exchange_config(
     exchange: str, symbol: str, api_url: str | None, config: Path | None, overrides: list[str], timeout_ms: int | None
 ):
-    from ..config import load_config
+    from ..config import resolve_config
     from ..live.venue.exchange_config import ExchangeConfig
 
-    sets = list(overrides) + [f"exchange={exchange}", f"symbol={symbol}"]
-    if api_url:
-        sets.append(f"api_url={api_url}")
-    if timeout_ms:
-        sets.append(f"timeout_ms={timeout_ms}")
-    if config is None:
-        return ExchangeConfig.model_validate(_apply(sets))
-    return load_config(ExchangeConfig, config, sets)
-
-
-def _apply(sets: list[str]) -> dict:
-    from ..config import apply_overrides
-
-    data, _ = apply_overrides({}, sets)
-    return data
+    flags = {
+        "exchange": ("--exchange", exchange),
+        "symbol": ("--symbol", symbol),
+        "api_url": ("--api-url", api_url or None),
+        "timeout_ms": ("--timeout-ms", timeout_ms or None),
+    }
+    return resolve_config(ExchangeConfig, config, overrides, flags).config
 
 
 def emulator_cmd(
@@ -59,14 +51,18 @@ def emulator_cmd(
 
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..live.emulator import EmulatorConfig, EmulatorServer
     from ..live.emulator.ws import WsServer
 
-    sets = list(set_) + [f"port={port}", f"source={source}", f"api_key={api_key}", f"secret={secret}"]
-    if speed is not None:
-        sets.append(f"speed={speed}")
-    cfg = load_config(EmulatorConfig, config, sets) if config else EmulatorConfig.model_validate(_apply(sets))
+    flags = {
+        "port": ("--port", port),
+        "source": ("--source", source),
+        "api_key": ("--api-key", api_key),
+        "secret": ("--secret", secret),
+        "speed": ("--speed", speed),
+    }
+    cfg = resolve_config(EmulatorConfig, config, set_, flags).config
     console = Console()
     with console.status(f"loading the {cfg.source} trade tape..."):
         server = EmulatorServer(cfg)

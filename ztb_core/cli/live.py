@@ -100,27 +100,24 @@ def live(
         return
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..errors import ConfigError
     from ..live.loop.live_config import LiveConfig
 
     requested = resolve_mode(dry_run, minimal, confirm_live)  # first: a contradiction touches nothing
     console = Console(stderr=True)
-    sets = list(overrides) + ([f"policy.kind={policy}"] if policy else [])
-    cfg = load_config(LiveConfig, config, sets)
     if policy and policy not in ("agent", "sma"):
         raise ConfigError(f"--policy {policy!r}: use agent or sma")
-    if disable_risk_limits:
-        cfg.risk.enabled = False
-    if allow_market_mismatch:
-        cfg.allow_market_mismatch = True
+    flags = _live_flags(
+        requested, dry_run, minimal, confirm_live, disable_risk_limits, allow_market_mismatch, checkpoint, policy
+    )
+    resolved = resolve_config(LiveConfig, config, overrides, flags)
+    cfg = resolved.config
     if requested == "minimal":
-        raise typer.Exit(_minimal(cfg, console, run_id))
+        raise typer.Exit(_minimal(cfg, console, run_id, resolved.chosen()))
     mode = "dry_run" if (requested == "dry_run" or cfg.mode == "dry_run") else "live"
     if mode == "dry_run":
-        # a dry run never confirms real trading, whatever the config file says (belt and braces:
-        # `_session` loads keys only in live mode)
-        confirm_live = cfg.confirm_live = False
+        confirm_live = False  # a dry run never confirms real trading (the flags set confirm_live false too)
     raise typer.Exit(
         _session(
             cfg,
@@ -132,8 +129,43 @@ def live(
             run_id,
             disable_risk_limits,
             reset_breakers,
+            resolved.chosen(),
         )
     )
+
+
+def _live_flags(
+    requested: str,
+    dry_run: bool,
+    minimal: bool,
+    confirm_live: bool,
+    disable_risk_limits: bool,
+    allow_market_mismatch: bool,
+    checkpoint: Path | None,
+    policy: str | None,
+) -> dict:
+    """The flags of `ztb live` as the config keys they set (`resolve_config` records which).
+    `requested` is `resolve_mode`'s answer: contradictions were refused before this."""
+    # --minimal places a real order; otherwise --dry-run (or DRY_RUN=1) wins over the config's mode
+    mode: tuple[str, str | None]
+    confirm: tuple[str, bool | None] = ("--confirm-live", True if confirm_live else None)
+    if requested == "minimal":
+        mode = ("--minimal" if minimal else "env LIVE_MINIMAL", "live")
+    elif requested == "dry_run":
+        mode = ("--dry-run" if dry_run else "env DRY_RUN", "dry_run")
+        # a dry run never confirms real trading, whatever the config file says
+        confirm = ("--dry-run" if dry_run else "env DRY_RUN", False)
+    else:
+        mode = ("--dry-run", None)
+    return {
+        "mode": mode,
+        "confirm_live": confirm,
+        "risk.enabled": ("--disable-risk-limits", False if disable_risk_limits else None),
+        "allow_market_mismatch": ("--allow-market-mismatch", True if allow_market_mismatch else None),
+        # --checkpoint makes the policy the agent whatever policy.kind or --policy said
+        "policy.kind": ("--checkpoint", "agent") if checkpoint is not None else ("--policy", policy),
+        "policy.checkpoint": ("--checkpoint", str(checkpoint) if checkpoint is not None else None),
+    }
 
 
 def _risk_banner(cfg, mode: str, console, credentials_source: str | None, policy_name: str | None = None) -> None:
@@ -201,6 +233,7 @@ def _session(
     run_id: str | None,
     risk_disabled: bool,
     reset_breakers: bool,
+    config_sources: dict[str, str] | None = None,
 ) -> int:
     from ..errors import ConfigError, ZtbError
     from ..live.execution.journal import Journal, JournalLock
@@ -224,12 +257,9 @@ def _session(
                 "real trading needs an explicit --confirm-live (or confirm_live: true in the config); "
                 "use --dry-run to paper trade on live quotes"
             )
-    cfg.mode = mode
     if risk_disabled:
         _loud_warning(console)
     policy = make_policy(cfg.policy, cfg.sizing.allow_short, checkpoint)
-    if checkpoint is not None:
-        cfg.policy.kind, cfg.policy.checkpoint = "agent", checkpoint
     # drawn once the policy is known: --checkpoint makes it the agent whatever policy.kind said
     _risk_banner(cfg, mode, console, credentials.source if credentials else None, policy.name)
     mismatch = market_mismatch(policy, cfg.market)
@@ -241,7 +271,7 @@ def _session(
     if mismatch:
         console.print(f"[bold yellow]warning:[/] {mismatch}; its decisions here are untested", highlight=False)
     lock = JournalLock(cfg.resolved_journal_path()).acquire()  # before the run dir: a refusal leaves nothing
-    writer = create_run("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars)
+    writer = create_run("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars, config_sources=config_sources)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = None
@@ -294,7 +324,7 @@ def _session(
             remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
 
 
-def _minimal(cfg, console, run_id: str | None) -> int:
+def _minimal(cfg, console, run_id: str | None, config_sources: dict[str, str] | None = None) -> int:
     from rich.table import Table
 
     from ..atomic import atomic_write_json
@@ -311,10 +341,9 @@ def _minimal(cfg, console, run_id: str | None) -> int:
     except CredentialsError as exc:
         raise CredentialsError(f"--minimal places a real order and needs API keys: {exc}") from None
     qty = flow_qty_from_env()
-    cfg.mode = "live"
     _risk_banner(cfg, "minimal", console, credentials.source)
     lock = JournalLock(cfg.resolved_journal_path()).acquire()
-    writer = create_run("live", cfg, run_id=run_id, total_steps=10)
+    writer = create_run("live", cfg, run_id=run_id, total_steps=10, config_sources=config_sources)
     setup_logging(writer.dir)
     guard = _secrets_guard(credentials)
     journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)
@@ -385,7 +414,7 @@ def reconcile_command(
     --as ours|not-ours decides one (journal only: the next `ztb live` start applies it)."""
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..errors import ConfigError
     from ..live.execution.journal import Journal, JournalLock
     from ..live.execution.orders import UNRESOLVED
@@ -394,7 +423,8 @@ def reconcile_command(
 
     if (resolve is None) != (verdict is None):
         raise ConfigError("--resolve and --as go together: --resolve EXCHANGE_ORDER_ID --as ours|not-ours")
-    cfg = load_config(LiveConfig, config, list(overrides) + (["mode=dry_run"] if paper else ["mode=live"]))
+    # the journal is the live one unless --paper asks for the dry run's
+    cfg = resolve_config(LiveConfig, config, overrides, {"mode": ("--paper", "dry_run" if paper else "live")}).config
     path = cfg.resolved_journal_path()
     if not path.exists():
         raise ConfigError(f"no journal at {path} (set journal_path, or --paper for the dry run's)")

@@ -297,13 +297,13 @@ def notify_cmd(
     """Send MESSAGE to every target in DISCORD_WEBHOOK / ZTB_NOTIFY now and say which worked (tokens redacted)."""
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..errors import ConfigError
     from ..redaction import redact_secrets
     from ..runtime.notify import NotifyConfig, env_secrets, targets_from_env
 
     console = Console()
-    cfg = load_config(NotifyConfig)
+    cfg = resolve_config(NotifyConfig).config
     secrets = env_secrets()
     try:
         targets = targets_from_env()

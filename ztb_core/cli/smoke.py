@@ -93,7 +93,7 @@ def sandbox_emulator(key: str, secret: str, faults: list[dict] | None = None) ->
         api_key=key,
         secret=secret,
         balances={"jpy": 1_000_000.0, "btc": 0.1},
-        faults=[FaultRule.model_validate(f) for f in faults or []],
+        faults=[FaultRule(**f) for f in faults or []],
     )
     return EmulatorServer(cfg, tape=load_synthetic(0.5, seed=3))
 

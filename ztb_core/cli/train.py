@@ -22,26 +22,46 @@ def register(app: typer.Typer) -> None:
     app.command("rollup")(rollup)
 
 
-def _load(config: Path | None, resume: str | None, run_id: str | None, total_timesteps: int | None, sets: list[str]):
-    from ..config import load_config
-    from ..rl.config import TrainConfig, load_recorded_config
+def _load(config: Path | None, resume: str | None, run_id: str | None, sets: list[str], flags: dict):
+    """(resolved config, resume run dir, resume checkpoint) for `train`, `supervise` and `--dry-run`."""
+    from ..config import resolve_config
+    from ..rl.config import TrainConfig, resolve_recorded_config
     from ..runs import resolve_resume
 
     resume_dir, resume_file = resolve_resume(resume, run_id, kind="train")
-    overrides = list(sets or []) + ([f"total_timesteps={total_timesteps}"] if total_timesteps else [])
     if config is None and resume_dir is not None:  # the run's own config, as it trained
-        return load_recorded_config(resume_dir / "config.yaml", overrides), resume_dir, resume_file
-    return load_config(TrainConfig, config, overrides), resume_dir, resume_file
+        return resolve_recorded_config(resume_dir / "config.yaml", sets, flags), resume_dir, resume_file
+    return resolve_config(TrainConfig, config, sets, flags), resume_dir, resume_file
 
 
-def _passthrough(config, total_timesteps, sets, resume=None) -> list[str]:
+def _train_flags(
+    total_timesteps: int | None,
+    enable_streaming: bool = False,
+    stream_batch_size: int | None = None,
+    stream_buffer_policy: str | None = None,
+) -> dict:
+    """The flags of `train`/`supervise` as the config keys they set (`resolve_config` records which)."""
+    return {
+        "total_timesteps": ("--total-timesteps", total_timesteps or None),
+        "streaming.enabled": ("--enable-streaming", True if enable_streaming else None),
+        "streaming.batch_size": ("--stream-batch-size", stream_batch_size),
+        "streaming.buffer_policy": ("--stream-buffer-policy", stream_buffer_policy),
+    }
+
+
+def _passthrough(config, sets, flags: dict, resume=None) -> list[str]:
+    """The command line of a child `train --headless` that resolves to the same config: the flags
+    travel as flags, so the child's run records them as such."""
     args: list[str] = []
     if config is not None:
         args += ["--config", str(Path(config).resolve())]
-    if total_timesteps:
-        args += ["--total-timesteps", str(total_timesteps)]
     for s in sets or []:
         args += ["--set", s]
+    for flag, value in flags.values():
+        if value is True:
+            args.append(flag)
+        elif value is not None:
+            args += [flag, str(value)]
     if resume:
         args += ["--resume", resume]
     return args
@@ -88,20 +108,30 @@ def train(
     """Train the PPO agent (kill-file stop, checkpoints, exact resume)."""
     from rich.console import Console
 
-    sets = [*(sets or []), *_stream_sets(enable_streaming, stream_batch_size, stream_buffer_policy)]
+    flags = _train_flags(total_timesteps, enable_streaming, stream_batch_size, stream_buffer_policy)
     console = Console()
     if dry_run:
-        _dry_run(console, config, resume, run_id, total_timesteps, sets or [])
+        _dry_run(console, config, resume, run_id, sets or [], flags)
         return
     if not headless:
-        _launch_background(console, config, total_timesteps, resume, run_id, sets, supervise_)
+        _launch_background(console, config, resume, run_id, sets or [], flags, supervise_)
         return
     if supervise_:
-        supervise(config=config, total_timesteps=total_timesteps, resume=resume, run_id=run_id, sets=sets)
+        supervise(
+            config=config,
+            total_timesteps=total_timesteps,
+            resume=resume,
+            run_id=run_id,
+            sets=sets,
+            enable_streaming=enable_streaming,
+            stream_batch_size=stream_batch_size,
+            stream_buffer_policy=stream_buffer_policy,
+        )
         return
     from ..rl.trainer import run_training
 
-    cfg, resume_dir, resume_file = _load(config, resume, run_id, total_timesteps, sets or [])
+    resolved, resume_dir, resume_file = _load(config, resume, run_id, sets or [], flags)
+    cfg = resolved.config
     if resume_dir is not None:
         console.print(f"resuming run [bold]{resume_dir.name}[/] ({resume_dir})")
     outcome = run_training(
@@ -113,21 +143,12 @@ def train(
         progress=progress and console.is_terminal,
         console=console,
         say=lambda m: console.print(m, highlight=False),
+        config_sources=resolved.chosen(),
     )
     _report(console, outcome)
 
 
-def _stream_sets(enabled: bool, batch_size: int | None, policy: str | None) -> list[str]:
-    """The streaming flags as `--set` overrides, so the config records them (and validates the policy)."""
-    out = ["streaming.enabled=true"] if enabled else []
-    if batch_size is not None:
-        out.append(f"streaming.batch_size={batch_size}")
-    if policy is not None:
-        out.append(f"streaming.buffer_policy={policy}")
-    return out
-
-
-def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) -> None:
+def _dry_run(console, config, resume, run_id, sets: list[str], flags: dict) -> None:
     """Everything `train --headless` checks before its first step, with no run folder, checkpoint,
     cache or log written: config, encoder file, resume compatibility, data and split sizes."""
     from ..config import config_to_yaml, read_yaml
@@ -137,7 +158,8 @@ def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) 
     from ..rl.trainer import check_compatible
     from ..runs import new_run_id
 
-    cfg, resume_dir, _ = _load(config, resume, run_id, total_timesteps, sets)
+    resolved, resume_dir, _ = _load(config, resume, run_id, sets, flags)
+    cfg = resolved.config
     if cfg.encoder.path:
         load_encoder_checked(cfg.encoder.path)
     if resume_dir is not None:
@@ -159,7 +181,7 @@ def _dry_run(console, config, resume, run_id, total_timesteps, sets: list[str]) 
     )
 
 
-def _launch_background(console, config, total_timesteps, resume, run_id, sets, supervised: bool) -> None:
+def _launch_background(console, config, resume, run_id, sets, flags: dict, supervised: bool) -> None:
     from ..paths import artifacts_dir
     from ..runs import new_run_id, resolve_resume
     from ..runtime.procs import launch_detached, ztb_argv
@@ -169,7 +191,7 @@ def _launch_background(console, config, total_timesteps, resume, run_id, sets, s
     args = [
         "supervise" if supervised else "train",
         *([] if supervised else ["--headless", "--no-progress"]),
-        *_passthrough(config, total_timesteps, sets, resume),
+        *_passthrough(config, sets, flags, resume),
         "--run-id",
         rid,
     ]
@@ -376,6 +398,13 @@ def supervise(
     resume: str | None = typer.Option(None, "--resume", help="Supervise an existing run (latest, run id or dir)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Run to create or continue."),
     sets: list[str] | None = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    enable_streaming: bool = typer.Option(False, "--enable-streaming", help="As for train: streaming.enabled."),
+    stream_batch_size: int | None = typer.Option(
+        None, "--stream-batch-size", min=1, help="As for train: streaming.batch_size."
+    ),
+    stream_buffer_policy: str | None = typer.Option(
+        None, "--stream-buffer-policy", help="As for train: streaming.buffer_policy."
+    ),
 ) -> None:
     """Run `ztb train --headless` as a child process group; restart it after crashes with backoff."""
     from rich.console import Console
@@ -384,11 +413,13 @@ def supervise(
     from ..runs import new_run_id
 
     console = Console()
-    cfg, resume_dir, _ = _load(config, resume, run_id, total_timesteps, sets or [])
+    flags = _train_flags(total_timesteps, enable_streaming, stream_batch_size, stream_buffer_policy)
+    resolved, resume_dir, _ = _load(config, resume, run_id, sets or [], flags)
+    cfg = resolved.config
     rid = resume_dir.name if resume_dir is not None else (run_id or new_run_id("train"))
     sup = Supervisor(
         rid,
-        _passthrough(config, total_timesteps, sets),
+        _passthrough(config, sets, flags),
         cfg.supervisor,
         say=lambda m: console.print(m, highlight=False),
     )

@@ -31,22 +31,22 @@ def tune(
 
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..logs import setup_logging
     from ..rl.tune import TuneConfig, check_space, open_storage, redact_url, run_study
     from ..runtime.killfile import KillSwitch
     from ..runtime.run_writer import create_run
 
-    overrides = list(sets)
-    for key, value in (("trials", trials), ("storage", storage), ("study", study)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(TuneConfig, config, overrides)
+    flags = {"trials": ("--trials", trials), "storage": ("--storage", storage), "study": ("--study", study)}
+    resolved = resolve_config(TuneConfig, config, sets, flags)
+    cfg = resolved.config
     check_space(cfg)  # a bad knob or base config fails before the study or any run exists
     if cfg.storage:
         open_storage(cfg.storage)  # likewise an unusable storage URL
     console = Console()
-    writer = create_run("tune", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.trials)
+    writer = create_run(
+        "tune", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.trials, config_sources=resolved.chosen()
+    )
     setup_logging(writer.dir, console=False)
     kill = KillSwitch(writer.dir)
     signal.signal(signal.SIGTERM, lambda *_: kill.trip("SIGTERM"))

@@ -28,21 +28,22 @@ def walkforward(
 
     from rich.console import Console
 
-    from ..config import load_config
+    from ..config import resolve_config
     from ..logs import setup_logging
     from ..rl.walkforward import WalkForwardConfig, plan_walkforward, run_walkforward
     from ..runtime.killfile import KillSwitch
     from ..runtime.run_writer import create_run
 
-    overrides = list(sets)
-    for key, value in (("folds", folds), ("scheme", scheme)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(WalkForwardConfig, config, overrides)
+    resolved = resolve_config(
+        WalkForwardConfig, config, sets, {"folds": ("--folds", folds), "scheme": ("--scheme", scheme)}
+    )
+    cfg = resolved.config
     console = Console()
     with console.status("loading data and planning folds"):
         plan = plan_walkforward(cfg)  # bad config or too little data fails before a run directory exists
-    writer = create_run("walkforward", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.folds)
+    writer = create_run(
+        "walkforward", config=cfg, run_id=run_id, argv=sys.argv, total_steps=cfg.folds, config_sources=resolved.chosen()
+    )
     setup_logging(writer.dir, console=False)
     kill = KillSwitch(writer.dir)
     signal.signal(signal.SIGTERM, lambda *_: kill.trip("SIGTERM"))

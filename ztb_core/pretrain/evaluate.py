@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_write_json, atomic_write_text
-from ..config import config_to_dict
+from ..config import config_to_dict, set_dotted, validate_config
 from ..errors import CheckpointError, ConfigError
 from ..manifest import MANIFEST, verified_checkpoint
 from ..runs import find_run
@@ -261,12 +261,8 @@ def run_t5_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
     for name, changes in variants.items():
         data = config_to_dict(cfg)
         for key, value in changes.items():
-            node = data
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node[p]
-            node[parts[-1]] = value
-        vcfg = PretrainConfig.model_validate(data)
+            set_dotted(data, key, value, source=f"ablation {name}")
+        vcfg = validate_config(PretrainConfig, data, source=f"ablation {name}")
         try:
             module = PretrainModule(config_to_dict(vcfg), prepared.arrays.lengths, prepared.stats.to_dict())
         except ConfigError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import changed_keys, config_to_dict, load_config, read_yaml, validate_config
+from ..config import Resolved, changed_keys, config_to_dict, read_yaml, resolve_config, validate_config
 from ..data.store import dataset_path, list_datasets
 from ..errors import ConfigError, DataError, RunError, ZtbError
 from ..logs import setup_logging
@@ -150,6 +150,7 @@ def run_pretrain(
     that can be seen up front raise before a run folder is created or touched."""
     overrides = list(overrides or [])
     ckpt_path: Path | None = None
+    resolved: Resolved[PretrainConfig] | None = None  # a new run's config and where its keys came from
     run_dir, ckpt_file = resolve_pretrain_resume(resume, run_id)  # (None, None): a new run
     if run_dir is not None:
         if run_id and run_dir.name != run_id and resume != "latest":
@@ -157,14 +158,15 @@ def run_pretrain(
         stored = validate_config(
             PretrainConfig, _read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml")
         )
-        cfg = load_config(PretrainConfig, run_dir / "config.yaml", overrides) if overrides else stored
+        cfg = resolve_config(PretrainConfig, run_dir / "config.yaml", overrides).config if overrides else stored
         bad = [k for k in changed_keys(config_to_dict(stored), config_to_dict(cfg)) if not k.startswith("trainer.")]
         if bad:
             raise ConfigError(f"--resume keeps the run's config; only trainer.* may change, not {', '.join(bad)}")
         preflight(cfg)
         ckpt_path = verified_checkpoint(ckpt_file) if ckpt_file is not None else verified_last_checkpoint(run_dir)
     else:
-        cfg = load_config(PretrainConfig, config_path, overrides)
+        resolved = resolve_config(PretrainConfig, config_path, overrides)
+        cfg = resolved.config
         preflight(cfg)
     # heavy imports (torch, lightning and the modules built on them) only after the cheap checks: a bad config
     # fails in a second, and t5._offline() has set HF_HUB_OFFLINE before huggingface_hub is first imported
@@ -193,6 +195,7 @@ def run_pretrain(
             argv=argv if argv is not None else sys.argv,
             seeds={"seed": cfg.seed},
             total_steps=cfg.trainer.max_steps,
+            config_sources=resolved.chosen() if resolved is not None else None,
         )
     setup_logging(writer.dir if rank == 0 else None, console=True)
     os.environ[RUN_DIR_ENV] = str(writer.dir)  # inherited by the ranks Lightning's DDP launcher starts

@@ -15,10 +15,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from ..config import ZtbModel, apply_overrides, read_yaml, validate_config
+from ..config import Flags, Resolved, ZtbModel, apply_overrides, resolve_config, set_dotted, validate_config
 from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..data.stream import StreamConfig
+from ..errors import ConfigError
 from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
 
@@ -402,14 +403,10 @@ def complete_recorded(recorded: dict) -> dict:
     set to what the run trained with; the input is not modified."""
     out = copy.deepcopy(recorded)
     for dotted, value in RECORDED_BEFORE_KEY_EXISTED.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                break  # a malformed section: validation names it
-        else:
-            node.setdefault(leaf, value)
+        try:
+            set_dotted(out, dotted, value, source="recorded config", keep_existing=True)
+        except ConfigError:
+            pass  # a malformed section: validation names it
     return out
 
 
@@ -419,6 +416,14 @@ def recorded_train_config(recorded: dict, source: str, overrides: Iterable[str] 
     return validate_config(TrainConfig, data, source=source, overridden=touched)
 
 
+def resolve_recorded_config(
+    path: str | Path, overrides: Iterable[str] = (), flags: Flags | None = None
+) -> Resolved[TrainConfig]:
+    """A run's config.yaml as the run trained (no bundled defaults under it: the keys it predates
+    get what it trained with), with `--set` overrides and flags on top."""
+    return resolve_config(TrainConfig, path, overrides, flags, defaults=False, fill=complete_recorded)
+
+
 def load_recorded_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
     """A run's config.yaml as the run trained, with `--set` overrides on top."""
-    return recorded_train_config(read_yaml(Path(path)), str(path), overrides)
+    return resolve_recorded_config(path, overrides).config

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -237,8 +237,10 @@ def run_training(
     progress: bool = True,
     console: Any = None,
     say: Callable[[str], None] | None = None,
+    config_sources: Mapping[str, str] | None = None,
 ) -> TrainOutcome:
-    """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`."""
+    """Train to `cfg.total_timesteps` in a new run, or continue `resume_dir`. `config_sources`
+    (`Resolved.chosen()`) goes into a new run's run.json."""
     say = say or (lambda msg: log.info(msg))
     if cfg.logging.tensorboard:
         require_tensorboard()
@@ -291,7 +293,15 @@ def run_training(
             writer.event("config_changed", keys=soft_changes)
         writer.event("resumed", step=step0, checkpoint=entry["file"] if entry else None, metrics_rows_rewound=removed)
     else:
-        writer = create_run("train", cfg, run_id=run_id, argv=argv, seeds={"seed": cfg.seed}, total_steps=total)
+        writer = create_run(
+            "train",
+            cfg,
+            run_id=run_id,
+            argv=argv,
+            seeds={"seed": cfg.seed},
+            total_steps=total,
+            config_sources=config_sources,
+        )
         step0 = 0
     setup_logging(writer.dir, console=not progress)
     kill = KillSwitch(writer.dir)

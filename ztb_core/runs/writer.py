@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -116,9 +116,12 @@ class RunWriter:
         total_steps: int | None = None,
         host: dict[str, Any] | None = None,
         on_event: EventHook | None = None,
+        config_sources: Mapping[str, str] | None = None,
     ) -> RunWriter:
         """A new run folder. `host` (facts for run.json, default: this machine without GPUs) and
-        `on_event` (the notification hook) come from the runtime floor: `runtime.run_writer`."""
+        `on_event` (the notification hook) come from the runtime floor: `runtime.run_writer`.
+        `config_sources` (`Resolved.chosen()`: dotted key -> the file, `--set` or flag that set it)
+        goes into run.json, so a run says which of its settings were asked for and how."""
         root = runs_dir(artifacts)
         root.mkdir(parents=True, exist_ok=True)
         run_id = run_id or new_run_id(kind)
@@ -136,6 +139,7 @@ class RunWriter:
             "argv": list(argv if argv is not None else sys.argv),
             "cwd": os.getcwd(),
             "config_hash": config_hash(cfg_dict),
+            "config_sources": dict(config_sources or {}),
             "git_sha": _git_sha(),
             "ztb_version": __version__,
             "created_at": utc_now_iso(),

@@ -44,6 +44,8 @@ class PolicyConfig(ZtbModel):
 
 class LiveConfig(ZtbModel):
     default_file: ClassVar[str | None] = "live.yaml"
+    #: exchange settings have one file, shared with `ztb exchange health` and `ztb data fetch`
+    section_files: ClassVar[dict[str, str]] = {"exchange": "exchange.yaml"}
 
     mode: Literal["dry_run", "live"] = Field(
         "dry_run", description="dry_run: paper fills against live quotes; live: real orders (needs keys + confirm)"

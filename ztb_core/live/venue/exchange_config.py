@@ -1,4 +1,5 @@
-"""Typed config of one exchange connection (embedded under `exchange:` in `configs/live.yaml`).
+"""Typed config of one exchange connection: `configs/exchange.yaml`, the one file for exchange
+settings (`ztb live` reads it as its `exchange:` section).
 
 ccxt knows how to talk to the exchange; this says which one, where (a loopback emulator in tests),
 how patiently (timeouts, retries, rate limits), and what ccxt does not know: coincheck's and
