@@ -18,7 +18,7 @@ from ztb_core.cli import main
 from ztb_core.config import ZtbModel, resolve_config
 from ztb_core.errors import ConfigError
 from ztb_core.evaluation import EvalConfig
-from ztb_core.live.live_config import LiveConfig
+from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.paths import PACKAGE_ROOT, REPO_ROOT, configs_dir
 from ztb_core.runs import RunWriter
 from ztb_tui.launch_check import validate_launch
