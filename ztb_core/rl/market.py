@@ -181,6 +181,11 @@ def describe_market(cfg: TrainConfig) -> str:
     if d.kind != "synthetic":
         return f"market: {d.symbol} from the store ({d.market}); real data, no known ceiling"
     syn = d.synthetic.model_copy(update={"market": d.market})
+    if syn.kind != "default":
+        return (
+            f"market: synthetic {syn.kind} (seed {syn.seed}, {syn.n_bars:,} bars), whose optimal policy is known: "
+            f"benchmarks/bench_known_optimum.py scores a run against it"
+        )
     knows = signal_ceiling(syn, cfg.env.costs.rate)
     sees = signal_ceiling(syn, cfg.env.costs.rate, observes="prices")
     return (
