@@ -90,6 +90,7 @@ def test_control_costs_shrink_the_optimum_and_free_trading_has_no_band(ar1):
     assert abs(t[(1.0, 1.0)][0]) < 0.02 * abs(costly[(1.0, 1.0)][0])
 
 
+@pytest.mark.slow
 def test_two_speed_one_bar_band_is_below_the_optimum():
     spec = market_spec("known_two_speed")
     sol = solve(spec, RATE)
@@ -110,6 +111,7 @@ def test_bad_inputs_are_refused():
         horizon_forecast(spec, np.zeros(3, dtype=np.int64), np.zeros((3, 1)), 0)
 
 
+@pytest.mark.slow
 def test_regime_optimum_band_width_changes_with_the_regime():
     spec = market_spec("known_regime")
     sol = solve(spec, RATE)
