@@ -20,10 +20,12 @@ Model (per 1-minute bar t, all vectorised; the only recursions are linear AR(1) 
   (`weekend_gap_vol`) at the Sunday open, and optionally minutes without quotes (`missing_prob`);
   crypto trades 24/7 and reports `volume` and `trades`. FX volume is 0, like HistData.
 
-The defaults are calibrated to USD/JPY M1 bid bars of 2016 Jan-Aug (HistData): per-minute
+The defaults are fitted to USD/JPY M1 bid bars of 2016 Jan-Aug (HistData) on per-minute
 volatility, robust tail frequencies, |return| autocorrelation at 1, 60 and 1440 minutes, the hourly
-and weekday volatility profiles and the lag-1 autocorrelation (benchmarks/calibrate_synthetic.py
-prints both side by side; docs/rl-experiments.md records the figures). They contain no signal;
+and weekday volatility profiles and the lag-1 autocorrelation; not on longer-horizon
+autocorrelation (real USD/JPY mean-reverts a little: variance ratio 0.83 at 60 minutes, 0.99 here)
+(benchmarks/calibrate_synthetic.py prints both side by side; docs/rl-experiments.md records the
+figures). A planted signal adds momentum real USD/JPY does not have. The defaults contain no signal;
 `STRONG_SIGNAL` is the preset for fast learning tests. The same seed gives the same bars, bit for bit.
 """
 
@@ -45,6 +47,7 @@ from ..errors import DataError
 from ..evaluation.baselines import hysteresis
 from ..evaluation.calendar import periods_per_year
 from ..pnl import bar_returns, position_returns
+from .known_optimum import known_market_bars
 from .schema import NS_PER_MINUTE, MarketKind, utc_index
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -66,6 +69,12 @@ STRONG_SIGNAL: dict[str, float] = {"signal_strength": 0.5, "signal_persistence":
 class SyntheticConfig(ZtbModel):
     """Parameters of the synthetic market (see the module docstring for the model)."""
 
+    kind: Literal["default", "known_ar1", "known_two_speed", "known_regime"] = Field(
+        "default",
+        description="default: the model below; known_ar1 / known_two_speed / known_regime: a market whose "
+        "optimal policy is computed exactly (ztb_core/data/known_optimum.py; uses seed, n_bars, start, "
+        "market and base_price only)",
+    )
     seed: int = Field(0, ge=0, description="random seed; the same seed gives identical bars")
     n_bars: int = Field(200_000, ge=1, le=50_000_000, description="number of 1-minute bars to generate")
     start: datetime = Field(
@@ -234,6 +243,9 @@ def generate_market(cfg: SyntheticConfig) -> pd.DataFrame:
     """M1 bars (canonical schema) for the configured synthetic market, deterministic per seed."""
     if not isinstance(cfg, SyntheticConfig):
         raise DataError(f"generate_market expects a SyntheticConfig, got {type(cfg).__name__}")
+    if cfg.kind != "default":
+        times = _timestamps(cfg, np.random.default_rng(cfg.seed))
+        return known_market_bars(cfg.kind, cfg.seed, times, cfg.base_price, cfg.calendar == "crypto")
     path = _simulate(cfg)
     rng = np.random.default_rng([cfg.seed, 1])  # wicks and volume: a stream apart from the path's
     t, ret, gap, sigma, n = path.t, path.ret, path.gap, path.sigma, len(path.t)
@@ -274,6 +286,14 @@ class SignalCeiling:
 CeilingObserves = Literal["signal", "prices"]
 
 
+def _default_model_only(cfg: SyntheticConfig, what: str) -> None:
+    if cfg.kind != "default":
+        raise DataError(
+            f"{what} describes the default synthetic model; kind {cfg.kind!r} has its own exact optimum "
+            f"(ztb_core.evaluation.dp_optimum)"
+        )
+
+
 def price_filter_gain(cfg: SyntheticConfig) -> float:
     """Steady-state Kalman gain for the latent signal seen through volatility-scaled returns
     `y_t = sqrt(s) m_t + sqrt(1 - s) e_t`, `m_t = phi m_{t-1} + sqrt(1 - phi^2) w_t`."""
@@ -307,6 +327,7 @@ def price_filter_forecasts(cfg: SyntheticConfig) -> pd.DataFrame:
     of the bars is measured against (`benchmarks/bench_agent_vs_baselines.py`). The filter knows
     the true parameters and volatility, which no model of real data does: an upper reference,
     not a baseline."""
+    _default_model_only(cfg, "price_filter_forecasts")
     path = _simulate(cfg)
     if cfg.signal_strength == 0:
         zero = np.zeros(len(path.t))
@@ -325,6 +346,7 @@ def signal_ceiling(
     or who sees only past prices but knows the market's true parameters (`observes="prices"`: the
     best a model of the bars can hope for; much lower when the signal is a small part of the
     variance of what it sees). Zero signal gives a ceiling of 0 (stays flat)."""
+    _default_model_only(cfg, "signal_ceiling")
     path = _simulate(cfg)
     if cfg.signal_strength == 0:
         return SignalCeiling(0.0, 0.0, math.inf, 0.0)

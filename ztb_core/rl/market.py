@@ -181,11 +181,17 @@ def describe_market(cfg: TrainConfig) -> str:
     if d.kind != "synthetic":
         return f"market: {d.symbol} from the store ({d.market}); real data, no known ceiling"
     syn = d.synthetic.model_copy(update={"market": d.market})
+    if syn.kind != "default":
+        return (
+            f"market: synthetic {syn.kind} (seed {syn.seed}, {syn.n_bars:,} bars), whose optimal policy is known: "
+            f"benchmarks/bench_known_optimum.py scores a run against it"
+        )
     knows = signal_ceiling(syn, cfg.env.costs.rate)
     sees = signal_ceiling(syn, cfg.env.costs.rate, observes="prices")
     return (
-        f"market: synthetic {d.market}, calibrated to USD/JPY M1 2016 (seed {syn.seed}, {syn.n_bars:,} bars, "
-        f"planted signal_strength {syn.signal_strength:g}); ceilings at these costs, net Sharpe over all bars: "
+        f"market: synthetic {d.market}, a research market with a planted momentum signal (signal_strength "
+        f"{syn.signal_strength:g}; seed {syn.seed}, {syn.n_bars:,} bars; volatility and seasonality like USD/JPY "
+        f"M1 2016, its momentum is not); ceilings at these costs, net Sharpe over all bars: "
         f"{sees.net_sharpe:.1f} for the best filter of past prices (gross {sees.gross_sharpe:.1f}), "
         f"{knows.net_sharpe:.1f} for a trader who knows the signal (gross {knows.gross_sharpe:.1f})"
     )
