@@ -1,7 +1,7 @@
 """PPO against the exact optimum on markets whose optimal policy is known (issue 27, items 1-2).
 
 For each known-optimum market (`data.synthetic.kind`: known_ar1, known_two_speed, known_regime)
-and market seed: solve the DP optimum (`ztb_core.evaluation.dp_optimum`), choose the best band on
+and market seed: solve the DP optimum (`ztb_core.rl.dp_optimum`), choose the best band on
 the one-bar forecast and the best band on a horizon forecast on val, train PPO with the product's
 settings (plus any --set) for each training seed, and score everything on the same test bars with
 the product's P&L: mean net P&L per bar, annualised Sharpe (SE), and the fraction of the DP
@@ -40,10 +40,10 @@ from ztb_core.config import load_config  # noqa: E402
 from ztb_core.data.known_optimum import KNOWN_KINDS, market_spec  # noqa: E402
 from ztb_core.data.source import load_bars  # noqa: E402
 from ztb_core.evaluation.calendar import periods_per_year  # noqa: E402
-from ztb_core.evaluation.dp_optimum import solve  # noqa: E402
-from ztb_core.evaluation.known_rules import known_market_rules, paired_fractions, split_pnl  # noqa: E402
 from ztb_core.rl.agent import load_agent  # noqa: E402
 from ztb_core.rl.config import TrainConfig  # noqa: E402
+from ztb_core.rl.dp_optimum import solve  # noqa: E402
+from ztb_core.rl.known_rules import known_market_rules, paired_fractions, split_pnl  # noqa: E402
 from ztb_core.rl.market import prepare_splits  # noqa: E402
 from ztb_core.rl.trainer import run_training  # noqa: E402
 

@@ -5,23 +5,20 @@ and the config models (the launch dialog imports this when it checks)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import cast
-
-from pydantic import BaseModel
 
 from ztb_core.config import ZtbModel, resolve_config
+from ztb_core.config_models import config_model
 from ztb_core.errors import ConfigError, ZtbError
 
 from .launching import JOB_KINDS
 
 
-def config_model(kind: str) -> type[BaseModel]:
-    """The typed config model the CLI loads for this job. Imported on demand: the models pull in
-    the data stack (scipy, pandas: ~1.5 s), which the console's first paint must not pay."""
-    module, _, name = JOB_KINDS[kind].model.partition(":")
-    return getattr(importlib.import_module(module), name)
+def job_config_model(kind: str) -> type[ZtbModel]:
+    """The typed config model the CLI loads for this job, from the one registry of config models
+    (`ztb_core.config_models`). Imported on demand: the models pull in the data stack (scipy,
+    pandas: ~1.5 s), which the console's first paint must not pay."""
+    return config_model(JOB_KINDS[kind].config)
 
 
 def validate_launch(kind: str, config: Path | None, overrides: list[str], steps: str = "") -> list[str]:
@@ -40,5 +37,5 @@ def validate_launch(kind: str, config: Path | None, overrides: list[str], steps:
             raise ConfigError(f"steps: expected a whole number >= 1, got {steps.strip()!r}")
         overrides.append(f"{job.steps_key}={int(value)}")
     # the command's own resolver: an unknown key names the closest valid one, a bad value the type
-    resolve_config(cast("type[ZtbModel]", config_model(kind)), config, overrides)
+    resolve_config(job_config_model(kind), config, overrides)
     return overrides

@@ -20,8 +20,7 @@ class JobKind:
     label: str
     run_kind: str  # the `kind` its run.json will carry (run ids start with it)
     args: tuple[str, ...]
-    config: str  # default config file under configs/
-    model: str  # "module:Class" of the typed config the command itself loads (imported when validating)
+    config: str  # default config file under configs/ (its name also picks the typed model: config_models)
     steps_key: str | None  # the key the dialog's steps field sets
     example: str  # an override that is valid for this kind (shown in the dialog; tested)
 
@@ -32,7 +31,6 @@ JOB_KINDS: dict[str, JobKind] = {
         "pretrain",
         ("pretrain", "--headless"),
         "pretrain.yaml",
-        "ztb_core.pretrain.config:PretrainConfig",
         "trainer.max_steps",
         "optim.lr=0.0005",
     ),
@@ -41,7 +39,6 @@ JOB_KINDS: dict[str, JobKind] = {
         "train",
         ("train", "--headless"),
         "train.yaml",
-        "ztb_core.rl.config:TrainConfig",
         "total_timesteps",
         "ppo.learning_rate=0.0001",
     ),
@@ -50,7 +47,6 @@ JOB_KINDS: dict[str, JobKind] = {
         "live",
         ("live", "--dry-run"),
         "live.yaml",
-        "ztb_core.live.loop.live_config:LiveConfig",
         "max_bars",
         "poll_interval_s=10",
     ),
@@ -59,7 +55,6 @@ JOB_KINDS: dict[str, JobKind] = {
         "live",
         ("live", "--minimal"),
         "live.yaml",
-        "ztb_core.live.loop.live_config:LiveConfig",
         None,
         "poll_interval_s=10",
     ),

@@ -8,9 +8,9 @@ import pytest
 
 from ztb_core.data.known_optimum import market_spec, observed_state
 from ztb_core.data.source import load_bars
-from ztb_core.evaluation.dp_optimum import dp_positions, solve
-from ztb_core.evaluation.known_rules import split_pnl
 from ztb_core.rl.agent import load_agent
+from ztb_core.rl.dp_optimum import dp_positions, solve
+from ztb_core.rl.known_rules import split_pnl
 from ztb_core.rl.market import prepare_market
 from ztb_core.rl.trainer import run_training
 

@@ -11,7 +11,7 @@ from textual.widgets import Input, Select, Static
 
 from ztb_core.config import closest_key, load_config, model_keys
 from ztb_core.errors import ConfigError
-from ztb_tui.launch_check import config_model, validate_launch
+from ztb_tui.launch_check import job_config_model, validate_launch
 from ztb_tui.launching import JOB_KINDS
 from ztb_tui.screens.launch import LaunchScreen
 from ztb_tui.screens.runs import RunsScreen
@@ -21,7 +21,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def importable(kind: str) -> bool:
     try:
-        config_model(kind)
+        job_config_model(kind)
     except ImportError:
         return False
     return True
@@ -30,12 +30,12 @@ def importable(kind: str) -> bool:
 @pytest.mark.parametrize("kind", list(JOB_KINDS))
 def test_every_shown_example_is_valid_for_its_kind(kind: str) -> None:
     if not importable(kind):
-        pytest.skip(f"{JOB_KINDS[kind].model} does not import in this tree right now")
+        pytest.skip(f"the model of {JOB_KINDS[kind].config} does not import in this tree right now")
     job = JOB_KINDS[kind]
     final = validate_launch(kind, CONFIGS / job.config, [job.example])
     assert final == [job.example]
     # the CLI's own loader accepts exactly what the dialog passes
-    load_config(config_model(kind), CONFIGS / job.config, final)
+    load_config(job_config_model(kind), CONFIGS / job.config, final)
 
 
 def test_the_old_example_is_refused_with_the_key_it_meant() -> None:
@@ -68,7 +68,7 @@ def test_steps_field_sets_the_kinds_step_key() -> None:
     for bad in ("0", "ten", "-5"):
         with pytest.raises(ConfigError, match="steps: expected a whole number"):
             validate_launch("train", None, [], bad)
-    keys = model_keys(config_model("train"))
+    keys = model_keys(job_config_model("train"))
     assert "total_timesteps" in keys and "ppo.learning_rate" in keys
     assert closest_key("ppo.total_timesteps", keys) == "total_timesteps"
     assert closest_key("zzzz", keys) is None

@@ -1,4 +1,4 @@
-"""Synthetic markets whose optimal trading policy is known exactly (`ztb_core.evaluation.dp_optimum`).
+"""Synthetic markets whose optimal trading policy is known exactly (`ztb_core.rl.dp_optimum`).
 
 Each market is a small Markov model in which everything a trader needs is visible in the bars:
 

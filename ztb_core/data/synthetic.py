@@ -290,7 +290,7 @@ def _default_model_only(cfg: SyntheticConfig, what: str) -> None:
     if cfg.kind != "default":
         raise DataError(
             f"{what} describes the default synthetic model; kind {cfg.kind!r} has its own exact optimum "
-            f"(ztb_core.evaluation.dp_optimum)"
+            f"(ztb_core.rl.dp_optimum)"
         )
 
 

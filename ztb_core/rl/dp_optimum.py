@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from numpy.polynomial.hermite_e import hermegauss
 
 from ..data.known_optimum import KnownMarketSpec, simulate
-from .errors import EvaluationError
+from ..evaluation.errors import EvaluationError
 
 #: the action set: the product's default discrete positions
 POSITIONS = np.array([-1.0, 0.0, 1.0])

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.known_optimum import market_spec, observed_state
+from ..evaluation.baselines import hysteresis
+from ..evaluation.bootstrap import block_indices
+from ..evaluation.errors import EvaluationError
 from ..pnl import bar_returns, position_returns
-from .baselines import hysteresis
-from .bootstrap import block_indices
 from .dp_optimum import DPSolution, dp_positions, horizon_forecast, solve
-from .errors import EvaluationError
 
 BANDS: tuple[float, ...] = tuple(np.round(np.arange(0.0, 3.01, 0.1), 2))
 HORIZONS: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 400)

@@ -9,8 +9,8 @@ import pytest
 
 from ztb_core.data.known_optimum import market_spec, simulate
 from ztb_core.evaluation.baselines import hysteresis
-from ztb_core.evaluation.dp_optimum import POSITIONS, dp_positions, horizon_forecast, solve
 from ztb_core.evaluation.errors import EvaluationError
+from ztb_core.rl.dp_optimum import POSITIONS, dp_positions, horizon_forecast, solve
 
 RATE = 2e-4  # the product's default costs: 1 bp fee + half of 1 bp spread + 0.5 bp slippage
 
