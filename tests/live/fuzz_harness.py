@@ -76,10 +76,17 @@ RISK = RiskConfig(
 )
 OPEN_STATES = ("NEW", "PARTIALLY_FILLED")
 GRACE_S = 0.3  # the bot's reconcile_grace_s: how long an unknown placement may take to show up
+#: the longest the world delays an order entry (test_fuzz HANGS_MS)
+WORST_DELAY_S = 2.5
+#: how long an unknown placement must stay absent before the bot may rule it never placed: a bot with
+#: `unknown_outcome_window_s` (the venue's worst delay) is told the world's; one without uses the grace
+_HAS_WINDOW = "unknown_outcome_window_s" in LiveConfig.model_fields
+OUTCOME_WINDOW_S = WORST_DELAY_S + 1.0 if _HAS_WINDOW else GRACE_S
 
 #: the invariants the referee judges; each violation message starts with "[tag]"
 RULES = {
-    "unknown_outcome": "no order is sent while an earlier placement's outcome is unknown",
+    "unknown_outcome": "no order is sent while an earlier placement's outcome is unknown, unless it reduces "
+    "|position| even if every unknown placement executes",
     "reduce_only": "in reduce-only (breaker, daily halt, day loss past the limit) no order adds exposure",
     "trades_per_day": "no more exposure-adding orders per day than max_trades_per_day",
     "position_limit": "no exposure-adding order can take |position| (resting orders at worst case) past max_position",
@@ -159,6 +166,7 @@ def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -
         warmup_bars=12,
         journal_path=journal_path,
         reconcile_grace_s=GRACE_S,
+        **({"unknown_outcome_window_s": OUTCOME_WINDOW_S} if _HAS_WINDOW else {}),
     )
 
 
@@ -285,19 +293,28 @@ class Placement:
     risk: dict
     equity: Decimal  # capital + our cash flow + position * last, at the exchange
     private_down: list[str] = field(default_factory=list)  # fault rows failing every private read
+    unknown: list[tuple[str, Decimal]] = field(default_factory=list)  # earlier unresolved placements
 
     @property
     def signed(self) -> Decimal:
         return self.amount if self.side == "buy" else -self.amount
 
-    def reducing(self) -> bool:
-        """Reduces |position| whatever resting orders do: same-side resting orders counted as filled."""
+    def _reduces(self, same_side: Decimal) -> bool:
+        """Reduces |position| even if `same_side` more on this order's side executes first."""
         p, x = self.position, self.signed
         if p == 0 or (x > 0) == (p > 0):
             return False
-        same = sum((r if s == self.side else Decimal(0) for s, r in self.resting), Decimal(0))
-        after = p + x + (same if self.side == "buy" else -same)
+        after = p + x + (same_side if self.side == "buy" else -same_side)
         return after == 0 or ((after > 0) == (p > 0) and abs(after) <= abs(p))
+
+    def reducing(self) -> bool:
+        """Reduces |position| whatever resting orders do: same-side resting orders counted as filled."""
+        return self._reduces(sum((r for s, r in self.resting if s == self.side), Decimal(0)))
+
+    def reducing_whatever_unknown(self) -> bool:
+        """Reduces |position| even if every earlier placement of unknown outcome executes in full too."""
+        same = sum((r for s, r in self.resting if s == self.side), Decimal(0))
+        return self._reduces(same + sum((a for s, a in self.unknown if s == self.side), Decimal(0)))
 
     def worst_after(self) -> Decimal:
         """The position if this order and every resting order on its side fill."""
@@ -414,16 +431,19 @@ class Referee:
         if left > 0:
             time.sleep(left + 0.05)
 
-    def _journal_view(self) -> tuple[int, dict]:
+    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict]:
+        """(side, amount, price) of every placement in submitted/unknown, and the risk state."""
         db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
         try:
-            n = db.execute("SELECT COUNT(*) FROM orders WHERE state IN ('submitted','unknown')").fetchone()[0]
+            rows = db.execute(
+                "SELECT side, amount, price FROM orders WHERE state IN ('submitted','unknown')"
+            ).fetchall()
             row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
         except sqlite3.OperationalError:  # journal not created yet
-            return 0, {}
+            return [], {}
         finally:
             db.close()
-        return int(n), (json.loads(row[0]) if row else {})
+        return [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows], (json.loads(row[0]) if row else {})
 
     def _being_submitted(self) -> tuple[str, Decimal, Decimal] | None:
         """Side, amount and price of the order the bot is sending now (journaled `submitted` first)."""
@@ -485,6 +505,9 @@ class Referee:
         with state.lock:
             state.advance()
             unresolved, risk = self._journal_view()
+            this = (params["order_type"], Decimal(params["amount"]), Decimal(params["rate"]))
+            if this in unresolved:  # the one being sent now
+                unresolved.remove(this)
             resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
             pos = self.position()
             equity = self.capital + self.cash() + pos * state.last_price()
@@ -498,10 +521,11 @@ class Referee:
                     Decimal(params["rate"]),
                     pos,
                     resting,
-                    unresolved,
+                    len(unresolved) + 1,
                     risk,
                     equity,
                     down,
+                    [(side, amount) for side, amount, _ in unresolved],
                 )
             )
             keys = getattr(self._local, "twin_after", None)
@@ -521,7 +545,7 @@ class Referee:
         for p in self.placements[self.checked_upto :]:
             self.checked_upto += 1
             where = f"order {p.order_id} ({p.side} {p.amount} @ {p.rate}, position {p.position})"
-            if p.unresolved > 1:
+            if p.unresolved > 1 and not p.reducing_whatever_unknown():
                 self.entry_violations.append(
                     f"[unknown_outcome] {where} was placed while {p.unresolved - 1} earlier placement(s) had an "
                     "unknown outcome"

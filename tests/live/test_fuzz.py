@@ -44,7 +44,19 @@ from ztb_core.live.exchange import ExchangeCallError
 from ztb_core.live.orders import CANCEL_REQUESTED, CANCELLED, OPEN, Order
 from ztb_core.live.reconcile import _to_fill, reconcile
 
-from .fuzz_harness import GRACE_S, KEY, RISK, RULES, SECRET, Bot, Referee, WorldClock, fork_bot, set_clock_skew
+from .fuzz_harness import (
+    KEY,
+    OUTCOME_WINDOW_S,
+    RISK,
+    RULES,
+    SECRET,
+    WORST_DELAY_S,
+    Bot,
+    Referee,
+    WorldClock,
+    fork_bot,
+    set_clock_skew,
+)
 
 EXAMPLES = int(os.environ.get("ZTB_FUZZ_EXAMPLES", "12"))
 STEPS = int(os.environ.get("ZTB_FUZZ_STEPS", "18"))
@@ -80,7 +92,10 @@ FAULT_ENDPOINTS = [
 ]
 #: how long a hanging request waits before it acts (or drops): past the client's 150 ms timeout and
 #: inside the bot's reconcile grace, and (AWAITING_FIX late_beyond_grace) well beyond the grace
-HANGS_MS = [180.0, 250.0] + ([1_000.0, 2_500.0] if enabled("late_beyond_grace") else [])
+HANGS_MS = [180.0, 250.0] + ([1_000.0, WORST_DELAY_S * 1000] if enabled("late_beyond_grace") else [])
+#: HOOK: True once the harness's bot reads market data from the websocket feed and the emulator has
+#: a silence fault (see `LiveFaultMachine.ws_silence`); until then the rule is never drawn
+WS_SILENCE_HOOK = False
 #: the bot's clock against the venue's: none, a little, and past reconcile's 120 s matching slack
 SKEWS_MS = [0, 1_500, -1_500, 180_000, -180_000]
 
@@ -168,7 +183,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
         self.referee.lag_from, self.referee.twin = None, None
         self.referee.wait_for_delayed_work()
         if self.bot.journal.unresolved():
-            time.sleep(GRACE_S + 0.05)  # past reconcile_grace_s: a placement not at the exchange by now never will be
+            # past the bot's outcome window: a placement not at the exchange by now never will be
+            time.sleep(OUTCOME_WINDOW_S + 0.05)
         self.clock.advance(120.0)  # past the longest cancel backoff (60 s)
         if self.bot.ensure_started():
             self.bot.tick()
@@ -239,6 +255,17 @@ class LiveFaultMachine(RuleBasedStateMachine):
         Tally.steps += 1
         self.bot.decide(signal_, aggressiveness)
 
+    @rule(
+        seconds=st.sampled_from([20, 60, 180]),
+        signal_=st.sampled_from([1.0, 0.0, 0.5]),
+        aggressiveness=st.sampled_from([-20.0, 30.0, 5.0]),
+    )
+    def market_moves_then_bar(self, seconds: int, signal_: float, aggressiveness: float) -> None:
+        """The tape moves on, then a bar closes (the common case, so decisions are not rare among the
+        many fault rules)."""
+        self.time_passes(seconds)
+        self.decide(signal_, aggressiveness)
+
     @rule()
     def between_bars(self) -> None:
         """A poll with no new bar: cancels whose backoff is due go out again; a sync if orders rest."""
@@ -306,6 +333,23 @@ class LiveFaultMachine(RuleBasedStateMachine):
         self.active.append(FaultRule(kind=kind, endpoint=endpoint, times=None, hang_ms=180.0))
         self._sync_faults()
 
+    @rule(times=st.sampled_from([2, 4, None]))
+    def cancels_fail(self, times: int | None) -> None:
+        """Cancel requests fail (`times` of them, the adapter's retry included; None: until removed)."""
+        Tally.steps += 1
+        Tally.faults += 1
+        self.active.append(FaultRule(kind="http_5xx", endpoint="cancel_order", times=times))
+        self._sync_faults()
+
+    @rule(kind=st.sampled_from(["timeout", "response_lost", "late_execution"]), hang_ms=st.sampled_from(HANGS_MS))
+    def placement_answer_lost(self, kind: str, hang_ms: float) -> None:
+        """The next order entry gets no answer: never placed (timeout), placed (response_lost), or
+        placed after `hang_ms` (late_execution)."""
+        Tally.steps += 1
+        Tally.faults += 1
+        self.active.append(FaultRule(kind=kind, endpoint="create_order", times=1, hang_ms=hang_ms))
+        self._sync_faults()
+
     @rule(ratio=st.sampled_from([0.004, 0.1, 0.5]))
     def partial_fills(self, ratio: float) -> None:
         """Orders placed from now on fill at most `ratio` of their amount per execution (0.004: more
@@ -327,8 +371,12 @@ class LiveFaultMachine(RuleBasedStateMachine):
         """The fill history stops showing new fills (the venue's history lags its matching engine)
         while open orders and order details stay current; or it catches up."""
         Tally.steps += 1
-        self.referee.lag_from = len(self.emu.state.fills) if on else None
+        if not on:
+            self.referee.lag_from = None
+        elif self.referee.lag_from is None:  # already lagging: it stays behind from where it began
+            self.referee.lag_from = len(self.emu.state.fills)
 
+    @precondition(lambda self: WS_SILENCE_HOOK)
     @rule()
     def ws_silence(self) -> None:
         """HOOK (websocket stall): the bot here takes its bars from REST (`ConstantBars`), not the
