@@ -152,6 +152,7 @@ class LiveFaultMachine(RuleBasedStateMachine):
         self.active: list[FaultRule] = []
         self.lives = 0
         self.seen: set[str] = set()  # scenarios this sequence reached
+        self.failed = False
         self._events_read = 0
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class LiveFaultMachine(RuleBasedStateMachine):
     def _assert_clean(self, settled: bool = False) -> None:
         problems = self._violations(settled)
         if problems:
+            self.failed = True
             Tally.violations.update({p[1 : p.index("]")] for p in problems if p.startswith("[")})
             events = [e for e in self.bot.writer.events if e[0] not in ("reconciled",)][-12:]
             raise AssertionError("invariants broken:\n  " + "\n  ".join(problems) + f"\nlast events: {events}")
@@ -469,7 +471,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if self.bot is not None:
+            # a sequence already failed is not settled: the final check would mask the first failure
+            if self.bot is not None and not self.failed:
                 self._observe()
                 self.settle()
                 self._tally_coverage()

@@ -88,8 +88,8 @@ def run_fuzzer(machine: type[LiveFaultMachine], examples: int, steps: int) -> st
                 suppress_health_check=list(HealthCheck),
             ),
         )
-    except AssertionError as exc:
-        return str(exc)
+    except AssertionError as exc:  # the message, then the failing sequence hypothesis noted
+        return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
     return None
 
 
