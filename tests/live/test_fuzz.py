@@ -70,6 +70,8 @@ AWAITING_FIX = {
     "placed, placed again, and the late one is lost from the books",
     "twin_of_unplaced": "defect 6: a foreign order with the keys of a placement of ours that never reached "
     "the book is adopted (and later cancelled)",
+    "clock_step": "defect 4: reconciliation compares the local clock with itself across a step of it (an "
+    "order cancelled at the exchange stays cancel_requested after a clean sync until the clock catches up)",
 }
 
 
@@ -230,11 +232,15 @@ class LiveFaultMachine(RuleBasedStateMachine):
         signal_=st.sampled_from([1.0, 0.5, 0.0]),
         aggressiveness=st.sampled_from([-20.0, 5.0]),
         fault=st.sampled_from([None, "cancel_order", "transactions_pagination", "create_order"]),
+        skew_ms=st.sampled_from(SKEWS_MS),
     )
-    def opening(self, signal_: float, aggressiveness: float, fault: str | None) -> None:
+    def opening(self, signal_: float, aggressiveness: float, fault: str | None, skew_ms: int) -> None:
         """Every sequence starts with something at stake: a first decision (resting or filled), and
-        perhaps one endpoint already failing."""
+        perhaps one endpoint already failing; the bot's clock may run off the venue's throughout."""
         Tally.steps += 1
+        set_clock_skew(skew_ms)
+        if skew_ms:
+            self.seen.add("clock_skew_large" if abs(skew_ms) >= 120_000 else "clock_skew_small")
         self.bot.decide(signal_, aggressiveness)
         if fault is not None:
             self.active.append(FaultRule(kind="http_5xx", endpoint=fault, times=None, probability=0.5))
@@ -294,13 +300,14 @@ class LiveFaultMachine(RuleBasedStateMachine):
         else:
             self.bot.runner.risk.trip("manual", "fuzzer: operator switched to reduce-only")
 
+    @precondition(lambda self: enabled("clock_step"))
     @rule(skew_ms=st.sampled_from(SKEWS_MS))
-    def clock_skew(self, skew_ms: int) -> None:
-        """The bot host's clock drifts off the venue's (NTP lost, a VM resumed)."""
+    def clock_steps(self, skew_ms: int) -> None:
+        """The bot host's clock steps while it runs (NTP correction, a VM resumed): AWAITING_FIX
+        clock_step. A skew constant from the start is drawn by `opening`."""
         Tally.steps += 1
         set_clock_skew(skew_ms)
-        if skew_ms:
-            self.seen.add("clock_skew_large" if abs(skew_ms) >= 120_000 else "clock_skew_small")
+        self.seen.add("clock_step")
 
     # ---- rules: faults ----------------------------------------------------------------------------
     @rule(
@@ -351,6 +358,29 @@ class LiveFaultMachine(RuleBasedStateMachine):
         Tally.faults += 1
         self.active.append(FaultRule(kind=kind, endpoint="create_order", times=1, hang_ms=hang_ms))
         self._sync_faults()
+
+    @rule(
+        kind=st.sampled_from(["timeout", "response_lost", "late_execution"]),
+        hang_ms=st.sampled_from(HANGS_MS),
+        signal_=st.sampled_from([1.0, 0.5, 0.25]),
+        aggressiveness=st.sampled_from([30.0, -20.0]),
+        twin=st.sampled_from([None, "before", "after"]),
+    )
+    def bar_with_lost_answer(
+        self, kind: str, hang_ms: float, signal_: float, aggressiveness: float, twin: str | None
+    ) -> None:
+        """A bar whose order gets no answer (see placement_answer_lost), perhaps with someone else's
+        twin of it placed just before or after it reaches the exchange."""
+        self.placement_answer_lost(kind, hang_ms)
+        if twin is not None:
+            self.twin_next_lost_placement(twin)
+        self.decide(signal_, aggressiveness)
+
+    @rule(signal_=st.sampled_from([1.0, 0.5, 0.0]), aggressiveness=st.sampled_from([30.0, -20.0]))
+    def bar_while_history_lags(self, signal_: float, aggressiveness: float) -> None:
+        """The fill history lags, then a bar: what fills now is on the book's side only for a while."""
+        self.history_lags(True)
+        self.decide(signal_, aggressiveness)
 
     @rule(ratio=st.sampled_from([0.004, 0.1, 0.5]))
     def partial_fills(self, ratio: float) -> None:
@@ -515,6 +545,7 @@ SCENARIOS = [
     "foreign_order",
     "clock_skew_small",
     "clock_skew_large",
+    "clock_step",
     "history_lag_hid_fills",
     "close_waits_for_fills",
     "partial_fills",
