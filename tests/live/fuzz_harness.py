@@ -459,6 +459,9 @@ class Referee:
         return (row[0], Decimal(row[1]), Decimal(row[2])) if row else None
 
     # -- hooks ----------------------------------------------------------------------------------
+    def _pick_rules(self) -> list[Any]:
+        return self.emulator.faults.rules()
+
     def _hooked_pick(self, endpoint: str) -> tuple[list[Any], Any]:
         delays, fault = self._pick(endpoint)
         kind = fault.kind if fault is not None else None
@@ -468,6 +471,9 @@ class Referee:
         self._local.twin_after = None
         if endpoint != "create_order":
             return delays, fault
+        # what the bot knew when it sent the order (a delayed entry is judged on that, not on what
+        # the fuzzer changed while the request hung)
+        self._local.arrival = (self._journal_view(), private_reads_down(self._pick_rules()))
         work_s = wait_s + (hang_s if kind == "late_execution" else 0.0)  # before the order is entered
         placed = kind is None or kind in WORK_DONE_KINDS
         if placed and work_s > self.client_timeout_s:
@@ -504,14 +510,15 @@ class Referee:
         state = self.emulator.state
         with state.lock:
             state.advance()
-            unresolved, risk = self._journal_view()
+            arrival = getattr(self._local, "arrival", None)
+            self._local.arrival = None
+            (unresolved, risk), down = arrival or (self._journal_view(), private_reads_down(self._pick_rules()))
             this = (params["order_type"], Decimal(params["amount"]), Decimal(params["rate"]))
             if this in unresolved:  # the one being sent now
                 unresolved.remove(this)
             resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
             pos = self.position()
             equity = self.capital + self.cash() + pos * state.last_price()
-            down = private_reads_down(self.emulator.faults.rules())
             out = self._create(params, fill_ratio)
             self.placements.append(
                 Placement(

@@ -46,6 +46,9 @@ def focused(*keep: str, extra: dict[str, Any] | None = None, **narrowed: dict[st
     (the situation is reached in one step instead of by luck)."""
     unknown = (set(keep) | set(narrowed)) - set(RULE_NAMES) - {"opening"}
     assert not unknown, f"no such fuzzer rule: {unknown}"
+    # the opening decision without its fault or clock skew unless narrowed otherwise: a control's
+    # sequence should reach its rule, not another one's
+    narrowed.setdefault("opening", opening(0.0, 0.5, 1.0))
     body: dict[str, Any] = {name: None for name in RULE_NAMES if name not in keep and name not in narrowed}
     for name, strategies in narrowed.items():
         body[name] = _narrow(name, strategies)
@@ -67,11 +70,11 @@ def one_of(*values: Any) -> Any:
     return st.sampled_from(values)
 
 
-def opening(*signals: float) -> dict[str, Any]:
-    """The opening decision narrowed to `signals`, with no fault."""
+def opening(*signals: float, aggressiveness: tuple[float, ...] = (30.0, -20.0)) -> dict[str, Any]:
+    """The opening decision narrowed to `signals`, with no fault and no clock skew."""
     return {
         "signal_": one_of(*signals),
-        "aggressiveness": one_of(30.0, -20.0),
+        "aggressiveness": one_of(*aggressiveness),
         "fault": st.none(),
         "skew_ms": one_of(0),
     }
@@ -161,7 +164,12 @@ def test_fuzzer_catches_private_down(monkeypatch):
     def sync_failure_ignored(mp):
         mp.setattr(LiveRunner, "_sync", lambda self: sync(self) or True)
 
-    assert_caught(monkeypatch, "private_down", focused("private_reads_fail", "decide"), sync_failure_ignored)
+    assert_caught(
+        monkeypatch,
+        "private_down",
+        focused("private_reads_fail", "decide", opening=opening(0.0, 0.5, 1.0)),
+        sync_failure_ignored,
+    )
 
 
 def test_fuzzer_catches_cancel_retry(monkeypatch):
@@ -217,7 +225,7 @@ def test_fuzzer_catches_journal_orders(monkeypatch):
 
         mp.setattr(OrderManager, "cancel", cancelled_anyway)
 
-    machine = focused("decide", "cancels_fail", "cancel_everything")
+    machine = focused("decide", "cancels_fail", "cancel_everything", opening=opening(1.0, 0.5, aggressiveness=(-20.0,)))
     assert_caught(monkeypatch, "journal_orders", machine, failed_cancel_booked_as_done)
 
 
@@ -371,6 +379,22 @@ def test_awaiting_fix_clock_stepping_back_while_an_order_rests():
             lambda m: m.opening(1.0, -20.0, None, 0),
             lambda m: LiveFaultMachine.clock_steps(m, -180_000),
             lambda m: m.cancel_everything(),
+        ]
+    )
+    assert found is None, found
+
+
+def test_a_delayed_entry_is_judged_on_what_the_bot_knew_when_it_sent_it():
+    """Found by `make fuzz`: an order sent in normal mode, entered 250 ms later by the exchange after
+    the fuzzer had tripped a breaker meanwhile, was reported as "adds exposure in reduce-only". The
+    referee snapshots the journal when the request arrives, not when the late work is done."""
+    found = _scripted(
+        [
+            lambda m: m.opening(0.0, 30.0, None, 0),
+            lambda m: m.bar_with_lost_answer("late_execution", 250.0, 0.5, 30.0, None),
+            lambda m: m.breaker("trip"),
+            lambda m: time.sleep(0.4),  # the late entry lands
+            lambda m: m.time_passes(1),
         ]
     )
     assert found is None, found
