@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RULE_MARKER, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import RULE_MARKER, initialize, precondition, rule, run_state_machine_as_test
 
 from ztb_core.live import reconcile as live_reconcile
 from ztb_core.live.broker import OrderManager
@@ -287,7 +287,16 @@ def test_fuzzer_catches_position_books(monkeypatch):
             Journal, "position", lambda self: sum((f.amount for f in self.fills() if f.side == "buy"), Decimal(0))
         )
 
-    assert_caught(monkeypatch, "position_books", focused("decide", "time_passes"), sells_not_counted)
+    # one exit only: a bot that believes it is still long would sell again and again, and the position
+    # limit would be the first rule to see it
+    @precondition(lambda self: not getattr(self, "exited", False))
+    @rule(aggressiveness=one_of(30.0, 5.0))
+    def exit_bar(self, aggressiveness: float) -> None:
+        self.exited = True
+        LiveFaultMachine.decide(self, 0.0, aggressiveness)
+
+    machine = focused("time_passes", opening=opening(1.0, 0.5, aggressiveness=(30.0,)), extra={"exit_bar": exit_bar})
+    assert_caught(monkeypatch, "position_books", machine, sells_not_counted)
 
 
 def test_fuzzer_catches_foreign(monkeypatch):
