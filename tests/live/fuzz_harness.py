@@ -351,6 +351,8 @@ class Referee:
     entry_violations: list[str] = field(default_factory=list)
     #: fills the history shows while it lags (None: no lag): newer fills exist but are not listed yet
     lag_from: int | None = None
+    #: monotonic time at which a lag ends by itself (a venue's history catches up within its worst delay)
+    lag_until: float = 0.0
     #: a foreign twin is placed for the next placement of ours whose answer is lost (before/after it)
     twin: str | None = None
     #: whether a twin may be made of a placement that never reaches the book (see test_fuzz.AWAITING_FIX)
@@ -492,6 +494,8 @@ class Referee:
 
     def _hooked_transactions(self, params: dict, paginated: bool) -> dict:
         state = self.emulator.state
+        if self.lag_from is not None and time.monotonic() > self.lag_until:
+            self.lag_from = None  # caught up
         if self.lag_from is None:
             return self._transactions(params, paginated)
         with state.lock:
