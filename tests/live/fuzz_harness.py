@@ -353,6 +353,9 @@ class Referee:
     lag_from: int | None = None
     #: monotonic time at which a lag ends by itself (a venue's history catches up within its worst delay)
     lag_until: float = 0.0
+    #: whether a lag may go on while a placement of ours has no answer (its fills may be all the evidence
+    #: there is of it: see test_fuzz.AWAITING_FIX late_beyond_grace); False ends the lag at such a placement
+    lag_with_unknown: bool = True
     #: a foreign twin is placed for the next placement of ours whose answer is lost (before/after it)
     twin: str | None = None
     #: whether a twin may be made of a placement that never reaches the book (see test_fuzz.AWAITING_FIX)
@@ -469,7 +472,8 @@ class Referee:
         kind = fault.kind if fault is not None else None
         wait_s = sum(d.latency_ms for d in delays) / 1000.0
         hang_s = fault.hang_ms / 1000.0 if kind in ("timeout", "response_lost", "late_execution") else 0.0
-        self.delayed_until = max(self.delayed_until, time.monotonic() + wait_s + hang_s + 0.05)
+        if wait_s + hang_s > 0:  # a request that hangs: its work (if any) lands later
+            self.delayed_until = max(self.delayed_until, time.monotonic() + wait_s + hang_s + 0.05)
         self._local.twin_after = None
         if endpoint != "create_order":
             return delays, fault
@@ -481,6 +485,8 @@ class Referee:
         if placed and work_s > self.client_timeout_s:
             self.seen.add("late_beyond_grace" if work_s > GRACE_S else "late_within_grace")
         answer_lost = (kind is not None and kind not in HARMLESS_KINDS) or wait_s > self.client_timeout_s
+        if answer_lost and not self.lag_with_unknown:
+            self.lag_from = None
         if self.twin is not None and answer_lost and (placed or self.twins_of_unplaced):
             keys = self._being_submitted()
             if keys is not None:

@@ -152,7 +152,12 @@ class LiveFaultMachine(RuleBasedStateMachine):
         self.emu = EmulatorServer(emulator_config(), tape=TAPE)
         self.emu.start()
         self.journal_path = self.tmp / "journal.sqlite"
-        self.referee = Referee(self.emu, self.journal_path, twins_of_unplaced=enabled("twin_of_unplaced"))
+        self.referee = Referee(
+            self.emu,
+            self.journal_path,
+            twins_of_unplaced=enabled("twin_of_unplaced"),
+            lag_with_unknown=enabled("late_beyond_grace"),
+        )
         self.clock = WorldClock()
         self.bot: Bot | None = Bot(self.emu.base_url, self.journal_path, self.tmp / "run", self.clock)
         self.active: list[FaultRule] = []
@@ -409,6 +414,10 @@ class LiveFaultMachine(RuleBasedStateMachine):
         Tally.steps += 1
         if not on:
             self.referee.lag_from = None
+        elif not self.referee.lag_with_unknown and (
+            self.bot.journal.unresolved() or time.monotonic() < self.referee.delayed_until
+        ):
+            pass  # a placement without an answer, or still to land: its fills may be its only evidence
         elif self.referee.lag_from is None:  # already lagging: it stays behind from where it began
             self.referee.lag_from = len(self.emu.state.fills)
             self.referee.lag_until = time.monotonic() + LAG_S
