@@ -358,8 +358,9 @@ class Referee:
     lag_with_unknown: bool = True
     #: a foreign twin is placed for the next placement of ours whose answer is lost (before/after it)
     twin: str | None = None
-    #: whether a twin may be made of a placement that never reaches the book (see test_fuzz.AWAITING_FIX)
-    twins_of_unplaced: bool = True
+    #: whether a twin may be made of a placement that is not on the book when the bot looks (never
+    #: entered, or entered late; see test_fuzz.AWAITING_FIX twin_of_unseen)
+    twins_of_unseen: bool = True
     #: monotonic time by which every delayed request (late execution, hang) has done its work
     delayed_until: float = 0.0
     #: situations the world produced, for the per-scenario counts
@@ -487,10 +488,12 @@ class Referee:
         answer_lost = (kind is not None and kind not in HARMLESS_KINDS) or wait_s > self.client_timeout_s
         if answer_lost and not self.lag_with_unknown:
             self.lag_from = None
-        if self.twin is not None and answer_lost and (placed or self.twins_of_unplaced):
+        # on the book when the bot next looks: entered at arrival, not late (nor never)
+        visible = placed and work_s <= 0.05
+        if self.twin is not None and answer_lost and (visible or self.twins_of_unseen):
             keys = self._being_submitted()
             if keys is not None:
-                self.seen.add("twin_of_placed" if placed else "twin_of_unplaced")
+                self.seen.add("twin_of_placed" if visible else "twin_of_unseen")
                 if self.twin == "before" or not placed:  # never placed: before and after are the same
                     self.place_foreign(*keys)
                 else:

@@ -352,13 +352,13 @@ def test_awaiting_fix_late_execution_beyond_the_grace():
     assert found is None, found
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 25 {AWAITING_FIX['twin_of_unplaced']}")
+@pytest.mark.xfail(strict=True, reason=f"issue 25 {AWAITING_FIX['twin_of_unseen']}")
 def test_awaiting_fix_twin_of_a_placement_that_never_reached_the_book():
     """Our order times out without being entered; someone else places the same side/price/amount
     right after. The twin must not be adopted nor cancelled (block and ask the operator)."""
     found = _scripted(
         [
-            lambda m: setattr(m.referee, "twins_of_unplaced", True),
+            lambda m: setattr(m.referee, "twins_of_unseen", True),
             lambda m: m.twin_next_lost_placement("after"),
             lambda m: m.placement_answer_lost("timeout", 180.0),
             lambda m: m.decide(1.0, -20.0),
