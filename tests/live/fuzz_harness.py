@@ -13,6 +13,15 @@ SQLite connection: the risk state and how many placements have an unknown outcom
 "no order while an earlier outcome is unknown", "reduce-only never adds exposure" and the daily
 limits are judged on what was true when the order was sent, not on what the bot believed.
 
+Every broken invariant is reported as "[rule] what": `RULES` lists the rules the referee claims,
+and tests/live/test_fuzz_controls.py breaks the real code for each one (a positive control) and
+shows the fuzzer catches it.
+
+The world's faults the referee also drives: a lagging fill history (`history_lag`), foreign twins of
+our orders placed just before ours arrives (`arm_twin`), delayed work tracked until it has landed
+(`wait_for_delayed_work`), the bot's clock running off the venue's (`set_clock_skew`), and the bot's
+monotonic clock advancing with the tape (`WorldClock`, so cancel backoffs come due).
+
 Run as a script (`python tests/live/fuzz_harness.py URL JOURNAL SIGNALS CRASH_AT`) it is the bot
 process the kill-9 test restarts in a fresh interpreter; the state machine forks the same code.
 """
@@ -24,7 +33,9 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +44,10 @@ from typing import Any
 
 import pandas as pd
 
+from ztb_core.live import journal as live_journal
+from ztb_core.live import orders as live_orders
+from ztb_core.live import reconcile as live_reconcile
+from ztb_core.live.emulator.state import ApiError
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.live.loop.risk import RiskConfig
@@ -47,9 +62,11 @@ KEY, SECRET = "fuzz-key-1d2c", "fuzz-secret-9a8b7c"
 SYMBOL = "BTC/JPY"
 CAPITAL = 36_000.0  # signal 1.0 at ~1.2M JPY is ~0.03 BTC: six minimum lots
 RISK = RiskConfig(
-    daily_loss_limit=Decimal("150"),  # reachable with a 0.03 BTC position and a few minutes of tape
+    daily_loss_limit=Decimal("150"),  # reachable with a 0.02 BTC position and a few minutes of tape
     max_trades_per_day=6,
-    max_position=Decimal("0.03"),
+    # below what signal 1.0 sizes (~0.03): the position limit binds on every full-size decision, so a
+    # broken limit shows on the first one
+    max_position=Decimal("0.02"),
     max_notional=Decimal("10000000"),
     max_consecutive_errors=3,
     stale_data_s=1e9,  # bars are scripted; staleness is not what is fuzzed
@@ -58,6 +75,67 @@ RISK = RiskConfig(
     stop_loss_pct=0.05,
 )
 OPEN_STATES = ("NEW", "PARTIALLY_FILLED")
+GRACE_S = 0.3  # the bot's reconcile_grace_s: how long an unknown placement may take to show up
+#: the longest the world delays an order entry (test_fuzz HANGS_MS)
+WORST_DELAY_S = 2.5
+#: how long an unknown placement must stay absent before the bot may rule it never placed: a bot with
+#: `unknown_outcome_window_s` (the venue's worst delay) is told the world's; one without uses the grace
+_HAS_WINDOW = "unknown_outcome_window_s" in LiveConfig.model_fields
+OUTCOME_WINDOW_S = WORST_DELAY_S + 1.0 if _HAS_WINDOW else GRACE_S
+
+#: the invariants the referee judges; each violation message starts with "[tag]"
+RULES = {
+    "unknown_outcome": "no order is sent while an earlier placement's outcome is unknown, unless it reduces "
+    "|position| even if every unknown placement executes",
+    "reduce_only": "in reduce-only (breaker, daily halt, day loss past the limit) no order adds exposure",
+    "trades_per_day": "no more exposure-adding orders per day than max_trades_per_day",
+    "position_limit": "no exposure-adding order can take |position| (resting orders at worst case) past max_position",
+    "private_down": "no order is sent while the private API (open orders, fills) cannot be read",
+    "cancel_retry": "a cancel that failed is sent again until the exchange confirms it",
+    "close_before_fills": "an order is not closed before its fills explain the amount the exchange executed",
+    "journal_orders": "every journal order is the exchange order it names (keys, state, filled amount)",
+    "exchange_orders": "every exchange order of ours is in the journal (or explained by an unknown placement)",
+    "fills_books": "every exchange fill of ours is in the journal exactly once with its amount and price, and "
+    "no journal fill is absent from the exchange",
+    "position_books": "the journal's position equals the exchange's once the books settle",
+    "foreign": "an order placed by someone else is never adopted nor cancelled",
+}
+#: fault kinds after which the client has no answer (every kind but these two fails the request)
+HARMLESS_KINDS = ("latency", "partial_fill")
+#: fault kinds whose request does the work (places the order) although the client gets no answer
+WORK_DONE_KINDS = ("response_lost", "late_execution", "malformed_json", "latency", "partial_fill")
+PRIVATE_READS = ("*", "open_orders", "transactions_pagination")
+
+
+class WorldClock:
+    """The bot's monotonic clock: wall time plus the tape seconds the fuzzer let pass, so a cancel
+    backoff of 60 s comes due when a minute of market has gone by."""
+
+    def __init__(self) -> None:
+        self.extra_s = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.extra_s += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.extra_s
+
+
+#: the bot's wall clock runs this many ms off the venue's (the venue's clock is the machine's)
+_SKEW = {"ms": 0}
+
+
+def _skewed_now_ms() -> int:
+    return time.time_ns() // 1_000_000 + _SKEW["ms"]
+
+
+def set_clock_skew(ms: int) -> None:
+    """Run the bot's clock `ms` off the exchange's: every module of the bot that reads the wall clock
+    through `orders.now_ms` (journal timestamps, submission times, reconciliation windows) sees it.
+    Inherited by forked bot processes."""
+    _SKEW["ms"] = int(ms)
+    for module in (live_orders, live_journal, live_reconcile):
+        module.now_ms = _skewed_now_ms
 
 
 def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -> LiveConfig:
@@ -87,7 +165,8 @@ def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -
         capital=CAPITAL,
         warmup_bars=12,
         journal_path=journal_path,
-        reconcile_grace_s=0.3,
+        reconcile_grace_s=GRACE_S,
+        **({"unknown_outcome_window_s": OUTCOME_WINDOW_S} if _HAS_WINDOW else {}),
     )
 
 
@@ -110,11 +189,14 @@ class ConstantBars:
 
     def __init__(self, adapter: ExchangeAdapter, close: float = 1_200_000.0) -> None:
         self.adapter, self.close = adapter, close
+        self.hold = False  # True: no bar has closed since the last one (a poll between bars)
 
     def market_limits(self, symbol: str | None = None) -> Any:
         return self.adapter.market_limits(symbol)
 
     def fetch_ohlcv_or_build(self, tf: str, since_ms: int, now_ms: int) -> pd.DataFrame:
+        if self.hold:
+            return pd.DataFrame({k: [] for k in ("open", "high", "low", "close", "volume")})
         span = 60_000
         n = max(1, (now_ms - since_ms) // span) if now_ms - since_ms > span else 1
         start = pd.Timestamp(since_ms, unit="ms", tz="UTC").floor("1min")
@@ -146,16 +228,17 @@ class EventSink:
 class Bot:
     """One bot process's worth of objects on a journal: adapter, journal, runner."""
 
-    def __init__(self, url: str, journal_path: Path, run_dir: Path) -> None:
+    def __init__(self, url: str, journal_path: Path, run_dir: Path, clock: WorldClock | None = None) -> None:
         self.cfg = live_config(url, journal_path)
         self.adapter = make_adapter(self.cfg.exchange, Credentials(KEY, SECRET, source="test"))
         self.journal = Journal(journal_path, "live", "coincheck", SYMBOL)
         self.policy = ScriptedPolicy()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.writer = EventSink(run_dir)
-        self.runner = LiveRunner(
-            self.cfg, ConstantBars(self.adapter), self.adapter, self.journal, self.policy, self.writer, mode="live"
-        )
+        self.bars = ConstantBars(self.adapter)
+        self.runner = LiveRunner(self.cfg, self.bars, self.adapter, self.journal, self.policy, self.writer, mode="live")
+        if clock is not None:  # the manager's cancel backoff runs on the world's clock
+            self.runner.manager._clock = clock
         self.started = False
 
     @property
@@ -181,6 +264,16 @@ class Bot:
         self.policy.signal = signal_
         self.runner.poll()
 
+    def tick(self) -> None:
+        """A poll between two bars: cancel retries that are due, a sync if orders rest, no decision."""
+        if not self.ensure_started():
+            return
+        self.bars.hold = True
+        try:
+            self.runner.poll()
+        finally:
+            self.bars.hold = False
+
     def close(self) -> None:
         self.journal.close()
 
@@ -199,24 +292,53 @@ class Placement:
     unresolved: int  # journal orders in submitted/unknown, this one included
     risk: dict
     equity: Decimal  # capital + our cash flow + position * last, at the exchange
+    private_down: list[str] = field(default_factory=list)  # fault rows failing every private read
+    unknown: list[tuple[str, Decimal]] = field(default_factory=list)  # earlier unresolved placements
 
     @property
     def signed(self) -> Decimal:
         return self.amount if self.side == "buy" else -self.amount
 
-    def reducing(self) -> bool:
-        """Reduces |position| whatever resting orders do: same-side resting orders counted as filled."""
+    def _reduces(self, same_side: Decimal) -> bool:
+        """Reduces |position| even if `same_side` more on this order's side executes first."""
         p, x = self.position, self.signed
         if p == 0 or (x > 0) == (p > 0):
             return False
-        same = sum((r if s == self.side else Decimal(0) for s, r in self.resting), Decimal(0))
-        after = p + x + (same if self.side == "buy" else -same)
+        after = p + x + (same_side if self.side == "buy" else -same_side)
         return after == 0 or ((after > 0) == (p > 0) and abs(after) <= abs(p))
+
+    def reducing(self) -> bool:
+        """Reduces |position| whatever resting orders do: same-side resting orders counted as filled."""
+        return self._reduces(sum((r for s, r in self.resting if s == self.side), Decimal(0)))
+
+    def reducing_whatever_unknown(self) -> bool:
+        """Reduces |position| even if every earlier placement of unknown outcome executes in full too."""
+        same = sum((r for s, r in self.resting if s == self.side), Decimal(0))
+        return self._reduces(same + sum((a for s, a in self.unknown if s == self.side), Decimal(0)))
+
+    def worst_after(self) -> Decimal:
+        """The position if this order and every resting order on its side fill."""
+        same = sum((r for s, r in self.resting if s == self.side), Decimal(0))
+        return self.position + self.signed + (same if self.side == "buy" else -same)
+
+
+def private_reads_down(rules: list[Any]) -> list[str]:
+    """The fault rows that fail every read of open orders or fills (every request, every time)."""
+    return [
+        f"{r.kind} on {r.endpoint}"
+        for r in rules
+        if r.endpoint in PRIVATE_READS
+        and r.kind not in HARMLESS_KINDS
+        and r.times is None
+        and r.probability >= 1.0
+        and r.after == 0
+    ]
 
 
 @dataclass
 class Referee:
-    """Hooks the emulator's order entry and cancel; judges the journal against the books."""
+    """Hooks the emulator's order entry, cancel, fill history and fault table; judges the journal
+    against the books. Every violation message starts with its rule's tag (see RULES)."""
 
     emulator: Any
     journal_path: Path
@@ -227,12 +349,33 @@ class Referee:
     checked_upto: int = 0
     #: broken-invariant messages found at order entry (judged once, reported by `check`)
     entry_violations: list[str] = field(default_factory=list)
+    #: fills the history shows while it lags (None: no lag): newer fills exist but are not listed yet
+    lag_from: int | None = None
+    #: monotonic time at which a lag ends by itself (a venue's history catches up within its worst delay)
+    lag_until: float = 0.0
+    #: whether a lag may go on while a placement of ours has no answer (its fills may be all the evidence
+    #: there is of it: see test_fuzz.AWAITING_FIX late_beyond_grace); False ends the lag at such a placement
+    lag_with_unknown: bool = True
+    #: a foreign twin is placed for the next placement of ours whose answer is lost (before/after it)
+    twin: str | None = None
+    #: whether a twin may be made of a placement that is not on the book when the bot looks (never
+    #: entered, or entered late; see test_fuzz.AWAITING_FIX twin_of_unseen)
+    twins_of_unseen: bool = True
+    #: monotonic time by which every delayed request (late execution, hang) has done its work
+    delayed_until: float = 0.0
+    #: situations the world produced, for the per-scenario counts
+    seen: set[str] = field(default_factory=set)
+    client_timeout_s: float = 0.15
 
     def __post_init__(self) -> None:
-        state = self.emulator.state
-        self._create, self._cancel = state.create_order, state.cancel_order
+        state, faults = self.emulator.state, self.emulator.faults
+        self._create, self._cancel, self._transactions = state.create_order, state.cancel_order, state.transactions
+        self._pick = faults.pick
         state.create_order = self._hooked_create
         state.cancel_order = self._hooked_cancel
+        state.transactions = self._hooked_transactions
+        faults.pick = self._hooked_pick
+        self._local = threading.local()
 
     # -- exchange-side books --------------------------------------------------------------------
     def ours(self) -> dict[int, Any]:
@@ -252,8 +395,6 @@ class Referee:
 
     def place_foreign(self, side: str, amount: Decimal, rate: Decimal) -> int | None:
         """An order placed by someone else on the same account (straight into the books)."""
-        from ztb_core.live.emulator.state import ApiError
-
         try:
             out = self._create({"pair": "btc_jpy", "order_type": side, "rate": str(rate), "amount": str(amount)})
         except ApiError:
@@ -289,22 +430,105 @@ class Referee:
                         pass  # already adopted by another claimant
                     break
 
-    def _journal_view(self) -> tuple[int, dict]:
+    def wait_for_delayed_work(self, limit_s: float = 15.0) -> None:
+        """Keep the exchange running until every request that hangs before doing its work (a late
+        execution, a delayed order entry) has done it: the final books include late work."""
+        left = min(self.delayed_until - time.monotonic(), limit_s)
+        if left > 0:
+            time.sleep(left + 0.05)
+
+    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict]:
+        """(side, amount, price) of every placement in submitted/unknown, and the risk state."""
         db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
         try:
-            n = db.execute("SELECT COUNT(*) FROM orders WHERE state IN ('submitted','unknown')").fetchone()[0]
+            rows = db.execute(
+                "SELECT side, amount, price FROM orders WHERE state IN ('submitted','unknown')"
+            ).fetchall()
             row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
         except sqlite3.OperationalError:  # journal not created yet
-            return 0, {}
+            return [], {}
         finally:
             db.close()
-        return int(n), (json.loads(row[0]) if row else {})
+        return [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows], (json.loads(row[0]) if row else {})
+
+    def _being_submitted(self) -> tuple[str, Decimal, Decimal] | None:
+        """Side, amount and price of the order the bot is sending now (journaled `submitted` first)."""
+        db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = db.execute(
+                "SELECT side, amount, price FROM orders WHERE state='submitted' ORDER BY created_ms DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            db.close()
+        return (row[0], Decimal(row[1]), Decimal(row[2])) if row else None
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _pick_rules(self) -> list[Any]:
+        return self.emulator.faults.rules()
+
+    def _hooked_pick(self, endpoint: str) -> tuple[list[Any], Any]:
+        delays, fault = self._pick(endpoint)
+        kind = fault.kind if fault is not None else None
+        wait_s = sum(d.latency_ms for d in delays) / 1000.0
+        hang_s = fault.hang_ms / 1000.0 if kind in ("timeout", "response_lost", "late_execution") else 0.0
+        if wait_s + hang_s > 0:  # a request that hangs: its work (if any) lands later
+            self.delayed_until = max(self.delayed_until, time.monotonic() + wait_s + hang_s + 0.05)
+        self._local.twin_after = None
+        if endpoint != "create_order":
+            return delays, fault
+        # what the bot knew when it sent the order (a delayed entry is judged on that, not on what
+        # the fuzzer changed while the request hung)
+        self._local.arrival = (self._journal_view(), private_reads_down(self._pick_rules()))
+        work_s = wait_s + (hang_s if kind == "late_execution" else 0.0)  # before the order is entered
+        placed = kind is None or kind in WORK_DONE_KINDS
+        if placed and work_s > self.client_timeout_s:
+            self.seen.add("late_beyond_grace" if work_s > GRACE_S else "late_within_grace")
+        answer_lost = (kind is not None and kind not in HARMLESS_KINDS) or wait_s > self.client_timeout_s
+        if answer_lost and not self.lag_with_unknown:
+            self.lag_from = None
+        # on the book when the bot next looks: entered at arrival, not late (nor never)
+        visible = placed and work_s <= 0.05
+        if self.twin is not None and answer_lost and (visible or self.twins_of_unseen):
+            keys = self._being_submitted()
+            if keys is not None:
+                self.seen.add("twin_of_placed" if visible else "twin_of_unseen")
+                if self.twin == "before" or not placed:  # never placed: before and after are the same
+                    self.place_foreign(*keys)
+                else:
+                    self._local.twin_after = keys
+                self.twin = None
+        return delays, fault
+
+    def _hooked_transactions(self, params: dict, paginated: bool) -> dict:
+        state = self.emulator.state
+        if self.lag_from is not None and time.monotonic() > self.lag_until:
+            self.lag_from = None  # caught up
+        if self.lag_from is None:
+            return self._transactions(params, paginated)
+        with state.lock:
+            state.advance()
+            full = state.fills
+            if len(full) > self.lag_from:
+                self.seen.add("history_lag_hid_fills")
+            state.fills = full[: self.lag_from]
+            try:
+                return self._transactions(params, paginated)
+            finally:
+                # the clock is manual (speed 0): nothing matched in between, so nothing was appended
+                state.fills = full
 
     def _hooked_create(self, params: dict, fill_ratio: float | None = None) -> dict:
         state = self.emulator.state
         with state.lock:
             state.advance()
-            unresolved, risk = self._journal_view()
+            arrival = getattr(self._local, "arrival", None)
+            self._local.arrival = None
+            (unresolved, risk), down = arrival or (self._journal_view(), private_reads_down(self._pick_rules()))
+            this = (params["order_type"], Decimal(params["amount"]), Decimal(params["rate"]))
+            if this in unresolved:  # the one being sent now
+                unresolved.remove(this)
             resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
             pos = self.position()
             equity = self.capital + self.cash() + pos * state.last_price()
@@ -317,11 +541,17 @@ class Referee:
                     Decimal(params["rate"]),
                     pos,
                     resting,
-                    unresolved,
+                    len(unresolved) + 1,
                     risk,
                     equity,
+                    down,
+                    [(side, amount) for side, amount, _ in unresolved],
                 )
             )
+            keys = getattr(self._local, "twin_after", None)
+            if keys is not None:  # someone else's order with our keys, right after ours
+                self._local.twin_after = None
+                self.place_foreign(*keys)
             return out
 
     def _hooked_cancel(self, raw_id: Any) -> dict:
@@ -335,9 +565,14 @@ class Referee:
         for p in self.placements[self.checked_upto :]:
             self.checked_upto += 1
             where = f"order {p.order_id} ({p.side} {p.amount} @ {p.rate}, position {p.position})"
-            if p.unresolved > 1:
+            if p.unresolved > 1 and not p.reducing_whatever_unknown():
                 self.entry_violations.append(
-                    f"{where} was placed while {p.unresolved - 1} earlier placement(s) had an unknown outcome"
+                    f"[unknown_outcome] {where} was placed while {p.unresolved - 1} earlier placement(s) had an "
+                    "unknown outcome"
+                )
+            if p.private_down:
+                self.entry_violations.append(
+                    f"[private_down] {where} was placed while every private read failed ({', '.join(p.private_down)})"
                 )
             risk = p.risk or {}
             reasons = []
@@ -350,13 +585,18 @@ class Referee:
                 reasons.append(f"day loss {Decimal(start) - p.equity:.0f} >= limit {RISK.daily_loss_limit}")
             if reasons and not p.reducing():
                 self.entry_violations.append(
-                    f"{where} adds exposure in reduce-only ({'; '.join(reasons)}); resting {p.resting}"
+                    f"[reduce_only] {where} adds exposure in reduce-only ({'; '.join(reasons)}); resting {p.resting}"
+                )
+            if not p.reducing() and abs(p.worst_after()) > RISK.max_position:
+                self.entry_violations.append(
+                    f"[position_limit] {where} can take the position to {p.worst_after()} (resting {p.resting}), "
+                    f"limit {RISK.max_position}"
                 )
         increasing = [p for p in self.placements if not p.reducing()]
         if len(increasing) > RISK.max_trades_per_day:
             msg = (
-                f"{len(increasing)} exposure-adding orders placed today, limit {RISK.max_trades_per_day}: "
-                f"{[p.order_id for p in increasing]}"
+                f"[trades_per_day] {len(increasing)} exposure-adding orders placed today, limit "
+                f"{RISK.max_trades_per_day}: {[p.order_id for p in increasing]}"
             )
             if msg not in self.entry_violations:
                 self.entry_violations.append(msg)
@@ -377,31 +617,52 @@ class Referee:
         # foreign orders: never adopted, never cancelled
         for oid in self.foreign:
             if str(oid) in by_eid:
-                out.append(f"foreign order {oid} was adopted by journal order {by_eid[str(oid)].client_id}")
+                out.append(f"[foreign] foreign order {oid} was adopted by journal order {by_eid[str(oid)].client_id}")
             if oid in self.cancelled_by_api:
-                out.append(f"foreign order {oid} was cancelled by the bot (status {foreign_status[oid]})")
+                out.append(f"[foreign] foreign order {oid} was cancelled by the bot (status {foreign_status[oid]})")
         # journal -> exchange
         for eid, o in by_eid.items():
             ex = all_orders.get(int(eid)) if eid.isdigit() else None
             if ex is None:
-                out.append(f"journal order {o.client_id} names exchange order {eid}, which does not exist")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} names exchange order {eid}, which does not exist"
+                )
                 continue
             executed = ex.amount - ex.remaining
             if o.filled > executed:
-                out.append(f"journal order {o.client_id} filled {o.filled} > exchange executed {executed}")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} filled {o.filled} > exchange executed {executed}"
+                )
             if o.terminal and o.filled != executed:
                 out.append(
-                    f"journal order {o.client_id} is {o.state} with {o.filled} filled, the exchange executed "
-                    f"{executed} (status {ex.status}): fills lost"
+                    f"[close_before_fills] journal order {o.client_id} is {o.state} with {o.filled} filled, the "
+                    f"exchange executed {executed} (status {ex.status}): closed before its fills were read"
                 )
             if o.state == "filled" and ex.status != "FILLED":
-                out.append(f"journal order {o.client_id} is filled, exchange order {eid} is {ex.status}")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} is filled, exchange order {eid} is {ex.status}"
+                )
             if o.state == "cancelled" and ex.status in OPEN_STATES:
-                out.append(f"journal order {o.client_id} is cancelled but exchange order {eid} still rests")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} is cancelled but exchange order {eid} still rests"
+                )
             if (o.side, o.amount, o.price) != (ex.side, ex.amount, ex.rate):
-                out.append(f"journal order {o.client_id} does not match exchange order {eid} (side/amount/price)")
-            if settled and (o.state in ("open", "partially_filled", "cancel_requested")) != (ex.status in OPEN_STATES):
-                out.append(f"after a clean sync journal order {o.client_id} is {o.state}, exchange {ex.status}")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} does not match exchange order {eid} "
+                    "(side/amount/price)"
+                )
+            if settled and o.state == "cancel_requested" and ex.status in OPEN_STATES:
+                out.append(
+                    f"[cancel_retry] journal order {o.client_id} has asked for a cancel, the exchange still has "
+                    f"order {eid} open after the faults cleared and the cancel backoff passed: not retried"
+                )
+            elif settled and (o.state in ("open", "partially_filled", "cancel_requested")) != (
+                ex.status in OPEN_STATES
+            ):
+                out.append(
+                    f"[journal_orders] after a clean sync journal order {o.client_id} is {o.state}, exchange "
+                    f"{ex.status}"
+                )
         # exchange -> journal: ours without a journal id must be explainable by an unresolved order
         unresolved = [o for o in orders if o.state in ("submitted", "unknown")]
         for oid, ex in sorted(ours.items()):
@@ -410,44 +671,64 @@ class Referee:
             twin = next((u for u in unresolved if (u.side, u.amount, u.price) == (ex.side, ex.amount, ex.rate)), None)
             if twin is None or settled:
                 out.append(
-                    f"exchange order {oid} ({ex.side} {ex.amount} @ {ex.rate}, {ex.status}) is not in the journal"
+                    f"[exchange_orders] exchange order {oid} ({ex.side} {ex.amount} @ {ex.rate}, {ex.status}) is "
+                    "not in the journal"
                 )
             else:
                 unresolved.remove(twin)
-        # fills: recorded once, for the right order, and every one of them once the books settle
-        jfills = journal.fills()
-        seen: set[str] = set()
-        for f in jfills:
-            if f.trade_id in seen:
-                out.append(f"fill {f.trade_id} recorded twice")
-            seen.add(f.trade_id)
-            ex = fills.get(int(f.trade_id)) if f.trade_id.isdigit() else None
-            if ex is None:
-                out.append(f"journal fill {f.trade_id} is not one of our fills at the exchange")
-                continue
-            owner = journal.get(f.client_id) if f.client_id else None
-            if owner is None or owner.exchange_id != str(ex.order_id):
-                out.append(
-                    f"journal fill {f.trade_id} is booked to {f.client_id}, the exchange says order {ex.order_id}"
-                )
-            if (f.side, f.amount, f.price) != (ex.side, ex.amount, ex.rate):
-                out.append(f"journal fill {f.trade_id} differs from the exchange's (side/amount/price)")
+        out.extend(self._check_fills(journal, fills, settled))
         for o in orders:
             # a live order's amount may trail its fills between two passes (a kill between journaling a
             # fill and updating the order; the next pass recomputes it); a closed one's never may
             total, _ = journal.filled_of(o.client_id)
             if total != o.filled and (settled or o.terminal):
-                out.append(f"journal order {o.client_id} ({o.state}) says filled {o.filled}, its fills sum to {total}")
+                out.append(
+                    f"[journal_orders] journal order {o.client_id} ({o.state}) says filled {o.filled}, its fills "
+                    f"sum to {total}"
+                )
         pos_fills = journal.position()
         pos_orders = sum((o.filled if o.side == "buy" else -o.filled for o in orders), Decimal(0))
         if settled and pos_fills != pos_orders:
-            out.append(f"journal position {pos_fills} (fills) != {pos_orders} (orders' filled amounts)")
+            out.append(
+                f"[position_books] journal position {pos_fills} (fills) != {pos_orders} (orders' filled amounts)"
+            )
+        if settled and pos_fills != self.position():
+            out.append(f"[position_books] journal position {pos_fills} != exchange position {self.position()}")
+        return out
+
+    def _check_fills(self, journal: Journal, fills: dict[int, Any], settled: bool) -> list[str]:
+        """The journal's fills against the exchange's: by the exchange's fill id, and by content (the
+        exchange order, side, amount, price of each fill) so that the same fill journaled under two
+        ids, or one journaled with another amount or price, shows."""
+        out: list[str] = []
+        jfills = journal.fills()
+        journaled: Counter[tuple] = Counter()
+        for f in jfills:
+            ex = fills.get(int(f.trade_id)) if f.trade_id.isdigit() else None
+            owner = journal.get(f.client_id) if f.client_id else None
+            journaled[(owner.exchange_id if owner else None, f.side, f.amount, f.price)] += 1
+            if ex is None:
+                out.append(f"[fills_books] journal fill {f.trade_id} is not one of our fills at the exchange")
+                continue
+            if owner is None or owner.exchange_id != str(ex.order_id):
+                out.append(
+                    f"[fills_books] journal fill {f.trade_id} is booked to {f.client_id}, the exchange says order "
+                    f"{ex.order_id}"
+                )
+            if (f.side, f.amount, f.price) != (ex.side, ex.amount, ex.rate):
+                out.append(
+                    f"[fills_books] journal fill {f.trade_id} is {f.side} {f.amount} @ {f.price}, the exchange's "
+                    f"is {ex.side} {ex.amount} @ {ex.rate}"
+                )
         if settled:
-            missing = sorted(set(fills) - {int(t) for t in seen if t.isdigit()})
-            if missing:
-                out.append(f"{len(missing)} of our fills at the exchange are not in the journal: {missing[:10]}")
-            if pos_fills != self.position():
-                out.append(f"journal position {pos_fills} != exchange position {self.position()}")
+            at_exchange = Counter((str(f.order_id), f.side, f.amount, f.rate) for f in fills.values())
+            for key in sorted(set(at_exchange) | set(journaled), key=str):
+                if journaled[key] != at_exchange[key]:
+                    eid, side, amount, price = key
+                    out.append(
+                        f"[fills_books] {side} {amount} @ {price} of exchange order {eid}: {at_exchange[key]} fill(s) "
+                        f"at the exchange, {journaled[key]} in the journal"
+                    )
         return out
 
 
