@@ -44,10 +44,10 @@ from typing import Any
 
 import pandas as pd
 
-from ztb_core.live import journal as live_journal
-from ztb_core.live import orders as live_orders
-from ztb_core.live import reconcile as live_reconcile
 from ztb_core.live.emulator.state import ApiError
+from ztb_core.live.execution import journal as live_journal
+from ztb_core.live.execution import orders as live_orders
+from ztb_core.live.execution import reconcile as live_reconcile
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.live.loop.risk import RiskConfig

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RULE_MARKER, initialize, precondition, rule, run_state_machine_as_test
 
-from ztb_core.live import reconcile as live_reconcile
+from ztb_core.live.execution import reconcile as live_reconcile
 from ztb_core.live.execution.broker import OrderManager
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.execution.orders import CANCELLED
