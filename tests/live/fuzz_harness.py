@@ -53,7 +53,8 @@ from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.live.loop.risk import RiskConfig
 from ztb_core.live.loop.runner import LiveRunner
 from ztb_core.live.loop.sizing import SizingConfig
-from ztb_core.live.venue.exchange import ExchangeAdapter, ExchangeCallError
+from ztb_core.live.venue.errors import ExchangeCallError
+from ztb_core.live.venue.exchange import ExchangeAdapter
 from ztb_core.live.venue.exchange_config import ExchangeConfig, RateLimitConfig, RetryConfig
 from ztb_core.live.venue.factory import make_adapter
 from ztb_core.live.venue.secrets import Credentials

@@ -15,7 +15,7 @@ import requests
 from ztb_core.config import load_config
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, FaultRule, TradeTape
 from ztb_core.live.emulator.state import paginate
-from ztb_core.live.venue.exchange import _MonotonicNonce
+from ztb_core.live.venue.client import _MonotonicNonce
 from ztb_core.paths import shared_data_dir
 
 from .conftest import TEST_KEY, TEST_SECRET

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, TradeTape
-from ztb_core.live.venue.exchange import OrderRejected
+from ztb_core.live.venue.errors import OrderRejected
 
 from .conftest import TEST_KEY, TEST_SECRET
 

@@ -12,22 +12,21 @@ import pytest
 from ztb_core.data.bars_from_trades import trades_to_bars
 from ztb_core.errors import ConfigError
 from ztb_core.live.emulator import FaultRule
-from ztb_core.live.venue.exchange import (
+from ztb_core.live.venue.client import TokenBucket, make_exchange
+from ztb_core.live.venue.errors import (
     AuthError,
-    ExchangeAdapter,
     ExchangeCallError,
     ExchangeUnavailable,
     InsufficientFundsError,
-    MarketLimits,
     OrderNotFoundError,
     OrderOutcomeUnknown,
     OrderRejected,
-    TokenBucket,
-    make_exchange,
 )
+from ztb_core.live.venue.exchange import ExchangeAdapter
 from ztb_core.live.venue.exchange_config import ExchangeConfig, MarketOverride
 from ztb_core.live.venue.factory import make_adapter
 from ztb_core.live.venue.secrets import Credentials
+from ztb_core.live.venue.types import MarketLimits
 
 from .conftest import TEST_KEY, TEST_SECRET
 
@@ -249,7 +248,7 @@ def test_bars_built_from_trades_when_the_exchange_has_no_ohlcv(exchange_adapter,
     assert (bars.index.asi8 // 1_000_000 + 60_000 <= now_ms).all()  # only completed bars
     # the same bars straight from the tape, rebased to the emulator's clock
     tape, clock = emulator.tape, emulator.state.clock
-    from ztb_core.live.venue.exchange import PublicTrade
+    from ztb_core.live.venue.types import PublicTrade
 
     trades = [
         PublicTrade(

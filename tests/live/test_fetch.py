@@ -17,8 +17,10 @@ from ztb_core.data import store
 from ztb_core.data.bars_from_trades import ohlcv_to_bars, store_timeframe, trades_to_bars
 from ztb_core.live.emulator import FaultRule
 from ztb_core.live.market.fetch import fetch_history
-from ztb_core.live.venue.exchange import ExchangeAdapter, ExchangeUnavailable, PublicTrade
+from ztb_core.live.venue.errors import ExchangeUnavailable
+from ztb_core.live.venue.exchange import ExchangeAdapter
 from ztb_core.live.venue.factory import make_adapter
+from ztb_core.live.venue.types import PublicTrade
 
 MIN = 60_000
 

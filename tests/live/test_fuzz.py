@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, FaultRule, TradeTape
 from ztb_core.live.execution.orders import CANCEL_REQUESTED, CANCELLED, OPEN, Order
 from ztb_core.live.execution.reconcile import _to_fill, reconcile
-from ztb_core.live.venue.exchange import ExchangeCallError
+from ztb_core.live.venue.errors import ExchangeCallError
 
 from .fuzz_harness import (
     KEY,

@@ -28,7 +28,7 @@ from ztb_core.live.execution.orders import CANCELLED
 from ztb_core.live.loop.risk import RiskManager
 from ztb_core.live.loop.runner import LiveRunner
 from ztb_core.live.venue.coincheck import CoincheckAdapter
-from ztb_core.live.venue.exchange import ExchangeCallError, OrderOutcomeUnknown, OrderRejected
+from ztb_core.live.venue.errors import ExchangeCallError, OrderOutcomeUnknown, OrderRejected
 
 from . import fuzz_harness, test_fuzz
 from .fuzz_harness import GRACE_S, RULES

@@ -116,7 +116,7 @@ def _raise_in_session(monkeypatch, exc: BaseException) -> None:
 def test_error_path_keeps_the_exception_and_redacts_what_it_writes(fast_emulator, monkeypatch):
     import json
 
-    from ztb_core.live.venue.exchange import OrderOutcomeUnknown
+    from ztb_core.live.venue.errors import OrderOutcomeUnknown
 
     monkeypatch.setenv("COINCHECK_API_KEY", TEST_KEY)
     monkeypatch.setenv("COINCHECK_API_SECRET", TEST_SECRET)

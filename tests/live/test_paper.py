@@ -11,8 +11,9 @@ from ztb_core.live.execution.broker import OrderManager
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.execution.orders import FILLED, OPEN
 from ztb_core.live.execution.paper import PaperConfig, PaperVenue
-from ztb_core.live.venue.exchange import ExchangeCallError, Ticker
+from ztb_core.live.venue.errors import ExchangeCallError
 from ztb_core.live.venue.factory import make_adapter
+from ztb_core.live.venue.types import Ticker
 from ztb_core.pnl import CostConfig
 
 PRIVATE = {

@@ -18,7 +18,7 @@ from ztb_core.live.loop.sizing import (
     size_order,
     target_position,
 )
-from ztb_core.live.venue.exchange import MarketLimits
+from ztb_core.live.venue.types import MarketLimits
 
 LIM = MarketLimits(
     "BTC/JPY",

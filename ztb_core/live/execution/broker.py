@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from ...errors import ZtbError
-from ..venue.exchange import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
+from ..venue.errors import ExchangeCallError, OrderNotFoundError, OrderOutcomeUnknown, OrderRejected
 from .exposure import exposure_of, is_reducing, reducible
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED, REJECTED, UNKNOWN, Order, Side, now_ms

@@ -25,17 +25,8 @@ from pydantic import Field
 
 from ...config import ZtbModel
 from ...pnl import CostConfig
-from ..venue.exchange import (
-    Balance,
-    ExchangeCallError,
-    ExchangeFill,
-    FillSync,
-    OpenOrder,
-    OrderAck,
-    OrderNotFoundError,
-    OrderRejected,
-    Ticker,
-)
+from ..venue.errors import ExchangeCallError, OrderNotFoundError, OrderRejected
+from ..venue.types import Balance, ExchangeFill, FillSync, OpenOrder, OrderAck, Ticker
 from .journal import Journal
 from .orders import CANCEL_REQUESTED, OPEN, PARTIALLY_FILLED
 

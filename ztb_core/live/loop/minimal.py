@@ -25,7 +25,7 @@ from ...errors import ZtbError
 from ..execution.broker import OrderManager
 from ..execution.journal import Journal
 from ..execution.orders import CANCELLED, OPEN, UNKNOWN, Order, now_ms
-from ..venue.exchange import ExchangeCallError
+from ..venue.errors import ExchangeCallError
 
 FAR_PCT = Decimal("0.30")
 FLOW = "minimal"  # the submission detail that marks the flow's test orders in the journal

@@ -41,7 +41,7 @@ from ..execution.broker import OrderBlocked, OrderManager
 from ..execution.exposure import Exposure, reducible
 from ..execution.journal import Journal
 from ..market.backfill import backfill
-from ..venue.exchange import ExchangeCallError
+from ..venue.errors import ExchangeCallError
 from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
 from .requests import take_breaker_reset

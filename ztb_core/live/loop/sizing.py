@@ -25,7 +25,7 @@ from pydantic import Field
 from ...config import ZtbModel
 from ..execution.exposure import Exposure, order_toward
 from ..execution.orders import Side
-from ..venue.exchange import MarketLimits
+from ..venue.types import MarketLimits
 
 log = logging.getLogger("ztb.live.sizing")
 

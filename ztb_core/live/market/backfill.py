@@ -23,7 +23,8 @@ from ...data.bars_from_trades import store_timeframe, trades_to_bars
 from ...data.schema import empty_bars
 from ...data.store import check_symbol, has_dataset, read_bars
 from ...errors import DataError
-from ..venue.exchange import ExchangeAdapter, ExchangeCallError
+from ..venue.errors import ExchangeCallError
+from ..venue.exchange import ExchangeAdapter
 
 log = logging.getLogger("ztb.live.backfill")
 

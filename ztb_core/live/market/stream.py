@@ -33,7 +33,8 @@ from typing import Any
 import pandas as pd
 
 from ...data.schema import utc_index
-from ..venue.exchange import ExchangeCallError, Ticker
+from ..venue.errors import ExchangeCallError
+from ..venue.types import Ticker
 
 log = logging.getLogger("ztb.live.stream")
 

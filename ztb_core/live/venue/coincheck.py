@@ -19,15 +19,8 @@ from typing import Any
 
 import ccxt
 
-from .exchange import (
-    ExchangeAdapter,
-    ExchangeFill,
-    FillSync,
-    OrderStatus,
-    PublicTrade,
-    dec,
-    sorted_fills,
-)
+from .exchange import ExchangeAdapter, sorted_fills
+from .types import ExchangeFill, FillSync, OrderStatus, PublicTrade, dec
 
 #: coincheck order status -> ours
 _STATUS = {

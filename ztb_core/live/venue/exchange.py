@@ -18,364 +18,50 @@ import logging
 import random
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...data.bars_from_trades import ccxt_timeframe, ohlcv_to_bars, timeframe_ms, trades_to_bars
-from ...errors import ConfigError, ZtbError
+from ...errors import ConfigError
 from .exchange_config import ExchangeConfig
 from .secrets import Credentials, redact
 
 if TYPE_CHECKING:
     import pandas as pd
+from .client import _KIND_TEXT, CallStats, TokenBucket, _classify, _Malformed, make_exchange
+from .errors import (
+    OUTCOME_UNKNOWN,
+    RETRYABLE,
+    AuthError,
+    ExchangeCallError,
+    ExchangeUnavailable,
+    InsufficientFundsError,
+    OrderNotFoundError,
+    OrderOutcomeUnknown,
+    OrderRejected,
+)
+from .types import (
+    Balance,
+    ExchangeFill,
+    FillSync,
+    MarketLimits,
+    OpenOrder,
+    OrderAck,
+    OrderBook,
+    OrderStatus,
+    PublicTrade,
+    Ticker,
+    dec,
+    required,
+    required_dec,
+)
+
 log = logging.getLogger(__name__)
 
 
-# ---- errors -------------------------------------------------------------------------------
-class ExchangeCallError(ZtbError):
-    """An exchange call failed; `kind` says how (rate_limited, timeout, network, unavailable,
-    bad_response, auth, insufficient_funds, invalid_order, not_found, rejected)."""
-
-    def __init__(self, message: str, kind: str = "rejected", method: str = "", attempts: int = 1) -> None:
-        super().__init__(message)
-        self.kind, self.method, self.attempts = kind, method, attempts
-
-
-class ExchangeUnavailable(ExchangeCallError):
-    """Retryable failures persisted through every attempt."""
-
-
-class AuthError(ExchangeCallError):
-    """The exchange refused the keys (or the signature)."""
-
-
-class OrderRejected(ExchangeCallError):
-    """The exchange answered and did not take the order (invalid order, funds, other rejection)."""
-
-
-class InsufficientFundsError(OrderRejected):
-    """Not enough free balance for the order."""
-
-
-class OrderNotFoundError(ExchangeCallError):
-    """The exchange does not know the order (or it is no longer open)."""
-
-
-class OrderOutcomeUnknown(ExchangeCallError):
-    """An order was sent but we cannot tell whether the exchange took it. Never retry blindly:
-    look for it (open orders, fills: `reconcile.reconcile`) first."""
-
-    def __init__(
-        self,
-        message: str,
-        client_id: str,
-        side: str,
-        amount: Decimal,
-        price: Decimal,
-        sent_at_ms: int,
-        kind: str = "network",
-        method: str = "create_order",
-    ) -> None:
-        super().__init__(message, kind=kind, method=method)
-        self.client_id, self.side, self.amount, self.price, self.sent_at_ms = client_id, side, amount, price, sent_at_ms
-
-
-RETRYABLE = frozenset({"rate_limited", "timeout", "network", "unavailable", "bad_response", "nonce"})
-#: kinds where an order placement may have reached the exchange
-OUTCOME_UNKNOWN = frozenset({"timeout", "network", "unavailable", "bad_response"})
-
-
-# ---- results ------------------------------------------------------------------------------
-def dec(value: Any) -> Decimal | None:
-    """ccxt numbers (floats or strings) as exact Decimals via their shortest repr."""
-    if value is None:
-        return None
-    return Decimal(str(value))
-
-
-def required(reply: Any, key: str, exchange: str, method: str) -> Any:
-    """`reply[key]`, or an ExchangeCallError (kind bad_response) naming the call and the field when
-    the exchange left it out: a None here would otherwise surface later as a TypeError on money."""
-    value = reply.get(key) if isinstance(reply, dict) else None
-    if value is None:
-        raise ExchangeCallError(
-            f"exchange reply {exchange} {method}: field {key!r} missing", kind="bad_response", method=method
-        )
-    return value
-
-
-def required_dec(reply: Any, key: str, exchange: str, method: str) -> Decimal:
-    """`required` as an exact Decimal (see `dec`)."""
-    return Decimal(str(required(reply, key, exchange, method)))
-
-
-@dataclass(frozen=True)
-class MarketLimits:
-    symbol: str
-    min_amount: Decimal
-    min_cost: Decimal
-    amount_step: Decimal
-    price_step: Decimal
-
-    def round_amount(self, amount: Decimal) -> Decimal:
-        """Down to the amount step (never more than asked)."""
-        return (amount / self.amount_step).to_integral_value(rounding=ROUND_DOWN) * self.amount_step
-
-    def round_price(self, price: Decimal, side: str | None = None) -> Decimal:
-        """To the price step: a buy rounds down, a sell up (never a worse price than asked)."""
-        rounding = {"buy": ROUND_FLOOR, "sell": ROUND_CEILING}.get(side or "", "ROUND_HALF_EVEN")
-        return (price / self.price_step).to_integral_value(rounding=rounding) * self.price_step
-
-    def check(self, amount: Decimal, price: Decimal) -> str | None:
-        """Why an order of `amount` at `price` is not acceptable, or None."""
-        if amount <= 0 or price <= 0:
-            return f"amount {amount} and price {price} must be positive"
-        if amount % self.amount_step:
-            return f"amount {amount} is not a multiple of the amount step {self.amount_step}"
-        if price % self.price_step:
-            return f"price {price} is not a multiple of the price step {self.price_step}"
-        if amount < self.min_amount:
-            return f"amount {amount} is below the minimum {self.min_amount}"
-        if amount * price < self.min_cost:
-            return f"notional {amount * price} is below the minimum {self.min_cost}"
-        return None
-
-
-@dataclass(frozen=True)
-class Ticker:
-    symbol: str
-    bid: Decimal | None
-    ask: Decimal | None
-    last: Decimal | None
-    timestamp_ms: int | None
-
-
-@dataclass(frozen=True)
-class OrderBook:
-    symbol: str
-    bids: list[tuple[Decimal, Decimal]]
-    asks: list[tuple[Decimal, Decimal]]
-    timestamp_ms: int | None
-
-
-@dataclass(frozen=True)
-class PublicTrade:
-    id: str
-    timestamp_ms: int
-    price: Decimal
-    amount: Decimal
-    side: str | None
-
-
-@dataclass(frozen=True)
-class ExchangeFill:
-    """One of our executions as the exchange reports it (the journal's record is `orders.Fill`)."""
-
-    id: str
-    order_id: str | None
-    timestamp_ms: int
-    side: str
-    price: Decimal
-    amount: Decimal
-    fee: Decimal
-    fee_currency: str | None
-    taker_or_maker: str | None
-
-
-@dataclass(frozen=True)
-class FillSync:
-    """Our fills newer than a sync cursor, oldest first; `cursor` marks how far this read went
-    (pass it as `after` next time; None: the venue pages by time only)."""
-
-    fills: list[ExchangeFill]
-    cursor: str | None
-
-
-@dataclass(frozen=True)
-class OpenOrder:
-    exchange_id: str
-    symbol: str
-    side: str
-    price: Decimal
-    remaining: Decimal
-    timestamp_ms: int | None
-
-
-@dataclass(frozen=True)
-class OrderAck:
-    client_id: str
-    exchange_id: str
-    symbol: str
-    side: str
-    amount: Decimal
-    price: Decimal
-    sent_at_ms: int
-    latency_ms: float
-
-
-@dataclass(frozen=True)
-class OrderStatus:
-    exchange_id: str
-    status: str  # open | partially_filled | filled | cancelled | unknown
-    amount: Decimal | None
-    filled: Decimal | None
-    remaining: Decimal | None
-    price: Decimal | None
-    side: str | None
-
-
-@dataclass(frozen=True)
-class Balance:
-    free: dict[str, Decimal]
-    used: dict[str, Decimal]
-    total: dict[str, Decimal]
-
-
-# ---- plumbing -----------------------------------------------------------------------------
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` stored; `acquire` waits for one."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate, self.burst = float(rate), float(burst)
-        self.tokens, self._clock, self._sleep = float(burst), clock, sleep
-        self.stamp = clock()
-        self.lock = threading.Lock()
-        self.waited_s = 0.0
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def acquire(self) -> float:
-        """Take a token, sleeping as needed; returns seconds waited."""
-        waited = 0.0
-        while True:
-            with self.lock:
-                self._refill()
-                if self.tokens >= 1.0:
-                    self.tokens -= 1.0
-                    self.waited_s += waited
-                    return waited
-                need = (1.0 - self.tokens) / self.rate
-            self._sleep(need)
-            waited += need
-
-    def headroom(self) -> float:
-        with self.lock:
-            self._refill()
-            return self.tokens
-
-
-class _MonotonicNonce:
-    """Millisecond nonces that strictly increase even for two requests in the same millisecond
-    (Coincheck rejects a nonce not larger than the previous one)."""
-
-    def __init__(self) -> None:
-        self.last = 0
-        self.lock = threading.Lock()
-
-    def __call__(self) -> int:
-        with self.lock:
-            self.last = max(self.last + 1, int(time.time() * 1000))
-            return self.last
-
-
-def make_exchange(
-    cfg: ExchangeConfig, credentials: Credentials | None = None, broad_errors: dict[str, Any] | None = None
-) -> Any:
-    """A configured ccxt client: REST URL override, timeout, keys, strict nonces, and the venue's
-    message patterns -> ccxt error classes (`broad_errors`, from its adapter class)."""
-    # ccxt loads on first use: the console imports this module
-    import ccxt
-
-    if cfg.exchange not in ccxt.exchanges:
-        close = [e for e in ccxt.exchanges if e.startswith(cfg.exchange[:3])][:5]
-        raise ConfigError(
-            f"exchange.exchange: {cfg.exchange!r} is not a ccxt exchange id"
-            + (f" (close: {', '.join(close)})" if close else "")
-        )
-    options: dict[str, Any] = {"enableRateLimit": cfg.rate_limit.ccxt_rate_limit, "timeout": cfg.timeout_ms}
-    if cfg.api_url:
-        options["urls"] = {"api": {"rest": cfg.api_url.rstrip("/")}}
-    if credentials is not None:
-        options["apiKey"], options["secret"] = credentials.api_key, credentials.secret
-    exchange = getattr(ccxt, cfg.exchange)(options)
-    exchange.enableLastJsonResponse = True
-    exchange.exceptions.setdefault("broad", {}).update(broad_errors or {})
-    exchange.nonce = _MonotonicNonce()
-    return exchange
-
-
-def _classify(exc: BaseException, status: int | None) -> str:
-    # ccxt loads on first use: the console imports this module
-    import ccxt
-
-    if status == 429 or isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
-        return "rate_limited"
-    if isinstance(exc, ccxt.InvalidNonce):
-        return "nonce"
-    if isinstance(exc, ccxt.AuthenticationError):
-        return "auth"
-    if isinstance(exc, ccxt.InsufficientFunds):
-        return "insufficient_funds"
-    if isinstance(exc, ccxt.OrderNotFound):
-        return "not_found"
-    if isinstance(exc, ccxt.InvalidOrder):
-        return "invalid_order"
-    if isinstance(exc, ccxt.RequestTimeout):
-        return "timeout"
-    if isinstance(exc, ccxt.ExchangeNotAvailable) or (status is not None and status >= 500):
-        return "unavailable"
-    if isinstance(exc, ccxt.NetworkError):
-        return "network"
-    if isinstance(exc, (ccxt.BadResponse, _Malformed)):
-        return "bad_response"
-    if isinstance(exc, ccxt.ExchangeError):
-        return "rejected"
-    return "bad_response"  # a parser tripped over an unexpected payload
-
-
-_KIND_TEXT = {
-    "rate_limited": "rate limited (HTTP 429)",
-    "timeout": "request timed out",
-    "network": "network error",
-    "unavailable": "exchange unavailable (HTTP 5xx)",
-    "bad_response": "unreadable response",
-    "auth": "authentication failed (check the API key, secret and clock)",
-    "nonce": "nonce rejected",
-    "insufficient_funds": "insufficient funds",
-    "not_found": "order not found",
-    "invalid_order": "invalid order",
-    "rejected": "rejected by the exchange",
-}
-
-
-class _Malformed(Exception):
-    """The HTTP body was not the JSON the call expected."""
-
-
-@dataclass
-class CallStats:
-    latencies_ms: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=1000)))
-    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    retries: int = 0
-
-
-#: venues with their own adapter class in `live/venue/` (`make_adapter` picks it): the generic
-#: adapter would read their fills wrong, so it refuses them
 DEDICATED_VENUES = frozenset({"coincheck"})
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .exchange import ExchangeAdapter, ExchangeCallError, MarketLimits
+from .errors import ExchangeCallError
+from .exchange import ExchangeAdapter
+from .types import MarketLimits
 
 
 @dataclass
