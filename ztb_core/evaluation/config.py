@@ -133,6 +133,18 @@ class ReportConfig(ZtbModel):
     plots: bool = Field(True, description="write PNG pictures beside the JSON and Markdown")
 
 
+class VolSizingConfig(ZtbModel):
+    enabled: bool = Field(
+        True, description="report each policy at constant size and volatility-targeted (Moreira & Muir 2017)"
+    )
+    horizon: int = Field(
+        60, ge=1, le=1440, description="M1 bars ahead whose realised variance the HAR + seasonality forecaster predicts"
+    )
+    cap: float = Field(
+        2.0, gt=1.0, le=10.0, description="largest scale (a quiet market must not lever up without bound); > 1"
+    )
+
+
 class EvalConfig(ZtbModel):
     """Everything `ztb eval` and `evaluate_positions` need besides the model and the data."""
 
@@ -149,3 +161,4 @@ class EvalConfig(ZtbModel):
     cost_sensitivity: CostSensitivityConfig = CostSensitivityConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     report: ReportConfig = ReportConfig()
+    vol_sizing: VolSizingConfig = VolSizingConfig()
