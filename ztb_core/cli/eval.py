@@ -198,7 +198,8 @@ def sizing_table(section: dict | None):
     if "skipped" in section:
         return Text(f"volatility-targeted sizing not computed: {section['skipped']}")
     t = Table(
-        title=f"constant vs volatility-targeted size (HAR forecast, {section['horizon_bars']} bars, cap {section['cap']:g})"
+        title=f"constant vs volatility-targeted size (HAR forecast, {section['horizon_bars']} bars, "
+        f"cap {section['cap']:g}, band {section['band']:.0%})"
     )
     t.add_column("")
     t.add_column("Sharpe const", justify="right")

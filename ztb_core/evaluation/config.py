@@ -143,6 +143,13 @@ class VolSizingConfig(ZtbModel):
     cap: float = Field(
         2.0, gt=1.0, le=10.0, description="largest scale (a quiet market must not lever up without bound); > 1"
     )
+    band: float = Field(
+        0.25,
+        ge=0.0,
+        le=5.0,
+        description="rebalancing band: the applied scale is kept until the forecast's scale moves more than this "
+        "fraction away from it (or the policy's position changes); 0 = resize every bar",
+    )
 
 
 class EvalConfig(ZtbModel):

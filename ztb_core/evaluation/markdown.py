@@ -27,7 +27,8 @@ def vol_sizing_markdown(section: dict | None) -> list[str]:
     out += [
         f"Position x min(sqrt(target / forecast), {section['cap']:g}): the HAR-RV + seasonality forecast of the "
         f"next {section['horizon_bars']} bars' realised variance, from the bars up to the decision bar only, "
-        "fitted on the train split; the target makes the average scale on train exactly 1. Same costs, charged "
+        "fitted on the train split; the target makes the average scale on train exactly 1; the applied scale is "
+        f"kept until the forecast's moves more than {section['band']:.0%} from it. Same costs, charged "
         f"on the scaled turnover; {section['n_bars_scored']:,} bars scored (scale mean {_f(sc['mean'])}, "
         f"range {_f(sc['min'])}–{_f(sc['max'])}, {_p(sc['fraction_capped'])} at the cap).",
         "",

@@ -10,6 +10,12 @@ policy carries the same average size as the constant one on train, and any Sharp
 timing the size, not from holding more of it). A scaled position trades whenever the scale moves, so
 both variants go through the same backtest: costs are charged on the scaled turnover.
 
+Rebalancing the size every bar as the forecast drifts costs more than it earns at M1 (on USD/JPY a
+vol-targeted buy-and-hold trades about a thousand units over four months). `band` holds the
+applied scale until the forecast's scale moves more than that fraction away from it (or the
+policy's own position changes, which trades anyway): `hold_step` is that rule for one bar, used by
+the offline `held_scale` and by any online loop alike.
+
 `VolSizing` is what a live process needs to compute the same scale (`to_dict`/`from_dict`), and
 `VolSizing.scale_last` is the bar-by-bar (online) form of `VolSizing.scale`.
 """
@@ -119,6 +125,31 @@ class VolSizing:
 _SIDE_KEYS = ("sharpe", "total_return", "annualised_volatility", "max_drawdown", "turnover", "fees_paid")
 
 
+def hold_step(held: float, previous_position: float, position: float, raw: float, band: float) -> float:
+    """The scale applied at this bar: the raw one when the policy's position changed, nothing is
+    held yet, the raw scale is 0 (warm-up) or it moved more than `band` (relative) from the held
+    one; otherwise the held one."""
+    if position != previous_position or held <= 0.0 or raw <= 0.0 or abs(raw - held) > band * held:
+        return raw
+    return held
+
+
+def held_scale(scale: np.ndarray, positions: np.ndarray, band: float) -> np.ndarray:
+    """(n,) the applied scale under the rebalancing band (band 0: the raw scale, unchanged).
+    Sequential by nature (each bar depends on what is held), and reads nothing after bar t."""
+    s, p = np.asarray(scale, np.float64), np.asarray(positions, np.float64)
+    if band < 0:
+        raise EvaluationError(f"vol sizing: the rebalancing band ({band}) must be >= 0")
+    if band == 0.0:
+        return s.copy()
+    out = np.empty_like(s)
+    held, prev = 0.0, float("nan")
+    for t, (raw, pos) in enumerate(zip(s.tolist(), p.tolist(), strict=True)):
+        held = hold_step(held, prev, pos, raw, band)
+        out[t], prev = held, pos
+    return out
+
+
 def _side(bt, ppy: float) -> dict:
     m = performance_metrics(bt.returns, ppy, positions=bt.positions, costs_paid=bt.costs, allow_constant=True)
     return {k: m.get(k) for k in _SIDE_KEYS}
@@ -134,11 +165,13 @@ def compare_sizing(
     n_resamples: int,
     confidence: float,
     seed: int,
+    band: float = 0.0,
     block_length: float | None = None,
 ) -> dict[str, dict]:
-    """Per policy: constant size vs the same positions times `scale`, both net of `costs` on the
-    bars where the scale exists (from the first bar with a forecast on), with the paired block
-    bootstrap interval of the annualised Sharpe difference (vol-targeted minus constant)."""
+    """Per policy: constant size vs the same positions times `scale` (held within `band`, see
+    `held_scale`), both net of `costs` on the bars where the scale exists (from the first bar with
+    a forecast on), with the paired block bootstrap interval of the annualised Sharpe difference
+    (vol-targeted minus constant)."""
     s = np.asarray(scale, np.float64)
     live = np.flatnonzero(s > 0)
     if live.size == 0 or s.size - live[0] < 3:
@@ -150,7 +183,7 @@ def compare_sizing(
         p = np.asarray(pos, np.float64)
         if p.shape != s.shape:
             raise EvaluationError(f"vol sizing: policy {name!r} has {p.size} positions for {s.size} bars")
-        const, scaled = backtest(p[k:], o, c, costs), backtest(p[k:] * s[k:], o, c, costs)
+        const, scaled = backtest(p[k:], o, c, costs), backtest(p[k:] * held_scale(s[k:], p[k:], band), o, c, costs)
         if np.ptp(const.returns) == 0.0:
             continue  # a policy that never holds anything has nothing to size
         cmp = compare_returns(
@@ -184,6 +217,7 @@ def vol_sizing_section(
     confidence: float,
     seed: int,
     history_bars: int,
+    band: float = 0.0,
 ) -> dict:
     """The report's `vol_sizing` section (JSON-ready)."""
     s = np.asarray(scale, np.float64)
@@ -194,6 +228,7 @@ def vol_sizing_section(
         "target: average scale 1 on train",
         "horizon_bars": sizing.forecaster.h,
         "cap": sizing.cap,
+        "band": band,
         "target_rv": sizing.target_rv,
         "history_bars": int(history_bars),
         "n_bars_scored": int(s.size - (np.flatnonzero(s > 0)[0] if live.size else s.size)),
@@ -204,6 +239,8 @@ def vol_sizing_section(
             "fraction_capped": float(np.mean(live >= sizing.cap)) if live.size else None,
         },
         "confidence": confidence,
-        "policies": compare_sizing(policies, open_, close, s, costs, periods_per_year, n_resamples, confidence, seed),
+        "policies": compare_sizing(
+            policies, open_, close, s, costs, periods_per_year, n_resamples, confidence, seed, band
+        ),
         "forecaster": sizing.to_dict(),
     }

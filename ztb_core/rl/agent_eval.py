@@ -124,6 +124,7 @@ def vol_sizing_report(cfg, train, val, market, policies: dict[str, np.ndarray], 
             b.confidence,
             cfg.seed,
             history_bars=int(c_hist.size),
+            band=vs.band,
         )
     except EvaluationError as exc:  # too little train data, or no forecast on the evaluated bars
         return {"skipped": str(exc)}
