@@ -42,7 +42,8 @@ def trained_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
         mp.setenv("ZTB_KILL", str(root / "global.stop"))
-        cfg = load_config(TrainConfig, None, TINY_TRAIN)
+        # a train split longer than a week of M1 bars: the volatility forecaster's HAR needs one
+        cfg = load_config(TrainConfig, None, [*TINY_TRAIN, "data.synthetic.n_bars=16000"])
         outcome = run_training(cfg, run_id="agent", progress=False)
     return outcome.run_dir
 
@@ -97,6 +98,18 @@ def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeyp
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["split"] == "test" and "dsr" in rows[-1]
     assert "ztb eval" in out and "buy and hold" in out  # the summary table
+    # every policy at constant and volatility-targeted size, with the paired interval
+    vs = report["vol_sizing"]
+    assert "skipped" not in vs, vs
+    assert set(vs["policies"]) == {"agent", "buy_and_hold", "ridge"}
+    bh = vs["policies"]["buy_and_hold"]
+    d = bh["difference"]["sharpe"]
+    assert d["low"] <= d["estimate"] <= d["high"]
+    assert bh["vol_target"]["turnover"] > bh["constant"]["turnover"]  # the scale trades, and pays
+    assert vs["history_bars"] > 0 and vs["n_bars_scored"] == report["meta"]["n_bars"]  # no warm-up on test
+    assert "constant vs volatility-targeted size" in out
+    md = (run / "reports" / "eval_ev1.md").read_text()
+    assert "## Constant vs volatility-targeted size" in md
 
 
 def test_ztb_eval_with_a_bad_checkpoint_fails_clearly_without_a_run(tmp_path, capsys):
@@ -159,6 +172,9 @@ def test_default_eval_uses_the_best_checkpoint_by_validation_and_says_so(evaluat
     assert inf["trial_sharpe_variance_source"] == "trial_sharpes"
     assert "ridge" in report["baselines"] and report["baselines"]["ridge"]["params"]["fitted_on"] == "train"
     assert report["verdict"]["strongest_baseline"] in {"buy_and_hold", "sma_crossover", "ridge", "random"}
+    # a train split shorter than a week: the sizing section says why it is missing, the report is written
+    assert "more than a week" in report["vol_sizing"]["skipped"]
+    assert "volatility-targeted sizing not computed" in out
 
 
 def test_every_look_at_the_test_split_is_a_trial_and_n_trials_overrides_stamped(evaluated_run, monkeypatch, capsys):

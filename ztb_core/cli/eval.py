@@ -109,6 +109,9 @@ def eval_command(
         )
         writer.close("completed", message=f"report {paths['json'].name}")
     console.print(summary_table(report))
+    sizing = sizing_table(report.get("vol_sizing"))
+    if sizing is not None:
+        console.print(sizing)
     console.print(
         f"[bold]{report['verdict']['summary']}[/] ({report['verdict']['passed']}/{report['verdict']['total']} checks)"
     )
@@ -179,4 +182,35 @@ def summary_table(report: dict):
         f"{_num(report['cost_sensitivity']['break_even_cost_bps'])} bps (trained at "
         f"{report['cost_sensitivity']['actual_cost_bps']:.2f})"
     )
+    return t
+
+
+def sizing_table(section: dict | None):
+    """Constant vs volatility-targeted size per policy, with the paired interval of the difference
+    (a one-line note when the section was skipped; None without the section)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not section:
+        return None
+    if "skipped" in section:
+        return Text(f"volatility-targeted sizing not computed: {section['skipped']}")
+    t = Table(
+        title=f"constant vs volatility-targeted size (HAR forecast, {section['horizon_bars']} bars, "
+        f"cap {section['cap']:g}, band {section['band']:.0%})"
+    )
+    t.add_column("")
+    t.add_column("Sharpe const", justify="right")
+    t.add_column("Sharpe vol-tgt", justify="right")
+    t.add_column(f"Δ {section['confidence']:.0%} paired CI", justify="right")
+    t.add_column("fees const / vol-tgt", justify="right")
+    for name, e in section["policies"].items():
+        c, v, d = e["constant"], e["vol_target"], e["difference"]["sharpe"]
+        t.add_row(
+            name.replace("_", " "),
+            _num(c["sharpe"]),
+            _num(v["sharpe"]),
+            f"{_num(d['estimate'])} [{_num(d['low'])}, {_num(d['high'])}] {e['difference']['word']}",
+            f"{_num(c['fees_paid'], '{:.2%}')} / {_num(v['fees_paid'], '{:.2%}')}",
+        )
     return t

@@ -133,6 +133,25 @@ class ReportConfig(ZtbModel):
     plots: bool = Field(True, description="write PNG pictures beside the JSON and Markdown")
 
 
+class VolSizingConfig(ZtbModel):
+    enabled: bool = Field(
+        True, description="report each policy at constant size and volatility-targeted (Moreira & Muir 2017)"
+    )
+    horizon: int = Field(
+        60, ge=1, le=1440, description="M1 bars ahead whose realised variance the HAR + seasonality forecaster predicts"
+    )
+    cap: float = Field(
+        2.0, gt=1.0, le=10.0, description="largest scale (a quiet market must not lever up without bound); > 1"
+    )
+    band: float = Field(
+        0.25,
+        ge=0.0,
+        le=5.0,
+        description="rebalancing band: the applied scale is kept until the forecast's scale moves more than this "
+        "fraction away from it (or the policy's position changes); 0 = resize every bar",
+    )
+
+
 class EvalConfig(ZtbModel):
     """Everything `ztb eval` and `evaluate_positions` need besides the model and the data."""
 
@@ -149,3 +168,4 @@ class EvalConfig(ZtbModel):
     cost_sensitivity: CostSensitivityConfig = CostSensitivityConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     report: ReportConfig = ReportConfig()
+    vol_sizing: VolSizingConfig = VolSizingConfig()

@@ -16,6 +16,36 @@ def _ci(d: dict, pct: bool = False) -> str:
     return f"{f(d['estimate'])} [{f(d['low'])}, {f(d['high'])}]"
 
 
+def vol_sizing_markdown(section: dict | None) -> list[str]:
+    """The constant-vs-volatility-targeted table (no lines for a report without the section)."""
+    if not section:
+        return []
+    out = ["## Constant vs volatility-targeted size", ""]
+    if "skipped" in section:
+        return out + [f"Not computed: {section['skipped']}.", ""]
+    sc = section["scale"]
+    out += [
+        f"Position x min(sqrt(target / forecast), {section['cap']:g}): the HAR-RV + seasonality forecast of the "
+        f"next {section['horizon_bars']} bars' realised variance, from the bars up to the decision bar only, "
+        "fitted on the train split; the target makes the average scale on train exactly 1; the applied scale is "
+        f"kept until the forecast's moves more than {section['band']:.0%} from it. Same costs, charged "
+        f"on the scaled turnover; {section['n_bars_scored']:,} bars scored (scale mean {_f(sc['mean'])}, "
+        f"range {_f(sc['min'])}–{_f(sc['max'])}, {_p(sc['fraction_capped'])} at the cap).",
+        "",
+        f"| policy | Sharpe constant | Sharpe vol-targeted | Δ Sharpe [{section['confidence']:.0%} paired CI] | "
+        "return constant | return vol-targeted | fees constant | fees vol-targeted |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in section["policies"].items():
+        c, v = e["constant"], e["vol_target"]
+        out.append(
+            f"| {name.replace('_', ' ')} | {_f(c['sharpe'])} | {_f(v['sharpe'])} | {_ci(e['difference']['sharpe'])} "
+            f"({e['difference']['word']}) | {_p(c['total_return'])} | {_p(v['total_return'])} | "
+            f"{_p(c['fees_paid'])} | {_p(v['fees_paid'])} |"
+        )
+    return out + [""]
+
+
 def report_markdown(report: dict, images: dict[str, str]) -> str:
     m, meta, inf = report["metrics"], report["meta"], report["sharpe_inference"]
     b, mc, cs, v = report["bootstrap"], report["monte_carlo"], report["cost_sensitivity"], report["verdict"]
@@ -135,6 +165,7 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         f"| {g['fee_bps']:g} | {g['slippage_bps']:g} | {g['cost_bps']:.2f} | {g['sharpe']:.2f} | {_p(g['total_return'])} |"
         for g in cs["grid"]
     ] + [""]
+    out += vol_sizing_markdown(report.get("vol_sizing"))
     rb = report["robustness"]
     out += ["## Robustness", ""]
     for key, title in (("monthly", "Month"), ("quarterly", "Quarter")):

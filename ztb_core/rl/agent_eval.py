@@ -8,16 +8,21 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..errors import ConfigError
 from ..evaluation import backtest, evaluate_positions, write_report
+from ..evaluation.baselines import buy_and_hold
+from ..evaluation.calendar import periods_per_year
+from ..evaluation.errors import EvaluationError
 from ..evaluation.metrics import sharpe_per_period
 from ..evaluation.robustness import start_offsets
 from ..evaluation.selection import CheckpointChoice
 from ..evaluation.trials import TrialRegistry, collect_trials
+from ..evaluation.vol_sizing import VolSizing, vol_sizing_section
 from .evaluate import ridge_for
 from .market import prepare_splits
 
@@ -82,6 +87,47 @@ def deflation_trials(choice, key: str, step: int, this_sharpe: float, n_trials_f
     n = len(others) + 1
     source = f"{prior.source}; this checkpoint counted once, {n} in all"
     return n, (others + [this_sharpe] if n >= 2 else None), source
+
+
+def _times_ns(index) -> np.ndarray:
+    return np.asarray(index.as_unit("ns").asi8, np.int64)
+
+
+def vol_sizing_report(cfg, train, val, market, policies: dict[str, np.ndarray], costs) -> dict:
+    """The report's `vol_sizing` section: the forecaster fitted on the train split only; the scale
+    on the evaluated bars forecast from the bars up to each one, with the train and val bars that
+    precede the evaluated slice as history (so the test split needs no week of warm-up of its own;
+    none of them is later than the bar it sizes). `{"skipped": why}` where it cannot be computed."""
+    vs = cfg.vol_sizing
+    if market.timeframe != "M1":
+        return {"skipped": f"the volatility forecaster works on M1 bars; this agent trades {market.timeframe}"}
+    try:
+        sizing = VolSizing.fit(train.close, _times_ns(train.index), vs.horizon, vs.cap)
+        first = market.index[0]
+        parts = [(s.close[s.index < first], _times_ns(s.index[s.index < first])) for s in (train, val)]
+        t_hist = np.concatenate([t for _, t in parts])
+        order = np.argsort(t_hist, kind="stable")
+        c_hist = np.concatenate([c for c, _ in parts])[order]
+        close = np.concatenate([c_hist, market.close])
+        times = np.concatenate([t_hist[order], _times_ns(market.index)])
+        scale = sizing.scale(close, times)[c_hist.size :]
+        b = cfg.bootstrap
+        return vol_sizing_section(
+            sizing,
+            scale,
+            policies,
+            market.open,
+            market.close,
+            costs,
+            periods_per_year(market.timeframe, market.market),
+            b.n_resamples,
+            b.confidence,
+            cfg.seed,
+            history_bars=int(c_hist.size),
+            band=vs.band,
+        )
+    except EvaluationError as exc:  # too little train data, or no forecast on the evaluated bars
+        return {"skipped": str(exc)}
 
 
 def run_evaluation(
@@ -163,6 +209,12 @@ def run_evaluation(
             progress=stage,
             extra_baselines=extra,
         )
+        if cfg.vol_sizing.enabled:
+            progress.update(task, description="volatility-targeted sizing")
+            policies = {"agent": positions, "buy_and_hold": buy_and_hold(len(market))}
+            if "ridge" in extra:
+                policies["ridge"] = extra["ridge"][0]
+            report["vol_sizing"] = vol_sizing_report(cfg, train, val, market, policies, train_cfg.env.costs)
         progress.update(task, description="writing report and pictures")
         paths = write_report(report, writer.reports_dir, writer.run_id)
     m, inf, b = report["metrics"], report["sharpe_inference"], report["bootstrap"]["intervals"]["sharpe"]
