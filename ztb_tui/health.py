@@ -224,10 +224,12 @@ class HealthSource:
     def _train_flags(self) -> Iterable[Flag]:
         t = self.train
         yield from t.latched.values()
-        if len(t.fps) >= 4:
-            *before, last = t.fps
+        # sustained: the last two rates both under the fraction (one slow rollout on a busy host, a
+        # checkpoint or an evaluation, is not a collapse)
+        if len(t.fps) >= 5:
+            *before, prev, last = t.fps
             level = median(before)
-            if level > 0 and last < FPS_COLLAPSE_FRACTION * level:
+            if level > 0 and max(prev, last) < FPS_COLLAPSE_FRACTION * level:
                 yield Flag(
                     "fps_collapse",
                     f"step rate collapsed to {_g(last)}/s (median {_g(level)}/s)",
