@@ -9,7 +9,10 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from ztb_core.config import load_config
+from ztb_core.paths import configs_dir
 from ztb_core.rl import trainer
+from ztb_core.rl.config import TrainConfig
 from ztb_core.rl.trainer import build_model, build_vec_env, unvalidated_distributions
 
 from .conftest import tiny_cfg
@@ -77,3 +80,13 @@ def test_argument_checks_are_off_inside_and_restored_after():
         assert torch.distributions.Distribution._validate_args is False  # a caller's own choice is kept
     finally:
         torch.distributions.Distribution.set_default_validate_args(True)
+
+
+def test_fast_rollouts_preset_keeps_the_samples_per_update():
+    default = load_config(TrainConfig)
+    fast = load_config(TrainConfig, configs_dir() / "presets" / "fast-rollouts.yaml")
+    assert fast.ppo.n_envs == 4 * default.ppo.n_envs  # 4x the environments per forward pass ...
+    assert fast.rollout_steps == default.rollout_steps  # ... and the same samples per update
+    same = ("batch_size", "n_epochs", "gamma", "gae_lambda", "learning_rate", "target_kl", "net_arch")
+    assert all(getattr(fast.ppo, k) == getattr(default.ppo, k) for k in same)
+    assert fast.env == default.env and fast.total_timesteps == default.total_timesteps
