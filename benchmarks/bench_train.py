@@ -251,13 +251,13 @@ def bench_speed(steps: int, repeats: int, art: Path) -> None:
     }
     fps: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(repeats):
-        for name, (preset, fast) in variants.items():
+        for i, (name, (preset, fast)) in enumerate(variants.items()):
             # "before": stable-baselines3's DummyVecEnv (deepcopy of the infos) and argument checks on
             trainer.FreshInfoDummyVecEnv = fast_vec if fast else DummyVecEnv  # type: ignore[misc]
             trainer.unvalidated_distributions = unvalidated if fast else contextlib.nullcontext  # type: ignore[assignment]
             try:
                 cfg = load_config(TrainConfig, preset, sets)
-                out = trainer.run_training(cfg, run_id=f"bench-speed-{r}-{len(fps[name])}-{fast}", progress=False)
+                out = trainer.run_training(cfg, run_id=f"bench-speed-{r}-{i}", progress=False)
             finally:
                 trainer.FreshInfoDummyVecEnv, trainer.unvalidated_distributions = fast_vec, unvalidated  # type: ignore[misc]
             fps[name].append(out.fps)
