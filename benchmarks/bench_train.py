@@ -253,7 +253,7 @@ def bench_speed(steps: int, repeats: int, art: Path) -> None:
     for r in range(repeats):
         for i, (name, (preset, fast)) in enumerate(variants.items()):
             # "before": stable-baselines3's DummyVecEnv (deepcopy of the infos) and argument checks on
-            trainer.FreshInfoDummyVecEnv = fast_vec if fast else DummyVecEnv  # type: ignore[misc]
+            trainer.FreshInfoDummyVecEnv = fast_vec if fast else DummyVecEnv  # type: ignore[misc,assignment]
             trainer.unvalidated_distributions = unvalidated if fast else contextlib.nullcontext  # type: ignore[assignment]
             try:
                 cfg = load_config(TrainConfig, preset, sets)
