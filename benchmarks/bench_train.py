@@ -10,8 +10,9 @@
    "before" is stable-baselines3's own path (DummyVecEnv's per-step deepcopy of the infos,
    torch.distributions' argument checks), "default" today's trainer, "fast-rollouts" the default plus
    configs/presets/fast-rollouts.yaml (16 envs x 2,048 steps: the same 32,768 samples per update).
-   Each is run `--speed-repeats` times in turn; medians and their ratio to "before" are printed
-   (on a shared machine the absolute figures move with the load, the ratios much less).
+   Each is run `--speed-repeats` times in turn; the median fps and the median of each round's
+   ratio to that round's "before" are printed (on a shared machine the absolute figures move with
+   the load, the paired ratios much less).
 
 gym-anytrading is installed for this benchmark only, outside the project's dependencies:
     .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading
@@ -262,11 +263,21 @@ def bench_speed(steps: int, repeats: int, art: Path) -> None:
                 trainer.FreshInfoDummyVecEnv, trainer.unvalidated_distributions = fast_vec, unvalidated  # type: ignore[misc]
             fps[name].append(out.fps)
             console.print(f"round {r}: {name}: {out.step:,} steps at {out.fps:,.0f} fps")
-    before = statistics.median(fps["before (SB3 path, default config)"])
+    # the ratio to the "before" run of the same round: the load of a shared machine moves between
+    # rounds more than within one, so paired ratios are steadier than a ratio of medians
+    before = fps["before (SB3 path, default config)"]
     for name, got in fps.items():
-        med = statistics.median(got)
+        ratios = [x / b for x, b in zip(got, before, strict=True)]
         spread = ", ".join(f"{x:,.0f}" for x in got)
-        rows.append((f"PPO fps: {name}", f"{med:,.0f} median ({spread})", f"{med / before:.2f}x of before", ""))
+        per_round = ", ".join(f"{x:.2f}" for x in ratios)
+        rows.append(
+            (
+                f"PPO fps: {name}",
+                f"{statistics.median(got):,.0f} median ({spread})",
+                f"{statistics.median(ratios):.2f}x of before (rounds: {per_round})",
+                "",
+            )
+        )
 
 
 def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> None:
