@@ -5,19 +5,28 @@
 2. PPO fps with the default config and the share of wall time spent inside the env
    (targets: >= 2,000 fps, env share < 10%);
 3. checkpoints: median time the training loop blocks (target < 50 ms), save time, size, ratio;
-4. stop latency: kill-file creation to process exit, final checkpoint included (target < 5 s).
+4. stop latency: kill-file creation to process exit, final checkpoint included (target < 5 s);
+5. PPO fps before / after the rollout speed-ups, in one run, interleaved (`--only speed`):
+   "before" is stable-baselines3's own path (DummyVecEnv's per-step deepcopy of the infos,
+   torch.distributions' argument checks), "default" today's trainer, "fast-rollouts" the default plus
+   configs/presets/fast-rollouts.yaml (16 envs x 2,048 steps: the same 32,768 samples per update).
+   Each is run `--speed-repeats` times in turn; the median fps and the median of each round's
+   ratio to that round's "before" are printed (on a shared machine the absolute figures move with
+   the load, the paired ratios much less).
 
 gym-anytrading is installed for this benchmark only, outside the project's dependencies:
     .venv/bin/pip install --no-deps --target benchmarks/.venv-ref gym-anytrading
 Without it the ForexEnv column is skipped with a message.
 
 Usage: .venv/bin/python benchmarks/bench_train.py [--ppo-steps 40960] [--env-steps 200000]
+       .venv/bin/python benchmarks/bench_train.py --only speed [--speed-steps 65536] [--speed-repeats 3]
        .venv/bin/python benchmarks/bench_train.py --encoder --only encoder [--encoder-steps 8192]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -222,6 +231,55 @@ def bench_stop(art: Path, repeats: int) -> None:
     )
 
 
+FAST_PRESET = REPO / "configs" / "presets" / "fast-rollouts.yaml"
+
+
+def bench_speed(steps: int, repeats: int, art: Path) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from ztb_core.config import load_config
+    from ztb_core.rl import trainer
+    from ztb_core.rl.config import TrainConfig
+
+    os.environ["ZTB_ARTIFACTS"] = str(art)
+    os.environ["ZTB_KILL"] = str(art / "none.stop")
+    sets = [f"total_timesteps={steps}", "eval.every_steps=0", f"checkpoint.every_steps={10 * steps}"]
+    fast_vec, unvalidated = trainer.FreshInfoDummyVecEnv, trainer.unvalidated_distributions
+    variants: dict[str, tuple[Path | None, bool]] = {  # name: (preset, speed-ups on)
+        "before (SB3 path, default config)": (None, False),
+        "default config": (None, True),
+        "fast-rollouts preset": (FAST_PRESET, True),
+    }
+    fps: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(repeats):
+        for i, (name, (preset, fast)) in enumerate(variants.items()):
+            # "before": stable-baselines3's DummyVecEnv (deepcopy of the infos) and argument checks on
+            trainer.FreshInfoDummyVecEnv = fast_vec if fast else DummyVecEnv  # type: ignore[misc,assignment]
+            trainer.unvalidated_distributions = unvalidated if fast else contextlib.nullcontext  # type: ignore[assignment]
+            try:
+                cfg = load_config(TrainConfig, preset, sets)
+                out = trainer.run_training(cfg, run_id=f"bench-speed-{r}-{i}", progress=False)
+            finally:
+                trainer.FreshInfoDummyVecEnv, trainer.unvalidated_distributions = fast_vec, unvalidated  # type: ignore[misc]
+            fps[name].append(out.fps)
+            console.print(f"round {r}: {name}: {out.step:,} steps at {out.fps:,.0f} fps")
+    # the ratio to the "before" run of the same round: the load of a shared machine moves between
+    # rounds more than within one, so paired ratios are steadier than a ratio of medians
+    before = fps["before (SB3 path, default config)"]
+    for name, got in fps.items():
+        ratios = [x / b for x, b in zip(got, before, strict=True)]
+        spread = ", ".join(f"{x:,.0f}" for x in got)
+        per_round = ", ".join(f"{x:.2f}" for x in ratios)
+        rows.append(
+            (
+                f"PPO fps: {name}",
+                f"{statistics.median(got):,.0f} median ({spread})",
+                f"{statistics.median(ratios):.2f}x of before (rounds: {per_round})",
+                "",
+            )
+        )
+
+
 def bench_encoder(steps: int, finetune_steps: int, n_bars: int, art: Path) -> None:
     from ztb_core.config import config_to_dict, load_config
     from ztb_core.pretrain.config import PretrainConfig
@@ -284,7 +342,11 @@ def main() -> None:
     ap.add_argument("--env-steps", type=int, default=200_000)
     ap.add_argument("--ppo-steps", type=int, default=40_960)
     ap.add_argument("--stop-repeats", type=int, default=2)
-    ap.add_argument("--only", choices=("env", "ppo", "stop", "encoder"), help="run one part only")
+    ap.add_argument(
+        "--speed-steps", type=int, default=65_536, help="steps per run of the before/after rows (2 rollouts)"
+    )
+    ap.add_argument("--speed-repeats", type=int, default=3, help="runs of each before/after variant, interleaved")
+    ap.add_argument("--only", choices=("env", "ppo", "stop", "encoder", "speed"), help="run one part only")
     ap.add_argument("--encoder", action="store_true", help="also measure PPO with a Stage-1 encoder (frozen, finetune)")
     ap.add_argument("--encoder-steps", type=int, default=8192, help="PPO steps of the no-encoder and frozen rows")
     ap.add_argument("--finetune-steps", type=int, default=4096, help="PPO steps of the fine-tune row (2 rollouts)")
@@ -299,6 +361,8 @@ def main() -> None:
             bench_ppo(args.ppo_steps, art)
         if args.only in (None, "stop"):
             bench_stop(art, args.stop_repeats)
+        if args.only in (None, "speed"):
+            bench_speed(args.speed_steps, args.speed_repeats, art)
         if args.encoder or args.only == "encoder":
             bench_encoder(args.encoder_steps, args.finetune_steps, args.encoder_bars, art)
     table = Table(title="ztb train benchmark")
