@@ -5,6 +5,7 @@ Everything reads the run-directory protocol (`ztb_core.runs`) and never writes t
 through the ops helpers (kill-file, stop escalation, manifest removal). `now` is injectable so
 snapshot tests can freeze time.
 """
+# Over 600 lines, to be split: one poll source per panel; they become a package of one module each (issue 26 item 7).
 
 from __future__ import annotations
 

@@ -46,6 +46,7 @@ for kill/resume through the checkpoint saver's `write_file` hook in the training
 (`slow_disk`: every checkpoint write sleeps 0.3 s; `memory`: the first checkpoint write raises
 MemoryError, as an allocation failure would). A cell that does not apply to a phase is "-".
 """
+# Over 600 lines on purpose: the canary's phases share one emulator, one fault table and one books check; each phase is a function of its own.
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ open_orders, latency_ms, risk_state), events (orders, reconciliation, breakers, 
 for each UTC day (exchange clock) when the next one begins, and a final report. The kill-file (per-run or global) or SIGTERM stops it safely: open orders are
 cancelled, the position is closed if `flatten_on_stop`, the status becomes `stopped`, exit 0.
 """
+# Over 600 lines, to be split: the decision loop and its watch timer share the runner's state; the reporting (metrics, status, daily report) is the next part to move out.
 
 from __future__ import annotations
 
