@@ -65,3 +65,27 @@ def test_the_check_would_catch_a_filter_on_make_test():
         assert selection_problems(pytest_args(recipes(makefile)["test"])), filtered
     plain = "test: check\n\t$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=25\n"
     assert selection_problems(pytest_args(recipes(plain)["test"])) == []
+
+
+def stale_slow_entries(files: frozenset[str], tests: frozenset[str], root: Path) -> list[str]:
+    """Entries of the slow lists that name no file or no test function any more."""
+    stale = [f for f in files if not (root / f).is_file()]
+    for entry in tests:
+        rel, name = entry.split("::", 1)
+        path = root / rel
+        if not path.is_file() or not re.search(rf"^\s*(async )?def {re.escape(name)}\(", path.read_text(), re.M):
+            stale.append(entry)
+    return stale
+
+
+def test_the_slow_lists_name_existing_tests():
+    """A renamed test would silently join `make test-fast`: the lists must name real tests."""
+    from ..conftest import SLOW_FILES, SLOW_TESTS
+
+    root = REPO / "tests"
+    assert SLOW_FILES and SLOW_TESTS
+    assert stale_slow_entries(SLOW_FILES, SLOW_TESTS, root) == []
+    # positive control: a gone file and a renamed test are reported
+    gone = frozenset({"live/test_gone.py"})
+    renamed = frozenset({"foundation/test_makefile_targets.py::test_renamed_away"})
+    assert stale_slow_entries(gone, renamed, root) == ["live/test_gone.py", *renamed]
