@@ -132,9 +132,10 @@ def tiny_agent(shared_runs: SharedRuns) -> Path:
 
 # --- the `slow` mark, from measured durations ---------------------------------------------------
 # `make test-fast` runs `-m "not slow"`; `make test` (CI) runs everything. A test is slow when it
-# trains, starts long-running processes, or took 2 s or more (setup + call + teardown) in `pytest -n 2 --durations=0` on a busy 2-core machine;
-# listed here by file (every test in it) or by test name, so files other people are editing need
-# no change. Tests may also carry `@pytest.mark.slow` themselves.
+# trains, starts long-running processes, or took 2 s or more (setup + call + teardown) under
+# `pytest -n 2 --durations=0` on a loaded 2-core machine. Listed here by file (every test in it)
+# or by test name (every parameter), so files other people are editing need no change. Tests may
+# also carry `@pytest.mark.slow` themselves.
 SLOW_FILES: frozenset[str] = frozenset(
     {
         "foundation/test_tensorboard.py",
@@ -162,6 +163,7 @@ SLOW_TESTS: frozenset[str] = frozenset(
         "data/test_online_parity.py::test_restart_with_long_buffer_equals_full_history",
         "data/test_plot.py::test_info_plot_auto_goes_beside_the_dataset_and_rejects_other_formats",
         "data/test_plot.py::test_info_plot_writes_a_valid_png",
+        "data/test_realdata.py::test_bitflyer_trades_import",
         "data/test_resample.py::test_last_completed_is_causal_and_matches_brute_force",
         "data/test_resample.py::test_resample_equals_brute_force_and_keeps_invariants",
         "data/test_stream.py::test_kill_file_stops_a_streaming_run",
@@ -214,6 +216,7 @@ SLOW_TESTS: frozenset[str] = frozenset(
         "live/test_stream.py::test_live_dry_run_decides_from_the_websocket",
         "live/test_stream.py::test_live_falls_back_to_rest_when_the_websocket_is_dead",
         "live/test_stream.py::test_live_keeps_deciding_when_the_websocket_goes_silent",
+        "live/test_stream.py::test_websocket_bars_equal_the_tape",
         "live/test_unknown_outcomes.py::test_a_late_execution_is_not_ruled_never_placed_nor_placed_twice",
         "live/test_unknown_outcomes.py::test_a_twin_placed_after_our_timed_out_order_is_not_adopted",
         "live/test_unknown_outcomes.py::test_a_twin_placed_just_before_our_timed_out_order_is_not_adopted",
@@ -256,6 +259,7 @@ SLOW_TESTS: frozenset[str] = frozenset(
         "tui/test_app.py::test_checkpoint_verify_and_delete_with_confirmation",
         "tui/test_app.py::test_command_palette_and_keyboard_navigation",
         "tui/test_app.py::test_kind_specific_curves",
+        "tui/test_app.py::test_launch_dialog_starts_a_detached_run",
         "tui/test_app.py::test_logs_follow_and_events_highlight_alerts",
         "tui/test_app.py::test_readonly_hides_launch_stop_delete",
         "tui/test_app.py::test_resume_from_checkpoint_launches_detached",
@@ -274,10 +278,14 @@ SLOW_TESTS: frozenset[str] = frozenset(
         "tui/test_keys_and_layout.py::test_a_stale_run_shows_no_rate_or_eta",
         "tui/test_keys_and_layout.py::test_compare_overlays_marked_runs",
         "tui/test_keys_and_layout.py::test_help_screen_opens_on_question_mark_and_closes_on_escape",
+        "tui/test_keys_and_layout.py::test_layout_adapts",
         "tui/test_keys_and_layout.py::test_no_gpu_is_said_once",
         "tui/test_keys_and_layout.py::test_open_stays_in_the_footer_and_jk_gG_move_the_cursor",
+        "tui/test_keys_and_layout.py::test_r_refreshes_in_both_views",
         "tui/test_keys_and_layout.py::test_slash_filters_and_escape_clears",
+        "tui/test_kind_views.py::test_eval_run_shows_verdict_dsr_metrics_and_equity",
         "tui/test_kind_views.py::test_live_view_shows_position_orders_fills_and_breakers",
+        "tui/test_kind_views.py::test_readonly_console_cannot_reset_breakers",
         "tui/test_kind_views.py::test_tune_study_lists_trials_and_opens_one",
         "tui/test_snapshots.py::test_eval_report_view",
         "tui/test_snapshots.py::test_live_run_trading_view",
@@ -285,6 +293,7 @@ SLOW_TESTS: frozenset[str] = frozenset(
         "tui/test_snapshots.py::test_run_view_gpu_unavailable",
         "tui/test_snapshots.py::test_run_view_scrolled_to_the_end_at_80x24",
         "tui/test_snapshots.py::test_run_view_tabs",
+        "tui/test_snapshots.py::test_runs_list",
         "tui/test_snapshots.py::test_stop_confirmation",
     }
 )
