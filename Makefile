@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_STEPS ?= 300000
 
-.PHONY: install demo test check bench fuzz lock clean-venv
+.PHONY: install demo test test-fast check bench fuzz lock clean-venv
 
 # Installs the exact versions in requirements.lock (hash-checked), torch excepted: a CUDA torch that
 # is already in the venv is kept. UNLOCKED=1 installs from pyproject's open ranges instead.
@@ -35,6 +35,12 @@ PYTEST_WORKERS ?= auto
 test: check
 	$(VENV)/bin/ztb smoke --no-record
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=25
+
+# The edit-run loop: every test that neither trains nor starts long processes (under a minute on
+# 2 cores). Tests are marked `slow` in tests/conftest.py by measured duration; `make test` and CI
+# still run them all.
+test-fast: install
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 # lint + format check + static types + the house's import contracts (configuration in pyproject.toml)
 check: install

@@ -10,20 +10,9 @@ import pytest
 from ztb_core.config import load_config
 from ztb_core.evaluation import load_schema
 
-TINY_TRAIN = [
-    "data.synthetic.n_bars=12000",
-    "splits.embargo=0",
-    "env.lookback=8",
-    "env.episode_length=256",
-    "ppo.n_envs=2",
-    "ppo.n_steps=64",
-    "ppo.batch_size=64",
-    "ppo.n_epochs=2",
-    "ppo.net_arch=[32,32]",
-    "checkpoint.every_steps=256",
-    "eval.every_steps=0",
-    "total_timesteps=256",
-]
+from ..conftest import TINY_AGENT, SharedRuns, copy_run
+
+TINY_TRAIN = list(TINY_AGENT)
 FAST_EVAL = [
     "bootstrap.n_resamples=100",
     "monte_carlo.n_paths=200",
@@ -34,18 +23,9 @@ FAST_EVAL = [
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from ztb_core.rl.config import TrainConfig
-    from ztb_core.rl.trainer import run_training
-
-    root = tmp_path_factory.mktemp("evalcli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
-        mp.setenv("ZTB_KILL", str(root / "global.stop"))
-        # a train split longer than a week of M1 bars: the volatility forecaster's HAR needs one
-        cfg = load_config(TrainConfig, None, [*TINY_TRAIN, "data.synthetic.n_bars=16000"])
-        outcome = run_training(cfg, run_id="agent", progress=False)
-    return outcome.run_dir
+def trained_run(tiny_agent, tmp_path_factory):
+    """The shared tiny agent (trained once per test run), copied: the eval runs go beside it."""
+    return copy_run(tiny_agent, tmp_path_factory.mktemp("evalcli") / "artifacts")
 
 
 def _set(pairs):
@@ -131,19 +111,26 @@ def test_ztb_eval_rejects_a_bad_override(tmp_path, capsys):
     assert "bootstrap.method" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def evaluated_run(tmp_path_factory):
-    """A tiny run with periodic evaluation at 256, 512 and 768 steps (three val trials)."""
+SELECTION_RUN = (*TINY_TRAIN, "eval.every_steps=256", "total_timesteps=768")
+
+
+def _train_selection_run(artifacts):
     from ztb_core.rl.config import TrainConfig
     from ztb_core.rl.trainer import run_training
 
-    root = tmp_path_factory.mktemp("evalsel")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
-        mp.setenv("ZTB_KILL", str(root / "global.stop"))
-        cfg = load_config(TrainConfig, None, [*TINY_TRAIN, "eval.every_steps=256", "total_timesteps=768"])
-        outcome = run_training(cfg, run_id="sel", progress=False)
-    return outcome.run_dir
+        mp.setenv("ZTB_ARTIFACTS", str(artifacts))
+        mp.setenv("ZTB_KILL", str(artifacts.parent / "global.stop"))
+        cfg = load_config(TrainConfig, None, list(SELECTION_RUN))
+        return run_training(cfg, run_id="sel", progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(shared_runs: SharedRuns, tmp_path_factory):
+    """A tiny run with periodic evaluation at 256, 512 and 768 steps (three val trials), trained
+    once per test run and copied here: the evaluations below add trials to its registry."""
+    run = shared_runs.get("selection-run", SELECTION_RUN, _train_selection_run)
+    return copy_run(run, tmp_path_factory.mktemp("evalsel") / "artifacts")
 
 
 def _eval(run_dir, monkeypatch, capsys, run_id: str, *args: str) -> tuple[dict, str]:

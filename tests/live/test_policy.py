@@ -51,18 +51,15 @@ def test_sma_policy_and_factory():
         make_policy(PolicyConfig(kind="agent"))
 
 
-def test_agent_decides_live_as_offline(tmp_path_factory):
-    from ztb_core.rl.trainer import run_training
+def test_agent_decides_live_as_offline(tiny_agent):
+    """Any trained agent shows it: the shared tiny one (trained once per test run) is read here."""
+    from ztb_core.config import load_config
+    from ztb_core.rl.config import TrainConfig
 
-    from ..rl.conftest import tiny_cfg
+    from ..conftest import TINY_AGENT
 
-    root = tmp_path_factory.mktemp("agent")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ZTB_ARTIFACTS", str(root / "artifacts"))
-        mp.setenv("ZTB_KILL", str(root / "global.stop"))
-        cfg = tiny_cfg("data.synthetic.n_bars=6000", "checkpoint.every_steps=128", total=256)
-        outcome = run_training(cfg, run_id="agent", progress=False)
-        policy = AgentPolicy(outcome.run_dir, buffer_bars=BUFFER)
+    cfg = load_config(TrainConfig, None, list(TINY_AGENT))
+    policy = AgentPolicy(tiny_agent, buffer_bars=BUFFER)
     from ztb_core.data.source import load_bars
 
     bars = load_bars(cfg.data)

@@ -23,6 +23,8 @@ import pytest
 
 from ztb_core.live.loop.policy import feature_history
 
+from ..conftest import SharedRuns, copy_run
+
 REPO = Path(__file__).resolve().parents[2]
 FAST_CLIENT = [
     "--set",
@@ -86,25 +88,34 @@ def emulator_url(env):
         proc.communicate(timeout=20)
 
 
+README_AGENT = (
+    "data.synthetic.n_bars=20000",
+    "ppo.n_envs=2",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "ppo.n_epochs=1",
+    "eval.every_steps=0",
+    "checkpoint.every_steps=128",
+)
+
+
 @pytest.fixture(scope="module")
-def agent(env) -> Path:
+def agent(env, shared_runs: SharedRuns) -> Path:
     """A short `ztb train --headless` of the default agent (the default feature set, forecast, lookback
-    and market; fewer bars and tiny rollouts so it takes seconds)."""
-    sets = [
-        "data.synthetic.n_bars=20000",
-        "ppo.n_envs=2",
-        "ppo.n_steps=64",
-        "ppo.batch_size=64",
-        "ppo.n_epochs=1",
-        "eval.every_steps=0",
-        "checkpoint.every_steps=128",
-    ]
-    args = ["train", "--headless", "--no-progress", "--run-id", "agent", "--total-timesteps", "128"]
-    for s in sets:
-        args += ["--set", s]
-    done = cli(*args, env=env)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return Path(env["ZTB_ARTIFACTS"]) / "runs" / "agent"
+    and market; fewer bars and tiny rollouts so it takes seconds), trained once per test run and
+    copied into this module's artifacts, where the live runs go."""
+
+    def train(artifacts: Path) -> Path:
+        args = ["train", "--headless", "--no-progress", "--run-id", "agent", "--total-timesteps", "128"]
+        for s in README_AGENT:
+            args += ["--set", s]
+        done = cli(*args, env={**env, "ZTB_ARTIFACTS": str(artifacts), "ZTB_DATA": str(artifacts / "data")})
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return artifacts / "runs" / "agent"
+
+    return copy_run(
+        shared_runs.get("readme-agent", (*README_AGENT, "--total-timesteps=128"), train), Path(env["ZTB_ARTIFACTS"])
+    )
 
 
 def live_run(env: dict, before: set[Path]) -> Path:
