@@ -111,7 +111,8 @@ def test_ztb_eval_rejects_a_bad_override(tmp_path, capsys):
     assert "bootstrap.method" in capsys.readouterr().err
 
 
-SELECTION_RUN = (*TINY_TRAIN, "eval.every_steps=256", "total_timesteps=768")
+# 12,000 bars: a train split shorter than a week, so the report shows why volatility sizing is skipped
+SELECTION_RUN = (*TINY_TRAIN, "data.synthetic.n_bars=12000", "eval.every_steps=256", "total_timesteps=768")
 
 
 def _train_selection_run(artifacts):
