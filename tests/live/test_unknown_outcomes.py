@@ -284,12 +284,15 @@ class _SkewedTime:
 
 
 def test_a_clock_180s_ahead_neither_strands_an_unknown_order_nor_floods_alerts(
-    exchange_adapter, emulator, journal, tmp_path, monkeypatch
+    exchange_config, test_credentials, emulator, journal, tmp_path, monkeypatch
 ):
     import ztb_core.live.execution.orders as orders_mod
 
     monkeypatch.setattr(orders_mod, "time", _SkewedTime(180))
-    runner, writer = make_runner(exchange_adapter, journal, tmp_path, _Signal(1.0))
+    # the shipped request timeout (10 s), not the fixture's 400 ms: on a busy machine the emulator can
+    # take over 2.4 s to handle the placement, which would rightly count as a late execution
+    adapter = make_adapter(exchange_config.model_copy(update={"timeout_ms": 10_000}), test_credentials)
+    runner, writer = make_runner(adapter, journal, tmp_path, _Signal(1.0))
     emulator.add_fault({"kind": "response_lost", "endpoint": "create_order", "hang_ms": 0})
     assert runner.poll()
     (order,) = journal.orders()
@@ -303,6 +306,23 @@ def test_a_clock_180s_ahead_neither_strands_an_unknown_order_nor_floods_alerts(
 
 
 # ---- defect 6: foreign twins are not adopted without proof --------------------------------------
+def test_a_venue_clock_that_stands_still_is_not_trusted_to_the_second(journal):
+    """Two skew readings 1.5 s apart from a venue clock that does not run (the stock emulator's) differ
+    by 1.5 s, inside the 2 s tolerance: trusting it put a placement's stamp 'late' once the polls
+    took longer than the tolerance (a busy machine), and the order stayed unknown for ever. A clock
+    is trusted only when two readings agree by less than half the time between them."""
+    broker = OrderManager(object(), journal, "BTC/JPY")
+    frozen = 1_796_000_000_000
+    broker.observe_clock(frozen, 0, 0)
+    broker.observe_clock(frozen, 1_500, 1_500)
+    assert not broker.clock_trusted
+    # positive control: a venue clock that runs with ours (latency jitter of 200 ms) is trusted
+    running = OrderManager(object(), journal, "BTC/JPY")
+    running.observe_clock(frozen, 0, 0)
+    running.observe_clock(frozen + 1_500, 1_700, 1_700)
+    assert running.clock_trusted
+
+
 def test_a_twin_placed_just_before_our_timed_out_order_is_not_adopted(rt_adapter, rt_emulator, journal):
     emulator = rt_emulator
     manager = OrderManager(rt_adapter, journal, "BTC/JPY", grace_ms=0)

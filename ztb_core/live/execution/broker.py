@@ -127,8 +127,11 @@ class OrderManager:
         skew = ts - local
         if self._first_clock is None:
             self._first_clock = (local, skew)
-        elif local - self._first_clock[0] >= 1_000:
-            self.clock_trusted = abs(skew - self._first_clock[1]) <= CLOCK_TOLERANCE_MS
+        elif (apart := local - self._first_clock[0]) >= 1_000:
+            # two readings agree: within the tolerance, and by less than half the time between them
+            # (a venue clock that stands still, or runs at half speed, would otherwise "agree" with
+            # itself when the two readings happen to fall one or two seconds apart)
+            self.clock_trusted = abs(skew - self._first_clock[1]) <= min(CLOCK_TOLERANCE_MS, apart / 2)
         self.skew_ms = skew
         return self.skew_ms
 
