@@ -5,7 +5,8 @@ Placement, step by step (each step committed to the journal before the next):
    (`OrderBlocked`) if that does not settle it, unless the order only reduces |position| whatever
    the unknown orders did (`exposure.is_reducing`, unknown orders counted in full): a stop-loss
    exit is never held back by a lost placement response;
-2. the intent is journaled (`new`), then `submitted` — the exchange call comes only after this;
+2. the intent is journaled (`new`), then `submitted` — the exchange call comes only after this
+   is committed (never inside a journal batch: `Journal.require_on_disk`);
 3. the answer moves the order to `open` (with the exchange id), `rejected` (the exchange said no),
    or `unknown` (timeout, reset, lost response: maybe placed; also an answer whose order id cannot
    identify an order, like `0`), never to a blind retry. An unknown outcome is ruled "not placed"
@@ -141,15 +142,21 @@ class OrderManager:
                 self.measure_skew()
             except ExchangeCallError as exc:
                 log.warning("clock skew not re-measured (%s); using %s ms", exc, self.skew_ms)
-        report = reconcile(
-            self.journal,
-            self.venue,
-            self.symbol,
-            grace_ms=self.grace_ms if grace_ms is None else grace_ms,
-            skew_ms=self.skew_ms,
-            inflight_ms=self.inflight_ms,
-            clock_trusted=self.clock_trusted,
-        )
+        # one pass, one commit (not one fsync per fill, order update and cursor): a kill -9 leaves the
+        # journal as before the pass or after it. An exchange read that fails half-way keeps what the
+        # pass recorded so far, as separate commits did: any prefix of a pass is a consistent state.
+        # The pass only records what the exchange said (the next pass reads it again), so it does not
+        # wait for the disk: the next submission's or cancel request's fsync makes it durable first
+        with self.journal.batch(keep_on=(ExchangeCallError,), fsync=False):
+            report = reconcile(
+                self.journal,
+                self.venue,
+                self.symbol,
+                grace_ms=self.grace_ms if grace_ms is None else grace_ms,
+                skew_ms=self.skew_ms,
+                inflight_ms=self.inflight_ms,
+                clock_trusted=self.clock_trusted,
+            )
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
         self._alert_unresolved(report)
@@ -261,6 +268,7 @@ class OrderManager:
     def place(
         self, side: Side, amount: Decimal, price: Decimal, reduce_only: bool = False, detail: dict | None = None
     ) -> Order:
+        self.journal.require_on_disk(f"placing a {side} order")
         try:
             self._ensure_resolved()
         except OrderBlocked:
@@ -309,13 +317,14 @@ class OrderManager:
                 client_id=order.client_id,
             )
             return order
-        raise_watermark(self.journal, [exchange_id])
-        order = self.journal.transition(
-            order,
-            OPEN,
-            exchange_id=exchange_id,
-            detail={"latency_ms": round(getattr(ack, "latency_ms", 0.0), 3)},
-        )
+        with self.journal.batch():  # the answer: the watermark and the order's new state, one commit
+            raise_watermark(self.journal, [exchange_id])
+            order = self.journal.transition(
+                order,
+                OPEN,
+                exchange_id=exchange_id,
+                detail={"latency_ms": round(getattr(ack, "latency_ms", 0.0), 3)},
+            )
         self.on_event(
             "order_placed",
             client_id=order.client_id,
@@ -334,6 +343,7 @@ class OrderManager:
         `cancel_requested` for `retry_cancels`."""
         if order.state not in (OPEN, PARTIALLY_FILLED, CANCEL_REQUESTED) or order.exchange_id is None:
             return order
+        self.journal.require_on_disk(f"cancelling order {order.client_id}")
         exchange_id = order.exchange_id
         if order.state != CANCEL_REQUESTED:
             order = self.journal.transition(order, CANCEL_REQUESTED)

@@ -143,7 +143,8 @@ def _row_fill(row: sqlite3.Row) -> Fill:
 
 class Journal:
     """One SQLite journal file. Every write is its own committed transaction (fsynced by
-    synchronous=FULL) before the method returns."""
+    synchronous=FULL) before the method returns, unless it is made inside `batch()`: then it is
+    committed with the batch, all of the batch or none of it."""
 
     def __init__(self, path: str | Path, mode: str, exchange: str, symbol: str) -> None:
         if mode not in ("paper", "live"):
@@ -157,6 +158,11 @@ class Journal:
         # every fill, oldest first, read once and dropped when a fill is added: position, cash flow
         # and entry price are asked several times per bar, and one process owns the journal (lock)
         self._all_fills: list[Fill] | None = None
+        self._depth = 0  # open write units: 0 none, 1 a transaction, more: savepoints inside it
+        self._owner: int | None = None  # the thread whose write units are open (it holds the lock)
+        #: write transactions committed through this handle that changed something, and how many of
+        #: them waited for the disk (an fsync each; `batch(fsync=False)` does not)
+        self.commits = self.fsyncs = 0
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
             self._db.row_factory = sqlite3.Row
@@ -194,33 +200,51 @@ class Journal:
         self.close()
 
     class _Tx:
-        def __init__(self, journal: Journal) -> None:
+        """One write unit. The outermost one is a transaction (BEGIN IMMEDIATE ... COMMIT, one
+        fsync when it changed anything); one opened inside it (a journal method called within a
+        `batch()`, or a nested batch) is a SAVEPOINT, so it stays all-or-nothing on its own and
+        commits with the outermost. The journal's lock is held from start to end: no other thread
+        reads or writes through this connection while a transaction is open. `keep_on`: exception
+        types that still commit the writes made so far (outermost only). `fsync=False` (outermost
+        only): committed without its own fsync (synchronous=NORMAL for this transaction), see
+        `batch`."""
+
+        def __init__(self, journal: Journal, keep_on: tuple[type[BaseException], ...] = (), fsync: bool = True) -> None:
             self.j = journal
+            self.keep_on = keep_on
+            self.fsync = fsync
+            self.savepoint: str | None = None
+            self.changes_at_begin = 0
 
         def __enter__(self) -> sqlite3.Connection:
             if self.j.write_failed is not None:
                 raise JournalWriteError(self.j.write_failed)
             self.j._lock.acquire()
             try:
-                self.j._db.execute("BEGIN IMMEDIATE")
+                if self.j._depth:
+                    self.savepoint = f"w{self.j._depth}"
+                    self.j._db.execute(f"SAVEPOINT {self.savepoint}")
+                else:
+                    if not self.fsync:
+                        self.j._db.execute("PRAGMA synchronous=NORMAL")
+                    self.j._db.execute("BEGIN IMMEDIATE")
+                    self.changes_at_begin = self.j._db.total_changes
             except BaseException:
+                if self.savepoint is None and not self.fsync:
+                    self.j._db.execute("PRAGMA synchronous=FULL")  # the next write waits for the disk again
                 self.j._lock.release()
                 raise
+            self.j._depth += 1
+            self.j._owner = threading.get_ident()
             return self.j._db
 
         def __exit__(self, exc_type, exc, tb) -> None:
+            self.j._depth -= 1
             try:
-                try:
-                    self.j._db.execute("ROLLBACK" if exc_type else "COMMIT")
-                except sqlite3.OperationalError as end_exc:
-                    # a failed COMMIT (disk full at fsync) leaves the transaction open; a failed
-                    # ROLLBACK means SQLite already rolled back on the failed write
-                    if exc is None:
-                        exc = end_exc
-                        try:
-                            self.j._db.execute("ROLLBACK")
-                        except sqlite3.OperationalError:
-                            pass
+                if self.savepoint is not None:
+                    exc = self._end_savepoint(exc_type, exc)
+                else:
+                    exc = self._end_transaction(exc_type, exc)
             finally:
                 self.j._lock.release()
             if isinstance(exc, sqlite3.OperationalError):
@@ -232,8 +256,80 @@ class Journal:
                 )
                 raise JournalWriteError(self.j.write_failed) from exc
 
+        def _end_savepoint(self, exc_type, exc):
+            try:
+                if exc_type:
+                    self.j._all_fills = None  # the cache may hold rows this rollback removes
+                    self.j._db.execute(f"ROLLBACK TO {self.savepoint}")
+                self.j._db.execute(f"RELEASE {self.savepoint}")
+            except sqlite3.OperationalError as end_exc:
+                if exc is None:
+                    exc = end_exc
+            return exc
+
+        def _end_transaction(self, exc_type, exc):
+            keep = exc_type is None or issubclass(exc_type, self.keep_on)
+            if not keep:
+                self.j._all_fills = None
+            try:
+                self.j._db.execute("COMMIT" if keep else "ROLLBACK")
+                if keep and self.j._db.total_changes != self.changes_at_begin:
+                    self.j.commits += 1
+                    self.j.fsyncs += int(self.fsync)
+            except sqlite3.OperationalError as end_exc:
+                # a failed COMMIT (disk full at fsync) leaves the transaction open; a failed
+                # ROLLBACK means SQLite already rolled back on the failed write
+                self.j._all_fills = None
+                if exc is None:
+                    exc = end_exc
+                    try:
+                        self.j._db.execute("ROLLBACK")
+                    except sqlite3.OperationalError:
+                        pass
+            finally:
+                if not self.fsync:
+                    try:
+                        self.j._db.execute("PRAGMA synchronous=FULL")
+                    except sqlite3.OperationalError as pragma_exc:
+                        exc = exc or pragma_exc
+            return exc
+
     def _tx(self) -> Journal._Tx:
         return Journal._Tx(self)
+
+    def batch(self, keep_on: tuple[type[BaseException], ...] = (), fsync: bool = True) -> Journal._Tx:
+        """Group writes into one transaction: one fsync for a whole sync pass instead of one per
+        write. Every journal write inside commits with the batch, or none does: an exception rolls
+        the batch back (`keep_on`: exception types that commit the writes made so far, for work
+        where any prefix is a state the journal may be left in, like a reconciliation pass whose
+        exchange read failed half-way); a kill -9 before the end leaves none of it. Batches nest
+        (an inner one is a savepoint). Never send anything to the exchange inside a batch:
+        `require_on_disk` refuses, since the write-ahead rule needs each write durable before the
+        call it announces.
+
+        `fsync=False`, for writes that only record what the exchange already said (a reconciliation
+        pass: fills, order states, cursors, all read again from the exchange by the next pass): the
+        batch is committed without waiting for the disk (synchronous=NORMAL for this one
+        transaction). A killed process loses none of it (the data is in the operating system's
+        cache); a power cut may lose it, and then only with every later commit, never an earlier one
+        (the WAL keeps commit order), and the next fsynced commit (an order's submission or cancel
+        request, the write-ahead writes) makes it durable first. So an order is never sent on a
+        position the disk does not hold, and the decision's path pays one fsync instead of two."""
+        return Journal._Tx(self, keep_on, fsync)
+
+    @property
+    def in_transaction(self) -> bool:
+        """A batch (or write) is open: what was written in it is not on disk yet."""
+        return self._depth > 0
+
+    def require_on_disk(self, what: str) -> None:
+        """The write-ahead check before an exchange call: refuse while a batch is open, because
+        the journal's record of `what` would not be committed before the call goes out."""
+        if self._depth and self._owner == threading.get_ident():
+            raise JournalError(
+                f"{what}: the journal has an open batch, so its record would not be on disk before the exchange "
+                "call; end the batch first (the write-ahead rule)"
+            )
 
     # ---- orders ----------------------------------------------------------------------------
     def _write_order(self, db: sqlite3.Connection, o: Order) -> None:
@@ -301,6 +397,8 @@ class Journal:
                     f"order {before.client_id}: journal holds state {row['state']} filled {row['filled']},"
                     f" expected {before.state} filled {before.filled}"
                 )
+            if after == before and not detail:
+                return after  # nothing to record: a re-save of the same version is not written
             self._write_order(db, after)
             if after.state != before.state or detail:
                 self._write_transition(db, after.client_id, before.state, after.state, detail)
@@ -455,10 +553,16 @@ class Journal:
         return json.loads(row[0]) if row else default
 
     def set_state(self, key: str, value: Any) -> None:
+        """Store `value` under `key`; a value equal to the stored one is not written again (each
+        write is an fsync on the decision's path, and `updated_ms` keeps the time of the change)."""
+        text = json.dumps(value, default=str)
         with self._tx() as db:
+            row = db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] == text:
+                return
             db.execute(
                 "INSERT OR REPLACE INTO kv(key, value, updated_ms) VALUES (?,?,?)",
-                (key, json.dumps(value, default=str), now_ms()),
+                (key, text, now_ms()),
             )
 
     def counts(self) -> dict[str, int]:
