@@ -438,19 +438,22 @@ class Referee:
         if left > 0:
             time.sleep(left + 0.05)
 
-    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict]:
-        """(side, amount, price) of every placement in submitted/unknown, and the risk state."""
+    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict, set[str]]:
+        """(side, amount, price) of every placement in submitted/unknown, the risk state, and the
+        exchange ids the journal knows."""
         db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
         try:
             rows = db.execute(
                 "SELECT side, amount, price FROM orders WHERE state IN ('submitted','unknown')"
             ).fetchall()
             row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
+            known = {r[0] for r in db.execute("SELECT exchange_id FROM orders WHERE exchange_id IS NOT NULL")}
         except sqlite3.OperationalError:  # journal not created yet
-            return [], {}
+            return [], {}, set()
         finally:
             db.close()
-        return [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows], (json.loads(row[0]) if row else {})
+        unresolved = [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows]
+        return unresolved, (json.loads(row[0]) if row else {}), known
 
     def _being_submitted(self) -> tuple[str, Decimal, Decimal] | None:
         """Side, amount and price of the order the bot is sending now (journaled `submitted` first)."""
@@ -526,10 +529,19 @@ class Referee:
             state.advance()
             arrival = getattr(self._local, "arrival", None)
             self._local.arrival = None
-            (unresolved, risk), down = arrival or (self._journal_view(), private_reads_down(self._pick_rules()))
+            (unresolved, risk, known_ids), down = arrival or (
+                self._journal_view(),
+                private_reads_down(self._pick_rules()),
+            )
             this = (params["order_type"], Decimal(params["amount"]), Decimal(params["rate"]))
             if this in unresolved:  # the one being sent now
                 unresolved.remove(this)
+            # an unknown placement that has already reached the book is in the position or among the
+            # resting orders below: counting it again as unknown would double its worst case
+            for o in self.ours().values():
+                keys = (o.side, o.amount, o.rate)
+                if str(o.id) not in known_ids and keys in unresolved:
+                    unresolved.remove(keys)
             resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
             pos = self.position()
             equity = self.capital + self.cash() + pos * state.last_price()

@@ -382,15 +382,34 @@ def test_unplaced_order_still_flagged_rejected_when_no_twin():
     assert found is None, found
 
 
-@pytest.mark.xfail(strict=True, reason=f"issue 25 {AWAITING_FIX['clock_step']}")
-def test_awaiting_fix_clock_stepping_back_while_an_order_rests():
-    """An order rests; the bot host's clock steps 180 s back; the order is cancelled. Once the books
-    settle the journal must say cancelled, not wait three minutes for the local clock to catch up."""
+def test_clock_stepping_back_while_an_order_rests():
+    """Found by the fuzzer (clock_step): an order rests; the bot host's clock steps 180 s back; the
+    order is cancelled. Once the books settle the journal must say cancelled, not wait three minutes
+    for the local clock to catch up (an order is judged gone by having been journaled before the
+    open orders were read, not by comparing wall-clock stamps across the step)."""
     found = _scripted(
         [
             lambda m: m.opening(1.0, -20.0, None, 0),
             lambda m: LiveFaultMachine.clock_steps(m, -180_000),
             lambda m: m.cancel_everything(),
+        ]
+    )
+    assert found is None, found
+
+
+def test_clock_stepping_forward_does_not_rule_a_late_order_never_placed():
+    """The wall clock steps 180 s forward (NTP, a resumed VM) while a placement's outcome is unknown
+    and the venue enters it 1 s late: by the wall clock the order has been absent for minutes, past
+    the window, but only a second has passed. It must stay unknown (counted at its worst case) until
+    it shows up, not be ruled never placed and sent again."""
+    found = _scripted(
+        [
+            lambda m: m.placement_answer_lost("late_execution", 1_000.0),
+            lambda m: m.decide(1.0, 30.0),
+            lambda m: LiveFaultMachine.clock_steps(m, 180_000),
+            lambda m: m.decide(1.0, 30.0),
+            lambda m: time.sleep(1.2),  # the late entry lands
+            lambda m: m.decide(1.0, 30.0),
         ]
     )
     assert found is None, found

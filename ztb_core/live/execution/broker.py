@@ -107,6 +107,9 @@ class OrderManager:
         self._cancel_backoff: dict[str, tuple[int, float]] = {}
         self.cancel_base_s, self.cancel_max_s = 1.0, 60.0
         self._clock: Callable[[], float] = time.monotonic
+        #: unknown placements: client id -> (monotonic time, wall-clock age in ms) when this process
+        #: first looked at them; their age then advances on the monotonic clock (see `_unknown_age_ms`)
+        self._unknown_seen: dict[str, tuple[float, float]] = {}
 
     # ---- reconciliation -----------------------------------------------------------------------
     def measure_skew(self) -> float | None:
@@ -149,12 +152,26 @@ class OrderManager:
             skew_ms=self.skew_ms,
             inflight_ms=self.inflight_ms,
             clock_trusted=self.clock_trusted,
+            elapsed_ms=self._unknown_age_ms,
         )
+        for client_id in [c for c in self._unknown_seen if c not in report.still_unresolved]:
+            del self._unknown_seen[client_id]
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
         self._alert_unresolved(report)
         self._alert_suspects(report)
         return report
+
+    def _unknown_age_ms(self, order: Order, now_wall_ms: int) -> float:
+        """How long ago an unknown placement was sent, never more than the monotonic clock allows:
+        the wall clock's age, but at most its age when this process first looked plus the monotonic
+        time since. A wall clock stepped forward (NTP, a resumed VM) would otherwise rule an order
+        never placed while the venue may still execute it; one stepped back only makes the age
+        smaller, which delays the ruling, never hastens it."""
+        wall = now_wall_ms - (order.submitted_ms or order.created_ms)
+        mono = self._clock()
+        first_mono, first_age = self._unknown_seen.setdefault(order.client_id, (mono, max(wall, 0.0)))
+        return min(wall, first_age + (mono - first_mono) * 1000.0)
 
     def _alert_suspects(self, report: ReconcileReport) -> None:
         """One critical alert per late suspect (then a reminder every `reminder_s`)."""
