@@ -130,6 +130,15 @@ def _skewed_now_ms() -> int:
     return time.time_ns() // 1_000_000 + _SKEW["ms"]
 
 
+#: the bot's `in_flight_match` rule (adopt | ask), set per sequence; inherited by forked bot processes
+_MATCH = {"rule": "adopt"}
+
+
+def set_in_flight_match(rule: str) -> None:
+    """Bots built from now on adopt a lone in-flight match (`adopt`) or ask the operator (`ask`)."""
+    _MATCH["rule"] = rule
+
+
 def set_clock_skew(ms: int) -> None:
     """Run the bot's clock `ms` off the exchange's: every module of the bot that reads the wall clock
     through `orders.now_ms` (journal timestamps, submission times, reconciliation windows) sees it.
@@ -168,6 +177,7 @@ def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -
         journal_path=journal_path,
         reconcile_grace_s=GRACE_S,
         **({"unknown_outcome_window_s": OUTCOME_WINDOW_S} if _HAS_WINDOW else {}),
+        **({"in_flight_match": _MATCH["rule"]} if "in_flight_match" in LiveConfig.model_fields else {}),
     )
 
 

@@ -81,11 +81,14 @@ class OrderManager:
         on_event: Callable[..., None] | None = None,
         alert_after_ms: int | None = None,
         reminder_s: float = 300.0,
+        in_flight_match: str = "adopt",
     ) -> None:
         self.venue, self.journal, self.symbol = venue, journal, symbol
         self.grace_ms = grace_ms
         self.alert_after_ms = grace_ms if alert_after_ms is None else alert_after_ms
         self.reminder_s = reminder_s
+        #: `adopt` a lone match stamped while our request was at the exchange, or `ask` the operator
+        self.in_flight_match = in_flight_match
         self.on_event = on_event or (lambda kind, **data: None)
         #: the exchange clock minus ours (ms), None until measured; the time windows of
         #: reconciliation compare the exchange's own stamps with our send time moved by it
@@ -153,8 +156,10 @@ class OrderManager:
             inflight_ms=self.inflight_ms,
             clock_trusted=self.clock_trusted,
             elapsed_ms=self._unknown_age_ms,
+            adopt_in_flight=self.in_flight_match == "adopt",
         )
-        for client_id in [c for c in self._unknown_seen if c not in report.still_unresolved]:
+        unresolved = {o.client_id for o in self.journal.unresolved()}
+        for client_id in [c for c in self._unknown_seen if c not in unresolved]:
             del self._unknown_seen[client_id]
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
@@ -170,6 +175,7 @@ class OrderManager:
         smaller, which delays the ruling, never hastens it."""
         wall = now_wall_ms - (order.submitted_ms or order.created_ms)
         mono = self._clock()
+        # sent by this process: anchored when sent; sent by an earlier one: when first looked at
         first_mono, first_age = self._unknown_seen.setdefault(order.client_id, (mono, max(wall, 0.0)))
         return min(wall, first_age + (mono - first_mono) * 1000.0)
 
@@ -218,7 +224,8 @@ class OrderManager:
             if candidates:
                 message = (
                     f"order {client_id}: its outcome is unknown and exchange order(s) {', '.join(candidates)} could "
-                    f"be it, without proof (several, or stamped outside the time our request was at the exchange); "
+                    f"be it, without proof (several, stamped outside the time our request was at the exchange, or in_flight_match "
+                    f"is ask); "
                     f"none adopted, new orders blocked (exits that only reduce still go). Decide with: ztb live "
                     f"reconcile --resolve EXCHANGE_ID --as ours|not-ours"
                 )
@@ -289,6 +296,8 @@ class OrderManager:
         # order at or below it for this one (it existed before we sent ours)
         detail = {**(detail or {}), "watermark": order_watermark(self.journal)}
         order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
+        # its age, should its outcome be unknown, runs on the monotonic clock from now
+        self._unknown_seen[order.client_id] = (self._clock(), 0.0)
         self.last_send_perf = time.perf_counter()
         try:
             ack = self.venue.create_limit_order(side, amount, price, order.client_id, self.symbol)

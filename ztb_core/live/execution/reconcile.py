@@ -299,6 +299,7 @@ def reconcile(
     inflight_ms: int = 10_000,
     clock_trusted: bool = True,
     elapsed_ms: Callable[[Order, int], float] | None = None,
+    adopt_in_flight: bool = True,
 ) -> ReconcileReport:
     """One pass (see the module docstring). `grace_ms`: how long (exchange time) an unknown order
     must stay absent from the open orders and the fills before it is ruled never placed: the
@@ -308,7 +309,8 @@ def reconcile(
     skew is known to the second (two measurements agree); otherwise the windows stay coarse.
     `elapsed_ms(order, now)`: how long ago an unknown order was sent, at least as a lower bound (the
     order manager bounds it with a monotonic clock, so a forward step of the wall clock cannot rule
-    an order never placed early); default: the wall clock's difference."""
+    an order never placed early); default: the wall clock's difference. `adopt_in_flight`: False
+    asks the operator even about a lone in-flight match (an account others trade too)."""
     report = ReconcileReport()
     live = journal.live_orders()
     # orders journaled before the open orders were read: only these can be judged gone from the book
@@ -385,7 +387,8 @@ def reconcile(
         # the same on the exchange's clock (the skew cancels out), bounded below by the caller's clock
         elapsed = started - sent if elapsed_ms is None else elapsed_ms(order, started)
         # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
-        if len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None:
+        lone = len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None
+        if lone and adopt_in_flight:
             eid = inflight[0]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
