@@ -45,9 +45,7 @@ from typing import Any
 import pandas as pd
 
 from ztb_core.live.emulator.state import ApiError
-from ztb_core.live.execution import journal as live_journal
 from ztb_core.live.execution import orders as live_orders
-from ztb_core.live.execution import reconcile as live_reconcile
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.live.loop.risk import RiskConfig
@@ -126,8 +124,12 @@ class WorldClock:
 _SKEW = {"ms": 0}
 
 
-def _skewed_now_ms() -> int:
-    return time.time_ns() // 1_000_000 + _SKEW["ms"]
+class _SkewedTime:
+    """The `time` the bot's wall clock (`orders.now_ms`, and the order ids) reads, `_SKEW` ms off."""
+
+    @staticmethod
+    def time_ns() -> int:
+        return time.time_ns() + _SKEW["ms"] * 1_000_000
 
 
 #: the bot's `in_flight_match` rule (adopt | ask), set per sequence; inherited by forked bot processes
@@ -140,12 +142,13 @@ def set_in_flight_match(rule: str) -> None:
 
 
 def set_clock_skew(ms: int) -> None:
-    """Run the bot's clock `ms` off the exchange's: every module of the bot that reads the wall clock
-    through `orders.now_ms` (journal timestamps, submission times, reconciliation windows) sees it.
+    """Run the bot's clock `ms` off the exchange's: every part of the bot that reads the wall clock
+    reads it through `orders.now_ms` (journal timestamps, submission times, reconciliation windows,
+    the skew measurement itself), so patching the `time` that function reads skews them all alike.
+    0 restores the real module, leaving nothing behind for later tests in the same process.
     Inherited by forked bot processes."""
     _SKEW["ms"] = int(ms)
-    for module in (live_orders, live_journal, live_reconcile):
-        module.now_ms = _skewed_now_ms
+    live_orders.time = _SkewedTime if ms else time  # type: ignore[assignment]
 
 
 def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -> LiveConfig:
