@@ -45,9 +45,7 @@ from typing import Any
 import pandas as pd
 
 from ztb_core.live.emulator.state import ApiError
-from ztb_core.live.execution import journal as live_journal
 from ztb_core.live.execution import orders as live_orders
-from ztb_core.live.execution import reconcile as live_reconcile
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.loop.live_config import LiveConfig
 from ztb_core.live.loop.risk import RiskConfig
@@ -126,17 +124,31 @@ class WorldClock:
 _SKEW = {"ms": 0}
 
 
-def _skewed_now_ms() -> int:
-    return time.time_ns() // 1_000_000 + _SKEW["ms"]
+class _SkewedTime:
+    """The `time` the bot's wall clock (`orders.now_ms`, and the order ids) reads, `_SKEW` ms off."""
+
+    @staticmethod
+    def time_ns() -> int:
+        return time.time_ns() + _SKEW["ms"] * 1_000_000
+
+
+#: the bot's `in_flight_match` rule (adopt | ask), set per sequence; inherited by forked bot processes
+_MATCH = {"rule": "adopt"}
+
+
+def set_in_flight_match(rule: str) -> None:
+    """Bots built from now on adopt a lone in-flight match (`adopt`) or ask the operator (`ask`)."""
+    _MATCH["rule"] = rule
 
 
 def set_clock_skew(ms: int) -> None:
-    """Run the bot's clock `ms` off the exchange's: every module of the bot that reads the wall clock
-    through `orders.now_ms` (journal timestamps, submission times, reconciliation windows) sees it.
+    """Run the bot's clock `ms` off the exchange's: every part of the bot that reads the wall clock
+    reads it through `orders.now_ms` (journal timestamps, submission times, reconciliation windows,
+    the skew measurement itself), so patching the `time` that function reads skews them all alike.
+    0 restores the real module, leaving nothing behind for later tests in the same process.
     Inherited by forked bot processes."""
     _SKEW["ms"] = int(ms)
-    for module in (live_orders, live_journal, live_reconcile):
-        module.now_ms = _skewed_now_ms
+    live_orders.time = _SkewedTime if ms else time  # type: ignore[assignment]
 
 
 def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -> LiveConfig:
@@ -168,6 +180,7 @@ def live_config(url: str, journal_path: Path, aggressiveness_bps: float = 5.0) -
         journal_path=journal_path,
         reconcile_grace_s=GRACE_S,
         **({"unknown_outcome_window_s": OUTCOME_WINDOW_S} if _HAS_WINDOW else {}),
+        **({"in_flight_match": _MATCH["rule"]} if "in_flight_match" in LiveConfig.model_fields else {}),
     )
 
 
@@ -438,19 +451,22 @@ class Referee:
         if left > 0:
             time.sleep(left + 0.05)
 
-    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict]:
-        """(side, amount, price) of every placement in submitted/unknown, and the risk state."""
+    def _journal_view(self) -> tuple[list[tuple[str, Decimal, Decimal]], dict, set[str]]:
+        """(side, amount, price) of every placement in submitted/unknown, the risk state, and the
+        exchange ids the journal knows."""
         db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=10)
         try:
             rows = db.execute(
                 "SELECT side, amount, price FROM orders WHERE state IN ('submitted','unknown')"
             ).fetchall()
             row = db.execute("SELECT value FROM kv WHERE key='risk_state'").fetchone()
+            known = {r[0] for r in db.execute("SELECT exchange_id FROM orders WHERE exchange_id IS NOT NULL")}
         except sqlite3.OperationalError:  # journal not created yet
-            return [], {}
+            return [], {}, set()
         finally:
             db.close()
-        return [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows], (json.loads(row[0]) if row else {})
+        unresolved = [(r[0], Decimal(r[1]), Decimal(r[2])) for r in rows]
+        return unresolved, (json.loads(row[0]) if row else {}), known
 
     def _being_submitted(self) -> tuple[str, Decimal, Decimal] | None:
         """Side, amount and price of the order the bot is sending now (journaled `submitted` first)."""
@@ -526,10 +542,19 @@ class Referee:
             state.advance()
             arrival = getattr(self._local, "arrival", None)
             self._local.arrival = None
-            (unresolved, risk), down = arrival or (self._journal_view(), private_reads_down(self._pick_rules()))
+            (unresolved, risk, known_ids), down = arrival or (
+                self._journal_view(),
+                private_reads_down(self._pick_rules()),
+            )
             this = (params["order_type"], Decimal(params["amount"]), Decimal(params["rate"]))
             if this in unresolved:  # the one being sent now
                 unresolved.remove(this)
+            # an unknown placement that has already reached the book is in the position or among the
+            # resting orders below: counting it again as unknown would double its worst case
+            for o in self.ours().values():
+                keys = (o.side, o.amount, o.rate)
+                if str(o.id) not in known_ids and keys in unresolved:
+                    unresolved.remove(keys)
             resting = [(o.side, o.remaining) for o in self.ours().values() if o.open]
             pos = self.position()
             equity = self.capital + self.cash() + pos * state.last_price()

@@ -3,7 +3,6 @@ twins and unusable order ids, each against the loopback emulator with the real c
 
 from __future__ import annotations
 
-import os
 import time
 from decimal import Decimal
 
@@ -284,11 +283,6 @@ class _SkewedTime:
         return self.time_ns() / 1e9
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("PYTEST_XDIST_WORKER")),
-    reason="run in a process of its own by test_clock_skew_isolated.py: in a parallel run of the whole live "
-    "suite it failed (the placement classed 'late'), alone it passes; the cause is not found yet",
-)
 def test_a_clock_180s_ahead_neither_strands_an_unknown_order_nor_floods_alerts(
     exchange_config, test_credentials, emulator, journal, tmp_path, monkeypatch
 ):

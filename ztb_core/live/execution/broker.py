@@ -82,11 +82,14 @@ class OrderManager:
         on_event: Callable[..., None] | None = None,
         alert_after_ms: int | None = None,
         reminder_s: float = 300.0,
+        in_flight_match: str = "adopt",
     ) -> None:
         self.venue, self.journal, self.symbol = venue, journal, symbol
         self.grace_ms = grace_ms
         self.alert_after_ms = grace_ms if alert_after_ms is None else alert_after_ms
         self.reminder_s = reminder_s
+        #: `adopt` a lone match stamped while our request was at the exchange, or `ask` the operator
+        self.in_flight_match = in_flight_match
         self.on_event = on_event or (lambda kind, **data: None)
         #: the exchange clock minus ours (ms), None until measured; the time windows of
         #: reconciliation compare the exchange's own stamps with our send time moved by it
@@ -108,6 +111,9 @@ class OrderManager:
         self._cancel_backoff: dict[str, tuple[int, float]] = {}
         self.cancel_base_s, self.cancel_max_s = 1.0, 60.0
         self._clock: Callable[[], float] = time.monotonic
+        #: unknown placements: client id -> (monotonic time, wall-clock age in ms) when this process
+        #: first looked at them; their age then advances on the monotonic clock (see `_unknown_age_ms`)
+        self._unknown_seen: dict[str, tuple[float, float]] = {}
 
     # ---- reconciliation -----------------------------------------------------------------------
     def measure_skew(self) -> float | None:
@@ -156,12 +162,29 @@ class OrderManager:
                 skew_ms=self.skew_ms,
                 inflight_ms=self.inflight_ms,
                 clock_trusted=self.clock_trusted,
+                elapsed_ms=self._unknown_age_ms,
+                adopt_in_flight=self.in_flight_match == "adopt",
             )
+        unresolved = {o.client_id for o in self.journal.unresolved()}
+        for client_id in [c for c in self._unknown_seen if c not in unresolved]:
+            del self._unknown_seen[client_id]
         if report.changed or report.orphans or report.still_unresolved:
             self.on_event("reconciled", **report.as_dict())
         self._alert_unresolved(report)
         self._alert_suspects(report)
         return report
+
+    def _unknown_age_ms(self, order: Order, now_wall_ms: int) -> float:
+        """How long ago an unknown placement was sent, never more than the monotonic clock allows:
+        the wall clock's age, but at most its age when this process first looked plus the monotonic
+        time since. A wall clock stepped forward (NTP, a resumed VM) would otherwise rule an order
+        never placed while the venue may still execute it; one stepped back only makes the age
+        smaller, which delays the ruling, never hastens it."""
+        wall = now_wall_ms - (order.submitted_ms or order.created_ms)
+        mono = self._clock()
+        # sent by this process: anchored when sent; sent by an earlier one: when first looked at
+        first_mono, first_age = self._unknown_seen.setdefault(order.client_id, (mono, max(wall, 0.0)))
+        return min(wall, first_age + (mono - first_mono) * 1000.0)
 
     def _alert_suspects(self, report: ReconcileReport) -> None:
         """One critical alert per late suspect (then a reminder every `reminder_s`)."""
@@ -208,7 +231,8 @@ class OrderManager:
             if candidates:
                 message = (
                     f"order {client_id}: its outcome is unknown and exchange order(s) {', '.join(candidates)} could "
-                    f"be it, without proof (several, or stamped outside the time our request was at the exchange); "
+                    f"be it, without proof (several, stamped outside the time our request was at the exchange, or in_flight_match "
+                    f"is ask); "
                     f"none adopted, new orders blocked (exits that only reduce still go). Decide with: ztb live "
                     f"reconcile --resolve EXCHANGE_ID --as ours|not-ours"
                 )
@@ -280,6 +304,8 @@ class OrderManager:
         # order at or below it for this one (it existed before we sent ours)
         detail = {**(detail or {}), "watermark": order_watermark(self.journal)}
         order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
+        # its age, should its outcome be unknown, runs on the monotonic clock from now
+        self._unknown_seen[order.client_id] = (self._clock(), 0.0)
         self.last_send_perf = time.perf_counter()
         try:
             ack = self.venue.create_limit_order(side, amount, price, order.client_id, self.symbol)

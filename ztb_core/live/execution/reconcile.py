@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -297,15 +298,24 @@ def reconcile(
     skew_ms: float | None = None,
     inflight_ms: int = 10_000,
     clock_trusted: bool = True,
+    elapsed_ms: Callable[[Order, int], float] | None = None,
+    adopt_in_flight: bool = True,
 ) -> ReconcileReport:
     """One pass (see the module docstring). `grace_ms`: how long (exchange time) an unknown order
     must stay absent from the open orders and the fills before it is ruled never placed: the
     venue's worst execution delay. `skew_ms`: the exchange clock minus ours, when measured (None:
     unknown, and the time windows fall back to `slack_ms` either side). `inflight_ms`: how long our
     placement request could have been at the exchange (its HTTP timeout). `clock_trusted`: the
-    skew is known to the second (two measurements agree); otherwise the windows stay coarse."""
+    skew is known to the second (two measurements agree); otherwise the windows stay coarse.
+    `elapsed_ms(order, now)`: how long ago an unknown order was sent, at least as a lower bound (the
+    order manager bounds it with a monotonic clock, so a forward step of the wall clock cannot rule
+    an order never placed early); default: the wall clock's difference. `adopt_in_flight`: False
+    asks the operator even about a lone in-flight match (an account others trade too)."""
     report = ReconcileReport()
     live = journal.live_orders()
+    # orders journaled before the open orders were read: only these can be judged gone from the book
+    # (by membership, not by time: a step of the wall clock must not hide a cancelled order)
+    before_read = {o.client_id for o in live}
     started = now_ms()
     open_orders = venue.fetch_open_orders(symbol)
     open_by_id = {str(o.exchange_id): o for o in open_orders}
@@ -374,9 +384,11 @@ def reconcile(
             found[stamped(min(f.timestamp_ms for f in fills), sent_ex, inflight_ms, tolerance)].append(eid)
         inflight, late, early = found["inflight"], found["late"], found["early"]
         candidates = sorted(inflight + late + early)
-        elapsed = started - sent  # the same on the exchange's clock: the skew cancels out
+        # the same on the exchange's clock (the skew cancels out), bounded below by the caller's clock
+        elapsed = started - sent if elapsed_ms is None else elapsed_ms(order, started)
         # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
-        if len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None:
+        lone = len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None
+        if lone and adopt_in_flight:
             eid = inflight[0]
             known.add(eid)
             # resting for now; step 3 applies its fills and closes it if it left the book
@@ -448,7 +460,7 @@ def reconcile(
         if order.terminal:
             report.closed.append(order.client_id)
             continue
-        if eid not in open_by_id and (order.submitted_ms or 0) <= started:
+        if eid not in open_by_id and order.client_id in before_read:
             executed = venue.exchange_filled(eid, symbol)
             if executed is not None and Decimal(executed) > filled:
                 # the exchange executed more than the fills we could read: not terminal until they show

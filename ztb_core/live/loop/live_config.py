@@ -112,6 +112,12 @@ class LiveConfig(ZtbModel):
         description="The venue's worst execution delay: an unknown placement is ruled never placed only after it "
         "stays absent from open orders and fills this long",
     )
+    in_flight_match: Literal["adopt", "ask"] = Field(
+        "adopt",
+        description="An unknown placement matched by exactly one exchange order stamped while our request was at "
+        "the exchange: adopt it as ours (an account only this bot trades) or ask the operator (an account others "
+        "trade too: without client order ids such an order could be someone else's twin)",
+    )
     unknown_alert_interval_s: float = Field(
         300.0, gt=0, description="Seconds between reminders of the same unresolved placement"
     )

@@ -113,6 +113,7 @@ class LiveRunner:
             on_event=writer.event,
             alert_after_ms=int(cfg.reconcile_grace_s * 1000),
             reminder_s=cfg.unknown_alert_interval_s,
+            in_flight_match=cfg.in_flight_match,
         )
         self.risk = RiskManager(
             cfg.risk,
