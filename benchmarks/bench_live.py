@@ -8,18 +8,23 @@
    the minute's end, so about 500/speed ms of each figure is the wait for evidence that the bar is
    over (the next trade); REST polling adds up to one poll interval (`--poll-s`, wall time).
    The last trade's moment is the wall time the emulator printed it (its replay clock).
-   Also shown: the runner's own decision time, from the closed bar in hand to the order sent,
-   excluding exchange round trips (fill sync, cancels) — target p95 <= 10 ms whatever the buffer —
-   and, as references in the same run, the SMA rule and the agent recomputing its features over
-   the whole buffer (the path before incremental features). Orders are sized under the shipped
-   risk limits (capital 100,000 JPY, max_position 0.02 BTC), so each fills in one or two pieces as a
-   real order of that size would; `fills/order` is shown, since every fill is one fsynced journal
-   transaction inside the next decision's sync.
-2. Journal throughput: complete order lifecycles (intent, submitted, open, fill, filled; fsynced
-   transactions) per second, with the raw fsync rate of a small file in the journal's own folder
-   beside it (the same disk, the same moment).
+   Also shown: the agent's own decision (`policy.decide`, target p95 <= 10 ms whatever the buffer);
+   the runner's whole decision from the closed bar in hand to the order sent, with and without the
+   exchange round trips inside it (fill sync, cancels, exchange status); the journal work in that
+   span (SQLite statements, commits that waited for the disk, their time: every statement of the
+   session's journal is timed); and, as references in the same run, the SMA rule and the agent
+   recomputing its features over the whole buffer (the path before incremental features). Orders
+   are sized under the shipped risk limits (capital 100,000 JPY, max_position 0.02 BTC), so each
+   fills in one or two pieces as a real order of that size would (`fills/order`).
+2. Journal throughput: complete order lifecycles as the order manager and reconciliation write
+   them (submission, answer, the sync pass that records the fill) per second, with the raw
+   write+fsync rate of a small file in the journal's own folder beside it (the same disk, measured
+   right after in the same run).
+The machine's load average is printed at the start and the end of the run: figures from a busy
+machine read high.
 
 Run: .venv/bin/python benchmarks/bench_live.py [--decisions 20] [--speed 60] [--poll-s 1.0] [--profile 25]
+    [--buffers 6000,60000] [--transports websocket,rest] [--no-references]
 (`--profile N`: cProfile of the runner's polls in the agent's websocket sessions, the N costliest
 functions by own time: where the latency goes.)
 """
