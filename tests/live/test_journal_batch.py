@@ -90,6 +90,33 @@ def test_a_nested_batch_is_all_or_nothing_inside_the_outer_one(journal):
     assert _rows(journal.path) == {"orders": 1, "fills": 1, "kv": 0} and journal.commits == commits + 1
 
 
+def test_keep_on_commits_the_writes_made_before_such_a_failure(journal):
+    """A reconciliation pass whose exchange read fails half-way keeps what it recorded (any prefix of
+    a pass is a consistent journal); other exceptions still roll the batch back."""
+    with pytest.raises(TimeoutError), journal.batch(keep_on=(TimeoutError,), fsync=False):
+        journal.record_fill(_fill("kept"))
+        raise TimeoutError("exchange read timed out")
+    with pytest.raises(ValueError), journal.batch(keep_on=(TimeoutError,), fsync=False):
+        journal.record_fill(_fill("dropped"))
+        raise ValueError("a bug")
+    assert [f.trade_id for f in journal.fills()] == ["kept"] and _rows(journal.path)["fills"] == 1
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["committed", "rolled-back"])
+def test_the_write_after_an_unsynced_batch_waits_for_the_disk_again(journal, fails):
+    """`fsync=False` holds for its own batch only: the submission after it is committed with
+    synchronous=FULL (an fsync of the WAL, which carries the batch before it to the disk too)."""
+    with contextlib.suppress(RuntimeError), journal.batch(fsync=False):
+        assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL inside
+        journal.record_fill(_fill("t1"))
+        if fails:
+            raise RuntimeError("boom")
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    fsyncs = journal.fsyncs
+    journal.record_submission(Order.create("BTC/JPY", "buy", AMOUNT, Decimal("100")))
+    assert journal.fsyncs == fsyncs + 1
+
+
 def test_unchanged_values_are_not_written_again(journal):
     journal.set_state("risk", {"a": 1})
     o = journal.record_submission(Order.create("BTC/JPY", "buy", AMOUNT, Decimal("100")))
