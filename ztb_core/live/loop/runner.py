@@ -142,8 +142,8 @@ class LiveRunner:
     def _load_history(self, now_ms: int) -> pd.DataFrame:
         """The buffer at start: the exchange's own history, older bars from the data store
         (`history_symbol`), and a word on what is still missing and where it would come from."""
-        need = max(self.cfg.warmup_bars, self.policy.warmup_bars, self._vol_bars())
-        keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1)
+        need = max(self.cfg.warmup_bars, self.policy.warmup_bars, self.vol_sizing.warmup_bars if self.vol_sizing else 0)
+        keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1, self._vol_bars())
         store_symbol = self.cfg.history_symbol or self.symbol
         bars, report = backfill(self.market, self.tf, self.span_ms, need, now_ms, store_symbol, keep=keep)
         since = pd.Timestamp(now_ms - need * self.span_ms, unit="ms", tz="UTC")

@@ -106,15 +106,25 @@ class VolForecastWarmup(DataError):
 
 class ForecastSizing:
     """The checkpoint's volatility forecaster applied on each decision: `step(bars, signal)` is the
-    scale at the buffer's last bar, held within the band as `ztb eval` holds it (`OnlineScale`)."""
+    scale at the buffer's last bar, held within the band as `ztb eval` holds it (`OnlineScale`).
+
+    Until the buffer holds a week of bars there is no forecast: `strict` (vol_forecast: required)
+    makes that a warm-up (no decision); otherwise `step` returns None, so that bar is sized on
+    realised volatility, and says so once."""
 
     #: M1 bars the forecast at the last bar reads (a week and the close before it)
     need_bars = ONLINE_BUFFER_BARS
 
-    def __init__(self, trained: TrainedVolSizing) -> None:
-        self.trained = trained
+    def __init__(self, trained: TrainedVolSizing, strict: bool = False) -> None:
+        self.trained, self.strict = trained, strict
         self.online = OnlineScale(trained.sizing, trained.band)
         self.raw = math.nan  # the forecast's own scale at the last step (before the band)
+        self._told_warmup = False
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars needed before the first decision: a week when strict, else none (realised vol meanwhile)."""
+        return self.need_bars if self.strict else 0
 
     def _arrays(self, bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if len(bars) < self.need_bars:
@@ -126,12 +136,24 @@ class ForecastSizing:
         times = np.asarray(pd.DatetimeIndex(tail.index).as_unit("ns").asi8, np.int64)
         return tail["close"].to_numpy(np.float64), times
 
-    def step(self, bars: pd.DataFrame, signal: float) -> float:
-        """The applied scale for the decision `signal` made at the buffer's last bar (advances the band's state)."""
-        close, times = self._arrays(bars)
+    def step(self, bars: pd.DataFrame, signal: float) -> float | None:
+        """The applied scale for the decision `signal` made at the buffer's last bar (advances the
+        band's state); None while there is no forecast and not strict."""
+        try:
+            close, times = self._arrays(bars)
+        except VolForecastWarmup as exc:
+            if self.strict:
+                raise
+            if not self._told_warmup:
+                log.warning("%s; sizing on realised volatility until then", exc)
+                self._told_warmup = True
+            return None
         self.raw, held = self.online.step(close, times, signal)
-        if not self.raw > 0:  # the band's state restarts from the next forecast, as offline after warm-up
-            raise VolForecastWarmup("volatility sizing: no forecast at the last bar (a gap in the week's bars?)")
+        if not self.raw > 0:  # cannot happen on a week of finite bars; the band restarts from the next forecast
+            raise VolForecastWarmup("volatility sizing: no forecast at the last bar")
+        if self._told_warmup:
+            log.info("volatility sizing: a week of bars in the buffer, the forecaster sizes from now on")
+            self._told_warmup = False
         return held
 
     def peek(self, bars: pd.DataFrame) -> float | None:
@@ -167,7 +189,7 @@ def forecast_sizing(cfg: SizingConfig, policy: object) -> tuple[ForecastSizing |
         return None, note
     note = f"volatility sizing from the checkpoint: {trained.describe()}"
     log.info(note)
-    return ForecastSizing(trained), note
+    return ForecastSizing(trained, strict=cfg.vol_forecast == "required"), note
 
 
 def _to_dec(x: float, places: str = "0.000000000001") -> Decimal:
