@@ -19,6 +19,9 @@ from ztb_core.rl.vol_sizing import load_vol_sizing, times_ns
 
 from .conftest import tiny_cfg
 
+#: a train split longer than a week of M1 bars once the features' warm-up is dropped (as TINY_AGENT)
+WEEK = "data.synthetic.n_bars=16000"
+
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d))
@@ -70,3 +73,16 @@ def test_a_run_with_vol_sizing_off_stores_why(art):
     events = [json.loads(x) for x in (out.run_dir / "events.jsonl").read_text().splitlines()]
     (ready,) = [e for e in events if e["event"] == "data_ready"]
     assert ready["vol_sizing"] == {"skipped": "vol_sizing.enabled is false in the training config"}
+
+
+def test_a_resumed_run_keeps_the_forecaster_its_checkpoint_has(art):
+    from ztb_core.rl.vol_sizing import fit_vol_sizing_state
+
+    first = run_training(tiny_cfg(WEEK, total=128), run_id="keep", progress=False)
+    assert load_agent(first.run_dir).vol_sizing.sizing.cap == 2.0
+    changed = tiny_cfg(WEEK, "vol_sizing.cap=3.0", total=256)  # a soft change: allowed on resume
+    out = run_training(changed, resume_dir=first.run_dir, progress=False)
+    assert out.step == 256 and load_agent(out.run_dir).vol_sizing.sizing.cap == 2.0
+    # positive control: fitted afresh, the changed settings would have given another forecaster
+    train = prepare_splits(changed, ("train",))["train"]
+    assert fit_vol_sizing_state(changed.vol_sizing, train)["sizing"]["cap"] == 3.0
