@@ -74,9 +74,11 @@ def _histogram(values: np.ndarray, bins: int, clip_quantile: float = 0.001) -> d
     }
 
 
-def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> dict:
+def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int, ridge: np.ndarray | None = None) -> dict:
     """Equity and drawdown downsampled to at most `points` buckets: last equity and the
-    deepest drawdown of each bucket (so the worst drawdown survives the downsampling)."""
+    deepest drawdown of each bucket (so the worst drawdown survives the downsampling). Beside the
+    agent: buy-and-hold and, when the report has it, the ridge baseline (the strongest most often),
+    on the same bars and costs."""
     dd = np.concatenate(([0.0], drawdown_series(equity[1:] / equity[:-1] - 1.0)))
     n = equity.size
     edges = np.unique(np.linspace(0, n, min(points, n) + 1).astype(int))
@@ -86,6 +88,7 @@ def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> di
         "equity": equity[last].tolist(),
         "drawdown": np.minimum.reduceat(dd, starts).tolist(),
         "benchmark_equity": benchmark[last].tolist(),
+        "ridge_equity": None if ridge is None else ridge[last].tolist(),
         "time": None if times is None else [t.isoformat() for t in times[last]],
     }
     return out
@@ -183,7 +186,8 @@ def evaluate_positions(
     robustness = _robustness(bt.returns, pos, bars, cfg, episode_positions)
     step("robustness")
 
-    curves = _curves(bt.equity, base_bt["buy_and_hold"].equity, bars.times, cfg.report.curve_points)
+    ridge = base_bt["ridge"].equity if "ridge" in base_bt else None
+    curves = _curves(bt.equity, base_bt["buy_and_hold"].equity, bars.times, cfg.report.curve_points, ridge)
     report = {
         "schema_version": SCHEMA_VERSION,
         "kind": "eval_report",
