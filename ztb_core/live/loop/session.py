@@ -41,6 +41,7 @@ from .live_config import LiveConfig
 from .minimal import StepResult, flow_qty_from_env, run_minimal
 from .policy import Policy, make_policy, market_mismatch
 from .runner import LiveRunner
+from .sizing import forecast_sizing
 
 # every logger a key could reach: ours, ccxt's and the root (the run log's handler sits on "ztb")
 SCRUBBED_LOGGERS = ("", "ccxt", "ztb_core", "ztb")
@@ -107,6 +108,8 @@ def prepare_session(cfg: LiveConfig, mode: str, confirmed: bool, checkpoint: Pat
             f"{mismatch}. Real trading is refused: retrain on this market, or set allow_market_mismatch: true "
             "(configs/live.yaml) / pass --allow-market-mismatch to trade it anyway"
         )
+    if cfg.sizing.vol_forecast == "required":
+        forecast_sizing(cfg.sizing, policy)  # refused here, before a run folder exists, not by the runner
     return SessionPlan(cfg, mode, credentials, policy, mismatch)
 
 
