@@ -13,9 +13,10 @@ What the deflation assumes, stated once here:
 * a **configuration** is (market, split, config, checkpoint rule); its Sharpe is the median of the
   stated Sharpes of its training seeds (one seed: that figure);
 * N is the number of configurations, counting those whose Sharpe the docs do not state;
-* the variance of trial Sharpes is the sample variance of the configurations' Sharpes (at least
-  two needed; otherwise the Sharpe estimator's own sampling variance, i.e. what skill-less trials
-  would scatter by), converted to per period with the market's bars a year;
+* the variance of trial Sharpes is the sample variance of the configurations' Sharpes, converted
+  to per period with the market's bars a year, but never below the Sharpe estimator's own sampling
+  variance on the split (what a skill-less configuration's Sharpe scatters by; also used when
+  fewer than two Sharpes are stated);
 * skew 0 and kurtosis 3 (the normal approximation): the registry holds Sharpes, not return series.
   Fat tails widen the estimator's variance, so the DSR here is, if anything, too generous;
 * the number of test bars is the stated one, or else ppy / SE² from the stated i.i.d. standard
@@ -213,8 +214,13 @@ def load_registry(path: str | Path) -> list[Scoring]:
         row = _row(path, line, dict(zip(COLUMNS, (c.strip() for c in cells), strict=True)))
         key = (*row.config_key, row.train_seed)
         if key in seen:
-            raise _fail(path, line, "config", f"the same scoring is already on line {seen[key]} (same market, split, "
-                        "config, checkpoint and training seed)")
+            raise _fail(
+                path,
+                line,
+                "config",
+                f"the same scoring is already on line {seen[key]} (same market, split, "
+                "config, checkpoint and training seed)",
+            )
         seen[key] = line
         rows.append(row)
     _check_market_consistency(path, rows)
@@ -229,7 +235,9 @@ def _check_market_consistency(path: Path, rows: Iterable[Scoring]) -> None:
         key = (r.market, r.split)
         f = calendar_of.setdefault(key, r)
         if (r.timeframe, r.calendar) != (f.timeframe, f.calendar):
-            raise _fail(path, r.line, "timeframe/calendar", f"{r.market} is {f.timeframe}/{f.calendar} on line {f.line}")
+            raise _fail(
+                path, r.line, "timeframe/calendar", f"{r.market} is {f.timeframe}/{f.calendar} on line {f.line}"
+            )
         if r.n_test_bars is None:
             continue
         b = bars_of.setdefault(key, r)
@@ -301,11 +309,7 @@ def deflate(sharpe: float, trials: MarketTrials, n_trials: int | None = None) ->
         )
     ppy = trials.periods_per_year
     sr = sharpe / math.sqrt(ppy)
-    sharpes = trials.sharpes
-    if len(sharpes) >= 2:
-        var_pp, source = statistics.variance(sharpes) / ppy, "registry"
-    else:
-        var_pp, source = sharpe_estimator_variance(sr, trials.n_test_bars), "sampling variance"
+    var_pp, source = _trial_variance(trials, sr)
     out = deflated_sharpe_ratio(sr, trials.n_test_bars, n, var_pp)
     return Deflation(
         sharpe=sharpe,
@@ -318,10 +322,26 @@ def deflate(sharpe: float, trials: MarketTrials, n_trials: int | None = None) ->
     )
 
 
+def _trial_variance(trials: MarketTrials, sharpe_per_period: float) -> tuple[float, str]:
+    """Per-period variance of the trials' Sharpes: the registry's own (two or more stated), but
+    never below the Sharpe estimator's sampling variance on the split, which is what even a
+    skill-less configuration's test Sharpe scatters by (two or three close figures would
+    otherwise make N look harmless)."""
+    assert trials.n_test_bars is not None
+    sampling = sharpe_estimator_variance(sharpe_per_period, trials.n_test_bars)
+    sharpes = trials.sharpes
+    if len(sharpes) >= 2:
+        registry = statistics.variance(sharpes) / trials.periods_per_year
+        if registry >= sampling:
+            return registry, "registry"
+    return sampling, "sampling variance"
+
+
 def expected_max_annualised(trials: MarketTrials) -> float | None:
     """What the best of the market's N configurations would score with no skill at all
-    (annualised), or None when fewer than two Sharpes are stated."""
-    sharpes = trials.sharpes
-    if len(sharpes) < 2:
+    (annualised, with the variance `deflate` uses for a Sharpe of 0), or None when the test
+    length is unknown."""
+    if trials.n_test_bars is None:
         return None
-    return expected_max_sharpe(trials.n_configurations, statistics.variance(sharpes))
+    var_pp, _ = _trial_variance(trials, 0.0)
+    return expected_max_sharpe(trials.n_configurations, var_pp) * math.sqrt(trials.periods_per_year)
