@@ -3,6 +3,8 @@ figures docs/results.md prints from it stay in step with it."""
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import re
 import shlex
@@ -17,10 +19,13 @@ from ztb_core.evaluation import probabilistic_sharpe_ratio
 from ztb_core.evaluation.test_registry import (
     COLUMNS,
     RegistryError,
+    append_scoring,
     deflate,
     load_registry,
     markets,
 )
+
+from ..conftest import copy_run
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "benchmarks" / "test_registry.csv"
@@ -168,6 +173,29 @@ def test_the_script_exits_nonzero_on_a_bad_registry(tmp_path):
     assert _headline_dsr("--registry", str(_write(tmp_path, GOOD, "good.csv"))).returncode == 0
 
 
+def _cells(line: str) -> dict[str, str]:
+    return dict(zip(COLUMNS, next(iter(csv.reader([line]))), strict=True))
+
+
+def test_append_validates_the_whole_file_first_and_leaves_it_alone_on_error(tmp_path):
+    reg = _write(tmp_path, GOOD[:2])
+    before = reg.read_text(encoding="utf-8")
+    with pytest.raises(RegistryError, match=r"reg\.csv:5: column 'test_sharpe'"):
+        append_scoring(reg, _cells(GOOD[2].replace(",9.0,", ",nine,")))
+    with pytest.raises(RegistryError, match="already on line 4"):
+        append_scoring(reg, _cells(GOOD[1]))
+    assert reg.read_text(encoding="utf-8") == before
+    # positive control: the good row goes in, even after a last line without its newline
+    reg.write_text(before.rstrip("\n"), encoding="utf-8")
+    row = append_scoring(reg, _cells(GOOD[2]))
+    assert row.line == 5 and row.train_seed == 1 and len(load_registry(reg)) == 3
+    # a new file starts with the header
+    fresh = tmp_path / "new" / "reg.csv"
+    fresh.parent.mkdir()
+    assert append_scoring(fresh, _cells(GOOD[0])).line == 2
+    assert fresh.read_text(encoding="utf-8").splitlines()[0] == HEADER
+
+
 # --- the deflation --------------------------------------------------------------------------
 
 
@@ -240,3 +268,71 @@ def test_the_doc_check_would_catch_an_added_row(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout != printed
     assert "N = 16 configurations" in done.stdout  # was 15
+
+
+# --- `ztb eval --split test --registry PATH`, through the real CLI on a tiny trained run --------
+
+FAST_EVAL = [
+    "bootstrap.n_resamples=100",
+    "monte_carlo.n_paths=200",
+    "monte_carlo.horizon_days=0.5",
+    "baselines.random_seeds=5",
+    "report.curve_points=100",
+    "vol_sizing.enabled=false",
+]
+
+
+@pytest.fixture(scope="module")
+def registry_run(tiny_agent, tmp_path_factory):
+    return copy_run(tiny_agent, tmp_path_factory.mktemp("registrycli") / "artifacts")
+
+
+def _eval(run: Path, *args: str) -> int:
+    from ztb_core.cli import main
+
+    sets = [a for p in FAST_EVAL for a in ("--set", p)]
+    return main(["eval", "--model", str(run), "--episodes", "1", *args, *sets])
+
+
+@pytest.mark.slow
+def test_ztb_eval_appends_its_test_scoring_to_the_registry_once(registry_run, tmp_path, monkeypatch, capsys):
+    from ztb_core.paths import runs_dir
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(registry_run.parent.parent))
+    reg = _write(tmp_path, GOOD)
+    before = reg.read_text(encoding="utf-8")
+    assert _eval(registry_run, "--split", "test", "--registry", str(reg), "--run-id", "reg1") == 0, capsys.readouterr()
+    rows = load_registry(reg)
+    assert reg.read_text(encoding="utf-8").startswith(before) and len(rows) == len(GOOD) + 1
+    new = rows[-1]
+    report = json.loads((runs_dir() / "reg1" / "reports" / "eval_reg1.json").read_text())
+    # the tiny agent's market: 16,000 synthetic bars, market seed 0; no checkpoint was scored on
+    # val (eval.every_steps=0), so the one evaluated is the newest: the final one
+    assert (new.market, new.split, new.checkpoint, new.train_seed) == ("synthetic:demo-16k:seed0", "test", "final", 0)
+    assert new.config == f"run {registry_run.name}"
+    assert new.test_sharpe == pytest.approx(report["metrics"]["sharpe"], abs=1e-4)
+    assert new.n_test_bars == report["meta"]["n_bars"] and new.source.startswith("ztb eval run reg1")
+    # the same checkpoint on the same split again is the same trial: not a second row
+    capsys.readouterr()
+    assert _eval(registry_run, "--split", "test", "--registry", str(reg), "--run-id", "reg2") == 0
+    assert "already holds this scoring" in capsys.readouterr().out
+    assert len(load_registry(reg)) == len(GOOD) + 1
+
+
+@pytest.mark.slow
+def test_ztb_eval_refuses_a_registry_for_a_split_other_than_test(registry_run, tmp_path, monkeypatch, capsys):
+    from ztb_core.paths import runs_dir
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(registry_run.parent.parent))
+    reg = _write(tmp_path, GOOD)
+    before = reg.read_text(encoding="utf-8")
+    code = _eval(registry_run, "--split", "val", "--registry", str(reg), "--run-id", "regval")
+    err = capsys.readouterr().err
+    assert code != 0 and "--registry records scorings on a market's test split" in err and "'val'" in err
+    assert reg.read_text(encoding="utf-8") == before  # nothing appended
+    assert not (runs_dir() / "regval").exists()  # refused before an eval run directory was made
+    # a broken registry is refused before the evaluation runs too
+    broken = _write(tmp_path, [GOOD[0].replace(",12.0,", ",x,")], "broken.csv")
+    code = _eval(registry_run, "--split", "test", "--registry", str(broken), "--run-id", "regbroken")
+    assert code != 0 and "column 'test_sharpe'" in capsys.readouterr().err
+    assert not (runs_dir() / "regbroken").exists()

@@ -1,8 +1,8 @@
 """The project-level test registry: every configuration ever scored on a market's test split.
 
 A run's own `trials.jsonl` (`trials.py`) counts the evaluations inside one run. Choices between
-runs (which candidate became the default, which preset shipped) were also made by people who had
-seen test figures, and no run records those. `benchmarks/test_registry.csv` does: one row per
+runs (which candidate became the default, which preset shipped) were also made after test figures
+had been seen, and no run records those. `benchmarks/test_registry.csv` does: one row per
 policy scored on a test split (configuration, checkpoint rule, training seed), with the figure as
 the docs state it and where they state it. A headline Sharpe on a market is then deflated by the
 number of configurations scored on that market's test split (Bailey & López de Prado's DSR, via
@@ -26,7 +26,9 @@ What the deflation assumes, stated once here:
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 import re
 import statistics
 from collections.abc import Iterable
@@ -55,8 +57,9 @@ COLUMNS: tuple[str, ...] = (
 )
 #: the registry lists test-split scorings only: val scorings are the selection process itself
 SPLITS: frozenset[str] = frozenset({"test"})
-#: "" for a rule with no checkpoints (a baseline, a reference), else which checkpoint was scored
-CHECKPOINTS: frozenset[str] = frozenset({"", "final", "best"})
+#: "" for a rule with no checkpoints (a baseline, a reference), else which checkpoint was scored:
+#: final, best (by validation) or step:N (one chosen by its step)
+_CHECKPOINT = re.compile(r"^(|final|best|step:\d+)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -166,8 +169,8 @@ def _row(path: Path, line: int, cells: dict[str, str]) -> Scoring:
         raise _fail(
             path, line, "split", f"got {cells['split']!r}; the registry lists {', '.join(sorted(SPLITS))} scorings only"
         )
-    if cells["checkpoint"] not in CHECKPOINTS:
-        raise _fail(path, line, "checkpoint", f"expected final, best or empty, got {cells['checkpoint']!r}")
+    if not _CHECKPOINT.match(cells["checkpoint"]):
+        raise _fail(path, line, "checkpoint", f"expected final, best, step:N or empty, got {cells['checkpoint']!r}")
     try:
         periods_per_year(cells["timeframe"], cells["calendar"])
     except EvaluationError as exc:
@@ -199,6 +202,10 @@ def load_registry(path: str | Path) -> list[Scoring]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read the test registry: {exc.strerror or exc}") from None
+    return _parse(text, path)
+
+
+def _parse(text: str, path: Path) -> list[Scoring]:
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip() and not ln.startswith("#")]
     if not numbered:
         raise RegistryError(f"{path}: the test registry has no header line")
@@ -218,13 +225,47 @@ def load_registry(path: str | Path) -> list[Scoring]:
                 path,
                 line,
                 "config",
-                f"the same scoring is already on line {seen[key]} (same market, split, "
-                "config, checkpoint and training seed)",
+                f"the same scoring is already on line {seen[key]} (same market, split, config, checkpoint and "
+                "training seed)",
             )
         seen[key] = line
         rows.append(row)
     _check_market_consistency(path, rows)
     return rows
+
+
+def registered_line(rows: Iterable[Scoring], cells: dict[str, str]) -> int | None:
+    """The line of the registry that already holds this scoring (same market, split, config,
+    checkpoint and training seed), or None."""
+    seed = int(cells["train_seed"]) if cells.get("train_seed") else None
+    key = (cells["market"], cells["split"], cells["config"], cells["checkpoint"], seed)
+    return next((r.line for r in rows if (*r.config_key, r.train_seed) == key), None)
+
+
+def append_scoring(path: str | Path, cells: dict[str, str]) -> Scoring:
+    """Append one scoring to the registry at `path` (created with its header if absent). The file
+    with the new row is validated whole first, so a bad row or a duplicate raises `RegistryError`
+    and leaves the file as it was; the row goes out in one `os.write` on an O_APPEND descriptor."""
+    path = Path(path)
+    unknown = set(cells) - set(COLUMNS)
+    if unknown:
+        raise RegistryError(f"{path}: unknown registry column(s) {', '.join(sorted(unknown))}")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([cells.get(c, "") for c in COLUMNS])
+    line = buf.getvalue()
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not old.strip():
+        old, prefix = "", ",".join(COLUMNS) + "\n"
+    else:
+        prefix = "" if old.endswith("\n") else "\n"
+    rows = _parse(old + prefix + line, path)
+    data = (prefix + line).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return rows[-1]
 
 
 def _check_market_consistency(path: Path, rows: Iterable[Scoring]) -> None:
