@@ -112,7 +112,11 @@ def eval_command(
         reg_cells = _registry_cells(cfg.split, period, agent, choice, checkpoint, registry_market, registry_config)
         line = registered_line(load_registry(registry) if registry.exists() else [], reg_cells)
         if line is not None:
-            console.print(f"{registry}:{line} already holds this scoring (the same trial): not appended again")
+            console.print(
+                f"{registry}:{line} already holds this scoring (the same trial): not appended again",
+                highlight=False,
+                soft_wrap=True,
+            )
             reg_cells = None
     writer = create_run(
         "eval",
@@ -143,7 +147,9 @@ def eval_command(
     if registry is not None and reg_cells is not None:
         reg_cells.update(_registry_result(report, writer.run_id, paths["json"].name))
         row = append_scoring(registry, reg_cells)
-        console.print(f"test registry: {registry}:{row.line} ({row.market}, {row.config})", highlight=False)
+        console.print(
+            f"test registry: {registry}:{row.line} ({row.market}, {row.config})", highlight=False, soft_wrap=True
+        )
     console.print(f"run directory: {writer.dir}")
     for key, path in paths.items():
         console.print(f"  {key}: {path}")
