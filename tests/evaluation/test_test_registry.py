@@ -157,6 +157,16 @@ def test_a_malformed_row_is_named_by_file_line_and_column(tmp_path, index, bad, 
     assert load_registry(_write(tmp_path, GOOD, "good.csv"))
 
 
+def test_bar_counts_of_one_split_may_differ_by_rounding_only(tmp_path):
+    """Docs round a split's length (89,300), a run counts it (89,328): the same split."""
+    rows = [*GOOD, "2026-12-08,synthetic:m:seed0,test,run x,final,0,7.0,,89328,M1,fx,ztb eval run e1,"]
+    [m] = markets(load_registry(_write(tmp_path, rows)))
+    assert m.n_test_bars == 89300
+    rows[-1] = rows[-1].replace("89328", "29329")  # positive control: another split's length is refused
+    with pytest.raises(RegistryError, match="more than 1 % apart"):
+        load_registry(_write(tmp_path, rows, "other.csv"))
+
+
 def test_wrong_header_or_column_count_is_refused(tmp_path):
     path = tmp_path / "reg.csv"
     path.write_text(HEADER.replace("test_sharpe,", "sharpe,") + "\n" + GOOD[0] + "\n", encoding="utf-8")
