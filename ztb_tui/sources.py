@@ -37,11 +37,12 @@ from ztb_core.runs import (
     summarize,
 )
 
+from .estimates import EwmaRate, fills_within, fit_fill_rate, seconds_to_full
 from .health import Flag, HealthSource
 
 if TYPE_CHECKING:
     from ztb_core.runtime.config import DiskConfig
-    from ztb_core.runtime.disk import DiskHealth
+    from ztb_core.runtime.disk import DiskHealth, Level
 
 Clock = Callable[[], float]
 
@@ -61,15 +62,16 @@ HISTORY = 240  # points kept per series: wider than any terminal's sparkline
 class RunsSource:
     """Scans `<artifacts>/runs` for run folders. run.json is immutable, so it is read once per
     run; each poll reads only the small status.json files. Step rate (fps) comes from the
-    status when the run reports it, else from the step change between two polls."""
+    status when the run reports it, else from the step changes between polls, averaged over
+    about a minute (`estimates.EwmaRate`): the step moves in bursts, and a two-poll rate made
+    the ETA jump at every poll."""
 
     def __init__(self, artifacts: Path, now: Clock = time.time, stale_after_s: float = DEFAULT_STALE_AFTER_S):
         self.artifacts = Path(artifacts)
         self.now = now
         self.stale_after_s = stale_after_s
         self._info: dict[str, dict] = {}
-        self._last: dict[str, tuple[int, float]] = {}  # run_id -> (step, step_updated_at)
-        self._fps: dict[str, float] = {}
+        self._rates: dict[str, EwmaRate] = {}  # run_id -> its averaged step rate
         self._health: dict[str, HealthSource] = {}
 
     @property
@@ -115,13 +117,10 @@ class RunsSource:
         if isinstance(reported, (int, float)) and math.isfinite(reported):
             return float(reported)
         at = float(status.get("step_updated_at") or 0.0)
-        prev = self._last.get(run_id)
-        self._last[run_id] = (step, at)
-        if prev is not None and at > prev[1] and step > prev[0]:
-            self._fps[run_id] = (step - prev[0]) / (at - prev[1])
-        if status.get("state") in FINAL_STATES:
-            return None
-        return self._fps.get(run_id)
+        rate = self._rates.get(run_id)
+        if rate is None:
+            rate = self._rates[run_id] = EwmaRate()
+        return rate.update(at, step)
 
     def _shown_rate(self, label: str, fps: float | None, status: dict, now: float) -> float | None:
         """A rate (and so an ETA) only while the run visibly makes progress: a stale or dead run,
@@ -541,6 +540,31 @@ class CpuMeter:
         return self._value
 
 
+def with_fill_forecast(health: DiskHealth, history: list[tuple[float, int]], cfg: DiskConfig, now: float) -> DiskHealth:
+    """`health` with the fill rate fitted over the window (`estimates.fit_fill_rate`) and the
+    time-to-full levels of configs/ops.yaml, raised only when the slow end of the fitted rate fills
+    the disk in time (`estimates.fills_within` says why)."""
+    fit = fit_fill_rate(history, now, cfg.growth_window_min * 60.0)
+    level, reasons = health.level, list(health.reasons)
+    levels: tuple[tuple[Level, float], ...] = (
+        ("critical", cfg.critical_hours_to_full),
+        ("warn", cfg.warn_hours_to_full),
+    )
+    for name, hours in levels:
+        if hours and fills_within(health.free_bytes, fit, hours * 3600.0):
+            reasons.append(f"full within {hours:g} h at this rate")
+            if name == "critical" or level == "ok":
+                level = name
+            break
+    return replace(
+        health,
+        growth_bytes_per_s=fit.rate if fit is not None else None,
+        seconds_to_full=seconds_to_full(health.free_bytes, fit),
+        level=level,
+        reasons=tuple(reasons),
+    )
+
+
 class HostSource:
     """CPU, memory and GPUs of the machine the console runs on. Takes any `GpuSource`
     (NVML in production, a fake in tests); no GPU is a state to show, never an error."""
@@ -581,13 +605,13 @@ class HostSource:
         try:
             if self._disk_config is None:  # the thresholds `ztb watch` alerts on (configs/ops.yaml)
                 self._disk_config = load_ops_config().disk
-            health = disk_health(
-                self.disk_path, list(self._disk_history), self._disk_config, now=now, usage=self._disk_usage
-            )
+            # the free-space levels from runtime.disk; the time to full from the console's own
+            # fitted rate (below): runtime.disk's two-reading rate swung 40-fold between polls
+            health = disk_health(self.disk_path, (), self._disk_config, now=now, usage=self._disk_usage)
         except (OSError, ZtbError):
             return None
         self._disk_history.append((now, health.free_bytes))
-        return health
+        return with_fill_forecast(health, list(self._disk_history), self._disk_config, now)
 
     def poll(self) -> HostSample:
         vm = self._mem()
