@@ -19,6 +19,7 @@ from ztb_core.runtime.killfile import request_stop
 
 from .launching import Launched, launch, resume
 from .poller import Poller
+from .prefs import state_file
 from .screens.compare import CompareScreen
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
@@ -64,6 +65,7 @@ class ZtbApp(App):
         configs: Path | None = None,
         stale_after_s: float = 30.0,
         open_run: str | None = None,
+        prefs_path: Path | None = None,
     ):
         super().__init__()
         self.artifacts = Path(artifacts).resolve()
@@ -80,6 +82,8 @@ class ZtbApp(App):
         self.runs_snapshot: list[RunSummary] = []
         self.launched: list[Launched] = []
         self.initial_run = open_run
+        #: the sort order and compare marks remembered between starts (prefs.py: where and why)
+        self.prefs_path = prefs_path or state_file()
         self.first_paint_at: float | None = None
         #: called with (what, wall time) when a screen first shows its data (benchmarks, tests)
         self.on_paint: Callable[[str, float], None] | None = None

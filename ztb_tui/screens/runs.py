@@ -19,6 +19,9 @@ from ztb_core.runs import RunSummary
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..health import Flag, summary_text
 from ..poller import Poller
+from ..prefs import PrefsError, RunsListPrefs
+from ..prefs import load as load_prefs
+from ..prefs import save as save_prefs
 from ..widgets import NavTable, console, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 from .confirm import ConfirmScreen
@@ -188,6 +191,7 @@ class RunsScreen(Screen):
         app = console(self)
         self.title = app.badge("ztb")
         self.sub_title = f"runs in {app.artifacts_label}"
+        self._recall()
         self._set_columns(self.size.width or 80)
         source = app.runs_source
         self.poller = Poller(
@@ -207,6 +211,27 @@ class RunsScreen(Screen):
             max(app.refresh_s, 2.0),
             on_error=lambda e: self.notify(f"reading run health failed: {e}", severity="error"),
         )
+
+    # ---- remembered between starts (prefs.py says where and why) ------------------------
+    def _recall(self) -> None:
+        app = console(self)
+        try:
+            saved = load_prefs(app.prefs_path, app.artifacts, SORT_KEYS)
+        except PrefsError as exc:
+            saved = RunsListPrefs()
+            self.notify(f"console preferences ignored: {exc}", severity="warning", timeout=8)
+        self.sort_key, self.sort_reverse, self.marked = saved.sort_key, saved.sort_reverse, set(saved.marked)
+
+    def _remember(self) -> None:
+        app = console(self)
+        if app.readonly:
+            return  # a read-only console writes nothing at all
+        try:
+            save_prefs(
+                app.prefs_path, app.artifacts, RunsListPrefs(self.sort_key, self.sort_reverse, frozenset(self.marked))
+            )
+        except OSError as exc:
+            self.notify(f"cannot save console preferences: {exc}", severity="warning", timeout=6)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("launch", "stop", "stop_all", "clear_global_stop") and console(self).readonly:
@@ -243,6 +268,8 @@ class RunsScreen(Screen):
         rows, global_stop = result
         app = console(self)
         self.all_rows = rows
+        if rows:
+            self.marked &= {r.run_id for r in rows}  # a remembered mark of a run since removed
         self.global_stop = global_stop
         banner = self.query_one("#global-stop", Static)
         set_text(banner, global_stop_text(global_stop))
@@ -381,6 +408,7 @@ class RunsScreen(Screen):
         self.sort_key, self.sort_reverse = key, reverse
         self._columns = ()  # rebuilt with the ▲/▼ on the sorted column
         self._set_columns(self.size.width or 80)
+        self._remember()
         self.notify(f"sorted by {key} {'descending' if reverse else 'ascending'}", timeout=2)
 
     def action_sort(self) -> None:
@@ -442,6 +470,7 @@ class RunsScreen(Screen):
         if rid in self.rows:
             self.query_one("#runs", DataTable).update_cell(rid, "run", self._row_cells(self.rows[rid])[0])
         self._show_detail()
+        self._remember()
 
     def action_compare(self) -> None:
         chosen = [r.dir for r in self.all_rows if r.run_id in self.marked]
