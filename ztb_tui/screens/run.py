@@ -37,6 +37,7 @@ from ..sources import (
     event_severity,
     event_text,
 )
+from ..verdict import VerdictSource
 from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
 from ..widgets.charts import CHARTS, Chart, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
@@ -108,6 +109,8 @@ class RunScreen(Screen):
         self.painted_at: float | None = None
         self.charts_painted_at: float | None = None
         self.kind_view = KIND_VIEWS[self.kind](self.run_dir) if self.kind in KIND_VIEWS else None
+        #: a training run's end-of-run verdict (its last evaluation), shown once the run has ended
+        self.verdict = VerdictSource(self.run_dir) if self.kind == "train" else None
 
     # ---- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -128,6 +131,9 @@ class RunScreen(Screen):
         with TabbedContent(id="tabs"):
             with TabPane("1 Curves", id="tab-overview"):
                 with VerticalScroll(id="overview-scroll"):
+                    verdict = Static("", id="verdict")
+                    verdict.display = False
+                    yield verdict
                     with Horizontal(id="overview"):
                         with Vertical(id="chart-col"):
                             yield ChartsPanel(CHARTS.get(self.kind, ()), id="charts")
@@ -169,9 +175,7 @@ class RunScreen(Screen):
         err = self._poll_error
         source = app.runs_source
         self.pollers = [
-            Poller(
-                self, "status", lambda: (source.one(self.run_dir), source.global_stop()), self.apply_status, every, err
-            ),
+            Poller(self, "status", self._poll_status, self.apply_status, every, err),
             Poller(self, "metrics", self.metrics.poll, self.apply_metrics, every, err),
             Poller(self, "charts", self.charts.poll, self.apply_charts, every, err),
             Poller(self, "checkpoints", self._poll_checkpoints, self.apply_checkpoints, every, err),
@@ -234,11 +238,21 @@ class RunScreen(Screen):
         self.refresh_bindings()
 
     # ---- pollers ----------------------------------------------------------------------
-    def apply_status(self, result: tuple[RunSummary, Path | None]) -> None:
-        row, global_stop = result
+    def _poll_status(self) -> tuple[RunSummary, Path | None, list[str] | None]:
+        source = console(self).runs_source
+        row = source.one(self.run_dir)
+        ended = row.state in FINAL_STATES or row.liveness == "dead"
+        verdict = self.verdict.poll() if self.verdict is not None and ended else None
+        return row, source.global_stop(), verdict
+
+    def apply_status(self, result: tuple[RunSummary, Path | None, list[str] | None]) -> None:
+        row, global_stop, verdict = result
         banner = self.query_one("#global-stop", Static)
         set_text(banner, global_stop_text(global_stop))
         set_display(banner, global_stop is not None)
+        box = self.query_one("#verdict", Static)
+        set_text(box, "\n".join(verdict or ()))  # changes once or twice in a run's life: re-layout is fine
+        set_display(box, bool(verdict))
         if row == self.row:
             return
         self.row = row
