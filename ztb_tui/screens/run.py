@@ -138,9 +138,7 @@ class RunScreen(Screen):
                         with Vertical(id="chart-col"):
                             yield ChartsPanel(CHARTS.get(self.kind, ()), id="charts")
                             title = PANEL_TITLES.get(self.kind, "metrics")
-                            yield MetricPanel(
-                                title, f"no {title} yet", step_offset=1 if self.kind == "pretrain" else 0, id="curves"
-                            )
+                            yield MetricPanel(title, f"no {title} yet", id="curves")
                         with Vertical(id="res-col"):
                             yield HostBar(id="host")
                             yield ResourcesPanel(id="resources")
