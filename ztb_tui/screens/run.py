@@ -19,9 +19,11 @@ from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Rich
 
 from ztb_core.runs import FINAL_STATES, RunReader, RunSummary
 
+from ..context import context
 from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
 from ..health import Flag, HealthSource
 from ..launching import launch_output
+from ..messages import Painted, ResumeRequested, StopRequested
 from ..poller import Poller
 from ..sources import (
     ChartSnapshot,
@@ -38,7 +40,7 @@ from ..sources import (
     event_text,
 )
 from ..verdict import VerdictSource
-from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
+from ..widgets import NavTable, cursor_key, set_display, set_text, set_wrapping_text
 from ..widgets.charts import CHARTS, Chart, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
@@ -91,12 +93,12 @@ class RunScreen(Screen):
         self.row: RunSummary | None = None
         self.metrics = MetricsSource(self.run_dir)
         self.charts = ChartSource(self.run_dir)
-        self.checkpoints = CheckpointsSource(self.run_dir, record=not console(self).readonly)
+        self.checkpoints = CheckpointsSource(self.run_dir, record=not context(self).readonly)
         artifacts = self.run_dir.parent.parent  # <artifacts>/runs/<run_id>
         # re-listed each poll: a resume launched while this view is open adds an output file
         self.logs = LogsSource(self.run_dir, lambda: launch_output(artifacts, self.run_dir.name))
         self.events = EventsSource(self.run_dir)
-        self.health = HealthSource(self.run_dir, self.kind, now=console(self).now)
+        self.health = HealthSource(self.run_dir, self.kind, now=context(self).now)
         self.flags: tuple[Flag, ...] = ()
         self.snapshot: MetricsSnapshot | None = None
         self.ckpt_rows: dict[str, CheckpointRow] = {}
@@ -162,7 +164,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = console(self)
+        app = context(self)
         self.title = app.badge(f"ztb · {self.kind}")
         self.sub_title = self.run_dir.name
         if app.readonly:
@@ -218,7 +220,7 @@ class RunScreen(Screen):
         self.notify(f"{self.run_dir.name}: {exc.__class__.__name__}: {exc}", severity="error", timeout=5)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop", "resume", "delete") and console(self).readonly:
+        if action in ("stop", "resume", "delete") and context(self).readonly:
             return False
         if action in ("verify", "resume", "delete"):
             if self.kind not in CHECKPOINT_KINDS or (not self.ckpt_rows and self.ghost is None):
@@ -237,7 +239,7 @@ class RunScreen(Screen):
 
     # ---- pollers ----------------------------------------------------------------------
     def _poll_status(self) -> tuple[RunSummary, Path | None, list[str] | None]:
-        source = console(self).runs_source
+        source = context(self).runs_source
         row = source.one(self.run_dir)
         ended = row.state in FINAL_STATES or row.liveness == "dead"
         verdict = self.verdict.poll() if self.verdict is not None and ended else None
@@ -321,11 +323,12 @@ class RunScreen(Screen):
             # the whole history is drawn (a big file is read over several polls): benchmarks time this
             self.charts_painted_at = time.time()
             points = max(snap.counts.values())
-            self.call_after_refresh(console(self).mark_painted, f"charts:{self.run_dir.name}:{points}")
+            what = f"charts:{self.run_dir.name}:{points}"
+            self.call_after_refresh(lambda: self.post_message(Painted(what, time.time())))
 
     def _painted(self) -> None:
         self.painted_at = time.time()
-        console(self).mark_painted(f"run:{self.run_dir.name}")
+        self.post_message(Painted(f"run:{self.run_dir.name}", self.painted_at))
         self._start_charts()
 
     def _start_charts(self) -> None:
@@ -453,7 +456,7 @@ class RunScreen(Screen):
             self.action_stop()
 
     def action_stop(self) -> None:
-        console(self).confirm_stop(self.run_dir, on_done=lambda _: self.pollers[0].poll_now())
+        self.post_message(StopRequested(self.run_dir, on_done=lambda _: self.pollers[0].poll_now()))
 
     def selected_checkpoint(self) -> CheckpointRow | None:
         key = cursor_key(self.query_one("#checkpoints", DataTable))
@@ -510,7 +513,7 @@ class RunScreen(Screen):
     def _confirm_resume(self, row: CheckpointRow) -> None:
         def go(yes: bool | None) -> None:
             if yes:
-                console(self).resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)
+                self.post_message(ResumeRequested(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file))
 
         detail = f"checksum verified; starts `ztb {self.kind} --headless --resume {row.file}` detached"
         self.app.push_screen(

@@ -24,8 +24,8 @@ from textual.widgets import Button, Label, ProgressBar, Static
 from ztb_core.runs import FINAL_STATES, RunSummary
 from ztb_core.runtime.stopper import StopOutcome, record_event, stop_run
 
+from ..context import context
 from ..poller import Poller
-from ..widgets import console
 
 PHASE_TEXT = {"kill-file": "waiting for a safe stop (kill-file written)", "SIGTERM": "SIGTERM sent; waiting"}
 NEXT_STEP = {"kill-file": "SIGTERM", "SIGTERM": "SIGKILL"}
@@ -59,7 +59,7 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         self.query_one("#phase", Static).update(PHASE_TEXT["kill-file"] + f": {self.timeout_s:.0f}s before SIGTERM")
         self.query_one("#countdown", ProgressBar).update(progress=0)
         self._stop_all()
-        app = console(self)
+        app = context(self)
         source = app.runs_source  # the source the header and the runs list read
         dirs = list(self.run_dirs)
         self.poller = Poller(
