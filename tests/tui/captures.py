@@ -68,6 +68,8 @@ async def main(src: Path, out: Path) -> None:
         artifacts = Path(tmp) / "artifacts"
         shutil.copytree(src, artifacts, ignore=shutil.ignore_patterns("data", "cache", "*.sqlite*", "study.db"))
         os.chdir(tmp)
+        # a fresh state home: the captures show the default sort, not this machine's remembered one
+        os.environ["XDG_STATE_HOME"] = str(Path(tmp) / "state")
         parts = [
             "# The console at 80x24\n",
             "Text captures of `ztb tui` on an ordinary 80x24 SSH terminal, over runs made with the real "
