@@ -25,7 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 #: (title, run to open or None for the runs list, keys pressed after, readonly)
 VIEWS = [
     ("The runs list (⚠ marks a run going wrong; the line below says why)", None, ["down"] * 6, False),
-    ("A training run: its curves", TRAIN, [], False),
+    ("A finished training run: its verdict above its curves", TRAIN, [], False),
     ("A training run: checkpoints (v verifies, R resumes, d deletes)", TRAIN, ["2"], False),
     ("A chart filling the screen (tab to it, f; + and - zoom the steps axis)", TRAIN, ["tab", "f"], False),
     ("A pretraining run: every timeframe labelled, correlations beside the best naive filler", PRETRAIN, [], False),
