@@ -80,7 +80,10 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         if len(self.settled) == len(self.run_dirs):
             if self.poller is not None:
                 self.poller.stop()
-            states = ", ".join(f"{rid} [green]{state}[/]" for rid, state in self.settled.items())
+            states = ", ".join(
+                f"{rid} [{'green' if state in ('stopped', 'completed') else 'red'}]{state}[/]"
+                for rid, state in self.settled.items()
+            )
             self.query_one("#phase", Static).update(f"{states}: final state written; the process is exiting")
             bar = self.query_one("#countdown", ProgressBar)
             bar.update(total=1, progress=1)
