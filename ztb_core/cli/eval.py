@@ -15,6 +15,8 @@ from pathlib import Path
 
 import typer
 
+from .help import SET_METAVAR
+
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
@@ -53,7 +55,10 @@ def eval_command(
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="Config YAML (default configs/eval.yaml)."),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a config key, e.g. --set bootstrap.n_resamples=2000 (repeatable)."
+        [],
+        "--set",
+        metavar=SET_METAVAR,
+        help="Override a config key, e.g. --set bootstrap.n_resamples=2000 (repeatable).",
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the eval run directory (default: generated)."),
     registry: Path | None = typer.Option(

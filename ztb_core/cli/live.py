@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .help import help_settings
+from .help import SET_METAVAR, help_settings
 
 TRUTHY = ("1", "true", "yes", "on")
 
@@ -86,7 +86,9 @@ def live(
         None, "--checkpoint", help="Trained checkpoint or training run dir (implies policy.kind=agent)."
     ),
     policy: str | None = typer.Option(None, "--policy", help="agent or sma (overrides policy.kind)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set risk.max_trades_per_day=10"),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key: --set risk.max_trades_per_day=10"
+    ),
     max_bars: int | None = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run directory."),
     allow_market_mismatch: bool = typer.Option(
@@ -265,7 +267,9 @@ def _minimal(cfg, console, run_id: str | None, config_sources: dict[str, str] | 
 
 def reconcile_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key (e.g. journal_path=...)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key (e.g. journal_path=...)."
+    ),
     paper: bool = typer.Option(False, "--paper", help="The dry run's (paper) journal instead of the live one."),
     resolve: str | None = typer.Option(
         None, "--resolve", help="Exchange order id that an unknown placement could be (see the list)."
