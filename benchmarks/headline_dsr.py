@@ -5,7 +5,7 @@ scorings: configurations times seeds and checkpoints), the spread of their Sharp
 the best of N skill-less configurations would reach (E[max]), and the DSR of the best
 configuration and of the docs' headline figure, deflated by N. Normal approximation (skew 0,
 kurtosis 3): the registry holds Sharpes, not return series. See
-`ztb_core/evaluation/test_registry.py` for what a configuration is and where each number comes from.
+`ztb_core/evaluation/holdout_registry.py` for what a configuration is and where each number comes from.
 
 Usage: python benchmarks/headline_dsr.py [--registry PATH] [--markets M ...]
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ztb_core.evaluation.errors import EvaluationError  # noqa: E402
-from ztb_core.evaluation.test_registry import (  # noqa: E402
+from ztb_core.evaluation.holdout_registry import (  # noqa: E402
     MarketTrials,
     deflate,
     expected_max_annualised,

@@ -83,8 +83,8 @@ def eval_command(
 
     from ..config import resolve_config
     from ..evaluation import EvalConfig
+    from ..evaluation.holdout_registry import append_scoring, load_registry, registered_line
     from ..evaluation.selection import choose_checkpoint
-    from ..evaluation.test_registry import append_scoring, load_registry, registered_line
     from ..logs import setup_logging
     from ..rl.agent import load_agent
     from ..rl.agent_eval import holdout_source, run_evaluation
@@ -164,7 +164,7 @@ def _registry_cells(
     split: str, period, agent, choice, checkpoint: str, market: str | None, config: str | None
 ) -> dict[str, str]:
     """What a test-registry row knows before the evaluation runs (the figures come after)."""
-    from ..evaluation.test_registry import RegistryError  # lazy like the command's other imports: fast `ztb --help`
+    from ..evaluation.holdout_registry import RegistryError  # lazy like the command's other imports: fast `ztb --help`
 
     if split != "test" or period is not None:
         raise RegistryError(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ztb_core.evaluation import probabilistic_sharpe_ratio
-from ztb_core.evaluation.test_registry import (
+from ztb_core.evaluation.holdout_registry import (
     COLUMNS,
     RegistryError,
     append_scoring,
