@@ -17,8 +17,21 @@ from ztb_core.paths import configs_dir, global_kill_file
 from ztb_core.runs import ACTIVE_STATES, RunSummary
 from ztb_core.runtime.killfile import request_stop
 
+from .context import ConsoleContext
 from .launching import Launched, launch, resume
+from .messages import (
+    ClearGlobalStopRequested,
+    LaunchRequested,
+    OpenCompare,
+    OpenRun,
+    Painted,
+    ResumeRequested,
+    RunsListed,
+    StopAllRequested,
+    StopRequested,
+)
 from .poller import Poller
+from .prefs import state_file
 from .screens.compare import CompareScreen
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen
@@ -64,6 +77,7 @@ class ZtbApp(App):
         configs: Path | None = None,
         stale_after_s: float = 30.0,
         open_run: str | None = None,
+        prefs_path: Path | None = None,
     ):
         super().__init__()
         self.artifacts = Path(artifacts).resolve()
@@ -80,9 +94,21 @@ class ZtbApp(App):
         self.runs_snapshot: list[RunSummary] = []
         self.launched: list[Launched] = []
         self.initial_run = open_run
+        #: the sort order and compare marks remembered between starts (prefs.py: where and why)
+        self.prefs_path = prefs_path or state_file()
         self.first_paint_at: float | None = None
         #: called with (what, wall time) when a screen first shows its data (benchmarks, tests)
         self.on_paint: Callable[[str, float], None] | None = None
+        #: what the screens read of the console (they ask for actions with messages.py's messages)
+        self.console_context = ConsoleContext(
+            artifacts=self.artifacts,
+            artifacts_label=self.artifacts_label,
+            readonly=readonly,
+            refresh_s=refresh_s,
+            now=now,
+            runs_source=self.runs_source,
+            prefs_path=self.prefs_path,
+        )
 
     @property
     def artifacts_label(self) -> str:
@@ -110,10 +136,6 @@ class ZtbApp(App):
             for panel in screen.query(ResourcesPanel):
                 panel.host_changed(sample)
 
-    def badge(self, title: str) -> str:
-        """A screen's title, marked READONLY when nothing may be changed."""
-        return f"{title} · READONLY" if self.readonly else title
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "refused":
             return self.readonly  # otherwise the key belongs to its screen alone
@@ -126,12 +148,40 @@ class ZtbApp(App):
             timeout=4,
         )
 
-    def mark_painted(self, what: str) -> None:
-        now = time.time()
+    def mark_painted(self, what: str, at: float | None = None) -> None:
+        now = time.time() if at is None else at
         if what == "runs" and self.first_paint_at is None:
             self.first_paint_at = now
         if self.on_paint is not None:
             self.on_paint(what, now)
+
+    # ---- what the screens ask (messages.py) -------------------------------------------
+    def on_painted(self, message: Painted) -> None:
+        self.mark_painted(message.what, message.at)
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        self.runs_snapshot = message.rows
+
+    def on_open_run(self, message: OpenRun) -> None:
+        self.open_run(message.run_dir)
+
+    def on_open_compare(self, message: OpenCompare) -> None:
+        self.open_compare(message.run_dirs)
+
+    def on_launch_requested(self, message: LaunchRequested) -> None:
+        self.action_launch()
+
+    def on_stop_requested(self, message: StopRequested) -> None:
+        self.confirm_stop(message.run_dir, message.on_done)
+
+    def on_stop_all_requested(self, message: StopAllRequested) -> None:
+        self.action_stop_all()
+
+    def on_clear_global_stop_requested(self, message: ClearGlobalStopRequested) -> None:
+        self.action_clear_global_stop()
+
+    def on_resume_requested(self, message: ResumeRequested) -> None:
+        self.resume_run(message.kind, message.run_dir, message.checkpoint)
 
     # ---- navigation ------------------------------------------------------------------
     def open_run(self, run_dir: Path) -> None:

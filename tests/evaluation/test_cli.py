@@ -73,6 +73,12 @@ def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeyp
     assert len(report["robustness"]["start_offsets"]["episodes"]) == 2
     # the costs are the ones the agent trained with
     assert report["meta"]["costs"]["fee_bps"] == 1.0 and report["meta"]["costs"]["slippage_bps"] == 0.5
+    # the equity chart's ridge curve (ridge is on by default): one point per agent point, ending at
+    # the ridge baseline's own total return, so on the same bars and costs as its metrics
+    curves = report["curves"]
+    assert len(curves["ridge_equity"]) == len(curves["equity"]) == len(curves["bar"])
+    ridge_total = report["baselines"]["ridge"]["metrics"]["total_return"]
+    assert curves["ridge_equity"][-1] == pytest.approx(1.0 + ridge_total)
     for suffix in (".md", "_equity.png", "_returns.png", "_bootstrap_sharpe.png", "_cost_sensitivity.png"):
         assert (run / "reports" / f"eval_ev1{suffix}").exists(), suffix
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

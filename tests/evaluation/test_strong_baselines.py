@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from ztb_core.evaluation import evaluate_positions, quick_evaluation, sma_crossover
+from ztb_core.evaluation import backtest, evaluate_positions, quick_evaluation, sma_crossover, validate_report
 from ztb_core.evaluation.baselines import fit_ridge_baseline, holding_returns, hysteresis
 from ztb_core.evaluation.errors import EvaluationError
 from ztb_core.pnl import CostConfig, bar_returns, position_returns
@@ -121,6 +122,32 @@ def test_verdict_compares_with_the_strongest_baseline_not_the_weakest(fast_confi
     weak = evaluate_positions(*common)
     assert weak["verdict"]["strongest_baseline"] != "ridge" and weak["verdict"]["beats_strongest_baseline"]
     assert weak["verdict"]["vs_strongest"] == "beats" and "the agent beats" in weak["verdict"]["comparison"]
+
+
+def test_the_report_carries_the_ridge_equity_curve_on_the_agents_bars_and_costs(fast_config):
+    """The equity chart's ridge series is the ridge positions backtested on the bars and costs the
+    agent is scored on, sampled at the same points as the agent's curve; without a ridge baseline
+    the series is null (schema-valid either way)."""
+    feats, open_, close = planted_market(3_000, seed=6, strength=1.0)
+    index = pd.date_range("2021-01-04", periods=3_000, freq="1min", tz="UTC")
+    costs = CostConfig(fee_bps=2.0, spread_bps=1.0, slippage_bps=0.5)
+    agent = np.sign(feats[:, 1])  # noise: a different curve from the ridge's
+    ridge = np.sign(feats[:, 0])
+    common = (agent, open_, close, index, costs, "M1", "fx", fast_config)
+    rep = evaluate_positions(*common, extra_baselines={"ridge": (ridge, {"alpha": 0.1, "band_sd": 0.0})})
+    validate_report(rep)
+    curves = rep["curves"]
+    assert len(curves["ridge_equity"]) == len(curves["bar"]) == len(curves["equity"])
+    expected = backtest(ridge, open_, close, costs).equity[curves["bar"]]
+    assert curves["ridge_equity"] == pytest.approx(expected.tolist(), rel=1e-12)
+    # the costs are the agent's: the same positions traded for free would end elsewhere
+    free = backtest(ridge, open_, close, CostConfig(fee_bps=0.0, spread_bps=0.0, slippage_bps=0.0)).equity
+    assert curves["ridge_equity"][-1] < free[-1]
+    assert curves["ridge_equity"][-1] == pytest.approx(1.0 + rep["baselines"]["ridge"]["metrics"]["total_return"])
+    assert curves["ridge_equity"] != curves["equity"] and curves["ridge_equity"] != curves["benchmark_equity"]
+    without = evaluate_positions(*common)
+    assert without["curves"]["ridge_equity"] is None
+    validate_report(without)
 
 
 def test_quick_evaluation_reports_ridge_strongest_and_deflates_for_prior_trials():

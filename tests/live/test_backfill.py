@@ -13,6 +13,7 @@ from ztb_core.data.store import write_bars
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.live.emulator import EmulatorConfig, EmulatorServer, load_synthetic
 from ztb_core.live.loop import policy as policy_mod
+from ztb_core.live.loop import session as session_mod
 from ztb_core.live.loop.policy import NotReady, feature_history
 from ztb_core.live.market.backfill import backfill
 from ztb_core.runs import list_runs
@@ -97,7 +98,8 @@ def replay_emulator():
 
 
 def use_policy(monkeypatch, policy) -> None:
-    monkeypatch.setattr(policy_mod, "make_policy", lambda cfg, allow_short=False, checkpoint=None: policy)
+    # the session builder calls it by the name it imported
+    monkeypatch.setattr(session_mod, "make_policy", lambda cfg, allow_short=False, checkpoint=None: policy)
 
 
 def test_agent_decides_from_the_first_bar_and_the_banner_names_it(replay_emulator, artifacts, monkeypatch, capsys):

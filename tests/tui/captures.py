@@ -25,7 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 #: (title, run to open or None for the runs list, keys pressed after, readonly)
 VIEWS = [
     ("The runs list (⚠ marks a run going wrong; the line below says why)", None, ["down"] * 6, False),
-    ("A training run: its curves", TRAIN, [], False),
+    ("A finished training run: its verdict above its curves", TRAIN, [], False),
     ("A training run: checkpoints (v verifies, R resumes, d deletes)", TRAIN, ["2"], False),
     ("A chart filling the screen (tab to it, f; + and - zoom the steps axis)", TRAIN, ["tab", "f"], False),
     ("A pretraining run: every timeframe labelled, correlations beside the best naive filler", PRETRAIN, [], False),
@@ -68,6 +68,8 @@ async def main(src: Path, out: Path) -> None:
         artifacts = Path(tmp) / "artifacts"
         shutil.copytree(src, artifacts, ignore=shutil.ignore_patterns("data", "cache", "*.sqlite*", "study.db"))
         os.chdir(tmp)
+        # a fresh state home: the captures show the default sort, not this machine's remembered one
+        os.environ["XDG_STATE_HOME"] = str(Path(tmp) / "state")
         parts = [
             "# The console at 80x24\n",
             "Text captures of `ztb tui` on an ordinary 80x24 SSH terminal, over runs made with the real "

@@ -10,6 +10,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import NOW, FakeGpu, FakeHost, make_fleet  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def console_state_home(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own $XDG_STATE_HOME: the console's remembered sort and marks (ztb_tui.prefs)
+    never come from, or go to, the home folder of whoever runs the tests."""
+    home = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def fleet(artifacts: Path) -> dict[str, Path]:
     return make_fleet(artifacts)

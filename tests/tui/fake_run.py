@@ -1,8 +1,10 @@
 """A small process that behaves like a ztb run for console tests: it writes metrics and a
 heartbeat through RunWriter and either honours the kill-file (checkpoint, status `stopped`,
 exit 0) or, with --stubborn, ignores the kill-file and SIGTERM so the console must escalate.
+With --linger, it writes its final status and then keeps its process for a while before it
+exits, as a real run does while it closes env workers and flushes logs.
 
-usage: python fake_run.py ARTIFACTS RUN_ID [--stubborn]
+usage: python fake_run.py ARTIFACTS RUN_ID [--stubborn] [--linger]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ztb_core.runtime.killfile import KillSwitch
 def main() -> int:
     artifacts, run_id = Path(sys.argv[1]), sys.argv[2]
     stubborn = "--stubborn" in sys.argv
+    linger_s = 60.0 if "--linger" in sys.argv else 0.0
     if stubborn:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     writer = RunWriter.create("train", {"fake": True}, run_id=run_id, artifacts=artifacts, total_steps=1_000_000)
@@ -45,6 +48,7 @@ def main() -> int:
             writer.event("checkpoint_saved", step=step, file=name)
             writer.set_status(step=step)
             writer.close("stopped", message=kill.reason)
+            time.sleep(linger_s)
             return 0
         time.sleep(0.05)
 

@@ -380,6 +380,33 @@ async def test_stop_button_confirm_countdown_and_final_state(make_app, artifacts
         proc.kill()
 
 
+async def test_stop_dialog_says_stopped_as_soon_as_the_status_does(make_app, artifacts: Path) -> None:
+    """A run that wrote its final state but whose process is still exiting is stopped: the dialog
+    says so and stops counting toward SIGTERM, instead of counting until the process is gone."""
+    proc = start_fake_run(artifacts, "train-linger", "--linger")
+    app = make_app(now=time.time, stop_timeout_s=30, kill_timeout_s=5)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: run_table(app).row_count == 1)
+            await pilot.press("s", "y")
+            stop = app.screen
+            assert isinstance(stop, StopScreen)
+            phase = stop.query_one("#phase", Static)
+            await wait_for(pilot, lambda: "final state written" in str(phase.render()), timeout=15)
+            assert RunReader(artifacts / "runs" / "train-linger").status()["state"] == "stopped"
+            assert proc.poll() is None  # the process is still there: the worker alone would keep counting
+            shown = str(phase.render())
+            assert "stopped" in shown and "before SIGTERM" not in shown
+            await pilot.pause(1.0)
+            assert str(phase.render()) == shown  # no longer counting
+            assert not stop.query_one("#close", Button).disabled
+            await pilot.press("enter")
+            assert not isinstance(app.screen, StopScreen)
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
 async def test_stop_escalates_to_sigterm_then_sigkill(make_app, artifacts: Path) -> None:
     proc = start_fake_run(artifacts, "train-stubborn", "--stubborn")
     app = make_app(now=time.time, stop_timeout_s=0.6, kill_timeout_s=0.6)

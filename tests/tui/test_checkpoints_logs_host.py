@@ -227,10 +227,12 @@ def test_host_bar_shows_disk_health_with_its_level(tmp_path: Path) -> None:
     first = host.poll()
     assert first.disk is not None and first.disk.level == "ok"
     assert "disk 50.0 GiB free" in host_text(first) and "WARN" not in host_text(first)
-    # 1 GiB free and falling 1 MiB/s: under the warn threshold, and full within the critical horizon
+    # 1 GiB free and falling 1 MiB/s for ten minutes (the span a forecast needs): under the warn
+    # threshold, and full within the critical horizon
     free[0], clock[0] = 1 * gib, 1000.0 + (49 * gib) / (1 << 20)
-    host.poll()
-    free[0], clock[0] = 1 * gib - 600 * (1 << 20), clock[0] + 600
+    for _ in range(10):
+        host.poll()
+        free[0], clock[0] = free[0] - 60 * (1 << 20), clock[0] + 60
     low = host.poll()
     text = host_text(low)
     assert low.disk.level == "critical" and "CRITICAL: disk" in text and "full in" in text

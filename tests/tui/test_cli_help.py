@@ -75,8 +75,9 @@ def check(text: str, cmd: click.Command, columns: int) -> list[str]:
     return problems
 
 
-def test_every_command_help_shows_whole_option_names_at_80_columns() -> None:
-    """One process renders every command's help at COLUMNS=80 (as a shell on an SSH terminal does)."""
+def render_many(paths: list[tuple[str, ...]], columns: int = 80) -> dict[str, str]:
+    """Each command's `--help` at COLUMNS=`columns`, rendered in one process (as a shell on an SSH
+    terminal does); keyed by the command path joined with spaces."""
     script = (
         "import sys, click, typer.main\n"
         "from ztb_core.cli import app\n"
@@ -89,9 +90,9 @@ def test_every_command_help_shows_whole_option_names_at_80_columns() -> None:
         "        pass\n"
         "    print('\\x00' + path)\n"
     )
-    env = {**os.environ, "COLUMNS": "80", "LINES": "24", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": "24", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-c", script, *(" ".join(p) for p, _ in ALL)],
+        [sys.executable, "-c", script, *(" ".join(p) for p in paths)],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -106,6 +107,12 @@ def test_every_command_help_shows_whole_option_names_at_80_columns() -> None:
         path, _, rest = chunk.partition("\n")
         texts[path] = start
         start = rest
+    return texts
+
+
+def test_every_command_help_shows_whole_option_names_at_80_columns() -> None:
+    """One process renders every command's help at COLUMNS=80 (as a shell on an SSH terminal does)."""
+    texts = render_many([p for p, _ in ALL])
     problems = []
     for path, cmd in ALL:
         text = texts[" ".join(path)]
@@ -113,6 +120,25 @@ def test_every_command_help_shows_whole_option_names_at_80_columns() -> None:
         problems += [f"ztb {' '.join(path)}: {p}" for p in check(text, cmd, 80)]
     assert not problems, "\n".join(problems)
     assert len(ALL) >= 10  # every command was rendered, not an empty list
+
+
+def set_metavar_problems(text: str) -> list[str]:
+    """`--set` must read as what it takes (KEY=VALUE), not as the Python type typer prints."""
+    lines = [ln for ln in text.splitlines() if re.search(r"(?<![\w-])--set(?![\w-])", ln)]
+    shown = [ln for ln in lines if ln.lstrip().startswith("--set")]
+    if not shown:
+        return ["--set not listed"]
+    return [f"--set reads {ln.strip()!r}" for ln in shown if "--set KEY=VALUE" not in ln or "list[" in ln]
+
+
+def test_set_reads_key_value_in_every_commands_help() -> None:
+    with_set = [p for p, cmd in ALL if "--set" in long_names(cmd)]
+    assert len(with_set) >= 10  # train, eval, pretrain, tune, live, data ... all take --set
+    texts = render_many(with_set)
+    problems = [f"ztb {path}: {p}" for path, text in texts.items() for p in set_metavar_problems(text)]
+    assert not problems, "\n".join(problems)
+    # positive control: the line typer printed before
+    assert set_metavar_problems("  --set <list[str]>               Override a config key")
 
 
 def test_train_help_at_80_columns_names_the_streaming_flags() -> None:

@@ -8,16 +8,20 @@ from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 from test_app import open_run, wait_for
 from textual.widgets import DataTable, Static
 
 from ztb_core.atomic import atomic_write_json
+from ztb_core.evaluation import EvalConfig, evaluate_positions, write_report
 from ztb_core.live.execution.journal import Journal
 from ztb_core.live.execution.orders import Fill, Order
 from ztb_core.live.loop.requests import RESET_BREAKERS, request_breaker_reset, take_breaker_reset
 from ztb_core.live.loop.risk import RiskConfig, RiskManager
 from ztb_core.live.loop.runner import LiveRunner
+from ztb_core.pnl import CostConfig
 from ztb_core.runs import RunWriter
 from ztb_tui.screens.confirm import ConfirmScreen
 from ztb_tui.screens.run import RunScreen
@@ -39,6 +43,7 @@ EVAL_FIELDS = [
     ("curves", "equity"),
     ("curves", "drawdown"),
     ("curves", "benchmark_equity"),
+    ("curves", "ridge_equity"),
     ("curves", "bar"),
 ]
 
@@ -115,6 +120,58 @@ async def test_eval_run_shows_verdict_dsr_metrics_and_equity(make_app, artifacts
         assert labels[3] == "SMA cross ★"  # the strongest baseline is starred
         equity = screen.query_one("#eval-equity", Chart)
         assert set(equity.lines) == {"agent", "buy & hold"} and len(equity.lines["agent"][1]) == 50
+
+
+def write_evaluated_run(artifacts: Path, run_id: str = "eval-20260101-110000-ev02") -> tuple[Path, dict]:
+    """An eval run whose report is made by the evaluation itself (`evaluate_positions` with the ridge
+    baseline, `write_report`), as `ztb eval` makes it, on a small random walk."""
+    rng = np.random.default_rng(4)
+    n = 600
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.001, n)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    index = pd.date_range("2026-01-05", periods=n, freq="5min", tz="UTC")
+    agent = np.sign(np.sin(np.arange(n) / 17.0))
+    ridge = np.sign(np.cos(np.arange(n) / 29.0))
+    cfg = EvalConfig.model_validate(
+        {
+            "bootstrap": {"n_resamples": 100},
+            "monte_carlo": {"n_paths": 100, "horizon_days": 0.5},
+            "baselines": {"random_seeds": 3, "sma_fast": 5, "sma_slow": 20},
+            "report": {"curve_points": 40},
+        }
+    )
+    report = evaluate_positions(
+        agent,
+        open_,
+        close,
+        index,
+        CostConfig(fee_bps=1.0, spread_bps=0.0, slippage_bps=0.5),
+        "M5",
+        "crypto",
+        cfg,
+        extra_baselines={"ridge": (ridge, {"alpha": 0.1, "band_sd": 0.5})},
+    )
+    w = RunWriter.create("eval", {"seed": 0}, run_id=run_id, artifacts=artifacts, total_steps=10)
+    write_report(report, w.reports_dir, run_id, plots=False)
+    w.close("completed")
+    return w.dir, report
+
+
+async def test_eval_equity_chart_draws_the_ridge_curve_the_report_carries(make_app, artifacts: Path) -> None:
+    """Ridge is the strongest baseline most often: the eval view's equity chart shows its curve,
+    on the report's bars, beside the agent and buy-and-hold."""
+    _, report = write_evaluated_run(artifacts)
+    curves = report["curves"]
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_run(pilot, app, "eval-20260101-110000-ev02")
+        await pilot.press("6")
+        equity = screen.query_one("#eval-equity", Chart)
+        await wait_for(pilot, lambda: "ridge" in equity.lines)
+        assert set(equity.lines) == {"agent", "buy & hold", "ridge"}
+        assert equity.lines["ridge"] == (curves["bar"], curves["ridge_equity"])
+        assert equity.lines["ridge"][1] != equity.lines["agent"][1]  # its own curve, not the agent's
+        assert "ridge" in equity.title
 
 
 def write_study(artifacts: Path) -> Path:

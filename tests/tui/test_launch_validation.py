@@ -138,3 +138,31 @@ async def test_launch_offers_only_configs_of_the_job_and_the_train_presets(make_
         await pilot.pause(0.2)
         assert [label for label, _ in dialog._config_options()] == ["live.yaml"]
         assert str(select.value).endswith("live.yaml")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("global_stop", [False, True])
+async def test_two_errors_keep_the_buttons_on_screen_at_80x24(make_app, artifacts: Path, global_stop: bool) -> None:
+    """Two misspelt keys (each with its 'did you mean') used to push Launch/Cancel below the
+    bottom of a 24-line terminal: the buttons must stay where a person can see and click them."""
+    if global_stop:
+        import os
+
+        Path(os.environ["ZTB_KILL"]).write_text("stop\n")  # the dialog's extra warning line, too
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        dialog = app.screen
+        assert isinstance(dialog, LaunchScreen)
+        dialog.query_one("#overrides", Input).value = "ppo.learnin_rate=0.001 data.synthetic.n_barz=5"
+        await pilot.press("ctrl+l")
+        error = dialog.query_one("#launch-error", Static)
+        await wait_for(pilot, lambda: "n_bars" in str(error.render()) and "learning_rate" in str(error.render()), 20)
+        await pilot.pause(0.2)
+        screen = dialog.region
+        for button in ("#launch", "#cancel"):
+            region = dialog.query_one(button).region
+            assert region.height > 0 and screen.contains_region(region), (button, region, screen)
+        # and they still work: a click on Cancel closes the dialog
+        await pilot.click("#cancel")
+        assert not isinstance(app.screen, LaunchScreen)

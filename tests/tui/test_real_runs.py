@@ -151,8 +151,15 @@ def ZtbNum(value: float) -> str:  # noqa: N802  (reads as the console's own form
 @pytest.mark.parametrize("size", SIZES)
 async def test_pretrain_rows_are_labelled_in_full_with_a_correlation_chart(real_runs, size) -> None:
     app = console(real_runs)
-    log = "\n".join(p.read_text() for p in (real_runs / "runs" / PRETRAIN / "logs").glob("*.log"))
-    last_logged = max(int(m) for m in re.findall(r"step (\d+)/\d+ loss", log))
+    run = real_runs / "runs" / PRETRAIN
+    log = "\n".join(p.read_text() for p in (run / "logs").glob("*.log"))
+    logged = {int(st): float(loss) for st, loss in re.findall(r"step (\d+)/\d+ loss ([\d.]+)", log)}
+    last_logged = max(logged)
+    # the writer records each step as the log prints it: the row at step S holds the loss of "step S"
+    train_rows = {r["step"]: r for r in jsonl(run / "metrics.jsonl") if r["split"] == "train"}
+    for st, loss in logged.items():
+        assert round(train_rows[st]["loss"], 4) == loss, (st, loss, train_rows.get(st))
+    assert max(train_rows) == json.loads((run / "status.json").read_text())["step"] == last_logged
     async with app.run_test(size=size) as pilot:
         screen = await open_run(pilot, app, PRETRAIN)
         panel = screen.query_one("#curves", MetricPanel)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from .help import help_settings
+from .help import SET_METAVAR, help_settings
 
 data_app = typer.Typer(
     name="data",
@@ -73,7 +73,9 @@ def import_cmd(
         None, "--column-map", help="csv: KEY=COLUMN,..., e.g. time=Date+Time,open=Open"
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.gaps=error"),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key, e.g. --set validation.gaps=error"
+    ),
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Store folder (default $ZTB_DATA or artifacts/data)."
     ),
@@ -136,7 +138,7 @@ def import_cmd(
 def info_cmd(
     symbol: str = typer.Argument(..., help="Stored symbol."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key."),
+    overrides: list[str] = typer.Option([], "--set", metavar=SET_METAVAR, help="Override a config key."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Store folder."),
     json_out: bool = typer.Option(False, "--json", help="Print as JSON."),
     plot: str | None = typer.Option(
@@ -213,7 +215,9 @@ def validate_cmd(
     tz: str | None = typer.Option(None, "--tz", help="Time zone of naive timestamps in files."),
     market: str | None = typer.Option(None, "--market", help="fx | crypto (files only)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Data config (default configs/data.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set validation.max_jump=0.05"),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key, e.g. --set validation.max_jump=0.05"
+    ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Store folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:

@@ -10,9 +10,12 @@ features fitted on its train split."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+
+from .help import SET_METAVAR
 
 
 def register(app: typer.Typer) -> None:
@@ -52,9 +55,25 @@ def eval_command(
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="Config YAML (default configs/eval.yaml)."),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a config key, e.g. --set bootstrap.n_resamples=2000 (repeatable)."
+        [],
+        "--set",
+        metavar=SET_METAVAR,
+        help="Override a config key, e.g. --set bootstrap.n_resamples=2000 (repeatable).",
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the eval run directory (default: generated)."),
+    registry: Path | None = typer.Option(
+        None,
+        "--registry",
+        help="Append this scoring to a project test registry (e.g. benchmarks/test_registry.csv); --split test only.",
+    ),
+    registry_market: str | None = typer.Option(
+        None,
+        "--registry-market",
+        help="The registry's market key (default: synthetic:<demo|kind>-<bars>:seed<N>, or real:<SYMBOL>-<TF>-<start>..<end>).",
+    ),
+    registry_config: str | None = typer.Option(
+        None, "--registry-config", help="The registry's short config description (default: run <training run id>)."
+    ),
 ) -> None:
     """Metrics, PSR/DSR, block-bootstrap intervals, Monte Carlo risk, baselines, cost sensitivity and
     robustness for a trained agent; writes reports/eval_<id>.{json,md,png} in a new eval run."""
@@ -64,6 +83,7 @@ def eval_command(
 
     from ..config import resolve_config
     from ..evaluation import EvalConfig
+    from ..evaluation.holdout_registry import append_scoring, load_registry, registered_line
     from ..evaluation.selection import choose_checkpoint
     from ..logs import setup_logging
     from ..rl.agent import load_agent
@@ -91,6 +111,18 @@ def eval_command(
     with console.status(f"loading agent {choice.target}"):
         agent = load_agent(choice.target)
     period = holdout_source(agent.train_config, data, start, end)
+    # a registry row is checked before anything is written: wrong split, bad registry, same trial
+    reg_cells = None
+    if registry is not None:
+        reg_cells = _registry_cells(cfg.split, period, agent, choice, checkpoint, registry_market, registry_config)
+        line = registered_line(load_registry(registry) if registry.exists() else [], reg_cells)
+        if line is not None:
+            console.print(
+                f"{registry}:{line} already holds this scoring (the same trial): not appended again",
+                highlight=False,
+                soft_wrap=True,
+            )
+            reg_cells = None
     writer = create_run(
         "eval",
         config=cfg,
@@ -117,9 +149,68 @@ def eval_command(
     )
     console.print(report["verdict"]["comparison"], highlight=False, soft_wrap=True)
     console.print(f"checkpoint: {choice.description}")
+    if registry is not None and reg_cells is not None:
+        reg_cells.update(_registry_result(report, writer.run_id, paths["json"].name))
+        row = append_scoring(registry, reg_cells)
+        console.print(
+            f"test registry: {registry}:{row.line} ({row.market}, {row.config})", highlight=False, soft_wrap=True
+        )
     console.print(f"run directory: {writer.dir}")
     for key, path in paths.items():
         console.print(f"  {key}: {path}")
+
+
+def _registry_cells(
+    split: str, period, agent, choice, checkpoint: str, market: str | None, config: str | None
+) -> dict[str, str]:
+    """What a test-registry row knows before the evaluation runs (the figures come after)."""
+    from ..evaluation.holdout_registry import RegistryError  # lazy like the command's other imports: fast `ztb --help`
+
+    if split != "test" or period is not None:
+        raise RegistryError(
+            f"--registry records scorings on a market's test split; this evaluation is on {split!r}"
+            + (" of a holdout period" if period is not None else "")
+        )
+    tc = agent.train_config
+    if checkpoint == "latest":
+        which = "final"
+    elif checkpoint == "best" and choice.description.startswith("step "):
+        which = "best"
+    elif checkpoint == "best":  # no checkpoint was scored on val: the newest is what was evaluated
+        which = "final"
+    else:
+        which = f"step:{int(agent.step)}"
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "market": market or _market_key(tc.data),
+        "split": "test",
+        "config": config or f"run {choice.run_dir.name if choice.run_dir is not None else Path(choice.target).name}",
+        "checkpoint": which,
+        "train_seed": str(tc.seed),
+    }
+
+
+def _market_key(data) -> str:
+    """A registry market key from a training data source; --registry-market names it otherwise."""
+    if data.kind == "synthetic":
+        s = data.synthetic
+        bars = f"{s.n_bars // 1000}k" if s.n_bars % 1000 == 0 else str(s.n_bars)
+        return f"synthetic:{'demo' if s.kind == 'default' else s.kind}-{bars}:seed{s.seed}"
+    span = "..".join(t.strftime("%Y-%m-%d") if t is not None else "" for t in (data.start, data.end))
+    return f"real:{data.symbol}-M1-{span}"
+
+
+def _registry_result(report: dict, eval_run_id: str, report_name: str) -> dict[str, str]:
+    """The figures of a test-registry row, from the evaluation report."""
+    meta, sharpe = report["meta"], report["metrics"]["sharpe"]
+    return {
+        "test_sharpe": "" if sharpe is None or not math.isfinite(sharpe) else f"{sharpe:.4f}",
+        "n_test_bars": str(meta["n_bars"]),
+        "timeframe": meta["timeframe"],
+        "calendar": meta["market"],
+        "source": f"ztb eval run {eval_run_id} (reports/{report_name})",
+        "note": f"checkpoint step {meta['checkpoint_step']}; appended by ztb eval --registry",
+    }
 
 
 def _num(x, fmt: str = "{:.2f}") -> str:

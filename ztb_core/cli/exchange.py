@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .help import help_settings
+from .help import SET_METAVAR, help_settings
 
 exchange_app = typer.Typer(
     name="exchange",
@@ -40,7 +40,9 @@ def emulator_cmd(
     secret: str = typer.Option("emulator-secret", "--secret", help="Its signing secret"),
     speed: float | None = typer.Option(None, "--speed", help="Replay speed (tape s per wall s; 0 = frozen)"),
     config: Path | None = typer.Option(None, "--config", help="EmulatorConfig YAML (fault table etc.)"),
-    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set spread_bps=5"),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key, e.g. --set spread_bps=5"
+    ),
     ws_port: int = typer.Option(
         8766, "--ws-port", help="Public websocket (trades, order book) port on 127.0.0.1 (0 = any free, -1 = none)"
     ),
@@ -95,7 +97,9 @@ def health_cmd(
     samples: int = typer.Option(5, "--samples", min=1, help="Ticker calls used to measure latency and skew"),
     timeout_ms: int | None = typer.Option(None, "--timeout-ms", help="HTTP timeout per request"),
     config: Path | None = typer.Option(None, "--config", help="ExchangeConfig YAML"),
-    set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set retry.max_attempts=1"),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key, e.g. --set retry.max_attempts=1"
+    ),
 ) -> None:
     """Reachability, latency p50/p95, clock skew, rate-limit headroom and market limits. Exit 1 when
     the exchange is unreachable. Keys (if set) are used only to check that the private API answers."""
@@ -131,7 +135,7 @@ def fetch_cmd(
     api_url: str | None = typer.Option(None, "--api-url", help="REST base URL (e.g. the emulator's)"),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Store root (default $ZTB_DATA)"),
     config: Path | None = typer.Option(None, "--config", help="ExchangeConfig YAML"),
-    set_: list[str] = typer.Option([], "--set", help="Override a config key"),
+    set_: list[str] = typer.Option([], "--set", metavar=SET_METAVAR, help="Override a config key"),
 ) -> None:
     """Download history into the data store (paginated, rate-limited, resumable; bars are built from
     trades where the exchange has no OHLCV endpoint)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+#: what `--set` takes, as its help shows it (typer would print the Python type, `<list[str]>`)
+SET_METAVAR = "KEY=VALUE"
 #: widest the help text grows on a wide terminal (click wraps to the terminal below this)
 MAX_HELP_WIDTH = 120
 

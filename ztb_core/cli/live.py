@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .help import help_settings
+from .help import SET_METAVAR, help_settings
 
 TRUTHY = ("1", "true", "yes", "on")
 
@@ -86,7 +86,9 @@ def live(
         None, "--checkpoint", help="Trained checkpoint or training run dir (implies policy.kind=agent)."
     ),
     policy: str | None = typer.Option(None, "--policy", help="agent or sma (overrides policy.kind)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key: --set risk.max_trades_per_day=10"),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key: --set risk.max_trades_per_day=10"
+    ),
     max_bars: int | None = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars (completed)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run directory."),
     allow_market_mismatch: bool = typer.Option(
@@ -209,20 +211,6 @@ def _loud_warning(console) -> None:
     )
 
 
-def _secrets_guard(credentials):
-    """Scrub the keys from every log handler of this process, the ztb run log included."""
-    import logging
-
-    from ..live.venue.secrets import install_log_filter
-
-    if credentials is None:
-        return None
-    filt = install_log_filter(credentials, loggers=("", "ccxt", "ztb_core", "ztb"))
-    for handler in logging.getLogger("ztb").handlers:
-        handler.addFilter(filt)
-    return filt
-
-
 def _session(
     cfg,
     mode: str,
@@ -235,175 +223,53 @@ def _session(
     reset_breakers: bool,
     config_sources: dict[str, str] | None = None,
 ) -> int:
-    from ..errors import ConfigError, ZtbError
-    from ..live.execution.journal import Journal, JournalLock
-    from ..live.execution.paper import PaperVenue
-    from ..live.loop.policy import make_policy, market_mismatch
-    from ..live.loop.runner import LiveRunner
-    from ..live.market.stream import MarketFeed
-    from ..live.venue.factory import make_adapter
-    from ..live.venue.secrets import load_credentials, redact
-    from ..logs import setup_logging
-    from ..runtime.killfile import KillSwitch
-    from ..runtime.run_writer import create_run
-    from ..runtime.telemetry import TelemetryThread
+    from ..live.loop.session import prepare_session, run_session
 
-    credentials = None
-    if mode == "live":
-        _refuse_unsupported_venue(cfg)
-        credentials = load_credentials(cfg.exchange)  # raises, naming the variables / file it looked for
-        if not confirmed:
-            raise ZtbError(
-                "real trading needs an explicit --confirm-live (or confirm_live: true in the config); "
-                "use --dry-run to paper trade on live quotes"
-            )
+    plan = prepare_session(cfg, mode, confirmed, checkpoint)  # every refusal, before anything is written
     if risk_disabled:
         _loud_warning(console)
-    policy = make_policy(cfg.policy, cfg.sizing.allow_short, checkpoint)
     # drawn once the policy is known: --checkpoint makes it the agent whatever policy.kind said
-    _risk_banner(cfg, mode, console, credentials.source if credentials else None, policy.name)
-    mismatch = market_mismatch(policy, cfg.market)
-    if mismatch and mode == "live" and not cfg.allow_market_mismatch:
-        raise ConfigError(
-            f"{mismatch}. Real trading is refused: retrain on this market, or set allow_market_mismatch: true "
-            "(configs/live.yaml) / pass --allow-market-mismatch to trade it anyway"
-        )
-    if mismatch:
-        console.print(f"[bold yellow]warning:[/] {mismatch}; its decisions here are untested", highlight=False)
-    lock = JournalLock(cfg.resolved_journal_path()).acquire()  # before the run dir: a refusal leaves nothing
-    writer = create_run("live", cfg, run_id=run_id, total_steps=max_bars or cfg.max_bars, config_sources=config_sources)
-    setup_logging(writer.dir)
-    guard = _secrets_guard(credentials)
-    journal = None
-    # a slow exchange call must not make the run look dead; the step still shows stalls
-    writer.start_heartbeat()
-    telemetry = TelemetryThread(writer, interval_s=cfg.telemetry_interval_s).start()
-    try:
-        if risk_disabled:
-            writer.event("alert", level="warning", message="risk limits disabled by --disable-risk-limits")
-        if mismatch:
-            writer.event("alert", level="warning", message=f"market mismatch: {mismatch}")
-        adapter = make_adapter(cfg.exchange, credentials)
-        journal = Journal(
-            cfg.resolved_journal_path(),
-            "paper" if mode == "dry_run" else "live",
-            cfg.exchange.exchange,
-            cfg.exchange.symbol,
-        )
-        venue = PaperVenue(adapter, journal, cfg.costs, cfg.paper) if mode == "dry_run" else adapter
-        kill = KillSwitch(writer.dir)
-        kill.install_signal_handlers()
-        feed = (
-            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures, cfg.ws_silence_s, cfg.ws_reconnect_s)
-            if cfg.market_data == "websocket"
-            else None
-        )
-        runner = LiveRunner(cfg, adapter, venue, journal, policy, writer, kill=kill, mode=mode, feed=feed)
-        if reset_breakers:
-            writer.event("breakers_reset", cleared=runner.risk.reset_breakers())
-        state = runner.run(max_bars)
-        console.print(
-            f"[bold]{state}[/]: {runner.stats.bars} bars, {runner.stats.orders} orders; run {writer.dir}",
-            highlight=False,
-        )
-        return 0
-    except BaseException as exc:
-        # redacted where it is written; the exception itself goes on unchanged (type, args, traceback)
-        writer.error_event(exc, scrub=lambda text: redact(text, credentials))
-        writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
-        raise
-    finally:
-        telemetry.stop()
-        if journal is not None:
-            journal.close()
-        lock.release()
-        writer.close()
-        if guard is not None:
-            from ..live.venue.secrets import remove_log_filter
-
-            remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
+    _risk_banner(cfg, mode, console, plan.credentials.source if plan.credentials else None, plan.policy.name)
+    if plan.mismatch:
+        console.print(f"[bold yellow]warning:[/] {plan.mismatch}; its decisions here are untested", highlight=False)
+    result = run_session(
+        plan,
+        max_bars=max_bars,
+        run_id=run_id,
+        risk_disabled=risk_disabled,
+        reset_breakers=reset_breakers,
+        config_sources=config_sources,
+    )
+    console.print(
+        f"[bold]{result.state}[/]: {result.bars} bars, {result.orders} orders; run {result.run_dir}", highlight=False
+    )
+    return 0
 
 
 def _minimal(cfg, console, run_id: str | None, config_sources: dict[str, str] | None = None) -> int:
     from rich.table import Table
 
-    from ..atomic import atomic_write_json
-    from ..live.execution.journal import Journal, JournalLock
-    from ..live.loop.minimal import flow_qty_from_env, run_minimal
-    from ..live.venue.factory import make_adapter
-    from ..live.venue.secrets import CredentialsError, load_credentials, redact
-    from ..logs import setup_logging
-    from ..runtime.run_writer import create_run
+    from ..live.loop.session import prepare_minimal, run_minimal_session
 
-    _refuse_unsupported_venue(cfg)
-    try:
-        credentials = load_credentials(cfg.exchange)
-    except CredentialsError as exc:
-        raise CredentialsError(f"--minimal places a real order and needs API keys: {exc}") from None
-    qty = flow_qty_from_env()
-    _risk_banner(cfg, "minimal", console, credentials.source)
-    lock = JournalLock(cfg.resolved_journal_path()).acquire()
-    writer = create_run("live", cfg, run_id=run_id, total_steps=10, config_sources=config_sources)
-    setup_logging(writer.dir)
-    guard = _secrets_guard(credentials)
-    journal = Journal(cfg.resolved_journal_path(), "live", cfg.exchange.exchange, cfg.exchange.symbol)
-    try:
-        writer.set_status("running", message="minimal flow")
-        adapter = make_adapter(cfg.exchange, credentials)
-        steps = []
-
-        def on_step(s) -> None:
-            steps.append(s)
-            writer.event("minimal_step", step=s.name, ok=s.ok, latency_ms=s.latency_ms, detail=s.detail)
-            writer.heartbeat(len(steps))
-
-        report = run_minimal(adapter, journal, qty=qty, on_step=on_step, window_s=cfg.unknown_outcome_window_s)
-        data = report.as_dict()
-        for s in data["steps"]:
-            s["detail"] = redact(s["detail"], credentials)
-        atomic_write_json(writer.dir / "reports" / "minimal.json", data)
-        table = Table(title=f"ztb live --minimal: {cfg.exchange.exchange} {cfg.exchange.symbol}")
-        for col in ("step", "result", "ms", "detail"):
-            table.add_column(col)
-        for s in data["steps"]:
-            table.add_row(
-                s["name"], "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]", f"{s['latency_ms']:.1f}", s["detail"]
-            )
-        console.print(table)
-        verdict = "PASSED" if report.passed else "FAILED"
-        console.print(f"[bold {'green' if report.passed else 'red'}]minimal flow {verdict}[/] (run {writer.dir})")
-        writer.set_status(
-            "completed" if report.passed else "failed", step=len(steps), message=f"minimal flow {verdict.lower()}"
-        )
-        writer.event("minimal_done", passed=report.passed)
-        return 0 if report.passed else 1
-    except BaseException as exc:
-        writer.error_event(exc, scrub=lambda text: redact(text, credentials))
-        writer.set_status("failed", message=redact(f"{type(exc).__name__}: {exc}", credentials)[:300])
-        raise
-    finally:
-        journal.close()
-        lock.release()
-        writer.close()
-        if guard is not None:
-            from ..live.venue.secrets import remove_log_filter
-
-            remove_log_filter(guard, loggers=("", "ccxt", "ztb_core", "ztb"))
-
-
-def _refuse_unsupported_venue(cfg) -> None:
-    """Real-money modes only on venues whose fills ztb can reconcile."""
-    from ..errors import ConfigError
-    from ..live.venue.factory import live_refusal
-
-    why = live_refusal(cfg.exchange.exchange)
-    if why:
-        raise ConfigError(f"exchange.exchange: {why}")
+    plan = prepare_minimal(cfg)
+    _risk_banner(cfg, "minimal", console, plan.credentials.source)
+    result = run_minimal_session(plan, run_id=run_id, config_sources=config_sources)
+    table = Table(title=f"ztb live --minimal: {cfg.exchange.exchange} {cfg.exchange.symbol}")
+    for col in ("step", "result", "ms", "detail"):
+        table.add_column(col)
+    for s in result.report["steps"]:
+        table.add_row(s["name"], "[green]PASS[/]" if s["ok"] else "[red]FAIL[/]", f"{s['latency_ms']:.1f}", s["detail"])
+    console.print(table)
+    verdict = "PASSED" if result.passed else "FAILED"
+    console.print(f"[bold {'green' if result.passed else 'red'}]minimal flow {verdict}[/] (run {result.run_dir})")
+    return 0 if result.passed else 1
 
 
 def reconcile_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="Live config YAML (default configs/live.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key (e.g. journal_path=...)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a config key (e.g. journal_path=...)."
+    ),
     paper: bool = typer.Option(False, "--paper", help="The dry run's (paper) journal instead of the live one."),
     resolve: str | None = typer.Option(
         None, "--resolve", help="Exchange order id that an unknown placement could be (see the list)."

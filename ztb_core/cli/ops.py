@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .help import help_settings
+from .help import SET_METAVAR, help_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -240,7 +240,7 @@ def errors_cmd(
 def janitor_cmd(
     apply_: bool = typer.Option(False, "--apply", help="Remove what the plan lists (default: dry run)."),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a configs/ops.yaml key, e.g. janitor.runs.keep_last=20."
+        [], "--set", metavar=SET_METAVAR, help="Override a configs/ops.yaml key, e.g. janitor.runs.keep_last=20."
     ),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     artifacts: Path | None = typer.Option(None, help="Artifacts folder (default $ZTB_ARTIFACTS or ./artifacts)."),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .help import SET_METAVAR
+
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
@@ -29,7 +31,7 @@ def pretrain(
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a key, e.g. --set trainer.max_steps=2000 (repeatable)."
+        [], "--set", metavar=SET_METAVAR, help="Override a key, e.g. --set trainer.max_steps=2000 (repeatable)."
     ),
 ) -> None:
     """Self-supervised multi-timeframe masked-reconstruction pretraining. Drop ztb.stop into the

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
+from .help import SET_METAVAR
 
 CONFIG_HELP = "Train config YAML (default: configs/train.yaml; when resuming, the run's recorded config)."
 RESUME_HELP = (
@@ -81,7 +82,7 @@ def train(
     resume: str | None = typer.Option(None, "--resume", help=RESUME_HELP),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the run (new) or the run to resume."),
     sets: list[str] | None = typer.Option(
-        None, "--set", help="Override a config key, e.g. --set ppo.n_envs=8 (repeatable)."
+        None, "--set", metavar=SET_METAVAR, help="Override a config key, e.g. --set ppo.n_envs=8 (repeatable)."
     ),
     supervise_: bool = typer.Option(
         False, "--supervise", help="Run under the supervisor: restart after crashes from the latest checkpoint."
@@ -397,7 +398,9 @@ def supervise(
     total_timesteps: int | None = typer.Option(None, "--total-timesteps", "-n", min=1, help="Steps in total."),
     resume: str | None = typer.Option(None, "--resume", help="Supervise an existing run (latest, run id or dir)."),
     run_id: str | None = typer.Option(None, "--run-id", help="Run to create or continue."),
-    sets: list[str] | None = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", metavar=SET_METAVAR, help="Override a config key (repeatable)."
+    ),
     enable_streaming: bool = typer.Option(False, "--enable-streaming", help="As for train: streaming.enabled."),
     stream_batch_size: int | None = typer.Option(
         None, "--stream-batch-size", min=1, help="As for train: streaming.batch_size."

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .help import SET_METAVAR
+
 
 def register(app: typer.Typer) -> None:
     app.command("tune")(tune)
@@ -21,7 +23,9 @@ def tune(
     ),
     study: str | None = typer.Option(None, "--study", help="Study name (default: this run's id); reused if it exists."),
     config: Path | None = typer.Option(None, "--config", "-c", help="Tune config YAML (default configs/tune.yaml)."),
-    sets: list[str] = typer.Option([], "--set", help="Override a tune config key, e.g. --set pruner=none."),
+    sets: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a tune config key, e.g. --set pruner=none."
+    ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the tune run directory (default: generated)."),
 ) -> None:
     """Search PPO/env hyperparameters: an Optuna study whose trials are `ztb train --headless` runs,

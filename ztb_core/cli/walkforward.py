@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .help import SET_METAVAR
+
 
 def register(app: typer.Typer) -> None:
     app.command("walkforward")(walkforward)
@@ -17,7 +19,9 @@ def walkforward(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Walk-forward config YAML (default configs/walkforward.yaml)."
     ),
-    sets: list[str] = typer.Option([], "--set", help="Override a walk-forward config key, e.g. --set select=latest."),
+    sets: list[str] = typer.Option(
+        [], "--set", metavar=SET_METAVAR, help="Override a walk-forward config key, e.g. --set select=latest."
+    ),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of the walk-forward run (default: generated)."),
 ) -> None:
     """Train fold after fold on growing or sliding windows, each a normal train run, and score each on

@@ -47,9 +47,28 @@ def vol_sizing_markdown(section: dict | None) -> list[str]:
 
 
 def report_markdown(report: dict, images: dict[str, str]) -> str:
-    m, meta, inf = report["metrics"], report["meta"], report["sharpe_inference"]
-    b, mc, cs, v = report["bootstrap"], report["monte_carlo"], report["cost_sensitivity"], report["verdict"]
-    conf = f"{b['confidence']:.0%}"
+    """The report as Markdown: the verdict first, then each section a reader checks it against."""
+    out = _header(report)
+    out += _performance(report["metrics"])
+    out += _inference(report)
+    out += _monte_carlo(report["monte_carlo"])
+    out += _baselines(report)
+    out += _cost_sensitivity(report["cost_sensitivity"])
+    out += vol_sizing_markdown(report.get("vol_sizing"))
+    out += _robustness(report["robustness"])
+    v = report["verdict"]
+    out += ["## Checks", ""] + [
+        f"- [{'x' if v[k] else ' '}] {k.replace('_', ' ')}" for k in v if isinstance(v[k], bool)
+    ]
+    out += [""] + _method(report)
+    if images:
+        out += ["## Pictures", ""] + [f"![{k}]({name})" for k, name in images.items()] + [""]
+    return "\n".join(out)
+
+
+def _header(report: dict) -> list[str]:
+    """Title, verdict, warnings, checkpoint, the bars and the costs."""
+    meta, v = report["meta"], report["verdict"]
     src = ", ".join(f"{k}: {meta[k]}" for k in ("model", "symbol", "split", "run_id") if meta.get(k) is not None)
     out = [f"# Evaluation report{(' — ' + src) if src else ''}", ""]
     out += [f"**Verdict:** {v['summary']} ({v['passed']}/{v['total']} checks passed).", ""]
@@ -59,7 +78,7 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         out += ["> **Warning:** the training run evaluated on the TEST split; these numbers are not out of sample.", ""]
     if meta.get("checkpoint_choice"):
         out += [f"Checkpoint: {meta['checkpoint_choice']}", ""]
-    out += [
+    return out + [
         f"- Bars: {meta['n_bars']:,} {meta['timeframe']} ({meta['market']}, {meta['periods_per_year']:,.0f} bars a year)"
         + (f", {meta['start']} .. {meta['end']}" if meta.get("start") else ""),
         f"- Costs: fee {meta['costs']['fee_bps']} bps, spread {meta['costs']['spread_bps']} bps, slippage "
@@ -67,7 +86,9 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         "- Fills: decided after the close of bar t, filled at the open of bar t+1 (the training convention)",
         "",
     ]
-    out += ["## Performance", "", "| metric | value |", "|---|---|"]
+
+
+def _performance(m: dict) -> list[str]:
     rows = [
         ("total return", _p(m["total_return"])),
         ("annualised return", _p(m["annualised_return"])),
@@ -91,8 +112,13 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         ("exposure", _p(m["exposure"])),
         ("fees paid (fraction of initial equity)", _p(m["fees_paid"])),
     ]
-    out += [f"| {k} | {val} |" for k, val in rows] + [""]
-    out += [
+    return ["## Performance", "", "| metric | value |", "|---|---|"] + [f"| {k} | {val} |" for k, val in rows] + [""]
+
+
+def _inference(report: dict) -> list[str]:
+    """PSR, DSR and the bootstrap intervals."""
+    inf, b = report["sharpe_inference"], report["bootstrap"]
+    return [
         "## Is the Sharpe real?",
         "",
         f"- Probabilistic Sharpe Ratio (vs {inf['psr_benchmark_sharpe']:.2f} annualised): **{inf['psr']:.4f}**"
@@ -102,21 +128,35 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         f"skill-less trials {inf['expected_max_sharpe_annualised']:.2f} annualised "
         f"(trial variance from {inf['trial_sharpe_variance_source'].replace('_', ' ')}; trial count from "
         f"{inf.get('n_trials_source', 'config')})",
-        f"- {conf} block-bootstrap intervals ({b['method']}, block {b['block_length']:.1f} bars, {b['n_resamples']:,} resamples):",
+        f"- {b['confidence']:.0%} block-bootstrap intervals ({b['method']}, block {b['block_length']:.1f} bars, "
+        f"{b['n_resamples']:,} resamples):",
         f"  - Sharpe {_ci(b['intervals']['sharpe'])}",
         f"  - total return {_ci(b['intervals']['total_return'], pct=True)}",
         f"  - max drawdown {_ci(b['intervals']['max_drawdown'], pct=True)}",
         "",
     ]
-    out += [
+
+
+def _monte_carlo(mc: dict) -> list[str]:
+    out = [
         f"## Monte Carlo risk over {mc['horizon_days']:g} trading days ({mc['horizon_bars']:,} bars, {mc['n_paths']:,} paths)",
         "",
         "| level | VaR | CVaR |",
         "|---|---|---|",
     ]
     out += [f"| {float(k):.0%} | {_p(mc['var'][k])} | {_p(mc['cvar'][k])} |" for k in mc["var"]] + [""]
-    out += [f"- P(drawdown > {d['threshold']:.0%}) = {d['probability']:.2%}" for d in mc["drawdown_probability"]] + [""]
-    out += [
+    return (
+        out
+        + [f"- P(drawdown > {d['threshold']:.0%}) = {d['probability']:.2%}" for d in mc["drawdown_probability"]]
+        + [""]
+    )
+
+
+def _baselines(report: dict) -> list[str]:
+    """The baselines table (the strongest starred), ridge's definition, the random policies."""
+    conf = f"{report['bootstrap']['confidence']:.0%}"
+    strongest = report["verdict"].get("strongest_baseline")
+    out = [
         "## Baselines (same bars, same costs)",
         "",
         f"| baseline | Sharpe | total return | agent − baseline Sharpe ({conf} CI) | agent − baseline return ({conf} CI) |",
@@ -126,7 +166,7 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         e = report["baselines"].get(k)
         if e is None:
             continue
-        star = " (strongest)" if k == v.get("strongest_baseline") else ""
+        star = " (strongest)" if k == strongest else ""
         out.append(
             f"| {k.replace('_', ' ')}{star} | {_f(e['metrics']['sharpe'])} | {_p(e['metrics']['total_return'])} | "
             f"{_ci(e['difference']['sharpe'])} | {_ci(e['difference']['total_return'], pct=True)} |"
@@ -144,30 +184,38 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
             f"long above +{p['band_sd']:g} sd and short below -{p['band_sd']:g} sd, holding in between (alpha and "
             "band chosen by net Sharpe on the validation split).",
         ]
-    out += [
+    return out + [
         "",
         f"The agent's Sharpe beats {r['agent_sharpe_percentile']:.0%} of {r['n_seeds']} random policies with the "
         f"same rate of position changes (random Sharpe 5–95%: {r['sharpe']['p05']:.2f} .. {r['sharpe']['p95']:.2f}).",
         "",
     ]
-    be = cs["break_even_cost_bps"]
-    out += [
+
+
+def _cost_sensitivity(cs: dict) -> list[str]:
+    out = [
         "## Cost sensitivity",
         "",
-        f"Break-even cost: **{_f(be)} bps per side** (trained with {cs['actual_cost_bps']:.2f} bps)"
+        f"Break-even cost: **{_f(cs['break_even_cost_bps'])} bps per side** (trained with {cs['actual_cost_bps']:.2f} bps)"
         + ("" if cs["profitable_before_costs"] else " — the agent loses money even before costs")
         + ".",
         "",
         "| fee bps | slippage bps | cost bps | Sharpe | total return |",
         "|---|---|---|---|---|",
     ]
-    out += [
-        f"| {g['fee_bps']:g} | {g['slippage_bps']:g} | {g['cost_bps']:.2f} | {g['sharpe']:.2f} | {_p(g['total_return'])} |"
-        for g in cs["grid"]
-    ] + [""]
-    out += vol_sizing_markdown(report.get("vol_sizing"))
-    rb = report["robustness"]
-    out += ["## Robustness", ""]
+    return (
+        out
+        + [
+            f"| {g['fee_bps']:g} | {g['slippage_bps']:g} | {g['cost_bps']:.2f} | {g['sharpe']:.2f} | {_p(g['total_return'])} |"
+            for g in cs["grid"]
+        ]
+        + [""]
+    )
+
+
+def _robustness(rb: dict) -> list[str]:
+    """Calendar periods, then the start-offset sensitivity."""
+    out = ["## Robustness", ""]
     for key, title in (("monthly", "Month"), ("quarterly", "Quarter")):
         sec = rb.get(key)
         if not sec:
@@ -184,30 +232,31 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
             "",
         ]
     so = rb["start_offsets"]
-    if len(so["episodes"]) > 1:
-        how = "policy re-run from each start" if rb["start_offset_source"] == "rerun" else "same decisions, later start"
-        out += [
-            f"Start-offset sensitivity ({how}):",
-            "",
-            "| start bar | start | Sharpe | total return |",
-            "|---|---|---|---|",
-        ]
-        out += [
-            f"| {e['offset']:,} | {e['start'] or '-'} | {_f(e['sharpe'])} | {_p(e['total_return'])} |"
-            for e in so["episodes"]
-        ]
-        d = so["sharpe_dispersion"]
-        out += [
-            "",
-            f"Sharpe across starts: {_f(d['mean'])} ± {_f(d['std'])} (min {_f(d['min'])}, max {_f(d['max'])}).",
-            "",
-        ]
-    out += (
-        ["## Checks", ""]
-        + [f"- [{'x' if v[k] else ' '}] {k.replace('_', ' ')}" for k in v if isinstance(v[k], bool)]
-        + [""]
-    )
+    if len(so["episodes"]) <= 1:
+        return out
+    how = "policy re-run from each start" if rb["start_offset_source"] == "rerun" else "same decisions, later start"
     out += [
+        f"Start-offset sensitivity ({how}):",
+        "",
+        "| start bar | start | Sharpe | total return |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {e['offset']:,} | {e['start'] or '-'} | {_f(e['sharpe'])} | {_p(e['total_return'])} |"
+        for e in so["episodes"]
+    ]
+    d = so["sharpe_dispersion"]
+    return out + [
+        "",
+        f"Sharpe across starts: {_f(d['mean'])} ± {_f(d['std'])} (min {_f(d['min'])}, max {_f(d['max'])}).",
+        "",
+    ]
+
+
+def _method(report: dict) -> list[str]:
+    """How the numbers are made, for a reader who checks the method."""
+    meta, b = report["meta"], report["bootstrap"]
+    return [
         "## How these numbers are made",
         "",
         f"- Returns are per-bar changes of the equity curve (not per trade), net of costs; annualised with "
@@ -224,6 +273,3 @@ def report_markdown(report: dict, images: dict[str, str]) -> str:
         "horizon return.",
         "",
     ]
-    if images:
-        out += ["## Pictures", ""] + [f"![{k}]({name})" for k, name in images.items()] + [""]
-    return "\n".join(out)

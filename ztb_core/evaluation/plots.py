@@ -50,6 +50,8 @@ def plot_equity(report: dict, path: Path) -> Path:
     fig, (ax1, ax2) = _figure(2, 6.0, [3, 1])
     ax1.plot(x, curves["equity"], color="tab:blue", lw=1.2, label="agent")
     ax1.plot(x, curves["benchmark_equity"], color="tab:gray", lw=1.0, alpha=0.8, label="buy and hold")
+    if curves.get("ridge_equity"):  # absent in reports written before the ridge curve
+        ax1.plot(x, curves["ridge_equity"], color="tab:green", lw=1.0, alpha=0.8, label="ridge")
     ax1.axhline(1.0, color="black", lw=0.6, alpha=0.5)
     ax1.set_ylabel("equity (start = 1)")
     m = report["metrics"]

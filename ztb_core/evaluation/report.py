@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from ..config import config_to_dict
 from ..pnl import CostConfig, bar_returns, position_returns
-from .backtest import backtest
+from .backtest import BacktestResult, backtest
 from .baselines import buy_and_hold, flat, random_policy, sma_crossover
 from .bootstrap import bootstrap_statistics, percentile_interval, point_statistics
 from .calendar import bars_for_days, periods_per_year
-from .comparison import Comparison
 from .config import EvalConfig
 from .costs import cost_sensitivity
 from .errors import EvaluationError
@@ -24,6 +25,7 @@ from .montecarlo import monte_carlo_risk
 from .robustness import bar_times, per_period, start_offset_sensitivity, start_offsets
 from .sharpe_stats import sharpe_inference
 from .validation import check_positions, check_prices, check_returns
+from .verdict import strongest_baseline, verdict
 
 SCHEMA_VERSION = 1
 #: fewer bars than this make every interval and tail estimate meaningless
@@ -72,9 +74,11 @@ def _histogram(values: np.ndarray, bins: int, clip_quantile: float = 0.001) -> d
     }
 
 
-def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> dict:
+def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int, ridge: np.ndarray | None = None) -> dict:
     """Equity and drawdown downsampled to at most `points` buckets: last equity and the
-    deepest drawdown of each bucket (so the worst drawdown survives the downsampling)."""
+    deepest drawdown of each bucket (so the worst drawdown survives the downsampling). Beside the
+    agent: buy-and-hold and, when the report has it, the ridge baseline (the strongest most often),
+    on the same bars and costs."""
     dd = np.concatenate(([0.0], drawdown_series(equity[1:] / equity[:-1] - 1.0)))
     n = equity.size
     edges = np.unique(np.linspace(0, n, min(points, n) + 1).astype(int))
@@ -84,6 +88,7 @@ def _curves(equity: np.ndarray, benchmark: np.ndarray, times, points: int) -> di
         "equity": equity[last].tolist(),
         "drawdown": np.minimum.reduceat(dd, starts).tolist(),
         "benchmark_equity": benchmark[last].tolist(),
+        "ridge_equity": None if ridge is None else ridge[last].tolist(),
         "time": None if times is None else [t.isoformat() for t in times[last]],
     }
     return out
@@ -138,11 +143,9 @@ def evaluate_positions(
             f"a full evaluation needs at least {MIN_BARS} bars, got {o.size}; "
             "use a longer split (quick_evaluation works on fewer)"
         )
-    ppy = periods_per_year(timeframe, market)
-    times = bar_times(index, o.size) if index is not None else None
-    seed = cfg.seed
-    trials = cfg.sharpe.n_trials if n_trials is None else int(n_trials)
-    conf = cfg.bootstrap.confidence
+    bars = _Bars(
+        o, c, costs, periods_per_year(timeframe, market), bar_times(index, o.size) if index is not None else None
+    )
     done = 0
 
     def step(stage: str) -> None:
@@ -151,185 +154,45 @@ def evaluate_positions(
         if progress is not None:
             progress(stage, done, len(_STAGES))
 
-    # --- agent ---------------------------------------------------------------------------
     bt = backtest(pos, o, c, costs)
     check_returns(bt.returns, name="agent returns")  # constant returns: a clear error, not NaN
-    metrics = performance_metrics(bt.returns, ppy, positions=pos, costs_paid=bt.costs, trade_returns=bt.trade_pnl)
-    if times is not None:
-        metrics["max_drawdown_duration_days"] = _dd_duration_days(bt.returns, times)
-    var_pp = None if cfg.sharpe.trial_sharpe_variance is None else cfg.sharpe.trial_sharpe_variance / ppy
-    inference = sharpe_inference(
-        bt.returns,
-        n_trials=trials,
-        trial_sharpes=trial_sharpes,
-        var_trial_sharpe=var_pp,
-        benchmark=cfg.sharpe.psr_benchmark_sharpe / math.sqrt(ppy),
-    )
-    inference["expected_max_sharpe_annualised"] = inference["expected_max_sharpe_per_period"] * math.sqrt(ppy)
-    inference["psr_benchmark_sharpe"] = cfg.sharpe.psr_benchmark_sharpe
-    # where the trial count came from: the run's trial registry, --n-trials, or the config
-    inference["n_trials_source"] = trials_source or ("argument" if n_trials is not None else "config")
+    metrics = _agent_metrics(bt, pos, bars)
+    inference = _inference(bt.returns, bars.ppy, cfg, n_trials, trial_sharpes, trials_source)
     step("backtest")
 
-    # --- deterministic baselines on the same bars and costs --------------------------------
-    bl = cfg.baselines
-    base_pos = {
-        "buy_and_hold": buy_and_hold(o.size),
-        "sma_crossover": sma_crossover(c, bl.sma_fast, bl.sma_slow, bl.sma_allow_short),
-        "flat": flat(o.size),
-    }
     # further baselines computed by the caller, which holds what they need (ridge: the train split)
     extra = {k: (check_positions(p, o.size), params) for k, (p, params) in (extra_baselines or {}).items()}
-    base_pos.update({k: p for k, (p, _) in extra.items()})
-    base_bt = {k: backtest(p, o, c, costs) for k, p in base_pos.items()}
-    base_metrics = {
-        k: performance_metrics(b.returns, ppy, positions=b.positions, costs_paid=b.costs, allow_constant=True)
-        for k, b in base_bt.items()
-    }
+    base_bt = _baseline_backtests(bars, cfg, {k: p for k, (p, _) in extra.items()})
     step("baselines")
 
-    # --- random policies with the agent's turnover: a distribution over seeds ---------------
-    switch = bl.random_switch_prob
-    if switch is None:
-        # a redraw lands on the level already held 1/L of the time: scale up so the random
-        # policies change position as often as the agent does (same turnover, same costs)
-        n_levels = len(set(bl.random_levels))
-        rate = max(metrics["position_changes"], 1) / bt.returns.size
-        switch = min(1.0, rate * n_levels / max(n_levels - 1, 1))
-    rets = bar_returns(o, c)
-    rand_seeds = [seed * 100_003 + s for s in range(bl.random_seeds)]
-    rand_sharpe, rand_total = np.empty(len(rand_seeds)), np.empty(len(rand_seeds))
-    for i, s in enumerate(rand_seeds):
-        rp = random_policy(o.size, [s], switch_prob=switch, levels=bl.random_levels)[0]
-        rr, _ = position_returns(rp, rets, costs.rate)
-        st = point_statistics(rr, ppy, ("sharpe", "total_return"))
-        rand_sharpe[i], rand_total[i] = st["sharpe"][0], st["total_return"][0]
+    rand_sharpe, rand_total, switch = _random_policies(bars, cfg, metrics["position_changes"], bt.returns.size)
     step("random policies")
 
-    # --- one joint block bootstrap: agent and baselines on the same resampled bars ----------
-    # the flat baseline earns exactly nothing on every resample: no need to resample it
-    names = [k for k in base_bt if k != "flat"]
-    matrix = np.column_stack([bt.returns] + [base_bt[k].returns for k in names])
-    boot, block = bootstrap_statistics(
-        matrix,
-        ppy,
-        cfg.bootstrap.n_resamples,
-        cfg.bootstrap.block_length,
-        cfg.bootstrap.method,
-        seed,
-        drawdown_columns=[0],
-    )
-    point = point_statistics(matrix, ppy, ("sharpe", "total_return"))
-    agent_sharpe = boot["sharpe"][:, 0]
-    intervals = {}
-    for stat in ("sharpe", "total_return", "max_drawdown"):
-        lo, hi = percentile_interval(boot[stat][:, 0], conf)
-        est = metrics[stat]
-        intervals[stat] = {"estimate": float(est if est is not None else 0.0), "low": lo, "high": hi}
-    baselines: dict = {}
-    for j, k in enumerate(names, start=1):
-        entry = {
-            "metrics": {key: base_metrics[k].get(key) for key in _BASELINE_KEYS},
-            "difference": {
-                "sharpe": _diff(agent_sharpe, boot["sharpe"][:, j], point["sharpe"][0] - point["sharpe"][j], conf),
-                "total_return": _diff(
-                    boot["total_return"][:, 0],
-                    boot["total_return"][:, j],
-                    point["total_return"][0] - point["total_return"][j],
-                    conf,
-                ),
-            },
-        }
-        baselines[k] = entry
-    baselines["flat"] = {
-        "metrics": {key: base_metrics["flat"].get(key) for key in _BASELINE_KEYS},
-        "difference": {
-            "sharpe": _diff(agent_sharpe, np.zeros_like(agent_sharpe), point["sharpe"][0], conf),
-            "total_return": _diff(boot["total_return"][:, 0], 0.0, point["total_return"][0], conf),
-        },
-    }
-    baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
-    for k, (_, params) in extra.items():
-        baselines[k]["params"] = params
-    # agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together
-    rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
-    rand_tot_draw = rand_total[np.arange(agent_sharpe.size) % rand_total.size]
-    baselines["random"] = {
-        "n_seeds": len(rand_seeds),
-        "switch_prob": float(switch),
-        "levels": list(bl.random_levels),
-        "sharpe": _summary(rand_sharpe),
-        "total_return": _summary(rand_total),
-        "agent_sharpe_percentile": float(np.mean(rand_sharpe < point["sharpe"][0])),
-        "difference": {
-            "sharpe": _diff(agent_sharpe, rand_draw, point["sharpe"][0] - float(rand_sharpe.mean()), conf),
-            "total_return": _diff(
-                boot["total_return"][:, 0], rand_tot_draw, point["total_return"][0] - float(rand_total.mean()), conf
-            ),
-        },
-    }
-    bootstrap = {
-        "method": cfg.bootstrap.method,
-        "block_length": block,
-        "block_length_source": "config" if cfg.bootstrap.block_length is not None else "politis_white",
-        "n_resamples": cfg.bootstrap.n_resamples,
-        "confidence": conf,
-        "intervals": intervals,
-        "sharpe_histogram": _histogram(agent_sharpe, cfg.report.histogram_bins, clip_quantile=0.0),
-    }
+    boot, block, point = _joint_bootstrap(bt, base_bt, bars.ppy, cfg)
+    baselines = _baseline_sections(base_bt, boot, point, bars.ppy, cfg, extra)
+    baselines["random"] = _random_section(rand_sharpe, rand_total, switch, boot, point, cfg)
+    bootstrap = _bootstrap_section(boot, block, metrics, cfg)
     step("bootstrap")
 
-    # --- Monte Carlo risk over the horizon ------------------------------------------------
-    mc_cfg = cfg.monte_carlo
-    horizon = bars_for_days(mc_cfg.horizon_days, timeframe, market)
-    mc = monte_carlo_risk(
-        bt.returns,
-        horizon,
-        mc_cfg.n_paths,
-        block,
-        cfg.bootstrap.method,
-        mc_cfg.levels,
-        mc_cfg.drawdown_thresholds,
-        seed=seed + 1,
-    )
-    mc["horizon_days"] = mc_cfg.horizon_days
+    mc = _monte_carlo(bt.returns, block, cfg, timeframe, market)
     step("Monte Carlo")
 
     cs_cfg = cfg.cost_sensitivity
-    sensitivity = cost_sensitivity(bt, costs, ppy, cs_cfg.fee_bps_grid, cs_cfg.slippage_bps_grid, cs_cfg.curve_points)
+    sensitivity = cost_sensitivity(
+        bt, costs, bars.ppy, cs_cfg.fee_bps_grid, cs_cfg.slippage_bps_grid, cs_cfg.curve_points
+    )
     step("cost sensitivity")
 
-    # --- robustness: calendar periods and episode start ------------------------------------
-    robustness: dict = {"monthly": None, "quarterly": None}
-    if times is not None:
-        robustness["monthly"] = per_period(bt.returns, times[1:], "M", ppy)
-        robustness["quarterly"] = per_period(bt.returns, times[1:], "Q", ppy)
-    if episode_positions is None:
-        offsets = start_offsets(o.size, cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
-        episode_positions = [(k, pos[k:]) for k in offsets]
-        robustness["start_offset_source"] = "trimmed"
-    else:
-        robustness["start_offset_source"] = "rerun"
-    robustness["start_offsets"] = start_offset_sensitivity(episode_positions, o, c, costs, ppy, times)
+    robustness = _robustness(bt.returns, pos, bars, cfg, episode_positions)
     step("robustness")
 
-    curves = _curves(bt.equity, base_bt["buy_and_hold"].equity, times, cfg.report.curve_points)
+    ridge = base_bt["ridge"].equity if "ridge" in base_bt else None
+    curves = _curves(bt.equity, base_bt["buy_and_hold"].equity, bars.times, cfg.report.curve_points, ridge)
     report = {
         "schema_version": SCHEMA_VERSION,
         "kind": "eval_report",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "meta": {
-            **{k: v for k, v in (meta or {}).items()},
-            "timeframe": timeframe,
-            "market": market,
-            "periods_per_year": ppy,
-            "n_bars": int(o.size),
-            "start": None if times is None else times[0].isoformat(),
-            "end": None if times is None else times[-1].isoformat(),
-            "costs": {**config_to_dict(costs), "cost_rate_bps": costs.rate * 1e4},
-            "seed": seed,
-            "config": config_to_dict(cfg),
-        },
+        "meta": _meta(meta, bars, cfg, timeframe, market),
         "metrics": metrics,
         "sharpe_inference": inference,
         "bootstrap": bootstrap,
@@ -345,6 +208,252 @@ def evaluate_positions(
     return report
 
 
+@dataclass(frozen=True)
+class _Bars:
+    """The evaluated bars and what every section scores them with."""
+
+    open: np.ndarray
+    close: np.ndarray
+    costs: CostConfig
+    ppy: float  # bars a year
+    times: Any  # bar open times (DatetimeIndex) or None
+
+    @property
+    def n(self) -> int:
+        return int(self.open.size)
+
+
+def _agent_metrics(bt: BacktestResult, pos: np.ndarray, bars: _Bars) -> dict:
+    metrics = performance_metrics(bt.returns, bars.ppy, positions=pos, costs_paid=bt.costs, trade_returns=bt.trade_pnl)
+    if bars.times is not None:
+        metrics["max_drawdown_duration_days"] = _dd_duration_days(bt.returns, bars.times)
+    return metrics
+
+
+def _inference(
+    returns: np.ndarray,
+    ppy: float,
+    cfg: EvalConfig,
+    n_trials: int | None,
+    trial_sharpes: Sequence[float] | None,
+    trials_source: str | None,
+) -> dict:
+    """PSR and DSR of the agent's returns, deflated for the trials tried."""
+    var_pp = None if cfg.sharpe.trial_sharpe_variance is None else cfg.sharpe.trial_sharpe_variance / ppy
+    inference = sharpe_inference(
+        returns,
+        n_trials=cfg.sharpe.n_trials if n_trials is None else int(n_trials),
+        trial_sharpes=trial_sharpes,
+        var_trial_sharpe=var_pp,
+        benchmark=cfg.sharpe.psr_benchmark_sharpe / math.sqrt(ppy),
+    )
+    inference["expected_max_sharpe_annualised"] = inference["expected_max_sharpe_per_period"] * math.sqrt(ppy)
+    inference["psr_benchmark_sharpe"] = cfg.sharpe.psr_benchmark_sharpe
+    # where the trial count came from: the run's trial registry, --n-trials, or the config
+    inference["n_trials_source"] = trials_source or ("argument" if n_trials is not None else "config")
+    return inference
+
+
+def _baseline_backtests(bars: _Bars, cfg: EvalConfig, extra: dict[str, np.ndarray]) -> dict[str, BacktestResult]:
+    """The deterministic baselines (and the caller's, e.g. ridge) on the same bars and costs."""
+    bl = cfg.baselines
+    base_pos = {
+        "buy_and_hold": buy_and_hold(bars.n),
+        "sma_crossover": sma_crossover(bars.close, bl.sma_fast, bl.sma_slow, bl.sma_allow_short),
+        "flat": flat(bars.n),
+    }
+    base_pos.update(extra)
+    return {k: backtest(p, bars.open, bars.close, bars.costs) for k, p in base_pos.items()}
+
+
+def _random_policies(
+    bars: _Bars, cfg: EvalConfig, position_changes: int, n_returns: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(Sharpe per seed, total return per seed, switch probability) of random policies with the
+    agent's turnover: a distribution over seeds."""
+    bl = cfg.baselines
+    switch = bl.random_switch_prob
+    if switch is None:
+        # a redraw lands on the level already held 1/L of the time: scale up so the random
+        # policies change position as often as the agent does (same turnover, same costs)
+        n_levels = len(set(bl.random_levels))
+        rate = max(position_changes, 1) / n_returns
+        switch = min(1.0, rate * n_levels / max(n_levels - 1, 1))
+    rets = bar_returns(bars.open, bars.close)
+    rand_seeds = [cfg.seed * 100_003 + s for s in range(bl.random_seeds)]
+    rand_sharpe, rand_total = np.empty(len(rand_seeds)), np.empty(len(rand_seeds))
+    for i, s in enumerate(rand_seeds):
+        rp = random_policy(bars.n, [s], switch_prob=switch, levels=bl.random_levels)[0]
+        rr, _ = position_returns(rp, rets, bars.costs.rate)
+        st = point_statistics(rr, bars.ppy, ("sharpe", "total_return"))
+        rand_sharpe[i], rand_total[i] = st["sharpe"][0], st["total_return"][0]
+    return rand_sharpe, rand_total, float(switch)
+
+
+def _resampled(base_bt: dict[str, BacktestResult]) -> list[str]:
+    # the flat baseline earns exactly nothing on every resample: no need to resample it
+    return [k for k in base_bt if k != "flat"]
+
+
+def _joint_bootstrap(
+    bt: BacktestResult, base_bt: dict[str, BacktestResult], ppy: float, cfg: EvalConfig
+) -> tuple[dict, float, dict]:
+    """One joint block bootstrap: agent (column 0) and baselines on the same resampled bars.
+    Returns (resampled statistics, block length, point statistics)."""
+    matrix = np.column_stack([bt.returns] + [base_bt[k].returns for k in _resampled(base_bt)])
+    boot, block = bootstrap_statistics(
+        matrix,
+        ppy,
+        cfg.bootstrap.n_resamples,
+        cfg.bootstrap.block_length,
+        cfg.bootstrap.method,
+        cfg.seed,
+        drawdown_columns=[0],
+    )
+    return boot, block, point_statistics(matrix, ppy, ("sharpe", "total_return"))
+
+
+def _baseline_sections(
+    base_bt: dict[str, BacktestResult],
+    boot: dict,
+    point: dict,
+    ppy: float,
+    cfg: EvalConfig,
+    extra: dict[str, tuple[np.ndarray, dict]],
+) -> dict:
+    """Each deterministic baseline's metrics and the agent-minus-baseline intervals (paired)."""
+    conf, bl = cfg.bootstrap.confidence, cfg.baselines
+    base_metrics = {
+        k: performance_metrics(b.returns, ppy, positions=b.positions, costs_paid=b.costs, allow_constant=True)
+        for k, b in base_bt.items()
+    }
+    agent_sharpe = boot["sharpe"][:, 0]
+    baselines: dict = {}
+    for j, k in enumerate(_resampled(base_bt), start=1):
+        baselines[k] = {
+            "metrics": {key: base_metrics[k].get(key) for key in _BASELINE_KEYS},
+            "difference": {
+                "sharpe": _diff(agent_sharpe, boot["sharpe"][:, j], point["sharpe"][0] - point["sharpe"][j], conf),
+                "total_return": _diff(
+                    boot["total_return"][:, 0],
+                    boot["total_return"][:, j],
+                    point["total_return"][0] - point["total_return"][j],
+                    conf,
+                ),
+            },
+        }
+    baselines["flat"] = {
+        "metrics": {key: base_metrics["flat"].get(key) for key in _BASELINE_KEYS},
+        "difference": {
+            "sharpe": _diff(agent_sharpe, np.zeros_like(agent_sharpe), point["sharpe"][0], conf),
+            "total_return": _diff(boot["total_return"][:, 0], 0.0, point["total_return"][0], conf),
+        },
+    }
+    baselines["sma_crossover"]["params"] = {"fast": bl.sma_fast, "slow": bl.sma_slow, "allow_short": bl.sma_allow_short}
+    for k, (_, params) in extra.items():
+        baselines[k]["params"] = params
+    return baselines
+
+
+def _random_section(
+    rand_sharpe: np.ndarray, rand_total: np.ndarray, switch: float, boot: dict, point: dict, cfg: EvalConfig
+) -> dict:
+    """Agent (resampled) minus a random policy (drawn across seeds): estimation noise and luck together."""
+    conf, bl = cfg.bootstrap.confidence, cfg.baselines
+    agent_sharpe = boot["sharpe"][:, 0]
+    rand_draw = rand_sharpe[np.arange(agent_sharpe.size) % rand_sharpe.size]
+    rand_tot_draw = rand_total[np.arange(agent_sharpe.size) % rand_total.size]
+    return {
+        "n_seeds": int(rand_sharpe.size),
+        "switch_prob": float(switch),
+        "levels": list(bl.random_levels),
+        "sharpe": _summary(rand_sharpe),
+        "total_return": _summary(rand_total),
+        "agent_sharpe_percentile": float(np.mean(rand_sharpe < point["sharpe"][0])),
+        "difference": {
+            "sharpe": _diff(agent_sharpe, rand_draw, point["sharpe"][0] - float(rand_sharpe.mean()), conf),
+            "total_return": _diff(
+                boot["total_return"][:, 0], rand_tot_draw, point["total_return"][0] - float(rand_total.mean()), conf
+            ),
+        },
+    }
+
+
+def _bootstrap_section(boot: dict, block: float, metrics: dict, cfg: EvalConfig) -> dict:
+    conf = cfg.bootstrap.confidence
+    intervals = {}
+    for stat in ("sharpe", "total_return", "max_drawdown"):
+        lo, hi = percentile_interval(boot[stat][:, 0], conf)
+        est = metrics[stat]
+        intervals[stat] = {"estimate": float(est if est is not None else 0.0), "low": lo, "high": hi}
+    return {
+        "method": cfg.bootstrap.method,
+        "block_length": block,
+        "block_length_source": "config" if cfg.bootstrap.block_length is not None else "politis_white",
+        "n_resamples": cfg.bootstrap.n_resamples,
+        "confidence": conf,
+        "intervals": intervals,
+        "sharpe_histogram": _histogram(boot["sharpe"][:, 0], cfg.report.histogram_bins, clip_quantile=0.0),
+    }
+
+
+def _monte_carlo(returns: np.ndarray, block: float, cfg: EvalConfig, timeframe: str, market: str) -> dict:
+    """Monte Carlo risk over the configured horizon."""
+    mc_cfg = cfg.monte_carlo
+    mc = monte_carlo_risk(
+        returns,
+        bars_for_days(mc_cfg.horizon_days, timeframe, market),
+        mc_cfg.n_paths,
+        block,
+        cfg.bootstrap.method,
+        mc_cfg.levels,
+        mc_cfg.drawdown_thresholds,
+        seed=cfg.seed + 1,
+    )
+    mc["horizon_days"] = mc_cfg.horizon_days
+    return mc
+
+
+def _robustness(
+    returns: np.ndarray,
+    pos: np.ndarray,
+    bars: _Bars,
+    cfg: EvalConfig,
+    episode_positions: Sequence[tuple[int, np.ndarray]] | None,
+) -> dict:
+    """Calendar periods and episode start."""
+    robustness: dict = {"monthly": None, "quarterly": None}
+    if bars.times is not None:
+        robustness["monthly"] = per_period(returns, bars.times[1:], "M", bars.ppy)
+        robustness["quarterly"] = per_period(returns, bars.times[1:], "Q", bars.ppy)
+    if episode_positions is None:
+        offsets = start_offsets(bars.n, cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
+        episode_positions = [(k, pos[k:]) for k in offsets]
+        robustness["start_offset_source"] = "trimmed"
+    else:
+        robustness["start_offset_source"] = "rerun"
+    robustness["start_offsets"] = start_offset_sensitivity(
+        episode_positions, bars.open, bars.close, bars.costs, bars.ppy, bars.times
+    )
+    return robustness
+
+
+def _meta(meta: dict | None, bars: _Bars, cfg: EvalConfig, timeframe: str, market: str) -> dict:
+    times = bars.times
+    return {
+        **{k: v for k, v in (meta or {}).items()},
+        "timeframe": timeframe,
+        "market": market,
+        "periods_per_year": bars.ppy,
+        "n_bars": bars.n,
+        "start": None if times is None else times[0].isoformat(),
+        "end": None if times is None else times[-1].isoformat(),
+        "costs": {**config_to_dict(bars.costs), "cost_rate_bps": bars.costs.rate * 1e4},
+        "seed": cfg.seed,
+        "config": config_to_dict(cfg),
+    }
+
+
 def _dd_duration_days(returns: np.ndarray, times) -> float:
     """Calendar days of the longest stretch under water, from the peak to the recovery (or the
     end). Return k is earned over bar k+1, so the equity after it is stamped times[k+1]."""
@@ -356,73 +465,6 @@ def _dd_duration_days(returns: np.ndarray, times) -> float:
         return 0.0
     span = times[np.minimum(ends + 1, n)] - times[starts]  # peak stamped times[s], recovery times[e+1]
     return float(span.max().total_seconds() / 86400.0)
-
-
-def verdict(report: dict) -> dict:
-    """Plain-language reading of the numbers a user decides on. The agent is compared with the
-    STRONGEST baseline (highest Sharpe among buy-and-hold, SMA crossover, ridge and the random
-    policies' mean): beating only the weakest proves nothing."""
-    b = report["bootstrap"]["intervals"]["sharpe"]
-    inf = report["sharpe_inference"]
-    bls = report["baselines"]
-    sharpes = {k: e["metrics"]["sharpe"] for k, e in bls.items() if k not in ("flat", "random")}
-    sharpes["random"] = bls["random"]["sharpe"]["mean"]
-    strongest = strongest_baseline(sharpes)
-    assert strongest is not None
-    top = bls[strongest[0]]["difference"]["sharpe"]
-    rnd = bls["random"]["difference"]["sharpe"]
-    be = report["cost_sensitivity"]["break_even_cost_bps"]
-    actual = report["cost_sensitivity"]["actual_cost_bps"]
-    checks = {
-        "sharpe_ci_above_zero": b["low"] > 0,
-        "psr_above_0_95": inf["psr"] > 0.95,
-        "dsr_above_0_95": inf["dsr"] > 0.95,
-        "beats_strongest_baseline": top["low"] > 0,
-        "beats_random": rnd["low"] > 0,
-        "survives_costs_x2": be is not None and be > 2.0 * actual,
-    }
-    passed = sum(checks.values())
-    if (
-        checks["dsr_above_0_95"]
-        and checks["sharpe_ci_above_zero"]
-        and checks["beats_strongest_baseline"]
-        and checks["beats_random"]
-        and checks["survives_costs_x2"]
-    ):
-        text = f"evidence of skill that survives selection, luck, doubled costs and the strongest baseline ({strongest[0]})"
-    elif checks["psr_above_0_95"] and not checks["beats_strongest_baseline"]:
-        text = f"positive Sharpe, but not better than the strongest baseline ({strongest[0]}): no evidence the agent adds anything"
-    elif checks["psr_above_0_95"]:
-        text = "positive Sharpe, but not robust to every check below; treat with caution"
-    else:
-        text = "no reliable evidence of skill: the result is consistent with luck"
-    comparison = Comparison(
-        strongest[0],
-        float(report["metrics"]["sharpe"] or 0.0),
-        float(strongest[1]),
-        float(top["estimate"]),
-        float(top["low"]),
-        float(top["high"]),
-        float(report["bootstrap"]["confidence"]),
-        paired=strongest[0] != "random",
-    )
-    out = {**checks, "passed": passed, "total": len(checks), "summary": text, "strongest_baseline": strongest[0]}
-    # beats / matches / behind, and the sentence with the interval every summary prints
-    out["vs_strongest"], out["comparison"] = comparison.word, comparison.sentence()
-    if report["meta"].get("selection_used_test"):
-        # the checkpoint was chosen by evaluations on the test split: this is not out of sample
-        out["summary"] = "TEST SPLIT USED FOR SELECTION DURING TRAINING: " + text
-    return out
-
-
-def strongest_baseline(sharpes: dict[str, float | None]) -> tuple[str, float] | None:
-    """(name, Sharpe) of the baseline with the highest Sharpe: the agent is judged against the best
-    simple alternative, not the weakest. Undefined Sharpes (a baseline that never trades) count 0."""
-    scored = {k: (v if v is not None and math.isfinite(v) else 0.0) for k, v in sharpes.items()}
-    if not scored:
-        return None
-    name = max(scored, key=lambda k: scored[k])
-    return name, scored[name]
 
 
 def quick_evaluation(

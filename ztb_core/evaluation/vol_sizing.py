@@ -17,13 +17,15 @@ policy's own position changes, which trades anyway): `hold_step` is that rule fo
 the offline `held_scale` and by any online loop alike.
 
 `VolSizing` is what a live process needs to compute the same scale (`to_dict`/`from_dict`), and
-`VolSizing.scale_last` is the bar-by-bar (online) form of `VolSizing.scale`.
+`VolSizing.scale_last` is the bar-by-bar (online) form of `VolSizing.scale`; `OnlineScale` adds the
+band's state, so a live loop applies exactly what `held_scale` applies offline. `TrainedVolSizing`
+is what a training checkpoint stores: the fitted sizing, the band and the train bars it was fitted on.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -148,6 +150,70 @@ def held_scale(scale: np.ndarray, positions: np.ndarray, band: float) -> np.ndar
         held = hold_step(held, prev, pos, raw, band)
         out[t], prev = held, pos
     return out
+
+
+@dataclass
+class OnlineScale:
+    """`held_scale` one bar at a time: the scale a live loop applies at its newest bar, from a buffer
+    of recent bars and the policy's position decided there. It keeps what `held_scale` threads
+    through its loop (the held scale, the previous position), so bar by bar it gives the same values."""
+
+    sizing: VolSizing
+    band: float
+    held: float = 0.0
+    previous: float = math.nan
+
+    def step(self, close: object, times_ns: object, position: float) -> tuple[float, float]:
+        """(raw scale, applied scale) at the last bar of the buffer; advances the state."""
+        raw = self.sizing.scale_last(close, times_ns)
+        self.held = hold_step(self.held, self.previous, float(position), raw, self.band)
+        self.previous = float(position)
+        return raw, self.held
+
+
+def _utc_iso(t_ns: int) -> str:
+    return str(np.datetime64(int(t_ns), "ns").astype("datetime64[s]")) + "Z"
+
+
+@dataclass(frozen=True)
+class TrainedVolSizing:
+    """A `VolSizing` fitted on an agent's train split, the rebalancing band it is applied with, and
+    what it was fitted on (bars, first and last bar time): the `vol_sizing` entry of a checkpoint."""
+
+    sizing: VolSizing
+    band: float
+    fitted_on: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, close: object, times_ns: object, horizon: int, cap: float, band: float) -> TrainedVolSizing:
+        if band < 0:
+            raise EvaluationError(f"vol sizing: the rebalancing band ({band}) must be >= 0")
+        c, t = _check_bars(close, times_ns, "vol sizing fit")
+        sizing = VolSizing.fit(c, t, horizon, cap)
+        return cls(sizing, float(band), {"bars": int(c.size), "first": _utc_iso(t[0]), "last": _utc_iso(t[-1])})
+
+    def describe(self) -> str:
+        f = self.fitted_on
+        return (
+            f"HAR-RV + seasonality forecast of the next {self.sizing.forecaster.h} M1 bars' variance, "
+            f"target {self.sizing.target_rv:.3g}, cap {self.sizing.cap:g}, band {self.band:g}; fitted on "
+            f"{f.get('bars', '?')} train bars {f.get('first', '?')} .. {f.get('last', '?')}"
+        )
+
+    def to_state(self) -> dict:
+        return {"sizing": self.sizing.to_dict(), "band": self.band, "fitted_on": dict(self.fitted_on)}
+
+    @classmethod
+    def from_state(cls, d: dict) -> TrainedVolSizing:
+        if not isinstance(d, dict) or "sizing" not in d or "band" not in d:
+            raise EvaluationError("TrainedVolSizing.from_state: expected the fields sizing and band")
+        try:
+            band = float(d["band"])
+        except (TypeError, ValueError):
+            raise EvaluationError(f"TrainedVolSizing.from_state: band {d['band']!r} is not a number") from None
+        if not band >= 0:
+            raise EvaluationError(f"TrainedVolSizing.from_state: band ({band}) must be >= 0")
+        return cls(VolSizing.from_dict(d["sizing"]), band, dict(d.get("fitted_on") or {}))
 
 
 def _side(bt, ppy: float) -> dict:

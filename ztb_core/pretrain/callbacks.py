@@ -62,9 +62,15 @@ class RunWriterLogger(Logger):
             else:
                 split, name = "train", key
             by_split.setdefault(split, {})[name] = float(value)
+        # Lightning hands loggers the optimizer steps completed *before* the batch these metrics
+        # come from (0 for the first batch); the progress log, status.json and the checkpoints
+        # count the steps completed *after* it. Recorded as the latter, so a step has one number
+        # everywhere ("step 5/300 loss 0.92" in the log is the row at step 5) and a resume's
+        # rewind (rows past the checkpoint's step) drops exactly the rows the checkpoint lacks.
+        recorded = int(step or 0) + 1
         for split, values in by_split.items():
             values["epoch"] = metrics.get("epoch")
-            self.writer.metric(int(step or 0), split, values)
+            self.writer.metric(recorded, split, values)
 
 
 def atomic_save_checkpoint(trainer: L.Trainer, path: Path) -> None:

@@ -19,6 +19,10 @@ them), and the bars to `act`; the encoder runs once per bar, not once per held p
 With a supervised forecast (`forecast.kind`, `ztb_core.rl.forecast`) the checkpoint carries its
 fitted coefficients: callers pass the plain features, and the agent appends the forecast column
 itself, as the environment did in training.
+
+The checkpoint also carries the volatility forecaster fitted on the train split (`rl.vol_sizing`):
+`vol_sizing`, or None with `vol_sizing_absent` saying why (an older checkpoint, sizing switched off,
+too little train data); `ztb live` sizes positions with it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from ..errors import CheckpointError, DataError, RunError
+from ..evaluation.vol_sizing import TrainedVolSizing
 from ..pretrain.dataset import IN_CHANNELS
 from ..runs import find_run
 from .actions import ActionMap
@@ -47,6 +52,7 @@ from .encoder import (
 )
 from .forecast import Forecast
 from .policy import ObsNormalizer, finetune, model_policy, spaces_for, window_rows
+from .vol_sizing import load_vol_sizing
 
 log = logging.getLogger("ztb.rl.agent")
 _CHUNK = 4096
@@ -64,6 +70,8 @@ class LoadedAgent:
     encoder: Any = None  # EncoderBundle when the run used one (frozen or finetune)
     raw_shapes: dict | None = None  # finetune: {tf: (L, 7)} of the encoder's raw windows
     forecast: Forecast | None = None  # the forecast column the policy saw (appended to the features given)
+    vol_sizing: TrainedVolSizing | None = None  # the volatility forecaster live sizes with
+    vol_sizing_absent: str | None = None  # why there is none (None when there is one)
 
     @property
     def finetune(self) -> bool:
@@ -272,6 +280,7 @@ def load_agent(path: str | Path) -> LoadedAgent:
         if finetune(cfg):
             raw_shapes = {tf: (int(encoder.lengths[tf]), IN_CHANNELS) for tf in encoder.timeframes}
             embedding_dim = encoder.embedding_dim
+    vol_sizing, vol_absent = load_vol_sizing(state, f"checkpoint {file.name}")
     n_inputs = _n_features(cfg, state, embedding_dim)  # columns the policy sees per row
     n_features = n_inputs if forecast is None else forecast.n_inputs  # columns callers pass
     if forecast is not None and forecast.n_outputs != n_inputs:
@@ -290,4 +299,6 @@ def load_agent(path: str | Path) -> LoadedAgent:
         encoder=encoder,
         raw_shapes=raw_shapes,
         forecast=forecast,
+        vol_sizing=vol_sizing,
+        vol_sizing_absent=vol_absent,
     )

@@ -134,101 +134,130 @@ def run_evaluation(
     agent, cfg, writer, console=None, choice=None, period=None, n_trials_flag: int | None = None
 ) -> tuple[dict, dict[str, Path]]:
     """Prepare the agent's market split, roll the policy out, evaluate, write the report."""
-    log = logging.getLogger("ztb.eval")
     choice = choice or CheckpointChoice(Path(agent.checkpoint_path), None, str(agent.checkpoint_path))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    key = trial_split_key(cfg.split, period)
+    with _progress_bar(console) as progress:
         task = progress.add_task("loading market data", total=10)
 
         def tick(desc: str, done: int, total: int = 10) -> None:
             progress.update(task, description=desc, completed=done, total=total)
             writer.heartbeat(step=done, min_interval_s=0.0)
 
-        train_cfg = agent.train_config
-        src = period or train_cfg.data
-        log.info(
-            "agent %s (step %d, %s); data %s:%s [%s, %s) split %s",
-            agent.checkpoint_path,
-            agent.step,
-            choice.description,
-            src.kind,
-            src.symbol,
-            src.start,
-            src.end,
-            cfg.split,
-        )
+        src = period or agent.train_config.data
+        _log_start(agent, choice, src, cfg.split)
         tick("loading market data", 1)
-        market, train, val = eval_market(train_cfg, cfg.split, period)
+        market, train, val = eval_market(agent.train_config, cfg.split, period)
         tick(f"policy rollout over {len(market):,} bars", 2)
-        positions = agent.positions(market)  # the slice: fine-tuned encoders need its windows
-        offsets = start_offsets(len(market), cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
-        episodes = [(0, positions)] + [(k, agent.positions(market.slice(k))) for k in offsets if k > 0]
-        extra = {}
-        if cfg.baselines.ridge:
-            ridge = ridge_for(train_cfg, train, val, cfg.baselines)
-            extra["ridge"] = (ridge.positions(market.features), ridge.describe())
-        key = trial_split_key(cfg.split, period)
-        returns = backtest(positions, market.open, market.close, train_cfg.env.costs).returns
-        this_sr = sharpe_per_period(returns) if returns.std() > 0 else 0.0
-        n_trials, trial_sharpes, trials_source = deflation_trials(choice, key, int(agent.step), this_sr, n_trials_flag)
-        meta = {
-            "model": str(agent.checkpoint_path),
-            "checkpoint_step": int(agent.step),
-            "checkpoint_choice": choice.description,
-            "selection_used_test": train_cfg.eval.split == "test",
-            "symbol": market.symbol or src.symbol,
-            "data_kind": src.kind,
-            "split": cfg.split,
-            "trial_split": key,
-            "run_id": writer.run_id,
-        }
-
-        def stage(desc: str, done: int, total: int) -> None:
-            tick(desc, 2 + done, 2 + total)
-
-        report = evaluate_positions(
-            positions,
-            market.open,
-            market.close,
-            market.index,
-            train_cfg.env.costs,
-            market.timeframe,
-            market.market,
-            cfg,
-            n_trials=n_trials,
-            trial_sharpes=trial_sharpes,
-            trials_source=trials_source,
-            episode_positions=episodes,
-            meta=meta,
-            progress=stage,
-            extra_baselines=extra,
-        )
+        report, policies = _evaluate(agent, cfg, writer, choice, market, train, val, key, src, n_trials_flag, tick)
         if cfg.vol_sizing.enabled:
             progress.update(task, description="volatility-targeted sizing")
-            policies = {"agent": positions, "buy_and_hold": buy_and_hold(len(market))}
-            if "ridge" in extra:
-                policies["ridge"] = extra["ridge"][0]
-            report["vol_sizing"] = vol_sizing_report(cfg, train, val, market, policies, train_cfg.env.costs)
+            report["vol_sizing"] = vol_sizing_report(cfg, train, val, market, policies, agent.train_config.env.costs)
         progress.update(task, description="writing report and pictures")
         paths = write_report(report, writer.reports_dir, writer.run_id)
-    m, inf, b = report["metrics"], report["sharpe_inference"], report["bootstrap"]["intervals"]["sharpe"]
     if choice.run_dir is not None:  # this look at the data is a trial of the model's run
-        TrialRegistry(choice.run_dir).record(
-            run_id=choice.run_dir.name,
-            split=key,
-            step=int(agent.step),
-            sharpe=m["sharpe"],
-            sharpe_per_period=inf["sharpe_per_period"],
-            n_obs=inf["n_obs"],
-            source="eval",
-            eval_run_id=writer.run_id,
-        )
+        _record_trial(choice.run_dir, key, int(agent.step), report, writer.run_id)
+    writer.metric(int(agent.step), cfg.split, _metrics_row(report), flush=True)
+    writer.event("report_written", **{k: str(v) for k, v in paths.items()})
+    return report, paths
+
+
+def _progress_bar(console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _log_start(agent, choice: CheckpointChoice, src, split: str) -> None:
+    logging.getLogger("ztb.eval").info(
+        "agent %s (step %d, %s); data %s:%s [%s, %s) split %s",
+        agent.checkpoint_path,
+        agent.step,
+        choice.description,
+        src.kind,
+        src.symbol,
+        src.start,
+        src.end,
+        split,
+    )
+
+
+def _evaluate(
+    agent, cfg, writer, choice, market, train, val, key: str, src, n_trials_flag, tick
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Roll the policy out over the slice (and from later starts), fit the ridge baseline, count the
+    trials, and build the full report. Returns it with the positions the sizing section rescales
+    (agent, buy-and-hold, ridge)."""
+    train_cfg = agent.train_config
+    positions = agent.positions(market)  # the slice: fine-tuned encoders need its windows
+    offsets = start_offsets(len(market), cfg.robustness.episodes, cfg.robustness.max_start_offset_fraction)
+    episodes = [(0, positions)] + [(k, agent.positions(market.slice(k))) for k in offsets if k > 0]
+    extra = {}
+    if cfg.baselines.ridge:
+        ridge = ridge_for(train_cfg, train, val, cfg.baselines)
+        extra["ridge"] = (ridge.positions(market.features), ridge.describe())
+    returns = backtest(positions, market.open, market.close, train_cfg.env.costs).returns
+    this_sr = sharpe_per_period(returns) if returns.std() > 0 else 0.0
+    n_trials, trial_sharpes, trials_source = deflation_trials(choice, key, int(agent.step), this_sr, n_trials_flag)
+    meta = {
+        "model": str(agent.checkpoint_path),
+        "checkpoint_step": int(agent.step),
+        "checkpoint_choice": choice.description,
+        "selection_used_test": train_cfg.eval.split == "test",
+        "symbol": market.symbol or src.symbol,
+        "data_kind": src.kind,
+        "split": cfg.split,
+        "trial_split": key,
+        "run_id": writer.run_id,
+    }
+
+    def stage(desc: str, done: int, total: int) -> None:
+        tick(desc, 2 + done, 2 + total)
+
+    report = evaluate_positions(
+        positions,
+        market.open,
+        market.close,
+        market.index,
+        train_cfg.env.costs,
+        market.timeframe,
+        market.market,
+        cfg,
+        n_trials=n_trials,
+        trial_sharpes=trial_sharpes,
+        trials_source=trials_source,
+        episode_positions=episodes,
+        meta=meta,
+        progress=stage,
+        extra_baselines=extra,
+    )
+    policies = {"agent": positions, "buy_and_hold": buy_and_hold(len(market))}
+    if "ridge" in extra:
+        policies["ridge"] = extra["ridge"][0]
+    return report, policies
+
+
+def _record_trial(run_dir: Path, key: str, step: int, report: dict, eval_run_id: str) -> None:
+    inf = report["sharpe_inference"]
+    TrialRegistry(run_dir).record(
+        run_id=run_dir.name,
+        split=key,
+        step=step,
+        sharpe=report["metrics"]["sharpe"],
+        sharpe_per_period=inf["sharpe_per_period"],
+        n_obs=inf["n_obs"],
+        source="eval",
+        eval_run_id=eval_run_id,
+    )
+
+
+def _metrics_row(report: dict) -> dict:
+    """The eval run's one metrics row: the agent's headline numbers and each baseline's."""
+    m, inf, b = report["metrics"], report["sharpe_inference"], report["bootstrap"]["intervals"]["sharpe"]
     bls = report["baselines"]
     row = {
         "sharpe": m["sharpe"],
@@ -248,6 +277,4 @@ def run_evaluation(
         if name in bls:
             for k in ("sharpe", "total_return", "max_drawdown"):
                 row[f"{name}_{k}"] = bls[name]["metrics"][k]
-    writer.metric(int(agent.step), cfg.split, row, flush=True)
-    writer.event("report_written", **{k: str(v) for k, v in paths.items()})
-    return report, paths
+    return row

@@ -251,15 +251,18 @@ class Checkpoints(BaseCallback):
         vecnorm: Any,
         evaluation: PeriodicEval | None = None,
         forecast_state: dict | None = None,
+        vol_sizing_state: dict | None = None,
     ):
         super().__init__()
         self.cfg, self.writer, self.saver, self.session = cfg, writer, saver, session
         self.config_dict, self.config_hash, self.vecnorm = config_dict, config_hash, vecnorm
         self.evaluation = evaluation
-        # what an agent needs besides its weights: the encoder's sha256, the fitted forecast
+        # what an agent needs besides its weights: the encoder's sha256, the fitted forecast, and the
+        # volatility forecaster live sizes with (or why there is none)
         self.extra_state = {
             **encoder_state(cfg.encoder.path),
             **({"forecast": forecast_state} if forecast_state is not None else {}),
+            **({"vol_sizing": vol_sizing_state} if vol_sizing_state is not None else {}),
         }
         self.next_ckpt = next_multiple(session.start_step, cfg.checkpoint.every_steps)
         self.last_saved_step = session.start_step if session.start_step else -1
@@ -340,11 +343,12 @@ def training_callbacks(
     on_progress: Callable[[int, float], None] | None = None,
     start_step: int = 0,
     forecast_state: dict | None = None,
+    vol_sizing_state: dict | None = None,
 ) -> TrainingCallbacks:
     session = TrainSession(start_step)
     evaluation = PeriodicEval(cfg, writer, session, evaluator, vecnorm) if evaluator and cfg.eval.every_steps else None
     checkpoints = Checkpoints(
-        cfg, writer, saver, session, config_dict, config_hash, vecnorm, evaluation, forecast_state
+        cfg, writer, saver, session, config_dict, config_hash, vecnorm, evaluation, forecast_state, vol_sizing_state
     )
     parts: list[BaseCallback] = [
         FaultInjection(writer),

@@ -20,6 +20,7 @@ from ..data.source import DataSourceConfig
 from ..data.splits import SplitConfig
 from ..data.stream import StreamConfig
 from ..errors import ConfigError
+from ..evaluation.config import VolSizingConfig
 from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
 
@@ -301,6 +302,17 @@ class ForecastConfig(ZtbModel):
     )
 
 
+class TrainVolSizingConfig(VolSizingConfig):
+    """`ztb eval`'s volatility-sizing settings, applied when training starts: the forecaster they
+    describe is fitted on the train split and stored in every checkpoint for `ztb live`."""
+
+    enabled: bool = Field(
+        True,
+        description="fit the volatility forecaster on the train split and store it in every checkpoint "
+        "(false: checkpoints carry none and live sizes on realised volatility)",
+    )
+
+
 class TrainConfig(ZtbModel):
     default_file: ClassVar[str] = "train.yaml"
 
@@ -316,6 +328,11 @@ class TrainConfig(ZtbModel):
     features: str = Field("technical-66", description="feature set (ztb_core.data.features)")
     forecast: ForecastConfig = Field(
         default_factory=ForecastConfig, description="supervised forecast appended to the features"
+    )
+    vol_sizing: TrainVolSizingConfig = Field(
+        default_factory=TrainVolSizingConfig,
+        description="volatility-targeted sizing fitted on the train split and stored in every checkpoint "
+        "(what `ztb live` sizes with); it does not change what the agent learns",
     )
     streaming: StreamConfig = Field(
         default_factory=StreamConfig, description="train on bars streamed through a bounded ring buffer"

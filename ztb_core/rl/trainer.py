@@ -58,6 +58,9 @@ from .market import prepare_splits
 from .policy import finetune, model_policy
 from .sb3_extractor import EncoderPPO
 from .streaming import StreamRefresh, StreamWindow
+from .vol_sizing import STATE_KEY as VOL_SIZING_KEY
+from .vol_sizing import fit_vol_sizing_state
+from .vol_sizing import summary as vol_sizing_summary
 
 log = logging.getLogger("ztb.rl.train")
 
@@ -263,6 +266,205 @@ class _Progress:
             self.bar.stop()
 
 
+@dataclass
+class _Opened:
+    """The run a training session writes to and where it starts: a checkpoint's entry and state
+    (None for a new run or a resumed run with no valid checkpoint) and its step."""
+
+    writer: Any
+    entry: dict | None
+    state: dict | None
+    step0: int
+
+
+@dataclass
+class _Data:
+    """The bars and the fitted parts a session trains on."""
+
+    splits: dict[str, Any]
+    stream: StreamWindow | None
+    forecast: Forecast | None
+    vol_sizing: dict  # the checkpoints' `vol_sizing` entry (rl/vol_sizing.py)
+
+
+def _reopen_run(
+    cfg: TrainConfig, resume_dir: Path, resume_file: Path | None, total: int, say: Callable[[str], None]
+) -> _Opened | TrainOutcome:
+    """Open `resume_dir` and load the checkpoint to continue from (`resume_file`, or the newest valid
+    one); a TrainOutcome ("noop") when the run already reached the total."""
+    recorded = read_yaml(resume_dir / "config.yaml")
+    soft_changes = check_compatible(recorded, cfg, f"run {resume_dir.name}")
+    writer = open_run(resume_dir)
+    entry: dict | None
+    state: dict | None
+
+    def invalid(e: dict, why: str) -> None:
+        writer.event("checkpoint_invalid", file=e.get("file"), step=e.get("step"), reason=why)
+        say(f"checkpoint {e.get('file')} is invalid ({why}); falling back to the previous one")
+
+    if resume_file is not None:
+        entry, state = load_checkpoint_file(resume_file)
+        newer = [e for e in Manifest(writer.checkpoints_dir).entries() if e.get("step", 0) > entry["step"]]
+        for e in newer:  # resuming an older checkpoint abandons the branch after it
+            Manifest(writer.checkpoints_dir).remove(e["file"])
+        if newer:
+            writer.event("checkpoints_discarded", files=[e["file"] for e in newer], resumed_from=entry["file"])
+    else:
+        found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
+        entry, state = found if found else (None, None)
+    if state is not None:
+        assert entry is not None  # a checkpoint's entry and state are loaded together
+        check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
+        check_encoder_fingerprint(cfg.encoder.path, state, f"cannot resume from checkpoint {entry['file']}")
+    step0 = int(state["num_timesteps"]) if state is not None else 0
+    if step0 >= cfg.total_timesteps:
+        msg = (
+            f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
+            f"(pass a larger --total-timesteps to train further)"
+        )
+        if writer.status.get("state") != "completed":
+            writer.set_status("completed", step=step0, total_steps=total, message=msg)
+        writer.close()
+        return TrainOutcome(
+            resume_dir, "noop", step0, total, writer.checkpoints_dir / entry["file"] if entry else None, msg
+        )
+    clear_run_stop(resume_dir)
+    removed = writer.rewind_metrics(step0)
+    if soft_changes:
+        atomic_write_text(resume_dir / "config.yaml", config_to_yaml(cfg))
+        writer.event("config_changed", keys=soft_changes)
+    writer.event("resumed", step=step0, checkpoint=entry["file"] if entry else None, metrics_rows_rewound=removed)
+    return _Opened(writer, entry, state, step0)
+
+
+def _load_data(cfg: TrainConfig, opened: _Opened, total: int, new_run: bool) -> _Data:
+    """The train (and evaluation) splits, the stream when streaming, the forecast and the volatility
+    forecaster (a resumed run keeps those its checkpoint has). Unusable data discards a new run's
+    folder and raises."""
+    writer, state, step0 = opened.writer, opened.state, opened.step0
+    t_data = time.perf_counter()
+    stream = None
+    try:
+        stream = StreamWindow(cfg) if cfg.streaming.enabled else None
+        # streaming: the train bars come through the ring buffer; the eval split is loaded only
+        # when the periodic evaluation needs it (that load is not flat in memory)
+        wanted: tuple[str, ...] = ("train", cfg.eval.split)
+        if stream is not None:
+            wanted = (cfg.eval.split,) if cfg.eval.every_steps else ()
+        splits = (
+            prepare_splits(
+                cfg,
+                wanted,
+                on_progress=lambda msg: writer.set_status("starting", step=step0, total_steps=total, message=msg),
+            )
+            if wanted
+            else {}
+        )
+        if stream is not None:
+            splits["train"] = stream.first()
+        # a resumed run keeps the forecast its checkpoints were trained with
+        forecast = (
+            Forecast.from_state(state["forecast"])
+            if state is not None and "forecast" in state
+            else fit_forecast(cfg.forecast, splits["train"])
+        )
+        # and the volatility forecaster they carry; a checkpoint saved before they carried one gets it now
+        vol_sizing = (
+            state[VOL_SIZING_KEY]
+            if state is not None and VOL_SIZING_KEY in state
+            else fit_vol_sizing_state(cfg.vol_sizing, splits["train"])
+        )
+    except ZtbError:
+        if stream is not None:
+            stream.close()
+        if new_run:  # a new run whose data is unusable: leave nothing behind
+            writer.discard()
+        raise
+    writer.event(
+        "data_ready",
+        seconds=round(time.perf_counter() - t_data, 2),
+        train_rows=len(splits["train"]),
+        eval_rows=len(splits[cfg.eval.split]) if cfg.eval.split in splits else 0,
+        n_features=int(splits["train"].features.shape[1]),
+        forecast=None
+        if forecast is None
+        else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
+        # the forecast's clip bound (fitted on train) and how often it fires there; evaluation rows
+        # carry `forecast_clipped` for their own bars
+        forecast_clip=None if forecast is None else forecast.clip_summary(),
+        vol_sizing=vol_sizing_summary(vol_sizing),
+    )
+    return _Data(splits, stream, forecast, vol_sizing)
+
+
+def _start_from(
+    cfg: TrainConfig, model: Any, vecnorm: Any, venv: Any, opened: _Opened, warm: Any, say: Callable[[str], None]
+) -> None:
+    """Restore the checkpoint's state, or copy a warm start's policy weights, into a new model; set
+    SB3's logger."""
+    writer = opened.writer
+    if opened.state is not None:
+        restore_state(model, vecnorm, opened.state)
+    elif warm is not None:
+        try:
+            warm_file = warm_start_policy(model, warm.target)
+        except ZtbError:
+            venv.close()
+            writer.discard()
+            raise
+        writer.event("warm_started", checkpoint=str(warm_file), why=warm.description)
+        say(f"warm start: policy weights from {warm.description}")
+        venv.seed(cfg.seed + opened.step0)  # deterministic fresh episodes after a resume
+    if cfg.logging.tensorboard:
+        # SB3's own writer: every value it logs (losses, KL, clip fraction...) at each update
+        model.set_logger(sb3_logger(str(tensorboard_dir(writer.dir)), ["tensorboard"]))
+    else:
+        # values are still recorded for our callbacks; without a logger of our own SB3 makes one
+        # that leaves an empty /tmp/SB3-<time> folder behind for every run and resume
+        model.set_logger(SB3Logger(folder=None, output_formats=[]))
+
+
+def _make_saver(cfg: TrainConfig, writer: Any) -> CheckpointSaver:
+    return CheckpointSaver(
+        writer.checkpoints_dir,
+        level=cfg.checkpoint.compression_level,
+        max_pending=cfg.checkpoint.max_pending,
+        when_busy=cfg.checkpoint.when_busy,
+        keep_last=cfg.checkpoint.keep_last,
+        keep_best=cfg.checkpoint.keep_best,
+        on_saved=lambda e: writer.event(
+            "checkpoint_saved",
+            **{k: e[k] for k in ("file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e},
+        ),
+        on_error=CheckpointSaver.failure_reporter(writer),
+    )
+
+
+def _finish(writer: Any, cbs: Any, model: Any, saver: CheckpointSaver, total: int) -> TrainOutcome:
+    """The run's final state from how learning ended; a final checkpoint that is not on disk (a full
+    disk) fails the run, saying how many steps are lost."""
+    final_step = cbs.checkpoints.final_step if cbs.checkpoints.final_step is not None else int(model.num_timesteps)
+    if cbs.session.stopped:
+        outcome_state, message = "stopped", f"stopped at step {final_step:,} ({cbs.session.stop_reason})"
+    else:
+        outcome_state, message = "completed", f"completed {final_step:,} steps"
+    saver.require_on_disk(final_step)
+    entries = Manifest(writer.checkpoints_dir).entries()
+    last = next((e for e in reversed(entries) if e["step"] == final_step), None)
+    writer.set_status(outcome_state, step=final_step, total_steps=total, message=message)
+    writer.close(outcome_state, message=message)
+    return TrainOutcome(
+        writer.dir,
+        outcome_state,
+        final_step,
+        total,
+        writer.checkpoints_dir / last["file"] if last else None,
+        message,
+        cbs.checkpoints.block_ms,
+        cbs.session.fps(final_step),
+    )
+
+
 def run_training(
     cfg: TrainConfig,
     *,
@@ -284,50 +486,13 @@ def run_training(
         load_encoder_checked(cfg.encoder.path)
     total = cfg.rounded_total()
     cfg_dict, cfg_hash = config_to_dict(cfg), config_hash(cfg)
-    entry, state = None, None
     # a wrong warm_start fails here, before a run folder exists; a resumed run loads its own state
     warm = choose_checkpoint(cfg.warm_start, "best") if cfg.warm_start and resume_dir is None else None
     if resume_dir is not None:
-        recorded = read_yaml(resume_dir / "config.yaml")
-        soft_changes = check_compatible(recorded, cfg, f"run {resume_dir.name}")
-        writer = open_run(resume_dir)
-
-        def invalid(e: dict, why: str) -> None:
-            writer.event("checkpoint_invalid", file=e.get("file"), step=e.get("step"), reason=why)
-            say(f"checkpoint {e.get('file')} is invalid ({why}); falling back to the previous one")
-
-        if resume_file is not None:
-            entry, state = load_checkpoint_file(resume_file)
-            newer = [e for e in Manifest(writer.checkpoints_dir).entries() if e.get("step", 0) > entry["step"]]
-            for e in newer:  # resuming an older checkpoint abandons the branch after it
-                Manifest(writer.checkpoints_dir).remove(e["file"])
-            if newer:
-                writer.event("checkpoints_discarded", files=[e["file"] for e in newer], resumed_from=entry["file"])
-        else:
-            found = load_latest_valid(writer.checkpoints_dir, on_invalid=invalid)
-            entry, state = found if found else (None, None)
-        if state is not None:
-            assert entry is not None  # a checkpoint's entry and state are loaded together
-            check_compatible(state["config"], cfg, f"checkpoint {entry['file']}")
-            check_encoder_fingerprint(cfg.encoder.path, state, f"cannot resume from checkpoint {entry['file']}")
-        step0 = int(state["num_timesteps"]) if state is not None else 0
-        if step0 >= cfg.total_timesteps:
-            msg = (
-                f"run {writer.run_id} already completed {step0:,} of {cfg.total_timesteps:,} steps: nothing to do "
-                f"(pass a larger --total-timesteps to train further)"
-            )
-            if writer.status.get("state") != "completed":
-                writer.set_status("completed", step=step0, total_steps=total, message=msg)
-            writer.close()
-            return TrainOutcome(
-                resume_dir, "noop", step0, total, writer.checkpoints_dir / entry["file"] if entry else None, msg
-            )
-        clear_run_stop(resume_dir)
-        removed = writer.rewind_metrics(step0)
-        if soft_changes:
-            atomic_write_text(resume_dir / "config.yaml", config_to_yaml(cfg))
-            writer.event("config_changed", keys=soft_changes)
-        writer.event("resumed", step=step0, checkpoint=entry["file"] if entry else None, metrics_rows_rewound=removed)
+        reopened = _reopen_run(cfg, resume_dir, resume_file, total, say)
+        if isinstance(reopened, TrainOutcome):
+            return reopened
+        opened = reopened
     else:
         writer = create_run(
             "train",
@@ -338,97 +503,22 @@ def run_training(
             total_steps=total,
             config_sources=config_sources,
         )
-        step0 = 0
+        opened = _Opened(writer, None, None, 0)
+    writer, state, step0 = opened.writer, opened.state, opened.step0
     setup_logging(writer.dir, console=not progress)
     kill = KillSwitch(writer.dir)
     kill.install_signal_handlers()
-    bar = None
-    saver = None
-    telemetry = None
     with writer:
         writer.set_status("starting", step=step0, total_steps=total, message="loading data")
         writer.start_heartbeat(2.0)
-        t_data = time.perf_counter()
-        stream = None
-        try:
-            stream = StreamWindow(cfg) if cfg.streaming.enabled else None
-            # streaming: the train bars come through the ring buffer; the eval split is loaded only
-            # when the periodic evaluation needs it (that load is not flat in memory)
-            wanted: tuple[str, ...] = ("train", cfg.eval.split)
-            if stream is not None:
-                wanted = (cfg.eval.split,) if cfg.eval.every_steps else ()
-            splits = (
-                prepare_splits(
-                    cfg,
-                    wanted,
-                    on_progress=lambda msg: writer.set_status("starting", step=step0, total_steps=total, message=msg),
-                )
-                if wanted
-                else {}
-            )
-            if stream is not None:
-                splits["train"] = stream.first()
-            # a resumed run keeps the forecast its checkpoints were trained with
-            forecast = (
-                Forecast.from_state(state["forecast"])
-                if state is not None and "forecast" in state
-                else fit_forecast(cfg.forecast, splits["train"])
-            )
-        except ZtbError:
-            if stream is not None:
-                stream.close()
-            if resume_dir is None:  # a new run whose data is unusable: leave nothing behind
-                writer.discard()
-            raise
-        writer.event(
-            "data_ready",
-            seconds=round(time.perf_counter() - t_data, 2),
-            train_rows=len(splits["train"]),
-            eval_rows=len(splits[cfg.eval.split]) if cfg.eval.split in splits else 0,
-            n_features=int(splits["train"].features.shape[1]),
-            forecast=None
-            if forecast is None
-            else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
-            # the forecast's clip bound (fitted on train) and how often it fires there; evaluation rows
-            # carry `forecast_clipped` for their own bars
-            forecast_clip=None if forecast is None else forecast.clip_summary(),
-        )
+        data = _load_data(cfg, opened, total, new_run=resume_dir is None)
+        splits, stream, forecast = data.splits, data.stream, data.forecast
         # the environment sees the forecast as one more column (or alone); evaluation and checkpoints get the
         # fitted forecast itself, so agents append it to the plain features (rl/forecast.py)
         venv, vecnorm = build_vec_env(cfg, forecast.augment(splits["train"]) if forecast else splits["train"])
         model = build_model(cfg, venv)
-        if state is not None:
-            restore_state(model, vecnorm, state)
-        elif warm is not None:
-            try:
-                warm_file = warm_start_policy(model, warm.target)
-            except ZtbError:
-                venv.close()
-                writer.discard()
-                raise
-            writer.event("warm_started", checkpoint=str(warm_file), why=warm.description)
-            say(f"warm start: policy weights from {warm.description}")
-            venv.seed(cfg.seed + step0)  # deterministic fresh episodes after a resume
-        if cfg.logging.tensorboard:
-            # SB3's own writer: every value it logs (losses, KL, clip fraction...) at each update
-            model.set_logger(sb3_logger(str(tensorboard_dir(writer.dir)), ["tensorboard"]))
-        else:
-            # values are still recorded for our callbacks; without a logger of our own SB3 makes one
-            # that leaves an empty /tmp/SB3-<time> folder behind for every run and resume
-            model.set_logger(SB3Logger(folder=None, output_formats=[]))
-        saver = CheckpointSaver(
-            writer.checkpoints_dir,
-            level=cfg.checkpoint.compression_level,
-            max_pending=cfg.checkpoint.max_pending,
-            when_busy=cfg.checkpoint.when_busy,
-            keep_last=cfg.checkpoint.keep_last,
-            keep_best=cfg.checkpoint.keep_best,
-            on_saved=lambda e: writer.event(
-                "checkpoint_saved",
-                **{k: e[k] for k in ("file", "step", "size", "ratio", "save_seconds", "block_ms") if k in e},
-            ),
-            on_error=CheckpointSaver.failure_reporter(writer),
-        )
+        _start_from(cfg, model, vecnorm, venv, opened, warm, say)
+        saver = _make_saver(cfg, writer)
         evaluator = (
             PeriodicEvaluator(cfg, splits[cfg.eval.split], writer.reports_dir, train=splits["train"], forecast=forecast)
             if cfg.eval.every_steps
@@ -447,6 +537,7 @@ def run_training(
             on_progress=bar.update,
             start_step=step0,
             forecast_state=forecast.state() if forecast is not None else None,
+            vol_sizing_state=data.vol_sizing,
         )
         if stream is not None:
             cbs.callback.callbacks.insert(0, StreamRefresh(stream, writer, forecast))  # learn() initialises the list
@@ -468,27 +559,7 @@ def run_training(
             telemetry.stop()
             if stream is not None:
                 stream.close()
-            if saver is not None:
-                saver.close(timeout=120)
-        final_step = cbs.checkpoints.final_step if cbs.checkpoints.final_step is not None else int(model.num_timesteps)
-        if cbs.session.stopped:
-            outcome_state, message = "stopped", f"stopped at step {final_step:,} ({cbs.session.stop_reason})"
-        else:
-            outcome_state, message = "completed", f"completed {final_step:,} steps"
-        # a final checkpoint that is not on disk (a full disk) fails the run, saying how many steps are lost
-        saver.require_on_disk(final_step)
-        entries = Manifest(writer.checkpoints_dir).entries()
-        last = next((e for e in reversed(entries) if e["step"] == final_step), None)
-        writer.set_status(outcome_state, step=final_step, total_steps=total, message=message)
-        writer.close(outcome_state, message=message)
+            saver.close(timeout=120)
+        outcome = _finish(writer, cbs, model, saver, total)
         venv.close()
-    return TrainOutcome(
-        writer.dir,
-        outcome_state,
-        final_step,
-        total,
-        writer.checkpoints_dir / last["file"] if last else None,
-        message,
-        cbs.checkpoints.block_ms,
-        cbs.session.fps(final_step),
-    )
+    return outcome

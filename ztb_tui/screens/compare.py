@@ -15,9 +15,9 @@ from textual.widgets import Footer, Header, Static
 
 from ztb_core.runs import RunReader
 
+from ..context import context
 from ..poller import Poller
 from ..sources import ChartSnapshot, ChartSource
-from ..widgets import console
 from ..widgets.charts import CHARTS, ChartsPanel, ChartSpec, run_color
 
 
@@ -62,7 +62,7 @@ class CompareScreen(Screen):
         self.title = "ztb · compare"
         self.sub_title = f"{len(self.run_dirs)} runs"
         self._fit(self.size.height or 24)
-        self.poller = Poller(self, "compare", self._poll, self.apply, console(self).refresh_s).start()
+        self.poller = Poller(self, "compare", self._poll, self.apply, context(self).refresh_s).start()
         self.query_one("#compare-scroll").focus()
 
     def on_resize(self, event: Resize) -> None:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -40,7 +40,10 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self.checking = False
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog launch-dialog"):
+        # The form scrolls and the buttons are docked to the dialog's bottom edge: error lines (each
+        # with its "did you mean") and the kill-file warning can outgrow a 24-line terminal, and
+        # Launch/Cancel must stay on screen whatever the form holds.
+        with VerticalScroll(id="dialog", classes="dialog launch-dialog"):
             yield Label("[b]Launch a run[/] · detached: survives the console and SSH", id="launch-title")
             if self.global_stop is not None:
                 yield Static(
@@ -135,7 +138,9 @@ class LaunchScreen(ModalScreen[LaunchRequest | None]):
         self._check(kind, config, overrides, self.query_one("#steps", Input).value, run_id)
 
     def _error(self, text: str) -> None:
-        self.query_one("#launch-error", Static).update(Text(text, style="red"))
+        error = self.query_one("#launch-error", Static)
+        error.update(Text(text, style="red"))
+        self.call_after_refresh(error.scroll_visible, animate=False)
 
     @work(thread=True, exclusive=True, group="launch-check")
     def _check(self, kind: str, config: Path | None, overrides: list[str], steps: str, run_id: str | None) -> None:

@@ -19,9 +19,11 @@ from textual.widgets import Button, DataTable, Footer, Header, ProgressBar, Rich
 
 from ztb_core.runs import FINAL_STATES, RunReader, RunSummary
 
+from ..context import context
 from ..fmt import STATE_STYLE, clock_time, duration, num, size, steps
 from ..health import Flag, HealthSource
 from ..launching import launch_output
+from ..messages import Painted, ResumeRequested, StopRequested
 from ..poller import Poller
 from ..sources import (
     ChartSnapshot,
@@ -37,7 +39,8 @@ from ..sources import (
     event_severity,
     event_text,
 )
-from ..widgets import NavTable, console, cursor_key, set_display, set_text, set_wrapping_text
+from ..verdict import VerdictSource
+from ..widgets import NavTable, cursor_key, set_display, set_text, set_wrapping_text
 from ..widgets.charts import CHARTS, Chart, ChartsPanel
 from ..widgets.metrics import MetricPanel, curve_keys
 from ..widgets.resources import HostBar, ResourcesPanel
@@ -90,12 +93,12 @@ class RunScreen(Screen):
         self.row: RunSummary | None = None
         self.metrics = MetricsSource(self.run_dir)
         self.charts = ChartSource(self.run_dir)
-        self.checkpoints = CheckpointsSource(self.run_dir, record=not console(self).readonly)
+        self.checkpoints = CheckpointsSource(self.run_dir, record=not context(self).readonly)
         artifacts = self.run_dir.parent.parent  # <artifacts>/runs/<run_id>
         # re-listed each poll: a resume launched while this view is open adds an output file
         self.logs = LogsSource(self.run_dir, lambda: launch_output(artifacts, self.run_dir.name))
         self.events = EventsSource(self.run_dir)
-        self.health = HealthSource(self.run_dir, self.kind, now=console(self).now)
+        self.health = HealthSource(self.run_dir, self.kind, now=context(self).now)
         self.flags: tuple[Flag, ...] = ()
         self.snapshot: MetricsSnapshot | None = None
         self.ckpt_rows: dict[str, CheckpointRow] = {}
@@ -108,6 +111,8 @@ class RunScreen(Screen):
         self.painted_at: float | None = None
         self.charts_painted_at: float | None = None
         self.kind_view = KIND_VIEWS[self.kind](self.run_dir) if self.kind in KIND_VIEWS else None
+        #: a training run's end-of-run verdict (its last evaluation), shown once the run has ended
+        self.verdict = VerdictSource(self.run_dir) if self.kind == "train" else None
 
     # ---- layout -----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -128,13 +133,14 @@ class RunScreen(Screen):
         with TabbedContent(id="tabs"):
             with TabPane("1 Curves", id="tab-overview"):
                 with VerticalScroll(id="overview-scroll"):
+                    verdict = Static("", id="verdict")
+                    verdict.display = False
+                    yield verdict
                     with Horizontal(id="overview"):
                         with Vertical(id="chart-col"):
                             yield ChartsPanel(CHARTS.get(self.kind, ()), id="charts")
                             title = PANEL_TITLES.get(self.kind, "metrics")
-                            yield MetricPanel(
-                                title, f"no {title} yet", step_offset=1 if self.kind == "pretrain" else 0, id="curves"
-                            )
+                            yield MetricPanel(title, f"no {title} yet", id="curves")
                         with Vertical(id="res-col"):
                             yield HostBar(id="host")
                             yield ResourcesPanel(id="resources")
@@ -158,7 +164,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = console(self)
+        app = context(self)
         self.title = app.badge(f"ztb · {self.kind}")
         self.sub_title = self.run_dir.name
         if app.readonly:
@@ -169,9 +175,7 @@ class RunScreen(Screen):
         err = self._poll_error
         source = app.runs_source
         self.pollers = [
-            Poller(
-                self, "status", lambda: (source.one(self.run_dir), source.global_stop()), self.apply_status, every, err
-            ),
+            Poller(self, "status", self._poll_status, self.apply_status, every, err),
             Poller(self, "metrics", self.metrics.poll, self.apply_metrics, every, err),
             Poller(self, "charts", self.charts.poll, self.apply_charts, every, err),
             Poller(self, "checkpoints", self._poll_checkpoints, self.apply_checkpoints, every, err),
@@ -216,7 +220,7 @@ class RunScreen(Screen):
         self.notify(f"{self.run_dir.name}: {exc.__class__.__name__}: {exc}", severity="error", timeout=5)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop", "resume", "delete") and console(self).readonly:
+        if action in ("stop", "resume", "delete") and context(self).readonly:
             return False
         if action in ("verify", "resume", "delete"):
             if self.kind not in CHECKPOINT_KINDS or (not self.ckpt_rows and self.ghost is None):
@@ -234,11 +238,21 @@ class RunScreen(Screen):
         self.refresh_bindings()
 
     # ---- pollers ----------------------------------------------------------------------
-    def apply_status(self, result: tuple[RunSummary, Path | None]) -> None:
-        row, global_stop = result
+    def _poll_status(self) -> tuple[RunSummary, Path | None, list[str] | None]:
+        source = context(self).runs_source
+        row = source.one(self.run_dir)
+        ended = row.state in FINAL_STATES or row.liveness == "dead"
+        verdict = self.verdict.poll() if self.verdict is not None and ended else None
+        return row, source.global_stop(), verdict
+
+    def apply_status(self, result: tuple[RunSummary, Path | None, list[str] | None]) -> None:
+        row, global_stop, verdict = result
         banner = self.query_one("#global-stop", Static)
         set_text(banner, global_stop_text(global_stop))
         set_display(banner, global_stop is not None)
+        box = self.query_one("#verdict", Static)
+        set_text(box, "\n".join(verdict or ()))  # changes once or twice in a run's life: re-layout is fine
+        set_display(box, bool(verdict))
         if row == self.row:
             return
         self.row = row
@@ -309,11 +323,12 @@ class RunScreen(Screen):
             # the whole history is drawn (a big file is read over several polls): benchmarks time this
             self.charts_painted_at = time.time()
             points = max(snap.counts.values())
-            self.call_after_refresh(console(self).mark_painted, f"charts:{self.run_dir.name}:{points}")
+            what = f"charts:{self.run_dir.name}:{points}"
+            self.call_after_refresh(lambda: self.post_message(Painted(what, time.time())))
 
     def _painted(self) -> None:
         self.painted_at = time.time()
-        console(self).mark_painted(f"run:{self.run_dir.name}")
+        self.post_message(Painted(f"run:{self.run_dir.name}", self.painted_at))
         self._start_charts()
 
     def _start_charts(self) -> None:
@@ -441,7 +456,7 @@ class RunScreen(Screen):
             self.action_stop()
 
     def action_stop(self) -> None:
-        console(self).confirm_stop(self.run_dir, on_done=lambda _: self.pollers[0].poll_now())
+        self.post_message(StopRequested(self.run_dir, on_done=lambda _: self.pollers[0].poll_now()))
 
     def selected_checkpoint(self) -> CheckpointRow | None:
         key = cursor_key(self.query_one("#checkpoints", DataTable))
@@ -498,7 +513,7 @@ class RunScreen(Screen):
     def _confirm_resume(self, row: CheckpointRow) -> None:
         def go(yes: bool | None) -> None:
             if yes:
-                console(self).resume_run(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file)
+                self.post_message(ResumeRequested(self.kind, self.run_dir, self.checkpoints.manifest.dir / row.file))
 
         detail = f"checksum verified; starts `ztb {self.kind} --headless --resume {row.file}` detached"
         self.app.push_screen(

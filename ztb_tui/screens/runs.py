@@ -3,6 +3,7 @@ with columns chosen for the terminal's width (the rest is in the detail line bel
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,24 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ztb_core.runs import RunSummary
 
+from ..context import context
 from ..fmt import STATE_STYLE, age, bar, duration, num, steps
 from ..health import Flag, summary_text
+from ..messages import (
+    ClearGlobalStopRequested,
+    LaunchRequested,
+    OpenCompare,
+    OpenRun,
+    Painted,
+    RunsListed,
+    StopAllRequested,
+    StopRequested,
+)
 from ..poller import Poller
-from ..widgets import NavTable, console, cursor_key, set_display, set_text
+from ..prefs import PrefsError, RunsListPrefs
+from ..prefs import load as load_prefs
+from ..prefs import save as save_prefs
+from ..widgets import NavTable, cursor_key, set_display, set_text
 from ..widgets.resources import HostBar
 from .confirm import ConfirmScreen
 
@@ -168,6 +183,7 @@ class RunsScreen(Screen):
         self.flags: dict[str, tuple[Flag, ...]] = {}  # run id -> its warnings (health.HealthSource)
         self.global_stop: Path | None = None
         self._columns: tuple[Column, ...] = ()
+        self._painted = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -185,9 +201,10 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = console(self)
+        app = context(self)
         self.title = app.badge("ztb")
         self.sub_title = f"runs in {app.artifacts_label}"
+        self._recall()
         self._set_columns(self.size.width or 80)
         source = app.runs_source
         self.poller = Poller(
@@ -208,8 +225,29 @@ class RunsScreen(Screen):
             on_error=lambda e: self.notify(f"reading run health failed: {e}", severity="error"),
         )
 
+    # ---- remembered between starts (prefs.py says where and why) ------------------------
+    def _recall(self) -> None:
+        app = context(self)
+        try:
+            saved = load_prefs(app.prefs_path, app.artifacts, SORT_KEYS)
+        except PrefsError as exc:
+            saved = RunsListPrefs()
+            self.notify(f"console preferences ignored: {exc}", severity="warning", timeout=8)
+        self.sort_key, self.sort_reverse, self.marked = saved.sort_key, saved.sort_reverse, set(saved.marked)
+
+    def _remember(self) -> None:
+        app = context(self)
+        if app.readonly:
+            return  # a read-only console writes nothing at all
+        try:
+            save_prefs(
+                app.prefs_path, app.artifacts, RunsListPrefs(self.sort_key, self.sort_reverse, frozenset(self.marked))
+            )
+        except OSError as exc:
+            self.notify(f"cannot save console preferences: {exc}", severity="warning", timeout=6)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("launch", "stop", "stop_all", "clear_global_stop") and console(self).readonly:
+        if action in ("launch", "stop", "stop_all", "clear_global_stop") and context(self).readonly:
             return False
         return True
 
@@ -241,8 +279,10 @@ class RunsScreen(Screen):
     # ---- data -------------------------------------------------------------------------
     def apply(self, result: tuple[list[RunSummary], Path | None]) -> None:
         rows, global_stop = result
-        app = console(self)
+        app = context(self)
         self.all_rows = rows
+        if rows:
+            self.marked &= {r.run_id for r in rows}  # a remembered mark of a run since removed
         self.global_stop = global_stop
         banner = self.query_one("#global-stop", Static)
         set_text(banner, global_stop_text(global_stop))
@@ -265,17 +305,18 @@ class RunsScreen(Screen):
         set_display(empty, not rows)
         set_display(self.query_one("#runs", DataTable), bool(rows))
         self._render_rows()
-        if app.first_paint_at is None:
-            self.call_after_refresh(app.mark_painted, "runs")
+        if not self._painted:
+            self._painted = True
+            self.call_after_refresh(lambda: self.post_message(Painted("runs", time.time())))
         if self.health_poller is not None and not self.health_started:
             # the warnings read each run's recent metrics: after the list is on screen, not before it
             self.health_started = True
             # a few seconds later still: a run opened right away reads its own files first
             self.health_poller.start(delay=HEALTH_DELAY_S)
-        app.runs_snapshot = rows
+        self.post_message(RunsListed(rows))
 
     def _poll_health(self) -> dict[str, tuple[Flag, ...]]:
-        return console(self).runs_source.health(list(self.all_rows))
+        return context(self).runs_source.health(list(self.all_rows))
 
     def apply_health(self, flags: dict[str, tuple[Flag, ...]]) -> None:
         if flags == self.flags:
@@ -381,6 +422,7 @@ class RunsScreen(Screen):
         self.sort_key, self.sort_reverse = key, reverse
         self._columns = ()  # rebuilt with the ▲/▼ on the sorted column
         self._set_columns(self.size.width or 80)
+        self._remember()
         self.notify(f"sorted by {key} {'descending' if reverse else 'ascending'}", timeout=2)
 
     def action_sort(self) -> None:
@@ -395,10 +437,10 @@ class RunsScreen(Screen):
     def action_open(self) -> None:
         row = self.selected()
         if row is not None:
-            console(self).open_run(row.dir)
+            self.post_message(OpenRun(row.dir))
 
     def action_launch(self) -> None:
-        console(self).action_launch()
+        self.post_message(LaunchRequested())
 
     def action_quit(self) -> None:
         """`q` asks (one stray key must not close the console); ctrl+q quits at once."""
@@ -422,13 +464,13 @@ class RunsScreen(Screen):
         if row is None:
             self.notify("no run selected", severity="warning")
             return
-        console(self).confirm_stop(row.dir)
+        self.post_message(StopRequested(row.dir))
 
     def action_stop_all(self) -> None:
-        console(self).action_stop_all()
+        self.post_message(StopAllRequested())
 
     def action_clear_global_stop(self) -> None:
-        console(self).action_clear_global_stop()
+        self.post_message(ClearGlobalStopRequested())
 
     def action_refresh(self) -> None:
         if self.poller is not None:
@@ -442,10 +484,11 @@ class RunsScreen(Screen):
         if rid in self.rows:
             self.query_one("#runs", DataTable).update_cell(rid, "run", self._row_cells(self.rows[rid])[0])
         self._show_detail()
+        self._remember()
 
     def action_compare(self) -> None:
         chosen = [r.dir for r in self.all_rows if r.run_id in self.marked]
         if len(chosen) < 2:
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return
-        console(self).open_compare(chosen)
+        self.post_message(OpenCompare(chosen))

@@ -1,7 +1,13 @@
 """The stop countdown: kill-file first, then SIGTERM to the process group, then SIGKILL, each
 after its own timeout. The escalation runs in a thread worker (`ztb_core.runtime.stopper.stop_run`,
 the same code as `ztb stop --force`); this screen only draws its progress and the outcome, and
-records the outcome as an event in each run."""
+records the outcome as an event in each run.
+
+The countdown is the worker's, and the worker waits for the process to exit as well as for the
+final state. A run that has written its final state but whose process is still tearing down
+(closing env workers, flushing logs) is stopped as far as a person is concerned: the dialog
+watches each run's status the way the header does and, as soon as it is final, says so and stops
+counting (the worker still escalates if the process never exits, as `ztb stop --force` would)."""
 
 from __future__ import annotations
 
@@ -15,7 +21,11 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, ProgressBar, Static
 
+from ztb_core.runs import FINAL_STATES, RunSummary
 from ztb_core.runtime.stopper import StopOutcome, record_event, stop_run
+
+from ..context import context
+from ..poller import Poller
 
 PHASE_TEXT = {"kill-file": "waiting for a safe stop (kill-file written)", "SIGTERM": "SIGTERM sent; waiting"}
 NEXT_STEP = {"kill-file": "SIGTERM", "SIGTERM": "SIGKILL"}
@@ -32,6 +42,9 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         self.reason = reason
         self.outcomes: list[StopOutcome] = []
         self.done = False
+        #: run id -> the final state its status.json shows (from the status poll, before the worker ends)
+        self.settled: dict[str, str] = {}
+        self.poller: Poller | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog stop-dialog"):
@@ -46,6 +59,35 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         self.query_one("#phase", Static).update(PHASE_TEXT["kill-file"] + f": {self.timeout_s:.0f}s before SIGTERM")
         self.query_one("#countdown", ProgressBar).update(progress=0)
         self._stop_all()
+        app = context(self)
+        source = app.runs_source  # the source the header and the runs list read
+        dirs = list(self.run_dirs)
+        self.poller = Poller(
+            self,
+            "stop-status",
+            lambda: [source.one(d) for d in dirs],
+            self._apply_status,
+            min(app.refresh_s, 1.0),
+        )
+        self.poller.start()
+
+    def _apply_status(self, rows: list[RunSummary]) -> None:
+        """Runs whose status is final are stopped: say so, stop their countdown."""
+        newly = {r.run_id: r.state for r in rows if r.state in FINAL_STATES and r.run_id not in self.settled}
+        if not newly or self.done:
+            return
+        self.settled.update(newly)
+        if len(self.settled) == len(self.run_dirs):
+            if self.poller is not None:
+                self.poller.stop()
+            states = ", ".join(
+                f"{rid} [{'green' if state in ('stopped', 'completed') else 'red'}]{state}[/]"
+                for rid, state in self.settled.items()
+            )
+            self.query_one("#phase", Static).update(f"{states}: final state written; the process is exiting")
+            bar = self.query_one("#countdown", ProgressBar)
+            bar.update(total=1, progress=1)
+            self._enable_close()
 
     @work(thread=True, exclusive=True, group="stop")
     def _stop_all(self) -> None:
@@ -70,9 +112,14 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
                     actions=[f"stop failed: {exc.__class__.__name__}: {exc}"],
                 )
             outcomes.append(outcome)
-        self.app.call_from_thread(self._finished, outcomes)
+        try:
+            self.app.call_from_thread(self._finished, outcomes)
+        except RuntimeError:
+            pass  # the console quit during the stop: the outcome is in each run's events
 
     def _progress(self, run_id: str, phase: str, left: float) -> None:
+        if run_id in self.settled or not self._shown():
+            return  # stopped already (its process is only exiting), or the dialog was closed
         total = self.timeout_s if phase == "kill-file" else self.kill_timeout_s
         nxt = NEXT_STEP.get(phase, "")
         text = f"{run_id}: {PHASE_TEXT.get(phase, phase)}: [b]{left:.0f}s[/] before {nxt}"
@@ -82,6 +129,10 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
     def _finished(self, outcomes: list[StopOutcome]) -> None:
         self.outcomes = outcomes
         self.done = True
+        if self.poller is not None:
+            self.poller.stop()
+        if not self._shown():
+            return  # closed once its runs were stopped: the outcome is in each run's events
         lines = []
         for o in outcomes:
             colour = "green" if o.stopped else "red"
@@ -91,6 +142,12 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         bar = self.query_one("#countdown", ProgressBar)
         bar.update(total=1, progress=1)
         self.query_one("#outcome", Static).update("\n".join(lines) or "no active runs")
+        self._enable_close()
+
+    def _shown(self) -> bool:
+        return self.is_attached and self in self.app.screen_stack
+
+    def _enable_close(self) -> None:
         button = self.query_one("#close", Button)
         button.disabled = False
         button.focus()
@@ -100,7 +157,7 @@ class StopScreen(ModalScreen[list[StopOutcome]]):
         self.action_close()
 
     def action_close(self) -> None:
-        if self.done:
+        if self.done or (self.run_dirs and len(self.settled) == len(self.run_dirs)):
             self.dismiss(self.outcomes)
         else:
             self.notify("the stop is still in progress; it finishes on its own", severity="warning")

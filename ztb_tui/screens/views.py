@@ -17,10 +17,12 @@ from textual.widgets import DataTable, Static
 
 from ztb_core.live.loop.requests import request_breaker_reset
 
+from ..context import context
 from ..fmt import amount, clock_time, num, price
 from ..health import Flag, HealthSource
+from ..messages import OpenRun
 from ..sources import EvalReport, LiveState, TrialsReport, TrialsSource, eval_report, live_state
-from ..widgets import NavTable, console, set_display, set_text
+from ..widgets import NavTable, set_display, set_text
 from ..widgets.charts import Chart, drawdown
 from .confirm import ConfirmScreen
 
@@ -364,7 +366,7 @@ class TuneView(KindView):
         if run_dir is None or not (run_dir / "run.json").exists():
             self.notify(f"trial {event.row_key.value} has no run folder ({run_id or 'no run id'})", severity="warning")
             return
-        console(self).open_run(run_dir)
+        self.post_message(OpenRun(run_dir))
 
 
 # ---- live -------------------------------------------------------------------------------
@@ -467,15 +469,15 @@ class LiveView(KindView):
         set_display(fills, bool(state.fills))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "reset_breakers" and console(self).readonly:
+        if action == "reset_breakers" and context(self).readonly:
             return False
         return True
 
     def action_reset_breakers(self) -> None:
-        app = console(self)
-        if app.readonly:
+        ctx = context(self)
+        if ctx.readonly:
             return
-        row = app.runs_source.one(self.run_dir)
+        row = ctx.runs_source.one(self.run_dir)
         if not row.active:
             self.notify(
                 f"{row.run_id} is {row.liveness}: breakers are reset at the next start with `ztb live --reset-breakers`",
@@ -489,7 +491,7 @@ class LiveView(KindView):
                 request_breaker_reset(self.run_dir, by="console")
                 self.notify("reset requested: the loop clears the breakers at its next poll")
 
-        app.push_screen(
+        self.app.push_screen(
             ConfirmScreen(
                 f"Reset the circuit breakers of {row.run_id}?",
                 "Tripped: " + (", ".join(breakers) if breakers else "none shown") + ". The loop leaves reduce-only "

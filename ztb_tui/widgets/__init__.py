@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
-
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
-
-if TYPE_CHECKING:
-    from ..app import ZtbApp
 
 
 def set_text(widget, content, layout: bool = True) -> None:
@@ -45,12 +40,6 @@ def cursor_key(table) -> str | None:
     except Exception:  # the cursor can briefly point past a table that just shrank
         return None
     return key.value if key is not None else None
-
-
-def console(node: Any) -> ZtbApp:
-    """The console app, typed: screens and widgets reach its sources and actions through this
-    instead of `self.app.<attr>  # type: ignore[attr-defined]`."""
-    return cast("ZtbApp", node.app)
 
 
 class NavTable(DataTable):

@@ -38,12 +38,10 @@ class MetricRow(Horizontal):
         unit: str = "",
         total_key: str | None = None,
         ref_key: tuple[str, str] | None = None,
-        step_offset: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.key = key
-        self.step_offset = step_offset
         self.label = label
         self.unit = unit
         self.total_key = total_key
@@ -82,7 +80,7 @@ class MetricRow(Horizontal):
         ref = f" [yellow]{self.ref_label} {num(self.ref)}[/]" if self.ref is not None else ""
         set_text(
             self.query_one(".metric-stats", Label),
-            f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step + self.step_offset)}[/]",
+            f"[b]{last}[/]{ref} [dim]\\[{num(view.min)}, {num(view.max)}] @{steps(view.step)}[/]",
             layout=False,
         )
 
@@ -175,13 +173,10 @@ class MetricPanel(VerticalScroll):
     MetricPanel > .panel-note { color: $text-muted; }
     """
 
-    def __init__(self, title: str, empty: str, step_offset: int = 0, **kwargs):
+    def __init__(self, title: str, empty: str, **kwargs):
         super().__init__(**kwargs)
         self.border_title = title
         self.empty = empty
-        #: added to a row's step: pretraining records the 0-based optimizer step while its log (and a
-        #: person) counts steps done, so its rows say "@5" where the log says "step 5/5"
-        self.step_offset = step_offset
         self.rows: dict[str, MetricRow] = {}
         self.name_width = NAME_MIN
 
@@ -195,7 +190,7 @@ class MetricPanel(VerticalScroll):
 
     def ensure_rows(self, specs: list[tuple[str, str]], units: dict[str, str] | None = None) -> None:
         new = [
-            MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key), step_offset=self.step_offset)
+            MetricRow(key, label, (units or {}).get(key, ""), ref_key=reference_key(key))
             for key, label in specs
             if key not in self.rows
         ]

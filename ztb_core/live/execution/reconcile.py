@@ -289,6 +289,27 @@ def _adopt_late(journal: Journal, exchange_id: str, suspects: dict[str, str]) ->
     )
 
 
+@dataclass
+class _Pass:
+    """What one reconciliation pass read from the exchange and the journal, shared by its steps."""
+
+    journal: Journal
+    venue: Venue
+    symbol: str
+    report: ReconcileReport
+    live: list[Order]
+    #: orders journaled before the open orders were read: only these can be judged gone from the
+    #: book (by membership, not by time: a step of the wall clock must not hide a cancelled order)
+    before_read: set[str]
+    started: int
+    open_by_id: dict[str, Any]
+    cursor: Any
+    sync: Any
+    trades_by_order: dict[str, list[Any]]
+    known: set[str]
+    foreign: set[str]
+
+
 def reconcile(
     journal: Journal,
     venue: Venue,
@@ -312,9 +333,22 @@ def reconcile(
     an order never placed early); default: the wall clock's difference. `adopt_in_flight`: False
     asks the operator even about a lone in-flight match (an account others trade too)."""
     report = ReconcileReport()
+    ps = _read_pass(journal, venue, symbol, report, slack_ms)
+    ambiguous_before = dict(journal.get_state(AMBIGUOUS_KEY, {}))
+    # -- 2. resolve orders whose placement outcome we do not know, oldest first ------------------
+    for order in [o for o in ps.live if o.state in (SUBMITTED, UNKNOWN)]:
+        order, sent, found = _matches(ps, order, skew_ms, clock_trusted, slack_ms, inflight_ms)
+        elapsed = ps.started - sent if elapsed_ms is None else elapsed_ms(order, ps.started)
+        _rule_on(ps, order, found, elapsed, grace_ms, adopt_in_flight)
+    if report.ambiguous != ambiguous_before:
+        journal.set_state(AMBIGUOUS_KEY, report.ambiguous)
+    _apply_fills(ps)
+    return _finish(ps)
+
+
+def _read_pass(journal: Journal, venue: Venue, symbol: str, report: ReconcileReport, slack_ms: int) -> _Pass:
+    """Step 1: the open orders, then every fill since the oldest open question (after the cursor)."""
     live = journal.live_orders()
-    # orders journaled before the open orders were read: only these can be judged gone from the book
-    # (by membership, not by time: a step of the wall clock must not hide a cancelled order)
     before_read = {o.client_id for o in live}
     started = now_ms()
     open_orders = venue.fetch_open_orders(symbol)
@@ -334,107 +368,138 @@ def reconcile(
             trades_by_order[str(t.order_id)].append(t)
     known = journal.known_exchange_ids()
     foreign = {str(x) for x in journal.get_state(FOREIGN_KEY, [])}
-    ambiguous_before = dict(journal.get_state(AMBIGUOUS_KEY, {}))
+    return _Pass(
+        journal,
+        venue,
+        symbol,
+        report,
+        live,
+        before_read,
+        started,
+        open_by_id,
+        cursor,
+        sync,
+        trades_by_order,
+        known,
+        foreign,
+    )
 
-    # -- 2. resolve orders whose placement outcome we do not know, oldest first ------------------
-    for order in [o for o in live if o.state in (SUBMITTED, UNKNOWN)]:
-        if order.state == SUBMITTED:
-            order = journal.transition(
-                order,
-                UNKNOWN,
-                detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
-            )
-        sent = order.submitted_ms or order.created_ms
-        # when ours was sent, on the exchange's clock (the times below are the exchange's stamps)
-        sent_ex = sent + (skew_ms or 0)
-        # an unmeasured or untrusted skew leaves only a coarse window either side
-        tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None and clock_trusted else slack_ms
-        watermark = _submitted_watermark(journal, order)
 
-        def eligible(eid: str, watermark: int | None = watermark) -> bool:
-            if eid in known or eid in foreign:
-                return False
-            # an order the exchange already showed us before ours was sent is not ours
-            return watermark is None or not eid.isdigit() or int(eid) > watermark
+def _matches(
+    ps: _Pass, order: Order, skew_ms: float | None, clock_trusted: bool, slack_ms: int, inflight_ms: int
+) -> tuple[Order, int, dict[str, list[str]]]:
+    """(the order, now `unknown`; when it was sent on our clock; the exchange orders that match it by
+    side, price and amount, by when the exchange stamped them: early, inflight or late)."""
+    journal, venue, symbol = ps.journal, ps.venue, ps.symbol
+    known, foreign, open_by_id, trades_by_order = ps.known, ps.foreign, ps.open_by_id, ps.trades_by_order
+    if order.state == SUBMITTED:
+        order = journal.transition(
+            order,
+            UNKNOWN,
+            detail={"why": "found in submitted state by reconciliation (the process stopped during placement)"},
+        )
+    sent = order.submitted_ms or order.created_ms
+    # when ours was sent, on the exchange's clock (the times below are the exchange's stamps)
+    sent_ex = sent + (skew_ms or 0)
+    # an unmeasured or untrusted skew leaves only a coarse window either side
+    tolerance = CLOCK_TOLERANCE_MS if skew_ms is not None and clock_trusted else slack_ms
+    watermark = _submitted_watermark(journal, order)
 
-        # every exchange order that matches ours in side, price and amount, by when the exchange
-        # stamped it: `inflight` while our request could have been at the exchange (the only
-        # window in which it could have taken ours in the normal way), `late` after our request
-        # gave up (a queued or retried execution), `early` before ours was sent (a clock that is
-        # off, or someone else's). Only a lone in-flight match is proof; anything else is asked.
-        found: dict[str, list[str]] = {"early": [], "inflight": [], "late": []}
+    def eligible(eid: str, watermark: int | None = watermark) -> bool:
+        if eid in known or eid in foreign:
+            return False
+        # an order the exchange already showed us before ours was sent is not ours
+        return watermark is None or not eid.isdigit() or int(eid) > watermark
 
-        for eid, o in open_by_id.items():
-            if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
-                continue
-            # what rests plus what has filled must account for our whole amount: a smaller order
-            # at the same price is someone else's (the fills are read after the book, so a fill
-            # printed in between may be counted twice: at least the amount, never more than rests)
-            seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
-            if Decimal(o.remaining) > order.amount or seen > order.amount or Decimal(o.remaining) + seen < order.amount:
-                continue
-            found[stamped(o.timestamp_ms, sent_ex, inflight_ms, tolerance)].append(eid)
-        for eid, fills in trades_by_order.items():
-            if not eligible(eid) or eid in open_by_id:
-                continue
-            if any(f.side != order.side or not _price_ok(order, Decimal(f.price)) for f in fills):
-                continue
-            if not _left_book_as(venue, symbol, eid, order, sum((Decimal(f.amount) for f in fills), Decimal(0))):
-                continue
-            found[stamped(min(f.timestamp_ms for f in fills), sent_ex, inflight_ms, tolerance)].append(eid)
-        inflight, late, early = found["inflight"], found["late"], found["early"]
-        candidates = sorted(inflight + late + early)
-        # the same on the exchange's clock (the skew cancels out), bounded below by the caller's clock
-        elapsed = started - sent if elapsed_ms is None else elapsed_ms(order, started)
-        # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
-        lone = len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None
-        if lone and adopt_in_flight:
-            eid = inflight[0]
-            known.add(eid)
-            # resting for now; step 3 applies its fills and closes it if it left the book
-            order = journal.transition(
-                order,
-                OPEN,
-                detail={
-                    "why": "matched by side/price/amount and the exchange's time of our request",
-                    "exchange_id": eid,
-                },
-                exchange_id=eid,
-            )
-            report.resolved.append(order.client_id)
-            log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
-        elif candidates:
-            # more than one order could be ours, or the only one was stamped outside the time our
-            # request was at the exchange (executed late, or someone else's twin): adopting it could
-            # claim (and later cancel) someone else's order, and ruling ours out could place it
-            # twice. The order stays unknown, counted at its worst case, until the operator decides.
-            report.ambiguous[order.client_id] = candidates
-            report.still_unresolved.append(order.client_id)
-            log.warning(
-                "reconcile: order %s could be exchange order(s) %s (in flight: %s, late: %s, early: %s); not adopting "
-                "nor ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
-                order.client_id,
-                ", ".join(candidates),
-                ", ".join(inflight) or "-",
-                ", ".join(late) or "-",
-                ", ".join(early) or "-",
-            )
-        elif elapsed >= grace_ms:
-            # positive evidence: not among the open orders, and no fill of a matching order, over a
-            # window as long as the venue's worst execution delay
-            journal.transition(
-                order,
-                REJECTED,
-                detail={"why": f"not found at the exchange in {elapsed / 1000:.1f} s (window {grace_ms / 1000:.0f} s)"},
-                reason=NOT_PLACED_REASON,
-            )
-            report.not_placed.append(order.client_id)
-            log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
-        else:
-            report.still_unresolved.append(order.client_id)
-    if report.ambiguous != ambiguous_before:
-        journal.set_state(AMBIGUOUS_KEY, report.ambiguous)
+    # every exchange order that matches ours in side, price and amount, by when the exchange
+    # stamped it: `inflight` while our request could have been at the exchange (the only
+    # window in which it could have taken ours in the normal way), `late` after our request
+    # gave up (a queued or retried execution), `early` before ours was sent (a clock that is
+    # off, or someone else's). Only a lone in-flight match is proof; anything else is asked.
+    found: dict[str, list[str]] = {"early": [], "inflight": [], "late": []}
 
+    for eid, o in open_by_id.items():
+        if not eligible(eid) or o.side != order.side or Decimal(o.price) != order.price:
+            continue
+        # what rests plus what has filled must account for our whole amount: a smaller order
+        # at the same price is someone else's (the fills are read after the book, so a fill
+        # printed in between may be counted twice: at least the amount, never more than rests)
+        seen = sum((Decimal(f.amount) for f in trades_by_order.get(eid, [])), Decimal(0))
+        if Decimal(o.remaining) > order.amount or seen > order.amount or Decimal(o.remaining) + seen < order.amount:
+            continue
+        found[stamped(o.timestamp_ms, sent_ex, inflight_ms, tolerance)].append(eid)
+    for eid, fills in trades_by_order.items():
+        if not eligible(eid) or eid in open_by_id:
+            continue
+        if any(f.side != order.side or not _price_ok(order, Decimal(f.price)) for f in fills):
+            continue
+        if not _left_book_as(venue, symbol, eid, order, sum((Decimal(f.amount) for f in fills), Decimal(0))):
+            continue
+        found[stamped(min(f.timestamp_ms for f in fills), sent_ex, inflight_ms, tolerance)].append(eid)
+    return order, sent, found
+
+
+def _rule_on(
+    ps: _Pass, order: Order, found: dict[str, list[str]], elapsed: float, grace_ms: int, adopt_in_flight: bool
+) -> None:
+    """Adopt a lone in-flight match, ask about any other match, rule the order never placed once it
+    has stayed absent for the window, or leave it unknown."""
+    journal, report, known = ps.journal, ps.report, ps.known
+    inflight, late, early = found["inflight"], found["late"], found["early"]
+    candidates = sorted(inflight + late + early)
+    # an id that cannot identify an order (0, empty) is never adopted: it is asked, like a twin
+    lone = len(inflight) == 1 and len(candidates) == 1 and valid_exchange_id(inflight[0]) is not None
+    if lone and adopt_in_flight:
+        eid = inflight[0]
+        known.add(eid)
+        # resting for now; step 3 applies its fills and closes it if it left the book
+        order = journal.transition(
+            order,
+            OPEN,
+            detail={
+                "why": "matched by side/price/amount and the exchange's time of our request",
+                "exchange_id": eid,
+            },
+            exchange_id=eid,
+        )
+        report.resolved.append(order.client_id)
+        log.info("reconcile: order %s resolved as exchange order %s", order.client_id, eid)
+    elif candidates:
+        # more than one order could be ours, or the only one was stamped outside the time our
+        # request was at the exchange (executed late, or someone else's twin): adopting it could
+        # claim (and later cancel) someone else's order, and ruling ours out could place it
+        # twice. The order stays unknown, counted at its worst case, until the operator decides.
+        report.ambiguous[order.client_id] = candidates
+        report.still_unresolved.append(order.client_id)
+        log.warning(
+            "reconcile: order %s could be exchange order(s) %s (in flight: %s, late: %s, early: %s); not adopting "
+            "nor ruling it out: resolve with ztb live reconcile --resolve EXCHANGE_ID --as ours|not-ours",
+            order.client_id,
+            ", ".join(candidates),
+            ", ".join(inflight) or "-",
+            ", ".join(late) or "-",
+            ", ".join(early) or "-",
+        )
+    elif elapsed >= grace_ms:
+        # positive evidence: not among the open orders, and no fill of a matching order, over a
+        # window as long as the venue's worst execution delay
+        journal.transition(
+            order,
+            REJECTED,
+            detail={"why": f"not found at the exchange in {elapsed / 1000:.1f} s (window {grace_ms / 1000:.0f} s)"},
+            reason=NOT_PLACED_REASON,
+        )
+        report.not_placed.append(order.client_id)
+        log.info("reconcile: order %s was never placed (not found at the exchange)", order.client_id)
+    else:
+        report.still_unresolved.append(order.client_id)
+
+
+def _apply_fills(ps: _Pass) -> None:
+    """Steps 3 and 4: new fills of the orders we know, their filled amounts, and the orders that left
+    the book (closed once their fills explain what the exchange executed)."""
+    journal, venue, symbol, report = ps.journal, ps.venue, ps.symbol, ps.report
+    open_by_id, trades_by_order, before_read = ps.open_by_id, ps.trades_by_order, ps.before_read
     # -- 3./4. fills and states of the orders we know ------------------------------------------
     # a pass reads back every fill since its oldest open question, mostly fills already journaled:
     # only new trade ids are written (each write is an fsynced transaction; record_fill would
@@ -490,6 +555,11 @@ def reconcile(
         if min(filled, closed.amount) != closed.filled:
             journal.save(closed, closed.with_fills(min(filled, closed.amount), avg), detail={"late_fills": late})
 
+
+def _finish(ps: _Pass) -> ReconcileReport:
+    """Orphans and late suspects; then, the pass being complete, the cursor and the watermark move."""
+    journal, report, open_by_id, trades_by_order = ps.journal, ps.report, ps.open_by_id, ps.trades_by_order
+    foreign, started, sync, cursor = ps.foreign, ps.started, ps.sync, ps.cursor
     known = journal.known_exchange_ids()
     report.orphans = sorted(eid for eid in open_by_id if eid not in known)
     report.suspects = _late_suspects(journal, open_by_id, trades_by_order, known | foreign, started)

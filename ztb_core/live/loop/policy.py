@@ -17,6 +17,9 @@ How many bars an agent needs is derived from what it was trained with (`history_
 feature set's longest reach (two completed daily bars and the day being built), the observation's
 `lookback` rows, and a Stage-1 encoder's windows; the buffer is that, not a fixed number, so the
 start-up backfill pages no more of the exchange's history than the agent reads.
+
+An agent also hands on the volatility forecaster its checkpoint stores (`vol_sizing`, or why there
+is none in `vol_sizing_absent`): `sizing.forecast_sizing` sizes positions with it.
 """
 
 from __future__ import annotations
@@ -220,6 +223,9 @@ class AgentPolicy:
             )
         self.buffer_bars = max(buffer_bars or 0, self.warmup_bars)
         self.market = cfg.data.market
+        # the volatility forecaster stored with the checkpoint (sizing.forecast_sizing reads these two)
+        self.vol_sizing = self.agent.vol_sizing
+        self.vol_sizing_absent = self.agent.vol_sizing_absent
 
     def prime(self, bars: pd.DataFrame) -> None:
         """Build the online feature state from the history loaded at start."""

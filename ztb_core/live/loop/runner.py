@@ -47,7 +47,7 @@ from .live_config import LiveConfig
 from .policy import NotReady, Policy, prime_policy
 from .requests import take_breaker_reset
 from .risk import RiskDecision, RiskManager, entry_price
-from .sizing import SizedOrder, annualised_vol, leverage, limit_price, size_order
+from .sizing import SizedOrder, VolForecastWarmup, annualised_vol, forecast_sizing, leverage, limit_price, size_order
 
 if TYPE_CHECKING:
     from ..execution.orders import Side
@@ -121,6 +121,8 @@ class LiveRunner:
             on_trip=lambda breaker, reason: writer.event("breaker_tripped", breaker=breaker, reason=reason),
         )
         self.limits = market.market_limits(self.symbol)
+        # the checkpoint's volatility forecaster (None: realised volatility), and what to say about it
+        self.vol_sizing, self.vol_sizing_note = forecast_sizing(cfg.sizing, policy)
         self.stats = LoopStats()
         self.bars: pd.DataFrame | None = None
         self.held_signal = 0.0
@@ -141,8 +143,8 @@ class LiveRunner:
     def _load_history(self, now_ms: int) -> pd.DataFrame:
         """The buffer at start: the exchange's own history, older bars from the data store
         (`history_symbol`), and a word on what is still missing and where it would come from."""
-        need = max(self.cfg.warmup_bars, self.policy.warmup_bars)
-        keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1)
+        need = max(self.cfg.warmup_bars, self.policy.warmup_bars, self.vol_sizing.warmup_bars if self.vol_sizing else 0)
+        keep = max(need, self.policy.buffer_bars, self.cfg.sizing.vol_lookback_bars + 1, self._vol_bars())
         store_symbol = self.cfg.history_symbol or self.symbol
         bars, report = backfill(self.market, self.tf, self.span_ms, need, now_ms, store_symbol, keep=keep)
         since = pd.Timestamp(now_ms - need * self.span_ms, unit="ms", tz="UTC")
@@ -159,8 +161,13 @@ class LiveRunner:
         else:
             new = new[new.index > self.bars.index[-1]]
             merged = pd.concat([self.bars, new]) if len(new) else self.bars
-        keep = max(self.policy.buffer_bars, self.cfg.warmup_bars, self.cfg.sizing.vol_lookback_bars + 1)
+        keep = max(
+            self.policy.buffer_bars, self.cfg.warmup_bars, self.cfg.sizing.vol_lookback_bars + 1, self._vol_bars()
+        )
         self.bars = merged.iloc[-keep:]
+
+    def _vol_bars(self) -> int:
+        return self.vol_sizing.need_bars if self.vol_sizing is not None else 0
 
     def _metric(self, price: Decimal, latency_ms: float | None, extra: dict | None = None) -> None:
         eq = self.equity(price)
@@ -204,6 +211,7 @@ class LiveRunner:
             lev = leverage(
                 self.cfg.sizing,
                 annualised_vol(self.bars["close"].to_numpy(), self.ppy, self.cfg.sizing.vol_lookback_bars),
+                self.vol_sizing.peek(self.bars) if self.vol_sizing is not None else None,
             )
             self.held_signal = float(pos * self.last_ticker.last / eq) / lev if eq > 0 and lev > 0 else 0.0
         self.writer.event(
@@ -213,6 +221,7 @@ class LiveRunner:
             history_bars=len(self.bars),
             position=str(pos),
             risk=self.risk.summary(),
+            vol_sizing=self.vol_sizing_note,
         )
 
     def _measure_skew(self) -> None:
@@ -463,7 +472,8 @@ class LiveRunner:
         latency: float | None = None
         try:
             signal = 0.0 if flatten else float(self.policy.decide(self.bars, self.held_signal))
-        except NotReady as exc:
+            scale = self.vol_sizing.step(self.bars, signal) if self.vol_sizing is not None and not flatten else None
+        except (NotReady, VolForecastWarmup) as exc:
             self.writer.event("not_ready", reason=str(exc))
             self._metric(price, None)
             return
@@ -484,6 +494,7 @@ class LiveRunner:
             price,
             vol,
             self.limits,
+            scale,
         )
         outcome = "skip"
         if isinstance(sized, SizedOrder):
@@ -518,7 +529,9 @@ class LiveRunner:
                 log.info("no order: %s", sized.reason)
         if outcome in ("placed", "skip"):
             self.held_signal = signal
-        self._metric(price, latency, {"decision": outcome, "vol": vol if np.isfinite(vol) else None})
+        self._metric(
+            price, latency, {"decision": outcome, "vol": vol if np.isfinite(vol) else None, "vol_scale": scale}
+        )
 
     def _cancel_resting(self) -> None:
         """Each decision replaces what is still resting from the previous one."""
