@@ -4,6 +4,7 @@ API health, foreign orders that look like ours."""
 
 from __future__ import annotations
 
+import contextlib
 from decimal import Decimal
 
 import pytest
@@ -280,6 +281,38 @@ def test_resolve_as_ours_adopts_the_named_order(exchange_adapter, emulator, jour
     assert journal.get_state(AMBIGUOUS_KEY) == {}
     with pytest.raises(Exception, match="not a candidate"):
         resolve_order(journal, "999999", "ours")
+
+
+def test_an_operator_decision_interrupted_half_way_leaves_the_journal_as_it_was(
+    exchange_adapter, emulator, journal, monkeypatch
+):
+    """`--resolve ID --as ours` adopts the order, then clears it from the ambiguous list and the fill
+    cursor: a failure between those writes must not leave an adopted order still listed as a
+    question (nor the reverse). Positive control: the same failure outside a batch keeps the half."""
+    manager = OrderManager(exchange_adapter, journal, "BTC/JPY", grace_ms=0)
+    price = far_bid(exchange_adapter)
+    manager.reconcile()
+    ours = place_reply_lost(manager, emulator, "buy", "0.01", price)
+    twin = place_foreign(emulator, "buy", Decimal("0.01"), price)
+    manager.reconcile()
+    asked = journal.get_state(AMBIGUOUS_KEY)
+    real_set_state = journal.set_state
+
+    def disk_fails_on_the_ambiguous_list(key, value):
+        if key == AMBIGUOUS_KEY:
+            raise OSError("disk I/O error")
+        real_set_state(key, value)
+
+    monkeypatch.setattr(journal, "set_state", disk_fails_on_the_ambiguous_list)
+    with pytest.raises(OSError):
+        resolve_order(journal, str(twin), "ours")
+    assert journal.get(ours.client_id).state == UNKNOWN and journal.get(ours.client_id).exchange_id is None
+    assert journal.get_state(AMBIGUOUS_KEY) == asked
+    # positive control: without the transaction the adoption would have stayed, half done
+    monkeypatch.setattr(journal, "batch", lambda *a, **k: contextlib.nullcontext())
+    with pytest.raises(OSError):
+        resolve_order(journal, str(twin), "ours")
+    assert journal.get(ours.client_id).exchange_id == str(twin)
 
 
 # ---- defect 4: private API down while public quotes flow ------------------------------------------

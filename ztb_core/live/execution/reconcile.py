@@ -163,8 +163,13 @@ class ResolveError(ZtbError):
 def resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     """The operator's decision on an exchange order an unknown placement could be: `ours` adopts it
     for the (one) unresolved order it is a candidate of; `not-ours` rules it foreign for good (never
-    adopted, never cancelled). Returns a sentence saying what changed."""
-    exchange_id = str(exchange_id)
+    adopted, never cancelled). Returns a sentence saying what changed. All or nothing: one journal
+    transaction, so a decision interrupted half-way (an error, a kill) leaves the journal as it was."""
+    with journal.batch():
+        return _resolve_order(journal, str(exchange_id), verdict)
+
+
+def _resolve_order(journal: Journal, exchange_id: str, verdict: str) -> str:
     ambiguous: dict[str, list[str]] = dict(journal.get_state(AMBIGUOUS_KEY, {}))
     suspects: dict[str, str] = dict(journal.get_state(SUSPECT_KEY, {}))
     owner = journal.by_exchange_id(exchange_id)
