@@ -60,7 +60,7 @@ def _print_report(lines: list[str], ok: bool) -> None:
 
 @data_app.command("import")
 def import_cmd(
-    paths: list[Path] = typer.Argument(..., help="Files to import (.gz read directly)."),
+    paths: list[Path] = typer.Argument(..., metavar="FILE...", help="Files to import (.gz read directly)."),
     fmt: str = typer.Option(..., "--format", "-f", help="histdata | csv | parquet | bitflyer-trades"),
     symbol: str = typer.Option(..., "--symbol", "-s", help="Store symbol, e.g. USDJPY or BTC_JPY."),
     tz: str | None = typer.Option(

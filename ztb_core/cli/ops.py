@@ -24,12 +24,14 @@ def canary_cmd(
     rows: list[str] = typer.Option(
         [],
         "--row",
+        metavar="ROW",
         help="Fault rows to run (default all): none, disconnect, timeout, 429, 5xx, slow_disk, memory, "
         "late_execution, silent_stall.",
     ),
     phases: list[str] = typer.Option(
         [],
         "--phase",
+        metavar="PHASE",
         help="Phases to run (default all): replay, live-lite, kill/resume, 'kill/resume live', 'live session'.",
     ),
     keep: Path | None = typer.Option(None, "--keep", help="Keep the canary artifacts in this folder."),
@@ -113,7 +115,9 @@ def canary_cmd(
 
 
 def smoke_cmd(
-    only: list[str] = typer.Option([], "--only", help="Run only steps whose name starts with this (repeatable)."),
+    only: list[str] = typer.Option(
+        [], "--only", metavar="PREFIX", help="Run only steps whose name starts with this (repeatable)."
+    ),
     keep: Path | None = typer.Option(None, "--keep", help="Keep the smoke artifacts in this folder."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the table as a `smoke` run."),
 ) -> None:
