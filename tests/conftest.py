@@ -73,6 +73,17 @@ TINY_AGENT = (
 )
 
 
+#: `ztb eval --set` overrides that keep a full evaluation of a tiny run to seconds (fewer bootstrap
+#: resamples, Monte Carlo paths and random baselines; a short equity curve)
+FAST_EVAL = (
+    "bootstrap.n_resamples=100",
+    "monte_carlo.n_paths=200",
+    "monte_carlo.horizon_days=0.5",
+    "baselines.random_seeds=5",
+    "report.curve_points=100",
+)
+
+
 class SharedRuns:
     """Runs trained once per test run and shared by every pytest-xdist worker: the first worker
     to ask trains under a file lock, the others wait on the lock and reuse the finished run.

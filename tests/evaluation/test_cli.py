@@ -10,16 +10,11 @@ import pytest
 from ztb_core.config import load_config
 from ztb_core.evaluation import load_schema
 
+from ..conftest import FAST_EVAL as SHARED_FAST_EVAL
 from ..conftest import TINY_AGENT, SharedRuns, copy_run
 
 TINY_TRAIN = list(TINY_AGENT)
-FAST_EVAL = [
-    "bootstrap.n_resamples=100",
-    "monte_carlo.n_paths=200",
-    "monte_carlo.horizon_days=0.5",
-    "baselines.random_seeds=5",
-    "report.curve_points=100",
-]
+FAST_EVAL = list(SHARED_FAST_EVAL)
 
 
 @pytest.fixture(scope="module")

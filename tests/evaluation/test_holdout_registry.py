@@ -25,6 +25,7 @@ from ztb_core.evaluation.holdout_registry import (
     markets,
 )
 
+from ..conftest import FAST_EVAL as SHARED_FAST_EVAL
 from ..conftest import copy_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,14 +284,7 @@ def test_the_doc_check_would_catch_an_added_row(tmp_path):
 
 # --- `ztb eval --split test --registry PATH`, through the real CLI on a tiny trained run --------
 
-FAST_EVAL = [
-    "bootstrap.n_resamples=100",
-    "monte_carlo.n_paths=200",
-    "monte_carlo.horizon_days=0.5",
-    "baselines.random_seeds=5",
-    "report.curve_points=100",
-    "vol_sizing.enabled=false",
-]
+FAST_EVAL = [*SHARED_FAST_EVAL, "vol_sizing.enabled=false"]
 
 
 @pytest.fixture(scope="module")

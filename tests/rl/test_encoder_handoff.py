@@ -19,6 +19,7 @@ from ztb_core.rl.env import EncoderTradingEnv, TradingEnv
 from ztb_core.rl.market import prepare_market, prepare_splits
 from ztb_core.rl.trainer import run_training
 
+from ..conftest import FAST_EVAL
 from .conftest import events, metrics, tiny_cfg
 
 N_TECH = 66  # technical-66
@@ -38,13 +39,6 @@ TINY_PRETRAIN = {
         "accelerator": "cpu",
     },
 }
-FAST_EVAL = [
-    "bootstrap.n_resamples=100",
-    "monte_carlo.n_paths=200",
-    "monte_carlo.horizon_days=0.5",
-    "baselines.random_seeds=5",
-    "report.curve_points=100",
-]
 
 
 def _env(mp, root):
