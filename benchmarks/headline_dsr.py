@@ -39,6 +39,17 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
     ),
     "synthetic:demo-600k:seed11": ("the default (forecast band), 1M steps", "final", "results.md: fresh seed 11"),
     "synthetic:demo-600k:seed23": ("the default (forecast band), 1M steps", "final", "results.md: fresh seed 23"),
+    # the headline markets: fresh seeds chosen before any scoring, three training seeds each (median)
+    "synthetic:demo-600k:seed101": (
+        "the default (forecast band), 1M steps",
+        "final",
+        "results.md: headline, fresh seed 101, median of three training seeds",
+    ),
+    "synthetic:demo-600k:seed202": (
+        "the default (forecast band), 1M steps",
+        "final",
+        "results.md: headline, fresh seed 202, median of three training seeds",
+    ),
     "real:USDJPY-M1-2016:Aug": (
         "R-usdjpy-newdef: the forecast-band default, 1M steps",
         "final",
