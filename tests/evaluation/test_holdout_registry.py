@@ -71,10 +71,11 @@ def test_shipped_registry_validates_and_holds_the_markets_the_docs_score():
     assert len(c.sharpes) == 9 and min(c.sharpes) == 10.7 and max(c.sharpes) == 12.7
     # the audit's fresh seeds are registered, so they are no longer fresh for these configurations
     assert {"synthetic:demo-600k:seed11", "synthetic:demo-600k:seed23"} <= set(by_market)
-    # the headline's fresh seeds: the default scored once per training seed (0, 1, 2), final and best-by-val
+    # the headline's fresh seeds: the default scored once per training seed (0, 1, 2), final and
+    # best-by-val, and the three baselines the same evaluations scored
     for seed in (101, 202):
         fresh = by_market[f"synthetic:demo-600k:seed{seed}"]
-        assert fresh.n_configurations == 2 and fresh.n_scorings == 6
+        assert fresh.n_configurations == 5 and fresh.n_scorings == 9
         assert len(fresh.find("the default (forecast band), 1M steps", "final").sharpes) == 3
     assert all(r.split == "test" for r in rows)
 
