@@ -797,10 +797,19 @@ def install_crash_point(crash_at: int, on_crash: Callable[[], None] | None = Non
     Journal._Tx.__exit__ = crashing_exit
 
 
-def bot_process(url: str, journal_path: Path, run_dir: Path, signals: list[tuple[float, float]], crash_at: int) -> None:
-    """The body of a bot process: start (reconcile), then one decision per signal."""
+def bot_process(
+    url: str,
+    journal_path: Path,
+    run_dir: Path,
+    signals: list[tuple[float, float]],
+    crash_at: int,
+    clock: WorldClock | None = None,
+) -> None:
+    """The body of a bot process: start (reconcile), then one decision per signal. `clock`: the
+    world's monotonic clock, as the bots of the parent read it (the journal stamps monotonic send
+    times that every process on the machine must read alike)."""
     install_crash_point(crash_at)
-    bot = Bot(url, journal_path, run_dir)
+    bot = Bot(url, journal_path, run_dir, clock)
     try:
         for sig, aggr in signals:
             bot.decide(sig, aggr)
@@ -809,7 +818,13 @@ def bot_process(url: str, journal_path: Path, run_dir: Path, signals: list[tuple
 
 
 def fork_bot(
-    url: str, journal_path: Path, run_dir: Path, signals: list[tuple[float, float]], crash_at: int, timeout_s: float
+    url: str,
+    journal_path: Path,
+    run_dir: Path,
+    signals: list[tuple[float, float]],
+    crash_at: int,
+    timeout_s: float,
+    clock: WorldClock | None = None,
 ) -> int:
     """Run `bot_process` in a forked child; returns its wait status as a negative signal or exit code.
     A child still alive after `timeout_s` is killed with SIGKILL too."""
@@ -817,7 +832,7 @@ def fork_bot(
     if pid == 0:  # the child: never return into the test runner
         code = 0
         try:
-            bot_process(url, journal_path, run_dir, signals, crash_at)
+            bot_process(url, journal_path, run_dir, signals, crash_at, clock)
         except BaseException:  # noqa: BLE001 - the parent judges the journal, not the exit path
             code = 3
         os._exit(code)

@@ -494,7 +494,9 @@ class LiveFaultMachine(RuleBasedStateMachine):
         Tally.steps += 1
         Tally.kills += 1
         self.bot.close()
-        status = fork_bot(self.emu.base_url, self.journal_path, self.tmp / "child", signals, crash_at, timeout_s=30)
+        status = fork_bot(
+            self.emu.base_url, self.journal_path, self.tmp / "child", signals, crash_at, timeout_s=30, clock=self.clock
+        )
         assert status in (-signal.SIGKILL, 0), f"bot process ended with {status}"
         if status == -signal.SIGKILL:
             self.seen.add("kill9")

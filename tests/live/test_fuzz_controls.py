@@ -433,6 +433,25 @@ def test_clock_stepping_forward_does_not_rule_a_late_order_never_placed():
     assert found is None, found
 
 
+def test_a_bot_restarted_after_a_clock_step_does_not_rule_a_late_order_never_placed():
+    """Found by `make fuzz`: a placement's answer is lost (the venue enters it 1 s late), the wall
+    clock steps 6 minutes forward, and the bot is killed and restarted. The new process saw the order
+    for the first time with a wall-clock age of minutes and ruled it never placed at once; the late
+    entry then rested unclaimed. The monotonic send time is journaled with the order, so a process
+    restarted on the same boot ages it truly."""
+    found = _scripted(
+        [
+            lambda m: m.opening(1.0, 5.0, None, -180_000, "ask"),
+            lambda m: m.bar_with_lost_answer("late_execution", 1_000.0, 0.25, -20.0, None),
+            lambda m: LiveFaultMachine.clock_steps(m, 180_000),
+            lambda m: m.kill9(19, [(0.5, 5.0)]),
+            lambda m: time.sleep(1.2),  # the late entry lands
+            lambda m: m.between_bars(),
+        ]
+    )
+    assert found is None, found
+
+
 def test_a_delayed_entry_is_judged_on_what_the_bot_knew_when_it_sent_it():
     """Found by `make fuzz`: an order sent in normal mode, entered 250 ms later by the exchange after
     the fuzzer had tripped a breaker meanwhile, was reported as "adds exposure in reduce-only". The

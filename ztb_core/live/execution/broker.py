@@ -23,10 +23,12 @@ only difference between them.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from ...errors import ZtbError
@@ -65,6 +67,21 @@ class TradingVenue(Protocol):
     def fetch_fills(self, symbol: str | None = None, since_ms: int | None = None, after: str | None = None) -> Any: ...
 
     def exchange_filled(self, exchange_id: str, symbol: str | None = None) -> Decimal | None: ...
+
+
+#: the submission detail keys holding the monotonic send time and the boot it was measured on
+SENT_CLOCK_KEY, BOOT_KEY = "sent_monotonic_s", "boot_id"
+
+
+def _boot_id() -> str | None:
+    """This boot's id (Linux): monotonic times from the same boot are comparable across processes."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+BOOT_ID = _boot_id()
 
 
 class OrderManager:
@@ -175,16 +192,33 @@ class OrderManager:
         return report
 
     def _unknown_age_ms(self, order: Order, now_wall_ms: int) -> float:
-        """How long ago an unknown placement was sent, never more than the monotonic clock allows:
-        the wall clock's age, but at most its age when this process first looked plus the monotonic
-        time since. A wall clock stepped forward (NTP, a resumed VM) would otherwise rule an order
-        never placed while the venue may still execute it; one stepped back only makes the age
-        smaller, which delays the ruling, never hastens it."""
+        """How long ago an unknown placement was sent, never more than the monotonic clock allows: a
+        wall clock stepped forward (NTP, a resumed VM) would otherwise rule an order never placed
+        while the venue may still execute it; one stepped back only makes the age smaller, which
+        delays the ruling, never hastens it. The monotonic send time is journaled with the order, so
+        a process restarted on the same boot knows the true age; an order sent before the machine
+        restarted (another boot, or a journal without the stamp) is aged from when this process
+        first looked at it: it waits a whole window from the restart."""
         wall = now_wall_ms - (order.submitted_ms or order.created_ms)
-        mono = self._clock()
-        # sent by this process: anchored when sent; sent by an earlier one: when first looked at
-        first_mono, first_age = self._unknown_seen.setdefault(order.client_id, (mono, max(wall, 0.0)))
-        return min(wall, first_age + (mono - first_mono) * 1000.0)
+        anchor = self._unknown_seen.get(order.client_id)
+        if anchor is None:
+            anchor = self._unknown_seen[order.client_id] = self._journaled_send(order.client_id)
+        first_mono, first_age = anchor
+        return min(wall, first_age + (self._clock() - first_mono) * 1000.0)
+
+    def _journaled_send(self, client_id: str) -> tuple[float, float]:
+        """(monotonic time, age in ms then) to age an order from: its journaled send time when it was
+        sent on this boot, else now with age 0."""
+        for t in self.journal.transitions(client_id):
+            try:
+                detail = json.loads(t.get("detail") or "{}")
+            except ValueError:
+                continue
+            if isinstance(detail, dict) and SENT_CLOCK_KEY in detail:
+                if BOOT_ID is not None and detail.get(BOOT_KEY) == BOOT_ID:
+                    return float(detail[SENT_CLOCK_KEY]), 0.0
+                break
+        return self._clock(), 0.0
 
     def _alert_suspects(self, report: ReconcileReport) -> None:
         """One critical alert per late suspect (then a reminder every `reminder_s`)."""
@@ -302,10 +336,17 @@ class OrderManager:
                 raise
         # the newest exchange order id seen before this one was sent: reconciliation never adopts an
         # order at or below it for this one (it existed before we sent ours)
-        detail = {**(detail or {}), "watermark": order_watermark(self.journal)}
+        # and the monotonic time it was sent, with the boot it belongs to: should its outcome be
+        # unknown, its age runs on that clock, also in a process restarted on the same boot
+        sent = self._clock()
+        detail = {
+            **(detail or {}),
+            "watermark": order_watermark(self.journal),
+            SENT_CLOCK_KEY: round(sent, 3),
+            BOOT_KEY: BOOT_ID,
+        }
         order = self.journal.record_submission(Order.create(self.symbol, side, amount, price, reduce_only), detail)
-        # its age, should its outcome be unknown, runs on the monotonic clock from now
-        self._unknown_seen[order.client_id] = (self._clock(), 0.0)
+        self._unknown_seen[order.client_id] = (sent, 0.0)
         self.last_send_perf = time.perf_counter()
         try:
             ack = self.venue.create_limit_order(side, amount, price, order.client_id, self.symbol)
