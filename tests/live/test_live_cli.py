@@ -4,10 +4,12 @@ limits is loud; bad config is a clear error."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from ztb_core.cli import main
+from ztb_core.live.execution.journal import JournalError, JournalLock
 from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
@@ -201,6 +203,42 @@ def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emula
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_hard_link_to_a_held_journal_is_refused(tmp_path):
+    """A hard link is the same file under a name no path resolution reveals: the second lock must
+    still be refused (the journal file itself is locked); a different journal is not."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "real" / "journal.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    alias = tmp_path / "elsewhere" / "alias.sqlite"
+    alias.parent.mkdir()
+    os.link(path, alias)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
+            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(JournalError, match="hard link"):
+            JournalLock(alias).acquire()
+        other = JournalLock(tmp_path / "other.sqlite").acquire()  # control: another journal locks fine
+        other.release()
+    finally:
+        holder.kill()
+        holder.wait()
+    again = JournalLock(alias).acquire()  # the holder is gone: the kernel dropped its locks
+    again.release()
 
 
 # ---- issue 25 defect 5: --dry-run wins, contradictory modes are refused --------------------------

@@ -66,13 +66,17 @@ class JournalLock:
     (the kernel drops the lock when the process dies, kill -9 included, so no stale lock remains).
     The lock file sits beside the RESOLVED journal path: a symlink to the journal (or a path through a
     symlinked folder) takes the same lock as the file itself, so two processes cannot share one
-    journal under two names."""
+    journal under two names. A hard link is the same file under a name the path cannot tell, so the
+    journal file itself is `flock`ed too (flock and SQLite's own POSIX locks do not interact on a
+    local file system); a journal not created yet is created empty (SQLite's empty database)."""
 
     def __init__(self, journal_path: str | Path) -> None:
         self.journal = Path(journal_path)
         real = self.journal.expanduser().resolve()  # follows symlinks, also to a journal not yet created
+        self.real = real
         self.path = real.with_name(real.name + ".lock")
         self._fd: int | None = None
+        self._file_fd: int | None = None
 
     def acquire(self) -> JournalLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +93,31 @@ class JournalLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            self._lock_file()
+        except BaseException:
+            self.release()
+            raise
         return self
 
+    def _lock_file(self) -> None:
+        """The journal file's own lock: the one a hard link to it shares."""
+        fd = os.open(self.real, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(
+                f"{self.journal}: in use by another ztb live process under another name (a hard link to the "
+                "same file); only one process may use a journal at a time: stop that one first"
+            ) from None
+        self._file_fd = fd
+
     def release(self) -> None:
+        if self._file_fd is not None:
+            fcntl.flock(self._file_fd, fcntl.LOCK_UN)
+            os.close(self._file_fd)
+            self._file_fd = None
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
