@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +16,23 @@ from ztb_core.runs import list_runs
 
 from .conftest import TEST_KEY, TEST_SECRET
 from .test_runner import live_args
+
+
+def hold_journal(path) -> subprocess.Popen:
+    """Another process that takes the journal's lock and keeps it (until killed)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
+            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
 
 
 def test_live_without_confirmation_refuses(fast_emulator, monkeypatch, capsys):
@@ -77,23 +96,9 @@ def test_zaif_is_refused_for_real_money_with_the_reason(monkeypatch, capsys):
 
 
 def test_a_second_process_on_the_same_journal_is_told_who_holds_it(fast_emulator, tmp_path, capsys):
-    import subprocess
-    import sys
-
     path = tmp_path / "journal.sqlite"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
-            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_journal(path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         rc = main(live_args(fast_emulator, "--dry-run", "--set", f"journal_path={path}", "--max-bars", "1"))
         assert rc == 2
         err = capsys.readouterr().err
@@ -172,28 +177,14 @@ def test_reconcile_command_lists_and_resolves_an_ambiguous_placement(tmp_path, c
 def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emulator, tmp_path, capsys):
     """One process holds the journal by its real path; `ztb live` given a symlink to the same file
     (and to its folder) must be refused before a run directory exists, not open it a second time."""
-    import subprocess
-    import sys
-
     real_dir = tmp_path / "real"
     real_dir.mkdir()
     path = real_dir / "journal.sqlite"
     link = tmp_path / "link.sqlite"
     link.symlink_to(path)  # dangling until the journal is created: the lock must still follow it
     (tmp_path / "linkdir").symlink_to(real_dir)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
-            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_journal(path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         for alias in (link, tmp_path / "linkdir" / "journal.sqlite"):
             rc = main(live_args(fast_emulator, "--dry-run", "--set", f"journal_path={alias}", "--max-bars", "1"))
             assert rc == 2, alias
@@ -208,28 +199,14 @@ def test_a_second_process_through_a_symlink_to_the_journal_is_refused(fast_emula
 def test_a_hard_link_to_a_held_journal_is_refused(tmp_path):
     """A hard link is the same file under a name no path resolution reveals: the second lock must
     still be refused (the journal file itself is locked); a different journal is not."""
-    import subprocess
-    import sys
-
     path = tmp_path / "real" / "journal.sqlite"
     path.parent.mkdir()
     path.write_bytes(b"")
     alias = tmp_path / "elsewhere" / "alias.sqlite"
     alias.parent.mkdir()
     os.link(path, alias)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\nfrom ztb_core.live.execution.journal import JournalLock\n"
-            "JournalLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_journal(path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(JournalError, match="hard link"):
             JournalLock(alias).acquire()
         other = JournalLock(tmp_path / "other.sqlite").acquire()  # control: another journal locks fine
