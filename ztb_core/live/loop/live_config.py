@@ -14,7 +14,7 @@ from ...pnl import CostConfig
 from ..execution.paper import PaperConfig
 from ..venue.exchange_config import ExchangeConfig
 from .risk import RiskConfig
-from .sizing import SizingConfig
+from .sizing_config import SizingConfig
 
 
 class PolicyConfig(ZtbModel):

@@ -26,47 +26,18 @@ import logging
 import math
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
-from ...config import ZtbModel
 from ...errors import ConfigError, DataError
 from ...evaluation.vol_sizing import ONLINE_BUFFER_BARS, OnlineScale, TrainedVolSizing
 from ..execution.exposure import Exposure, order_toward
 from ..execution.orders import Side
 from ..venue.types import MarketLimits
+from .sizing_config import SizingConfig
 
 log = logging.getLogger("ztb.live.sizing")
-
-
-class SizingConfig(ZtbModel):
-    """How big a target position is in the base currency, and how orders are priced."""
-
-    target_vol: float = Field(0.10, gt=0, le=5, description="Target annualised volatility of the position")
-    kelly_fraction: float = Field(0.5, gt=0, le=1, description="Share of the Kelly leverage allowed (0.5 = half Kelly)")
-    expected_sharpe: float = Field(1.0, gt=0, description="Annualised Sharpe ratio assumed for the Kelly cap")
-    max_leverage: float = Field(1.0, gt=0, le=10, description="Hard cap on |position value| / equity")
-    vol_lookback_bars: int = Field(1440, ge=10, description="Bars of log returns in the realised volatility")
-    vol_floor: float = Field(0.05, gt=0, description="Realised vol never taken below this (annualised)")
-    allow_short: bool = Field(False, description="Allow negative positions (false on a spot account)")
-    aggressiveness_bps: float = Field(
-        5.0,
-        ge=-500,
-        le=500,
-        description="Limit price beyond the touch, bps (buys "
-        "above the ask, sells below the bid); negative = passive, resting inside the book",
-    )
-    min_change_fraction: float = Field(
-        0.05, ge=0, le=1, description="Skip rebalances smaller than this share of the target position"
-    )
-    vol_forecast: Literal["auto", "required", "off"] = Field(
-        "auto",
-        description="auto: size with the checkpoint's volatility forecaster when it has one (else say why not and "
-        "use target_vol on realised volatility); required: refuse to start without one; off: never",
-    )
 
 
 @dataclass(frozen=True)
