@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def main() -> None:
     from ztb_core.data.store import write_bars
     from ztb_core.data.synthetic import SyntheticConfig, generate_market
 
-    print("machine: shared, busy (2 cores, several engineers); figures are indicative")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (above about 0.5 per CPU, figures read high)")
     with tempfile.TemporaryDirectory(prefix="ztb-bench-stream-") as tmp:
         for sym, n in (("SMALL", args.bars), ("LARGE", args.factor * args.bars)):
             t0 = time.perf_counter()
