@@ -23,7 +23,8 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ztb_core.data.importers import read_histdata  # noqa: E402
+from ztb_core.data.importers import read_histdata_folder  # noqa: E402
+from ztb_core.errors import DataError  # noqa: E402
 from ztb_core.evaluation.vol_sizing import ONLINE_BUFFER_BARS, TrainedVolSizing, held_scale  # noqa: E402
 from ztb_core.live.loop.sizing import ForecastSizing  # noqa: E402
 
@@ -38,11 +39,11 @@ def main() -> int:
     ap.add_argument("--split", default="2016-05-01", help="first bar (UTC) sized live")
     ap.add_argument("--bars", type=int, default=2000, help="bars sized live after the split")
     args = ap.parse_args()
-    files = sorted(args.data.glob("*.csv.gz"))
-    if not files:
-        print(f"no HistData files in {args.data}", file=sys.stderr)
+    try:
+        bars = read_histdata_folder(args.data)
+    except DataError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    bars = pd.concat([read_histdata(f).bars for f in files]).sort_index()
     times = np.asarray(bars.index.as_unit("ns").asi8, np.int64)
     c = bars["close"].to_numpy(np.float64)
     k = int(np.searchsorted(bars.index, pd.Timestamp(args.split, tz=bars.index.tz)))

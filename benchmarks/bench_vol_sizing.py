@@ -18,7 +18,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ztb_core.data.importers import read_histdata  # noqa: E402
+from ztb_core.data.importers import read_histdata_folder  # noqa: E402
+from ztb_core.errors import DataError  # noqa: E402
 from ztb_core.evaluation.calendar import periods_per_year  # noqa: E402
 from ztb_core.evaluation.vol_sizing import VolSizing, compare_sizing  # noqa: E402
 from ztb_core.pnl import CostConfig  # noqa: E402
@@ -32,11 +33,11 @@ def main() -> int:
     ap.add_argument("--split", default="2016-05-01", help="first bar (UTC) of the scored period")
     ap.add_argument("--resamples", type=int, default=500, help="bootstrap resamples")
     args = ap.parse_args()
-    files = sorted(args.data.glob("*.csv.gz"))
-    if not files:
-        print(f"no HistData files in {args.data}", file=sys.stderr)
+    try:
+        bars = read_histdata_folder(args.data)
+    except DataError as exc:
+        print(exc, file=sys.stderr)
         return 2
-    bars = pd.concat([read_histdata(f).bars for f in files]).sort_index()
     times = np.asarray(bars.index.as_unit("ns").asi8, np.int64)
     o, c = bars["open"].to_numpy(np.float64), bars["close"].to_numpy(np.float64)
     k = int(np.searchsorted(bars.index, pd.Timestamp(args.split, tz=bars.index.tz)))

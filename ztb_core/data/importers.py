@@ -228,6 +228,14 @@ def read_histdata(path: str | Path, tz: str | None = None) -> SourceBars:
     return SourceBars(path, bars, np.arange(1, len(bars) + 1), [f"time zone {tz or 'UTC-5 (HistData EST)'}"])
 
 
+def read_histdata_folder(folder: str | Path, pattern: str = "*.csv.gz") -> pd.DataFrame:
+    """Every HistData M1 file in `folder` (matching `pattern`) as one time-sorted bar frame."""
+    files = sorted(Path(folder).glob(pattern))
+    if not files:
+        raise DataError(f"{folder}: no HistData files matching {pattern}")
+    return pd.concat([read_histdata(f).bars for f in files]).sort_index()
+
+
 def _read_histdata_careful(path: Path) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
     """pandas reader that names file, row, column and value of the first malformed cell."""
     names = HISTDATA_NAMES

@@ -38,7 +38,7 @@ def live_journal_path(run_dir: Path) -> Path | None:
         if isinstance(report, dict) and report.get("journal"):
             return Path(report["journal"])
     except (FileNotFoundError, ValueError, OSError):
-        pass
+        pass  # no (readable) report yet: the journal path comes from the run's config below
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, ValueError):

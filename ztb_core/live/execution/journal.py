@@ -311,7 +311,7 @@ class Journal:
                     try:
                         self.j._db.execute("ROLLBACK")
                     except sqlite3.OperationalError:
-                        pass
+                        pass  # no transaction left to roll back: SQLite ended it with the failed COMMIT
             finally:
                 if not self.fsync:
                     try:
