@@ -66,15 +66,20 @@ lock:
 	  $(if $(LOCK_CONSTRAINTS),-c $(LOCK_CONSTRAINTS)) $$skip -o requirements.lock
 	rm -f requirements.lock.tmp
 
-# The live-trading fault fuzzer at full length: FUZZ_EXAMPLES sequences (CI runs a dozen), then its
-# positive controls (every rule broken on purpose must be caught). It prints the totals, how many
-# sequences reached each scenario and how many broke each rule. FUZZ_AWAITING_FIX=1 also generates
-# the scenarios of known, not yet fixed defects (test_fuzz.AWAITING_FIX). Minutes, not seconds.
+# The live-trading fault fuzzers at full length: the order fuzzer's FUZZ_EXAMPLES sequences (CI runs
+# a dozen) and the market-data fuzzer's FUZZ_MARKET_EXAMPLES (websocket stalls, REST failures; CI runs
+# two; each sequence takes seconds of real time), then their positive controls (every rule broken on
+# purpose must be caught). Each prints its totals, how many sequences reached each scenario and how
+# many broke each rule. FUZZ_AWAITING_FIX=1 also generates the scenarios of known, not yet fixed
+# defects (test_fuzz.AWAITING_FIX). An hour or so, not minutes.
 FUZZ_EXAMPLES ?= 1000
+FUZZ_MARKET_EXAMPLES ?= 150
 FUZZ_AWAITING_FIX ?=
 fuzz: install
 	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ZTB_FUZZ_AWAITING_FIX=$(FUZZ_AWAITING_FIX) $(PY) -m pytest -q -p no:cacheprovider \
 		--show-capture=no --timeout=0 tests/live/test_fuzz.py tests/live/test_fuzz_controls.py -k fuzzer
+	ZTB_FUZZ_MARKET_EXAMPLES=$(FUZZ_MARKET_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+		--show-capture=no --timeout=0 tests/live/test_fuzz_market.py tests/live/test_fuzz_market_controls.py
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -255,6 +255,15 @@ class Bot:
             self.runner.manager._clock = clock
         self.started = False
 
+    def rebuild_runner(self, feed: Any = None) -> None:
+        """A runner on `self.cfg` as it stands now (before `ensure_started`); with a `MarketFeed`,
+        bars come from the trade stream and the history from the exchange, as in `ztb live`."""
+        market = self.adapter if feed is not None else self.bars
+        self.runner = LiveRunner(
+            self.cfg, market, self.adapter, self.journal, self.policy, self.writer, mode="live", feed=feed
+        )
+        self.started = False
+
     @property
     def manager(self):
         return self.runner.manager

@@ -9,7 +9,8 @@ ZTB_FUZZ_EXAMPLES=1000 new ones and prints, beside the totals, how many sequence
 scenario and how many broke each rule. Scenarios listed in AWAITING_FIX find known defects of the
 bot: they are generated only with ZTB_FUZZ_AWAITING_FIX=1 until the fix is merged (then delete the
 entry). tests/live/test_fuzz_controls.py breaks the real code for every rule and shows this fuzzer
-catches it.
+catches it. The bot here takes scripted REST bars; websocket stalls and public REST failures are
+the market-data fuzzer's (tests/live/test_fuzz_market.py), whose bot trades on the websocket feed.
 """
 
 from __future__ import annotations
@@ -89,9 +90,6 @@ FAULT_ENDPOINTS = [
 #: how long a hanging request waits before it acts (or drops): past the client's 150 ms timeout and
 #: inside the bot's reconcile grace, and (AWAITING_FIX late_beyond_grace) well beyond the grace
 HANGS_MS = [180.0, 250.0] + ([1_000.0, WORST_DELAY_S * 1000] if enabled("late_beyond_grace") else [])
-#: HOOK: True once the harness's bot reads market data from the websocket feed and the emulator has
-#: a silence fault (see `LiveFaultMachine.ws_silence`); until then the rule is never drawn
-WS_SILENCE_HOOK = False
 #: how long the fill history may lag behind the book: within the bot's grace, and (AWAITING_FIX
 #: late_beyond_grace) up to the venue's worst delay. A placement whose answer was lost and which filled
 #: at once is visible in nothing but the fills: a longer lag than the bot's window leaves it no evidence
@@ -430,15 +428,6 @@ class LiveFaultMachine(RuleBasedStateMachine):
             self.referee.lag_from = len(self.emu.state.fills)
             self.referee.lag_until = time.monotonic() + LAG_S
 
-    @precondition(lambda self: WS_SILENCE_HOOK)
-    @rule()
-    def ws_silence(self) -> None:
-        """HOOK (websocket stall): the bot here takes its bars from REST (`ConstantBars`), not the
-        websocket feed, so a socket that stays open and sends nothing has nothing to freeze. When the
-        harness drives the feed (`ztb_core.live.market.stream.MarketFeed`) this rule turns on the emulator's
-        silence fault (emulator/ws.py) and the referee's rules must hold through it."""
-        Tally.steps += 1
-
     # ---- rules: someone else on the account ---------------------------------------------------------
     @rule(side=st.sampled_from(["buy", "sell"]), offset_bps=st.sampled_from([-20, 0, 20]))
     def foreign_order(self, side: str, offset_bps: int) -> None:
@@ -592,7 +581,6 @@ SCENARIOS = [
     "private_down_decision",
     "kill9",
     "restart",
-    "ws_stall",
 ]
 
 
@@ -609,8 +597,6 @@ def report_lines(what: str, seconds: float) -> list[str]:
         note = ""
         if name in AWAITING_FIX and not enabled(name):
             note = "  (not generated: AWAITING_FIX, set ZTB_FUZZ_AWAITING_FIX=1)"
-        elif name == "ws_stall":
-            note = "  (hook only: the harness's bot reads REST bars)"
         lines.append(f"[fuzz]   {name:<40} {Tally.scenarios[name]:>6}{note}")
     lines.append("[fuzz] sequences per broken rule:")
     for tag in RULES:

@@ -47,6 +47,7 @@ class WsServer:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self.messages = 0
+        self.trades_pushed = 0  # trades sent to the trade channel's subscribers (tests: what a client heard)
         self.silenced = 0  # messages withheld by a silent window
         self.error: BaseException | None = None
         # silent windows as (start, end) on the monotonic clock; config windows count from start()
@@ -86,6 +87,11 @@ class WsServer:
         t0 = time.monotonic() + after_s
         with self._silence_lock:
             self._silences.append((t0, t0 + for_s))
+
+    def end_silence(self) -> None:
+        """Speak again now: every silence, current or scheduled, is dropped."""
+        with self._silence_lock:
+            self._silences.clear()
 
     def silent(self) -> bool:
         now = time.monotonic()
@@ -147,8 +153,8 @@ class WsServer:
                     if channel.endswith("-orderbook"):
                         if self.silent():
                             self.silenced += 1
-                        else:
-                            await ws.send_str(json.dumps(self._book()))
+                        else:  # the snapshot a subscriber gets at once (counted: it is a message)
+                            await self._send(ws, json.dumps(self._book()))
         finally:
             for subs in self._subs.values():
                 subs.discard(ws)
@@ -193,6 +199,7 @@ class WsServer:
                 text = json.dumps(rows)
                 for ws in list(trades_ch):
                     await self._send(ws, text)
+                self.trades_pushed += len(rows)
             if hi > lo and book_ch:
                 text = json.dumps(self._book())
                 for ws in list(book_ch):

@@ -85,6 +85,12 @@ class LiveConfig(ZtbModel):
     ws_reconnect_s: float = Field(
         60.0, gt=0, description="After a websocket fallback, seconds between attempts on a fresh websocket"
     )
+    ws_gap_refill_s: float = Field(
+        2.0,
+        gt=0,
+        description="A websocket message after a gap this long (shorter than ws_silence_s) may follow trades "
+        "the socket dropped: the bars not yet decided are completed over REST before they are handed out",
+    )
     risk_interval_s: float = Field(
         30.0,
         gt=0,

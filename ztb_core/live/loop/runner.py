@@ -590,19 +590,27 @@ class LiveRunner:
             if self.kill.requested():
                 state = "stopped"
                 break
-            self.take_requests()
-            decided = self.poll()
-            if not decided:
-                self._keep_watch()
-            self.writer.heartbeat(self.stats.bars, message=self._status_line())
+            self.step()
             if max_bars and self.stats.bars >= max_bars:
                 break
-            if not decided and (self.feed is None or self.feed.mode == "rest"):
-                self._sleep(self.cfg.poll_interval_s)  # a websocket feed waits inside poll instead
         if self.feed is not None:
             self.feed.stop()
         self.shutdown(state)
         return state
+
+    def step(self) -> bool:
+        """One turn of the loop: a breaker-reset request, a poll (a decision if a bar closed), else
+        the watch (private sync and risk checks on their own timer), the heartbeat; then, without a
+        decision on REST bars, the wait until the next poll (a websocket feed waits inside `poll`).
+        True when a decision was made."""
+        self.take_requests()
+        decided = self.poll()
+        if not decided:
+            self._keep_watch()
+        self.writer.heartbeat(self.stats.bars, message=self._status_line())
+        if not decided and (self.feed is None or self.feed.mode == "rest"):
+            self._sleep(self.cfg.poll_interval_s)
+        return decided
 
     def take_requests(self) -> None:
         """Act on a reset-breakers request dropped into the run folder (the console's action)."""

@@ -215,7 +215,9 @@ def run_session(
         kill = KillSwitch(writer.dir)
         kill.install_signal_handlers()
         feed = (
-            MarketFeed.websocket(adapter, cfg.ws_url, cfg.ws_max_failures, cfg.ws_silence_s, cfg.ws_reconnect_s)
+            MarketFeed.websocket(
+                adapter, cfg.ws_url, cfg.ws_max_failures, cfg.ws_silence_s, cfg.ws_reconnect_s, cfg.ws_gap_refill_s
+            )
             if cfg.market_data == "websocket"
             else None
         )

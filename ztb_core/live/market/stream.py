@@ -15,8 +15,10 @@ for `silence_s` seconds (a silent stall: no trade and no book update) is treated
 hands over to REST polling and says so (`feed.fallback_reason`, `feed.fallbacks`), drops the socket
 and, every `reconnect_s`, tries a fresh one; the first message on it hands the bars back to the
 websocket (`feed.recoveries`), after one REST poll that catches up what the stall withheld. The
-trade ids de-duplicate whatever both channels deliver. `last_trade_at` is when the newest trade
-arrived from either channel (the runner's stale-data check).
+trade ids de-duplicate whatever both channels deliver. A message after a shorter gap (`gap_refill_s`)
+may follow trades a briefly stalled socket dropped: the bars not yet handed out are completed over
+REST first. `last_trade_at` is when the newest trade arrived from either channel (the runner's
+stale-data check).
 """
 
 from __future__ import annotations
@@ -263,9 +265,18 @@ class _WsWorker:
         return not self._active()
 
     def _heard(self) -> None:
-        """A message arrived: the socket is alive (a reconnect attempt hands the bars back)."""
-        self.feed.last_message = time.monotonic()
-        self.feed.heard = True
+        """A message arrived: the socket is alive (a reconnect attempt hands the bars back). After a
+        gap of `gap_refill_s` on a socket already heard, the trades printed meanwhile may have been
+        dropped: the bars not handed out yet are held until REST has completed them (`next_bars`),
+        before the message's own trades can close one."""
+        feed, now = self.feed, time.monotonic()
+        gap = now - feed.last_message
+        if feed.heard and feed.gap_refill_s is not None and gap >= feed.gap_refill_s and feed.mode == "websocket":
+            with feed.builder.cond:
+                feed.builder.hold = True
+            feed.refills += 1
+        feed.last_message = now
+        feed.heard = True
         if self.probing:
             self.probing = False
             self.feed._recover()
@@ -333,6 +344,7 @@ class MarketFeed:
         max_ws_failures: int = 5,
         silence_s: float | None = None,
         reconnect_s: float | None = None,
+        gap_refill_s: float | None = None,
     ) -> None:
         self.adapter, self.mode, self.ws_url = adapter, mode, ws_url
         self.symbol = adapter.symbol
@@ -340,6 +352,9 @@ class MarketFeed:
         # no message for this long = a dead socket (None: only failures count); after a fallback a
         # fresh connection is tried every `reconnect_s` (None: REST for good)
         self.silence_s, self.reconnect_s = silence_s, reconnect_s
+        # a message after a gap this long (None: never) holds the bars until REST has completed them
+        self.gap_refill_s = gap_refill_s
+        self.refills = 0  # such gaps so far
         self.builder = BarBuilder()
         self.ws_failures = 0
         self.fallback_reason: str | None = None
@@ -363,8 +378,9 @@ class MarketFeed:
         max_ws_failures: int = 5,
         silence_s: float | None = None,
         reconnect_s: float | None = None,
+        gap_refill_s: float | None = None,
     ) -> MarketFeed:
-        return cls(adapter, "websocket", ws_url, max_ws_failures, silence_s, reconnect_s)
+        return cls(adapter, "websocket", ws_url, max_ws_failures, silence_s, reconnect_s, gap_refill_s)
 
     @classmethod
     def rest(cls, adapter: Any) -> MarketFeed:
@@ -460,6 +476,7 @@ class MarketFeed:
             "trade_age_s": round(age, 1) if age is not None else None,
             "ws_fallbacks": self.fallbacks,
             "ws_recoveries": self.recoveries,
+            "ws_gap_refills": self.refills,
         }
 
     # ---- bars -----------------------------------------------------------------------------------
@@ -492,9 +509,11 @@ class MarketFeed:
         elif self.builder.hold and (first := self.builder.first_open_ms()) is not None:
             self._cursor_ms = first
             try:
-                self.poll_rest()  # the first bar's trades from before the subscription (repeats ignored)
+                # the first bar's trades from before the subscription, or what a gap on the socket
+                # may have dropped (repeats ignored)
+                self.poll_rest()
             except ExchangeCallError as exc:
-                log.warning("REST fill of the first streamed bar failed (it may be partial): %s", exc)
+                log.warning("REST completion of the bars being streamed failed (they may be partial): %s", exc)
             with self.builder.cond:
                 self.builder.hold = False
         now = exchange_now_ms if exchange_now_ms is not None else self.builder.exchange_now_ms()
