@@ -413,6 +413,28 @@ class LiveFaultMachine(RuleBasedStateMachine):
         self.active.pop(which % len(self.active))
         self._sync_faults()
 
+    @rule(rounds=st.sampled_from([3, 7]))
+    def busy_day(self, rounds: int) -> None:
+        """Round trips in one day: a full-size buy crossing the spread, a minute of tape, flat again;
+        seven of them pass the daily trade count (max_trades_per_day), which must then hold."""
+        for _ in range(rounds):
+            self.decide(1.0, 30.0)
+            self.time_passes(20)
+            self.decide(0.0, 30.0)
+            self.time_passes(20)
+
+    @rule(seconds=st.sampled_from([20, 60]))
+    def partly_filled_order_stuck_in_reduce_only(self, seconds: int) -> None:
+        """A resting buy fills partly, its cancel keeps failing and a breaker latches; then the signal
+        goes flat: the exit must be sized down to what can be reduced now, never refused (defect 3a),
+        and the stuck order counts at its worst case."""
+        self.partial_fills(0.004)  # 250 executions to fill it: partly filled after a minute of tape
+        self.decide(1.0, 5.0)
+        self.time_passes(seconds)
+        self.cancels_fail(None)
+        self.breaker("trip")
+        self.decide(0.0, 30.0)
+
     @rule(on=st.booleans())
     def history_lags(self, on: bool) -> None:
         """The fill history stops showing new fills (the venue's history lags its matching engine)

@@ -163,6 +163,7 @@ class Monitor:
     # REST trades failing): no rule can ask the bot for trades nobody would give it
     blackout: set[pd.Timestamp] = field(default_factory=set)
     stale: bool = False
+    reset_at: float = 0.0  # when a person last reset the breakers
     bars: dict[pd.Timestamp, tuple[float, ...]] = field(default_factory=dict)
     double: list[pd.Timestamp] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -287,7 +288,9 @@ class MarketFaultMachine(RuleBasedStateMachine):
         if self.speed != 1:
             return out
         lost = now - m.fresh_at
-        if not stale and lost > STALE_S + RISK_INTERVAL_S + LATE_S:
+        # due one watch after the data went stale, or after a person reset the breakers
+        due = max(m.fresh_at + STALE_S, m.reset_at) + RISK_INTERVAL_S + LATE_S
+        if not stale and now > due:
             out.append(f"[stale_trips] no fresh price possible for {lost:.1f}s, no stale-data breaker")
         if stale and not m.stale:
             if lost < STALE_S - EARLY_S:
@@ -434,7 +437,7 @@ class MarketFaultMachine(RuleBasedStateMachine):
         """A person resets the breakers (`ztb live --reset-breakers`, the console's key)."""
         Tally.steps += 1
         self.bot.runner.risk.reset_breakers()
-        self.mon.stale = False
+        self.mon.stale, self.mon.reset_at = False, time.monotonic()
         self.drive(0.5)
 
     @invariant()

@@ -185,7 +185,8 @@ class OrderManager:
         unresolved = {o.client_id for o in self.journal.unresolved()}
         for client_id in [c for c in self._unknown_seen if c not in unresolved]:
             del self._unknown_seen[client_id]
-        if report.changed or report.orphans or report.still_unresolved:
+        # fills_pending too: an order kept live because its fills lag is worth a line in the log
+        if report.changed or report.orphans or report.still_unresolved or report.fills_pending:
             self.on_event("reconciled", **report.as_dict())
         self._alert_unresolved(report)
         self._alert_suspects(report)
