@@ -91,6 +91,32 @@ def test_ztb_eval_writes_a_complete_report_into_an_eval_run(trained_run, monkeyp
     assert "constant vs volatility-targeted size" in out
     md = (run / "reports" / "eval_ev1.md").read_text()
     assert "## Constant vs volatility-targeted size" in md
+    # the forecaster `ztb live` sizes with: the checkpoint's, named in the report
+    assert vs["source"].startswith("the checkpoint's forecaster") and "Forecaster: the checkpoint's" in md
+
+
+def test_ztb_eval_sizes_with_the_checkpoints_forecaster_unless_told_to_fit(trained_run, monkeypatch, capsys):
+    """The report's volatility sizing is the one `ztb live` would apply: the checkpoint's forecaster,
+    whatever eval.yaml's horizon/cap/band say; `vol_sizing.source=fit` fits one with eval's settings."""
+    from ztb_core.cli import main
+    from ztb_core.paths import runs_dir
+    from ztb_core.rl.agent import load_agent
+
+    monkeypatch.setenv("ZTB_ARTIFACTS", str(trained_run.parent.parent))
+    stored = load_agent(trained_run).vol_sizing
+    assert stored is not None
+    reports = {}
+    for run_id, source in (("vs-ckpt", "checkpoint"), ("vs-fit", "fit")):
+        args = ["eval", "--model", trained_run.name, "--split", "test", "--episodes", "1", "--run-id", run_id]
+        sets = [*FAST_EVAL, "vol_sizing.cap=3.5", "vol_sizing.band=0.5", f"vol_sizing.source={source}"]
+        assert main([*args, *_set(sets)]) == 0, capsys.readouterr().err
+        reports[source] = json.loads((runs_dir() / run_id / "reports" / f"eval_{run_id}.json").read_text())[
+            "vol_sizing"
+        ]
+    ckpt, fit = reports["checkpoint"], reports["fit"]
+    assert (ckpt["cap"], ckpt["band"]) == (stored.sizing.cap, stored.band) != (3.5, 0.5)
+    assert ckpt["forecaster"]["target_rv"] == pytest.approx(stored.sizing.target_rv)
+    assert (fit["cap"], fit["band"]) == (3.5, 0.5) and "vol_sizing.source: fit" in fit["source"]
 
 
 def test_ztb_eval_with_a_bad_checkpoint_fails_clearly_without_a_run(tmp_path, capsys):

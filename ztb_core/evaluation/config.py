@@ -152,6 +152,18 @@ class VolSizingConfig(ZtbModel):
     )
 
 
+class EvalVolSizingConfig(VolSizingConfig):
+    """`ztb eval`'s volatility sizing: by default the forecaster the checkpoint carries (what `ztb
+    live` sizes with), otherwise one fitted here with these settings."""
+
+    source: Literal["checkpoint", "fit"] = Field(
+        "checkpoint",
+        description="checkpoint: size with the forecaster stored in the checkpoint (fitted on its train split when "
+        "training started; horizon, cap and band are then the checkpoint's), fitting one here only for a "
+        "checkpoint without one; fit: always fit one on the train split with the settings below",
+    )
+
+
 class EvalConfig(ZtbModel):
     """Everything `ztb eval` and `evaluate_positions` need besides the model and the data."""
 
@@ -168,4 +180,4 @@ class EvalConfig(ZtbModel):
     cost_sensitivity: CostSensitivityConfig = CostSensitivityConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     report: ReportConfig = ReportConfig()
-    vol_sizing: VolSizingConfig = VolSizingConfig()
+    vol_sizing: EvalVolSizingConfig = EvalVolSizingConfig()

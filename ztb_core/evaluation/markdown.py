@@ -31,6 +31,7 @@ def vol_sizing_markdown(section: dict | None) -> list[str]:
         f"kept until the forecast's moves more than {section['band']:.0%} from it. Same costs, charged "
         f"on the scaled turnover; {section['n_bars_scored']:,} bars scored (scale mean {_f(sc['mean'])}, "
         f"range {_f(sc['min'])}–{_f(sc['max'])}, {_p(sc['fraction_capped'])} at the cap).",
+        *([f"Forecaster: {section['source']}."] if section.get("source") else []),
         "",
         f"| policy | Sharpe constant | Sharpe vol-targeted | Δ Sharpe [{section['confidence']:.0%} paired CI] | "
         "return constant | return vol-targeted | fees constant | fees vol-targeted |",

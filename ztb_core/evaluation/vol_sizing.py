@@ -284,14 +284,16 @@ def vol_sizing_section(
     seed: int,
     history_bars: int,
     band: float = 0.0,
+    source: str = "fitted by ztb eval on the train split",
 ) -> dict:
-    """The report's `vol_sizing` section (JSON-ready)."""
+    """The report's `vol_sizing` section (JSON-ready); `source` says where the forecaster came from."""
     s = np.asarray(scale, np.float64)
     live = s[s > 0]
     return {
         "method": "Moreira-Muir volatility targeting: position x min(sqrt(target / forecast), cap); "
         "HAR-RV + seasonality forecast from bars up to the decision bar, fitted on the train split; "
         "target: average scale 1 on train",
+        "source": source,
         "horizon_bars": sizing.forecaster.h,
         "cap": sizing.cap,
         "band": band,

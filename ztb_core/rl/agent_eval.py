@@ -22,7 +22,7 @@ from ..evaluation.metrics import sharpe_per_period
 from ..evaluation.robustness import start_offsets
 from ..evaluation.selection import CheckpointChoice
 from ..evaluation.trials import TrialRegistry, collect_trials
-from ..evaluation.vol_sizing import VolSizing, vol_sizing_section
+from ..evaluation.vol_sizing import TrainedVolSizing, VolSizing, vol_sizing_section
 from .evaluate import ridge_for
 from .market import prepare_splits
 
@@ -93,16 +93,36 @@ def _times_ns(index) -> np.ndarray:
     return np.asarray(index.as_unit("ns").asi8, np.int64)
 
 
-def vol_sizing_report(cfg, train, val, market, policies: dict[str, np.ndarray], costs) -> dict:
-    """The report's `vol_sizing` section: the forecaster fitted on the train split only; the scale
-    on the evaluated bars forecast from the bars up to each one, with the train and val bars that
-    precede the evaluated slice as history (so the test split needs no week of warm-up of its own;
-    none of them is later than the bar it sizes). `{"skipped": why}` where it cannot be computed."""
+def _forecaster(vs, train, trained: TrainedVolSizing | None, absent: str | None) -> tuple[VolSizing, float, str]:
+    """(forecaster, band, where it came from): the checkpoint's (`vol_sizing.source: checkpoint`,
+    what `ztb live` sizes with) or one fitted on the train split with eval's settings."""
+    if vs.source == "checkpoint" and trained is not None:
+        return trained.sizing, trained.band, f"the checkpoint's forecaster: {trained.describe()}"
+    sizing = VolSizing.fit(train.close, _times_ns(train.index), vs.horizon, vs.cap)
+    why = "vol_sizing.source: fit" if vs.source == "fit" else f"the checkpoint has none: {absent or 'not stored'}"
+    return sizing, vs.band, f"fitted by ztb eval on the train split ({why})"
+
+
+def vol_sizing_report(
+    cfg,
+    train,
+    val,
+    market,
+    policies: dict[str, np.ndarray],
+    costs,
+    trained: TrainedVolSizing | None = None,
+    absent: str | None = None,
+) -> dict:
+    """The report's `vol_sizing` section: the checkpoint's forecaster (`trained`) or one fitted on
+    the train split only (see `_forecaster`); the scale on the evaluated bars forecast from the bars
+    up to each one, with the train and val bars that precede the evaluated slice as history (so the
+    test split needs no week of warm-up of its own; none of them is later than the bar it sizes).
+    `{"skipped": why}` where it cannot be computed."""
     vs = cfg.vol_sizing
     if market.timeframe != "M1":
         return {"skipped": f"the volatility forecaster works on M1 bars; this agent trades {market.timeframe}"}
     try:
-        sizing = VolSizing.fit(train.close, _times_ns(train.index), vs.horizon, vs.cap)
+        sizing, band, source = _forecaster(vs, train, trained, absent)
         first = market.index[0]
         parts = [(s.close[s.index < first], _times_ns(s.index[s.index < first])) for s in (train, val)]
         t_hist = np.concatenate([t for _, t in parts])
@@ -124,7 +144,8 @@ def vol_sizing_report(cfg, train, val, market, policies: dict[str, np.ndarray], 
             b.confidence,
             cfg.seed,
             history_bars=int(c_hist.size),
-            band=vs.band,
+            band=band,
+            source=source,
         )
     except EvaluationError as exc:  # too little train data, or no forecast on the evaluated bars
         return {"skipped": str(exc)}
@@ -151,7 +172,16 @@ def run_evaluation(
         report, policies = _evaluate(agent, cfg, writer, choice, market, train, val, key, src, n_trials_flag, tick)
         if cfg.vol_sizing.enabled:
             progress.update(task, description="volatility-targeted sizing")
-            report["vol_sizing"] = vol_sizing_report(cfg, train, val, market, policies, agent.train_config.env.costs)
+            report["vol_sizing"] = vol_sizing_report(
+                cfg,
+                train,
+                val,
+                market,
+                policies,
+                agent.train_config.env.costs,
+                agent.vol_sizing,
+                agent.vol_sizing_absent,
+            )
         progress.update(task, description="writing report and pictures")
         paths = write_report(report, writer.reports_dir, writer.run_id)
     if choice.run_dir is not None:  # this look at the data is a trial of the model's run
