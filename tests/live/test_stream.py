@@ -160,6 +160,25 @@ def test_held_first_bar_takes_earlier_trades_in_time_order():
     assert b.late == 0
 
 
+def test_a_minute_before_the_first_streamed_trade_is_built_while_held():
+    """Found by the market-data fuzzer: the subscription's first trade fell in the minute after the
+    history's last bar; the REST fill began at that trade's minute, and the minute between was never
+    built (a bar missing from the agent's buffer). While held, REST trades of an earlier minute with
+    no bar of its own make one, handed out in time order; once released, such a trade is late."""
+    b = BarBuilder()
+    b.hold = True
+    b.add(trade(20, T0 + 65_000, 30.0))  # the stream starts in the second minute
+    b.add(trade(11, T0 + 5_000, 10.0))  # REST from the history's end: the first minute
+    b.add(trade(12, T0 + 50_000, 12.0))
+    b.add(trade(21, T0 + 125_000, 31.0))  # the stream closes the second minute
+    b.hold = False
+    bars = b.pop()
+    assert [x.open_ms for x in bars] == [T0, T0 + 60_000]
+    assert (bars[0].open, bars[0].high, bars[0].close, bars[0].trades) == (10.0, 12.0, 12.0, 2)
+    b.add(trade(13, T0 + 55_000, 1.0))  # no longer held: too late for a bar already handed out
+    assert b.late == 1
+
+
 # ---- issue 25 defect 2: a websocket that stays open but goes silent ------------------------------
 def test_a_silent_websocket_falls_back_to_rest_and_comes_back(manual_emulator, exchange_config):
     """The emulator's websocket goes silent with the socket open (no trade, no book, no snapshot):

@@ -111,6 +111,12 @@ class BarBuilder:
             cur = self.cur
             if cur is not None and open_ms < cur.open_ms:
                 held = next((b for b in self.closed if b.open_ms == open_ms), None)
+                if held is None and self.hold:
+                    # nothing is handed out while held: an earlier minute with no streamed trade (the
+                    # one between the history's end and the subscription's first trade) gets its bar
+                    self.trades += 1
+                    self._insert_closed(_new_bar(open_ms, trade))
+                    return
                 if held is None:
                     self.late += 1
                     return
@@ -122,10 +128,17 @@ class BarBuilder:
                 cur = None
             self.trades += 1
             if cur is None:
-                p, key = trade.price, _order_key(trade)
-                self.cur = ClosedBar(open_ms, p, p, p, p, trade.amount, 1, trade.ts_ms, key, key)
+                self.cur = _new_bar(open_ms, trade)
             else:
                 _update(cur, trade)
+
+    def _insert_closed(self, bar: ClosedBar) -> None:
+        """A closed bar among those not handed out yet, in time order."""
+        later = [b for b in self.closed if b.open_ms > bar.open_ms]
+        for _ in later:
+            self.closed.pop()
+        self.closed.append(bar)
+        self.closed.extend(later)
 
     def tick(self, exchange_now_ms: float) -> None:
         """Close the bar being built once the exchange clock is past its end (a quiet market)."""
@@ -166,6 +179,11 @@ class BarBuilder:
             out = list(self.closed)
             self.closed.clear()
             return out
+
+
+def _new_bar(open_ms: int, trade: StreamTrade) -> ClosedBar:
+    p, key = trade.price, _order_key(trade)
+    return ClosedBar(open_ms, p, p, p, p, trade.amount, 1, trade.ts_ms, key, key)
 
 
 def _update(bar: ClosedBar, trade: StreamTrade) -> None:
@@ -365,6 +383,7 @@ class MarketFeed:
         self._catch_up = False  # one REST poll due after a hand-back (what the stall withheld)
         self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
         self._cursor_ms: int | None = None
+        self._start_ms: int | None = None  # where the first websocket bar's REST fill starts (`start`)
         self._worker: _WsWorker | None = None
         # the subscription starts mid-bar: nothing is handed out until that bar's earlier trades
         # were fetched over REST (once)
@@ -391,6 +410,7 @@ class MarketFeed:
         """Begin collecting trades (REST polling starts at `since_ms`, default two minutes ago; the
         runner drops bars its buffer already holds)."""
         self._cursor_ms = since_ms
+        self._start_ms = since_ms if self.mode == "websocket" else None
         if self.mode == "websocket":
             cfg = self.adapter.cfg
             self._worker = _WsWorker(self, cfg.exchange, self.ws_url, cfg.api_url)
@@ -507,7 +527,10 @@ class MarketFeed:
             except ExchangeCallError as exc:
                 log.warning("REST trade poll failed: %s", exc)
         elif self.builder.hold and (first := self.builder.first_open_ms()) is not None:
-            self._cursor_ms = first
+            # the first fill starts where the history ended (`start`), so the minutes before the
+            # subscription's first trade are built too; a gap's refill starts at the oldest held bar
+            start, self._start_ms = self._start_ms, None
+            self._cursor_ms = min(first, start) if start is not None else first
             try:
                 # the first bar's trades from before the subscription, or what a gap on the socket
                 # may have dropped (repeats ignored)
