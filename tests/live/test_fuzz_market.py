@@ -142,6 +142,13 @@ def tape_bars(state: object) -> pd.DataFrame:
     )
 
 
+def _minutes_between(lo_ms: int, hi_ms: int) -> set[pd.Timestamp]:
+    """The bar minutes (exchange stamps) that the span lo..hi touches."""
+    first = pd.Timestamp(lo_ms, unit="ms", tz="UTC").floor("1min")
+    last = pd.Timestamp(hi_ms, unit="ms", tz="UTC").floor("1min")
+    return set(pd.date_range(first, last, freq="1min"))
+
+
 @dataclass
 class Monitor:
     """What the world did and what the bot showed, sampled between turns of the loop; `judge`
@@ -162,6 +169,7 @@ class Monitor:
     # minutes with trades printed while neither channel could deliver them (the socket silent, the
     # REST trades failing): no rule can ask the bot for trades nobody would give it
     blackout: set[pd.Timestamp] = field(default_factory=set)
+    tape_ms: int | None = None  # the exchange's clock at the last sample
     stale: bool = False
     reset_at: float = 0.0  # when a person last reset the breakers
     bars: dict[pd.Timestamp, tuple[float, ...]] = field(default_factory=dict)
@@ -251,9 +259,13 @@ class MarketFaultMachine(RuleBasedStateMachine):
             m.private_reads, m.private_at = reads, now
         visible = self.emu.state.visible
         printed = visible != m.printed
-        if printed and self.ws.silent() and "trades" in self.public_down:
-            m.blackout |= self._minutes(m.printed, visible)
         m.printed = visible
+        # the exchange's clock runs on whether anyone asks: a blackout is the span of its clock
+        # since the last sample, not the trades made visible meanwhile
+        tape_ms = self.emu.state.clock.report_ms(self.emu.state.clock.tape_now_ms())
+        if self.ws.silent() and "trades" in self.public_down:
+            m.blackout |= _minutes_between(m.tape_ms or tape_ms, tape_ms)
+        m.tape_ms = tape_ms
         if self.feed.fallbacks != m.fallbacks or self.feed.mode == "websocket" or self.ws.silent():
             m.fallbacks, m.speaks_since = self.feed.fallbacks, None
         elif printed and m.speaks_since is None:
@@ -325,12 +337,6 @@ class MarketFaultMachine(RuleBasedStateMachine):
             if len(out) >= 3:
                 break
         return out
-
-    def _minutes(self, lo: int, hi: int) -> set[pd.Timestamp]:
-        """The bar minutes (exchange stamps) of the tape's trades lo..hi-1."""
-        state = self.emu.state
-        stamps = [state.clock.report_ms(t) for t in state.tape.ts_ms[lo:hi]]
-        return set(pd.to_datetime(stamps, unit="ms", utc=True).floor("1min"))
 
     def seen(self, scenario: str) -> None:
         self.mon.seen.add(scenario)

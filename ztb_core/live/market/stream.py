@@ -290,8 +290,7 @@ class _WsWorker:
         feed, now = self.feed, time.monotonic()
         gap = now - feed.last_message
         if feed.heard and feed.gap_refill_s is not None and gap >= feed.gap_refill_s and feed.mode == "websocket":
-            with feed.builder.cond:
-                feed.builder.hold = True
+            feed.hold_for_rest(feed.builder.newest_ms)
             feed.refills += 1
         feed.last_message = now
         feed.heard = True
@@ -380,10 +379,9 @@ class MarketFeed:
         self.recoveries = 0  # REST -> websocket hand-backs so far
         self.last_message = time.monotonic()  # the newest websocket message (trades or book)
         self.heard = False  # a message arrived on the current connection
-        self._catch_up = False  # one REST poll due after a hand-back (what the stall withheld)
         self.touch: tuple[Decimal | None, Decimal | None, float] | None = None
         self._cursor_ms: int | None = None
-        self._start_ms: int | None = None  # where the first websocket bar's REST fill starts (`start`)
+        self._start_ms: int | None = None  # where the next REST completion of held bars starts
         self._worker: _WsWorker | None = None
         # the subscription starts mid-bar: nothing is handed out until that bar's earlier trades
         # were fetched over REST (once)
@@ -410,7 +408,7 @@ class MarketFeed:
         """Begin collecting trades (REST polling starts at `since_ms`, default two minutes ago; the
         runner drops bars its buffer already holds)."""
         self._cursor_ms = since_ms
-        self._start_ms = since_ms if self.mode == "websocket" else None
+        self._start_ms = since_ms if self.mode == "websocket" else None  # see hold_for_rest
         if self.mode == "websocket":
             cfg = self.adapter.cfg
             self._worker = _WsWorker(self, cfg.exchange, self.ws_url, cfg.api_url)
@@ -456,10 +454,20 @@ class MarketFeed:
         """A reconnect attempt heard the venue: bars come from the websocket again."""
         if self.mode != "rest":
             return
-        self._catch_up = True
+        self.hold_for_rest(self._cursor_ms)  # what the stall withheld, from the newest trade seen
         self.recoveries += 1
         self.mode = "websocket"
         log.warning("websocket is back (after: %s); bars from the stream again", self.fallback_reason)
+
+    def hold_for_rest(self, since_ms: int | None) -> None:
+        """Hand out no bar until one REST request has completed the bars from `since_ms` (None: from
+        the oldest bar not handed out) with the trades the socket may not have delivered: before
+        the first streamed bar (`since_ms` = the history's end), after a hand-back from REST, after
+        a gap on the socket. Called before the trades that end the wait are added."""
+        with self.builder.cond:
+            self.builder.hold = True
+            if since_ms is not None:
+                self._start_ms = since_ms if self._start_ms is None else min(self._start_ms, since_ms)
 
     def silent_for_s(self) -> float:
         """Seconds since the newest websocket message."""
@@ -515,26 +523,18 @@ class MarketFeed:
         polls once. `exchange_now_ms` (e.g. a ticker's time) closes a bar in a quiet market. A
         websocket silent for `silence_s` falls back to REST here (see the module docstring)."""
         self._check_silence()
-        if self.mode == "websocket" and self._catch_up:
-            self._catch_up = False
-            try:
-                self.poll_rest()  # the trades a stall withheld since the newest one seen
-            except ExchangeCallError as exc:
-                log.warning("REST catch-up after the websocket came back failed: %s", exc)
         if self.mode == "rest":
             try:
                 self.poll_rest()
             except ExchangeCallError as exc:
                 log.warning("REST trade poll failed: %s", exc)
         elif self.builder.hold and (first := self.builder.first_open_ms()) is not None:
-            # the first fill starts where the history ended (`start`), so the minutes before the
-            # subscription's first trade are built too; a gap's refill starts at the oldest held bar
-            start, self._start_ms = self._start_ms, None
+            # from `hold_for_rest`'s point, so minutes with no streamed trade get their bars too
+            with self.builder.cond:
+                start, self._start_ms = self._start_ms, None
             self._cursor_ms = min(first, start) if start is not None else first
             try:
-                # the first bar's trades from before the subscription, or what a gap on the socket
-                # may have dropped (repeats ignored)
-                self.poll_rest()
+                self.poll_rest()  # repeats of what the socket delivered are ignored by trade id
             except ExchangeCallError as exc:
                 log.warning("REST completion of the bars being streamed failed (they may be partial): %s", exc)
             with self.builder.cond:
