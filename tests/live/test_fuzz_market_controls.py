@@ -113,3 +113,16 @@ def test_a_brief_stall_does_not_leave_a_bar_short_of_the_trades_it_dropped(monke
     monkeypatch.setattr(test_fuzz_market, "GAP_REFILL_S", None)
     found = play(steps)
     assert found is not None and "[bars_tape]" in found, found
+
+
+@pytest.mark.slow
+def test_bars_that_arrive_while_the_ticker_fails_still_join_the_buffer():
+    """Found by this fuzzer: on REST bars after a stall, with the REST ticker failing, each closed bar
+    was dropped with its decision (no quote to price an order), leaving holes in the buffer every later
+    decision's features are built from. The bars now join the buffer; only the decision waits."""
+    steps: list[Step] = [
+        lambda m: m.opening(0.5, 60.0),
+        lambda m: m.ws_goes_silent(600.0, 1.5),
+        lambda m: m.public_rest(("ticker",), False, 7.0),  # past the stream touch's 5 s of freshness
+    ]
+    assert play(steps) is None

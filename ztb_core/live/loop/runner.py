@@ -293,6 +293,12 @@ class LiveRunner:
             return False
         t_bar = time.perf_counter()
         self.last_trade_ms = int(new["last_trade_ms"].iloc[-1])
+        prev_close = (
+            Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
+        )
+        # the bars join the buffer whatever happens next: a bar left out for want of a quote would be
+        # a hole in every later decision's features
+        self._append(new.drop(columns="last_trade_ms"))
         try:
             ticker = feed.ticker()  # the order-book stream's touch when fresh
             if ticker is None:
@@ -306,10 +312,6 @@ class LiveRunner:
         self.last_ticker = ticker
         self._fresh_at = time.monotonic()
         now = max(self._now_ms(ticker), int(new.index[-1].value // 1_000_000) + self.span_ms)
-        prev_close = (
-            Decimal(repr(float(self.bars["close"].iloc[-1]))) if self.bars is not None and len(self.bars) else None
-        )
-        self._append(new.drop(columns="last_trade_ms"))
         self.stats.bars += 1
         self.decide(ticker, now, prev_close, t_bar)
         return True
