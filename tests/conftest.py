@@ -17,6 +17,13 @@ from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One compute thread per process (torch, OpenBLAS), inherited by every CLI subprocess a test starts:
+# the suite already runs a test per core (pytest-xdist), so a second intra-op thread only competes
+# for a busy core and spin-waits. Measured on a 2-core machine: an in-process pretraining test
+# took 50 s of CPU with torch's default threads against 16 s with one. Set before anything imports
+# torch; a value already in the environment is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # CI replays the same examples on every run (a red build is reproducible); locally each run
 # explores new ones. `--hypothesis-seed=N` overrides either.
 settings.register_profile("ci", derandomize=True, print_blob=True)
