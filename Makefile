@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_STEPS ?= 300000
 
-.PHONY: install demo test test-fast check bench fuzz lock clean-venv
+.PHONY: install demo test test-fast check smoke bench fuzz lock clean-venv
 
 # Installs the exact versions in requirements.lock (hash-checked), torch excepted: a CUDA torch that
 # is already in the venv is kept. UNLOCKED=1 installs from pyproject's open ranges instead.
@@ -27,14 +27,20 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ztb train --headless --total-timesteps $(DEMO_STEPS)
 
-# `ztb smoke` first: every command's happy path in a temporary artifacts folder (about 30 s), so a
-# broken command fails in seconds instead of minutes into the suite
-# The suite runs on every core (pytest-xdist; CI has 2) and prints the 25 slowest tests, so a test
-# that grows slow shows in every CI log.
-PYTEST_WORKERS ?= auto
-test: check
-	$(VENV)/bin/ztb smoke --no-record
+# `check` and `ztb smoke` first, side by side (mypy keeps one core busy for most of a minute; the
+# smoke run, every command's happy path in a temporary artifacts folder, about 20 s, takes the
+# other), so a lint, type or command failure stops the run in about a minute instead of minutes
+# into the suite. The suite runs on every core (pytest-xdist; CI has 2), one worker more than the
+# cores: many tests wait (on a bar to close, a grace window, a process to stop), and the extra worker
+# keeps the cores busy meanwhile. It prints the 25 slowest tests, so a test that grows slow shows in
+# every CI log.
+PYTEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN) + 1 )))
+test: install
+	$(MAKE) --no-print-directory -j2 --output-sync=target check smoke
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=25
+
+smoke: install
+	$(VENV)/bin/ztb smoke --no-record
 
 # The edit-run loop: every test that neither trains nor starts long processes (under a minute on
 # 2 cores). Tests are marked `slow` in tests/conftest.py by measured duration; `make test` and CI

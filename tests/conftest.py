@@ -17,6 +17,13 @@ from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One compute thread per process (torch, OpenBLAS), inherited by every CLI subprocess a test starts:
+# the suite already runs a test per core (pytest-xdist), so a second intra-op thread only competes
+# for a busy core and spin-waits. Measured on a 2-core machine: an in-process pretraining test
+# took 50 s of CPU with torch's default threads against 16 s with one. Set before anything imports
+# torch; a value already in the environment is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # CI replays the same examples on every run (a red build is reproducible); locally each run
 # explores new ones. `--hypothesis-seed=N` overrides either.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -321,3 +328,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = item.name.split("[", 1)[0]  # every parameter of a slow test
         if rel in SLOW_FILES or f"{rel}::{name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+    items[:] = longest_first(items)
+
+
+#: fixtures whose first use in a test run builds something that takes a minute (real CLI runs)
+LONG_FIXTURES = frozenset({"real_runs"})
+
+
+def longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Modules in three tiers: those slow as a whole (SLOW_FILES, or reading a fixture of
+    LONG_FIXTURES), then those holding some slow tests, then the quick ones. pytest-xdist hands tests
+    out in this order, so the long ones start early and the quick ones fill the end, instead of one
+    worker finishing a minute-long test alone while the others idle. Within a tier the modules keep
+    their order, and a module's tests stay together (its fixtures are still set up once per worker)."""
+    tests_dir = Path(__file__).resolve().parent
+    tier: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        path = Path(str(item.fspath)).resolve()
+        whole = path.is_relative_to(tests_dir) and path.relative_to(tests_dir).as_posix() in SLOW_FILES
+        if whole or LONG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            tier[module] = 0
+        elif item.get_closest_marker("slow"):
+            tier[module] = min(tier.get(module, 1), 1)
+    return sorted(items, key=lambda item: tier.get(item.nodeid.split("::", 1)[0], 2))  # a stable sort

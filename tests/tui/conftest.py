@@ -46,21 +46,26 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def real_runs(tmp_path_factory) -> Path:
+def real_runs(shared_runs) -> Path:
     """An artifacts folder of run folders the real commands wrote (`real_runs.build`): a tiny
     train, its eval, a two-trial tune, a pretrain fast-dev-run and a few-step pretrain, and two
-    dry-run live runs against the emulator. Built once per session; tests only read it (a test
-    that changes a run copies it first: `copy_run`)."""
+    dry-run live runs against the emulator. Built once per test run and shared by every xdist
+    worker (`SharedRuns`: the first worker builds, the others wait and reuse it; about a minute of
+    CPU each time it is not built again); tests only read it (a test that changes a run copies it
+    first: `copy_run`)."""
     import os
 
-    from real_runs import build
+    import real_runs as recipe
 
     reuse = os.environ.get("ZTB_TEST_REAL_RUNS")  # a folder built earlier by `python tests/tui/real_runs.py DIR`
     if reuse:
         return Path(reuse)
-    artifacts = tmp_path_factory.mktemp("real") / "artifacts"
-    build(artifacts)
-    return artifacts
+
+    def build(artifacts: Path) -> Path:
+        recipe.build(artifacts)
+        return artifacts
+
+    return shared_runs.get("real-runs", tuple(recipe.TRAIN_SETS), build)
 
 
 @pytest.fixture
