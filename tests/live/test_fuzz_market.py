@@ -87,7 +87,7 @@ MARKET_RULES = {
     "stale_trips": "no fresh price from either channel for risk.stale_data_s trips the stale-data breaker",
     "stale_false": "the stale-data breaker does not trip while a channel delivers fresh prices",
     "bars_tape": "every minute the tape printed is in the bot's bars once, with the tape's open/high/low/close/volume "
-    "(unless its trades were printed while the socket was silent and the REST trades failed)",
+    "(unless trades of it were printed while the REST trades failed and the socket could not push them)",
 }
 
 
@@ -170,6 +170,8 @@ class Monitor:
     # REST trades failing): no rule can ask the bot for trades nobody would give it
     blackout: set[pd.Timestamp] = field(default_factory=set)
     tape_ms: int | None = None  # the exchange's clock at the last sample
+    dark: bool = False  # whether neither channel could deliver trades at the last sample
+    fallbacks_at_tape: int = 0  # the feed's fallbacks at the last sample
     stale: bool = False
     reset_at: float = 0.0  # when a person last reset the breakers
     bars: dict[pd.Timestamp, tuple[float, ...]] = field(default_factory=dict)
@@ -263,9 +265,14 @@ class MarketFaultMachine(RuleBasedStateMachine):
         # the exchange's clock runs on whether anyone asks: a blackout is the span of its clock
         # since the last sample, not the trades made visible meanwhile
         tape_ms = self.emu.state.clock.report_ms(self.emu.state.clock.tape_now_ms())
-        if self.ws.silent() and "trades" in self.public_down:
+        # dark: the REST trades fail and the socket cannot push (silent, or the bars are on REST
+        # and no subscription is listening: a socket pushes only what prints while it listens)
+        dark = "trades" in self.public_down and (self.ws.silent() or self.feed.mode == "rest")
+        # a fallback and its hand-back inside one long turn leave no sample on REST between them
+        handed = self.feed.fallbacks != m.fallbacks_at_tape and "trades" in self.public_down
+        if dark or m.dark or handed:  # a span dark at either end (or in between) may hold lost trades
             m.blackout |= _minutes_between(m.tape_ms or tape_ms, tape_ms)
-        m.tape_ms = tape_ms
+        m.tape_ms, m.dark, m.fallbacks_at_tape = tape_ms, dark, self.feed.fallbacks
         if self.feed.fallbacks != m.fallbacks or self.feed.mode == "websocket" or self.ws.silent():
             m.fallbacks, m.speaks_since = self.feed.fallbacks, None
         elif printed and m.speaks_since is None:
