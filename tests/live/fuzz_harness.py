@@ -384,6 +384,8 @@ class Referee:
     #: whether a twin may be made of a placement that is not on the book when the bot looks (never
     #: entered, or entered late; see test_fuzz.AWAITING_FIX twin_of_unseen)
     twins_of_unseen: bool = True
+    #: (side, amount, price) of our placements that were given a foreign twin
+    twinned: set[tuple] = field(default_factory=set)
     #: monotonic time by which every delayed request (late execution, hang) has done its work
     delayed_until: float = 0.0
     #: situations the world produced, for the per-scenario counts
@@ -426,13 +428,26 @@ class Referee:
         return int(out["id"])
 
     def unknown_but_placed(self, journal: Journal) -> Any:
-        """A journal order whose outcome the bot does not know although the exchange has it."""
+        """A journal order whose outcome the bot does not know although the exchange has it, and
+        which the bot can see when it next looks: resting on the book (not filled and gone), or any
+        order when a bot asks (a bot that adopts cannot tell ours from a twin it cannot see, the
+        documented limit of `in_flight_match: adopt`)."""
         known = journal.known_exchange_ids()
-        unmapped = [o for oid, o in self.ours().items() if str(oid) not in known]
+        unmapped = [
+            o
+            for oid, o in self.ours().items()
+            if str(oid) not in known and (self.twins_of_unseen or o.status in OPEN_STATES)
+        ]
         for u in journal.unresolved():
             if any((o.side, o.amount, o.rate) == (u.side, u.amount, u.price) for o in unmapped):
+                self.twinned.add((u.side, u.amount, u.price))
                 return u
         return None
+
+    def twin_in_doubt(self, journal: Journal) -> bool:
+        """Whether a placement of ours with a foreign twin still has an unknown outcome (a lagging
+        history now could hide ours once it fills, leaving a bot that adopts one candidate: the twin)."""
+        return any((u.side, u.amount, u.price) in self.twinned for u in journal.unresolved())
 
     def play_operator(self, journal: Journal) -> None:
         """`ztb live reconcile --resolve ID --as ours|not-ours` for every ambiguous match, told the
@@ -514,12 +529,14 @@ class Referee:
         answer_lost = (kind is not None and kind not in HARMLESS_KINDS) or wait_s > self.client_timeout_s
         if answer_lost and not self.lag_with_unknown:
             self.lag_from = None
-        # on the book when the bot next looks: entered at arrival, not late (nor never)
-        visible = placed and work_s <= 0.05
+        # on the book when the bot next looks: entered at arrival, not late (nor never), and not
+        # behind a lagging history should it fill at once
+        visible = placed and work_s <= 0.05 and self.lag_from is None
         if self.twin is not None and answer_lost and (visible or self.twins_of_unseen):
             keys = self._being_submitted()
             if keys is not None:
                 self.seen.add("twin_of_placed" if visible else "twin_of_unseen")
+                self.twinned.add(keys)
                 if self.twin == "before" or not placed:  # never placed: before and after are the same
                     self.place_foreign(*keys)
                 else:

@@ -446,6 +446,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
             self.bot.journal.unresolved() or time.monotonic() < self.referee.delayed_until
         ):
             pass  # a placement without an answer, or still to land: its fills may be its only evidence
+        elif not self.referee.twins_of_unseen and self.referee.twin_in_doubt(self.bot.journal):
+            pass  # a bot that adopts, a twin of an unknown placement: see Referee.unknown_but_placed
         elif self.referee.lag_from is None:  # already lagging: it stays behind from where it began
             self.referee.lag_from = len(self.emu.state.fills)
             self.referee.lag_until = time.monotonic() + LAG_S
@@ -468,6 +470,8 @@ class LiveFaultMachine(RuleBasedStateMachine):
         order, nothing happens (not a precondition: whether a late entry has landed yet depends on
         timing, and hypothesis needs the rules it may draw to depend only on what it drew)."""
         Tally.steps += 1
+        if self.referee.lag_from is not None and not self.referee.twins_of_unseen:
+            return  # the history lags: ours may be filled and out of sight (see unknown_but_placed)
         u = self.referee.unknown_but_placed(self.bot.journal)
         if u is None:
             return
