@@ -152,18 +152,19 @@ async def render(
             await wait_for(pilot, lambda: isinstance(screen, RunScreen) and screen.snapshot is not None, 20)
             for key in keys:
                 await pilot.press(key)
-        svg = await settled_svg(pilot)
-        if change is None and not masked:
-            return svg
-        # no poll may undo a change between making it and the screenshot
-        for poller in getattr(app.screen, "pollers", []):
+        await settled_svg(pilot)
+        # the data as shown now stays: no poll may undo a change or bring back a part left out
+        for poller in screen_pollers(app):
             poller.stop()
         if change is not None:
             change(app)
-        if masked:
-            for selector in masked:
-                for widget in app.screen.query(selector):
-                    widget.display = False
+        for selector in masked:
+            for widget in app.screen.query(selector):
+                widget.display = False
+        # a fresh layout of what is shown: the run title is updated without one (to spare the CPU),
+        # so whether a title that grew to two lines after the first paint shows its second line
+        # depends on when the polls came in
+        app.screen.refresh(layout=True)
         return await settled_svg(pilot)
 
 
