@@ -161,10 +161,14 @@ async def render(
         for selector in masked:
             for widget in app.screen.query(selector):
                 widget.display = False
-        # a fresh layout of what is shown: the run title is updated without one (to spare the CPU),
-        # so whether a title that grew to two lines after the first paint shows its second line
-        # depends on when the polls came in
-        app.screen.refresh(layout=True)
+        # a fresh layout of what is shown, as a terminal resize gives: the run title is updated
+        # without a re-layout (to spare the CPU), so whether a title that grew to two lines after
+        # the first paint shows its second line depended on when the polls came in
+        for widget in app.screen.walk_children():
+            widget.clear_cached_dimensions()
+        await pilot.resize_terminal(size[0] + 1, size[1])
+        await pilot.pause(0.1)
+        await pilot.resize_terminal(*size)
         return await settled_svg(pilot)
 
 
