@@ -1,5 +1,5 @@
 """The console's forecasts: a run's ETA and the disk's "full in ..." come from smoothed rates
-(`ztb_tui.estimates`), so they no longer jump with each burst of steps or of checkpoint writes,
+(`ztb_core.runtime.estimates`, the same reading `ztb watch` alerts on), so they no longer jump with each burst of steps or of checkpoint writes,
 and a disk with a large margin of free space is not flagged."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from ztb_core.runs import RunWriter
 from ztb_core.runtime.config import DiskConfig
 from ztb_core.runtime.disk import disk_health
-from ztb_tui.estimates import EwmaRate, RateFit, fills_within, fit_fill_rate, seconds_to_full
-from ztb_tui.sources import RunsSource, with_fill_forecast
+from ztb_core.runtime.estimates import EwmaRate, RateFit, fills_within, fit_fill_rate, seconds_to_full
+from ztb_tui.sources import HostSource, RunsSource
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -117,29 +117,62 @@ def checkpoint_writes(free0: float, minutes: float = 30.0, poll_s: float = 2.0) 
     return out
 
 
+def two_reading_seconds_to_full(history: list[tuple[float, int]], t: float, free: int, window_s: float) -> float | None:
+    """The forecast the console and `ztb watch` once made (the positive control): the fall from the
+    oldest reading of the window to now, over the time between them."""
+    recent = [(ts, f) for ts, f in history if t - window_s <= ts < t]
+    if not recent:
+        return None
+    t0, f0 = min(recent)
+    rate = (f0 - free) / (t - t0) if t - t0 >= 1.0 else 0.0
+    return free / rate if rate > 0 else None
+
+
 def test_a_roomy_disk_with_bursty_writes_is_not_flagged_and_its_forecast_holds_still() -> None:
     cfg = DiskConfig()
     samples = checkpoint_writes(75 * GIB)
-    old_levels, old_forecasts, forecasts = set(), [], []
+    old_forecasts, forecasts = [], []
     for i, (t, free) in enumerate(samples):
-        history = samples[:i]
-        # positive control: runtime.disk's two-reading rate (oldest reading in the window to now)
-        old = disk_health(Path("."), history, cfg, now=t, usage=lambda p, f=free: Usage(100 * GIB, 0, f))
-        old_levels.add(old.level)
-        if old.seconds_to_full is not None:
-            old_forecasts.append(old.seconds_to_full)
-        new = with_fill_forecast(
-            disk_health(Path("."), (), cfg, now=t, usage=lambda p, f=free: Usage(100 * GIB, 0, f)),
-            samples[: i + 1],
-            cfg,
-            t,
-        )
+        # positive control: the two-reading rate swung by more than tenfold on this disk
+        old = two_reading_seconds_to_full(samples[:i], t, free, cfg.growth_window_min * 60.0)
+        if old is not None:
+            old_forecasts.append(old)
+        new = disk_health(Path("."), samples[:i], cfg, now=t, usage=lambda p, f=free: Usage(100 * GIB, 0, f))
         assert new.level == "ok", (t, new.reasons)
         if new.seconds_to_full is not None:
             forecasts.append(new.seconds_to_full)
-    assert old_levels != {"ok"}  # the old reading flagged this disk at some point
+    assert min(old_forecasts) < cfg.warn_hours_to_full * 3600  # the old reading would have warned
     assert max(old_forecasts) / min(old_forecasts) > 10  # and its forecast swung
     assert forecasts and max(forecasts) / min(forecasts) < 3  # it swung 40-fold (21 h to 835 h)
+
+
+def test_the_host_source_forecasts_from_the_readings_it_polled() -> None:
+    """The console's disk reading is `disk_health` over the free space it has polled: quiet on the
+    bursty roomy disk, a time to full once its readings span ten minutes."""
+    samples = iter(checkpoint_writes(75 * GIB))
+    current: list[tuple[float, int]] = []
+
+    def usage(_path):
+        return Usage(100 * GIB, 0, current[-1][1])
+
+    host = HostSource(
+        gpu=FakeNoGpu(), cpu=lambda: 0.0, disk_path=Path("."), now=lambda: current[-1][0], disk_usage=usage
+    )
+    readings = []
+    for sample in samples:
+        current.append(sample)
+        readings.append(host._disk())
+    assert all(r is not None and r.level == "ok" for r in readings)
+    assert readings[10].seconds_to_full is None  # twenty seconds of readings: no forecast yet
+    assert readings[-1].seconds_to_full == pytest.approx(75 * GIB / (0.7 * MIB), rel=0.35)
+
+
+class FakeNoGpu:
+    available = False
+    reason = "no GPU in this test"
+
+    def gpus(self) -> list:
+        return []
 
 
 def test_a_disk_falling_fast_is_flagged_with_its_time_to_full() -> None:
@@ -148,9 +181,7 @@ def test_a_disk_falling_fast_is_flagged_with_its_time_to_full() -> None:
     # 20 GiB free, losing 1 MiB/s with noise: full in about 5.7 h, inside the 24 h warning horizon
     samples = [(float(t), int(20 * GIB - MIB * t + rng.uniform(-50, 50) * MIB)) for t in range(0, 1200, 2)]
     t, free = samples[-1]
-    health = with_fill_forecast(
-        disk_health(Path("."), (), cfg, now=t, usage=lambda p: Usage(100 * GIB, 0, free)), samples, cfg, t
-    )
+    health = disk_health(Path("."), samples[:-1], cfg, now=t, usage=lambda p: Usage(100 * GIB, 0, free))
     assert health.level == "warn" and any("full within 24 h" in r for r in health.reasons)
     assert health.seconds_to_full == pytest.approx(free / MIB, rel=0.05)
 

@@ -3,11 +3,14 @@
 `disk_health(path, history)` is a pure reading: `history` is a sequence of earlier
 `(unix_time, free_bytes)` samples of the same filesystem (the telemetry thread records one in every
 `sys` metrics row as `disk_free_bytes`; `disk_history(run_dir)` reads them back, and a long-running
-watcher adds its own). The growth rate is the fall in free space per second over the samples within
-`growth_window_min`; time to full is free space divided by that rate (None when space is not
-shrinking). Levels come from `configs/ops.yaml` `disk:`: critical when free space is under
-`critical_free_mb` or the disk fills within `critical_hours_to_full`, warn likewise with the `warn_`
-keys. `ztb watch` turns a non-ok level into an `alert` event; the console shows the same reading.
+watcher or the console adds its own). The growth rate is a least-squares fit of free space over
+the samples within `growth_window_min` and the reading now (`runtime.estimates.fit_fill_rate`: a
+rate from two readings swung forty-fold between checkpoint bursts); time to full is free space
+divided by that rate (None when space is not shrinking or the samples span under ten minutes).
+Levels come from `configs/ops.yaml` `disk:`: critical when free space is under `critical_free_mb`
+or even the slow end of the fitted rate fills the disk within `critical_hours_to_full`
+(`runtime.estimates.fills_within`), warn likewise with the `warn_` keys. `ztb watch` turns a
+non-ok level into an `alert` event; the console shows the same reading.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Literal, NamedTuple
 from ..humanize import age, fmt_bytes
 from ..runs import JsonlTail
 from .config import DiskConfig, load_ops_config
+from .estimates import fills_within, fit_fill_rate, seconds_to_full
 
 Level = Literal["ok", "warn", "critical"]
 MB = 2**20
@@ -78,17 +82,6 @@ def existing_ancestor(path: Path) -> Path:
     return p
 
 
-def growth_rate(history: Iterable[tuple[float, int]], now: float, free_now: int, window_s: float) -> float | None:
-    """Bytes per second by which free space fell, from the oldest sample within the window to now."""
-    recent = [(t, f) for t, f in history if now - window_s <= t < now]
-    if not recent:
-        return None
-    t0, f0 = min(recent)
-    if now - t0 < 1.0:
-        return None
-    return (f0 - free_now) / (now - t0)
-
-
 def disk_health(
     path: Path,
     history: Sequence[tuple[float, int]] = (),
@@ -100,8 +93,10 @@ def disk_health(
     now = time.time() if now is None else now
     where = existing_ancestor(path)
     u = (usage or read_usage)(where)
-    growth = growth_rate(history, now, u.free, cfg.growth_window_min * 60.0)
-    to_full = u.free / growth if growth is not None and growth > 0 else None
+    # the reading now counts as a sample; earlier samples at or after `now` are not history
+    samples = [(t, f) for t, f in history if t < now]
+    samples.append((now, u.free))
+    fit = fit_fill_rate(samples, now, cfg.growth_window_min * 60.0)
     level: Level = "ok"
     reasons: list[str] = []
 
@@ -116,12 +111,16 @@ def disk_health(
         raise_to("critical", f"under {cfg.critical_free_mb:g} MiB free")
     elif cfg.warn_free_mb and free_mb < cfg.warn_free_mb:
         raise_to("warn", f"under {cfg.warn_free_mb:g} MiB free")
-    if to_full is not None:
-        if cfg.critical_hours_to_full and to_full < cfg.critical_hours_to_full * 3600:
-            raise_to("critical", f"full within {cfg.critical_hours_to_full:g} h at this rate")
-        elif cfg.warn_hours_to_full and to_full < cfg.warn_hours_to_full * 3600:
-            raise_to("warn", f"full within {cfg.warn_hours_to_full:g} h at this rate")
-    return DiskHealth(where, int(u.free), int(u.total), growth, to_full, level, tuple(reasons))
+    by_rate: tuple[tuple[Level, float], ...] = (
+        ("critical", cfg.critical_hours_to_full),
+        ("warn", cfg.warn_hours_to_full),
+    )
+    for name, hours in by_rate:
+        if hours and fills_within(u.free, fit, hours * 3600.0):
+            raise_to(name, f"full within {hours:g} h at this rate")
+            break
+    growth = fit.rate if fit is not None else None
+    return DiskHealth(where, int(u.free), int(u.total), growth, seconds_to_full(u.free, fit), level, tuple(reasons))
 
 
 def disk_fields(path: Path, usage: UsageFn | None = None) -> dict[str, int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from .charts import CHART_BUCKETS, ChartSnapshot, ChartSource, Downsampled
 from .checkpoints import PRUNED, VERIFY_REPORT, CheckpointRow, CheckpointsSource, Verdict
 from .eval import EvalReport, eval_report
-from .host import CpuMeter, HostSample, HostSource, with_fill_forecast
+from .host import CpuMeter, HostSample, HostSource
 from .live import LiveState, live_journal_path, live_state, read_journal
 from .logs import ALERT_EVENTS, NOTICE_EVENTS, EventsSource, LogsSource, TailLines, event_severity, event_text
 from .metrics import METRICS_TAIL_BYTES, MetricsSnapshot, MetricsSource, Series, SeriesView
@@ -63,5 +63,4 @@ __all__ = [
     "live_state",
     "read_journal",
     "trials_report",
-    "with_fill_forecast",
 ]

@@ -5,17 +5,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ztb_core.errors import ZtbError
 
-from ..estimates import fills_within, fit_fill_rate, seconds_to_full
-
 if TYPE_CHECKING:
     from ztb_core.runtime.config import DiskConfig
-    from ztb_core.runtime.disk import DiskHealth, Level
+    from ztb_core.runtime.disk import DiskHealth
 
 Clock = Callable[[], float]
 
@@ -63,31 +61,6 @@ class CpuMeter:
         return self._value
 
 
-def with_fill_forecast(health: DiskHealth, history: list[tuple[float, int]], cfg: DiskConfig, now: float) -> DiskHealth:
-    """`health` with the fill rate fitted over the window (`estimates.fit_fill_rate`) and the
-    time-to-full levels of configs/ops.yaml, raised only when the slow end of the fitted rate fills
-    the disk in time (`estimates.fills_within` says why)."""
-    fit = fit_fill_rate(history, now, cfg.growth_window_min * 60.0)
-    level, reasons = health.level, list(health.reasons)
-    levels: tuple[tuple[Level, float], ...] = (
-        ("critical", cfg.critical_hours_to_full),
-        ("warn", cfg.warn_hours_to_full),
-    )
-    for name, hours in levels:
-        if hours and fills_within(health.free_bytes, fit, hours * 3600.0):
-            reasons.append(f"full within {hours:g} h at this rate")
-            if name == "critical" or level == "ok":
-                level = name
-            break
-    return replace(
-        health,
-        growth_bytes_per_s=fit.rate if fit is not None else None,
-        seconds_to_full=seconds_to_full(health.free_bytes, fit),
-        level=level,
-        reasons=tuple(reasons),
-    )
-
-
 class HostSource:
     """CPU, memory and GPUs of the machine the console runs on. Takes any `GpuSource`
     (NVML in production, a fake in tests); no GPU is a state to show, never an error."""
@@ -128,13 +101,13 @@ class HostSource:
         try:
             if self._disk_config is None:  # the thresholds `ztb watch` alerts on (configs/ops.yaml)
                 self._disk_config = load_ops_config().disk
-            # the free-space levels from runtime.disk; the time to full from the console's own
-            # fitted rate (below): runtime.disk's two-reading rate swung 40-fold between polls
-            health = disk_health(self.disk_path, (), self._disk_config, now=now, usage=self._disk_usage)
+            # the same reading `ztb watch` alerts on, over the free space this console has seen
+            # (the fitted, smoothed rate of runtime.estimates)
+            health = disk_health(self.disk_path, self._disk_history, self._disk_config, now=now, usage=self._disk_usage)
         except (OSError, ZtbError):
             return None
         self._disk_history.append((now, health.free_bytes))
-        return with_fill_forecast(health, list(self._disk_history), self._disk_config, now)
+        return health
 
     def poll(self) -> HostSample:
         vm = self._mem()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ztb_core.paths import global_kill_file, runs_dir
 from ztb_core.runs import DEFAULT_STALE_AFTER_S, FINAL_STATES, RunReader, RunSummary, summarize
+from ztb_core.runtime.estimates import EwmaRate
 
-from ..estimates import EwmaRate
 from ..health import Flag, HealthSource
 
 Clock = Callable[[], float]
@@ -21,7 +21,7 @@ class RunsSource:
     """Scans `<artifacts>/runs` for run folders. run.json is immutable, so it is read once per
     run; each poll reads only the small status.json files. Step rate (fps) comes from the
     status when the run reports it, else from the step changes between polls, averaged over
-    about a minute (`estimates.EwmaRate`): the step moves in bursts, and a two-poll rate made
+    about a minute (`ztb_core.runtime.estimates.EwmaRate`): the step moves in bursts, and a two-poll rate made
     the ETA jump at every poll."""
 
     def __init__(self, artifacts: Path, now: Clock = time.time, stale_after_s: float = DEFAULT_STALE_AFTER_S):

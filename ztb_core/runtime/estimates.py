@@ -1,5 +1,6 @@
-"""Smoothed rates for the console's forecasts: a run's steps per second (and so its ETA) and the
-rate at which the artifacts disk fills (and so "full in ...").
+"""Smoothed rates for forecasts: a run's steps per second (and so its ETA) and the rate at which a
+disk fills (and so "full in ..."). One implementation for `ztb watch` (through `runtime.disk`) and
+the console; standard library only, so the console can load it on its first paint.
 
 Both used to divide the change between two readings by the time between them. A run's step moves
 in bursts (a PPO rollout, then an update; a heartbeat written at most every few seconds) and a disk
