@@ -499,3 +499,24 @@ async def test_the_gpu_problem_is_said_once_then_an_icon(real_runs) -> None:
         footer_rows = [r for r in screen_lines(app) if "GPU" in r]
         assert len(footer_rows) == 1  # one line at 80 columns, not three
     assert sum("GPU: unavailable" in m for m in said) <= 1
+
+
+async def test_a_run_title_that_grows_to_two_lines_keeps_its_second_line_at_80x24(real_runs, copy_run, artifacts):
+    """The run title follows the run's status message. It was updated without a re-layout, so its
+    height stayed what the first paint gave it: a title that grew to two lines (at 80 columns, beside
+    the STOP button) lost its second line, one that shrank kept an empty one."""
+    run = copy_run(real_runs, EVAL)[EVAL]
+    app = console(artifacts)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_run(pilot, app, EVAL)
+        title = screen.query_one("#run-title", Static)
+        status = json.loads((run / "status.json").read_text())
+        status["message"] = "short"
+        (run / "status.json").write_text(json.dumps(status))
+        await wait_for(pilot, lambda: text_of(title).endswith("short"), 10)
+        await pilot.pause()
+        assert title.size.height == 1
+        status["message"] = "a status message long enough to need a second line at eighty columns"
+        (run / "status.json").write_text(json.dumps(status))
+        await wait_for(pilot, lambda: text_of(title).endswith("columns"), 10)
+        await wait_for(pilot, lambda: title.size.height >= 2, 5)

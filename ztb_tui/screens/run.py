@@ -263,12 +263,12 @@ class RunScreen(Screen):
             else "no pid"
         )
         msg = f" · {row.message}" if row.message else ""
-        set_text(
+        # the title wraps to a second line on a narrow terminal when the message grows: re-layout then
+        set_wrapping_text(
             self.query_one("#run-title", Static),
             f"[b]{row.run_id}[/] · {row.kind} · [{style}]{row.liveness}[/] · {pid}{msg}"
             if style
             else f"[b]{row.run_id}[/] · {row.kind} · {row.liveness} · {pid}{msg}",
-            layout=False,
         )
         bar = self.query_one("#progress", ProgressBar)
         # live runs have no total: no bar, just the step
