@@ -301,6 +301,25 @@ class Bot:
         self.journal.close()
 
 
+def play_script(machine: Any, steps: list[Callable[[Any], None]], judge: Callable[[Any], None]) -> str | None:
+    """Run a fuzzer's steps in order on `machine`, `judge` (its invariant) after each, then its
+    teardown (settle + final check); the first violation's message, or None. A failed machine is
+    only closed, not settled: the final check would mask the first failure."""
+    try:
+        for step in steps:
+            step(machine)
+            judge(machine)
+    except AssertionError as exc:
+        machine.failed = True
+        machine.teardown()
+        return str(exc)
+    try:
+        machine.teardown()
+    except AssertionError as exc:
+        return str(exc)
+    return None
+
+
 # ---- the referee -------------------------------------------------------------------------------
 @dataclass
 class Placement:

@@ -31,7 +31,7 @@ from ztb_core.live.venue.coincheck import CoincheckAdapter
 from ztb_core.live.venue.errors import ExchangeCallError, OrderOutcomeUnknown, OrderRejected
 
 from . import fuzz_harness, test_fuzz
-from .fuzz_harness import GRACE_S, RULES
+from .fuzz_harness import GRACE_S, RULES, play_script
 from .test_fuzz import LiveFaultMachine
 
 RULE_NAMES = sorted(
@@ -322,19 +322,7 @@ def test_fuzzer_catches_foreign(monkeypatch):
 def _scripted(steps) -> str | None:
     """Run `steps` on a fresh machine (the referee after each), then its teardown (settle + final
     check); the first failure's message, or None."""
-    machine = LiveFaultMachine()
-    try:
-        for step in steps:
-            step(machine)
-            machine.books_agree()
-    except AssertionError as exc:
-        machine.teardown()  # a failed machine is only closed, not settled
-        return str(exc)
-    try:
-        machine.teardown()
-    except AssertionError as exc:
-        return str(exc)
-    return None
+    return play_script(LiveFaultMachine(), steps, LiveFaultMachine.books_agree)
 
 
 def test_late_execution_beyond_the_grace_keeps_the_books():

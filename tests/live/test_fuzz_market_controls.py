@@ -17,6 +17,7 @@ from ztb_core.live.market import stream
 from ztb_core.live.market.stream import MarketFeed
 
 from . import test_fuzz_market
+from .fuzz_harness import play_script
 from .test_fuzz_market import MARKET_RULES, MarketFaultMachine
 
 Step = Callable[[MarketFaultMachine], None]
@@ -24,20 +25,7 @@ Step = Callable[[MarketFaultMachine], None]
 
 def play(steps: list[Step]) -> str | None:
     """Run the fuzzer's steps in order, the referee after each; the violation report, or None."""
-    machine = MarketFaultMachine()
-    try:
-        for step in steps:
-            step(machine)
-            machine.books_and_bars()
-    except AssertionError as exc:
-        machine.failed = True
-        machine.teardown()
-        return str(exc)
-    try:
-        machine.teardown()
-    except AssertionError as exc:
-        return str(exc)
-    return None
+    return play_script(MarketFaultMachine(), steps, MarketFaultMachine.books_and_bars)
 
 
 # the sequences: each reaches one rule's situation in a few steps
