@@ -82,9 +82,9 @@ FUZZ_EXAMPLES ?= 1000
 FUZZ_MARKET_EXAMPLES ?= 150
 FUZZ_AWAITING_FIX ?=
 fuzz: install
-	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ZTB_FUZZ_AWAITING_FIX=$(FUZZ_AWAITING_FIX) $(PY) -m pytest -q -p no:cacheprovider \
+	ZTB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ZTB_FUZZ_AWAITING_FIX=$(FUZZ_AWAITING_FIX) $(PY) -m pytest -q -s -p no:cacheprovider \
 		--show-capture=no --timeout=0 tests/live/test_fuzz.py tests/live/test_fuzz_controls.py -k fuzzer
-	ZTB_FUZZ_MARKET_EXAMPLES=$(FUZZ_MARKET_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+	ZTB_FUZZ_MARKET_EXAMPLES=$(FUZZ_MARKET_EXAMPLES) $(PY) -m pytest -q -s -p no:cacheprovider \
 		--show-capture=no --timeout=0 tests/live/test_fuzz_market.py tests/live/test_fuzz_market_controls.py
 
 bench: install
