@@ -144,7 +144,7 @@ def layout(svg: str) -> Layout:
 
 
 class SnapshotMismatch(AssertionError):
-    pass
+    """A view's normalised SVG differs from its stored snapshot (the message names both files)."""
 
 
 def check_snapshot(svg: str, stored: Path, update: bool, report_dir: Path) -> None:
