@@ -157,6 +157,7 @@ class Monitor:
     ws_messages: int = 0
     ws_spoke_at: float = field(default_factory=time.monotonic)  # the socket's newest message
     fallbacks: int = 0  # the feed's hand-overs to REST seen so far
+    fallbacks_at_spoke: int = 0  # the feed's hand-overs when the socket last spoke
     # on REST, the first trade printed since the fallback while the socket is not silenced: a fresh
     # connection could hear the venue from then on (None: not yet, or the bars are on the socket)
     speaks_since: float | None = None
@@ -254,7 +255,7 @@ class MarketFaultMachine(RuleBasedStateMachine):
         turn the machine's load stretched past SLOW_TURN_S: the bot could not look meanwhile)."""
         m, now = self.mon, time.monotonic()
         if self.ws.messages != m.ws_messages:
-            m.ws_messages, m.ws_spoke_at = self.ws.messages, now
+            m.ws_messages, m.ws_spoke_at, m.fallbacks_at_spoke = self.ws.messages, now, self.feed.fallbacks
         reads = sum(self.emu.requests[e] for e in PRIVATE_ENDPOINTS)
         if reads != m.private_reads:
             m.private_reads, m.private_at = reads, now
@@ -294,7 +295,10 @@ class MarketFaultMachine(RuleBasedStateMachine):
 
     def _judge_timed(self, now: float, stale: bool) -> list[str]:
         m, feed, out = self.mon, self.feed, []
-        if feed.mode == "websocket" and feed.heard and now - m.ws_spoke_at > SILENCE_S + LATE_S:
+        # the rule is the hand-over itself: a stall must have sent the bars to REST at least once
+        # (whether a reconnect attempt later hands them back is ws_recovery's business)
+        handed_over = feed.fallbacks > m.fallbacks_at_spoke
+        if feed.mode == "websocket" and feed.heard and not handed_over and now - m.ws_spoke_at > SILENCE_S + LATE_S:
             out.append(f"[ws_fallback] the socket has said nothing for {now - m.ws_spoke_at:.1f}s, bars still on it")
             self.seen("ws_fallback_due")
         if feed.mode == "rest" and m.speaks_since is not None:
