@@ -32,7 +32,7 @@ def main() -> int:
     t0 = time.perf_counter()
     from ztb_core.data.synthetic import SyntheticConfig, generate_market
     from ztb_core.evaluation import EvalConfig, evaluate_positions, sma_crossover, write_report
-    from ztb_core.pnl import CostConfig
+    from ztb_core.trading_costs import CostConfig
 
     import_s = time.perf_counter() - t0
     t = time.perf_counter()

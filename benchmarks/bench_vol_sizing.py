@@ -22,7 +22,7 @@ from ztb_core.data.importers import read_histdata_folder  # noqa: E402
 from ztb_core.errors import DataError  # noqa: E402
 from ztb_core.evaluation.calendar import periods_per_year  # noqa: E402
 from ztb_core.evaluation.vol_sizing import VolSizing, compare_sizing  # noqa: E402
-from ztb_core.pnl import CostConfig  # noqa: E402
+from ztb_core.trading_costs import CostConfig  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "usdjpy_m1_2016"
 

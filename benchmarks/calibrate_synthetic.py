@@ -34,8 +34,8 @@ from ztb_core.data.synthetic import (  # noqa: E402
     price_filter_forecasts,
     signal_ceiling,
 )
-from ztb_core.pnl import CostConfig  # noqa: E402
 from ztb_core.rl.config import TrainConfig  # noqa: E402
+from ztb_core.trading_costs import CostConfig  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "usdjpy_m1_2016"
 

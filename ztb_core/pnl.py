@@ -17,27 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
-
-from .config import ZtbModel
-
-
-class CostConfig(ZtbModel):
-    """Trading costs, applied per unit of position changed."""
-
-    fee_bps: float = Field(1.0, ge=0, le=1000, description="exchange/broker fee per side, basis points")
-    spread_bps: float = Field(
-        1.0, ge=0, le=1000, description="quoted bid/ask spread, basis points (half paid per side)"
-    )
-    slippage_bps: float = Field(0.5, ge=0, le=1000, description="extra adverse fill price per side, basis points")
-
-    @property
-    def rate(self) -> float:
-        return cost_rate(self.fee_bps, self.spread_bps, self.slippage_bps)
-
-
-def cost_rate(fee_bps: float, spread_bps: float = 0.0, slippage_bps: float = 0.0) -> float:
-    return (fee_bps + spread_bps / 2.0 + slippage_bps) / 10_000.0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ztb_core.evaluation import EvaluationError, backtest
-from ztb_core.pnl import CostConfig, bar_returns, position_returns
+from ztb_core.pnl import bar_returns, position_returns
+from ztb_core.trading_costs import CostConfig
 
 from .conftest import make_bars
 

@@ -7,7 +7,7 @@ import pytest
 
 from ztb_core.evaluation import EvalConfig, evaluate_positions, sma_crossover, validate_report
 from ztb_core.paths import shared_data_dir
-from ztb_core.pnl import CostConfig
+from ztb_core.trading_costs import CostConfig
 
 pytestmark = pytest.mark.realdata
 

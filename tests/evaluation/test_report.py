@@ -21,7 +21,7 @@ from ztb_core.evaluation import (
     write_report,
 )
 from ztb_core.paths import configs_dir
-from ztb_core.pnl import CostConfig
+from ztb_core.trading_costs import CostConfig
 
 from .conftest import make_bars
 

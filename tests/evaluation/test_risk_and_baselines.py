@@ -20,7 +20,7 @@ from ztb_core.evaluation import (
     sma_crossover,
 )
 from ztb_core.evaluation.robustness import bar_times, per_period, start_offsets
-from ztb_core.pnl import CostConfig
+from ztb_core.trading_costs import CostConfig
 
 from .conftest import make_bars
 

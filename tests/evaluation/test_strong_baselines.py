@@ -12,7 +12,8 @@ import pytest
 from ztb_core.evaluation import backtest, evaluate_positions, quick_evaluation, sma_crossover, validate_report
 from ztb_core.evaluation.baselines import fit_ridge_baseline, holding_returns, hysteresis
 from ztb_core.evaluation.errors import EvaluationError
-from ztb_core.pnl import CostConfig, bar_returns, position_returns
+from ztb_core.pnl import bar_returns, position_returns
+from ztb_core.trading_costs import CostConfig
 
 from .conftest import make_bars
 

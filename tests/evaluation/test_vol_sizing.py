@@ -17,7 +17,7 @@ from ztb_core.evaluation.vol_sizing import (
     target_for_unit_mean,
 )
 from ztb_core.evaluation.volatility import NS_PER_MINUTE
-from ztb_core.pnl import CostConfig
+from ztb_core.trading_costs import CostConfig
 
 T0 = np.datetime64("2016-01-04T00:00", "ns").astype(np.int64)  # a Monday
 N_BARS = 6 * 7200  # six trading weeks of M1 bars, no weekend gaps (the synthetic clock runs on)

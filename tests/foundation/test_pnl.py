@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from ztb_core.pnl import CostConfig, bar_returns, cost_rate, position_returns, step_return
+from ztb_core.pnl import bar_returns, position_returns, step_return
+from ztb_core.trading_costs import CostConfig, cost_rate
 
 
 def test_hand_computed_example():

@@ -14,7 +14,7 @@ from ztb_core.live.execution.paper import PaperConfig, PaperVenue
 from ztb_core.live.venue.errors import ExchangeCallError
 from ztb_core.live.venue.factory import make_adapter
 from ztb_core.live.venue.types import Ticker
-from ztb_core.pnl import CostConfig
+from ztb_core.trading_costs import CostConfig
 
 PRIVATE = {
     "create_order",

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ztb_core.errors import DataError
-from ztb_core.pnl import CostConfig, bar_returns, position_returns
+from ztb_core.pnl import bar_returns, position_returns
 from ztb_core.rl.config import EnvConfig
 from ztb_core.rl.env import TradingEnv
+from ztb_core.trading_costs import CostConfig
 
 
 def _market(n: int = 400, f: int = 5, seed: int = 0):

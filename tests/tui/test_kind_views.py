@@ -21,8 +21,8 @@ from ztb_core.live.execution.orders import Fill, Order
 from ztb_core.live.loop.requests import RESET_BREAKERS, request_breaker_reset, take_breaker_reset
 from ztb_core.live.loop.risk import RiskConfig, RiskManager
 from ztb_core.live.loop.runner import LiveRunner
-from ztb_core.pnl import CostConfig
 from ztb_core.runs import RunWriter
+from ztb_core.trading_costs import CostConfig
 from ztb_tui.screens.confirm import ConfirmScreen
 from ztb_tui.screens.run import RunScreen
 from ztb_tui.widgets.charts import Chart, drawdown

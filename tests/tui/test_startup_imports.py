@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("scipy", "ztb_core.evaluation", "torch", "matplotlib")
+HEAVY = ("numpy", "scipy", "ztb_core.evaluation", "torch", "matplotlib")
 
 
 def _loaded_after(module: str) -> set[str]:
@@ -28,3 +28,7 @@ def test_the_console_loads_without_the_librarys_statistics():
 
 def test_positive_control_the_sizing_logic_loads_them():
     assert "scipy" in _loaded_after("ztb_core.live.loop.sizing")
+
+
+def test_positive_control_the_pnl_arithmetic_loads_numpy():
+    assert "numpy" in _loaded_after("ztb_core.pnl")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pnl import CostConfig, bar_returns, position_returns
+from ..pnl import bar_returns, position_returns
+from ..trading_costs import CostConfig
 from .validation import check_positions, check_prices
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..pnl import CostConfig, bar_returns, position_returns
+from ..pnl import bar_returns, position_returns
+from ..trading_costs import CostConfig
 from .errors import EvaluationError
 from .validation import as_series, check_prices
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..pnl import CostConfig, cost_rate
+from ..trading_costs import CostConfig, cost_rate
 from .backtest import BacktestResult
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..config import config_to_dict
-from ..pnl import CostConfig, bar_returns, position_returns
+from ..pnl import bar_returns, position_returns
+from ..trading_costs import CostConfig
 from .backtest import BacktestResult, backtest
 from .baselines import buy_and_hold, flat, random_policy, sma_crossover
 from .bootstrap import bootstrap_statistics, percentile_interval, point_statistics

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..pnl import CostConfig, bar_returns, position_returns
+from ..pnl import bar_returns, position_returns
+from ..trading_costs import CostConfig
 from .errors import EvaluationError
 from .metrics import drawdown_series
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..pnl import CostConfig
+from ..trading_costs import CostConfig
 from .backtest import backtest
 from .comparison import compare_returns
 from .errors import EvaluationError

@@ -21,8 +21,8 @@ from ..data.splits import SplitConfig
 from ..data.stream import StreamConfig
 from ..errors import ConfigError
 from ..evaluation.config import VolSizingConfig
-from ..pnl import CostConfig
 from ..tensorboard import LoggingConfig
+from ..trading_costs import CostConfig
 
 #: dotted prefixes whose change makes an existing checkpoint meaningless for this config
 INCOMPATIBLE_PREFIXES: tuple[str, ...] = (

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from ...config import ZtbModel
-from ...pnl import CostConfig
+from ...trading_costs import CostConfig
 from ..venue.errors import ExchangeCallError, OrderNotFoundError, OrderRejected
 from ..venue.types import Balance, ExchangeFill, FillSync, OpenOrder, OrderAck, Ticker
 from .journal import Journal

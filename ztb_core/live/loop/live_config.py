@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...config import ZtbModel
 from ...paths import artifacts_dir
-from ...pnl import CostConfig
+from ...trading_costs import CostConfig
 from ..execution.paper import PaperConfig
 from ..venue.exchange_config import ExchangeConfig
 from .risk import RiskConfig
