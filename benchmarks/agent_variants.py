@@ -1,5 +1,5 @@
 """Training variants that are experiments, not product options, scored exactly like
-`bench_agent_vs_baselines.py` (docs/rl-experiments.md, seventh and eighth sessions), a map of what a
+`bench_agent_vs_baselines.py` (docs/rl-experiments.md, "Why PPO trades a forecast worse than a band" and "PPO that learns a band"), a map of what a
 forecast-only policy does, and what a forecast is worth at PPO's discount.
 
 The variants were measured and rejected, so they are not config keys; they live here, patched

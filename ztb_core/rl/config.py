@@ -57,7 +57,7 @@ class RewardConfig(ZtbModel):
         "sees 1 + this times the cost; negative down to -1 lets it see less than the whole cost, which the discount "
         "needs when it counts only the first few bars of a position's payoff but all of its cost (equity, "
         "evaluation and the reported P&L are unaffected; `ep_penalty_mean` in the train metrics). The default -0.75 (a "
-        "quarter of the cost) is what makes PPO learn a band on the forecast (docs/rl-experiments.md, eighth session)",
+        "quarter of the cost) is what makes PPO learn a band on the forecast (docs/rl-experiments.md, 'PPO that learns a band')",
     )
 
 
@@ -289,8 +289,8 @@ class ForecastConfig(ZtbModel):
         True,
         description="true: the policy sees the forecast column alone (and the position held), not the features "
         "it is computed from; false: the features and the forecast. Eval and live still pass the plain features. "
-        "With kind none there is no forecast and the policy sees the features (docs/rl-experiments.md, eighth and "
-        "ninth sessions)",
+        "With kind none there is no forecast and the policy sees the features (docs/rl-experiments.md, "
+        "'PPO that learns a band' and 'The forecast band becomes the default')",
     )
     clip_quantile: float | None = Field(
         0.999,
@@ -392,7 +392,7 @@ DEMO_PRICE_CEILING = 9.5
 #: about 80 weeks of FX minutes. Long enough that each 15 % split (~89,000 bars) measures an
 #: annualised Sharpe to +-2.0 (one SE), not the +-3.6 of the 200,000 bars it used to have: on those
 #: even the best filter of past prices could not be told from an SMA crossover on the test split
-#: (docs/rl-experiments.md, ninth session)
+#: (docs/rl-experiments.md, "The forecast band becomes the default")
 DEMO_MARKET_BARS = 600_000
 
 
@@ -406,7 +406,7 @@ def _demo_market() -> DataSourceConfig:
 
 
 #: keys added after runs were first recorded, with the value every run recorded without them trained
-#: with. Their defaults have since changed (ninth session: the policy sees the ridge forecast alone),
+#: with. Their defaults have since changed (the policy now sees the ridge forecast alone),
 #: so a run's config.yaml or a checkpoint's state that lacks one must not pick up today's default.
 RECORDED_BEFORE_KEY_EXISTED: dict[str, Any] = {
     "forecast.kind": "none",

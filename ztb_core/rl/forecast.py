@@ -7,10 +7,10 @@ least squares finds a linear forecast from the same features in closed form. Rid
 the return a position earns after bar t (the `holding_returns` the baselines are fitted to) on bar
 t's features, fitted once on the train split, gives the policy that forecast as one more column;
 what is left for PPO is when a forecast is worth a trade's cost, given the position held. (Measured
-in docs/rl-experiments.md, sixth session: beside the features, no better than the features alone.)
+in docs/rl-experiments.md, "A forecast column, and a longer market": beside the features, no better than the features alone.)
 With `forecast.only` the policy sees the forecast column instead of the features, and with
-training rewards that see a quarter of each trade's cost it learns a band on it (eighth session);
-on the 600,000-bar default market that is the default (ninth session).
+training rewards that see a quarter of each trade's cost it learns a band on it ("PPO that learns a band");
+on the 600,000-bar default market that is the default ("The forecast band becomes the default").
 
 The fit sees the train split only, never the bars the agent is evaluated or traded on. Its
 coefficients go into every checkpoint, so `ztb eval` on any period and `ztb live` compute the very
