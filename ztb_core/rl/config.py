@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import Flags, Resolved, ZtbModel, apply_overrides, resolve_config, set_dotted, validate_config
 from ..data.source import DataSourceConfig
@@ -300,6 +300,19 @@ class ForecastConfig(ZtbModel):
         "bound is stored in every checkpoint, so eval and live clip alike; weekend gaps and news minutes otherwise "
         "reach 20-30 spreads); null = no clip. How often it fires: `forecast_clipped` in the evaluation rows",
     )
+    horizons: list[int] = Field(
+        default_factory=list,
+        description="longer horizons, in bars: one more column each, the ridge forecast of the summed return of the "
+        "next h bars (same features, own spread and clip). [] = the one-bar forecast alone. A one-bar forecast cannot "
+        "tell a fast reversal from a slow trend; a horizon column carries the slow one (docs/known-optimum.md)",
+    )
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons_increase(cls, v: list[int]) -> list[int]:
+        if any(h < 2 or h > 10_000 for h in v) or v != sorted(set(v)):
+            raise ValueError(f"forecast.horizons must be increasing bar counts from 2 to 10000, got {v}")
+        return v
 
 
 class TrainVolSizingConfig(VolSizingConfig):

@@ -23,6 +23,11 @@ the train split (stored with the coefficients, so eval and live clip at the same
 opens and news minutes put a few rows at 20-30 spreads; unclipped, a policy of the forecast alone
 learned to trade on those outliers. `clipped_fraction` says how often the bound fires on any
 bars (the train run records it for train and for each evaluation).
+
+`forecast.horizons` adds a column per longer horizon h: the same ridge on the same features, fitted
+to the summed return of the next h bars. One forecast of the next bar cannot tell a fast component
+of the signal that reverses within a few bars (and does not pay its costs) from a slow one that
+lasts hundreds; a horizon column carries the slow one (docs/known-optimum.md, `known_two_speed`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,29 @@ COLUMN = "forecast_ridge"
 
 
 @dataclass(frozen=True)
+class HorizonForecast:
+    """One more column: the forecast of the summed return of the next `bars` bars, on the same
+    standardised features, in units of its own train-split spread, clipped at its own bound."""
+
+    bars: int
+    coef: np.ndarray  # (F,) on standardised features
+    spread: float
+    clip: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"bars": self.bars, "coef": self.coef.tolist(), "spread": self.spread, "clip": self.clip}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> HorizonForecast:
+        return cls(
+            int(st["bars"]),
+            np.asarray(st["coef"], dtype=np.float64),
+            float(st["spread"]),
+            None if st.get("clip") is None else float(st["clip"]),
+        )
+
+
+@dataclass(frozen=True)
 class Forecast:
     """A fitted forecast: standardise the features, take the ridge combination, divide by its
     spread on the train split."""
@@ -56,6 +84,7 @@ class Forecast:
     clip: float | None = None  # |column| bound fitted on the train split (None: unclipped, older checkpoints)
     clip_quantile: float | None = None  # the train quantile of |column| the bound is
     train_clipped: float = 0.0  # fraction of train rows beyond the bound
+    horizons: tuple[HorizonForecast, ...] = ()  # longer horizons' columns, after the one-bar column
 
     @property
     def n_inputs(self) -> int:
@@ -63,22 +92,39 @@ class Forecast:
         return int(self.coef.size)
 
     def raw(self, features: np.ndarray) -> np.ndarray:
-        """(T,) float64 forecast of each row in units of its train-split spread, before the clip."""
-        x = np.asarray(features, dtype=np.float64)
-        return ((x - self.mean) / self.scale) @ self.coef / self.spread
+        """(T,) float64 one-bar forecast of each row in units of its train-split spread, before the clip."""
+        return self._raw_all(features)[:, 0]
+
+    def _raw_all(self, features: np.ndarray) -> np.ndarray:
+        """(T, 1 + len(horizons)) float64: every column before its clip."""
+        xs = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        coef = np.stack([self.coef, *(h.coef for h in self.horizons)], axis=1)
+        spread = np.array([self.spread, *(h.spread for h in self.horizons)])
+        return xs @ coef / spread
+
+    def _bounds(self) -> np.ndarray:
+        """(1 + len(horizons),) |column| bounds, inf where a column is unclipped."""
+        return np.array([np.inf if c is None else c for c in (self.clip, *(h.clip for h in self.horizons))])
 
     def column(self, features: np.ndarray) -> np.ndarray:
-        """(T,) float32 forecast of each row, in units of its train-split spread, clipped to +-clip."""
-        z = self.raw(features)
-        if self.clip is not None:
-            z = np.clip(z, -self.clip, self.clip)
-        return z.astype(np.float32)
+        """(T,) float32 one-bar forecast of each row, in units of its train-split spread, clipped to +-clip."""
+        return self.columns(features)[:, 0]
+
+    def columns(self, features: np.ndarray) -> np.ndarray:
+        """(T, 1 + len(horizons)) float32: the one-bar column, then one per longer horizon, each clipped."""
+        b = self._bounds()
+        return np.clip(self._raw_all(features), -b, b).astype(np.float32)
+
+    @property
+    def names(self) -> list[str]:
+        """The columns' names: `COLUMN`, then `COLUMN_h<bars>` per longer horizon."""
+        return [COLUMN, *(f"{COLUMN}_h{h.bars}" for h in self.horizons)]
 
     def clipped_fraction(self, features: np.ndarray) -> float:
-        """Fraction of rows whose forecast lies beyond the bound (0 without one, or without rows)."""
+        """Fraction of forecast values (rows x columns) beyond their bound (0 without bounds or rows)."""
         if self.clip is None or len(features) == 0:
             return 0.0
-        return float(np.mean(np.abs(self.raw(features)) > self.clip))
+        return float(np.mean(np.abs(self._raw_all(features)) > self._bounds()))
 
     def clip_summary(self) -> dict[str, Any]:
         """The bound, the train quantile it is, and the fraction of train rows beyond it."""
@@ -86,21 +132,22 @@ class Forecast:
 
     @property
     def n_outputs(self) -> int:
-        """Columns the policy sees per row: the features and the forecast, or the forecast alone."""
-        return 1 if self.only else self.n_inputs + 1
+        """Columns the policy sees per row: the features and the forecast columns, or those alone."""
+        n = 1 + len(self.horizons)
+        return n if self.only else self.n_inputs + n
 
     def append(self, features: np.ndarray) -> np.ndarray:
-        """The columns the policy sees: the features with the forecast as one more column (T, F + 1),
-        or with `only` the forecast alone (T, 1)."""
+        """The columns the policy sees: the features with the forecast columns after them
+        (T, F + 1 + len(horizons)), or with `only` the forecast columns alone."""
         f = np.asarray(features, dtype=np.float32)
         if f.ndim != 2 or f.shape[1] != self.n_inputs:
             raise DataError(f"forecast: expected features (T, {self.n_inputs}), got {f.shape}")
-        col = self.column(f)[:, None]
-        return np.ascontiguousarray(col if self.only else np.concatenate([f, col], axis=1))
+        cols = self.columns(f)
+        return np.ascontiguousarray(cols if self.only else np.concatenate([f, cols], axis=1))
 
     def augment(self, market: MarketSlice) -> MarketSlice:
         """The slice the environment trains on: its features replaced by `append`'s columns."""
-        names = [COLUMN] if self.only else [*market.feature_names, COLUMN]
+        names = self.names if self.only else [*market.feature_names, *self.names]
         return replace(market, features=self.append(market.features), feature_names=names)
 
     def state(self) -> dict[str, Any]:
@@ -117,6 +164,7 @@ class Forecast:
             "clip": self.clip,
             "clip_quantile": self.clip_quantile,
             "train_clipped": self.train_clipped,
+            "horizons": [h.state() for h in self.horizons],
         }
 
     @classmethod
@@ -136,6 +184,8 @@ class Forecast:
                 None if st.get("clip") is None else float(st["clip"]),
                 None if st.get("clip_quantile") is None else float(st["clip_quantile"]),
                 float(st.get("train_clipped", 0.0)),
+                # absent in checkpoints from before horizon columns: the one-bar column alone
+                tuple(HorizonForecast.from_state(h) for h in st.get("horizons") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint forecast state is unreadable: {exc!r}") from None
@@ -143,6 +193,14 @@ class Forecast:
             raise CheckpointError("checkpoint forecast state is inconsistent (shapes or spread)")
         if f.clip is not None and not f.clip > 0:
             raise CheckpointError(f"checkpoint forecast state: clip bound {f.clip} is not positive")
+        for h in f.horizons:
+            if (
+                h.coef.shape != f.coef.shape
+                or not h.spread > 0
+                or h.bars < 2
+                or (h.clip is not None and not h.clip > 0)
+            ):
+                raise CheckpointError(f"checkpoint forecast state: the {h.bars}-bar column is inconsistent")
         return f
 
 
@@ -155,18 +213,52 @@ def fit_forecast(cfg: ForecastConfig, train: MarketSlice) -> Forecast | None:
             f"forecast.kind ridge: the train split has {len(train)} rows, too few to fit "
             f"{train.features.shape[1]} features (use more data or forecast.kind none)"
         )
-    mean, scale, coef, _ = fit_ridge(train.features, holding_returns(train.open, train.close), cfg.alpha)
-    raw = ((np.asarray(train.features, dtype=np.float64) - mean) / scale) @ coef
+    one_bar = holding_returns(train.open, train.close)
+    mean, scale, coef, _ = fit_ridge(train.features, one_bar, cfg.alpha)
+    xs = (np.asarray(train.features, dtype=np.float64) - mean) / scale
+    spread, clip, train_clipped = _scale_and_bound(xs @ coef, cfg, "the next bar's return")
+    horizons = []
+    for bars in cfg.horizons:
+        # every horizon is fitted on the rows the one-bar fit used (same mean and scale); the
+        # last rows' sums run to the end of the split
+        _, _, h_coef, _ = fit_ridge(train.features, forward_sum(one_bar, bars), cfg.alpha)
+        h_spread, h_clip, _ = _scale_and_bound(xs @ h_coef, cfg, f"the next {bars} bars' return")
+        horizons.append(HorizonForecast(bars, h_coef, h_spread, h_clip))
+    return Forecast(
+        cfg.alpha,
+        mean,
+        scale,
+        coef,
+        spread,
+        len(train),
+        cfg.only,
+        clip,
+        cfg.clip_quantile if clip is not None else None,
+        train_clipped,
+        tuple(horizons),
+    )
+
+
+def forward_sum(returns: np.ndarray, bars: int) -> np.ndarray:
+    """(n,) sum of `returns[t : t + bars]` (fewer at the end), NaN where `returns[t]` is NaN."""
+    r = np.asarray(returns, dtype=np.float64)
+    c = np.concatenate([[0.0], np.cumsum(np.nan_to_num(r))])
+    end = np.minimum(np.arange(r.size) + bars, r.size)
+    out = c[end] - c[: r.size]
+    out[~np.isfinite(r)] = np.nan
+    return out
+
+
+def _scale_and_bound(raw: np.ndarray, cfg: ForecastConfig, what: str) -> tuple[float, float | None, float]:
+    """(spread, clip bound in spreads or None, fraction of train rows beyond it) of a fitted column."""
     spread = float(raw.std())
     if not spread > 0:
         raise DataError(
-            "forecast.kind ridge: the forecast is constant on the train split (nothing in the features "
-            "predicts the returns); use forecast.kind none"
+            f"forecast.kind ridge: the forecast of {what} is constant on the train split (nothing in the "
+            "features predicts it); use forecast.kind none"
         )
-    z = np.abs(raw / spread)
     if cfg.clip_quantile is None:
-        return Forecast(cfg.alpha, mean, scale, coef, spread, len(train), cfg.only)
+        return spread, None, 0.0
+    z = np.abs(raw / spread)
     clip = float(np.quantile(z, cfg.clip_quantile))
-    return Forecast(
-        cfg.alpha, mean, scale, coef, spread, len(train), cfg.only, clip, cfg.clip_quantile, float(np.mean(z > clip))
-    )
+    return spread, clip, float(np.mean(z > clip))
