@@ -86,9 +86,11 @@ def run_market(kind: str, market_seed: int, args: argparse.Namespace) -> dict:
     test = splits["test"]
     series: dict[str, np.ndarray] = {}
     detail: dict[str, str] = {}
+    positions: dict[str, np.ndarray] = {}
     for rule in known_market_rules(kind, bars, rate, rows, sol):
         series[rule.name] = split_pnl(rule.test, bars, rows["test"], rate)
         detail[rule.name] = rule.detail
+        positions[rule.name] = rule.test
     for seed in args.seeds:
         scfg = market_config(kind, market_seed, args.bars, args.steps, seed, args.set)
         t1 = time.perf_counter()
@@ -97,7 +99,8 @@ def run_market(kind: str, market_seed: int, args: argparse.Namespace) -> dict:
             raise SystemExit(f"training {kind} market seed {market_seed} seed {seed} ended {out.state}")
         agent = load_agent(out.run_dir)  # the final checkpoint
         name = f"PPO seed {seed}"
-        series[name] = split_pnl(agent.positions(test), bars, rows["test"], rate)
+        positions[name] = agent.positions(test)
+        series[name] = split_pnl(positions[name], bars, rows["test"], rate)
         detail[name] = f"{args.steps:,} steps, {time.perf_counter() - t1:.0f} s"
     ppo = [k for k in series if k.startswith("PPO")]
     fr = paired_fractions(series, "DP optimum", pairs=tuple((k, STRONGEST) for k in ppo), n_boot=args.boot)
@@ -106,19 +109,23 @@ def run_market(kind: str, market_seed: int, args: argparse.Namespace) -> dict:
         f"\n== {kind}, market seed {market_seed}: {len(test):,} test bars, costs {rate * 1e4:.1f} bp per unit "
         f"(DP solved in {solve_s:.0f} s, grid {[len(g) for g in sol.grid]}, gain {sol.gain:.3g}/bar)"
     )
-    print(f"{'policy':<24} {'net/bar':>10} {'Sharpe':>7} {'SE':>5}  {'fraction of DP [95%]':<24} chosen")
+    print(f"{'policy':<24} {'net/bar':>10} {'Sharpe':>7} {'SE':>5}  {'fraction of DP [95%]':<24} {'as DP':>6}  chosen")
     row: dict = {"market": kind, "market_seed": market_seed, "test_bars": len(test), "policies": {}}
     for k, r in series.items():
         s, se = sharpe(r, ppy)
         f = fr[k]
+        # the policy maps compared where it matters: the share of test bars holding the DP's position
+        same = float(np.mean(positions[k] == positions["DP optimum"]))
         print(
-            f"{k:<24} {r.mean():>10.3g} {s:>7.2f} {se:>5.2f}  {f.point:>6.3f} [{f.low:.3f}, {f.high:.3f}]   {detail[k]}"
+            f"{k:<24} {r.mean():>10.3g} {s:>7.2f} {se:>5.2f}  {f.point:>6.3f} [{f.low:.3f}, {f.high:.3f}]  "
+            f"{same:>6.1%}  {detail[k]}"
         )
         row["policies"][k] = {
             "mean": float(r.mean()),
             "sharpe": s,
             "se": se,
             "fraction": f.__dict__,
+            "same_position_as_dp": same,
             "detail": detail[k],
         }
     for k in ppo:
