@@ -118,33 +118,77 @@ def agent(env, shared_runs: SharedRuns) -> Path:
     )
 
 
-def live_run(env: dict, before: set[Path]) -> Path:
-    (run,) = live_runs(env) - before
-    return run
-
-
 def live_runs(env: dict) -> set[Path]:
     runs = Path(env["ZTB_ARTIFACTS"]) / "runs"
     return {p for p in runs.iterdir() if p.name.startswith("live-")} if runs.exists() else set()
 
 
-@pytest.mark.slow
-def test_readme_agent_dry_run_decides_on_the_first_closed_bar(env, emulator_url, agent):
-    before = live_runs(env)
-    done = cli(
-        "live",
-        "--dry-run",
-        "--checkpoint",
-        str(agent),
-        "--set",
-        f"exchange.api_url={emulator_url}",
-        *FAST_CLIENT,
-        "--max-bars",
-        "1",
+def start_live(agent: Path, emulator_url: str, env: dict) -> subprocess.Popen:
+    """`ztb live --dry-run --checkpoint RUN --set exchange.api_url=URL --max-bars 1` (the README's
+    command, the client's rate limit lifted), started and not waited for."""
+    args = ["live", "--dry-run", "--checkpoint", str(agent), "--set", f"exchange.api_url={emulator_url}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ztb_core.cli", *args, *FAST_CLIENT, "--max-bars", "1"],
+        cwd=REPO,
         env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    run = live_run(env, before)
+
+
+def finished_live_run(proc: subprocess.Popen, env: dict) -> Path:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-4000:]
+    (run,) = live_runs(env)
+    return run
+
+
+@pytest.fixture(scope="module")
+def two_live_runs(env, emulator_url, agent, tmp_path_factory) -> dict[str, Path]:
+    """Both README sequences side by side, so their runs wait for the same closed bar (each waits up
+    to a minute of real time for it): `cold`, `ztb live` on an empty store (the start-up backfill
+    pages every bar from the exchange); `stored`, `ztb data fetch --api-url URL --since ...` (the
+    command `ztb live` names) into a store of its own, then `ztb live` on it. Each has its own
+    artifacts and data folders."""
+    envs = {}
+    for name in ("cold", "stored"):
+        root = tmp_path_factory.mktemp(name)
+        envs[name] = {**env, "ZTB_ARTIFACTS": str(root / "artifacts"), "ZTB_DATA": str(root / "data")}
+    cold = start_live(agent, emulator_url, envs["cold"])
+    try:
+        since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3.5 * 86400))
+        fetched = cli(
+            "data",
+            "fetch",
+            "--exchange",
+            "coincheck",
+            "--symbol",
+            "BTC/JPY",
+            "--api-url",
+            emulator_url,
+            "--since",
+            since,
+            "--set",
+            "rate_limit.requests_per_s=1000",
+            "--set",
+            "rate_limit.burst=1000",
+            "--set",
+            "rate_limit.ccxt_rate_limit=false",
+            env=envs["stored"],
+        )
+        assert fetched.returncode == 0, fetched.stdout[-2000:] + fetched.stderr[-2000:]
+        assert "stored" in fetched.stdout and "BTC_JPY" in fetched.stdout
+        stored = start_live(agent, emulator_url, envs["stored"])
+        return {"cold": finished_live_run(cold, envs["cold"]), "stored": finished_live_run(stored, envs["stored"])}
+    finally:
+        if cold.poll() is None:
+            cold.kill()
+
+
+@pytest.mark.slow
+def test_readme_agent_dry_run_decides_on_the_first_closed_bar(two_live_runs):
+    run = two_live_runs["cold"]
     events = read_jsonl(run / "events.jsonl")
     (hist,) = [e for e in events if e["event"] == "history_backfilled"]
     assert hist["needed"] == feature_history("technical-66")  # lookback 1: the derived buffer, not 6,000
@@ -155,46 +199,10 @@ def test_readme_agent_dry_run_decides_on_the_first_closed_bar(env, emulator_url,
 
 
 @pytest.mark.slow
-def test_one_fetch_fills_the_store_and_live_pages_only_what_is_newer(env, emulator_url, agent):
-    """`ztb data fetch --api-url URL --since ...` (the command `ztb live` names) imports the emulator's
-    market; the next `ztb live` reads it from the store and pages the exchange only after it."""
-    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3.5 * 86400))
-    fetched = cli(
-        "data",
-        "fetch",
-        "--exchange",
-        "coincheck",
-        "--symbol",
-        "BTC/JPY",
-        "--api-url",
-        emulator_url,
-        "--since",
-        since,
-        "--set",
-        "rate_limit.requests_per_s=1000",
-        "--set",
-        "rate_limit.burst=1000",
-        "--set",
-        "rate_limit.ccxt_rate_limit=false",
-        env=env,
-    )
-    assert fetched.returncode == 0, fetched.stdout[-2000:] + fetched.stderr[-2000:]
-    assert "stored" in fetched.stdout and "BTC_JPY" in fetched.stdout
-    before = live_runs(env)
-    done = cli(
-        "live",
-        "--dry-run",
-        "--checkpoint",
-        str(agent),
-        "--set",
-        f"exchange.api_url={emulator_url}",
-        *FAST_CLIENT,
-        "--max-bars",
-        "1",
-        env=env,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    run = live_run(env, before)
+def test_one_fetch_fills_the_store_and_live_pages_only_what_is_newer(two_live_runs):
+    """`ztb data fetch` imports the emulator's market; the next `ztb live` reads it from the store
+    and pages the exchange only after it."""
+    run = two_live_runs["stored"]
     events = read_jsonl(run / "events.jsonl")
     (hist,) = [e for e in events if e["event"] == "history_backfilled"]
     assert hist["missing"] == 0 and hist["from_store"] > 4000
