@@ -379,3 +379,13 @@ def test_a_run_with_a_horizon_column_trains_and_its_agent_computes_both_columns(
     pos = agent.positions(val.features)
     for t in (10, 150, 299):  # live trading's path decides the same
         assert agent.act(val.features[t : t + 1], pos[t - 1]) == pos[t], t
+
+
+def test_the_slow_signals_preset_changes_exactly_its_three_keys():
+    from ztb_core.config import config_to_dict, flatten
+    from ztb_core.paths import configs_dir
+
+    preset = load_config(TrainConfig, configs_dir() / "presets" / "slow-signals.yaml")
+    default = flatten(config_to_dict(load_config(TrainConfig)))
+    changed = {k: v for k, v in flatten(config_to_dict(preset)).items() if default[k] != v}
+    assert changed == {"forecast.horizons": [100], "ppo.gamma": 0.99, "ppo.gae_lambda": 0.95}
