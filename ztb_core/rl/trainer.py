@@ -388,12 +388,7 @@ def _load_data(cfg: TrainConfig, opened: _Opened, total: int, new_run: bool) -> 
         n_features=int(splits["train"].features.shape[1]),
         forecast=None
         if forecast is None
-        else {
-            "kind": cfg.forecast.kind,
-            "train_rows": forecast.train_rows,
-            "only": forecast.only,
-            "columns": forecast.names,
-        },
+        else {"kind": cfg.forecast.kind, "train_rows": forecast.train_rows, "only": forecast.only},
         # the forecast's clip bound (fitted on train) and how often it fires there; evaluation rows
         # carry `forecast_clipped` for their own bars
         forecast_clip=None if forecast is None else forecast.clip_summary(),
