@@ -1,9 +1,11 @@
 """Does Stage 1 help the agent? PPO with technical-66 only, + frozen Stage-1 embeddings, + a
-randomly initialised encoder of the same shape (control), same splits and seeds, scored on the
-test split after costs beside buy-and-hold, SMA 20/100 and ridge (`ztb_core.rl.stage1_ablation`).
+randomly initialised encoder of the same shape (control; its own weights for every seed), same
+seeds, every arm scored on the same test bars after costs beside buy-and-hold, SMA 20/100 and
+ridge, and each arm's mean difference from technical-66 over the seeds with a t interval
+(`ztb_core.rl.stage1_ablation`).
 
     .venv/bin/python benchmarks/bench_stage1_ablation.py --encoder RUN/encoder/encoder.pt \\
-        --steps 100000 --seeds 0 1 --set data.kind=store --set data.symbol=USDJPY
+        --steps 100000 --seeds 0 1 2 3 4 --set data.kind=store --set data.symbol=USDJPY
 
 The encoder must have been pretrained on data that ends before the PPO validation period (the
 run refuses otherwise). Runs go to a temporary artifacts folder unless ZTB_ARTIFACTS is set.

@@ -65,6 +65,27 @@ def encoder_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def long_window_encoder(tmp_path_factory):
+    """A tiny export whose window reaches 80 hours back (M1 + H4): a warm-up longer than
+    technical-66's (about two days), so an encoder arm's valid rows start later than the plain arm's."""
+    from ztb_core.cli import main
+
+    root = tmp_path_factory.mktemp("pretrain-h1")
+    cfg = {
+        **TINY_PRETRAIN,
+        "data": {"market": "crypto", "synthetic": {"n_bars": 30000, "seed": 1}},
+        "window": {"timeframes": ["M1", "H4"], "seq_len": 32, "seq_len_per_tf": {"H4": 20}},
+        "splits": {"train": 0.25, "val": 0.35, "test": 0.4},  # trained on bars before the PPO validation period
+    }
+    (root / "pretrain.yaml").write_text(yaml.safe_dump({**cfg, "cache_dir": str(root / "cache")}))
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, root)
+        assert main(["pretrain", "--headless", "--config", str(root / "pretrain.yaml")]) == 0
+    (run,) = (root / "artifacts" / "runs").glob("pretrain-*")
+    return run / "encoder"
+
+
+@pytest.fixture(scope="module")
 def frozen(encoder_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("frozen")
     with pytest.MonkeyPatch.context() as mp:
@@ -192,6 +213,43 @@ def test_frozen_agent_reproduces_positions_and_evaluates(frozen, monkeypatch, ca
     assert code == 0, captured.out + captured.err
     report = json.loads((root / "artifacts" / "runs" / "ev-frozen" / "reports" / "eval_ev-frozen.json").read_text())
     assert report["meta"]["split"] == "test"
+
+
+def test_the_ablation_scores_every_arm_on_the_same_bars_with_a_random_encoder_per_seed(
+    long_window_encoder, art, tmp_path
+):
+    """The Stage-1 ablation on the real export: the encoder's longer warm-up moves the split
+    boundaries (the control below), yet every arm and baseline is scored on the same test and
+    validation bars, each seed's control has its own random weights, and the paired differences
+    from technical-66 come with an interval."""
+    from ztb_core.rl.stage1_ablation import ARMS, run_ablation
+
+    base = tiny_cfg(total=128)
+    plain_test = prepare_splits(base)["test"].index
+    coded_test = prepare_splits(tiny_cfg(f"encoder.path={long_window_encoder}", total=128))["test"].index
+    assert not plain_test.equals(coded_test)  # control: left alone, the arms' test bars differ
+
+    res = run_ablation(base, long_window_encoder, seeds=[0, 1], work_dir=tmp_path / "ablation", label="abl")
+    first, last, count = res["bars"]["test"]
+    assert count < len(plain_test) and str(coded_test[-1]) == last
+    assert {a.test["bars"] for a in res["arms"]} == {count}
+    assert {b["bars"] for b in res["baselines"]["test"].values()} == {count}
+    assert {a.val["bars"] for a in res["arms"]} == {res["bars"]["val"][2]}
+    assert sorted((a.arm, a.seed) for a in res["arms"]) == sorted((arm, s) for arm in ARMS for s in (0, 1))
+    weights = [
+        torch.load(tmp_path / "ablation" / f"random-encoder-s{s}" / "encoder.pt", weights_only=False)["state_dict"]
+        for s in (0, 1)
+    ]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    for arm in ARMS[1:]:
+        d = res["differences"][arm]
+        pair = [
+            next(a.test["sharpe"] for a in res["arms"] if a.arm == x and a.seed == s)
+            for s in (0, 1)
+            for x in (arm, ARMS[0])
+        ]
+        assert d["n"] == 2 and d["mean"] == pytest.approx((pair[0] - pair[1] + pair[2] - pair[3]) / 2, abs=0.011)
+        assert d["ci95"][0] <= d["mean"] <= d["ci95"][1]
 
 
 def test_bad_encoder_path_is_a_clear_error_before_any_run_folder(art, tmp_path):
