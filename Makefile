@@ -37,15 +37,16 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/ztb train --headless --total-timesteps $(DEMO_STEPS)
 
-# `check` and `ztb smoke` first, side by side (mypy keeps one core busy for most of a minute; the
-# smoke run, every command's happy path in a temporary artifacts folder, about 20 s, takes the
-# other), so a lint, type or command failure stops the run in about a minute instead of minutes
-# into the suite. The suite runs on pytest-xdist with two workers per core (at most 8): about a
-# third of its test time waits on real seconds (emulator bars, websocket stalls, subprocesses
-# starting), and one worker per core left the cores idle 42 % of the time. On 2 cores, 4 workers
-# took 420-430 s where 2 took 573 s, the live tests' wall-clock deadlines met in every run.
+# `check` and `ztb smoke` first, side by side (mypy, on its own worker processes, and the smoke run,
+# every command's happy path in a temporary artifacts folder, share the cores for about half a
+# minute), so a lint, type or command failure stops the run within a minute instead of minutes
+# into the suite. The suite runs on pytest-xdist with half again as many workers as cores (3 on 2
+# cores; at most 8): about a third of its test time waits on real seconds (emulator bars, websocket
+# stalls, subprocesses starting), and one worker per core left the cores idle 42 % of the time.
+# Measured from fresh clones on 2 cores: 2 workers 573 s, 3 workers 409 s, 4 workers 430 s (more
+# start-up and contention, and once an emulator that did not stop within 20 s under that load).
 # It prints the 25 slowest tests, so a test that grows slow shows in every CI log.
-PYTEST_WORKERS ?= $(shell python3 -c 'import os; print(min(8, 2 * len(os.sched_getaffinity(0))))')
+PYTEST_WORKERS ?= $(shell python3 -c 'import os; print(max(2, min(8, 3 * len(os.sched_getaffinity(0)) // 2)))')
 test: install
 	$(MAKE) --no-print-directory -j2 --output-sync=target check smoke
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=25
@@ -63,7 +64,7 @@ test-fast: install
 check: install
 	$(VENV)/bin/ruff check ztb_core ztb_tui tests benchmarks
 	$(VENV)/bin/ruff format --check ztb_core ztb_tui tests benchmarks
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --num-workers auto
 	$(VENV)/bin/lint-imports
 
 # Refresh requirements.lock: resolve pyproject's ranges (+ dev) to the newest versions, with hashes.
