@@ -11,7 +11,7 @@ trade id, so recording one twice is a no-op and a fill is never counted twice.
 A journal belongs to one mode (`paper` or `live`) and one exchange/symbol; opening it for another
 raises, so a dry run can never mix its simulated orders into the real book.
 """
-# Over 600 lines on purpose: the schema, its migrations-by-refusal and every transaction that touches the books stay in one file, so one reader can check all writes to money state together.
+# Over 600 lines on purpose: the schema and every transaction that touches the books stay in one file, so one reader can check all writes to money state together.
 
 from __future__ import annotations
 
