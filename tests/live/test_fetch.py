@@ -273,3 +273,39 @@ def test_health_reports_rate_limit_headroom_and_private_access(emulator_config, 
     assert report.rate_limit["limit"] == "40" and 30 <= int(report.rate_limit["remaining"]) < 40
     assert abs(report.clock_skew_ms) < 1500 and report.private.startswith("ok")
     assert report.limits.min_amount == Decimal("0.005")
+
+
+def test_ctrl_c_the_moment_the_url_is_printed_still_stops_cleanly(monkeypatch, capsys):
+    """A script that reads the URL and interrupts at once (the test above, on a loaded machine)
+    caught the emulator between printing and its wait loop: a KeyboardInterrupt traceback and
+    exit 130. The interrupt is raised here exactly as the URL is printed; the command must still
+    stop the server and say so, returning normally."""
+    from rich.console import Console
+
+    from ztb_core.cli.exchange import emulator_cmd
+
+    printed: list[str] = []
+    real_print = Console.print
+
+    def interrupted_at_the_url(self, *objects, **kw):
+        real_print(self, *objects, **kw)
+        printed.append(" ".join(map(str, objects)))
+        if "REST URL" in printed[-1]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Console, "print", interrupted_at_the_url)
+    try:
+        emulator_cmd(
+            port=0,
+            source="synthetic",
+            api_key="k",
+            secret="s",
+            speed=0.0,
+            config=None,
+            set_=["synthetic_days=0.1", "history_s=600"],
+            ws_port=-1,
+        )
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the command: a traceback and exit 130 for the user")
+    assert any("REST URL" in p for p in printed)
+    assert printed[-1].startswith("emulator stopped; requests served: 0")

@@ -68,16 +68,19 @@ def emulator_cmd(
     console = Console()
     with console.status(f"loading the {cfg.source} trade tape..."):
         server = EmulatorServer(cfg)
-    url = server.start()
-    ws = WsServer(server.state, cfg.host, ws_port) if ws_port >= 0 else None
-    ws_line = f"  websocket URL: [bold]{ws.start()}[/] (--set ws_url=... in ztb live)\n" if ws else ""
-    console.print(
-        f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
-        f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n{ws_line}"
-        f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
-        "  Ctrl-C stops it."
-    )
+    ws: WsServer | None = None
+    # the URL is printed inside the try: a Ctrl-C the moment it appears (a script that read it and
+    # is done) still stops the emulator cleanly, instead of a KeyboardInterrupt traceback and exit 130
     try:
+        url = server.start()
+        ws = WsServer(server.state, cfg.host, ws_port) if ws_port >= 0 else None
+        ws_line = f"  websocket URL: [bold]{ws.start()}[/] (--set ws_url=... in ztb live)\n" if ws else ""
+        console.print(
+            f"[bold green]emulator[/] {server.tape.name}: {len(server.tape):,} trades, speed {cfg.speed:g}x, "
+            f"{len(cfg.faults)} fault rule(s)\n  REST URL: [bold]{url}[/]\n{ws_line}"
+            f"  try: ztb exchange health --exchange coincheck --symbol BTC/JPY --api-url {url}\n"
+            "  Ctrl-C stops it."
+        )
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
