@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,13 @@ from filelock import FileLock
 from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A suite started as a background job (`make test &`, nohup, a CI runner's non-interactive shell)
+# inherits SIGINT ignored, and so does every process a test starts: a test that stops a child with
+# Ctrl-C (`ztb emulator`) would wait for it forever. Python's own handler is put back, so children
+# start with SIGINT at its default. Runs in every pytest-xdist worker too (they load this file).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # One compute thread per process (torch, OpenBLAS), inherited by every CLI subprocess a test starts:
 # the suite already runs a test per core (pytest-xdist), so a second intra-op thread only competes
