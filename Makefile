@@ -44,7 +44,7 @@ demo: install
 # cores; at most 8): about a third of its test time waits on real seconds (emulator bars, websocket
 # stalls, subprocesses starting), and one worker per core left the cores idle 42 % of the time.
 # Measured from fresh clones on 2 cores: 2 workers 573 s, 3 workers 409 s, 4 workers 430 s (more
-# start-up and contention, and once an emulator that did not stop within 20 s under that load).
+# start-up, every worker importing the suite, and more contention).
 # It prints the 25 slowest tests, so a test that grows slow shows in every CI log.
 PYTEST_WORKERS ?= $(shell python3 -c 'import os; print(max(2, min(8, 3 * len(os.sched_getaffinity(0)) // 2)))')
 test: install
