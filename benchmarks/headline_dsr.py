@@ -33,7 +33,7 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parent / "test_registry.csv"
 #: the figure docs/results.md quotes per market: (configuration, checkpoint rule, where it is quoted)
 HEADLINES: dict[str, tuple[str, str, str]] = {
     "synthetic:demo-600k:seed0": (
-        "fcband-600k: forecast alone, lookback 1, training cost x0.25 (the current default)",
+        "fcband-600k: forecast alone, lookback 1, training cost x0.25 (the default to 2026-12-08, 4 x 8,192 rollouts)",
         "final",
         "results.md: the agent, nine training seeds (10.7-12.7; median)",
     ),
@@ -41,12 +41,12 @@ HEADLINES: dict[str, tuple[str, str, str]] = {
     "synthetic:demo-600k:seed23": ("the default (forecast band), 1M steps", "final", "results.md: fresh seed 23"),
     # the headline markets: fresh seeds chosen before any scoring, three training seeds each (median)
     "synthetic:demo-600k:seed101": (
-        "the default (forecast band), 1M steps",
+        "the default (16 x 2,048 rollouts), 1M steps",
         "final",
         "results.md: headline, fresh seed 101, median of three training seeds",
     ),
     "synthetic:demo-600k:seed202": (
-        "the default (forecast band), 1M steps",
+        "the default (16 x 2,048 rollouts), 1M steps",
         "final",
         "results.md: headline, fresh seed 202, median of three training seeds",
     ),

@@ -65,18 +65,20 @@ def test_shipped_registry_validates_and_holds_the_markets_the_docs_score():
     aug = by_market["real:USDJPY-M1-2016:Aug"]
     assert aug.n_configurations == 11
     assert aug.find("R-usdjpy-newdef: the forecast-band default, 1M steps", "final").sharpe == -5.7
-    # the demo market's headline: nine training seeds of the current default, median of 10.7-12.7
+    # seed 0's figure: nine training seeds of the default before 2026-12-08, median of 10.7-12.7
     demo = by_market["synthetic:demo-600k:seed0"]
-    c = demo.find("fcband-600k: forecast alone, lookback 1, training cost x0.25 (the current default)", "final")
+    old_default = "fcband-600k: forecast alone, lookback 1, training cost x0.25 (the default to 2026-12-08, 4 x 8,192 rollouts)"
+    c = demo.find(old_default, "final")
     assert len(c.sharpes) == 9 and min(c.sharpes) == 10.7 and max(c.sharpes) == 12.7
     # the audit's fresh seeds are registered, so they are no longer fresh for these configurations
     assert {"synthetic:demo-600k:seed11", "synthetic:demo-600k:seed23"} <= set(by_market)
-    # the headline's fresh seeds: the default scored once per training seed (0, 1, 2), final and
-    # best-by-val, and the three baselines the same evaluations scored
+    # the headline's fresh seeds: the old default (4 x 8,192) and today's (16 x 2,048) each scored once
+    # per training seed (0, 1, 2), final and best-by-val, and the three baselines the first scored
     for seed in (101, 202):
         fresh = by_market[f"synthetic:demo-600k:seed{seed}"]
-        assert fresh.n_configurations == 5 and fresh.n_scorings == 9
+        assert fresh.n_configurations == 7 and fresh.n_scorings == 15
         assert len(fresh.find("the default (forecast band), 1M steps", "final").sharpes) == 3
+        assert len(fresh.find("the default (16 x 2,048 rollouts), 1M steps", "final").sharpes) == 3
     assert all(r.split == "test" for r in rows)
 
 

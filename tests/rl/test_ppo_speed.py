@@ -4,19 +4,23 @@ actions, same weights as stable-baselines3's own path; and the settings they tou
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from ztb_core.config import load_config
-from ztb_core.paths import configs_dir
 from ztb_core.rl import trainer
 from ztb_core.rl.config import TrainConfig
 from ztb_core.rl.trainer import build_model, build_vec_env, unvalidated_distributions
 
 from .conftest import tiny_cfg
 from .test_ppo_settings import _market
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _train(cfg, fast: bool, monkeypatch) -> tuple[np.ndarray, list[torch.Tensor]]:
@@ -82,11 +86,17 @@ def test_argument_checks_are_off_inside_and_restored_after():
         torch.distributions.Distribution.set_default_validate_args(True)
 
 
-def test_fast_rollouts_preset_keeps_the_samples_per_update():
+def test_the_speed_benchmark_compares_the_old_default_with_the_same_samples_per_update():
+    """benchmarks/bench_train.py --only speed puts the default beside the old default's 4 x 8,192:
+    the same 32,768 samples per update, minibatches and epochs; only the environments per forward
+    pass differ (16 against 4)."""
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     default = load_config(TrainConfig)
-    fast = load_config(TrainConfig, configs_dir() / "presets" / "fast-rollouts.yaml")
-    assert fast.ppo.n_envs == 4 * default.ppo.n_envs  # 4x the environments per forward pass ...
-    assert fast.rollout_steps == default.rollout_steps  # ... and the same samples per update
+    old = load_config(TrainConfig, None, list(bench.OLD_SHAPE))
+    assert default.ppo.n_envs == 4 * old.ppo.n_envs == 16
+    assert old.rollout_steps == default.rollout_steps == 32_768
     same = ("batch_size", "n_epochs", "gamma", "gae_lambda", "learning_rate", "target_kl", "net_arch")
-    assert all(getattr(fast.ppo, k) == getattr(default.ppo, k) for k in same)
-    assert fast.env == default.env and fast.total_timesteps == default.total_timesteps
+    assert all(getattr(old.ppo, k) == getattr(default.ppo, k) for k in same)
+    assert old.env == default.env and old.total_timesteps == default.total_timesteps

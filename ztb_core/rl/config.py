@@ -127,7 +127,7 @@ class NormalizeConfig(ZtbModel):
 
 class PPOConfig(ZtbModel):
     policy: Literal["MlpPolicy"] = Field("MlpPolicy", description="stable-baselines3 policy class")
-    n_envs: int = Field(4, ge=1, le=256, description="parallel environment copies")
+    n_envs: int = Field(16, ge=1, le=256, description="parallel environment copies")
     vec_env: Literal["dummy", "subproc"] = Field(
         "dummy", description="dummy: all envs in this process (fastest for a cheap env); subproc: one process each"
     )
@@ -138,7 +138,7 @@ class PPOConfig(ZtbModel):
         "whole rollouts; never below 0), like RL Zoo's lin_ schedules",
     )
     n_steps: int = Field(
-        8192, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs; docs/rl-experiments.md)"
+        2048, ge=2, description="steps per env per rollout (rollout = n_steps * n_envs; docs/rl-experiments.md)"
     )
     batch_size: int = Field(
         256,

@@ -72,7 +72,7 @@ def _default_space() -> dict[str, ParamRange]:
     return {
         "ppo.learning_rate": r(low=1e-5, high=1e-3, log=True),
         "ppo.lr_schedule": r(choices=["constant", "linear"]),
-        "ppo.n_steps": r(choices=[2048, 4096, 8192, 16384]),
+        "ppo.n_steps": r(choices=[512, 1024, 2048, 4096]),
         "ppo.gamma": r(low=0.8, high=0.995),
         "ppo.gae_lambda": r(low=0.8, high=0.98),
         "ppo.ent_coef": r(low=1e-6, high=1e-2, log=True),
