@@ -67,7 +67,9 @@ def test_shipped_registry_validates_and_holds_the_markets_the_docs_score():
     assert aug.find("R-usdjpy-newdef: the forecast-band default, 1M steps", "final").sharpe == -5.7
     # seed 0's figure: nine training seeds of the default before 2026-12-08, median of 10.7-12.7
     demo = by_market["synthetic:demo-600k:seed0"]
-    old_default = "fcband-600k: forecast alone, lookback 1, training cost x0.25 (the default to 2026-12-08, 4 x 8,192 rollouts)"
+    old_default = (
+        "fcband-600k: forecast alone, lookback 1, training cost x0.25 (the default to 2026-12-08, 4 x 8,192 rollouts)"
+    )
     c = demo.find(old_default, "final")
     assert len(c.sharpes) == 9 and min(c.sharpes) == 10.7 and max(c.sharpes) == 12.7
     # the audit's fresh seeds are registered, so they are no longer fresh for these configurations
