@@ -154,9 +154,23 @@ class LossConfig(ZtbModel):
     returns: float = Field(
         0.0, ge=0, description="weight of the MSE of one-step close returns touching masked bars (predict returns)"
     )
+    rv_aux: float = Field(
+        0.0,
+        ge=0,
+        description="weight of an auxiliary head forecasting the log realised variance of the next rv_horizons M1 "
+        "returns relative to the M1 window's own, from the embedding (0 = no head; needs M1 in window.timeframes)",
+    )
+    rv_horizons: list[int] = Field([60, 240], min_length=1, description="M1 returns ahead the rv_aux head forecasts")
     consistency_tol: float = Field(
         0.25, gt=0, description="metric: coarse bar matches the fine aggregation within this (coarse-window std units)"
     )
+
+    @field_validator("rv_horizons")
+    @classmethod
+    def _positive_horizons(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v) or len(set(v)) != len(v):
+            raise ValueError(f"rv_horizons must be distinct positive bar counts, got {v}")
+        return v
 
 
 class OptimConfig(ZtbModel):
@@ -208,3 +222,12 @@ class PretrainConfig(ZtbModel):
     cache_dir: str | None = Field(
         None, description="window-index / statistics cache; none = <artifacts>/cache/pretrain"
     )
+
+    @model_validator(mode="after")
+    def _rv_head_needs_m1(self) -> PretrainConfig:
+        if self.loss.rv_aux > 0 and "M1" not in self.window.timeframes:
+            raise ValueError(
+                f"loss.rv_aux > 0 forecasts M1 realised variance from the M1 window: add M1 to window.timeframes "
+                f"(got {list(self.window.timeframes)}) or set loss.rv_aux=0"
+            )
+        return self

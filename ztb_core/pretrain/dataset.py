@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from .bars import TimeframeBars
 from .masking import sample_masks
 from .normalization import revin
+from .rv_target import RelativeVolTarget
 from .windows import WindowIndex
 
 #: input channels per timeframe: 4 normalised prices + 2 aux + visibility flag
@@ -30,6 +31,7 @@ class PretrainArrays:
     bars: dict[str, TimeframeBars]  # aux already z-scored with train-only stats
     index: WindowIndex
     parents: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # fine tf -> (parent, first, last) of next tf
+    rv: RelativeVolTarget | None = None  # the rv_aux head's target (loss.rv_aux > 0), else no target in batches
 
     def make_batch(
         self,
@@ -73,6 +75,8 @@ class PretrainArrays:
             ok = (pg >= 0) & (pos >= 0) & (pos < self.lengths[coarse]) & (first[safe] >= 0)
             ok &= (first[safe] >= rf[:, :1]) & (last[safe] <= rf[:, -1:])
             out[f"cpos:{fine}"] = np.where(ok, pos, -1)
+        if self.rv is not None:
+            out["rv"], out["rv_ok"] = self.rv.targets(rows["M1"][:, -1])
         return out
 
 

@@ -47,10 +47,17 @@ class PretrainModule(L.LightningModule):
         self.model = MultiTimeframeAutoencoder(
             self.timeframes, lengths, self.cfg.model, backbone_module=backbone_module
         )
+        # outside `model`, so the exported encoder (the `model.` weights) is the same with or without it
+        self.rv_head = (
+            torch.nn.Linear(self.model.embedding_dim, len(self.cfg.loss.rv_horizons))
+            if self.cfg.loss.rv_aux > 0
+            else None
+        )
         if self.model.is_t5:
             self.hparams["t5_config"] = self.model.backbone_config.to_dict()
         self._val: ReconstructionMetrics | None = None
         self._val_loss: list[float] = []
+        self._val_rv: list[float] = []
         self._t_last: float | None = None
         self._samples = 0
         self._last_batch: tuple[dict, int] | None = None
@@ -65,9 +72,21 @@ class PretrainModule(L.LightningModule):
             self._set_backbone_trainable(self.current_epoch >= self.cfg.model.t5.freeze_epochs)
 
     # ---- steps --------------------------------------------------------------------------------
-    def training_step(self, batch, batch_idx):
-        recon, _ = self.model(inputs(batch, self.timeframes))
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict]:
+        """(reconstructions, total loss, its parts): the reconstruction losses plus, with
+        `loss.rv_aux`, the realised-variance head's squared error on the rows whose target exists."""
+        recon, embedding = self.model(inputs(batch, self.timeframes))
         loss, parts = total_loss(recon, batch, self.timeframes, self.cfg.loss)
+        if self.rv_head is not None:
+            err = (self.rv_head(embedding.float()) - batch["rv"]) ** 2
+            ok = batch["rv_ok"]
+            parts["rv"] = (err * ok).sum() / ok.sum().clamp(min=1)
+            loss = loss + self.cfg.loss.rv_aux * parts["rv"]
+            parts["total"] = loss
+        return recon, loss, parts
+
+    def training_step(self, batch, batch_idx):
+        _, loss, parts = self.losses(batch)
         if not bool(torch.isfinite(loss.detach())):  # before backward: the weights stay good
             raise_non_finite(
                 "loss",
@@ -108,8 +127,7 @@ class PretrainModule(L.LightningModule):
         batch, batch_idx = self._last_batch
 
         def parts():
-            recon, _ = self.model(inputs(batch, self.timeframes))
-            return total_loss(recon, batch, self.timeframes, self.cfg.loss)[1]
+            return self.losses(batch)[2]
 
         with torch.enable_grad():
             bad = terms_with_bad_gradient(parts, params)
@@ -120,11 +138,13 @@ class PretrainModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val = ReconstructionMetrics(self.timeframes, self.cfg.loss.consistency_tol)
         self._val_loss = []
+        self._val_rv = []
 
     def validation_step(self, batch, batch_idx):
-        recon, _ = self.model(inputs(batch, self.timeframes))
-        loss, _ = total_loss(recon, batch, self.timeframes, self.cfg.loss)
+        recon, loss, parts = self.losses(batch)
         self._val_loss.append(float(loss))
+        if "rv" in parts:
+            self._val_rv.append(float(parts["rv"]))
         recon = {tf: r.float() for tf, r in recon.items()}
         self._val.update("model", recon, batch)
         for kind, rec in fill_all(batch, self.timeframes).items():
@@ -135,6 +155,8 @@ class PretrainModule(L.LightningModule):
             return
         res = self._val.compute()
         values = {"val_loss": float(np.mean(self._val_loss))}
+        if self._val_rv:
+            values["val/rv_mse"] = float(np.mean(self._val_rv))
         for tf in self.timeframes:
             m, lin = res["model"][tf], res["linear"][tf]
             values[f"val/corr_return_{tf}"] = m["corr_return"]
@@ -162,7 +184,7 @@ class PretrainModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.cfg.optim
         backbone = {id(p) for p in self.model.backbone_parameters()}
-        base = [p for p in self.model.parameters() if id(p) not in backbone]
+        base = [p for p in self.parameters() if id(p) not in backbone]  # the rv head's too
         groups = [{"params": base, "lr": o.lr}]
         max_lr = [o.lr]
         if backbone:

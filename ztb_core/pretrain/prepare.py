@@ -21,6 +21,7 @@ from .bars import TimeframeBars, child_spans, timeframe_bars
 from .config import PretrainConfig
 from .dataset import PretrainArrays
 from .normalization import AuxStats, data_digest, fit_aux_stats, stats_digest
+from .rv_target import RelativeVolTarget
 from .windows import cached_window_index
 
 
@@ -87,7 +88,12 @@ def prepare(cfg: PretrainConfig, m1: pd.DataFrame | None = None, use_cache: bool
     for tf, tfb in bars.items():
         tfb.aux = stats.apply(tf, tfb.aux)
     parents = {fine: child_spans(bars[fine], bars[coarse]) for fine, coarse in zip(tfs[:-1], tfs[1:], strict=True)}
-    arrays = PretrainArrays(timeframes=tfs, lengths=lengths, bars=bars, index=index, parents=parents)
+    rv = (
+        RelativeVolTarget.from_bars(bars["M1"], tuple(cfg.loss.rv_horizons), lengths["M1"])
+        if cfg.loss.rv_aux > 0
+        else None
+    )
+    arrays = PretrainArrays(timeframes=tfs, lengths=lengths, bars=bars, index=index, parents=parents, rv=rv)
     return Prepared(arrays=arrays, stats=stats, index_key=key, index_cached=cached, market=market, timings=timings)
 
 
