@@ -309,3 +309,25 @@ def test_ctrl_c_the_moment_the_url_is_printed_still_stops_cleanly(monkeypatch, c
         pytest.fail("the interrupt escaped the command: a traceback and exit 130 for the user")
     assert any("REST URL" in p for p in printed)
     assert printed[-1].startswith("emulator stopped; requests served: 0")
+
+
+@pytest.mark.parametrize("flag", ["--port", "--ws-port"])
+def test_a_port_in_use_is_one_clear_error(flag, capsys):
+    """A REST or websocket port another process holds: exit 2, one line naming the address and the
+    flag to change, no traceback, and no "emulator stopped" for a REST server that never started."""
+    import socket
+
+    from ztb_core.cli.app import main
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        other = {"--port": ["--ws-port", "-1"], "--ws-port": ["--port", "0"]}[flag]
+        args = ["emulator", flag, str(port), *other, "--speed", "0", "--set", "synthetic_days=0.1"]
+        code = main([*args, "--set", "history_s=600"])
+    out = capsys.readouterr()
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in out.err and flag in out.err
+    assert "Traceback" not in out.err + out.out
+    assert ("emulator stopped" in out.out) == (flag == "--ws-port")  # the REST server ran only then

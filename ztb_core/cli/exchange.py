@@ -71,8 +71,10 @@ def emulator_cmd(
     ws: WsServer | None = None
     # the URL is printed inside the try: a Ctrl-C the moment it appears (a script that read it and
     # is done) still stops the emulator cleanly, instead of a KeyboardInterrupt traceback and exit 130
+    started = False
     try:
         url = server.start()
+        started = True
         ws = WsServer(server.state, cfg.host, ws_port) if ws_port >= 0 else None
         ws_line = f"  websocket URL: [bold]{ws.start()}[/] (--set ws_url=... in ztb live)\n" if ws else ""
         console.print(
@@ -88,8 +90,9 @@ def emulator_cmd(
     finally:
         if ws is not None:
             ws.stop()
-        server.stop()
-        console.print(f"emulator stopped; requests served: {sum(server.requests.values())}")
+        if started:  # a port that cannot be bound is the error's to report, not a stop
+            server.stop()
+            console.print(f"emulator stopped; requests served: {sum(server.requests.values())}")
 
 
 @exchange_app.command("health")

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from ...errors import ConfigError
 from .config import EmulatorConfig, FaultRule
 from .faults import FaultTable
 from .state import ApiError, ExchangeState
@@ -122,7 +123,13 @@ class EmulatorServer:
         if self._httpd is not None:
             return self.base_url
         handler = type("BoundHandler", (_Handler,), {"emulator": self})
-        self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        try:
+            self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"emulator: cannot listen on {self.config.host}:{self.config.port} ({exc.strerror or exc}); "
+                "choose another port (--port, or 0 for any free one)"
+            ) from None
         self._httpd.daemon_threads = True
         self._stop.clear()
         self._thread = threading.Thread(

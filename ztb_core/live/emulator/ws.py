@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ...errors import ConfigError
 from .state import PAIR, ExchangeState
 
 log = logging.getLogger("ztb.live.emulator.ws")
@@ -64,12 +65,17 @@ class WsServer:
         self._thread = threading.Thread(target=self._run, name="ztb-emulator-ws", daemon=True)
         self._thread.start()
         self._ready.wait(10)
+        if isinstance(self.error, OSError):  # the port: something the user chose and can change
+            raise ConfigError(
+                f"emulator websocket: cannot listen on {self.host}:{self._port} ({self.error.strerror or self.error}); "
+                "choose another port (--ws-port, 0 for any free one, -1 for none)"
+            ) from None
         if self.error is not None:
             raise self.error
         return self.url
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():  # closed: never served
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout=5)
