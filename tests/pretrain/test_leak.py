@@ -18,7 +18,7 @@ from ztb_core.config import config_to_dict
 from ztb_core.data.synthetic import SyntheticConfig, generate_market
 from ztb_core.pretrain.config import PRETRAIN_TIMEFRAMES
 from ztb_core.pretrain.dataset import PretrainArrays
-from ztb_core.pretrain.evaluate import score_module
+from ztb_core.pretrain.evaluate import bare_trainer, score_module
 from ztb_core.pretrain.module import PretrainDataModule, PretrainModule
 from ztb_core.pretrain.prepare import prepare
 
@@ -80,21 +80,7 @@ def _train_and_compare(cfg, prepared):
     # test workers (2 threads: 75 s of CPU on a loaded 2-core machine; 1 thread: 19 s)
     torch.set_num_threads(1)
     module = PretrainModule(config_to_dict(cfg), prepared.arrays.lengths, prepared.stats.to_dict())
-    trainer = L.Trainer(
-        max_steps=cfg.trainer.max_steps,
-        max_epochs=-1,
-        limit_train_batches=cfg.trainer.epoch_steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-        use_distributed_sampler=False,
-    )
-    trainer.fit(module, datamodule=PretrainDataModule(cfg, prepared))
+    bare_trainer(cfg).fit(module, datamodule=PretrainDataModule(cfg, prepared))
     acc = score_module(module, prepared, cfg, "val", batch_size=128)
     return acc.compare("model", ("bridge",), TARGETS, n_boot=500, seed=0)
 

@@ -14,6 +14,7 @@ from ztb_core.config import config_to_dict
 from ztb_core.data.schema import utc_index
 from ztb_core.pretrain.bars import timeframe_bars
 from ztb_core.pretrain.config import PretrainConfig
+from ztb_core.pretrain.evaluate import bare_trainer
 from ztb_core.pretrain.export import load_encoder, save_encoder
 from ztb_core.pretrain.module import PretrainDataModule, PretrainModule
 from ztb_core.pretrain.prepare import prepare
@@ -108,20 +109,7 @@ def test_the_head_learns_a_volatility_cycle_and_the_export_is_the_encoder_alone(
     dm = PretrainDataModule(cfg, prepared)
     before, constant = _head_mse(module, dm)
     assert before > 0.8 * constant  # control: untrained, the head is no better than the train mean
-    trainer = L.Trainer(
-        max_steps=cfg.trainer.max_steps,
-        max_epochs=-1,
-        limit_train_batches=cfg.trainer.epoch_steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-    )
-    trainer.fit(module, datamodule=dm)
+    bare_trainer(cfg).fit(module, datamodule=dm)
     after, constant = _head_mse(module, dm)
     assert after < 0.6 * constant, (after, constant)  # the cycle explains over 40 % of the targets
     # the head is not part of the encoder: the export holds the `model.` weights only and loads

@@ -6,7 +6,7 @@ import lightning as L
 
 from ztb_core.config import config_to_dict
 from ztb_core.pretrain.baselines import BASELINES
-from ztb_core.pretrain.evaluate import score_module
+from ztb_core.pretrain.evaluate import bare_trainer, score_module
 from ztb_core.pretrain.module import PretrainDataModule, PretrainModule
 from ztb_core.pretrain.prepare import prepare
 
@@ -17,21 +17,7 @@ def _train(cfg, m1):
     prepared = prepare(cfg, m1=m1)
     L.seed_everything(cfg.seed, verbose=False)
     module = PretrainModule(config_to_dict(cfg), prepared.arrays.lengths, prepared.stats.to_dict())
-    trainer = L.Trainer(
-        max_steps=cfg.trainer.max_steps,
-        max_epochs=-1,
-        limit_train_batches=cfg.trainer.epoch_steps,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-        use_distributed_sampler=False,
-    )
-    trainer.fit(module, datamodule=PretrainDataModule(cfg, prepared))
+    bare_trainer(cfg).fit(module, datamodule=PretrainDataModule(cfg, prepared))
     return score_module(module, prepared, cfg, "val", batch_size=128)
 
 

@@ -52,6 +52,26 @@ COMPARED = TARGETS + ("corr_return_boundary", "mse_return_boundary")
 
 
 @torch.no_grad()
+def bare_trainer(cfg: PretrainConfig) -> L.Trainer:
+    """A CPU trainer for `cfg.trainer.max_steps` steps with no validation, logging, checkpoints or
+    progress bar: for short in-process trainings (ablations, tests) that score the module afterwards."""
+    return L.Trainer(
+        max_steps=cfg.trainer.max_steps,
+        max_epochs=-1,
+        limit_train_batches=cfg.trainer.epoch_steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        precision=cfg.trainer.precision,
+        gradient_clip_val=cfg.optim.grad_clip or None,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+    )
+
+
 def score_module(
     module: PretrainModule, prepared, cfg: PretrainConfig, split: str = "test", batch_size: int = 256
 ) -> ReconstructionMetrics:
@@ -269,22 +289,7 @@ def run_t5_ablation(cfg: PretrainConfig, prepared, split: str = "test") -> dict:
             out["skipped"][name] = str(exc).split(";")[0]
             continue
         L.seed_everything(cfg.seed, verbose=False)
-        trainer = L.Trainer(
-            max_steps=vcfg.trainer.max_steps,
-            max_epochs=-1,
-            limit_train_batches=vcfg.trainer.epoch_steps,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            precision=vcfg.trainer.precision,
-            gradient_clip_val=vcfg.optim.grad_clip or None,
-            num_sanity_val_steps=0,
-            use_distributed_sampler=False,
-        )
-        trainer.fit(module, datamodule=PretrainDataModule(vcfg, prepared))
+        bare_trainer(vcfg).fit(module, datamodule=PretrainDataModule(vcfg, prepared))
         res = evaluate_module(module, prepared, vcfg, split)
         out["variants"][name] = {
             tf: {"mse": r["mse"], "corr_return_interior": r["corr_return_interior"]} for tf, r in res["model"].items()
