@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..config import Flags, Resolved, ZtbModel, apply_overrides, resolve_config, set_dotted, validate_config
 from ..data.source import DataSourceConfig
@@ -307,11 +307,18 @@ class ForecastConfig(ZtbModel):
         "tell a fast reversal from a slow trend; a horizon column carries the slow one (docs/known-optimum.md)",
     )
 
-    @field_validator("horizons")
+    vol_horizons: list[int] = Field(
+        default_factory=list,
+        description="horizons, in bars: one more column each, the ridge forecast of the log realised variance (mean "
+        "squared bar return) of the next h bars, centred on its train mean, in units of its own spread. A market "
+        "whose best band width changes with its volatility regime needs it (docs/known-optimum.md, known_regime)",
+    )
+
+    @field_validator("horizons", "vol_horizons")
     @classmethod
-    def _horizons_increase(cls, v: list[int]) -> list[int]:
+    def _horizons_increase(cls, v: list[int], info: ValidationInfo) -> list[int]:
         if any(h < 2 or h > 10_000 for h in v) or v != sorted(set(v)):
-            raise ValueError(f"forecast.horizons must be increasing bar counts from 2 to 10000, got {v}")
+            raise ValueError(f"forecast.{info.field_name} must be increasing bar counts from 2 to 10000, got {v}")
         return v
 
 

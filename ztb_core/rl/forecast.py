@@ -28,6 +28,12 @@ bars (the train run records it for train and for each evaluation).
 to the summed return of the next h bars. One forecast of the next bar cannot tell a fast component
 of the signal that reverses within a few bars (and does not pay its costs) from a slow one that
 lasts hundreds; a horizon column carries the slow one (docs/known-optimum.md, `known_two_speed`).
+
+`forecast.vol_horizons` adds a column per horizon h for the *size* of what comes: the same ridge
+fitted to the log realised variance (mean squared bar return) of the next h bars, centred on its
+train mean. A return forecast says which way; where the best no-trade band is wider in a volatile
+regime than in a calm one, the policy also needs to know which regime it is in
+(docs/known-optimum.md, `known_regime`).
 """
 
 from __future__ import annotations
@@ -55,17 +61,32 @@ class HorizonForecast:
     coef: np.ndarray  # (F,) on standardised features
     spread: float
     clip: float | None = None
+    target: str = "return"  # return: the summed return of the next `bars` bars | log_var: their log realised variance
+
+    @property
+    def name(self) -> str:
+        return f"{COLUMN}_h{self.bars}" if self.target == "return" else f"{COLUMN}_logvar_h{self.bars}"
 
     def state(self) -> dict[str, Any]:
-        return {"bars": self.bars, "coef": self.coef.tolist(), "spread": self.spread, "clip": self.clip}
+        return {
+            "bars": self.bars,
+            "coef": self.coef.tolist(),
+            "spread": self.spread,
+            "clip": self.clip,
+            "target": self.target,
+        }
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> HorizonForecast:
+        target = str(st.get("target", "return"))  # absent in checkpoints from before volatility columns
+        if target not in ("return", "log_var"):
+            raise ValueError(f"unknown horizon target {target!r}")
         return cls(
             int(st["bars"]),
             np.asarray(st["coef"], dtype=np.float64),
             float(st["spread"]),
             None if st.get("clip") is None else float(st["clip"]),
+            target,
         )
 
 
@@ -117,8 +138,9 @@ class Forecast:
 
     @property
     def names(self) -> list[str]:
-        """The columns' names: `COLUMN`, then `COLUMN_h<bars>` per longer horizon."""
-        return [COLUMN, *(f"{COLUMN}_h{h.bars}" for h in self.horizons)]
+        """The columns' names: `COLUMN`, then `COLUMN_h<bars>` per longer horizon and
+        `COLUMN_logvar_h<bars>` per volatility horizon."""
+        return [COLUMN, *(h.name for h in self.horizons)]
 
     def clipped_fraction(self, features: np.ndarray) -> float:
         """Fraction of forecast values (rows x columns) beyond their bound (0 without bounds or rows)."""
@@ -224,6 +246,10 @@ def fit_forecast(cfg: ForecastConfig, train: MarketSlice) -> Forecast | None:
         _, _, h_coef, _ = fit_ridge(train.features, forward_sum(one_bar, bars), cfg.alpha)
         h_spread, h_clip, _ = _scale_and_bound(xs @ h_coef, cfg, f"the next {bars} bars' return")
         horizons.append(HorizonForecast(bars, h_coef, h_spread, h_clip))
+    for bars in cfg.vol_horizons:
+        _, _, v_coef, _ = fit_ridge(train.features, forward_log_variance(one_bar, bars), cfg.alpha)
+        v_spread, v_clip, _ = _scale_and_bound(xs @ v_coef, cfg, f"the next {bars} bars' log variance")
+        horizons.append(HorizonForecast(bars, v_coef, v_spread, v_clip, "log_var"))
     return Forecast(
         cfg.alpha,
         mean,
@@ -247,6 +273,14 @@ def forward_sum(returns: np.ndarray, bars: int) -> np.ndarray:
     out = c[end] - c[: r.size]
     out[~np.isfinite(r)] = np.nan
     return out
+
+
+def forward_log_variance(returns: np.ndarray, bars: int) -> np.ndarray:
+    """(n,) log of the mean squared return of `returns[t : t + bars]` (fewer at the end), floored
+    at 1e-20 (a run of unchanged prices), NaN where `returns[t]` is NaN."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = np.minimum(np.arange(r.size) + bars, r.size) - np.arange(r.size)
+    return np.log(np.maximum(forward_sum(r * r, bars) / n, 1e-20))
 
 
 def _scale_and_bound(raw: np.ndarray, cfg: ForecastConfig, what: str) -> tuple[float, float | None, float]:
