@@ -488,7 +488,9 @@ async def test_readonly_hides_launch_stop_delete(make_app, fleet) -> None:
 async def test_command_palette_and_keyboard_navigation(make_app, fleet) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: run_table(app).row_count == 4)
+        # the screen fills its table, then tells the app (RunsListed), whose palette lists the runs:
+        # wait for both, or a busy machine checks the palette in between
+        await wait_for(pilot, lambda: run_table(app).row_count == 4 and len(app.runs_snapshot) == 4)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Launch a run", "Stop all runs", "Refresh", "Open run train-20260101-100000-a1b2"} <= set(titles)
         await pilot.press("ctrl+p")
