@@ -315,21 +315,21 @@ def test_a_run_reports_how_often_the_clip_fires_and_its_agent_clips_alike(art):
     assert "of the evaluation bars" in text
 
 
+def _fitted_on(kind: str, *sets: str):
+    """(config, forecast fitted on train, train, val) of a 60,000-bar known-optimum market, the
+    policy seeing the forecast columns alone."""
+    cfg = tiny_cfg(f"data.synthetic.kind={kind}", "data.synthetic.n_bars=60000", *sets, "forecast.only=true")
+    s = prepare_splits(cfg)
+    return cfg, fit_forecast(cfg.forecast, s["train"]), s["train"], s["val"]
+
+
 def test_a_horizon_column_forecasts_the_summed_return_the_one_bar_column_misses():
     """`forecast.horizons: [h]` adds the ridge forecast of the next h bars' summed return as one
     more column. On a known_two_speed market (a fast 5-bar reversal and a slow 200-bar trend) the
     one-bar column is mostly the reversal: on val it predicts the next 100 bars' return worse than
     the 100-bar column does (the positive control: on the next bar it is the other way round). The
     one-bar column is unchanged by the extra one, and the state carries both."""
-    cfg = tiny_cfg(
-        "data.synthetic.kind=known_two_speed",
-        "data.synthetic.n_bars=60000",
-        "forecast.horizons=[100]",
-        "forecast.only=true",
-    )
-    s = prepare_splits(cfg)
-    train, val = s["train"], s["val"]
-    f = fit_forecast(cfg.forecast, train)
+    cfg, f, train, val = _fitted_on("known_two_speed", "forecast.horizons=[100]")
     alone = fit_forecast(RIDGE, train)
     assert f.names == [COLUMN, f"{COLUMN}_h100"] and f.n_outputs == 2
     cols = f.columns(val.features)
@@ -380,16 +380,7 @@ def test_a_volatility_column_tells_the_regime_the_return_columns_do_not():
     tracks the realised variance ahead on val (correlation above 0.5), which the one-bar return
     column does not (the control: below 0.2); the return columns are unchanged by it, and the state
     round-trips with the column's kind."""
-    cfg = tiny_cfg(
-        "data.synthetic.kind=known_regime",
-        "data.synthetic.n_bars=60000",
-        "forecast.horizons=[20]",
-        "forecast.vol_horizons=[50]",
-        "forecast.only=true",
-    )
-    s = prepare_splits(cfg)
-    train, val = s["train"], s["val"]
-    f = fit_forecast(cfg.forecast, train)
+    cfg, f, train, val = _fitted_on("known_regime", "forecast.horizons=[20]", "forecast.vol_horizons=[50]")
     assert f.names == [COLUMN, f"{COLUMN}_h20", f"{COLUMN}_logvar_h50"] and f.n_outputs == 3
     cols = f.columns(val.features)
     returns_only = fit_forecast(cfg.forecast.model_copy(update={"vol_horizons": []}), train)
